@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Local Docker for ktrail's container tests: Debian's docker.io, started without iptables
+# or a bridge (the test machines have no NAT and no registry), plus a local busybox image
+# built with `docker import` so no registry is ever needed.
+#
+#   deploy/local/docker.sh install   apt packages: docker.io containerd runc busybox-static
+#   deploy/local/docker.sh start     start dockerd (reuses a running one)
+#   deploy/local/docker.sh stop      stop the dockerd this script started
+#   deploy/local/docker.sh status    is dockerd answering? which image is there?
+#   deploy/local/docker.sh image     build ktrail/busybox:latest (idempotent)
+#   deploy/local/docker.sh all       install + start + image
+#
+# Containers must run with `--network none` or `--network host` (no bridge exists).
+# Idempotent: every step checks before it acts and says what it does.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+CACHE="${KTRAIL_CACHE:-$ROOT/.cache}/docker"
+SOCK="${KTRAIL_DOCKER_SOCK:-/var/run/docker.sock}"
+PIDFILE="$CACHE/dockerd.pid"
+LOG="$CACHE/dockerd.log"
+IMAGE="${KTRAIL_DOCKER_IMAGE:-ktrail/busybox:latest}"
+# Prefer Debian's client: it matches Debian's dockerd (a newer client elsewhere on PATH works
+# too, through API version negotiation).
+DOCKER_BIN="$(command -v /usr/bin/docker || command -v docker || true)"
+
+say() { echo "[docker.sh] $*"; }
+die() {
+  echo "[docker.sh] ERROR: $*" >&2
+  exit 1
+}
+need_root() { [ "$(id -u)" = 0 ] || die "must run as root (dockerd needs it)"; }
+dk() { "$DOCKER_BIN" -H "unix://$SOCK" "$@"; }
+answering() { [ -S "$SOCK" ] && [ -n "$DOCKER_BIN" ] && dk version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+
+cmd_install() {
+  local missing=()
+  command -v dockerd >/dev/null || missing+=(docker.io)
+  command -v containerd >/dev/null || missing+=(containerd)
+  command -v runc >/dev/null || missing+=(runc)
+  [ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 && dpkg -s busybox-static >/dev/null 2>&1 ||
+    missing+=(busybox-static)
+  if [ ${#missing[@]} -eq 0 ]; then
+    say "install: docker.io containerd runc busybox-static already installed"
+    return
+  fi
+  need_root
+  say "install: apt-get install -y ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  DOCKER_BIN="$(command -v /usr/bin/docker || command -v docker || true)"
+}
+
+cmd_start() {
+  if answering; then
+    say "start: dockerd already answering on $SOCK (version $(dk version --format '{{.Server.Version}}')), reusing it"
+    return
+  fi
+  need_root
+  command -v dockerd >/dev/null || die "dockerd not installed: run '$0 install'"
+  mkdir -p "$CACHE"
+  # A stale socket or pid file from a killed daemon would make dockerd refuse to start.
+  if [ -f /var/run/docker.pid ] && ! kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then
+    say "start: removing stale /var/run/docker.pid"
+    rm -f /var/run/docker.pid
+  fi
+  say "start: dockerd --iptables=false --bridge=none --ip-masq=false -H unix://$SOCK (log: $LOG)"
+  # setsid: dockerd must outlive this script and the test runner that called it.
+  setsid dockerd --iptables=false --ip6tables=false --bridge=none --ip-masq=false \
+    -H "unix://$SOCK" >>"$LOG" 2>&1 </dev/null &
+  echo $! >"$PIDFILE"
+  for _ in $(seq 1 120); do
+    if answering; then
+      say "start: dockerd is up (pid $(cat "$PIDFILE"), version $(dk version --format '{{.Server.Version}}'))"
+      return
+    fi
+    if ! kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+      tail -n 20 "$LOG" >&2 || true
+      die "dockerd exited during start; see $LOG"
+    fi
+    sleep 0.5
+  done
+  tail -n 20 "$LOG" >&2 || true
+  die "dockerd did not answer on $SOCK within 60 s; see $LOG"
+}
+
+cmd_stop() {
+  if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+    local pid
+    pid="$(cat "$PIDFILE")"
+    say "stop: stopping dockerd pid $pid"
+    kill "$pid"
+    for _ in $(seq 1 60); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.5
+    done
+    kill -0 "$pid" 2>/dev/null && die "dockerd pid $pid did not exit within 30 s"
+    rm -f "$PIDFILE"
+    say "stop: dockerd stopped"
+  elif answering; then
+    say "stop: a dockerd this script did not start is running; leaving it alone"
+  else
+    say "stop: dockerd not running"
+  fi
+}
+
+cmd_status() {
+  if answering; then
+    say "status: dockerd answering on $SOCK, version $(dk version --format '{{.Server.Version}}')," \
+      "cgroup driver $(dk info --format '{{.CgroupDriver}}') v$(dk info --format '{{.CgroupVersion}}')"
+    if dk image inspect "$IMAGE" >/dev/null 2>&1; then say "status: image $IMAGE present"; else say "status: image $IMAGE missing"; fi
+  else
+    say "status: dockerd not answering on $SOCK"
+    return 1
+  fi
+}
+
+cmd_image() {
+  answering || die "dockerd not answering on $SOCK: run '$0 start'"
+  if dk image inspect "$IMAGE" >/dev/null 2>&1; then
+    say "image: $IMAGE already present"
+    return
+  fi
+  [ -x /bin/busybox ] || die "busybox-static missing: run '$0 install'"
+  local rootfs
+  rootfs="$(mktemp -d)"
+  trap 'rm -rf "$rootfs"' RETURN
+  say "image: building $IMAGE from busybox-static ($(/bin/busybox | head -n1))"
+  mkdir -p "$rootfs"/{bin,sbin,usr/bin,usr/sbin,etc,tmp,proc,sys,dev,root}
+  cp /bin/busybox "$rootfs/bin/busybox"
+  # The applet symlinks (sh, sleep, cat, ...) are made by busybox itself, inside the rootfs.
+  chroot "$rootfs" /bin/busybox --install -s
+  echo 'root:x:0:0:root:/root:/bin/sh' >"$rootfs/etc/passwd"
+  echo 'root:x:0:' >"$rootfs/etc/group"
+  tar -C "$rootfs" -c . | dk import --change 'CMD ["/bin/sh"]' - "$IMAGE" >/dev/null
+  say "image: $IMAGE built ($(dk image inspect "$IMAGE" --format '{{.Id}}'))"
+}
+
+case "${1:-}" in
+install) cmd_install ;;
+start) cmd_start ;;
+stop) cmd_stop ;;
+status) cmd_status ;;
+image) cmd_image ;;
+all)
+  cmd_install
+  cmd_start
+  cmd_image
+  ;;
+*)
+  echo "usage: $0 install|start|stop|status|image|all" >&2
+  exit 2
+  ;;
+esac

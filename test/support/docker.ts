@@ -1,0 +1,26 @@
+// Brings up the real local dockerd and the busybox image for integration tests, through
+// deploy/local/docker.sh (the same script a person runs), and hands back where it is.
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export type DockerEndpoint = { socketPath: string; image: string };
+
+const script = fileURLToPath(new URL('../../deploy/local/docker.sh', import.meta.url));
+
+/** Installs (if needed), starts (or reuses) dockerd and builds the local image. */
+export async function ensureDocker(): Promise<DockerEndpoint> {
+  if (process.getuid?.() !== 0) throw new Error('needs root to start dockerd and run containers');
+  const socketPath = process.env.KTRAIL_DOCKER_SOCK ?? '/var/run/docker.sock';
+  const image = process.env.KTRAIL_DOCKER_IMAGE ?? 'ktrail/busybox:latest';
+  try {
+    await run(script, ['all'], { timeout: 600_000, env: { ...process.env, KTRAIL_DOCKER_SOCK: socketPath } });
+  } catch (err) {
+    const e = err as Error & { stderr?: string; stdout?: string };
+    const detail = (e.stderr || e.stdout || e.message).trim().split('\n').slice(-5).join(' | ');
+    throw new Error(`deploy/local/docker.sh all failed: ${detail}`);
+  }
+  return { socketPath, image };
+}

@@ -1,0 +1,300 @@
+// One typed configuration for collector and processor, validated once at start.
+// Precedence (lowest first): defaults < config file (YAML or JSON) < environment
+// (KTRAIL_SECTION_KEY, e.g. KTRAIL_KAFKA_BROKERS) < command-line overrides
+// (--set section.key=value). A bad value is a ConfigError naming the setting and
+// what it accepts, as pino's normalize step does for its options.
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { ConfigError } from './errors.js';
+
+const port = z.number().int().min(0).max(65535);
+const positiveInt = z.number().int().positive();
+const csv = z.preprocess(
+  (v) =>
+    typeof v === 'string'
+      ? v
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean)
+      : v,
+  z.array(z.string().min(1)).min(1),
+);
+
+const tlsSchema = z
+  .object({
+    caFile: z.string().optional(),
+    certFile: z.string().optional(),
+    keyFile: z.string().optional(),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    node: z.string().min(1).default(hostname()),
+    log: z
+      .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info') })
+      .strict()
+      .default({ level: 'info' }),
+    http: z
+      .object({
+        /** /metrics, /healthz, /readyz. 0 = pick a free port; -1 is not allowed. */
+        port: port.default(9464),
+        host: z.string().default('127.0.0.1'),
+      })
+      .strict()
+      .default({ port: 9464, host: '127.0.0.1' }),
+    kafka: z
+      .object({
+        brokers: csv.default(['127.0.0.1:19092']),
+        clientId: z.string().default('ktrail'),
+        topicPrefix: z.string().default('ktrail.'),
+        partitions: positiveInt.default(6),
+        replicationFactor: positiveInt.default(1),
+        ssl: z.boolean().default(false),
+        sasl: z
+          .object({
+            mechanism: z.enum(['plain', 'scram-sha-256', 'scram-sha-512']),
+            username: z.string(),
+            password: z.string(),
+          })
+          .strict()
+          .optional(),
+        /** When set, messages use the Confluent wire format with ids from this registry. */
+        schemaRegistryUrl: z.string().url().optional(),
+      })
+      .strict()
+      .prefault({}),
+    collector: z
+      .object({
+        source: z.enum(['ebpf', 'replay']).default('ebpf'),
+        replayFile: z.string().optional(),
+        bpfObjectDir: z.string().default('bpf/.output'),
+        ringBufferBytes: positiveInt
+          .refine((n) => (n & (n - 1)) === 0 && n >= 4096, 'must be a power of two >= 4096')
+          .default(16 * 1024 * 1024),
+        programs: csv.optional(),
+        sampleIntervalMs: positiveInt.default(10_000),
+        statsIntervalMs: positiveInt.default(10_000),
+        batchMaxEvents: positiveInt.default(2_000),
+        batchMaxBytes: positiveInt.default(900_000),
+        batchMaxMs: positiveInt.default(500),
+        bufferMaxBytes: positiveInt.default(256 * 1024 * 1024),
+        bufferMaxMessages: positiveInt.default(100_000),
+        shutdownDeadlineMs: positiveInt.default(10_000),
+        dockerSocket: z.string().default('/var/run/docker.sock'),
+        containerdSocket: z.string().default('/run/containerd/containerd.sock'),
+        kubernetes: z.boolean().default(false),
+        cgroupRoot: z.string().optional(),
+      })
+      .strict()
+      .prefault({}),
+    processor: z
+      .object({
+        groupId: z.string().default('ktrail-processor'),
+        batchMaxRows: positiveInt.default(50_000),
+        batchMaxMs: positiveInt.default(1_000),
+        lateMetadataWaitMs: z.number().int().min(0).default(5_000),
+        lateBufferMaxEvents: positiveInt.default(200_000),
+        metadataRetentionMs: positiveInt.default(24 * 3600 * 1000),
+        enrichedTopic: z.boolean().default(true),
+        alerts: z
+          .object({
+            oomKill: z.boolean().default(true),
+            crashLoopExits: positiveInt.default(3),
+            crashLoopWindowMs: positiveInt.default(10 * 60_000),
+            tcpSpikeThreshold: positiveInt.default(100),
+            tcpSpikeWindowMs: positiveInt.default(60_000),
+            sequenceGap: z.boolean().default(true),
+          })
+          .strict()
+          .prefault({}),
+      })
+      .strict()
+      .prefault({}),
+    clickhouse: z
+      .object({
+        /** A ClickHouse server (http(s)://host:port). Unset = embedded chDB at chdbPath. */
+        url: z.string().url().optional(),
+        chdbPath: z.string().default('data/chdb'),
+        database: z
+          .string()
+          .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a plain identifier')
+          .default('ktrail'),
+        username: z.string().default('default'),
+        password: z.string().default(''),
+        tls: tlsSchema.optional(),
+        ttlRawDays: positiveInt.default(14),
+        ttlRollupDays: positiveInt.default(400),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type KtrailConfig = z.infer<typeof configSchema>;
+
+export interface LoadConfigOptions {
+  /** Path of a YAML or JSON file. */
+  file?: string | undefined;
+  /** Defaults to process.env. */
+  env?: NodeJS.ProcessEnv;
+  /** `section.key=value` strings from --set flags, or an object merged last. */
+  overrides?: string[] | Record<string, unknown>;
+}
+
+const ENV_PREFIX = 'KTRAIL_';
+
+/** Loads, merges and validates. Throws ConfigError naming every bad setting. */
+export function loadConfig(options: LoadConfigOptions = {}): KtrailConfig {
+  let merged: Record<string, unknown> = {};
+  if (options.file !== undefined) merged = deepMerge(merged, readConfigFile(options.file));
+  merged = deepMerge(merged, fromEnv(options.env ?? process.env));
+  if (Array.isArray(options.overrides)) merged = deepMerge(merged, fromAssignments(options.overrides));
+  else if (options.overrides) merged = deepMerge(merged, options.overrides);
+  return validateConfig(merged);
+}
+
+export function validateConfig(raw: unknown): KtrailConfig {
+  const result = configSchema.safeParse(raw);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map(
+    (issue) => `  ${issue.path.join('.') || '(root)'}: ${describeIssue(issue)}`,
+  );
+  throw new ConfigError(`invalid configuration:\n${problems.join('\n')}`, {
+    context: { issues: result.error.issues },
+  });
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'unrecognized_keys') return `unknown setting(s) ${issue.keys.join(', ')}`;
+  return issue.message;
+}
+
+function readConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    const parsed: unknown = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+    if (parsed === null || parsed === undefined) return {};
+    if (typeof parsed !== 'object' || Array.isArray(parsed))
+      throw new Error('top level must be a mapping of sections');
+    return parsed as Record<string, unknown>;
+  } catch (err) {
+    throw new ConfigError(`cannot parse config file ${file}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** Every leaf setting as a dotted path -> its zod type, so env names map to real settings. */
+function leafSettings(): Map<string, z.ZodType> {
+  const leaves = new Map<string, z.ZodType>();
+  const walk = (schema: z.ZodType, path: string[]): void => {
+    const inner = unwrap(schema);
+    if (inner instanceof z.ZodObject && !(path.length > 0 && path.at(-1) === 'sasl')) {
+      for (const [key, child] of Object.entries(inner.shape)) walk(child as z.ZodType, [...path, key]);
+    } else leaves.set(path.join('.'), inner);
+  };
+  walk(configSchema, []);
+  return leaves;
+}
+
+function unwrap(schema: z.ZodType): z.ZodType {
+  let current: z.ZodType = schema;
+  for (;;) {
+    if (
+      current instanceof z.ZodDefault ||
+      current instanceof z.ZodOptional ||
+      current instanceof z.ZodPrefault
+    )
+      current = current.unwrap() as z.ZodType;
+    else if (current instanceof z.ZodPipe) current = current.out as z.ZodType;
+    else return current;
+  }
+}
+
+/** KTRAIL_KAFKA_BROKERS -> kafka.brokers; KTRAIL_COLLECTOR_BATCH_MAX_EVENTS -> collector.batchMaxEvents. */
+export function envNameFor(path: string): string {
+  return (
+    ENV_PREFIX +
+    path
+      .replace(/\./g, '_')
+      .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
+      .toUpperCase()
+  );
+}
+
+function fromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [path, type] of leafSettings()) {
+    const value = env[envNameFor(path)];
+    if (value !== undefined && value !== '') setPath(out, path, coerce(value, type));
+  }
+  return out;
+}
+
+function fromAssignments(assignments: string[]): Record<string, unknown> {
+  const leaves = leafSettings();
+  const out: Record<string, unknown> = {};
+  for (const assignment of assignments) {
+    const eq = assignment.indexOf('=');
+    if (eq <= 0) throw new ConfigError(`--set expects section.key=value, got "${assignment}"`);
+    const path = assignment.slice(0, eq);
+    const type = leaves.get(path);
+    if (!type)
+      throw new ConfigError(`--set ${path}: unknown setting (known: ${[...leaves.keys()].join(', ')})`);
+    setPath(out, path, coerce(assignment.slice(eq + 1), type));
+  }
+  return out;
+}
+
+/** Strings from env/flags become numbers/booleans where the schema wants them; zod reports the rest. */
+function coerce(value: string, type: z.ZodType): unknown {
+  if (type instanceof z.ZodNumber && /^-?\d+(\.\d+)?$/.test(value.trim())) return Number(value);
+  if (type instanceof z.ZodBoolean && /^(true|false|1|0)$/i.test(value.trim()))
+    return /^(true|1)$/i.test(value.trim());
+  return value;
+}
+
+function setPath(target: Record<string, unknown>, path: string, value: unknown): void {
+  const keys = path.split('.');
+  let node = target;
+  for (const key of keys.slice(0, -1)) {
+    const next = node[key];
+    if (typeof next !== 'object' || next === null) node[key] = {};
+    node = node[key] as Record<string, unknown>;
+  }
+  node[keys.at(-1) as string] = value;
+}
+
+function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(over)) {
+    const prev = out[key];
+    out[key] =
+      isPlainObject(prev) && isPlainObject(value)
+        ? deepMerge(prev as Record<string, unknown>, value as Record<string, unknown>)
+        : value;
+  }
+  return out;
+}
+
+function isPlainObject(v: unknown): boolean {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** The reference table for the README: setting, env variable, default. */
+export function describeSettings(): Array<{ setting: string; env: string; default: unknown }> {
+  const defaults = configSchema.parse({ node: '<hostname>' });
+  return [...leafSettings().keys()].map((setting) => ({
+    setting,
+    env: envNameFor(setting),
+    default: setting
+      .split('.')
+      .reduce<unknown>((v, k) => (v as Record<string, unknown> | undefined)?.[k], defaults),
+  }));
+}

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Installs everything ktrail needs on Debian 12, idempotently, and builds it:
+# Debian packages, npm packages, the Kafka broker's jars, the eBPF objects and the addon.
+# Every step checks before it acts and prints what it does.
+#   deploy/local/install.sh            everything
+#   KTRAIL_SKIP_BUILD=1 ... install.sh  packages only
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+say() { echo "[install] $*"; }
+
+# One apt transaction for every part: eBPF toolchain, addon build, containers, Kafka, ClickHouse.
+APT_PACKAGES=(
+  clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make g++ linux-libc-dev # bpf/ + native/
+  docker.io containerd runc busybox-static                                              # container tests
+  openjdk-17-jre-headless maven                                                         # Kafka broker
+  clickhouse-server                                                                     # HTTP transport tests
+  iproute2 procps util-linux                                                            # ss, pgrep, mount
+)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+# Java or Maven may come from elsewhere on the machine (e.g. a preinstalled JDK): accept them.
+if command -v java >/dev/null && java -version 2>&1 | grep -Eq 'version "(1[7-9]|2[0-9])'; then
+  missing=("${missing[@]/openjdk-17-jre-headless/}")
+fi
+command -v mvn >/dev/null && missing=("${missing[@]/maven/}")
+read -r -a missing <<<"${missing[*]}"
+if [ ${#missing[@]} -gt 0 ]; then
+  say "apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # clickhouse-server's postinst starts nothing we rely on; policy-rc.d keeps services down.
+  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  rm -f /usr/sbin/policy-rc.d
+else
+  say "Debian packages: all present"
+fi
+
+if ! command -v node >/dev/null || ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)'; then
+  say "ERROR: Node.js >= 20 is required (found: $(node --version 2>/dev/null || echo none))" >&2
+  exit 1
+fi
+
+if [ ! -d /sys/kernel/tracing/events ]; then
+  say "mount -t tracefs nodev /sys/kernel/tracing"
+  mount -t tracefs nodev /sys/kernel/tracing || say "WARNING: could not mount tracefs (tracepoints will not attach)"
+fi
+
+# npm ci only when the lock file changed since the last install.
+stamp="node_modules/.ktrail-lock.sha"
+lock_sha="$(sha256sum package-lock.json | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$lock_sha" ]; then
+  say "npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$lock_sha" >"$stamp"
+else
+  say "npm packages: up to date"
+fi
+
+bash deploy/local/kafka.sh install
+
+if [ "${KTRAIL_SKIP_BUILD:-0}" != 1 ]; then
+  say "build: eBPF objects (make -C bpf)"
+  make -C bpf --no-print-directory
+  if [ ! -f native/build/Release/ktrail_native.node ] || [ -n "$(find native/src native/binding.gyp -newer native/build/Release/ktrail_native.node 2>/dev/null | head -1)" ]; then
+    say "build: native addon (node-gyp)"
+    npx node-gyp rebuild --directory native --loglevel=warn
+  else
+    say "build: native addon up to date"
+  fi
+fi
+say "done"

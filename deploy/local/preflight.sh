@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Checks every prerequisite of the local pipeline and the test suite, and says exactly what
+# is missing and how to fix it. Exit 0 when everything is there, 1 otherwise.
+#   deploy/local/preflight.sh [--quiet]
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+QUIET="${1:-}"
+failures=0
+ok() { [ "$QUIET" = --quiet ] || printf '  ok    %-22s %s\n' "$1" "$2"; }
+bad() {
+  printf '  MISS  %-22s %s\n        fix: %s\n' "$1" "$2" "$3"
+  failures=$((failures + 1))
+}
+check() { # name, test-command, detail-when-ok, detail-when-missing, fix
+  if eval "$2" >/dev/null 2>&1; then ok "$1" "$3"; else bad "$1" "$4" "$5"; fi
+}
+
+echo "ktrail preflight ($(uname -sr), $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB)"
+check root '[ "$(id -u)" = 0 ]' "running as root" "not root: eBPF, dockerd and cgroup writes need it" "run as root (sudo -i)"
+check btf '[ -r /sys/kernel/btf/vmlinux ]' "/sys/kernel/btf/vmlinux" "kernel BTF missing: CO-RE programs cannot load" "use a kernel built with CONFIG_DEBUG_INFO_BTF=y"
+check tracefs '[ -d /sys/kernel/tracing/events ]' "/sys/kernel/tracing mounted" "tracefs not mounted: tracepoints cannot attach" "mount -t tracefs nodev /sys/kernel/tracing"
+check cgroup2 'grep -q " cgroup2 " /proc/mounts' "cgroup v2 at $(awk '$3=="cgroup2"{print $2; exit}' /proc/mounts)" "no cgroup v2 mount: per-cgroup ids need it" "mount -t cgroup2 none /sys/fs/cgroup/unified"
+check node 'node -e "process.exit(+process.versions.node.split(\".\")[0] >= 20 ? 0 : 1)"' "node $(node --version 2>/dev/null)" "Node.js >= 20 missing" "apt-get install nodejs (>= 20) or use the machine's Node 20"
+check java 'java -version 2>&1 | grep -Eq "version \"(1[7-9]|2[0-9])"' "$(java -version 2>&1 | head -1)" "Java >= 17 missing (Kafka broker)" "apt-get install -y openjdk-17-jre-headless"
+check maven 'command -v mvn' "$(mvn -v 2>/dev/null | head -1 | sed 's/\x1b\[[0-9;]*m//g')" "Maven missing (resolves the Kafka broker jars)" "apt-get install -y maven"
+check clang 'command -v clang' "$(clang --version 2>/dev/null | head -1)" "clang missing (compiles bpf/)" "apt-get install -y clang llvm"
+check bpftool 'command -v bpftool' "$(command -v bpftool)" "bpftool missing (vmlinux.h)" "apt-get install -y bpftool"
+check libbpf '[ -e /usr/include/bpf/libbpf.h ]' "libbpf headers" "libbpf-dev missing (bpf/ and native/)" "apt-get install -y libbpf-dev libelf-dev zlib1g-dev"
+check dockerd 'command -v dockerd' "$(command -v dockerd)" "dockerd missing (container tests)" "deploy/local/docker.sh install"
+check node_modules '[ -d "$ROOT/node_modules/kafkajs" ]' "npm packages installed" "npm packages not installed" "cd $ROOT && npm ci"
+for port in 19092 19093 9464 9465 8124; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    owner="$(ss -ltnpH "sport = :$port" 2>/dev/null | sed -n 's/.*users:((\"\([^\"]*\)\".*/\1/p' | head -1)"
+    case "$owner" in
+      java | node) ok "port $port" "in use by ktrail's own $owner (reused)" ;;
+      *) bad "port $port" "in use by ${owner:-another process}" "stop it or set KTRAIL_* port overrides (see README)" ;;
+    esac
+  else
+    ok "port $port" "free"
+  fi
+done
+free_gb="$(df -BG --output=avail "$ROOT" | tail -1 | tr -dc 0-9)"
+check disk '[ "$free_gb" -ge 5 ]' "${free_gb} GiB free" "only ${free_gb} GiB free in $ROOT" "free at least 5 GiB"
+
+if [ "$failures" -gt 0 ]; then
+  echo "preflight: $failures prerequisite(s) missing (deploy/local/install.sh installs the packages)"
+  exit 1
+fi
+echo "preflight: all prerequisites present"

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The full test suite: lint, type check, then every vitest project (unit, integration, e2e)
+# against the real services, which the suite's global setup starts. Ends with one plain
+# summary line ("N passed, N failed, N skipped").
+# KTRAIL_REQUIRE_REAL=1 turns every skipped real-component test into a failure (CI sets it).
+#   deploy/local/test.sh [vitest args...]
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+mkdir -p .cache
+
+echo "[test] lint: biome check"
+npx biome check . || exit 1
+echo "[test] types: tsc --noEmit"
+npx tsc -p tsconfig.json || exit 1
+
+echo "[test] vitest (KTRAIL_REQUIRE_REAL=${KTRAIL_REQUIRE_REAL:-0})"
+npx vitest run --reporter=default --reporter=json --outputFile.json=.cache/vitest-report.json "$@"
+status=$?
+node -e '
+  const r = JSON.parse(require("fs").readFileSync(".cache/vitest-report.json", "utf8"));
+  const skipped = r.numPendingTests + r.numTodoTests;
+  console.log(`vitest: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${skipped} skipped`);
+' || echo "vitest: no report written (exit $status)"
+exit $status

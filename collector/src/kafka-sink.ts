@@ -1,0 +1,156 @@
+// The Kafka sink: sends already-encoded messages and answers, as OpenTelemetry exporters
+// do, { status: 'success' | 'failure' | 'retryable' }. It owns no buffer and no retry
+// loop: the delivery loop (pipeline/delivery.ts) keeps messages until 'success', backs
+// off on 'retryable' and drops (counted) on 'failure'.
+//
+// Producer settings and why:
+// - idempotent: true, acks = -1 (all in-sync replicas), maxInFlightRequests = 1: what
+//   kafkajs needs for its idempotent producer (it is documented there as experimental).
+//   The broker then discards kafkajs' own internal retries of a batch it already wrote.
+//   A send that we repeat after a failure is a new batch to kafkajs, so a duplicate is
+//   still possible when a write landed but its acknowledgement was lost; the envelope's
+//   (node, bootId, sequence) makes such duplicates visible and removable downstream.
+// - gzip: the only codec built into kafkajs. zstd, lz4 and snappy need codec plugins with
+//   native or extra packages, which the collector would then have to build per node.
+// - kafkajs retries are short (a few hundred ms) so a send answers quickly while the broker
+//   is down; the delivery loop owns the long backoff and keeps counting in the meantime.
+import { CompressionTypes, type Kafka, type Producer, type ProducerBatch, type TopicMessages } from 'kafkajs';
+import { createLogger } from '../../common/log.js';
+import type { QueuedMessage } from './pipeline/send-queue.js';
+
+export type SinkStatus = 'success' | 'failure' | 'retryable';
+
+export interface SinkResult {
+  status: SinkStatus;
+  retryInMillis?: number;
+  error?: Error;
+}
+
+/** What the delivery loop needs from a sink; tests may wrap it. */
+export interface MessageSink {
+  send(messages: readonly QueuedMessage[]): Promise<SinkResult>;
+  close(): Promise<void>;
+}
+
+export interface KafkaSinkOptions {
+  kafka: Kafka;
+  /** Per-request timeout for the broker's acknowledgement. */
+  ackTimeoutMs?: number;
+  compression?: CompressionTypes;
+}
+
+/** Protocol errors that reject the message itself: resending the same bytes can't succeed. */
+const CONTENT_ERRORS = new Set([
+  'MESSAGE_TOO_LARGE',
+  'RECORD_LIST_TOO_LARGE',
+  'INVALID_RECORD',
+  'CORRUPT_MESSAGE',
+  'INVALID_TIMESTAMP',
+  'UNSUPPORTED_COMPRESSION_TYPE',
+]);
+
+interface KafkaJsErrorShape {
+  name?: string;
+  type?: string;
+  retriable?: boolean;
+  cause?: unknown;
+  originalError?: unknown;
+}
+
+/** The deepest kafkajs error type in a chain (NumberOfRetriesExceeded wraps the real one). */
+function errorTypes(err: unknown): string[] {
+  const types: string[] = [];
+  let current: unknown = err;
+  for (let depth = 0; depth < 5 && current !== undefined && current !== null; depth++) {
+    const e = current as KafkaJsErrorShape;
+    if (typeof e.type === 'string') types.push(e.type);
+    if (typeof e.name === 'string') types.push(e.name);
+    current = e.originalError ?? e.cause;
+  }
+  return types;
+}
+
+export function classifyKafkaError(err: unknown): SinkStatus {
+  const types = errorTypes(err);
+  return types.some((t) => CONTENT_ERRORS.has(t)) ? 'failure' : 'retryable';
+}
+
+export function createKafkaSink(options: KafkaSinkOptions): MessageSink {
+  const log = createLogger('collector.kafka-sink');
+  const ackTimeoutMs = options.ackTimeoutMs ?? 10_000;
+  const compression = options.compression ?? CompressionTypes.GZIP;
+  let producer: Producer | undefined;
+  let connecting: Promise<Producer> | undefined;
+
+  function newProducer(): Producer {
+    return options.kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      allowAutoTopicCreation: false,
+      retry: { retries: 3, initialRetryTime: 100, maxRetryTime: 1_000 },
+    });
+  }
+
+  async function connected(): Promise<Producer> {
+    if (producer) return producer;
+    connecting ??= (async () => {
+      const p = newProducer();
+      try {
+        await p.connect();
+      } catch (err) {
+        await p.disconnect().catch(() => {});
+        throw err;
+      }
+      producer = p;
+      return p;
+    })().finally(() => {
+      connecting = undefined;
+    });
+    return connecting;
+  }
+
+  /** After an error that may leave the idempotent sequence state wrong, start afresh. */
+  async function resetProducer(): Promise<void> {
+    const p = producer;
+    producer = undefined;
+    if (p) await p.disconnect().catch(() => {});
+  }
+
+  return {
+    async send(messages) {
+      if (messages.length === 0) return { status: 'success' };
+      // Group by topic without per-message closures: messages arrive grouped by lane.
+      const topicMessages: TopicMessages[] = [];
+      let current: TopicMessages | undefined;
+      for (const m of messages) {
+        if (current === undefined || current.topic !== m.topic) {
+          current = { topic: m.topic, messages: [] };
+          topicMessages.push(current);
+        }
+        current.messages.push({ key: m.key, value: m.value });
+      }
+      const batch: ProducerBatch = { topicMessages, acks: -1, timeout: ackTimeoutMs, compression };
+      try {
+        const p = await connected();
+        await p.sendBatch(batch);
+        return { status: 'success' };
+      } catch (err) {
+        const status = classifyKafkaError(err);
+        log.warn({ err, messages: messages.length, status }, 'kafka send failed');
+        if (status === 'retryable') await resetProducerIfStuck(err);
+        return { status, error: err as Error };
+      }
+    },
+    async close() {
+      await resetProducer();
+    },
+  };
+
+  async function resetProducerIfStuck(err: unknown): Promise<void> {
+    // Non-retriable at the top (retries exhausted, sequence/epoch trouble, disconnected):
+    // a fresh producer gets a new producer id and clean metadata on the next attempt.
+    const e = err as KafkaJsErrorShape;
+    if (e.retriable === false || errorTypes(err).some((t) => /SEQUENCE|PRODUCER|EPOCH/.test(t)))
+      await resetProducer();
+  }
+}

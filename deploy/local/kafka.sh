@@ -1,0 +1,322 @@
+#!/usr/bin/env bash
+# The real Apache Kafka broker for ktrail's local stack and tests: KRaft mode, loopback
+# only, jars resolved by Maven from deploy/local/kafka/pom.xml into .cache/kafka/libs.
+#
+#   kafka.sh install                 resolve the broker jars (skipped when already there)
+#   kafka.sh start  [--brokers 1|3]  start one broker (default) or a three-node cluster
+#   kafka.sh stop   [--brokers 1|3]  stop what this script started (default: everything)
+#   kafka.sh status                  which nodes run, their pids and ports
+#   kafka.sh topics [--brokers 1|3] [--prefix P] [--partitions N]
+#                                    create the ktrail topics (idempotent)
+#   kafka.sh logs   [--brokers 1|3] [--node N] [-f]
+#   kafka.sh clean                   stop everything and delete the brokers' data
+#
+# The single broker and the three-node cluster use different ports and data dirs, so a
+# failover test can run the cluster while other tests keep using the single broker.
+# Ports (env overrides):
+#   single broker:  KTRAIL_KAFKA_PORT (19092) client, KTRAIL_KAFKA_CONTROLLER_PORT (port+1)
+#   cluster of 3:   KTRAIL_KAFKA3_PORT (29092): node n listens on base+2(n-1), its
+#                   controller on base+2(n-1)+1  -> 29092/29093, 29094/29095, 29096/29097
+# Other settings: KTRAIL_KAFKA_HEAP (512m), KTRAIL_KAFKA_START_TIMEOUT (120 s),
+#   KTRAIL_KAFKA_CACHE (<repo>/.cache/kafka).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+CONF_DIR=$ROOT/deploy/local/kafka
+CACHE=${KTRAIL_KAFKA_CACHE:-$ROOT/.cache/kafka}
+LIBS=$CACHE/libs
+HOST=127.0.0.1
+PORT=${KTRAIL_KAFKA_PORT:-19092}
+CONTROLLER_PORT=${KTRAIL_KAFKA_CONTROLLER_PORT:-$((PORT + 1))}
+C3_PORT=${KTRAIL_KAFKA3_PORT:-29092}
+HEAP=${KTRAIL_KAFKA_HEAP:-512m}
+START_TIMEOUT=${KTRAIL_KAFKA_START_TIMEOUT:-120}
+
+# Fixed KRaft cluster ids (base64 of 16 ASCII bytes) so a restart reuses formatted storage.
+SINGLE_CLUSTER_ID=a3RyYWlsLXNpbmdsZS0wMQ # "ktrail-single-01"
+C3_CLUSTER_ID=a3RyYWlsLWNsdXN0ZXItMw     # "ktrail-cluster-3"
+
+say() { printf '[kafka.sh] %s\n' "$*"; }
+die() {
+  printf '[kafka.sh] error: %s\n' "$*" >&2
+  exit 1
+}
+
+# --- layout of a cluster -------------------------------------------------------------------
+# A cluster is named by its broker count: "1" (the default single broker) or "3".
+cluster_name() { if [ "$1" = 1 ]; then echo single; else echo c3; fi; }
+node_dir() { echo "$CACHE/data-$(cluster_name "$1")-$2"; }
+client_port() { if [ "$1" = 1 ]; then echo "$PORT"; else echo $((C3_PORT + 2 * ($2 - 1))); fi; }
+controller_port() {
+  if [ "$1" = 1 ]; then echo "$CONTROLLER_PORT"; else echo $((C3_PORT + 2 * ($2 - 1) + 1)); fi
+}
+voters() {
+  local n=$1 i out=
+  for ((i = 1; i <= n; i++)); do out+="${out:+,}$i@$HOST:$(controller_port "$n" "$i")"; done
+  echo "$out"
+}
+bootstrap() {
+  local n=$1 i out=
+  for ((i = 1; i <= n; i++)); do out+="${out:+,}$HOST:$(client_port "$n" "$i")"; done
+  echo "$out"
+}
+
+# --- process helpers -------------------------------------------------------------------------
+# A pid file only counts if that pid is still our broker (pids get reused).
+running_pid() {
+  local dir=$1 pid
+  [ -f "$dir/broker.pid" ] || return 1
+  pid=$(cat "$dir/broker.pid")
+  [ -r "/proc/$pid/cmdline" ] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$dir/server.properties" || return 1
+  echo "$pid"
+}
+port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+
+java_cmd() {
+  command -v java >/dev/null || die "java not found: apt-get install -y openjdk-17-jre-headless"
+  echo java
+}
+
+# --- install ---------------------------------------------------------------------------------
+cmd_install() {
+  local stamp=$LIBS/.pom.sha256 want
+  want=$(sha256sum "$CONF_DIR/pom.xml" | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    say "broker jars already in $LIBS ($(find "$LIBS" -name '*.jar' | wc -l) jars), skipping"
+    return
+  fi
+  java_cmd >/dev/null
+  command -v mvn >/dev/null || die "mvn not found: apt-get install -y maven"
+  say "resolving Apache Kafka $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$CONF_DIR/pom.xml") and its runtime dependencies from Maven Central into $LIBS"
+  local t0=$SECONDS tmp=$LIBS.tmp
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  mvn -q -B -Dstyle.color=never -f "$CONF_DIR/pom.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$tmp" ||
+    die "maven could not resolve the broker (network to repo.maven.apache.org?)"
+  rm -rf "$LIBS"
+  mv "$tmp" "$LIBS"
+  echo "$want" >"$stamp"
+  say "installed $(find "$LIBS" -name '*.jar' | wc -l) jars in $((SECONDS - t0)) s"
+}
+
+# --- start -----------------------------------------------------------------------------------
+write_config() {
+  local n=$1 i=$2 dir rf isr
+  dir=$(node_dir "$n" "$i")
+  # One broker can only hold one replica; three hold three and survive losing one.
+  if [ "$n" = 1 ]; then rf=1 isr=1; else rf=3 isr=2; fi
+  mkdir -p "$dir"
+  {
+    cat "$CONF_DIR/server.properties"
+    cat <<EOF
+
+# --- generated by kafka.sh for node $i of the $n-broker cluster ---
+node.id=$i
+controller.quorum.voters=$(voters "$n")
+listeners=PLAINTEXT://$HOST:$(client_port "$n" "$i"),CONTROLLER://$HOST:$(controller_port "$n" "$i")
+advertised.listeners=PLAINTEXT://$HOST:$(client_port "$n" "$i")
+log.dirs=$dir/kraft
+default.replication.factor=$rf
+min.insync.replicas=$isr
+offsets.topic.replication.factor=$rf
+transaction.state.log.replication.factor=$rf
+transaction.state.log.min.isr=$isr
+share.coordinator.state.topic.replication.factor=$rf
+share.coordinator.state.topic.min.isr=$isr
+EOF
+  } >"$dir/server.properties"
+}
+
+start_node() {
+  local n=$1 i=$2 dir pid java cid
+  dir=$(node_dir "$n" "$i")
+  if pid=$(running_pid "$dir"); then
+    say "node $i of cluster $n already running (pid $pid, port $(client_port "$n" "$i"))"
+    return
+  fi
+  for p in $(client_port "$n" "$i") $(controller_port "$n" "$i"); do
+    port_open "$p" && die "port $p is taken by another process; set KTRAIL_KAFKA_PORT / KTRAIL_KAFKA3_PORT to free ports"
+  done
+  java=$(java_cmd)
+  write_config "$n" "$i"
+  if [ "$n" = 1 ]; then cid=$SINGLE_CLUSTER_ID; else cid=$C3_CLUSTER_ID; fi
+  if [ ! -f "$dir/kraft/meta.properties" ]; then
+    say "formatting KRaft storage $dir/kraft (cluster id $cid)"
+    "$java" -cp "$LIBS/*" -Dlog4j2.configurationFile="$CONF_DIR/log4j2.properties" \
+      -Dktrail.kafka.logFile="$dir/broker.log" \
+      kafka.tools.StorageTool format --config "$dir/server.properties" --cluster-id "$cid" \
+      --ignore-formatted >"$dir/format.log" 2>&1 || {
+      cat "$dir/format.log" >&2
+      die "formatting $dir/kraft failed"
+    }
+  fi
+  say "starting node $i of cluster $n: client $HOST:$(client_port "$n" "$i"), controller $HOST:$(controller_port "$n" "$i"), heap $HEAP, data $dir"
+  # The JVM flags Kafka's own kafka-run-class.sh uses, with a small fixed heap.
+  # setsid: the broker outlives this shell and the test runner that called it.
+  setsid nohup "$java" -Xms"$HEAP" -Xmx"$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent \
+    -Djava.awt.headless=true -Dlog4j2.configurationFile="$CONF_DIR/log4j2.properties" \
+    -Dktrail.kafka.logFile="$dir/broker.log" -cp "$LIBS/*" \
+    kafka.Kafka "$dir/server.properties" >"$dir/stdout.log" 2>&1 </dev/null &
+  echo $! >"$dir/broker.pid"
+}
+
+# Ready = the process lives, its client port accepts connections and the broker logged
+# that startup finished (the port alone opens before the metadata log has caught up).
+wait_ready() {
+  local n=$1 t0=$SECONDS i dir pending
+  while :; do
+    pending=0
+    for ((i = 1; i <= n; i++)); do
+      dir=$(node_dir "$n" "$i")
+      if ! running_pid "$dir" >/dev/null; then
+        tail -n 30 "$dir/broker.log" "$dir/stdout.log" >&2 2>/dev/null || true
+        die "node $i of cluster $n exited during startup (logs above, full log: $dir/broker.log)"
+      fi
+      if ! port_open "$(client_port "$n" "$i")" || ! grep -q 'Kafka Server started' "$dir/broker.log" 2>/dev/null; then
+        pending=1
+      fi
+    done
+    [ $pending = 0 ] && break
+    ((SECONDS - t0 < START_TIMEOUT)) || die "cluster $n not ready after $START_TIMEOUT s (see $(node_dir "$n" 1)/broker.log)"
+    sleep 0.5
+  done
+  say "cluster $n ready in $((SECONDS - t0)) s: bootstrap $(bootstrap "$n")"
+}
+
+cmd_start() {
+  local n=$1 i
+  cmd_install
+  for ((i = 1; i <= n; i++)); do start_node "$n" "$i"; done
+  wait_ready "$n"
+}
+
+# --- stop / status / logs / clean ------------------------------------------------------------
+stop_cluster() {
+  local n=$1 i dir pid pids=() t0=$SECONDS
+  for ((i = 1; i <= n; i++)); do
+    dir=$(node_dir "$n" "$i")
+    if pid=$(running_pid "$dir"); then pids+=("$pid"); fi
+  done
+  if [ ${#pids[@]} = 0 ]; then
+    say "cluster $n: nothing running"
+    return
+  fi
+  # All nodes at once: stopping them one by one can leave the last ones waiting for a
+  # controller quorum that is already gone.
+  say "cluster $n: stopping pids ${pids[*]} (SIGTERM, SIGKILL after 30 s)"
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  while ((SECONDS - t0 < 30)); do
+    local alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break
+    sleep 0.5
+  done
+  for pid in "${pids[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      say "pid $pid still alive after 30 s: SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
+  for ((i = 1; i <= n; i++)); do rm -f "$(node_dir "$n" "$i")/broker.pid"; done
+  say "cluster $n stopped in $((SECONDS - t0)) s"
+}
+
+cmd_stop() {
+  if [ -n "${1:-}" ]; then stop_cluster "$1"; else
+    stop_cluster 1
+    stop_cluster 3
+  fi
+}
+
+cmd_status() {
+  local n i dir pid state any=1
+  for n in 1 3; do
+    for ((i = 1; i <= n; i++)); do
+      dir=$(node_dir "$n" "$i")
+      if pid=$(running_pid "$dir"); then
+        if port_open "$(client_port "$n" "$i")"; then state="running, accepting"; else state="running, not accepting yet"; fi
+        any=0
+        say "cluster $n node $i: $state (pid $pid, client $HOST:$(client_port "$n" "$i"), controller $HOST:$(controller_port "$n" "$i"))"
+      elif [ -d "$dir" ]; then
+        say "cluster $n node $i: stopped (data in $dir)"
+      fi
+    done
+  done
+  [ $any = 0 ] || say "no ktrail broker running (start one with: deploy/local/kafka.sh start)"
+  return $any
+}
+
+cmd_logs() {
+  local n=$1 node=$2 follow=$3 file
+  file=$(node_dir "$n" "$node")/broker.log
+  [ -f "$file" ] || die "no log at $file (was cluster $n started?)"
+  if [ "$follow" = 1 ]; then tail -n 100 -F "$file"; else tail -n 100 "$file"; fi
+}
+
+cmd_topics() {
+  local n=$1
+  shift
+  local tsx=$ROOT/node_modules/.bin/tsx
+  [ -x "$tsx" ] || die "node_modules missing: run npm ci in $ROOT"
+  say "ensuring ktrail topics on $(bootstrap "$n")"
+  "$tsx" "$CONF_DIR/topics.ts" --brokers "$(bootstrap "$n")" "$@"
+}
+
+cmd_clean() {
+  cmd_stop
+  say "deleting broker data under $CACHE/data-* (jars in $LIBS stay)"
+  rm -rf "$CACHE"/data-*
+}
+
+# --- arguments -------------------------------------------------------------------------------
+brokers_arg() {
+  case "$1" in 1 | 3) echo "$1" ;; *) die "--brokers must be 1 or 3, got '$1'" ;; esac
+}
+
+main() {
+  local cmd=${1:-} brokers= node=1 follow=0 rest=()
+  [ -n "$cmd" ] || {
+    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
+    exit 2
+  }
+  shift
+  while [ $# -gt 0 ]; do
+    case "$1" in
+    --brokers)
+      brokers=$(brokers_arg "${2:-}")
+      shift 2
+      ;;
+    --brokers=*)
+      brokers=$(brokers_arg "${1#*=}")
+      shift
+      ;;
+    --node)
+      node=${2:-}
+      shift 2
+      ;;
+    -f | --follow)
+      follow=1
+      shift
+      ;;
+    *)
+      rest+=("$1")
+      shift
+      ;;
+    esac
+  done
+  case "$cmd" in
+  install) cmd_install ;;
+  start) cmd_start "${brokers:-1}" ;;
+  stop) cmd_stop "$brokers" ;;
+  status) cmd_status ;;
+  topics) cmd_topics "${brokers:-1}" ${rest[@]+"${rest[@]}"} ;;
+  logs) cmd_logs "${brokers:-1}" "$node" "$follow" ;;
+  clean) cmd_clean ;;
+  *) die "unknown command '$cmd' (install | start | stop | status | topics | logs | clean)" ;;
+  esac
+}
+
+main "$@"

@@ -1,0 +1,97 @@
+// Time and identity of this boot. Kernel events carry bpf_ktime_get_boot_ns() (CLOCK_BOOTTIME:
+// monotonic, counts suspend, starts at boot). People want wall-clock time. The collector does
+// not rewrite every event: it puts the offset (wall-clock ns minus boot-time ns), measured
+// once per batch, into the batch envelope, and the processor computes wall = tsNs + offset.
+// Keeping tsNs untouched keeps ordering and durations exact even when NTP steps the wall clock.
+//
+// Node has no CLOCK_BOOTTIME. Choice: process.hrtime.bigint() is CLOCK_MONOTONIC, which
+// differs from CLOCK_BOOTTIME only by time spent suspended. We measure that difference from
+// /proc/uptime (CLOCK_BOOTTIME, printed in 10 ms steps) by waiting for it to tick: right at
+// the tick the printed value is exact, so the offset is right to the read latency (~10 µs)
+// instead of ±10 ms. It is re-measured every few minutes (a node may suspend; servers rarely
+// do). If the addon exposes a true CLOCK_BOOTTIME reading, pass it as `bootTimeNs` instead.
+import { readFileSync } from 'node:fs';
+
+export interface BootClock {
+  /** Kernel boot id (/proc/sys/kernel/random/boot_id): sequence numbers restart per boot. */
+  readonly bootId: string;
+  /** Current CLOCK_BOOTTIME in ns, the clock of the events' tsNs. */
+  bootNowNs(): bigint;
+  /** Wall-clock ns minus boot-time ns, now. Add to an event's tsNs to get Unix-epoch ns. */
+  wallMinusBootNs(): bigint;
+}
+
+export interface BootClockOptions {
+  /** A true CLOCK_BOOTTIME reading (e.g. from the native addon). */
+  bootTimeNs?: () => bigint;
+  bootIdPath?: string;
+  uptimePath?: string;
+  recalibrateMs?: number;
+}
+
+export function readBootId(path = '/proc/sys/kernel/random/boot_id'): string {
+  return readFileSync(path, 'utf8').trim();
+}
+
+/** CLOCK_BOOTTIME ns from /proc/uptime's first field (exact decimal parse, no float). */
+function readUptimeNs(path: string): bigint {
+  const text = readFileSync(path, 'latin1');
+  const field = text.slice(0, text.indexOf(' '));
+  const dot = field.indexOf('.');
+  const secs = BigInt(dot < 0 ? field : field.slice(0, dot));
+  const frac = dot < 0 ? '' : field.slice(dot + 1);
+  return secs * 1_000_000_000n + BigInt((frac + '000000000').slice(0, 9));
+}
+
+/**
+ * Measures CLOCK_BOOTTIME - CLOCK_MONOTONIC at a /proc/uptime tick (busy-waits <= ~25 ms,
+ * once at start and every recalibrateMs).
+ */
+export function measureBootMinusMonotonicNs(uptimePath = '/proc/uptime'): bigint {
+  const first = readUptimeNs(uptimePath);
+  const giveUp = process.hrtime.bigint() + 30_000_000n;
+  for (;;) {
+    const before = process.hrtime.bigint();
+    const now = readUptimeNs(uptimePath);
+    const after = process.hrtime.bigint();
+    if (now !== first) return now - (before + (after - before) / 2n);
+    if (after > giveUp) return now - after; // never ticked: ±10 ms is the best we can do
+  }
+}
+
+export function createBootClock(options: BootClockOptions = {}): BootClock {
+  const bootId = readBootId(options.bootIdPath);
+  const uptimePath = options.uptimePath ?? '/proc/uptime';
+  const recalibrateMs = options.recalibrateMs ?? 300_000;
+  let bootMinusMono = options.bootTimeNs ? 0n : measureBootMinusMonotonicNs(uptimePath);
+  let calibratedAt = Date.now();
+
+  const bootNowNs =
+    options.bootTimeNs ??
+    ((): bigint => {
+      if (Date.now() - calibratedAt > recalibrateMs) {
+        bootMinusMono = measureBootMinusMonotonicNs(uptimePath);
+        calibratedAt = Date.now();
+      }
+      return process.hrtime.bigint() + bootMinusMono;
+    });
+
+  return {
+    bootId,
+    bootNowNs,
+    wallMinusBootNs() {
+      // Date.now() has ms resolution: the offset is good to ~1 ms, which is what wall time
+      // needs; durations and order come from tsNs itself.
+      return BigInt(Date.now()) * 1_000_000n - bootNowNs();
+    },
+  };
+}
+
+/** A fixed clock for replayed captures: their boot id and offset come from the capture. */
+export function fixedBootClock(bootId: string, wallMinusBootNs: bigint): BootClock {
+  return {
+    bootId,
+    bootNowNs: () => BigInt(Date.now()) * 1_000_000n - wallMinusBootNs,
+    wallMinusBootNs: () => wallMinusBootNs,
+  };
+}

@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * common.bpf.h - what every ktrail BPF object shares: the ring buffer, the drop
+ * counters, the cgroup allowlist, the load-time settings and small helpers.
+ *
+ * The loader (native/) creates ONE kt_events, ONE kt_drops and ONE kt_cgroup_allow and
+ * calls bpf_map__reuse_fd() on each object's copies before load, so all concerns
+ * write into the same ring buffer and the same counters. The definitions below must
+ * therefore be identical in every object (they are: they all come from here).
+ */
+#ifndef KTRAIL_COMMON_BPF_H
+#define KTRAIL_COMMON_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "events.h"
+
+#define KT_RINGBUF_DEFAULT_BYTES (8 * 1024 * 1024)
+#define KT_MAX_CGROUPS 16384
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, KT_RINGBUF_DEFAULT_BYTES); /* the loader may resize before load */
+} kt_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, KT_SLOT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} kt_drops SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, KT_MAX_CGROUPS);
+	__type(key, __u64);
+	__type(value, __u8);
+} kt_cgroup_allow SEC(".maps");
+
+/* ---- load-time settings (.rodata), patched by name by the loader ---- */
+/* Non-zero: only cgroups present in kt_cgroup_allow are reported. */
+const volatile __u32 kt_cfg_filter_enabled = 0;
+/* Events caused by this tgid are ignored (the collector itself), 0 = none. */
+const volatile __u32 kt_cfg_ignore_tgid = 0;
+
+/* Adds one to this program's drop counter. */
+static __always_inline void kt_count_drop(__u32 slot)
+{
+	__u64 *n = bpf_map_lookup_elem(&kt_drops, &slot);
+	if (n)
+		*n += 1; /* per-CPU slot: no atomic needed */
+}
+
+/* True when events of this cgroup should be reported. */
+static __always_inline bool kt_cgroup_wanted(__u64 cgroup_id)
+{
+	if (!kt_cfg_filter_enabled)
+		return true;
+	return bpf_map_lookup_elem(&kt_cgroup_allow, &cgroup_id) != NULL;
+}
+
+/* True when the current task belongs to the collector and must not be reported. */
+static __always_inline bool kt_ignored_tgid(__u32 tgid)
+{
+	return kt_cfg_ignore_tgid != 0 && tgid == kt_cfg_ignore_tgid;
+}
+
+/* Fills the common header; cgroup_id, pid and tgid are given by the caller since they
+ * are not always the current task's (TCP in softirq, OOM victims, forks). */
+static __always_inline void kt_fill_header(struct kt_header *h, __u16 type, __u32 size,
+					   __u64 cgroup_id, __u32 pid, __u32 tgid)
+{
+	h->type = type;
+	h->flags = 0;
+	h->size = size;
+	h->ts_ns = bpf_ktime_get_boot_ns();
+	h->cgroup_id = cgroup_id;
+	h->pid = pid;
+	h->tgid = tgid;
+}
+
+/* Zeroes `words` u64s at p. A loop, not memset: clang refuses memset of big records
+ * and the verifier is happy with a bounded loop. */
+static __always_inline void kt_zero(void *p, __u32 words)
+{
+	volatile __u64 *w = p; /* volatile: stops clang turning the loop back into memset */
+	for (__u32 i = 0; i < words; i++)
+		w[i] = 0;
+}
+
+/* v2 cgroup id of any task (not only current): task->cgroups->dfl_cgrp->kn->id. */
+static __always_inline __u64 kt_task_cgroup_id(struct task_struct *task)
+{
+	return BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
+}
+
+/* Marks a struct as part of the ABI so it lands in this object's BTF even if only used
+ * through a pointer cast (the layout test reads BTF). */
+#define KT_BTF_ANCHOR(name) struct name *kt_btf_anchor_##name __attribute__((unused))
+
+#endif /* KTRAIL_COMMON_BPF_H */

@@ -1,0 +1,217 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * events.h - the one contract between ktrail's eBPF programs and user space.
+ *
+ * Rules (docs/events.md is the human-readable catalog of the same thing):
+ *  - fixed-width fields only (no bool/int/long), explicit padding that writers zero;
+ *  - every ring-buffer record starts with struct kt_header (32 bytes) and its size
+ *    is a multiple of 8, so records can be laid end to end in a batch;
+ *  - event type numbers are never reused: retire a type, never renumber it;
+ *  - collector/src/kernel/layout.ts mirrors every offset here, and a test compares
+ *    it with the BTF of the compiled objects (bpf/.output/layout.bpf.o).
+ *
+ * Included from BPF programs (after vmlinux.h) and from user-space C (after
+ * <linux/types.h>); only __u8/__u16/__u32/__u64 are used.
+ */
+#ifndef KTRAIL_EVENTS_H
+#define KTRAIL_EVENTS_H
+
+/* ---- typedefs that say what a field means (Inspektor Gadget style) ---- */
+typedef __u64 kt_boot_ns;   /* bpf_ktime_get_boot_ns(): boot-time clock, ns */
+typedef __u64 kt_cgroup_id; /* v2 cgroup id = inode number of the cgroup dir */
+
+/* ---- event types: explicitly numbered, never reused ---- */
+enum kt_event_type {
+	KT_EV_PROC_EXEC = 1,
+	KT_EV_PROC_FORK = 2,
+	KT_EV_PROC_EXIT = 3,
+	KT_EV_CGROUP_MKDIR = 4,
+	KT_EV_CGROUP_RMDIR = 5,
+	KT_EV_CGROUP_RENAME = 6,
+	KT_EV_OOM_KILL = 7,
+	KT_EV_TCP_CONNECT = 8,
+	KT_EV_TCP_ACCEPT = 9,
+	KT_EV_TCP_CLOSE = 10,
+	KT_EV_TCP_RESET = 11,
+	/* 12..63 reserved for future ring-buffer events */
+	/* 64.. user-space samples built from aggregate maps (never in the ring buffer) */
+	KT_EV_CPU_SAMPLE = 64,
+	KT_EV_NET_SAMPLE = 65,
+	KT_EV_BLOCK_SAMPLE = 66,
+	KT_EV_MEMORY_SAMPLE = 67,
+};
+
+/* ---- header flags ---- */
+enum kt_event_flags {
+	KT_F_TRUNCATED = 1 << 0,      /* a string/argv did not fit its bound */
+	KT_F_RESET_SENT = 1 << 1,     /* tcp_close: this side sent a RST */
+	KT_F_RESET_RECEIVED = 1 << 2, /* tcp_close: this side received a RST */
+};
+
+/* ---- drop-counter slots: one per program (kt_drops[slot] += 1 on failed reserve
+ * or on a full aggregate map). Append only; never renumber. ---- */
+enum kt_prog_slot {
+	KT_SLOT_PROC_EXEC = 0,
+	KT_SLOT_PROC_FORK = 1,
+	KT_SLOT_PROC_EXIT = 2,
+	KT_SLOT_CGROUP_MKDIR = 3,
+	KT_SLOT_CGROUP_RMDIR = 4,
+	KT_SLOT_CGROUP_RENAME = 5,
+	KT_SLOT_OOM_KILL = 6,
+	KT_SLOT_TCP_STATE = 7,
+	KT_SLOT_TCP_SEND_RESET = 8,
+	KT_SLOT_TCP_RECV_RESET = 9,
+	KT_SLOT_CPU_SWITCH = 10,  /* kt_cpu full */
+	KT_SLOT_NET_INGRESS = 11, /* kt_net full */
+	KT_SLOT_NET_EGRESS = 12,  /* kt_net full */
+	KT_SLOT_BLOCK_ISSUE = 13, /* kt_block_start full */
+	KT_SLOT_BLOCK_DONE = 14,  /* kt_block full */
+	KT_SLOT_MAX = 32,
+};
+
+/* ---- bounds ---- */
+#define KT_COMM_LEN 16
+#define KT_FILENAME_LEN 256
+#define KT_ARGS_LEN 1024 /* power of two: the BPF side masks with KT_ARGS_LEN - 1 */
+#define KT_PATH_LEN 256
+#define KT_ADDR_LEN 16
+#define KT_LAT_BUCKETS 32
+
+/* ---- common header: every ring-buffer record starts with it (32 bytes) ---- */
+struct kt_header {
+	__u16 type;  /* enum kt_event_type */
+	__u16 flags; /* enum kt_event_flags */
+	__u32 size;  /* total record size in bytes, header included */
+	kt_boot_ns ts_ns;
+	kt_cgroup_id cgroup_id;
+	__u32 pid;  /* kernel task id (thread id) */
+	__u32 tgid; /* user-space pid */
+};
+
+/* type 1 */
+struct kt_proc_exec {
+	struct kt_header hdr;
+	__u32 ppid;
+	__u32 uid;
+	__u32 gid;
+	__u32 args_count; /* argc of the new program (all of them, even if truncated) */
+	__u32 args_size;  /* bytes of args[] used, NULs included */
+	__u32 pad;
+	char comm[KT_COMM_LEN];
+	char filename[KT_FILENAME_LEN];
+	char args[KT_ARGS_LEN]; /* NUL-separated argv */
+};
+
+/* type 2: emitted for new processes only (not for new threads) */
+struct kt_proc_fork {
+	struct kt_header hdr;
+	__u32 parent_pid;
+	__u32 parent_tgid;
+	__u32 child_pid;
+	__u32 child_tgid;
+	char comm[KT_COMM_LEN];
+};
+
+/* type 3: once per process, when its last thread exits */
+struct kt_proc_exit {
+	struct kt_header hdr;
+	__u32 ppid;
+	__u32 exit_code;   /* (status >> 8) & 0xff */
+	__u32 signal;      /* status & 0x7f */
+	__u32 core_dumped; /* 1 if status & 0x80 */
+	kt_boot_ns start_ns;
+	__u64 cpu_ns; /* on-CPU time of the whole process (sum_exec_runtime) */
+	char comm[KT_COMM_LEN];
+};
+
+/* types 4, 5, 6 */
+struct kt_cgroup_event {
+	struct kt_header hdr; /* hdr.cgroup_id = the cgroup created/removed/renamed */
+	__u32 level;
+	__u32 hierarchy_id;
+	char path[KT_PATH_LEN]; /* relative to the hierarchy root, e.g. "/docker/<id>" */
+};
+
+/* type 7 */
+struct kt_oom_kill {
+	struct kt_header hdr; /* hdr.cgroup_id/pid/tgid = the victim's */
+	__u32 victim_pid;
+	__u32 victim_uid;
+	__u64 total_vm_kb;
+	__u64 anon_rss_kb;
+	__u64 file_rss_kb;
+	__u64 shmem_rss_kb;
+	char comm[KT_COMM_LEN];
+};
+
+/* types 8 and 9. hdr.cgroup_id = the socket's cgroup (sk->sk_cgrp_data). */
+struct kt_tcp_conn {
+	struct kt_header hdr;
+	__u16 family; /* AF_INET (2) or AF_INET6 (10) */
+	__u16 sport;  /* host byte order */
+	__u16 dport;  /* host byte order */
+	__u16 pad;
+	__u8 saddr[KT_ADDR_LEN]; /* IPv4 in the first 4 bytes */
+	__u8 daddr[KT_ADDR_LEN];
+	__u64 sock_cookie;
+};
+
+/* type 10 */
+struct kt_tcp_close {
+	struct kt_header hdr; /* flags may carry KT_F_RESET_SENT / KT_F_RESET_RECEIVED */
+	__u16 family;
+	__u16 sport;
+	__u16 dport;
+	__u16 pad;
+	__u8 saddr[KT_ADDR_LEN];
+	__u8 daddr[KT_ADDR_LEN];
+	__u64 sock_cookie;
+	__u64 bytes_sent;     /* tcp_sock.bytes_acked: payload bytes acknowledged by peer */
+	__u64 bytes_received; /* tcp_sock.bytes_received: payload bytes received */
+	__u64 duration_ns;    /* first state change seen -> close; 0 if unknown */
+	__u32 retransmits;    /* tcp_sock.total_retrans */
+	__u32 resets;         /* RSTs seen on this socket (sent + received) */
+};
+
+/* type 11 */
+struct kt_tcp_reset {
+	struct kt_header hdr;
+	__u16 family;
+	__u16 sport;
+	__u16 dport;
+	__u16 pad;
+	__u8 saddr[KT_ADDR_LEN];
+	__u8 daddr[KT_ADDR_LEN];
+	__u64 sock_cookie;
+	__u32 direction; /* 0 sent, 1 received */
+	__u32 pad2;
+};
+
+/* ---- aggregate map values (key: kt_cgroup_id). All three maps are
+ * BPF_MAP_TYPE_PERCPU_HASH: readers SUM the per-CPU values. Counters are
+ * cumulative since load; the collector computes deltas. ---- */
+
+/* kt_cpu */
+struct kt_cpu_value {
+	__u64 cpu_ns;   /* on-CPU time, from sched_switch */
+	__u64 switches; /* times a task of this cgroup was switched out */
+};
+
+/* kt_net */
+struct kt_net_value {
+	__u64 rx_bytes;
+	__u64 rx_packets;
+	__u64 tx_bytes;
+	__u64 tx_packets;
+};
+
+/* kt_block */
+struct kt_block_value {
+	__u64 read_bytes;
+	__u64 write_bytes;
+	__u64 read_ios;
+	__u64 write_ios;
+	__u64 latency_hist[KT_LAT_BUCKETS]; /* bucket i: latency in [2^i, 2^(i+1)) us; 0 also < 1 us */
+};
+
+#endif /* KTRAIL_EVENTS_H */

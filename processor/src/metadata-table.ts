@@ -1,0 +1,148 @@
+// Container metadata for the partitions one member owns, versioned by time: each
+// (node, cgroup id) keeps the records the collector published for it, so an event joins
+// the record that was valid when it happened (labels and pod fields can change during a
+// container's life). Stopped containers are evicted after a retention, so memory follows
+// the number of live containers, not the history.
+
+/** What the processor needs from a ContainerRecord (schemas/ContainerRecord.avsc). */
+export interface ContainerMeta {
+  node: string;
+  cgroupId: bigint;
+  containerId: string;
+  name: string;
+  image: string;
+  labels: Record<string, string>;
+  pod: string;
+  namespace: string;
+  /** Wall-clock ns; 0 = unknown. */
+  startedAtNs: bigint;
+  /** Wall-clock ns; 0 = still running. */
+  stoppedAtNs: bigint;
+  updatedAtNs: bigint;
+  state: string;
+}
+
+interface Version {
+  validFromNs: bigint;
+  meta: ContainerMeta;
+}
+
+interface Entry {
+  /** Sorted by validFromNs ascending. */
+  versions: Version[];
+  stoppedAtNs: bigint;
+}
+
+/** Container cgroups of every runtime we know: docker, containerd/cri, CRI-O, podman, kubepods. */
+const CONTAINER_PATH =
+  /(?:^|\/)(?:docker|kubepods|cri-containerd|crio|libpod|containerd|lxc|actions_job)[-/.:]|\/[0-9a-f]{64}(?:\.scope)?$/;
+
+/** True for cgroup paths that belong to a container runtime; the rest is the host's. */
+export function isContainerCgroupPath(path: string): boolean {
+  return CONTAINER_PATH.test(path);
+}
+
+/** cgroup v2 root: its directory inode is always 1. */
+const ROOT_CGROUP_ID = 1n;
+
+export interface MetadataTableStats {
+  containers: number;
+  versions: number;
+  evictions: number;
+}
+
+export class MetadataTable {
+  private readonly byNode = new Map<string, Map<bigint, Entry>>();
+  /** cgroups known not to be containers (from cgroup_mkdir events or records without a container id). */
+  private readonly hostByNode = new Map<string, Set<bigint>>();
+  private versionCount = 0;
+  evictions = 0;
+
+  constructor(private readonly retentionNs: bigint) {}
+
+  upsert(meta: ContainerMeta): void {
+    if (meta.containerId === '') {
+      this.markHost(meta.node, meta.cgroupId);
+      return;
+    }
+    let perNode = this.byNode.get(meta.node);
+    if (perNode === undefined) {
+      perNode = new Map();
+      this.byNode.set(meta.node, perNode);
+    }
+    let entry = perNode.get(meta.cgroupId);
+    if (entry === undefined) {
+      entry = { versions: [], stoppedAtNs: 0n };
+      perNode.set(meta.cgroupId, entry);
+    }
+    // The first version is valid from the container's start; later ones from their update.
+    const validFromNs =
+      entry.versions.length === 0 ? minNonZero(meta.startedAtNs, meta.updatedAtNs) : meta.updatedAtNs;
+    const versions = entry.versions;
+    const same = versions.findIndex((v) => v.meta.updatedAtNs === meta.updatedAtNs);
+    if (same >= 0) {
+      (versions[same] as Version).meta = meta; // re-read of the compacted topic: idempotent
+    } else {
+      let i = versions.length;
+      while (i > 0 && (versions[i - 1] as Version).validFromNs > validFromNs) i--;
+      versions.splice(i, 0, { validFromNs, meta });
+      this.versionCount++;
+    }
+    if (meta.stoppedAtNs > 0n) entry.stoppedAtNs = meta.stoppedAtNs;
+  }
+
+  markHost(node: string, cgroupId: bigint): void {
+    let set = this.hostByNode.get(node);
+    if (set === undefined) {
+      set = new Set();
+      this.hostByNode.set(node, set);
+    }
+    set.add(cgroupId);
+  }
+
+  isHost(node: string, cgroupId: bigint): boolean {
+    return cgroupId === ROOT_CGROUP_ID || this.hostByNode.get(node)?.has(cgroupId) === true;
+  }
+
+  /** The record valid at `atNs` (wall clock), or undefined when the cgroup is unknown. */
+  lookup(node: string, cgroupId: bigint, atNs: bigint): ContainerMeta | undefined {
+    const entry = this.byNode.get(node)?.get(cgroupId);
+    if (entry === undefined) return undefined;
+    const versions = entry.versions;
+    // Latest version that started at or before the event; an event before the first
+    // version (exec before the runtime reported the start) still belongs to this cgroup.
+    for (let i = versions.length - 1; i >= 0; i--) {
+      const v = versions[i] as Version;
+      if (v.validFromNs <= atNs) return v.meta;
+    }
+    return (versions[0] as Version).meta;
+  }
+
+  /** Drops containers stopped more than the retention ago; returns how many went. */
+  evictStopped(nowNs: bigint): number {
+    let n = 0;
+    for (const perNode of this.byNode.values()) {
+      for (const [cgroupId, entry] of perNode) {
+        if (entry.stoppedAtNs > 0n && nowNs - entry.stoppedAtNs > this.retentionNs) {
+          perNode.delete(cgroupId);
+          this.versionCount -= entry.versions.length;
+          n++;
+        }
+      }
+    }
+    this.evictions += n;
+    return n;
+  }
+
+  stats(): MetadataTableStats {
+    let containers = 0;
+    for (const perNode of this.byNode.values()) containers += perNode.size;
+    return { containers, versions: this.versionCount, evictions: this.evictions };
+  }
+}
+
+function minNonZero(a: bigint, b: bigint): bigint {
+  if (a === 0n) return b;
+  if (b === 0n) return a;
+  return a < b ? a : b;
+}

@@ -1,0 +1,207 @@
+// One partition's open batch: the rows built from a contiguous run of messages
+// [firstOffset, lastOffset], grouped by ClickHouse table, plus the rows still waiting for
+// late container metadata. A batch covers whole messages only, so the rows of a batch are
+// a function of its offset range: after a crash the same range rebuilds the same rows
+// (join fields may differ, but deduplication is by token, and the token names the range).
+import type { ContainerMeta } from './metadata-table.js';
+
+export type Row = Record<string, unknown>;
+
+export type JoinState = 'joined' | 'pending' | 'host';
+
+/** A row whose cgroup had no metadata yet; resolved in place if metadata arrives in time. */
+interface Waiting {
+  row: Row;
+  node: string;
+  cgroupId: bigint;
+  atNs: bigint;
+  deadlineMs: number;
+  resolved: boolean;
+}
+
+export interface BatchLimits {
+  maxRows: number;
+  maxMs: number;
+  lateWaitMs: number;
+  lateMaxRows: number;
+}
+
+export interface CutBatch {
+  firstOffset: bigint;
+  lastOffset: bigint;
+  tables: Map<string, Row[]>;
+  rows: number;
+  /** Rows written with join_state 'pending' because their metadata did not arrive in time. */
+  latePending: number;
+}
+
+/** Fills the join columns of a row from a container record (or marks it). */
+export function applyJoin(row: Row, meta: ContainerMeta | undefined, state: JoinState): void {
+  row.join_state = state;
+  if (meta === undefined) return;
+  row.container_id = meta.containerId;
+  row.container_name = meta.name;
+  row.image = meta.image;
+  row.pod = meta.pod;
+  row.namespace = meta.namespace;
+}
+
+export class PartitionBatch {
+  firstOffset: bigint | undefined;
+  lastOffset: bigint | undefined;
+  tables = new Map<string, Row[]>();
+  rows = 0;
+  openedAtMs = 0;
+  private waiting: Waiting[] = [];
+  private waitHead = 0;
+  private waitingByKey = new Map<string, Map<bigint, Waiting[]>>();
+  waitingCount = 0;
+  /** Rows that found the late buffer full and went straight to 'pending' (counted, never silent). */
+  lateOverflow = 0;
+
+  constructor(private readonly limits: BatchLimits) {}
+
+  /** Marks that message `offset` is part of this batch (even when it produced no rows). */
+  addMessage(offset: bigint, nowMs: number): void {
+    if (this.firstOffset === undefined) {
+      this.firstOffset = offset;
+      this.openedAtMs = nowMs;
+    }
+    this.lastOffset = offset;
+  }
+
+  addRow(table: string, row: Row): void {
+    let list = this.tables.get(table);
+    if (list === undefined) {
+      list = [];
+      this.tables.set(table, list);
+    }
+    list.push(row);
+    this.rows++;
+  }
+
+  /**
+   * A row whose container is unknown: waits (bounded) for metadata. Returns false when
+   * the late buffer is full; the row stays 'pending' and the overflow is counted.
+   */
+  addWaiting(row: Row, node: string, cgroupId: bigint, atNs: bigint, nowMs: number): boolean {
+    row.join_state = 'pending';
+    if (this.waitingCount >= this.limits.lateMaxRows) {
+      this.lateOverflow++;
+      return false;
+    }
+    const w: Waiting = {
+      row,
+      node,
+      cgroupId,
+      atNs,
+      deadlineMs: nowMs + this.limits.lateWaitMs,
+      resolved: false,
+    };
+    this.waiting.push(w);
+    let perNode = this.waitingByKey.get(node);
+    if (perNode === undefined) {
+      perNode = new Map();
+      this.waitingByKey.set(node, perNode);
+    }
+    const list = perNode.get(cgroupId);
+    if (list === undefined) perNode.set(cgroupId, [w]);
+    else list.push(w);
+    this.waitingCount++;
+    return true;
+  }
+
+  /** Metadata arrived: joins the rows waiting for this (node, cgroup). Returns how many. */
+  resolve(meta: ContainerMeta, lookup: (atNs: bigint) => ContainerMeta | undefined): number {
+    const perNode = this.waitingByKey.get(meta.node);
+    const list = perNode?.get(meta.cgroupId);
+    if (perNode === undefined || list === undefined) return 0;
+    perNode.delete(meta.cgroupId);
+    for (const w of list) {
+      applyJoin(w.row, lookup(w.atNs) ?? meta, 'joined');
+      w.resolved = true;
+    }
+    this.waitingCount -= list.length;
+    return list.length;
+  }
+
+  /** Rows found to be the host's (a cgroup_mkdir outside any container arrived late). */
+  resolveHost(node: string, cgroupId: bigint): number {
+    const perNode = this.waitingByKey.get(node);
+    const list = perNode?.get(cgroupId);
+    if (perNode === undefined || list === undefined) return 0;
+    perNode.delete(cgroupId);
+    for (const w of list) {
+      w.row.join_state = 'host';
+      w.resolved = true;
+    }
+    this.waitingCount -= list.length;
+    return list.length;
+  }
+
+  /** Earliest deadline among rows still waiting, or undefined when none wait. */
+  private oldestDeadline(): number | undefined {
+    while (this.waitHead < this.waiting.length && (this.waiting[this.waitHead] as Waiting).resolved)
+      this.waitHead++;
+    return this.waitHead < this.waiting.length
+      ? (this.waiting[this.waitHead] as Waiting).deadlineMs
+      : undefined;
+  }
+
+  /**
+   * Whether the batch should be cut now. A forced cut (recorded before a crash or a
+   * rebalance) must be honoured exactly so the rebuilt batch matches its token.
+   * Otherwise: full or old enough, and no row still within its late-metadata wait
+   * (unless the batch grew to twice its size, the hard bound on memory).
+   */
+  shouldCut(nowMs: number, forcedCut: bigint | undefined): boolean {
+    if (this.lastOffset === undefined) return false;
+    if (forcedCut !== undefined) return this.lastOffset >= forcedCut;
+    const due = this.rows >= this.limits.maxRows || nowMs - this.openedAtMs >= this.limits.maxMs;
+    if (!due) return false;
+    const deadline = this.oldestDeadline();
+    return deadline === undefined || nowMs >= deadline || this.rows >= 2 * this.limits.maxRows;
+  }
+
+  /** Closes the batch: rows still waiting keep join_state 'pending' with their raw ids. */
+  cut(): CutBatch {
+    if (this.firstOffset === undefined || this.lastOffset === undefined)
+      throw new Error('cut of an empty batch');
+    return {
+      firstOffset: this.firstOffset,
+      lastOffset: this.lastOffset,
+      tables: this.tables,
+      rows: this.rows,
+      latePending: this.waitingCount + this.lateOverflow,
+    };
+  }
+
+  isEmpty(): boolean {
+    return this.firstOffset === undefined;
+  }
+}
+
+/** insert_deduplication_token: names exactly the messages a batch covers. */
+export function dedupToken(
+  table: string,
+  topic: string,
+  partition: number,
+  first: bigint,
+  last: bigint,
+): string {
+  return `${table}:${topic}:${partition}:${first}-${last}`;
+}
+
+/** Commit metadata recording a cut before its inserts start, so a restart re-cuts identically. */
+export function encodeCut(lastOffset: bigint): string {
+  return `ktrail-cut:${lastOffset}`;
+}
+
+export function decodeCut(metadata: string | null | undefined): bigint | undefined {
+  if (metadata == null || !metadata.startsWith('ktrail-cut:')) return undefined;
+  try {
+    return BigInt(metadata.slice('ktrail-cut:'.length));
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,779 @@
+// The processor: one member of a consumer group over the events and containers topics.
+//
+// Exactly-once rows come from three rules (DESIGN.md pitfalls 1-4):
+// - a batch covers whole messages [first, last] of one partition; before its inserts start,
+//   the cut is recorded as commit metadata on the partition's current watermark, so a
+//   restart or the next owner re-cuts exactly the same range;
+// - every insert carries the token table:topic:partition:first-last, so a repeated insert
+//   of that range is dropped by ClickHouse;
+// - the offset after `last` is committed only once every table's insert for the batch
+//   succeeded, only by a member that still owns the partition in the same generation.
+// Batches of one partition are flushed one after the other, so the committed watermark
+// is always contiguous.
+import type { Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
+import { isRetriable, PoisonError } from '../../common/errors.js';
+import { createLogger, type Logger } from '../../common/log.js';
+import { type Alert, AlertEngine, type AlertRules } from './alerts.js';
+import { coPartitionedAssigner } from './assigner.js';
+import { type ContainerMeta, isContainerCgroupPath, MetadataTable } from './metadata-table.js';
+import {
+  applyJoin,
+  type BatchLimits,
+  type CutBatch,
+  decodeCut,
+  dedupToken,
+  encodeCut,
+  PartitionBatch,
+  type Row,
+} from './partition-batch.js';
+import { buildRow, DEAD_LETTERS_TABLE, type DecodedEventBatch, tableForKind, wallClockNs } from './rows.js';
+
+/** Where rows go: one insert per (table, batch), deduplicated by token. Throws KtrailError. */
+export interface RowSink {
+  insert(table: string, rows: Row[], dedupToken: string): Promise<void>;
+}
+
+/** Avro in and out (schemas/). Decoders throw PoisonError on bytes they can't read. */
+export interface ProcessorCodec {
+  decodeEventBatch(value: Buffer): DecodedEventBatch;
+  decodeContainerRecord(value: Buffer): ContainerMeta;
+  encodeDeadLetter(dl: DeadLetter): Buffer;
+  encodeEnriched(batch: EnrichedBatch): Buffer;
+  encodeAlert(alert: Alert): Buffer;
+}
+
+export interface DeadLetter {
+  sourceTopic: string;
+  sourcePartition: number;
+  sourceOffset: bigint;
+  key: Buffer | null;
+  reason: string;
+  error: string;
+  raw: Buffer;
+  consumerGroup: string | null;
+  failedAtNs: bigint;
+}
+
+export interface EnrichedEvent {
+  kind: string;
+  timeNs: bigint;
+  cgroupId: bigint;
+  pid: number;
+  tgid: number;
+  joinState: string;
+  containerId: string;
+  containerName: string;
+  image: string;
+  pod: string;
+  namespace: string;
+  /** Every other event field, as text (the full typed event stays in ClickHouse). */
+  attributes: Record<string, string>;
+}
+
+export interface EnrichedBatch {
+  node: string;
+  sourcePartition: number;
+  firstOffset: bigint;
+  lastOffset: bigint;
+  events: EnrichedEvent[];
+}
+
+export interface ProcessorTopics {
+  events: string;
+  containers: string;
+  deadletter: string;
+  enriched: string;
+  alerts: string;
+}
+
+export interface ProcessorOptions {
+  groupId: string;
+  batchMaxRows: number;
+  batchMaxMs: number;
+  lateMetadataWaitMs: number;
+  lateBufferMaxEvents: number;
+  metadataRetentionMs: number;
+  enrichedTopic: boolean;
+  alerts: AlertRules;
+  /** kafkajs partitionsConsumedConcurrently: containers batches must flow while events wait. */
+  concurrency?: number;
+  /** Give up waiting for the containers topic to be re-read after this long (then join late). */
+  restoreTimeoutMs?: number;
+  /** Retry backoff bounds for inserts and produces. */
+  retryInitialMs?: number;
+  retryMaxMs?: number;
+  sessionTimeoutMs?: number;
+}
+
+/** What tests and metrics observe; no behaviour depends on a listener. */
+export interface ProcessorHooks {
+  onAssigned?(info: { memberId: string; generation: number; assignment: Record<string, number[]> }): void;
+  onCommitted?(info: {
+    memberId: string;
+    generation: number;
+    partition: number;
+    first: bigint;
+    last: bigint;
+    rows: number;
+  }): void;
+  onBatchDropped?(info: { memberId: string; partition: number; first: bigint; last: bigint }): void;
+}
+
+export interface ProcessorStats {
+  messages: number;
+  events: number;
+  rowsWritten: number;
+  batchesCommitted: number;
+  deadLetters: number;
+  latePending: number;
+  lateOverflow: number;
+  lateResolved: number;
+  metadataRecords: number;
+  metadataEvictions: number;
+  insertRetries: number;
+  batchesDropped: number;
+  alerts: number;
+}
+
+export interface Processor {
+  start(): Promise<void>;
+  /** Stop consuming, flush and commit what is owned, leave the group. Runs once. */
+  stop(): Promise<void>;
+  stats(): ProcessorStats;
+  ready(): boolean;
+  memberId(): string;
+}
+
+interface PartitionState {
+  partition: number;
+  generation: number;
+  owned: boolean;
+  batch: PartitionBatch;
+  /** Cut recorded in commit metadata by an earlier owner: the first batch must end exactly here. */
+  forcedCut: bigint | undefined;
+  /** Ready once the forced cut was read from the group's committed offsets. */
+  init: Promise<void>;
+  lock: Promise<void>;
+  busy: boolean;
+  metadata: MetadataTable;
+  alerts: AlertEngine;
+  pendingDeadLetters: DeadLetter[];
+  pendingAlerts: Alert[];
+  restored: boolean;
+}
+
+class LostPartitionError extends Error {}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export function createProcessor(deps: {
+  kafka: Kafka;
+  topics: ProcessorTopics;
+  sink: RowSink;
+  codec: ProcessorCodec;
+  options: ProcessorOptions;
+  hooks?: ProcessorHooks;
+  logger?: Logger;
+}): Processor {
+  const { kafka, topics, sink, codec, options } = deps;
+  const hooks = deps.hooks ?? {};
+  const log = deps.logger ?? createLogger('processor');
+  if (options.batchMaxRows <= 0 || options.batchMaxMs <= 0)
+    throw new Error('batchMaxRows and batchMaxMs must be > 0');
+  const limits: BatchLimits = {
+    maxRows: options.batchMaxRows,
+    maxMs: options.batchMaxMs,
+    lateWaitMs: options.lateMetadataWaitMs,
+    lateMaxRows: options.lateBufferMaxEvents,
+  };
+  const retryInitialMs = options.retryInitialMs ?? 200;
+  const retryMaxMs = options.retryMaxMs ?? 5_000;
+  const retentionNs = BigInt(options.metadataRetentionMs) * 1_000_000n;
+
+  const consumer: Consumer = kafka.consumer({
+    groupId: options.groupId,
+    partitionAssigners: [coPartitionedAssigner],
+    sessionTimeout: options.sessionTimeoutMs ?? 30_000,
+    heartbeatInterval: 3_000,
+    maxBytesPerPartition: 4 * 1024 * 1024,
+  });
+  const producer: Producer = kafka.producer({ allowAutoTopicCreation: false });
+  const admin = kafka.admin();
+
+  const stats: ProcessorStats = {
+    messages: 0,
+    events: 0,
+    rowsWritten: 0,
+    batchesCommitted: 0,
+    deadLetters: 0,
+    latePending: 0,
+    lateOverflow: 0,
+    lateResolved: 0,
+    metadataRecords: 0,
+    metadataEvictions: 0,
+    insertRetries: 0,
+    batchesDropped: 0,
+    alerts: 0,
+  };
+
+  let generation = 0;
+  let memberId = '';
+  let running = false;
+  let stopping: Promise<void> | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let heartbeat: (() => Promise<void>) | undefined;
+  const states = new Map<number, PartitionState>();
+  /** Metadata tables survive a rebalance for partitions this member keeps. */
+  const tables = new Map<number, MetadataTable>();
+
+  function newState(partition: number, gen: number): PartitionState {
+    let metadata = tables.get(partition);
+    if (metadata === undefined) {
+      metadata = new MetadataTable(retentionNs);
+      tables.set(partition, metadata);
+    }
+    return {
+      partition,
+      generation: gen,
+      owned: true,
+      batch: new PartitionBatch(limits),
+      forcedCut: undefined,
+      init: Promise.resolve(),
+      lock: Promise.resolve(),
+      busy: false,
+      metadata,
+      alerts: new AlertEngine(options.alerts),
+      pendingDeadLetters: [],
+      pendingAlerts: [],
+      restored: false,
+    };
+  }
+
+  /** Serialises work on one partition (eachBatch and the flush timer). */
+  function withLock<T>(state: PartitionState, fn: () => Promise<T>): Promise<T> {
+    const run = state.lock.then(async () => {
+      state.busy = true;
+      try {
+        return await fn();
+      } finally {
+        state.busy = false;
+      }
+    });
+    state.lock = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  function stillOwned(state: PartitionState): boolean {
+    return state.owned && state.generation === generation && states.get(state.partition) === state;
+  }
+
+  function revokeAll(reason: string): void {
+    generation++;
+    for (const state of states.values()) {
+      state.owned = false;
+      if (!state.batch.isEmpty()) {
+        stats.batchesDropped++;
+        hooks.onBatchDropped?.({
+          memberId,
+          partition: state.partition,
+          first: state.batch.firstOffset as bigint,
+          last: state.batch.lastOffset as bigint,
+        });
+      }
+    }
+    if (states.size > 0)
+      log.info({ reason, generation }, 'partitions revoked; pending batches dropped uncommitted');
+    states.clear();
+  }
+
+  async function onAssigned(assignment: Record<string, number[]>): Promise<void> {
+    const gen = generation;
+    const eventsParts = assignment[topics.events] ?? [];
+    const containerParts = new Set(assignment[topics.containers] ?? []);
+    for (const p of [...tables.keys()]) if (!eventsParts.includes(p)) tables.delete(p);
+    const fresh: PartitionState[] = [];
+    for (const p of eventsParts) {
+      const state = newState(p, gen);
+      states.set(p, state);
+      fresh.push(state);
+    }
+    // Events wait until the containers partition was read to its end (Kafka Streams'
+    // restore phase), so the first batches join against complete metadata.
+    if (fresh.length > 0) consumer.pause([{ topic: topics.events, partitions: eventsParts }]);
+    hooks.onAssigned?.({ memberId, generation: gen, assignment });
+    const init = (async () => {
+      const [committed, ends] = await Promise.all([
+        admin.fetchOffsets({ groupId: options.groupId, topics: [topics.events] }),
+        admin.fetchTopicOffsets(topics.containers),
+      ]);
+      const parts = committed.find((t) => t.topic === topics.events)?.partitions ?? [];
+      for (const state of fresh) {
+        const c = parts.find((x) => x.partition === state.partition);
+        state.forcedCut = decodeCut(c?.metadata);
+        if (state.forcedCut !== undefined)
+          log.info({ partition: state.partition, cut: String(state.forcedCut) }, 'resuming a recorded cut');
+        const end = ends.find((e) => e.partition === state.partition);
+        if (!containerParts.has(state.partition) || end === undefined || end.high === end.low)
+          markRestored(state);
+        else restoreTargets.set(state.partition, { state, high: BigInt(end.high) });
+      }
+    })();
+    for (const state of fresh) state.init = init;
+    try {
+      await init;
+    } catch (err) {
+      log.error(
+        { err },
+        'reading committed offsets failed; resuming without recorded cuts is unsafe, rejoining',
+      );
+      throw err;
+    }
+    setTimeout(() => {
+      for (const state of fresh)
+        if (stillOwned(state) && !state.restored) {
+          log.warn({ partition: state.partition }, 'containers topic not restored in time; events join late');
+          markRestored(state);
+        }
+    }, options.restoreTimeoutMs ?? 30_000).unref();
+  }
+
+  const restoreTargets = new Map<number, { state: PartitionState; high: bigint }>();
+
+  function markRestored(state: PartitionState): void {
+    restoreTargets.delete(state.partition);
+    if (state.restored) return;
+    state.restored = true;
+    if (stillOwned(state)) consumer.resume([{ topic: topics.events, partitions: [state.partition] }]);
+  }
+
+  /**
+   * Poison goes to the dead-letter topic and, for events, to the dead_letters table as part
+   * of the batch (so it is exactly-once too). Container records are re-read on every
+   * assignment, so they only go to the topic (at-least-once) and the counter.
+   */
+  function deadLetter(
+    state: PartitionState,
+    topic: string,
+    message: { offset: string; key: Buffer | null; value: Buffer | null },
+    err: unknown,
+  ): void {
+    const reason = err instanceof PoisonError ? String(err.context.reason ?? 'undecodable') : 'undecodable';
+    const dl: DeadLetter = {
+      sourceTopic: topic,
+      sourcePartition: state.partition,
+      sourceOffset: BigInt(message.offset),
+      key: message.key,
+      reason,
+      error: (err as Error).message ?? String(err),
+      raw: message.value ?? Buffer.alloc(0),
+      consumerGroup: options.groupId,
+      failedAtNs: BigInt(Date.now()) * 1_000_000n,
+    };
+    state.pendingDeadLetters.push(dl);
+    stats.deadLetters++;
+    log.warn(
+      { topic, partition: state.partition, offset: message.offset, reason, err: dl.error },
+      'dead letter',
+    );
+    if (topic !== topics.events) return;
+    state.batch.addRow(DEAD_LETTERS_TABLE, {
+      source_topic: dl.sourceTopic,
+      source_partition: dl.sourcePartition,
+      source_offset: dl.sourceOffset,
+      reason: dl.reason,
+      error: dl.error,
+      raw: dl.raw.toString('base64'),
+      consumer_group: dl.consumerGroup,
+      failed_at_ns: dl.failedAtNs,
+    });
+  }
+
+  function processEventMessage(
+    state: PartitionState,
+    message: { offset: string; key: Buffer | null; value: Buffer | null },
+    now: number,
+  ): void {
+    const offset = BigInt(message.offset);
+    state.batch.addMessage(offset, now);
+    stats.messages++;
+    let decoded: DecodedEventBatch;
+    try {
+      if (message.value === null)
+        throw new PoisonError('empty message value', { context: { reason: 'undecodable' } });
+      decoded = codec.decodeEventBatch(message.value);
+    } catch (err) {
+      deadLetter(state, topics.events, message, err);
+      return;
+    }
+    const node = decoded.node;
+    const table = state.metadata;
+    const batch = state.batch;
+    state.alerts.observeSequence(
+      node,
+      decoded.bootId,
+      decoded.sequence,
+      decoded.producedAtNs,
+      state.pendingAlerts,
+    );
+    for (const ev of decoded.events) {
+      const timeNs = wallClockNs(decoded, ev.tsNs);
+      const row = buildRow(decoded, ev, timeNs);
+      batch.addRow(tableForKind(ev.kind), row);
+      if (ev.kind === 'cgroup_mkdir' && typeof ev.path === 'string' && !isContainerCgroupPath(ev.path)) {
+        table.markHost(node, ev.cgroupId);
+        batch.resolveHost(node, ev.cgroupId);
+      }
+      if (table.isHost(node, ev.cgroupId)) {
+        row.join_state = 'host';
+        continue;
+      }
+      const meta = table.lookup(node, ev.cgroupId, timeNs);
+      if (meta !== undefined) applyJoin(row, meta, 'joined');
+      else if (!batch.addWaiting(row, node, ev.cgroupId, timeNs, now)) stats.lateOverflow++;
+    }
+    stats.events += decoded.events.length;
+  }
+
+  async function withRetry(state: PartitionState, what: string, fn: () => Promise<void>): Promise<void> {
+    let delay = retryInitialMs;
+    for (let attempt = 1; ; attempt++) {
+      if (!stillOwned(state)) throw new LostPartitionError(what);
+      try {
+        await fn();
+        return;
+      } catch (err) {
+        if (!stillOwned(state)) throw new LostPartitionError(what);
+        stats.insertRetries++;
+        // Never skip a failed batch (Vector #24215): a non-retriable insert error is a bug
+        // or a schema mismatch, and committing past it would lose rows. Retry, loudly.
+        const level = isRetriable(err) ? 'warn' : 'error';
+        log[level](
+          { err, what, attempt, delayMs: delay, partition: state.partition },
+          'write failed; retrying',
+        );
+        await sleepWithHeartbeat(delay);
+        delay = Math.min(delay * 2, retryMaxMs);
+      }
+    }
+  }
+
+  async function sleepWithHeartbeat(ms: number): Promise<void> {
+    const until = Date.now() + ms;
+    while (Date.now() < until) {
+      await sleep(Math.min(1_000, until - Date.now()));
+      try {
+        await heartbeat?.();
+      } catch {
+        // A failing heartbeat means a rebalance; stillOwned() turns false via the events.
+      }
+    }
+  }
+
+  async function commit(state: PartitionState, offset: bigint, metadata: string | null): Promise<void> {
+    if (!stillOwned(state)) throw new LostPartitionError('commit');
+    try {
+      await consumer.commitOffsets([
+        { topic: topics.events, partition: state.partition, offset: String(offset), metadata },
+      ]);
+    } catch (err) {
+      // A commit refused by the coordinator means our generation is over.
+      log.warn(
+        { err, partition: state.partition },
+        'commit refused; dropping the partition until the rejoin',
+      );
+      state.owned = false;
+      throw new LostPartitionError('commit');
+    }
+  }
+
+  /** Cut the open batch, insert every table, produce side outputs, commit the watermark. */
+  async function flush(state: PartitionState): Promise<void> {
+    if (state.batch.isEmpty()) return;
+    const cut = state.batch.cut();
+    const wasForced = state.forcedCut !== undefined;
+    state.batch = new PartitionBatch(limits);
+    const deadLetters = state.pendingDeadLetters;
+    state.pendingDeadLetters = [];
+    const alerts = state.pendingAlerts;
+    state.pendingAlerts = [];
+    stats.latePending += cut.latePending;
+    try {
+      // Record the cut before any insert, unless an earlier owner already did.
+      if (!wasForced) await commit(state, cut.firstOffset, encodeCut(cut.lastOffset));
+      for (const [table, rows] of cut.tables) {
+        if (rows.length === 0) continue;
+        const token = dedupToken(table, topics.events, state.partition, cut.firstOffset, cut.lastOffset);
+        await withRetry(state, `insert ${table}`, () => sink.insert(table, rows, token));
+      }
+      await produceSideOutputs(state, cut, deadLetters, alerts);
+      await commit(state, cut.lastOffset + 1n, null);
+    } catch (err) {
+      if (err instanceof LostPartitionError) {
+        stats.batchesDropped++;
+        hooks.onBatchDropped?.({
+          memberId,
+          partition: state.partition,
+          first: cut.firstOffset,
+          last: cut.lastOffset,
+        });
+        return;
+      }
+      throw err;
+    }
+    state.forcedCut = undefined;
+    stats.rowsWritten += cut.rows;
+    stats.batchesCommitted++;
+    hooks.onCommitted?.({
+      memberId,
+      generation: state.generation,
+      partition: state.partition,
+      first: cut.firstOffset,
+      last: cut.lastOffset,
+      rows: cut.rows,
+    });
+  }
+
+  async function produceSideOutputs(
+    state: PartitionState,
+    cut: CutBatch,
+    deadLetters: DeadLetter[],
+    alerts: Alert[],
+  ): Promise<void> {
+    for (const [table, rows] of cut.tables) {
+      if (table === DEAD_LETTERS_TABLE) continue;
+      for (const row of rows) state.alerts.observe(table, row, alerts);
+    }
+    const sends: { topic: string; messages: { key: string | null; value: Buffer }[] }[] = [];
+    if (deadLetters.length > 0)
+      sends.push({
+        topic: topics.deadletter,
+        messages: deadLetters.map((d) => ({ key: null, value: codec.encodeDeadLetter(d) })),
+      });
+    if (alerts.length > 0) {
+      stats.alerts += alerts.length;
+      sends.push({
+        topic: topics.alerts,
+        messages: alerts.map((a) => ({ key: a.node, value: codec.encodeAlert(a) })),
+      });
+    }
+    if (options.enrichedTopic) {
+      const messages = enrichedMessages(state.partition, cut);
+      if (messages.length > 0) sends.push({ topic: topics.enriched, messages });
+    }
+    if (sends.length === 0) return;
+    // At-least-once: a batch rebuilt after a crash produces these again.
+    await withRetry(state, 'produce side outputs', async () => {
+      await producer.sendBatch({ topicMessages: sends, acks: -1 });
+    });
+  }
+
+  /** One enriched message per (node, batch) with every event, so messages stay few and large. */
+  function enrichedMessages(partition: number, cut: CutBatch): { key: string; value: Buffer }[] {
+    const byNode = new Map<string, EnrichedEvent[]>();
+    for (const [table, rows] of cut.tables) {
+      if (table === DEAD_LETTERS_TABLE) continue;
+      for (const row of rows) {
+        const node = row.node as string;
+        let list = byNode.get(node);
+        if (list === undefined) {
+          list = [];
+          byNode.set(node, list);
+        }
+        list.push(toEnriched(table, row));
+      }
+    }
+    const out: { key: string; value: Buffer }[] = [];
+    for (const [node, events] of byNode) {
+      // Kafka's default max message is 1 MB: chunk so one batch can't exceed it.
+      for (let i = 0; i < events.length; i += 2_000) {
+        out.push({
+          key: node,
+          value: codec.encodeEnriched({
+            node,
+            sourcePartition: partition,
+            firstOffset: cut.firstOffset,
+            lastOffset: cut.lastOffset,
+            events: events.slice(i, i + 2_000),
+          }),
+        });
+      }
+    }
+    return out;
+  }
+
+  async function onEventsBatch(payload: EachBatchPayload, state: PartitionState): Promise<void> {
+    const { batch, resolveOffset, isRunning, isStale } = payload;
+    await state.init;
+    await withLock(state, async () => {
+      let lastBeat = Date.now();
+      for (const message of batch.messages) {
+        if (!isRunning() || isStale() || !stillOwned(state)) return;
+        const now = Date.now();
+        processEventMessage(state, message, now);
+        resolveOffset(message.offset);
+        if (state.batch.shouldCut(now, state.forcedCut)) await flush(state);
+        if (now - lastBeat > 1_000) {
+          lastBeat = now;
+          await payload.heartbeat();
+        }
+      }
+    });
+  }
+
+  function onContainersBatch(payload: EachBatchPayload): void {
+    const { batch, resolveOffset } = payload;
+    const p = batch.partition;
+    const metadata = tables.get(p);
+    const state = states.get(p);
+    if (metadata === undefined) return;
+    for (const message of batch.messages) {
+      if (message.value !== null) {
+        try {
+          const meta = codec.decodeContainerRecord(message.value);
+          metadata.upsert(meta);
+          stats.metadataRecords++;
+          if (state !== undefined) {
+            const n =
+              meta.containerId === ''
+                ? state.batch.resolveHost(meta.node, meta.cgroupId)
+                : state.batch.resolve(meta, (at) => metadata.lookup(meta.node, meta.cgroupId, at));
+            stats.lateResolved += n;
+          }
+        } catch (err) {
+          if (state !== undefined) deadLetter(state, topics.containers, message, err);
+          else
+            log.warn({ err, partition: p, offset: message.offset }, 'undecodable container record skipped');
+        }
+      }
+      // Tombstones (null value) carry no version; the record's REMOVED state evicts instead.
+      resolveOffset(message.offset);
+    }
+    const target = restoreTargets.get(p);
+    if (target !== undefined && BigInt(batch.lastOffset()) + 1n >= target.high) markRestored(target.state);
+  }
+
+  async function tick(): Promise<void> {
+    const now = Date.now();
+    for (const state of states.values()) {
+      if (state.busy || !stillOwned(state) || !state.batch.shouldCut(now, state.forcedCut)) continue;
+      // A forced cut is only honoured from eachBatch (it needs its exact last message).
+      if (state.forcedCut !== undefined) continue;
+      withLock(state, () =>
+        state.batch.shouldCut(Date.now(), state.forcedCut) ? flush(state) : Promise.resolve(),
+      ).catch((err) => log.error({ err, partition: state.partition }, 'timed flush failed'));
+    }
+  }
+
+  let lastEviction = 0;
+  function evict(): void {
+    const now = Date.now();
+    if (now - lastEviction < 60_000) return;
+    lastEviction = now;
+    const nowNs = BigInt(now) * 1_000_000n;
+    for (const t of tables.values()) stats.metadataEvictions += t.evictStopped(nowNs);
+  }
+
+  return {
+    async start() {
+      await Promise.all([producer.connect(), admin.connect(), consumer.connect()]);
+      consumer.on(consumer.events.GROUP_JOIN, (e) => {
+        memberId = e.payload.memberId;
+        revokeAll('rejoined');
+        onAssigned(e.payload.memberAssignment).catch((err) => log.error({ err }, 'assignment setup failed'));
+      });
+      consumer.on(consumer.events.REBALANCING, () => revokeAll('rebalancing'));
+      consumer.on(consumer.events.CRASH, (e) => {
+        revokeAll('consumer crashed');
+        log.error({ err: e.payload.error, restart: e.payload.restart }, 'consumer crashed');
+      });
+      // Containers: never committed, so every assignment re-reads the compacted topic from
+      // the start; events: from the committed watermark (or the beginning for a new group).
+      await consumer.subscribe({ topics: [topics.events, topics.containers], fromBeginning: true });
+      running = true;
+      timer = setInterval(
+        () => {
+          tick().catch(() => undefined);
+          evict();
+        },
+        Math.max(20, Math.min(200, options.batchMaxMs / 5)),
+      );
+      timer.unref();
+      await consumer.run({
+        autoCommit: false,
+        eachBatchAutoResolve: false,
+        partitionsConsumedConcurrently: options.concurrency ?? 4,
+        eachBatch: async (payload) => {
+          heartbeat = payload.heartbeat;
+          if (payload.batch.topic === topics.containers) {
+            onContainersBatch(payload);
+            return;
+          }
+          const state = states.get(payload.batch.partition);
+          if (state === undefined || !stillOwned(state)) return;
+          await onEventsBatch(payload, state);
+        },
+      });
+    },
+    stop() {
+      stopping ??= (async () => {
+        if (timer !== undefined) clearInterval(timer);
+        // Pause fetching, flush what each owned partition holds, then leave.
+        consumer.pause([{ topic: topics.events }, { topic: topics.containers }]);
+        await Promise.all(
+          [...states.values()].map((s) =>
+            withLock(s, async () => {
+              if (stillOwned(s) && s.forcedCut === undefined) await flush(s);
+            }).catch((err) => log.error({ err, partition: s.partition }, 'final flush failed')),
+          ),
+        );
+        running = false;
+        await consumer.disconnect();
+        await Promise.all([producer.disconnect(), admin.disconnect()]);
+      })();
+      return stopping;
+    },
+    stats: () => ({ ...stats }),
+    ready: () => running && [...states.values()].every((s) => s.restored),
+    memberId: () => memberId,
+  };
+}
+
+function toEnriched(kind: string, row: Row): EnrichedEvent {
+  const attributes: Record<string, string> = {};
+  for (const key in row) {
+    if (ENRICHED_FIXED.has(key)) continue;
+    const v = row[key];
+    if (v !== null && v !== undefined) attributes[key] = String(v);
+  }
+  return {
+    kind,
+    timeNs: row.time_ns as bigint,
+    cgroupId: row.cgroup_id as bigint,
+    pid: Number(row.pid ?? 0),
+    tgid: Number(row.tgid ?? 0),
+    joinState: row.join_state as string,
+    containerId: row.container_id as string,
+    containerName: row.container_name as string,
+    image: row.image as string,
+    pod: row.pod as string,
+    namespace: row.namespace as string,
+    attributes,
+  };
+}
+
+const ENRICHED_FIXED = new Set([
+  'node',
+  'time_ns',
+  'cgroup_id',
+  'pid',
+  'tgid',
+  'join_state',
+  'container_id',
+  'container_name',
+  'image',
+  'pod',
+  'namespace',
+]);

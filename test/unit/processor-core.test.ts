@@ -1,0 +1,200 @@
+import { describe, expect, it } from 'vitest';
+import { AlertEngine } from '../../processor/src/alerts.js';
+import { coPartition } from '../../processor/src/assigner.js';
+import {
+  type ContainerMeta,
+  isContainerCgroupPath,
+  MetadataTable,
+} from '../../processor/src/metadata-table.js';
+import {
+  decodeCut,
+  dedupToken,
+  encodeCut,
+  PartitionBatch,
+  type Row,
+} from '../../processor/src/partition-batch.js';
+
+function meta(over: Partial<ContainerMeta> = {}): ContainerMeta {
+  return {
+    node: 'n1',
+    cgroupId: 42n,
+    containerId: 'c42',
+    name: 'web',
+    image: 'img:1',
+    labels: {},
+    pod: '',
+    namespace: '',
+    startedAtNs: 1_000n,
+    stoppedAtNs: 0n,
+    updatedAtNs: 1_000n,
+    state: 'RUNNING',
+    ...over,
+  };
+}
+
+describe('co-partitioned assignment', () => {
+  it.each([1, 2, 3, 5])('gives partition p of every topic to one member (%i members)', (n) => {
+    const members = Array.from({ length: n }, (_, i) => `m-${i}`);
+    const counts = new Map([
+      ['events', 6],
+      ['containers', 6],
+    ]);
+    const out = coPartition(members, counts);
+    const owner = new Map<string, string>();
+    let total = 0;
+    for (const [member, byTopic] of out) {
+      for (const [topic, parts] of Object.entries(byTopic)) {
+        for (const p of parts) {
+          total++;
+          const prev = owner.get(`${topic}/${p}`);
+          expect(prev).toBeUndefined();
+          owner.set(`${topic}/${p}`, member);
+        }
+      }
+    }
+    expect(total).toBe(12);
+    for (let p = 0; p < 6; p++) expect(owner.get(`events/${p}`)).toBe(owner.get(`containers/${p}`));
+    const loads = [...out.values()].map((t) => t.events?.length ?? 0);
+    expect(Math.max(...loads) - Math.min(...loads)).toBeLessThanOrEqual(1);
+  });
+});
+
+describe('metadata table', () => {
+  it('joins the version valid at the event time', () => {
+    const t = new MetadataTable(10n);
+    t.upsert(meta({ updatedAtNs: 1_000n, pod: 'v1' }));
+    t.upsert(meta({ updatedAtNs: 5_000n, pod: 'v2' }));
+    expect(t.lookup('n1', 42n, 500n)?.pod).toBe('v1'); // before start: still this cgroup
+    expect(t.lookup('n1', 42n, 4_999n)?.pod).toBe('v1');
+    expect(t.lookup('n1', 42n, 5_000n)?.pod).toBe('v2');
+    expect(t.lookup('n1', 43n, 5_000n)).toBeUndefined();
+    expect(t.lookup('n2', 42n, 5_000n)).toBeUndefined();
+    t.upsert(meta({ updatedAtNs: 5_000n, pod: 'v2' })); // re-read of the compacted topic
+    expect(t.stats().versions).toBe(2);
+  });
+
+  it('evicts stopped containers after the retention, and counts it', () => {
+    const t = new MetadataTable(1_000n);
+    t.upsert(meta({ cgroupId: 1n + 100n, stoppedAtNs: 2_000n, updatedAtNs: 2_000n }));
+    t.upsert(meta({ cgroupId: 200n }));
+    expect(t.evictStopped(2_500n)).toBe(0);
+    expect(t.evictStopped(3_001n)).toBe(1);
+    expect(t.stats()).toMatchObject({ containers: 1, evictions: 1 });
+  });
+
+  it('knows host cgroups', () => {
+    const t = new MetadataTable(1n);
+    expect(t.isHost('n1', 1n)).toBe(true);
+    t.upsert(meta({ cgroupId: 77n, containerId: '' }));
+    expect(t.isHost('n1', 77n)).toBe(true);
+    expect(t.isHost('n1', 78n)).toBe(false);
+    expect(isContainerCgroupPath('/system.slice/ssh.service')).toBe(false);
+    expect(isContainerCgroupPath('/docker/' + 'a'.repeat(64))).toBe(true);
+    expect(isContainerCgroupPath('/kubepods.slice/kubepods-burstable.slice/x')).toBe(true);
+  });
+});
+
+describe('partition batch', () => {
+  const limits = { maxRows: 3, maxMs: 1_000, lateWaitMs: 500, lateMaxRows: 2 };
+
+  it('cuts on rows or age, but waits for late metadata within its deadline', () => {
+    const b = new PartitionBatch(limits);
+    b.addMessage(10n, 0);
+    const r1: Row = { n: 1 };
+    b.addRow('t', r1);
+    b.addWaiting(r1, 'n1', 42n, 100n, 0);
+    b.addRow('t', { n: 2 });
+    b.addRow('t', { n: 3 });
+    expect(b.shouldCut(100, undefined)).toBe(false); // full, but r1 may still join
+    const m = meta();
+    expect(b.resolve(m, () => m)).toBe(1);
+    expect(r1.container_id).toBe('c42');
+    expect(r1.join_state).toBe('joined');
+    expect(b.shouldCut(100, undefined)).toBe(true);
+  });
+
+  it('gives up waiting at the deadline and writes pending rows', () => {
+    const b = new PartitionBatch(limits);
+    b.addMessage(10n, 0);
+    const r: Row = {};
+    b.addRow('t', r);
+    b.addWaiting(r, 'n1', 42n, 100n, 900); // arrived late in the batch: deadline 1400
+    expect(b.shouldCut(999, undefined)).toBe(false); // not due yet
+    expect(b.shouldCut(1_000, undefined)).toBe(false); // due, but the row still waits
+    expect(b.shouldCut(1_400, undefined)).toBe(true);
+    const cut = b.cut();
+    expect(cut.latePending).toBe(1);
+    expect(r.join_state).toBe('pending');
+  });
+
+  it('bounds the late buffer and counts the overflow', () => {
+    const b = new PartitionBatch(limits);
+    b.addMessage(1n, 0);
+    const accepted = [1, 2, 3].map(() => b.addWaiting({}, 'n1', 9n, 1n, 0));
+    expect(accepted).toEqual([true, true, false]);
+    expect(b.lateOverflow).toBe(1);
+  });
+
+  it('honours a recorded cut exactly, whatever the size or age', () => {
+    const b = new PartitionBatch(limits);
+    for (let o = 5n; o <= 7n; o++) {
+      b.addMessage(o, 0);
+      for (let i = 0; i < 5; i++) b.addRow('t', {});
+      expect(b.shouldCut(10_000, 7n)).toBe(o === 7n);
+    }
+    expect(b.cut()).toMatchObject({ firstOffset: 5n, lastOffset: 7n, rows: 15 });
+  });
+
+  it('names the offset range in tokens and cut metadata', () => {
+    expect(dedupToken('proc_exec', 'ev', 3, 10n, 20n)).toBe('proc_exec:ev:3:10-20');
+    expect(decodeCut(encodeCut(123456789012345n))).toBe(123456789012345n);
+    expect(decodeCut('')).toBeUndefined();
+    expect(decodeCut(null)).toBeUndefined();
+  });
+});
+
+describe('alert rules', () => {
+  const rules = {
+    oomKill: true,
+    crashLoopExits: 3,
+    crashLoopWindowMs: 1_000,
+    tcpSpikeThreshold: 10,
+    tcpSpikeWindowMs: 1_000,
+    sequenceGap: true,
+  };
+  const ms = 1_000_000n;
+
+  it('raises a crash loop on N non-zero exits within the window only', () => {
+    const e = new AlertEngine(rules);
+    const out: Parameters<AlertEngine['observe']>[2] = [];
+    const exit = (t: bigint, code: number) => ({
+      node: 'n1',
+      container_id: 'c1',
+      time_ns: t,
+      exit_code: code,
+      signal: 0,
+    });
+    e.observe('proc_exit', exit(0n, 1), out);
+    e.observe('proc_exit', exit(100n * ms, 0), out); // clean exit does not count
+    e.observe('proc_exit', exit(2_000n * ms, 1), out); // first one fell out of the window
+    e.observe('proc_exit', exit(2_100n * ms, 1), out);
+    expect(out).toHaveLength(0);
+    e.observe('proc_exit', exit(2_200n * ms, 137), out);
+    expect(out.map((a) => a.kind)).toEqual(['crash_loop']);
+    expect(out[0]?.details.exits).toBe('3');
+  });
+
+  it('raises oom kills, tcp spikes once per window, and sequence gaps', () => {
+    const e = new AlertEngine(rules);
+    const out: Parameters<AlertEngine['observe']>[2] = [];
+    e.observe('oom_kill', { node: 'n1', container_id: 'c1', time_ns: 5n, comm: 'x' }, out);
+    for (let i = 0; i < 12; i++)
+      e.observe('tcp_reset', { node: 'n1', container_id: 'c1', time_ns: BigInt(i) * ms }, out);
+    e.observeSequence('n1', 'b', 1n, 0n, out);
+    e.observeSequence('n1', 'b', 2n, 0n, out);
+    e.observeSequence('n1', 'b', 5n, 0n, out);
+    e.observeSequence('n1', 'b2', 1n, 0n, out); // new boot: sequence restarts, no gap
+    expect(out.map((a) => a.kind)).toEqual(['oom_kill', 'tcp_spike', 'data_loss']);
+    expect(out[2]?.details.missing).toBe('2');
+  });
+});

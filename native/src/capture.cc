@@ -1,0 +1,769 @@
+#include "capture.h"
+
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+
+#include "libbpf_log.h"
+
+namespace ktrail {
+namespace {
+
+// Maps every object shares, so all concerns write into one ring buffer, count drops in one
+// array and obey one cgroup allowlist (docs/events.md).
+const char* const kEventsMap = "kt_events";
+const char* const kDropsMap = "kt_drops";
+const char* const kAllowMap = "kt_cgroup_allow";
+const char* const kSharedMaps[] = {kEventsMap, kDropsMap, kAllowMap};
+
+constexpr int kPollTimeoutMs = 10;  // bounds how long close() waits for the thread
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string ErrnoText(int err) {
+  if (err < 0) err = -err;
+  return std::string(strerror(err)) + " (errno " + std::to_string(err) + ")";
+}
+
+bool IsPerCpu(uint32_t type) {
+  return type == BPF_MAP_TYPE_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_ARRAY ||
+         type == BPF_MAP_TYPE_LRU_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE;
+}
+
+uint64_t ToU64(const Napi::Value& v, const char* what) {
+  if (v.IsBigInt()) {
+    bool lossless = false;
+    uint64_t u = v.As<Napi::BigInt>().Uint64Value(&lossless);
+    if (!lossless) {
+      int64_t s = v.As<Napi::BigInt>().Int64Value(&lossless);
+      if (!lossless) throw Napi::RangeError::New(v.Env(), std::string(what) + " does not fit in 64 bits");
+      u = static_cast<uint64_t>(s);
+    }
+    return u;
+  }
+  if (v.IsNumber()) {
+    double d = v.As<Napi::Number>().DoubleValue();
+    if (d != static_cast<double>(static_cast<int64_t>(d)) || d > 9007199254740991.0 || d < -9007199254740991.0)
+      throw Napi::RangeError::New(v.Env(), std::string(what) + " must be a safe integer (use a bigint)");
+    return static_cast<uint64_t>(static_cast<int64_t>(d));
+  }
+  if (v.IsBoolean()) return v.As<Napi::Boolean>().Value() ? 1 : 0;
+  throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a number, bigint or boolean");
+}
+
+uint64_t PositiveInt(const Napi::Object& o, const char* key, uint64_t fallback, uint64_t min, uint64_t max) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) return fallback;
+  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string("settings.") + key + " must be a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (d != static_cast<double>(static_cast<uint64_t>(d)) || d < static_cast<double>(min) ||
+      d > static_cast<double>(max))
+    throw Napi::RangeError::New(o.Env(), std::string("settings.") + key + " must be an integer in [" +
+                                             std::to_string(min) + ", " + std::to_string(max) + "]");
+  return static_cast<uint64_t>(d);
+}
+
+std::vector<std::string> StringArray(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsArray()) throw Napi::TypeError::New(o.Env(), std::string("settings.") + key + " must be an array of strings");
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<std::string> out;
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value e = a.Get(i);
+    if (!e.IsString()) throw Napi::TypeError::New(o.Env(), std::string("settings.") + key + " must be an array of strings");
+    out.push_back(e.As<Napi::String>().Utf8Value());
+  }
+  return out;
+}
+
+CaptureSettings ParseSettings(const Napi::Object& o) {
+  CaptureSettings s;
+  s.objects = StringArray(o, "objects");
+  if (s.objects.empty()) throw Napi::TypeError::New(o.Env(), "settings.objects must name at least one .bpf.o");
+  s.ring_buffer_bytes = PositiveInt(o, "ringBufferBytes", s.ring_buffer_bytes, 4096, 1ull << 31);
+  if ((s.ring_buffer_bytes & (s.ring_buffer_bytes - 1)) != 0)
+    throw Napi::RangeError::New(o.Env(), "settings.ringBufferBytes must be a power of two (pages)");
+  if (!o.Get("programs").IsUndefined()) {
+    s.has_program_allowlist = true;
+    for (auto& p : StringArray(o, "programs")) s.programs.insert(p);
+  }
+  Napi::Value filter = o.Get("filterCgroups");
+  if (!filter.IsUndefined()) {
+    if (!filter.IsArray()) throw Napi::TypeError::New(o.Env(), "settings.filterCgroups must be an array of bigint");
+    s.filter_cgroups = true;
+    Napi::Array a = filter.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) s.filter_cgroup_ids.push_back(ToU64(a.Get(i), "settings.filterCgroups[]"));
+  }
+  s.batch_max_bytes = PositiveInt(o, "batchMaxBytes", s.batch_max_bytes, 4096, 64u << 20);
+  s.batch_max_ms = PositiveInt(o, "batchMaxMs", s.batch_max_ms, 1, 60000);
+  s.max_queued_batches = PositiveInt(o, "maxQueuedBatches", s.max_queued_batches, 1, 1u << 20);
+  Napi::Value root = o.Get("cgroupRoot");
+  if (!root.IsUndefined()) {
+    if (!root.IsString()) throw Napi::TypeError::New(o.Env(), "settings.cgroupRoot must be a string");
+    s.cgroup_root = root.As<Napi::String>().Utf8Value();
+  }
+  Napi::Value cfg = o.Get("cfg");
+  if (!cfg.IsUndefined()) {
+    if (!cfg.IsObject()) throw Napi::TypeError::New(o.Env(), "settings.cfg must be an object");
+    Napi::Object c = cfg.As<Napi::Object>();
+    Napi::Array names = c.GetPropertyNames();
+    for (uint32_t i = 0; i < names.Length(); i++) {
+      std::string name = names.Get(i).As<Napi::String>().Utf8Value();
+      uint64_t value = ToU64(c.Get(name), ("settings.cfg." + name).c_str());
+      if (name.rfind("kt_cfg_", 0) != 0) name = "kt_cfg_" + name;
+      s.cfg[name] = value;
+    }
+  }
+  // An allowlist only filters if the programs are told to look at it.
+  if (s.filter_cgroups && s.cfg.find("kt_cfg_filter_cgroups") == s.cfg.end()) s.cfg["kt_cfg_filter_cgroups"] = 1;
+  return s;
+}
+
+// Writes `value` into a `size`-byte little-endian integer; false if it does not fit.
+bool WriteInt(uint8_t* dst, uint32_t size, uint64_t value) {
+  if (size != 1 && size != 2 && size != 4 && size != 8) return false;
+  if (size < 8) {
+    uint64_t high = value >> (size * 8);
+    uint64_t sign_ext = (~0ull) >> (size * 8);  // negative values sign-extended from `size` bytes
+    bool negative_fits = high == sign_ext && ((value >> (size * 8 - 1)) & 1);
+    if (high != 0 && !negative_fits) return false;
+  }
+  for (uint32_t i = 0; i < size; i++) dst[i] = static_cast<uint8_t>(value >> (8 * i));
+  return true;
+}
+
+// The verifier's message about one program, from what libbpf printed during a failed load.
+std::string ProgramLoadLog(const std::string& log, const std::string& prog) {
+  const std::string begin = "prog '" + prog + "': -- BEGIN PROG LOAD LOG --\n";
+  size_t b = log.find(begin);
+  if (b != std::string::npos) {
+    size_t start = b + begin.size();
+    size_t end = log.find("-- END PROG LOAD LOG --", start);
+    return Tail(log.substr(start, end == std::string::npos ? std::string::npos : end - start));
+  }
+  // No verifier log (e.g. a CO-RE or map problem): the lines that name the program.
+  std::string lines;
+  const std::string tag = "prog '" + prog + "'";
+  size_t pos = 0;
+  while ((pos = log.find(tag, pos)) != std::string::npos) {
+    size_t line_start = log.rfind('\n', pos);
+    line_start = line_start == std::string::npos ? 0 : line_start + 1;
+    size_t line_end = log.find('\n', pos);
+    lines += log.substr(line_start, line_end - line_start) + "\n";
+    pos = line_end == std::string::npos ? log.size() : line_end;
+  }
+  return Tail(lines);
+}
+
+}  // namespace
+
+Napi::Function Capture::Define(Napi::Env env) {
+  return DefineClass(env, "Capture",
+                     {
+                         InstanceMethod<&Capture::Counters>("counters"),
+                         InstanceMethod<&Capture::ReadMap>("readMap"),
+                         InstanceMethod<&Capture::AllowCgroup>("allowCgroup"),
+                         InstanceMethod<&Capture::DisallowCgroup>("disallowCgroup"),
+                         InstanceMethod<&Capture::Close>("close"),
+                     });
+}
+
+Capture::Capture(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Capture>(info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsFunction())
+    throw Napi::TypeError::New(env, "new Capture(settings: object, onBatch: (buf, records) => void)");
+  settings_ = ParseSettings(info[0].As<Napi::Object>());
+  features_ = ProbeKernelFeatures();
+  env_ = env;
+
+  Open();
+
+  if (rb_ != nullptr) {
+    tsfn_ = BatchTsfn::New(env, info[1].As<Napi::Function>(), "ktrail-capture", settings_.max_queued_batches, 1,
+                           this);
+    tsfn_live_ = true;
+    // Registered after the tsfn, so it runs before node tears the tsfn down (reverse order).
+    napi_add_env_cleanup_hook(env, OnEnvCleanup, this);
+    cleanup_hook_live_ = true;
+    thread_ = std::thread(&Capture::PollLoop, this);
+  }
+}
+
+Capture::~Capture() { Shutdown(); }
+
+void Capture::OnEnvCleanup(void* self) {
+  auto* c = static_cast<Capture*>(self);
+  c->cleanup_hook_live_ = false;  // node removes a hook once it has run
+  c->Shutdown();
+}
+
+void Capture::Open() {
+  // 1. Open every object: a bad file only fails itself.
+  for (const auto& path : settings_.objects) {
+    ObjectState os;
+    os.path = path;
+    std::string log;
+    if (OpenObject(os, log)) {
+      bpf_program* p;
+      bpf_object__for_each_program(p, os.obj) {
+        std::string name = bpf_program__name(p);
+        if (settings_.has_program_allowlist && settings_.programs.count(name) == 0) continue;
+        ProgramState ps;
+        ps.name = name;
+        ps.object = path;
+        ps.section = bpf_program__section_name(p);
+        programs_.push_back(ps);
+      }
+    }
+    objects_.push_back(std::move(os));
+  }
+  if (settings_.has_program_allowlist) {
+    for (const auto& want : settings_.programs) {
+      bool found = false;
+      for (const auto& ps : programs_) found = found || ps.name == want;
+      if (!found) {
+        ProgramState ps;
+        ps.name = want;
+        ps.error = "no program with this name in any opened object";
+        programs_.push_back(ps);
+      }
+    }
+  }
+  for (const auto& kv : settings_.cfg) unused_cfg_.insert(kv.first);
+
+  // 2. One ring buffer, one drops array, one allowlist for all objects.
+  CreateSharedMaps();
+
+  // 3. Load and attach each object on its own.
+  for (auto& os : objects_) {
+    if (os.obj == nullptr) continue;
+    LoadObject(os);
+    if (os.loaded) AttachPrograms(os);
+  }
+
+  auto events = shared_fds_.find(kEventsMap);
+  if (events != shared_fds_.end()) {
+    LibbpfLogCapture cap;
+    rb_ = ring_buffer__new(events->second, &Capture::OnSample, this, nullptr);
+    if (rb_ == nullptr) {
+      for (auto& os : objects_)
+        if (os.error.empty()) os.error = "ring buffer: " + ErrnoText(errno) + " " + Tail(cap.Take(), 3);
+    }
+  }
+}
+
+bool Capture::OpenObject(ObjectState& os, std::string& log) {
+  LibbpfLogCapture cap;
+  os.obj = bpf_object__open_file(os.path.c_str(), nullptr);
+  if (os.obj == nullptr) {
+    int err = errno;
+    log = cap.Take();
+    os.error = "open failed: " + ErrnoText(err) + (log.empty() ? "" : "\n" + Tail(log));
+    return false;
+  }
+  return true;
+}
+
+void Capture::CreateSharedMaps() {
+  for (const char* name : kSharedMaps) {
+    for (auto& os : objects_) {
+      if (os.obj == nullptr) continue;
+      bpf_map* m = bpf_object__find_map_by_name(os.obj, name);
+      if (m == nullptr) continue;
+      uint32_t max_entries = bpf_map__max_entries(m);
+      if (std::strcmp(name, kEventsMap) == 0) max_entries = static_cast<uint32_t>(settings_.ring_buffer_bytes);
+      LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = bpf_map__map_flags(m));
+      int fd = bpf_map_create(bpf_map__type(m), name, bpf_map__key_size(m), bpf_map__value_size(m), max_entries,
+                              &opts);
+      if (fd < 0) {
+        std::string err = std::string("creating shared map ") + name + ": " + ErrnoText(errno);
+        for (auto& o : objects_)
+          if (o.error.empty()) o.error = err;
+      } else {
+        shared_fds_[name] = fd;
+      }
+      break;  // the first object that declares the map defines it
+    }
+  }
+  auto allow = shared_fds_.find(kAllowMap);
+  if (allow != shared_fds_.end()) {
+    uint8_t one[64] = {1};
+    for (uint64_t id : settings_.filter_cgroup_ids) bpf_map_update_elem(allow->second, &id, one, BPF_ANY);
+  }
+}
+
+void Capture::PrepareObject(ObjectState& os) {
+  // Program selection: the allowlist, minus what the verifier already refused.
+  bpf_program* p;
+  bpf_object__for_each_program(p, os.obj) {
+    std::string name = bpf_program__name(p);
+    bool wanted = !settings_.has_program_allowlist || settings_.programs.count(name) > 0;
+    if (!wanted || os.rejected.count(name) > 0) bpf_program__set_autoload(p, false);
+  }
+  for (const auto& kv : shared_fds_) {
+    bpf_map* m = bpf_object__find_map_by_name(os.obj, kv.first.c_str());
+    if (m != nullptr && bpf_map__reuse_fd(m, kv.second) != 0 && os.error.empty())
+      os.error = "reusing shared map " + kv.first + ": " + ErrnoText(errno);
+  }
+  // kt_cfg_* settings live in .rodata: find each variable's offset in the DATASEC's BTF.
+  const struct btf* btf = bpf_object__btf(os.obj);
+  bpf_map* rodata = nullptr;
+  bpf_map* m;
+  bpf_object__for_each_map(m, os.obj) {
+    const char* name = bpf_map__name(m);
+    size_t len = std::strlen(name);
+    if (bpf_map__is_internal(m) && len >= 7 && std::strcmp(name + len - 7, ".rodata") == 0) rodata = m;
+  }
+  if (btf == nullptr || rodata == nullptr || settings_.cfg.empty()) return;
+  int sec_id = btf__find_by_name_kind(btf, ".rodata", BTF_KIND_DATASEC);
+  if (sec_id < 0) return;
+  const struct btf_type* sec = btf__type_by_id(btf, sec_id);
+  size_t data_size = 0;
+  const void* initial = bpf_map__initial_value(rodata, &data_size);
+  if (initial == nullptr) return;
+  std::vector<uint8_t> bytes(static_cast<const uint8_t*>(initial), static_cast<const uint8_t*>(initial) + data_size);
+  uint8_t* data = bytes.data();
+  bool changed = false;
+  const struct btf_var_secinfo* vsi = btf_var_secinfos(sec);
+  for (int i = 0; i < btf_vlen(sec); i++, vsi++) {
+    const struct btf_type* var = btf__type_by_id(btf, vsi->type);
+    const char* var_name = btf__name_by_offset(btf, var->name_off);
+    auto it = settings_.cfg.find(var_name);
+    if (it == settings_.cfg.end()) continue;
+    if (vsi->offset + vsi->size > data_size || !WriteInt(data + vsi->offset, vsi->size, it->second)) {
+      if (os.error.empty())
+        os.error = "cfg " + it->first + " = " + std::to_string(it->second) + " does not fit its " +
+                   std::to_string(vsi->size) + "-byte variable";
+      continue;
+    }
+    unused_cfg_.erase(it->first);
+    changed = true;
+  }
+  if (changed && bpf_map__set_initial_value(rodata, data, data_size) != 0 && os.error.empty())
+    os.error = "setting .rodata: " + ErrnoText(errno);
+}
+
+void Capture::LoadObject(ObjectState& os) {
+  // A program the verifier refuses is reported and the object is reloaded without it, so one
+  // kernel incompatibility costs one program, not the whole concern.
+  for (int attempt = 0; attempt < 64; attempt++) {
+    if (os.obj == nullptr) {
+      std::string log;
+      if (!OpenObject(os, log)) return;
+    }
+    PrepareObject(os);
+    if (!os.error.empty()) break;
+    size_t selected = 0;
+    bpf_program* p;
+    bpf_object__for_each_program(p, os.obj) selected += bpf_program__autoload(p) ? 1 : 0;
+    if (selected == 0) {
+      bpf_object__close(os.obj);
+      os.obj = nullptr;
+      return;  // nothing wanted here (allowlist or every program refused): not an error of its own
+    }
+    LibbpfLogCapture cap;
+    int err = bpf_object__load(os.obj);
+    std::string log = cap.Take();
+    if (err == 0) {
+      os.loaded = true;
+      bpf_object__for_each_program(p, os.obj) {
+        for (auto& ps : programs_)
+          if (ps.object == os.path && ps.name == bpf_program__name(p) && bpf_program__autoload(p)) ps.prog = p;
+      }
+      return;
+    }
+    size_t newly_rejected = 0;
+    bpf_object__for_each_program(p, os.obj) {
+      std::string name = bpf_program__name(p);
+      if (!bpf_program__autoload(p)) continue;
+      if (log.find("prog '" + name + "': BPF program load failed") == std::string::npos &&
+          log.find("prog '" + name + "': failed to load") == std::string::npos)
+        continue;
+      os.rejected.insert(name);
+      newly_rejected++;
+      for (auto& ps : programs_)
+        if (ps.object == os.path && ps.name == name)
+          ps.error = "load failed: " + ErrnoText(err) + "\n" + ProgramLoadLog(log, name);
+    }
+    bpf_object__close(os.obj);
+    os.obj = nullptr;
+    if (newly_rejected == 0) {
+      os.error = "load failed: " + ErrnoText(err) + "\n" + Tail(log);
+      break;
+    }
+  }
+  for (auto& ps : programs_)
+    if (ps.object == os.path && ps.error.empty()) ps.error = os.error.empty() ? "object not loaded" : os.error;
+  if (os.obj != nullptr) {
+    bpf_object__close(os.obj);
+    os.obj = nullptr;
+  }
+}
+
+void Capture::AttachPrograms(ObjectState& os) {
+  for (auto& ps : programs_) {
+    if (ps.object != os.path || ps.prog == nullptr) continue;
+    LibbpfLogCapture cap;
+    bpf_link* link = nullptr;
+    if (bpf_program__type(ps.prog) == BPF_PROG_TYPE_CGROUP_SKB) {
+      if (cgroup_root_fd_ < 0) cgroup_root_fd_ = open(settings_.cgroup_root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (cgroup_root_fd_ < 0) {
+        ps.error = "attach failed: cannot open cgroup root " + settings_.cgroup_root + ": " + ErrnoText(errno);
+        continue;
+      }
+      link = bpf_program__attach_cgroup(ps.prog, cgroup_root_fd_);
+    } else {
+      link = bpf_program__attach(ps.prog);
+    }
+    if (link == nullptr) {
+      int err = errno;
+      std::string log = cap.Take();
+      ps.error = "attach failed: " + ErrnoText(err) + (log.empty() ? "" : "\n" + Tail(log, 5));
+      continue;
+    }
+    ps.link = link;
+    ps.attached = true;
+  }
+}
+
+void Capture::PollLoop() {
+  while (!stop_.load(std::memory_order_relaxed) && !tsfn_closing_) {
+    int timeout = kPollTimeoutMs;
+    if (batch_records_ > 0) {
+      int64_t left_ms =
+          (batch_started_ns_ + static_cast<int64_t>(settings_.batch_max_ms) * 1000000 - NowNs()) / 1000000;
+      if (left_ms < timeout) timeout = left_ms < 0 ? 0 : static_cast<int>(left_ms);
+    }
+    int n = ring_buffer__poll(rb_, timeout);
+    if (n < 0 && n != -EINTR && n != -ECANCELED) {
+      poll_errors_++;
+      last_poll_error_ = n;
+      std::this_thread::sleep_for(std::chrono::milliseconds(kPollTimeoutMs));
+    }
+    if (batch_records_ > 0 &&
+        NowNs() - batch_started_ns_ >= static_cast<int64_t>(settings_.batch_max_ms) * 1000000)
+      Flush();
+  }
+  if (!tsfn_closing_) Flush();  // the last partial batch still reaches JS
+}
+
+int Capture::OnSample(void* ctx, void* data, size_t size) {
+  auto* self = static_cast<Capture*>(ctx);
+  if (self->stop_.load(std::memory_order_relaxed)) return -ECANCELED;
+  // Each record keeps its own header; its size field frames it inside the batch.
+  uint32_t rsize = 0;
+  if (size >= 8) std::memcpy(&rsize, static_cast<uint8_t*>(data) + 4, sizeof(rsize));
+  if (size < 8 || rsize < 8 || rsize > size) {
+    self->malformed_++;
+    return 0;
+  }
+  size_t padded = (static_cast<size_t>(rsize) + 7) & ~static_cast<size_t>(7);
+  if (self->batch_records_ > 0 && self->batch_len_ + padded > self->batch_cap_) self->Flush();
+  if (self->batch_ == nullptr) {
+    self->batch_cap_ = padded > self->settings_.batch_max_bytes ? padded : self->settings_.batch_max_bytes;
+    self->batch_ = static_cast<uint8_t*>(std::malloc(self->batch_cap_));
+    if (self->batch_ == nullptr) {
+      self->lost_records_++;
+      return 0;
+    }
+    self->batch_started_ns_ = NowNs();
+  }
+  uint8_t* dst = self->batch_ + self->batch_len_;
+  std::memcpy(dst, data, rsize);
+  if (padded > rsize) std::memset(dst + rsize, 0, padded - rsize);
+  self->batch_len_ += padded;
+  self->batch_records_++;
+  if (self->batch_len_ >= self->settings_.batch_max_bytes) {
+    self->Flush();
+  } else if (++self->samples_since_clock_ >= 1024) {
+    // Under a steady stream poll() never returns: check the batch age here too.
+    self->samples_since_clock_ = 0;
+    if (NowNs() - self->batch_started_ns_ >= static_cast<int64_t>(self->settings_.batch_max_ms) * 1000000)
+      self->Flush();
+  }
+  return 0;
+}
+
+void Capture::Flush() {
+  if (batch_records_ == 0) return;
+  auto* b = new Batch{batch_, batch_len_, batch_records_};
+  batch_ = nullptr;
+  batch_len_ = 0;
+  batch_records_ = 0;
+  // Never wait for JavaScript: a full queue costs this batch, counted record by record.
+  napi_status st = tsfn_.NonBlockingCall(b);
+  if (st == napi_ok) {
+    records_ += b->records;
+    bytes_ += b->len;
+    batches_++;
+    return;
+  }
+  lost_records_ += b->records;
+  lost_batches_++;
+  if (st == napi_closing) tsfn_closing_ = true;
+  std::free(b->data);
+  delete b;
+}
+
+void CallJs(Napi::Env env, Napi::Function callback, Capture* /*context*/, Batch* batch) {
+  if (batch == nullptr) return;
+  if (env == nullptr || callback == nullptr) {  // the environment is going away
+    std::free(batch->data);
+    delete batch;
+    return;
+  }
+  // Zero copy: JavaScript owns the batch memory from here, freed when the Buffer is collected.
+  Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::New(
+      env, batch->data, batch->len, [](Napi::BasicEnv, uint8_t* data) { std::free(data); });
+  uint32_t records = batch->records;
+  delete batch;
+  try {
+    callback.Call({buf, Napi::Number::New(env, records)});
+  } catch (const Napi::Error& e) {
+    e.ThrowAsJavaScriptException();  // surfaces as an uncaught exception, like any callback
+  }
+}
+
+int Capture::SharedMapFd(const std::string& name) const {
+  auto it = shared_fds_.find(name);
+  return it == shared_fds_.end() ? -1 : it->second;
+}
+
+int Capture::FindMapFd(const std::string& name, uint32_t* type, uint32_t* key_size, uint32_t* value_size) const {
+  int fd = SharedMapFd(name);
+  if (fd < 0) {
+    for (const auto& os : objects_) {
+      if (!os.loaded) continue;
+      bpf_map* m = bpf_object__find_map_by_name(os.obj, name.c_str());
+      if (m != nullptr) {
+        fd = bpf_map__fd(m);
+        break;
+      }
+    }
+  }
+  if (fd < 0) return -1;
+  struct bpf_map_info info {};
+  uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) return -1;
+  *type = info.type;
+  *key_size = info.key_size;
+  *value_size = info.value_size;
+  return fd;
+}
+
+Napi::Value Capture::ReadMap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString())
+    throw Napi::TypeError::New(env, "readMap(name: string, mode?: 'sum' | 'raw')");
+  std::string name = info[0].As<Napi::String>().Utf8Value();
+  bool sum = true;
+  if (info.Length() > 1 && !info[1].IsUndefined()) {
+    std::string mode = info[1].ToString().Utf8Value();
+    if (mode != "sum" && mode != "raw") throw Napi::TypeError::New(env, "readMap mode must be 'sum' or 'raw'");
+    sum = mode == "sum";
+  }
+  if (closed_) throw Napi::Error::New(env, "capture is closed");
+  uint32_t type = 0, key_size = 0, value_size = 0;
+  int fd = FindMapFd(name, &type, &key_size, &value_size);
+  if (fd < 0) throw Napi::Error::New(env, "no loaded map named " + name);
+  if (key_size == 0) throw Napi::Error::New(env, "map " + name + " has no keys (ring buffer?)");
+  bool percpu = IsPerCpu(type);
+  int ncpu = percpu ? libbpf_num_possible_cpus() : 1;
+  size_t stride = percpu ? ((value_size + 7) & ~7u) : value_size;
+  if (percpu && sum && value_size % 8 != 0)
+    throw Napi::Error::New(env, "map " + name + ": per-CPU values are not u64 lanes; use mode 'raw'");
+  std::vector<uint8_t> key(key_size), next(key_size), value(stride * ncpu);
+  Napi::Array out = Napi::Array::New(env);
+  uint32_t n = 0;
+  void* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, next.data()) == 0) {
+    if (bpf_map_lookup_elem(fd, next.data(), value.data()) == 0) {
+      Napi::Buffer<uint8_t> v;
+      if (percpu && sum) {
+        v = Napi::Buffer<uint8_t>::New(env, value_size);
+        for (size_t lane = 0; lane < value_size / 8; lane++) {
+          uint64_t total = 0;
+          for (int c = 0; c < ncpu; c++) {
+            uint64_t x;
+            std::memcpy(&x, value.data() + c * stride + lane * 8, 8);
+            total += x;
+          }
+          std::memcpy(v.Data() + lane * 8, &total, 8);
+        }
+      } else {
+        v = Napi::Buffer<uint8_t>::Copy(env, value.data(), value.size());
+      }
+      Napi::Array pair = Napi::Array::New(env, 2);
+      pair.Set(0u, Napi::Buffer<uint8_t>::Copy(env, next.data(), key_size));
+      pair.Set(1u, v);
+      out.Set(n++, pair);
+    }
+    key = next;
+    prev = key.data();
+  }
+  return out;
+}
+
+Napi::Value Capture::AllowCgroup(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1) throw Napi::TypeError::New(env, "allowCgroup(id: bigint)");
+  uint64_t id = ToU64(info[0], "cgroup id");
+  if (closed_) throw Napi::Error::New(env, "capture is closed");
+  int fd = SharedMapFd(kAllowMap);
+  if (fd < 0) throw Napi::Error::New(env, "no object declares kt_cgroup_allow");
+  uint8_t one[64] = {1};
+  if (bpf_map_update_elem(fd, &id, one, BPF_ANY) != 0)
+    throw Napi::Error::New(env, "kt_cgroup_allow update: " + ErrnoText(errno));
+  return env.Undefined();
+}
+
+Napi::Value Capture::DisallowCgroup(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1) throw Napi::TypeError::New(env, "disallowCgroup(id: bigint)");
+  uint64_t id = ToU64(info[0], "cgroup id");
+  if (closed_) throw Napi::Error::New(env, "capture is closed");
+  int fd = SharedMapFd(kAllowMap);
+  if (fd < 0) throw Napi::Error::New(env, "no object declares kt_cgroup_allow");
+  if (bpf_map_delete_elem(fd, &id) != 0 && errno != ENOENT)
+    throw Napi::Error::New(env, "kt_cgroup_allow delete: " + ErrnoText(errno));
+  return env.Undefined();
+}
+
+Napi::Value Capture::Counters(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("records", Napi::Number::New(env, static_cast<double>(records_.load())));
+  o.Set("bytes", Napi::Number::New(env, static_cast<double>(bytes_.load())));
+  o.Set("batches", Napi::Number::New(env, static_cast<double>(batches_.load())));
+  o.Set("lostRecords", Napi::Number::New(env, static_cast<double>(lost_records_.load())));
+  o.Set("lostBatches", Napi::Number::New(env, static_cast<double>(lost_batches_.load())));
+  o.Set("malformedRecords", Napi::Number::New(env, static_cast<double>(malformed_.load())));
+  o.Set("pollErrors", Napi::Number::New(env, static_cast<double>(poll_errors_.load())));
+  o.Set("closed", Napi::Boolean::New(env, closed_));
+
+  // Kernel drops: kt_drops is a per-CPU array indexed by program slot; sum over CPUs.
+  Napi::Array drops = Napi::Array::New(env);
+  int drops_fd = closed_ ? -1 : SharedMapFd(kDropsMap);
+  if (drops_fd >= 0) {
+    struct bpf_map_info mi {};
+    uint32_t len = sizeof(mi);
+    if (bpf_obj_get_info_by_fd(drops_fd, &mi, &len) == 0 && mi.value_size == 8) {
+      int ncpu = libbpf_num_possible_cpus();
+      std::vector<uint64_t> values(ncpu);
+      for (uint32_t slot = 0; slot < mi.max_entries; slot++) {
+        uint64_t total = 0;
+        if (bpf_map_lookup_elem(drops_fd, &slot, values.data()) == 0)
+          for (uint64_t v : values) total += v;
+        drops.Set(slot, Napi::Number::New(env, static_cast<double>(total)));
+      }
+    }
+  }
+  o.Set("kernelDrops", drops);
+
+  Napi::Array progs = Napi::Array::New(env);
+  uint32_t i = 0;
+  for (const auto& ps : programs_) {
+    Napi::Object p = Napi::Object::New(env);
+    p.Set("name", ps.name);
+    p.Set("object", ps.object);
+    p.Set("section", ps.section);
+    p.Set("attached", Napi::Boolean::New(env, ps.attached && !closed_));
+    if (!ps.error.empty()) p.Set("error", ps.error);
+    if (ps.prog != nullptr && !closed_) {
+      // The kernel's own cost accounting (needs kernel.bpf_stats_enabled=1), as bpftool shows it.
+      struct bpf_prog_info pi {};
+      uint32_t len = sizeof(pi);
+      if (bpf_obj_get_info_by_fd(bpf_program__fd(ps.prog), &pi, &len) == 0) {
+        p.Set("id", Napi::Number::New(env, pi.id));
+        p.Set("runTimeNs", Napi::Number::New(env, static_cast<double>(pi.run_time_ns)));
+        p.Set("runCount", Napi::Number::New(env, static_cast<double>(pi.run_cnt)));
+      }
+    }
+    progs.Set(i++, p);
+  }
+  o.Set("programs", progs);
+
+  Napi::Array objs = Napi::Array::New(env);
+  i = 0;
+  for (const auto& os : objects_) {
+    Napi::Object ob = Napi::Object::New(env);
+    ob.Set("path", os.path);
+    ob.Set("loaded", Napi::Boolean::New(env, os.loaded && !closed_));
+    if (!os.error.empty()) ob.Set("error", os.error);
+    objs.Set(i++, ob);
+  }
+  o.Set("objects", objs);
+
+  Napi::Array unused = Napi::Array::New(env);
+  i = 0;
+  for (const auto& name : unused_cfg_) unused.Set(i++, name);
+  o.Set("unusedCfg", unused);
+
+  Napi::Object f = Napi::Object::New(env);
+  f.Set("kernelRelease", features_.kernel_release);
+  f.Set("btf", features_.btf);
+  f.Set("ringbuf", features_.ringbuf);
+  f.Set("tracepoint", features_.tracepoint);
+  f.Set("rawTracepoint", features_.raw_tracepoint);
+  f.Set("cgroupSkb", features_.cgroup_skb);
+  f.Set("tracefs", features_.tracefs);
+  f.Set("bpfStats", features_.bpf_stats);
+  o.Set("features", f);
+  o.Set("ringBufferBytes", Napi::Number::New(env, static_cast<double>(settings_.ring_buffer_bytes)));
+  return o;
+}
+
+Napi::Value Capture::Close(const Napi::CallbackInfo& info) {
+  Shutdown();
+  return info.Env().Undefined();
+}
+
+void Capture::Shutdown() {
+  if (closed_) return;
+  closed_ = true;
+  stop_.store(true);
+  if (thread_.joinable()) thread_.join();
+  if (cleanup_hook_live_) {
+    napi_remove_env_cleanup_hook(env_, OnEnvCleanup, this);
+    cleanup_hook_live_ = false;
+  }
+  if (tsfn_live_) {
+    // Batches already queued are still delivered; then the tsfn stops holding the loop open.
+    if (!tsfn_closing_) tsfn_.Release();
+    tsfn_live_ = false;
+  }
+  if (batch_ != nullptr) {
+    std::free(batch_);
+    batch_ = nullptr;
+  }
+  if (rb_ != nullptr) {
+    ring_buffer__free(rb_);
+    rb_ = nullptr;
+  }
+  for (auto& ps : programs_) {
+    if (ps.link != nullptr) bpf_link__destroy(ps.link);
+    ps.link = nullptr;
+    ps.prog = nullptr;
+  }
+  for (auto& os : objects_) {
+    if (os.obj != nullptr) bpf_object__close(os.obj);
+    os.obj = nullptr;
+  }
+  for (auto& kv : shared_fds_) close(kv.second);
+  shared_fds_.clear();
+  if (cgroup_root_fd_ >= 0) close(cgroup_root_fd_);
+  cgroup_root_fd_ = -1;
+}
+
+}  // namespace ktrail

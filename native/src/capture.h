@@ -1,0 +1,136 @@
+// Capture: the one object that owns the BPF objects of a collector, their links, the shared
+// ring buffer, and the thread that drains it into batches for JavaScript.
+#pragma once
+#include <napi.h>
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "features.h"
+
+struct bpf_object;
+struct bpf_program;
+struct bpf_link;
+struct ring_buffer;
+
+namespace ktrail {
+
+// Settings converted to plain C++ before any work starts (the sharp baton pattern).
+struct CaptureSettings {
+  std::vector<std::string> objects;
+  uint64_t ring_buffer_bytes = 8u << 20;
+  bool has_program_allowlist = false;
+  std::set<std::string> programs;
+  bool filter_cgroups = false;
+  std::vector<uint64_t> filter_cgroup_ids;
+  uint64_t batch_max_bytes = 256u << 10;
+  uint64_t batch_max_ms = 50;
+  uint64_t max_queued_batches = 64;
+  std::string cgroup_root = "/sys/fs/cgroup/unified";
+  std::map<std::string, uint64_t> cfg;  // kt_cfg_* name -> value (two's complement for negatives)
+};
+
+struct ProgramState {
+  std::string name;
+  std::string object;
+  std::string section;
+  bool attached = false;
+  std::string error;
+  bpf_program* prog = nullptr;
+  bpf_link* link = nullptr;
+};
+
+struct ObjectState {
+  std::string path;
+  bpf_object* obj = nullptr;
+  bool loaded = false;
+  std::string error;
+  std::set<std::string> rejected;  // programs the verifier refused; the object loads without them
+};
+
+// One batch handed to JavaScript: `records` records laid end to end, each padded to 8 bytes.
+struct Batch {
+  uint8_t* data;
+  size_t len;
+  uint32_t records;
+};
+
+class Capture;
+void CallJs(Napi::Env env, Napi::Function callback, Capture* context, Batch* batch);
+using BatchTsfn = Napi::TypedThreadSafeFunction<Capture, Batch, CallJs>;
+
+class Capture : public Napi::ObjectWrap<Capture> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  explicit Capture(const Napi::CallbackInfo& info);
+  ~Capture() override;
+
+ private:
+  // JavaScript methods.
+  Napi::Value Counters(const Napi::CallbackInfo& info);
+  Napi::Value ReadMap(const Napi::CallbackInfo& info);
+  Napi::Value AllowCgroup(const Napi::CallbackInfo& info);
+  Napi::Value DisallowCgroup(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info);
+
+  // Open sequence.
+  void Open();
+  bool OpenObject(ObjectState& os, std::string& log);
+  void CreateSharedMaps();
+  void PrepareObject(ObjectState& os);
+  void LoadObject(ObjectState& os);
+  void AttachPrograms(ObjectState& os);
+  int SharedMapFd(const std::string& name) const;
+  int FindMapFd(const std::string& name, uint32_t* type, uint32_t* key_size, uint32_t* value_size) const;
+
+  // Polling thread.
+  void PollLoop();
+  static int OnSample(void* ctx, void* data, size_t size);
+  void Flush();
+
+  void Shutdown();
+
+  CaptureSettings settings_;
+  KernelFeatures features_;
+  std::vector<ObjectState> objects_;
+  std::vector<ProgramState> programs_;
+  std::map<std::string, int> shared_fds_;  // kt_events, kt_drops, kt_cgroup_allow
+  std::set<std::string> unused_cfg_;
+  int cgroup_root_fd_ = -1;
+
+  ring_buffer* rb_ = nullptr;
+  BatchTsfn tsfn_;
+  bool tsfn_live_ = false;
+  napi_env env_ = nullptr;
+  bool cleanup_hook_live_ = false;
+  static void OnEnvCleanup(void* self);
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  bool closed_ = false;
+
+  // Batch under construction: touched only by the polling thread.
+  uint8_t* batch_ = nullptr;
+  size_t batch_len_ = 0;
+  size_t batch_cap_ = 0;
+  uint32_t batch_records_ = 0;
+  int64_t batch_started_ns_ = 0;
+  uint32_t samples_since_clock_ = 0;
+  bool tsfn_closing_ = false;
+
+  // Counters, written by the polling thread, read by counters().
+  std::atomic<uint64_t> records_{0};
+  std::atomic<uint64_t> bytes_{0};
+  std::atomic<uint64_t> batches_{0};
+  std::atomic<uint64_t> lost_records_{0};
+  std::atomic<uint64_t> lost_batches_{0};
+  std::atomic<uint64_t> malformed_{0};
+  std::atomic<uint64_t> poll_errors_{0};
+  std::atomic<int> last_poll_error_{0};
+};
+
+}  // namespace ktrail

@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: GPL-2.0
+// Test fixture for the native addon: follows the shared object conventions of docs/events.md
+// (kt_events ring buffer, kt_drops per-CPU counters, kt_cgroup_allow, kt_cfg_* settings,
+// an aggregate map keyed by cgroup id) with the smallest possible programs. Its record types
+// (1000+) are test-only and never appear in bpf/include/events.h.
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+
+#define KT_FIXTURE_GETPID 1000
+#define KT_FIXTURE_EXEC 1001
+
+enum { SLOT_GETPID = 0, SLOT_EXEC = 1, SLOT_COUNT = 8 };
+
+// Same layout as the common header of events.h, plus one u64 that carries a setting back.
+struct fixture_record {
+  __u16 type;
+  __u16 flags;
+  __u32 size;
+  __u64 ts_ns;
+  __u64 cgroup_id;
+  __u32 pid;
+  __u32 tgid;
+  __u64 tag;
+};
+
+struct fixture_agg {
+  __u64 calls;
+  __u64 last_tgid;
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_RINGBUF);
+  __uint(max_entries, 256 * 1024);
+} kt_events SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, SLOT_COUNT);
+  __type(key, __u32);
+  __type(value, __u64);
+} kt_drops SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 1024);
+  __type(key, __u64);
+  __type(value, __u8);
+} kt_cgroup_allow SEC(".maps");
+
+// Per-CPU aggregate keyed by cgroup id, like kt_cpu/kt_net/kt_block.
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+  __uint(max_entries, 1024);
+  __type(key, __u64);
+  __type(value, struct fixture_agg);
+} kt_fixture_agg SEC(".maps");
+
+const volatile __u8 kt_cfg_filter_cgroups = 0;
+const volatile __u32 kt_cfg_target_tgid = 0; // 0 = every process
+const volatile __u64 kt_cfg_tag = 0;
+
+static __always_inline int allowed(__u64 cgid) {
+  if (!kt_cfg_filter_cgroups) return 1;
+  return bpf_map_lookup_elem(&kt_cgroup_allow, &cgid) != 0;
+}
+
+static __always_inline void count_drop(__u32 slot) {
+  __u64 *n = bpf_map_lookup_elem(&kt_drops, &slot);
+  if (n) *n += 1;
+}
+
+static __always_inline int emit(__u16 type, __u32 slot) {
+  __u64 id = bpf_get_current_pid_tgid();
+  __u32 tgid = id >> 32;
+  if (kt_cfg_target_tgid && tgid != kt_cfg_target_tgid) return 0;
+  __u64 cgid = bpf_get_current_cgroup_id();
+  if (!allowed(cgid)) return 0;
+
+  struct fixture_record *r = bpf_ringbuf_reserve(&kt_events, sizeof(*r), 0);
+  if (!r) {
+    count_drop(slot);
+    return 0;
+  }
+  r->type = type;
+  r->flags = 0;
+  r->size = sizeof(*r);
+  r->ts_ns = bpf_ktime_get_boot_ns();
+  r->cgroup_id = cgid;
+  r->pid = (__u32)id;
+  r->tgid = tgid;
+  r->tag = kt_cfg_tag;
+  bpf_ringbuf_submit(r, 0);
+  return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_getpid")
+int fixture_getpid(void *ctx) {
+  __u64 cgid = bpf_get_current_cgroup_id();
+  __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+  if (!kt_cfg_target_tgid || tgid == kt_cfg_target_tgid) {
+    struct fixture_agg zero = {}, *agg = bpf_map_lookup_elem(&kt_fixture_agg, &cgid);
+    if (!agg) {
+      bpf_map_update_elem(&kt_fixture_agg, &cgid, &zero, BPF_NOEXIST);
+      agg = bpf_map_lookup_elem(&kt_fixture_agg, &cgid);
+    }
+    if (agg) {
+      agg->calls += 1;
+      agg->last_tgid = tgid;
+    }
+  }
+  return emit(KT_FIXTURE_GETPID, SLOT_GETPID);
+}
+
+SEC("tracepoint/sched/sched_process_exec")
+int fixture_exec(void *ctx) {
+  return emit(KT_FIXTURE_EXEC, SLOT_EXEC);
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -99,6 +99,9 @@ export const configSchema = z
         lateBufferMaxEvents: positiveInt.default(200_000),
         metadataRetentionMs: positiveInt.default(24 * 3600 * 1000),
         enrichedTopic: z.boolean().default(true),
+        /** ClickHouse-compatible HTTP endpoint over the embedded store (chDB); 0 = a free port. */
+        queryPort: port.default(8124),
+        queryReadOnly: z.boolean().default(false),
         alerts: z
           .object({
             oomKill: z.boolean().default(true),

@@ -24,16 +24,19 @@ export interface Batcher<T> {
   shutdown(): void;
   /** Events held in the open batch (for the loss-accounting invariant). */
   readonly pendingEvents: number;
+  /** Date.now() when the open batch got its first event; undefined when empty. */
+  readonly openedAtMs: number | undefined;
 }
 
 /**
  * @param sizeOf estimated encoded size of one event in bytes
- * @param onBatch receives each closed batch (ownership passes to it) and its estimated bytes
+ * @param onBatch receives each closed batch (ownership passes to it), its estimated bytes and
+ *   Date.now() when its first event arrived (for "oldest unsent event" age)
  */
 export function createBatcher<T>(
   options: BatcherOptions,
   sizeOf: (event: T) => number,
-  onBatch: (events: T[], estimatedBytes: number) => void,
+  onBatch: (events: T[], estimatedBytes: number, openedAtMs: number) => void,
 ): Batcher<T> {
   for (const key of ['maxEvents', 'maxBytes', 'maxDelayMs'] as const) {
     const v = options[key];
@@ -43,6 +46,7 @@ export function createBatcher<T>(
   const { maxEvents, maxBytes, maxDelayMs } = options;
   let open: T[] = [];
   let openBytes = 0;
+  let openedAtMs = 0;
   let timer: NodeJS.Timeout | undefined;
   let closed = false;
 
@@ -61,7 +65,7 @@ export function createBatcher<T>(
     const bytes = openBytes;
     open = [];
     openBytes = 0;
-    onBatch(events, bytes);
+    onBatch(events, bytes, openedAtMs);
   }
 
   function add(event: T): void {
@@ -70,6 +74,7 @@ export function createBatcher<T>(
     // Close the open batch first when this event would push it past the byte bound, so a
     // batch overshoots only when a single event is larger than maxBytes on its own.
     if (open.length > 0 && openBytes + size > maxBytes) flush();
+    if (open.length === 0) openedAtMs = Date.now();
     open.push(event);
     openBytes += size;
     if (open.length >= maxEvents || openBytes >= maxBytes) flush();
@@ -92,6 +97,9 @@ export function createBatcher<T>(
     },
     get pendingEvents() {
       return open.length;
+    },
+    get openedAtMs() {
+      return open.length === 0 ? undefined : openedAtMs;
     },
   };
 }

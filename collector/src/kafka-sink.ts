@@ -14,7 +14,15 @@
 //   native or extra packages, which the collector would then have to build per node.
 // - kafkajs retries are short (a few hundred ms) so a send answers quickly while the broker
 //   is down; the delivery loop owns the long backoff and keeps counting in the meantime.
-import { CompressionTypes, type Kafka, type Producer, type ProducerBatch, type TopicMessages } from 'kafkajs';
+import {
+  CompressionTypes,
+  type ICustomPartitioner,
+  type Kafka,
+  Partitioners,
+  type Producer,
+  type ProducerBatch,
+  type TopicMessages,
+} from 'kafkajs';
 import { createLogger } from '../../common/log.js';
 import type { QueuedMessage } from './pipeline/send-queue.js';
 
@@ -75,6 +83,24 @@ export function classifyKafkaError(err: unknown): SinkStatus {
   return types.some((t) => CONTENT_ERRORS.has(t)) ? 'failure' : 'retryable';
 }
 
+/**
+ * Partition by node: a key is `node` (events, stats) or `node/cgroupId` (container records,
+ * so the compacted topic keeps one record per container, not one per node). Only the part
+ * before the first '/' is hashed, with kafkajs' default (Java-compatible murmur2)
+ * partitioner, so every message of a node lands on the same partition number in every
+ * topic: events and container records are co-partitioned when partition counts are equal.
+ */
+export const nodePartitioner: ICustomPartitioner = () => {
+  const inner = Partitioners.DefaultPartitioner();
+  return ({ topic, partitionMetadata, message }) => {
+    const key = message.key;
+    const text = typeof key === 'string' ? key : key ? key.toString() : '';
+    const slash = text.indexOf('/');
+    const nodeKey = slash < 0 ? text : text.slice(0, slash);
+    return inner({ topic, partitionMetadata, message: { ...message, key: nodeKey } });
+  };
+};
+
 export function createKafkaSink(options: KafkaSinkOptions): MessageSink {
   const log = createLogger('collector.kafka-sink');
   const ackTimeoutMs = options.ackTimeoutMs ?? 10_000;
@@ -86,6 +112,7 @@ export function createKafkaSink(options: KafkaSinkOptions): MessageSink {
     return options.kafka.producer({
       idempotent: true,
       maxInFlightRequests: 1,
+      createPartitioner: nodePartitioner,
       allowAutoTopicCreation: false,
       retry: { retries: 3, initialRetryTime: 100, maxRetryTime: 1_000 },
     });

@@ -1,0 +1,414 @@
+// The collector pipeline, one per node:
+//
+//   source (raw records) -> decode -> batcher -> encoder (EventBatch, sequence) ->
+//   send queue (bounded, drops counted) -> delivery loop -> sink (Kafka)
+//   samplers (map reads, cgroupfs) -------^
+//   container records -> encode -> containers queue --^   stats every N s -> stats queue --^
+//
+// Every stage counts into one CollectorCounters object, so at any instant
+//   captured = delivered + dropped(by reason) + pending.
+import type { Registry } from 'prom-client';
+import { createLogger } from '../../common/log.js';
+import { type Batcher, createBatcher } from './batcher.js';
+import type { BootClock } from './clock.js';
+import type { MessageSink } from './kafka-sink.js';
+import { createDelivery, type Delivery } from './pipeline/delivery.js';
+import { type BatchEncoder, createBatchEncoder, type EncodeEventBatch } from './pipeline/encoder.js';
+import { createSendQueue, DROP_REASONS, type DropReason, type SendQueue } from './pipeline/send-queue.js';
+import {
+  bump,
+  type CollectorCounters,
+  createCounters,
+  type PendingView,
+  registerCollectorMetrics,
+  type StatsSnapshot,
+  snapshot,
+} from './stats.js';
+
+/** A decoded event: the decoder's output (docs/events.md), `kind` picks the Avro branch. */
+export interface KtrailEvent {
+  kind: string;
+}
+
+/** Raw record batches (ring-buffer layout): the eBPF addon or a capture-file replay. */
+export interface EventSource {
+  start(onBatch: (buf: Buffer, records: number) => void): void | Promise<void>;
+  stop(): void | Promise<void>;
+  /** Finite sources (replay without loop) resolve this once everything was delivered. */
+  readonly done?: Promise<void>;
+  /** Cumulative counters the source itself keeps (kernel drops by program, addon losses). */
+  drops?(): { kernelDrops?: Record<string, number | bigint>; addonDrops?: number | bigint };
+}
+
+export interface DecodeResult<E> {
+  events: E[];
+  /** Records the decoder rejected (bad size, unknown type...): counted, never fatal. */
+  malformed: number;
+}
+
+export type DecodeBatch<E> = (buf: Buffer, records: number) => DecodeResult<E>;
+
+/** Periodic producers of events (map samplers, memory from cgroupfs). */
+export interface Sampler<E> {
+  start(emit: (events: E[]) => void): void | Promise<void>;
+  stop(): void | Promise<void>;
+}
+
+/** Container metadata producers (Docker, containerd, Kubernetes providers). */
+export interface ContainerFeed<R> {
+  start(onRecord: (record: R) => void): void | Promise<void>;
+  stop(): void | Promise<void>;
+}
+
+/** CollectorStats (schemas/CollectorStats.avsc), one per stats interval, as deltas. */
+export interface CollectorStatsRecord {
+  node: string;
+  bootId: string;
+  collectorVersion: string;
+  firstSequence: bigint | null;
+  lastSequence: bigint | null;
+  intervalStartNs: bigint;
+  intervalEndNs: bigint;
+  eventsByKind: Record<string, bigint>;
+  kernelDropsByProgram: Record<string, bigint>;
+  bufferDropsByReason: Record<string, bigint>;
+  malformedRecords: bigint;
+  eventsDelivered: bigint;
+  bytesSent: bigint;
+  oldestUnsentAgeMs: bigint;
+}
+
+export interface CollectorSettings {
+  batchMaxEvents: number;
+  batchMaxBytes: number;
+  batchMaxMs: number;
+  bufferMaxBytes: number;
+  bufferMaxMessages: number;
+  statsIntervalMs: number;
+  shutdownDeadlineMs: number;
+  /** Hard per-message limit (below the broker's message.max.bytes); default 1,000,000. */
+  maxMessageBytes?: number;
+}
+
+export interface Topics {
+  events: string;
+  containers: string;
+  stats: string;
+}
+
+export interface CollectorOptions<E extends KtrailEvent, R> {
+  node: string;
+  collectorVersion: string;
+  settings: CollectorSettings;
+  topics: Topics;
+  clock: BootClock;
+  source: EventSource;
+  decode: DecodeBatch<E>;
+  encodeBatch: EncodeEventBatch<E>;
+  encodeStats: (record: CollectorStatsRecord) => Buffer;
+  sink: MessageSink;
+  samplers?: Sampler<E>[];
+  containers?: ContainerFeed<R>;
+  encodeContainer?: (record: R) => Buffer;
+  /** Key suffix of a container record (`node/<suffix>`): its cgroup id, so compaction keeps one per container. */
+  containerKey?: (record: R) => string;
+  registry?: Registry;
+}
+
+export interface Collector {
+  start(): Promise<void>;
+  /** Stops sources, flushes within the shutdown deadline, returns the final counters. */
+  stop(): Promise<StatsSnapshot>;
+  snapshot(): StatsSnapshot;
+  readonly counters: CollectorCounters;
+  /** Ready once a produce request has succeeded and Kafka is not failing now. */
+  ready(): boolean;
+}
+
+export function createCollector<E extends KtrailEvent, R>(options: CollectorOptions<E, R>): Collector {
+  const log = createLogger('collector', { node: options.node });
+  const { node, settings, topics, clock, source, decode, sink } = options;
+  const counters = createCounters();
+
+  const eventsQueue = createSendQueue({
+    name: 'events',
+    maxBytes: settings.bufferMaxBytes,
+    maxMessages: settings.bufferMaxMessages,
+    onDrop: (m, reason) => {
+      counters.dropped[reason] += m.events;
+    },
+  });
+  // Metadata and stats are small; their own bounds keep a long outage from crowding out events.
+  const otherDrop = (q: string) => () => bump(counters.droppedOtherMessages, q);
+  const containersQueue = createSendQueue({
+    name: 'containers',
+    maxBytes: 32 * 1024 * 1024,
+    maxMessages: 100_000,
+    onDrop: otherDrop('containers'),
+  });
+  const statsQueue = createSendQueue({
+    name: 'stats',
+    maxBytes: 8 * 1024 * 1024,
+    maxMessages: 10_000,
+    onDrop: otherDrop('stats'),
+  });
+
+  const dropEvents = (n: number, reason: DropReason, error?: unknown): void => {
+    counters.dropped[reason] += n;
+    if (error !== undefined) log.warn({ err: error, reason, events: n }, 'events dropped');
+  };
+
+  const encoder: BatchEncoder<E> = createBatchEncoder<E>({
+    node,
+    collectorVersion: options.collectorVersion,
+    topic: topics.events,
+    clock,
+    encode: options.encodeBatch,
+    queue: eventsQueue,
+    counters,
+    maxMessageBytes: settings.maxMessageBytes ?? 1_000_000,
+    onDrop: dropEvents,
+  });
+
+  const delivery: Delivery = createDelivery({
+    queues: [eventsQueue, containersQueue, statsQueue],
+    sink,
+    onDelivered(queue, messages) {
+      if (queue === eventsQueue) {
+        for (const m of messages) {
+          counters.delivered += m.events;
+          counters.deliveredBytes += m.value.length;
+        }
+        counters.deliveredMessages += messages.length;
+      } else bump(counters.deliveredOtherMessages, queue.name, messages.length);
+    },
+    onSendError() {
+      counters.kafkaErrors++;
+    },
+  });
+
+  const batcher: Batcher<E> = createBatcher<E>(
+    { maxEvents: settings.batchMaxEvents, maxBytes: settings.batchMaxBytes, maxDelayMs: settings.batchMaxMs },
+    () => encoder.bytesPerEvent,
+    (events, _bytes, openedAtMs) => {
+      if (encoder.encodeAndQueue(events, openedAtMs) > 0) delivery.notify();
+    },
+  );
+
+  const pending: PendingView = {
+    pendingEvents: () => batcher.pendingEvents + eventsQueue.events,
+    bufferedMessages: () => eventsQueue.messages + containersQueue.messages + statsQueue.messages,
+    bufferedBytes: () => eventsQueue.bytes + containersQueue.bytes + statsQueue.bytes,
+    oldestCapturedAtMs: () => eventsQueue.oldestCapturedAtMs ?? batcher.openedAtMs,
+  };
+  if (options.registry) registerCollectorMetrics(options.registry, counters, pending);
+
+  let stopped = false;
+
+  // Hot path: one call per source batch. Counting by kind is a Map update per event.
+  function accept(events: E[]): void {
+    if (stopped) return;
+    counters.captured += events.length;
+    const byKind = counters.capturedByKind;
+    for (let i = 0; i < events.length; i++) {
+      const kind = (events[i] as E).kind;
+      byKind.set(kind, (byKind.get(kind) ?? 0) + 1);
+    }
+    batcher.addAll(events);
+  }
+
+  function onSourceBatch(buf: Buffer, records: number): void {
+    if (stopped) return;
+    let result: DecodeResult<E>;
+    try {
+      result = decode(buf, records);
+    } catch (err) {
+      // A decoder that throws on a whole batch: count its records as malformed, go on.
+      result = { events: [], malformed: records };
+      log.warn({ err, records }, 'decoder rejected a whole batch');
+    }
+    if (result.malformed > 0) {
+      counters.captured += result.malformed;
+      counters.malformedRecords += result.malformed;
+      counters.dropped.malformed_record += result.malformed;
+      bump(counters.capturedByKind, 'malformed', result.malformed);
+    }
+    accept(result.events);
+  }
+
+  function onContainer(record: R): void {
+    if (stopped || !options.encodeContainer) return;
+    let value: Buffer;
+    try {
+      value = options.encodeContainer(record);
+    } catch (err) {
+      bump(counters.droppedOtherMessages, 'containers');
+      log.warn({ err }, 'container record could not be encoded');
+      return;
+    }
+    const suffix = options.containerKey?.(record);
+    containersQueue.push({
+      topic: topics.containers,
+      key: suffix === undefined ? node : `${node}/${suffix}`,
+      value,
+      events: 0,
+      capturedAtMs: Date.now(),
+      sequence: -1n,
+    });
+    delivery.notify();
+  }
+
+  // --- stats: deltas per interval -------------------------------------------------------
+  let statsTimer: NodeJS.Timeout | undefined;
+  let last = {
+    atNs: BigInt(Date.now()) * 1_000_000n,
+    byKind: new Map<string, number>(),
+    kernel: new Map<string, number>(),
+    dropped: Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<DropReason, number>,
+    malformed: 0,
+    delivered: 0,
+    bytes: 0,
+    nextSequence: encoder.nextSequence,
+  };
+
+  function pullSourceDrops(): void {
+    const d = source.drops?.();
+    if (!d) return;
+    if (d.kernelDrops)
+      for (const [p, n] of Object.entries(d.kernelDrops)) counters.kernelDrops.set(p, Number(n));
+    if (d.addonDrops !== undefined) counters.addonDrops = Number(d.addonDrops);
+  }
+
+  const deltaMap = (now: Map<string, number>, before: Map<string, number>): Record<string, bigint> => {
+    const out: Record<string, bigint> = {};
+    for (const [k, v] of now) {
+      const d = v - (before.get(k) ?? 0);
+      if (d !== 0) out[k] = BigInt(d);
+    }
+    return out;
+  };
+
+  function emitStats(): void {
+    pullSourceDrops();
+    const nowNs = BigInt(Date.now()) * 1_000_000n;
+    const snap = snapshot(node, clock.bootId, counters, pending);
+    const next = encoder.nextSequence;
+    const bufferDrops: Record<string, bigint> = {};
+    for (const r of DROP_REASONS) {
+      const d = counters.dropped[r] - last.dropped[r];
+      if (d !== 0) bufferDrops[r] = BigInt(d);
+    }
+    const record: CollectorStatsRecord = {
+      node,
+      bootId: clock.bootId,
+      collectorVersion: options.collectorVersion,
+      firstSequence: next > last.nextSequence ? last.nextSequence : null,
+      lastSequence: next > last.nextSequence ? next - 1n : null,
+      intervalStartNs: last.atNs,
+      intervalEndNs: nowNs,
+      eventsByKind: deltaMap(counters.capturedByKind, last.byKind),
+      kernelDropsByProgram: deltaMap(counters.kernelDrops, last.kernel),
+      bufferDropsByReason: bufferDrops,
+      malformedRecords: BigInt(counters.malformedRecords - last.malformed),
+      eventsDelivered: BigInt(counters.delivered - last.delivered),
+      bytesSent: BigInt(counters.deliveredBytes - last.bytes),
+      oldestUnsentAgeMs: BigInt(snap.oldestUnsentAgeMs),
+    };
+    last = {
+      atNs: nowNs,
+      byKind: new Map(counters.capturedByKind),
+      kernel: new Map(counters.kernelDrops),
+      dropped: { ...counters.dropped },
+      malformed: counters.malformedRecords,
+      delivered: counters.delivered,
+      bytes: counters.deliveredBytes,
+      nextSequence: next,
+    };
+    try {
+      statsQueue.push({
+        topic: topics.stats,
+        key: node,
+        value: options.encodeStats(record),
+        events: 0,
+        capturedAtMs: Date.now(),
+        sequence: -1n,
+      });
+      delivery.notify();
+    } catch (err) {
+      bump(counters.droppedOtherMessages, 'stats');
+      log.warn({ err }, 'stats record could not be encoded');
+    }
+    log.info(
+      {
+        captured: snap.captured,
+        delivered: snap.delivered,
+        dropped: snap.droppedTotal,
+        pending: snap.pending,
+        oldestUnsentAgeMs: snap.oldestUnsentAgeMs,
+        kafkaErrors: snap.kafkaErrors,
+      },
+      'collector stats',
+    );
+  }
+
+  async function stopInputs(): Promise<void> {
+    const stops: Array<void | Promise<void>> = [source.stop()];
+    for (const s of options.samplers ?? []) stops.push(s.stop());
+    if (options.containers) stops.push(options.containers.stop());
+    const results = await Promise.allSettled(stops);
+    for (const r of results)
+      if (r.status === 'rejected') log.warn({ err: r.reason }, 'input did not stop cleanly');
+  }
+
+  let stopping: Promise<StatsSnapshot> | undefined;
+
+  return {
+    counters,
+    async start() {
+      delivery.start();
+      statsTimer = setInterval(emitStats, settings.statsIntervalMs);
+      statsTimer.unref();
+      if (options.containers) await options.containers.start(onContainer);
+      for (const s of options.samplers ?? []) await s.start(accept);
+      await source.start(onSourceBatch);
+      log.info({ topics, settings }, 'collector started');
+    },
+    stop() {
+      // Runs once: stop inputs, flush the batcher, send what we hold until the deadline,
+      // then count whatever is still held as dropped (shutdown_deadline).
+      stopping ??= (async () => {
+        const deadline = Date.now() + settings.shutdownDeadlineMs;
+        if (statsTimer) clearInterval(statsTimer);
+        await stopInputs();
+        stopped = true;
+        batcher.shutdown();
+        emitStats();
+        const drained = await delivery.drain(deadline - Date.now());
+        if (!drained) {
+          log.warn(
+            { events: eventsQueue.events, messages: pending.bufferedMessages() },
+            'shutdown deadline reached; dropping what Kafka has not acknowledged',
+          );
+          for (const q of [eventsQueue, containersQueue, statsQueue] as SendQueue[])
+            q.dropAll('shutdown_deadline');
+        }
+        // Don't wait on a request stuck against a dead broker past the deadline.
+        await Promise.race([delivery.stop(), new Promise((r) => setTimeout(r, 1_000).unref())]);
+        await Promise.race([sink.close(), new Promise((r) => setTimeout(r, 1_000).unref())]);
+        pullSourceDrops();
+        const final = snapshot(node, clock.bootId, counters, pending);
+        if (final.unaccounted !== 0) log.error({ final }, 'loss accounting does not balance');
+        log.info({ final }, 'collector stopped');
+        return final;
+      })();
+      return stopping;
+    },
+    snapshot() {
+      pullSourceDrops();
+      return snapshot(node, clock.bootId, counters, pending);
+    },
+    ready() {
+      return delivery.healthy;
+    },
+  };
+}

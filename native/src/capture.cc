@@ -126,7 +126,7 @@ CaptureSettings ParseSettings(const Napi::Object& o) {
     }
   }
   // An allowlist only filters if the programs are told to look at it.
-  if (s.filter_cgroups && s.cfg.find("kt_cfg_filter_cgroups") == s.cfg.end()) s.cfg["kt_cfg_filter_cgroups"] = 1;
+  if (s.filter_cgroups && s.cfg.find("kt_cfg_filter_enabled") == s.cfg.end()) s.cfg["kt_cfg_filter_enabled"] = 1;
   return s;
 }
 

@@ -55,12 +55,12 @@ struct {
   __type(value, struct fixture_agg);
 } kt_fixture_agg SEC(".maps");
 
-const volatile __u8 kt_cfg_filter_cgroups = 0;
+const volatile __u32 kt_cfg_filter_enabled = 0; // same name as bpf/include/common.bpf.h
 const volatile __u32 kt_cfg_target_tgid = 0; // 0 = every process
 const volatile __u64 kt_cfg_tag = 0;
 
 static __always_inline int allowed(__u64 cgid) {
-  if (!kt_cfg_filter_cgroups) return 1;
+  if (!kt_cfg_filter_enabled) return 1;
   return bpf_map_lookup_elem(&kt_cgroup_allow, &cgid) != 0;
 }
 

@@ -3,20 +3,23 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createClient } from '@clickhouse/client';
-import { createChdbConnection } from 'chdb/connection';
+import type { ClickHouseClient } from '@clickhouse/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createClickHouse } from '../../processor/src/clickhouse/client.js';
 import { type QueryEndpoint, startQueryEndpoint } from '../../processor/src/query-endpoint.js';
 
 describe('ClickHouse-compatible query endpoint over chDB', () => {
-  const store = createClient({
-    connection: createChdbConnection({ path: mkdtempSync(join(tmpdir(), 'ktrail-query-')) }),
-  });
+  let store: ClickHouseClient;
   let endpoint: QueryEndpoint;
   let readOnly: QueryEndpoint;
   const base = () => `http://127.0.0.1:${endpoint.port}`;
 
   beforeAll(async () => {
+    store = await createClickHouse({
+      kind: 'chdb',
+      path: mkdtempSync(join(tmpdir(), 'ktrail-query-')),
+      database: 'q',
+    });
     endpoint = await startQueryEndpoint({ client: store, port: 0 });
     readOnly = await startQueryEndpoint({ client: store, port: 0, readOnly: true });
   });
@@ -32,18 +35,18 @@ describe('ClickHouse-compatible query endpoint over chDB', () => {
 
   it('runs DDL, inserts and queries from ?query= and the body', async () => {
     const post = (sql: string) => fetch(`${base()}/`, { method: 'POST', body: sql });
-    expect((await post('CREATE TABLE t (n UInt64, s String) ENGINE = MergeTree ORDER BY n')).status).toBe(
+    expect((await post('CREATE TABLE q.t (n UInt64, s String) ENGINE = MergeTree ORDER BY n')).status).toBe(
       200,
     );
-    expect((await post("INSERT INTO t VALUES (18446744073709551615, 'max'), (1, 'one')")).status).toBe(200);
+    expect((await post("INSERT INTO q.t VALUES (18446744073709551615, 'max'), (1, 'one')")).status).toBe(200);
     const tsv = await (
-      await fetch(`${base()}/?query=${encodeURIComponent('SELECT n, s FROM t ORDER BY n')}`)
+      await fetch(`${base()}/?query=${encodeURIComponent('SELECT n, s FROM q.t ORDER BY n')}`)
     ).text();
     expect(tsv).toBe('1\tone\n18446744073709551615\tmax\n');
-    const json = await (await post('SELECT count() AS c FROM t FORMAT JSONEachRow')).text();
+    const json = await (await post('SELECT count() AS c FROM q.t FORMAT JSONEachRow')).text();
     expect(JSON.parse(json)).toEqual({ c: '2' });
     const csv = await (
-      await fetch(`${base()}/?default_format=CSV`, { method: 'POST', body: 'SELECT s FROM t ORDER BY n' })
+      await fetch(`${base()}/?default_format=CSV`, { method: 'POST', body: 'SELECT s FROM q.t ORDER BY n' })
     ).text();
     expect(csv).toBe('"one"\n"max"\n');
   });
@@ -56,7 +59,7 @@ describe('ClickHouse-compatible query endpoint over chDB', () => {
   });
 
   it('refuses writes when read-only', async () => {
-    const res = await fetch(`http://127.0.0.1:${readOnly.port}/`, { method: 'POST', body: 'DROP TABLE t' });
+    const res = await fetch(`http://127.0.0.1:${readOnly.port}/`, { method: 'POST', body: 'DROP TABLE q.t' });
     expect(res.status).toBe(403);
     const ok = await fetch(`http://127.0.0.1:${readOnly.port}/`, { method: 'POST', body: 'SELECT 1' });
     expect(await ok.text()).toBe('1\n');

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Debian's clickhouse-server (18.16, from 2018) on loopback, for tests of the HTTP transport
+# path only: connect, insert, error classification, server restarts. It is far too old for
+# ktrail's schema (no DateTime64, no TTL, no dedup tokens): the schema is tested on chDB.
+#
+#   deploy/local/clickhouse-server.sh install   apt-get install clickhouse-server (idempotent)
+#   deploy/local/clickhouse-server.sh start     start it (reuses one that already answers)
+#   deploy/local/clickhouse-server.sh stop      stop the server this script started
+#   deploy/local/clickhouse-server.sh status    is it answering? which version?
+#   deploy/local/clickhouse-server.sh url       print the HTTP URL
+#
+# Data, config and logs live under .cache/clickhouse-server (git-ignored). It listens on
+# 127.0.0.1 only: HTTP on KTRAIL_CH_HTTP_PORT (18123), native TCP on KTRAIL_CH_TCP_PORT (19000).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+DIR="${KTRAIL_CACHE:-$ROOT/.cache}/clickhouse-server"
+HTTP_PORT="${KTRAIL_CH_HTTP_PORT:-18123}"
+TCP_PORT="${KTRAIL_CH_TCP_PORT:-19000}"
+PIDFILE="$DIR/server.pid"
+LOG="$DIR/log/server.log"
+URL="http://127.0.0.1:$HTTP_PORT"
+
+say() { echo "[clickhouse-server.sh] $*"; }
+die() {
+  echo "[clickhouse-server.sh] ERROR: $*" >&2
+  exit 1
+}
+answering() { curl -fsS --max-time 2 "$URL/ping" >/dev/null 2>&1; }
+server_bin() { command -v clickhouse-server || command -v /usr/sbin/clickhouse-server || true; }
+
+cmd_install() {
+  if [ -n "$(server_bin)" ] && command -v curl >/dev/null; then
+    say "install: clickhouse-server and curl already installed"
+    return
+  fi
+  [ "$(id -u)" = 0 ] || die "install needs root (apt-get)"
+  say "install: apt-get install -y clickhouse-server curl"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends clickhouse-server curl
+}
+
+write_config() {
+  mkdir -p "$DIR/data" "$DIR/tmp" "$DIR/user_files" "$DIR/log"
+  # A minimal config of our own: the Debian default listens on every address and
+  # writes to /var/lib; ours keeps everything under the cache and on loopback.
+  cat >"$DIR/config.xml" <<EOF
+<?xml version="1.0"?>
+<yandex>
+  <logger><level>warning</level><log>$LOG</log><errorlog>$DIR/log/server.err.log</errorlog></logger>
+  <listen_host>127.0.0.1</listen_host>
+  <http_port>$HTTP_PORT</http_port>
+  <tcp_port>$TCP_PORT</tcp_port>
+  <path>$DIR/data/</path>
+  <tmp_path>$DIR/tmp/</tmp_path>
+  <user_files_path>$DIR/user_files/</user_files_path>
+  <users_config>$DIR/users.xml</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+  <timezone>UTC</timezone>
+  <mark_cache_size>268435456</mark_cache_size>
+  <uncompressed_cache_size>268435456</uncompressed_cache_size>
+  <max_concurrent_queries>50</max_concurrent_queries>
+</yandex>
+EOF
+  cat >"$DIR/users.xml" <<'EOF'
+<?xml version="1.0"?>
+<yandex>
+  <profiles><default><max_memory_usage>2000000000</max_memory_usage></default></profiles>
+  <users>
+    <default>
+      <password></password>
+      <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+      <profile>default</profile>
+      <quota>default</quota>
+    </default>
+  </users>
+  <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors>
+    <result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
+</yandex>
+EOF
+}
+
+cmd_start() {
+  if answering; then
+    say "start: already answering on $URL ($(curl -fsS "$URL/?query=SELECT%20version()"))"
+    return
+  fi
+  cmd_install
+  local bin
+  bin="$(server_bin)"
+  [ -n "$bin" ] || die "clickhouse-server not found after install"
+  write_config
+  say "start: $bin on $URL (data in $DIR/data, log $LOG)"
+  "$bin" --config-file="$DIR/config.xml" --pid-file="$PIDFILE" --daemon
+  for _ in $(seq 1 60); do
+    if answering; then
+      say "start: answering on $URL (version $(curl -fsS "$URL/?query=SELECT%20version()"))"
+      return
+    fi
+    sleep 0.5
+  done
+  tail -n 20 "$DIR/log/server.err.log" >&2 2>/dev/null || true
+  die "clickhouse-server did not answer on $URL within 30 s (see $DIR/log)"
+}
+
+cmd_stop() {
+  if [ ! -f "$PIDFILE" ]; then
+    say "stop: no pid file ($PIDFILE): nothing started by this script"
+    return
+  fi
+  local pid
+  pid="$(cat "$PIDFILE")"
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    say "stop: SIGTERM to clickhouse-server pid $pid"
+    kill "$pid"
+    for _ in $(seq 1 60); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.5
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      say "stop: still running after 30 s, SIGKILL"
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+  else
+    say "stop: pid $pid is not running"
+  fi
+  rm -f "$PIDFILE"
+}
+
+cmd_status() {
+  if answering; then
+    say "status: answering on $URL, version $(curl -fsS "$URL/?query=SELECT%20version()")"
+  else
+    say "status: not answering on $URL"
+    return 1
+  fi
+}
+
+case "${1:-}" in
+install) cmd_install ;;
+start) cmd_start ;;
+stop) cmd_stop ;;
+status) cmd_status ;;
+url) echo "$URL" ;;
+*)
+  echo "usage: $0 install|start|stop|status|url" >&2
+  exit 2
+  ;;
+esac

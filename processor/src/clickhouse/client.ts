@@ -1,0 +1,219 @@
+// One factory for every ClickHouse ktrail talks to: the embedded chDB engine (default) or a
+// ClickHouse server by URL. Both come back as the same @clickhouse/client instance, so the
+// writer and the migrations never care which one they got.
+import { mkdirSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import {
+  type ClickHouseClient,
+  type ClickHouseClientConfigOptions,
+  type ClickHouseSettings,
+  createClient,
+} from '@clickhouse/client';
+import { createChdbConnection } from 'chdb/connection';
+import { ConfigError } from '../../../common/errors.js';
+import { createLogger } from '../../../common/log.js';
+
+const log = createLogger('processor.clickhouse');
+
+export type ChdbConfig = {
+  kind: 'chdb';
+  /**
+   * Data directory. libchdb binds ONE directory per process, and a second process opening
+   * the same directory fails on its lock: while the pipeline runs, SQL against the store
+   * must go through the process that owns it.
+   */
+  path: string;
+  database: string;
+};
+
+export type ServerConfig = {
+  kind: 'server';
+  url: string;
+  database: string;
+  username?: string;
+  password?: string;
+  /** PEM files: caFile for a private CA; certFile+keyFile together for mutual TLS. */
+  tls?: { caFile?: string | undefined; certFile?: string | undefined; keyFile?: string | undefined };
+  requestTimeoutMs?: number;
+  /**
+   * Old servers (before 21.x) lack insert_deduplication_token: without it retries can
+   * duplicate rows. Refused unless this is set (only the HTTP-transport tests do).
+   */
+  allowWithoutDedupToken?: boolean;
+};
+
+export type ClickHouseConfig = ChdbConfig | ServerConfig;
+
+/** What the factory learnt about the backend; the writer reads it through describeClickHouse. */
+export type ClickHouseInfo = {
+  kind: 'chdb' | 'server';
+  database: string;
+  version: string;
+  /** The server knows insert_deduplication_token (the writer sends one with every insert). */
+  dedupToken: boolean;
+};
+
+type ChdbAsClientConnection = NonNullable<ClickHouseClientConfigOptions['connection']>;
+
+const infos = new WeakMap<ClickHouseClient, ClickHouseInfo>();
+
+export function describeClickHouse(client: ClickHouseClient): ClickHouseInfo | undefined {
+  return infos.get(client);
+}
+
+// Settings sent with every statement. WHY each one:
+// - output_format_json_quote_64bit_integers: UInt64 (cgroup ids, ns timestamps) come back as
+//   JSON strings; chDB's default is 0, which turns them into lossy doubles.
+// - date_time_input_format best_effort: DateTime64 columns accept ISO strings and epoch ns.
+// - async_insert 0: chDB 26.x defaults to 1; the processor commits Kafka offsets after an
+//   insert returns, so the insert must be synchronous and visible when it does.
+// - session_timezone UTC: times read back do not depend on the host's zone.
+// - insert_deduplication_token '' (chDB only): chDB applies settings with SET on a long-lived
+//   session, so a token would otherwise stick to the NEXT insert and silently drop it as a
+//   duplicate. Resetting it on every statement makes tokens per insert, as over HTTP.
+const WANTED_SETTINGS: ClickHouseSettings = {
+  output_format_json_quote_64bit_integers: 1,
+  date_time_input_format: 'best_effort',
+  async_insert: 0,
+  session_timezone: 'UTC',
+};
+
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** Creates the client and the database. Async because it checks what the backend supports. */
+export async function createClickHouse(config: ClickHouseConfig): Promise<ClickHouseClient> {
+  if (!IDENTIFIER.test(config.database)) {
+    throw new ConfigError(
+      `clickhouse.database must be a plain identifier, got ${JSON.stringify(config.database)}`,
+    );
+  }
+  return config.kind === 'chdb' ? createChdb(config) : createServer(config);
+}
+
+async function createChdb(config: ChdbConfig): Promise<ClickHouseClient> {
+  if (config.path === '' || config.path === ':memory:') {
+    throw new ConfigError(
+      'clickhouse.path must be a data directory (the embedded store must survive restarts)',
+    );
+  }
+  const path = resolve(config.path);
+  let client: ClickHouseClient;
+  try {
+    mkdirSync(path, { recursive: true });
+    client = createClient({
+      // chdb types the connection against its own copy of @clickhouse/client-common; the
+      // shapes match at runtime, the two declaration copies just don't unify.
+      connection: createChdbConnection({ path }) as unknown as ChdbAsClientConnection,
+      clickhouse_settings: { ...WANTED_SETTINGS, insert_deduplication_token: '' },
+    });
+  } catch (err) {
+    throw new ConfigError(
+      `cannot open chDB store at ${path}: ${(err as Error).message} ` +
+        '(one data directory per process; is another process using it?)',
+      { cause: err },
+    );
+  }
+  // chDB ignores the client's `database` option: every statement names its database.
+  await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${config.database}` });
+  const version = await selectOne(client, 'SELECT version() AS v');
+  infos.set(client, { kind: 'chdb', database: config.database, version, dedupToken: true });
+  log.info({ path, database: config.database, version }, 'chDB store open');
+  return client;
+}
+
+async function createServer(config: ServerConfig): Promise<ClickHouseClient> {
+  const base = {
+    url: config.url,
+    username: config.username ?? 'default',
+    password: config.password ?? '',
+    request_timeout: config.requestTimeoutMs ?? 60_000,
+    ...(config.tls?.caFile === undefined ? {} : { tls: readTls(config.tls) }),
+  };
+  // The database may not exist yet, and a URL naming a missing database fails every request:
+  // create it through a client on `default`, and learn which settings this server knows.
+  const bootstrap = createClient({ ...base, database: 'default' });
+  let known: Set<string>;
+  let version: string;
+  try {
+    await bootstrap.command({ query: `CREATE DATABASE IF NOT EXISTS ${config.database}` });
+    version = await selectOne(bootstrap, 'SELECT version() AS v');
+    const names = [...Object.keys(WANTED_SETTINGS), 'insert_deduplication_token'];
+    const rs = await bootstrap.query({
+      query: 'SELECT name FROM system.settings WHERE name IN ({names:Array(String)})',
+      query_params: { names },
+      format: 'JSONEachRow',
+    });
+    known = new Set((await rs.json<{ name: string }>()).map((r) => r.name));
+  } finally {
+    await bootstrap.close();
+  }
+  const settings: ClickHouseSettings = {};
+  for (const [name, value] of Object.entries(WANTED_SETTINGS)) {
+    if (known.has(name)) (settings as Record<string, unknown>)[name] = value;
+  }
+  const dedupToken = known.has('insert_deduplication_token');
+  if (!dedupToken && config.allowWithoutDedupToken !== true) {
+    throw new ConfigError(
+      `ClickHouse ${version} at ${redact(config.url)} lacks insert_deduplication_token: retried inserts ` +
+        'could duplicate rows. Use ClickHouse 22.x or newer (or chDB).',
+    );
+  }
+  const client = createClient({ ...base, database: config.database, clickhouse_settings: settings });
+  infos.set(client, { kind: 'server', database: config.database, version, dedupToken });
+  log.info({ url: redact(config.url), database: config.database, version, dedupToken }, 'ClickHouse server');
+  return client;
+}
+
+function readTls(tls: NonNullable<ServerConfig['tls']>) {
+  const read = (what: string, path: string): Buffer => {
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      throw new ConfigError(`clickhouse.tls.${what}: cannot read ${path}: ${(err as Error).message}`);
+    }
+  };
+  const ca_cert = read('caFile', tls.caFile ?? '');
+  if ((tls.certFile === undefined) !== (tls.keyFile === undefined)) {
+    throw new ConfigError('clickhouse.tls: certFile and keyFile go together (mutual TLS)');
+  }
+  if (tls.certFile !== undefined && tls.keyFile !== undefined) {
+    return { ca_cert, cert: read('certFile', tls.certFile), key: read('keyFile', tls.keyFile) };
+  }
+  return { ca_cert };
+}
+
+/** The `clickhouse` section of the ktrail config (common/config.ts) as a factory config. */
+export function clickHouseConfigFrom(section: {
+  url?: string | undefined;
+  chdbPath: string;
+  database: string;
+  username: string;
+  password: string;
+  tls?: ServerConfig['tls'] | undefined;
+}): ClickHouseConfig {
+  if (section.url === undefined) return { kind: 'chdb', path: section.chdbPath, database: section.database };
+  return {
+    kind: 'server',
+    url: section.url,
+    database: section.database,
+    username: section.username,
+    password: section.password,
+    ...(section.tls === undefined ? {} : { tls: section.tls }),
+  };
+}
+
+function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password !== '') u.password = '***';
+    return u.toString();
+  } catch {
+    return '<malformed url>';
+  }
+}
+
+async function selectOne(client: ClickHouseClient, query: string): Promise<string> {
+  const rs = await client.query({ query, format: 'JSONEachRow' });
+  const rows = await rs.json<{ v: string }>();
+  return String(rows[0]?.v ?? '');
+}

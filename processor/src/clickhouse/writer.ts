@@ -1,0 +1,227 @@
+// The one insert path: a batch of rows into one table, as JSONEachRow (the only row format
+// @clickhouse/client speaks), ALWAYS with a deduplication token, retried with backoff when the
+// failure is worth retrying, and classified when it is not.
+//
+// Exactly-once comes from the token: the caller builds it from the Kafka coordinates of the
+// batch (table:topic:partition:firstOffset-lastOffset), so a batch rebuilt after a crash or a
+// rebalance carries the same token and ClickHouse drops the repeat (in the table and in the
+// materialized-view targets). An insert without a token is never made: with a dedup window
+// on, ClickHouse would hash the content instead, and two legitimately identical batches
+// would collapse into one.
+import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ClickHouseClient } from '@clickhouse/client';
+import { ConfigError, KtrailError, PoisonError, TransientError } from '../../../common/errors.js';
+import { createLogger } from '../../../common/log.js';
+import { describeClickHouse } from './client.js';
+
+const log = createLogger('processor.clickhouse.writer');
+
+export type RetryPolicy = {
+  /** Attempts in total (first try included); Infinity retries until success or abort. */
+  maxAttempts: number;
+  initialDelayMs: number;
+  maxDelayMs: number;
+};
+
+export const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 10, initialDelayMs: 200, maxDelayMs: 10_000 };
+
+export type InsertBatchParams = {
+  /** Table name; qualified with the client's database when it has no `db.` prefix. */
+  table: string;
+  /**
+   * Row objects keyed by column name. bigint values (UInt64) are written as JSON strings, so
+   * they keep full precision. Or a pre-serialized JSONEachRow body (one object per line),
+   * for callers that build it themselves on a hot path.
+   */
+  rows: readonly object[] | { jsonEachRow: string; count: number };
+  /** `table:topic:partition:firstOffset-lastOffset`, built by the caller. Required. */
+  dedupToken: string;
+};
+
+export type InsertBatchOptions = {
+  retry?: Partial<RetryPolicy>;
+  /** Aborts the waiting between attempts (shutdown, partition revoked). */
+  signal?: AbortSignal;
+};
+
+export type InsertResult = { rows: number; attempts: number };
+
+/** Inserts one batch; resolves once ClickHouse has it, throws a classified KtrailError otherwise. */
+export async function insertBatch(
+  client: ClickHouseClient,
+  params: InsertBatchParams,
+  options: InsertBatchOptions = {},
+): Promise<InsertResult> {
+  if (typeof params.dedupToken !== 'string' || params.dedupToken === '') {
+    throw new ConfigError(`insertBatch into ${params.table}: a deduplication token is required`);
+  }
+  const info = describeClickHouse(client);
+  const table =
+    params.table.includes('.') || info === undefined ? params.table : `${info.database}.${params.table}`;
+  const { body, count } = Array.isArray(params.rows)
+    ? { body: toJsonEachRow(params.rows), count: params.rows.length }
+    : {
+        body: (params.rows as { jsonEachRow: string }).jsonEachRow,
+        count: (params.rows as { count: number }).count,
+      };
+  if (count === 0) return { rows: 0, attempts: 0 };
+  // Servers without the setting were allowed explicitly (see ServerConfig.allowWithoutDedupToken).
+  const settings = info?.dedupToken === false ? {} : { insert_deduplication_token: params.dedupToken };
+  const policy = { ...DEFAULT_RETRY, ...options.retry };
+
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await client.insert({
+        table,
+        // A fresh stream per attempt over the same string: a retry resends identical bytes.
+        values: stringStream(body),
+        format: 'JSONEachRow',
+        clickhouse_settings: settings,
+      });
+      if (attempt > 1)
+        log.info({ table, token: params.dedupToken, attempt }, 'insert succeeded after retries');
+      return { rows: count, attempts: attempt };
+    } catch (err) {
+      const classified = classifyClickHouseError(err, {
+        table,
+        dedupToken: params.dedupToken,
+        rows: count,
+        attempt,
+      });
+      if (!classified.retriable || attempt >= policy.maxAttempts || options.signal?.aborted) throw classified;
+      const delay = backoff(attempt, policy);
+      log.warn(
+        { table, token: params.dedupToken, attempt, delayMs: delay, err: classified.message },
+        'insert failed, retrying',
+      );
+      await sleep(delay, undefined, options.signal === undefined ? {} : { signal: options.signal }).catch(
+        () => {
+          throw classified;
+        },
+      );
+    }
+  }
+}
+
+/** Full jitter between half and all of an exponentially growing, capped delay. */
+function backoff(attempt: number, policy: RetryPolicy): number {
+  const ceiling = Math.min(policy.maxDelayMs, policy.initialDelayMs * 2 ** (attempt - 1));
+  return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+}
+
+function bigintAsString(_key: string, value: unknown): unknown {
+  return typeof value === 'bigint' ? value.toString() : value;
+}
+
+/** Rows -> JSONEachRow text; bigint -> decimal string (ClickHouse parses it into UInt64/Int64). */
+export function toJsonEachRow(rows: readonly object[]): string {
+  const lines = new Array<string>(rows.length);
+  for (let i = 0; i < rows.length; i++) lines[i] = JSON.stringify(rows[i], bigintAsString);
+  return lines.join('\n');
+}
+
+/** The body as a one-chunk stream: the client sends it as is (no per-row JSON.stringify). */
+function stringStream(body: string): Readable {
+  return Readable.from([body], { objectMode: false });
+}
+
+// ClickHouse error codes (src/Common/ErrorCodes.cpp) worth retrying: the server is busy,
+// restarting, short of memory, or the network broke. Anything else with a code is a fault of
+// the request (data, table, setting, permissions) and retrying cannot fix it.
+const RETRIABLE_CODES = new Set([
+  3, // UNEXPECTED_END_OF_FILE (connection cut mid-request)
+  159, // TIMEOUT_EXCEEDED
+  164, // READONLY (replica temporarily read-only)
+  202, // TOO_MANY_SIMULTANEOUS_QUERIES
+  203, // NO_FREE_CONNECTION
+  209, // SOCKET_TIMEOUT
+  210, // NETWORK_ERROR
+  236, // ABORTED
+  241, // MEMORY_LIMIT_EXCEEDED
+  242, // TABLE_IS_READ_ONLY
+  252, // TOO_MANY_PARTS
+  319, // UNKNOWN_STATUS_OF_INSERT
+  394, // QUERY_WAS_CANCELLED (server shutting down)
+  425, // SYSTEM_ERROR
+  473, // DEADLOCK_AVOIDED
+  999, // KEEPER_EXCEPTION
+  1000, // POCO_EXCEPTION
+]);
+
+// Codes that mean the rows themselves are bad: the batch goes to the dead-letter path.
+const BAD_DATA_CODES = new Set([
+  6, // CANNOT_PARSE_TEXT
+  26, // CANNOT_PARSE_QUOTED_STRING
+  27, // CANNOT_PARSE_INPUT_ASSERTION_FAILED
+  32, // ATTEMPT_TO_READ_AFTER_EOF
+  38, // CANNOT_PARSE_DATE
+  41, // CANNOT_PARSE_DATETIME
+  53, // TYPE_MISMATCH
+  69, // ARGUMENT_OUT_OF_BOUND
+  70, // CANNOT_CONVERT_TYPE
+  72, // CANNOT_PARSE_NUMBER
+  117, // INCORRECT_DATA
+  131, // TOO_LARGE_STRING_SIZE
+  190, // SIZES_OF_ARRAYS_DONT_MATCH
+  321, // VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+  349, // CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN
+  691, // UNKNOWN_ELEMENT_OF_ENUM
+]);
+
+// Node socket errors: the server is down, restarting or unreachable for now.
+const RETRIABLE_NET = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+  'ECONNABORTED',
+  'UND_ERR_SOCKET',
+]);
+
+/** The ClickHouse error code of an error from @clickhouse/client or chDB (old servers included). */
+export function clickHouseCode(err: unknown): number | undefined {
+  const e = err as { code?: unknown; message?: unknown };
+  if (typeof e?.code === 'string' && /^\d+$/.test(e.code)) return Number(e.code);
+  if (typeof e?.code === 'number') return e.code;
+  // 18.x servers say "Code: 60, e.displayText() = ...", which the client does not parse.
+  const m = typeof e?.message === 'string' ? /Code: (\d+)[.,]/.exec(e.message) : null;
+  return m?.[1] === undefined ? undefined : Number(m[1]);
+}
+
+/**
+ * Retriable -> TransientError; bad rows -> PoisonError; anything else with a ClickHouse code
+ * (unknown table, unknown setting, syntax, auth) -> KtrailError(retriable: false), which
+ * needs a person, not the dead-letter path. Errors without a code are transport failures.
+ */
+export function classifyClickHouseError(err: unknown, context: Record<string, unknown> = {}): KtrailError {
+  if (err instanceof KtrailError) return err;
+  const message = String((err as Error)?.message ?? err).split('\n')[0] ?? '';
+  const code = clickHouseCode(err);
+  const ctx = { ...context, clickhouseCode: code };
+  if (code !== undefined) {
+    if (RETRIABLE_CODES.has(code))
+      return new TransientError(`ClickHouse: ${message}`, { cause: err, context: ctx });
+    if (BAD_DATA_CODES.has(code))
+      return new PoisonError(`ClickHouse rejected the rows: ${message}`, { cause: err, context: ctx });
+    return new KtrailError(`ClickHouse: ${message}`, { retriable: false, cause: err, context: ctx });
+  }
+  const netCode = (err as { code?: unknown })?.code;
+  if (typeof netCode === 'string' && RETRIABLE_NET.has(netCode)) {
+    return new TransientError(`ClickHouse unreachable: ${message}`, {
+      cause: err,
+      context: { ...ctx, netCode },
+    });
+  }
+  if (/socket hang up|timeout|ECONNRESET|closed/i.test(message)) {
+    return new TransientError(`ClickHouse transport: ${message}`, { cause: err, context: ctx });
+  }
+  if (err instanceof TypeError && /BigInt|JSON/i.test(message)) {
+    return new PoisonError(`rows cannot be serialized: ${message}`, { cause: err, context: ctx });
+  }
+  // Unknown failure without a code: most likely transport; retries are bounded by the policy.
+  return new TransientError(`ClickHouse: ${message}`, { cause: err, context: ctx });
+}

@@ -1,0 +1,33 @@
+// Prometheus view of the processor's counters (read at scrape time, nothing on the hot path).
+import { Gauge, type Registry } from 'prom-client';
+import type { Processor, ProcessorStats } from './processor.js';
+
+const HELP: Record<keyof ProcessorStats, string> = {
+  messages: 'Kafka messages consumed from the events topic',
+  events: 'events decoded',
+  rowsWritten: 'rows inserted into ClickHouse and committed',
+  batchesCommitted: 'batches inserted and committed',
+  deadLetters: 'messages sent to the dead-letter path',
+  latePending: 'rows written with join_state pending (metadata late past the wait)',
+  lateOverflow: 'rows that found the late-metadata buffer full',
+  lateResolved: 'rows joined after waiting for late metadata',
+  metadataRecords: 'container records applied',
+  metadataEvictions: 'stopped containers evicted from the metadata tables',
+  insertRetries: 'failed writes retried',
+  batchesDropped: 'open batches dropped uncommitted on revocation (re-read by the new owner)',
+  alerts: 'alerts raised',
+};
+
+export function registerProcessorMetrics(registry: Registry, processor: Processor): void {
+  for (const key of Object.keys(HELP) as (keyof ProcessorStats)[]) {
+    const name = `ktrail_processor_${key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}_total`;
+    new Gauge({
+      name,
+      help: HELP[key],
+      registers: [registry],
+      collect() {
+        this.set(processor.stats()[key]);
+      },
+    });
+  }
+}

@@ -153,6 +153,8 @@ start_node() {
     }
   fi
   say "starting node $i of cluster $n: client $HOST:$(client_port "$n" "$i"), controller $HOST:$(controller_port "$n" "$i"), heap $HEAP, data $dir"
+  # A fresh log per run: readiness is read from it, so an old "started" line must not count.
+  [ -f "$dir/broker.log" ] && mv -f "$dir/broker.log" "$dir/broker.log.prev"
   # The JVM flags Kafka's own kafka-run-class.sh uses, with a small fixed heap.
   # setsid: the broker outlives this shell and the test runner that called it.
   setsid nohup "$java" -Xms"$HEAP" -Xmx"$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
@@ -261,8 +263,11 @@ cmd_topics() {
   shift
   local tsx=$ROOT/node_modules/.bin/tsx
   [ -x "$tsx" ] || die "node_modules missing: run npm ci in $ROOT"
+  # On the 3-node cluster topics get 3 replicas unless the caller says otherwise.
+  local rf=()
+  if [ "$n" = 3 ] && [[ " $* " != *" --replication-factor"* ]]; then rf=(--replication-factor 3); fi
   say "ensuring ktrail topics on $(bootstrap "$n")"
-  "$tsx" "$CONF_DIR/topics.ts" --brokers "$(bootstrap "$n")" "$@"
+  "$tsx" "$CONF_DIR/topics.ts" --brokers "$(bootstrap "$n")" ${rf[@]+"${rf[@]}"} "$@"
 }
 
 cmd_clean() {

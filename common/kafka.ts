@@ -1,0 +1,286 @@
+// Kafka plumbing shared by the collector, the processor, the local stack and the tests:
+// one way to build a kafkajs client (logs into pino, retry settings chosen once), the
+// ktrail topic names, and `ensureTopics`, which creates them idempotently and refuses to
+// run on topics whose partition counts would break co-partitioning.
+//
+// kafkajs has only gzip built in. No other codec is registered here on purpose: a codec
+// plugin registered in one process but not in another makes messages unreadable there.
+
+import type { ConnectionOptions } from 'node:tls';
+import {
+  type Admin,
+  type ITopicConfig,
+  Kafka,
+  type KafkaConfig,
+  type LogEntry,
+  logLevel,
+  type SASLOptions,
+} from 'kafkajs';
+import { ConfigError } from './errors.js';
+import type { Logger } from './log.js';
+
+// kafkajs 2 warns on every producer that its default partitioner changed in 2.0. ktrail
+// has no data written by kafkajs 1, so the warning is noise in every log and test run.
+process.env.KAFKAJS_NO_PARTITIONER_WARNING ??= '1';
+
+export interface KafkaClientOptions {
+  /** host:port bootstrap addresses. */
+  brokers: readonly string[];
+  clientId: string;
+  ssl?: boolean | ConnectionOptions;
+  sasl?: SASLOptions;
+  /** Overrides for kafkajs' retry policy (see DEFAULT_RETRY). */
+  retry?: KafkaConfig['retry'];
+}
+
+/**
+ * kafkajs retries each request with exponential backoff: 300 ms doubling up to 30 s, 8
+ * times (~1 min in all), long enough to ride out a leader election or a broker restart.
+ * Callers with their own backoff loop (the collector's delivery loop) pass shorter ones.
+ */
+export const DEFAULT_RETRY = { initialRetryTime: 300, maxRetryTime: 30_000, retries: 8 } as const;
+
+const HOST_PORT = /^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/;
+
+/** A kafkajs client whose log lines go through pino as `component: kafkajs`, `ns: Consumer`. */
+export function createKafka(options: KafkaClientOptions, logger: Logger): Kafka {
+  if (options.brokers.length === 0)
+    throw new ConfigError('kafka.brokers: at least one host:port is required', { context: { brokers: [] } });
+  for (const broker of options.brokers)
+    if (!HOST_PORT.test(broker))
+      throw new ConfigError(`kafka.brokers: "${broker}" is not host:port (e.g. 127.0.0.1:19092)`, {
+        context: { brokers: options.brokers },
+      });
+  if (options.clientId.length === 0) throw new ConfigError('kafka.clientId: must not be empty');
+
+  const config: KafkaConfig = {
+    brokers: [...options.brokers],
+    clientId: options.clientId,
+    // kafkajs' 1 s default is too tight for a loaded 2-core CI machine.
+    connectionTimeout: 5_000,
+    authenticationTimeout: 10_000,
+    requestTimeout: 30_000,
+    retry: { ...DEFAULT_RETRY, ...options.retry },
+    logLevel: kafkajsLevel(logger.level),
+    logCreator: pinoLogCreator(logger.child({ component: 'kafkajs' })),
+  };
+  if (options.ssl !== undefined) config.ssl = options.ssl;
+  if (options.sasl !== undefined) config.sasl = options.sasl;
+  return new Kafka(config);
+}
+
+function kafkajsLevel(pinoLevel: string): logLevel {
+  switch (pinoLevel) {
+    case 'trace':
+    case 'debug':
+      return logLevel.DEBUG;
+    case 'info':
+      return logLevel.INFO;
+    case 'warn':
+      return logLevel.WARN;
+    case 'silent':
+      return logLevel.NOTHING;
+    default:
+      return logLevel.ERROR;
+  }
+}
+
+/** kafkajs' logCreator contract: called once per namespace-less root, then per log entry. */
+function pinoLogCreator(logger: Logger): () => (entry: LogEntry) => void {
+  return () =>
+    ({ namespace, level, log }) => {
+      // kafkajs puts its own timestamp and logger name in `log`; pino has both already.
+      const { message, timestamp: _timestamp, logger: _logger, ...fields } = log;
+      const bindings = namespace ? { ns: namespace, ...fields } : fields;
+      switch (level) {
+        case logLevel.ERROR:
+          logger.error(bindings, message);
+          break;
+        case logLevel.WARN:
+          logger.warn(bindings, message);
+          break;
+        case logLevel.INFO:
+          logger.info(bindings, message);
+          break;
+        default:
+          logger.debug(bindings, message);
+      }
+    };
+}
+
+// --- topics ----------------------------------------------------------------------------------
+
+export interface TopicNames {
+  /** Event batches from the collectors; key = node. */
+  events: string;
+  /** Container metadata, compacted; co-partitioned with `events` (same count, same key hash). */
+  containers: string;
+  /** Collector stats (counters, loss) per node. */
+  stats: string;
+  /** Messages the processor could never handle, with the reason in headers. */
+  deadletter: string;
+  /** Events joined with their container metadata, for downstream consumers. */
+  eventsEnriched: string;
+  /** Alerts raised by the processor (OOM kills, crash loops, sequence gaps...). */
+  alerts: string;
+}
+
+export const DEFAULT_TOPIC_PREFIX = 'ktrail.';
+export const DEFAULT_PARTITIONS = 6;
+
+export function topicNames(prefix: string = DEFAULT_TOPIC_PREFIX): TopicNames {
+  return {
+    events: `${prefix}events`,
+    containers: `${prefix}containers`,
+    stats: `${prefix}stats`,
+    deadletter: `${prefix}deadletter`,
+    eventsEnriched: `${prefix}events.enriched`,
+    alerts: `${prefix}alerts`,
+  };
+}
+
+// kafkajs' ConfigResourceTypes.TOPIC. kafkajs is CommonJS and Node's ESM loader can't see
+// that export by name (only Kafka, logLevel, CompressionTypes...), so the value is inlined.
+const TOPIC_RESOURCE = 2;
+
+const HOUR_MS = 3_600_000;
+const DAY_MS = 24 * HOUR_MS;
+
+/**
+ * Per-topic settings. Everything else (retention of events, message size) is the broker's
+ * default; these are the ones ktrail's correctness or operations depend on.
+ */
+function topicConfigs(names: TopicNames): Record<string, Record<string, string>> {
+  return {
+    [names.containers]: {
+      'cleanup.policy': 'compact',
+      // Keep every version of a container record for an hour before compaction may drop
+      // older ones: the processor joins events by time against versioned metadata, and a
+      // processor restarting within the hour rebuilds the same versions it had.
+      'min.compaction.lag.ms': String(HOUR_MS),
+      // The active segment is never compacted: roll hourly so compaction can happen at all
+      // on a low-volume topic (the 1 GiB / 7 day defaults would keep everything for a week).
+      'segment.ms': String(HOUR_MS),
+      'min.cleanable.dirty.ratio': '0.1',
+      // Tombstones (container gone for good) stay visible a day, so a processor that was
+      // down for less than that still sees the deletion.
+      'delete.retention.ms': String(DAY_MS),
+    },
+    [names.stats]: { 'retention.ms': String(7 * DAY_MS) },
+    // Dead letters are evidence: keep them longer than the events they came from.
+    [names.deadletter]: { 'retention.ms': String(30 * DAY_MS) },
+    [names.alerts]: { 'retention.ms': String(7 * DAY_MS) },
+  };
+}
+
+/** Settings that must hold on an existing topic too; ensureTopics fails when they don't. */
+const REQUIRED_ON_EXISTING: Record<keyof TopicNames, readonly string[]> = {
+  events: [],
+  containers: ['cleanup.policy'],
+  stats: [],
+  deadletter: [],
+  eventsEnriched: [],
+  alerts: [],
+};
+
+export interface EnsureTopicsOptions {
+  /** Topic name prefix, 'ktrail.' by default. */
+  prefix?: string;
+  /** Partitions of every ktrail topic (events and containers must match), 6 by default. */
+  partitions?: number;
+  replicationFactor?: number;
+  /** How long createTopics waits for leaders, ms. */
+  timeoutMs?: number;
+}
+
+export interface EnsureTopicsResult {
+  names: TopicNames;
+  created: string[];
+  existing: string[];
+}
+
+/**
+ * Creates the ktrail topics that are missing and checks the ones that exist. Idempotent
+ * and safe to race with another process doing the same. Throws ConfigError when an
+ * existing topic has a different partition count (co-partitioning of events and
+ * containers would not hold) or the containers topic is not compacted.
+ */
+export async function ensureTopics(
+  admin: Admin,
+  options: EnsureTopicsOptions = {},
+): Promise<EnsureTopicsResult> {
+  const prefix = options.prefix ?? DEFAULT_TOPIC_PREFIX;
+  const partitions = options.partitions ?? DEFAULT_PARTITIONS;
+  const replicationFactor = options.replicationFactor ?? 1;
+  if (!Number.isInteger(partitions) || partitions < 1)
+    throw new ConfigError(`kafka.partitions: must be a positive integer, got ${partitions}`);
+  if (!Number.isInteger(replicationFactor) || replicationFactor < 1)
+    throw new ConfigError(`kafka.replicationFactor: must be a positive integer, got ${replicationFactor}`);
+
+  const names = topicNames(prefix);
+  const configs = topicConfigs(names);
+  const wanted = Object.values(names);
+  const present = new Set(await admin.listTopics());
+  const missing = wanted.filter((topic) => !present.has(topic));
+
+  if (missing.length > 0) {
+    const topics: ITopicConfig[] = missing.map((topic) => ({
+      topic,
+      numPartitions: partitions,
+      replicationFactor,
+      configEntries: Object.entries(configs[topic] ?? {}).map(([name, value]) => ({ name, value })),
+    }));
+    // Resolves false (no throw) when another process created them first; checked below.
+    await admin.createTopics({ topics, waitForLeaders: true, timeout: options.timeoutMs ?? 30_000 });
+  }
+
+  await checkPartitions(admin, wanted, partitions);
+  await checkRequiredConfigs(admin, names, configs);
+  return { names, created: missing, existing: wanted.filter((topic) => present.has(topic)) };
+}
+
+async function checkPartitions(admin: Admin, topics: string[], partitions: number): Promise<void> {
+  const { topics: metadata } = await admin.fetchTopicMetadata({ topics });
+  const wrong = metadata
+    .filter((t) => t.partitions.length !== partitions)
+    .map((t) => `${t.name} has ${t.partitions.length}`);
+  if (wrong.length > 0)
+    throw new ConfigError(
+      `kafka.partitions: expected ${partitions} partitions on every ktrail topic, but ${wrong.join(', ')}. ` +
+        'Events and container metadata must be co-partitioned: set kafka.partitions to the existing ' +
+        'count, or recreate the topics (deploy/local/kafka.sh clean for the local stack).',
+      { context: { expected: partitions, wrong } },
+    );
+}
+
+async function checkRequiredConfigs(
+  admin: Admin,
+  names: TopicNames,
+  configs: Record<string, Record<string, string>>,
+): Promise<void> {
+  const checks = (Object.keys(REQUIRED_ON_EXISTING) as (keyof TopicNames)[]).flatMap((key) =>
+    REQUIRED_ON_EXISTING[key].map((setting) => ({ topic: names[key], setting })),
+  );
+  if (checks.length === 0) return;
+  const topics = [...new Set(checks.map((c) => c.topic))];
+  const described = await admin.describeConfigs({
+    resources: topics.map((name) => ({
+      type: TOPIC_RESOURCE,
+      name,
+      configNames: checks.map((c) => c.setting),
+    })),
+    includeSynonyms: false,
+  });
+  for (const { topic, setting } of checks) {
+    const want = configs[topic]?.[setting];
+    const actual = described.resources
+      .find((r) => r.resourceName === topic)
+      ?.configEntries.find((e) => e.configName === setting)?.configValue;
+    if (want !== undefined && actual !== want)
+      throw new ConfigError(
+        `topic ${topic}: ${setting} is "${actual ?? 'unset'}", ktrail needs "${want}". ` +
+          `Fix it with kafka-configs --alter --entity-type topics --entity-name ${topic} --add-config ${setting}=${want}.`,
+        { context: { topic, setting, want, actual } },
+      );
+  }
+}

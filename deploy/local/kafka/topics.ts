@@ -1,0 +1,67 @@
+// `deploy/local/kafka.sh topics`: creates the ktrail topics on a broker, idempotently.
+// Settings come from flags, then the same environment variables the ktrail config reads
+// (KTRAIL_KAFKA_BROKERS, KTRAIL_KAFKA_TOPIC_PREFIX, KTRAIL_KAFKA_PARTITIONS,
+// KTRAIL_KAFKA_REPLICATION_FACTOR), then ktrail's defaults.
+import { Command, InvalidArgumentError } from 'commander';
+import {
+  createKafka,
+  DEFAULT_PARTITIONS,
+  DEFAULT_TOPIC_PREFIX,
+  ensureTopics,
+} from '../../../common/kafka.js';
+import { createLogger } from '../../../common/log.js';
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
+  return n;
+}
+
+const env = process.env;
+const program = new Command('kafka-topics')
+  .description('create the ktrail topics (idempotent; fails on a partition-count mismatch)')
+  .option('--brokers <list>', 'comma-separated host:port', env.KTRAIL_KAFKA_BROKERS ?? '127.0.0.1:19092')
+  .option('--prefix <prefix>', 'topic name prefix', env.KTRAIL_KAFKA_TOPIC_PREFIX ?? DEFAULT_TOPIC_PREFIX)
+  .option(
+    '--partitions <n>',
+    'partitions per topic',
+    positiveInt,
+    Number(env.KTRAIL_KAFKA_PARTITIONS ?? DEFAULT_PARTITIONS),
+  )
+  .option(
+    '--replication-factor <n>',
+    'replicas per partition',
+    positiveInt,
+    Number(env.KTRAIL_KAFKA_REPLICATION_FACTOR ?? 1),
+  )
+  .parse();
+
+const opts = program.opts<{
+  brokers: string;
+  prefix: string;
+  partitions: number;
+  replicationFactor: number;
+}>();
+const logger = createLogger('kafka-topics');
+const kafka = createKafka(
+  { brokers: opts.brokers.split(',').map((b) => b.trim()), clientId: 'ktrail-topics' },
+  logger,
+);
+const admin = kafka.admin();
+try {
+  await admin.connect();
+  const result = await ensureTopics(admin, {
+    prefix: opts.prefix,
+    partitions: opts.partitions,
+    replicationFactor: opts.replicationFactor,
+  });
+  for (const topic of Object.values(result.names))
+    console.log(
+      `${result.created.includes(topic) ? 'created' : 'exists '}  ${topic}  (${opts.partitions} partitions)`,
+    );
+} catch (err) {
+  console.error(`kafka topics: ${(err as Error).message}`);
+  process.exitCode = 1;
+} finally {
+  await admin.disconnect();
+}

@@ -497,19 +497,22 @@ int Capture::OnSample(void* ctx, void* data, size_t size) {
 
 void Capture::Flush() {
   if (batch_records_ == 0) return;
-  auto* b = new Batch{batch_, batch_len_, batch_records_};
+  const uint32_t records = batch_records_;
+  const size_t len = batch_len_;
+  auto* b = new Batch{batch_, len, records};
   batch_ = nullptr;
   batch_len_ = 0;
   batch_records_ = 0;
   // Never wait for JavaScript: a full queue costs this batch, counted record by record.
+  // Once queued, `b` belongs to the JS thread (it may already be freed): use the copies.
   napi_status st = tsfn_.NonBlockingCall(b);
   if (st == napi_ok) {
-    records_ += b->records;
-    bytes_ += b->len;
+    records_ += records;
+    bytes_ += len;
     batches_++;
     return;
   }
-  lost_records_ += b->records;
+  lost_records_ += records;
   lost_batches_++;
   if (st == napi_closing) tsfn_closing_ = true;
   std::free(b->data);

@@ -1,0 +1,205 @@
+// Typed wrapper around the native addon (native/, docs/native.md). The addon owns the BPF
+// objects and a polling thread; JavaScript receives whole batches: one Buffer holding many
+// ring-buffer records, each starting with its own 32-byte header and padded to 8 bytes.
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { KtrailError } from '../../../common/errors.js';
+import { createLogger } from '../../../common/log.js';
+
+const log = createLogger('collector.kernel.addon');
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+
+/** Where `npm run build:native` puts the addon; KTRAIL_NATIVE_ADDON overrides it. */
+export const addonPath: string =
+  process.env.KTRAIL_NATIVE_ADDON ?? resolve(repoRoot, 'native/build/Release/ktrail_native.node');
+
+/** Test fixture objects built with the addon (native/test/*.bpf.c). */
+export const fixtureDir: string = resolve(dirname(addonPath), 'fixtures');
+
+export interface CaptureSettings {
+  /** Paths of CO-RE objects (.bpf.o); each loads and attaches on its own. */
+  objects: string[];
+  /** Size of the one shared ring buffer: a power of two, at least one page. */
+  ringBufferBytes: number;
+  /** Only these programs (by function name); default all. */
+  programs?: string[];
+  /** Report only these v2 cgroup ids (sets kt_cfg_filter_enabled=1 unless cfg says otherwise). */
+  filterCgroups?: bigint[];
+  /** A batch goes to JS when it holds this many bytes... */
+  batchMaxBytes: number;
+  /** ...or when its first record is this old. */
+  batchMaxMs: number;
+  /** Bound of the queue between the polling thread and JS; a batch that finds it full is dropped and counted. */
+  maxQueuedBatches?: number;
+  /** cgroup v2 mount that cgroup_skb programs attach to (default /sys/fs/cgroup/unified). */
+  cgroupRoot?: string;
+  /** Load-time settings: `const volatile kt_cfg_<name>` globals, with or without the prefix. */
+  cfg?: Record<string, number | bigint | boolean>;
+}
+
+export interface KernelFeatures {
+  kernelRelease: string;
+  btf: boolean;
+  ringbuf: boolean;
+  tracepoint: boolean;
+  rawTracepoint: boolean;
+  cgroupSkb: boolean;
+  tracefs: boolean;
+  bpfStats: boolean;
+}
+
+export interface ProgramState {
+  name: string;
+  object: string;
+  section: string;
+  attached: boolean;
+  /** Why it is not running: the verifier log tail, the attach error, or "not selected". */
+  error?: string;
+  /** Kernel program id and the kernel's own cost accounting (needs kernel.bpf_stats_enabled=1). */
+  id?: number;
+  runTimeNs?: number;
+  runCount?: number;
+}
+
+export interface CaptureCounters {
+  /** Records and bytes handed to JS (queued to the JS thread). */
+  records: number;
+  bytes: number;
+  batches: number;
+  /** Records lost in the addon because the queue to JS was full (exact). */
+  lostRecords: number;
+  lostBatches: number;
+  /** Ring-buffer samples whose header size was impossible; skipped. */
+  malformedRecords: number;
+  pollErrors: number;
+  closed: boolean;
+  /** Failed ring-buffer reserves per program slot (kt_drops summed over CPUs; enum kt_prog_slot). */
+  kernelDrops: number[];
+  programs: ProgramState[];
+  objects: Array<{ path: string; loaded: boolean; error?: string }>;
+  /** cfg names no object declares. */
+  unusedCfg: string[];
+  features: KernelFeatures;
+  ringBufferBytes: number;
+}
+
+/** `sum`: per-CPU values summed as u64 lanes (the default); `raw`: every CPU's value, 8-byte aligned. */
+export type MapReadMode = 'sum' | 'raw';
+
+export type BatchHandler = (batch: Buffer, records: number) => void;
+
+export interface KernelCapture {
+  counters(): CaptureCounters;
+  /** Every entry of a map as raw [key, value] Buffers; the caller decodes them. */
+  readMap(name: string, mode?: MapReadMode): Array<[Buffer, Buffer]>;
+  allowCgroup(cgroupId: bigint): void;
+  disallowCgroup(cgroupId: bigint): void;
+  /** Stops the thread (joins it), detaches every program, closes every fd. Idempotent. */
+  close(): void;
+}
+
+interface NativeAddon {
+  Capture: new (settings: CaptureSettings, onBatch: BatchHandler) => KernelCapture;
+  probeFeatures(): KernelFeatures;
+  libbpfVersion: string;
+}
+
+let cached: NativeAddon | undefined;
+
+/** Loads the compiled addon; a clear error if it was never built. */
+export function loadAddon(): NativeAddon {
+  if (cached !== undefined) return cached;
+  if (!existsSync(addonPath)) {
+    throw new KtrailError(`native addon not built: ${addonPath} is missing; run \`npm run build:native\``, {
+      context: { addonPath },
+    });
+  }
+  const require = createRequire(import.meta.url);
+  cached = require(addonPath) as NativeAddon;
+  return cached;
+}
+
+export function probeFeatures(): KernelFeatures {
+  return loadAddon().probeFeatures();
+}
+
+/** Undefined when this process can load BPF programs, else why not (for tests and the CLI). */
+export function missingKernelCapture(): string | undefined {
+  if (process.getuid?.() !== 0) return 'eBPF capture needs root';
+  if (!existsSync('/sys/kernel/btf/vmlinux')) return 'kernel has no BTF (/sys/kernel/btf/vmlinux)';
+  if (!existsSync(addonPath)) return `native addon not built (${addonPath}); run npm run build:native`;
+  return undefined;
+}
+
+/** Tracepoint attach reads ids from tracefs; mount it when nobody has (needs root). */
+export function ensureTracefs(): void {
+  if (existsSync('/sys/kernel/tracing/events') || existsSync('/sys/kernel/debug/tracing/events')) return;
+  log.info('mounting tracefs at /sys/kernel/tracing');
+  try {
+    execFileSync('mount', ['-t', 'tracefs', 'nodev', '/sys/kernel/tracing'], { stdio: 'pipe' });
+  } catch (err) {
+    log.warn({ err }, 'could not mount tracefs; tracepoint programs will fail to attach');
+  }
+}
+
+/**
+ * Opens, loads and attaches every object, then starts streaming batches to `onBatch`.
+ * Programs that fail are reported (counters().programs[].error holds the verifier's reason)
+ * while the rest run; it throws only when nothing at all could be attached.
+ */
+export function openCapture(settings: CaptureSettings, onBatch: BatchHandler): KernelCapture {
+  const missing = missingKernelCapture();
+  if (missing !== undefined) throw new KtrailError(`cannot open kernel capture: ${missing}`);
+  for (const path of settings.objects) {
+    if (!existsSync(path)) throw new KtrailError(`BPF object not found: ${path}`, { context: { path } });
+  }
+  ensureTracefs();
+  const addon = loadAddon();
+  const capture = new addon.Capture(settings, onBatch);
+  const counters = capture.counters();
+  for (const p of counters.programs) {
+    if (p.error !== undefined)
+      log.warn({ program: p.name, object: p.object, reason: p.error }, 'program not running');
+  }
+  if (counters.unusedCfg.length > 0)
+    log.warn({ unusedCfg: counters.unusedCfg }, 'settings no object declares');
+  if (!counters.programs.some((p) => p.attached)) {
+    capture.close();
+    const reasons = [
+      ...counters.objects.filter((o) => o.error !== undefined).map((o) => `${o.path}: ${o.error}`),
+      ...counters.programs.map((p) => `${p.name}: ${p.error ?? 'not attached'}`),
+    ];
+    throw new KtrailError(`no BPF program could be attached:\n${reasons.join('\n')}`, {
+      context: { features: counters.features },
+    });
+  }
+  log.info(
+    {
+      attached: counters.programs.filter((p) => p.attached).map((p) => p.name),
+      ringBufferBytes: counters.ringBufferBytes,
+      kernel: counters.features.kernelRelease,
+    },
+    'kernel capture open',
+  );
+  return capture;
+}
+
+/**
+ * Byte offsets of the records in a batch, framed by each header's size field (offset 4, u32)
+ * padded to 8 — the layout the addon and capture files share. Stops at a truncated record.
+ */
+export function recordOffsets(batch: Buffer): number[] {
+  const offsets: number[] = [];
+  let off = 0;
+  while (off + 8 <= batch.length) {
+    const size = batch.readUInt32LE(off + 4);
+    if (size < 8 || off + size > batch.length) break;
+    offsets.push(off);
+    off += (size + 7) & ~7;
+  }
+  return offsets;
+}

@@ -1,0 +1,271 @@
+// The native addon against the real kernel, with the fixture objects of native/test/:
+// lifecycle without leaks, records for known activity, exact loss accounting, verifier
+// reasons for a broken program, load-time settings and the cgroup allowlist.
+import { type ChildProcessWithoutNullStreams, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, readdirSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect } from 'vitest';
+import {
+  type CaptureSettings,
+  fixtureDir,
+  missingKernelCapture,
+  openCapture,
+  recordOffsets,
+} from '../../collector/src/kernel/addon.js';
+import { itReal } from '../support/real.js';
+
+const FIXTURE = join(fixtureDir, 'fixture.bpf.o');
+const BROKEN = join(fixtureDir, 'broken.bpf.o');
+const STORM = join(fixtureDir, 'getpid_storm');
+const TYPE_GETPID = 1000;
+const TYPE_EXEC = 1001;
+const CGROUP_V2 = '/sys/fs/cgroup/unified';
+
+const missing = missingKernelCapture();
+const real = itReal(missing);
+
+interface FixtureRecord {
+  type: number;
+  size: number;
+  cgroupId: bigint;
+  pid: number;
+  tgid: number;
+  tag: bigint;
+}
+
+/** Collects every fixture record delivered to JS. */
+function collector() {
+  const records: FixtureRecord[] = [];
+  let delivered = 0;
+  const onBatch = (buf: Buffer, n: number) => {
+    delivered += n;
+    for (const off of recordOffsets(buf)) {
+      records.push({
+        type: buf.readUInt16LE(off),
+        size: buf.readUInt32LE(off + 4),
+        cgroupId: buf.readBigUInt64LE(off + 16),
+        pid: buf.readUInt32LE(off + 24),
+        tgid: buf.readUInt32LE(off + 28),
+        tag: buf.readBigUInt64LE(off + 32),
+      });
+    }
+  };
+  return { records, onBatch, delivered: () => delivered };
+}
+
+function settings(extra: Partial<CaptureSettings> = {}): CaptureSettings {
+  return { objects: [FIXTURE], ringBufferBytes: 4 << 20, batchMaxBytes: 64 << 10, batchMaxMs: 10, ...extra };
+}
+
+/** A storm process that has printed its pid and waits for "go". */
+async function stormWaiting(count: number): Promise<{ child: ChildProcessWithoutNullStreams; pid: number }> {
+  const child = spawn(STORM, [String(count), '--wait']);
+  const pid = await new Promise<number>((resolvePid, reject) => {
+    child.stdout.once('data', (d: Buffer) => resolvePid(Number.parseInt(d.toString(), 10)));
+    child.once('error', reject);
+  });
+  return { child, pid };
+}
+
+async function go(child: ChildProcessWithoutNullStreams): Promise<void> {
+  const exited = new Promise<void>((done) => child.once('exit', () => done()));
+  child.stdin.write('go\n');
+  await exited;
+}
+
+async function until(check: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+}
+
+function fixtureProgramCount(kind: 'prog' | 'link'): number {
+  const out = execFileSync('bpftool', ['-j', kind, 'show'], { encoding: 'utf8' });
+  const items = JSON.parse(out) as Array<{ name?: string; prog_id?: number }>;
+  if (kind === 'prog') return items.filter((p) => p.name?.startsWith('fixture_')).length;
+  const ids = new Set(
+    (
+      JSON.parse(execFileSync('bpftool', ['-j', 'prog', 'show'], { encoding: 'utf8' })) as Array<{
+        id: number;
+        name?: string;
+      }>
+    )
+      .filter((p) => p.name?.startsWith('fixture_'))
+      .map((p) => p.id),
+  );
+  return items.filter((l) => l.prog_id !== undefined && ids.has(l.prog_id)).length;
+}
+
+describe('native addon (real kernel)', () => {
+  real(
+    'opens and closes 100 times without leaking fds, threads, programs or links',
+    async () => {
+      const cycle = () => {
+        const c = openCapture(settings({ objects: [FIXTURE, BROKEN] }), () => {});
+        expect(c.counters().programs.filter((p) => p.attached).length).toBe(3);
+        c.close();
+        c.close(); // idempotent
+      };
+      cycle(); // warm up: lazily created libuv/V8 threads and the addon itself
+      await new Promise((r) => setTimeout(r, 50));
+      const fds = readdirSync('/proc/self/fd').length;
+      const tasks = readdirSync('/proc/self/task').length;
+      const progs = fixtureProgramCount('prog');
+      const links = fixtureProgramCount('link');
+      for (let i = 0; i < 100; i++) cycle();
+      await new Promise((r) => setTimeout(r, 50));
+      expect(readdirSync('/proc/self/fd').length).toBe(fds);
+      expect(readdirSync('/proc/self/task').length).toBe(tasks);
+      expect(fixtureProgramCount('prog')).toBe(progs);
+      expect(fixtureProgramCount('link')).toBe(links);
+    },
+    120_000,
+  );
+
+  real('delivers an exec record for every /bin/true it runs, with the right pid', async () => {
+    const { records, onBatch } = collector();
+    const c = openCapture(settings({ programs: ['fixture_exec'] }), onBatch);
+    try {
+      const pids: number[] = [];
+      for (let i = 0; i < 20; i++) pids.push(spawnSync('/bin/true').pid ?? -1);
+      const seen = () => new Set(records.filter((r) => r.type === TYPE_EXEC).map((r) => r.tgid));
+      await until(() => pids.every((p) => seen().has(p)));
+      const execs = seen();
+      for (const pid of pids) expect(execs.has(pid)).toBe(true);
+      expect(records.every((r) => r.size === 40)).toBe(true);
+      expect(c.counters().programs.map((p) => p.name)).toEqual(['fixture_exec']);
+    } finally {
+      c.close();
+    }
+  });
+
+  real('applies kt_cfg_* settings and delivers exactly N records for N calls', async () => {
+    const n = 20_000;
+    const { child, pid } = await stormWaiting(n);
+    const { records, onBatch, delivered } = collector();
+    const tag = 0x1234_5678_9abc_def0n;
+    const c = openCapture(
+      settings({ programs: ['fixture_getpid'], cfg: { target_tgid: pid, kt_cfg_tag: tag } }),
+      onBatch,
+    );
+    try {
+      await go(child);
+      await until(() => delivered() >= n);
+      await new Promise((r) => setTimeout(r, 50)); // anything extra would show up here
+      const counters = c.counters();
+      expect(records.length).toBe(n);
+      expect(counters.records).toBe(n);
+      expect(counters.lostRecords + (counters.kernelDrops[0] ?? 0)).toBe(0);
+      expect(records.every((r) => r.tgid === pid && r.type === TYPE_GETPID && r.tag === tag)).toBe(true);
+      // The aggregate map counts the same calls, summed over CPUs.
+      const cgroupId = records[0]?.cgroupId ?? 0n;
+      const entry = c.readMap('kt_fixture_agg').find(([k]) => k.readBigUInt64LE(0) === cgroupId);
+      expect(entry?.[1].readBigUInt64LE(0)).toBe(BigInt(n));
+      const raw = c.readMap('kt_fixture_agg', 'raw').find(([k]) => k.readBigUInt64LE(0) === cgroupId);
+      expect((raw?.[1].length ?? 0) % 16).toBe(0);
+      expect(raw?.[1].length ?? 0).toBeGreaterThanOrEqual(16);
+    } finally {
+      c.close();
+    }
+  });
+
+  real('counts records it could not hand to a busy JS thread, exactly', async () => {
+    const n = 200_000;
+    const { child, pid } = await stormWaiting(n);
+    const { onBatch, delivered } = collector();
+    const c = openCapture(
+      settings({
+        programs: ['fixture_getpid'],
+        cfg: { target_tgid: pid },
+        batchMaxBytes: 4096,
+        maxQueuedBatches: 2,
+      }),
+      onBatch,
+    );
+    try {
+      const exited = new Promise<void>((done) => child.once('exit', () => done()));
+      child.stdin.write('go\n');
+      const busyUntil = Date.now() + 400; // block the JS thread while the storm runs
+      while (Date.now() < busyUntil) {}
+      await exited;
+      await new Promise((r) => setTimeout(r, 200));
+      const k = c.counters();
+      expect(k.lostRecords).toBeGreaterThan(0);
+      expect(k.records).toBe(delivered());
+      expect(delivered() + k.lostRecords + (k.kernelDrops[0] ?? 0)).toBe(n);
+    } finally {
+      c.close();
+    }
+  });
+
+  real('reports the verifier reason for a rejected program while the others run', async () => {
+    const { records, onBatch } = collector();
+    const c = openCapture(settings({ objects: [BROKEN, FIXTURE] }), onBatch);
+    try {
+      const k = c.counters();
+      const bad = k.programs.find((p) => p.name === 'fixture_bad_helper');
+      expect(bad?.attached).toBe(false);
+      expect(bad?.error).toMatch(/cannot use helper bpf_sk_lookup_tcp/);
+      const fine = k.programs.find((p) => p.name === 'fixture_still_fine');
+      expect(fine?.attached).toBe(true);
+      expect(k.programs.filter((p) => p.object === FIXTURE).every((p) => p.attached)).toBe(true);
+      // The surviving program of the broken object runs...
+      for (let i = 0; i < 100; i++) void process.ppid; // getppid(2) each time
+      const calls = c.readMap('kt_fine_calls')[0]?.[1].readBigUInt64LE(0) ?? 0n;
+      expect(calls).toBeGreaterThanOrEqual(100n);
+      // ...and so does the other object.
+      const pid = spawnSync('/bin/true').pid;
+      await until(() => records.some((r) => r.type === TYPE_EXEC && r.tgid === pid));
+      expect(records.some((r) => r.type === TYPE_EXEC && r.tgid === pid)).toBe(true);
+    } finally {
+      c.close();
+    }
+  });
+
+  real('names a missing program and an unknown setting instead of ignoring them', () => {
+    const c = openCapture(
+      settings({ programs: ['fixture_exec', 'no_such_prog'], cfg: { no_such_setting: 1 } }),
+      () => {},
+    );
+    try {
+      const k = c.counters();
+      expect(k.programs.find((p) => p.name === 'no_such_prog')?.error).toMatch(/no program/);
+      expect(k.unusedCfg).toEqual(['kt_cfg_no_such_setting']);
+    } finally {
+      c.close();
+    }
+  });
+
+  real('reports only allowlisted cgroups, and follows allow/disallow at run time', async () => {
+    const dir = join(CGROUP_V2, `ktrail-native-test-${process.pid}-${Date.now()}`);
+    mkdirSync(dir);
+    const cgroupId = BigInt(statSync(dir).ino);
+    const { records, onBatch } = collector();
+    const c = openCapture(settings({ programs: ['fixture_getpid'], filterCgroups: [cgroupId] }), onBatch);
+    const runIn = async (inCgroup: boolean, n: number) => {
+      const { child, pid } = await stormWaiting(n);
+      if (inCgroup) writeFileSync(join(dir, 'cgroup.procs'), String(pid));
+      await go(child);
+      return pid;
+    };
+    try {
+      const inside = await runIn(true, 500);
+      const outside = await runIn(false, 500);
+      await until(() => records.filter((r) => r.tgid === inside).length >= 500);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(records.filter((r) => r.tgid === inside).length).toBe(500);
+      expect(records.filter((r) => r.tgid === outside).length).toBe(0);
+      expect(records.every((r) => r.cgroupId === cgroupId)).toBe(true);
+
+      c.disallowCgroup(cgroupId);
+      const blocked = await runIn(true, 300);
+      c.allowCgroup(cgroupId);
+      const allowed = await runIn(true, 300);
+      await until(() => records.filter((r) => r.tgid === allowed).length >= 300);
+      expect(records.filter((r) => r.tgid === blocked).length).toBe(0);
+      expect(records.filter((r) => r.tgid === allowed).length).toBe(300);
+    } finally {
+      c.close();
+      rmdirSync(dir);
+    }
+  });
+});

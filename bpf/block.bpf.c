@@ -12,6 +12,8 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+KT_BTF_ANCHOR(kt_block_value);
+
 struct kt_rq_start {
 	__u64 issue_ns;
 	__u64 cgroup_id;

@@ -9,6 +9,8 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+KT_BTF_ANCHOR(kt_cgroup_event);
+
 /* 0: report the unified (v2) hierarchy only - the one bpf_get_current_cgroup_id() ids
  * refer to. Non-zero: also the v1 hierarchies of a hybrid host. */
 const volatile __u32 kt_cfg_cgroup_all_hierarchies = 0;

@@ -7,6 +7,8 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+KT_BTF_ANCHOR(kt_oom_kill);
+
 /* Pages -> KiB. 4 KiB pages (x86_64, default arm64); PAGE_SHIFT is not in BTF. */
 #define KT_PAGE_TO_KB(pages) ((pages) << 2)
 

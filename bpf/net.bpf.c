@@ -10,6 +10,8 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+KT_BTF_ANCHOR(kt_net_value);
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, KT_MAX_CGROUPS);

@@ -7,6 +7,10 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+KT_BTF_ANCHOR(kt_proc_exec);
+KT_BTF_ANCHOR(kt_proc_fork);
+KT_BTF_ANCHOR(kt_proc_exit);
+
 /* Keep at most this many argv entries (0 = as many as fit in KT_ARGS_LEN bytes). */
 const volatile __u32 kt_cfg_args_max = 0;
 

@@ -13,6 +13,10 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+KT_BTF_ANCHOR(kt_tcp_conn);
+KT_BTF_ANCHOR(kt_tcp_close);
+KT_BTF_ANCHOR(kt_tcp_reset);
+
 #define KT_AF_INET 2
 #define KT_AF_INET6 10
 

@@ -98,8 +98,9 @@ static __always_inline __u64 kt_task_cgroup_id(struct task_struct *task)
 	return BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
 }
 
-/* Marks a struct as part of the ABI so it lands in this object's BTF even if only used
- * through a pointer cast (the layout test reads BTF). */
-#define KT_BTF_ANCHOR(name) struct name *kt_btf_anchor_##name __attribute__((unused))
+/* Puts an ABI struct into this object's BTF: records built in ring-buffer memory are
+ * otherwise invisible there, and the layout test reads every object's BTF. Costs one
+ * 8-byte constant in .rodata (not a kt_cfg_* setting: the loader ignores it). */
+#define KT_BTF_ANCHOR(name) struct name *const volatile kt_abi_##name = 0
 
 #endif /* KTRAIL_COMMON_BPF_H */

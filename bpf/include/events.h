@@ -44,8 +44,9 @@ enum kt_event_type {
 /* ---- header flags ---- */
 enum kt_event_flags {
 	KT_F_TRUNCATED = 1 << 0,      /* a string/argv did not fit its bound */
-	KT_F_RESET_SENT = 1 << 1,     /* tcp_close: this side sent a RST */
-	KT_F_RESET_RECEIVED = 1 << 2, /* tcp_close: this side received a RST */
+	/* bit 1 reserved */
+	KT_F_RESET_SENT = 1 << 2,     /* tcp_close: this side sent a RST */
+	KT_F_RESET_RECEIVED = 1 << 3, /* tcp_close: this side received a RST */
 };
 
 /* ---- drop-counter slots: one per program (kt_drops[slot] += 1 on failed reserve

@@ -1,0 +1,414 @@
+// Raw ring-buffer records -> typed events (docs/events.md). A batch is records laid end
+// to end, each starting with the 32-byte header whose `size` gives its length (padded to
+// 8 bytes in a batch). Malformed input is counted in DecodeStats and skipped, never
+// thrown: a bad record must not take the collector down.
+// Hot path: fixed offsets from layout.ts, no per-event closures, one object per event.
+import type {
+  CgroupMkdir,
+  CgroupRename,
+  CgroupRmdir,
+  OomKill,
+  ProcExec,
+  ProcExit,
+  ProcFork,
+  TcpAccept,
+  TcpClose,
+  TcpConnect,
+  TcpReset,
+} from '../../../schemas/types.js';
+import {
+  ARGS_LEN,
+  KT_CGROUP_EVENT as CG,
+  COMM_LEN,
+  EVENT_TYPE,
+  KT_PROC_EXEC as EXEC,
+  KT_PROC_EXIT as EXIT,
+  FILENAME_LEN,
+  KT_PROC_FORK as FORK,
+  KT_HEADER as H,
+  HEADER_SIZE,
+  KT_OOM_KILL as OOM,
+  PATH_LEN,
+  KT_TCP_CLOSE as TCLOSE,
+  KT_TCP_CONN as TCONN,
+  KT_TCP_RESET as TRESET,
+} from './layout.js';
+
+/** Every event the ring buffer carries (samples come from map readers, not from here). */
+export type KernelEvent =
+  | ProcExec
+  | ProcFork
+  | ProcExit
+  | CgroupMkdir
+  | CgroupRmdir
+  | CgroupRename
+  | OomKill
+  | TcpConnect
+  | TcpAccept
+  | TcpClose
+  | TcpReset;
+
+export interface DecodeStats {
+  /** Records decoded into events. */
+  decoded: number;
+  /** Records skipped for any reason below (their sum). */
+  malformed: number;
+  /** A record running past the end of the batch, or bytes too short for a header. */
+  truncated: number;
+  /** A type number this decoder does not know. */
+  unknownType: number;
+  /** A known type whose size differs from its layout, or a size below the header. */
+  sizeMismatch: number;
+}
+
+export function createDecodeStats(): DecodeStats {
+  return { decoded: 0, malformed: 0, truncated: 0, unknownType: 0, sizeMismatch: 0 };
+}
+
+const ALIGN = 8;
+
+/**
+ * Decodes every record of `buf` into `out` (returned), counting bad records in `stats`.
+ * `records` (the count the source reported, if known) lets a batch cut short count every
+ * record it lost, not just one.
+ */
+export function decodeBatch(
+  buf: Buffer,
+  stats: DecodeStats = createDecodeStats(),
+  out: KernelEvent[] = [],
+  records?: number,
+): KernelEvent[] {
+  const len = buf.length;
+  let off = 0;
+  let seen = 0;
+  while (off < len) {
+    if (len - off < HEADER_SIZE) {
+      lostTail(stats, records, seen);
+      break;
+    }
+    const type = buf.readUInt16LE(off + H.fields.type.offset);
+    const size = buf.readUInt32LE(off + H.fields.size.offset);
+    seen++;
+    if (size < HEADER_SIZE) {
+      // The framing is gone: nothing after this can be trusted.
+      stats.sizeMismatch++;
+      stats.malformed++;
+      lostTail(stats, records, seen, false);
+      break;
+    }
+    if (size > len - off) {
+      lostTail(stats, records, seen - 1);
+      break;
+    }
+    const ev = decodeRecord(buf, off, type, size, stats);
+    if (ev !== undefined) {
+      out.push(ev);
+      stats.decoded++;
+    }
+    off += (size + ALIGN - 1) & ~(ALIGN - 1);
+  }
+  return out;
+}
+
+/** Counts the records lost when a batch ends (or its framing breaks) early. */
+function lostTail(stats: DecodeStats, records: number | undefined, seen: number, countOne = true): void {
+  const lost = records !== undefined && records > seen ? records - seen : countOne ? 1 : 0;
+  stats.truncated += lost;
+  stats.malformed += lost;
+}
+
+/**
+ * A decode function with cumulative stats, shaped for the collector's source -> decode
+ * stage: `(buf, records) => { events, malformed }`.
+ */
+export function createDecoder(): {
+  decode: (buf: Buffer, records?: number) => { events: KernelEvent[]; malformed: number };
+  stats: DecodeStats;
+} {
+  const stats = createDecodeStats();
+  return {
+    stats,
+    decode(buf, records) {
+      const before = stats.malformed;
+      const events = decodeBatch(buf, stats, [], records);
+      return { events, malformed: stats.malformed - before };
+    },
+  };
+}
+
+function decodeRecord(
+  buf: Buffer,
+  o: number,
+  type: number,
+  size: number,
+  stats: DecodeStats,
+): KernelEvent | undefined {
+  switch (type) {
+    case EVENT_TYPE.proc_exec:
+      return size === EXEC.size ? procExec(buf, o) : mismatch(stats);
+    case EVENT_TYPE.proc_fork:
+      return size === FORK.size ? procFork(buf, o) : mismatch(stats);
+    case EVENT_TYPE.proc_exit:
+      return size === EXIT.size ? procExit(buf, o) : mismatch(stats);
+    case EVENT_TYPE.cgroup_mkdir:
+      return size === CG.size ? cgroupEvent(buf, o, 'cgroup_mkdir') : mismatch(stats);
+    case EVENT_TYPE.cgroup_rmdir:
+      return size === CG.size ? cgroupEvent(buf, o, 'cgroup_rmdir') : mismatch(stats);
+    case EVENT_TYPE.cgroup_rename:
+      return size === CG.size ? cgroupEvent(buf, o, 'cgroup_rename') : mismatch(stats);
+    case EVENT_TYPE.oom_kill:
+      return size === OOM.size ? oomKill(buf, o) : mismatch(stats);
+    case EVENT_TYPE.tcp_connect:
+      return size === TCONN.size ? tcpConn(buf, o, 'tcp_connect') : mismatch(stats);
+    case EVENT_TYPE.tcp_accept:
+      return size === TCONN.size ? tcpConn(buf, o, 'tcp_accept') : mismatch(stats);
+    case EVENT_TYPE.tcp_close:
+      return size === TCLOSE.size ? tcpClose(buf, o) : mismatch(stats);
+    case EVENT_TYPE.tcp_reset:
+      return size === TRESET.size ? tcpReset(buf, o) : mismatch(stats);
+    default:
+      stats.unknownType++;
+      stats.malformed++;
+      return undefined;
+  }
+}
+
+function mismatch(stats: DecodeStats): undefined {
+  stats.sizeMismatch++;
+  stats.malformed++;
+  return undefined;
+}
+
+// ---- fields ----
+
+const TS = H.fields.ts_ns.offset;
+const CGID = H.fields.cgroup_id.offset;
+const PID = H.fields.pid.offset;
+const TGID = H.fields.tgid.offset;
+const FLAGS = H.fields.flags.offset;
+
+/** A NUL-terminated string in a fixed-size field (the whole field if it has no NUL). */
+function cstr(buf: Buffer, start: number, max: number): string {
+  const end = start + max;
+  let nul = buf.indexOf(0, start);
+  if (nul < 0 || nul > end) nul = end;
+  return buf.toString('utf8', start, nul);
+}
+
+/** NUL-separated argv in [start, start + size). A last piece without NUL (cut) is kept. */
+function argv(buf: Buffer, start: number, size: number): string[] {
+  const out: string[] = [];
+  const end = start + Math.min(size, ARGS_LEN);
+  let p = start;
+  while (p < end) {
+    let nul = buf.indexOf(0, p);
+    if (nul < 0 || nul > end) nul = end;
+    out.push(buf.toString('utf8', p, nul));
+    p = nul + 1;
+  }
+  return out;
+}
+
+function procExec(b: Buffer, o: number): ProcExec {
+  const F = EXEC.fields;
+  return {
+    kind: 'proc_exec',
+    tsNs: b.readBigUInt64LE(o + TS),
+    cgroupId: b.readBigUInt64LE(o + CGID),
+    pid: b.readUInt32LE(o + PID),
+    tgid: b.readUInt32LE(o + TGID),
+    flags: b.readUInt16LE(o + FLAGS),
+    ppid: b.readUInt32LE(o + F.ppid.offset),
+    uid: b.readUInt32LE(o + F.uid.offset),
+    gid: b.readUInt32LE(o + F.gid.offset),
+    argsCount: b.readUInt32LE(o + F.args_count.offset),
+    argsSize: b.readUInt32LE(o + F.args_size.offset),
+    comm: cstr(b, o + F.comm.offset, COMM_LEN),
+    filename: cstr(b, o + F.filename.offset, FILENAME_LEN),
+    args: argv(b, o + F.args.offset, b.readUInt32LE(o + F.args_size.offset)),
+  };
+}
+
+function procFork(b: Buffer, o: number): ProcFork {
+  const F = FORK.fields;
+  return {
+    kind: 'proc_fork',
+    tsNs: b.readBigUInt64LE(o + TS),
+    cgroupId: b.readBigUInt64LE(o + CGID),
+    pid: b.readUInt32LE(o + PID),
+    tgid: b.readUInt32LE(o + TGID),
+    flags: b.readUInt16LE(o + FLAGS),
+    parentPid: b.readUInt32LE(o + F.parent_pid.offset),
+    parentTgid: b.readUInt32LE(o + F.parent_tgid.offset),
+    childPid: b.readUInt32LE(o + F.child_pid.offset),
+    childTgid: b.readUInt32LE(o + F.child_tgid.offset),
+    comm: cstr(b, o + F.comm.offset, COMM_LEN),
+  };
+}
+
+function procExit(b: Buffer, o: number): ProcExit {
+  const F = EXIT.fields;
+  return {
+    kind: 'proc_exit',
+    tsNs: b.readBigUInt64LE(o + TS),
+    cgroupId: b.readBigUInt64LE(o + CGID),
+    pid: b.readUInt32LE(o + PID),
+    tgid: b.readUInt32LE(o + TGID),
+    flags: b.readUInt16LE(o + FLAGS),
+    ppid: b.readUInt32LE(o + F.ppid.offset),
+    exitCode: b.readUInt32LE(o + F.exit_code.offset),
+    signal: b.readUInt32LE(o + F.signal.offset),
+    coreDumped: b.readUInt32LE(o + F.core_dumped.offset),
+    startNs: b.readBigUInt64LE(o + F.start_ns.offset),
+    cpuNs: b.readBigUInt64LE(o + F.cpu_ns.offset),
+    comm: cstr(b, o + F.comm.offset, COMM_LEN),
+  };
+}
+
+function cgroupEvent<K extends 'cgroup_mkdir' | 'cgroup_rmdir' | 'cgroup_rename'>(
+  b: Buffer,
+  o: number,
+  kind: K,
+): CgroupMkdir | CgroupRmdir | CgroupRename {
+  const F = CG.fields;
+  return {
+    kind,
+    tsNs: b.readBigUInt64LE(o + TS),
+    cgroupId: b.readBigUInt64LE(o + CGID),
+    pid: b.readUInt32LE(o + PID),
+    tgid: b.readUInt32LE(o + TGID),
+    flags: b.readUInt16LE(o + FLAGS),
+    level: b.readUInt32LE(o + F.level.offset),
+    hierarchyId: b.readUInt32LE(o + F.hierarchy_id.offset),
+    path: cstr(b, o + F.path.offset, PATH_LEN),
+  };
+}
+
+function oomKill(b: Buffer, o: number): OomKill {
+  const F = OOM.fields;
+  return {
+    kind: 'oom_kill',
+    tsNs: b.readBigUInt64LE(o + TS),
+    cgroupId: b.readBigUInt64LE(o + CGID),
+    pid: b.readUInt32LE(o + PID),
+    tgid: b.readUInt32LE(o + TGID),
+    flags: b.readUInt16LE(o + FLAGS),
+    victimPid: b.readUInt32LE(o + F.victim_pid.offset),
+    victimUid: b.readUInt32LE(o + F.victim_uid.offset),
+    totalVmKb: b.readBigUInt64LE(o + F.total_vm_kb.offset),
+    anonRssKb: b.readBigUInt64LE(o + F.anon_rss_kb.offset),
+    fileRssKb: b.readBigUInt64LE(o + F.file_rss_kb.offset),
+    shmemRssKb: b.readBigUInt64LE(o + F.shmem_rss_kb.offset),
+    comm: cstr(b, o + F.comm.offset, COMM_LEN),
+  };
+}
+
+const AF_INET = 2;
+const AF_INET6 = 10;
+const T = TCONN.fields; // the address block has the same offsets in all TCP records
+
+function tcpConn<K extends 'tcp_connect' | 'tcp_accept'>(
+  b: Buffer,
+  o: number,
+  kind: K,
+): TcpConnect | TcpAccept {
+  const family = b.readUInt16LE(o + T.family.offset);
+  return {
+    kind,
+    tsNs: b.readBigUInt64LE(o + TS),
+    cgroupId: b.readBigUInt64LE(o + CGID),
+    pid: b.readUInt32LE(o + PID),
+    tgid: b.readUInt32LE(o + TGID),
+    flags: b.readUInt16LE(o + FLAGS),
+    family,
+    sport: b.readUInt16LE(o + T.sport.offset),
+    dport: b.readUInt16LE(o + T.dport.offset),
+    saddr: ipText(b, o + T.saddr.offset, family),
+    daddr: ipText(b, o + T.daddr.offset, family),
+    sockCookie: b.readBigUInt64LE(o + T.sock_cookie.offset),
+  };
+}
+
+function tcpClose(b: Buffer, o: number): TcpClose {
+  const F = TCLOSE.fields;
+  const family = b.readUInt16LE(o + T.family.offset);
+  return {
+    kind: 'tcp_close',
+    tsNs: b.readBigUInt64LE(o + TS),
+    cgroupId: b.readBigUInt64LE(o + CGID),
+    pid: b.readUInt32LE(o + PID),
+    tgid: b.readUInt32LE(o + TGID),
+    flags: b.readUInt16LE(o + FLAGS),
+    family,
+    sport: b.readUInt16LE(o + T.sport.offset),
+    dport: b.readUInt16LE(o + T.dport.offset),
+    saddr: ipText(b, o + T.saddr.offset, family),
+    daddr: ipText(b, o + T.daddr.offset, family),
+    sockCookie: b.readBigUInt64LE(o + T.sock_cookie.offset),
+    bytesSent: b.readBigUInt64LE(o + F.bytes_sent.offset),
+    bytesReceived: b.readBigUInt64LE(o + F.bytes_received.offset),
+    durationNs: b.readBigUInt64LE(o + F.duration_ns.offset),
+    retransmits: b.readUInt32LE(o + F.retransmits.offset),
+    resets: b.readUInt32LE(o + F.resets.offset),
+  };
+}
+
+function tcpReset(b: Buffer, o: number): TcpReset {
+  const family = b.readUInt16LE(o + T.family.offset);
+  return {
+    kind: 'tcp_reset',
+    tsNs: b.readBigUInt64LE(o + TS),
+    cgroupId: b.readBigUInt64LE(o + CGID),
+    pid: b.readUInt32LE(o + PID),
+    tgid: b.readUInt32LE(o + TGID),
+    flags: b.readUInt16LE(o + FLAGS),
+    family,
+    sport: b.readUInt16LE(o + T.sport.offset),
+    dport: b.readUInt16LE(o + T.dport.offset),
+    saddr: ipText(b, o + T.saddr.offset, family),
+    daddr: ipText(b, o + T.daddr.offset, family),
+    sockCookie: b.readBigUInt64LE(o + T.sock_cookie.offset),
+    direction: b.readUInt32LE(o + TRESET.fields.direction.offset),
+  };
+}
+
+/**
+ * Address bytes as text: IPv4 dotted quad, IPv6 in RFC 5952 form (lowercase, the longest
+ * run of two or more zero groups as "::", IPv4-mapped as ::ffff:a.b.c.d).
+ */
+export function ipText(b: Buffer, o: number, family: number): string {
+  if (family === AF_INET) return `${b[o]}.${b[o + 1]}.${b[o + 2]}.${b[o + 3]}`;
+  if (family !== AF_INET6) return '';
+  // IPv4-mapped: 80 zero bits, 16 one bits.
+  let mapped = b.readUInt16BE(o + 10) === 0xffff;
+  for (let i = 0; mapped && i < 10; i++) if (b[o + i] !== 0) mapped = false;
+  if (mapped) return `::ffff:${b[o + 12]}.${b[o + 13]}.${b[o + 14]}.${b[o + 15]}`;
+  // Longest run of zero groups (first one on ties), only if >= 2 groups.
+  let bestStart = -1;
+  let bestLen = 0;
+  for (let i = 0; i < 8; ) {
+    if (b.readUInt16BE(o + 2 * i) !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && b.readUInt16BE(o + 2 * j) === 0) j++;
+    if (j - i > bestLen) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  if (bestLen < 2) bestStart = -1;
+  let s = '';
+  for (let i = 0; i < 8; i++) {
+    if (i === bestStart) {
+      s += '::';
+      i += bestLen - 1;
+      continue;
+    }
+    if (s !== '' && !s.endsWith(':')) s += ':';
+    s += b.readUInt16BE(o + 2 * i).toString(16);
+  }
+  return s;
+}

@@ -3,8 +3,12 @@
 # only, jars resolved by Maven from deploy/local/kafka/pom.xml into .cache/kafka/libs.
 #
 #   kafka.sh install                 resolve the broker jars (skipped when already there)
-#   kafka.sh start  [--brokers 1|3]  start one broker (default) or a three-node cluster
-#   kafka.sh stop   [--brokers 1|3]  stop what this script started (default: everything)
+#   kafka.sh start  [--brokers 1|3] [--node N]
+#                                    start one broker (default) or a three-node cluster,
+#                                    or only node N of it (to bring a stopped node back)
+#   kafka.sh stop   [--brokers 1|3] [--node N] [--kill]
+#                                    stop what this script started (default: everything);
+#                                    --kill sends SIGKILL, a crash instead of a clean stop
 #   kafka.sh status                  which nodes run, their pids and ports
 #   kafka.sh topics [--brokers 1|3] [--prefix P] [--partitions N]
 #                                    create the ktrail topics (idempotent)
@@ -165,13 +169,19 @@ start_node() {
   echo $! >"$dir/broker.pid"
 }
 
+# Nodes to act on: all of the cluster, or the one named with --node (failover tests).
+nodes_of() {
+  local n=$1 only=${2:-}
+  if [ -n "$only" ]; then echo "$only"; else seq 1 "$n"; fi
+}
+
 # Ready = the process lives, its client port accepts connections and the broker logged
 # that startup finished (the port alone opens before the metadata log has caught up).
 wait_ready() {
-  local n=$1 t0=$SECONDS i dir pending
+  local n=$1 only=${2:-} t0=$SECONDS i dir pending
   while :; do
     pending=0
-    for ((i = 1; i <= n; i++)); do
+    for i in $(nodes_of "$n" "$only"); do
       dir=$(node_dir "$n" "$i")
       if ! running_pid "$dir" >/dev/null; then
         tail -n 30 "$dir/broker.log" "$dir/stdout.log" >&2 2>/dev/null || true
@@ -189,47 +199,49 @@ wait_ready() {
 }
 
 cmd_start() {
-  local n=$1 i
+  local n=$1 only=${2:-} i
   cmd_install
-  for ((i = 1; i <= n; i++)); do start_node "$n" "$i"; done
-  wait_ready "$n"
+  for i in $(nodes_of "$n" "$only"); do start_node "$n" "$i"; done
+  wait_ready "$n" "$only"
 }
 
 # --- stop / status / logs / clean ------------------------------------------------------------
+# SIGTERM = controlled shutdown (leadership moves first); --kill = SIGKILL, a crash.
 stop_cluster() {
-  local n=$1 i dir pid pids=() t0=$SECONDS
-  for ((i = 1; i <= n; i++)); do
+  local n=$1 only=${2:-} signal=${3:-TERM} i dir pid pids=() t0=$SECONDS
+  for i in $(nodes_of "$n" "$only"); do
     dir=$(node_dir "$n" "$i")
     if pid=$(running_pid "$dir"); then pids+=("$pid"); fi
   done
   if [ ${#pids[@]} = 0 ]; then
-    say "cluster $n: nothing running"
+    say "cluster $n${only:+ node $only}: nothing running"
     return
   fi
   # All nodes at once: stopping them one by one can leave the last ones waiting for a
   # controller quorum that is already gone.
-  say "cluster $n: stopping pids ${pids[*]} (SIGTERM, SIGKILL after 30 s)"
-  kill -TERM "${pids[@]}" 2>/dev/null || true
+  say "cluster $n${only:+ node $only}: stopping pids ${pids[*]} (SIG$signal, SIGKILL after 30 s)"
+  kill -"$signal" "${pids[@]}" 2>/dev/null || true
   while ((SECONDS - t0 < 30)); do
     local alive=0
-    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    for pid in "${pids[@]}"; do [ -d "/proc/$pid" ] && alive=1; done
     [ $alive = 0 ] && break
-    sleep 0.5
+    sleep 0.2
   done
   for pid in "${pids[@]}"; do
-    if kill -0 "$pid" 2>/dev/null; then
+    if [ -d "/proc/$pid" ]; then
       say "pid $pid still alive after 30 s: SIGKILL"
       kill -KILL "$pid" 2>/dev/null || true
     fi
   done
-  for ((i = 1; i <= n; i++)); do rm -f "$(node_dir "$n" "$i")/broker.pid"; done
-  say "cluster $n stopped in $((SECONDS - t0)) s"
+  for i in $(nodes_of "$n" "$only"); do rm -f "$(node_dir "$n" "$i")/broker.pid"; done
+  say "cluster $n${only:+ node $only} stopped in $((SECONDS - t0)) s"
 }
 
 cmd_stop() {
-  if [ -n "${1:-}" ]; then stop_cluster "$1"; else
-    stop_cluster 1
-    stop_cluster 3
+  local n=${1:-} only=${2:-} signal=${3:-TERM}
+  if [ -n "$n" ]; then stop_cluster "$n" "$only" "$signal"; else
+    stop_cluster 1 "" "$signal"
+    stop_cluster 3 "" "$signal"
   fi
 }
 
@@ -282,7 +294,7 @@ brokers_arg() {
 }
 
 main() {
-  local cmd=${1:-} brokers= node=1 follow=0 rest=()
+  local cmd=${1:-} brokers= node= follow=0 signal=TERM rest=()
   [ -n "$cmd" ] || {
     sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
     exit 2
@@ -306,19 +318,27 @@ main() {
       follow=1
       shift
       ;;
+    --kill)
+      signal=KILL
+      shift
+      ;;
     *)
       rest+=("$1")
       shift
       ;;
     esac
   done
+  if [ -n "$node" ]; then
+    [ -n "$brokers" ] || die "--node needs --brokers 1|3"
+    [[ "$node" =~ ^[0-9]+$ ]] && ((node >= 1 && node <= brokers)) || die "--node must be 1..$brokers, got '$node'"
+  fi
   case "$cmd" in
   install) cmd_install ;;
-  start) cmd_start "${brokers:-1}" ;;
-  stop) cmd_stop "$brokers" ;;
+  start) cmd_start "${brokers:-1}" "$node" ;;
+  stop) cmd_stop "$brokers" "$node" "$signal" ;;
   status) cmd_status ;;
   topics) cmd_topics "${brokers:-1}" ${rest[@]+"${rest[@]}"} ;;
-  logs) cmd_logs "${brokers:-1}" "$node" "$follow" ;;
+  logs) cmd_logs "${brokers:-1}" "${node:-1}" "$follow" ;;
   clean) cmd_clean ;;
   *) die "unknown command '$cmd' (install | start | stop | status | topics | logs | clean)" ;;
   esac

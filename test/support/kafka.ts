@@ -1,0 +1,187 @@
+// The real Kafka broker for integration and e2e tests, through deploy/local/kafka.sh (the
+// same script a person runs). The single broker is shared by every test file (each test
+// uses its own topics); a three-node cluster on other ports is started on demand by the
+// failover tests, so the single broker stays up while it runs.
+//
+// The broker has auto.create.topics.enable=false: create test topics with createTopics().
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { Socket } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { Kafka, logLevel } from 'kafkajs';
+
+const run = promisify(execFile);
+
+export type KafkaEndpoint = { brokers: string[] };
+
+const script = fileURLToPath(new URL('../../deploy/local/kafka.sh', import.meta.url));
+const HOST = '127.0.0.1';
+const singlePort = (): number => Number(process.env.KTRAIL_KAFKA_PORT ?? 19092);
+const cluster3Ports = (): number[] => {
+  const base = Number(process.env.KTRAIL_KAFKA3_PORT ?? 29092);
+  return [base, base + 2, base + 4];
+};
+
+/**
+ * The broker tests use. KTRAIL_KAFKA_BROKERS points at an existing Kafka (used as is);
+ * otherwise a broker already answering on 127.0.0.1:KTRAIL_KAFKA_PORT (19092) is reused,
+ * else `kafka.sh start` installs and starts one. Throws with the reason when it can't.
+ */
+export async function ensureKafka(): Promise<KafkaEndpoint> {
+  const external = process.env.KTRAIL_KAFKA_BROKERS;
+  if (external) {
+    const brokers = external.split(',').map((b) => b.trim());
+    await assertKafkaAnswers(brokers);
+    return { brokers };
+  }
+  const brokers = [`${HOST}:${singlePort()}`];
+  if (await portOpen(HOST, singlePort())) {
+    await assertKafkaAnswers(brokers);
+    return { brokers };
+  }
+  await assertTools();
+  await kafkaSh(['start']);
+  await assertKafkaAnswers(brokers);
+  return { brokers };
+}
+
+/** A topic name no other test (or earlier run) uses: `<prefix>-<time>-<random>`. */
+export function uniqueTopic(prefix = 'test'): string {
+  return `${prefix}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+}
+
+export interface TestTopic {
+  topic: string;
+  partitions?: number;
+  replicationFactor?: number;
+  configEntries?: { name: string; value: string }[];
+}
+
+/** Creates topics (waiting for their leaders); fails if one already exists. */
+export async function createTopics(endpoint: KafkaEndpoint, topics: TestTopic[]): Promise<void> {
+  const admin = quietKafka(endpoint.brokers, 'ktrail-test-admin').admin();
+  await admin.connect();
+  try {
+    const created = await admin.createTopics({
+      waitForLeaders: true,
+      topics: topics.map((t) => ({
+        topic: t.topic,
+        numPartitions: t.partitions ?? 1,
+        replicationFactor: t.replicationFactor ?? 1,
+        configEntries: t.configEntries ?? [],
+      })),
+    });
+    if (!created) throw new Error(`topics already exist: ${topics.map((t) => t.topic).join(', ')}`);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** Deletes topics a test created (best effort: a test's result doesn't depend on it). */
+export async function deleteTopics(endpoint: KafkaEndpoint, topics: string[]): Promise<void> {
+  const admin = quietKafka(endpoint.brokers, 'ktrail-test-admin').admin();
+  try {
+    await admin.connect();
+    await admin.deleteTopics({ topics });
+  } catch {
+    // The broker may be gone already (failover tests); the data dir is disposable.
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+// --- the three-node cluster (failover tests) -------------------------------------------------
+
+/** Starts (or reuses) the 3-node KRaft cluster on 29092/29094/29096; takes ~20-30 s. */
+export async function startCluster3(): Promise<KafkaEndpoint> {
+  await assertTools();
+  await kafkaSh(['start', '--brokers', '3']);
+  const brokers = cluster3Ports().map((p) => `${HOST}:${p}`);
+  await assertKafkaAnswers(brokers);
+  return { brokers };
+}
+
+/** Stops the whole 3-node cluster (its data stays; `kafka.sh clean` deletes it). */
+export async function stopCluster3(): Promise<void> {
+  await kafkaSh(['stop', '--brokers', '3']);
+}
+
+/** Stops node 1..3 of the cluster: a controlled shutdown, or SIGKILL with `{ kill: true }`. */
+export async function stopCluster3Node(node: 1 | 2 | 3, options: { kill?: boolean } = {}): Promise<void> {
+  await kafkaSh(['stop', '--brokers', '3', '--node', String(node), ...(options.kill ? ['--kill'] : [])]);
+}
+
+/** Brings a stopped node back and waits until it serves again. */
+export async function startCluster3Node(node: 1 | 2 | 3): Promise<void> {
+  await kafkaSh(['start', '--brokers', '3', '--node', String(node)]);
+}
+
+// --- helpers ---------------------------------------------------------------------------------
+
+/** A kafkajs client for test plumbing that only logs errors. */
+export function quietKafka(brokers: string[], clientId: string): Kafka {
+  return new Kafka({ brokers, clientId, logLevel: logLevel.NOTHING, retry: { retries: 5 } });
+}
+
+async function kafkaSh(args: string[]): Promise<string> {
+  try {
+    const { stdout } = await run(script, args, { timeout: 600_000 });
+    return stdout;
+  } catch (err) {
+    const e = err as Error & { stderr?: string; stdout?: string };
+    const detail = `${e.stdout ?? ''}\n${e.stderr ?? ''}`.trim() || e.message;
+    throw new Error(
+      `deploy/local/kafka.sh ${args.join(' ')} failed: ${detail.split('\n').slice(-8).join(' | ')}`,
+    );
+  }
+}
+
+async function assertTools(): Promise<void> {
+  const missing: string[] = [];
+  if (!(await which('java'))) missing.push('java (apt-get install -y openjdk-17-jre-headless)');
+  // Maven is only needed until the broker jars are cached; kafka.sh says so if they aren't.
+  if (!(await which('mvn'))) {
+    const libs = fileURLToPath(new URL('../../.cache/kafka/libs/.pom.sha256', import.meta.url));
+    if (!existsSync(libs)) missing.push('mvn (apt-get install -y maven)');
+  }
+  if (missing.length > 0) throw new Error(`cannot start Kafka, missing: ${missing.join(', ')}`);
+}
+
+async function which(cmd: string): Promise<boolean> {
+  try {
+    await run('sh', ['-c', `command -v ${cmd}`]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function portOpen(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = new Socket();
+    const done = (open: boolean) => {
+      socket.destroy();
+      resolve(open);
+    };
+    socket.setTimeout(1_000, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+    socket.connect(port, host);
+  });
+}
+
+/** Something answering on a port is not necessarily Kafka: ask it for cluster metadata. */
+async function assertKafkaAnswers(brokers: string[]): Promise<void> {
+  const admin = quietKafka(brokers, 'ktrail-test-probe').admin();
+  try {
+    await admin.connect();
+    const cluster = await admin.describeCluster();
+    if (cluster.brokers.length === 0) throw new Error('no brokers in cluster metadata');
+  } catch (err) {
+    throw new Error(`no Kafka answering at ${brokers.join(',')}: ${(err as Error).message}`);
+  } finally {
+    await admin.disconnect();
+  }
+}

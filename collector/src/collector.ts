@@ -113,6 +113,8 @@ export interface CollectorOptions<E extends KtrailEvent, R> {
   /** Key suffix of a container record (`node/<suffix>`): its cgroup id, so compaction keeps one per container. */
   containerKey?: (record: R) => string;
   registry?: Registry;
+  /** Sees every decoded source batch before batching (e.g. cgroup events -> resolver). */
+  observe?: (events: E[]) => void;
 }
 
 export interface Collector {
@@ -123,6 +125,8 @@ export interface Collector {
   readonly counters: CollectorCounters;
   /** Ready once a produce request has succeeded and Kafka is not failing now. */
   ready(): boolean;
+  /** A finite source's end (replay without loop): resolves after its last batch. */
+  readonly sourceDone: Promise<void> | undefined;
 }
 
 export function createCollector<E extends KtrailEvent, R>(options: CollectorOptions<E, R>): Collector {
@@ -226,6 +230,13 @@ export function createCollector<E extends KtrailEvent, R>(options: CollectorOpti
       // A decoder that throws on a whole batch: count its records as malformed, go on.
       result = { events: [], malformed: records };
       log.warn({ err, records }, 'decoder rejected a whole batch');
+    }
+    if (options.observe) {
+      try {
+        options.observe(result.events);
+      } catch (err) {
+        log.warn({ err }, 'event observer failed');
+      }
     }
     if (result.malformed > 0) {
       counters.captured += result.malformed;
@@ -409,6 +420,9 @@ export function createCollector<E extends KtrailEvent, R>(options: CollectorOpti
     },
     ready() {
       return delivery.healthy;
+    },
+    get sourceDone() {
+      return source.done;
     },
   };
 }

@@ -1,0 +1,300 @@
+// Assembles a collector from the validated config: Kafka client and sink, Avro encoders,
+// the source (kernel or replay), the decoder, map/memory samplers and the container
+// metadata registry. The CLI, the integration tests and the benchmark all build through
+// here, so they run the same pipeline; tests and the benchmark pass their own source.
+import type { Registry } from 'prom-client';
+import type { KtrailConfig } from '../../common/config.js';
+import { ConfigError } from '../../common/errors.js';
+import { createKafka, ensureTopics, type TopicNames, topicNames } from '../../common/kafka.js';
+import { createLogger } from '../../common/log.js';
+import { createEncoder, createRegistryEncoder, type Encoder } from '../../schemas/codec.js';
+import { createSchemaRegistryClient } from '../../schemas/registry-client.js';
+import type {
+  ContainerRecord as AvroContainerRecord,
+  CollectorStats,
+  EventBatch,
+  KtrailEvent,
+} from '../../schemas/types.js';
+import { type BootClock, createBootClock } from './clock.js';
+import {
+  type Collector,
+  type ContainerFeed,
+  createCollector,
+  type EventSource,
+  type Sampler,
+} from './collector.js';
+import { CgroupResolver } from './containers/cgroup-resolver.js';
+import { ContainerRegistry } from './containers/index.js';
+import { createDockerProvider } from './containers/providers/docker.js';
+import type { ContainerRecord } from './containers/types.js';
+import { createKafkaSink, type MessageSink } from './kafka-sink.js';
+import { createDecoder } from './kernel/decode.js';
+import { createSampler, type MemoryTarget } from './sampler.js';
+import { createKernelSource } from './sources.js';
+
+export const COLLECTOR_VERSION = process.env.KTRAIL_VERSION ?? '0.1.0';
+
+export interface BuildOptions {
+  config: KtrailConfig;
+  /** Replaces the configured source (tests, benchmark). */
+  source?: EventSource;
+  /** Replaces the Kafka sink. */
+  sink?: MessageSink;
+  clock?: BootClock;
+  registry?: Registry;
+  /** Container metadata (cgroup resolver + Docker): default on for the eBPF source. */
+  containers?: boolean;
+  /** Map and memory samplers: default on for the eBPF source. */
+  samplers?: boolean;
+  /** Create or check the topics at start (in the background while Kafka is down). Default true. */
+  ensureTopics?: boolean;
+  /** Replay pacing when the source is a capture file: events/s (0 = as fast as possible), loop. */
+  replay?: { rate: number; loop: boolean };
+  /** Called when the collector must exit (topics that break co-partitioning). */
+  onFatal?: (err: Error) => void;
+}
+
+export interface BuiltCollector {
+  collector: Collector;
+  topics: TopicNames;
+  /** Starts the collector and the background topic check. */
+  start(): Promise<void>;
+  stop: Collector['stop'];
+}
+
+/** Container records from the containers module use undefined for Avro nulls. */
+export function toAvroContainer(r: ContainerRecord): AvroContainerRecord {
+  return {
+    node: r.node,
+    cgroupId: r.cgroupId,
+    cgroupPath: r.cgroupPath,
+    runtime: r.runtime,
+    containerId: r.containerId,
+    name: r.name,
+    image: r.image,
+    imageId: r.imageId ?? null,
+    labels: r.labels,
+    podUid: r.podUid ?? null,
+    podName: r.podName ?? null,
+    namespace: r.namespace ?? null,
+    workloadKind: r.workloadKind ?? null,
+    workloadName: r.workloadName ?? null,
+    cpuRequestMillis: r.cpuRequestMillis ?? null,
+    cpuLimitMillis: r.cpuLimitMillis ?? null,
+    memoryRequestBytes: r.memoryRequestBytes ?? null,
+    memoryLimitBytes: r.memoryLimitBytes ?? null,
+    startedAtNs: r.startedAtNs ?? null,
+    stoppedAtNs: r.stoppedAtNs ?? null,
+    updatedAtNs: r.updatedAtNs,
+    state: r.state,
+  };
+}
+
+async function encoders(config: KtrailConfig): Promise<{
+  batch: Encoder<EventBatch>;
+  stats: Encoder<CollectorStats>;
+  container: Encoder<AvroContainerRecord>;
+}> {
+  const url = config.kafka.schemaRegistryUrl;
+  if (url === undefined)
+    return {
+      batch: createEncoder('EventBatch'),
+      stats: createEncoder('CollectorStats'),
+      container: createEncoder('ContainerRecord'),
+    };
+  const registry = createSchemaRegistryClient({ url });
+  return {
+    batch: await createRegistryEncoder('EventBatch', registry),
+    stats: await createRegistryEncoder('CollectorStats', registry),
+    container: await createRegistryEncoder('ContainerRecord', registry),
+  };
+}
+
+export async function buildCollector(options: BuildOptions): Promise<BuiltCollector> {
+  const { config } = options;
+  const log = createLogger('collector.build', { node: config.node });
+  const settings = config.collector;
+  const topics = topicNames(config.kafka.topicPrefix);
+  const clock = options.clock ?? createBootClock();
+  const kafkaOptions = {
+    brokers: config.kafka.brokers,
+    clientId: config.kafka.clientId,
+    ssl: config.kafka.ssl,
+    // Short: the delivery loop has its own backoff and must get answers while Kafka is down.
+    retry: { retries: 2, initialRetryTime: 100, maxRetryTime: 1_000 },
+  };
+  const kafka = createKafka(
+    config.kafka.sasl ? { ...kafkaOptions, sasl: config.kafka.sasl } : kafkaOptions,
+    createLogger('collector.kafka'),
+  );
+  const sink = options.sink ?? createKafkaSink({ kafka });
+  const codec = await encoders(config);
+
+  const ebpf = options.source === undefined && settings.source === 'ebpf';
+  let source: EventSource;
+  const samplers: Sampler<KtrailEvent>[] = [];
+  const memoryTargets = new Map<bigint, MemoryTarget>();
+  let containers: ContainerFeed<ContainerRecord> | undefined;
+  let resolver: CgroupResolver | undefined;
+
+  if (options.source) source = options.source;
+  else if (settings.source === 'ebpf') {
+    const kernel = createKernelSource({
+      bpfObjectDir: settings.bpfObjectDir,
+      ringBufferBytes: settings.ringBufferBytes,
+      programs: settings.programs,
+    });
+    source = kernel;
+    if (options.samplers ?? true)
+      samplers.push(
+        createSampler({
+          intervalMs: settings.sampleIntervalMs,
+          clock,
+          readMap: (name) => kernel.capture?.readMap(name, 'sum') ?? [],
+          memoryTargets: () => memoryTargets.values(),
+        }),
+      );
+  } else {
+    if (settings.replayFile === undefined)
+      throw new ConfigError(
+        'collector.replayFile: required when collector.source is replay (or use --replay FILE)',
+      );
+    source = await createReplaySource(settings.replayFile, options.replay ?? { rate: 0, loop: false });
+  }
+
+  if (options.containers ?? ebpf) {
+    const cgroupRoot = settings.cgroupRoot;
+    resolver = await CgroupResolver.create(cgroupRoot === undefined ? {} : { mountPoint: cgroupRoot });
+    const r = resolver;
+    const mount = r.hierarchy.mountPoint;
+    let registry: ContainerRegistry | undefined;
+    containers = {
+      async start(onRecord) {
+        registry = new ContainerRegistry({
+          node: config.node,
+          resolver: r,
+          providers: [
+            createDockerProvider({ socketPath: settings.dockerSocket, node: config.node, cgroups: r }),
+          ],
+          bootToWallNs: (ns) => ns + clock.wallMinusBootNs(),
+          onRecord(record) {
+            // The memory sampler reads the cgroups of live containers.
+            if (record.cgroupId !== 0n) {
+              if (record.state === 'REMOVED') memoryTargets.delete(record.cgroupId);
+              else
+                memoryTargets.set(record.cgroupId, {
+                  cgroupId: record.cgroupId,
+                  dir: mount + record.cgroupPath,
+                });
+            }
+            onRecord(record);
+          },
+        });
+        await r.scan();
+        await registry.start();
+      },
+      async stop() {
+        await registry?.stop();
+      },
+    };
+  }
+
+  const decoder = createDecoder();
+  const collector = createCollector<KtrailEvent, ContainerRecord>({
+    node: config.node,
+    collectorVersion: COLLECTOR_VERSION,
+    settings,
+    topics,
+    clock,
+    source,
+    decode: decoder.decode,
+    encodeBatch: (b) => codec.batch.encode(b),
+    encodeStats: (s) => codec.stats.encode(s),
+    sink,
+    samplers,
+    ...(containers
+      ? {
+          containers,
+          encodeContainer: (r: ContainerRecord) => codec.container.encode(toAvroContainer(r)),
+          containerKey: (r: ContainerRecord) => r.cgroupId.toString(),
+        }
+      : {}),
+    ...(resolver ? { observe: cgroupObserver(resolver) } : {}),
+    ...(options.registry ? { registry: options.registry } : {}),
+  });
+
+  let topicCheck: Promise<void> | undefined;
+  let stopped = false;
+  return {
+    collector,
+    topics,
+    async start() {
+      await collector.start();
+      if (options.ensureTopics ?? true) topicCheck = checkTopics();
+    },
+    async stop() {
+      stopped = true;
+      const final = await collector.stop();
+      await topicCheck;
+      return final;
+    },
+  };
+
+  /** Creates/checks topics; retries quietly while Kafka is down, fatal on a layout mismatch. */
+  async function checkTopics(): Promise<void> {
+    for (let attempt = 1; !stopped; attempt++) {
+      const admin = kafka.admin();
+      try {
+        await admin.connect();
+        const result = await ensureTopics(admin, {
+          prefix: config.kafka.topicPrefix,
+          partitions: config.kafka.partitions,
+          replicationFactor: config.kafka.replicationFactor,
+        });
+        log.info({ created: result.created }, 'topics ready; events and containers are co-partitioned');
+        return;
+      } catch (err) {
+        if (err instanceof ConfigError) {
+          log.fatal({ err }, 'kafka topics do not fit ktrail');
+          options.onFatal?.(err);
+          return;
+        }
+        if (attempt === 1 || attempt % 10 === 0)
+          log.warn({ err, attempt }, 'cannot check topics yet; retrying');
+        await new Promise((r) => setTimeout(r, Math.min(10_000, 500 * attempt)).unref());
+      } finally {
+        await admin.disconnect().catch(() => {});
+      }
+    }
+  }
+}
+
+/** Feeds the kernel's cgroup lifecycle events to the resolver (identity comes from the kernel). */
+function cgroupObserver(resolver: CgroupResolver): (events: KtrailEvent[]) => void {
+  return (events) => {
+    for (let i = 0; i < events.length; i++) {
+      const e = events[i] as KtrailEvent;
+      if (e.kind === 'cgroup_mkdir' || e.kind === 'cgroup_rmdir' || e.kind === 'cgroup_rename')
+        resolver.apply({
+          kind: e.kind,
+          cgroupId: e.cgroupId,
+          path: e.path,
+          tsNs: e.tsNs,
+          hierarchyId: e.hierarchyId,
+          truncated: (e.flags & 1) !== 0,
+        });
+    }
+  };
+}
+
+/** The replay source (kernel/replay-source.ts), loaded lazily so eBPF nodes don't need it. */
+export async function createReplaySource(
+  file: string,
+  options: { rate: number; loop: boolean },
+): Promise<EventSource> {
+  const spec = './kernel/replay-source.js';
+  const mod = (await import(spec)) as {
+    createReplaySource: (file: string, options: { rate: number; loop: boolean }) => EventSource;
+  };
+  return mod.createReplaySource(file, options);
+}

@@ -1,0 +1,71 @@
+// Event sources for the collector: the kernel (native addon) and, through kernel/replay-source,
+// capture files. Both hand over raw ring-buffer record batches; decoding happens after.
+import { readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { ConfigError } from '../../common/errors.js';
+import type { EventSource } from './collector.js';
+import { type CaptureSettings, type KernelCapture, openCapture } from './kernel/addon.js';
+import { PROG_SLOT_NAME } from './kernel/layout.js';
+
+export interface KernelSourceOptions {
+  bpfObjectDir: string;
+  ringBufferBytes: number;
+  programs?: string[] | undefined;
+  /** Addon -> JS batch bounds: small, so latency stays low; Kafka batching happens later. */
+  batchMaxBytes?: number;
+  batchMaxMs?: number;
+}
+
+export interface KernelSource extends EventSource {
+  /** The open capture (after start), for the map samplers. */
+  readonly capture: KernelCapture | undefined;
+}
+
+/** Every compiled CO-RE object in the directory (bpf/.output/*.bpf.o). */
+export function bpfObjects(dir: string): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (err) {
+    throw new ConfigError(`collector.bpfObjectDir: cannot read ${dir} (run npm run build:bpf)`, {
+      cause: err,
+    });
+  }
+  const objects = names.filter((n) => n.endsWith('.bpf.o')).map((n) => resolve(join(dir, n)));
+  if (objects.length === 0)
+    throw new ConfigError(`collector.bpfObjectDir: no *.bpf.o in ${dir} (run npm run build:bpf)`);
+  return objects;
+}
+
+export function createKernelSource(options: KernelSourceOptions): KernelSource {
+  let capture: KernelCapture | undefined;
+  return {
+    get capture() {
+      return capture;
+    },
+    start(onBatch) {
+      const settings: CaptureSettings = {
+        objects: bpfObjects(options.bpfObjectDir),
+        ringBufferBytes: options.ringBufferBytes,
+        batchMaxBytes: options.batchMaxBytes ?? 256 * 1024,
+        batchMaxMs: options.batchMaxMs ?? 50,
+      };
+      if (options.programs !== undefined) settings.programs = options.programs;
+      capture = openCapture(settings, onBatch);
+    },
+    stop() {
+      capture?.close();
+    },
+    drops() {
+      if (!capture) return {};
+      const c = capture.counters();
+      const kernelDrops: Record<string, number> = {};
+      c.kernelDrops.forEach((n, slot) => {
+        if (n > 0) kernelDrops[PROG_SLOT_NAME[slot] ?? `slot_${slot}`] = n;
+      });
+      // Records lost between the addon's thread and JS, plus records the addon found malformed
+      // before they reached the decoder: both are losses the kernel did not count.
+      return { kernelDrops, addonDrops: c.lostRecords + c.malformedRecords };
+    },
+  };
+}

@@ -1,9 +1,12 @@
 // Helpers for tests of the eBPF side: where the built objects are, building them, and
 // reading their BTF (bpftool, no root needed).
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, rmdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { type KernelCapture, missingKernelCapture, openCapture } from '../../collector/src/kernel/addon.js';
+import { createDecoder, type DecodeStats, type KernelEvent } from '../../collector/src/kernel/decode.js';
+import type { StructLayout } from '../../collector/src/kernel/layout.js';
 
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const bpfDir = join(repoRoot, 'bpf');
@@ -108,4 +111,123 @@ export function readBtf(objectPath: string): BtfInfo {
     }
   }
   return { structs, enums };
+}
+
+// ---- kernel capture for tests (real kernel, through the native addon) ----
+
+export interface Recorder {
+  /** Every decoded event so far, in arrival order. */
+  readonly events: KernelEvent[];
+  readonly stats: DecodeStats;
+  readonly capture: KernelCapture;
+  /** Resolves with the first event matching `pred` (already seen or arriving within timeoutMs). */
+  waitFor<T extends KernelEvent>(pred: (e: KernelEvent) => e is T, timeoutMs?: number): Promise<T>;
+  waitFor(pred: (e: KernelEvent) => boolean, timeoutMs?: number): Promise<KernelEvent>;
+  /** Sums of an aggregate map (kt_cpu, kt_net, kt_block) for one cgroup, by C field name. */
+  mapValue(map: string, layout: StructLayout, cgroupId: bigint): Record<string, bigint> | undefined;
+  close(): void;
+}
+
+/** Undefined when kernel tests can run here (root, BTF, addon built, toolchain), else why not. */
+export function missingKernel(): string | undefined {
+  return missingBpfToolchain() ?? missingKernelCapture();
+}
+
+/** Loads bpf/.output/<concern>.bpf.o for each concern into one capture, decoding every batch. */
+export function openRecorder(concerns: string[], cfg: Record<string, number> = {}): Recorder {
+  const decoder = createDecoder();
+  const events: KernelEvent[] = [];
+  const waiters = new Set<{ pred: (e: KernelEvent) => boolean; resolve: (e: KernelEvent) => void }>();
+  const capture = openCapture(
+    {
+      objects: concerns.map(bpfObject),
+      ringBufferBytes: 8 << 20,
+      batchMaxBytes: 64 << 10,
+      batchMaxMs: 10,
+      cfg,
+    },
+    (buf, records) => {
+      for (const e of decoder.decode(buf, records).events) {
+        events.push(e);
+        for (const w of waiters)
+          if (w.pred(e)) {
+            waiters.delete(w);
+            w.resolve(e);
+          }
+      }
+    },
+  );
+  return {
+    events,
+    stats: decoder.stats,
+    capture,
+    waitFor(pred: (e: KernelEvent) => boolean, timeoutMs = 5000): Promise<KernelEvent> {
+      const seen = events.find(pred);
+      if (seen) return Promise.resolve(seen);
+      return new Promise((resolve, reject) => {
+        const w = {
+          pred,
+          resolve: (e: KernelEvent) => {
+            clearTimeout(timer);
+            resolve(e);
+          },
+        };
+        const timer = setTimeout(() => {
+          waiters.delete(w);
+          reject(new Error(`no matching kernel event within ${timeoutMs} ms (${events.length} events seen)`));
+        }, timeoutMs);
+        waiters.add(w);
+      });
+    },
+    mapValue(map, layout, cgroupId) {
+      for (const [key, value] of capture.readMap(map, 'sum')) {
+        if (key.readBigUInt64LE(0) !== cgroupId) continue;
+        const out: Record<string, bigint> = {};
+        for (const [name, f] of Object.entries(layout.fields))
+          if (f.size === 8) out[name] = value.readBigUInt64LE(f.offset);
+        return out;
+      }
+      return undefined;
+    },
+    close() {
+      capture.close();
+    },
+  };
+}
+
+// ---- cgroups ----
+
+export const cgroupV2Root = '/sys/fs/cgroup/unified';
+
+/** v2 cgroup id = inode number of the cgroup directory. */
+export function cgroupId(dir: string): bigint {
+  return statSync(dir, { bigint: true }).ino;
+}
+
+/** A fresh, empty v2 cgroup directory for one test; remove() waits until it is empty. */
+export function freshCgroup(tag: string): { dir: string; path: string; id: bigint; remove(): void } {
+  const name = `ktrail-test-${tag}-${process.pid}-${Date.now().toString(36)}`;
+  const dir = join(cgroupV2Root, name);
+  mkdirSync(dir);
+  return {
+    dir,
+    path: `/${name}`,
+    id: cgroupId(dir),
+    remove() {
+      for (let i = 0; i < 50; i++) {
+        try {
+          rmdirSync(dir);
+          return;
+        } catch {
+          execFileSync('sleep', ['0.1']);
+        }
+      }
+    },
+  };
+}
+
+/** `sh -c` a command after moving the shell into the given cgroup.procs files. */
+export function inCgroups(procsFiles: string[], command: string): string[] {
+  const moves = procsFiles.map((f) => `echo $$ > ${f}`).join(' && ');
+  return ['-c', `${moves} && exec ${command}`];
 }

@@ -1,0 +1,116 @@
+// Process lifecycle from the real kernel (issue 3 item 7): known exec with known args,
+// exit code 7, death by signal, fork, argv truncation. Root + BTF + native addon.
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect } from 'vitest';
+import type { KernelEvent } from '../../collector/src/kernel/decode.js';
+import { FLAG } from '../../collector/src/kernel/layout.js';
+import type { ProcExec, ProcExit, ProcFork } from '../../schemas/types.js';
+import {
+  buildBpf,
+  cgroupId,
+  cgroupV2Root,
+  missingKernel,
+  openRecorder,
+  type Recorder,
+} from '../support/bpf.js';
+import { itReal } from '../support/real.js';
+
+const missing = missingKernel();
+
+const isExec = (e: KernelEvent): e is ProcExec => e.kind === 'proc_exec';
+const isExit = (e: KernelEvent): e is ProcExit => e.kind === 'proc_exit';
+const isFork = (e: KernelEvent): e is ProcFork => e.kind === 'proc_fork';
+
+/** This process's v2 cgroup id (children inherit it). */
+function ownCgroupId(): bigint {
+  const line = readFileSync('/proc/self/cgroup', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('0::'));
+  return cgroupId(join(cgroupV2Root, line?.slice(3) ?? '/'));
+}
+
+describe('process.bpf.o on the real kernel', () => {
+  let rec: Recorder;
+  beforeAll(() => {
+    if (missing) return;
+    buildBpf();
+    rec = openRecorder(['process']);
+  });
+  afterAll(() => {
+    if (!rec) return;
+    // Nothing this file caused may be lost or garbled.
+    expect(rec.stats.malformed).toBe(0);
+    expect(rec.capture.counters().kernelDrops.slice(0, 3)).toEqual([0, 0, 0]);
+    rec.close();
+  });
+
+  itReal(missing)('exec of a known binary with known arguments', async () => {
+    const token = `ktrail-${process.pid}-${Date.now()}`;
+    const child = spawnSync('/bin/echo', [token, 'two words', ''], { encoding: 'utf8' });
+    expect(child.status).toBe(0);
+    const e = await rec.waitFor((x): x is ProcExec => isExec(x) && x.tgid === child.pid);
+    expect(e).toMatchObject({
+      pid: child.pid,
+      tgid: child.pid,
+      ppid: process.pid,
+      uid: process.getuid?.(),
+      gid: process.getgid?.(),
+      comm: 'echo',
+      filename: '/bin/echo',
+      argsCount: 4,
+      args: ['/bin/echo', token, 'two words', ''],
+      flags: 0,
+      cgroupId: ownCgroupId(),
+    });
+    expect(e.argsSize).toBe(
+      ['/bin/echo', token, 'two words', ''].reduce((n, a) => n + Buffer.byteLength(a) + 1, 0),
+    );
+  });
+
+  itReal(missing)('exit with code 7', async () => {
+    const child = spawnSync('/bin/sh', ['-c', 'exit 7']);
+    expect(child.status).toBe(7);
+    const e = await rec.waitFor((x): x is ProcExit => isExit(x) && x.tgid === child.pid);
+    expect(e).toMatchObject({ exitCode: 7, signal: 0, coreDumped: 0, ppid: process.pid, comm: 'sh' });
+    expect(e.startNs).toBeGreaterThan(0n);
+    expect(e.startNs).toBeLessThan(e.tsNs);
+  });
+
+  itReal(missing)('a process killed by a signal', async () => {
+    const child = spawnSync('/bin/sh', ['-c', 'kill -TERM $$; sleep 5']);
+    expect(child.signal).toBe('SIGTERM');
+    const e = await rec.waitFor((x): x is ProcExit => isExit(x) && x.tgid === child.pid);
+    expect(e).toMatchObject({ exitCode: 0, signal: 15, coreDumped: 0 });
+  });
+
+  itReal(missing)('fork of a new process, and one exit per process (not per thread)', async () => {
+    // sh forks a child that execs /bin/true; the parent waits.
+    const child = spawnSync('/bin/sh', ['-c', '/bin/true & wait']);
+    expect(child.status).toBe(0);
+    const f = await rec.waitFor((x): x is ProcFork => isFork(x) && x.parentTgid === child.pid);
+    expect(f.childTgid).toBe(f.childPid);
+    expect(f.childPid).not.toBe(child.pid);
+    expect(f).toMatchObject({ pid: child.pid, tgid: child.pid, comm: 'sh' });
+    const exec = await rec.waitFor((x): x is ProcExec => isExec(x) && x.tgid === f.childPid);
+    expect(exec).toMatchObject({ filename: '/bin/true', ppid: child.pid });
+    await rec.waitFor((x) => isExit(x) && x.tgid === f.childPid);
+    // node itself is multi-threaded: its threads never produced fork records.
+    expect(rec.events.some((x) => isFork(x) && x.childTgid === process.pid)).toBe(false);
+  });
+
+  itReal(missing)('argv longer than the bound is cut and flagged, count stays exact', async () => {
+    const args = Array.from({ length: 300 }, (_, i) => `arg-${i}`); // ~2.4 KB of argv
+    const child = spawnSync('/bin/true', args);
+    expect(child.status).toBe(0);
+    const e = await rec.waitFor((x): x is ProcExec => isExec(x) && x.tgid === child.pid);
+    expect(e.flags & FLAG.truncated).toBe(FLAG.truncated);
+    expect(e.argsCount).toBe(301);
+    expect(e.argsSize).toBe(1024);
+    expect(e.args.slice(0, 3)).toEqual(['/bin/true', 'arg-0', 'arg-1']);
+    // Every complete argument is exact; only the last one may be cut.
+    const full = ['/bin/true', ...args];
+    expect(e.args.slice(0, -1)).toEqual(full.slice(0, e.args.length - 1));
+  });
+});

@@ -1,0 +1,287 @@
+// Capture files: ring-buffer batches recorded as the addon delivered them, so the collector,
+// its tests and its benchmarks can run from a file without root (replay-source.ts).
+//
+// Layout (all integers little-endian), version 1:
+//   file header   "KTCAP" | version u8 | headerBytes u16 | startWallNs u64 | wallMinusBootNs i64
+//                 | bootId (u16 length + UTF-8) | host (u16 length + UTF-8)
+//                 A reader skips header bytes it does not know (later versions append fields).
+//   batch frame   payloadBytes u32 | records u32 | captureWallNs u64 | crc32(payload) u32 | 0 u32
+//                 | payload: the addon's batch bytes unchanged (records with their own 32-byte
+//                 headers, each padded to 8 bytes)
+// A file cut short (recorder killed) reads up to the last whole frame and says so.
+import { closeSync, createWriteStream, openSync, readSync, type WriteStream } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { crc32 } from 'node:zlib';
+import { PoisonError } from '../../../common/errors.js';
+
+export const CAPTURE_MAGIC = 'KTCAP';
+export const CAPTURE_VERSION = 1;
+export const FRAME_HEADER_BYTES = 24;
+const FIXED_HEADER_BYTES = 24; // magic, version, headerBytes, startWallNs, wallMinusBootNs
+/** Largest batch a reader accepts: guards against a corrupt length allocating gigabytes. */
+export const MAX_FRAME_PAYLOAD = 256 << 20;
+
+export interface CaptureHeader {
+  version: number;
+  /** Wall-clock time (Unix ns) when recording started. */
+  startWallNs: bigint;
+  /** Wall-clock ns minus boot-time ns on the recording host: turns record ts_ns into wall time. */
+  wallMinusBootNs: bigint;
+  /** /proc/sys/kernel/random/boot_id of the recording host. */
+  bootId: string;
+  host: string;
+}
+
+export interface CapturedBatch {
+  buf: Buffer;
+  records: number;
+  /** Wall-clock time (Unix ns) when the batch was recorded. */
+  captureWallNs: bigint;
+}
+
+export function encodeCaptureHeader(h: Omit<CaptureHeader, 'version'>): Buffer {
+  const bootId = Buffer.from(h.bootId, 'utf8');
+  const host = Buffer.from(h.host, 'utf8');
+  const size = FIXED_HEADER_BYTES + 2 + bootId.length + 2 + host.length;
+  if (bootId.length > 0xffff || host.length > 0xffff)
+    throw new RangeError('bootId/host too long for a capture header');
+  const out = Buffer.alloc(size);
+  out.write(CAPTURE_MAGIC, 0, 'latin1');
+  out.writeUInt8(CAPTURE_VERSION, 5);
+  out.writeUInt16LE(size, 6);
+  out.writeBigUInt64LE(h.startWallNs, 8);
+  out.writeBigInt64LE(h.wallMinusBootNs, 16);
+  let off = FIXED_HEADER_BYTES;
+  out.writeUInt16LE(bootId.length, off);
+  bootId.copy(out, off + 2);
+  off += 2 + bootId.length;
+  out.writeUInt16LE(host.length, off);
+  host.copy(out, off + 2);
+  return out;
+}
+
+/** Parses a file header from the start of `buf`; returns it and its length. */
+export function decodeCaptureHeader(buf: Buffer): { header: CaptureHeader; bytes: number } {
+  if (buf.length < 8 || buf.toString('latin1', 0, 5) !== CAPTURE_MAGIC)
+    throw new PoisonError('not a ktrail capture file (bad magic)');
+  const version = buf.readUInt8(5);
+  if (version !== CAPTURE_VERSION)
+    throw new PoisonError(
+      `capture file version ${version} is not supported (this reader knows ${CAPTURE_VERSION})`,
+    );
+  const bytes = buf.readUInt16LE(6);
+  if (bytes < FIXED_HEADER_BYTES + 4 || buf.length < bytes) throw new PoisonError('capture header truncated');
+  let off = FIXED_HEADER_BYTES;
+  const str = (): string => {
+    const len = buf.readUInt16LE(off);
+    if (off + 2 + len > bytes) throw new PoisonError('capture header field runs past the header');
+    const s = buf.toString('utf8', off + 2, off + 2 + len);
+    off += 2 + len;
+    return s;
+  };
+  const bootId = str();
+  const host = str();
+  return {
+    header: {
+      version,
+      startWallNs: buf.readBigUInt64LE(8),
+      wallMinusBootNs: buf.readBigInt64LE(16),
+      bootId,
+      host,
+    },
+    bytes,
+  };
+}
+
+export function encodeFrameHeader(payload: Buffer, records: number, captureWallNs: bigint): Buffer {
+  const out = Buffer.alloc(FRAME_HEADER_BYTES);
+  out.writeUInt32LE(payload.length, 0);
+  out.writeUInt32LE(records, 4);
+  out.writeBigUInt64LE(captureWallNs, 8);
+  out.writeUInt32LE(crc32(payload), 16);
+  return out;
+}
+
+function checkedFrame(frame: Buffer, payload: Buffer, at: number): CapturedBatch {
+  if (crc32(payload) !== frame.readUInt32LE(16))
+    throw new PoisonError(`capture frame at byte ${at}: checksum mismatch`, { context: { at } });
+  return { buf: payload, records: frame.readUInt32LE(4), captureWallNs: frame.readBigUInt64LE(8) };
+}
+
+/** Wall-clock ns now (ms precision is plenty for batch timestamps). */
+export function wallNs(): bigint {
+  return BigInt(Date.now()) * 1_000_000n;
+}
+
+export function defaultCaptureHeader(): Omit<CaptureHeader, 'version'> {
+  let bootId = '';
+  try {
+    const fd = openSync('/proc/sys/kernel/random/boot_id', 'r');
+    const b = Buffer.alloc(64);
+    const n = readSync(fd, b, 0, 64, 0);
+    closeSync(fd);
+    bootId = b.toString('utf8', 0, n).trim();
+  } catch {
+    // not Linux: an empty boot id says "unknown"
+  }
+  // Boot-time clock ~ CLOCK_BOOTTIME; /proc/uptime has 10 ms resolution, enough to place events.
+  let wallMinusBootNs = 0n;
+  try {
+    const fd = openSync('/proc/uptime', 'r');
+    const b = Buffer.alloc(64);
+    const n = readSync(fd, b, 0, 64, 0);
+    closeSync(fd);
+    const uptime = b.toString('utf8', 0, n).split(' ')[0] ?? '0';
+    const [sec = '0', frac = '0'] = uptime.split('.');
+    const bootNs = BigInt(sec) * 1_000_000_000n + BigInt(frac.padEnd(9, '0').slice(0, 9));
+    wallMinusBootNs = wallNs() - bootNs;
+  } catch {
+    // leave 0
+  }
+  return { startWallNs: wallNs(), wallMinusBootNs, bootId, host: hostname() };
+}
+
+/** Streams batches into a capture file. `write` follows stream backpressure (false = slow down). */
+export interface CaptureWriter {
+  readonly path: string;
+  write(buf: Buffer, records: number, captureWallNs?: bigint): boolean;
+  readonly batches: number;
+  readonly records: number;
+  /** Flushes and closes; resolves when the file is complete. */
+  close(): Promise<void>;
+}
+
+export function createCaptureWriter(
+  path: string,
+  header: Omit<CaptureHeader, 'version'> = defaultCaptureHeader(),
+) {
+  const stream: WriteStream = createWriteStream(path);
+  let failure: Error | undefined;
+  stream.on('error', (err) => {
+    failure = err;
+  });
+  stream.write(encodeCaptureHeader(header));
+  let batches = 0;
+  let records = 0;
+  let closing: Promise<void> | undefined;
+  const writer: CaptureWriter = {
+    path,
+    get batches() {
+      return batches;
+    },
+    get records() {
+      return records;
+    },
+    write(buf, n, captureWallNs = wallNs()) {
+      if (failure) throw failure;
+      if (closing) throw new Error('capture writer is closed');
+      if (buf.length > MAX_FRAME_PAYLOAD)
+        throw new RangeError(`batch of ${buf.length} bytes is too large to record`);
+      batches++;
+      records += n;
+      stream.write(encodeFrameHeader(buf, n, captureWallNs));
+      return stream.write(buf); // the addon's Buffer as is: no copy
+    },
+    close() {
+      closing ??= new Promise<void>((resolveClose, reject) => {
+        stream.end((err?: Error | null) => {
+          if (err ?? failure) reject(err ?? failure);
+          else resolveClose();
+        });
+      });
+      return closing;
+    },
+  };
+  return writer;
+}
+
+export interface CaptureReader {
+  readonly header: CaptureHeader;
+  /** Batches in file order; stops at the last whole frame of a truncated file. */
+  batches(): AsyncGenerator<CapturedBatch>;
+  /** True once batches() met a partial frame at the end (the recorder stopped mid-write). */
+  readonly truncated: boolean;
+}
+
+/** Reads the header synchronously (small), so a bad file fails where it is opened. */
+export function readCaptureHeader(path: string): { header: CaptureHeader; bytes: number } {
+  const fd = openSync(path, 'r');
+  try {
+    const fixed = Buffer.alloc(8);
+    if (readSync(fd, fixed, 0, 8, 0) < 8)
+      throw new PoisonError(`${path}: not a ktrail capture file (too short)`);
+    decodeMagic(fixed, path);
+    const total = fixed.readUInt16LE(6);
+    const buf = Buffer.alloc(total);
+    if (readSync(fd, buf, 0, total, 0) < total) throw new PoisonError(`${path}: capture header truncated`);
+    return decodeCaptureHeader(buf);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function decodeMagic(buf: Buffer, path: string): void {
+  if (buf.toString('latin1', 0, 5) !== CAPTURE_MAGIC)
+    throw new PoisonError(`${path}: not a ktrail capture file (bad magic)`);
+}
+
+export function openCaptureReader(path: string): CaptureReader {
+  const { header, bytes: headerBytes } = readCaptureHeader(path);
+  let truncated = false;
+  return {
+    header,
+    get truncated() {
+      return truncated;
+    },
+    async *batches() {
+      const fh = await open(path, 'r');
+      try {
+        let pos = headerBytes;
+        const frame = Buffer.alloc(FRAME_HEADER_BYTES);
+        for (;;) {
+          const { bytesRead } = await fh.read(frame, 0, FRAME_HEADER_BYTES, pos);
+          if (bytesRead === 0) return;
+          if (bytesRead < FRAME_HEADER_BYTES) {
+            truncated = true;
+            return;
+          }
+          const len = frame.readUInt32LE(0);
+          if (len > MAX_FRAME_PAYLOAD)
+            throw new PoisonError(`capture frame at byte ${pos}: length ${len} is implausible`);
+          const payload = Buffer.allocUnsafe(len);
+          const got = len === 0 ? 0 : (await fh.read(payload, 0, len, pos + FRAME_HEADER_BYTES)).bytesRead;
+          if (got < len) {
+            truncated = true;
+            return;
+          }
+          yield checkedFrame(frame, payload, pos);
+          pos += FRAME_HEADER_BYTES + len;
+        }
+      } finally {
+        await fh.close();
+      }
+    },
+  };
+}
+
+/** Parses a whole capture held in memory (tests, small files). */
+export function parseCapture(buf: Buffer): {
+  header: CaptureHeader;
+  batches: CapturedBatch[];
+  truncated: boolean;
+} {
+  const { header, bytes } = decodeCaptureHeader(buf);
+  const batches: CapturedBatch[] = [];
+  let pos = bytes;
+  while (pos < buf.length) {
+    if (pos + FRAME_HEADER_BYTES > buf.length) return { header, batches, truncated: true };
+    const frame = buf.subarray(pos, pos + FRAME_HEADER_BYTES);
+    const len = frame.readUInt32LE(0);
+    const end = pos + FRAME_HEADER_BYTES + len;
+    if (end > buf.length) return { header, batches, truncated: true };
+    batches.push(checkedFrame(frame, buf.subarray(pos + FRAME_HEADER_BYTES, end), pos));
+    pos = end;
+  }
+  return { header, batches, truncated: false };
+}

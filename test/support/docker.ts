@@ -24,3 +24,28 @@ export async function ensureDocker(): Promise<DockerEndpoint> {
   }
   return { socketPath, image };
 }
+
+export type ContainerdEndpoint = { socketPath: string; image: string; namespace: string };
+
+const containerdScript = fileURLToPath(new URL('../../deploy/local/containerd.sh', import.meta.url));
+
+/**
+ * Standalone containerd (not dockerd's private one) with the busybox image imported into the
+ * CRI namespace, through deploy/local/containerd.sh. Lives here, beside Docker, because both
+ * are the local container runtimes; the global setup does not start it (only its tests need it).
+ */
+export async function ensureContainerd(): Promise<ContainerdEndpoint> {
+  if (process.getuid?.() !== 0) throw new Error('needs root to start containerd and run containers');
+  const socketPath = process.env.KTRAIL_CONTAINERD_SOCK ?? '/run/containerd/containerd.sock';
+  try {
+    await run(containerdScript, ['all'], {
+      timeout: 300_000,
+      env: { ...process.env, KTRAIL_CONTAINERD_SOCK: socketPath },
+    });
+  } catch (err) {
+    const e = err as Error & { stderr?: string; stdout?: string };
+    const detail = (e.stderr || e.stdout || e.message).trim().split('\n').slice(-5).join(' | ');
+    throw new Error(`deploy/local/containerd.sh all failed: ${detail}`);
+  }
+  return { socketPath, image: 'docker.io/ktrail/busybox:latest', namespace: 'k8s.io' };
+}

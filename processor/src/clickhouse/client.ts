@@ -68,6 +68,8 @@ export function describeClickHouse(client: ClickHouseClient): ClickHouseInfo | u
 // - async_insert 0: chDB 26.x defaults to 1; the processor commits Kafka offsets after an
 //   insert returns, so the insert must be synchronous and visible when it does.
 // - session_timezone UTC: times read back do not depend on the host's zone.
+// - input_format_skip_unknown_fields 0: a row field with no column is an error, not silently
+//   dropped data (chDB 26.x defaults to skipping): contract drift shows at the first insert.
 // - insert_deduplication_token '' (chDB only): chDB applies settings with SET on a long-lived
 //   session, so a token would otherwise stick to the NEXT insert and silently drop it as a
 //   duplicate. Resetting it on every statement makes tokens per insert, as over HTTP.
@@ -76,6 +78,7 @@ const WANTED_SETTINGS: ClickHouseSettings = {
   date_time_input_format: 'best_effort',
   async_insert: 0,
   session_timezone: 'UTC',
+  input_format_skip_unknown_fields: 0,
 };
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;

@@ -1,0 +1,103 @@
+// ClickHouse for tests: the real embedded chDB engine, and Debian's clickhouse-server for the
+// HTTP transport path.
+//
+// libchdb binds ONE data directory per process. Test files run in their own worker process,
+// so each worker gets one fresh temp directory and every createTestChdb() call a fresh
+// database in it: tests never see each other's tables.
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import type { ClickHouseClient } from '@clickhouse/client';
+import { createClickHouse } from '../../processor/src/clickhouse/client.js';
+
+const run = promisify(execFile);
+
+export const REPO_ROOT = resolve(import.meta.dirname, '../..');
+const SERVER_SCRIPT = join(REPO_ROOT, 'deploy/local/clickhouse-server.sh');
+
+let workerDir: string | undefined;
+
+/** This worker's chDB data directory (created on first use). */
+export function chdbWorkerDir(): string {
+  workerDir ??= mkdtempSync(join(tmpdir(), 'ktrail-chdb-'));
+  return workerDir;
+}
+
+/** A database name no other test uses. */
+export function uniqueName(prefix: string): string {
+  return `${prefix}_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
+}
+
+export type TestChdb = {
+  client: ClickHouseClient;
+  database: string;
+  dir: string;
+  /** SELECT -> rows (UInt64 as strings). */
+  rows<T = Record<string, unknown>>(query: string): Promise<T[]>;
+  close(): Promise<void>;
+};
+
+/** A chDB client on this worker's directory with a fresh, empty database. */
+export async function createTestChdb(prefix = 't'): Promise<TestChdb> {
+  const dir = chdbWorkerDir();
+  const database = uniqueName(prefix);
+  const client = await createClickHouse({ kind: 'chdb', path: dir, database });
+  return {
+    client,
+    database,
+    dir,
+    rows: async <T>(query: string) => (await client.query({ query, format: 'JSONEachRow' })).json<T>(),
+    close: async () => {
+      await client.command({ query: `DROP DATABASE IF EXISTS ${database} SYNC` }).catch(() => undefined);
+      await client.close();
+    },
+  };
+}
+
+export type ServerEndpoint = { url: string; startedHere: boolean };
+
+async function answering(url: string): Promise<boolean> {
+  try {
+    const res = await fetch(`${url}/ping`, { signal: AbortSignal.timeout(2_000) });
+    return res.ok;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Debian's clickhouse-server (18.16) on loopback, started through
+ * deploy/local/clickhouse-server.sh when it is not answering. Throws with the reason when it
+ * can't be had (itReal turns that into a skip, or a failure in CI).
+ */
+export async function ensureClickHouseServer(): Promise<ServerEndpoint> {
+  const { stdout } = await run('bash', [SERVER_SCRIPT, 'url']);
+  const url = stdout.trim();
+  if (await answering(url)) return { url, startedHere: false };
+  await serverScript('start');
+  if (!(await answering(url))) throw new Error(`clickhouse-server did not answer on ${url}`);
+  return { url, startedHere: true };
+}
+
+/** Runs deploy/local/clickhouse-server.sh start|stop|status; throws with its output on failure. */
+export async function serverScript(command: 'start' | 'stop' | 'status'): Promise<string> {
+  try {
+    const { stdout } = await run('bash', [SERVER_SCRIPT, command], { timeout: 240_000 });
+    return stdout;
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string; message: string };
+    throw new Error(`clickhouse-server.sh ${command} failed: ${e.stderr || e.stdout || e.message}`.trim());
+  }
+}
+
+/** Resolves to undefined when the server is available, else the reason (for itReal). */
+export async function clickHouseServerMissing(): Promise<{ endpoint?: ServerEndpoint; missing?: string }> {
+  try {
+    return { endpoint: await ensureClickHouseServer() };
+  } catch (err) {
+    return { missing: `clickhouse-server unavailable: ${(err as Error).message}` };
+  }
+}

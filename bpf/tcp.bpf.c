@@ -52,7 +52,9 @@ struct kt_tcp_addr_fields {
 static __always_inline void kt_read_addrs(struct kt_tcp_addr_fields *a, const struct sock *sk)
 {
 	a->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	a->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	/* inet_sport, not skc_num: the close path unhashes the socket and zeroes skc_num
+	 * before the tracepoint runs. */
+	a->sport = bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
 	a->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	a->pad = 0;
 	if (a->family == KT_AF_INET6) {
@@ -106,8 +108,16 @@ static __always_inline int kt_emit_close(const struct sock *sk, __u64 cgid, stru
 	kt_read_addrs((struct kt_tcp_addr_fields *)&e->family, sk);
 	e->sock_cookie = bpf_get_socket_cookie((void *)sk);
 	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
-	e->bytes_sent = BPF_CORE_READ(tp, bytes_acked);
-	e->bytes_received = BPF_CORE_READ(tp, bytes_received);
+	/* Payload only: bytes_sent counts retransmitted bytes again; bytes_received counts
+	 * a received FIN as one byte (SOCK_DONE is set when the peer's FIN arrived). */
+	__u64 sent = BPF_CORE_READ(tp, bytes_sent);
+	__u64 retrans = BPF_CORE_READ(tp, bytes_retrans);
+	e->bytes_sent = sent > retrans ? sent - retrans : 0;
+	__u64 received = BPF_CORE_READ(tp, bytes_received);
+	__u64 sk_flags = BPF_CORE_READ(sk, __sk_common.skc_flags); /* sk_flags */
+	if ((sk_flags & (1ULL << bpf_core_enum_value(enum sock_flags, SOCK_DONE))) && received > 0)
+		received -= 1;
+	e->bytes_received = received;
 	e->retransmits = BPF_CORE_READ(tp, total_retrans);
 	if (st) {
 		e->hdr.flags = st->flags;

@@ -167,8 +167,8 @@ struct kt_tcp_close {
 	__u8 saddr[KT_ADDR_LEN];
 	__u8 daddr[KT_ADDR_LEN];
 	__u64 sock_cookie;
-	__u64 bytes_sent;     /* tcp_sock.bytes_acked: payload bytes acknowledged by peer */
-	__u64 bytes_received; /* tcp_sock.bytes_received: payload bytes received */
+	__u64 bytes_sent;     /* payload bytes sent, retransmissions counted once */
+	__u64 bytes_received; /* payload bytes received (a FIN is not a byte) */
 	__u64 duration_ns;    /* first state change seen -> close; 0 if unknown */
 	__u32 retransmits;    /* tcp_sock.total_retrans */
 	__u32 resets;         /* RSTs seen on this socket (sent + received) */

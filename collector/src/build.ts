@@ -15,7 +15,7 @@ import type {
   EventBatch,
   KtrailEvent,
 } from '../../schemas/types.js';
-import { type BootClock, createBootClock } from './clock.js';
+import { type BootClock, createBootClock, fixedBootClock } from './clock.js';
 import {
   type Collector,
   type ContainerFeed,
@@ -29,6 +29,7 @@ import { createDockerProvider } from './containers/providers/docker.js';
 import type { ContainerRecord } from './containers/types.js';
 import { createKafkaSink, type MessageSink } from './kafka-sink.js';
 import { createDecoder } from './kernel/decode.js';
+import { createReplaySource } from './kernel/replay-source.js';
 import { createSampler, type MemoryTarget } from './sampler.js';
 import { createKernelSource } from './sources.js';
 
@@ -44,6 +45,8 @@ export interface BuildOptions {
   registry?: Registry;
   /** Container metadata (cgroup resolver + Docker): default on for the eBPF source. */
   containers?: boolean;
+  /** Replaces the container registry as the source of container records (tests). */
+  containerFeed?: ContainerFeed<ContainerRecord>;
   /** Map and memory samplers: default on for the eBPF source. */
   samplers?: boolean;
   /** Create or check the topics at start (in the background while Kafka is down). Default true. */
@@ -115,7 +118,7 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
   const log = createLogger('collector.build', { node: config.node });
   const settings = config.collector;
   const topics = topicNames(config.kafka.topicPrefix);
-  const clock = options.clock ?? createBootClock();
+  let clock = options.clock ?? createBootClock();
   const kafkaOptions = {
     brokers: config.kafka.brokers,
     clientId: config.kafka.clientId,
@@ -159,10 +162,14 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
       throw new ConfigError(
         'collector.replayFile: required when collector.source is replay (or use --replay FILE)',
       );
-    source = await createReplaySource(settings.replayFile, options.replay ?? { rate: 0, loop: false });
+    const replay = createReplaySource(settings.replayFile, options.replay ?? { rate: 0, loop: false });
+    // Replayed records carry the recording host's boot clock: use its boot id and offset.
+    if (!options.clock) clock = fixedBootClock(replay.header.bootId, replay.header.wallMinusBootNs);
+    source = replay;
   }
 
-  if (options.containers ?? ebpf) {
+  if (options.containerFeed) containers = options.containerFeed;
+  else if (options.containers ?? ebpf) {
     const cgroupRoot = settings.cgroupRoot;
     resolver = await CgroupResolver.create(cgroupRoot === undefined ? {} : { mountPoint: cgroupRoot });
     const r = resolver;
@@ -229,8 +236,13 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
     collector,
     topics,
     async start() {
+      // Topics first (so the first sends don't race their creation), but never wait long:
+      // with Kafka down the collector must still start capturing and buffering.
+      if (options.ensureTopics ?? true) {
+        topicCheck = checkTopics();
+        await Promise.race([topicCheck, new Promise((r) => setTimeout(r, 5_000).unref())]);
+      }
       await collector.start();
-      if (options.ensureTopics ?? true) topicCheck = checkTopics();
     },
     async stop() {
       stopped = true;
@@ -285,16 +297,4 @@ function cgroupObserver(resolver: CgroupResolver): (events: KtrailEvent[]) => vo
         });
     }
   };
-}
-
-/** The replay source (kernel/replay-source.ts), loaded lazily so eBPF nodes don't need it. */
-export async function createReplaySource(
-  file: string,
-  options: { rate: number; loop: boolean },
-): Promise<EventSource> {
-  const spec = './kernel/replay-source.js';
-  const mod = (await import(spec)) as {
-    createReplaySource: (file: string, options: { rate: number; loop: boolean }) => EventSource;
-  };
-  return mod.createReplaySource(file, options);
 }

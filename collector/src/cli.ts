@@ -12,9 +12,10 @@ import { loadConfig } from '../../common/config.js';
 import { ConfigError } from '../../common/errors.js';
 import { createLogger, setLogLevel } from '../../common/log.js';
 import { createRegistry, startHttpServer } from '../../common/metrics.js';
-import { buildCollector, createReplaySource } from './build.js';
+import { buildCollector } from './build.js';
 import type { EventSource } from './collector.js';
 import { createDecoder } from './kernel/decode.js';
+import { createReplaySource } from './kernel/replay-source.js';
 import { createKernelSource } from './sources.js';
 
 interface CliOptions {
@@ -103,7 +104,7 @@ async function main(argv: string[]): Promise<void> {
     const settings = config.collector;
     const source =
       settings.source === 'replay'
-        ? await createReplaySource(settings.replayFile ?? '', replay)
+        ? createReplaySource(settings.replayFile ?? '', replay)
         : createKernelSource({
             bpfObjectDir: settings.bpfObjectDir,
             ringBufferBytes: settings.ringBufferBytes,

@@ -16,7 +16,7 @@ import {
   logLevel,
   type SASLOptions,
 } from 'kafkajs';
-import { ConfigError } from './errors.js';
+import { ConfigError, TransientError } from './errors.js';
 import type { Logger } from './log.js';
 
 // kafkajs 2 warns on every producer that its default partitioner changed in 2.0. ktrail
@@ -42,7 +42,7 @@ export const DEFAULT_RETRY = { initialRetryTime: 300, maxRetryTime: 30_000, retr
 
 const HOST_PORT = /^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/;
 
-/** A kafkajs client whose log lines go through pino as `component: kafkajs`, `ns: Consumer`. */
+/** A kafkajs client whose log lines go through pino as `lib: kafkajs`, `ns: Consumer`. */
 export function createKafka(options: KafkaClientOptions, logger: Logger): Kafka {
   if (options.brokers.length === 0)
     throw new ConfigError('kafka.brokers: at least one host:port is required', { context: { brokers: [] } });
@@ -62,7 +62,8 @@ export function createKafka(options: KafkaClientOptions, logger: Logger): Kafka 
     requestTimeout: 30_000,
     retry: { ...DEFAULT_RETRY, ...options.retry },
     logLevel: kafkajsLevel(logger.level),
-    logCreator: pinoLogCreator(logger.child({ component: 'kafkajs' })),
+    // `lib`, not `component`: the caller's component binding stays the one that counts.
+    logCreator: pinoLogCreator(logger.child({ lib: 'kafkajs' })),
   };
   if (options.ssl !== undefined) config.ssl = options.ssl;
   if (options.sasl !== undefined) config.sasl = options.sasl;
@@ -230,13 +231,58 @@ export async function ensureTopics(
       replicationFactor,
       configEntries: Object.entries(configs[topic] ?? {}).map(([name, value]) => ({ name, value })),
     }));
-    // Resolves false (no throw) when another process created them first; checked below.
-    await admin.createTopics({ topics, waitForLeaders: true, timeout: options.timeoutMs ?? 30_000 });
+    await createTopicsAndWait(admin, topics, options.timeoutMs ?? 30_000);
   }
 
   await checkPartitions(admin, wanted, partitions);
   await checkRequiredConfigs(admin, names, configs);
   return { names, created: missing, existing: wanted.filter((topic) => present.has(topic)) };
+}
+
+/**
+ * createTopics, then wait until every partition has a leader in the metadata brokers hand
+ * out. kafkajs' own `waitForLeaders` gives up on UNKNOWN_TOPIC_OR_PARTITION, which a KRaft
+ * broker answers for a moment after creation (its metadata cache is updated
+ * asynchronously; kafkajs #815, #1563), so ktrail waits itself. Resolves false when all
+ * topics already existed (another process may have created them first).
+ */
+export async function createTopicsAndWait(
+  admin: Admin,
+  topics: ITopicConfig[],
+  timeoutMs = 30_000,
+): Promise<boolean> {
+  const created = await admin.createTopics({ topics, waitForLeaders: false, timeout: timeoutMs });
+  await waitForTopics(
+    admin,
+    topics.map((t) => t.topic),
+    timeoutMs,
+  );
+  return created;
+}
+
+const SETTLING = new Set(['UNKNOWN_TOPIC_OR_PARTITION', 'LEADER_NOT_AVAILABLE', 'NOT_LEADER_OR_FOLLOWER']);
+
+/** Polls metadata until every partition of `topics` has a leader; throws after `timeoutMs`. */
+export async function waitForTopics(admin: Admin, topics: string[], timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no answer yet';
+  for (;;) {
+    try {
+      const { topics: metadata } = await admin.fetchTopicMetadata({ topics });
+      const leaderless = metadata.filter(
+        (t) => t.partitions.length === 0 || t.partitions.some((p) => p.leader < 0),
+      );
+      if (leaderless.length === 0 && metadata.length === topics.length) return;
+      last = `no leader yet for ${leaderless.map((t) => t.name).join(', ')}`;
+    } catch (err) {
+      const type = (err as { type?: string }).type;
+      if (type === undefined || !SETTLING.has(type)) throw err;
+      last = type;
+    }
+    if (Date.now() > deadline)
+      throw new TransientError(`topics not ready after ${timeoutMs} ms: ${last}`, { context: { topics } });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
 
 async function checkPartitions(admin: Admin, topics: string[], partitions: number): Promise<void> {

@@ -5,9 +5,20 @@
 import avsc from 'avsc';
 import type { Consumer, Kafka, Producer } from 'kafkajs';
 import { afterAll, describe, expect, inject } from 'vitest';
-import { createKafka } from '../../common/kafka.js';
+import { ConfigError } from '../../common/errors.js';
+import { createKafka, ensureTopics, topicNames } from '../../common/kafka.js';
 import { createLogger } from '../../common/log.js';
-import { createTopics, deleteTopics, type KafkaEndpoint, uniqueTopic } from '../support/kafka.js';
+import {
+  createTopics,
+  deleteTopics,
+  type KafkaEndpoint,
+  quietKafka,
+  startCluster3,
+  startCluster3Node,
+  stopCluster3,
+  stopCluster3Node,
+  uniqueTopic,
+} from '../support/kafka.js';
 import { endpointOrReason, itReal } from '../support/real.js';
 
 const { value: endpoint, missing } = endpointOrReason(inject('kafka'));
@@ -253,5 +264,169 @@ describe('Kafka smoke: Avro through the real broker with kafkajs', () => {
       expect(handledB.size).toBe(total - firstRun);
     },
     120_000,
+  );
+});
+
+describe('ensureTopics on the real broker', () => {
+  const created: string[] = [];
+  afterAll(async () => {
+    if (endpoint) await deleteTopics(endpoint, created);
+  });
+
+  itReal(missing)(
+    'creates the ktrail topics once, co-partitioned, with a compacted containers topic',
+    async () => {
+      const ep = endpoint as KafkaEndpoint;
+      const prefix = `${uniqueTopic('ensure')}.`;
+      const names = topicNames(prefix);
+      created.push(...Object.values(names));
+      const admin = quietKafka(ep.brokers, 'ensure-test').admin();
+      await admin.connect();
+      try {
+        const first = await ensureTopics(admin, { prefix, partitions: 4 });
+        expect(first.created.sort()).toEqual(Object.values(names).sort());
+        expect(first.existing).toEqual([]);
+
+        const { topics } = await admin.fetchTopicMetadata({ topics: Object.values(names) });
+        expect(topics.map((t) => [t.name, t.partitions.length]).sort()).toEqual(
+          Object.values(names)
+            .map((n) => [n, 4])
+            .sort(),
+        );
+        const configs = await admin.describeConfigs({
+          resources: [
+            { type: 2, name: names.containers, configNames: ['cleanup.policy', 'min.compaction.lag.ms'] },
+          ],
+          includeSynonyms: false,
+        });
+        const entries = Object.fromEntries(
+          (configs.resources[0]?.configEntries ?? []).map((e) => [e.configName, e.configValue]),
+        );
+        expect(entries['cleanup.policy']).toBe('compact');
+        expect(Number(entries['min.compaction.lag.ms'])).toBeGreaterThan(0);
+
+        // Idempotent: nothing new, nothing fails.
+        const second = await ensureTopics(admin, { prefix, partitions: 4 });
+        expect(second.created).toEqual([]);
+        expect(second.existing.sort()).toEqual(Object.values(names).sort());
+
+        // A different partition count would break co-partitioning: refuse, naming topics.
+        const mismatch = ensureTopics(admin, { prefix, partitions: 5 });
+        await expect(mismatch).rejects.toBeInstanceOf(ConfigError);
+        await expect(mismatch).rejects.toThrow(`${names.events} has 4`);
+      } finally {
+        await admin.disconnect();
+      }
+    },
+    60_000,
+  );
+
+  itReal(missing)(
+    'refuses a containers topic that exists without compaction',
+    async () => {
+      const ep = endpoint as KafkaEndpoint;
+      const prefix = `${uniqueTopic('ensure-nc')}.`;
+      const names = topicNames(prefix);
+      created.push(...Object.values(names));
+      await createTopics(ep, [{ topic: names.containers, partitions: 2 }]);
+      const admin = quietKafka(ep.brokers, 'ensure-test').admin();
+      await admin.connect();
+      try {
+        await expect(ensureTopics(admin, { prefix, partitions: 2 })).rejects.toThrow(
+          `topic ${names.containers}: cleanup.policy is "delete", ktrail needs "compact"`,
+        );
+      } finally {
+        await admin.disconnect();
+      }
+    },
+    60_000,
+  );
+});
+
+// The three-node cluster the failover tests use: proves the helpers start it next to the
+// single broker, and that acks=all writes survive losing a partition leader.
+describe('three-node KRaft cluster', () => {
+  let cluster: KafkaEndpoint | undefined;
+  const clients: (Producer | Consumer)[] = [];
+  afterAll(async () => {
+    for (const c of clients) await c.disconnect().catch(() => undefined);
+    if (cluster) await stopCluster3();
+  }, 120_000);
+
+  itReal(missing)(
+    'keeps every acknowledged message when the partition leader is killed',
+    async () => {
+      cluster = await startCluster3();
+      expect(cluster.brokers).toHaveLength(3);
+      const topic = uniqueTopic('c3-failover');
+      await createTopics(cluster, [{ topic, partitions: 1, replicationFactor: 3 }]);
+
+      const admin = quietKafka(cluster.brokers, 'c3-test').admin();
+      await admin.connect();
+      const leaderOf = async (): Promise<number> => {
+        const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
+        return topics[0]?.partitions[0]?.leader ?? -1;
+      };
+      const leader = await leaderOf();
+      expect([1, 2, 3]).toContain(leader);
+
+      const producer = createKafka(
+        { brokers: cluster.brokers, clientId: 'c3-producer' },
+        createLogger('test.kafka-c3'),
+      ).producer({ idempotent: true, maxInFlightRequests: 1 }); // as the collector sends
+      clients.push(producer);
+      await producer.connect();
+      const send = (from: number, to: number) =>
+        producer.send({
+          topic,
+          acks: -1,
+          messages: Array.from({ length: to - from }, (_, i) => ({
+            key: 'k',
+            value: encode({ key: 'k', seq: from + i, tsNs: BASE_TS, payload: Buffer.alloc(0) }),
+          })),
+        });
+      await send(0, 50);
+
+      // A crash, not a clean shutdown: the controller must notice and move leadership.
+      await stopCluster3Node(leader as 1 | 2 | 3, { kill: true });
+      await send(50, 100);
+      const newLeader = await leaderOf();
+      expect(newLeader).not.toBe(leader);
+      expect([1, 2, 3]).toContain(newLeader);
+      await admin.disconnect();
+
+      const seqs: number[] = [];
+      const consumer = quietKafka(cluster.brokers, 'c3-consumer').consumer({
+        groupId: uniqueTopic('c3-group'),
+      });
+      clients.push(consumer);
+      await consumer.connect();
+      await consumer.subscribe({ topic, fromBeginning: true });
+      await consumer.run({
+        eachMessage: async ({ message }) => {
+          seqs.push(decode(message.value).seq);
+        },
+      });
+      await waitFor(
+        () => seqs.length >= 100,
+        60_000,
+        () => `${seqs.length}/100 consumed`,
+      );
+      await consumer.disconnect();
+      // Every acknowledged message, once, in order (kafkajs retried the in-flight send).
+      expect(seqs).toEqual(Array.from({ length: 100 }, (_, i) => i));
+
+      // The killed node comes back and serves again.
+      await startCluster3Node(leader as 1 | 2 | 3);
+      const probe = quietKafka(
+        [`127.0.0.1:${cluster.brokers[leader - 1]?.split(':')[1]}`],
+        'c3-probe',
+      ).admin();
+      await probe.connect();
+      const described = await probe.describeCluster();
+      await probe.disconnect();
+      expect(described.brokers.map((b) => b.nodeId).sort()).toEqual([1, 2, 3]);
+    },
+    240_000,
   );
 });

@@ -11,6 +11,7 @@ import { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Kafka, logLevel } from 'kafkajs';
+import { createTopicsAndWait } from '../../common/kafka.js';
 
 const run = promisify(execFile);
 
@@ -59,20 +60,20 @@ export interface TestTopic {
   configEntries?: { name: string; value: string }[];
 }
 
-/** Creates topics (waiting for their leaders); fails if one already exists. */
+/** Creates topics and waits until every partition has a leader; fails if they all exist. */
 export async function createTopics(endpoint: KafkaEndpoint, topics: TestTopic[]): Promise<void> {
   const admin = quietKafka(endpoint.brokers, 'ktrail-test-admin').admin();
   await admin.connect();
   try {
-    const created = await admin.createTopics({
-      waitForLeaders: true,
-      topics: topics.map((t) => ({
+    const created = await createTopicsAndWait(
+      admin,
+      topics.map((t) => ({
         topic: t.topic,
         numPartitions: t.partitions ?? 1,
         replicationFactor: t.replicationFactor ?? 1,
         configEntries: t.configEntries ?? [],
       })),
-    });
+    );
     if (!created) throw new Error(`topics already exist: ${topics.map((t) => t.topic).join(', ')}`);
   } finally {
     await admin.disconnect();

@@ -72,13 +72,14 @@ export async function insertBatch(
 
   for (let attempt = 1; ; attempt++) {
     try {
-      await client.insert({
-        table,
-        // A fresh stream per attempt over the same string: a retry resends identical bytes.
+      // exec with a raw body (client.insert would JSON.stringify each row again), a fresh
+      // stream per attempt over the same string: a retry resends identical bytes.
+      const result = await client.exec({
+        query: `INSERT INTO ${table} FORMAT JSONEachRow`,
         values: stringStream(body),
-        format: 'JSONEachRow',
         clickhouse_settings: settings,
       });
+      result.stream.resume(); // nothing to read; drain so the socket returns to the pool
       if (attempt > 1)
         log.info({ table, token: params.dedupToken, attempt }, 'insert succeeded after retries');
       return { rows: count, attempts: attempt };
@@ -195,7 +196,8 @@ export function clickHouseCode(err: unknown): number | undefined {
 /**
  * Retriable -> TransientError; bad rows -> PoisonError; anything else with a ClickHouse code
  * (unknown table, unknown setting, syntax, auth) -> KtrailError(retriable: false), which
- * needs a person, not the dead-letter path. Errors without a code are transport failures.
+ * needs a person, not the dead-letter path. Without a code: socket errors and timeouts are
+ * transient, anything else is a non-retriable client error.
  */
 export function classifyClickHouseError(err: unknown, context: Record<string, unknown> = {}): KtrailError {
   if (err instanceof KtrailError) return err;
@@ -222,6 +224,6 @@ export function classifyClickHouseError(err: unknown, context: Record<string, un
   if (err instanceof TypeError && /BigInt|JSON/i.test(message)) {
     return new PoisonError(`rows cannot be serialized: ${message}`, { cause: err, context: ctx });
   }
-  // Unknown failure without a code: most likely transport; retries are bounded by the policy.
-  return new TransientError(`ClickHouse: ${message}`, { cause: err, context: ctx });
+  // Anything else (a bug, a misuse of the client) would fail the same way again.
+  return new KtrailError(`ClickHouse client: ${message}`, { retriable: false, cause: err, context: ctx });
 }

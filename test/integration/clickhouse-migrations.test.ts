@@ -1,0 +1,283 @@
+// Migrations on the real chDB engine: applied in order and tracked, a re-run is a no-op, a
+// changed TTL reaches tables that already exist, an edited applied migration is refused;
+// and the schema they build works: rollups, the pending re-join views, completeness.
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect } from 'vitest';
+import { MIGRATIONS_DIR, migrate, readMigrations } from '../../processor/src/clickhouse/migrate.js';
+import { insertBatch } from '../../processor/src/clickhouse/writer.js';
+import { createTestChdb, type TestChdb } from '../support/clickhouse.js';
+import { itReal } from '../support/real.js';
+
+const NODE = 'node-a';
+const BASE_NS = BigInt(Date.UTC(2026, 10, 25, 10, 0, 0)) * 1_000_000n; // 10:00:00 UTC
+
+function common(cgroupId: bigint, timeNs: bigint, extra: Record<string, unknown> = {}) {
+  return {
+    node: NODE,
+    boot_id: 'boot-1',
+    time: timeNs,
+    ts_ns: timeNs - BASE_NS + 1_000_000_000n,
+    cgroup_id: cgroupId,
+    pid: 0,
+    tgid: 0,
+    ...extra,
+  };
+}
+
+describe('ClickHouse migrations', () => {
+  let ch: TestChdb;
+  beforeEach(async () => {
+    ch = await createTestChdb('mig');
+  });
+  afterEach(async () => {
+    await ch?.close();
+  });
+
+  const ttlOf = async (table: string) => {
+    const [row] = await ch.rows<{ statement: string }>(`SHOW CREATE TABLE ${ch.database}.${table}`);
+    return /TTL (.*)/.exec(row?.statement ?? '')?.[1];
+  };
+
+  itReal(undefined)('applies every migration once, tracks it, and a re-run is a no-op', async () => {
+    const files = readMigrations();
+    const first = await migrate(ch.client, { ttlRawDays: 14 });
+    expect(first.applied).toHaveLength(files.length);
+    const tracked = await ch.rows<{ version: number; name: string }>(
+      `SELECT version, name FROM ${ch.database}.ktrail_migrations ORDER BY version, name`,
+    );
+    expect(tracked.map((t) => t.name).sort()).toEqual(files.map((f) => f.name).sort());
+
+    const tables = await ch.rows<{ name: string; engine: string }>(
+      `SELECT name, engine FROM system.tables WHERE database = '${ch.database}' ORDER BY name`,
+    );
+    const engines = Object.fromEntries(tables.map((t) => [t.name, t.engine]));
+    for (const kind of [
+      'proc_exec',
+      'proc_exit',
+      'tcp_close',
+      'cpu_sample',
+      'memory_sample',
+      'block_sample',
+    ]) {
+      expect(engines[kind], kind).toBe('MergeTree');
+      expect(engines[`${kind}_resolved`], `${kind}_resolved`).toBe('View');
+    }
+    expect(engines.containers).toBe('ReplacingMergeTree');
+    expect(engines.usage_1m).toBe('AggregatingMergeTree');
+    expect(engines.usage_1d).toBe('AggregatingMergeTree');
+    expect(engines.usage_1m_from_cpu_sample).toBe('MaterializedView');
+    expect(engines.completeness_hourly).toBe('View');
+
+    const again = await migrate(ch.client, { ttlRawDays: 14 });
+    expect(again).toEqual({ applied: [], reapplied: [], upToDate: true });
+    const [count] = await ch.rows<{ n: string }>(`SELECT count() AS n FROM ${ch.database}.ktrail_migrations`);
+    expect(Number(count?.n)).toBe(files.length);
+  });
+
+  itReal(undefined)('a changed TTL setting reaches existing tables (14 days, then 7)', async () => {
+    await migrate(ch.client, { ttlRawDays: 14, ttlRollupDays: 400 });
+    expect(await ttlOf('cpu_sample')).toMatch(/toIntervalDay\(14\)/);
+    expect(await ttlOf('usage_1h')).toMatch(/toIntervalDay\(400\)/);
+
+    const second = await migrate(ch.client, { ttlRawDays: 7, ttlRollupDays: 500 });
+    expect(second.applied).toEqual([]);
+    expect(second.reapplied).toEqual(['R_ttl.sql']);
+    for (const table of ['cpu_sample', 'proc_exec', 'tcp_close', 'dead_letters']) {
+      expect(await ttlOf(table), table).toMatch(/toIntervalDay\(7\)/);
+    }
+    expect(await ttlOf('usage_1h')).toMatch(/toIntervalDay\(500\)/);
+  });
+
+  itReal(undefined)('refuses an applied migration whose file changed', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ktrail-migrations-'));
+    cpSync(MIGRATIONS_DIR, dir, { recursive: true });
+    await migrate(ch.client, { dir });
+    const file = join(dir, '0002_metadata_and_completeness.sql');
+    writeFileSync(file, `${readFileSync(file, 'utf8')}\n-- an edit after the fact\n`);
+    await expect(migrate(ch.client, { dir })).rejects.toThrow(
+      /0002_metadata_and_completeness\.sql was applied.*must not change/,
+    );
+  });
+
+  itReal(undefined)('rollups aggregate samples per container at 1m, 1h and 1d', async () => {
+    await migrate(ch.client);
+    const cg = 4242n;
+    // 120 cpu samples, one per second from 10:00:00: half a core each, 2 minutes.
+    const cpu = Array.from({ length: 120 }, (_, i) =>
+      common(cg, BASE_NS + BigInt(i) * 1_000_000_000n, {
+        cpu_ns: 500_000_000n,
+        switches: 10n,
+        interval_ns: 1_000_000_000n,
+        container_id: 'c1',
+        join_state: 'joined',
+      }),
+    );
+    const mem = [100, 200, 300, 400].map((mb, i) =>
+      common(cg, BASE_NS + BigInt(i) * 30_000_000_000n, {
+        current_bytes: BigInt(mb) * 1_048_576n,
+        peak_bytes: 500n * 1_048_576n,
+        limit_bytes: 0n,
+        oom_events: i === 3 ? 1n : 0n,
+      }),
+    );
+    const block = [
+      common(cg, BASE_NS, {
+        read_bytes: 4096n,
+        write_bytes: 8192n,
+        read_ios: 1n,
+        write_ios: 2n,
+        latency_hist: Array.from({ length: 32 }, (_, i) => (i === 3 ? 2 : 0)),
+        interval_ns: 1_000_000_000n,
+      }),
+    ];
+    await insertBatch(ch.client, { table: 'cpu_sample', rows: cpu, dedupToken: 'cpu_sample:t:0:0-119' });
+    await insertBatch(ch.client, { table: 'memory_sample', rows: mem, dedupToken: 'memory_sample:t:0:0-3' });
+    await insertBatch(ch.client, { table: 'block_sample', rows: block, dedupToken: 'block_sample:t:0:0-0' });
+
+    const db = ch.database;
+    const perMinute = await ch.rows<Record<string, unknown>>(
+      `SELECT bucket, max(container_id) AS cid, sum(cpu_ns) AS cpu, sum(cpu_switches) AS sw,
+              quantilesMerge(0.5, 0.95)(cpu_cores) AS cores, max(mem_bytes_max) AS mem_max, sum(oom_events) AS ooms
+       FROM ${db}.usage_1m WHERE cgroup_id = ${cg} GROUP BY bucket ORDER BY bucket`,
+    );
+    expect(perMinute).toEqual([
+      {
+        bucket: '2026-11-25 10:00:00',
+        cid: 'c1',
+        cpu: '30000000000',
+        sw: '600',
+        cores: [0.5, 0.5],
+        mem_max: String(200 * 1_048_576),
+        ooms: '0',
+      },
+      {
+        bucket: '2026-11-25 10:01:00',
+        cid: 'c1',
+        cpu: '30000000000',
+        sw: '600',
+        cores: [0.5, 0.5],
+        mem_max: String(400 * 1_048_576),
+        ooms: '1',
+      },
+    ]);
+    for (const [table, bucket] of [
+      ['usage_1h', '2026-11-25 10:00:00'],
+      ['usage_1d', '2026-11-25 00:00:00'],
+    ] as const) {
+      const rows = await ch.rows<Record<string, unknown>>(
+        `SELECT bucket, sum(cpu_ns) AS cpu, quantilesMerge(0.5, 0.95)(mem_bytes) AS mem_q, max(mem_peak_bytes) AS peak,
+                sum(blk_write_bytes) AS wb, sumForEachMerge(blk_latency_hist)[4] AS hist3
+         FROM ${db}.${table} WHERE cgroup_id = ${cg} GROUP BY bucket`,
+      );
+      expect(rows, table).toHaveLength(1);
+      expect(rows[0], table).toMatchObject({
+        bucket,
+        cpu: '60000000000',
+        peak: String(500 * 1_048_576),
+        wb: '8192',
+        hist3: '2',
+      });
+      const q = rows[0]?.mem_q as number[];
+      expect(q[0]).toBeGreaterThanOrEqual(200 * 1_048_576);
+      expect(q[0]).toBeLessThanOrEqual(300 * 1_048_576);
+      expect(q[1]).toBeGreaterThan(350 * 1_048_576);
+    }
+  });
+
+  itReal(undefined)(
+    'pending rows resolve in the *_resolved view once the container record arrives',
+    async () => {
+      await migrate(ch.client);
+      const db = ch.database;
+      const cg = 777n;
+      await insertBatch(ch.client, {
+        table: 'proc_exec',
+        rows: [
+          common(cg, BASE_NS, {
+            pid: 10,
+            tgid: 10,
+            ppid: 1,
+            uid: 0,
+            gid: 0,
+            args_count: 2,
+            args_size: 12,
+            comm: 'sh',
+            filename: '/bin/sh',
+            args: ['sh', '-c', 'true'],
+            join_state: 'pending',
+          }),
+        ],
+        dedupToken: 'proc_exec:events:0:5-5',
+      });
+      const view = () =>
+        ch.rows<{ container_id: string; container_name: string; join_state: string; resolved_late: number }>(
+          `SELECT container_id, container_name, join_state, resolved_late FROM ${db}.proc_exec_resolved WHERE cgroup_id = ${cg}`,
+        );
+      expect(await view()).toEqual([
+        { container_id: '', container_name: '', join_state: 'pending', resolved_late: 0 },
+      ]);
+
+      await insertBatch(ch.client, {
+        table: 'containers',
+        rows: [
+          {
+            node: NODE,
+            cgroup_id: cg,
+            cgroup_path: '/docker/abc',
+            runtime: 'docker',
+            container_id: 'abc',
+            name: 'web',
+            image: 'busybox',
+            labels: { app: 'web' },
+            cpu_limit_millis: 500,
+            started_at_ns: BASE_NS - 1_000_000_000n,
+            updated_at_ns: BASE_NS + 5_000_000_000n,
+            state: 'RUNNING',
+          },
+        ],
+        dedupToken: 'containers:meta:0:1-1',
+      });
+      expect(await view()).toEqual([
+        { container_id: 'abc', container_name: 'web', join_state: 'joined', resolved_late: 1 },
+      ]);
+      // The raw row is unchanged: the view resolves, nothing is rewritten.
+      const [raw] = await ch.rows<{ join_state: string }>(`SELECT join_state FROM ${db}.proc_exec`);
+      expect(raw?.join_state).toBe('pending');
+      const [c] = await ch.rows<{ started_at: string; stopped_at: string | null; limit: string | null }>(
+        `SELECT started_at, stopped_at, cpu_limit_millis AS limit FROM ${db}.containers FINAL`,
+      );
+      expect(c).toEqual({ started_at: '2026-11-25 09:59:59.000000000', stopped_at: null, limit: '500' });
+    },
+  );
+
+  itReal(undefined)('completeness_hourly counts received, missing and duplicated batches', async () => {
+    await migrate(ch.client);
+    const db = ch.database;
+    // Sequences 1..10 at 10:xx with 4 and 7 missing and 5 seen twice (a producer re-send).
+    const seqs = [1, 2, 3, 5, 5, 6, 8, 9, 10];
+    const rows = seqs.map((s, i) => ({
+      node: NODE,
+      boot_id: 'boot-1',
+      sequence: s,
+      time: BASE_NS + BigInt(s) * 60_000_000_000n,
+      events: 100,
+      kafka_partition: 0,
+      kafka_offset: i,
+    }));
+    await insertBatch(ch.client, { table: 'event_batches', rows, dedupToken: 'event_batches:events:0:0-8' });
+    const got = await ch.rows(
+      `SELECT hour, batches_received, batches_duplicated, batches_missing, events_received FROM ${db}.completeness_hourly`,
+    );
+    expect(got).toEqual([
+      {
+        hour: '2026-11-25 10:00:00',
+        batches_received: '8',
+        batches_duplicated: '1',
+        batches_missing: '2',
+        events_received: '900',
+      },
+    ]);
+  });
+});

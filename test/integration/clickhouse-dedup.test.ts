@@ -1,0 +1,159 @@
+// Exactly-once rows from at-least-once delivery, on the real chDB engine: a batch inserted
+// twice with its token lands once, in the raw table AND in every rollup fed by materialized
+// views; two identical batches with different tokens both land; UInt64 keeps full precision.
+import { afterAll, beforeAll, describe, expect } from 'vitest';
+import { ConfigError, PoisonError } from '../../common/errors.js';
+import { migrate } from '../../processor/src/clickhouse/migrate.js';
+import { insertBatch, toJsonEachRow } from '../../processor/src/clickhouse/writer.js';
+import { createTestChdb, type TestChdb } from '../support/clickhouse.js';
+import { itReal } from '../support/real.js';
+
+const BASE_NS = BigInt(Date.UTC(2026, 10, 25, 12, 0, 0)) * 1_000_000n;
+
+function cpuBatch(cgroupId: bigint, n: number) {
+  return Array.from({ length: n }, (_, i) => ({
+    node: 'node-d',
+    boot_id: 'boot-d',
+    time: BASE_NS + BigInt(i) * 1_000_000_000n,
+    ts_ns: BigInt(i) * 1_000_000_000n,
+    cgroup_id: cgroupId,
+    pid: 0,
+    tgid: 0,
+    cpu_ns: 250_000_000n,
+    switches: 3n,
+    interval_ns: 1_000_000_000n,
+    join_state: 'host',
+  }));
+}
+
+describe('insert deduplication', () => {
+  let ch: TestChdb;
+  beforeAll(async () => {
+    ch = await createTestChdb('dedup');
+    await migrate(ch.client);
+  });
+  afterAll(async () => {
+    await ch?.close();
+  });
+
+  const counts = async (cg: bigint) => {
+    const db = ch.database;
+    const [raw] = await ch.rows<{ n: string }>(
+      `SELECT count() AS n FROM ${db}.cpu_sample WHERE cgroup_id = ${cg}`,
+    );
+    const level = async (t: string) => {
+      const [r] = await ch.rows<{ cpu: string; sw: string }>(
+        `SELECT sum(cpu_ns) AS cpu, sum(cpu_switches) AS sw FROM ${db}.${t} WHERE cgroup_id = ${cg}`,
+      );
+      return r;
+    };
+    return {
+      raw: Number(raw?.n),
+      m: await level('usage_1m'),
+      h: await level('usage_1h'),
+      d: await level('usage_1d'),
+    };
+  };
+
+  itReal(undefined)(
+    'the same batch with the same token lands once, also in the rollup MV targets',
+    async () => {
+      const cg = 1001n;
+      const rows = cpuBatch(cg, 90);
+      const token = 'cpu_sample:events:3:1000-1089';
+      const first = await insertBatch(ch.client, { table: 'cpu_sample', rows, dedupToken: token });
+      expect(first).toEqual({ rows: 90, attempts: 1 });
+      const once = await counts(cg);
+      // A retry after a crash rebuilds the same batch: same rows, same token.
+      await insertBatch(ch.client, { table: 'cpu_sample', rows: cpuBatch(cg, 90), dedupToken: token });
+      const twice = await counts(cg);
+      const expected = { cpu: String(90 * 250_000_000), sw: String(90 * 3) };
+      expect(once).toEqual({ raw: 90, m: expected, h: expected, d: expected });
+      expect(twice).toEqual(once);
+    },
+  );
+
+  itReal(undefined)('two identical batches with different tokens both land', async () => {
+    const cg = 1002n;
+    const rows = cpuBatch(cg, 10);
+    await insertBatch(ch.client, { table: 'cpu_sample', rows, dedupToken: 'cpu_sample:events:0:0-9' });
+    await insertBatch(ch.client, { table: 'cpu_sample', rows, dedupToken: 'cpu_sample:events:0:10-19' });
+    const c = await counts(cg);
+    const expected = { cpu: String(20 * 250_000_000), sw: String(20 * 3) };
+    expect(c).toEqual({ raw: 20, m: expected, h: expected, d: expected });
+  });
+
+  itReal(undefined)('a token does not leak onto the next insert of the chDB session', async () => {
+    // chDB applies settings with SET on a long-lived session; without the factory's reset the
+    // next insert would inherit this token and be dropped as its duplicate.
+    const db = ch.database;
+    await ch.client.command({
+      query: `CREATE TABLE ${db}.leak (x UInt64) ENGINE = MergeTree ORDER BY x SETTINGS non_replicated_deduplication_window = 100`,
+    });
+    await insertBatch(ch.client, { table: 'leak', rows: [{ x: 1 }], dedupToken: 'leak:1' });
+    await ch.client.insert({ table: `${db}.leak`, values: [{ x: 2 }], format: 'JSONEachRow' });
+    const rows = await ch.rows<{ x: string }>(`SELECT x FROM ${db}.leak ORDER BY x`);
+    expect(rows).toEqual([{ x: '1' }, { x: '2' }]);
+  });
+
+  itReal(undefined)('UInt64 max (cgroup id, offsets) round-trips through insertBatch', async () => {
+    const max = 2n ** 64n - 1n;
+    const rows = cpuBatch(max, 1).map((r) => ({ ...r, cpu_ns: max, kafka_offset: max - 1n }));
+    await insertBatch(ch.client, { table: 'cpu_sample', rows, dedupToken: 'cpu_sample:events:0:max' });
+    const got = await ch.rows<{ cgroup_id: string; cpu_ns: string; kafka_offset: string; t: string }>(
+      `SELECT cgroup_id, cpu_ns, kafka_offset, toUnixTimestamp64Nano(time) AS t FROM ${ch.database}.cpu_sample
+       WHERE cgroup_id = ${max}`,
+    );
+    expect(got).toEqual([
+      {
+        cgroup_id: max.toString(),
+        cpu_ns: max.toString(),
+        kafka_offset: (max - 1n).toString(),
+        t: BASE_NS.toString(),
+      },
+    ]);
+  });
+
+  itReal(undefined)('accepts a pre-serialized JSONEachRow body', async () => {
+    const cg = 1003n;
+    const rows = cpuBatch(cg, 5);
+    const res = await insertBatch(ch.client, {
+      table: 'cpu_sample',
+      rows: { jsonEachRow: toJsonEachRow(rows), count: rows.length },
+      dedupToken: 'cpu_sample:events:9:0-4',
+    });
+    expect(res.rows).toBe(5);
+    expect((await counts(cg)).raw).toBe(5);
+  });
+
+  itReal(undefined)('never inserts without a token; bad rows are poison, not retried', async () => {
+    await expect(
+      insertBatch(ch.client, { table: 'cpu_sample', rows: cpuBatch(1n, 1), dedupToken: '' }),
+    ).rejects.toBeInstanceOf(ConfigError);
+    const bad = cpuBatch(1004n, 1).map((r) => ({ ...r, cpu_ns: 'lots' }));
+    const err = await insertBatch(ch.client, { table: 'cpu_sample', rows: bad, dedupToken: 'bad:1' }).catch(
+      (e) => e,
+    );
+    expect(err).toBeInstanceOf(PoisonError);
+    expect(err.retriable).toBe(false);
+    expect(err.context.attempt).toBe(1);
+    // A row without its wall-clock time would be dropped by the TTL: the table refuses it.
+    const { time: _time, ...noTime } = cpuBatch(1005n, 1)[0]!;
+    const err2 = await insertBatch(ch.client, {
+      table: 'cpu_sample',
+      rows: [noTime],
+      dedupToken: 'bad:2',
+    }).catch((e) => e);
+    expect(err2.retriable).toBe(false);
+    expect(String(err2.message)).toMatch(/time_is_set/);
+    // A field with no column is an error, not silently dropped data.
+    const extra = cpuBatch(1006n, 1).map((r) => ({ ...r, not_a_column: 1 }));
+    const err3 = await insertBatch(ch.client, {
+      table: 'cpu_sample',
+      rows: extra,
+      dedupToken: 'bad:3',
+    }).catch((e) => e);
+    expect(err3).toBeInstanceOf(PoisonError);
+    expect(String(err3.message)).toMatch(/not_a_column/);
+  });
+});

@@ -429,6 +429,10 @@ void Capture::AttachPrograms(ObjectState& os) {
     if (link == nullptr) {
       int err = errno;
       std::string log = cap.Take();
+      if (err == EOPNOTSUPP) {  // loaded, but its section names no attach point (tc, syscall...)
+        ps.error = "loaded; section '" + ps.section + "' has no automatic attach point";
+        continue;
+      }
       ps.error = "attach failed: " + ErrnoText(err) + (log.empty() ? "" : "\n" + Tail(log, 5));
       continue;
     }
@@ -446,6 +450,9 @@ void Capture::PollLoop() {
       if (left_ms < timeout) timeout = left_ms < 0 ? 0 : static_cast<int>(left_ms);
     }
     int n = ring_buffer__poll(rb_, timeout);
+    // Programs may submit with BPF_RB_NO_WAKEUP to batch wakeups (each is an irq_work, a
+    // VM exit under virtualization): records then wait for us without an epoll event.
+    if (n == 0) n = ring_buffer__consume(rb_);
     if (n < 0 && n != -EINTR && n != -ECANCELED) {
       poll_errors_++;
       last_poll_error_ = n;
@@ -681,6 +688,7 @@ Napi::Value Capture::Counters(const Napi::CallbackInfo& info) {
     p.Set("name", ps.name);
     p.Set("object", ps.object);
     p.Set("section", ps.section);
+    p.Set("loaded", Napi::Boolean::New(env, ps.prog != nullptr && !closed_));
     p.Set("attached", Napi::Boolean::New(env, ps.attached && !closed_));
     if (!ps.error.empty()) p.Set("error", ps.error);
     if (ps.prog != nullptr && !closed_) {

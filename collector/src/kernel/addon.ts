@@ -56,6 +56,9 @@ export interface ProgramState {
   name: string;
   object: string;
   section: string;
+  /** Verified and in the kernel. */
+  loaded: boolean;
+  /** Attached to its hook (a program whose section names no hook, e.g. `tc`, is loaded only). */
   attached: boolean;
   /** Why it is not running: the verifier log tail, the attach error, or "not selected". */
   error?: string;
@@ -167,13 +170,13 @@ export function openCapture(settings: CaptureSettings, onBatch: BatchHandler): K
   }
   if (counters.unusedCfg.length > 0)
     log.warn({ unusedCfg: counters.unusedCfg }, 'settings no object declares');
-  if (!counters.programs.some((p) => p.attached)) {
+  if (!counters.programs.some((p) => p.loaded)) {
     capture.close();
     const reasons = [
       ...counters.objects.filter((o) => o.error !== undefined).map((o) => `${o.path}: ${o.error}`),
       ...counters.programs.map((p) => `${p.name}: ${p.error ?? 'not attached'}`),
     ];
-    throw new KtrailError(`no BPF program could be attached:\n${reasons.join('\n')}`, {
+    throw new KtrailError(`no BPF program could be loaded:\n${reasons.join('\n')}`, {
       context: { features: counters.features },
     });
   }

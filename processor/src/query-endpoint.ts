@@ -1,7 +1,7 @@
 // A ClickHouse-compatible HTTP endpoint over the processor's own store. chDB allows one
 // process per data directory, so while the pipeline runs, SQL has to go through the process
 // that owns the store: this endpoint speaks enough of ClickHouse's HTTP interface
-// (`?query=`, body, `default_format`, `/ping`, `X-ClickHouse-Exception-Code`) for curl,
+// (`?query=`, body, `param_*`, `default_format`, `/ping`, `X-ClickHouse-Exception-Code`) for curl,
 // `./ktrail query`, Grafana-style HTTP clients and @clickhouse/client's URL mode.
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -65,8 +65,12 @@ export async function startQueryEndpoint(options: QueryEndpointOptions): Promise
     const statement = RETURNS_ROWS.test(sql) && !FORMAT_CLAUSE.test(sql) ? `${sql}\nFORMAT ${format}` : sql;
     try {
       // Like a ClickHouse server's defaults: 64-bit integers quoted in JSON so no client loses precision.
+      // ClickHouse's HTTP query parameters: ?param_from=... binds {from:DateTime}.
+      const params: Record<string, string> = {};
+      for (const [key, value] of url.searchParams) if (key.startsWith('param_')) params[key.slice(6)] = value;
       const result = await client.exec({
         query: statement,
+        query_params: params,
         clickhouse_settings: { output_format_json_quote_64bit_integers: 1 },
       });
       const chunks: Buffer[] = [];

@@ -49,6 +49,10 @@ describe('ClickHouse-compatible query endpoint over chDB', () => {
       await fetch(`${base()}/?default_format=CSV`, { method: 'POST', body: 'SELECT s FROM q.t ORDER BY n' })
     ).text();
     expect(csv).toBe('"one"\n"max"\n');
+    const bound = await (
+      await fetch(`${base()}/?param_min=2`, { method: 'POST', body: 'SELECT s FROM q.t WHERE n >= {min:UInt64}' })
+    ).text();
+    expect(bound).toBe('max\n');
   });
 
   it('reports errors with the ClickHouse exception code', async () => {

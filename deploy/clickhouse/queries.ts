@@ -1,0 +1,62 @@
+// The capacity-analysis queries in deploy/clickhouse/queries/*.sql, and two ways to run them:
+// through a ClickHouse client (chDB store or server), or through the running pipeline's
+// ClickHouse-compatible query endpoint (chDB allows one process per store).
+import { readFileSync } from 'node:fs';
+import type { ClickHouseClient } from '@clickhouse/client';
+
+export type Row = Record<string, unknown>;
+export type QueryParams = Record<string, string | number>;
+
+export interface SqlRunner {
+  rows(sql: string, params?: QueryParams): Promise<Row[]>;
+}
+
+export const CAPACITY_QUERIES = {
+  cpu_by_container: 'CPU per container (cores)',
+  cpu_by_namespace: 'CPU per namespace and workload',
+  memory_peaks: 'Memory peaks',
+  network_top_talkers: 'Network egress top talkers',
+  oom_and_crashloops: 'OOM kills and crash loops',
+  rightsizing: 'Right-sizing against requests and limits',
+  completeness: 'Data completeness per node and hour',
+  cpu_timeseries: 'CPU cores per minute, busiest containers',
+} as const;
+export type CapacityQuery = keyof typeof CAPACITY_QUERIES;
+
+/** The SQL of one query with the database filled in; parameters stay as {name:Type}. */
+export function capacityQuerySql(name: CapacityQuery, database: string): string {
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(database)) throw new Error(`bad database name ${database}`);
+  const sql = readFileSync(new URL(`./queries/${name}.sql`, import.meta.url), 'utf8');
+  return sql.replaceAll('{{database}}', database).replace(/;\s*$/, '').trim();
+}
+
+/** ClickHouse DateTime parameter text for a Date (UTC, second precision). */
+export function sqlDateTime(date: Date): string {
+  return date.toISOString().slice(0, 19).replace('T', ' ');
+}
+
+export function clientRunner(client: ClickHouseClient): SqlRunner {
+  return {
+    async rows(sql, params = {}) {
+      const result = await client.query({ query: sql, format: 'JSONEachRow', query_params: params });
+      return (await result.json()) as Row[];
+    },
+  };
+}
+
+/** Runs SQL through a ClickHouse HTTP endpoint (the pipeline's query endpoint or a server). */
+export function httpRunner(baseUrl: string): SqlRunner {
+  return {
+    async rows(sql, params = {}) {
+      const url = new URL(baseUrl);
+      for (const [key, value] of Object.entries(params)) url.searchParams.set(`param_${key}`, String(value));
+      const res = await fetch(url, { method: 'POST', body: `${sql}\nFORMAT JSONEachRow` });
+      const text = await res.text();
+      if (!res.ok) throw new Error(`query failed (${res.status}): ${text.trim()}`);
+      return text
+        .split('\n')
+        .filter((line) => line.trim())
+        .map((line) => JSON.parse(line) as Row);
+    },
+  };
+}

@@ -207,7 +207,13 @@ describe('native addon (real kernel)', () => {
       expect(bad?.error).toMatch(/cannot use helper bpf_sk_lookup_tcp/);
       const fine = k.programs.find((p) => p.name === 'fixture_still_fine');
       expect(fine?.attached).toBe(true);
-      expect(k.programs.filter((p) => p.object === FIXTURE).every((p) => p.attached)).toBe(true);
+      const hooked = k.programs.filter((p) => p.object === FIXTURE && p.name !== 'fixture_burst');
+      expect(hooked.every((p) => p.loaded && p.attached)).toBe(true);
+      // A program whose section names no hook is loaded (usable) but said not to be attached.
+      const burst = k.programs.find((p) => p.name === 'fixture_burst');
+      expect(burst?.loaded).toBe(true);
+      expect(burst?.attached).toBe(false);
+      expect(burst?.error).toMatch(/no automatic attach point/);
       // The surviving program of the broken object runs...
       for (let i = 0; i < 100; i++) void process.ppid; // getppid(2) each time
       const calls = c.readMap('kt_fine_calls')[0]?.[1].readBigUInt64LE(0) ?? 0n;

@@ -158,8 +158,6 @@ describe('docker metadata provider (real dockerd)', () => {
         providers: [createDockerProvider({ socketPath, node, cgroups: resolver })],
         onRecord: (r) => records.push(r),
       });
-      // Re-announce what the scan found now that the registry listens (what the collector does at start).
-      await resolver.scan();
       await registry.start();
       cleanup.push(() => registry.stop());
 

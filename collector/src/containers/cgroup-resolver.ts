@@ -258,6 +258,12 @@ export class CgroupResolver {
     }
   }
 
+  /** Every cgroup known now (live, or removed within the grace period). */
+  all(): IterableIterator<CgroupEntry> {
+    this.expire();
+    return this.entries.values();
+  }
+
   /** Called for every new, renamed, removed or scanned cgroup (the container registry listens). */
   onChange(listener: (entry: CgroupEntry, kind: CgroupEventKind | 'scan') => void): void {
     this.listeners.push(listener);

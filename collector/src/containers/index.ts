@@ -18,7 +18,7 @@ export type { ContainerRecord, ContainerState, MetadataProvider } from './types.
 
 const log = createLogger('collector.containers');
 
-type Resolver = Pick<CgroupResolver, 'onChange' | 'resolve'>;
+type Resolver = Pick<CgroupResolver, 'onChange' | 'resolve' | 'all'>;
 
 export type ContainerRegistryOptions = {
   node: string;
@@ -65,6 +65,8 @@ export class ContainerRegistry {
       const offset = bootOffsetNs();
       this.toWall = (ns) => ns + offset;
     }
+    // What the resolver already knows (its startup scan), then every change.
+    for (const entry of options.resolver.all()) this.onCgroup(entry, 'scan');
     options.resolver.onChange((entry, kind) => this.onCgroup(entry, kind));
   }
 

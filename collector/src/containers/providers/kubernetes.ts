@@ -1,0 +1,267 @@
+// Kubernetes metadata: a node-scoped pod watch (fieldSelector spec.nodeName=<node>) through
+// @kubernetes/client-node's ListWatch (list, then watch from the list's resourceVersion,
+// relist on expiry). Each pod becomes one record per container: pod name, namespace, uid,
+// labels, owning workload, per-container requests and limits, and the container id from
+// status.containerStatuses[].containerID with its runtime scheme stripped. The registry joins
+// these with the cgroup resolver by container id (the cgroup path names the same id).
+import { hostname } from 'node:os';
+import { CoreV1Api, KubeConfig, ListWatch, type V1Pod, Watch } from '@kubernetes/client-node';
+import { createLogger } from '../../../../common/log.js';
+import type { ContainerRuntime } from '../cgroup-path.js';
+import type { ContainerRecord, ContainerState, MetadataProvider } from '../types.js';
+import { rfc3339ToNs, wallNs } from '../types.js';
+
+const log = createLogger('collector.containers.kubernetes');
+
+export type KubernetesProviderOptions = {
+  /** The node whose pods to watch (spec.nodeName); default: $NODE_NAME, else the hostname. */
+  node?: string;
+  /** Default: in-cluster config when running in a pod, else $KUBECONFIG / ~/.kube/config. */
+  kubeConfig?: KubeConfig;
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+};
+
+const RUNTIME_BY_SCHEME: Record<string, ContainerRuntime> = {
+  containerd: 'containerd',
+  'cri-o': 'cri-o',
+  docker: 'docker',
+};
+
+/** "containerd://<id>" -> { runtime, id }. */
+export function splitContainerId(
+  value: string | undefined,
+): { runtime: ContainerRuntime; id: string } | undefined {
+  if (!value) return undefined;
+  const m = /^([a-z0-9-]+):\/\/([0-9a-f]+)$/.exec(value);
+  if (!m) return undefined;
+  return { runtime: RUNTIME_BY_SCHEME[m[1]!] ?? 'unknown', id: m[2]! };
+}
+
+const SUFFIX: Record<string, number> = {
+  n: 1e-9,
+  u: 1e-6,
+  m: 1e-3,
+  '': 1,
+  k: 1e3,
+  M: 1e6,
+  G: 1e9,
+  T: 1e12,
+  P: 1e15,
+  E: 1e18,
+  Ki: 2 ** 10,
+  Mi: 2 ** 20,
+  Gi: 2 ** 30,
+  Ti: 2 ** 40,
+  Pi: 2 ** 50,
+  Ei: 2 ** 60,
+};
+
+/** A Kubernetes resource.Quantity ("250m", "1.5", "128Mi", "1e3") as a number of units. */
+export function parseQuantity(q: string | undefined): number | undefined {
+  if (q === undefined) return undefined;
+  const m = /^([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?$/.exec(q.trim());
+  if (!m) return undefined;
+  return Number(m[1]) * SUFFIX[m[2] ?? '']!;
+}
+
+const cpuMillis = (q: string | undefined) => {
+  const v = parseQuantity(q);
+  return v === undefined ? undefined : BigInt(Math.ceil(Math.round(v * 1e6) / 1e3)); // k8s rounds up to 1m
+};
+const bytes = (q: string | undefined) => {
+  const v = parseQuantity(q);
+  return v === undefined ? undefined : BigInt(Math.ceil(v));
+};
+
+/** Times come as Date from the typed list call and as RFC 3339 strings from raw watch events. */
+function timeNs(value: Date | string | undefined): bigint | undefined {
+  if (value instanceof Date)
+    return Number.isNaN(value.getTime()) ? undefined : BigInt(value.getTime()) * 1_000_000n;
+  return rfc3339ToNs(value);
+}
+
+/** The workload that owns a pod, by the owner reference and Kubernetes' naming conventions. */
+export function workloadOf(pod: V1Pod): { kind: string; name: string } | undefined {
+  const owner =
+    pod.metadata?.ownerReferences?.find((o) => o.controller) ?? pod.metadata?.ownerReferences?.[0];
+  if (!owner) return undefined;
+  if (owner.kind === 'ReplicaSet') {
+    // Deployment "web" -> ReplicaSet "web-<pod-template-hash>"
+    const hash = pod.metadata?.labels?.['pod-template-hash'];
+    if (hash && owner.name.endsWith(`-${hash}`))
+      return { kind: 'Deployment', name: owner.name.slice(0, -hash.length - 1) };
+    return { kind: 'ReplicaSet', name: owner.name };
+  }
+  if (owner.kind === 'Job') {
+    // CronJob "report" -> Job "report-<scheduled time in minutes since the epoch>"
+    const m = /^(.+)-(\d{8,})$/.exec(owner.name);
+    if (m) return { kind: 'CronJob', name: m[1]! };
+    return { kind: 'Job', name: owner.name };
+  }
+  return { kind: owner.kind, name: owner.name };
+}
+
+/** One record per container of the pod (current and, for restarts, the previous instance). */
+export function podToRecords(pod: V1Pod, node: string, deleted = false): ContainerRecord[] {
+  const meta = pod.metadata ?? {};
+  const workload = workloadOf(pod);
+  const specs = new Map(
+    [...(pod.spec?.containers ?? []), ...(pod.spec?.initContainers ?? [])].map((c) => [c.name, c] as const),
+  );
+  const statuses = [
+    ...(pod.status?.containerStatuses ?? []),
+    ...(pod.status?.initContainerStatuses ?? []),
+    ...(pod.status?.ephemeralContainerStatuses ?? []),
+  ];
+  const records: ContainerRecord[] = [];
+  const now = wallNs();
+  const base = (name: string) => {
+    const r: Omit<ContainerRecord, 'cgroupId' | 'runtime' | 'containerId' | 'state' | 'image'> = {
+      node,
+      cgroupPath: '',
+      name,
+      labels: { ...(meta.labels ?? {}) },
+      updatedAtNs: now,
+    };
+    if (meta.uid !== undefined) r.podUid = meta.uid;
+    if (meta.name !== undefined) r.podName = meta.name;
+    if (meta.namespace !== undefined) r.namespace = meta.namespace;
+    if (workload) {
+      r.workloadKind = workload.kind;
+      r.workloadName = workload.name;
+    }
+    const res = specs.get(name)?.resources;
+    const set = (key: keyof ContainerRecord, v: bigint | undefined) => {
+      if (v !== undefined) (r as Record<string, unknown>)[key] = v;
+    };
+    set('cpuRequestMillis', cpuMillis(res?.requests?.cpu));
+    set('cpuLimitMillis', cpuMillis(res?.limits?.cpu));
+    set('memoryRequestBytes', bytes(res?.requests?.memory));
+    set('memoryLimitBytes', bytes(res?.limits?.memory));
+    return r;
+  };
+  for (const st of statuses) {
+    const current = splitContainerId(st.containerID);
+    if (current) {
+      let state: ContainerState = st.state?.running
+        ? 'RUNNING'
+        : st.state?.terminated
+          ? 'STOPPED'
+          : 'CREATED';
+      if (deleted) state = 'REMOVED';
+      const r: ContainerRecord = {
+        ...base(st.name),
+        cgroupId: 0n,
+        runtime: current.runtime,
+        containerId: current.id,
+        image: st.image,
+        imageId: st.imageID,
+        state,
+      };
+      const started = timeNs(st.state?.running?.startedAt ?? st.state?.terminated?.startedAt);
+      const finished = timeNs(st.state?.terminated?.finishedAt);
+      if (started !== undefined) r.startedAtNs = started;
+      if (finished !== undefined) r.stoppedAtNs = finished;
+      if (deleted) r.stoppedAtNs ??= now;
+      records.push(r);
+    }
+    // The instance before the last restart: its cgroup may still be in flight downstream.
+    const previous = splitContainerId(st.lastState?.terminated?.containerID);
+    if (previous && previous.id !== current?.id) {
+      const r: ContainerRecord = {
+        ...base(st.name),
+        cgroupId: 0n,
+        runtime: previous.runtime,
+        containerId: previous.id,
+        image: st.image,
+        imageId: st.imageID,
+        state: deleted ? 'REMOVED' : 'STOPPED',
+      };
+      const started = timeNs(st.lastState?.terminated?.startedAt);
+      const finished = timeNs(st.lastState?.terminated?.finishedAt);
+      if (started !== undefined) r.startedAtNs = started;
+      if (finished !== undefined) r.stoppedAtNs = finished;
+      records.push(r);
+    }
+  }
+  return records;
+}
+
+export function createKubernetesProvider(options: KubernetesProviderOptions = {}): MetadataProvider & {
+  readonly connected: boolean;
+  readonly restarts: number;
+} {
+  const node = options.node ?? process.env.NODE_NAME ?? hostname();
+  const minBackoff = options.minBackoffMs ?? 1000;
+  const maxBackoff = options.maxBackoffMs ?? 60_000;
+  const fieldSelector = `spec.nodeName=${node}`;
+  let kc = options.kubeConfig;
+  let informer: ListWatch<V1Pod> | undefined;
+  let stopped = false;
+  let connected = false;
+  let restarts = 0;
+  let backoff = minBackoff;
+  let retryTimer: NodeJS.Timeout | undefined;
+
+  return {
+    get connected() {
+      return connected;
+    },
+    get restarts() {
+      return restarts;
+    },
+    async start(onRecord) {
+      stopped = false;
+      if (!kc) {
+        kc = new KubeConfig();
+        kc.loadFromDefault();
+      }
+      const api = kc.makeApiClient(CoreV1Api);
+      const emit = (pod: V1Pod, deleted: boolean) => {
+        for (const r of podToRecords(pod, node, deleted)) onRecord(r);
+      };
+      // ListWatch: list (with our field selector), then watch from the list's resourceVersion.
+      informer = new ListWatch<V1Pod>(
+        '/api/v1/pods',
+        new Watch(kc),
+        () => api.listPodForAllNamespaces({ fieldSelector }),
+        false,
+        undefined,
+        fieldSelector,
+      );
+      informer.on('add', (pod) => emit(pod, false));
+      informer.on('update', (pod) => emit(pod, false));
+      informer.on('delete', (pod) => emit(pod, true));
+      informer.on('connect', () => {
+        connected = true;
+        backoff = minBackoff;
+      });
+      informer.on('error', (err) => {
+        // ListWatch stops on errors (API server gone, watch expired beyond relist): start again.
+        connected = false;
+        if (stopped) return;
+        log.warn(
+          { err: (err as Error | undefined)?.message, retryInMs: backoff },
+          'pod watch failed; restarting',
+        );
+        retryTimer = setTimeout(() => {
+          retryTimer = undefined;
+          restarts++;
+          informer?.start().catch((e) => log.warn({ err: (e as Error).message }, 'pod watch restart failed'));
+        }, backoff);
+        retryTimer.unref();
+        backoff = Math.min(backoff * 2, maxBackoff);
+      });
+      await informer.start();
+      connected = true;
+      log.info({ node, pods: informer.list().length }, 'kubernetes pod watch started');
+    },
+    async stop() {
+      stopped = true;
+      if (retryTimer) clearTimeout(retryTimer);
+      await informer?.stop();
+      connected = false;
+    },
+  };
+}

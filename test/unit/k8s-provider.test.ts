@@ -1,0 +1,243 @@
+// The Kubernetes pod-watch provider against a RECORDED watch stream: no API server runs on
+// the project's machines, so a tiny local HTTP server replays test/fixtures/k8s/ (a PodList,
+// then watch events as chunked JSON lines, the real watch protocol) and the real
+// @kubernetes/client-node ListWatch talks to it. The fixtures are authored from the Kubernetes
+// API shapes (Pod v1): a Deployment pod with an init container and a sidecar whose app
+// container is OOM-killed and restarted, a StatefulSet pod, a DaemonSet pod on CRI-O, a
+// CronJob pod that goes Pending -> Running -> Succeeded -> deleted, a bookmark, a bare pod.
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { KubeConfig } from '@kubernetes/client-node';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CgroupResolver } from '../../collector/src/containers/cgroup-resolver.js';
+import { ContainerRegistry } from '../../collector/src/containers/index.js';
+import {
+  createKubernetesProvider,
+  parseQuantity,
+  splitContainerId,
+} from '../../collector/src/containers/providers/kubernetes.js';
+import type { ContainerRecord } from '../../collector/src/containers/types.js';
+
+const fixture = (name: string) => readFileSync(new URL(`../fixtures/k8s/${name}`, import.meta.url), 'utf8');
+const list = JSON.parse(fixture('list-pods.json')) as {
+  metadata: { resourceVersion: string };
+  items: { metadata: { name: string; uid: string }; spec: { nodeName: string } }[];
+};
+const watchLines = fixture('watch-pods.jsonl').trim().split('\n');
+const NODE = list.items[0]!.spec.nodeName;
+
+type Served = { server: Server; url: string; requests: URL[] };
+const open: (() => void)[] = [];
+
+/** Serves the recorded list and watch stream the way the API server does. */
+async function apiServer(): Promise<Served> {
+  const requests: URL[] = [];
+  const held: ServerResponse[] = [];
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    requests.push(url);
+    if (url.pathname !== '/api/v1/pods') {
+      res.writeHead(404).end();
+      return;
+    }
+    if (url.searchParams.get('watch') !== 'true') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(list));
+      return;
+    }
+    // Watch: chunked JSON lines, a few ms apart, then held open like a quiet API server.
+    res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+    held.push(res);
+    const first = requests.filter((r) => r.searchParams.get('watch') === 'true').length === 1;
+    if (!first) return;
+    let i = 0;
+    const next = () => {
+      if (i >= watchLines.length || res.writableEnded) return;
+      res.write(watchLines[i++] + '\n');
+      setTimeout(next, 5);
+    };
+    next();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  open.push(() => {
+    for (const r of held) r.destroy();
+    server.close();
+  });
+  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, requests };
+}
+
+function kubeConfigFor(server: string): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: 'recorded', server, skipTLSVerify: true }],
+    users: [{ name: 'collector' }],
+    contexts: [{ name: 'recorded', cluster: 'recorded', user: 'collector' }],
+    currentContext: 'recorded',
+  });
+  return kc;
+}
+
+async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Container ids as the fixture states them (containerID minus its scheme). */
+function idOf(podName: string, container: string, where: 'list' | 'watch' = 'list'): string {
+  const pods =
+    where === 'list'
+      ? list.items
+      : watchLines.map((l) => (JSON.parse(l) as { object: (typeof list.items)[number] }).object);
+  for (const pod of pods) {
+    if (pod.metadata.name !== podName) continue;
+    const st = [
+      ...((pod as { status?: { containerStatuses?: { name: string; containerID?: string }[] } }).status
+        ?.containerStatuses ?? []),
+    ].find((s) => s.name === container && s.containerID);
+    if (st?.containerID) return splitContainerId(st.containerID)!.id;
+  }
+  throw new Error(`no container ${container} in ${podName}`);
+}
+
+afterEach(() => {
+  for (const close of open.splice(0)) close();
+});
+
+describe('kubernetes provider on a recorded watch stream', () => {
+  it('lists and watches only this node, and turns pods into per-container records', async () => {
+    const api = await apiServer();
+    const records: ContainerRecord[] = [];
+    const provider = createKubernetesProvider({ node: NODE, kubeConfig: kubeConfigFor(api.url) });
+    await provider.start((r) => records.push(r));
+    open.push(() => void provider.stop());
+
+    // The node-scoped selector on both the list and the watch, and the watch resumes at the list's version.
+    const watchReq = await waitFor('watch request', () =>
+      api.requests.find((u) => u.searchParams.get('watch')),
+    );
+    expect(api.requests[0]!.searchParams.get('fieldSelector')).toBe(`spec.nodeName=${NODE}`);
+    expect(watchReq.searchParams.get('fieldSelector')).toBe(`spec.nodeName=${NODE}`);
+    expect(watchReq.searchParams.get('resourceVersion')).toBe(list.metadata.resourceVersion);
+
+    const webApp = records.find((r) => r.containerId === idOf('web-7d4b9c8f6d-x2k9p', 'app'));
+    expect(webApp).toMatchObject({
+      node: NODE,
+      runtime: 'containerd',
+      name: 'app',
+      podName: 'web-7d4b9c8f6d-x2k9p',
+      namespace: 'shop',
+      podUid: list.items[0]!.metadata.uid,
+      workloadKind: 'Deployment',
+      workloadName: 'web',
+      cpuRequestMillis: 250n,
+      cpuLimitMillis: 1000n,
+      memoryRequestBytes: 128n * 1024n * 1024n,
+      memoryLimitBytes: 256n * 1024n * 1024n,
+      state: 'RUNNING',
+      cgroupId: 0n, // the registry joins it with the resolver
+    });
+    expect(webApp?.labels).toMatchObject({ app: 'web', tier: 'frontend' });
+    expect(webApp?.startedAtNs).toBe(BigInt(Date.parse('2026-11-25T18:00:03Z')) * 1_000_000n);
+    // sidecar without limits, init container that already completed
+    const envoy = records.find((r) => r.name === 'envoy');
+    expect(envoy?.cpuRequestMillis).toBe(100n);
+    expect(envoy?.cpuLimitMillis).toBeUndefined();
+    const init = records.find((r) => r.name === 'migrate');
+    expect(init).toMatchObject({ state: 'STOPPED', workloadKind: 'Deployment', cpuRequestMillis: 50n });
+    expect(init!.stoppedAtNs! - init!.startedAtNs!).toBe(1_000_000_000n);
+
+    expect(records.find((r) => r.podName === 'db-0')).toMatchObject({
+      workloadKind: 'StatefulSet',
+      workloadName: 'db',
+      cpuRequestMillis: 2000n,
+      memoryLimitBytes: 4n * 1024n ** 3n,
+    });
+    expect(records.find((r) => r.podName === 'node-exporter-q7z4m')).toMatchObject({
+      runtime: 'cri-o',
+      workloadKind: 'DaemonSet',
+      workloadName: 'node-exporter',
+      namespace: 'monitoring',
+    });
+
+    // Watch events: restart, cronjob pod lifecycle, bare pod.
+    const bare = await waitFor('bare pod', () => records.find((r) => r.podName === 'debug-shell'));
+    expect(bare).toMatchObject({ runtime: 'docker', cpuRequestMillis: 100n, memoryRequestBytes: 1_000_000n });
+    expect(bare.workloadKind).toBeUndefined();
+
+    const restarted = records.find((r) => r.containerId === idOf('web-7d4b9c8f6d-x2k9p', 'app', 'watch'));
+    expect(restarted?.state).toBe('RUNNING');
+    const oomKilled = records.filter((r) => r.containerId === webApp!.containerId).at(-1);
+    expect(oomKilled?.state).toBe('STOPPED');
+    expect(oomKilled?.stoppedAtNs).toBe(BigInt(Date.parse('2026-11-25T19:12:40Z')) * 1_000_000n);
+
+    const report = records.filter((r) => r.podName === 'report-29402880-zx8vq');
+    expect(report.map((r) => r.state)).toEqual(['RUNNING', 'STOPPED', 'REMOVED']); // Pending had no container
+    expect(report[0]).toMatchObject({
+      workloadKind: 'CronJob',
+      workloadName: 'report',
+      memoryRequestBytes: 512_000_000n,
+    });
+    expect(report[0]!.startedAtNs).toBe(
+      BigInt(Date.parse('2026-11-25T20:00:02Z')) * 1_000_000n + 123_456_789n,
+    );
+    expect(report[1]!.stoppedAtNs).toBe(
+      BigInt(Date.parse('2026-11-25T20:00:09Z')) * 1_000_000n + 500_000_000n,
+    );
+    expect(provider.connected).toBe(true);
+  });
+
+  it('joins pod records with cgroups by container id (systemd kubepods slices)', async () => {
+    const api = await apiServer();
+    const root = mkdtempSync(join(tmpdir(), 'ktrail-k8s-cgroup-'));
+    open.push(() => rmSync(root, { recursive: true, force: true }));
+    const web = list.items[0]!;
+    const podSlice = `kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${web.metadata.uid.replaceAll('-', '_')}.slice`;
+    const appPath = `${podSlice}/cri-containerd-${idOf(web.metadata.name, 'app')}.scope`;
+    mkdirSync(join(root, appPath), { recursive: true });
+    const resolver = await CgroupResolver.create({ mountPoint: root });
+    const records: ContainerRecord[] = [];
+    const registry = new ContainerRegistry({
+      node: NODE,
+      resolver,
+      providers: [createKubernetesProvider({ node: NODE, kubeConfig: kubeConfigFor(api.url) })],
+      onRecord: (r) => records.push(r),
+      bootToWallNs: (ns) => ns,
+    });
+    await registry.start();
+    open.push(() => void registry.stop());
+
+    const inode = statSync(join(root, appPath), { bigint: true }).ino;
+    const joined = await waitFor('joined record', () =>
+      records.find((r) => r.cgroupId === inode && r.podName === web.metadata.name),
+    );
+    expect(joined).toMatchObject({
+      cgroupPath: '/' + appPath,
+      name: 'app',
+      workloadName: 'web',
+      runtime: 'containerd',
+    });
+    expect(joined.podUid).toBe(web.metadata.uid);
+    expect(registry.lookup(inode)?.cpuLimitMillis).toBe(1000n);
+    // The kernel removes the OOM-killed container's cgroup; the record turns REMOVED and keeps its pod.
+    resolver.apply({ kind: 'cgroup_rmdir', cgroupId: inode, path: '/' + appPath, tsNs: 42n });
+    expect(registry.lookup(inode)).toMatchObject({ state: 'REMOVED', podName: web.metadata.name });
+  });
+
+  it('parses quantities the way the API server writes them', () => {
+    expect(parseQuantity('250m')).toBeCloseTo(0.25);
+    expect(parseQuantity('1.5')).toBe(1.5);
+    expect(parseQuantity('128Mi')).toBe(134217728);
+    expect(parseQuantity('1G')).toBe(1e9);
+    expect(parseQuantity('1e3')).toBe(1000);
+    expect(parseQuantity('12Zi')).toBeUndefined();
+    expect(splitContainerId('containerd://abc123')).toEqual({ runtime: 'containerd', id: 'abc123' });
+    expect(splitContainerId('')).toBeUndefined();
+  });
+});

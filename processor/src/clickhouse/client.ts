@@ -6,6 +6,7 @@ import { resolve } from 'node:path';
 import {
   type ClickHouseClient,
   type ClickHouseClientConfigOptions,
+  ClickHouseLogLevel,
   type ClickHouseSettings,
   createClient,
 } from '@clickhouse/client';
@@ -130,6 +131,9 @@ async function createServer(config: ServerConfig): Promise<ClickHouseClient> {
     username: config.username ?? 'default',
     password: config.password ?? '',
     request_timeout: config.requestTimeoutMs ?? 60_000,
+    // The writer logs failures once, classified, through pino; the client's own console
+    // logger would print a stack per failed attempt.
+    log: { level: ClickHouseLogLevel.OFF },
     ...(config.tls?.caFile === undefined ? {} : { tls: readTls(config.tls) }),
   };
   // The database may not exist yet, and a URL naming a missing database fails every request:
@@ -141,9 +145,9 @@ async function createServer(config: ServerConfig): Promise<ClickHouseClient> {
     await bootstrap.command({ query: `CREATE DATABASE IF NOT EXISTS ${config.database}` });
     version = await selectOne(bootstrap, 'SELECT version() AS v');
     const names = [...Object.keys(WANTED_SETTINGS), 'insert_deduplication_token'];
+    // Inlined, not bound: query parameters arrived in 19.x, and old servers must answer too.
     const rs = await bootstrap.query({
-      query: 'SELECT name FROM system.settings WHERE name IN ({names:Array(String)})',
-      query_params: { names },
+      query: `SELECT name FROM system.settings WHERE name IN (${names.map((n) => `'${n}'`).join(', ')})`,
       format: 'JSONEachRow',
     });
     known = new Set((await rs.json<{ name: string }>()).map((r) => r.name));

@@ -75,6 +75,13 @@ running_pid() {
   tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$dir/server.properties" || return 1
   echo "$pid"
 }
+# During startup the pid is our own fresh child, so only whether it still lives counts:
+# right after the fork its cmdline is still this script's, not yet java's.
+alive_pid() {
+  local pid
+  pid=$(cat "$1/broker.pid" 2>/dev/null) || return 1
+  [ -r "/proc/$pid/stat" ] && ! grep -q '^[0-9]* ([^)]*) Z' "/proc/$pid/stat"
+}
 port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
 java_cmd() {
@@ -183,7 +190,7 @@ wait_ready() {
     pending=0
     for i in $(nodes_of "$n" "$only"); do
       dir=$(node_dir "$n" "$i")
-      if ! running_pid "$dir" >/dev/null; then
+      if ! alive_pid "$dir"; then
         tail -n 30 "$dir/broker.log" "$dir/stdout.log" >&2 2>/dev/null || true
         die "node $i of cluster $n exited during startup (logs above, full log: $dir/broker.log)"
       fi

@@ -15,21 +15,112 @@ type Tap = { buf: Buffer; pos: number; readLong(): number; writeLong(n: number):
 type AvroType = avsc.Type;
 
 const TWO_64 = 1n << 64n;
+const FAST_LIMIT = 2 ** 52; // zigzag doubles it: still exact in a double
 const SCRATCH = Buffer.alloc(8);
 
-/** Unsigned 64-bit long as bigint (see 1. above). */
-export const U64_LONG: AvroType = avsc.types.LongType.__with({
-  fromBuffer: (buf: Buffer) => buf.readBigUInt64LE(0),
-  // packLongBytes copies the 8 bytes right away, so one scratch buffer serves every write.
-  toBuffer: (n: bigint) => {
+const isU64 = (n: unknown): n is bigint => typeof n === 'bigint' && n >= 0n && n < TWO_64;
+
+// avsc's documented hook for custom longs (LongType.__with) moves every value through an
+// 8-byte Buffer, which halves the encode rate of a batch. This type keeps the same
+// contract (it IS an avsc AbstractLongType, so resolution with int/long works) but reads
+// and writes the varint directly: doubles for values below 2^52, bigint math above.
+const AbstractLongType = Object.getPrototypeOf(
+  avsc.types.LongType.__with({
+    fromBuffer: () => 0n,
+    toBuffer: () => SCRATCH,
+    fromJSON: () => 0n,
+    toJSON: () => '0',
+    isValid: () => true,
+    compare: () => 0,
+  }),
+).constructor as new (
+  noUnpack: boolean,
+) => AvroType;
+
+class U64LongType extends AbstractLongType {
+  constructor() {
+    super(false);
+    Object.freeze(this);
+  }
+
+  _read(tap: Tap): bigint {
+    const buf = tap.buf;
+    let pos = tap.pos;
+    let zz = 0;
+    let mul = 1;
+    let b = 0;
+    // Up to 7 varint bytes (49 bits) are exact in a double.
+    for (let i = 0; i < 7; i++) {
+      b = buf[pos++] as number;
+      zz += (b & 0x7f) * mul;
+      mul *= 128;
+      if ((b & 0x80) === 0) break;
+    }
+    if ((b & 0x80) === 0) {
+      tap.pos = pos;
+      // zigzag: even -> non-negative, odd -> negative (a u64 >= 2^63 written by another writer)
+      return zz % 2 === 0 ? BigInt(zz / 2) : BigInt.asUintN(64, BigInt(-(zz + 1) / 2));
+    }
+    let big = BigInt(zz);
+    let shift = 49n;
+    do {
+      b = buf[pos++] as number; // undefined past the end -> NaN -> the tap reports truncation
+      big |= BigInt(b & 0x7f) << shift;
+      shift += 7n;
+    } while (b & 0x80 && shift < 70n);
+    tap.pos = pos;
+    const signed = (big >> 1n) ^ -(big & 1n);
+    return BigInt.asUintN(64, signed);
+  }
+
+  _write(tap: Tap, val: unknown): void {
+    if (typeof val === 'bigint') {
+      // Number() of a bigint below 2^53 is exact, so this range test is exact too.
+      const n = Number(val);
+      if (n >= 0 && n < FAST_LIMIT) {
+        tap.writeLong(n);
+        return;
+      }
+    }
+    if (!isU64(val)) throw new Error(`invalid "long" (unsigned 64-bit bigint): ${String(val)}`);
+    const signed = BigInt.asIntN(64, val);
+    let zz = BigInt.asUintN(64, (signed << 1n) ^ (signed >> 63n));
+    const buf = tap.buf;
+    while (zz >= 0x80n) {
+      buf[tap.pos++] = Number(zz & 0x7fn) | 0x80;
+      zz >>= 7n;
+    }
+    buf[tap.pos++] = Number(zz);
+  }
+
+  _fromBuffer(buf: Buffer): bigint {
+    return buf.readBigUInt64LE(0);
+  }
+
+  _toBuffer(n: bigint): Buffer {
     SCRATCH.writeBigUInt64LE(n);
     return SCRATCH;
-  },
-  fromJSON: (json: unknown) => BigInt.asUintN(64, BigInt(json as string | number | bigint)),
-  toJSON: (n: bigint) => n.toString(),
-  isValid: (n: unknown) => typeof n === 'bigint' && n >= 0n && n < TWO_64,
-  compare: (a: bigint, b: bigint) => (a === b ? 0 : a < b ? -1 : 1),
-});
+  }
+
+  _fromJSON(json: unknown): bigint {
+    return BigInt.asUintN(64, BigInt(json as string | number | bigint));
+  }
+
+  _toJSON(n: bigint): string {
+    return n.toString();
+  }
+
+  _isValid(n: unknown): boolean {
+    return isU64(n);
+  }
+
+  override compare(a: bigint, b: bigint): number {
+    return a === b ? 0 : a < b ? -1 : 1;
+  }
+}
+
+/** Unsigned 64-bit long as bigint (see 1. above). */
+export const U64_LONG: AvroType = new U64LongType();
 
 /** Which kind (`proc_exec`, ...) each event record full name stands for ("ktrail.kind" attribute). */
 const KIND_BY_RECORD = new Map<string, string>();
@@ -70,7 +161,7 @@ function isEventUnion(schema: unknown): boolean {
   });
 }
 
-type UnionBase = AvroType & { readonly types: AvroType[] };
+type UnionBase = Omit<AvroType, 'random'> & { readonly types: AvroType[] };
 const { WrappedUnionType } = avsc.types as unknown as {
   WrappedUnionType: new (schema: unknown, opts: unknown) => UnionBase;
 };
@@ -81,15 +172,22 @@ function createEventUnion(schema: unknown, opts: unknown): AvroType {
   const indexByKind = new Map<string, number>();
 
   class EventUnionType extends WrappedUnionType {
-    _check(val: unknown, _flags: unknown, hook?: (val: unknown, type: unknown) => void): boolean {
+    _check(
+      val: unknown,
+      flags: unknown,
+      hook?: (val: unknown, type: unknown) => void,
+      path?: string[],
+    ): boolean {
       const index =
         typeof val === 'object' && val !== null
           ? indexByKind.get((val as { kind?: string }).kind ?? '')
           : undefined;
-      const branch = index === undefined ? undefined : this.types[index];
-      const ok = branch?.isValid(val, hook ? { errorHook: hook as never } : undefined);
-      if (!ok && hook && branch === undefined) hook(val, this);
-      return ok === true;
+      if (index === undefined) {
+        hook?.(val, this);
+        return false;
+      }
+      const branch = this.types[index] as unknown as { _check(...args: unknown[]): boolean };
+      return branch._check(val, flags, hook, path);
     }
 
     _read(tap: Tap): unknown {
@@ -106,6 +204,13 @@ function createEventUnion(schema: unknown, opts: unknown): AvroType {
       if (index === undefined) throw new Error(`unknown event kind: ${String(val.kind)}`);
       tap.writeLong(index);
       (this.types[index] as unknown as { _write(t: Tap, v: unknown): void })._write(tap, val);
+    }
+
+    random(): unknown {
+      const index = Math.floor(Math.random() * this.types.length);
+      const event = (this.types[index] as AvroType).random() as unknown as Record<string, unknown>;
+      event.kind = kinds[index];
+      return event;
     }
 
     // Reading one branch of a writer's union: the reader branch with the same name (or an
@@ -151,7 +256,55 @@ function createEventUnion(schema: unknown, opts: unknown): AvroType {
     kinds[i] = kind;
     indexByKind.set(kind, i);
   });
-  return type;
+  return type as unknown as AvroType;
+}
+
+// avsc trusts the block counts of arrays and maps: a corrupted count makes it loop for
+// billions of items. Every item of ours takes at least one byte, so a count larger than
+// the bytes left is corruption, reported before the loop starts.
+type BlockReader = { itemsType?: { _read(tap: Tap): unknown }; valuesType?: { _read(tap: Tap): unknown } };
+
+function readBlockCount(tap: Tap): number {
+  let n = tap.readLong();
+  if (n < 0) {
+    n = -n;
+    tap.readLong(); // block size in bytes, unused
+  }
+  if (n > tap.buf.length - tap.pos) {
+    throw new Error(`corrupt block count ${n} with ${tap.buf.length - tap.pos} bytes left`);
+  }
+  return n;
+}
+
+const { ArrayType, MapType } = avsc.types as unknown as {
+  ArrayType: new (schema: unknown, opts: unknown) => AvroType;
+  MapType: new (schema: unknown, opts: unknown) => AvroType;
+};
+
+class GuardedArrayType extends ArrayType {
+  // `this` is the type, or a resolver that avsc gives the same method (with itemsType set).
+  _read(this: BlockReader, tap: Tap): unknown[] {
+    const items = this.itemsType as { _read(tap: Tap): unknown };
+    const out: unknown[] = [];
+    for (let n = readBlockCount(tap); n !== 0; n = readBlockCount(tap)) {
+      while (n-- > 0) out.push(items._read(tap));
+    }
+    return out;
+  }
+}
+
+class GuardedMapType extends MapType {
+  _read(this: BlockReader, tap: Tap & { readString(): string }): Record<string, unknown> {
+    const values = this.valuesType as { _read(tap: Tap): unknown };
+    const out: Record<string, unknown> = {};
+    for (let n = readBlockCount(tap); n !== 0; n = readBlockCount(tap)) {
+      while (n-- > 0) {
+        const key = tap.readString();
+        out[key] = values._read(tap);
+      }
+    }
+    return out;
+  }
 }
 
 const NUMBER_LONG_MARK = 'ktrail.js';
@@ -167,6 +320,11 @@ function typeHook(schema: unknown, opts: unknown): AvroType | undefined {
     return avsc.Type.forSchema('long', { registry: {} }); // avsc's own number long
   }
   if (isEventUnion(schema)) return createEventUnion(schema, opts);
+  if (typeof schema === 'object' && schema !== null && !Array.isArray(schema)) {
+    const type = (schema as Record<string, unknown>).type;
+    if (type === 'array') return new GuardedArrayType(schema, opts);
+    if (type === 'map') return new GuardedMapType(schema, opts);
+  }
   return undefined;
 }
 

@@ -1,0 +1,269 @@
+// The wire codec. Every message names its writer schema:
+//  - single-object encoding (default): C3 01 | 8-byte little-endian CRC-64-AVRO fingerprint | body
+//  - Confluent wire format (when a schema registry is configured): 00 | 4-byte big-endian id | body
+// Writers encode into one reused buffer per schema and hand out an owned copy. Readers find
+// the writer schema by fingerprint (or registry id) among ALL known versions, resolve it to
+// the current reader schema once per writer, and report anything unreadable as PoisonError.
+import type avsc from 'avsc';
+import { KtrailError, PoisonError } from '../common/errors.js';
+import {
+  type Catalog,
+  describeVersion,
+  loadCatalog,
+  type SchemaName,
+  type SchemaVersion,
+} from './catalog.js';
+import type { SchemaRegistryClient } from './registry-client.js';
+import type { SchemaTypes } from './types.js';
+
+export const SINGLE_OBJECT_MAGIC = Buffer.from([0xc3, 0x01]);
+export const SINGLE_OBJECT_HEADER_BYTES = 10;
+export const CONFLUENT_MAGIC = 0x00;
+export const CONFLUENT_HEADER_BYTES = 5;
+
+let sharedCatalog: Catalog | undefined;
+
+/** All schemas, compiled once per process on first use. */
+export function catalog(): Catalog {
+  sharedCatalog ??= loadCatalog();
+  return sharedCatalog;
+}
+
+export function singleObjectHeader(fingerprint: bigint): Buffer {
+  const header = Buffer.alloc(SINGLE_OBJECT_HEADER_BYTES);
+  SINGLE_OBJECT_MAGIC.copy(header, 0);
+  header.writeBigUInt64LE(fingerprint, 2);
+  return header;
+}
+
+export function confluentHeader(schemaId: number): Buffer {
+  const header = Buffer.alloc(CONFLUENT_HEADER_BYTES);
+  header[0] = CONFLUENT_MAGIC;
+  header.writeUInt32BE(schemaId, 1);
+  return header;
+}
+
+export type WireFormat = { format: 'single-object' } | { format: 'confluent'; schemaId: number };
+
+export interface Encoder<T> {
+  readonly schema: SchemaName;
+  readonly fingerprint: bigint;
+  readonly wire: WireFormat;
+  /** Header + Avro body, in a new Buffer the caller owns. Throws KtrailError on an invalid value. */
+  encode(value: T): Buffer;
+}
+
+/** Where the first error of an invalid value is, e.g. `events.3.tsNs: -1` (slow path, errors only). */
+function describeInvalid(type: avsc.Type, value: unknown): string {
+  const problems: string[] = [];
+  type.isValid(value, {
+    errorHook: (path: string[], any: unknown) => {
+      const shown =
+        typeof any === 'bigint'
+          ? `${any}n`
+          : JSON.stringify(any, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v));
+      problems.push(`${path.join('.') || '(root)'}: ${shown?.slice(0, 80)}`);
+    },
+  });
+  return problems.slice(0, 5).join('; ');
+}
+
+/** An encoder for the current version of `schema`; single-object unless a registry id is given. */
+export function createEncoder<N extends SchemaName>(
+  schema: N,
+  wire: WireFormat = { format: 'single-object' },
+): Encoder<SchemaTypes[N]> {
+  const version = catalog().current[schema];
+  const type = version.type;
+  const header =
+    wire.format === 'confluent' ? confluentHeader(wire.schemaId) : singleObjectHeader(version.fingerprint);
+  const headerBytes = header.length;
+  // One scratch buffer, header written once; it only grows.
+  let scratch = Buffer.alloc(64 * 1024);
+  header.copy(scratch, 0);
+
+  return {
+    schema,
+    fingerprint: version.fingerprint,
+    wire,
+    encode(value) {
+      let end: number;
+      try {
+        end = type.encode(value, scratch, headerBytes);
+        if (end < 0) {
+          // avsc returns minus the missing bytes: grow once to fit (with headroom) and redo.
+          const grown = Buffer.alloc(Math.max(scratch.length * 2, Math.ceil((scratch.length - end) * 1.25)));
+          header.copy(grown, 0);
+          scratch = grown;
+          end = type.encode(value, scratch, headerBytes);
+        }
+      } catch (cause) {
+        throw new KtrailError(`cannot encode ${schema}: ${describeInvalid(type, value) || String(cause)}`, {
+          cause,
+          context: { schema },
+        });
+      }
+      const out = Buffer.allocUnsafe(end);
+      scratch.copy(out, 0, 0, end);
+      return out;
+    },
+  };
+}
+
+/** Registers the current schema in a Confluent registry and returns an encoder using its id. */
+export async function createRegistryEncoder<N extends SchemaName>(
+  schema: N,
+  registry: SchemaRegistryClient,
+  subject = `${catalog().current[schema].type.name}`,
+): Promise<Encoder<SchemaTypes[N]>> {
+  const id = await registry.register(subject, catalog().current[schema].schema);
+  return createEncoder(schema, { format: 'confluent', schemaId: id });
+}
+
+export interface Decoded<N extends SchemaName = SchemaName> {
+  schema: N;
+  value: SchemaTypes[N];
+  /** The writer's version: a history number, 'current', or 'registry' for schemas only the registry knew. */
+  writerVersion: number | 'current' | 'registry';
+  writerFingerprint: bigint;
+}
+
+interface ReaderPlan {
+  writer: SchemaVersion;
+  writerVersion: number | 'current' | 'registry';
+  reader: SchemaVersion;
+  resolver: avsc.Resolver | undefined;
+}
+
+export interface SchemaResolver {
+  /** Decodes a single-object message, or a Confluent one whose id is already known. Throws PoisonError. */
+  decode(bytes: Buffer): Decoded;
+  /** Like decode, but also expects `schema` (e.g. EventBatch on the events topic). */
+  decodeAs<N extends SchemaName>(schema: N, bytes: Buffer): SchemaTypes[N];
+  /** Like decode, and fetches unknown Confluent ids from the registry first. */
+  decodeAsync(bytes: Buffer): Promise<Decoded>;
+  /** Makes a Confluent schema id known without a registry (tests, pinned deployments). */
+  addSchemaId(id: number, schema: Record<string, unknown>): void;
+}
+
+function poison(message: string, context: Record<string, unknown>, cause?: unknown): PoisonError {
+  return new PoisonError(message, cause === undefined ? { context } : { cause, context });
+}
+
+function schemaNameOf(schema: Record<string, unknown>): SchemaName | undefined {
+  const name = String(schema.name ?? '');
+  const short = name.slice(name.lastIndexOf('.') + 1);
+  return (Object.keys(catalog().current) as SchemaName[]).find((n) => n === short);
+}
+
+/**
+ * Finds writer schemas by fingerprint (current + schemas/history) or by registry id, and
+ * reads every message as the current reader schema of the same name.
+ */
+export function createSchemaResolver(options: { registry?: SchemaRegistryClient } = {}): SchemaResolver {
+  const cat = catalog();
+  const plansByFingerprint = new Map<string, ReaderPlan>();
+  const plansByConfluentId = new Map<number, ReaderPlan>();
+
+  function planFor(writer: SchemaVersion, writerVersion: ReaderPlan['writerVersion']): ReaderPlan {
+    const reader = cat.current[writer.name];
+    let resolver: avsc.Resolver | undefined;
+    if (writer.fingerprint !== reader.fingerprint) {
+      try {
+        resolver = reader.type.createResolver(writer.type);
+      } catch (cause) {
+        throw poison(
+          `writer schema ${writer.name} ${writer.version} can't be read as the current ${writer.name}`,
+          { schema: writer.name, writerFingerprint: writer.fingerprintKey },
+          cause,
+        );
+      }
+    }
+    return { writer, writerVersion, reader, resolver };
+  }
+
+  function planFromSchemaJson(schema: Record<string, unknown>, context: Record<string, unknown>): ReaderPlan {
+    const name = schemaNameOf(schema);
+    if (name === undefined)
+      throw poison(`registry schema ${String(schema.name)} is not a ktrail schema`, context);
+    const version = describeVersion(name, 'current', schema);
+    const known = cat.byFingerprint.get(version.fingerprintKey);
+    return known ? planFor(known, known.version) : planFor(version, 'registry');
+  }
+
+  function read(plan: ReaderPlan, bytes: Buffer, bodyStart: number): Decoded {
+    const body = bytes.subarray(bodyStart);
+    let value: unknown;
+    try {
+      value = plan.reader.type.fromBuffer(body, plan.resolver);
+    } catch (cause) {
+      throw poison(
+        `undecodable ${plan.writer.name} body: ${(cause as Error).message}`,
+        { schema: plan.writer.name, writerFingerprint: plan.writer.fingerprintKey, bytes: bytes.length },
+        cause,
+      );
+    }
+    return {
+      schema: plan.reader.name,
+      value: value as SchemaTypes[SchemaName],
+      writerVersion: plan.writerVersion,
+      writerFingerprint: plan.writer.fingerprint,
+    };
+  }
+
+  function decode(bytes: Buffer): Decoded {
+    if (bytes.length >= SINGLE_OBJECT_HEADER_BYTES && bytes[0] === 0xc3 && bytes[1] === 0x01) {
+      const key = bytes.toString('hex', 2, SINGLE_OBJECT_HEADER_BYTES);
+      let plan = plansByFingerprint.get(key);
+      if (plan === undefined) {
+        const writer = cat.byFingerprint.get(key);
+        if (writer === undefined) {
+          throw poison('unknown writer schema fingerprint', { fingerprint: key, bytes: bytes.length });
+        }
+        plan = planFor(writer, writer.version);
+        plansByFingerprint.set(key, plan);
+      }
+      return read(plan, bytes, SINGLE_OBJECT_HEADER_BYTES);
+    }
+    if (bytes.length >= CONFLUENT_HEADER_BYTES && bytes[0] === CONFLUENT_MAGIC) {
+      const id = bytes.readUInt32BE(1);
+      const plan = plansByConfluentId.get(id);
+      if (plan === undefined)
+        throw poison('unknown schema registry id', { schemaId: id, bytes: bytes.length });
+      return read(plan, bytes, CONFLUENT_HEADER_BYTES);
+    }
+    throw poison('not a single-object or Confluent Avro message', {
+      head: bytes.subarray(0, 10).toString('hex'),
+      bytes: bytes.length,
+    });
+  }
+
+  return {
+    decode,
+    decodeAs(schema, bytes) {
+      const decoded = decode(bytes);
+      if (decoded.schema !== schema) {
+        throw poison(`expected ${schema}, got ${decoded.schema}`, {
+          schema: decoded.schema,
+          writerFingerprint: decoded.writerFingerprint.toString(16),
+        });
+      }
+      return decoded.value as SchemaTypes[typeof schema];
+    },
+    async decodeAsync(bytes) {
+      if (bytes.length >= CONFLUENT_HEADER_BYTES && bytes[0] === CONFLUENT_MAGIC) {
+        const id = bytes.readUInt32BE(1);
+        if (!plansByConfluentId.has(id)) {
+          if (options.registry === undefined)
+            throw poison('unknown schema registry id (no registry configured)', { schemaId: id });
+          const schema = await options.registry.getSchemaById(id);
+          plansByConfluentId.set(id, planFromSchemaJson(schema, { schemaId: id }));
+        }
+      }
+      return decode(bytes);
+    },
+    addSchemaId(id, schema) {
+      plansByConfluentId.set(id, planFromSchemaJson(schema, { schemaId: id }));
+    },
+  };
+}

@@ -68,7 +68,9 @@ if [ "${KTRAIL_SKIP_BUILD:-0}" != 1 ]; then
   make -C bpf --no-print-directory
   if [ ! -f native/build/Release/ktrail_native.node ] || [ -n "$(find native/src native/binding.gyp -newer native/build/Release/ktrail_native.node 2>/dev/null | head -1)" ]; then
     say "build: native addon (node-gyp)"
-    npx node-gyp rebuild --directory native --loglevel=warn
+    # Offline: the Node headers come from the machine's Node (/usr/include/node), not nodejs.org.
+    nodedir="$(dirname "$(dirname "$(command -v node)")")"
+    npx node-gyp rebuild --directory native --nodedir="$nodedir" --loglevel=warn
   else
     say "build: native addon up to date"
   fi

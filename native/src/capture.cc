@@ -663,22 +663,11 @@ Napi::Value Capture::Counters(const Napi::CallbackInfo& info) {
   o.Set("closed", Napi::Boolean::New(env, closed_));
 
   // Kernel drops: kt_drops is a per-CPU array indexed by program slot; sum over CPUs.
+  // After close, the totals read just before the map was closed.
+  std::vector<uint64_t> drop_totals = closed_ ? final_drops_ : ReadDrops();
   Napi::Array drops = Napi::Array::New(env);
-  int drops_fd = closed_ ? -1 : SharedMapFd(kDropsMap);
-  if (drops_fd >= 0) {
-    struct bpf_map_info mi {};
-    uint32_t len = sizeof(mi);
-    if (bpf_obj_get_info_by_fd(drops_fd, &mi, &len) == 0 && mi.value_size == 8) {
-      int ncpu = libbpf_num_possible_cpus();
-      std::vector<uint64_t> values(ncpu);
-      for (uint32_t slot = 0; slot < mi.max_entries; slot++) {
-        uint64_t total = 0;
-        if (bpf_map_lookup_elem(drops_fd, &slot, values.data()) == 0)
-          for (uint64_t v : values) total += v;
-        drops.Set(slot, Napi::Number::New(env, static_cast<double>(total)));
-      }
-    }
-  }
+  for (uint32_t slot = 0; slot < drop_totals.size(); slot++)
+    drops.Set(slot, Napi::Number::New(env, static_cast<double>(drop_totals[slot])));
   o.Set("kernelDrops", drops);
 
   Napi::Array progs = Napi::Array::New(env);
@@ -735,6 +724,24 @@ Napi::Value Capture::Counters(const Napi::CallbackInfo& info) {
   return o;
 }
 
+std::vector<uint64_t> Capture::ReadDrops() const {
+  std::vector<uint64_t> totals;
+  int fd = SharedMapFd(kDropsMap);
+  if (fd < 0) return totals;
+  struct bpf_map_info mi {};
+  uint32_t len = sizeof(mi);
+  if (bpf_obj_get_info_by_fd(fd, &mi, &len) != 0 || mi.value_size != 8) return totals;
+  int ncpu = libbpf_num_possible_cpus();
+  std::vector<uint64_t> values(ncpu);
+  for (uint32_t slot = 0; slot < mi.max_entries; slot++) {
+    uint64_t total = 0;
+    if (bpf_map_lookup_elem(fd, &slot, values.data()) == 0)
+      for (uint64_t v : values) total += v;
+    totals.push_back(total);
+  }
+  return totals;
+}
+
 Napi::Value Capture::Close(const Napi::CallbackInfo& info) {
   Shutdown();
   return info.Env().Undefined();
@@ -771,6 +778,7 @@ void Capture::Shutdown() {
     if (os.obj != nullptr) bpf_object__close(os.obj);
     os.obj = nullptr;
   }
+  final_drops_ = ReadDrops();
   for (auto& kv : shared_fds_) close(kv.second);
   shared_fds_.clear();
   if (cgroup_root_fd_ >= 0) close(cgroup_root_fd_);

@@ -94,6 +94,7 @@ class Capture : public Napi::ObjectWrap<Capture> {
   void Flush();
 
   void Shutdown();
+  std::vector<uint64_t> ReadDrops() const;
 
   CaptureSettings settings_;
   KernelFeatures features_;
@@ -101,6 +102,7 @@ class Capture : public Napi::ObjectWrap<Capture> {
   std::vector<ProgramState> programs_;
   std::map<std::string, int> shared_fds_;  // kt_events, kt_drops, kt_cgroup_allow
   std::set<std::string> unused_cfg_;
+  std::vector<uint64_t> final_drops_;  // kt_drops totals at close
   int cgroup_root_fd_ = -1;
 
   ring_buffer* rb_ = nullptr;

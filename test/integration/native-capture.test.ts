@@ -2,7 +2,17 @@
 // lifecycle without leaks, records for known activity, exact loss accounting, verifier
 // reasons for a broken program, load-time settings and the cgroup allowlist.
 import { type ChildProcessWithoutNullStreams, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect } from 'vitest';
 import {
@@ -12,6 +22,8 @@ import {
   openCapture,
   recordOffsets,
 } from '../../collector/src/kernel/addon.js';
+import { createCaptureWriter } from '../../collector/src/kernel/capture.js';
+import { createReplaySource } from '../../collector/src/kernel/replay-source.js';
 import { itReal } from '../support/real.js';
 
 const FIXTURE = join(fixtureDir, 'fixture.bpf.o');
@@ -272,6 +284,46 @@ describe('native addon (real kernel)', () => {
     } finally {
       c.close();
       rmdirSync(dir);
+    }
+  });
+
+  real('records real batches to a capture file that replays byte for byte', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ktrail-native-capture-'));
+    try {
+      const file = join(dir, 'real.ktcap');
+      const writer = createCaptureWriter(file);
+      const live: Buffer[] = [];
+      const n = 5_000;
+      const { child, pid } = await stormWaiting(n);
+      const c = openCapture(
+        settings({ programs: ['fixture_getpid'], cfg: { target_tgid: pid }, batchMaxBytes: 8192 }),
+        (buf, records) => {
+          live.push(Buffer.from(buf));
+          writer.write(buf, records);
+        },
+      );
+      await go(child);
+      await until(() => c.counters().records >= n);
+      c.close();
+      await new Promise((r) => setTimeout(r, 50)); // batches queued before close still arrive
+      await writer.close();
+      expect(c.counters().kernelDrops.length).toBeGreaterThan(0); // final totals survive close()
+      expect(writer.records).toBe(n);
+      expect(live.length).toBeGreaterThan(1);
+
+      const replay = createReplaySource(file, { rate: 0, loop: false });
+      const replayed: Buffer[] = [];
+      let records = 0;
+      replay.start((buf, r) => {
+        replayed.push(buf);
+        records += r;
+      });
+      await replay.done;
+      expect(records).toBe(n);
+      expect(Buffer.concat(replayed).equals(Buffer.concat(live))).toBe(true);
+      expect(replay.header.bootId).toBe(readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim());
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -149,12 +149,18 @@ int BPF_PROG(kt_proc_exit, struct task_struct *task)
 	e->signal = code & 0x7f;
 	e->core_dumped = (code & 0x80) ? 1 : 0;
 	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
-	e->start_ns = BPF_CORE_READ(task, group_leader, start_boottime);
-	/* Threads already reaped are summed in signal; this thread's own time on top.
-	 * Threads exiting concurrently may not be added yet (approximate then). */
-	e->cpu_ns = BPF_CORE_READ(sig, sum_sched_runtime) + BPF_CORE_READ(task, se.sum_exec_runtime);
+	/* Threads already released are summed in signal->sum_sched_runtime; add this last
+	 * thread's own time, and the leader's if it is another thread (a leader stays a
+	 * zombie until the parent reaps the process, so it is not in the sum yet). Threads
+	 * exiting at the same moment may not be added yet: approximate for them. */
+	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
+	__u64 cpu = BPF_CORE_READ(sig, sum_sched_runtime) + BPF_CORE_READ(task, se.sum_exec_runtime);
+	if (leader != task)
+		cpu += BPF_CORE_READ(leader, se.sum_exec_runtime);
+	e->cpu_ns = cpu;
+	e->start_ns = BPF_CORE_READ(leader, start_boottime);
 	__builtin_memset(e->comm, 0, sizeof(e->comm));
-	BPF_CORE_READ_STR_INTO(&e->comm, task, group_leader, comm);
+	BPF_CORE_READ_STR_INTO(&e->comm, leader, comm);
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }

@@ -18,6 +18,7 @@ import {
   missingKernel,
   openRecorder,
   type Recorder,
+  run,
 } from '../support/bpf.js';
 import { itReal } from '../support/real.js';
 
@@ -118,13 +119,12 @@ describe('cgroup.bpf.o and memory.bpf.o on the real kernel', () => {
         writeFileSync(join(memDir, 'memory.swappiness'), '0');
       } catch {}
       const hog = 'const a = []; for (;;) a.push(Buffer.alloc(1 << 20, 1));';
-      const child = spawnSync(
+      const child = await run(
         '/bin/sh',
         inCgroups(
           [join(memDir, 'cgroup.procs'), join(cg.dir, 'cgroup.procs')],
           `${process.execPath} -e '${hog}'`,
         ),
-        { stdio: 'ignore' },
       );
       expect(child.signal).toBe('SIGKILL'); // sh exec'd node: the child is the victim
 

@@ -1,6 +1,5 @@
 // Process lifecycle from the real kernel (issue 3 item 7): known exec with known args,
 // exit code 7, death by signal, fork, argv truncation. Root + BTF + native addon.
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect } from 'vitest';
@@ -14,6 +13,7 @@ import {
   missingKernel,
   openRecorder,
   type Recorder,
+  run,
 } from '../support/bpf.js';
 import { itReal } from '../support/real.js';
 
@@ -48,7 +48,7 @@ describe('process.bpf.o on the real kernel', () => {
 
   itReal(missing)('exec of a known binary with known arguments', async () => {
     const token = `ktrail-${process.pid}-${Date.now()}`;
-    const child = spawnSync('/bin/echo', [token, 'two words', ''], { encoding: 'utf8' });
+    const child = await run('/bin/echo', [token, 'two words', '']);
     expect(child.status).toBe(0);
     const e = await rec.waitFor((x): x is ProcExec => isExec(x) && x.tgid === child.pid);
     expect(e).toMatchObject({
@@ -70,7 +70,7 @@ describe('process.bpf.o on the real kernel', () => {
   });
 
   itReal(missing)('exit with code 7', async () => {
-    const child = spawnSync('/bin/sh', ['-c', 'exit 7']);
+    const child = await run('/bin/sh', ['-c', 'exit 7']);
     expect(child.status).toBe(7);
     const e = await rec.waitFor((x): x is ProcExit => isExit(x) && x.tgid === child.pid);
     expect(e).toMatchObject({ exitCode: 7, signal: 0, coreDumped: 0, ppid: process.pid, comm: 'sh' });
@@ -79,7 +79,7 @@ describe('process.bpf.o on the real kernel', () => {
   });
 
   itReal(missing)('a process killed by a signal', async () => {
-    const child = spawnSync('/bin/sh', ['-c', 'kill -TERM $$; sleep 5']);
+    const child = await run('/bin/sh', ['-c', 'kill -TERM $$; sleep 5']);
     expect(child.signal).toBe('SIGTERM');
     const e = await rec.waitFor((x): x is ProcExit => isExit(x) && x.tgid === child.pid);
     expect(e).toMatchObject({ exitCode: 0, signal: 15, coreDumped: 0 });
@@ -87,7 +87,7 @@ describe('process.bpf.o on the real kernel', () => {
 
   itReal(missing)('fork of a new process, and one exit per process (not per thread)', async () => {
     // sh forks a child that execs /bin/true; the parent waits.
-    const child = spawnSync('/bin/sh', ['-c', '/bin/true & wait']);
+    const child = await run('/bin/sh', ['-c', '/bin/true & wait']);
     expect(child.status).toBe(0);
     const f = await rec.waitFor((x): x is ProcFork => isFork(x) && x.parentTgid === child.pid);
     expect(f.childTgid).toBe(f.childPid);
@@ -102,7 +102,7 @@ describe('process.bpf.o on the real kernel', () => {
 
   itReal(missing)('argv longer than the bound is cut and flagged, count stays exact', async () => {
     const args = Array.from({ length: 300 }, (_, i) => `arg-${i}`); // ~2.4 KB of argv
-    const child = spawnSync('/bin/true', args);
+    const child = await run('/bin/true', args);
     expect(child.status).toBe(0);
     const e = await rec.waitFor((x): x is ProcExec => isExec(x) && x.tgid === child.pid);
     expect(e.flags & FLAG.truncated).toBe(FLAG.truncated);

@@ -1,6 +1,6 @@
 // Helpers for tests of the eBPF side: where the built objects are, building them, and
 // reading their BTF (bpftool, no root needed).
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -230,4 +230,32 @@ export function freshCgroup(tag: string): { dir: string; path: string; id: bigin
 export function inCgroups(procsFiles: string[], command: string): string[] {
   const moves = procsFiles.map((f) => `echo $$ > ${f}`).join(' && ');
   return ['-c', `${moves} && exec ${command}`];
+}
+
+export interface RunResult {
+  pid: number;
+  status: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs a command to completion WITHOUT blocking the event loop: batches keep flowing from
+ * the addon meanwhile (spawnSync would stall them and overflow the addon's queue).
+ */
+export function run(file: string, args: string[]): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.on('error', reject);
+    child.on('close', (status, signal) => resolve({ pid: child.pid ?? 0, status, signal, stdout, stderr }));
+  });
 }

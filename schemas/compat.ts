@@ -2,6 +2,7 @@
 // wrote? avsc's createResolver answers yes or no; when it says no, this walks both schemas
 // to name the record field that breaks, so a failing check says what to fix.
 import type avsc from 'avsc';
+import { compileSchema } from './avro-types.js';
 
 type AnyType = avsc.Type & {
   fields?: { name: string; aliases?: string[]; type: AnyType; defaultValue(): unknown }[];
@@ -93,4 +94,19 @@ export function compatibilityProblems(
     }
   }
   return problems;
+}
+
+/**
+ * Checks the latest of `versions` (oldest first) against every earlier one, both ways.
+ * Used on schemas/history/<Name>/ and on temporary histories in tests.
+ */
+export function versionProblems(
+  name: string,
+  versions: { label: string; schema: unknown }[],
+  samples = 20,
+): string[] {
+  const compiled = versions.map((v) => ({ label: v.label, type: compileSchema(v.schema) }));
+  const latest = compiled.at(-1);
+  if (latest === undefined) return [];
+  return compiled.slice(0, -1).flatMap((older) => compatibilityProblems(name, older, latest, samples));
 }

@@ -223,6 +223,10 @@ export async function ensureTopics(
   const wanted = Object.values(names);
   const present = new Set(await admin.listTopics());
   const missing = wanted.filter((topic) => !present.has(topic));
+  const existing = wanted.filter((topic) => present.has(topic));
+  // Check before creating anything: a mismatch must not leave half the topics at one
+  // count and the new ones at another.
+  if (existing.length > 0) await checkPartitions(admin, existing, partitions);
 
   if (missing.length > 0) {
     const topics: ITopicConfig[] = missing.map((topic) => ({
@@ -234,9 +238,10 @@ export async function ensureTopics(
     await createTopicsAndWait(admin, topics, options.timeoutMs ?? 30_000);
   }
 
+  // Again for all: another process may have created some of them, with its own count.
   await checkPartitions(admin, wanted, partitions);
   await checkRequiredConfigs(admin, names, configs);
-  return { names, created: missing, existing: wanted.filter((topic) => present.has(topic)) };
+  return { names, created: missing, existing };
 }
 
 /**

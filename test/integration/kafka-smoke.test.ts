@@ -322,6 +322,27 @@ describe('ensureTopics on the real broker', () => {
   );
 
   itReal(missing)(
+    'creates nothing when an existing topic has another partition count',
+    async () => {
+      const ep = endpoint as KafkaEndpoint;
+      const prefix = `${uniqueTopic('ensure-pc')}.`;
+      const names = topicNames(prefix);
+      created.push(...Object.values(names));
+      await createTopics(ep, [{ topic: names.events, partitions: 3 }]);
+      const admin = quietKafka(ep.brokers, 'ensure-test').admin();
+      await admin.connect();
+      try {
+        await expect(ensureTopics(admin, { prefix, partitions: 6 })).rejects.toThrow(`${names.events} has 3`);
+        const after = new Set(await admin.listTopics());
+        expect(Object.values(names).filter((t) => after.has(t))).toEqual([names.events]);
+      } finally {
+        await admin.disconnect();
+      }
+    },
+    60_000,
+  );
+
+  itReal(missing)(
     'refuses a containers topic that exists without compaction',
     async () => {
       const ep = endpoint as KafkaEndpoint;

@@ -59,7 +59,7 @@ afterAll(() => {
 });
 
 function eventRecord(batch: Json, name: string): Json {
-  const events = batch.fields.find((f) => f.name === 'events') as { type: { items: Json[] } };
+  const events = batch.fields.find((f) => f.name === 'events') as unknown as { type: { items: Json[] } };
   const record = events.type.items.find((r) => r.name === name);
   if (record === undefined) throw new Error(`no ${name}`);
   return record;
@@ -126,7 +126,7 @@ describe('the changes we plan for stay compatible', () => {
 
   it('a new event kind appended to the union; old readers decode it with its kind', () => {
     const versions = tempHistory('EventBatch', (s) => {
-      const events = s.fields.find((f) => f.name === 'events') as { type: { items: Json[] } };
+      const events = s.fields.find((f) => f.name === 'events') as unknown as { type: { items: Json[] } };
       events.type.items.push({
         type: 'record',
         name: 'ProcSignal',

@@ -2,9 +2,11 @@
 // broker with kafkajs, per-key order holds on a multi-partition topic, and a consumer
 // group resumes exactly after its last committed offset (no re-delivery, no gap).
 // The Avro schema is a tiny inline one on purpose: this tests the transport, not schemas/.
+import { Writable } from 'node:stream';
 import avsc from 'avsc';
 import type { Consumer, Kafka, Producer } from 'kafkajs';
-import { afterAll, describe, expect, inject } from 'vitest';
+import { pino } from 'pino';
+import { afterAll, describe, expect, inject, it } from 'vitest';
 import { ConfigError } from '../../common/errors.js';
 import { createKafka, ensureTopics, topicNames } from '../../common/kafka.js';
 import { createLogger } from '../../common/log.js';
@@ -450,4 +452,39 @@ describe('three-node KRaft cluster', () => {
     },
     240_000,
   );
+});
+
+// No broker needed: the client factory's own behaviour.
+describe('createKafka', () => {
+  const logger = createLogger('test.kafka-smoke');
+
+  it('names the bad setting', () => {
+    expect(() => createKafka({ brokers: [], clientId: 'x' }, logger)).toThrow(ConfigError);
+    expect(() => createKafka({ brokers: ['localhost'], clientId: 'x' }, logger)).toThrow(
+      'kafka.brokers: "localhost" is not host:port',
+    );
+    expect(() => createKafka({ brokers: ['127.0.0.1:1'], clientId: '' }, logger)).toThrow('kafka.clientId');
+  });
+
+  it('routes kafkajs log lines into pino with their namespace', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        lines.push(JSON.parse(chunk.toString()));
+        done();
+      },
+    });
+    const captured = pino({ level: 'warn' }, sink).child({ component: 'probe' });
+    // Port 1 on loopback refuses connections: kafkajs logs an error and gives up fast.
+    const admin = createKafka(
+      { brokers: ['127.0.0.1:1'], clientId: 'log-probe', retry: { retries: 0 } },
+      captured,
+    ).admin();
+    await expect(admin.connect()).rejects.toThrow();
+    const fromKafkajs = lines.filter((l) => l.lib === 'kafkajs');
+    expect(fromKafkajs.length).toBeGreaterThan(0);
+    expect(fromKafkajs[0]).toMatchObject({ component: 'probe', level: 50 });
+    expect(typeof fromKafkajs[0]?.ns).toBe('string');
+    expect(String(fromKafkajs[0]?.msg)).toMatch(/ECONNREFUSED|Connection/);
+  });
 });

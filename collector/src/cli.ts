@@ -134,12 +134,16 @@ async function main(argv: string[]): Promise<void> {
   });
   log.info({ port: http.port }, 'metrics on /metrics, health on /healthz and /readyz');
 
+  // Every timer in the pipeline is unref'd (none may hold a stopping process open), so this
+  // one keeps the collector alive while Kafka is down and nothing else is pending.
+  const keepAlive = setInterval(() => {}, 1 << 30);
   let shuttingDown: Promise<void> | undefined;
   function shutdown(reason: string): Promise<void> {
     shuttingDown ??= (async () => {
       log.info({ reason, deadlineMs: config.collector.shutdownDeadlineMs }, 'shutting down: flushing');
       const final = await built.stop();
       await http.close();
+      clearInterval(keepAlive);
       process.stderr.write(
         `collector stopped: captured ${final.captured}, delivered ${final.delivered}, dropped ${final.droppedTotal} ` +
           `${JSON.stringify(final.dropped)}, pending ${final.pending}, unaccounted ${final.unaccounted}\n`,

@@ -177,6 +177,7 @@ export function createCollector<E extends KtrailEvent, R>(options: CollectorOpti
   const delivery: Delivery = createDelivery({
     queues: [eventsQueue, containersQueue, statsQueue],
     sink,
+    maxRequestBytes: settings.maxMessageBytes ?? 1_000_000,
     onDelivered(queue, messages) {
       if (queue === eventsQueue) {
         for (const m of messages) {

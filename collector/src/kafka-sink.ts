@@ -107,6 +107,7 @@ export function createKafkaSink(options: KafkaSinkOptions): MessageSink {
   const compression = options.compression ?? CompressionTypes.GZIP;
   let producer: Producer | undefined;
   let connecting: Promise<Producer> | undefined;
+  let consecutiveFailures = 0;
 
   function newProducer(): Producer {
     return options.kafka.producer({
@@ -160,10 +161,15 @@ export function createKafkaSink(options: KafkaSinkOptions): MessageSink {
       try {
         const p = await connected();
         await p.sendBatch(batch);
+        consecutiveFailures = 0;
         return { status: 'success' };
       } catch (err) {
         const status = classifyKafkaError(err);
-        log.warn({ err, messages: messages.length, status }, 'kafka send failed');
+        // One line per failure without stacks: an outage produces many of these.
+        log.warn(
+          { error: (err as Error).message, type: errorTypes(err)[0], messages: messages.length, status },
+          'kafka send failed',
+        );
         if (status === 'retryable') await resetProducerIfStuck(err);
         return { status, error: err as Error };
       }
@@ -174,10 +180,10 @@ export function createKafkaSink(options: KafkaSinkOptions): MessageSink {
   };
 
   async function resetProducerIfStuck(err: unknown): Promise<void> {
-    // Non-retriable at the top (retries exhausted, sequence/epoch trouble, disconnected):
-    // a fresh producer gets a new producer id and clean metadata on the next attempt.
-    const e = err as KafkaJsErrorShape;
-    if (e.retriable === false || errorTypes(err).some((t) => /SEQUENCE|PRODUCER|EPOCH/.test(t)))
+    // Idempotence trouble (sequence, producer id, epoch) needs a new producer id; otherwise a
+    // fresh producer every few failures also clears stale metadata after a long outage.
+    consecutiveFailures++;
+    if (errorTypes(err).some((t) => /SEQUENCE|PRODUCER|EPOCH/.test(t)) || consecutiveFailures % 5 === 0)
       await resetProducer();
   }
 }

@@ -12,7 +12,11 @@ import type { QueuedMessage, SendQueue } from './send-queue.js';
 export interface DeliveryOptions {
   queues: readonly SendQueue[];
   sink: MessageSink;
-  /** Bytes per produce request (many Kafka messages per request). */
+  /**
+   * Bytes of message values per produce request. kafkajs puts a partition's messages of one
+   * request into ONE record batch, and the broker rejects a batch above message.max.bytes
+   * (1 MiB by default) with MESSAGE_TOO_LARGE: keep this at most the per-message limit.
+   */
   maxRequestBytes?: number;
   maxRequestMessages?: number;
   initialBackoffMs?: number;
@@ -38,7 +42,7 @@ export interface Delivery {
 export function createDelivery(options: DeliveryOptions): Delivery {
   const log = createLogger('collector.delivery');
   const { queues, sink, onDelivered } = options;
-  const maxRequestBytes = options.maxRequestBytes ?? 4 * 1024 * 1024;
+  const maxRequestBytes = options.maxRequestBytes ?? 1_000_000;
   const maxRequestMessages = options.maxRequestMessages ?? 1_000;
   const initialBackoffMs = options.initialBackoffMs ?? 100;
   const maxBackoffMs = options.maxBackoffMs ?? 5_000;

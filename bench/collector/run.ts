@@ -1,0 +1,320 @@
+// Collector benchmark: replay source -> real broker, one collector process (the real CLI,
+// so its RSS and CPU are the collector's own), writing the "Collector" section of
+// docs/benchmarks.md. Measures, in one run:
+//   1. raw replay -> decode -> Avro encode rate in-process (no Kafka): the ceiling;
+//   2. throughput: replay as fast as possible for a fixed time; delivered events/s from the
+//      collector's own /metrics, RSS sampled from /proc, bytes per event on the wire from
+//      the broker's log segments (gzip-compressed record batches as stored), and the
+//      encoded Avro bytes per event before compression;
+//   3. CPU at a paced 10k events/s (utime+stime from /proc over a steady window).
+//
+//   npm run bench collector          (or: npx tsx bench/collector/run.ts [--seconds N])
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Kafka, logLevel } from 'kafkajs';
+import { openCaptureReader } from '../../collector/src/kernel/capture.js';
+import { createDecoder } from '../../collector/src/kernel/decode.js';
+import { createEncoder } from '../../schemas/codec.js';
+import type { KtrailEvent } from '../../schemas/types.js';
+import { ensureKafka } from '../../test/support/kafka.js';
+import { table, writeSection } from '../report.js';
+import { writeSyntheticCapture } from './synthetic.js';
+
+const repo = fileURLToPath(new URL('../..', import.meta.url));
+const secondsArg = process.argv.indexOf('--seconds');
+const RUN_SECONDS = secondsArg > 0 ? Number(process.argv[secondsArg + 1]) : 20;
+const CAPTURE_RECORDS = 200_000;
+const PACED_RATE = 10_000;
+const CLK_TCK = 100; // Linux USER_HZ for /proc/<pid>/stat utime/stime
+
+function log(msg: string): void {
+  console.log(`[bench collector] ${msg}`);
+}
+
+/** 1. decode + Avro-encode every batch of the capture in-process, for ~3 s. */
+async function encodeRate(file: string): Promise<{ eventsPerSec: number; bytesPerEvent: number }> {
+  const batches: Array<{ buf: Buffer; records: number }> = [];
+  for await (const b of openCaptureReader(file).batches()) batches.push({ buf: b.buf, records: b.records });
+  const decoder = createDecoder();
+  const encoder = createEncoder('EventBatch');
+  let events = 0;
+  let bytes = 0;
+  let sequence = 0n;
+  const t0 = performance.now();
+  let pending: KtrailEvent[] = [];
+  while (performance.now() - t0 < 3_000) {
+    for (const b of batches) {
+      const decoded = decoder.decode(b.buf, b.records).events;
+      for (const e of decoded) pending.push(e);
+      if (pending.length >= 2_000) {
+        const out = encoder.encode({
+          node: 'bench',
+          bootId: 'b',
+          collectorVersion: 'bench',
+          sequence: sequence++,
+          producedAtNs: 0n,
+          bootEpochNs: 0n,
+          events: pending,
+        });
+        events += pending.length;
+        bytes += out.length;
+        pending = [];
+      }
+    }
+  }
+  const secs = (performance.now() - t0) / 1000;
+  return { eventsPerSec: events / secs, bytesPerEvent: bytes / events };
+}
+
+interface CollectorRun {
+  child: ChildProcess;
+  port: number;
+  stop(): Promise<string>;
+}
+
+async function startCollector(args: string[]): Promise<CollectorRun> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(repo, 'collector/src/cli.ts'), ...args], {
+    cwd: repo,
+    env: { ...process.env, KTRAIL_LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(
+      () => reject(new Error(`collector did not start: ${stderr.slice(-2000)}`)),
+      120_000,
+    );
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /"port":(\d+),"msg":"metrics on/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+        out = '';
+      } else if (out.length > 1_000_000) out = out.slice(-10_000);
+    });
+    child.once('exit', (code) => reject(new Error(`collector exited ${code}: ${stderr.slice(-2000)}`)));
+  });
+  child.stdout?.resume();
+  return {
+    child,
+    port,
+    stop: () =>
+      new Promise((resolve) => {
+        child.once('exit', () => resolve(stderr));
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+async function metric(port: number, name: string, labels = ''): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const rest = line.slice(name.length);
+    if (!(rest.startsWith(' ') || rest.startsWith('{'))) continue;
+    if (labels && !rest.includes(labels)) continue;
+    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+function procStat(pid: number): { cpuTicks: number; rssBytes: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const cpuTicks = Number(fields[11]) + Number(fields[12]); // utime, stime
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  return { cpuTicks, rssBytes: rssKb * 1024 };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Bytes the broker stored for a topic: its partition log segments (as produced, compressed). */
+function topicLogBytes(topic: string): number | undefined {
+  const dataDir = join(process.env.KTRAIL_KAFKA_CACHE ?? join(repo, '.cache/kafka'), 'data-single-1/kraft');
+  if (!existsSync(dataDir)) return undefined;
+  let bytes = 0;
+  let found = false;
+  for (const d of readdirSync(dataDir)) {
+    if (!d.startsWith(`${topic}-`) || !/-\d+$/.test(d)) continue;
+    found = true;
+    for (const f of readdirSync(join(dataDir, d)))
+      if (f.endsWith('.log')) bytes += statSync(join(dataDir, d, f)).size;
+  }
+  return found ? bytes : undefined;
+}
+
+async function main(): Promise<void> {
+  const { brokers } = await ensureKafka();
+  const work = mkdtempSync(join(tmpdir(), 'ktrail-bench-collector-'));
+  const file = join(work, 'bench.ktcap');
+  const cap = await writeSyntheticCapture(file, { records: CAPTURE_RECORDS, perBatch: 512 });
+  log(`capture: ${cap.records} records, ${(cap.bytes / cap.records).toFixed(0)} raw bytes/record`);
+
+  const enc = await encodeRate(file);
+  log(
+    `in-process decode+encode: ${Math.round(enc.eventsPerSec)} events/s, ${enc.bytesPerEvent.toFixed(1)} B/event`,
+  );
+
+  const prefixes: string[] = [];
+  const common = (prefix: string) => [
+    '--replay',
+    file,
+    '--replay-loop',
+    '--node',
+    'bench-node',
+    '--set',
+    `kafka.brokers=${brokers.join(',')}`,
+    '--set',
+    `kafka.topicPrefix=${prefix}`,
+    '--set',
+    'kafka.partitions=1',
+    '--set',
+    'http.port=0',
+    '--set',
+    'collector.statsIntervalMs=5000',
+  ];
+
+  // 2. Throughput at full speed.
+  const p1 = `bench-${Date.now().toString(36)}.`;
+  prefixes.push(p1);
+  const full = await startCollector([...common(p1), '--set', 'collector.batchMaxEvents=5000']);
+  await sleep(5_000); // warm-up (JIT, producer connect)
+  const d0 = await metric(full.port, 'ktrail_collector_events_delivered_total');
+  const c0 = await metric(full.port, 'ktrail_collector_events_captured_total');
+  const t0 = performance.now();
+  let rssMax = 0;
+  const s0 = procStat(full.child.pid as number);
+  const window = Math.max(5, RUN_SECONDS - 5) * 1000;
+  while (performance.now() - t0 < window) {
+    await sleep(500);
+    rssMax = Math.max(rssMax, procStat(full.child.pid as number).rssBytes);
+  }
+  const secs = (performance.now() - t0) / 1000;
+  const s1 = procStat(full.child.pid as number);
+  const d1 = await metric(full.port, 'ktrail_collector_events_delivered_total');
+  const c1 = await metric(full.port, 'ktrail_collector_events_captured_total');
+  const fullCpu = (s1.cpuTicks - s0.cpuTicks) / CLK_TCK / secs;
+  const stopLog = await full.stop();
+  const finalLine = /collector stopped: .*/.exec(stopLog)?.[0] ?? '(no final line)';
+  const delivered = /delivered (\d+)/.exec(finalLine);
+  const deliveredBytesLine = /bytes_total\{stage="delivered"\}/;
+  void deliveredBytesLine;
+  const deliveredRate = (d1 - d0) / secs;
+  const capturedRate = (c1 - c0) / secs;
+  log(
+    `full speed: delivered ${Math.round(deliveredRate)} events/s, captured ${Math.round(capturedRate)}/s, RSS max ${(rssMax / 2 ** 20).toFixed(0)} MiB`,
+  );
+  log(finalLine);
+  await sleep(2_000);
+  const totalDelivered = Number(delivered?.[1] ?? d1);
+  const wire = topicLogBytes(`${p1}events`);
+  const wirePerEvent = wire === undefined ? undefined : wire / totalDelivered;
+
+  // 3. CPU at a paced 10k events/s.
+  const p2 = `bench-${Date.now().toString(36)}p.`;
+  prefixes.push(p2);
+  const paced = await startCollector([...common(p2), '--replay-rate', String(PACED_RATE)]);
+  await sleep(5_000);
+  const q0 = procStat(paced.child.pid as number);
+  const e0 = await metric(paced.port, 'ktrail_collector_events_delivered_total');
+  const u0 = performance.now();
+  let pacedRss = 0;
+  while (performance.now() - u0 < window) {
+    await sleep(500);
+    pacedRss = Math.max(pacedRss, procStat(paced.child.pid as number).rssBytes);
+  }
+  const usecs = (performance.now() - u0) / 1000;
+  const q1 = procStat(paced.child.pid as number);
+  const e1 = await metric(paced.port, 'ktrail_collector_events_delivered_total');
+  const pacedCpu = (q1.cpuTicks - q0.cpuTicks) / CLK_TCK / usecs;
+  const pacedRate = (e1 - e0) / usecs;
+  const pacedEncoded = await metric(paced.port, 'ktrail_collector_bytes_total', 'stage="delivered"');
+  const pacedDelivered = await metric(paced.port, 'ktrail_collector_events_delivered_total');
+  await paced.stop();
+  log(`paced: ${Math.round(pacedRate)} events/s at ${(pacedCpu * 100).toFixed(1)}% of one core`);
+
+  // Clean up the benchmark topics.
+  const admin = new Kafka({ brokers, clientId: 'bench-cleanup', logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  const all = await admin.listTopics();
+  await admin
+    .deleteTopics({ topics: all.filter((t) => prefixes.some((p) => t.startsWith(p))) })
+    .catch(() => {});
+  await admin.disconnect();
+  rmSync(work, { recursive: true, force: true });
+
+  const pass = (ok: boolean) => (ok ? 'met' : '**missed**');
+  const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
+  const rows: Array<Array<string | number>> = [
+    [
+      'in-process replay -> decode -> Avro encode (no Kafka)',
+      `${Math.round(enc.eventsPerSec).toLocaleString('en')} events/s`,
+      '-',
+      '-',
+    ],
+    [
+      'collector process, replay -> Kafka, full speed: delivered',
+      `${Math.round(deliveredRate).toLocaleString('en')} events/s`,
+      '>= 300,000 events/s',
+      pass(deliveredRate >= 300_000),
+    ],
+    [
+      '  captured (replayed and decoded) in the same window',
+      `${Math.round(capturedRate).toLocaleString('en')} events/s`,
+      '-',
+      '-',
+    ],
+    ['  CPU at full speed', `${(fullCpu * 100).toFixed(0)}% of one core`, '-', '-'],
+    ['  RSS at that rate (max)', mib(rssMax), '<= 150 MiB', pass(rssMax <= 150 * 2 ** 20)],
+    [
+      'bytes per event on the wire (broker log, gzip)',
+      wirePerEvent === undefined ? 'n/a (broker data dir not local)' : wirePerEvent.toFixed(1),
+      '-',
+      '-',
+    ],
+    [
+      'bytes per event, Avro before compression',
+      (pacedEncoded / Math.max(1, pacedDelivered)).toFixed(1),
+      '-',
+      '-',
+    ],
+    [
+      `CPU at ${PACED_RATE.toLocaleString('en')} events/s (measured ${Math.round(pacedRate).toLocaleString('en')}/s)`,
+      `${(pacedCpu * 100).toFixed(1)}% of one core`,
+      '<= 5%',
+      pass(pacedCpu <= 0.05),
+    ],
+    ['  RSS at that rate (max)', mib(pacedRss), '-', '-'],
+  ];
+  const body = `Replay of a synthetic capture (${CAPTURE_RECORDS.toLocaleString('en')} records, realistic mix of
+TCP/process/cgroup/OOM kinds, ${(cap.bytes / cap.records).toFixed(0)} raw bytes per record, looped) through one
+collector process (\`collector --replay FILE --replay-loop\`) into the local single Kafka broker (acks=all,
+idempotent, gzip, 1 partition). Rates come from the collector's own /metrics over a ${Math.round(secs)} s window
+after a 5 s warm-up; CPU and RSS from /proc of the collector process. The machine is shared (2 cores, other
+builds and tests running), so the figures are lower bounds.
+
+${table(['measure', 'result', 'target', ''], rows)}
+
+Final counters of the full-speed run: \`${finalLine}\`
+`;
+  writeSection('Collector', 'npm run bench collector', body);
+  log('wrote the Collector section of docs/benchmarks.md');
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

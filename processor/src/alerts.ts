@@ -4,6 +4,7 @@
 // a batch rebuilt after a crash can raise its alerts again; consumers key on
 // (kind, node, container, time).
 import type { Row } from './partition-batch.js';
+import { TIME_NS } from './rows.js';
 
 export interface Alert {
   kind: 'oom_kill' | 'crash_loop' | 'tcp_spike' | 'data_loss';
@@ -103,7 +104,7 @@ export class AlertEngine {
     const container = row.container_id;
     if (typeof container !== 'string' || container === '') return;
     if (Number(row.exit_code ?? 0) === 0 && Number(row.signal ?? 0) === 0) return;
-    const t = row.time_ns as bigint;
+    const t = row[TIME_NS] as bigint;
     const key = `${row.node}\u0000${container}`;
     const times = (this.exits.get(key) ?? []).filter((x) => t - x <= this.crashWindowNs);
     times.push(t);
@@ -125,7 +126,7 @@ export class AlertEngine {
   private observeTcp(row: Row, retransmits: number, resets: number, out: Alert[]): void {
     const container = row.container_id;
     if (typeof container !== 'string' || container === '' || retransmits + resets === 0) return;
-    const t = row.time_ns as bigint;
+    const t = row[TIME_NS] as bigint;
     const key = `${row.node}\u0000${container}`;
     const start = t - (t % this.tcpWindowNs); // tumbling windows by event time
     let w = this.tcp.get(key);
@@ -156,7 +157,7 @@ function alertFor(kind: Alert['kind'], row: Row, details: Record<string, string>
     containerName: String(row.container_name ?? ''),
     namespace: String(row.namespace ?? ''),
     pod: String(row.pod ?? ''),
-    timeNs: row.time_ns as bigint,
+    timeNs: row[TIME_NS] as bigint,
     details,
   };
 }

@@ -10,9 +10,8 @@ import { compileSchema } from '../../schemas/avro-types.js';
 import { type Catalog, loadCatalog, type SchemaName } from '../../schemas/catalog.js';
 import { fingerprint64, fingerprintBytes } from '../../schemas/fingerprint.js';
 import type { Alert } from './alerts.js';
-import type { ContainerMeta } from './metadata-table.js';
 import type { DeadLetter, EnrichedBatch, ProcessorCodec } from './processor.js';
-import { containerMetaFromRecord, type DecodedEventBatch } from './rows.js';
+import type { DecodedEventBatch } from './rows.js';
 
 const MAGIC_0 = 0xc3;
 const MAGIC_1 = 0x01;
@@ -93,8 +92,7 @@ export function createProcessorCodec(catalog: Catalog = loadCatalog()): Processo
   const alert = writerFor(localSchema('Alert'));
   return {
     decodeEventBatch: (value) => events.decode(value) as DecodedEventBatch,
-    decodeContainerRecord: (value): ContainerMeta =>
-      containerMetaFromRecord(containers.decode(value) as Record<string, unknown>),
+    decodeContainerRecord: (value) => containers.decode(value) as Record<string, unknown>,
     encodeDeadLetter: (dl: DeadLetter) => encodeSingleObject(deadLetter, dl),
     encodeEnriched: (batch: EnrichedBatch) => encodeSingleObject(enriched, batch),
     encodeAlert: (a: Alert) => encodeSingleObject(alert, a),

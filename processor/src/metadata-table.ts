@@ -14,6 +14,7 @@ export interface ContainerMeta {
   labels: Record<string, string>;
   pod: string;
   namespace: string;
+  workload: string;
   /** Wall-clock ns; 0 = unknown. */
   startedAtNs: bigint;
   /** Wall-clock ns; 0 = still running. */

@@ -5,7 +5,7 @@
 // (join fields may differ, but deduplication is by token, and the token names the range).
 import type { ContainerMeta } from './metadata-table.js';
 
-export type Row = Record<string, unknown>;
+export type Row = Record<string | symbol, unknown>;
 
 export type JoinState = 'joined' | 'pending' | 'host';
 
@@ -44,6 +44,7 @@ export function applyJoin(row: Row, meta: ContainerMeta | undefined, state: Join
   row.image = meta.image;
   row.pod = meta.pod;
   row.namespace = meta.namespace;
+  row.workload = meta.workload;
 }
 
 export class PartitionBatch {

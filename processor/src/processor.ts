@@ -15,7 +15,7 @@ import { isRetriable, PoisonError } from '../../common/errors.js';
 import { createLogger, type Logger } from '../../common/log.js';
 import { type Alert, AlertEngine, type AlertRules } from './alerts.js';
 import { coPartitionedAssigner } from './assigner.js';
-import { type ContainerMeta, isContainerCgroupPath, MetadataTable } from './metadata-table.js';
+import { isContainerCgroupPath, MetadataTable } from './metadata-table.js';
 import {
   applyJoin,
   type BatchLimits,
@@ -26,7 +26,19 @@ import {
   PartitionBatch,
   type Row,
 } from './partition-batch.js';
-import { buildRow, DEAD_LETTERS_TABLE, type DecodedEventBatch, tableForKind, wallClockNs } from './rows.js';
+import {
+  batchRow,
+  buildRow,
+  CONTAINERS_TABLE,
+  containerMetaFromRecord,
+  containerRow,
+  DEAD_LETTERS_TABLE,
+  type DecodedEventBatch,
+  EVENT_BATCHES_TABLE,
+  TIME_NS,
+  tableForKind,
+  wallClockNs,
+} from './rows.js';
 
 /** Where rows go: one insert per (table, batch), deduplicated by token. Throws KtrailError. */
 export interface RowSink {
@@ -36,7 +48,8 @@ export interface RowSink {
 /** Avro in and out (schemas/). Decoders throw PoisonError on bytes they can't read. */
 export interface ProcessorCodec {
   decodeEventBatch(value: Buffer): DecodedEventBatch;
-  decodeContainerRecord(value: Buffer): ContainerMeta;
+  /** The ContainerRecord as Avro decodes it (camelCase fields). */
+  decodeContainerRecord(value: Buffer): Record<string, unknown>;
   encodeDeadLetter(dl: DeadLetter): Buffer;
   encodeEnriched(batch: EnrichedBatch): Buffer;
   encodeAlert(alert: Alert): Buffer;
@@ -164,6 +177,9 @@ interface PartitionState {
 
 class LostPartitionError extends Error {}
 
+/** Enriched events per Kafka message: ~300 bytes each keeps messages well under the 1 MB default. */
+const ENRICHED_EVENTS_PER_MESSAGE = 500;
+
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export function createProcessor(deps: {
@@ -284,6 +300,8 @@ export function createProcessor(deps: {
         });
       }
     }
+    containersRead.clear();
+    restoreTargets.clear();
     if (states.size > 0)
       log.info({ reason, generation }, 'partitions revoked; pending batches dropped uncommitted');
     states.clear();
@@ -316,9 +334,16 @@ export function createProcessor(deps: {
         if (state.forcedCut !== undefined)
           log.info({ partition: state.partition, cut: String(state.forcedCut) }, 'resuming a recorded cut');
         const end = ends.find((e) => e.partition === state.partition);
-        if (!containerParts.has(state.partition) || end === undefined || end.high === end.low)
+        const high = end === undefined ? 0n : BigInt(end.high);
+        const readUpTo = containersRead.get(state.partition) ?? -1n;
+        if (
+          !containerParts.has(state.partition) ||
+          end === undefined ||
+          end.high === end.low ||
+          readUpTo >= high
+        )
           markRestored(state);
-        else restoreTargets.set(state.partition, { state, high: BigInt(end.high) });
+        else restoreTargets.set(state.partition, { state, high });
       }
     })();
     for (const state of fresh) state.init = init;
@@ -341,6 +366,8 @@ export function createProcessor(deps: {
   }
 
   const restoreTargets = new Map<number, { state: PartitionState; high: bigint }>();
+  /** Next offset to read per containers partition in this generation (restore progress). */
+  const containersRead = new Map<number, bigint>();
 
   function markRestored(state: PartitionState): void {
     restoreTargets.delete(state.partition);
@@ -382,12 +409,12 @@ export function createProcessor(deps: {
     state.batch.addRow(DEAD_LETTERS_TABLE, {
       source_topic: dl.sourceTopic,
       source_partition: dl.sourcePartition,
-      source_offset: dl.sourceOffset,
+      source_offset: String(dl.sourceOffset),
       reason: dl.reason,
       error: dl.error,
       raw: dl.raw.toString('base64'),
       consumer_group: dl.consumerGroup,
-      failed_at_ns: dl.failedAtNs,
+      failed_at_ns: String(dl.failedAtNs),
     });
   }
 
@@ -411,6 +438,7 @@ export function createProcessor(deps: {
     const node = decoded.node;
     const table = state.metadata;
     const batch = state.batch;
+    batch.addRow(EVENT_BATCHES_TABLE, batchRow(decoded, state.partition, offset));
     state.alerts.observeSequence(
       node,
       decoded.bootId,
@@ -420,7 +448,7 @@ export function createProcessor(deps: {
     );
     for (const ev of decoded.events) {
       const timeNs = wallClockNs(decoded, ev.tsNs);
-      const row = buildRow(decoded, ev, timeNs);
+      const row = buildRow(decoded, ev, timeNs, state.partition, offset);
       batch.addRow(tableForKind(ev.kind), row);
       if (ev.kind === 'cgroup_mkdir' && typeof ev.path === 'string' && !isContainerCgroupPath(ev.path)) {
         table.markHost(node, ev.cgroupId);
@@ -451,12 +479,20 @@ export function createProcessor(deps: {
         // or a schema mismatch, and committing past it would lose rows. Retry, loudly.
         const level = isRetriable(err) ? 'warn' : 'error';
         log[level](
-          { err, what, attempt, delayMs: delay, partition: state.partition },
+          { err: (err as Error).message, what, attempt, delayMs: delay, partition: state.partition },
           'write failed; retrying',
         );
         await sleepWithHeartbeat(delay);
         delay = Math.min(delay * 2, retryMaxMs);
       }
+    }
+  }
+
+  async function beat(): Promise<void> {
+    try {
+      await heartbeat?.();
+    } catch {
+      // A failing heartbeat means a rebalance; stillOwned() turns false via the events.
     }
   }
 
@@ -507,6 +543,7 @@ export function createProcessor(deps: {
         if (rows.length === 0) continue;
         const token = dedupToken(table, topics.events, state.partition, cut.firstOffset, cut.lastOffset);
         await withRetry(state, `insert ${table}`, () => sink.insert(table, rows, token));
+        await beat(); // a batch of many tables can take longer than a session timeout
       }
       await produceSideOutputs(state, cut, deadLetters, alerts);
       await commit(state, cut.lastOffset + 1n, null);
@@ -543,7 +580,7 @@ export function createProcessor(deps: {
     alerts: Alert[],
   ): Promise<void> {
     for (const [table, rows] of cut.tables) {
-      if (table === DEAD_LETTERS_TABLE) continue;
+      if (table === DEAD_LETTERS_TABLE || table === EVENT_BATCHES_TABLE) continue;
       for (const row of rows) state.alerts.observe(table, row, alerts);
     }
     const sends: { topic: string; messages: { key: string | null; value: Buffer }[] }[] = [];
@@ -565,8 +602,11 @@ export function createProcessor(deps: {
     }
     if (sends.length === 0) return;
     // At-least-once: a batch rebuilt after a crash produces these again.
+    // The broker's message.max.bytes bounds one record batch (one produce per partition),
+    // so big outputs go out in requests of bounded size.
+    const requests = chunkBySize(sends, 800_000);
     await withRetry(state, 'produce side outputs', async () => {
-      await producer.sendBatch({ topicMessages: sends, acks: -1 });
+      for (const topicMessages of requests) await producer.sendBatch({ topicMessages, acks: -1 });
     });
   }
 
@@ -574,7 +614,7 @@ export function createProcessor(deps: {
   function enrichedMessages(partition: number, cut: CutBatch): { key: string; value: Buffer }[] {
     const byNode = new Map<string, EnrichedEvent[]>();
     for (const [table, rows] of cut.tables) {
-      if (table === DEAD_LETTERS_TABLE) continue;
+      if (table === DEAD_LETTERS_TABLE || table === EVENT_BATCHES_TABLE) continue;
       for (const row of rows) {
         const node = row.node as string;
         let list = byNode.get(node);
@@ -588,7 +628,7 @@ export function createProcessor(deps: {
     const out: { key: string; value: Buffer }[] = [];
     for (const [node, events] of byNode) {
       // Kafka's default max message is 1 MB: chunk so one batch can't exceed it.
-      for (let i = 0; i < events.length; i += 2_000) {
+      for (let i = 0; i < events.length; i += ENRICHED_EVENTS_PER_MESSAGE) {
         out.push({
           key: node,
           value: codec.encodeEnriched({
@@ -596,7 +636,7 @@ export function createProcessor(deps: {
             sourcePartition: partition,
             firstOffset: cut.firstOffset,
             lastOffset: cut.lastOffset,
-            events: events.slice(i, i + 2_000),
+            events: events.slice(i, i + ENRICHED_EVENTS_PER_MESSAGE),
           }),
         });
       }
@@ -623,36 +663,63 @@ export function createProcessor(deps: {
     });
   }
 
-  function onContainersBatch(payload: EachBatchPayload): void {
+  /**
+   * Container records: applied to the partition's metadata table (joining rows that wait
+   * for them), then written to the containers dimension table. That table is a
+   * ReplacingMergeTree read through containers_latest, so the re-reads every assignment
+   * does are harmless there; its insert is best effort (the join in memory does not
+   * depend on it, and the next assignment writes the records again).
+   */
+  async function onContainersBatch(payload: EachBatchPayload): Promise<void> {
     const { batch, resolveOffset } = payload;
     const p = batch.partition;
     const metadata = tables.get(p);
     const state = states.get(p);
-    if (metadata === undefined) return;
+    if (metadata === undefined || batch.messages.length === 0) return;
+    const rows: Row[] = [];
     for (const message of batch.messages) {
-      if (message.value !== null) {
-        try {
-          const meta = codec.decodeContainerRecord(message.value);
-          metadata.upsert(meta);
-          stats.metadataRecords++;
-          if (state !== undefined) {
-            const n =
-              meta.containerId === ''
-                ? state.batch.resolveHost(meta.node, meta.cgroupId)
-                : state.batch.resolve(meta, (at) => metadata.lookup(meta.node, meta.cgroupId, at));
-            stats.lateResolved += n;
-          }
-        } catch (err) {
-          if (state !== undefined) deadLetter(state, topics.containers, message, err);
-          else
-            log.warn({ err, partition: p, offset: message.offset }, 'undecodable container record skipped');
-        }
-      }
       // Tombstones (null value) carry no version; the record's REMOVED state evicts instead.
-      resolveOffset(message.offset);
+      if (message.value === null) continue;
+      let rec: Record<string, unknown>;
+      try {
+        rec = codec.decodeContainerRecord(message.value);
+      } catch (err) {
+        if (state !== undefined) deadLetter(state, topics.containers, message, err);
+        else log.warn({ err, partition: p, offset: message.offset }, 'undecodable container record skipped');
+        continue;
+      }
+      const meta = containerMetaFromRecord(rec);
+      metadata.upsert(meta);
+      rows.push(containerRow(rec));
+      stats.metadataRecords++;
+      if (state !== undefined)
+        stats.lateResolved +=
+          meta.containerId === ''
+            ? state.batch.resolveHost(meta.node, meta.cgroupId)
+            : state.batch.resolve(meta, (at) => metadata.lookup(meta.node, meta.cgroupId, at));
     }
+    const next = BigInt(batch.lastOffset()) + 1n;
+    containersRead.set(p, next);
     const target = restoreTargets.get(p);
-    if (target !== undefined && BigInt(batch.lastOffset()) + 1n >= target.high) markRestored(target.state);
+    if (target !== undefined && next >= target.high) markRestored(target.state);
+    if (rows.length > 0) {
+      const token = dedupToken(
+        CONTAINERS_TABLE,
+        topics.containers,
+        p,
+        BigInt(batch.firstOffset() ?? '0'),
+        next - 1n,
+      );
+      try {
+        await sink.insert(CONTAINERS_TABLE, rows, token);
+      } catch (err) {
+        log.error(
+          { err: (err as Error).message, partition: p },
+          'containers dimension insert failed; joins in memory are unaffected',
+        );
+      }
+    }
+    for (const message of batch.messages) resolveOffset(message.offset);
   }
 
   async function tick(): Promise<void> {
@@ -708,7 +775,7 @@ export function createProcessor(deps: {
         eachBatch: async (payload) => {
           heartbeat = payload.heartbeat;
           if (payload.batch.topic === topics.containers) {
-            onContainersBatch(payload);
+            await onContainersBatch(payload);
             return;
           }
           const state = states.get(payload.batch.partition);
@@ -741,6 +808,31 @@ export function createProcessor(deps: {
   };
 }
 
+type TopicMessages = { topic: string; messages: { key: string | null; value: Buffer }[] };
+
+/** Splits outgoing messages into sendBatch requests of at most ~maxBytes of values each. */
+function chunkBySize(sends: TopicMessages[], maxBytes: number): TopicMessages[][] {
+  const out: TopicMessages[][] = [];
+  let current: TopicMessages[] = [];
+  let bytes = 0;
+  for (const { topic, messages } of sends) {
+    let group: TopicMessages = { topic, messages: [] };
+    current.push(group);
+    for (const m of messages) {
+      if (bytes + m.value.length > maxBytes && bytes > 0) {
+        out.push(current);
+        group = { topic, messages: [] };
+        current = [group];
+        bytes = 0;
+      }
+      group.messages.push(m);
+      bytes += m.value.length;
+    }
+  }
+  if (bytes > 0) out.push(current.filter((g) => g.messages.length > 0));
+  return out;
+}
+
 function toEnriched(kind: string, row: Row): EnrichedEvent {
   const attributes: Record<string, string> = {};
   for (const key in row) {
@@ -750,8 +842,8 @@ function toEnriched(kind: string, row: Row): EnrichedEvent {
   }
   return {
     kind,
-    timeNs: row.time_ns as bigint,
-    cgroupId: row.cgroup_id as bigint,
+    timeNs: row[TIME_NS] as bigint,
+    cgroupId: BigInt(row.cgroup_id as string),
     pid: Number(row.pid ?? 0),
     tgid: Number(row.tgid ?? 0),
     joinState: row.join_state as string,
@@ -766,7 +858,11 @@ function toEnriched(kind: string, row: Row): EnrichedEvent {
 
 const ENRICHED_FIXED = new Set([
   'node',
-  'time_ns',
+  'boot_id',
+  'time',
+  'kafka_partition',
+  'kafka_offset',
+  'workload',
   'cgroup_id',
   'pid',
   'tgid',

@@ -26,6 +26,8 @@ export interface DecodedEventBatch {
 }
 
 export const DEAD_LETTERS_TABLE = 'dead_letters';
+export const EVENT_BATCHES_TABLE = 'event_batches';
+export const CONTAINERS_TABLE = 'containers';
 
 const snakeCache = new Map<string, string>();
 
@@ -52,25 +54,86 @@ export function wallClockNs(batch: DecodedEventBatch, tsNs: bigint): bigint {
   return batch.bootEpochNs === null ? batch.producedAtNs : batch.bootEpochNs + tsNs;
 }
 
-/** Builds the row with every event field plus envelope and empty join columns. */
-export function buildRow(batch: DecodedEventBatch, ev: DecodedEvent, timeNs: bigint): Row {
+/**
+ * The event's wall-clock ns, kept on the row under a symbol: JSON (the insert body) and
+ * for..in skip symbol keys, so it never reaches ClickHouse, but alerts and the enriched
+ * topic read it without parsing the DateTime64 text back.
+ */
+export const TIME_NS: unique symbol = Symbol('timeNs');
+
+const NS_PER_S = 1_000_000_000n;
+
+/** Unix ns -> DateTime64(9) text ("seconds.nanoseconds"), exact for any u64. */
+export function dateTime64(ns: bigint): string {
+  const frac = String(ns % NS_PER_S);
+  return `${ns / NS_PER_S}.${'000000000'.slice(frac.length)}${frac}`;
+}
+
+/** Builds the row with every event field plus envelope, Kafka coordinates and join columns. */
+export function buildRow(
+  batch: DecodedEventBatch,
+  ev: DecodedEvent,
+  timeNs: bigint,
+  partition: number,
+  offset: bigint,
+): Row {
   const row: Row = {
     node: batch.node,
     boot_id: batch.bootId,
-    time_ns: timeNs,
+    time: dateTime64(timeNs),
     container_id: '',
     container_name: '',
     image: '',
     pod: '',
     namespace: '',
+    workload: '',
     join_state: 'pending',
+    kafka_partition: partition,
+    kafka_offset: String(offset),
   };
+  row[TIME_NS] = timeNs;
   for (const key in ev) {
     if (key === 'kind') continue;
-    row[snake(key)] = ev[key];
+    const v = ev[key];
+    // u64 as decimal text: JSON has no 64-bit integers, ClickHouse parses it exactly.
+    row[snake(key)] = typeof v === 'bigint' ? String(v) : v;
   }
   return row;
 }
+
+/** One event_batches row per EventBatch message: the sequence numbers completeness is computed from. */
+export function batchRow(batch: DecodedEventBatch, partition: number, offset: bigint): Row {
+  return {
+    node: batch.node,
+    boot_id: batch.bootId,
+    sequence: String(batch.sequence),
+    time: dateTime64(batch.producedAtNs),
+    events: batch.events.length,
+    collector_version: batch.collectorVersion,
+    kafka_partition: partition,
+    kafka_offset: String(offset),
+  };
+}
+
+/** ContainerRecord -> containers dimension row (same fields, snake_case; nulls kept where the column is Nullable). */
+export function containerRow(rec: Record<string, unknown>): Row {
+  const row: Row = {};
+  for (const key in rec) {
+    const v = rec[key];
+    if (v === null && !NULLABLE_CONTAINER_COLUMNS.has(key)) continue; // column DEFAULT applies
+    row[snake(key)] = typeof v === 'bigint' ? String(v) : v;
+  }
+  return row;
+}
+
+const NULLABLE_CONTAINER_COLUMNS = new Set([
+  'cpuRequestMillis',
+  'cpuLimitMillis',
+  'memoryRequestBytes',
+  'memoryLimitBytes',
+  'startedAtNs',
+  'stoppedAtNs',
+]);
 
 /** ContainerRecord (Avro) -> what the join needs; null-able fields become ''/0. */
 export function containerMetaFromRecord(rec: Record<string, unknown>): ContainerMeta {
@@ -83,6 +146,7 @@ export function containerMetaFromRecord(rec: Record<string, unknown>): Container
     labels: (rec.labels as Record<string, string> | undefined) ?? {},
     pod: String(rec.podName ?? ''),
     namespace: String(rec.namespace ?? ''),
+    workload: String(rec.workloadName ?? ''),
     startedAtNs: toBig(rec.startedAtNs),
     stoppedAtNs: toBig(rec.stoppedAtNs),
     updatedAtNs: toBig(rec.updatedAtNs),

@@ -1,19 +1,32 @@
-// The processor's RowSink over the ClickHouse writer: every insert carries its batch token.
-// The writer retries a few times itself; the processor's own loop retries for as long as
-// it still owns the partition, heartbeating the group meanwhile.
+// The processor's RowSink: one JSONEachRow insert per (table, batch), always with the
+// batch's deduplication token. Rows arrive JSON-safe (u64 values as decimal strings), so
+// the client serialises them as they are.
+//
+// Not insertBatch() from ./clickhouse/writer.ts for now: its body goes to the client as a
+// non-object-mode stream, which @clickhouse/client 1.x rejects for JSONEachRow ("expected
+// Readable Stream with enabled object mode"). Errors are classified with the writer's own
+// classifier, so retriable/poison decisions stay in one place.
 import type { ClickHouseClient } from '@clickhouse/client';
-import { insertBatch } from './clickhouse/writer.js';
+import { describeClickHouse } from './clickhouse/client.js';
+import { classifyClickHouseError } from './clickhouse/writer.js';
 import type { Row } from './partition-batch.js';
 import type { RowSink } from './processor.js';
 
 export function clickHouseSink(client: ClickHouseClient): RowSink {
+  const info = describeClickHouse(client);
   return {
     async insert(table: string, rows: Row[], dedupToken: string): Promise<void> {
-      await insertBatch(
-        client,
-        { table, rows, dedupToken },
-        { retry: { maxAttempts: 2, initialDelayMs: 100, maxDelayMs: 1_000 } },
-      );
+      const qualified = table.includes('.') || info === undefined ? table : `${info.database}.${table}`;
+      try {
+        await client.insert({
+          table: qualified,
+          values: rows,
+          format: 'JSONEachRow',
+          clickhouse_settings: info?.dedupToken === false ? {} : { insert_deduplication_token: dedupToken },
+        });
+      } catch (err) {
+        throw classifyClickHouseError(err, { table: qualified, dedupToken, rows: rows.length });
+      }
     },
   };
 }

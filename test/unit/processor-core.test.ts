@@ -13,6 +13,7 @@ import {
   PartitionBatch,
   type Row,
 } from '../../processor/src/partition-batch.js';
+import { dateTime64, TIME_NS } from '../../processor/src/rows.js';
 
 function meta(over: Partial<ContainerMeta> = {}): ContainerMeta {
   return {
@@ -24,6 +25,7 @@ function meta(over: Partial<ContainerMeta> = {}): ContainerMeta {
     labels: {},
     pod: '',
     namespace: '',
+    workload: '',
     startedAtNs: 1_000n,
     stoppedAtNs: 0n,
     updatedAtNs: 1_000n,
@@ -153,6 +155,14 @@ describe('partition batch', () => {
   });
 });
 
+describe('rows', () => {
+  it('writes DateTime64(9) text exactly, for any u64 ns', () => {
+    expect(dateTime64(1_700_000_000_000_000_001n)).toBe('1700000000.000000001');
+    expect(dateTime64(18_446_744_073_709_551_615n)).toBe('18446744073.709551615');
+    expect(dateTime64(5n)).toBe('0.000000005');
+  });
+});
+
 describe('alert rules', () => {
   const rules = {
     oomKill: true,
@@ -170,7 +180,7 @@ describe('alert rules', () => {
     const exit = (t: bigint, code: number) => ({
       node: 'n1',
       container_id: 'c1',
-      time_ns: t,
+      [TIME_NS]: t,
       exit_code: code,
       signal: 0,
     });
@@ -187,9 +197,9 @@ describe('alert rules', () => {
   it('raises oom kills, tcp spikes once per window, and sequence gaps', () => {
     const e = new AlertEngine(rules);
     const out: Parameters<AlertEngine['observe']>[2] = [];
-    e.observe('oom_kill', { node: 'n1', container_id: 'c1', time_ns: 5n, comm: 'x' }, out);
+    e.observe('oom_kill', { node: 'n1', container_id: 'c1', [TIME_NS]: 5n, comm: 'x' }, out);
     for (let i = 0; i < 12; i++)
-      e.observe('tcp_reset', { node: 'n1', container_id: 'c1', time_ns: BigInt(i) * ms }, out);
+      e.observe('tcp_reset', { node: 'n1', container_id: 'c1', [TIME_NS]: BigInt(i) * ms }, out);
     e.observeSequence('n1', 'b', 1n, 0n, out);
     e.observeSequence('n1', 'b', 2n, 0n, out);
     e.observeSequence('n1', 'b', 5n, 0n, out);

@@ -1,0 +1,139 @@
+// Synthetic collector output for the processor's tests and benchmark: EventBatch messages
+// (single-object Avro, exactly what the collector writes) and ContainerRecords. Every event
+// has a unique (node, ts_ns), so a checker can count rows and distinct rows separately:
+// count == produced means no loss, uniqExact == count means no duplicates.
+import { encodeSingleObject, type Writer } from '../../processor/src/codec.js';
+import { loadCatalog } from '../../schemas/catalog.js';
+
+const catalog = loadCatalog();
+const eventBatchWriter: Writer = {
+  type: catalog.current.EventBatch.type,
+  header: headerOf(catalog.current.EventBatch.fingerprintKey),
+};
+const containerWriter: Writer = {
+  type: catalog.current.ContainerRecord.type,
+  header: headerOf(catalog.current.ContainerRecord.fingerprintKey),
+};
+
+function headerOf(fingerprintKey: string): Buffer {
+  return Buffer.concat([Buffer.from([0xc3, 0x01]), Buffer.from(fingerprintKey, 'hex')]);
+}
+
+/** A recent boot: raw tables have a TTL, and rows older than it vanish on insert. */
+export const BOOT_EPOCH_NS = (BigInt(Date.now()) - 3_600_000n) * 1_000_000n;
+/** First cgroup id of the synthetic containers; ids below are host cgroups. */
+export const CONTAINER_CGROUP_BASE = 10_000n;
+
+export function containerId(node: string, i: number): string {
+  return `${node}-c${i}`.padEnd(64, '0');
+}
+
+export function containerRecord(
+  node: string,
+  i: number,
+  over: Record<string, unknown> = {},
+): Record<string, unknown> {
+  return {
+    node,
+    cgroupId: CONTAINER_CGROUP_BASE + BigInt(i),
+    cgroupPath: `/docker/${containerId(node, i)}`,
+    runtime: 'docker',
+    containerId: containerId(node, i),
+    name: `app-${i}`,
+    image: `busybox:${i % 3}`,
+    imageId: null,
+    labels: { app: `app-${i}` },
+    podUid: null,
+    podName: `pod-${i}`,
+    namespace: i % 2 === 0 ? 'prod' : 'dev',
+    workloadKind: null,
+    workloadName: null,
+    cpuRequestMillis: null,
+    cpuLimitMillis: null,
+    memoryRequestBytes: null,
+    memoryLimitBytes: null,
+    startedAtNs: BOOT_EPOCH_NS,
+    stoppedAtNs: null,
+    updatedAtNs: BOOT_EPOCH_NS,
+    state: 'RUNNING',
+    ...over,
+  };
+}
+
+export function encodeContainerRecord(rec: Record<string, unknown>): Buffer {
+  return encodeSingleObject(containerWriter, rec);
+}
+
+export interface SyntheticNodeOptions {
+  node: string;
+  containers: number;
+  /** Share of proc_exit events (the rest are cpu_sample), 0..1. */
+  exitShare?: number;
+  /** When set, events use this cgroup id instead of a container's (late-metadata tests). */
+  cgroupOverride?: bigint;
+}
+
+/** One node's event stream; `next(n)` encodes the next EventBatch of n events. */
+export class SyntheticNode {
+  sequence = 0n;
+  private ts = 0n;
+  readonly node: string;
+
+  constructor(private readonly opts: SyntheticNodeOptions) {
+    this.node = opts.node;
+  }
+
+  next(n: number, bootEpochNs: bigint = BOOT_EPOCH_NS): Buffer {
+    const events: Record<string, unknown>[] = new Array(n);
+    const exitEvery =
+      this.opts.exitShare === undefined || this.opts.exitShare <= 0 ? 0 : Math.round(1 / this.opts.exitShare);
+    for (let i = 0; i < n; i++) {
+      this.ts++;
+      const cgroupId =
+        this.opts.cgroupOverride ?? CONTAINER_CGROUP_BASE + (this.ts % BigInt(this.opts.containers));
+      events[i] =
+        exitEvery > 0 && i % exitEvery === 0
+          ? {
+              kind: 'proc_exit',
+              tsNs: this.ts,
+              cgroupId,
+              pid: 100 + i,
+              tgid: 100 + i,
+              flags: 0,
+              ppid: 1,
+              exitCode: 0,
+              signal: 0,
+              coreDumped: 0,
+              startNs: 0n,
+              cpuNs: 1_000n,
+              comm: 'sh',
+            }
+          : {
+              kind: 'cpu_sample',
+              tsNs: this.ts,
+              cgroupId,
+              pid: 0,
+              tgid: 0,
+              flags: 0,
+              cpuNs: 5_000_000n,
+              switches: 12n,
+              intervalNs: 1_000_000_000n,
+            };
+    }
+    this.sequence++;
+    return encodeSingleObject(eventBatchWriter, {
+      node: this.opts.node,
+      bootId: 'boot-1',
+      collectorVersion: 'synthetic',
+      sequence: this.sequence,
+      producedAtNs: BigInt(Date.now()) * 1_000_000n,
+      bootEpochNs,
+      events,
+    });
+  }
+}
+
+/** Bytes that are not any Avro message ktrail knows: a dead letter. */
+export function poisonMessage(): Buffer {
+  return Buffer.from([0xc3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8, 42, 42]);
+}

@@ -14,7 +14,7 @@ const key = (id: bigint): Buffer => {
 };
 const value = (...lanes: bigint[]): Buffer => {
   const b = Buffer.alloc(lanes.length * 8);
-  lanes.forEach((v, i) => b.writeBigUInt64LE(v, i * 8));
+  for (const [i, v] of lanes.entries()) b.writeBigUInt64LE(v, i * 8);
   return b;
 };
 

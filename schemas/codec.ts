@@ -13,8 +13,8 @@ import {
   type SchemaName,
   type SchemaVersion,
 } from './catalog.js';
-import type { SchemaRegistryClient } from './registry-client.js';
-import type { SchemaTypes } from './types.js';
+import { createSchemaRegistryClient, type SchemaRegistryClient } from './registry-client.js';
+import type { KtrailEvent, SchemaTypes } from './types.js';
 
 export const SINGLE_OBJECT_MAGIC = Buffer.from([0xc3, 0x01]);
 export const SINGLE_OBJECT_HEADER_BYTES = 10;
@@ -265,5 +265,49 @@ export function createSchemaResolver(options: { registry?: SchemaRegistryClient 
     addSchemaId(id, schema) {
       plansByConfluentId.set(id, planFromSchemaJson(schema, { schemaId: id }));
     },
+  };
+}
+
+/**
+ * The events the decoder produces already are Avro values: the event union picks its branch
+ * from `kind`, so no wrapping ({"io.ktrail.v1.ProcExec": ...}) and no field copying is needed.
+ * This identity exists to make that explicit at call sites.
+ */
+export function toAvroEvent<E extends KtrailEvent>(event: E): E {
+  return event;
+}
+
+export interface WireCodecOptions {
+  /** Confluent Schema Registry URL; unset = single-object encoding (no registry needed). */
+  schemaRegistryUrl?: string | undefined;
+  schemaRegistryBasicAuth?: string | undefined;
+}
+
+export interface WireCodec {
+  encoders: { [N in SchemaName]: Encoder<SchemaTypes[N]> };
+  resolver: SchemaResolver;
+}
+
+/**
+ * Encoders for every schema plus a resolver, in the wire format the configuration asks for.
+ * With a registry, the current schemas are registered first (subject = record full name,
+ * i.e. RecordNameStrategy), so this can fail with TransientError while the registry is down.
+ */
+export async function createWireCodec(options: WireCodecOptions = {}): Promise<WireCodec> {
+  const names = Object.keys(catalog().current) as SchemaName[];
+  if (!options.schemaRegistryUrl) {
+    const encoders = Object.fromEntries(names.map((n) => [n, createEncoder(n)])) as WireCodec['encoders'];
+    return { encoders, resolver: createSchemaResolver() };
+  }
+  const registry = createSchemaRegistryClient({
+    url: options.schemaRegistryUrl,
+    ...(options.schemaRegistryBasicAuth ? { basicAuth: options.schemaRegistryBasicAuth } : {}),
+  });
+  const entries = await Promise.all(
+    names.map(async (n) => [n, await createRegistryEncoder(n, registry)] as const),
+  );
+  return {
+    encoders: Object.fromEntries(entries) as WireCodec['encoders'],
+    resolver: createSchemaResolver({ registry }),
   };
 }

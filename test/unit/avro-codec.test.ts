@@ -1,7 +1,7 @@
 // The wire codec: single-object and Confluent framing, BigInt longs, the event union keyed
 // by `kind`, writer -> reader resolution, and PoisonError for every unreadable input.
 import { describe, expect, it } from 'vitest';
-import { PoisonError } from '../../common/errors.js';
+import { ConfigError, PoisonError } from '../../common/errors.js';
 import { compileSchema } from '../../schemas/avro-types.js';
 import { SCHEMA_NAMES } from '../../schemas/catalog.js';
 import {
@@ -9,8 +9,11 @@ import {
   confluentHeader,
   createEncoder,
   createSchemaResolver,
+  createWireCodec,
   SINGLE_OBJECT_HEADER_BYTES,
+  toAvroEvent,
 } from '../../schemas/codec.js';
+import { createSchemaRegistryClient } from '../../schemas/registry-client.js';
 import { SAMPLES, sampleContainerRecord, sampleEventBatch } from '../../schemas/samples.js';
 import type { EventBatch, KtrailEvent } from '../../schemas/types.js';
 
@@ -188,5 +191,26 @@ describe('unreadable input is a PoisonError, never a crash', () => {
     }
     expect(poisoned).toBeGreaterThan(0);
     expect(Date.now() - started).toBeLessThan(10_000);
+  });
+});
+
+describe('createWireCodec', () => {
+  it('without a registry: single-object encoders for every schema and a resolver', async () => {
+    const { encoders, resolver } = await createWireCodec();
+    for (const name of SCHEMA_NAMES) {
+      const bytes = encoders[name].encode(SAMPLES[name]() as never);
+      expect(encoders[name].wire.format).toBe('single-object');
+      expect(resolver.decode(bytes).schema).toBe(name);
+    }
+  });
+
+  it('a registry URL that is not a URL is a ConfigError naming the setting', () => {
+    expect(() => createSchemaRegistryClient({ url: 'not a url' })).toThrow(ConfigError);
+    expect(() => createSchemaRegistryClient({ url: 'not a url' })).toThrow(/schemaRegistryUrl/);
+  });
+
+  it('toAvroEvent passes the decoder event through unchanged', () => {
+    const event = sampleEventBatch().events[0] as KtrailEvent;
+    expect(toAvroEvent(event)).toBe(event);
   });
 });

@@ -114,7 +114,8 @@ export class CgroupResolver {
   readonly hierarchy: HierarchyInfo;
   private readonly entries = new Map<bigint, CgroupEntry>();
   // Removed entries in removal order, so expiry and eviction look only at the head.
-  private readonly removedQueue: bigint[] = [];
+  private readonly removedQueue = new IdQueue();
+  private removedCount = 0;
   private readonly graceMs: number;
   private readonly maxEntries: number;
   private readonly now: () => number;
@@ -175,9 +176,12 @@ export class CgroupResolver {
       if (!this.entries.has(st.ino))
         this.insert({ id: st.ino, path: rel, identity: parseCgroupPath(rel) }, 'scan');
       count++;
-      for (const child of children) {
-        if (child.isDirectory()) await walk(rel === '/' ? '/' + child.name : rel + '/' + child.name);
-      }
+      // Siblings in parallel: the walk is bound by syscall latency, not CPU.
+      await Promise.all(
+        children
+          .filter((child) => child.isDirectory())
+          .map((child) => walk(rel === '/' ? '/' + child.name : rel + '/' + child.name)),
+      );
     };
     await walk('/');
     this.counters.scanned += count;
@@ -199,7 +203,7 @@ export class CgroupResolver {
           identity: identityOf(path, truncated),
           createdNs: event.tsNs,
         };
-        this.entries.delete(event.cgroupId); // a reused id (after wrap) starts over
+        this.drop(event.cgroupId); // a reused id starts over
         this.insert(entry, event.kind);
         if (truncated) void this.repairTruncated(entry);
         return entry;
@@ -228,6 +232,7 @@ export class CgroupResolver {
           entry.removedNs = event.tsNs;
           entry.removedAtMs = this.now();
           this.removedQueue.push(entry.id);
+          this.removedCount++;
         }
         this.emit(entry, event.kind);
         return entry;
@@ -273,8 +278,8 @@ export class CgroupResolver {
     this.expire();
     return {
       entries: this.entries.size,
-      live: this.entries.size - this.removedQueue.length,
-      removed: this.removedQueue.length,
+      live: this.entries.size - this.removedCount,
+      removed: this.removedCount,
       ...this.counters,
     };
   }
@@ -289,15 +294,20 @@ export class CgroupResolver {
     this.emit(entry, kind);
   }
 
+  private drop(id: bigint): void {
+    if (this.entries.get(id)?.removedAtMs !== undefined) this.removedCount--;
+    this.entries.delete(id);
+  }
+
   /** Drops removed cgroups whose grace period is over. */
   private expire(): void {
     const cutoff = this.now() - this.graceMs;
     while (this.removedQueue.length > 0) {
-      const id = this.removedQueue[0]!;
+      const id = this.removedQueue.peek()!;
       const entry = this.entries.get(id);
       if (entry?.removedAtMs !== undefined && entry.removedAtMs > cutoff) break;
       this.removedQueue.shift();
-      if (entry?.removedAtMs !== undefined) this.entries.delete(id);
+      if (entry?.removedAtMs !== undefined) this.drop(id);
     }
   }
 
@@ -306,13 +316,13 @@ export class CgroupResolver {
     while (this.entries.size > this.maxEntries && this.removedQueue.length > 0) {
       const id = this.removedQueue.shift()!;
       if (this.entries.get(id)?.removedAtMs !== undefined) {
-        this.entries.delete(id);
+        this.drop(id);
         this.counters.evictedRemoved++;
       }
     }
     for (const id of this.entries.keys()) {
       if (this.entries.size <= this.maxEntries) break;
-      this.entries.delete(id);
+      this.drop(id);
       this.counters.evictedLive++;
     }
   }
@@ -355,5 +365,32 @@ export class CgroupResolver {
       }
     }
     return undefined;
+  }
+}
+
+/** FIFO of cgroup ids with O(1) push and shift (Array.prototype.shift is O(n) on big arrays). */
+class IdQueue {
+  private items: bigint[] = [];
+  private head = 0;
+
+  get length(): number {
+    return this.items.length - this.head;
+  }
+
+  push(id: bigint): void {
+    this.items.push(id);
+  }
+
+  peek(): bigint | undefined {
+    return this.items[this.head];
+  }
+
+  shift(): bigint | undefined {
+    const id = this.items[this.head++];
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return id;
   }
 }

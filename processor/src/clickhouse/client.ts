@@ -52,6 +52,16 @@ export type ClickHouseInfo = {
   version: string;
   /** The server knows insert_deduplication_token (the writer sends one with every insert). */
   dedupToken: boolean;
+  /**
+   * chDB only: its native insert (payload handed over zero-copy, parsed by the engine's
+   * parallel parser, settings scoped to the one INSERT). Faster than the generic path.
+   */
+  rawInsert?: (params: {
+    table: string;
+    values: Buffer | string;
+    format: 'JSONEachRow';
+    settings: Record<string, string | number>;
+  }) => Promise<unknown>;
 };
 
 type ChdbAsClientConnection = NonNullable<ClickHouseClientConfigOptions['connection']>;
@@ -102,12 +112,14 @@ async function createChdb(config: ChdbConfig): Promise<ClickHouseClient> {
   }
   const path = resolve(config.path);
   let client: ClickHouseClient;
+  let connection: ReturnType<typeof createChdbConnection>;
   try {
     mkdirSync(path, { recursive: true });
+    connection = createChdbConnection({ path });
     client = createClient({
       // chdb types the connection against its own copy of @clickhouse/client-common; the
       // shapes match at runtime, the two declaration copies just don't unify.
-      connection: createChdbConnection({ path }) as unknown as ChdbAsClientConnection,
+      connection: connection as unknown as ChdbAsClientConnection,
       clickhouse_settings: { ...WANTED_SETTINGS, insert_deduplication_token: '' },
     });
   } catch (err) {
@@ -120,7 +132,14 @@ async function createChdb(config: ChdbConfig): Promise<ClickHouseClient> {
   // chDB ignores the client's `database` option: every statement names its database.
   await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${config.database}` });
   const version = await selectOne(client, 'SELECT version() AS v');
-  infos.set(client, { kind: 'chdb', database: config.database, version, dedupToken: true });
+  const chdb = connection.chdb;
+  infos.set(client, {
+    kind: 'chdb',
+    database: config.database,
+    version,
+    dedupToken: true,
+    rawInsert: (params) => chdb.rawInsert(params),
+  });
   log.info({ path, database: config.database, version }, 'chDB store open');
   return client;
 }

@@ -47,6 +47,14 @@ export type InsertBatchOptions = {
 
 export type InsertResult = { rows: number; attempts: number };
 
+// The client-level settings of the factory do not reach chDB's native insert: repeat the
+// ones that matter for inserts.
+const CHDB_INSERT_SETTINGS = {
+  async_insert: 0,
+  input_format_skip_unknown_fields: 0,
+  date_time_input_format: 'best_effort',
+};
+
 /** Inserts one batch; resolves once ClickHouse has it, throws a classified KtrailError otherwise. */
 export async function insertBatch(
   client: ClickHouseClient,
@@ -72,14 +80,24 @@ export async function insertBatch(
 
   for (let attempt = 1; ; attempt++) {
     try {
-      // exec with a raw body (client.insert would JSON.stringify each row again), a fresh
-      // stream per attempt over the same string: a retry resends identical bytes.
-      const result = await client.exec({
-        query: `INSERT INTO ${table} FORMAT JSONEachRow`,
-        values: stringStream(body),
-        clickhouse_settings: settings,
-      });
-      result.stream.resume(); // nothing to read; drain so the socket returns to the pool
+      if (info?.rawInsert !== undefined) {
+        // chDB: native insert; settings apply to this INSERT only.
+        await info.rawInsert({
+          table,
+          values: body,
+          format: 'JSONEachRow',
+          settings: { ...CHDB_INSERT_SETTINGS, ...settings },
+        });
+      } else {
+        // exec with a raw body (client.insert would JSON.stringify each row again), a fresh
+        // stream per attempt over the same string: a retry resends identical bytes.
+        const result = await client.exec({
+          query: `INSERT INTO ${table} FORMAT JSONEachRow`,
+          values: stringStream(body),
+          clickhouse_settings: settings,
+        });
+        result.stream.resume(); // nothing to read; drain so the socket returns to the pool
+      }
       if (attempt > 1)
         log.info({ table, token: params.dedupToken, attempt }, 'insert succeeded after retries');
       return { rows: count, attempts: attempt };

@@ -1,0 +1,124 @@
+// chDB's own insert rate, straight from memory: the ceiling the processor benchmark compares
+// itself with ("the limit"). Rows go through the real writer (JSONEachRow + token) into the
+// real schema, so the number includes serialization, parsing, MVs and merges' first step.
+//   tsx processor/src/clickhouse/bench-insert.ts [--rows 100000] [--batches 3] [--path dir]
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ClickHouseClient } from '@clickhouse/client';
+import { createClickHouse } from './client.js';
+import { migrate } from './migrate.js';
+import { insertBatch, toJsonEachRow } from './writer.js';
+
+export type InsertBenchResult = {
+  table: string;
+  rowsPerBatch: number;
+  batches: number;
+  serializeMs: number;
+  insertMs: number;
+  rowsPerSecInsert: number;
+  rowsPerSecTotal: number;
+};
+
+const NOW_NS = BigInt(Date.now()) * 1_000_000n;
+
+/** Synthetic rows of one kind, with realistic cardinality (1000 cgroups on 10 nodes). */
+export function syntheticRows(table: 'cpu_sample' | 'proc_exec', n: number, offset: number): object[] {
+  const rows = new Array<object>(n);
+  for (let i = 0; i < n; i++) {
+    const k = offset + i;
+    const common = {
+      node: `node-${k % 10}`,
+      boot_id: `boot-${k % 10}`,
+      time: NOW_NS - BigInt(n - i) * 1_000_000n,
+      ts_ns: 1_000_000_000_000n + BigInt(k) * 1_000_000n,
+      cgroup_id: 10_000n + BigInt(k % 1000),
+      container_id: `c${k % 1000}`,
+      container_name: `svc-${k % 1000}`,
+      image: `img-${k % 50}`,
+      join_state: 'joined',
+      kafka_partition: k % 12,
+      kafka_offset: BigInt(k),
+    };
+    rows[i] =
+      table === 'cpu_sample'
+        ? {
+            ...common,
+            pid: 0,
+            tgid: 0,
+            cpu_ns: BigInt(k % 1_000_000_000),
+            switches: BigInt(k % 500),
+            interval_ns: 1_000_000_000n,
+          }
+        : {
+            ...common,
+            pid: 1000 + (k % 30_000),
+            tgid: 1000 + (k % 30_000),
+            ppid: 1,
+            uid: 0,
+            gid: 0,
+            args_count: 3,
+            args_size: 24,
+            comm: 'sh',
+            filename: '/bin/sh',
+            args: ['sh', '-c', `echo ${k % 100}`],
+          };
+  }
+  return rows;
+}
+
+export async function benchInsert(
+  client: ClickHouseClient,
+  table: 'cpu_sample' | 'proc_exec',
+  rowsPerBatch: number,
+  batches: number,
+): Promise<InsertBenchResult> {
+  let serializeMs = 0;
+  let insertMs = 0;
+  for (let b = 0; b < batches; b++) {
+    const rows = syntheticRows(table, rowsPerBatch, b * rowsPerBatch);
+    const t0 = performance.now();
+    const body = toJsonEachRow(rows);
+    const t1 = performance.now();
+    await insertBatch(client, {
+      table,
+      rows: { jsonEachRow: body, count: rows.length },
+      dedupToken: `${table}:bench:0:${b * rowsPerBatch}-${(b + 1) * rowsPerBatch - 1}`,
+    });
+    const t2 = performance.now();
+    serializeMs += t1 - t0;
+    insertMs += t2 - t1;
+  }
+  const total = rowsPerBatch * batches;
+  return {
+    table,
+    rowsPerBatch,
+    batches,
+    serializeMs: Math.round(serializeMs),
+    insertMs: Math.round(insertMs),
+    rowsPerSecInsert: Math.round(total / (insertMs / 1000)),
+    rowsPerSecTotal: Math.round(total / ((insertMs + serializeMs) / 1000)),
+  };
+}
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i === -1 ? fallback : (process.argv[i + 1] ?? fallback);
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const rows = Number(arg('rows', '100000'));
+  const batches = Number(arg('batches', '3'));
+  const temp = mkdtempSync(join(tmpdir(), 'ktrail-bench-chdb-'));
+  const path = arg('path', temp);
+  const client = await createClickHouse({ kind: 'chdb', path, database: 'bench' });
+  try {
+    await migrate(client);
+    for (const table of ['cpu_sample', 'proc_exec'] as const) {
+      console.log(JSON.stringify(await benchInsert(client, table, rows, batches)));
+    }
+  } finally {
+    await client.close();
+    if (path === temp) rmSync(temp, { recursive: true, force: true });
+  }
+}

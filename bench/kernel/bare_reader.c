@@ -3,7 +3,7 @@
 // written into .rodata), read by a plain C loop that only frames and counts records.
 //   bare_reader [--ringbuf BYTES] [--prog NAME]... [--cfg NAME=VALUE]... OBJECT...
 // Prints "ready <id of the first loaded program>" once attached; on SIGINT/SIGTERM drains the ring and prints one JSON line:
-// {"records":N,"bytes":N,"kernelDrops":N,"seconds":S}.
+// {"records":N,"bytes":N,"kernelDrops":N,"seconds":S,"cpuSeconds":C} (C: this reader's CPU time).
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,6 +39,12 @@ static int on_sample(void *ctx, void *data, size_t size) {
 
 static int silent(enum libbpf_print_level level, const char *fmt, va_list ap) {
   return level == LIBBPF_WARN ? vfprintf(stderr, fmt, ap) : 0;
+}
+
+static double cpu_seconds(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
 static double now(void) {
@@ -151,14 +158,14 @@ int main(int argc, char **argv) {
   }
   printf("ready %u\n", first_id);
   fflush(stdout);
-  double start = now();
+  double start = now(), cpu_start = cpu_seconds();
   while (!stop) {
     int n = ring_buffer__poll(rb, 10);
     if (n == 0) n = ring_buffer__consume(rb);  // records submitted with BPF_RB_NO_WAKEUP
     if (n < 0 && n != -EINTR) break;
   }
   ring_buffer__consume(rb);
-  double seconds = now() - start;
+  double seconds = now() - start, cpu = cpu_seconds() - cpu_start;
   uint64_t drops = 0;
   if (shared_fd[1] >= 0) {
     int ncpu = libbpf_num_possible_cpus();
@@ -167,8 +174,8 @@ int main(int argc, char **argv) {
       for (int c = 0; c < ncpu; c++) drops += v[c];
     free(v);
   }
-  printf("{\"records\":%llu,\"bytes\":%llu,\"kernelDrops\":%llu,\"seconds\":%.3f}\n", (unsigned long long)records,
-         (unsigned long long)bytes, (unsigned long long)drops, seconds);
+  printf("{\"records\":%llu,\"bytes\":%llu,\"kernelDrops\":%llu,\"seconds\":%.3f,\"cpuSeconds\":%.4f}\n",
+         (unsigned long long)records, (unsigned long long)bytes, (unsigned long long)drops, seconds, cpu);
   ring_buffer__free(rb);
   for (int i = 0; i < nobj; i++) bpf_object__close(obj[i]);
   return 0;

@@ -53,29 +53,24 @@ int BPF_PROG(kt_proc_exec, struct task_struct *task, pid_t old_pid, struct linux
 	__u64 arg_start = BPF_CORE_READ(mm, arg_start);
 	__u64 arg_end = BPF_CORE_READ(mm, arg_end);
 	__u64 len = arg_end > arg_start ? arg_end - arg_start : 0;
+	if (kt_cfg_args_max != 0 && e->args_count > kt_cfg_args_max) {
+		/* Cut where argument number kt_cfg_args_max starts: its pointer is in the argv
+		 * array on the new stack (start_stack: argc, then argv[]). No byte scanning, which
+		 * the verifier would have to walk byte by byte. 64-bit processes only: a 32-bit
+		 * one fails the range check and keeps the byte bound alone. */
+		__u64 start_stack = BPF_CORE_READ(mm, start_stack);
+		__u64 cut = 0;
+		if (bpf_probe_read_user(&cut, sizeof(cut), (const void *)(start_stack + 8 * (kt_cfg_args_max + 1))) == 0 &&
+		    cut > arg_start && cut < arg_end)
+			len = cut - arg_start;
+		e->hdr.flags |= KT_F_TRUNCATED;
+	}
 	if (len > KT_ARGS_LEN) {
 		len = KT_ARGS_LEN;
 		e->hdr.flags |= KT_F_TRUNCATED;
 	}
 	if (len > 0 && bpf_probe_read_user(e->args, len, (const void *)arg_start) != 0) {
 		len = 0;
-		e->hdr.flags |= KT_F_TRUNCATED;
-	}
-	if (kt_cfg_args_max != 0 && e->args_count > kt_cfg_args_max) {
-		/* Cut after the kt_cfg_args_max-th NUL. */
-		__u32 seen = 0;
-		for (__u32 i = 0; i < KT_ARGS_LEN && i < len; i++) {
-			if (e->args[i] == 0 && ++seen == kt_cfg_args_max) {
-				len = i + 1;
-				break;
-			}
-		}
-		/* Re-read only the kept part so nothing past the cut remains. */
-		kt_zero(e->args, KT_ARGS_LEN / 8);
-		if (len > KT_ARGS_LEN)
-			len = KT_ARGS_LEN;
-		if (len > 0 && bpf_probe_read_user(e->args, len, (const void *)arg_start) != 0)
-			len = 0;
 		e->hdr.flags |= KT_F_TRUNCATED;
 	}
 	e->args_size = len;

@@ -1,5 +1,6 @@
 // Process lifecycle from the real kernel (issue 3 item 7): known exec with known args,
 // exit code 7, death by signal, fork, argv truncation. Root + BTF + native addon.
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect } from 'vitest';
@@ -10,6 +11,8 @@ import {
   buildBpf,
   cgroupId,
   cgroupV2Root,
+  freshCgroup,
+  inCgroups,
   missingKernel,
   openRecorder,
   type Recorder,
@@ -112,5 +115,53 @@ describe('process.bpf.o on the real kernel', () => {
     // Every complete argument is exact; only the last one may be cut.
     const full = ['/bin/true', ...args];
     expect(e.args.slice(0, -1)).toEqual(full.slice(0, e.args.length - 1));
+  });
+
+  itReal(missing)('settings: kt_cfg_args_max and the cgroup allowlist', async () => {
+    const cg = freshCgroup('filter');
+    // Only the fresh cgroup is allowed; at most 2 argv entries.
+    const filtered = openRecorder(['process'], { args_max: 2, filter_enabled: 1 });
+    try {
+      filtered.capture.allowCgroup(cg.id);
+      const inside = await run('/bin/sh', inCgroups([join(cg.dir, 'cgroup.procs')], '/bin/echo a b c'));
+      const outside = await run('/bin/echo', ['x', 'y', 'z']);
+      expect(inside.status).toBe(0);
+      const e = await filtered.waitFor(
+        (x): x is ProcExec => isExec(x) && x.tgid === inside.pid && x.comm === 'echo',
+      );
+      expect(e).toMatchObject({ args: ['/bin/echo', 'a'], argsCount: 4, argsSize: 12, cgroupId: cg.id });
+      expect(e.flags & FLAG.truncated).toBe(FLAG.truncated);
+      // The unfiltered capture saw the outside exec; the filtered one must not have.
+      await rec.waitFor((x) => isExec(x) && x.tgid === outside.pid);
+      await filtered.waitFor((x) => isExit(x) && x.tgid === inside.pid);
+      expect(filtered.events.some((x) => x.tgid === outside.pid)).toBe(false);
+    } finally {
+      filtered.close();
+      cg.remove();
+    }
+  });
+
+  itReal(missing)('settings: kt_cfg_ignore_tgid drops what that process does, not its children', async () => {
+    // A shell that waits for commands on stdin; its pid is known before the capture opens.
+    const sh = spawn('/bin/sh', [], { stdio: ['pipe', 'ignore', 'ignore'] });
+    const shPid = sh.pid ?? 0;
+    const ignoring = openRecorder(['process'], { ignore_tgid: shPid });
+    try {
+      const closed = new Promise((resolve) => sh.on('close', resolve));
+      sh.stdin.end('/bin/true ignored-parent\nexit 3\n');
+      await closed;
+      // The child is another process: its exec and exit are reported...
+      const child = await ignoring.waitFor(
+        (x): x is ProcExec => isExec(x) && x.args[1] === 'ignored-parent' && x.ppid === shPid,
+      );
+      await ignoring.waitFor((x) => isExit(x) && x.tgid === child.tgid);
+      // ...the ignored shell's fork of it and its own exit (code 3) are not; the
+      // unfiltered capture proves they happened.
+      await rec.waitFor((x) => isExit(x) && x.tgid === shPid && x.exitCode === 3);
+      await rec.waitFor((x) => isFork(x) && x.parentTgid === shPid && x.childTgid === child.tgid);
+      expect(ignoring.events.filter((x) => x.tgid === shPid)).toEqual([]);
+    } finally {
+      ignoring.close();
+    }
   });
 });

@@ -146,6 +146,8 @@ export interface SchemaResolver {
   addSchemaId(id: number, schema: Record<string, unknown>): void;
 }
 
+/** PoisonError whose context.reason is the DeadLetter.reason class: unknown_schema,
+ * incompatible_schema, undecodable or wrong_schema. */
 function poison(message: string, context: Record<string, unknown>, cause?: unknown): PoisonError {
   return new PoisonError(message, cause === undefined ? { context } : { cause, context });
 }
@@ -174,7 +176,7 @@ export function createSchemaResolver(options: { registry?: SchemaRegistryClient 
       } catch (cause) {
         throw poison(
           `writer schema ${writer.name} ${writer.version} can't be read as the current ${writer.name}`,
-          { schema: writer.name, writerFingerprint: writer.fingerprintKey },
+          { reason: 'incompatible_schema', schema: writer.name, writerFingerprint: writer.fingerprintKey },
           cause,
         );
       }
@@ -185,7 +187,10 @@ export function createSchemaResolver(options: { registry?: SchemaRegistryClient 
   function planFromSchemaJson(schema: Record<string, unknown>, context: Record<string, unknown>): ReaderPlan {
     const name = schemaNameOf(schema);
     if (name === undefined)
-      throw poison(`registry schema ${String(schema.name)} is not a ktrail schema`, context);
+      throw poison(`registry schema ${String(schema.name)} is not a ktrail schema`, {
+        reason: 'unknown_schema',
+        ...context,
+      });
     const version = describeVersion(name, 'current', schema);
     const known = cat.byFingerprint.get(version.fingerprintKey);
     return known ? planFor(known, known.version) : planFor(version, 'registry');
@@ -199,7 +204,12 @@ export function createSchemaResolver(options: { registry?: SchemaRegistryClient 
     } catch (cause) {
       throw poison(
         `undecodable ${plan.writer.name} body: ${(cause as Error).message}`,
-        { schema: plan.writer.name, writerFingerprint: plan.writer.fingerprintKey, bytes: bytes.length },
+        {
+          reason: 'undecodable',
+          schema: plan.writer.name,
+          writerFingerprint: plan.writer.fingerprintKey,
+          bytes: bytes.length,
+        },
         cause,
       );
     }
@@ -218,7 +228,11 @@ export function createSchemaResolver(options: { registry?: SchemaRegistryClient 
       if (plan === undefined) {
         const writer = cat.byFingerprint.get(key);
         if (writer === undefined) {
-          throw poison('unknown writer schema fingerprint', { fingerprint: key, bytes: bytes.length });
+          throw poison('unknown writer schema fingerprint', {
+            reason: 'unknown_schema',
+            fingerprint: key,
+            bytes: bytes.length,
+          });
         }
         plan = planFor(writer, writer.version);
         plansByFingerprint.set(key, plan);
@@ -229,10 +243,15 @@ export function createSchemaResolver(options: { registry?: SchemaRegistryClient 
       const id = bytes.readUInt32BE(1);
       const plan = plansByConfluentId.get(id);
       if (plan === undefined)
-        throw poison('unknown schema registry id', { schemaId: id, bytes: bytes.length });
+        throw poison('unknown schema registry id', {
+          reason: 'unknown_schema',
+          schemaId: id,
+          bytes: bytes.length,
+        });
       return read(plan, bytes, CONFLUENT_HEADER_BYTES);
     }
     throw poison('not a single-object or Confluent Avro message', {
+      reason: 'undecodable',
       head: bytes.subarray(0, 10).toString('hex'),
       bytes: bytes.length,
     });
@@ -244,6 +263,7 @@ export function createSchemaResolver(options: { registry?: SchemaRegistryClient 
       const decoded = decode(bytes);
       if (decoded.schema !== schema) {
         throw poison(`expected ${schema}, got ${decoded.schema}`, {
+          reason: 'wrong_schema',
           schema: decoded.schema,
           writerFingerprint: decoded.writerFingerprint.toString(16),
         });
@@ -255,7 +275,10 @@ export function createSchemaResolver(options: { registry?: SchemaRegistryClient 
         const id = bytes.readUInt32BE(1);
         if (!plansByConfluentId.has(id)) {
           if (options.registry === undefined)
-            throw poison('unknown schema registry id (no registry configured)', { schemaId: id });
+            throw poison('unknown schema registry id (no registry configured)', {
+              reason: 'unknown_schema',
+              schemaId: id,
+            });
           const schema = await options.registry.getSchemaById(id);
           plansByConfluentId.set(id, planFromSchemaJson(schema, { schemaId: id }));
         }

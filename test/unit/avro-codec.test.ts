@@ -154,6 +154,7 @@ describe('unreadable input is a PoisonError, never a crash', () => {
       expect(err).toBeInstanceOf(PoisonError);
       expect((err as PoisonError).context.fingerprint).toBe(bytes.toString('hex', 2, 10));
       expect((err as PoisonError).retriable).toBe(false);
+      expect((err as PoisonError).context.reason).toBe('unknown_schema');
     }
   });
 

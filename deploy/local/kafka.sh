@@ -168,11 +168,12 @@ start_node() {
   [ -f "$dir/broker.log" ] && mv -f "$dir/broker.log" "$dir/broker.log.prev"
   # The JVM flags Kafka's own kafka-run-class.sh uses, with a small fixed heap.
   # setsid: the broker outlives this shell and the test runner that called it.
+  # 9>&-: it must not inherit (and so hold forever) kafka.sh's lock.
   setsid nohup "$java" -Xms"$HEAP" -Xmx"$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent \
     -Djava.awt.headless=true -Dlog4j2.configurationFile="$CONF_DIR/log4j2.properties" \
     -Dktrail.kafka.logFile="$dir/broker.log" -cp "$LIBS/*" \
-    kafka.Kafka "$dir/server.properties" >"$dir/stdout.log" 2>&1 </dev/null &
+    kafka.Kafka "$dir/server.properties" >"$dir/stdout.log" 2>&1 </dev/null 9>&- &
   echo $! >"$dir/broker.pid"
 }
 
@@ -339,6 +340,15 @@ main() {
     [ -n "$brokers" ] || die "--node needs --brokers 1|3"
     [[ "$node" =~ ^[0-9]+$ ]] && ((node >= 1 && node <= brokers)) || die "--node must be 1..$brokers, got '$node'"
   fi
+  # One kafka.sh at a time changes brokers or jars: test runs (several vitest projects,
+  # several people on one machine) may all call `start` on a fresh machine at once.
+  case "$cmd" in
+  install | start | stop | clean)
+    mkdir -p "$CACHE"
+    exec 9>"$CACHE/.kafka.sh.lock"
+    flock -w 900 9 || die "another kafka.sh held $CACHE/.kafka.sh.lock for 15 min"
+    ;;
+  esac
   case "$cmd" in
   install) cmd_install ;;
   start) cmd_start "${brokers:-1}" "$node" ;;

@@ -15,6 +15,8 @@ import type { ContainerRecord } from '../../collector/src/containers/types.js';
 import { openCaptureReader } from '../../collector/src/kernel/capture.js';
 import { createDecoder } from '../../collector/src/kernel/decode.js';
 import { validateConfig } from '../../common/config.js';
+import { createKafka, ensureTopics } from '../../common/kafka.js';
+import { createLogger } from '../../common/log.js';
 import { createSchemaResolver } from '../../schemas/codec.js';
 import type { CollectorStats, EventBatch, KtrailEvent } from '../../schemas/types.js';
 import { endpointOrReason, itReal } from '../support/real.js';
@@ -135,6 +137,49 @@ describe('collector -> real Kafka', () => {
       const byKind = sum((s) => Object.values(s.eventsByKind).reduce((a, n) => a + n, 0n));
       expect(byKind).toBe(BigInt(written.records));
       expect(stats.at(-1)?.lastSequence).toBe(BigInt(messages.length - 1));
+    },
+    180_000,
+  );
+
+  itReal(kafka.missing)(
+    'messages the broker rejects (MESSAGE_TOO_LARGE) are dropped as kafka_rejected, counted exactly',
+    async () => {
+      const brokers = kafka.value?.brokers as string[];
+      const file = join(dir, 'rejected.ktcap');
+      const written = await writeSyntheticCapture(file, { records: 6_050, perBatch: 500, seed: 7 });
+      const topicPrefix = prefix();
+      // The topics exist before the collector starts; the events topic takes only small batches.
+      const admin = createKafka({ brokers, clientId: 'collector-test-admin' }, createLogger('test')).admin();
+      await admin.connect();
+      const { names } = await ensureTopics(admin, { prefix: topicPrefix, partitions: 1 });
+      await admin.alterConfigs({
+        validateOnly: false,
+        resources: [{ type: 2, name: names.events, configEntries: [{ name: 'max.message.bytes', value: '4000' }] }],
+      });
+      await admin.disconnect();
+
+      const config = validateConfig({
+        node: 'node-it-2',
+        http: { port: 0 },
+        kafka: { brokers, topicPrefix, partitions: 1 },
+        collector: { source: 'replay', replayFile: file, batchMaxEvents: 1_000, batchMaxMs: 20 },
+      });
+      const built = await buildCollector({ config });
+      await built.start();
+      await built.collector.sourceDone;
+      const final = await built.stop();
+
+      expect(final.unaccounted).toBe(0);
+      expect(final.captured).toBe(written.records);
+      expect(final.dropped.kafka_rejected).toBeGreaterThan(0);
+      expect(final.delivered).toBeGreaterThan(0); // at least the small last batch
+      expect(final.delivered + final.dropped.kafka_rejected).toBe(written.records);
+      // The collector kept going: what was not rejected is in Kafka, exactly.
+      const resolver = createSchemaResolver();
+      const inKafka = (await readTopic(brokers, names.events))
+        .map((m) => resolver.decodeAs('EventBatch', m.value) as EventBatch)
+        .reduce((n, b) => n + b.events.length, 0);
+      expect(inKafka).toBe(final.delivered);
     },
     180_000,
   );

@@ -12,6 +12,7 @@ import { migrate } from './clickhouse/migrate.js';
 import { createProcessorCodec } from './codec.js';
 import { registerProcessorMetrics } from './metrics.js';
 import { createProcessor } from './processor.js';
+import { startQueryEndpoint } from './query-endpoint.js';
 import { clickHouseSink } from './sink.js';
 
 const log = createLogger('processor.cli');
@@ -100,6 +101,18 @@ async function main(): Promise<void> {
     registry,
     ready: processor.ready,
   });
+  // SQL while the pipeline runs: the embedded store belongs to this process (one chDB per
+  // data directory), so it serves a ClickHouse-compatible endpoint. A server needs none.
+  const query =
+    config.clickhouse.url === undefined
+      ? await startQueryEndpoint({
+          client: clickhouse,
+          port: config.processor.queryPort,
+          host: config.http.host,
+          readOnly: config.processor.queryReadOnly,
+          logger: log,
+        })
+      : undefined;
 
   let stopping = false;
   const shutdown = (signal: string) => {
@@ -115,7 +128,8 @@ async function main(): Promise<void> {
     deadline.unref();
     processor
       .stop()
-      .then(() => Promise.all([http.close(), clickhouse.close()]))
+      .then(() => Promise.all([http.close(), query?.close()]))
+      .then(() => clickhouse.close())
       .then(() => {
         log.info({ stats: processor.stats() }, 'stopped');
         process.exit(0);

@@ -593,32 +593,67 @@ Napi::Value Capture::ReadMap(const Napi::CallbackInfo& info) {
   size_t stride = percpu ? ((value_size + 7) & ~7u) : value_size;
   if (percpu && sum && value_size % 8 != 0)
     throw Napi::Error::New(env, "map " + name + ": per-CPU values are not u64 lanes; use mode 'raw'");
-  std::vector<uint8_t> key(key_size), next(key_size), value(stride * ncpu);
+  const size_t value_bytes = stride * ncpu;
   Napi::Array out = Napi::Array::New(env);
   uint32_t n = 0;
+  auto emit = [&](const uint8_t* key, const uint8_t* value) {
+    Napi::Buffer<uint8_t> v;
+    if (percpu && sum) {
+      v = Napi::Buffer<uint8_t>::New(env, value_size);
+      for (size_t lane = 0; lane < value_size / 8; lane++) {
+        uint64_t total = 0;
+        for (int c = 0; c < ncpu; c++) {
+          uint64_t x;
+          std::memcpy(&x, value + c * stride + lane * 8, 8);
+          total += x;
+        }
+        std::memcpy(v.Data() + lane * 8, &total, 8);
+      }
+    } else {
+      v = Napi::Buffer<uint8_t>::Copy(env, value, value_bytes);
+    }
+    Napi::Array pair = Napi::Array::New(env, 2);
+    pair.Set(0u, Napi::Buffer<uint8_t>::Copy(env, key, key_size));
+    pair.Set(1u, v);
+    out.Set(n++, pair);
+  };
+
+  // Batched lookup: a few syscalls for thousands of cgroups, and no restart when an entry is
+  // deleted mid-walk. Kernels or map types without it fall back to get_next_key below.
+  uint32_t chunk = 256;
+  std::vector<uint8_t> keys, values;
+  std::vector<uint8_t> token_in(8 + key_size), token_out(8 + key_size);  // u32 for hash maps, a key for arrays
+  bool first = true;
+  bool batched = true;
+  for (;;) {
+    keys.resize(static_cast<size_t>(chunk) * key_size);
+    values.resize(static_cast<size_t>(chunk) * value_bytes);
+    uint32_t count = chunk;
+    int err = bpf_map_lookup_batch(fd, first ? nullptr : token_in.data(), token_out.data(), keys.data(),
+                                   values.data(), &count, nullptr);
+    int e = err != 0 ? errno : 0;
+    if (e == ENOSPC && chunk < (1u << 20)) {  // one hash bucket holds more than `chunk` entries
+      chunk *= 2;
+      continue;
+    }
+    if (e != 0 && e != ENOENT) {
+      if (first) {
+        batched = false;
+        break;
+      }
+      throw Napi::Error::New(env, "reading map " + name + ": " + ErrnoText(e));
+    }
+    for (uint32_t i = 0; i < count; i++) emit(keys.data() + i * key_size, values.data() + i * value_bytes);
+    if (e == ENOENT) break;  // that was the last chunk
+    token_in.swap(token_out);
+    first = false;
+  }
+  if (batched) return out;
+
+  std::vector<uint8_t> key(key_size), next(key_size), value(value_bytes);
   void* prev = nullptr;
   while (bpf_map_get_next_key(fd, prev, next.data()) == 0) {
-    if (bpf_map_lookup_elem(fd, next.data(), value.data()) == 0) {
-      Napi::Buffer<uint8_t> v;
-      if (percpu && sum) {
-        v = Napi::Buffer<uint8_t>::New(env, value_size);
-        for (size_t lane = 0; lane < value_size / 8; lane++) {
-          uint64_t total = 0;
-          for (int c = 0; c < ncpu; c++) {
-            uint64_t x;
-            std::memcpy(&x, value.data() + c * stride + lane * 8, 8);
-            total += x;
-          }
-          std::memcpy(v.Data() + lane * 8, &total, 8);
-        }
-      } else {
-        v = Napi::Buffer<uint8_t>::Copy(env, value.data(), value.size());
-      }
-      Napi::Array pair = Napi::Array::New(env, 2);
-      pair.Set(0u, Napi::Buffer<uint8_t>::Copy(env, next.data(), key_size));
-      pair.Set(1u, v);
-      out.Set(n++, pair);
-    }
+    if (bpf_map_lookup_elem(fd, next.data(), value.data()) == 0) emit(next.data(), value.data());
     key = next;
     prev = key.data();
   }

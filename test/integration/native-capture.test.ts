@@ -287,6 +287,28 @@ describe('native addon (real kernel)', () => {
     }
   });
 
+  real('reads every entry of a map in batches, per-CPU values summed or raw', () => {
+    const c = openCapture(settings({ programs: ['fixture_exec'] }), () => {});
+    try {
+      const ids = Array.from({ length: 1000 }, (_, i) => BigInt(i + 1) * 7n);
+      for (const id of ids) c.allowCgroup(id);
+      const entries = c.readMap('kt_cgroup_allow');
+      expect(entries.length).toBe(ids.length);
+      expect(new Set(entries.map(([k]) => k.readBigUInt64LE(0)))).toEqual(new Set(ids));
+      expect(entries.every(([, v]) => v.length === 1 && v[0] === 1)).toBe(true);
+      // kt_drops: per-CPU array of u64, one entry per slot.
+      const slots = c.readMap('kt_drops');
+      expect(slots.length).toBe(c.counters().kernelDrops.length);
+      expect(slots.every(([, v]) => v.length === 8)).toBe(true);
+      const raw = c.readMap('kt_drops', 'raw');
+      expect(raw[0]?.[1].length).toBe(
+        8 * Number(execFileSync('nproc', ['--all'], { encoding: 'utf8' }).trim()),
+      );
+    } finally {
+      c.close();
+    }
+  });
+
   real('records real batches to a capture file that replays byte for byte', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ktrail-native-capture-'));
     try {

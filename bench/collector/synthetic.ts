@@ -65,6 +65,8 @@ export interface SyntheticState {
   tsNs: bigint;
   pid: number;
   cookie: bigint;
+  /** Records written so far (all batches): malformedEvery counts across batches. */
+  index: number;
   /** Container cgroups the events belong to. */
   cgroups: bigint[];
 }
@@ -75,6 +77,7 @@ export function syntheticState(seed = 1): SyntheticState {
     tsNs: 1_000_000_000_000n,
     pid: 1000,
     cookie: 1n,
+    index: 0,
     cgroups: Array.from({ length: 40 }, (_, i) => 10_000n + BigInt(i) * 17n),
   };
 }
@@ -205,7 +208,8 @@ export function syntheticBatch(count: number, s: SyntheticState, malformedEvery 
   let off = 0;
   let valid = 0;
   for (let i = 0; i < count; i++) {
-    if (malformedEvery > 0 && (i + 1) % malformedEvery === 0) off += writeMalformed(buf, off);
+    s.index++;
+    if (malformedEvery > 0 && s.index % malformedEvery === 0) off += writeMalformed(buf, off);
     else {
       off += writeRecord(buf, off, pickKind(s), s);
       valid++;

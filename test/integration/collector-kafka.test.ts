@@ -154,7 +154,9 @@ describe('collector -> real Kafka', () => {
       const { names } = await ensureTopics(admin, { prefix: topicPrefix, partitions: 1 });
       await admin.alterConfigs({
         validateOnly: false,
-        resources: [{ type: 2, name: names.events, configEntries: [{ name: 'max.message.bytes', value: '4000' }] }],
+        resources: [
+          { type: 2, name: names.events, configEntries: [{ name: 'max.message.bytes', value: '4000' }] },
+        ],
       });
       await admin.disconnect();
 

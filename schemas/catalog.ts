@@ -18,7 +18,7 @@ export const HISTORY_DIR = fileURLToPath(new URL('./history/', import.meta.url))
 
 export interface SchemaVersion {
   name: SchemaName;
-  /** Released version number (schemas/history/<name>/v<N>.avsc); `current` for the working .avsc. */
+  /** Released version number (schemas/history/<name>/v<N>.avsc); `current` for an unreleased working .avsc. */
   version: number | 'current';
   /** Self-contained schema JSON (event records inlined). */
   schema: Record<string, unknown>;
@@ -143,7 +143,13 @@ export function loadCatalog(): Catalog {
   for (const name of SCHEMA_NAMES) {
     history[name] = loadHistorySchemas(name).map((h) => describeVersion(name, h.version, h.schema));
     for (const v of history[name]) byFingerprint.set(v.fingerprintKey, v);
-    current[name] = describeVersion(name, 'current', currentJson[name]);
+    // Released already? Then it goes by its version number; 'current' means unreleased.
+    const latest = history[name].at(-1);
+    const working = describeVersion(name, 'current', currentJson[name]);
+    current[name] =
+      latest !== undefined && latest.fingerprint === working.fingerprint
+        ? { ...working, version: latest.version }
+        : working;
     // The current schema wins its own fingerprint (same bytes, but the live type object).
     byFingerprint.set(current[name].fingerprintKey, current[name]);
   }

@@ -1,12 +1,15 @@
 // Golden bytes: test/fixtures/avro/<Name>.json (the value) and <Name>.bin (its single-object
 // encoding, header included). schemas-golden.test.ts fails when today's encoding of the
-// .json differs from the .bin, so an encoding change is always deliberate:
+// .json differs from the .bin, so an encoding change is always deliberate. Each released
+// version also keeps its bytes as <Name>.v<N>.bin (written once, never overwritten), and
+// the test decodes all of them with today's reader: old messages keep landing.
 //   npx tsx schemas/golden.ts            re-encode every .json into its .bin
 //   npx tsx schemas/golden.ts --samples  also rewrite the .json files from schemas/samples.ts
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { SCHEMA_NAMES, type SchemaName } from './catalog.js';
+import { loadCurrentSchemas, loadHistorySchemas, SCHEMA_NAMES, type SchemaName } from './catalog.js';
 import { createEncoder } from './codec.js';
+import { parsingCanonicalForm } from './fingerprint.js';
 import { fromFixtureJson, toFixtureJson } from './fixture-json.js';
 import { SAMPLES } from './samples.js';
 
@@ -23,6 +26,7 @@ export function readGoldenValue(name: SchemaName): unknown {
 export function regenerateGolden(fromSamples: boolean): string[] {
   mkdirSync(GOLDEN_DIR, { recursive: true });
   const written: string[] = [];
+  const current = loadCurrentSchemas();
   for (const name of SCHEMA_NAMES) {
     const paths = goldenPaths(name);
     if (fromSamples || !existsSync(paths.json)) {
@@ -30,8 +34,17 @@ export function regenerateGolden(fromSamples: boolean): string[] {
       written.push(paths.json);
     }
     const value = readGoldenValue(name) as never;
-    writeFileSync(paths.bin, createEncoder(name).encode(value));
+    const bytes = createEncoder(name).encode(value);
+    writeFileSync(paths.bin, bytes);
     written.push(paths.bin);
+    const latest = loadHistorySchemas(name).at(-1);
+    const released =
+      latest !== undefined && parsingCanonicalForm(latest.schema) === parsingCanonicalForm(current[name]);
+    const versioned = `${GOLDEN_DIR}${name}.v${latest?.version}.bin`;
+    if (released && !existsSync(versioned)) {
+      writeFileSync(versioned, bytes);
+      written.push(versioned);
+    }
   }
   return written;
 }

@@ -1,11 +1,11 @@
 // Golden bytes (test/fixtures/avro/<Name>.bin): the single-object encoding of <Name>.json.
 // A failure here means the wire bytes of a schema changed. If that is deliberate (a new
 // schema version), regenerate with `npx tsx schemas/golden.ts` and say so in the commit.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { SCHEMA_NAMES } from '../../schemas/catalog.js';
 import { catalog, createEncoder, createSchemaResolver } from '../../schemas/codec.js';
-import { goldenPaths, readGoldenValue } from '../../schemas/golden.js';
+import { GOLDEN_DIR, goldenPaths, readGoldenValue } from '../../schemas/golden.js';
 
 describe('golden Avro bytes', () => {
   it.each(SCHEMA_NAMES)('%s: encoding the fixture value gives the golden bytes', (name) => {
@@ -36,4 +36,29 @@ describe('golden Avro bytes', () => {
     expect(new Set(value.events.map((e) => e.kind)).size).toBe(union?.type.items.length);
     expect(value.events.some((e) => e.tsNs === 2n ** 64n - 1n)).toBe(true);
   });
+});
+
+describe('golden bytes of every released version', () => {
+  const files = readdirSync(GOLDEN_DIR)
+    .map((f) => /^(\w+)\.v(\d+)\.bin$/.exec(f))
+    .filter((m): m is RegExpExecArray => m !== null);
+
+  it('exist for the latest release of each schema', () => {
+    for (const name of SCHEMA_NAMES) {
+      const version = catalog().current[name].version;
+      expect(
+        files.some((m) => m[1] === name && Number(m[2]) === version),
+        `${name}.v${version}.bin`,
+      ).toBe(true);
+    }
+  });
+
+  it.each(files.map((m) => [m[0], m[1], Number(m[2])] as const))(
+    '%s still decodes with the current reader',
+    (file, name, version) => {
+      const decoded = createSchemaResolver().decode(readFileSync(`${GOLDEN_DIR}${file}`));
+      expect(decoded.schema).toBe(name);
+      expect(decoded.writerVersion).toBe(version);
+    },
+  );
 });

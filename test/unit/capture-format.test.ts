@@ -144,6 +144,29 @@ describe('capture format', () => {
   });
 });
 
+describe('batch framing (recordOffsets)', () => {
+  it('steps by each header size padded to 8, as the addon lays records out', () => {
+    const sizes = [40, 33, 8, 1368];
+    const buf = Buffer.alloc(sizes.reduce((a, n) => a + ((n + 7) & ~7), 0));
+    let off = 0;
+    for (const n of sizes) {
+      buf.writeUInt32LE(n, off + 4);
+      off += (n + 7) & ~7;
+    }
+    expect(recordOffsets(buf)).toEqual([0, 40, 80, 88]);
+  });
+
+  it('stops at a record that runs past the batch or claims an impossible size', () => {
+    const buf = Buffer.alloc(96);
+    buf.writeUInt32LE(40, 4);
+    buf.writeUInt32LE(64, 44); // 40 + 64 > 96
+    expect(recordOffsets(buf)).toEqual([0]);
+    buf.writeUInt32LE(4, 44); // smaller than the size field itself
+    expect(recordOffsets(buf)).toEqual([0]);
+    expect(recordOffsets(Buffer.alloc(0))).toEqual([]);
+  });
+});
+
 describe('replay source', () => {
   const path = join(dir, 'replay.ktcap');
   const write = async () => {

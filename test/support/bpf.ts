@@ -197,7 +197,10 @@ export function openRecorder(concerns: string[], cfg: Record<string, number> = {
 
 // ---- cgroups ----
 
-export const cgroupV2Root = '/sys/fs/cgroup/unified';
+/** The v2 mount: /sys/fs/cgroup/unified on a hybrid host (this fleet), /sys/fs/cgroup on pure v2. */
+export const cgroupV2Root = existsSync('/sys/fs/cgroup/unified/cgroup.procs')
+  ? '/sys/fs/cgroup/unified'
+  : '/sys/fs/cgroup';
 
 /** v2 cgroup id = inode number of the cgroup directory. */
 export function cgroupId(dir: string): bigint {

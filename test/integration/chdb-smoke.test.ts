@@ -60,11 +60,15 @@ describe('chDB smoke', () => {
   itReal(undefined)('applies the client settings that matter (checked in the engine)', async () => {
     const settings = await ch.rows<{ name: string; value: string }>(
       `SELECT name, value FROM system.settings WHERE name IN
-       ('output_format_json_quote_64bit_integers', 'async_insert', 'session_timezone', 'input_format_skip_unknown_fields')
+       ('output_format_json_quote_64bit_integers', 'async_insert', 'session_timezone', 'input_format_skip_unknown_fields',
+        'deduplicate_blocks_in_dependent_materialized_views', 'insert_deduplicate')
        ORDER BY name`,
     );
     expect(Object.fromEntries(settings.map((s) => [s.name, s.value]))).toEqual({
       async_insert: '0',
+      // Engine defaults the exactly-once design relies on (see clickhouse-dedup.test.ts).
+      deduplicate_blocks_in_dependent_materialized_views: '1',
+      insert_deduplicate: '1',
       input_format_skip_unknown_fields: '0',
       output_format_json_quote_64bit_integers: '1',
       session_timezone: 'UTC',
@@ -86,6 +90,28 @@ describe('chDB smoke', () => {
     const [row] = await ch.rows<{ u: string; i: string }>(`SELECT u, i FROM ${db}.big`);
     expect(row).toEqual({ u: u.toString(), i: i.toString() });
   });
+
+  itReal(undefined)(
+    'a second process cannot open a data directory this process holds',
+    async () => {
+      const other = `
+        import { createClickHouse } from './processor/src/clickhouse/client.ts';
+        try {
+          const c = await createClickHouse({ kind: 'chdb', path: ${JSON.stringify(ch.dir)}, database: 'intruder' });
+          await c.query({ query: 'SELECT 1' });
+          console.log('opened');
+        } catch (err) {
+          console.log('refused: ' + err.message.split('\\n')[0]);
+        }`;
+      const out = await inChild(other).catch(
+        (err: { stdout?: string; message: string }) => `failed: ${err.stdout ?? ''} ${err.message}`,
+      );
+      expect(out).toMatch(/refused: cannot open chDB store/);
+      // This process still works on its directory.
+      expect(await ch.rows('SELECT 1 AS one')).toEqual([{ one: 1 }]);
+    },
+    120_000,
+  );
 
   itReal(undefined)(
     'keeps the data across processes: one writes and exits, another reads the same directory',

@@ -6,7 +6,7 @@
 // container is OOM-killed and restarted, a StatefulSet pod, a DaemonSet pod on CRI-O, a
 // CronJob pod that goes Pending -> Running -> Succeeded -> deleted, a bookmark, a bare pod.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,11 +29,15 @@ const list = JSON.parse(fixture('list-pods.json')) as {
 const watchLines = fixture('watch-pods.jsonl').trim().split('\n');
 const NODE = list.items[0]!.spec.nodeName;
 
-type Served = { server: Server; url: string; requests: URL[] };
+type Served = { url: string; requests: URL[]; close(): void };
 const open: (() => void)[] = [];
 
-/** Serves the recorded list and watch stream the way the API server does. */
-async function apiServer(): Promise<Served> {
+/** Serves a recorded list and watch stream the way the API server does. */
+async function apiServer(
+  options: { port?: number; podList?: unknown; stream?: string[] } = {},
+): Promise<Served> {
+  const podList = options.podList ?? list;
+  const stream = options.stream ?? watchLines;
   const requests: URL[] = [];
   const held: ServerResponse[] = [];
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
@@ -44,28 +48,40 @@ async function apiServer(): Promise<Served> {
       return;
     }
     if (url.searchParams.get('watch') !== 'true') {
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(list));
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(podList));
       return;
     }
     // Watch: chunked JSON lines, a few ms apart, then held open like a quiet API server.
     res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+    res.flushHeaders();
     held.push(res);
+    const listVersion = (podList as { metadata: { resourceVersion: string } }).metadata.resourceVersion;
+    if (Number(url.searchParams.get('resourceVersion')) < Number(listVersion)) {
+      // What the API server says to a watch from before its history: 410 Gone, then relist.
+      const gone = { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'Expired', code: 410 };
+      res.end(
+        JSON.stringify({ type: 'ERROR', object: { ...gone, message: 'too old resource version' } }) + '\n',
+      );
+      return;
+    }
     const first = requests.filter((r) => r.searchParams.get('watch') === 'true').length === 1;
     if (!first) return;
     let i = 0;
     const next = () => {
-      if (i >= watchLines.length || res.writableEnded) return;
-      res.write(watchLines[i++] + '\n');
+      if (i >= stream.length || res.writableEnded) return;
+      res.write(stream[i++] + '\n');
       setTimeout(next, 5);
     };
     next();
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  open.push(() => {
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
+  const close = () => {
     for (const r of held) r.destroy();
     server.close();
-  });
-  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, requests };
+    server.closeAllConnections();
+  };
+  open.push(close);
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, requests, close };
 }
 
 function kubeConfigFor(server: string): KubeConfig {
@@ -228,6 +244,41 @@ describe('kubernetes provider on a recorded watch stream', () => {
     // The kernel removes the OOM-killed container's cgroup; the record turns REMOVED and keeps its pod.
     resolver.apply({ kind: 'cgroup_rmdir', cgroupId: inode, path: '/' + appPath, tsNs: 42n });
     expect(registry.lookup(inode)).toMatchObject({ state: 'REMOVED', podName: web.metadata.name });
+  });
+
+  it('API server gone and back: the watch restarts with backoff and relists (a pod deleted meanwhile -> REMOVED)', async () => {
+    const first = await apiServer({ stream: [] });
+    const records: ContainerRecord[] = [];
+    const provider = createKubernetesProvider({
+      node: NODE,
+      kubeConfig: kubeConfigFor(first.url),
+      minBackoffMs: 100,
+      maxBackoffMs: 400,
+    });
+    await provider.start((r) => records.push(r));
+    open.push(() => void provider.stop());
+    await waitFor('watching', () => first.requests.find((u) => u.searchParams.get('watch')));
+    const dbId = idOf('db-0', 'postgres');
+    expect(records.find((r) => r.containerId === dbId)?.state).toBe('RUNNING');
+
+    first.close();
+    await waitFor('disconnect noticed', () => (provider.connected ? undefined : true));
+    await new Promise((r) => setTimeout(r, 500)); // retries against a closed port
+
+    // While it was away, db-0 was deleted: the relist says so.
+    const without = {
+      ...list,
+      metadata: { resourceVersion: '2000' },
+      items: list.items.filter((p) => p.metadata.name !== 'db-0'),
+    };
+    const second = await apiServer({ port: Number(new URL(first.url).port), podList: without, stream: [] });
+    const removed = await waitFor('REMOVED after relist', () =>
+      records.find((r) => r.containerId === dbId && r.state === 'REMOVED'),
+    );
+    expect(removed.podName).toBe('db-0');
+    expect(provider.restarts).toBeGreaterThanOrEqual(1);
+    await waitFor('reconnected', () => (provider.connected ? true : undefined));
+    expect(second.requests.some((u) => u.searchParams.get('watch') === 'true')).toBe(true);
   });
 
   it('parses quantities the way the API server writes them', () => {

@@ -221,24 +221,39 @@ export function createKubernetesProvider(options: KubernetesProviderOptions = {}
       const emit = (pod: V1Pod, deleted: boolean) => {
         for (const r of podToRecords(pod, node, deleted)) onRecord(r);
       };
-      // ListWatch: list (with our field selector), then watch from the list's resourceVersion.
+      // Healthy = a list or a watch event got through (ListWatch's 'connect' fires before it tries).
+      const healthy = () => {
+        connected = true;
+        backoff = minBackoff;
+      };
+      // ListWatch: list (with our field selector), then watch from the list's resourceVersion;
+      // a watch that outlived the server's history gets 410 Gone and ListWatch relists.
       informer = new ListWatch<V1Pod>(
         '/api/v1/pods',
         new Watch(kc),
-        () => api.listPodForAllNamespaces({ fieldSelector }),
+        async () => {
+          const pods = await api.listPodForAllNamespaces({ fieldSelector });
+          healthy();
+          return pods;
+        },
         false,
         undefined,
         fieldSelector,
       );
-      informer.on('add', (pod) => emit(pod, false));
-      informer.on('update', (pod) => emit(pod, false));
-      informer.on('delete', (pod) => emit(pod, true));
-      informer.on('connect', () => {
-        connected = true;
-        backoff = minBackoff;
+      informer.on('add', (pod) => {
+        healthy();
+        emit(pod, false);
+      });
+      informer.on('update', (pod) => {
+        healthy();
+        emit(pod, false);
+      });
+      informer.on('delete', (pod) => {
+        healthy();
+        emit(pod, true);
       });
       informer.on('error', (err) => {
-        // ListWatch stops on errors (API server gone, watch expired beyond relist): start again.
+        // ListWatch stops on errors (API server unreachable, auth, 5xx): start it again, with backoff.
         connected = false;
         if (stopped) return;
         log.warn(
@@ -253,9 +268,10 @@ export function createKubernetesProvider(options: KubernetesProviderOptions = {}
         retryTimer.unref();
         backoff = Math.min(backoff * 2, maxBackoff);
       });
+      // Resolves after the first list (or its failure: then retries go on in the background,
+      // so a collector starting before the API server is reachable still comes up).
       await informer.start();
-      connected = true;
-      log.info({ node, pods: informer.list().length }, 'kubernetes pod watch started');
+      log.info({ node, connected, pods: informer.list().length }, 'kubernetes pod watch started');
     },
     async stop() {
       stopped = true;

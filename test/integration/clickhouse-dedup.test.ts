@@ -1,10 +1,14 @@
 // Exactly-once rows from at-least-once delivery, on the real chDB engine: a batch inserted
 // twice with its token lands once, in the raw table AND in every rollup fed by materialized
 // views; two identical batches with different tokens both land; UInt64 keeps full precision.
-import { afterAll, beforeAll, describe, expect } from 'vitest';
-import { ConfigError, PoisonError } from '../../common/errors.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError, KtrailError, PoisonError, TransientError } from '../../common/errors.js';
 import { migrate } from '../../processor/src/clickhouse/migrate.js';
-import { insertBatch, toJsonEachRow } from '../../processor/src/clickhouse/writer.js';
+import {
+  classifyClickHouseError,
+  insertBatch,
+  toJsonEachRow,
+} from '../../processor/src/clickhouse/writer.js';
 import { createTestChdb, type TestChdb } from '../support/clickhouse.js';
 import { itReal } from '../support/real.js';
 
@@ -192,5 +196,32 @@ describe('insert deduplication', () => {
     }).catch((e) => e);
     expect(err3).toBeInstanceOf(PoisonError);
     expect(String(err3.message)).toMatch(/not_a_column/);
+  });
+});
+
+describe('error classification (no engine needed)', () => {
+  const netError = (code: string) => Object.assign(new Error(`connect ${code} 127.0.0.1:18123`), { code });
+  it.each([
+    ['socket refused', netError('ECONNREFUSED'), TransientError],
+    ['socket reset', netError('ECONNRESET'), TransientError],
+    ['client timeout', new Error('Timeout error.'), TransientError],
+    [
+      'too many parts (new servers)',
+      Object.assign(new Error('Too many parts'), { code: '252' }),
+      TransientError,
+    ],
+    [
+      'memory limit (18.x text)',
+      new Error('Code: 241, e.displayText() = DB::Exception: Memory limit'),
+      TransientError,
+    ],
+    ['parse error (chDB text)', new Error('Code: 27. DB::Exception: Cannot parse input'), PoisonError],
+    ['unknown table', Object.assign(new Error('Table x.y does not exist'), { code: '60' }), KtrailError],
+    ['a bug in the caller', new Error('Insert for JSONEachRow expected Readable Stream'), KtrailError],
+  ])('%s', (_name, err, expected) => {
+    const c = classifyClickHouseError(err, { table: 't' });
+    expect(c.constructor).toBe(expected);
+    expect(c.retriable).toBe(expected === TransientError);
+    expect(c.context.table).toBe('t');
   });
 });

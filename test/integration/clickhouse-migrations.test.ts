@@ -4,8 +4,14 @@
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect } from 'vitest';
-import { MIGRATIONS_DIR, migrate, readMigrations } from '../../processor/src/clickhouse/migrate.js';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  MIGRATIONS_DIR,
+  migrate,
+  readMigrations,
+  render,
+  splitStatements,
+} from '../../processor/src/clickhouse/migrate.js';
 import { insertBatch } from '../../processor/src/clickhouse/writer.js';
 import { createTestChdb, type TestChdb } from '../support/clickhouse.js';
 import { itReal } from '../support/real.js';
@@ -279,5 +285,33 @@ describe('ClickHouse migrations', () => {
         events_received: '900',
       },
     ]);
+  });
+});
+
+describe('migration scripts (no engine needed)', () => {
+  it('splits on semicolons outside strings and comments', () => {
+    const sql = `-- a comment; not a split
+CREATE TABLE a (s String DEFAULT 'x;y') ENGINE = Memory;
+/* block; comment */ ALTER TABLE a COMMENT 'it''s; fine';
+SELECT "q;" FROM a`;
+    expect(splitStatements(sql)).toEqual([
+      "CREATE TABLE a (s String DEFAULT 'x;y') ENGINE = Memory",
+      "ALTER TABLE a COMMENT 'it''s; fine'",
+      'SELECT "q;" FROM a',
+    ]);
+  });
+
+  it('renders placeholders and refuses unknown ones', () => {
+    expect(
+      render('TTL t + INTERVAL {{ttl_raw_days}} DAY -- {{ database }}', { ttl_raw_days: 7, database: 'k' }),
+    ).toBe('TTL t + INTERVAL 7 DAY -- k');
+    expect(() => render('{{nope}}', {})).toThrow(/\{\{nope\}\} has no value/);
+  });
+
+  it('every shipped migration renders with the default settings and has statements', () => {
+    const vars = { database: 'k', ttl_raw_days: 14, ttl_rollup_days: 400, dedup_window: 1000 };
+    const files = readMigrations();
+    expect(files.filter((f) => !f.repeatable).map((f) => f.version)).toEqual([1, 2, 3, 4]);
+    for (const f of files) expect(splitStatements(render(f.text, vars)).length, f.name).toBeGreaterThan(0);
   });
 });

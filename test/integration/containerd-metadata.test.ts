@@ -6,6 +6,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect } from 'vitest';
 import { CgroupResolver } from '../../collector/src/containers/cgroup-resolver.js';
@@ -15,6 +16,7 @@ import { type ContainerdEndpoint, ensureContainerd } from '../support/docker.js'
 import { itReal, missingRoot } from '../support/real.js';
 
 const run = promisify(execFile);
+const containerdScript = fileURLToPath(new URL('../../deploy/local/containerd.sh', import.meta.url));
 const rootMissing = missingRoot();
 const ready: { value?: ContainerdEndpoint; missing?: string } = rootMissing
   ? { missing: rootMissing }
@@ -111,6 +113,53 @@ describe('containerd metadata provider (real containerd)', () => {
       expect(removed.name).toBe('app');
     },
     60_000,
+  );
+
+  gate(
+    'containerd restarts under the provider: it reconnects with backoff and follows new containers',
+    async () => {
+      const ep = ready.value!;
+      const records: ContainerRecord[] = [];
+      const provider = createContainerdProvider({
+        socketPath: ep.socketPath,
+        node: 'n1',
+        minBackoffMs: 100,
+        maxBackoffMs: 400,
+      });
+      await provider.start((r) => records.push(r));
+      cleanup.push(() => provider.stop());
+      expect(provider.connected).toBe(true);
+
+      await run(containerdScript, ['stop']);
+      await waitFor('disconnect noticed', () => (provider.connected ? undefined : true));
+      await new Promise((r) => setTimeout(r, 1000)); // retries while it is down
+      expect(provider.connected).toBe(false);
+      await run(containerdScript, ['start']);
+      await waitFor('reconnect', () => (provider.connected && provider.reconnects >= 1 ? true : undefined));
+
+      const id = randomBytes(32).toString('hex');
+      cleanup.push(async () => {
+        await ctr(ep, 'task', 'rm', '-f', id).catch(() => {});
+        await ctr(ep, 'container', 'rm', id).catch(() => {});
+      });
+      await ctr(
+        ep,
+        'run',
+        '-d',
+        '--label',
+        'io.kubernetes.container.name=after',
+        ep.image,
+        id,
+        'sleep',
+        '0.2',
+      );
+      const stopped = await waitFor('STOPPED record after the restart', () =>
+        records.find((r) => r.containerId === id && r.state === 'STOPPED'),
+      );
+      expect(stopped.name).toBe('after');
+      expect(stopped.stoppedAtNs! - stopped.startedAtNs!).toBeGreaterThan(100_000_000n);
+    },
+    90_000,
   );
 
   gate(

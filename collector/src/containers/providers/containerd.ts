@@ -350,11 +350,13 @@ export function createContainerdProvider(options: ContainerdProviderOptions = {}
         .then(() => handle(env))
         .catch((err) => log.warn({ err, topic: env.topic }, 'event handling failed'));
     });
+    let listing = true;
     const lost = (why: string, err?: unknown) => {
       if (stream !== s) return;
       stream = undefined;
       connected = false;
-      if (stopped) return;
+      // During connect() the failure is connect()'s to report (one retry loop, not two).
+      if (stopped || listing) return;
       log.warn(
         { why, err: (err as Error | undefined)?.message },
         'containerd event stream lost; reconnecting',
@@ -363,7 +365,12 @@ export function createContainerdProvider(options: ContainerdProviderOptions = {}
     };
     s.on('error', (err) => lost('error', err));
     s.on('end', () => lost('end'));
-    await listAll(); // fails fast when containerd is not there
+    try {
+      await listAll(); // fails fast when containerd is not there
+    } finally {
+      listing = false;
+    }
+    if (stream !== s) throw new Error('containerd event stream lost while listing');
     connected = true;
   }
 

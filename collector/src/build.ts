@@ -23,9 +23,7 @@ import {
   type EventSource,
   type Sampler,
 } from './collector.js';
-import { CgroupResolver } from './containers/cgroup-resolver.js';
-import { ContainerRegistry } from './containers/index.js';
-import { createDockerProvider } from './containers/providers/docker.js';
+import type { CgroupResolver } from './containers/cgroup-resolver.js';
 import type { ContainerRecord } from './containers/types.js';
 import { createKafkaSink, type MessageSink } from './kafka-sink.js';
 import { createDecoder } from './kernel/decode.js';
@@ -170,11 +168,17 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
 
   if (options.containerFeed) containers = options.containerFeed;
   else if (options.containers ?? ebpf) {
+    // Loaded only when used: dockerode and its dependencies cost ~15 MiB of RSS.
+    const [{ ContainerRegistry }, { CgroupResolver }, { createDockerProvider }] = await Promise.all([
+      import('./containers/index.js'),
+      import('./containers/cgroup-resolver.js'),
+      import('./containers/providers/docker.js'),
+    ]);
     const cgroupRoot = settings.cgroupRoot;
     resolver = await CgroupResolver.create(cgroupRoot === undefined ? {} : { mountPoint: cgroupRoot });
     const r = resolver;
     const mount = r.hierarchy.mountPoint;
-    let registry: ContainerRegistry | undefined;
+    let registry: InstanceType<typeof ContainerRegistry> | undefined;
     containers = {
       async start(onRecord) {
         registry = new ContainerRegistry({

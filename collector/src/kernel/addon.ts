@@ -172,7 +172,15 @@ export function openCapture(settings: CaptureSettings, onBatch: BatchHandler): K
     log.warn({ unusedCfg: counters.unusedCfg }, 'settings no object declares');
   if (!counters.programs.some((p) => p.loaded)) {
     capture.close();
+    const f = counters.features;
+    const lacking = [
+      f.btf ? undefined : 'BTF (/sys/kernel/btf/vmlinux) for CO-RE',
+      f.ringbuf ? undefined : 'BPF ring buffer (Linux 5.8+)',
+      f.tracepoint ? undefined : 'tracepoint programs',
+      f.tracefs ? undefined : 'tracefs (mount -t tracefs nodev /sys/kernel/tracing)',
+    ].filter((x) => x !== undefined);
     const reasons = [
+      ...(lacking.length > 0 ? [`kernel lacks: ${lacking.join(', ')}`] : []),
       ...counters.objects.filter((o) => o.error !== undefined).map((o) => `${o.path}: ${o.error}`),
       ...counters.programs.map((p) => `${p.name}: ${p.error ?? 'not attached'}`),
     ];

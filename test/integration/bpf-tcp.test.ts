@@ -166,4 +166,27 @@ describe('tcp.bpf.o on the real kernel', () => {
     expect(serverClose.flags & FLAG.resetReceived).toBe(FLAG.resetReceived);
     expect(serverClose.resets).toBe(1);
   });
+
+  itReal(missing)('a refused connection: close with reset received, no connect record', async () => {
+    // A port nobody listens on: listen, learn the port, close.
+    const probe = createServer();
+    probe.listen(0, '127.0.0.1');
+    await once(probe, 'listening');
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise((resolve) => probe.close(resolve));
+
+    const c = netConnect(port, '127.0.0.1');
+    const err = await new Promise<NodeJS.ErrnoException>((resolve) => c.on('error', resolve));
+    expect(err.code).toBe('ECONNREFUSED');
+    const close = await rec.waitFor((e): e is TcpClose => e.kind === 'tcp_close' && e.dport === port);
+    expect(close).toMatchObject({
+      pid: process.pid,
+      bytesSent: 0n,
+      bytesReceived: 0n,
+      resets: 1,
+      saddr: '127.0.0.1',
+    });
+    expect(close.flags & FLAG.resetReceived).toBe(FLAG.resetReceived);
+    expect(rec.events.some((e) => e.kind === 'tcp_connect' && e.dport === port)).toBe(false);
+  });
 });

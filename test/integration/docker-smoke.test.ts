@@ -50,6 +50,15 @@ describe('docker smoke', () => {
       expect(entry?.identity?.runtime).toBe('docker');
       // And the reverse lookup the Docker provider uses.
       expect(await resolver.idOfPath(v2Path!)).toBe(cgroupId);
+
+      // The v1 fallback (hosts without cgroup v2): the memory hierarchy of this hybrid host
+      // names the same container under its own ids.
+      const memoryLine = /^\d+:(?:[^:]*,)?memory(?:,[^:]*)?:(.*)$/m.exec(procCgroup);
+      if (memoryLine) {
+        const v1 = await CgroupResolver.create({ mountPoint: '/sys/fs/cgroup/memory', version: 1 });
+        const v1Id = (await stat(join('/sys/fs/cgroup/memory', memoryLine[1]!), { bigint: true })).ino;
+        expect(v1.resolve(v1Id)?.identity?.containerId).toBe(info.Id);
+      }
     },
     60_000,
   );

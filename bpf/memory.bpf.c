@@ -12,11 +12,25 @@ KT_BTF_ANCHOR(kt_oom_kill);
 /* Pages -> KiB. 4 KiB pages (x86_64, default arm64); PAGE_SHIFT is not in BTF. */
 #define KT_PAGE_TO_KB(pages) ((pages) << 2)
 
+/* mm_struct before 6.2: rss_stat was a struct of atomic counters. Local "flavor" types
+ * (the ___pre62 suffix is ignored by CO-RE) let one object read both layouts. */
+struct mm_rss_stat___pre62 {
+	atomic_long_t count[4];
+} __attribute__((preserve_access_index));
+struct mm_struct___pre62 {
+	struct mm_rss_stat___pre62 rss_stat;
+} __attribute__((preserve_access_index));
+
 static __always_inline __u64 kt_mm_counter(struct mm_struct *mm, int member)
 {
-	/* rss_stat is a percpu_counter array since 6.2; .count is the global part, off by
-	 * at most the per-CPU batches (a few hundred KiB): fine for an OOM report. */
-	__s64 pages = BPF_CORE_READ(mm, rss_stat[member].count);
+	__s64 pages;
+	if (bpf_core_type_exists(struct mm_rss_stat___pre62)) {
+		pages = BPF_CORE_READ((struct mm_struct___pre62 *)mm, rss_stat.count[member].counter);
+	} else {
+		/* 6.2+: a percpu_counter array; .count is the global part, off by at most the
+		 * per-CPU batches (a few hundred KiB): fine for an OOM report. */
+		pages = BPF_CORE_READ(mm, rss_stat[member].count);
+	}
 	return pages > 0 ? (__u64)pages : 0;
 }
 

@@ -40,6 +40,7 @@ type DockerEvent = {
   id?: string;
   time?: number;
   timeNano?: number;
+  timeNanoExact?: bigint;
   Actor?: { ID?: string; Attributes?: Record<string, string> };
 };
 
@@ -84,10 +85,7 @@ export function createDockerProvider(options: DockerProviderOptions = {}): Metad
     return { path, id: cgroupId };
   }
 
-  async function fromInspect(
-    id: string,
-    fallbackState?: ContainerState,
-  ): Promise<ContainerRecord | undefined> {
+  async function fromInspect(id: string): Promise<ContainerRecord | undefined> {
     let info: Docker.ContainerInspectInfo;
     try {
       info = await docker.getContainer(id).inspect();
@@ -100,7 +98,7 @@ export function createDockerProvider(options: DockerProviderOptions = {}): Metad
       ? 'RUNNING'
       : info.State.Status === 'created'
         ? 'CREATED'
-        : (fallbackState ?? 'STOPPED');
+        : 'STOPPED';
     const record: ContainerRecord = {
       node,
       cgroupId: cg.id,
@@ -154,7 +152,7 @@ export function createDockerProvider(options: DockerProviderOptions = {}): Metad
     const id = ev.Actor?.ID ?? ev.id;
     if (!id) return;
     if (ev.time) lastEventSec = Math.max(lastEventSec, ev.time);
-    const eventNs = ev.timeNano !== undefined ? BigInt(ev.timeNano) : wallNs();
+    const eventNs = ev.timeNanoExact ?? (ev.timeNano !== undefined ? BigInt(ev.timeNano) : wallNs());
     let record: ContainerRecord | undefined;
     if (action !== 'destroy') {
       try {
@@ -227,6 +225,9 @@ export function createDockerProvider(options: DockerProviderOptions = {}): Metad
         let ev: DockerEvent;
         try {
           ev = JSON.parse(line) as DockerEvent;
+          // timeNano passes 2^53: JSON numbers would round it, take the digits as they are.
+          const nano = /"timeNano":(\d+)/.exec(line)?.[1];
+          if (nano !== undefined) ev.timeNanoExact = BigInt(nano);
         } catch {
           log.warn({ line: line.slice(0, 200) }, 'unparsable docker event');
           continue;

@@ -3,15 +3,16 @@
 // single-object golden messages (its decoder checks the header and fingerprint itself), and
 // what Java writes back decodes in ktrail to the same values (byte-identical when the schema
 // has no map: Java's HashMap reorders map entries). Needs a JDK and the Avro jars:
-// schemas/interop/install.sh (skips with that reason otherwise; fails under KTRAIL_REQUIRE_REAL=1).
+// schemas/interop/install.sh. The test fetches missing jars itself (fresh clone); without a
+// JDK it skips with that reason, or fails under KTRAIL_REQUIRE_REAL=1.
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { promisify } from 'node:util';
-import { describe, expect } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { HISTORY_DIR, SCHEMA_NAMES } from '../../schemas/catalog.js';
 import { catalog, createSchemaResolver } from '../../schemas/codec.js';
 import { GOLDEN_DIR, readGoldenValue } from '../../schemas/golden.js';
-import { itReal } from '../support/real.js';
+import { requireReal } from '../support/real.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const JARS = `${ROOT}.cache/avro-java`;
@@ -25,6 +26,21 @@ function missingJava(): string | undefined {
   return undefined;
 }
 
+/** Fetches the jars (not Debian packages) when only they are missing, as on a fresh clone. */
+async function provisionJava(): Promise<string | undefined> {
+  const missing = missingJava();
+  if (missing === undefined || missing.startsWith('needs a JDK')) return missing;
+  try {
+    await promisify(execFile)('bash', [`${ROOT}schemas/interop/install.sh`], {
+      env: { ...process.env, KTRAIL_INTEROP_NO_APT: '1' },
+      timeout: 300_000,
+    });
+  } catch (err) {
+    return `${missing} (automatic fetch failed: ${(err as Error).message.split('\n')[0]})`;
+  }
+  return missingJava();
+}
+
 interface JavaResult {
   schema: string;
   canonical: string;
@@ -35,43 +51,44 @@ interface JavaResult {
 }
 
 describe('Apache Avro for Java agrees', () => {
-  itReal(missingJava())(
-    'canonical form, fingerprint, single-object decoding and re-encoding of every schema',
-    async () => {
-      const args = SCHEMA_NAMES.flatMap((name) => {
-        const version = catalog().current[name].version;
-        return [`${HISTORY_DIR}${name}/v${version}.avsc`, `${GOLDEN_DIR}${name}.bin`];
-      });
-      const { stdout } = await promisify(execFile)(
-        'java',
-        ['-cp', `${JARS}/*`, `${ROOT}schemas/interop/AvroInterop.java`, ...args],
-        { maxBuffer: 16 * 1024 * 1024 },
-      );
-      const results = stdout
-        .split('\n')
-        .filter((l) => l.startsWith('{'))
-        .map((l) => JSON.parse(l) as JavaResult);
-      expect(results.map((r) => r.schema)).toEqual(SCHEMA_NAMES.map((n) => `io.ktrail.v1.${n}`));
+  it('canonical form, fingerprint, single-object decoding and re-encoding of every schema', async (ctx) => {
+    const missing = await provisionJava();
+    if (missing !== undefined) {
+      if (requireReal) throw new Error(`required real component missing: ${missing}`);
+      ctx.skip(missing);
+    }
+    const args = SCHEMA_NAMES.flatMap((name) => {
+      const version = catalog().current[name].version;
+      return [`${HISTORY_DIR}${name}/v${version}.avsc`, `${GOLDEN_DIR}${name}.bin`];
+    });
+    const { stdout } = await promisify(execFile)(
+      'java',
+      ['-cp', `${JARS}/*`, `${ROOT}schemas/interop/AvroInterop.java`, ...args],
+      { maxBuffer: 16 * 1024 * 1024 },
+    );
+    const results = stdout
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as JavaResult);
+    expect(results.map((r) => r.schema)).toEqual(SCHEMA_NAMES.map((n) => `io.ktrail.v1.${n}`));
 
-      for (const [i, name] of SCHEMA_NAMES.entries()) {
-        const java = results[i] as JavaResult;
-        const ours = catalog().current[name];
-        expect(java.canonical, `${name} canonical form`).toBe(ours.canonical);
-        expect(BigInt(java.fingerprint), `${name} fingerprint`).toBe(BigInt.asIntN(64, ours.fingerprint));
-        // Java-written bytes read back by ktrail to the same value (map entry order may differ).
-        const back = createSchemaResolver().decode(Buffer.from(java.reencoded, 'hex'));
-        expect(structuredClone(back.value), `${name} written by Java, read by ktrail`).toEqual(
-          structuredClone(readGoldenValue(name)),
-        );
-        const hasMap = JSON.stringify(ours.schema).includes('"map"');
-        if (!hasMap) expect(java.reencodedIdentical, `${name} bytes re-encoded by Java`).toBe(true);
-      }
-      const batch = (results[0] as JavaResult).record;
-      expect(batch).toContain('"node": "node-a"');
-      // u64 max travels as the 64 bits of a signed long: Java sees -1 (docs/schemas.md).
-      expect(batch).toContain('"tsNs": -1');
-      expect(batch).toContain('"args": ["curl", "-s", "http://svc.local/ä"]');
-    },
-    180_000,
-  );
+    for (const [i, name] of SCHEMA_NAMES.entries()) {
+      const java = results[i] as JavaResult;
+      const ours = catalog().current[name];
+      expect(java.canonical, `${name} canonical form`).toBe(ours.canonical);
+      expect(BigInt(java.fingerprint), `${name} fingerprint`).toBe(BigInt.asIntN(64, ours.fingerprint));
+      // Java-written bytes read back by ktrail to the same value (map entry order may differ).
+      const back = createSchemaResolver().decode(Buffer.from(java.reencoded, 'hex'));
+      expect(structuredClone(back.value), `${name} written by Java, read by ktrail`).toEqual(
+        structuredClone(readGoldenValue(name)),
+      );
+      const hasMap = JSON.stringify(ours.schema).includes('"map"');
+      if (!hasMap) expect(java.reencodedIdentical, `${name} bytes re-encoded by Java`).toBe(true);
+    }
+    const batch = (results[0] as JavaResult).record;
+    expect(batch).toContain('"node": "node-a"');
+    // u64 max travels as the 64 bits of a signed long: Java sees -1 (docs/schemas.md).
+    expect(batch).toContain('"tsNs": -1');
+    expect(batch).toContain('"args": ["curl", "-s", "http://svc.local/ä"]');
+  }, 480_000);
 });

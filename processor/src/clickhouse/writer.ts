@@ -67,12 +67,23 @@ export async function insertBatch(
   const info = describeClickHouse(client);
   const table =
     params.table.includes('.') || info === undefined ? params.table : `${info.database}.${params.table}`;
-  const { body, count } = Array.isArray(params.rows)
-    ? { body: toJsonEachRow(params.rows), count: params.rows.length }
-    : {
-        body: (params.rows as { jsonEachRow: string }).jsonEachRow,
-        count: (params.rows as { count: number }).count,
-      };
+  let body: string;
+  let count: number;
+  if (Array.isArray(params.rows)) {
+    count = params.rows.length;
+    try {
+      body = toJsonEachRow(params.rows);
+    } catch (err) {
+      throw new PoisonError(`rows for ${table} cannot be serialized: ${(err as Error).message}`, {
+        cause: err,
+        context: { table, dedupToken: params.dedupToken },
+      });
+    }
+  } else {
+    const pre = params.rows as { jsonEachRow: string; count: number };
+    body = pre.jsonEachRow;
+    count = pre.count;
+  }
   if (count === 0) return { rows: 0, attempts: 0 };
   // Servers without the setting were allowed explicitly (see ServerConfig.allowWithoutDedupToken).
   const settings = info?.dedupToken === false ? {} : { insert_deduplication_token: params.dedupToken };
@@ -133,10 +144,20 @@ function bigintAsString(_key: string, value: unknown): unknown {
   return typeof value === 'bigint' ? value.toString() : value;
 }
 
-/** Rows -> JSONEachRow text; bigint -> decimal string (ClickHouse parses it into UInt64/Int64). */
+/**
+ * Rows -> JSONEachRow text; bigint -> decimal string (ClickHouse parses it into UInt64/Int64).
+ * Plain JSON.stringify first (rows whose u64 are already strings, the common case, skip the
+ * replacer's per-key call); only a row that holds a bigint takes the replacer.
+ */
 export function toJsonEachRow(rows: readonly object[]): string {
   const lines = new Array<string>(rows.length);
-  for (let i = 0; i < rows.length; i++) lines[i] = JSON.stringify(rows[i], bigintAsString);
+  for (let i = 0; i < rows.length; i++) {
+    try {
+      lines[i] = JSON.stringify(rows[i]);
+    } catch {
+      lines[i] = JSON.stringify(rows[i], bigintAsString);
+    }
+  }
   return lines.join('\n');
 }
 

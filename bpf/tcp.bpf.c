@@ -142,10 +142,9 @@ int BPF_PROG(kt_tcp_state, const struct sock *sk, const int oldstate, const int 
 		return 0;
 
 	if (newstate == TCP_SYN_SENT) {
-		/* connect(): process context, the owner is current. */
+		/* connect(): process context, the owner is current. Remembered even for an
+		 * ignored tgid, so that its close is recognised and suppressed too. */
 		__u64 id = bpf_get_current_pid_tgid();
-		if (kt_ignored_tgid(id >> 32))
-			return 0;
 		struct kt_sock_state st = {.start_ns = bpf_ktime_get_boot_ns(), .pid = (__u32)id, .tgid = id >> 32};
 		bpf_map_update_elem(&kt_tcp_socks, &key, &st, BPF_ANY);
 		return 0;
@@ -154,8 +153,8 @@ int BPF_PROG(kt_tcp_state, const struct sock *sk, const int oldstate, const int 
 	struct kt_sock_state *st = bpf_map_lookup_elem(&kt_tcp_socks, &key);
 	if (newstate == TCP_ESTABLISHED) {
 		if (oldstate == TCP_SYN_SENT) {
-			if (!st)
-				return 0; /* connect() started before load, or by the collector */
+			if (!st || kt_ignored_tgid(st->tgid))
+				return 0; /* connect() started before load, or by the ignored tgid */
 			return kt_emit_conn(sk, KT_EV_TCP_CONNECT, cgid, st->pid, st->tgid);
 		}
 		if (oldstate == TCP_SYN_RECV) {

@@ -28,12 +28,29 @@ export function coPartition(
   return out;
 }
 
+type Cluster = Parameters<PartitionAssigner>[0]['cluster'];
+
+/** The leader may not have every subscribed topic's metadata yet (a member that just joined). */
+async function partitionCount(cluster: Cluster, topic: string): Promise<number> {
+  try {
+    return cluster.findTopicPartitionMetadata(topic).length;
+  } catch {
+    const c = cluster as unknown as {
+      addMultipleTargetTopics(t: string[]): Promise<void>;
+      refreshMetadata(): Promise<void>;
+    };
+    await c.addMultipleTargetTopics([topic]);
+    await c.refreshMetadata();
+    return cluster.findTopicPartitionMetadata(topic).length;
+  }
+}
+
 export const coPartitionedAssigner: PartitionAssigner = ({ cluster }) => ({
   name: CO_PARTITIONED_ASSIGNER_NAME,
   version: 0,
   async assign({ members, topics }) {
     const counts = new Map<string, number>();
-    for (const topic of topics) counts.set(topic, cluster.findTopicPartitionMetadata(topic).length);
+    for (const topic of topics) counts.set(topic, await partitionCount(cluster, topic));
     const assignment = coPartition(
       members.map((m) => m.memberId),
       counts,

@@ -23,7 +23,7 @@
 #                   controller on base+2(n-1)+1  -> 29092/29093, 29094/29095, 29096/29097
 # Other settings: KTRAIL_KAFKA_HEAP (512m), KTRAIL_KAFKA_START_TIMEOUT (120 s),
 #   KTRAIL_KAFKA_CACHE (<repo>/.cache/kafka), KTRAIL_KAFKA_JVM_OPTS (extra JVM flags, split
-#   on spaces).
+#   on spaces), KTRAIL_KAFKA_CDS (1: record and use a class-data-sharing archive; 0: don't).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)

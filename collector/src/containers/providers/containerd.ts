@@ -226,7 +226,10 @@ export function createContainerdProvider(options: ContainerdProviderOptions = {}
       cgroupPath: cg.path,
       runtime: 'containerd',
       containerId: container.id,
-      name: labels[CRI_LABELS.containerName] ?? container.id,
+      // CRI's pod sandbox (pause) container has no container name; Kubernetes calls it POD.
+      name:
+        labels[CRI_LABELS.containerName] ??
+        (labels['io.cri-containerd.kind'] === 'sandbox' ? 'POD' : container.id),
       image: container.image,
       labels,
       updatedAtNs: wallNs(),

@@ -130,7 +130,11 @@ describe('containerd metadata provider (real containerd)', () => {
       cleanup.push(() => provider.stop());
       expect(provider.connected).toBe(true);
 
-      await run(containerdScript, ['stop']);
+      // Only a containerd that containerd.sh started is stopped (a system one is left alone).
+      const stop = await run(containerdScript, ['stop']);
+      expect(stop.stdout, 'restart test needs the containerd that containerd.sh started').toContain(
+        'containerd stopped',
+      );
       await waitFor('disconnect noticed', () => (provider.connected ? undefined : true));
       await new Promise((r) => setTimeout(r, 1000)); // retries while it is down
       expect(provider.connected).toBe(false);

@@ -36,7 +36,7 @@ static __always_inline int kt_cgroup_event(struct cgroup *cgrp, const char *path
 	long n = bpf_probe_read_kernel_str(e->path, sizeof(e->path), path);
 	if (n == sizeof(e->path))
 		e->hdr.flags |= KT_F_TRUNCATED;
-	bpf_ringbuf_submit(e, 0);
+	kt_submit(e);
 	return 0;
 }
 

@@ -56,6 +56,6 @@ int BPF_PROG(kt_oom_mark_victim, struct task_struct *task, uid_t uid)
 	e->shmem_rss_kb = KT_PAGE_TO_KB(kt_mm_counter(mm, MM_SHMEMPAGES));
 	__builtin_memset(e->comm, 0, sizeof(e->comm));
 	BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
-	bpf_ringbuf_submit(e, 0);
+	kt_submit(e);
 	return 0;
 }

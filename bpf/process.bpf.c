@@ -75,7 +75,7 @@ int BPF_PROG(kt_proc_exec, struct task_struct *task, pid_t old_pid, struct linux
 	}
 	e->args_size = len;
 
-	bpf_ringbuf_submit(e, 0);
+	kt_submit(e);
 	return 0;
 }
 
@@ -107,7 +107,7 @@ int BPF_PROG(kt_proc_fork, struct task_struct *parent, struct task_struct *child
 	e->child_tgid = child_tgid;
 	__builtin_memset(e->comm, 0, sizeof(e->comm));
 	BPF_CORE_READ_STR_INTO(&e->comm, child, comm);
-	bpf_ringbuf_submit(e, 0);
+	kt_submit(e);
 	return 0;
 }
 
@@ -156,6 +156,6 @@ int BPF_PROG(kt_proc_exit, struct task_struct *task)
 	e->start_ns = BPF_CORE_READ(leader, start_boottime);
 	__builtin_memset(e->comm, 0, sizeof(e->comm));
 	BPF_CORE_READ_STR_INTO(&e->comm, leader, comm);
-	bpf_ringbuf_submit(e, 0);
+	kt_submit(e);
 	return 0;
 }

@@ -91,7 +91,7 @@ static __always_inline int kt_emit_conn(const struct sock *sk, __u16 type, __u64
 	kt_fill_header(&e->hdr, type, sizeof(*e), cgid, pid, tgid);
 	kt_read_addrs((struct kt_tcp_addr_fields *)&e->family, sk);
 	e->sock_cookie = bpf_get_socket_cookie((void *)sk);
-	bpf_ringbuf_submit(e, 0);
+	kt_submit(e);
 	return 0;
 }
 
@@ -127,7 +127,7 @@ static __always_inline int kt_emit_close(const struct sock *sk, __u64 cgid, stru
 		e->resets = 0;
 		e->duration_ns = 0;
 	}
-	bpf_ringbuf_submit(e, 0);
+	kt_submit(e);
 	return 0;
 }
 
@@ -219,7 +219,7 @@ static __always_inline int kt_reset(const struct sock *sk, __u32 direction, __u3
 	e->sock_cookie = bpf_get_socket_cookie((void *)sk);
 	e->direction = direction;
 	e->pad2 = 0;
-	bpf_ringbuf_submit(e, 0);
+	kt_submit(e);
 	return 0;
 }
 

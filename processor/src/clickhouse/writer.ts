@@ -146,17 +146,23 @@ function bigintAsString(_key: string, value: unknown): unknown {
 
 /**
  * Rows -> JSONEachRow text; bigint -> decimal string (ClickHouse parses it into UInt64/Int64).
- * Plain JSON.stringify first (rows whose u64 are already strings, the common case, skip the
- * replacer's per-key call); only a row that holds a bigint takes the replacer.
+ * Plain JSON.stringify while it works (rows whose u64 are already strings skip the
+ * replacer's per-key call); the first row holding a bigint switches the rest of the batch to
+ * the replacer, so a batch pays for at most one failed attempt.
  */
 export function toJsonEachRow(rows: readonly object[]): string {
   const lines = new Array<string>(rows.length);
+  let replacer: typeof bigintAsString | undefined;
   for (let i = 0; i < rows.length; i++) {
-    try {
-      lines[i] = JSON.stringify(rows[i]);
-    } catch {
-      lines[i] = JSON.stringify(rows[i], bigintAsString);
+    if (replacer === undefined) {
+      try {
+        lines[i] = JSON.stringify(rows[i]);
+        continue;
+      } catch {
+        replacer = bigintAsString;
+      }
     }
+    lines[i] = JSON.stringify(rows[i], replacer);
   }
   return lines.join('\n');
 }

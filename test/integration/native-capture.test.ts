@@ -3,6 +3,7 @@
 // reasons for a broken program, load-time settings and the cgroup allowlist.
 import { type ChildProcessWithoutNullStreams, execFileSync, spawn, spawnSync } from 'node:child_process';
 import {
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -129,6 +130,51 @@ describe('native addon (real kernel)', () => {
       expect(readdirSync('/proc/self/task').length).toBe(tasks);
       expect(fixtureProgramCount('prog')).toBe(progs);
       expect(fixtureProgramCount('link')).toBe(links);
+    },
+    120_000,
+  );
+
+  // The same check on every real object (tracepoints, tp_btf and cgroup_skb links on the v2 root):
+  // after close, none of the kernel program ids it had may remain in any program, link or
+  // cgroup attachment list.
+  const bpfOutput = join(fixtureDir, '../../../../bpf/.output');
+  const realObjects = existsSync(bpfOutput)
+    ? readdirSync(bpfOutput)
+        .filter((f) => f.endsWith('.bpf.o'))
+        .map((f) => join(bpfOutput, f))
+    : [];
+  itReal(missing ?? (realObjects.length === 0 ? 'bpf/.output not built (npm run build:bpf)' : undefined))(
+    'opens and closes every bpf/ object 10 times without leaking programs, links or cgroup attachments',
+    async () => {
+      const bpftool = (...args: string[]) =>
+        JSON.parse(execFileSync('bpftool', ['-j', ...args], { encoding: 'utf8' }).trim() || '[]') as Array<
+          Record<string, unknown>
+        >;
+      const ours = new Set<number>();
+      let cgroupAttached = 0;
+      const cycle = () => {
+        const c = openCapture(settings({ objects: realObjects }), () => {});
+        const programs = c.counters().programs;
+        expect(programs.filter((p) => p.attached).length).toBeGreaterThan(0);
+        for (const p of programs) if (p.id !== undefined) ours.add(p.id);
+        cgroupAttached = bpftool('cgroup', 'show', CGROUP_V2).filter((e) => ours.has(Number(e.id))).length;
+        c.close();
+      };
+      cycle();
+      await new Promise((r) => setTimeout(r, 50));
+      const fds = readdirSync('/proc/self/fd').length;
+      const tasks = readdirSync('/proc/self/task').length;
+      for (let i = 0; i < 10; i++) cycle();
+      await new Promise((r) => setTimeout(r, 50));
+      expect(readdirSync('/proc/self/fd').length).toBe(fds);
+      expect(readdirSync('/proc/self/task').length).toBe(tasks);
+      expect(ours.size).toBeGreaterThanOrEqual(11);
+      expect(bpftool('prog', 'show').filter((p) => ours.has(Number(p.id)))).toEqual([]);
+      expect(bpftool('link', 'show').filter((l) => ours.has(Number(l.prog_id)))).toEqual([]);
+      expect(bpftool('cgroup', 'show', CGROUP_V2).filter((e) => ours.has(Number(e.id)))).toEqual([]);
+      // While open, the cgroup_skb programs (if any object has them) were on the v2 root.
+      const skb = realObjects.some((o) => o.endsWith('/net.bpf.o'));
+      if (skb) expect(cgroupAttached).toBeGreaterThan(0);
     },
     120_000,
   );

@@ -119,6 +119,19 @@ describe('ContainerRegistry', () => {
     expect(registry.lookup(109n)?.containerId).toBe((9).toString(16).padStart(64, 'a'));
   });
 
+  it('repeats are not re-emitted: only a real change is (pod status churn stays off the topic)', async () => {
+    const { resolver, provider, records, registry } = await setup();
+    resolver.apply({ kind: 'cgroup_mkdir', cgroupId: 900n, path: `/docker/${ID}`, tsNs: 1n });
+    provider.push(dockerRecord({ updatedAtNs: 10n }));
+    const before = records.length;
+    provider.push(dockerRecord({ updatedAtNs: 11n })); // same content, newer timestamp
+    expect(records.length).toBe(before);
+    expect(registry.stats().unchanged).toBe(1);
+    provider.push(dockerRecord({ labels: { team: 'core', tier: 'web' } }));
+    expect(records.length).toBe(before + 1);
+    expect(records.at(-1)?.labels.tier).toBe('web');
+  });
+
   it('mergeRecords: later data wins per field, labels merge, empty values never erase', () => {
     const a = dockerRecord({ labels: { a: '1' }, podName: 'p' });
     const b = dockerRecord({ name: '', labels: { b: '2' }, state: 'UNKNOWN', image: 'other' });

@@ -37,6 +37,8 @@ export type ContainerRegistryStats = {
   emitted: number;
   /** Provider records emitted before any cgroup of theirs was known (cgroupId 0). */
   unjoined: number;
+  /** Records not emitted because nothing but updatedAtNs changed (pod status churn). */
+  unchanged: number;
   evicted: number;
 };
 
@@ -54,7 +56,9 @@ export class ContainerRegistry {
   private readonly cgroups = new Map<bigint, CgroupSide>();
   private readonly toWall: (bootNs: bigint) => bigint;
   private readonly max: number;
-  private readonly counters = { emitted: 0, unjoined: 0, evicted: 0 };
+  private readonly counters = { emitted: 0, unjoined: 0, unchanged: 0, evicted: 0 };
+  // Last emitted content per cgroup id (or container id while unjoined), to skip repeats.
+  private readonly lastEmitted = new Map<string, string>();
   private readonly options: ContainerRegistryOptions;
 
   constructor(options: ContainerRegistryOptions) {
@@ -99,7 +103,10 @@ export class ContainerRegistry {
     const identity = entry.identity;
     if (!identity) {
       // A rename that moved a cgroup out of a container, or a path repaired to a non-container.
-      if (kind === 'cgroup_rename') this.cgroups.delete(entry.id);
+      if (kind === 'cgroup_rename') {
+        this.cgroups.delete(entry.id);
+        this.lastEmitted.delete(String(entry.id));
+      }
       return;
     }
     const side: CgroupSide = { id: entry.id, path: entry.path, containerId: identity.containerId };
@@ -185,6 +192,13 @@ export class ContainerRegistry {
   }
 
   private emit(record: ContainerRecord): void {
+    const key = record.cgroupId === 0n ? record.containerId : String(record.cgroupId);
+    const content = signature(record);
+    if (this.lastEmitted.get(key) === content) {
+      this.counters.unchanged++;
+      return;
+    }
+    this.lastEmitted.set(key, content);
     this.counters.emitted++;
     this.options.onRecord(record);
   }
@@ -205,7 +219,11 @@ export class ContainerRegistry {
       const oldest = this.meta.keys().next().value ?? this.cgroupsOf.keys().next().value;
       if (oldest === undefined) return;
       this.meta.delete(oldest);
-      for (const id of this.cgroupsOf.get(oldest) ?? []) this.cgroups.delete(id);
+      for (const id of this.cgroupsOf.get(oldest) ?? []) {
+        this.cgroups.delete(id);
+        this.lastEmitted.delete(String(id));
+      }
+      this.lastEmitted.delete(oldest);
       this.cgroupsOf.delete(oldest);
       this.counters.evicted++;
     }
@@ -228,4 +246,20 @@ export function mergeRecords(prev: ContainerRecord, next: ContainerRecord): Cont
     merged.cgroupPath = next.cgroupPath;
   } else if (merged.cgroupPath === '') merged.cgroupPath = next.cgroupPath;
   return merged;
+}
+
+/** Everything but updatedAtNs, as a string (bigints included), to tell a real change. */
+function signature(r: ContainerRecord): string {
+  let out = '';
+  for (const key of Object.keys(r).sort()) {
+    if (key === 'updatedAtNs') continue;
+    const v = (r as Record<string, unknown>)[key];
+    if (v === undefined) continue;
+    out +=
+      key +
+      '=' +
+      (typeof v === 'object' && v !== null ? JSON.stringify(v, Object.keys(v).sort()) : String(v)) +
+      ';';
+  }
+  return out;
 }

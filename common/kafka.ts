@@ -265,9 +265,25 @@ export async function createTopicsAndWait(
   return created;
 }
 
-const SETTLING = new Set(['UNKNOWN_TOPIC_OR_PARTITION', 'LEADER_NOT_AVAILABLE', 'NOT_LEADER_OR_FOLLOWER']);
+// What a KRaft broker answers for a moment after a topic was created: its metadata cache
+// and its replica manager catch up with the controller asynchronously (KAFKA-15780).
+const SETTLING = new Set(['UNKNOWN_TOPIC_OR_PARTITION', 'LEADER_NOT_AVAILABLE', 'NOT_LEADER_FOR_PARTITION']);
 
-/** Polls metadata until every partition of `topics` has a leader; throws after `timeoutMs`. */
+/** The kafkajs error type behind an error, looking through its retry wrappers. */
+function kafkajsErrorType(err: unknown): string | undefined {
+  let current = err as { type?: string; originalError?: unknown; cause?: unknown } | undefined;
+  for (let depth = 0; depth < 5 && current; depth++) {
+    if (typeof current.type === 'string') return current.type;
+    current = (current.originalError ?? current.cause) as typeof current;
+  }
+  return undefined;
+}
+
+/**
+ * Waits until every partition of `topics` has a leader that actually serves it: metadata
+ * names a leader, and ListOffsets (answered by that leader) succeeds. Metadata alone is
+ * not enough on KRaft: a produce right after it can still get NOT_LEADER_FOR_PARTITION.
+ */
 export async function waitForTopics(admin: Admin, topics: string[], timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = 'no answer yet';
@@ -277,10 +293,13 @@ export async function waitForTopics(admin: Admin, topics: string[], timeoutMs = 
       const leaderless = metadata.filter(
         (t) => t.partitions.length === 0 || t.partitions.some((p) => p.leader < 0),
       );
-      if (leaderless.length === 0 && metadata.length === topics.length) return;
+      if (leaderless.length === 0 && metadata.length === topics.length) {
+        for (const topic of topics) await admin.fetchTopicOffsets(topic);
+        return;
+      }
       last = `no leader yet for ${leaderless.map((t) => t.name).join(', ')}`;
     } catch (err) {
-      const type = (err as { type?: string }).type;
+      const type = kafkajsErrorType(err);
       if (type === undefined || !SETTLING.has(type)) throw err;
       last = type;
     }

@@ -110,7 +110,9 @@ describe('Kafka smoke: Avro through the real broker with kafkajs', () => {
 
       const keys = Array.from({ length: 12 }, (_, i) => `node-${i}`);
       const perKey = 40;
-      const producer = client(ep).producer();
+      // Idempotent, as the collector sends: kafkajs retries a failed produce request per
+      // broker, so without it one failed partition duplicates the others in the request.
+      const producer = client(ep).producer({ idempotent: true, maxInFlightRequests: 1 });
       clients.push(producer);
       await producer.connect();
       // Interleave keys in each send; await each send so the next can't overtake it.
@@ -182,7 +184,7 @@ describe('Kafka smoke: Avro through the real broker with kafkajs', () => {
 
       const total = 90;
       const firstRun = 37;
-      const producer = client(ep).producer();
+      const producer = client(ep).producer({ idempotent: true, maxInFlightRequests: 1 });
       clients.push(producer);
       await producer.connect();
       await producer.send({

@@ -140,6 +140,7 @@ export function createCollector<E extends KtrailEvent, R>(options: CollectorOpti
     maxMessages: settings.bufferMaxMessages,
     onDrop: (m, reason) => {
       counters.dropped[reason] += m.events;
+      if (m.maybeWritten) counters.droppedUnconfirmed += m.events;
     },
   });
   // Metadata and stats are small; their own bounds keep a long outage from crowding out events.

@@ -32,6 +32,8 @@ export interface SinkResult {
   status: SinkStatus;
   retryInMillis?: number;
   error?: Error;
+  /** The request may have reached the broker and been written although it failed here. */
+  maybeWritten?: boolean;
 }
 
 /** What the delivery loop needs from a sink; tests may wrap it. */
@@ -76,6 +78,26 @@ function errorTypes(err: unknown): string[] {
     current = e.originalError ?? e.cause;
   }
   return types;
+}
+
+/** Errors that prove the request never reached a broker (nothing can have been written). */
+const NOT_SENT =
+  /ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ENETUNREACH|connect ETIMEDOUT|producer is disconnected|BrokerNotFound|There is no leader|not the leader|UNKNOWN_TOPIC_OR_PARTITION|does not host this topic-partition/i;
+
+function errorText(err: unknown): string {
+  let text = '';
+  let current: unknown = err;
+  for (let depth = 0; depth < 5 && current !== undefined && current !== null; depth++) {
+    const e = current as KafkaJsErrorShape & { message?: string };
+    text += ` ${e.name ?? ''} ${e.type ?? ''} ${e.message ?? ''}`;
+    current = e.originalError ?? e.cause;
+  }
+  return text;
+}
+
+/** False only when the error shows the request was never written (safe to count as not delivered). */
+export function maybeWritten(err: unknown): boolean {
+  return !NOT_SENT.test(errorText(err));
 }
 
 export function classifyKafkaError(err: unknown): SinkStatus {
@@ -171,7 +193,7 @@ export function createKafkaSink(options: KafkaSinkOptions): MessageSink {
           'kafka send failed',
         );
         if (status === 'retryable') await resetProducerIfStuck(err);
-        return { status, error: err as Error };
+        return { status, error: err as Error, maybeWritten: status === 'retryable' && maybeWritten(err) };
       }
     },
     async close() {

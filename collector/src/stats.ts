@@ -21,6 +21,12 @@ export interface CollectorCounters {
   encodedMessages: number;
   encodedBytes: number;
   dropped: Record<DropReason, number>;
+  /**
+   * Of the dropped events, those in messages whose earlier send failed ambiguously (timeout,
+   * connection lost mid-request): Kafka may hold them after all. Downstream, sequence numbers
+   * settle it. So: delivered <= events in Kafka <= delivered + droppedUnconfirmed.
+   */
+  droppedUnconfirmed: number;
   /** Drops of non-event messages (container metadata, stats), by queue name. */
   droppedOtherMessages: Map<string, number>;
   deliveredOtherMessages: Map<string, number>;
@@ -45,6 +51,7 @@ export function createCounters(): CollectorCounters {
     encodedMessages: 0,
     encodedBytes: 0,
     dropped,
+    droppedUnconfirmed: 0,
     droppedOtherMessages: new Map(),
     deliveredOtherMessages: new Map(),
     malformedRecords: 0,
@@ -77,6 +84,8 @@ export interface StatsSnapshot {
   deliveredBytes: number;
   dropped: Record<DropReason, number>;
   droppedTotal: number;
+  /** Dropped events Kafka may nevertheless hold (see CollectorCounters.droppedUnconfirmed). */
+  droppedUnconfirmed: number;
   pending: number;
   bufferedMessages: number;
   bufferedBytes: number;
@@ -118,6 +127,7 @@ export function snapshot(
     deliveredBytes: c.deliveredBytes,
     dropped: { ...c.dropped },
     droppedTotal,
+    droppedUnconfirmed: c.droppedUnconfirmed,
     pending: pendingEvents,
     bufferedMessages: pending.bufferedMessages(),
     bufferedBytes: pending.bufferedBytes(),
@@ -165,6 +175,15 @@ export function registerCollectorMetrics(
     collect() {
       this.reset();
       for (const r of DROP_REASONS) this.inc({ reason: r }, c.dropped[r]);
+    },
+  });
+  new Counter({
+    name: 'ktrail_collector_events_dropped_unconfirmed_total',
+    help: 'Dropped events whose earlier send failed ambiguously: Kafka may hold them after all',
+    registers,
+    collect() {
+      this.reset();
+      this.inc(c.droppedUnconfirmed);
     },
   });
   new Counter({

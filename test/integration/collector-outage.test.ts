@@ -162,7 +162,10 @@ describe('collector through a Kafka outage', () => {
         for (const b of batches) if (b.node === node) bySeq.set(b.sequence, b.events.length);
         const inKafka = [...bySeq.values()].reduce((a, n) => a + n, 0);
         const final = finals[i] as (typeof finals)[number];
-        expect(inKafka).toBe(final.delivered);
+        // A send that failed mid-request may have been written: such messages, if later
+        // dropped, are counted as dropped AND as unconfirmed. Everything else is exact.
+        expect(inKafka).toBeGreaterThanOrEqual(final.delivered);
+        expect(inKafka).toBeLessThanOrEqual(final.delivered + final.droppedUnconfirmed);
         const maxSeq = [...bySeq.keys()].reduce((a, s) => (s > a ? s : a), -1n);
         const gaps = Number(maxSeq) + 1 - bySeq.size;
         if (node === 'node-roomy') expect(gaps).toBe(0);

@@ -294,10 +294,11 @@ describe('boot clock', () => {
     const bootEpochMs = Number(clock.wallMinusBootNs() / 1_000_000n);
     expect(bootEpochMs).toBeLessThan(Date.now());
     expect(bootEpochMs).toBeGreaterThan(Date.parse('2020-01-01'));
-    // The tick-edge calibration is stable between two measurements (sub-ms).
+    // The tick-edge calibration is stable between two measurements (a few ms even on a
+    // loaded machine; ~10 µs when the process is not descheduled).
     const a = measureBootMinusMonotonicNs();
     const b = measureBootMinusMonotonicNs();
-    expect(Math.abs(Number(a - b))).toBeLessThan(2_000_000);
+    expect(Math.abs(Number(a - b))).toBeLessThan(5_000_000);
   });
 });
 

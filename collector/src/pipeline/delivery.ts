@@ -117,6 +117,7 @@ export function createDelivery(options: DeliveryOptions): Delivery {
       healthy = false;
       failures++;
       options.onSendError?.(result.error);
+      if (result.maybeWritten) for (const m of all) m.maybeWritten = true;
       if (result.status === 'failure') {
         if (all.length === 1) {
           // The broker rejects this message itself: drop it, counted, and go on.
@@ -149,6 +150,7 @@ export function createDelivery(options: DeliveryOptions): Delivery {
       if (q.messages === 0) continue;
       const msgs = q.takeForSend(1, 1);
       const result = await sink.send(msgs);
+      if (result.maybeWritten) for (const m of msgs) m.maybeWritten = true;
       if (result.status === 'success') onDelivered(q, q.ack());
       else if (result.status === 'failure') q.dropInFlight('kafka_rejected');
       else {

@@ -19,6 +19,12 @@ export interface QueuedMessage {
   capturedAtMs: number;
   /** Envelope sequence number, for logs and tests; -1n when not an event batch. */
   sequence: bigint;
+  /**
+   * A send of this message failed in a way that does not prove Kafka lacks it (timeout,
+   * connection lost after the request went out). If it is dropped later, it may still be in
+   * Kafka: the drop is counted, and also reported as unconfirmed (see stats.ts).
+   */
+  maybeWritten?: boolean;
 }
 
 export type DropReason =
@@ -156,6 +162,8 @@ export function createSendQueue(options: SendQueueOptions): SendQueue {
       }
     },
     dropAll(reason) {
+      // A request still in flight may yet be written: its outcome is unknown.
+      for (const m of flight) m.maybeWritten = true;
       const all = flight.concat(queue.slice(head));
       flight = [];
       queue = [];

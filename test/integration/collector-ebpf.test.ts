@@ -1,0 +1,84 @@
+// The collector with its real source: the eBPF programs through the native addon, on this
+// kernel, into the real broker. A process this test starts must show up in Kafka as
+// proc_exec (with its file name and arguments) and proc_exit, the map samplers must emit
+// CPU samples, and the counters must balance.
+import { spawnSync } from 'node:child_process';
+import { describe, expect, inject } from 'vitest';
+import { readTopic } from '../../bench/collector/kafka-read.js';
+import { buildCollector } from '../../collector/src/build.js';
+import { missingKernelCapture } from '../../collector/src/kernel/addon.js';
+import { bpfObjects } from '../../collector/src/sources.js';
+import { validateConfig } from '../../common/config.js';
+import { createSchemaResolver } from '../../schemas/codec.js';
+import type { EventBatch, KtrailEvent } from '../../schemas/types.js';
+import { endpointOrReason, itReal } from '../support/real.js';
+
+const kafka = endpointOrReason(inject('kafka'));
+
+function missingBpfObjects(): string | undefined {
+  try {
+    bpfObjects('bpf/.output');
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+const missing = kafka.missing ?? missingKernelCapture() ?? missingBpfObjects();
+
+describe('collector with the eBPF source', () => {
+  itReal(missing)(
+    'a process started here reaches Kafka as proc_exec/proc_exit, with CPU samples; counters balance',
+    async () => {
+      const brokers = kafka.value?.brokers as string[];
+      const marker = `ktrail-${Date.now().toString(36)}`;
+      const config = validateConfig({
+        node: 'node-ebpf-it',
+        http: { port: 0 },
+        kafka: { brokers, topicPrefix: `ebpf-${Date.now().toString(36)}.`, partitions: 1 },
+        collector: {
+          source: 'ebpf',
+          bpfObjectDir: 'bpf/.output',
+          sampleIntervalMs: 1_000,
+          statsIntervalMs: 60_000,
+          batchMaxMs: 100,
+        },
+      });
+      // Containers off: this test is about the kernel path (Docker may not run here).
+      const built = await buildCollector({ config, containers: false });
+      await built.start();
+      // A distinctive process: /bin/sh -c 'exit 3' with a marker argument.
+      for (let i = 0; i < 3; i++) spawnSync('/bin/sh', ['-c', 'exit 3', marker]);
+      // CPU work for the samplers to see (this process' cgroup).
+      const until = Date.now() + 1_500;
+      while (Date.now() < until) Math.sqrt(Math.random());
+      await new Promise((r) => setTimeout(r, 2_500));
+      const final = await built.stop();
+
+      expect(final.unaccounted).toBe(0);
+      expect(final.pending).toBe(0);
+      expect(final.captured).toBeGreaterThan(0);
+      expect(final.delivered + final.droppedTotal).toBe(final.captured);
+
+      const resolver = createSchemaResolver();
+      const events: KtrailEvent[] = (await readTopic(brokers, built.topics.events)).flatMap(
+        (m) => (resolver.decodeAs('EventBatch', m.value) as EventBatch).events,
+      );
+      expect(events.length).toBe(final.delivered);
+      const execs = events.filter(
+        (e): e is Extract<KtrailEvent, { kind: 'proc_exec' }> =>
+          e.kind === 'proc_exec' && e.args.includes(marker),
+      );
+      expect(execs.length).toBe(3);
+      expect(execs[0]?.filename).toBe('/bin/sh');
+      const pids = new Set(execs.map((e) => e.tgid));
+      const exits = events.filter(
+        (e): e is Extract<KtrailEvent, { kind: 'proc_exit' }> => e.kind === 'proc_exit' && pids.has(e.tgid),
+      );
+      expect(exits.length).toBe(3);
+      expect(exits.every((e) => e.exitCode === 3)).toBe(true);
+      expect(events.some((e) => e.kind === 'cpu_sample' && e.cpuNs > 0n)).toBe(true);
+    },
+    120_000,
+  );
+});

@@ -10,13 +10,17 @@
 #   deploy/local/clickhouse-server.sh url       print the HTTP URL
 #
 # Data, config and logs live under .cache/clickhouse-server (git-ignored). It listens on
-# 127.0.0.1 only: HTTP on KTRAIL_CH_HTTP_PORT (18123), native TCP on KTRAIL_CH_TCP_PORT (19000).
+# 127.0.0.1 only: HTTP on KTRAIL_CH_HTTP_PORT (18123), HTTPS on KTRAIL_CH_HTTPS_PORT (18443)
+# with a throwaway CA and server certificate (tls/ca.pem, for the client's TLS path), native
+# TCP on KTRAIL_CH_TCP_PORT (19000). Users: `default` (no password) and `ktrail` (password
+# `ktrail-test`), both loopback only.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 DIR="${KTRAIL_CACHE:-$ROOT/.cache}/clickhouse-server"
 HTTP_PORT="${KTRAIL_CH_HTTP_PORT:-18123}"
 TCP_PORT="${KTRAIL_CH_TCP_PORT:-19000}"
+HTTPS_PORT="${KTRAIL_CH_HTTPS_PORT:-18443}"
 PIDFILE="$DIR/server.pid"
 LOG="$DIR/log/server.log"
 URL="http://127.0.0.1:$HTTP_PORT"
@@ -30,19 +34,35 @@ answering() { curl -fsS --max-time 2 "$URL/ping" >/dev/null 2>&1; }
 server_bin() { command -v clickhouse-server || command -v /usr/sbin/clickhouse-server || true; }
 
 cmd_install() {
-  if [ -n "$(server_bin)" ] && command -v curl >/dev/null; then
-    say "install: clickhouse-server and curl already installed"
+  if [ -n "$(server_bin)" ] && command -v curl >/dev/null && command -v openssl >/dev/null; then
+    say "install: clickhouse-server, curl and openssl already installed"
     return
   fi
   [ "$(id -u)" = 0 ] || die "install needs root (apt-get)"
-  say "install: apt-get install -y clickhouse-server curl"
+  say "install: apt-get install -y clickhouse-server curl openssl"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends clickhouse-server curl
+  apt-get install -y -qq --no-install-recommends clickhouse-server curl openssl
+}
+
+write_certs() {
+  local tls="$DIR/tls"
+  [ -f "$tls/server.pem" ] && [ -f "$tls/ca.pem" ] && return
+  say "start: generating a throwaway CA and a server certificate for 127.0.0.1 in $tls"
+  mkdir -p "$tls"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=ktrail test CA" \
+    -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+    -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$tls/san.ext"
+  openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+    -days 3650 -extfile "$tls/san.ext" -out "$tls/server.pem" 2>/dev/null
+  chmod 600 "$tls"/*.key
 }
 
 write_config() {
   mkdir -p "$DIR/data" "$DIR/tmp" "$DIR/user_files" "$DIR/log"
+  write_certs
   # A minimal config of our own: the Debian default listens on every address and
   # writes to /var/lib; ours keeps everything under the cache and on loopback.
   cat >"$DIR/config.xml" <<EOF
@@ -51,7 +71,18 @@ write_config() {
   <logger><level>warning</level><log>$LOG</log><errorlog>$DIR/log/server.err.log</errorlog></logger>
   <listen_host>127.0.0.1</listen_host>
   <http_port>$HTTP_PORT</http_port>
+  <https_port>$HTTPS_PORT</https_port>
   <tcp_port>$TCP_PORT</tcp_port>
+  <openSSL>
+    <server>
+      <certificateFile>$DIR/tls/server.pem</certificateFile>
+      <privateKeyFile>$DIR/tls/server.key</privateKeyFile>
+      <verificationMode>none</verificationMode>
+      <loadDefaultCAFile>false</loadDefaultCAFile>
+      <disableProtocols>sslv2,sslv3</disableProtocols>
+      <preferServerCiphers>true</preferServerCiphers>
+    </server>
+  </openSSL>
   <path>$DIR/data/</path>
   <tmp_path>$DIR/tmp/</tmp_path>
   <user_files_path>$DIR/user_files/</user_files_path>
@@ -75,6 +106,12 @@ EOF
       <profile>default</profile>
       <quota>default</quota>
     </default>
+    <ktrail>
+      <password>ktrail-test</password>
+      <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+      <profile>default</profile>
+      <quota>default</quota>
+    </ktrail>
   </users>
   <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors>
     <result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
@@ -144,8 +181,10 @@ start) cmd_start ;;
 stop) cmd_stop ;;
 status) cmd_status ;;
 url) echo "$URL" ;;
+https-url) echo "https://127.0.0.1:$HTTPS_PORT" ;;
+ca) echo "$DIR/tls/ca.pem" ;;
 *)
-  echo "usage: $0 install|start|stop|status|url" >&2
+  echo "usage: $0 install|start|stop|status|url|https-url|ca" >&2
   exit 2
   ;;
 esac

@@ -52,6 +52,62 @@ describe('ClickHouse server over HTTP (clickhouse-server 18.16)', () => {
     });
   });
 
+  itReal(server.missing)('connects with a user and password, and over TLS with a private CA', async () => {
+    const ep = server.endpoint!;
+    const withUser = await createClickHouse({
+      kind: 'server',
+      url,
+      database,
+      ...ep.user,
+      allowWithoutDedupToken: true,
+    });
+    const rs = await withUser.query({
+      query: `SELECT count() AS n FROM ${database}.readings`,
+      format: 'JSONEachRow',
+    });
+    expect(await rs.json()).toHaveLength(1);
+    await withUser.close();
+
+    const wrong = await createClickHouse({
+      kind: 'server',
+      url,
+      database,
+      username: ep.user.username,
+      password: 'not-it',
+      allowWithoutDedupToken: true,
+    }).catch((e) => e);
+    expect(String(wrong.message)).toMatch(/Code: 193.*Wrong password/);
+
+    const tls = await createClickHouse({
+      kind: 'server',
+      url: ep.httpsUrl,
+      database,
+      tls: { caFile: ep.caFile },
+      allowWithoutDedupToken: true,
+    });
+    expect(describeClickHouse(tls)).toMatchObject({ kind: 'server', version: '18.16.1' });
+    await insertBatch(tls, {
+      table: 'readings',
+      rows: [{ id: 7, node: 'tls', v: 1 }],
+      dedupToken: 'readings:t:0:tls',
+    });
+    const tlsRows = await tls.query({
+      query: `SELECT count() AS n FROM ${database}.readings WHERE node = 'tls'`,
+      format: 'JSONEachRow',
+    });
+    expect(await tlsRows.json()).toEqual([{ n: '1' }]);
+    await tls.close();
+
+    // Without the CA, the server's certificate is not trusted.
+    const untrusted = await createClickHouse({
+      kind: 'server',
+      url: ep.httpsUrl,
+      database,
+      allowWithoutDedupToken: true,
+    }).catch((e) => e);
+    expect(String(untrusted.code ?? untrusted.message)).toMatch(/CERT|certificate|VERIFY/i);
+  });
+
   itReal(server.missing)('insertBatch writes rows, UInt64 max intact', async () => {
     const before = await count();
     const max = 2n ** 64n - 1n;

@@ -57,7 +57,15 @@ export async function createTestChdb(prefix = 't'): Promise<TestChdb> {
   };
 }
 
-export type ServerEndpoint = { url: string; startedHere: boolean };
+export type ServerEndpoint = {
+  url: string;
+  /** HTTPS with a throwaway CA (caFile) made by the script. */
+  httpsUrl: string;
+  caFile: string;
+  /** A user with a password, besides `default`. */
+  user: { username: string; password: string };
+  startedHere: boolean;
+};
 
 async function answering(url: string): Promise<boolean> {
   try {
@@ -74,12 +82,18 @@ async function answering(url: string): Promise<boolean> {
  * can't be had (itReal turns that into a skip, or a failure in CI).
  */
 export async function ensureClickHouseServer(): Promise<ServerEndpoint> {
-  const { stdout } = await run('bash', [SERVER_SCRIPT, 'url']);
-  const url = stdout.trim();
-  if (await answering(url)) return { url, startedHere: false };
+  const ask = async (what: string) => (await run('bash', [SERVER_SCRIPT, what])).stdout.trim();
+  const url = await ask('url');
+  const rest = {
+    url,
+    httpsUrl: await ask('https-url'),
+    caFile: await ask('ca'),
+    user: { username: 'ktrail', password: 'ktrail-test' },
+  };
+  if (await answering(url)) return { ...rest, startedHere: false };
   await serverScript('start');
   if (!(await answering(url))) throw new Error(`clickhouse-server did not answer on ${url}`);
-  return { url, startedHere: true };
+  return { ...rest, startedHere: true };
 }
 
 /** Runs deploy/local/clickhouse-server.sh start|stop|status; throws with its output on failure. */

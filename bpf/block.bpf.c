@@ -3,10 +3,12 @@
  * block.bpf.c - block IO bytes, counts and a log2 latency histogram per cgroup.
  * block_rq_issue (request handed to the driver) -> block_rq_complete: device latency.
  *
- * Attribution: the cgroup of the task issuing the request. For synchronous IO and
- * fsync that is the writer; background writeback issued by a flusher kworker lands in
- * the kworker's cgroup (the root). On a host whose io controller is on cgroup v2 the
- * bio's blkcg would be better; this fleet's blkio is v1 (docs/bpf.md).
+ * Attribution: the bio's blkcg when it is a non-root v2 cgroup (io controller on v2:
+ * the kernel then tracks who dirtied the pages, so even background writeback by a
+ * flusher kworker lands in the right cgroup); otherwise the cgroup of the task issuing
+ * the request - the writer for synchronous IO and fsync, the kworker's (root) cgroup
+ * for background writeback. This fleet's blkio is v1, so the second rule applies here
+ * (docs/bpf.md).
  */
 #include "common.bpf.h"
 
@@ -36,10 +38,23 @@ struct {
 
 #define KT_REQ_OP_MASK 0xff /* include/linux/blk_types.h: (1 << REQ_OP_BITS) - 1 */
 
+static __always_inline __u64 kt_request_cgroup_id(struct request *rq)
+{
+	struct bio *bio = BPF_CORE_READ(rq, bio);
+	if (bio && bpf_core_field_exists(bio->bi_blkg)) {
+		struct cgroup *cg = BPF_CORE_READ(bio, bi_blkg, blkcg, css.cgroup);
+		/* v2 only (hierarchy 0), and not the root: a root blkcg means "io controller not
+		 * enabled below", where the issuing task knows better. */
+		if (cg && BPF_CORE_READ(cg, root, hierarchy_id) == 0 && BPF_CORE_READ(cg, level) > 0)
+			return BPF_CORE_READ(cg, kn, id);
+	}
+	return bpf_get_current_cgroup_id();
+}
+
 SEC("tp_btf/block_rq_issue")
 int BPF_PROG(kt_block_issue, struct request *rq)
 {
-	__u64 cgid = bpf_get_current_cgroup_id();
+	__u64 cgid = kt_request_cgroup_id(rq);
 	if (!kt_cgroup_wanted(cgid))
 		return 0;
 	__u64 key = (__u64)rq;

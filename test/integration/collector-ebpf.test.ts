@@ -3,7 +3,7 @@
 // proc_exec (with its file name and arguments) and proc_exit, the map samplers must emit
 // CPU samples, and the counters must balance.
 import { spawnSync } from 'node:child_process';
-import { describe, expect, inject } from 'vitest';
+import { describe, expect, inject, onTestFinished } from 'vitest';
 import { readTopic } from '../../bench/collector/kafka-read.js';
 import { buildCollector } from '../../collector/src/build.js';
 import { missingKernelCapture } from '../../collector/src/kernel/addon.js';
@@ -11,6 +11,7 @@ import { bpfObjects } from '../../collector/src/sources.js';
 import { validateConfig } from '../../common/config.js';
 import { createSchemaResolver } from '../../schemas/codec.js';
 import type { EventBatch, KtrailEvent } from '../../schemas/types.js';
+import { deleteTopics } from '../support/kafka.js';
 import { endpointOrReason, itReal } from '../support/real.js';
 
 const kafka = endpointOrReason(inject('kafka'));
@@ -54,6 +55,7 @@ describe('collector with the eBPF source', () => {
       while (Date.now() < until) Math.sqrt(Math.random());
       await new Promise((r) => setTimeout(r, 2_500));
       const final = await built.stop();
+      onTestFinished(() => deleteTopics({ brokers }, Object.values(built.topics)));
 
       expect(final.unaccounted).toBe(0);
       expect(final.pending).toBe(0);

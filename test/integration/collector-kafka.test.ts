@@ -15,18 +15,29 @@ import type { ContainerRecord } from '../../collector/src/containers/types.js';
 import { openCaptureReader } from '../../collector/src/kernel/capture.js';
 import { createDecoder } from '../../collector/src/kernel/decode.js';
 import { validateConfig } from '../../common/config.js';
-import { createKafka, ensureTopics } from '../../common/kafka.js';
+import { createKafka, ensureTopics, topicNames } from '../../common/kafka.js';
 import { createLogger } from '../../common/log.js';
 import { createSchemaResolver } from '../../schemas/codec.js';
 import type { CollectorStats, EventBatch, KtrailEvent } from '../../schemas/types.js';
+import { deleteTopics } from '../support/kafka.js';
 import { endpointOrReason, itReal } from '../support/real.js';
 
 const kafka = endpointOrReason(inject('kafka'));
 const dir = mkdtempSync(join(tmpdir(), 'ktrail-collector-kafka-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const prefixes: string[] = [];
+afterAll(async () => {
+  rmSync(dir, { recursive: true, force: true });
+  if (kafka.value)
+    await deleteTopics(
+      kafka.value,
+      prefixes.flatMap((p) => Object.values(topicNames(p))),
+    );
+});
 
 function prefix(): string {
-  return `ct-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}.`;
+  const p = `ct-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}.`;
+  prefixes.push(p);
+  return p;
 }
 
 describe('collector -> real Kafka', () => {

@@ -107,6 +107,26 @@ describe('ClickHouse migrations', () => {
     );
   });
 
+  itReal(undefined)('a later migration changes settings of existing tables (MODIFY SETTING)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ktrail-migrations-'));
+    cpSync(MIGRATIONS_DIR, dir, { recursive: true });
+    await migrate(ch.client, { dir });
+    const settingsOf = async (table: string) => {
+      const [row] = await ch.rows<{ statement: string }>(`SHOW CREATE TABLE ${ch.database}.${table}`);
+      return /SETTINGS (.*)/.exec(row?.statement ?? '')?.[1];
+    };
+    expect(await settingsOf('tcp_close')).toMatch(/non_replicated_deduplication_window = 1000/);
+    writeFileSync(
+      join(dir, '0099_wider_dedup_window.sql'),
+      `-- two statements in one migration
+ALTER TABLE {{database}}.tcp_close MODIFY SETTING non_replicated_deduplication_window = 5000;
+ALTER TABLE {{database}}.tcp_close MODIFY COMMENT 'wider dedup window';`,
+    );
+    const result = await migrate(ch.client, { dir });
+    expect(result.applied).toEqual(['0099_wider_dedup_window.sql']);
+    expect(await settingsOf('tcp_close')).toMatch(/non_replicated_deduplication_window = 5000/);
+  });
+
   itReal(undefined)('rollups aggregate samples per container at 1m, 1h and 1d', async () => {
     await migrate(ch.client);
     const cg = 4242n;

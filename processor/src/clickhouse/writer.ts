@@ -231,7 +231,9 @@ const RETRIABLE_NET = new Set([
 
 /** The ClickHouse error code of an error from @clickhouse/client or chDB (old servers included). */
 export function clickHouseCode(err: unknown): number | undefined {
-  const e = err as { code?: unknown; message?: unknown };
+  const e = err as { code?: unknown; message?: unknown; clickhouseCode?: unknown };
+  // chdb's native errors carry it as clickhouseCode (their `code` is e.g. 'CHDB_INSERT').
+  if (typeof e?.clickhouseCode === 'number') return e.clickhouseCode;
   if (typeof e?.code === 'string' && /^\d+$/.test(e.code)) return Number(e.code);
   if (typeof e?.code === 'number') return e.code;
   // 18.x servers say "Code: 60, e.displayText() = ...", which the client does not parse.

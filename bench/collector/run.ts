@@ -197,7 +197,7 @@ async function main(): Promise<void> {
   // 2. Throughput at full speed.
   const p1 = `bench-${Date.now().toString(36)}.`;
   prefixes.push(p1);
-  const full = await startCollector([...common(p1), '--set', 'collector.batchMaxEvents=5000']);
+  const full = await startCollector(common(p1));
   await warmUp(full.port);
   const d0 = await metric(full.port, 'ktrail_collector_events_delivered_total');
   const c0 = await metric(full.port, 'ktrail_collector_events_captured_total');

@@ -95,7 +95,13 @@ function pinoLogCreator(logger: Logger): () => (entry: LogEntry) => void {
       const bindings = namespace ? { ns: namespace, ...fields } : fields;
       switch (level) {
         case logLevel.ERROR:
-          logger.error(bindings, message);
+          // kafkajs logs every failed attempt of a request at ERROR from its Connection
+          // ("Response ListOffsets ... not the leader", "connect ECONNREFUSED"), then
+          // retries; what finally fails reaches the caller as an exception and is logged
+          // there. Per-attempt lines are warnings, or a healthy leader election reads
+          // like an outage.
+          if (namespace === 'Connection') logger.warn(bindings, message);
+          else logger.error(bindings, message);
           break;
         case logLevel.WARN:
           logger.warn(bindings, message);

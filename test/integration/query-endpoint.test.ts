@@ -50,7 +50,10 @@ describe('ClickHouse-compatible query endpoint over chDB', () => {
     ).text();
     expect(csv).toBe('"one"\n"max"\n');
     const bound = await (
-      await fetch(`${base()}/?param_min=2`, { method: 'POST', body: 'SELECT s FROM q.t WHERE n >= {min:UInt64}' })
+      await fetch(`${base()}/?param_min=2`, {
+        method: 'POST',
+        body: 'SELECT s FROM q.t WHERE n >= {min:UInt64}',
+      })
     ).text();
     expect(bound).toBe('max\n');
   });

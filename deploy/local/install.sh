@@ -14,7 +14,7 @@ say() { echo "[install] $*"; }
 APT_PACKAGES=(
   clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make g++ linux-libc-dev # bpf/ + native/
   docker.io containerd runc busybox-static                                              # container tests
-  openjdk-17-jre-headless maven                                                         # Kafka broker
+  openjdk-17-jdk-headless maven                                                         # Kafka broker; javac for the Avro interop test
   clickhouse-server                                                                     # HTTP transport tests
   iproute2 procps util-linux                                                            # ss, pgrep, mount
 )
@@ -23,8 +23,8 @@ for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 # Java or Maven may come from elsewhere on the machine (e.g. a preinstalled JDK): accept them.
-if command -v java >/dev/null && java -version 2>&1 | grep -Eq 'version "(1[7-9]|2[0-9])'; then
-  missing=("${missing[@]/openjdk-17-jre-headless/}")
+if command -v javac >/dev/null && javac -version 2>&1 | grep -Eq 'version "(1[7-9]|2[0-9])'; then
+  missing=("${missing[@]/openjdk-17-jdk-headless/}")
 fi
 command -v mvn >/dev/null && missing=("${missing[@]/maven/}")
 read -r -a missing <<<"${missing[*]}"

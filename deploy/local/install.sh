@@ -23,7 +23,7 @@ for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 # Java or Maven may come from elsewhere on the machine (e.g. a preinstalled JDK): accept them.
-if command -v javac >/dev/null && javac -version 2>&1 | grep -Eq 'version "(1[7-9]|2[0-9])'; then
+if command -v javac >/dev/null && javac -version 2>&1 | grep -Eq 'javac (1[7-9]|2[0-9])'; then
   missing=("${missing[@]/openjdk-17-jdk-headless/}")
 fi
 command -v mvn >/dev/null && missing=("${missing[@]/maven/}")

@@ -1,7 +1,8 @@
 // The limit for the kernel-capture benchmark: the same objects, loaded the same way as the
 // addon (one shared kt_events ring buffer and kt_drops array reused by every object, kt_cfg_*
 // written into .rodata), read by a plain C loop that only frames and counts records.
-//   bare_reader [--ringbuf BYTES] [--prog NAME]... [--cfg NAME=VALUE]... OBJECT...
+//   bare_reader [--ringbuf BYTES] [--drain-us N] [--prog NAME]... [--cfg NAME=VALUE]... OBJECT...
+// --drain-us: sleep N µs after a poll that found records (the addon's drainIntervalUs).
 // Prints "ready <id of the first loaded program>" once attached; on SIGINT/SIGTERM drains the ring and prints one JSON line:
 // {"records":N,"bytes":N,"kernelDrops":N,"seconds":S,"cpuSeconds":C} (C: this reader's CPU time).
 #include <bpf/bpf.h>
@@ -86,8 +87,10 @@ int main(int argc, char **argv) {
   long long cfg_values[MAX_LIST];
   int nobj = 0, nprog = 0, ncfg = 0;
   unsigned long ringbuf = 8u << 20;
+  long drain_us = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--ringbuf") && i + 1 < argc) ringbuf = strtoul(argv[++i], NULL, 0);
+    else if (!strcmp(argv[i], "--drain-us") && i + 1 < argc) drain_us = atol(argv[++i]);
     else if (!strcmp(argv[i], "--prog") && i + 1 < argc && nprog < MAX_LIST) progs[nprog++] = argv[++i];
     else if (!strcmp(argv[i], "--cfg") && i + 1 < argc && ncfg < MAX_LIST) {
       char *eq = strchr(argv[++i], '=');
@@ -163,6 +166,7 @@ int main(int argc, char **argv) {
     int n = ring_buffer__poll(rb, 10);
     if (n == 0) n = ring_buffer__consume(rb);  // records submitted with BPF_RB_NO_WAKEUP
     if (n < 0 && n != -EINTR) break;
+    if (n > 0 && drain_us > 0) usleep(drain_us);
   }
   ring_buffer__consume(rb);
   double seconds = now() - start, cpu = cpu_seconds() - cpu_start;

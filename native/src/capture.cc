@@ -108,6 +108,7 @@ CaptureSettings ParseSettings(const Napi::Object& o) {
   s.batch_max_bytes = PositiveInt(o, "batchMaxBytes", s.batch_max_bytes, 4096, 64u << 20);
   s.batch_max_ms = PositiveInt(o, "batchMaxMs", s.batch_max_ms, 1, 60000);
   s.max_queued_batches = PositiveInt(o, "maxQueuedBatches", s.max_queued_batches, 1, 1u << 20);
+  s.drain_interval_us = PositiveInt(o, "drainIntervalUs", s.drain_interval_us, 0, 100000);
   Napi::Value root = o.Get("cgroupRoot");
   if (!root.IsUndefined()) {
     if (!root.IsString()) throw Napi::TypeError::New(o.Env(), "settings.cgroupRoot must be a string");
@@ -461,6 +462,11 @@ void Capture::PollLoop() {
     if (batch_records_ > 0 &&
         NowNs() - batch_started_ns_ >= static_cast<int64_t>(settings_.batch_max_ms) * 1000000)
       Flush();
+    // Records are flowing: let them pile up for a moment instead of waking per record. The
+    // kernel only wakes a reader that had caught up, so draining every drainIntervalUs turns
+    // one wakeup (irq_work + context switch) per record into one per interval.
+    if (n > 0 && settings_.drain_interval_us > 0)
+      std::this_thread::sleep_for(std::chrono::microseconds(settings_.drain_interval_us));
   }
   if (!tsfn_closing_) Flush();  // the last partial batch still reaches JS
 }

@@ -31,6 +31,7 @@ struct CaptureSettings {
   uint64_t batch_max_bytes = 256u << 10;
   uint64_t batch_max_ms = 50;
   uint64_t max_queued_batches = 64;
+  uint64_t drain_interval_us = 500;  // 0: wake on every kernel notification
   std::string cgroup_root = "/sys/fs/cgroup/unified";
   std::map<std::string, uint64_t> cfg;  // kt_cfg_* name -> value (two's complement for negatives)
 };

@@ -27,7 +27,7 @@ import type { CgroupResolver } from './containers/cgroup-resolver.js';
 import type { ContainerRecord } from './containers/types.js';
 import { createKafkaSink, type MessageSink } from './kafka-sink.js';
 import { createDecoder } from './kernel/decode.js';
-import { createReplaySource } from './kernel/replay-source.js';
+import { createReplaySource, type ReplaySource } from './kernel/replay-source.js';
 import { createSampler, type MemoryTarget } from './sampler.js';
 import { createKernelSource } from './sources.js';
 
@@ -160,7 +160,7 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
       throw new ConfigError(
         'collector.replayFile: required when collector.source is replay (or use --replay FILE)',
       );
-    const replay = createReplaySource(settings.replayFile, options.replay ?? { rate: 0, loop: false });
+    const replay = openReplay(settings.replayFile, options.replay ?? { rate: 0, loop: false });
     // Replayed records carry the recording host's boot clock: use its boot id and offset.
     if (!options.clock) clock = fixedBootClock(replay.header.bootId, replay.header.wallMinusBootNs);
     source = replay;
@@ -282,6 +282,18 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
         await admin.disconnect().catch(() => {});
       }
     }
+  }
+}
+
+/** A replay source, or a ConfigError naming the setting when the file can't be used. */
+export function openReplay(file: string, options: { rate: number; loop: boolean }): ReplaySource {
+  try {
+    return createReplaySource(file, options);
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError(`collector.replayFile: cannot replay ${file}: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
 }
 

@@ -12,10 +12,9 @@ import { loadConfig } from '../../common/config.js';
 import { ConfigError } from '../../common/errors.js';
 import { createLogger, setLogLevel } from '../../common/log.js';
 import { createRegistry, startHttpServer } from '../../common/metrics.js';
-import { buildCollector } from './build.js';
+import { buildCollector, openReplay } from './build.js';
 import type { EventSource } from './collector.js';
 import { createDecoder } from './kernel/decode.js';
-import { createReplaySource } from './kernel/replay-source.js';
 import { createKernelSource } from './sources.js';
 
 interface CliOptions {
@@ -104,7 +103,7 @@ async function main(argv: string[]): Promise<void> {
     const settings = config.collector;
     const source =
       settings.source === 'replay'
-        ? createReplaySource(settings.replayFile ?? '', replay)
+        ? openReplay(settings.replayFile ?? '', replay)
         : createKernelSource({
             bpfObjectDir: settings.bpfObjectDir,
             ringBufferBytes: settings.ringBufferBytes,

@@ -7,6 +7,7 @@
 #   deploy/local/clickhouse-server.sh start     start it (reuses one that already answers)
 #   deploy/local/clickhouse-server.sh stop      stop the server this script started
 #   deploy/local/clickhouse-server.sh status    is it answering? which version?
+#   deploy/local/clickhouse-server.sh owned     exit 0 if the answering server is the one started here
 #   deploy/local/clickhouse-server.sh url       print the HTTP URL
 #
 # Data, config and logs live under .cache/clickhouse-server (git-ignored). It listens on
@@ -166,6 +167,11 @@ cmd_stop() {
   rm -f "$PIDFILE"
 }
 
+# Exit 0 when the server answering is the one this checkout started (pid file, live process).
+cmd_owned() {
+  [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null && answering
+}
+
 cmd_status() {
   if answering; then
     say "status: answering on $URL, version $(curl -fsS "$URL/?query=SELECT%20version()")"
@@ -180,11 +186,12 @@ install) cmd_install ;;
 start) cmd_start ;;
 stop) cmd_stop ;;
 status) cmd_status ;;
+owned) cmd_owned ;;
 url) echo "$URL" ;;
 https-url) echo "https://127.0.0.1:$HTTPS_PORT" ;;
 ca) echo "$DIR/tls/ca.pem" ;;
 *)
-  echo "usage: $0 install|start|stop|status|url|https-url|ca" >&2
+  echo "usage: $0 install|start|stop|status|owned|url|https-url|ca" >&2
   exit 2
   ;;
 esac

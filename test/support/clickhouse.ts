@@ -90,7 +90,19 @@ export async function ensureClickHouseServer(): Promise<ServerEndpoint> {
     caFile: await ask('ca'),
     user: { username: 'ktrail', password: 'ktrail-test' },
   };
-  if (await answering(url)) return { ...rest, startedHere: false };
+  if (await answering(url)) {
+    // Tests stop and restart it, and read its CA: it must be the one this checkout runs.
+    const owned = await run('bash', [SERVER_SCRIPT, 'owned']).then(
+      () => true,
+      () => false,
+    );
+    if (!owned) {
+      throw new Error(
+        `a clickhouse-server this checkout did not start answers on ${url}: stop it, or set KTRAIL_CH_HTTP_PORT`,
+      );
+    }
+    return { ...rest, startedHere: false };
+  }
   await serverScript('start');
   if (!(await answering(url))) throw new Error(`clickhouse-server did not answer on ${url}`);
   return { ...rest, startedHere: true };

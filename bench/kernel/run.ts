@@ -337,17 +337,21 @@ function report(
   storm: { results: StormResult[]; costs: Array<Array<string | number>> } | undefined,
   objects: string[],
 ): void {
+  // "2x" runs below are judged against the ladder's best; the best overall includes them.
   const bestAddon = bestZero(ladder.addon);
   const bestBare = bestZero(ladder.bare);
-  const addonRate = bestAddon ? genRate(bestAddon) : 0;
-  const bareRate = bestBare ? genRate(bestBare) : 0;
+  const topAddon = bestZero([...ladder.addon, ...(ladder.twice.addon ? [ladder.twice.addon] : [])]);
+  const topBare = bestZero([...ladder.bare, ...(ladder.twice.bare ? [ladder.twice.bare] : [])]);
+  const addonRate = topAddon ? genRate(topAddon) : 0;
+  const bareRate = topBare ? genRate(topBare) : 0;
   const all = [...ladder.addon, ...ladder.bare, ladder.twice.addon, ladder.twice.bare].filter(
     (x): x is Step => x !== undefined,
   );
   const generatorBound = all.every(zero);
   const addonCpu = cpuPerRecord(ladder.addon);
   const bareCpu = cpuPerRecord(ladder.bare);
-  const halfMet = generatorBound ? bareCpu / addonCpu >= 0.5 : bareRate > 0 && addonRate >= bareRate / 2;
+  const halfByRate = bareRate > 0 && addonRate >= bareRate / 2;
+  const halfByCpu = bareCpu / addonCpu >= 0.5;
   const twiceText = (best: Step | undefined, at: Step | undefined) => {
     if (!best || !at) return 'n/a (no zero-drop rate)';
     const lost = at.kernelDrops + at.addonDrops;
@@ -392,10 +396,10 @@ function report(
       rows,
     ),
     '',
-    `- Highest zero-drop rate into JS: **${fmtRate(addonRate)}**; bare C reader: **${fmtRate(bareRate)}**; ratio addon/bare = **${bareRate > 0 ? (addonRate / bareRate).toFixed(2) : 'n/a'}**${generatorBound ? " — neither reader dropped at any rate the generator produced, so both figures are the generator's limit in this run (one process on a shared core), and their ratio is noise" : ''}.`,
+    `- Highest zero-drop rate into JS: **${fmtRate(addonRate)}**; bare C reader: **${fmtRate(bareRate)}**; ratio addon/bare = **${bareRate > 0 ? (addonRate / bareRate).toFixed(2) : 'n/a'}**${generatorBound ? " — neither reader dropped at any rate the generator produced: both figures are what the generator reached (one or two processes on a shared 2-core machine, competing with the reader for CPU), not the readers' limits" : ''}.`,
     `- Reader CPU per record over the ladder (steadier than rates on a shared machine): addon ${addonCpu.toFixed(0)} ns (native thread + JS thread + GC, whole process), bare C ${bareCpu.toFixed(0)} ns. One core's capacity: addon **${fmtRate(1e9 / addonCpu)}** into JS, bare C ${fmtRate(1e9 / bareCpu)}, ratio **${(bareCpu / addonCpu).toFixed(2)}**. `,
     `- At twice the zero-drop rate, addon: ${twiceText(bestAddon, ladder.twice.addon)}; bare C: ${twiceText(bestBare, ladder.twice.bare)}.`,
-    `- Targets: >= 500 k/s into JS with zero drops: **${addonRate >= 500_000 ? 'met' : 'NOT met'}**; >= half the bare C reader: **${halfMet ? 'met' : 'NOT met'}** (${generatorBound ? 'by one-core capacity, since the generator bounded both rates' : 'by zero-drop rate'}).`,
+    `- Targets: >= 500 k/s into JS with zero drops: **${addonRate >= 500_000 ? 'met' : 'NOT met'}**. >= half the bare C reader: by zero-drop rate **${halfByRate ? 'met' : 'NOT met'}** (${bareRate > 0 ? (addonRate / bareRate).toFixed(2) : 'n/a'}); by one-core CPU capacity **${halfByCpu ? 'met' : 'NOT met'}** (${(bareCpu / addonCpu).toFixed(2)}). The bare reader only counts records; the addon copies each into a batch and JS walks it, so per-record CPU is where the difference shows.`,
   ];
   if (storm) {
     lines.push(

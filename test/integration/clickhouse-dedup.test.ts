@@ -137,6 +137,35 @@ describe('insert deduplication', () => {
     expect(rows).toEqual([{ x: '1' }, { x: '2' }]);
   });
 
+  itReal(undefined)('TOO_MANY_PARTS is retried until merges catch up, and the batch lands once', async () => {
+    const db = ch.database;
+    await ch.client.command({
+      query: `CREATE TABLE ${db}.parts (x UInt64) ENGINE = MergeTree ORDER BY x
+              SETTINGS parts_to_throw_insert = 3, parts_to_delay_insert = 2, max_delay_to_insert = 1,
+                       non_replicated_deduplication_window = 100`,
+    });
+    await ch.client.command({ query: `SYSTEM STOP MERGES ${db}.parts` });
+    for (let i = 0; i < 3; i++) {
+      await insertBatch(ch.client, { table: 'parts', rows: [{ x: i }], dedupToken: `parts:${i}` });
+    }
+    const pending = insertBatch(
+      ch.client,
+      { table: 'parts', rows: [{ x: 9 }], dedupToken: 'parts:9' },
+      { retry: { maxAttempts: 40, initialDelayMs: 100, maxDelayMs: 500 } },
+    );
+    await new Promise((r) => setTimeout(r, 1_000));
+    await ch.client.command({ query: `SYSTEM START MERGES ${db}.parts` });
+    await ch.client.command({ query: `OPTIMIZE TABLE ${db}.parts FINAL` });
+    const res = await pending;
+    expect(res.attempts).toBeGreaterThan(1);
+    expect(await ch.rows(`SELECT x FROM ${db}.parts ORDER BY x`)).toEqual([
+      { x: '0' },
+      { x: '1' },
+      { x: '2' },
+      { x: '9' },
+    ]);
+  });
+
   itReal(undefined)('UInt64 max (cgroup id, offsets) round-trips through insertBatch', async () => {
     const max = 2n ** 64n - 1n;
     const rows = cpuBatch(max, 1).map((r) => ({ ...r, cpu_ns: max, kafka_offset: max - 1n }));

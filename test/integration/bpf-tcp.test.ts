@@ -211,4 +211,35 @@ describe('tcp.bpf.o on the real kernel', () => {
       ignoring.close();
     }
   });
+
+  itReal(missing)(
+    'dual-stack listener: an IPv4 client shows as IPv4-mapped IPv6 on the accepted side',
+    async () => {
+      const server = createServer((sock: Socket) => {
+        sock.resume();
+        sock.on('end', () => sock.end());
+      });
+      server.listen(0, '::'); // dual-stack (IPV6_V6ONLY off by default)
+      await once(server, 'listening');
+      const port = (server.address() as AddressInfo).port;
+      const c = netConnect(port, '127.0.0.1');
+      await once(c, 'connect');
+      const clientPort = c.localPort ?? 0;
+      c.resume();
+      c.end('x');
+      await once(c, 'close');
+      server.close();
+      const acc = await rec.waitFor((e): e is TcpAccept => e.kind === 'tcp_accept' && e.dport === clientPort);
+      expect(acc).toMatchObject({
+        family: 10,
+        saddr: '::ffff:127.0.0.1',
+        daddr: '::ffff:127.0.0.1',
+        sport: port,
+      });
+      const conn = await rec.waitFor(
+        (e): e is TcpConnect => e.kind === 'tcp_connect' && e.sport === clientPort,
+      );
+      expect(conn).toMatchObject({ family: 2, daddr: '127.0.0.1', dport: port });
+    },
+  );
 });

@@ -124,6 +124,20 @@ describe('insert deduplication', () => {
     expect(c).toEqual({ raw: 20, m: expected, h: expected, d: expected });
   });
 
+  itReal(undefined)('concurrent inserts keep their own tokens (parallel partitions)', async () => {
+    const cg = 1007n;
+    const rows = cpuBatch(cg, 3);
+    // 16 batches at once, identical content; tokens 0..7 each used twice: 8 must land.
+    await Promise.all(
+      Array.from({ length: 16 }, (_, i) =>
+        insertBatch(ch.client, { table: 'cpu_sample', rows, dedupToken: `cpu_sample:events:${i % 8}:0-2` }),
+      ),
+    );
+    const c = await counts(cg);
+    const expected = { cpu: String(8 * 3 * 250_000_000), sw: String(8 * 3 * 3) };
+    expect(c).toEqual({ raw: 24, m: expected, h: expected, d: expected });
+  });
+
   itReal(undefined)('a token does not leak onto the next insert of the chDB session', async () => {
     // chDB applies settings with SET on a long-lived session; without the factory's reset the
     // next insert would inherit this token and be dropped as its duplicate.

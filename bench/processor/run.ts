@@ -1,0 +1,228 @@
+// Processor benchmark: Kafka -> processor -> chDB on the real broker, in one process (the
+// processor's share of CPU is this process's CPU time; chDB runs in-process).
+//  1. Throughput: a backlog of events, drained by one processor; events/s of wall time and
+//     per CPU-second of this process (what "per core" means on a shared machine).
+//  2. Latency: events produced at a fixed rate (50k/s by default); latency = the time from
+//     the produce call to the moment a poll of ClickHouse sees the message's last event.
+//  3. The limit: chDB inserting the same rows straight from memory (no Kafka, no decode).
+// Writes the "Processor" section of docs/benchmarks.md.
+//
+// Env: KTRAIL_KAFKA_BROKERS (default 127.0.0.1:19092), BENCH_EVENTS (500000),
+// BENCH_RATE (50000), BENCH_LATENCY_S (20), BENCH_ENRICHED (0|1, default 0).
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createClickHouse } from '../../processor/src/clickhouse/client.js';
+import { migrate } from '../../processor/src/clickhouse/migrate.js';
+import { createProcessorCodec } from '../../processor/src/codec.js';
+import { createProcessor } from '../../processor/src/processor.js';
+import { buildRow, wallClockNs } from '../../processor/src/rows.js';
+import { clickHouseSink } from '../../processor/src/sink.js';
+import { table, writeSection } from '../report.js';
+import { createTestTopics, kafkaClient, nodeProducer, processorTopics, testOptions } from './harness.js';
+import { containerRecord, encodeContainerRecord, SyntheticNode } from './synthetic.js';
+
+const brokers = (process.env.KTRAIL_KAFKA_BROKERS ?? '127.0.0.1:19092').split(',');
+const EVENTS = Number(process.env.BENCH_EVENTS ?? 500_000);
+const RATE = Number(process.env.BENCH_RATE ?? 50_000);
+const LATENCY_S = Number(process.env.BENCH_LATENCY_S ?? 20);
+const ENRICHED = process.env.BENCH_ENRICHED === '1';
+const PER_MESSAGE = 500;
+const NODES = 12;
+const PARTITIONS = 3;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+let peakRss = 0;
+const rssTimer = setInterval(() => {
+  peakRss = Math.max(peakRss, process.memoryUsage().rss);
+}, 200);
+rssTimer.unref();
+
+const dir = mkdtempSync(join(tmpdir(), 'ktrail-bench-processor-'));
+const ch = await createClickHouse({ kind: 'chdb', path: join(dir, 'chdb'), database: 'ktrail' });
+await migrate(ch, {});
+const client = kafkaClient(brokers, 'ktrail-bench-processor');
+
+async function count(): Promise<number> {
+  const rs = await ch.query({
+    query: 'SELECT (SELECT count() FROM ktrail.cpu_sample) + (SELECT count() FROM ktrail.proc_exit) AS n',
+    format: 'JSONEachRow',
+  });
+  const [r] = await rs.json<{ n: string }>();
+  return Number(r?.n ?? 0);
+}
+
+async function setup(tag: string) {
+  const prefix = `bench-${tag}-${Date.now().toString(36)}.`;
+  const names = await createTestTopics(client, prefix, PARTITIONS);
+  const producer = await nodeProducer(client);
+  const nodes = Array.from(
+    { length: NODES },
+    (_, i) => new SyntheticNode({ node: `${tag}-node-${i}`, containers: 8, exitShare: 0.02 }),
+  );
+  await producer.send({
+    topic: names.containers,
+    messages: nodes.flatMap((n) =>
+      Array.from({ length: 8 }, (_, i) => ({
+        key: `${n.node}/${i}`,
+        value: encodeContainerRecord(containerRecord(n.node, i)),
+      })),
+    ),
+  });
+  const processor = createProcessor({
+    kafka: client,
+    topics: processorTopics(names),
+    sink: clickHouseSink(ch),
+    codec: createProcessorCodec(),
+    options: testOptions(`${prefix}group`, {
+      batchMaxRows: 50_000,
+      batchMaxMs: 1_000,
+      enrichedTopic: ENRICHED,
+      sessionTimeoutMs: 30_000,
+    }),
+  });
+  return { names, producer, nodes, processor };
+}
+
+// --- 1. throughput over a backlog ---------------------------------------------------------
+const t = await setup('tput');
+let produced = 0;
+while (produced < EVENTS) {
+  await t.producer.send({
+    topic: t.names.events,
+    messages: t.nodes.map((n) => ({ key: n.node, value: n.next(PER_MESSAGE) })),
+  });
+  produced += NODES * PER_MESSAGE;
+}
+const base = await count();
+const cpu0 = process.cpuUsage();
+const t0 = performance.now();
+await t.processor.start();
+while ((await count()) - base < produced) await sleep(100);
+const wallS = (performance.now() - t0) / 1000;
+const cpu = process.cpuUsage(cpu0);
+const cpuS = (cpu.user + cpu.system) / 1e6;
+await t.processor.stop();
+await t.producer.disconnect();
+const tputWall = produced / wallS;
+const tputCpu = produced / cpuS;
+console.log(`[bench] throughput: ${produced} events in ${wallS.toFixed(1)} s wall, ${cpuS.toFixed(1)} s CPU`);
+
+// --- 2. latency at a fixed rate -------------------------------------------------------------
+const l = await setup('lat');
+await l.processor.start();
+await sleep(3_000); // assignment and restore
+const perTick = Math.max(1, Math.round(RATE / PER_MESSAGE / 10)); // messages per 100 ms
+const ticks = LATENCY_S * 10;
+const messages: { node: string; lastTs: bigint; sentAt: number }[] = [];
+const encoded = Array.from({ length: ticks * perTick }, (_, i) => {
+  const n = l.nodes[i % NODES] as SyntheticNode;
+  return { node: n.node, value: n.next(PER_MESSAGE), lastTs: 0n };
+});
+// tsNs of a synthetic node counts its events: the last ts of its k-th batch is k*PER_MESSAGE.
+const perNode = new Map<string, number>();
+for (const m of encoded) {
+  const k = (perNode.get(m.node) ?? 0) + 1;
+  perNode.set(m.node, k);
+  m.lastTs = BigInt(k * PER_MESSAGE);
+}
+let polling = true;
+const seen = new Map<string, bigint>();
+const seenAt: { node: string; ts: bigint; at: number }[] = [];
+const poller = (async () => {
+  while (polling) {
+    const rs = await ch.query({
+      query: `SELECT node, max(ts_ns) AS ts FROM ktrail.cpu_sample WHERE node LIKE 'lat-%' GROUP BY node`,
+      format: 'JSONEachRow',
+    });
+    const at = performance.now();
+    for (const r of await rs.json<{ node: string; ts: string }>()) {
+      const ts = BigInt(r.ts);
+      if (ts !== seen.get(r.node)) {
+        seen.set(r.node, ts);
+        seenAt.push({ node: r.node, ts, at });
+      }
+    }
+    await sleep(50);
+  }
+})();
+const start = performance.now();
+for (let tick = 0; tick < ticks; tick++) {
+  const due = start + tick * 100;
+  const wait = due - performance.now();
+  if (wait > 0) await sleep(wait);
+  const batch = encoded.slice(tick * perTick, (tick + 1) * perTick);
+  const sentAt = performance.now();
+  await l.producer.send({
+    topic: l.names.events,
+    messages: batch.map((m) => ({ key: m.node, value: m.value })),
+  });
+  for (const m of batch) messages.push({ node: m.node, lastTs: m.lastTs, sentAt });
+}
+const achievedRate = (encoded.length * PER_MESSAGE) / ((performance.now() - start) / 1000);
+const waitUntil = performance.now() + 30_000;
+while (performance.now() < waitUntil && messages.some((m) => (seen.get(m.node) ?? 0n) < m.lastTs))
+  await sleep(200);
+polling = false;
+await poller;
+await l.processor.stop();
+await l.producer.disconnect();
+const latencies = messages
+  .map((m) => {
+    // cpu_sample holds most events; a message's last event may be a proc_exit, so take the
+    // first poll that saw this node at or past the message's last ts minus one batch row.
+    const hit = seenAt.find((s) => s.node === m.node && s.ts >= m.lastTs - 1n);
+    return hit === undefined ? Number.POSITIVE_INFINITY : hit.at - m.sentAt;
+  })
+  .sort((a, b) => a - b);
+const pct = (q: number) =>
+  latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] as number;
+console.log(
+  `[bench] latency at ${Math.round(achievedRate)} ev/s: p50 ${pct(0.5).toFixed(0)} ms, p99 ${pct(0.99).toFixed(0)} ms`,
+);
+
+// --- 3. the limit: chDB inserting the same rows from memory ---------------------------------
+const codec = createProcessorCodec();
+const node = new SyntheticNode({ node: 'limit-node', containers: 8 });
+const rows = [];
+for (let i = 0; i < EVENTS / PER_MESSAGE; i++) {
+  const b = codec.decodeEventBatch(node.next(PER_MESSAGE));
+  for (const ev of b.events) rows.push(buildRow(b, ev, wallClockNs(b, ev.tsNs), 0, BigInt(i)));
+}
+const sink = clickHouseSink(ch);
+const i0 = performance.now();
+for (let i = 0; i < rows.length; i += 50_000)
+  await sink.insert('cpu_sample', rows.slice(i, i + 50_000), `bench-limit:${Date.now()}:${i}`);
+const limitRate = rows.length / ((performance.now() - i0) / 1000);
+console.log(`[bench] chDB insert from memory: ${Math.round(limitRate)} rows/s`);
+await ch.close();
+
+const f = (n: number) => Math.round(n).toLocaleString('en-US');
+writeSection(
+  'Processor',
+  'npm run bench processor',
+  `${table(
+    ['measure', 'value', 'target'],
+    [
+      ['Kafka -> processor -> chDB, events/s (wall, backlog drain)', f(tputWall), ''],
+      [
+        'Kafka -> processor -> chDB, events per CPU-second of the process',
+        f(tputCpu),
+        '>= 300,000 on one core',
+      ],
+      [`produce -> queryable latency p50 at ${f(achievedRate)} events/s`, `${f(pct(0.5))} ms`, ''],
+      [
+        `produce -> queryable latency p99 at ${f(achievedRate)} events/s`,
+        `${f(pct(0.99))} ms`,
+        '<= 2,000 ms',
+      ],
+      ['peak RSS of the process (processor + chDB + bench producer)', `${f(peakRss / 2 ** 20)} MiB`, ''],
+      ['limit: chDB inserting the same rows from memory, rows/s', f(limitRate), ''],
+    ],
+  )}
+
+${f(produced)} events (${PER_MESSAGE} per Kafka message, ${NODES} nodes, ${PARTITIONS} partitions), batches of up to 50,000 rows or
+1 s, enriched topic ${ENRICHED ? 'on' : 'off'}. One process holds the processor, chDB and the bench's producer, so CPU
+figures include all three; the machine is shared, so wall-clock figures depend on its load.`,
+);
+process.exit(0);

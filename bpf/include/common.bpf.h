@@ -47,8 +47,8 @@ const volatile __u32 kt_cfg_filter_enabled = 0;
 /* Events caused by this tgid are ignored (the collector itself), 0 = none. */
 const volatile __u32 kt_cfg_ignore_tgid = 0;
 
-/* Wake the reader only once this many bytes wait in the ring (0: libbpf's default,
- * which may wake it for every record). Each wakeup is an irq_work self-IPI - a VM exit
+/* Wake the reader only once this many bytes (at most half the ring) wait in it (0:
+ * libbpf's default, which may wake it for every record). Each wakeup is an irq_work self-IPI - a VM exit
  * under virtualization, several microseconds - so batching them is most of what a
  * record costs. Readers must also drain on a poll timeout (native/ and the bench's bare
  * reader do, every <= 10 ms), which bounds the extra latency. */
@@ -103,10 +103,15 @@ static __always_inline void kt_zero(void *p, __u32 words)
 static __always_inline void kt_submit(void *record)
 {
 	__u64 flags = 0;
-	if (kt_cfg_wakeup_bytes)
-		flags = bpf_ringbuf_query(&kt_events, BPF_RB_AVAIL_DATA) >= kt_cfg_wakeup_bytes
-				? BPF_RB_FORCE_WAKEUP
-				: BPF_RB_NO_WAKEUP;
+	if (kt_cfg_wakeup_bytes) {
+		/* Never wait for more than half the ring: a small ring must still wake the
+		 * reader before it fills up. */
+		__u64 limit = bpf_ringbuf_query(&kt_events, BPF_RB_RING_SIZE) / 2;
+		if (kt_cfg_wakeup_bytes < limit)
+			limit = kt_cfg_wakeup_bytes;
+		flags = bpf_ringbuf_query(&kt_events, BPF_RB_AVAIL_DATA) >= limit ? BPF_RB_FORCE_WAKEUP
+										   : BPF_RB_NO_WAKEUP;
+	}
 	bpf_ringbuf_submit(record, flags);
 }
 

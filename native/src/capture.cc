@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 
 #include "libbpf_log.h"
 
@@ -534,20 +535,28 @@ void Capture::Flush() {
 
 void CallJs(Napi::Env env, Napi::Function callback, Capture* /*context*/, Batch* batch) {
   if (batch == nullptr) return;
+  std::unique_ptr<Batch> owned(batch);
   if (env == nullptr || callback == nullptr) {  // the environment is going away
     std::free(batch->data);
-    delete batch;
     return;
   }
-  // Zero copy: JavaScript owns the batch memory from here, freed when the Buffer is collected.
-  Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::New(
-      env, batch->data, batch->len, [](Napi::BasicEnv, uint8_t* data) { std::free(data); });
-  uint32_t records = batch->records;
-  delete batch;
+  // Nothing may escape: this runs from libuv, and an exception here would terminate the
+  // process. A worker being terminated makes every JS call fail; its batch is then dropped.
   try {
-    callback.Call({buf, Napi::Number::New(env, records)});
+    // Zero copy: JavaScript owns the batch memory from here, freed when the Buffer is collected.
+    Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::New(
+        env, batch->data, batch->len, [](Napi::BasicEnv, uint8_t* data) { std::free(data); });
+    batch->data = nullptr;
+    callback.Call({buf, Napi::Number::New(env, batch->records)});
   } catch (const Napi::Error& e) {
-    e.ThrowAsJavaScriptException();  // surfaces as an uncaught exception, like any callback
+    std::free(batch->data);  // null when the Buffer took it
+    try {
+      e.ThrowAsJavaScriptException();  // surfaces as an uncaught exception, like any callback
+    } catch (...) {
+      // JavaScript can no longer run here (environment shutting down)
+    }
+  } catch (...) {
+    std::free(batch->data);
   }
 }
 

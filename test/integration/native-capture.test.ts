@@ -15,8 +15,10 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { describe, expect } from 'vitest';
 import {
+  addonPath,
   type CaptureSettings,
   fixtureDir,
   missingKernelCapture,
@@ -178,6 +180,31 @@ describe('native addon (real kernel)', () => {
     },
     120_000,
   );
+
+  real('releases a capture left open in a worker that is terminated (env cleanup hook)', async () => {
+    const script = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      const addon = require(workerData.addonPath);
+      new addon.Capture(workerData.settings, () => {}); // never closed
+      parentPort.postMessage('open');
+      setInterval(() => {}, 1000);
+    `;
+    const run = async () => {
+      const w = new Worker(script, { eval: true, workerData: { addonPath, settings: settings() } });
+      await new Promise((r) => w.once('message', r));
+      await w.terminate();
+    };
+    await run(); // warm up
+    await new Promise((r) => setTimeout(r, 100));
+    const fds = readdirSync('/proc/self/fd').length;
+    const tasks = readdirSync('/proc/self/task').length;
+    const progs = fixtureProgramCount('prog');
+    for (let i = 0; i < 5; i++) await run();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(readdirSync('/proc/self/fd').length).toBe(fds);
+    expect(readdirSync('/proc/self/task').length).toBe(tasks);
+    expect(fixtureProgramCount('prog')).toBe(progs);
+  });
 
   real('delivers an exec record for every /bin/true it runs, with the right pid', async () => {
     const { records, onBatch } = collector();

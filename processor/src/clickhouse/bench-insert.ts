@@ -1,7 +1,9 @@
 // chDB's own insert rate, straight from memory: the ceiling the processor benchmark compares
 // itself with ("the limit"). Rows go through the real writer (JSONEachRow + token) into the
 // real schema, so the number includes serialization, parsing, MVs and merges' first step.
-//   tsx processor/src/clickhouse/bench-insert.ts [--rows 100000] [--batches 3] [--path dir]
+//   tsx processor/src/clickhouse/bench-insert.ts [--rows 100000] [--batches 3] [--path dir] [--compression]
+// --compression also prints bytes per row and the compression ratio per column afterwards
+// (synthetic data: a sanity check of the codecs, not a forecast for real data).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -116,6 +118,29 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     await migrate(client);
     for (const table of ['cpu_sample', 'proc_exec'] as const) {
       console.log(JSON.stringify(await benchInsert(client, table, rows, batches)));
+    }
+    if (process.argv.includes('--compression')) {
+      for (const table of ['cpu_sample', 'proc_exec']) {
+        await client.command({ query: `OPTIMIZE TABLE bench.${table} FINAL` });
+        const rs = await client.query({
+          query: `SELECT name, compression_codec AS codec, data_compressed_bytes AS packed, data_uncompressed_bytes AS raw
+                  FROM system.columns WHERE database = 'bench' AND table = '${table}' ORDER BY packed DESC`,
+          format: 'JSONEachRow',
+        });
+        const cols = await rs.json<{ name: string; codec: string; packed: string; raw: string }>();
+        const packed = cols.reduce((a, c) => a + Number(c.packed), 0);
+        const raw = cols.reduce((a, c) => a + Number(c.raw), 0);
+        const n = rows * batches;
+        console.log(
+          `${table}: ${(packed / n).toFixed(1)} bytes/row on disk, ${(raw / n).toFixed(1)} uncompressed`,
+        );
+        for (const c of cols) {
+          const ratio = Number(c.packed) === 0 ? 0 : Number(c.raw) / Number(c.packed);
+          console.log(
+            `  ${c.name.padEnd(16)} ${(c.codec || 'default (LZ4)').padEnd(28)} x${ratio.toFixed(1)}`,
+          );
+        }
+      }
     }
   } finally {
     await client.close();

@@ -20,6 +20,7 @@ import { describe, expect } from 'vitest';
 import {
   addonPath,
   type CaptureSettings,
+  cgroupV2Root,
   fixtureDir,
   missingKernelCapture,
   openCapture,
@@ -34,7 +35,7 @@ const BROKEN = join(fixtureDir, 'broken.bpf.o');
 const STORM = join(fixtureDir, 'getpid_storm');
 const TYPE_GETPID = 1000;
 const TYPE_EXEC = 1001;
-const CGROUP_V2 = '/sys/fs/cgroup/unified';
+const CGROUP_V2 = cgroupV2Root() ?? '/sys/fs/cgroup/unified';
 
 const missing = missingKernelCapture();
 const real = itReal(missing);

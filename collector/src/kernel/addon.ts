@@ -41,7 +41,7 @@ export interface CaptureSettings {
    * so this trades ≤ 0.5 ms of latency for one wakeup per interval instead of one per record.
    */
   drainIntervalUs?: number;
-  /** cgroup v2 mount that cgroup_skb programs attach to (default /sys/fs/cgroup/unified). */
+  /** cgroup v2 mount that cgroup_skb programs attach to (default: found by cgroupV2Root()). */
   cgroupRoot?: string;
   /** Load-time settings: `const volatile kt_cfg_<name>` globals, with or without the prefix. */
   cfg?: Record<string, number | bigint | boolean>;
@@ -144,6 +144,13 @@ export function missingKernelCapture(): string | undefined {
   return undefined;
 }
 
+/** The cgroup v2 mount: /sys/fs/cgroup/unified on hybrid hosts, /sys/fs/cgroup on pure v2 ones. */
+export function cgroupV2Root(): string | undefined {
+  if (existsSync('/sys/fs/cgroup/unified/cgroup.procs')) return '/sys/fs/cgroup/unified';
+  if (existsSync('/sys/fs/cgroup/cgroup.controllers')) return '/sys/fs/cgroup';
+  return undefined;
+}
+
 /** Tracepoint attach reads ids from tracefs; mount it when nobody has (needs root). */
 export function ensureTracefs(): void {
   if (existsSync('/sys/kernel/tracing/events') || existsSync('/sys/kernel/debug/tracing/events')) return;
@@ -168,7 +175,11 @@ export function openCapture(settings: CaptureSettings, onBatch: BatchHandler): K
   }
   ensureTracefs();
   const addon = loadAddon();
-  const capture = new addon.Capture(settings, onBatch);
+  const root = settings.cgroupRoot ?? cgroupV2Root();
+  const capture = new addon.Capture(
+    root === undefined ? settings : { ...settings, cgroupRoot: root },
+    onBatch,
+  );
   const counters = capture.counters();
   for (const p of counters.programs) {
     if (p.error !== undefined)

@@ -10,7 +10,7 @@
 // Env: KTRAIL_KAFKA_BROKERS (default 127.0.0.1:19092), BENCH_EVENTS (500000),
 // BENCH_RATE (50000), BENCH_LATENCY_S (20), BENCH_ENRICHED (0|1, default 0).
 import { mkdtempSync } from 'node:fs';
-import os, { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClickHouse } from '../../processor/src/clickhouse/client.js';
 import { migrate } from '../../processor/src/clickhouse/migrate.js';

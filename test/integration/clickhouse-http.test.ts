@@ -144,6 +144,43 @@ describe('ClickHouse server over HTTP (clickhouse-server 18.16)', () => {
     180_000,
   );
 
+  itReal(server.missing)(
+    'server down for 60 s: the batches waiting in retries all land once it is back, none lost or doubled',
+    async () => {
+      const before = await count();
+      await serverScript('stop');
+      const started = Date.now();
+      // Eight partitions' batches pile up while the server is away.
+      const backlog = Array.from({ length: 8 }, (_, p) =>
+        insertBatch(
+          client,
+          {
+            table: 'readings',
+            rows: Array.from({ length: 500 }, (_, i) => ({
+              id: 100_000 + p * 1000 + i,
+              node: `p${p}`,
+              v: i,
+            })),
+            dedupToken: `readings:t:${p}:0-499`,
+          },
+          { retry: { maxAttempts: Number.POSITIVE_INFINITY, initialDelayMs: 200, maxDelayMs: 2_000 } },
+        ),
+      );
+      await new Promise((r) => setTimeout(r, 60_000));
+      await serverScript('start');
+      const results = await Promise.all(backlog);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(60_000);
+      for (const r of results) expect(r.attempts).toBeGreaterThan(5);
+      expect((await count()) - before).toBe(8 * 500);
+      const rs = await client.query({
+        query: `SELECT count() AS n, uniqExact(id) AS ids FROM ${database}.readings WHERE id BETWEEN 100000 AND 199999`,
+        format: 'JSONEachRow',
+      });
+      expect(await rs.json()).toEqual([{ n: '4000', ids: '4000' }]);
+    },
+    240_000,
+  );
+
   itReal(server.missing)('a bad row is poison (not retried); an unknown table needs a person', async () => {
     const bad = await insertBatch(client, {
       table: 'readings',

@@ -835,7 +835,7 @@ function chunkBySize(sends: TopicMessages[], maxBytes: number): TopicMessages[][
 
 function toEnriched(kind: string, row: Row): EnrichedEvent {
   const attributes: Record<string, string> = {};
-  for (const key in row) {
+  for (const key of Object.keys(row)) {
     if (ENRICHED_FIXED.has(key)) continue;
     const v = row[key];
     if (v !== null && v !== undefined) attributes[key] = String(v);

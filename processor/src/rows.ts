@@ -69,6 +69,22 @@ export function dateTime64(ns: bigint): string {
   return `${ns / NS_PER_S}.${'000000000'.slice(frac.length)}${frac}`;
 }
 
+/**
+ * [field, column, field, column, ...] of an event kind, computed once per kind. Own keys
+ * only: avsc record instances inherit enumerable methods (clone, toBuffer, ...), which a
+ * for..in would copy into every row.
+ */
+const plans = new Map<string, string[]>();
+function fieldPlan(ev: DecodedEvent): string[] {
+  let plan = plans.get(ev.kind);
+  if (plan === undefined) {
+    plan = [];
+    for (const key of Object.keys(ev)) if (key !== 'kind') plan.push(key, snake(key));
+    plans.set(ev.kind, plan);
+  }
+  return plan;
+}
+
 /** Builds the row with every event field plus envelope, Kafka coordinates and join columns. */
 export function buildRow(
   batch: DecodedEventBatch,
@@ -92,11 +108,11 @@ export function buildRow(
     kafka_offset: String(offset),
   };
   row[TIME_NS] = timeNs;
-  for (const key in ev) {
-    if (key === 'kind') continue;
-    const v = ev[key];
+  const plan = fieldPlan(ev);
+  for (let i = 0; i < plan.length; i += 2) {
+    const v = ev[plan[i] as string];
     // u64 as decimal text: JSON has no 64-bit integers, ClickHouse parses it exactly.
-    row[snake(key)] = typeof v === 'bigint' ? String(v) : v;
+    row[plan[i + 1] as string] = typeof v === 'bigint' ? String(v) : v;
   }
   return row;
 }
@@ -118,10 +134,12 @@ export function batchRow(batch: DecodedEventBatch, partition: number, offset: bi
 /** ContainerRecord -> containers dimension row (same fields, snake_case; nulls kept where the column is Nullable). */
 export function containerRow(rec: Record<string, unknown>): Row {
   const row: Row = {};
-  for (const key in rec) {
+  for (const key of Object.keys(rec)) {
     const v = rec[key];
-    if (v === null && !NULLABLE_CONTAINER_COLUMNS.has(key)) continue; // column DEFAULT applies
-    row[snake(key)] = typeof v === 'bigint' ? String(v) : v;
+    // Null in a non-Nullable column: the column's default (''), written out so every row
+    // has the same columns.
+    row[snake(key)] =
+      v === null && !NULLABLE_CONTAINER_COLUMNS.has(key) ? '' : typeof v === 'bigint' ? String(v) : v;
   }
   return row;
 }

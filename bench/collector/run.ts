@@ -167,7 +167,8 @@ async function main(): Promise<void> {
   const { brokers } = await ensureKafka();
   const work = mkdtempSync(join(tmpdir(), 'ktrail-bench-collector-'));
   const file = join(work, 'bench.ktcap');
-  const cap = await writeSyntheticCapture(file, { records: CAPTURE_RECORDS, perBatch: 512 });
+  // 1,024 records per batch: about 200 KiB, like the addon's batches (256 KiB bound in sources.ts).
+  const cap = await writeSyntheticCapture(file, { records: CAPTURE_RECORDS, perBatch: 1_024 });
   log(`capture: ${cap.records} records, ${(cap.bytes / cap.records).toFixed(0)} raw bytes/record`);
 
   const enc = await encodeRate(file);

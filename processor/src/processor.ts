@@ -10,7 +10,7 @@
 //   succeeded, only by a member that still owns the partition in the same generation.
 // Batches of one partition are flushed one after the other, so the committed watermark
 // is always contiguous.
-import type { Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
+import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
 import { isRetriable, PoisonError } from '../../common/errors.js';
 import { createLogger, type Logger } from '../../common/log.js';
 import { type Alert, AlertEngine, type AlertRules } from './alerts.js';
@@ -323,10 +323,32 @@ export function createProcessor(deps: {
     if (fresh.length > 0) consumer.pause([{ topic: topics.events, partitions: eventsParts }]);
     hooks.onAssigned?.({ memberId, generation: gen, assignment });
     const init = (async () => {
-      const [committed, ends] = await Promise.all([
-        admin.fetchOffsets({ groupId: options.groupId, topics: [topics.events] }),
-        admin.fetchTopicOffsets(topics.containers),
-      ]);
+      // Without the recorded cuts the first batches could be cut differently than before a
+      // crash (and duplicate rows), so keep asking until the broker answers or the
+      // assignment is gone.
+      let delay = retryInitialMs;
+      let fetched: [
+        Awaited<ReturnType<Admin['fetchOffsets']>>,
+        Awaited<ReturnType<Admin['fetchTopicOffsets']>>,
+      ];
+      for (;;) {
+        try {
+          fetched = await Promise.all([
+            admin.fetchOffsets({ groupId: options.groupId, topics: [topics.events] }),
+            admin.fetchTopicOffsets(topics.containers),
+          ]);
+          break;
+        } catch (err) {
+          if (gen !== generation) return;
+          log.warn(
+            { err: (err as Error).message, delayMs: delay },
+            'reading committed offsets failed; retrying',
+          );
+          await sleep(delay);
+          delay = Math.min(delay * 2, retryMaxMs);
+        }
+      }
+      const [committed, ends] = fetched;
       const parts = committed.find((t) => t.topic === topics.events)?.partitions ?? [];
       for (const state of fresh) {
         const c = parts.find((x) => x.partition === state.partition);
@@ -347,15 +369,7 @@ export function createProcessor(deps: {
       }
     })();
     for (const state of fresh) state.init = init;
-    try {
-      await init;
-    } catch (err) {
-      log.error(
-        { err },
-        'reading committed offsets failed; resuming without recorded cuts is unsafe, rejoining',
-      );
-      throw err;
-    }
+    await init;
     setTimeout(() => {
       for (const state of fresh)
         if (stillOwned(state) && !state.restored) {

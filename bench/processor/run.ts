@@ -236,6 +236,6 @@ ${f(produced)} events (${PER_MESSAGE} per Kafka message, ${NODES} nodes, ${PARTI
 1 s, enriched topic ${ENRICHED ? 'on' : 'off'}. One process holds the processor, chDB and the bench's producer, so CPU
 figures include all three; the machine is shared, so wall-clock figures depend on its load
 (load average ${loadavg()[0]?.toFixed(1)} at the end of this run). Latency is measured at the target rate and at
-${f(LOW_RATE)} events/s; when the processor can't keep up with a rate, its latency grows with the backlog.`,
+${f(latLow.achievedRate)} events/s (BENCH_LOW_RATE, at least one 500-event message per 100 ms); when the processor can't keep up with a rate, its latency grows with the backlog.`,
 );
 process.exit(0);

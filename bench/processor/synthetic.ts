@@ -71,6 +71,8 @@ export interface SyntheticNodeOptions {
   exitShare?: number;
   /** When set, events use this cgroup id instead of a container's (late-metadata tests). */
   cgroupOverride?: bigint;
+  /** exit_code of the proc_exit events (0 by default; non-zero feeds the crash-loop rule). */
+  exitCode?: number;
 }
 
 /** One node's event stream; `next(n)` encodes the next EventBatch of n events. */
@@ -101,7 +103,7 @@ export class SyntheticNode {
               tgid: 100 + i,
               flags: 0,
               ppid: 1,
-              exitCode: 0,
+              exitCode: this.opts.exitCode ?? 0,
               signal: 0,
               coreDumped: 0,
               startNs: 0n,

@@ -28,7 +28,7 @@ import {
 import type { TopicNames } from '../../common/kafka.js';
 import { createClickHouse } from '../../processor/src/clickhouse/client.js';
 import { migrate } from '../../processor/src/clickhouse/migrate.js';
-import { createProcessorCodec } from '../../processor/src/codec.js';
+import { createOutputReaders, createProcessorCodec } from '../../processor/src/codec.js';
 import { createProcessor, type Processor } from '../../processor/src/processor.js';
 import { clickHouseSink } from '../../processor/src/sink.js';
 import { compileSchema } from '../../schemas/avro-types.js';
@@ -282,6 +282,76 @@ describe('processor messages', () => {
         `SELECT count() AS n FROM ktrail.cpu_sample WHERE node = 'late-node' AND join_state = 'pending'`,
       );
       expect(Number(raw?.n)).toBe(5);
+    },
+    120_000,
+  );
+
+  itReal(kafka.missing)(
+    'enriched events and a crash-loop alert reach their topics',
+    async () => {
+      await producer.send({
+        topic: names.containers,
+        messages: [{ key: 'alert-node/0', value: encodeContainerRecord(containerRecord('alert-node', 0)) }],
+      });
+      // Three non-zero exits of one container (the rule's default N in testOptions is 3).
+      const crashing = new SyntheticNode({ node: 'alert-node', containers: 1, exitShare: 1, exitCode: 1 });
+      await producer.send({
+        topic: names.events,
+        messages: [{ key: 'alert-node', value: crashing.next(3) }],
+      });
+
+      const readers = createOutputReaders();
+      const enriched: Array<{ node: string; events: Array<Record<string, unknown>> }> = [];
+      const alerts: Array<Record<string, unknown>> = [];
+      const consumer = client.consumer({ groupId: `${groupId}-outputs-reader` });
+      await consumer.connect();
+      await consumer.subscribe({ topics: [names.eventsEnriched, names.alerts], fromBeginning: true });
+      await consumer.run({
+        eachMessage: async ({ topic, message }) => {
+          if (message.value === null) return;
+          const body = message.value.subarray(10); // single-object header
+          if (topic === names.alerts) alerts.push(readers.alert.fromBuffer(body) as Record<string, unknown>);
+          else enriched.push(readers.enriched.fromBuffer(body) as (typeof enriched)[number]);
+        },
+      });
+      await until(
+        'the crash-loop alert',
+        async () => alerts.some((a) => a.kind === 'crash_loop' && a.node === 'alert-node'),
+        60_000,
+      );
+      await until(
+        'enriched events of the node',
+        async () => enriched.some((b) => b.node === 'alert-node'),
+        30_000,
+      );
+      await consumer.disconnect();
+
+      const alert = alerts.find((a) => a.kind === 'crash_loop') as Record<string, unknown>;
+      expect(alert.container).toBe(containerId('alert-node', 0));
+      expect(alert.namespace).toBe('prod');
+      expect((alert.details as Record<string, string>).exits).toBe('3');
+      const events = enriched.filter((b) => b.node === 'alert-node').flatMap((b) => b.events);
+      expect(events).toHaveLength(3);
+      for (const e of events) {
+        expect(e.kind).toBe('proc_exit');
+        expect(e.joinState).toBe('joined');
+        expect(e.containerName).toBe('app-0');
+        expect((e.attributes as Record<string, string>).exit_code).toBe('1');
+        // Only the event's own fields travel as attributes.
+        expect(Object.keys(e.attributes as object).sort()).toEqual(
+          [
+            'comm',
+            'core_dumped',
+            'cpu_ns',
+            'exit_code',
+            'flags',
+            'ppid',
+            'signal',
+            'start_ns',
+            'ts_ns',
+          ].sort(),
+        );
+      }
     },
     120_000,
   );

@@ -29,6 +29,7 @@ import { createKafkaSink, type MessageSink } from './kafka-sink.js';
 import { createDecoder } from './kernel/decode.js';
 import { createReplaySource, type ReplaySource } from './kernel/replay-source.js';
 import { createSampler, type MemoryTarget } from './sampler.js';
+import { openSequenceStore } from './sequence-store.js';
 import { createKernelSource } from './sources.js';
 
 export const COLLECTOR_VERSION = process.env.KTRAIL_VERSION ?? '0.1.0';
@@ -211,6 +212,9 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
   }
 
   const decoder = createDecoder();
+  // Live capture continues its per-boot sequence across restarts; a replay (tests,
+  // benchmarks) numbers each run from 0.
+  const sequenceStore = ebpf ? openSequenceStore(config.node, clock.bootId) : undefined;
   const collector = createCollector<KtrailEvent, ContainerRecord>({
     node: config.node,
     collectorVersion: COLLECTOR_VERSION,
@@ -232,6 +236,7 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
       : {}),
     ...(resolver ? { observe: cgroupObserver(resolver) } : {}),
     ...(options.registry ? { registry: options.registry } : {}),
+    ...(sequenceStore ? { sequenceStore } : {}),
   });
 
   let topicCheck: Promise<void> | undefined;

@@ -113,6 +113,8 @@ export interface CollectorOptions<E extends KtrailEvent, R> {
   /** Key suffix of a container record (`node/<suffix>`): its cgroup id, so compaction keeps one per container. */
   containerKey?: (record: R) => string;
   registry?: Registry;
+  /** Where sequence numbers start and are recorded (continues across restarts in one boot). */
+  sequenceStore?: { first: bigint; save(next: bigint): void };
   /** Sees every decoded source batch before batching (e.g. cgroup events -> resolver). */
   observe?: (events: E[]) => void;
 }
@@ -173,6 +175,9 @@ export function createCollector<E extends KtrailEvent, R>(options: CollectorOpti
     counters,
     maxMessageBytes: settings.maxMessageBytes ?? 1_000_000,
     onDrop: dropEvents,
+    ...(options.sequenceStore
+      ? { firstSequence: options.sequenceStore.first, onSequence: options.sequenceStore.save }
+      : {}),
   });
 
   const delivery: Delivery = createDelivery({

@@ -3,6 +3,9 @@
 // proc_exec (with its file name and arguments) and proc_exit, the map samplers must emit
 // CPU samples, and the counters must balance.
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, inject, onTestFinished } from 'vitest';
 import { readTopic } from '../../bench/collector/kafka-read.js';
 import { buildCollector } from '../../collector/src/build.js';
@@ -45,6 +48,13 @@ describe('collector with the eBPF source', () => {
           batchMaxMs: 100,
         },
       });
+      // Sequence state of this test only: it starts at 0 and must continue across a restart.
+      const stateDir = mkdtempSync(join(tmpdir(), 'ktrail-ebpf-state-'));
+      process.env.KTRAIL_STATE_DIR = stateDir;
+      onTestFinished(() => {
+        delete process.env.KTRAIL_STATE_DIR;
+        rmSync(stateDir, { recursive: true, force: true });
+      });
       // Containers off: this test is about the kernel path (Docker may not run here).
       const built = await buildCollector({ config, containers: false });
       await built.start();
@@ -80,6 +90,19 @@ describe('collector with the eBPF source', () => {
       expect(exits.length).toBe(3);
       expect(exits.every((e) => e.exitCode === 3)).toBe(true);
       expect(events.some((e) => e.kind === 'cpu_sample' && e.cpuNs > 0n)).toBe(true);
+
+      // A restarted collector in the same boot continues the sequence: no duplicates, no gap.
+      const again = await buildCollector({ config, containers: false });
+      await again.start();
+      spawnSync('/bin/sh', ['-c', 'exit 0', `${marker}-again`]);
+      await new Promise((r) => setTimeout(r, 1_500));
+      const second = await again.stop();
+      expect(second.unaccounted).toBe(0);
+      const sequences = (await readTopic(brokers, built.topics.events)).map(
+        (m) => (resolver.decodeAs('EventBatch', m.value) as EventBatch).sequence,
+      );
+      expect(sequences).toEqual(sequences.map((_, i) => BigInt(i)));
+      expect(sequences.length).toBe(final.deliveredMessages + second.deliveredMessages);
     },
     120_000,
   );

@@ -325,3 +325,23 @@ describe('node partitioner', () => {
     expect(spread.size).toBeGreaterThan(1);
   });
 });
+
+describe('sequence store', () => {
+  it('continues the per-boot sequence after a restart; a new boot id starts at 0', async () => {
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { openSequenceStore } = await import('../../collector/src/sequence-store.js');
+    const dir = mkdtempSync(join(tmpdir(), 'ktrail-seq-'));
+    try {
+      const first = openSequenceStore('node-1', 'boot-a', dir);
+      expect(first.first).toBe(0n);
+      first.save(42n);
+      expect(openSequenceStore('node-1', 'boot-a', dir).first).toBe(42n); // the restarted process
+      expect(openSequenceStore('node-1', 'boot-b', dir).first).toBe(0n); // after a reboot
+      expect(openSequenceStore('node-2', 'boot-a', dir).first).toBe(0n); // another node name
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -39,6 +39,8 @@ export interface BatchEncoderOptions<E> {
   maxMessageBytes: number;
   /** First sequence number to assign (0 for a fresh boot). */
   firstSequence?: bigint;
+  /** Called with the next sequence number after each queued message (persistence). */
+  onSequence?: (next: bigint) => void;
   onDrop: (events: number, reason: DropReason, error?: unknown) => void;
 }
 
@@ -82,6 +84,7 @@ export function createBatchEncoder<E>(options: BatchEncoderOptions<E>): BatchEnc
       queue.push({ topic, key: node, value: result, events: events.length, capturedAtMs, sequence });
       counters.sequence = sequence;
       sequence++;
+      options.onSequence?.(sequence);
       counters.encodedMessages++;
       counters.encodedBytes += result.length;
       bytesPerEvent = bytesPerEvent * 0.8 + (result.length / events.length) * 0.2;

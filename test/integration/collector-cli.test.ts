@@ -100,6 +100,16 @@ describe('collector CLI', () => {
         await new Promise((r) => setTimeout(r, 250));
       }
       await new Promise((r) => setTimeout(r, 3_000));
+      // The metrics endpoint tells the same story while it runs.
+      const port = Number(/"port":(\d+),"msg":"metrics on/.exec(run.stdout())?.[1]);
+      const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      const value = (name: string): number =>
+        Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(metrics)?.[1] ?? Number.NaN);
+      expect(value('ktrail_collector_events_delivered_total')).toBeGreaterThan(0);
+      expect(metrics).toMatch(/ktrail_collector_events_captured_total\{kind="tcp_close"/);
+      expect(metrics).toMatch(/ktrail_collector_events_dropped_total\{reason="buffer_full"/);
+      expect(metrics).toContain('ktrail_collector_oldest_unsent_seconds');
+      expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
       const t0 = Date.now();
       run.child.kill('SIGTERM');
       expect(await run.exit).toBe(0);

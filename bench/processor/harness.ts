@@ -35,6 +35,7 @@ export function processorTopics(names: TopicNames): ProcessorTopics {
     deadletter: names.deadletter,
     enriched: names.eventsEnriched,
     alerts: names.alerts,
+    stats: names.stats,
   };
 }
 

@@ -88,6 +88,7 @@ async function main(): Promise<void> {
       deadletter: names.deadletter,
       enriched: names.eventsEnriched,
       alerts: names.alerts,
+      stats: names.stats,
     },
     sink: clickHouseSink(clickhouse),
     codec: createProcessorCodec(),

@@ -29,12 +29,15 @@ import {
 import {
   batchRow,
   buildRow,
+  COLLECTOR_STATS_TABLE,
   CONTAINERS_TABLE,
   containerMetaFromRecord,
   containerRow,
   DEAD_LETTERS_TABLE,
   type DecodedEventBatch,
+  deadLetterRow,
   EVENT_BATCHES_TABLE,
+  statsRow,
   TIME_NS,
   tableForKind,
   wallClockNs,
@@ -50,6 +53,8 @@ export interface ProcessorCodec {
   decodeEventBatch(value: Buffer): DecodedEventBatch;
   /** The ContainerRecord as Avro decodes it (camelCase fields). */
   decodeContainerRecord(value: Buffer): Record<string, unknown>;
+  /** A CollectorStats message (camelCase fields). */
+  decodeCollectorStats(value: Buffer): Record<string, unknown>;
   encodeDeadLetter(dl: DeadLetter): Buffer;
   encodeEnriched(batch: EnrichedBatch): Buffer;
   encodeAlert(alert: Alert): Buffer;
@@ -95,6 +100,8 @@ export interface ProcessorTopics {
   events: string;
   containers: string;
   deadletter: string;
+  /** Collector stats (co-partitioned too); unset = not consumed. */
+  stats?: string;
   enriched: string;
   alerts: string;
 }
@@ -395,14 +402,19 @@ export function createProcessor(deps: {
    * of the batch (so it is exactly-once too). Container records are re-read on every
    * assignment, so they only go to the topic (at-least-once) and the counter.
    */
-  function deadLetter(
+  function toDeadLetter(
     state: PartitionState,
     topic: string,
     message: { offset: string; key: Buffer | null; value: Buffer | null },
     err: unknown,
-  ): void {
+  ): DeadLetter {
     const reason = err instanceof PoisonError ? String(err.context.reason ?? 'undecodable') : 'undecodable';
-    const dl: DeadLetter = {
+    stats.deadLetters++;
+    log.warn(
+      { topic, partition: state.partition, offset: message.offset, reason, err: (err as Error).message },
+      'dead letter',
+    );
+    return {
       sourceTopic: topic,
       sourcePartition: state.partition,
       sourceOffset: BigInt(message.offset),
@@ -413,23 +425,22 @@ export function createProcessor(deps: {
       consumerGroup: options.groupId,
       failedAtNs: BigInt(Date.now()) * 1_000_000n,
     };
+  }
+
+  /**
+   * Poison goes to the dead-letter topic and, for events, to the dead_letters table as part
+   * of the batch (so it is exactly-once too). Container records are re-read on every
+   * assignment, so they only go to the topic (at-least-once) and the counter.
+   */
+  function deadLetter(
+    state: PartitionState,
+    topic: string,
+    message: { offset: string; key: Buffer | null; value: Buffer | null },
+    err: unknown,
+  ): void {
+    const dl = toDeadLetter(state, topic, message, err);
     state.pendingDeadLetters.push(dl);
-    stats.deadLetters++;
-    log.warn(
-      { topic, partition: state.partition, offset: message.offset, reason, err: dl.error },
-      'dead letter',
-    );
-    if (topic !== topics.events) return;
-    state.batch.addRow(DEAD_LETTERS_TABLE, {
-      source_topic: dl.sourceTopic,
-      source_partition: dl.sourcePartition,
-      source_offset: String(dl.sourceOffset),
-      reason: dl.reason,
-      error: dl.error,
-      raw: dl.raw.toString('base64'),
-      consumer_group: dl.consumerGroup,
-      failed_at_ns: String(dl.failedAtNs),
-    });
+    if (topic === topics.events) state.batch.addRow(DEAD_LETTERS_TABLE, deadLetterRow(dl));
   }
 
   function processEventMessage(
@@ -736,6 +747,54 @@ export function createProcessor(deps: {
     for (const message of batch.messages) resolveOffset(message.offset);
   }
 
+  /**
+   * Collector stats -> collector_stats, one insert per message: they are a few per node per
+   * minute, and a token per offset (collector_stats:topic:partition:o-o) makes every retry
+   * after a crash or a rebalance a no-op without any cut bookkeeping. The stats offset is
+   * committed after the inserts, only while partition p is still ours.
+   */
+  async function onStatsBatch(payload: EachBatchPayload): Promise<void> {
+    const { batch, resolveOffset } = payload;
+    const topic = batch.topic;
+    const state = states.get(batch.partition);
+    if (state === undefined || !stillOwned(state)) return;
+    await state.init;
+    for (const message of batch.messages) {
+      if (!payload.isRunning() || payload.isStale() || !stillOwned(state)) return;
+      const offset = BigInt(message.offset);
+      let table = COLLECTOR_STATS_TABLE;
+      let row: Row;
+      try {
+        if (message.value === null)
+          throw new PoisonError('empty message value', { context: { reason: 'undecodable' } });
+        row = statsRow(codec.decodeCollectorStats(message.value));
+      } catch (err) {
+        const dl = toDeadLetter(state, topic, message, err);
+        await withRetry(state, 'produce dead letter', async () => {
+          await producer.send({
+            topic: topics.deadletter,
+            messages: [{ key: null, value: codec.encodeDeadLetter(dl) }],
+            acks: -1,
+          });
+        }).catch(() => undefined);
+        table = DEAD_LETTERS_TABLE;
+        row = deadLetterRow(dl);
+      }
+      try {
+        await withRetry(state, `insert ${table}`, () =>
+          sink.insert(table, [row], dedupToken(table, topic, batch.partition, offset, offset)),
+        );
+        await consumer.commitOffsets([{ topic, partition: batch.partition, offset: String(offset + 1n) }]);
+      } catch (err) {
+        if (err instanceof LostPartitionError) return;
+        log.warn({ err: (err as Error).message, partition: batch.partition }, 'stats commit refused');
+        return;
+      }
+      resolveOffset(message.offset);
+      await beat();
+    }
+  }
+
   async function tick(): Promise<void> {
     const now = Date.now();
     for (const state of states.values()) {
@@ -772,7 +831,9 @@ export function createProcessor(deps: {
       });
       // Containers: never committed, so every assignment re-reads the compacted topic from
       // the start; events: from the committed watermark (or the beginning for a new group).
-      await consumer.subscribe({ topics: [topics.events, topics.containers], fromBeginning: true });
+      const subscribed = [topics.events, topics.containers];
+      if (topics.stats !== undefined) subscribed.push(topics.stats);
+      await consumer.subscribe({ topics: subscribed, fromBeginning: true });
       running = true;
       timer = setInterval(
         () => {
@@ -788,6 +849,10 @@ export function createProcessor(deps: {
         partitionsConsumedConcurrently: options.concurrency ?? 4,
         eachBatch: async (payload) => {
           heartbeat = payload.heartbeat;
+          if (payload.batch.topic === topics.stats) {
+            await onStatsBatch(payload);
+            return;
+          }
           if (payload.batch.topic === topics.containers) {
             await onContainersBatch(payload);
             return;

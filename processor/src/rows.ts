@@ -28,6 +28,7 @@ export interface DecodedEventBatch {
 export const DEAD_LETTERS_TABLE = 'dead_letters';
 export const EVENT_BATCHES_TABLE = 'event_batches';
 export const CONTAINERS_TABLE = 'containers';
+export const COLLECTOR_STATS_TABLE = 'collector_stats';
 
 const snakeCache = new Map<string, string>();
 
@@ -142,6 +143,45 @@ export function containerRow(rec: Record<string, unknown>): Row {
       v === null && !NULLABLE_CONTAINER_COLUMNS.has(key) ? '' : typeof v === 'bigint' ? String(v) : v;
   }
   return row;
+}
+
+/** CollectorStats -> collector_stats row: snake_case, u64 (also inside the maps) as decimal text. */
+export function statsRow(rec: Record<string, unknown>): Row {
+  const row: Row = {};
+  for (const key of Object.keys(rec)) {
+    const v = rec[key];
+    if (typeof v === 'bigint') row[snake(key)] = String(v);
+    else if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
+      const m: Record<string, unknown> = {};
+      for (const [k, x] of Object.entries(v as Record<string, unknown>))
+        m[k] = typeof x === 'bigint' ? String(x) : x;
+      row[snake(key)] = m;
+    } else row[snake(key)] = v;
+  }
+  return row;
+}
+
+/** A dead letter as a dead_letters row (raw bytes as base64). */
+export function deadLetterRow(dl: {
+  sourceTopic: string;
+  sourcePartition: number;
+  sourceOffset: bigint;
+  reason: string;
+  error: string;
+  raw: Buffer;
+  consumerGroup: string | null;
+  failedAtNs: bigint;
+}): Row {
+  return {
+    source_topic: dl.sourceTopic,
+    source_partition: dl.sourcePartition,
+    source_offset: String(dl.sourceOffset),
+    reason: dl.reason,
+    error: dl.error,
+    raw: dl.raw.toString('base64'),
+    consumer_group: dl.consumerGroup ?? '',
+    failed_at_ns: String(dl.failedAtNs),
+  };
 }
 
 const NULLABLE_CONTAINER_COLUMNS = new Set([

@@ -33,7 +33,7 @@ import { createProcessor, type Processor } from '../../processor/src/processor.j
 import { clickHouseSink } from '../../processor/src/sink.js';
 import { compileSchema } from '../../schemas/avro-types.js';
 import { loadCatalog } from '../../schemas/catalog.js';
-import { createSchemaResolver } from '../../schemas/codec.js';
+import { createEncoder, createSchemaResolver } from '../../schemas/codec.js';
 import { endpointOrReason, itReal } from '../support/real.js';
 
 const kafka = endpointOrReason(inject('kafka'));
@@ -282,6 +282,47 @@ describe('processor messages', () => {
         `SELECT count() AS n FROM ktrail.cpu_sample WHERE node = 'late-node' AND join_state = 'pending'`,
       );
       expect(Number(raw?.n)).toBe(5);
+    },
+    120_000,
+  );
+
+  itReal(kafka.missing)(
+    'collector stats land in collector_stats exactly once; a poison stats message is a dead letter',
+    async () => {
+      const stats = {
+        node: 'stats-node',
+        bootId: 'b1',
+        collectorVersion: 'test',
+        firstSequence: 1n,
+        lastSequence: 9n,
+        intervalStartNs: BOOT_EPOCH_NS,
+        intervalEndNs: BOOT_EPOCH_NS + 10_000_000_000n,
+        eventsByKind: { cpu_sample: 12_345n },
+        kernelDropsByProgram: { process: 2n },
+        bufferDropsByReason: {},
+        malformedRecords: 0n,
+        eventsDelivered: 12_345n,
+        bytesSent: 99_999n,
+        oldestUnsentAgeMs: 5n,
+      };
+      await producer.send({
+        topic: names.stats,
+        messages: [
+          { key: 'stats-node', value: createEncoder('CollectorStats').encode(stats as never) },
+          { key: 'stats-node', value: poisonMessage() },
+        ],
+      });
+      await until('the stats row and its dead letter', async () => {
+        const [r] = await query<{ s: string; d: string }>(
+          `SELECT (SELECT count() FROM ktrail.collector_stats WHERE node = 'stats-node') AS s,
+                  (SELECT count() FROM ktrail.dead_letters WHERE source_topic = '${names.stats}') AS d`,
+        );
+        return Number(r?.s) === 1 && Number(r?.d) === 1;
+      });
+      const [row] = await query<{ e: string; k: string; b: string }>(
+        `SELECT events_by_kind['cpu_sample'] AS e, kernel_drops_by_program['process'] AS k, bytes_sent AS b FROM ktrail.collector_stats WHERE node = 'stats-node'`,
+      );
+      expect(row).toEqual({ e: '12345', k: '2', b: '99999' });
     },
     120_000,
   );

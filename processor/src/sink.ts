@@ -13,17 +13,22 @@ import type { RowSink } from './processor.js';
 
 export function clickHouseSink(client: ClickHouseClient): RowSink {
   const info = describeClickHouse(client);
+  // JSONCompactEachRow is newer than some servers (18.x); a server that knows
+  // deduplication tokens (22.x+) or chDB has it.
+  const compact = info === undefined || info.dedupToken;
   return {
     async insert(table: string, rows: Row[], dedupToken: string): Promise<void> {
       const qualified = table.includes('.') || info === undefined ? table : `${info.database}.${table}`;
       const settings = info?.dedupToken === false ? {} : { insert_deduplication_token: dedupToken };
       // rows.ts builds every row of a table with the same keys in the same order, so the
       // compact format (values only, about half the bytes and ~1.7x faster for chDB to
-      // parse) fits; a batch that breaks the rule goes as JSONEachRow instead.
+      // parse) fits; a batch that breaks the rule, or an old server, gets JSONEachRow.
       const first = rows[0];
       const columns = first === undefined ? [] : Object.keys(first);
       const uniform =
-        columns.length > 0 && rows.every((r, i) => i % 997 !== 0 || Object.keys(r).length === columns.length);
+        compact &&
+        columns.length > 0 &&
+        rows.every((r, i) => i % 997 !== 0 || Object.keys(r).length === columns.length);
       try {
         if (uniform) {
           const values = new Array<unknown[]>(rows.length);

@@ -208,3 +208,40 @@ describe('alert rules', () => {
     expect(out[2]?.details.missing).toBe('2');
   });
 });
+
+describe('rows from decoded Avro', () => {
+  it('carry only the event own fields (avsc records inherit enumerable methods)', async () => {
+    const { createProcessorCodec } = await import('../../processor/src/codec.js');
+    const { SyntheticNode } = await import('../../bench/processor/synthetic.js');
+    const { buildRow, wallClockNs } = await import('../../processor/src/rows.js');
+    const codec = createProcessorCodec();
+    const batch = codec.decodeEventBatch(new SyntheticNode({ node: 'n1', containers: 2 }).next(2));
+    const ev = batch.events[0];
+    if (ev === undefined) throw new Error('no event');
+    const row = buildRow(batch, ev, wallClockNs(batch, ev.tsNs), 3, 7n);
+    expect(Object.keys(row)).toEqual([
+      'node',
+      'boot_id',
+      'time',
+      'container_id',
+      'container_name',
+      'image',
+      'pod',
+      'namespace',
+      'workload',
+      'join_state',
+      'kafka_partition',
+      'kafka_offset',
+      'ts_ns',
+      'cgroup_id',
+      'pid',
+      'tgid',
+      'flags',
+      'cpu_ns',
+      'switches',
+      'interval_ns',
+    ]);
+    expect(row.cgroup_id).toBe('10001'); // u64 as decimal text
+    expect(row[TIME_NS]).toBe(wallClockNs(batch, ev.tsNs));
+  });
+});

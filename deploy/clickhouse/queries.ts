@@ -50,7 +50,11 @@ export function httpRunner(baseUrl: string): SqlRunner {
     async rows(sql, params = {}) {
       const url = new URL(baseUrl);
       for (const [key, value] of Object.entries(params)) url.searchParams.set(`param_${key}`, String(value));
-      const res = await fetch(url, { method: 'POST', body: `${sql}\nFORMAT JSONEachRow` });
+      const res = await fetch(url, {
+        method: 'POST',
+        body: `${sql}\nFORMAT JSONEachRow`,
+        signal: AbortSignal.timeout(60_000),
+      });
       const text = await res.text();
       if (!res.ok) throw new Error(`query failed (${res.status}): ${text.trim()}`);
       return text

@@ -60,6 +60,7 @@ function launch(name: 'collector' | 'processor', env: Record<string, string>, lo
 }
 
 async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
+  console.log(`[e2e] waiting for ${what}`);
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
@@ -85,9 +86,10 @@ async function stop(child: ChildProcess | undefined): Promise<number | null> {
 }
 
 const dockerRun = (args: string[]) =>
-  run('docker', ['run', '--label', `ktrail.e2e=${RUN}`, ...args], { timeout: 60_000 }).catch(
-    (err: Error & { stderr?: string }) => ({ stdout: '', stderr: err.stderr ?? err.message }),
-  );
+  run('docker', ['run', '--label', `ktrail.e2e=${RUN}`, ...args], {
+    timeout: 60_000,
+    killSignal: 'SIGKILL',
+  }).catch((err: Error & { stderr?: string }) => ({ stdout: '', stderr: err.stderr ?? err.message }));
 
 describe('end to end: containers -> eBPF -> Kafka -> processor -> ClickHouse', () => {
   let collector: ChildProcess | undefined;
@@ -150,6 +152,7 @@ describe('end to end: containers -> eBPF -> Kafka -> processor -> ClickHouse', (
       120_000,
     );
 
+    console.log('[e2e] collector live; running the containers');
     // Known work, each in its own named container.
     const server = createServer((socket) => {
       let received = 0;
@@ -217,6 +220,7 @@ describe('end to end: containers -> eBPF -> Kafka -> processor -> ClickHouse', (
       ]),
       dockerRun(['--rm', '--network', 'none', '--name', name('blink'), image, 'sleep', '0.1']),
     ]);
+    console.log('[e2e] containers done');
     server.close();
     await run('docker', ['rm', '-f', name('oom')]).catch(() => undefined);
     // Two sample periods plus the processor's batch time for the last counters to land.

@@ -6,6 +6,7 @@
 // kafkajs has only gzip built in. No other codec is registered here on purpose: a codec
 // plugin registered in one process but not in another makes messages unreadable there.
 
+import { createRequire } from 'node:module';
 import type { ConnectionOptions } from 'node:tls';
 import {
   type Admin,
@@ -44,6 +45,7 @@ const HOST_PORT = /^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/;
 
 /** A kafkajs client whose log lines go through pino as `lib: kafkajs`, `ns: Consumer`. */
 export function createKafka(options: KafkaClientOptions, logger: Logger): Kafka {
+  fixKafkajsIdleTimer();
   if (options.brokers.length === 0)
     throw new ConfigError('kafka.brokers: at least one host:port is required', { context: { brokers: [] } });
   for (const broker of options.brokers)
@@ -359,4 +361,39 @@ async function checkRequiredConfigs(
         { context: { topic, setting, want, actual } },
       );
   }
+}
+
+/**
+ * kafkajs 2.2.4 re-arms a 1 ms timer forever on every idle broker connection
+ * (RequestQueue.scheduleCheckPendingRequests with throttledUntil = -1: tulios/kafkajs#1556,
+ * #1704; fix proposed in PR #1667, never released). Measured here: ~1,600 event-loop wake-ups
+ * per second and ~3.5% of a core with nothing to send. The replacement below is that fix:
+ * with no pending request and no throttle there is nothing to check, so no timer is set (a
+ * new request either goes out at once or lands in `pending` and schedules the check itself).
+ */
+export function fixKafkajsIdleTimer(): void {
+  const require = createRequire(import.meta.url);
+  const RequestQueue = require('kafkajs/src/network/requestQueue/index.js') as {
+    prototype: {
+      throttledUntil: number;
+      pending: unknown[];
+      throttleCheckTimeoutId: NodeJS.Timeout | null;
+      checkPendingRequests(): void;
+      scheduleCheckPendingRequests(): void;
+      ktrailPatched?: boolean;
+    };
+  };
+  const proto = RequestQueue.prototype;
+  if (proto.ktrailPatched) return;
+  proto.ktrailPatched = true;
+  proto.scheduleCheckPendingRequests = function scheduleCheckPendingRequests(this: typeof proto) {
+    if (this.throttleCheckTimeoutId) return;
+    let scheduleAt = this.throttledUntil - Date.now();
+    if (this.pending.length > 0) scheduleAt = scheduleAt > 0 ? scheduleAt : 10;
+    else if (scheduleAt <= 0) return;
+    this.throttleCheckTimeoutId = setTimeout(() => {
+      this.throttleCheckTimeoutId = null;
+      this.checkPendingRequests();
+    }, scheduleAt);
+  };
 }

@@ -18,7 +18,6 @@
 // - kafkajs retries are short (a few hundred ms) so a send answers quickly while the broker
 //   is down; the delivery loop owns the long backoff and keeps counting in the meantime.
 
-import { createRequire } from 'node:module';
 import { promisify } from 'node:util';
 import { gzip, unzip } from 'node:zlib';
 // The Kafka sink: sends already-encoded messages and answers, as OpenTelemetry exporters
@@ -49,43 +48,9 @@ import kafkajs, {
   type ProducerBatch,
   type TopicMessages,
 } from 'kafkajs';
+import { fixKafkajsIdleTimer } from '../../common/kafka.js';
 import { createLogger } from '../../common/log.js';
 import type { QueuedMessage } from './pipeline/send-queue.js';
-
-/**
- * kafkajs 2.2.4 re-arms a 1 ms timer forever on every idle broker connection
- * (RequestQueue.scheduleCheckPendingRequests with throttledUntil = -1: tulios/kafkajs#1556,
- * #1704; fix proposed in PR #1667, never released). Measured here: ~1,600 event-loop wake-ups
- * per second and ~3.5% of a core with nothing to send. The replacement below is that fix:
- * with no pending request and no throttle there is nothing to check, so no timer is set (a
- * new request either goes out at once or lands in `pending` and schedules the check itself).
- */
-export function fixKafkajsIdleTimer(): void {
-  const require = createRequire(import.meta.url);
-  const RequestQueue = require('kafkajs/src/network/requestQueue/index.js') as {
-    prototype: {
-      throttledUntil: number;
-      pending: unknown[];
-      throttleCheckTimeoutId: NodeJS.Timeout | null;
-      checkPendingRequests(): void;
-      scheduleCheckPendingRequests(): void;
-      ktrailPatched?: boolean;
-    };
-  };
-  const proto = RequestQueue.prototype;
-  if (proto.ktrailPatched) return;
-  proto.ktrailPatched = true;
-  proto.scheduleCheckPendingRequests = function scheduleCheckPendingRequests(this: typeof proto) {
-    if (this.throttleCheckTimeoutId) return;
-    let scheduleAt = this.throttledUntil - Date.now();
-    if (this.pending.length > 0) scheduleAt = scheduleAt > 0 ? scheduleAt : 10;
-    else if (scheduleAt <= 0) return;
-    this.throttleCheckTimeoutId = setTimeout(() => {
-      this.throttleCheckTimeoutId = null;
-      this.checkPendingRequests();
-    }, scheduleAt);
-  };
-}
 
 const gzipAsync = promisify(gzip);
 const unzipAsync = promisify(unzip);

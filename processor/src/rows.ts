@@ -113,7 +113,9 @@ export function buildRow(
   for (let i = 0; i < plan.length; i += 2) {
     const v = ev[plan[i] as string];
     // u64 as decimal text: JSON has no 64-bit integers, ClickHouse parses it exactly.
-    row[plan[i + 1] as string] = typeof v === 'bigint' ? String(v) : v;
+    // Arrays of u64 (block latency histogram) likewise, element by element.
+    row[plan[i + 1] as string] =
+      typeof v === 'bigint' ? String(v) : Array.isArray(v) && typeof v[0] === 'bigint' ? v.map(String) : v;
   }
   return row;
 }

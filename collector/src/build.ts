@@ -2,6 +2,7 @@
 // the source (kernel or replay), the decoder, map/memory samplers and the container
 // metadata registry. The CLI, the integration tests and the benchmark all build through
 // here, so they run the same pipeline; tests and the benchmark pass their own source.
+import { existsSync } from 'node:fs';
 import type { Registry } from 'prom-client';
 import type { KtrailConfig } from '../../common/config.js';
 import { ConfigError } from '../../common/errors.js';
@@ -24,7 +25,7 @@ import {
   type Sampler,
 } from './collector.js';
 import type { CgroupResolver } from './containers/cgroup-resolver.js';
-import type { ContainerRecord } from './containers/types.js';
+import type { ContainerRecord, MetadataProvider } from './containers/types.js';
 import { createKafkaSink, type MessageSink } from './kafka-sink.js';
 import { createDecoder } from './kernel/decode.js';
 import { createReplaySource, type ReplaySource } from './kernel/replay-source.js';
@@ -175,6 +176,27 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
       import('./containers/cgroup-resolver.js'),
       import('./containers/providers/docker.js'),
     ]);
+    // Runtimes present on this node: a socket that exists (Docker, containerd), and the
+    // node-scoped pod watch when collector.kubernetes is on.
+    const providerFactories: Array<(cgroups: CgroupResolver) => Promise<MetadataProvider>> = [];
+    if (existsSync(settings.dockerSocket))
+      providerFactories.push(async (cgroups) =>
+        createDockerProvider({ socketPath: settings.dockerSocket, node: config.node, cgroups }),
+      );
+    if (existsSync(settings.containerdSocket))
+      providerFactories.push(async (cgroups) =>
+        (await import('./containers/providers/containerd.js')).createContainerdProvider({
+          socketPath: settings.containerdSocket,
+          node: config.node,
+          cgroups,
+        }),
+      );
+    if (settings.kubernetes)
+      providerFactories.push(async () =>
+        (await import('./containers/providers/kubernetes.js')).createKubernetesProvider({
+          node: config.node,
+        }),
+      );
     const cgroupRoot = settings.cgroupRoot;
     resolver = await CgroupResolver.create(cgroupRoot === undefined ? {} : { mountPoint: cgroupRoot });
     const r = resolver;
@@ -182,12 +204,11 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
     let registry: InstanceType<typeof ContainerRegistry> | undefined;
     containers = {
       async start(onRecord) {
+        const providers = await Promise.all(providerFactories.map((make) => make(r)));
         registry = new ContainerRegistry({
           node: config.node,
           resolver: r,
-          providers: [
-            createDockerProvider({ socketPath: settings.dockerSocket, node: config.node, cgroups: r }),
-          ],
+          providers,
           bootToWallNs: (ns) => ns + clock.wallMinusBootNs(),
           onRecord(record) {
             // The memory sampler reads the cgroups of live containers.

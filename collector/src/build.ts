@@ -2,7 +2,7 @@
 // the source (kernel or replay), the decoder, map/memory samplers and the container
 // metadata registry. The CLI, the integration tests and the benchmark all build through
 // here, so they run the same pipeline; tests and the benchmark pass their own source.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { Registry } from 'prom-client';
 import type { KtrailConfig } from '../../common/config.js';
 import { ConfigError } from '../../common/errors.js';
@@ -201,6 +201,7 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
     resolver = await CgroupResolver.create(cgroupRoot === undefined ? {} : { mountPoint: cgroupRoot });
     const r = resolver;
     const mount = r.hierarchy.mountPoint;
+    const memoryRoot = memoryHierarchyRoot(mount);
     let registry: InstanceType<typeof ContainerRegistry> | undefined;
     containers = {
       async start(onRecord) {
@@ -217,7 +218,7 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
               else
                 memoryTargets.set(record.cgroupId, {
                   cgroupId: record.cgroupId,
-                  dir: mount + record.cgroupPath,
+                  dir: memoryRoot + record.cgroupPath,
                 });
             }
             onRecord(record);
@@ -339,4 +340,27 @@ function cgroupObserver(resolver: CgroupResolver): (events: KtrailEvent[]) => vo
         });
     }
   };
+}
+
+/**
+ * Where memory.* files live for a cgroup path: the v2 mount when it has the memory
+ * controller, else (hybrid hosts such as these: v2 without controllers) the v1 memory
+ * hierarchy, where runtimes create the same relative path (/docker/<id>, /kubepods/...).
+ */
+function memoryHierarchyRoot(v2Mount: string): string {
+  const controllers = readFileOr(`${v2Mount}/cgroup.controllers`);
+  if (controllers.split(/\s+/).includes('memory')) return v2Mount;
+  for (const line of readFileOr('/proc/self/mounts').split('\n')) {
+    const [, mountPoint, fsType, options] = line.split(' ');
+    if (fsType === 'cgroup' && options?.split(',').includes('memory') && mountPoint) return mountPoint;
+  }
+  return v2Mount;
+}
+
+function readFileOr(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
 }

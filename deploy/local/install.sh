@@ -50,12 +50,14 @@ if [ ! -d /sys/kernel/tracing/events ]; then
   mount -t tracefs nodev /sys/kernel/tracing || say "WARNING: could not mount tracefs (tracepoints will not attach)"
 fi
 
-# npm ci only when the lock file changed since the last install.
+# npm packages, only when the lock file changed since the last install. `npm install`
+# (which keeps to the lock) rather than `npm ci`: chdb lists optional per-platform packages
+# that the registry does not serve (darwin, arm64), and npm 11's `ci` refuses such a lock.
 stamp="node_modules/.ktrail-lock.sha"
 lock_sha="$(sha256sum package-lock.json | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$lock_sha" ]; then
-  say "npm ci"
-  npm ci --no-audit --no-fund --loglevel=error
+  say "npm install (from package-lock.json)"
+  npm install --no-audit --no-fund --loglevel=error
   echo "$lock_sha" >"$stamp"
 else
   say "npm packages: up to date"

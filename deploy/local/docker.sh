@@ -65,6 +65,13 @@ cmd_start() {
     say "start: removing stale /var/run/docker.pid"
     rm -f /var/run/docker.pid
   fi
+  # dockerd uses a system containerd when its socket exists; a socket left by a killed
+  # containerd (a previous session) would leave dockerd waiting on nothing.
+  local csock=/run/containerd/containerd.sock
+  if [ -S "$csock" ] && ! timeout 5 ctr --address "$csock" version >/dev/null 2>&1; then
+    say "start: removing stale $csock (no containerd answers on it)"
+    rm -f "$csock"
+  fi
   say "start: dockerd --iptables=false --bridge=none --ip-masq=false -H unix://$SOCK (log: $LOG)"
   # setsid: dockerd must outlive this script and the test runner that called it.
   setsid dockerd --iptables=false --ip6tables=false --bridge=none --ip-masq=false \

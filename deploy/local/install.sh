@@ -16,7 +16,8 @@ APT_PACKAGES=(
   docker.io containerd runc busybox-static                                              # container tests
   openjdk-17-jdk-headless maven                                                         # Kafka broker; javac for the Avro interop test
   clickhouse-server                                                                     # HTTP transport tests
-  iproute2 procps util-linux                                                            # ss, pgrep, mount
+  curl openssl                                                                          # clickhouse-server.sh (health, test CA)
+  iproute2 procps util-linux                                                            # ss, pgrep, mount, flock, setsid
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -64,15 +65,15 @@ else
 fi
 
 bash deploy/local/kafka.sh install
+bash schemas/interop/install.sh
 
 if [ "${KTRAIL_SKIP_BUILD:-0}" != 1 ]; then
-  say "build: eBPF objects (make -C bpf)"
-  make -C bpf --no-print-directory
-  if [ ! -f native/build/Release/ktrail_native.node ] || [ -n "$(find native/src native/binding.gyp -newer native/build/Release/ktrail_native.node 2>/dev/null | head -1)" ]; then
-    say "build: native addon (node-gyp)"
-    # Offline: the Node headers come from the machine's Node (/usr/include/node), not nodejs.org.
-    nodedir="$(dirname "$(dirname "$(command -v node)")")"
-    npx node-gyp rebuild --directory native --nodedir="$nodedir" --loglevel=warn
+  say "build: eBPF objects (npm run build:bpf)"
+  npm run --silent build:bpf
+  if [ ! -f native/build/Release/ktrail_native.node ] || [ -n "$(find native/src native/test native/Makefile native/binding.gyp -newer native/build/Release/ktrail_native.node 2>/dev/null | head -1)" ]; then
+    # Offline: the script builds against this Node's own headers, never nodejs.org.
+    say "build: native addon (npm run build:native)"
+    npm run --silent build:native
   else
     say "build: native addon up to date"
   fi

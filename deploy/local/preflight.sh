@@ -22,7 +22,7 @@ check btf '[ -r /sys/kernel/btf/vmlinux ]' "/sys/kernel/btf/vmlinux" "kernel BTF
 check tracefs '[ -d /sys/kernel/tracing/events ]' "/sys/kernel/tracing mounted" "tracefs not mounted: tracepoints cannot attach" "mount -t tracefs nodev /sys/kernel/tracing"
 check cgroup2 'grep -q " cgroup2 " /proc/mounts' "cgroup v2 at $(awk '$3=="cgroup2"{print $2; exit}' /proc/mounts)" "no cgroup v2 mount: per-cgroup ids need it" "mount -t cgroup2 none /sys/fs/cgroup/unified"
 check node 'node -e "process.exit(+process.versions.node.split(\".\")[0] >= 20 ? 0 : 1)"' "node $(node --version 2>/dev/null)" "Node.js >= 20 missing" "apt-get install nodejs (>= 20) or use the machine's Node 20"
-check java 'java -version 2>&1 | grep -Eq "version \"(1[7-9]|2[0-9])"' "$(java -version 2>&1 | head -1)" "Java >= 17 missing (Kafka broker)" "apt-get install -y openjdk-17-jre-headless"
+check java 'java -version 2>&1 | grep -Eq "version \"(1[7-9]|2[0-9])"' "$(java -version 2>&1 | head -1)" "Java >= 17 missing (Kafka broker)" "apt-get install -y openjdk-17-jdk-headless"
 check maven 'command -v mvn' "$(mvn -v 2>/dev/null | head -1 | sed 's/\x1b\[[0-9;]*m//g')" "Maven missing (resolves the Kafka broker jars)" "apt-get install -y maven"
 check clang 'command -v clang' "$(clang --version 2>/dev/null | head -1)" "clang missing (compiles bpf/)" "apt-get install -y clang llvm"
 check bpftool 'command -v bpftool' "$(command -v bpftool)" "bpftool missing (vmlinux.h)" "apt-get install -y bpftool"

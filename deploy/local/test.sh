@@ -2,7 +2,7 @@
 # The full test suite: lint, type check, then every vitest project (unit, integration, e2e)
 # against the real services, which the suite's global setup starts. Ends with one plain
 # summary line ("N passed, N failed, N skipped").
-# KTRAIL_REQUIRE_REAL=1 turns every skipped real-component test into a failure (CI sets it).
+# No test skips: one whose real component is missing fails and says what is missing.
 #   deploy/local/test.sh [vitest args...]
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -14,7 +14,7 @@ npx biome check . || exit 1
 echo "[test] types: tsc --noEmit"
 npx tsc -p tsconfig.json || exit 1
 
-echo "[test] vitest (KTRAIL_REQUIRE_REAL=${KTRAIL_REQUIRE_REAL:-0})"
+echo "[test] vitest"
 npx vitest run --reporter=default --reporter=json --outputFile.json=.cache/vitest-report.json "$@"
 status=$?
 node -e '

@@ -1,22 +1,15 @@
 #!/usr/bin/env bash
-# Installs what test/unit/avro-java-interop.test.ts needs: a JDK (the test runs a one-file
-# Java program, which needs the compiler) and Apache Avro for Java from Maven Central, copied
-# into .cache/avro-java. Idempotent: skips what is already there. The interop test runs it
-# itself with KTRAIL_INTEROP_NO_APT=1 (jars only) when the jars are missing.
+# Fetches Apache Avro for Java from Maven Central into .cache/avro-java for
+# test/unit/avro-java-interop.test.ts (which also needs a JDK: the test runs a one-file Java
+# program). Run by deploy/local/install.sh, which installs the JDK and Maven. Idempotent.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 LIBS=$ROOT/.cache/avro-java
 say() { echo "[schemas/interop] $*"; }
 
-if [ "${KTRAIL_INTEROP_NO_APT:-0}" = 1 ]; then
-  say "KTRAIL_INTEROP_NO_APT=1: not installing Debian packages"
-elif ! command -v javac >/dev/null || ! command -v mvn >/dev/null; then
-  say "installing openjdk-17-jdk-headless and maven (apt)"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y openjdk-17-jdk-headless maven
-else
-  say "javac and mvn present, skipping apt"
-fi
+command -v javac >/dev/null && command -v mvn >/dev/null ||
+  { echo "[schemas/interop] needs javac and mvn: run deploy/local/install.sh" >&2; exit 1; }
 
 want=$(sha256sum "$HERE/pom.xml" | cut -d' ' -f1)
 if [ -f "$LIBS/.pom.sha256" ] && [ "$(cat "$LIBS/.pom.sha256")" = "$want" ]; then

@@ -24,7 +24,7 @@ function hasCommand(cmd: string): boolean {
 /** Undefined when the BPF toolchain (clang, bpftool, make) is present, else why not. */
 export function missingBpfToolchain(): string | undefined {
   for (const cmd of ['clang', 'bpftool', 'make'])
-    if (!hasCommand(cmd)) return `needs ${cmd} (bpf/install-deps.sh)`;
+    if (!hasCommand(cmd)) return `needs ${cmd} (deploy/local/install.sh)`;
   if (!existsSync('/sys/kernel/btf/vmlinux')) return 'needs kernel BTF (/sys/kernel/btf/vmlinux) to build';
   return undefined;
 }

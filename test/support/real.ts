@@ -1,25 +1,21 @@
 // Gate for tests that need a real component (root, eBPF, Docker, Kafka, ClickHouse).
-// On a laptop such a test skips and says why; with KTRAIL_REQUIRE_REAL=1 (CI) a missing
-// component fails the test instead, so CI can never pass by skipping.
+// Nothing is ever skipped: a missing component fails the test with the reason and how to
+// get it (./ktrail test installs and starts everything), so no run passes by skipping.
 import { it } from 'vitest';
-
-export const requireReal = process.env.KTRAIL_REQUIRE_REAL === '1';
 
 type TestFn = () => unknown;
 
 /**
- * `itReal(missing)(name, fn, timeout?)`: a normal test when `missing` is undefined;
- * otherwise skipped with the reason in its name, or failing with the reason under
- * KTRAIL_REQUIRE_REAL=1.
+ * `itReal(missing)(name, fn, timeout?)`: a normal test when `missing` is undefined; otherwise
+ * a test that fails with the reason.
  */
 export function itReal(missing: string | undefined) {
   return (name: string, fn: TestFn, timeout?: number): void => {
     if (missing === undefined) it(name, fn, timeout);
-    else if (requireReal)
+    else
       it(name, () => {
-        throw new Error(`required real component missing: ${missing}`);
+        throw new Error(`required real component missing: ${missing} (./ktrail test sets everything up)`);
       });
-    else it.skip(`${name} [skipped: ${missing}]`, fn);
   };
 }
 

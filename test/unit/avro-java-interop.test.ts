@@ -3,8 +3,8 @@
 // single-object golden messages (its decoder checks the header and fingerprint itself), and
 // what Java writes back decodes in ktrail to the same values (byte-identical when the schema
 // has no map: Java's HashMap reorders map entries). Needs a JDK and the Avro jars:
-// schemas/interop/install.sh. The test fetches missing jars itself (fresh clone); without a
-// JDK it skips with that reason, or fails under KTRAIL_REQUIRE_REAL=1.
+// deploy/local/install.sh installs both (through schemas/interop/install.sh); without them
+// the test fails and says what is missing.
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { promisify } from 'node:util';
@@ -12,33 +12,18 @@ import { describe, expect, it } from 'vitest';
 import { HISTORY_DIR, SCHEMA_NAMES } from '../../schemas/catalog.js';
 import { catalog, createSchemaResolver } from '../../schemas/codec.js';
 import { GOLDEN_DIR, readGoldenValue } from '../../schemas/golden.js';
-import { requireReal } from '../support/real.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const JARS = `${ROOT}.cache/avro-java`;
 
+/** What is missing for this test; deploy/local/install.sh (./ktrail test) installs both. */
 function missingJava(): string | undefined {
   const hasJar = existsSync(JARS) && readdirSync(JARS).some((f) => /^avro-\d.*\.jar$/.test(f));
   const hasJavac =
     ['/usr/bin/javac', '/usr/local/bin/javac'].some((p) => existsSync(p)) || process.env.JAVA_HOME;
-  if (!hasJavac) return 'needs a JDK (javac): run schemas/interop/install.sh';
-  if (!hasJar) return 'needs Apache Avro for Java in .cache/avro-java: run schemas/interop/install.sh';
+  if (!hasJavac) return 'needs a JDK (javac): run deploy/local/install.sh';
+  if (!hasJar) return 'needs Apache Avro for Java in .cache/avro-java: run deploy/local/install.sh';
   return undefined;
-}
-
-/** Fetches the jars (not Debian packages) when only they are missing, as on a fresh clone. */
-async function provisionJava(): Promise<string | undefined> {
-  const missing = missingJava();
-  if (missing === undefined || missing.startsWith('needs a JDK')) return missing;
-  try {
-    await promisify(execFile)('bash', [`${ROOT}schemas/interop/install.sh`], {
-      env: { ...process.env, KTRAIL_INTEROP_NO_APT: '1' },
-      timeout: 300_000,
-    });
-  } catch (err) {
-    return `${missing} (automatic fetch failed: ${(err as Error).message.split('\n')[0]})`;
-  }
-  return missingJava();
 }
 
 interface JavaResult {
@@ -51,12 +36,9 @@ interface JavaResult {
 }
 
 describe('Apache Avro for Java agrees', () => {
-  it('canonical form, fingerprint, single-object decoding and re-encoding of every schema', async (ctx) => {
-    const missing = await provisionJava();
-    if (missing !== undefined) {
-      if (requireReal) throw new Error(`required real component missing: ${missing}`);
-      ctx.skip(missing);
-    }
+  it('canonical form, fingerprint, single-object decoding and re-encoding of every schema', async () => {
+    const missing = missingJava();
+    if (missing !== undefined) throw new Error(`required component missing: ${missing}`);
     const args = SCHEMA_NAMES.flatMap((name) => {
       const version = catalog().current[name].version;
       return [`${HISTORY_DIR}${name}/v${version}.avsc`, `${GOLDEN_DIR}${name}.bin`];

@@ -20,25 +20,6 @@
 
 import { promisify } from 'node:util';
 import { gzip, unzip } from 'node:zlib';
-// The Kafka sink: sends already-encoded messages and answers, as OpenTelemetry exporters
-// do, { status: 'success' | 'failure' | 'retryable' }. It owns no buffer and no retry
-// loop: the delivery loop (pipeline/delivery.ts) keeps messages until 'success', backs
-// off on 'retryable' and drops (counted) on 'failure'.
-//
-// Producer settings and why:
-// - idempotent: true, acks = -1 (all in-sync replicas), maxInFlightRequests = 1: what
-//   kafkajs needs for its idempotent producer (it is documented there as experimental).
-//   The broker then discards kafkajs' own internal retries of a batch it already wrote.
-//   A send that we repeat after a failure is a new batch to kafkajs, so a duplicate is
-//   still possible when a write landed but its acknowledgement was lost; the envelope's
-//   (node, bootId, sequence) makes such duplicates visible and removable downstream.
-// - gzip: the only codec built into kafkajs. zstd, lz4 and snappy need codec plugins with
-//   native or extra packages, which the collector would then have to build per node.
-//   Level 1 instead of zlib's default 6: on Avro batches it costs about half the CPU for
-//   about 3% more bytes (measured: 50.8% vs 47.6% of the raw size), and gzip is the largest
-//   CPU cost of the collector after Avro encoding. Any gzip reader decodes either level.
-// - kafkajs retries are short (a few hundred ms) so a send answers quickly while the broker
-//   is down; the delivery loop owns the long backoff and keeps counting in the meantime.
 import kafkajs, {
   CompressionTypes,
   type ICustomPartitioner,

@@ -7,9 +7,8 @@
 //   npx tsx schemas/golden.ts --samples  also rewrite the .json files from schemas/samples.ts
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { loadCurrentSchemas, loadHistorySchemas, SCHEMA_NAMES, type SchemaName } from './catalog.js';
-import { createEncoder } from './codec.js';
-import { parsingCanonicalForm } from './fingerprint.js';
+import { SCHEMA_NAMES, type SchemaName } from './catalog.js';
+import { catalog, createEncoder } from './codec.js';
 import { fromFixtureJson, toFixtureJson } from './fixture-json.js';
 import { SAMPLES } from './samples.js';
 
@@ -26,7 +25,6 @@ export function readGoldenValue(name: SchemaName): unknown {
 export function regenerateGolden(fromSamples: boolean): string[] {
   mkdirSync(GOLDEN_DIR, { recursive: true });
   const written: string[] = [];
-  const current = loadCurrentSchemas();
   for (const name of SCHEMA_NAMES) {
     const paths = goldenPaths(name);
     if (fromSamples || !existsSync(paths.json)) {
@@ -37,11 +35,10 @@ export function regenerateGolden(fromSamples: boolean): string[] {
     const bytes = createEncoder(name).encode(value);
     writeFileSync(paths.bin, bytes);
     written.push(paths.bin);
-    const latest = loadHistorySchemas(name).at(-1);
-    const released =
-      latest !== undefined && parsingCanonicalForm(latest.schema) === parsingCanonicalForm(current[name]);
-    const versioned = `${GOLDEN_DIR}${name}.v${latest?.version}.bin`;
-    if (released && !existsSync(versioned)) {
+    // A released schema goes by its version number; 'current' means unreleased.
+    const { version } = catalog().current[name];
+    const versioned = `${GOLDEN_DIR}${name}.v${version}.bin`;
+    if (typeof version === 'number' && !existsSync(versioned)) {
       writeFileSync(versioned, bytes);
       written.push(versioned);
     }

@@ -17,6 +17,7 @@ import { parseCgroupPath } from '../cgroup-path.js';
 import type { ContainerRecord, ContainerState, MetadataProvider } from '../types.js';
 import { wallNs } from '../types.js';
 import type { CgroupLookup } from './docker.js';
+import { createReconnector } from './reconnect.js';
 
 const log = createLogger('collector.containers.containerd');
 
@@ -148,15 +149,11 @@ export function createContainerdProvider(options: ContainerdProviderOptions = {}
   const socketPath = options.socketPath ?? '/run/containerd/containerd.sock';
   const node = options.node ?? hostname();
   const skip = new Set(options.skipNamespaces ?? ['moby']);
-  const minBackoff = options.minBackoffMs ?? 500;
-  const maxBackoff = options.maxBackoffMs ?? 30_000;
   let clients: Clients | undefined;
   let stream: grpc.ClientReadableStream<Envelope> | undefined;
   let onRecord: (r: ContainerRecord) => void = () => {};
   let stopped = false;
   let connected = false;
-  let reconnects = 0;
-  let retryTimer: NodeJS.Timeout | undefined;
   const known = new Map<string, ContainerRecord>(); // key: namespace/id
 
   function makeClients(): Clients {
@@ -364,7 +361,7 @@ export function createContainerdProvider(options: ContainerdProviderOptions = {}
         { why, err: (err as Error | undefined)?.message },
         'containerd event stream lost; reconnecting',
       );
-      scheduleReconnect(minBackoff);
+      reconnector.schedule();
     };
     s.on('error', (err) => lost('error', err));
     s.on('end', () => lost('end'));
@@ -377,32 +374,29 @@ export function createContainerdProvider(options: ContainerdProviderOptions = {}
     connected = true;
   }
 
-  function scheduleReconnect(delay: number): void {
-    if (stopped) return;
-    retryTimer = setTimeout(async () => {
-      retryTimer = undefined;
-      try {
-        await connect();
-        reconnects++;
-        log.info({ reconnects }, 'containerd reconnected');
-      } catch (err) {
-        const s = stream;
-        stream = undefined;
-        s?.cancel();
-        const next = Math.min(delay * 2, maxBackoff);
-        log.warn({ err: (err as Error).message, retryInMs: next }, 'containerd not reachable; retrying');
-        scheduleReconnect(next);
-      }
-    }, delay);
-    retryTimer.unref();
+  /** Cancels the event stream (a failed connect, or stop()). */
+  function dropStream(): void {
+    const s = stream;
+    stream = undefined;
+    s?.cancel();
   }
+
+  const reconnector = createReconnector({
+    what: 'containerd',
+    log,
+    minBackoffMs: options.minBackoffMs ?? 500,
+    maxBackoffMs: options.maxBackoffMs ?? 30_000,
+    stopped: () => stopped,
+    connect,
+    onFailure: dropStream,
+  });
 
   return {
     get connected() {
       return connected;
     },
     get reconnects() {
-      return reconnects;
+      return reconnector.reconnects;
     },
     async start(cb) {
       onRecord = cb;
@@ -410,19 +404,16 @@ export function createContainerdProvider(options: ContainerdProviderOptions = {}
       try {
         await connect();
       } catch (err) {
-        stream?.cancel();
-        stream = undefined;
+        dropStream();
         throw err;
       }
       log.info({ socketPath, node, containers: known.size }, 'containerd provider started');
     },
     async stop() {
       stopped = true;
-      if (retryTimer) clearTimeout(retryTimer);
-      const s = stream;
-      stream = undefined;
+      reconnector.cancel();
       connected = false;
-      s?.cancel();
+      dropStream();
       if (clients) for (const client of Object.values(clients)) (client as grpc.Client).close();
       clients = undefined;
     },

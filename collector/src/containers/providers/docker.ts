@@ -16,6 +16,7 @@ import {
   rfc3339ToNs,
   wallNs,
 } from '../types.js';
+import { createReconnector } from './reconnect.js';
 
 const log = createLogger('collector.containers.docker');
 
@@ -54,15 +55,11 @@ export function createDockerProvider(options: DockerProviderOptions = {}): Metad
 } {
   const socketPath = options.socketPath ?? '/var/run/docker.sock';
   const node = options.node ?? hostname();
-  const minBackoff = options.minBackoffMs ?? 500;
-  const maxBackoff = options.maxBackoffMs ?? 30_000;
   const docker = new Docker({ socketPath });
   let onRecord: (r: ContainerRecord) => void = () => {};
   let stopped = false;
   let connected = false;
-  let reconnects = 0;
   let stream: NodeJS.ReadableStream | undefined;
-  let retryTimer: NodeJS.Timeout | undefined;
   let lastEventSec = 0;
   let cgroupDriver = 'cgroupfs';
   // Last record per container, so a die/rename keeps what the start knew.
@@ -243,28 +240,11 @@ export function createDockerProvider(options: DockerProviderOptions = {}): Metad
       connected = false;
       if (stopped) return;
       log.warn({ err, why }, 'docker events stream lost; reconnecting');
-      scheduleReconnect(minBackoff);
+      reconnector.schedule();
     };
     s.on('end', () => lost('end'));
     s.on('close', () => lost('close'));
     s.on('error', (err) => lost('error', err));
-  }
-
-  function scheduleReconnect(delay: number): void {
-    if (stopped) return;
-    retryTimer = setTimeout(async () => {
-      retryTimer = undefined;
-      try {
-        await connect();
-        reconnects++;
-        log.info({ reconnects }, 'docker events stream reconnected');
-      } catch (err) {
-        const next = Math.min(delay * 2, maxBackoff);
-        log.warn({ err: (err as Error).message, retryInMs: next }, 'docker not reachable; retrying');
-        scheduleReconnect(next);
-      }
-    }, delay);
-    retryTimer.unref();
   }
 
   async function connect(): Promise<void> {
@@ -276,12 +256,21 @@ export function createDockerProvider(options: DockerProviderOptions = {}): Metad
     await listAll();
   }
 
+  const reconnector = createReconnector({
+    what: 'docker',
+    log,
+    minBackoffMs: options.minBackoffMs ?? 500,
+    maxBackoffMs: options.maxBackoffMs ?? 30_000,
+    stopped: () => stopped,
+    connect,
+  });
+
   return {
     get connected() {
       return connected;
     },
     get reconnects() {
-      return reconnects;
+      return reconnector.reconnects;
     },
     async start(cb) {
       onRecord = cb;
@@ -291,7 +280,7 @@ export function createDockerProvider(options: DockerProviderOptions = {}): Metad
     },
     async stop() {
       stopped = true;
-      if (retryTimer) clearTimeout(retryTimer);
+      reconnector.cancel();
       const s = stream;
       stream = undefined;
       connected = false;

@@ -82,20 +82,28 @@ const CONTENT_ERRORS = new Set([
 interface KafkaJsErrorShape {
   name?: string;
   type?: string;
-  retriable?: boolean;
+  message?: string;
   cause?: unknown;
   originalError?: unknown;
 }
 
-/** The deepest kafkajs error type in a chain (NumberOfRetriesExceeded wraps the real one). */
+/** The error and what it wraps (NumberOfRetriesExceeded wraps the real one), at most 5 deep. */
+function errorChain(err: unknown): KafkaJsErrorShape[] {
+  const chain: KafkaJsErrorShape[] = [];
+  for (let current = err; chain.length < 5 && current !== undefined && current !== null; ) {
+    const e = current as KafkaJsErrorShape;
+    chain.push(e);
+    current = e.originalError ?? e.cause;
+  }
+  return chain;
+}
+
+/** Every kafkajs error type and name in the chain, outermost first. */
 function errorTypes(err: unknown): string[] {
   const types: string[] = [];
-  let current: unknown = err;
-  for (let depth = 0; depth < 5 && current !== undefined && current !== null; depth++) {
-    const e = current as KafkaJsErrorShape;
+  for (const e of errorChain(err)) {
     if (typeof e.type === 'string') types.push(e.type);
     if (typeof e.name === 'string') types.push(e.name);
-    current = e.originalError ?? e.cause;
   }
   return types;
 }
@@ -105,14 +113,9 @@ const NOT_SENT =
   /ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ENETUNREACH|connect ETIMEDOUT|producer is disconnected|BrokerNotFound|There is no leader|not the leader|UNKNOWN_TOPIC_OR_PARTITION|does not host this topic-partition/i;
 
 function errorText(err: unknown): string {
-  let text = '';
-  let current: unknown = err;
-  for (let depth = 0; depth < 5 && current !== undefined && current !== null; depth++) {
-    const e = current as KafkaJsErrorShape & { message?: string };
-    text += ` ${e.name ?? ''} ${e.type ?? ''} ${e.message ?? ''}`;
-    current = e.originalError ?? e.cause;
-  }
-  return text;
+  return errorChain(err)
+    .map((e) => ` ${e.name ?? ''} ${e.type ?? ''} ${e.message ?? ''}`)
+    .join('');
 }
 
 /** False only when the error shows the request was never written (safe to count as not delivered). */

@@ -113,8 +113,6 @@ export interface KernelCapture {
 
 interface NativeAddon {
   Capture: new (settings: CaptureSettings, onBatch: BatchHandler) => KernelCapture;
-  probeFeatures(): KernelFeatures;
-  libbpfVersion: string;
 }
 
 let cached: NativeAddon | undefined;
@@ -130,10 +128,6 @@ export function loadAddon(): NativeAddon {
   const require = createRequire(import.meta.url);
   cached = require(addonPath) as NativeAddon;
   return cached;
-}
-
-export function probeFeatures(): KernelFeatures {
-  return loadAddon().probeFeatures();
 }
 
 /** Undefined when this process can load BPF programs, else why not (for tests and the CLI). */

@@ -215,8 +215,7 @@ void Capture::Open() {
   for (const auto& path : settings_.objects) {
     ObjectState os;
     os.path = path;
-    std::string log;
-    if (OpenObject(os, log)) {
+    if (OpenObject(os)) {
       bpf_program* p;
       bpf_object__for_each_program(p, os.obj) {
         std::string name = bpf_program__name(p);
@@ -265,12 +264,12 @@ void Capture::Open() {
   }
 }
 
-bool Capture::OpenObject(ObjectState& os, std::string& log) {
+bool Capture::OpenObject(ObjectState& os) {
   LibbpfLogCapture cap;
   os.obj = bpf_object__open_file(os.path.c_str(), nullptr);
   if (os.obj == nullptr) {
     int err = errno;
-    log = cap.Take();
+    std::string log = cap.Take();
     os.error = "open failed: " + ErrnoText(err) + (log.empty() ? "" : "\n" + Tail(log));
     return false;
   }
@@ -360,10 +359,7 @@ void Capture::LoadObject(ObjectState& os) {
   // A program the verifier refuses is reported and the object is reloaded without it, so one
   // kernel incompatibility costs one program, not the whole concern.
   for (int attempt = 0; attempt < 64; attempt++) {
-    if (os.obj == nullptr) {
-      std::string log;
-      if (!OpenObject(os, log)) return;
-    }
+    if (os.obj == nullptr && !OpenObject(os)) return;
     PrepareObject(os);
     if (!os.error.empty()) break;
     size_t selected = 0;

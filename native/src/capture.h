@@ -81,7 +81,7 @@ class Capture : public Napi::ObjectWrap<Capture> {
 
   // Open sequence.
   void Open();
-  bool OpenObject(ObjectState& os, std::string& log);
+  bool OpenObject(ObjectState& os);
   void CreateSharedMaps();
   void PrepareObject(ObjectState& os);
   void LoadObject(ObjectState& os);

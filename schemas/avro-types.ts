@@ -10,6 +10,7 @@
 //     its branch from the event's `kind` and sets `kind` when reading, so a decoded kernel
 //     event goes into an EventBatch as is and comes out with the same shape.
 import avsc from 'avsc';
+import { fullName } from './fingerprint.js';
 
 type Tap = { buf: Buffer; pos: number; readLong(): number; writeLong(n: number): void };
 type AvroType = avsc.Type;
@@ -135,9 +136,7 @@ export function registerKinds(schema: unknown): void {
   const s = schema as Record<string, unknown>;
   const kind = s['ktrail.kind'];
   if (typeof kind === 'string' && typeof s.name === 'string') {
-    const full =
-      s.name.includes('.') || typeof s.namespace !== 'string' ? s.name : `${s.namespace}.${s.name}`;
-    KIND_BY_RECORD.set(full, kind);
+    KIND_BY_RECORD.set(fullName(s.name, typeof s.namespace === 'string' ? s.namespace : undefined), kind);
   }
   for (const key of ['type', 'fields', 'items', 'values'] as const) registerKinds(s[key]);
 }
@@ -153,9 +152,7 @@ function isEventUnion(schema: unknown): boolean {
       typeof branch === 'string'
         ? branch
         : typeof branch === 'object' && branch !== null && typeof branch['ktrail.kind'] === 'string'
-          ? branch.namespace
-            ? `${branch.namespace}.${branch.name}`
-            : branch.name
+          ? fullName(branch.name, branch.namespace)
           : undefined;
     return name !== undefined && KIND_BY_RECORD.has(name);
   });

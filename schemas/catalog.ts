@@ -5,7 +5,13 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type avsc from 'avsc';
 import { compileSchema } from './avro-types.js';
-import { fingerprint64, parsingCanonicalForm } from './fingerprint.js';
+import {
+  fingerprint64,
+  fingerprintBytes,
+  fullName,
+  namespaceOf,
+  parsingCanonicalForm,
+} from './fingerprint.js';
 
 export const SCHEMA_NAMES = ['EventBatch', 'ContainerRecord', 'CollectorStats', 'DeadLetter'] as const;
 export type SchemaName = (typeof SCHEMA_NAMES)[number];
@@ -35,16 +41,12 @@ function readJson(path: string): JsonObject {
   return JSON.parse(readFileSync(path, 'utf8')) as JsonObject;
 }
 
-function qualified(name: string, namespace: string | undefined): string {
-  return name.includes('.') || !namespace ? name : `${namespace}.${name}`;
-}
-
 /** Event record schemas from schemas/events/*.avsc, by full name. */
 export function loadEventDefinitions(): Map<string, JsonObject> {
   const defs = new Map<string, JsonObject>();
   for (const file of readdirSync(EVENTS_DIR).filter((f) => f.endsWith('.avsc'))) {
     const schema = readJson(`${EVENTS_DIR}${file}`);
-    defs.set(qualified(String(schema.name), schema.namespace as string | undefined), schema);
+    defs.set(fullName(String(schema.name), schema.namespace as string | undefined), schema);
   }
   return defs;
 }
@@ -57,7 +59,7 @@ export function expandSchema(schema: JsonObject, defs: Map<string, JsonObject>):
   const seen = new Set<string>();
   const walk = (node: unknown, namespace: string | undefined): unknown => {
     if (typeof node === 'string') {
-      const full = qualified(node, namespace);
+      const full = fullName(node, namespace);
       const def = defs.get(full);
       if (def === undefined || seen.has(full)) return node;
       seen.add(full);
@@ -68,10 +70,9 @@ export function expandSchema(schema: JsonObject, defs: Map<string, JsonObject>):
     const obj = { ...(node as JsonObject) };
     let ns = namespace;
     if (typeof obj.name === 'string' && ['record', 'error', 'enum', 'fixed'].includes(obj.type as string)) {
-      const full = qualified(obj.name, (obj.namespace as string | undefined) ?? namespace);
+      const full = fullName(obj.name, (obj.namespace as string | undefined) ?? namespace);
       seen.add(full);
-      const dot = full.lastIndexOf('.');
-      ns = dot < 0 ? undefined : full.slice(0, dot);
+      ns = namespaceOf(full);
     }
     for (const key of ['type', 'items', 'values'] as const) if (key in obj) obj[key] = walk(obj[key], ns);
     if (Array.isArray(obj.fields)) {
@@ -105,9 +106,7 @@ export function loadHistorySchemas(
 }
 
 export function fingerprintKey(fp: bigint): string {
-  const b = Buffer.alloc(8);
-  b.writeBigUInt64LE(fp);
-  return b.toString('hex');
+  return fingerprintBytes(fp).toString('hex');
 }
 
 export function describeVersion(

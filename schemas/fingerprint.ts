@@ -10,12 +10,13 @@ const PRIMITIVES = new Set(['null', 'boolean', 'int', 'long', 'float', 'double',
 const KEPT_ATTRIBUTES = ['name', 'type', 'fields', 'symbols', 'items', 'values', 'size'] as const;
 const NAMED = new Set(['record', 'error', 'enum', 'fixed']);
 
-function fullName(name: string, namespace: string | undefined): string {
+/** An Avro full name: `name` as is when it has a dot or there is no namespace. */
+export function fullName(name: string, namespace: string | undefined): string {
   if (name.includes('.') || namespace === undefined || namespace === '') return name;
   return `${namespace}.${name}`;
 }
 
-function namespaceOf(full: string): string | undefined {
+export function namespaceOf(full: string): string | undefined {
   const dot = full.lastIndexOf('.');
   return dot < 0 ? undefined : full.slice(0, dot);
 }

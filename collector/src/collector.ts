@@ -9,6 +9,7 @@
 //   captured = delivered + dropped(by reason) + pending.
 import type { Registry } from 'prom-client';
 import { createLogger } from '../../common/log.js';
+import type { CollectorStats } from '../../schemas/types.js';
 import { type Batcher, createBatcher } from './batcher.js';
 import type { BootClock } from './clock.js';
 import type { MessageSink } from './kafka-sink.js';
@@ -60,24 +61,6 @@ export interface ContainerFeed<R> {
   stop(): void | Promise<void>;
 }
 
-/** CollectorStats (schemas/CollectorStats.avsc), one per stats interval, as deltas. */
-export interface CollectorStatsRecord {
-  node: string;
-  bootId: string;
-  collectorVersion: string;
-  firstSequence: bigint | null;
-  lastSequence: bigint | null;
-  intervalStartNs: bigint;
-  intervalEndNs: bigint;
-  eventsByKind: Record<string, bigint>;
-  kernelDropsByProgram: Record<string, bigint>;
-  bufferDropsByReason: Record<string, bigint>;
-  malformedRecords: bigint;
-  eventsDelivered: bigint;
-  bytesSent: bigint;
-  oldestUnsentAgeMs: bigint;
-}
-
 export interface CollectorSettings {
   batchMaxEvents: number;
   batchMaxBytes: number;
@@ -105,7 +88,8 @@ export interface CollectorOptions<E extends KtrailEvent, R> {
   source: EventSource;
   decode: DecodeBatch<E>;
   encodeBatch: EncodeEventBatch<E>;
-  encodeStats: (record: CollectorStatsRecord) => Buffer;
+  /** CollectorStats (schemas/CollectorStats.avsc), one per stats interval, as deltas. */
+  encodeStats: (record: CollectorStats) => Buffer;
   sink: MessageSink;
   samplers?: Sampler<E>[];
   containers?: ContainerFeed<R>;
@@ -316,7 +300,7 @@ export function createCollector<E extends KtrailEvent, R>(options: CollectorOpti
       const d = counters.dropped[r] - last.dropped[r];
       if (d !== 0) bufferDrops[r] = BigInt(d);
     }
-    const record: CollectorStatsRecord = {
+    const record: CollectorStats = {
       node,
       bootId: clock.bootId,
       collectorVersion: options.collectorVersion,

@@ -96,6 +96,30 @@ export async function detectHierarchy(mountsFile = '/proc/self/mounts'): Promise
 }
 
 /**
+ * A process's cgroup path, from /proc/<pid>/cgroup: in the given hierarchy, else the v2 one
+ * (the `0::` line); '' when the process is gone or has no such line.
+ */
+export async function pathFromProc(pid: number, hierarchy?: HierarchyInfo): Promise<string> {
+  let text: string;
+  try {
+    text = await readFile(`/proc/${pid}/cgroup`, 'utf8');
+  } catch {
+    return '';
+  }
+  for (const line of text.split('\n')) {
+    const m = /^(\d+):([^:]*):(.*)$/.exec(line);
+    if (!m) continue;
+    const [, num, controllers, path] = m as unknown as [string, string, string, string];
+    const wanted =
+      hierarchy?.version === 1
+        ? controllers.split(',').includes(hierarchy.controller ?? '')
+        : num === '0' && controllers === '';
+    if (wanted) return path;
+  }
+  return '';
+}
+
+/**
  * A cut path's last component is partial (a cut container id would not parse, or worse, an
  * outer container would be taken for the cgroup): use the deepest complete ancestor until the
  * real path is known.

@@ -6,7 +6,6 @@
 //
 // Why not the `ctr` CLI: one process per lookup, no event stream worth the name (`ctr events`
 // prints text), and its output format is not an API.
-import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
@@ -14,6 +13,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
 import { createLogger } from '../../../../common/log.js';
 import { parseCgroupPath } from '../cgroup-path.js';
+import { pathFromProc } from '../cgroup-resolver.js';
 import type { ContainerRecord, ContainerState, MetadataProvider } from '../types.js';
 import { wallNs } from '../types.js';
 import type { CgroupLookup } from './docker.js';
@@ -425,13 +425,4 @@ function keepTimes(prev: ContainerRecord | undefined): Partial<ContainerRecord> 
   if (prev?.startedAtNs !== undefined) out.startedAtNs = prev.startedAtNs;
   if (prev?.stoppedAtNs !== undefined) out.stoppedAtNs = prev.stoppedAtNs;
   return out;
-}
-
-async function pathFromProc(pid: number): Promise<string> {
-  try {
-    const text = await readFile(`/proc/${pid}/cgroup`, 'utf8');
-    return /^0::(.*)$/m.exec(text)?.[1] ?? '';
-  } catch {
-    return '';
-  }
 }

@@ -3,12 +3,11 @@
 // ContainerRecord. Short-lived containers: `docker run --rm` may be destroyed before we can
 // inspect it, so the event's own attributes (name, image, labels) and times are the fallback.
 // When dockerd goes away, reconnect with backoff and replay the missed events with `since`.
-import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import Docker from 'dockerode';
 import { createLogger } from '../../../../common/log.js';
 import { parseCgroupPath } from '../cgroup-path.js';
-import type { HierarchyInfo } from '../cgroup-resolver.js';
+import { type HierarchyInfo, pathFromProc } from '../cgroup-resolver.js';
 import {
   type ContainerRecord,
   type ContainerState,
@@ -287,25 +286,4 @@ export function createDockerProvider(options: DockerProviderOptions = {}): Metad
       (s as (NodeJS.ReadableStream & { destroy?: () => void }) | undefined)?.destroy?.();
     },
   };
-}
-
-/** The process's cgroup path in the hierarchy the resolver uses, from /proc/<pid>/cgroup. */
-async function pathFromProc(pid: number, hierarchy: HierarchyInfo | undefined): Promise<string> {
-  let text: string;
-  try {
-    text = await readFile(`/proc/${pid}/cgroup`, 'utf8');
-  } catch {
-    return '';
-  }
-  for (const line of text.split('\n')) {
-    const m = /^(\d+):([^:]*):(.*)$/.exec(line);
-    if (!m) continue;
-    const [, num, controllers, path] = m as unknown as [string, string, string, string];
-    const wanted =
-      hierarchy?.version === 1
-        ? controllers.split(',').includes(hierarchy.controller ?? '')
-        : num === '0' && controllers === '';
-    if (wanted) return path;
-  }
-  return '';
 }

@@ -1,7 +1,6 @@
 // Process lifecycle from the real kernel (issue 3 item 7): known exec with known args,
 // exit code 7, death by signal, fork, argv truncation. Root + BTF + native addon.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect } from 'vitest';
 import type { KernelEvent } from '../../collector/src/kernel/decode.js';
@@ -9,12 +8,11 @@ import { FLAG } from '../../collector/src/kernel/layout.js';
 import type { ProcExec, ProcExit, ProcFork } from '../../schemas/types.js';
 import {
   buildBpf,
-  cgroupId,
-  cgroupV2Root,
   freshCgroup,
   inCgroups,
   missingKernel,
   openRecorder,
+  ownCgroupId,
   type Recorder,
   run,
 } from '../support/bpf.js';
@@ -25,14 +23,6 @@ const missing = missingKernel();
 const isExec = (e: KernelEvent): e is ProcExec => e.kind === 'proc_exec';
 const isExit = (e: KernelEvent): e is ProcExit => e.kind === 'proc_exit';
 const isFork = (e: KernelEvent): e is ProcFork => e.kind === 'proc_fork';
-
-/** This process's v2 cgroup id (children inherit it). */
-function ownCgroupId(): bigint {
-  const line = readFileSync('/proc/self/cgroup', 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith('0::'));
-  return cgroupId(join(cgroupV2Root, line?.slice(3) ?? '/'));
-}
 
 describe('process.bpf.o on the real kernel', () => {
   let rec: Recorder;

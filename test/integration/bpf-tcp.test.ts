@@ -2,31 +2,15 @@
 // exactly N bytes each way must be reported with exact byte counts on both sockets, for
 // IPv4 and IPv6, plus a reset. Root + BTF + native addon.
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
 import { type AddressInfo, createServer, connect as netConnect, type Socket } from 'node:net';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect } from 'vitest';
 import type { KernelEvent } from '../../collector/src/kernel/decode.js';
 import { FLAG } from '../../collector/src/kernel/layout.js';
 import type { TcpAccept, TcpClose, TcpConnect, TcpReset } from '../../schemas/types.js';
-import {
-  buildBpf,
-  cgroupId,
-  cgroupV2Root,
-  missingKernel,
-  openRecorder,
-  type Recorder,
-} from '../support/bpf.js';
+import { buildBpf, missingKernel, openRecorder, ownCgroupId, type Recorder } from '../support/bpf.js';
 import { itReal } from '../support/real.js';
 
 const missing = missingKernel();
-
-function ownCgroupId(): bigint {
-  const line = readFileSync('/proc/self/cgroup', 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith('0::'));
-  return cgroupId(join(cgroupV2Root, line?.slice(3) ?? '/'));
-}
 
 /** Server and client in this process: the client sends `up` bytes, the server `down`, both close. */
 async function exchange(

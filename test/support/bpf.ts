@@ -1,10 +1,15 @@
 // Helpers for tests of the eBPF side: where the built objects are, building them, and
 // reading their BTF (bpftool, no root needed).
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type KernelCapture, missingKernelCapture, openCapture } from '../../collector/src/kernel/addon.js';
+import {
+  cgroupV2Root as findCgroupV2Root,
+  type KernelCapture,
+  missingKernelCapture,
+  openCapture,
+} from '../../collector/src/kernel/addon.js';
 import { createDecoder, type DecodeStats, type KernelEvent } from '../../collector/src/kernel/decode.js';
 import type { StructLayout } from '../../collector/src/kernel/layout.js';
 
@@ -198,13 +203,19 @@ export function openRecorder(concerns: string[], cfg: Record<string, number> = {
 // ---- cgroups ----
 
 /** The v2 mount: /sys/fs/cgroup/unified on a hybrid host (this fleet), /sys/fs/cgroup on pure v2. */
-export const cgroupV2Root = existsSync('/sys/fs/cgroup/unified/cgroup.procs')
-  ? '/sys/fs/cgroup/unified'
-  : '/sys/fs/cgroup';
+export const cgroupV2Root = findCgroupV2Root() ?? '/sys/fs/cgroup';
 
 /** v2 cgroup id = inode number of the cgroup directory. */
 export function cgroupId(dir: string): bigint {
   return statSync(dir, { bigint: true }).ino;
+}
+
+/** This process's v2 cgroup id (children inherit it). */
+export function ownCgroupId(): bigint {
+  const line = readFileSync('/proc/self/cgroup', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('0::'));
+  return cgroupId(join(cgroupV2Root, line?.slice(3) ?? '/'));
 }
 
 /** A fresh, empty v2 cgroup directory for one test; remove() waits until it is empty. */

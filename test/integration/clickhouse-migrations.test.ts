@@ -326,6 +326,9 @@ SELECT "q;" FROM a`;
       render('TTL t + INTERVAL {{ttl_raw_days}} DAY -- {{ database }}', { ttl_raw_days: 7, database: 'k' }),
     ).toBe('TTL t + INTERVAL 7 DAY -- k');
     expect(() => render('{{nope}}', {})).toThrow(/\{\{nope\}\} has no value/);
+    expect(render('{{for t in a, b}}DROP {{db}}.{{ t }}_v;{{end}}', { db: 'k' })).toBe(
+      'DROP k.a_v;DROP k.b_v;',
+    );
   });
 
   it('every shipped migration renders with the default settings and has statements', () => {

@@ -74,9 +74,23 @@ export function readMigrations(dir: string = MIGRATIONS_DIR): MigrationFile[] {
   return files;
 }
 
-/** Replaces {{name}} placeholders; an unknown placeholder is an error, not an empty string. */
+const PLACEHOLDER = /\{\{\s*([a-z_]+)\s*\}\}/g;
+const LOOP = /\{\{\s*for\s+([a-z_]+)\s+in\s+([a-z0-9_,\s]+?)\s*\}\}([\s\S]*?)\{\{\s*end\s*\}\}/g;
+
+/**
+ * Expands `{{for t in a, b, c}} ... {{t}} ... {{end}}` (the block once per name, so a
+ * statement that is the same for many tables is written once), then replaces {{name}}
+ * placeholders; an unknown placeholder is an error, not an empty string.
+ */
 export function render(text: string, vars: Record<string, string | number>): string {
-  return text.replace(/\{\{\s*([a-z_]+)\s*\}\}/g, (_, key: string) => {
+  const expanded = text.replace(LOOP, (_, name: string, list: string, body: string) =>
+    list
+      .split(/[\s,]+/)
+      .filter((item) => item !== '')
+      .map((item) => body.replace(PLACEHOLDER, (whole, key: string) => (key === name ? item : whole)))
+      .join(''),
+  );
+  return expanded.replace(PLACEHOLDER, (_, key: string) => {
     const value = vars[key];
     if (value === undefined) throw new ConfigError(`migration placeholder {{${key}}} has no value`);
     return String(value);

@@ -1,6 +1,7 @@
 // Starts the real services the integration and e2e projects need, once per run, and hands
 // their endpoints to the tests through provide/inject. A service that can't start is
-// handed over as { missing: reason } so each test decides to skip (laptop) or fail (CI).
+// handed over as { missing: reason }, and the tests that need it fail with that reason
+// (test/support/real.ts: endpointOrReason, itReal).
 import type { TestProject } from 'vitest/node';
 import { type DockerEndpoint, ensureDocker } from './docker.js';
 import { ensureKafka, type KafkaEndpoint } from './kafka.js';

@@ -17,18 +17,15 @@ import {
   sqlDateTime,
 } from '../../deploy/clickhouse/queries.js';
 import { buildReport } from '../../deploy/clickhouse/report.js';
-import { itReal, missingRoot } from '../support/real.js';
+import { endpointOrReason, itReal, missingRoot } from '../support/real.js';
 
 const run = promisify(execFile);
 const ROOT = new URL('../..', import.meta.url).pathname;
 const kafka = inject('kafka');
 const docker = inject('docker');
-const missing =
-  missingRoot() ??
-  ('missing' in kafka ? kafka.missing : undefined) ??
-  ('missing' in docker ? docker.missing : undefined);
+const missing = missingRoot() ?? endpointOrReason(kafka).missing ?? endpointOrReason(docker).missing;
 const it = itReal(missing);
-const IMAGE = 'missing' in docker ? '' : docker.image;
+const IMAGE = endpointOrReason(docker).value?.image ?? '';
 
 const RUN = `e2e${Date.now().toString(36)}`;
 const NODE = `${RUN}-node`;

@@ -231,7 +231,6 @@ export function createCollector<E extends KtrailEvent, R>(options: CollectorOpti
     }
     if (result.malformed > 0) {
       counters.captured += result.malformed;
-      counters.malformedRecords += result.malformed;
       counters.dropped.malformed_record += result.malformed;
       bump(counters.capturedByKind, 'malformed', result.malformed);
     }
@@ -262,16 +261,17 @@ export function createCollector<E extends KtrailEvent, R>(options: CollectorOpti
 
   // --- stats: deltas per interval -------------------------------------------------------
   let statsTimer: NodeJS.Timeout | undefined;
-  let last = {
-    atNs: BigInt(Date.now()) * 1_000_000n,
-    byKind: new Map<string, number>(),
-    kernel: new Map<string, number>(),
-    dropped: Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<DropReason, number>,
-    malformed: 0,
-    delivered: 0,
-    bytes: 0,
-    nextSequence: encoder.nextSequence,
-  };
+  // The counters as of the start of the current stats interval (the first starts at zero).
+  const mark = (atNs: bigint, nextSequence: bigint) => ({
+    atNs,
+    byKind: new Map(counters.capturedByKind),
+    kernel: new Map(counters.kernelDrops),
+    dropped: { ...counters.dropped },
+    delivered: counters.delivered,
+    bytes: counters.deliveredBytes,
+    nextSequence,
+  });
+  let last = mark(BigInt(Date.now()) * 1_000_000n, encoder.nextSequence);
 
   function pullSourceDrops(): void {
     const d = source.drops?.();
@@ -311,21 +311,12 @@ export function createCollector<E extends KtrailEvent, R>(options: CollectorOpti
       eventsByKind: deltaMap(counters.capturedByKind, last.byKind),
       kernelDropsByProgram: deltaMap(counters.kernelDrops, last.kernel),
       bufferDropsByReason: bufferDrops,
-      malformedRecords: BigInt(counters.malformedRecords - last.malformed),
+      malformedRecords: BigInt(counters.dropped.malformed_record - last.dropped.malformed_record),
       eventsDelivered: BigInt(counters.delivered - last.delivered),
       bytesSent: BigInt(counters.deliveredBytes - last.bytes),
       oldestUnsentAgeMs: BigInt(snap.oldestUnsentAgeMs),
     };
-    last = {
-      atNs: nowNs,
-      byKind: new Map(counters.capturedByKind),
-      kernel: new Map(counters.kernelDrops),
-      dropped: { ...counters.dropped },
-      malformed: counters.malformedRecords,
-      delivered: counters.delivered,
-      bytes: counters.deliveredBytes,
-      nextSequence: next,
-    };
+    last = mark(nowNs, next);
     try {
       statsQueue.push({
         topic: topics.stats,

@@ -30,7 +30,6 @@ export interface CollectorCounters {
   /** Drops of non-event messages (container metadata, stats), by queue name. */
   droppedOtherMessages: Map<string, number>;
   deliveredOtherMessages: Map<string, number>;
-  malformedRecords: number;
   kafkaErrors: number;
   /** Ring-buffer reserve failures, by BPF program, as last reported by the addon (cumulative). */
   kernelDrops: Map<string, number>;
@@ -54,7 +53,6 @@ export function createCounters(): CollectorCounters {
     droppedUnconfirmed: 0,
     droppedOtherMessages: new Map(),
     deliveredOtherMessages: new Map(),
-    malformedRecords: 0,
     kafkaErrors: 0,
     kernelDrops: new Map(),
     addonDrops: 0,
@@ -132,7 +130,7 @@ export function snapshot(
     bufferedMessages: pending.bufferedMessages(),
     bufferedBytes: pending.bufferedBytes(),
     oldestUnsentAgeMs: oldest === undefined ? 0 : Math.max(0, now - oldest),
-    malformedRecords: c.malformedRecords,
+    malformedRecords: c.dropped.malformed_record,
     kafkaErrors: c.kafkaErrors,
     kernelDrops: Object.fromEntries(c.kernelDrops),
     addonDrops: c.addonDrops,
@@ -211,7 +209,7 @@ export function registerCollectorMetrics(
     registers,
     collect() {
       this.reset();
-      this.inc(c.malformedRecords);
+      this.inc(c.dropped.malformed_record);
     },
   });
   new Counter({

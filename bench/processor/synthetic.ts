@@ -2,22 +2,11 @@
 // (single-object Avro, exactly what the collector writes) and ContainerRecords. Every event
 // has a unique (node, ts_ns), so a checker can count rows and distinct rows separately:
 // count == produced means no loss, uniqExact == count means no duplicates.
-import { encodeSingleObject, type Writer } from '../../processor/src/codec.js';
-import { loadCatalog } from '../../schemas/catalog.js';
+import { createEncoder } from '../../schemas/codec.js';
+import type { ContainerRecord, KtrailEvent } from '../../schemas/types.js';
 
-const catalog = loadCatalog();
-const eventBatchWriter: Writer = {
-  type: catalog.current.EventBatch.type,
-  header: headerOf(catalog.current.EventBatch.fingerprintKey),
-};
-const containerWriter: Writer = {
-  type: catalog.current.ContainerRecord.type,
-  header: headerOf(catalog.current.ContainerRecord.fingerprintKey),
-};
-
-function headerOf(fingerprintKey: string): Buffer {
-  return Buffer.concat([Buffer.from([0xc3, 0x01]), Buffer.from(fingerprintKey, 'hex')]);
-}
+const eventBatchEncoder = createEncoder('EventBatch');
+const containerEncoder = createEncoder('ContainerRecord');
 
 /** A recent boot: raw tables have a TTL, and rows older than it vanish on insert. */
 export const BOOT_EPOCH_NS = (BigInt(Date.now()) - 3_600_000n) * 1_000_000n;
@@ -61,7 +50,7 @@ export function containerRecord(
 }
 
 export function encodeContainerRecord(rec: Record<string, unknown>): Buffer {
-  return encodeSingleObject(containerWriter, rec);
+  return containerEncoder.encode(rec as unknown as ContainerRecord);
 }
 
 export interface SyntheticNodeOptions {
@@ -86,7 +75,7 @@ export class SyntheticNode {
   }
 
   next(n: number, bootEpochNs: bigint = BOOT_EPOCH_NS): Buffer {
-    const events: Record<string, unknown>[] = new Array(n);
+    const events: KtrailEvent[] = new Array(n);
     const exitEvery =
       this.opts.exitShare === undefined || this.opts.exitShare <= 0 ? 0 : Math.round(1 / this.opts.exitShare);
     for (let i = 0; i < n; i++) {
@@ -123,7 +112,7 @@ export class SyntheticNode {
             };
     }
     this.sequence++;
-    return encodeSingleObject(eventBatchWriter, {
+    return eventBatchEncoder.encode({
       node: this.opts.node,
       bootId: 'boot-1',
       collectorVersion: 'synthetic',

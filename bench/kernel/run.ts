@@ -361,19 +361,17 @@ function report(
       return `${share} with target ${fmtRate(at.targetRate)}, but the generator only reached ${fmtRate(genRate(at))} (generator-bound)`;
     return `${share} at ${fmtRate(genRate(at))}`;
   };
-  const rows = [...ladder.addon, ...ladder.bare, ladder.twice.addon, ladder.twice.bare]
-    .filter((s): s is Step => s !== undefined)
-    .map((s) => [
-      s.reader,
-      s.targetRate === 0 ? 'flat out' : fmtRate(s.targetRate),
-      fmtRate(genRate(s)),
-      s.generated,
-      s.delivered,
-      s.kernelDrops,
-      s.addonDrops,
-      zero(s) ? 'yes' : `no (${(((s.kernelDrops + s.addonDrops) / s.generated) * 100).toFixed(1)} % lost)`,
-      s.delivered > 0 ? ((s.readerCpuSeconds * 1e9) / s.delivered).toFixed(0) : 'n/a',
-    ]);
+  const rows = all.map((s) => [
+    s.reader,
+    s.targetRate === 0 ? 'flat out' : fmtRate(s.targetRate),
+    fmtRate(genRate(s)),
+    s.generated,
+    s.delivered,
+    s.kernelDrops,
+    s.addonDrops,
+    zero(s) ? 'yes' : `no (${(((s.kernelDrops + s.addonDrops) / s.generated) * 100).toFixed(1)} % lost)`,
+    s.delivered > 0 ? ((s.readerCpuSeconds * 1e9) / s.delivered).toFixed(0) : 'n/a',
+  ]);
   const lines = [
     `Method: see docs/native.md. Ring buffer ${RING_BYTES >> 20} MiB shared by all objects, addon batches of up to ${BATCH.batchMaxBytes >> 10} KiB / ${BATCH.batchMaxMs} ms, JS walks every record header; both readers sleep ${DRAIN_US} µs between drains while records flow (the addon's default \`drainIntervalUs\`). kernel.bpf_stats_enabled=1 during the run (it adds its own ~tens of ns per program run).`,
     '',

@@ -23,8 +23,8 @@ export interface QueryEndpoint {
 }
 
 const FORMAT_CLAUSE = /\bFORMAT\s+[A-Za-z]+\s*;?\s*$/i;
+// Read statements are also the ones that return rows (and get the default format).
 const READ_STATEMENT = /^\s*(\(\s*)*(SELECT|SHOW|DESC|DESCRIBE|EXPLAIN|WITH|EXISTS)\b/i;
-const RETURNS_ROWS = READ_STATEMENT;
 
 export async function startQueryEndpoint(options: QueryEndpointOptions): Promise<QueryEndpoint> {
   const { client, readOnly = false, logger } = options;
@@ -62,7 +62,7 @@ export async function startQueryEndpoint(options: QueryEndpointOptions): Promise
         headers: { 'x-clickhouse-exception-code': '164', 'content-type': 'text/plain' },
       };
     const format = url.searchParams.get('default_format') ?? 'TabSeparated';
-    const statement = RETURNS_ROWS.test(sql) && !FORMAT_CLAUSE.test(sql) ? `${sql}\nFORMAT ${format}` : sql;
+    const statement = READ_STATEMENT.test(sql) && !FORMAT_CLAUSE.test(sql) ? `${sql}\nFORMAT ${format}` : sql;
     try {
       // Like a ClickHouse server's defaults: 64-bit integers quoted in JSON so no client loses precision.
       // ClickHouse's HTTP query parameters: ?param_from=... binds {from:DateTime}.

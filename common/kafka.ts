@@ -183,14 +183,9 @@ function topicConfigs(names: TopicNames): Record<string, Record<string, string>>
 }
 
 /** Settings that must hold on an existing topic too; ensureTopics fails when they don't. */
-const REQUIRED_ON_EXISTING: Record<keyof TopicNames, readonly string[]> = {
-  events: [],
-  containers: ['cleanup.policy'],
-  stats: [],
-  deadletter: [],
-  eventsEnriched: [],
-  alerts: [],
-};
+const REQUIRED_ON_EXISTING: readonly { topic: keyof TopicNames; setting: string }[] = [
+  { topic: 'containers', setting: 'cleanup.policy' },
+];
 
 export interface EnsureTopicsOptions {
   /** Topic name prefix, 'ktrail.' by default. */
@@ -336,10 +331,7 @@ async function checkRequiredConfigs(
   names: TopicNames,
   configs: Record<string, Record<string, string>>,
 ): Promise<void> {
-  const checks = (Object.keys(REQUIRED_ON_EXISTING) as (keyof TopicNames)[]).flatMap((key) =>
-    REQUIRED_ON_EXISTING[key].map((setting) => ({ topic: names[key], setting })),
-  );
-  if (checks.length === 0) return;
+  const checks = REQUIRED_ON_EXISTING.map(({ topic, setting }) => ({ topic: names[topic], setting }));
   const topics = [...new Set(checks.map((c) => c.topic))];
   const described = await admin.describeConfigs({
     resources: topics.map((name) => ({

@@ -27,22 +27,16 @@ export interface QueuedMessage {
   maybeWritten?: boolean;
 }
 
-export type DropReason =
-  | 'buffer_full'
-  | 'oversized_event'
-  | 'encode_error'
-  | 'malformed_record'
-  | 'kafka_rejected'
-  | 'shutdown_deadline';
-
-export const DROP_REASONS: readonly DropReason[] = [
+export const DROP_REASONS = [
   'buffer_full',
   'oversized_event',
   'encode_error',
   'malformed_record',
   'kafka_rejected',
   'shutdown_deadline',
-];
+] as const;
+
+export type DropReason = (typeof DROP_REASONS)[number];
 
 export interface SendQueueOptions {
   name: string;

@@ -283,7 +283,8 @@ export function createContainerdProvider(options: ContainerdProviderOptions = {}
           delete record.stoppedAtNs;
         } else if (prev) {
           record.state = prev.state;
-          Object.assign(record, keepTimes(prev));
+          if (prev.startedAtNs !== undefined) record.startedAtNs = prev.startedAtNs;
+          if (prev.stoppedAtNs !== undefined) record.stoppedAtNs = prev.stoppedAtNs;
         }
         publish(env.namespace, record);
         return;
@@ -418,11 +419,4 @@ export function createContainerdProvider(options: ContainerdProviderOptions = {}
       clients = undefined;
     },
   };
-}
-
-function keepTimes(prev: ContainerRecord | undefined): Partial<ContainerRecord> {
-  const out: Partial<ContainerRecord> = {};
-  if (prev?.startedAtNs !== undefined) out.startedAtNs = prev.startedAtNs;
-  if (prev?.stoppedAtNs !== undefined) out.stoppedAtNs = prev.stoppedAtNs;
-  return out;
 }

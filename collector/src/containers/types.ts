@@ -1,10 +1,11 @@
 // The container record every metadata provider publishes, and the provider interface.
 // Same fields as schemas/ContainerRecord.avsc (io.ktrail.v1.ContainerRecord): optional
 // fields here are the Avro ["null", T] unions (undefined -> null when encoding).
+import type { ContainerState } from '../../../schemas/types.js';
 import type { ContainerRuntime } from './cgroup-path.js';
 
-/** Avro enum io.ktrail.v1.ContainerState. REMOVED: the container (and its cgroup) is gone. */
-export type ContainerState = 'UNKNOWN' | 'CREATED' | 'RUNNING' | 'STOPPED' | 'REMOVED';
+/** The Avro enum io.ktrail.v1.ContainerState (REMOVED: the container and its cgroup are gone). */
+export type { ContainerState };
 
 export type ContainerRecord = {
   node: string;

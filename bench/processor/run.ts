@@ -194,7 +194,7 @@ const node = new SyntheticNode({ node: 'limit-node', containers: 8 });
 const rows = [];
 for (let i = 0; i < EVENTS / PER_MESSAGE; i++) {
   const b = codec.decodeEventBatch(node.next(PER_MESSAGE));
-  for (const ev of b.events) rows.push(buildRow(b, ev, wallClockNs(b, ev.tsNs), 0, BigInt(i)));
+  for (const ev of b.events) rows.push(buildRow(b, ev, wallClockNs(b, ev.tsNs), 0, String(i)));
 }
 const sink = clickHouseSink(ch);
 const i0 = performance.now();

@@ -463,7 +463,8 @@ export function createProcessor(deps: {
     const node = decoded.node;
     const table = state.metadata;
     const batch = state.batch;
-    batch.addRow(EVENT_BATCHES_TABLE, batchRow(decoded, state.partition, offset));
+    const offsetText = String(offset);
+    batch.addRow(EVENT_BATCHES_TABLE, batchRow(decoded, state.partition, offsetText));
     state.alerts.observeSequence(
       node,
       decoded.bootId,
@@ -473,7 +474,7 @@ export function createProcessor(deps: {
     );
     for (const ev of decoded.events) {
       const timeNs = wallClockNs(decoded, ev.tsNs);
-      const row = buildRow(decoded, ev, timeNs, state.partition, offset);
+      const row = buildRow(decoded, ev, timeNs, state.partition, offsetText);
       batch.addRow(tableForKind(ev.kind), row);
       if (ev.kind === 'cgroup_mkdir' && typeof ev.path === 'string' && !isContainerCgroupPath(ev.path)) {
         table.markHost(node, ev.cgroupId);

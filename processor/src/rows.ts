@@ -86,13 +86,16 @@ function fieldPlan(ev: DecodedEvent): string[] {
   return plan;
 }
 
-/** Builds the row with every event field plus envelope, Kafka coordinates and join columns. */
+/**
+ * Builds the row with every event field plus envelope, Kafka coordinates and join columns.
+ * `offset` is the message's offset as decimal text (converted once per message, not per event).
+ */
 export function buildRow(
   batch: DecodedEventBatch,
   ev: DecodedEvent,
   timeNs: bigint,
   partition: number,
-  offset: bigint,
+  offset: string,
 ): Row {
   const row: Row = {
     node: batch.node,
@@ -106,7 +109,7 @@ export function buildRow(
     workload: '',
     join_state: 'pending',
     kafka_partition: partition,
-    kafka_offset: String(offset),
+    kafka_offset: offset,
   };
   row[TIME_NS] = timeNs;
   const plan = fieldPlan(ev);
@@ -121,7 +124,7 @@ export function buildRow(
 }
 
 /** One event_batches row per EventBatch message: the sequence numbers completeness is computed from. */
-export function batchRow(batch: DecodedEventBatch, partition: number, offset: bigint): Row {
+export function batchRow(batch: DecodedEventBatch, partition: number, offset: string): Row {
   return {
     node: batch.node,
     boot_id: batch.bootId,
@@ -130,7 +133,7 @@ export function batchRow(batch: DecodedEventBatch, partition: number, offset: bi
     events: batch.events.length,
     collector_version: batch.collectorVersion,
     kafka_partition: partition,
-    kafka_offset: String(offset),
+    kafka_offset: offset,
   };
 }
 

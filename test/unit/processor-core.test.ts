@@ -218,7 +218,7 @@ describe('rows from decoded Avro', () => {
     const batch = codec.decodeEventBatch(new SyntheticNode({ node: 'n1', containers: 2 }).next(2));
     const ev = batch.events[0];
     if (ev === undefined) throw new Error('no event');
-    const row = buildRow(batch, ev, wallClockNs(batch, ev.tsNs), 3, 7n);
+    const row = buildRow(batch, ev, wallClockNs(batch, ev.tsNs), 3, '7');
     expect(Object.keys(row)).toEqual([
       'node',
       'boot_id',

@@ -20,7 +20,7 @@ describe('processor rows', () => {
       intervalNs: 1_000_000_000n,
     };
     // biome-ignore lint/suspicious/noExplicitAny: a decoded Avro event, as the codec hands it over
-    const row = buildRow(batch as any, event as any, 1_700_000_000_000_000_000n, 2, 42n);
+    const row = buildRow(batch as any, event as any, 1_700_000_000_000_000_000n, 2, '42');
     const json = JSON.parse(JSON.stringify(row));
     expect(json.latency_hist[31]).toBe('18446744073709551615');
     expect(json.cgroup_id).toBe('18446744073709551615');

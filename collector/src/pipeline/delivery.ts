@@ -91,7 +91,7 @@ export function createDelivery(options: DeliveryOptions): Delivery {
         continue;
       }
       // One request: a share of each non-empty queue, starting at the round-robin point.
-      const taken: Array<[SendQueue, QueuedMessage[]]> = [];
+      const taken: SendQueue[] = [];
       const all: QueuedMessage[] = [];
       let bytes = 0;
       for (let i = 0; i < queues.length; i++) {
@@ -99,7 +99,7 @@ export function createDelivery(options: DeliveryOptions): Delivery {
         if (q.messages === 0 || bytes >= maxRequestBytes || all.length >= maxRequestMessages) continue;
         const msgs = q.takeForSend(Math.max(1, maxRequestBytes - bytes), maxRequestMessages - all.length);
         if (msgs.length === 0) continue;
-        taken.push([q, msgs]);
+        taken.push(q);
         for (const m of msgs) {
           all.push(m);
           bytes += m.value.length;
@@ -111,7 +111,7 @@ export function createDelivery(options: DeliveryOptions): Delivery {
       if (result.status === 'success') {
         healthy = true;
         failures = 0;
-        for (const [q] of taken) onDelivered(q, q.ack());
+        for (const q of taken) onDelivered(q, q.ack());
         continue;
       }
       healthy = false;
@@ -121,17 +121,16 @@ export function createDelivery(options: DeliveryOptions): Delivery {
       if (result.status === 'failure') {
         if (all.length === 1) {
           // The broker rejects this message itself: drop it, counted, and go on.
-          const [q] = taken[0] as [SendQueue, QueuedMessage[]];
-          q.dropInFlight('kafka_rejected');
+          (taken[0] as SendQueue).dropInFlight('kafka_rejected');
           failures = 0;
           continue;
         }
         // Several messages in the request: retry them one at a time to find the bad one.
-        for (const [q] of taken) q.release();
+        for (const q of taken) q.release();
         await sendOneByOne();
         continue;
       }
-      for (const [q] of taken) q.release();
+      for (const q of taken) q.release();
       const backoff =
         result.retryInMillis ?? Math.min(maxBackoffMs, initialBackoffMs * 2 ** Math.min(failures - 1, 16));
       const jittered = backoff / 2 + Math.random() * (backoff / 2);

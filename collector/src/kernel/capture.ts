@@ -9,7 +9,7 @@
 //                 | payload: the addon's batch bytes unchanged (records with their own 32-byte
 //                 headers, each padded to 8 bytes)
 // A file cut short (recorder killed) reads up to the last whole frame and says so.
-import { closeSync, createWriteStream, openSync, readSync, type WriteStream } from 'node:fs';
+import { closeSync, createWriteStream, openSync, readFileSync, readSync, type WriteStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { crc32 } from 'node:zlib';
@@ -117,22 +117,14 @@ export function wallNs(): bigint {
 export function defaultCaptureHeader(): Omit<CaptureHeader, 'version'> {
   let bootId = '';
   try {
-    const fd = openSync('/proc/sys/kernel/random/boot_id', 'r');
-    const b = Buffer.alloc(64);
-    const n = readSync(fd, b, 0, 64, 0);
-    closeSync(fd);
-    bootId = b.toString('utf8', 0, n).trim();
+    bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
   } catch {
     // not Linux: an empty boot id says "unknown"
   }
   // Boot-time clock ~ CLOCK_BOOTTIME; /proc/uptime has 10 ms resolution, enough to place events.
   let wallMinusBootNs = 0n;
   try {
-    const fd = openSync('/proc/uptime', 'r');
-    const b = Buffer.alloc(64);
-    const n = readSync(fd, b, 0, 64, 0);
-    closeSync(fd);
-    const uptime = b.toString('utf8', 0, n).split(' ')[0] ?? '0';
+    const uptime = readFileSync('/proc/uptime', 'utf8').split(' ')[0] ?? '0';
     const [sec = '0', frac = '0'] = uptime.split('.');
     const bootNs = BigInt(sec) * 1_000_000_000n + BigInt(frac.padEnd(9, '0').slice(0, 9));
     wallMinusBootNs = wallNs() - bootNs;

@@ -1,4 +1,4 @@
-// Versioned schema migrations, applied at processor start and by migrate-cli.ts.
+// Versioned schema migrations, applied at processor start (cli.ts; --migrate-only stops there).
 //
 // deploy/clickhouse/migrations/NNNN_name.sql run once each, in order, and are recorded in
 // <database>.ktrail_migrations with a checksum of their text: editing a migration that was

@@ -102,9 +102,8 @@ static __always_inline int kt_emit_close(const struct sock *sk, __u64 cgid, stru
 		kt_count_drop(KT_SLOT_TCP_STATE);
 		return 0;
 	}
-	__u64 now = bpf_ktime_get_boot_ns();
 	kt_fill_header(&e->hdr, KT_EV_TCP_CLOSE, sizeof(*e), cgid, st ? st->pid : 0, st ? st->tgid : 0);
-	e->hdr.ts_ns = now;
+	__u64 now = e->hdr.ts_ns;
 	kt_read_addrs((struct kt_tcp_addr_fields *)&e->family, sk);
 	e->sock_cookie = bpf_get_socket_cookie((void *)sk);
 	const struct tcp_sock *tp = (const struct tcp_sock *)sk;

@@ -66,7 +66,7 @@ export interface BuiltCollector {
 }
 
 /** Container records from the containers module use undefined for Avro nulls. */
-export function toAvroContainer(r: ContainerRecord): AvroContainerRecord {
+function toAvroContainer(r: ContainerRecord): AvroContainerRecord {
   return {
     node: r.node,
     cgroupId: r.cgroupId,

@@ -36,7 +36,7 @@ function nonNegative(value: string): number {
 }
 
 /** JSON with bigint as decimal strings (u64 values keep every digit) and Buffers as hex. */
-export function eventToJson(event: unknown): string {
+function eventToJson(event: unknown): string {
   return JSON.stringify(event, (_key, value: unknown) => {
     if (typeof value === 'bigint') return value.toString();
     if (value !== null && typeof value === 'object' && (value as { type?: string }).type === 'Buffer')

@@ -37,7 +37,7 @@ const gzipAsync = promisify(gzip);
 const unzipAsync = promisify(unzip);
 
 /** kafkajs' gzip codec with level 1 (see above); registered for this process when the sink is created. */
-export function useFastGzip(): void {
+function useFastGzip(): void {
   kafkajs.CompressionCodecs[CompressionTypes.GZIP] = () => ({
     // One large output chunk: the default 16 KiB chunks cost a thread-pool round trip and a
     // JS callback each (measured: the largest main-thread cost after decoding).
@@ -119,11 +119,11 @@ function errorText(err: unknown): string {
 }
 
 /** False only when the error shows the request was never written (safe to count as not delivered). */
-export function maybeWritten(err: unknown): boolean {
+function maybeWritten(err: unknown): boolean {
   return !NOT_SENT.test(errorText(err));
 }
 
-export function classifyKafkaError(err: unknown): SinkStatus {
+function classifyKafkaError(err: unknown): SinkStatus {
   const types = errorTypes(err);
   return types.some((t) => CONTENT_ERRORS.has(t)) ? 'failure' : 'retryable';
 }

@@ -94,21 +94,18 @@ async function until(check: () => boolean, timeoutMs = 5000): Promise<void> {
   while (!check() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
 }
 
+/** Fixture programs in the kernel, or links to them. */
 function fixtureProgramCount(kind: 'prog' | 'link'): number {
-  const out = execFileSync('bpftool', ['-j', kind, 'show'], { encoding: 'utf8' });
-  const items = JSON.parse(out) as Array<{ name?: string; prog_id?: number }>;
-  if (kind === 'prog') return items.filter((p) => p.name?.startsWith('fixture_')).length;
-  const ids = new Set(
-    (
-      JSON.parse(execFileSync('bpftool', ['-j', 'prog', 'show'], { encoding: 'utf8' })) as Array<{
-        id: number;
-        name?: string;
-      }>
-    )
-      .filter((p) => p.name?.startsWith('fixture_'))
-      .map((p) => p.id),
+  const show = (what: string) =>
+    JSON.parse(execFileSync('bpftool', ['-j', what, 'show'], { encoding: 'utf8' }));
+  const progs = (show('prog') as Array<{ id: number; name?: string }>).filter((p) =>
+    p.name?.startsWith('fixture_'),
   );
-  return items.filter((l) => l.prog_id !== undefined && ids.has(l.prog_id)).length;
+  if (kind === 'prog') return progs.length;
+  const ids = new Set(progs.map((p) => p.id));
+  return (show('link') as Array<{ prog_id?: number }>).filter(
+    (l) => l.prog_id !== undefined && ids.has(l.prog_id),
+  ).length;
 }
 
 describe('native addon (real kernel)', () => {

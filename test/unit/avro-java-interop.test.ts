@@ -8,10 +8,11 @@
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { promisify } from 'node:util';
-import { describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { HISTORY_DIR, SCHEMA_NAMES } from '../../schemas/catalog.js';
 import { catalog, createSchemaResolver } from '../../schemas/codec.js';
 import { GOLDEN_DIR, readGoldenValue } from '../../schemas/golden.js';
+import { itReal } from '../support/real.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const JARS = `${ROOT}.cache/avro-java`;
@@ -35,10 +36,10 @@ interface JavaResult {
   record: string;
 }
 
+const it = itReal(missingJava());
+
 describe('Apache Avro for Java agrees', () => {
   it('canonical form, fingerprint, single-object decoding and re-encoding of every schema', async () => {
-    const missing = missingJava();
-    if (missing !== undefined) throw new Error(`required component missing: ${missing}`);
     const args = SCHEMA_NAMES.flatMap((name) => {
       const version = catalog().current[name].version;
       return [`${HISTORY_DIR}${name}/v${version}.avsc`, `${GOLDEN_DIR}${name}.bin`];

@@ -148,6 +148,32 @@ async function warmUp(port: number, settleMs = 5_000): Promise<void> {
   await sleep(settleMs);
 }
 
+/** Over windowMs: delivered and captured events/s, CPU (share of one core), max RSS. */
+async function measure(run: CollectorRun, windowMs: number) {
+  const pid = run.child.pid as number;
+  const d0 = await metric(run.port, 'ktrail_collector_events_delivered_total');
+  const c0 = await metric(run.port, 'ktrail_collector_events_captured_total');
+  const t0 = performance.now();
+  const s0 = procStat(pid);
+  let rssMax = 0;
+  while (performance.now() - t0 < windowMs) {
+    await sleep(500);
+    rssMax = Math.max(rssMax, procStat(pid).rssBytes);
+  }
+  const secs = (performance.now() - t0) / 1000;
+  const s1 = procStat(pid);
+  const delivered = await metric(run.port, 'ktrail_collector_events_delivered_total');
+  const c1 = await metric(run.port, 'ktrail_collector_events_captured_total');
+  return {
+    secs,
+    delivered,
+    deliveredRate: (delivered - d0) / secs,
+    capturedRate: (c1 - c0) / secs,
+    cpu: (s1.cpuTicks - s0.cpuTicks) / CLK_TCK / secs,
+    rssMax,
+  };
+}
+
 /** Bytes the broker stored for a topic: its partition log segments (as produced, compressed). */
 function topicLogBytes(topic: string): number | undefined {
   const dataDir = join(process.env.KTRAIL_KAFKA_CACHE ?? join(repo, '.cache/kafka'), 'data-single-1/kraft');
@@ -200,26 +226,18 @@ async function main(): Promise<void> {
   prefixes.push(p1);
   const full = await startCollector(common(p1));
   await warmUp(full.port);
-  const d0 = await metric(full.port, 'ktrail_collector_events_delivered_total');
-  const c0 = await metric(full.port, 'ktrail_collector_events_captured_total');
-  const t0 = performance.now();
-  let rssMax = 0;
-  const s0 = procStat(full.child.pid as number);
   const window = Math.max(5, RUN_SECONDS - 5) * 1000;
-  while (performance.now() - t0 < window) {
-    await sleep(500);
-    rssMax = Math.max(rssMax, procStat(full.child.pid as number).rssBytes);
-  }
-  const secs = (performance.now() - t0) / 1000;
-  const s1 = procStat(full.child.pid as number);
-  const d1 = await metric(full.port, 'ktrail_collector_events_delivered_total');
-  const c1 = await metric(full.port, 'ktrail_collector_events_captured_total');
-  const fullCpu = (s1.cpuTicks - s0.cpuTicks) / CLK_TCK / secs;
+  const {
+    secs,
+    delivered: d1,
+    deliveredRate,
+    capturedRate,
+    cpu: fullCpu,
+    rssMax,
+  } = await measure(full, window);
   const stopLog = await full.stop();
   const finalLine = /collector stopped: .*/.exec(stopLog)?.[0] ?? '(no final line)';
   const delivered = /delivered (\d+)/.exec(finalLine);
-  const deliveredRate = (d1 - d0) / secs;
-  const capturedRate = (c1 - c0) / secs;
   log(
     `full speed: delivered ${Math.round(deliveredRate)} events/s, captured ${Math.round(capturedRate)}/s, RSS max ${(rssMax / 2 ** 20).toFixed(0)} MiB`,
   );
@@ -236,19 +254,7 @@ async function main(): Promise<void> {
   // At 10k/s the JIT needs longer to reach steady state than at full speed: a daemon's CPU
   // is its steady state, so this run settles 15 s before measuring.
   await warmUp(paced.port, 15_000);
-  const q0 = procStat(paced.child.pid as number);
-  const e0 = await metric(paced.port, 'ktrail_collector_events_delivered_total');
-  const u0 = performance.now();
-  let pacedRss = 0;
-  while (performance.now() - u0 < window) {
-    await sleep(500);
-    pacedRss = Math.max(pacedRss, procStat(paced.child.pid as number).rssBytes);
-  }
-  const usecs = (performance.now() - u0) / 1000;
-  const q1 = procStat(paced.child.pid as number);
-  const e1 = await metric(paced.port, 'ktrail_collector_events_delivered_total');
-  const pacedCpu = (q1.cpuTicks - q0.cpuTicks) / CLK_TCK / usecs;
-  const pacedRate = (e1 - e0) / usecs;
+  const { deliveredRate: pacedRate, cpu: pacedCpu, rssMax: pacedRss } = await measure(paced, window);
   const pacedEncoded = await metric(paced.port, 'ktrail_collector_bytes_total', 'stage="delivered"');
   const pacedDelivered = await metric(paced.port, 'ktrail_collector_events_delivered_total');
   await paced.stop();

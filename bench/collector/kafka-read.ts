@@ -1,5 +1,5 @@
 // Reads a whole topic back from the real broker, up to the high watermark of every
-// partition at call time: what the collector tests and the benchmark use to check what
+// partition at call time: what the collector integration tests use to check what
 // actually reached Kafka.
 import { Kafka, logLevel } from 'kafkajs';
 

@@ -12,7 +12,7 @@ import { afterAll, describe, expect } from 'vitest';
 import { CgroupResolver } from '../../collector/src/containers/cgroup-resolver.js';
 import { createContainerdProvider } from '../../collector/src/containers/providers/containerd.js';
 import type { ContainerRecord } from '../../collector/src/containers/types.js';
-import { type ContainerdEndpoint, ensureContainerd } from '../support/docker.js';
+import { type ContainerdEndpoint, ensureContainerd, waitFor } from '../support/docker.js';
 import { itReal, missingRoot } from '../support/real.js';
 
 const run = promisify(execFile);
@@ -29,16 +29,6 @@ const cleanup: (() => Promise<unknown>)[] = [];
 afterAll(async () => {
   for (const c of cleanup.reverse()) await c().catch(() => {});
 });
-
-async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 function ctr(endpoint: ContainerdEndpoint, ...args: string[]) {
   return run('ctr', ['--address', endpoint.socketPath, '-n', endpoint.namespace, ...args]);

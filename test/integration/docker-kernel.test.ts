@@ -11,7 +11,7 @@ import { ContainerRegistry } from '../../collector/src/containers/index.js';
 import { createDockerProvider } from '../../collector/src/containers/providers/docker.js';
 import type { ContainerRecord } from '../../collector/src/containers/types.js';
 import { buildBpf, missingKernel, openRecorder, type Recorder } from '../support/bpf.js';
-import type { DockerEndpoint } from '../support/docker.js';
+import { type DockerEndpoint, waitFor } from '../support/docker.js';
 import { endpointOrReason, itReal, missingRoot } from '../support/real.js';
 
 const { value: endpoint, missing } = endpointOrReason<DockerEndpoint>(inject('docker'));
@@ -19,16 +19,6 @@ const cleanup: (() => unknown)[] = [];
 afterAll(async () => {
   for (const c of cleanup.reverse()) await c();
 });
-
-async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe('short-lived container: kernel cgroup events + docker events -> joined record', () => {
   itReal(missing ?? missingRoot() ?? missingKernel())(
@@ -77,13 +67,17 @@ describe('short-lived container: kernel cgroup events + docker events -> joined 
       const mkdir = await rec.waitFor((e) => e.kind === 'cgroup_mkdir' && e.path === `/docker/${id}`, 30_000);
       await rec.waitFor((e) => e.kind === 'cgroup_rmdir' && e.cgroupId === mkdir.cgroupId, 30_000);
       // ...and the joined record names it, with that cgroup id, after the cgroup is gone.
-      const joined = await waitFor('joined REMOVED record with the name', () =>
-        records.find((r) => r.containerId === id && r.cgroupId === mkdir.cgroupId && r.name === name),
+      const joined = await waitFor(
+        'joined REMOVED record with the name',
+        () => records.find((r) => r.containerId === id && r.cgroupId === mkdir.cgroupId && r.name === name),
+        30_000,
       );
       expect(joined.labels['ktrail.test']).toBe(name);
       expect(joined.image).toBe(image);
-      const last = await waitFor('final record', () =>
-        records.filter((r) => r.containerId === id && r.state === 'REMOVED' && r.name === name).at(-1),
+      const last = await waitFor(
+        'final record',
+        () => records.filter((r) => r.containerId === id && r.state === 'REMOVED' && r.name === name).at(-1),
+        30_000,
       );
       expect(last.cgroupId).toBe(mkdir.cgroupId);
       expect(last.startedAtNs).toBeDefined();

@@ -12,7 +12,7 @@ import { CgroupResolver } from '../../collector/src/containers/cgroup-resolver.j
 import { ContainerRegistry } from '../../collector/src/containers/index.js';
 import { createDockerProvider } from '../../collector/src/containers/providers/docker.js';
 import type { ContainerRecord } from '../../collector/src/containers/types.js';
-import type { DockerEndpoint } from '../support/docker.js';
+import { type DockerEndpoint, waitFor } from '../support/docker.js';
 import { endpointOrReason, itReal, missingRoot } from '../support/real.js';
 
 const { value: endpoint, missing } = endpointOrReason<DockerEndpoint>(inject('docker'));
@@ -23,16 +23,6 @@ afterAll(async () => {
 });
 
 const tag = () => randomBytes(4).toString('hex');
-
-async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('docker metadata provider (real dockerd)', () => {
   gate(

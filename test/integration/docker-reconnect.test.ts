@@ -13,7 +13,7 @@ import Docker from 'dockerode';
 import { afterAll, describe, expect, inject } from 'vitest';
 import { createDockerProvider } from '../../collector/src/containers/providers/docker.js';
 import type { ContainerRecord } from '../../collector/src/containers/types.js';
-import type { DockerEndpoint } from '../support/docker.js';
+import { type DockerEndpoint, waitFor } from '../support/docker.js';
 import { endpointOrReason, itReal, missingRoot } from '../support/real.js';
 
 const run = promisify(execFile);
@@ -22,20 +22,6 @@ const dockerScript = fileURLToPath(new URL('../../deploy/local/docker.sh', impor
 const dir = mkdtempSync(join(tmpdir(), 'ktrail-dockerd-'));
 const socketPath = join(dir, 'docker.sock');
 let daemon: ChildProcess | undefined;
-
-async function waitFor<T>(
-  what: string,
-  probe: () => T | undefined | Promise<T | undefined>,
-  timeoutMs = 60_000,
-) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 async function startDaemon(): Promise<void> {
   const log = openSync(join(dir, 'dockerd.log'), 'a');
@@ -56,11 +42,14 @@ async function startDaemon(): Promise<void> {
     { stdio: ['ignore', log, log] },
   );
   const docker = new Docker({ socketPath });
-  await waitFor('private dockerd', () =>
-    docker.ping().then(
-      () => true as const,
-      () => undefined,
-    ),
+  await waitFor(
+    'private dockerd',
+    () =>
+      docker.ping().then(
+        () => true as const,
+        () => undefined,
+      ),
+    60_000,
   );
 }
 
@@ -90,12 +79,16 @@ describe('docker provider reconnects', () => {
       expect(provider.connected).toBe(true);
 
       await stopDaemon();
-      await waitFor('disconnect noticed', () => (provider.connected ? undefined : true));
+      await waitFor('disconnect noticed', () => (provider.connected ? undefined : true), 60_000);
       await new Promise((r) => setTimeout(r, 1000)); // a few failed retries while it is down
       expect(provider.connected).toBe(false);
 
       await startDaemon();
-      await waitFor('reconnect', () => (provider.connected && provider.reconnects >= 1 ? true : undefined));
+      await waitFor(
+        'reconnect',
+        () => (provider.connected && provider.reconnects >= 1 ? true : undefined),
+        60_000,
+      );
 
       const name = `ktrail-after-restart-${randomBytes(3).toString('hex')}`;
       const docker = new Docker({ socketPath });
@@ -107,8 +100,10 @@ describe('docker provider reconnects', () => {
         HostConfig: { NetworkMode: 'none', AutoRemove: true },
       });
       await container.start();
-      const rec = await waitFor('record after restart', () =>
-        records.find((r) => r.name === name && r.state === 'REMOVED'),
+      const rec = await waitFor(
+        'record after restart',
+        () => records.find((r) => r.name === name && r.state === 'REMOVED'),
+        60_000,
       );
       expect(rec.labels.phase).toBe('after-restart');
       await provider.stop();

@@ -20,6 +20,7 @@ import {
   splitContainerId,
 } from '../../collector/src/containers/providers/kubernetes.js';
 import type { ContainerRecord } from '../../collector/src/containers/types.js';
+import { waitFor } from '../support/docker.js';
 
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/k8s/${name}`, import.meta.url), 'utf8');
 const list = JSON.parse(fixture('list-pods.json')) as {
@@ -93,16 +94,6 @@ function kubeConfigFor(server: string): KubeConfig {
     currentContext: 'recorded',
   });
   return kc;
-}
-
-async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 /** Container ids as the fixture states them (containerID minus its scheme). */

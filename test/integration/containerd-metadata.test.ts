@@ -34,6 +34,17 @@ function ctr(endpoint: ContainerdEndpoint, ...args: string[]) {
   return run('ctr', ['--address', endpoint.socketPath, '-n', endpoint.namespace, ...args]);
 }
 
+/** `ctr run -d` of the busybox image with these labels; killed and removed after the file. */
+async function ctrRun(ep: ContainerdEndpoint, id: string, labels: Record<string, string>, ...cmd: string[]) {
+  cleanup.push(async () => {
+    await ctr(ep, 'task', 'kill', '-s', 'KILL', id).catch(() => {});
+    await ctr(ep, 'task', 'rm', '-f', id).catch(() => {});
+    await ctr(ep, 'container', 'rm', id).catch(() => {});
+  });
+  const flags = Object.entries(labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]);
+  await ctr(ep, 'run', '-d', ...flags, ep.image, id, ...cmd);
+}
+
 describe('containerd metadata provider (real containerd)', () => {
   gate(
     'a CRI-labelled container: pod name, namespace, uid, container name, cgroup id, start and stop',
@@ -54,21 +65,7 @@ describe('containerd metadata provider (real containerd)', () => {
         'io.kubernetes.pod.uid': podUid,
         'io.kubernetes.container.name': 'app',
       };
-      cleanup.push(async () => {
-        await ctr(ep, 'task', 'kill', '-s', 'KILL', id).catch(() => {});
-        await ctr(ep, 'task', 'rm', '-f', id).catch(() => {});
-        await ctr(ep, 'container', 'rm', id).catch(() => {});
-      });
-      await ctr(
-        ep,
-        'run',
-        '-d',
-        ...Object.entries(labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]),
-        ep.image,
-        id,
-        'sleep',
-        '60',
-      );
+      await ctrRun(ep, id, labels, 'sleep', '60');
 
       const running = await waitFor('RUNNING record', () =>
         records.find((r) => r.containerId === id && r.state === 'RUNNING'),
@@ -132,21 +129,7 @@ describe('containerd metadata provider (real containerd)', () => {
       await waitFor('reconnect', () => (provider.connected && provider.reconnects >= 1 ? true : undefined));
 
       const id = randomBytes(32).toString('hex');
-      cleanup.push(async () => {
-        await ctr(ep, 'task', 'rm', '-f', id).catch(() => {});
-        await ctr(ep, 'container', 'rm', id).catch(() => {});
-      });
-      await ctr(
-        ep,
-        'run',
-        '-d',
-        '--label',
-        'io.kubernetes.container.name=after',
-        ep.image,
-        id,
-        'sleep',
-        '0.2',
-      );
+      await ctrRun(ep, id, { 'io.kubernetes.container.name': 'after' }, 'sleep', '0.2');
       const stopped = await waitFor('STOPPED record after the restart', () =>
         records.find((r) => r.containerId === id && r.state === 'STOPPED'),
       );
@@ -161,22 +144,7 @@ describe('containerd metadata provider (real containerd)', () => {
     async () => {
       const ep = ready.value!;
       const id = randomBytes(32).toString('hex');
-      cleanup.push(async () => {
-        await ctr(ep, 'task', 'kill', '-s', 'KILL', id).catch(() => {});
-        await ctr(ep, 'task', 'rm', '-f', id).catch(() => {});
-        await ctr(ep, 'container', 'rm', id).catch(() => {});
-      });
-      await ctr(
-        ep,
-        'run',
-        '-d',
-        '--label',
-        'io.kubernetes.container.name=early',
-        ep.image,
-        id,
-        'sleep',
-        '60',
-      );
+      await ctrRun(ep, id, { 'io.kubernetes.container.name': 'early' }, 'sleep', '60');
       const records: ContainerRecord[] = [];
       const provider = createContainerdProvider({ socketPath: ep.socketPath, node: 'n1' });
       await provider.start((r) => records.push(r));

@@ -15,6 +15,9 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+NAME=containerd.sh
+# shellcheck source=deploy/local/runtime-lib.sh
+. "$ROOT/deploy/local/runtime-lib.sh"
 CACHE="${KTRAIL_CACHE:-$ROOT/.cache}/containerd"
 SOCK="${KTRAIL_CONTAINERD_SOCK:-/run/containerd/containerd.sock}"
 STATE_DIR="$(dirname "$SOCK")"
@@ -25,11 +28,6 @@ CONFIG="$CACHE/config.toml"
 NS="${KTRAIL_CONTAINERD_NAMESPACE:-k8s.io}"
 IMAGE="${KTRAIL_CONTAINERD_IMAGE:-docker.io/ktrail/busybox:latest}"
 
-say() { echo "[containerd.sh] $*"; }
-die() {
-  echo "[containerd.sh] ERROR: $*" >&2
-  exit 1
-}
 need_root() { [ "$(id -u)" = 0 ] || die "must run as root"; }
 c() { ctr --address "$SOCK" "$@"; }
 answering() { [ -S "$SOCK" ] && command -v ctr >/dev/null && c version >/dev/null 2>&1; }
@@ -71,18 +69,8 @@ EOF
   say "start: containerd --config $CONFIG (socket $SOCK, log $LOG)"
   setsid containerd --config "$CONFIG" >>"$LOG" 2>&1 </dev/null &
   echo $! >"$PIDFILE"
-  for _ in $(seq 1 60); do
-    if answering; then
-      say "start: containerd is up (pid $(cat "$PIDFILE"), $(c version | awk '/Version/ {print $2; exit}'))"
-      return
-    fi
-    if ! kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
-      tail -n 20 "$LOG" >&2 || true
-      die "containerd exited during start; see $LOG"
-    fi
-    sleep 0.5
-  done
-  die "containerd did not answer on $SOCK within 30 s; see $LOG"
+  wait_answering containerd 30
+  say "start: containerd is up (pid $(cat "$PIDFILE"), $(c version | awk '/Version/ {print $2; exit}'))"
 }
 
 cmd_stop() {
@@ -121,11 +109,8 @@ build_oci_archive() {
   work="$(mktemp -d)"
   rootfs="$work/rootfs"
   blobs="$work/oci/blobs/sha256"
-  mkdir -p "$rootfs"/{bin,sbin,usr/bin,usr/sbin,etc,tmp,proc,sys,dev,root} "$blobs"
-  cp /bin/busybox "$rootfs/bin/busybox"
-  chroot "$rootfs" /bin/busybox --install -s
-  echo 'root:x:0:0:root:/root:/bin/sh' >"$rootfs/etc/passwd"
-  echo 'root:x:0:' >"$rootfs/etc/group"
+  mkdir -p "$blobs"
+  busybox_rootfs "$rootfs"
   tar -C "$rootfs" --numeric-owner -cf "$work/layer.tar" .
   local diffid
   diffid="$(sha256sum "$work/layer.tar" | cut -d' ' -f1)"

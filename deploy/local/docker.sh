@@ -15,6 +15,9 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+NAME=docker.sh
+# shellcheck source=deploy/local/runtime-lib.sh
+. "$ROOT/deploy/local/runtime-lib.sh"
 CACHE="${KTRAIL_CACHE:-$ROOT/.cache}/docker"
 SOCK="${KTRAIL_DOCKER_SOCK:-/var/run/docker.sock}"
 PIDFILE="$CACHE/dockerd.pid"
@@ -24,11 +27,6 @@ IMAGE="${KTRAIL_DOCKER_IMAGE:-ktrail/busybox:latest}"
 # too, through API version negotiation).
 DOCKER_BIN="$(command -v /usr/bin/docker || command -v docker || true)"
 
-say() { echo "[docker.sh] $*"; }
-die() {
-  echo "[docker.sh] ERROR: $*" >&2
-  exit 1
-}
 need_root() { [ "$(id -u)" = 0 ] || die "must run as root (dockerd needs it)"; }
 dk() { "$DOCKER_BIN" -H "unix://$SOCK" "$@"; }
 answering() { [ -S "$SOCK" ] && [ -n "$DOCKER_BIN" ] && dk version --format '{{.Server.Version}}' >/dev/null 2>&1; }
@@ -77,19 +75,8 @@ cmd_start() {
   setsid dockerd --iptables=false --ip6tables=false --bridge=none --ip-masq=false \
     -H "unix://$SOCK" >>"$LOG" 2>&1 </dev/null &
   echo $! >"$PIDFILE"
-  for _ in $(seq 1 120); do
-    if answering; then
-      say "start: dockerd is up (pid $(cat "$PIDFILE"), version $(dk version --format '{{.Server.Version}}'))"
-      return
-    fi
-    if ! kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
-      tail -n 20 "$LOG" >&2 || true
-      die "dockerd exited during start; see $LOG"
-    fi
-    sleep 0.5
-  done
-  tail -n 20 "$LOG" >&2 || true
-  die "dockerd did not answer on $SOCK within 60 s; see $LOG"
+  wait_answering dockerd 60
+  say "start: dockerd is up (pid $(cat "$PIDFILE"), version $(dk version --format '{{.Server.Version}}'))"
 }
 
 cmd_stop() {
@@ -134,12 +121,7 @@ cmd_image() {
   rootfs="$(mktemp -d)"
   trap 'rm -rf "$rootfs"' RETURN
   say "image: building $IMAGE from busybox-static ($(/bin/busybox | head -n1))"
-  mkdir -p "$rootfs"/{bin,sbin,usr/bin,usr/sbin,etc,tmp,proc,sys,dev,root}
-  cp /bin/busybox "$rootfs/bin/busybox"
-  # The applet symlinks (sh, sleep, cat, ...) are made by busybox itself, inside the rootfs.
-  chroot "$rootfs" /bin/busybox --install -s
-  echo 'root:x:0:0:root:/root:/bin/sh' >"$rootfs/etc/passwd"
-  echo 'root:x:0:' >"$rootfs/etc/group"
+  busybox_rootfs "$rootfs"
   tar -C "$rootfs" -c . | dk import --change 'CMD ["/bin/sh"]' - "$IMAGE" >/dev/null
   say "image: $IMAGE built ($(dk image inspect "$IMAGE" --format '{{.Id}}'))"
 }

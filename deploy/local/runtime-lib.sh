@@ -1,0 +1,36 @@
+# Sourced by deploy/local/docker.sh and deploy/local/containerd.sh: what both local container
+# runtimes do the same way. The sourcing script sets NAME (for messages), and SOCK, PIDFILE and
+# LOG, and defines answering() (is the daemon answering on $SOCK?).
+
+say() { echo "[$NAME] $*"; }
+die() {
+  echo "[$NAME] ERROR: $*" >&2
+  exit 1
+}
+
+# A busybox-static rootfs in $1: the binary, its applet links (sh, sleep, cat, ..., made by
+# busybox itself, inside the rootfs) and a root user.
+busybox_rootfs() {
+  local rootfs="$1"
+  mkdir -p "$rootfs"/{bin,sbin,usr/bin,usr/sbin,etc,tmp,proc,sys,dev,root}
+  cp /bin/busybox "$rootfs/bin/busybox"
+  chroot "$rootfs" /bin/busybox --install -s
+  echo 'root:x:0:0:root:/root:/bin/sh' >"$rootfs/etc/passwd"
+  echo 'root:x:0:' >"$rootfs/etc/group"
+}
+
+# After the daemon $1 was started with its pid in $PIDFILE: waits up to $2 seconds for
+# answering(); dies with the tail of $LOG if the daemon exits or never answers.
+wait_answering() {
+  local daemon="$1" seconds="$2"
+  for _ in $(seq 1 $((seconds * 2))); do
+    answering && return
+    if ! kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+      tail -n 20 "$LOG" >&2 || true
+      die "$daemon exited during start; see $LOG"
+    fi
+    sleep 0.5
+  done
+  tail -n 20 "$LOG" >&2 || true
+  die "$daemon did not answer on $SOCK within $seconds s; see $LOG"
+}

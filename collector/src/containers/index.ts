@@ -12,10 +12,6 @@ import type { CgroupEntry, CgroupEventKind, CgroupResolver } from './cgroup-reso
 import type { ContainerRecord, MetadataProvider } from './types.js';
 import { wallNs } from './types.js';
 
-export { type ContainerIdentity, parseCgroupPath } from './cgroup-path.js';
-export { type CgroupEvent, CgroupResolver } from './cgroup-resolver.js';
-export type { ContainerRecord, ContainerState, MetadataProvider } from './types.js';
-
 const log = createLogger('collector.containers');
 
 type Resolver = Pick<CgroupResolver, 'onChange' | 'resolve' | 'all'>;
@@ -45,7 +41,7 @@ export type ContainerRegistryStats = {
 type CgroupSide = { id: bigint; path: string; containerId: string; createdNs?: bigint; removedNs?: bigint };
 
 /** Wall-clock offset of the boot-time clock (10 ms precision from /proc/uptime). */
-export function bootOffsetNs(): bigint {
+function bootOffsetNs(): bigint {
   const uptimeSec = Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
   return wallNs() - BigInt(Math.round(uptimeSec * 1e9));
 }

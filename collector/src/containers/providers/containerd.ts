@@ -32,7 +32,7 @@ const SERVICE_FILES = [
 const EVENT_FILES = [`${API}/events/container.proto`, `${API}/events/task.proto`];
 
 // CRI labels the kubelet's runtime (containerd's CRI plugin) puts on every container.
-export const CRI_LABELS = {
+const CRI_LABELS = {
   podName: 'io.kubernetes.pod.name',
   podNamespace: 'io.kubernetes.pod.namespace',
   podUid: 'io.kubernetes.pod.uid',
@@ -113,7 +113,7 @@ function tsToNs(ts: Timestamp): bigint | undefined {
 }
 
 /** Decodes an event's Any payload (type_url "containerd.events.TaskExit" ...). */
-export function decodeEvent(any: Any): Record<string, unknown> | undefined {
+function decodeEvent(any: Any): Record<string, unknown> | undefined {
   if (!any?.type_url || !any.value) return undefined;
   const name = any.type_url.replace(/^.*\//, '');
   let type: protobuf.Type;

@@ -82,7 +82,7 @@ function timeNs(value: Date | string | undefined): bigint | undefined {
 }
 
 /** The workload that owns a pod, by the owner reference and Kubernetes' naming conventions. */
-export function workloadOf(pod: V1Pod): { kind: string; name: string } | undefined {
+function workloadOf(pod: V1Pod): { kind: string; name: string } | undefined {
   const owner =
     pod.metadata?.ownerReferences?.find((o) => o.controller) ?? pod.metadata?.ownerReferences?.[0];
   if (!owner) return undefined;
@@ -103,7 +103,7 @@ export function workloadOf(pod: V1Pod): { kind: string; name: string } | undefin
 }
 
 /** One record per container of the pod (current and, for restarts, the previous instance). */
-export function podToRecords(pod: V1Pod, node: string, deleted = false): ContainerRecord[] {
+function podToRecords(pod: V1Pod, node: string, deleted = false): ContainerRecord[] {
   const meta = pod.metadata ?? {};
   const workload = workloadOf(pod);
   const specs = new Map(

@@ -16,7 +16,7 @@ import {
 } from '../../schemas/codec.js';
 import { fingerprint64 } from '../../schemas/fingerprint.js';
 import type { Alert } from './alerts.js';
-import type { DeadLetter, EnrichedBatch, ProcessorCodec } from './processor.js';
+import type { EnrichedBatch, ProcessorCodec } from './processor.js';
 import type { DecodedEventBatch } from './rows.js';
 
 /** One of the processor's own output schemas (schemas-local/): compiled type and single-object header. */
@@ -46,7 +46,7 @@ export function createProcessorCodec(resolver: SchemaResolver = createSchemaReso
       resolver.decodeAs('ContainerRecord', value) as unknown as Record<string, unknown>,
     decodeCollectorStats: (value) =>
       resolver.decodeAs('CollectorStats', value) as unknown as Record<string, unknown>,
-    encodeDeadLetter: (dl: DeadLetter) => deadLetter.encode(dl),
+    encodeDeadLetter: (dl) => deadLetter.encode(dl),
     encodeEnriched: (batch: EnrichedBatch) => encodeSingleObject(enriched, batch),
     encodeAlert: (a: Alert) => encodeSingleObject(alert, a),
   };

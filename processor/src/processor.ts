@@ -13,6 +13,7 @@
 import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
 import { isRetriable, PoisonError } from '../../common/errors.js';
 import { createLogger, type Logger } from '../../common/log.js';
+import type { DeadLetter } from '../../schemas/types.js';
 import { type Alert, AlertEngine, type AlertRules } from './alerts.js';
 import { coPartitionedAssigner } from './assigner.js';
 import { isContainerCgroupPath, MetadataTable } from './metadata-table.js';
@@ -58,18 +59,6 @@ export interface ProcessorCodec {
   encodeDeadLetter(dl: DeadLetter): Buffer;
   encodeEnriched(batch: EnrichedBatch): Buffer;
   encodeAlert(alert: Alert): Buffer;
-}
-
-export interface DeadLetter {
-  sourceTopic: string;
-  sourcePartition: number;
-  sourceOffset: bigint;
-  key: Buffer | null;
-  reason: string;
-  error: string;
-  raw: Buffer;
-  consumerGroup: string | null;
-  failedAtNs: bigint;
 }
 
 export interface EnrichedEvent {
@@ -397,11 +386,7 @@ export function createProcessor(deps: {
     if (stillOwned(state)) consumer.resume([{ topic: topics.events, partitions: [state.partition] }]);
   }
 
-  /**
-   * Poison goes to the dead-letter topic and, for events, to the dead_letters table as part
-   * of the batch (so it is exactly-once too). Container records are re-read on every
-   * assignment, so they only go to the topic (at-least-once) and the counter.
-   */
+  /** The DeadLetter for a message that could not be handled (counted and logged). */
   function toDeadLetter(
     state: PartitionState,
     topic: string,
@@ -526,11 +511,7 @@ export function createProcessor(deps: {
     const until = Date.now() + ms;
     while (Date.now() < until) {
       await sleep(Math.min(1_000, until - Date.now()));
-      try {
-        await heartbeat?.();
-      } catch {
-        // A failing heartbeat means a rebalance; stillOwned() turns false via the events.
-      }
+      await beat();
     }
   }
 

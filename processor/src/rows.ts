@@ -1,6 +1,7 @@
 // Event -> ClickHouse row. Column names follow docs/events.md: Avro camelCase field ->
 // ClickHouse snake_case column; every row also carries the node, boot id, wall-clock time
 // and the join columns. Kind -> table is one table per event kind.
+import type { DeadLetter } from '../../schemas/types.js';
 import type { ContainerMeta } from './metadata-table.js';
 import type { Row } from './partition-batch.js';
 
@@ -167,16 +168,7 @@ export function statsRow(rec: Record<string, unknown>): Row {
 }
 
 /** A dead letter as a dead_letters row (raw bytes as base64). */
-export function deadLetterRow(dl: {
-  sourceTopic: string;
-  sourcePartition: number;
-  sourceOffset: bigint;
-  reason: string;
-  error: string;
-  raw: Buffer;
-  consumerGroup: string | null;
-  failedAtNs: bigint;
-}): Row {
+export function deadLetterRow(dl: DeadLetter): Row {
   return {
     source_topic: dl.sourceTopic,
     source_partition: dl.sourcePartition,

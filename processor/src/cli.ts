@@ -67,7 +67,7 @@ async function main(): Promise<void> {
       brokers: config.kafka.brokers,
       clientId: `${config.kafka.clientId}-processor`,
       ssl: config.kafka.ssl,
-      ...(config.kafka.sasl === undefined ? {} : { sasl: toSasl(config.kafka.sasl) }),
+      ...(config.kafka.sasl === undefined ? {} : { sasl: config.kafka.sasl }),
     },
     log,
   );
@@ -144,14 +144,6 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => shutdown('SIGINT'));
   await processor.start();
   log.info({ groupId: config.processor.groupId, topics: names }, 'processor running');
-}
-
-function toSasl(s: {
-  mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512';
-  username: string;
-  password: string;
-}) {
-  return { mechanism: s.mechanism, username: s.username, password: s.password } as never;
 }
 
 main().catch((err) => {

@@ -4,7 +4,6 @@
 // plugin would label a pod's container.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -12,6 +11,7 @@ import { afterAll, describe, expect } from 'vitest';
 import { CgroupResolver } from '../../collector/src/containers/cgroup-resolver.js';
 import { createContainerdProvider } from '../../collector/src/containers/providers/containerd.js';
 import type { ContainerRecord } from '../../collector/src/containers/types.js';
+import { cgroupId } from '../support/bpf.js';
 import { type ContainerdEndpoint, ensureContainerd, waitFor } from '../support/docker.js';
 import { itReal, missingRoot } from '../support/real.js';
 
@@ -80,8 +80,7 @@ describe('containerd metadata provider (real containerd)', () => {
       });
       expect(running.labels).toMatchObject(labels);
       expect(running.startedAtNs).toBeGreaterThan(BigInt(Date.now() - 60_000) * 1_000_000n);
-      const inode = (await stat(join(resolver.hierarchy.mountPoint, running.cgroupPath), { bigint: true }))
-        .ino;
+      const inode = cgroupId(join(resolver.hierarchy.mountPoint, running.cgroupPath));
       expect(running.cgroupPath).toContain(id);
       expect(running.cgroupId).toBe(inode);
 

@@ -4,7 +4,6 @@
 // though it is gone before anyone could inspect it. Then the registry joins provider records
 // with the cgroup resolver's view of the same container.
 import { randomBytes } from 'node:crypto';
-import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import { afterAll, describe, expect, inject } from 'vitest';
@@ -12,6 +11,7 @@ import { CgroupResolver } from '../../collector/src/containers/cgroup-resolver.j
 import { ContainerRegistry } from '../../collector/src/containers/index.js';
 import { createDockerProvider } from '../../collector/src/containers/providers/docker.js';
 import type { ContainerRecord } from '../../collector/src/containers/types.js';
+import { cgroupId } from '../support/bpf.js';
 import { type DockerEndpoint, waitFor } from '../support/docker.js';
 import { endpointOrReason, itReal, missingRoot } from '../support/real.js';
 
@@ -61,8 +61,7 @@ describe('docker metadata provider (real dockerd)', () => {
       expect(running.startedAtNs).toBeGreaterThan(beforeStartNs);
       expect(running.stoppedAtNs).toBeUndefined();
       // The cgroup the kernel reports for this container's processes.
-      const inode = (await stat(join(resolver.hierarchy.mountPoint, running.cgroupPath), { bigint: true }))
-        .ino;
+      const inode = cgroupId(join(resolver.hierarchy.mountPoint, running.cgroupPath));
       expect(running.cgroupPath).toContain(info.Id);
       expect(running.cgroupId).toBe(inode);
 
@@ -151,8 +150,7 @@ describe('docker metadata provider (real dockerd)', () => {
       await registry.start();
       cleanup.push(() => registry.stop());
 
-      const inode = (await stat(join(resolver.hierarchy.mountPoint, 'docker', info.Id), { bigint: true }))
-        .ino;
+      const inode = cgroupId(join(resolver.hierarchy.mountPoint, 'docker', info.Id));
       const joined = await waitFor('joined record', () =>
         records.find((r) => r.containerId === info.Id && r.name === name && r.cgroupId === inode),
       );

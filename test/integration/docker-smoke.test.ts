@@ -3,11 +3,12 @@
 // what bpf_get_current_cgroup_id() reports), and the cgroup resolver maps that id back to the
 // container id.
 import { randomBytes } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import { afterAll, describe, expect, inject } from 'vitest';
 import { CgroupResolver } from '../../collector/src/containers/cgroup-resolver.js';
+import { cgroupId as cgroupIdOf } from '../support/bpf.js';
 import type { DockerEndpoint } from '../support/docker.js';
 import { endpointOrReason, itReal, missingRoot } from '../support/real.js';
 
@@ -41,7 +42,7 @@ describe('docker smoke', () => {
       const procCgroup = await readFile(`/proc/${info.State.Pid}/cgroup`, 'utf8');
       const v2Path = /^0::(.*)$/m.exec(procCgroup)?.[1];
       expect(v2Path).toContain(info.Id);
-      const cgroupId = (await stat(join(resolver.hierarchy.mountPoint, v2Path!), { bigint: true })).ino;
+      const cgroupId = cgroupIdOf(join(resolver.hierarchy.mountPoint, v2Path!));
       expect(cgroupId).toBeGreaterThan(1n);
 
       const entry = resolver.resolve(cgroupId);
@@ -56,7 +57,7 @@ describe('docker smoke', () => {
       const memoryLine = /^\d+:(?:[^:]*,)?memory(?:,[^:]*)?:(.*)$/m.exec(procCgroup);
       if (memoryLine) {
         const v1 = await CgroupResolver.create({ mountPoint: '/sys/fs/cgroup/memory', version: 1 });
-        const v1Id = (await stat(join('/sys/fs/cgroup/memory', memoryLine[1]!), { bigint: true })).ino;
+        const v1Id = cgroupIdOf(join('/sys/fs/cgroup/memory', memoryLine[1]!));
         expect(v1.resolve(v1Id)?.identity?.containerId).toBe(info.Id);
       }
     },

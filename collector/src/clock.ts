@@ -8,9 +8,12 @@
 // differs from CLOCK_BOOTTIME only by time spent suspended. We measure that difference from
 // /proc/uptime (CLOCK_BOOTTIME, printed in 10 ms steps) by waiting for it to tick: right at
 // the tick the printed value is exact, so the offset is right to the read latency (~10 µs)
-// instead of ±10 ms. It is re-measured every few minutes (a node may suspend; servers rarely
-// do). If the addon exposes a true CLOCK_BOOTTIME reading, pass it as `bootTimeNs` instead.
+// instead of ±10 ms. It is re-measured every few minutes (a node may suspend; servers
+// rarely do).
 import { readFileSync } from 'node:fs';
+
+/** How often CLOCK_BOOTTIME - CLOCK_MONOTONIC is measured again (a suspend changes it). */
+const RECALIBRATE_MS = 300_000;
 
 export interface BootClock {
   /** Kernel boot id (/proc/sys/kernel/random/boot_id): sequence numbers restart per boot. */
@@ -19,14 +22,6 @@ export interface BootClock {
   bootNowNs(): bigint;
   /** Wall-clock ns minus boot-time ns, now. Add to an event's tsNs to get Unix-epoch ns. */
   wallMinusBootNs(): bigint;
-}
-
-export interface BootClockOptions {
-  /** A true CLOCK_BOOTTIME reading (e.g. from the native addon). */
-  bootTimeNs?: () => bigint;
-  bootIdPath?: string;
-  uptimePath?: string;
-  recalibrateMs?: number;
 }
 
 export function readBootId(path = '/proc/sys/kernel/random/boot_id'): string {
@@ -76,22 +71,18 @@ export function measureBootMinusMonotonicNs(uptimePath = '/proc/uptime', samples
   return best.offset;
 }
 
-export function createBootClock(options: BootClockOptions = {}): BootClock {
-  const bootId = readBootId(options.bootIdPath);
-  const uptimePath = options.uptimePath ?? '/proc/uptime';
-  const recalibrateMs = options.recalibrateMs ?? 300_000;
-  let bootMinusMono = options.bootTimeNs ? 0n : measureBootMinusMonotonicNs(uptimePath);
+export function createBootClock(): BootClock {
+  const bootId = readBootId();
+  let bootMinusMono = measureBootMinusMonotonicNs();
   let calibratedAt = Date.now();
 
-  const bootNowNs =
-    options.bootTimeNs ??
-    ((): bigint => {
-      if (Date.now() - calibratedAt > recalibrateMs) {
-        bootMinusMono = measureBootMinusMonotonicNs(uptimePath);
-        calibratedAt = Date.now();
-      }
-      return process.hrtime.bigint() + bootMinusMono;
-    });
+  const bootNowNs = (): bigint => {
+    if (Date.now() - calibratedAt > RECALIBRATE_MS) {
+      bootMinusMono = measureBootMinusMonotonicNs();
+      calibratedAt = Date.now();
+    }
+    return process.hrtime.bigint() + bootMinusMono;
+  };
 
   return {
     bootId,

@@ -11,9 +11,6 @@ export interface KernelSourceOptions {
   bpfObjectDir: string;
   ringBufferBytes: number;
   programs?: string[] | undefined;
-  /** Addon -> JS batch bounds: small, so latency stays low; Kafka batching happens later. */
-  batchMaxBytes?: number;
-  batchMaxMs?: number;
 }
 
 export interface KernelSource extends EventSource {
@@ -47,8 +44,9 @@ export function createKernelSource(options: KernelSourceOptions): KernelSource {
       const settings: CaptureSettings = {
         objects: bpfObjects(options.bpfObjectDir),
         ringBufferBytes: options.ringBufferBytes,
-        batchMaxBytes: options.batchMaxBytes ?? 256 * 1024,
-        batchMaxMs: options.batchMaxMs ?? 50,
+        // Addon -> JS batch bounds: small, so latency stays low; Kafka batching happens later.
+        batchMaxBytes: 256 * 1024,
+        batchMaxMs: 50,
       };
       if (options.programs !== undefined) settings.programs = options.programs;
       capture = openCapture(settings, onBatch);

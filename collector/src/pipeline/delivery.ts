@@ -18,9 +18,6 @@ export interface DeliveryOptions {
    * (1 MiB by default) with MESSAGE_TOO_LARGE: keep this at most the per-message limit.
    */
   maxRequestBytes?: number;
-  maxRequestMessages?: number;
-  initialBackoffMs?: number;
-  maxBackoffMs?: number;
   onDelivered: (queue: SendQueue, messages: readonly QueuedMessage[]) => void;
   onSendError?: (error: Error | undefined) => void;
 }
@@ -36,16 +33,15 @@ export interface Delivery {
   stop(): Promise<void>;
   /** True after the last request succeeded (readiness). */
   readonly healthy: boolean;
-  readonly consecutiveFailures: number;
 }
 
 export function createDelivery(options: DeliveryOptions): Delivery {
   const log = createLogger('collector.delivery');
   const { queues, sink, onDelivered } = options;
   const maxRequestBytes = options.maxRequestBytes ?? 1_000_000;
-  const maxRequestMessages = options.maxRequestMessages ?? 1_000;
-  const initialBackoffMs = options.initialBackoffMs ?? 100;
-  const maxBackoffMs = options.maxBackoffMs ?? 5_000;
+  const maxRequestMessages = 1_000;
+  const initialBackoffMs = 100;
+  const maxBackoffMs = 5_000;
 
   let running: Promise<void> | undefined;
   let stopping = false;
@@ -188,9 +184,6 @@ export function createDelivery(options: DeliveryOptions): Delivery {
     },
     get healthy() {
       return healthy;
-    },
-    get consecutiveFailures() {
-      return failures;
     },
   };
 }

@@ -64,10 +64,10 @@ export interface MessageSink {
 
 export interface KafkaSinkOptions {
   kafka: Kafka;
-  /** Per-request timeout for the broker's acknowledgement. */
-  ackTimeoutMs?: number;
-  compression?: CompressionTypes;
 }
+
+/** Per-request timeout for the broker's acknowledgement. */
+const ACK_TIMEOUT_MS = 10_000;
 
 /** Protocol errors that reject the message itself: resending the same bytes can't succeed. */
 const CONTENT_ERRORS = new Set([
@@ -148,9 +148,7 @@ export const nodePartitioner: ICustomPartitioner = () => {
 
 export function createKafkaSink(options: KafkaSinkOptions): MessageSink {
   const log = createLogger('collector.kafka-sink');
-  const ackTimeoutMs = options.ackTimeoutMs ?? 10_000;
-  const compression = options.compression ?? CompressionTypes.GZIP;
-  if (compression === CompressionTypes.GZIP) useFastGzip();
+  useFastGzip();
   fixKafkajsIdleTimer();
   let producer: Producer | undefined;
   let connecting: Promise<Producer> | undefined;
@@ -204,7 +202,12 @@ export function createKafkaSink(options: KafkaSinkOptions): MessageSink {
         }
         current.messages.push({ key: m.key, value: m.value });
       }
-      const batch: ProducerBatch = { topicMessages, acks: -1, timeout: ackTimeoutMs, compression };
+      const batch: ProducerBatch = {
+        topicMessages,
+        acks: -1,
+        timeout: ACK_TIMEOUT_MS,
+        compression: CompressionTypes.GZIP,
+      };
       try {
         const p = await connected();
         await p.sendBatch(batch);

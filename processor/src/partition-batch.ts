@@ -7,8 +7,6 @@ import type { ContainerMeta } from './metadata-table.js';
 
 export type Row = Record<string | symbol, unknown>;
 
-export type JoinState = 'joined' | 'pending' | 'host';
-
 /** A row whose cgroup had no metadata yet; resolved in place if metadata arrives in time. */
 interface Waiting {
   row: Row;
@@ -35,10 +33,9 @@ export interface CutBatch {
   latePending: number;
 }
 
-/** Fills the join columns of a row from a container record (or marks it). */
-export function applyJoin(row: Row, meta: ContainerMeta | undefined, state: JoinState): void {
-  row.join_state = state;
-  if (meta === undefined) return;
+/** Fills the join columns of a row from its container record (join_state 'joined'). */
+export function applyJoin(row: Row, meta: ContainerMeta): void {
+  row.join_state = 'joined';
   row.container_id = meta.containerId;
   row.container_name = meta.name;
   row.image = meta.image;
@@ -119,7 +116,7 @@ export class PartitionBatch {
     if (perNode === undefined || list === undefined) return 0;
     perNode.delete(meta.cgroupId);
     for (const w of list) {
-      applyJoin(w.row, lookup(w.atNs) ?? meta, 'joined');
+      applyJoin(w.row, lookup(w.atNs) ?? meta);
       w.resolved = true;
     }
     this.waitingCount -= list.length;

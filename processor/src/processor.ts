@@ -470,7 +470,7 @@ export function createProcessor(deps: {
         continue;
       }
       const meta = table.lookup(node, ev.cgroupId, timeNs);
-      if (meta !== undefined) applyJoin(row, meta, 'joined');
+      if (meta !== undefined) applyJoin(row, meta);
       else if (!batch.addWaiting(row, node, ev.cgroupId, timeNs, now)) stats.lateOverflow++;
     }
     stats.events += decoded.events.length;

@@ -20,6 +20,7 @@ import { type BuiltCollector, buildCollector } from '../../collector/src/build.j
 import { validateConfig } from '../../common/config.js';
 import { createSchemaResolver } from '../../schemas/codec.js';
 import type { EventBatch } from '../../schemas/types.js';
+import { waitFor } from '../support/docker.js';
 import { endpointOrReason, itReal } from '../support/real.js';
 
 const run = promisify(execFile);
@@ -53,14 +54,6 @@ function canListen(port: number): Promise<boolean> {
 
 async function broker(action: 'start' | 'stop'): Promise<void> {
   await run(kafkaSh, [action, '--brokers', '1'], { env: brokerEnv, timeout: 240_000 });
-}
-
-async function waitFor(what: string, cond: () => boolean, timeoutMs: number): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 
 afterAll(async () => {
@@ -113,7 +106,11 @@ describe('collector through a Kafka outage', () => {
       await roomy.start();
       await tight.start();
       const both = [roomy, tight];
-      await waitFor('first deliveries', () => both.every((c) => c.collector.counters.delivered > 0), 60_000);
+      await waitFor(
+        'first deliveries',
+        () => both.every((c) => c.collector.counters.delivered > 0) || undefined,
+        60_000,
+      );
 
       await broker('stop');
       const deliveredAtStop = both.map((c) => c.collector.counters.delivered);
@@ -138,7 +135,11 @@ describe('collector through a Kafka outage', () => {
 
       await broker('start');
       // The roomy collector catches up: its backlog drains to the live trickle.
-      await waitFor('catch-up after restart', () => roomy.collector.snapshot().pending < 2_000, 120_000);
+      await waitFor(
+        'catch-up after restart',
+        () => roomy.collector.snapshot().pending < 2_000 || undefined,
+        120_000,
+      );
       const resumed = both.map((c) => c.collector.counters.delivered);
       await new Promise((r) => setTimeout(r, 3_000));
       expect(tight.collector.counters.delivered).toBeGreaterThan(resumed[1] as number);

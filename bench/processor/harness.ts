@@ -3,7 +3,7 @@
 import { type Kafka, Kafka as KafkaClient, logLevel, type Producer } from 'kafkajs';
 import { nodePartitioner } from '../../collector/src/kafka-sink.js';
 import { ensureTopics, type TopicNames } from '../../common/kafka.js';
-import type { ProcessorOptions, ProcessorTopics } from '../../processor/src/processor.js';
+import type { ProcessorOptions } from '../../processor/src/processor.js';
 
 export function kafkaClient(brokers: string[], clientId = 'ktrail-processor-test'): Kafka {
   return new KafkaClient({
@@ -28,16 +28,7 @@ export async function createTestTopics(
   }
 }
 
-export function processorTopics(names: TopicNames): ProcessorTopics {
-  return {
-    events: names.events,
-    containers: names.containers,
-    deadletter: names.deadletter,
-    enriched: names.eventsEnriched,
-    alerts: names.alerts,
-    stats: names.stats,
-  };
-}
+export { processorTopics } from '../../processor/src/processor.js';
 
 /** A producer keyed like the collector's: events by `node`, container records by `node/cgroup`. */
 export async function nodeProducer(kafka: Kafka): Promise<Producer> {

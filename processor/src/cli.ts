@@ -11,7 +11,7 @@ import { clickHouseConfigFrom, createClickHouse } from './clickhouse/client.js';
 import { migrate } from './clickhouse/migrate.js';
 import { createProcessorCodec } from './codec.js';
 import { registerProcessorMetrics } from './metrics.js';
-import { createProcessor } from './processor.js';
+import { createProcessor, processorTopics } from './processor.js';
 import { startQueryEndpoint } from './query-endpoint.js';
 import { clickHouseSink } from './sink.js';
 
@@ -82,14 +82,7 @@ async function main(): Promise<void> {
   const names = topicNames(config.kafka.topicPrefix);
   const processor = createProcessor({
     kafka,
-    topics: {
-      events: names.events,
-      containers: names.containers,
-      deadletter: names.deadletter,
-      enriched: names.eventsEnriched,
-      alerts: names.alerts,
-      stats: names.stats,
-    },
+    topics: processorTopics(names),
     sink: clickHouseSink(clickhouse),
     codec: createProcessorCodec(),
     options: { ...config.processor },

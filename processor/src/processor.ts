@@ -12,6 +12,7 @@
 // is always contiguous.
 import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
 import { isRetriable, PoisonError } from '../../common/errors.js';
+import type { TopicNames } from '../../common/kafka.js';
 import { createLogger, type Logger } from '../../common/log.js';
 import type { DeadLetter } from '../../schemas/types.js';
 import { type Alert, AlertEngine, type AlertRules } from './alerts.js';
@@ -93,6 +94,18 @@ export interface ProcessorTopics {
   stats?: string;
   enriched: string;
   alerts: string;
+}
+
+/** The processor's topics among common/kafka.ts' topic names. */
+export function processorTopics(names: TopicNames): ProcessorTopics {
+  return {
+    events: names.events,
+    containers: names.containers,
+    deadletter: names.deadletter,
+    enriched: names.eventsEnriched,
+    alerts: names.alerts,
+    stats: names.stats,
+  };
 }
 
 export interface ProcessorOptions {

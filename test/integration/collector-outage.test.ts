@@ -20,8 +20,8 @@ import { type BuiltCollector, buildCollector } from '../../collector/src/build.j
 import { validateConfig } from '../../common/config.js';
 import { createSchemaResolver } from '../../schemas/codec.js';
 import type { EventBatch } from '../../schemas/types.js';
-import { waitFor } from '../support/docker.js';
 import { endpointOrReason, itReal } from '../support/real.js';
+import { waitFor } from '../support/wait.js';
 
 const run = promisify(execFile);
 const repo = fileURLToPath(new URL('../..', import.meta.url));

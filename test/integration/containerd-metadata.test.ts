@@ -12,8 +12,9 @@ import { CgroupResolver } from '../../collector/src/containers/cgroup-resolver.j
 import { createContainerdProvider } from '../../collector/src/containers/providers/containerd.js';
 import type { ContainerRecord } from '../../collector/src/containers/types.js';
 import { cgroupId } from '../support/bpf.js';
-import { type ContainerdEndpoint, ensureContainerd, waitFor } from '../support/docker.js';
+import { type ContainerdEndpoint, ensureContainerd } from '../support/docker.js';
 import { itReal, missingRoot } from '../support/real.js';
+import { waitFor } from '../support/wait.js';
 
 const run = promisify(execFile);
 const containerdScript = fileURLToPath(new URL('../../deploy/local/containerd.sh', import.meta.url));

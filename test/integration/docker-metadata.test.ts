@@ -12,8 +12,9 @@ import { ContainerRegistry } from '../../collector/src/containers/index.js';
 import { createDockerProvider } from '../../collector/src/containers/providers/docker.js';
 import type { ContainerRecord } from '../../collector/src/containers/types.js';
 import { cgroupId } from '../support/bpf.js';
-import { type DockerEndpoint, waitFor } from '../support/docker.js';
+import type { DockerEndpoint } from '../support/docker.js';
 import { endpointOrReason, itReal, missingRoot } from '../support/real.js';
+import { waitFor } from '../support/wait.js';
 
 const { value: endpoint, missing } = endpointOrReason<DockerEndpoint>(inject('docker'));
 const gate = itReal(missing ?? missingRoot());

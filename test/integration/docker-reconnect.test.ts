@@ -13,8 +13,9 @@ import Docker from 'dockerode';
 import { afterAll, describe, expect, inject } from 'vitest';
 import { createDockerProvider } from '../../collector/src/containers/providers/docker.js';
 import type { ContainerRecord } from '../../collector/src/containers/types.js';
-import { type DockerEndpoint, waitFor } from '../support/docker.js';
+import type { DockerEndpoint } from '../support/docker.js';
 import { endpointOrReason, itReal, missingRoot } from '../support/real.js';
+import { waitFor } from '../support/wait.js';
 
 const run = promisify(execFile);
 const { missing } = endpointOrReason<DockerEndpoint>(inject('docker'));

@@ -45,18 +45,3 @@ export async function ensureContainerd(): Promise<ContainerdEndpoint> {
   await runAll(containerdScript, 'containerd.sh', 300_000, { KTRAIL_CONTAINERD_SOCK: socketPath });
   return { socketPath, image: 'docker.io/ktrail/busybox:latest', namespace: 'k8s.io' };
 }
-
-/** Polls `probe` every 20 ms until it returns a value; throws after `timeoutMs`. */
-export async function waitFor<T>(
-  what: string,
-  probe: () => T | undefined | Promise<T | undefined>,
-  timeoutMs = 20_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}

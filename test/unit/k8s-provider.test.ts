@@ -20,7 +20,7 @@ import {
   splitContainerId,
 } from '../../collector/src/containers/providers/kubernetes.js';
 import type { ContainerRecord } from '../../collector/src/containers/types.js';
-import { waitFor } from '../support/docker.js';
+import { waitFor } from '../support/wait.js';
 
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/k8s/${name}`, import.meta.url), 'utf8');
 const list = JSON.parse(fixture('list-pods.json')) as {

@@ -153,7 +153,9 @@ async function createServer(config: ServerConfig): Promise<ClickHouseClient> {
     // The writer logs failures once, classified, through pino; the client's own console
     // logger would print a stack per failed attempt.
     log: { level: ClickHouseLogLevel.OFF },
-    ...(config.tls?.caFile === undefined ? {} : { tls: readTls(config.tls) }),
+    ...(config.tls === undefined || Object.values(config.tls).every((v) => v === undefined)
+      ? {}
+      : { tls: readTls(config.tls) }),
   };
   // The database may not exist yet, and a URL naming a missing database fails every request:
   // create it through a client on `default`, and learn which settings this server knows.
@@ -198,7 +200,12 @@ function readTls(tls: NonNullable<ServerConfig['tls']>) {
       throw new ConfigError(`clickhouse.tls.${what}: cannot read ${path}: ${(err as Error).message}`);
     }
   };
-  const ca_cert = read('caFile', tls.caFile ?? '');
+  // @clickhouse/client takes a client certificate only together with the CA: a certFile/keyFile
+  // without caFile used to be dropped silently; now it is an error naming the setting.
+  if (tls.caFile === undefined) {
+    throw new ConfigError('clickhouse.tls.caFile: required with certFile/keyFile (the client needs the CA)');
+  }
+  const ca_cert = read('caFile', tls.caFile);
   if ((tls.certFile === undefined) !== (tls.keyFile === undefined)) {
     throw new ConfigError('clickhouse.tls: certFile and keyFile go together (mutual TLS)');
   }

@@ -66,7 +66,7 @@ describe('insert deduplication', () => {
       const rows = cpuBatch(cg, 90);
       const token = 'cpu_sample:events:3:1000-1089';
       const first = await insertBatch(ch.client, { table: 'cpu_sample', rows, dedupToken: token });
-      expect(first).toEqual({ rows: 90, attempts: 1 });
+      expect(first).toEqual({ rows: 90, attempts: 1, format: 'Native' });
       const once = await counts(cg);
       // A retry after a crash rebuilds the same batch: same rows, same token.
       await insertBatch(ch.client, { table: 'cpu_sample', rows: cpuBatch(cg, 90), dedupToken: token });

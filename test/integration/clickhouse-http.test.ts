@@ -114,7 +114,7 @@ describe('ClickHouse server over HTTP (clickhouse-server 18.16)', () => {
     const rows = Array.from({ length: 1000 }, (_, i) => ({ id: BigInt(i), node: 'n1', v: i / 4 }));
     rows.push({ id: max, node: 'n1', v: 0 });
     const res = await insertBatch(client, { table: 'readings', rows, dedupToken: 'readings:t:0:0-1000' });
-    expect(res).toEqual({ rows: 1001, attempts: 1 });
+    expect(res).toEqual({ rows: 1001, attempts: 1, format: 'JSONEachRow' });
     expect((await count()) - before).toBe(1001);
     const rs = await client.query({
       query: `SELECT max(id) AS m FROM ${database}.readings`,

@@ -1,8 +1,9 @@
 // One factory for every ClickHouse ktrail talks to: the embedded chDB engine (default) or a
 // ClickHouse server by URL. Both come back as the same @clickhouse/client instance, so the
 // writer and the migrations never care which one they got.
-import { mkdirSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import {
   type ClickHouseClient,
   type ClickHouseClientConfigOptions,
@@ -62,6 +63,17 @@ export type ClickHouseInfo = {
     format: 'JSONEachRow';
     settings: Record<string, string | number>;
   }) => Promise<unknown>;
+  /**
+   * chDB only: inserts one Native block (native-format.ts). chdb-node's inline insert takes
+   * text formats only, so the block goes through a spool file in the store's directory and
+   * `INSERT ... SELECT FROM file(..., Native)`, with the settings on the statement itself.
+   */
+  insertNative?: (params: {
+    table: string;
+    columns: readonly string[];
+    block: Buffer;
+    settings: Record<string, string | number>;
+  }) => Promise<void>;
 };
 
 type ChdbAsClientConnection = NonNullable<ClickHouseClientConfigOptions['connection']>;
@@ -133,12 +145,35 @@ async function createChdb(config: ChdbConfig): Promise<ClickHouseClient> {
   await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${config.database}` });
   const version = await selectOne(client, 'SELECT version() AS v');
   const chdb = connection.chdb;
+  // Same filesystem as the store, always writable by us; files live for one insert.
+  const spool = join(path, 'insert-spool');
+  rmSync(spool, { recursive: true, force: true }); // leftovers of a crash mid-insert
+  mkdirSync(spool, { recursive: true });
+  let spooled = 0;
   infos.set(client, {
     kind: 'chdb',
     database: config.database,
     version,
     dedupToken: true,
     rawInsert: (params) => chdb.rawInsert(params),
+    insertNative: async ({ table, columns, block, settings }) => {
+      for (const name of [...columns, ...Object.keys(settings)]) {
+        if (!IDENTIFIER.test(name)) throw new Error(`not a plain identifier: ${JSON.stringify(name)}`);
+      }
+      const file = join(spool, `${process.pid}-${spooled++}.native`);
+      const list = columns.join(', ');
+      const set = Object.entries(settings)
+        .map(([k, v]) => `${k} = ${typeof v === 'number' ? v : sqlString(v)}`)
+        .join(', ');
+      await writeFile(file, block);
+      try {
+        await client.command({
+          query: `INSERT INTO ${table} (${list}) SETTINGS ${set} SELECT ${list} FROM file(${sqlString(file)}, Native)`,
+        });
+      } finally {
+        await rm(file, { force: true });
+      }
+    },
   });
   log.info({ path, database: config.database, version }, 'chDB store open');
   return client;
@@ -233,6 +268,11 @@ export function clickHouseConfigFrom(section: {
     password: section.password,
     ...(section.tls === undefined ? {} : { tls: section.tls }),
   };
+}
+
+/** A ClickHouse string literal. */
+function sqlString(v: string): string {
+  return `'${v.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
 }
 
 function redact(url: string): string {

@@ -1,5 +1,5 @@
-// The one insert path: a batch of rows into one table, as JSONEachRow (the only row format
-// @clickhouse/client speaks), ALWAYS with a deduplication token, retried with backoff when the
+// The one insert path: a batch of rows into one table, as a Native block (chDB, event tables)
+// or JSONEachRow (servers, and tables with types the Native encoder doesn't write), ALWAYS with a deduplication token, retried with backoff when the
 // failure is worth retrying, and classified when it is not.
 //
 // Exactly-once comes from the token: the caller builds it from the Kafka coordinates of the
@@ -14,6 +14,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import { ConfigError, KtrailError, PoisonError, TransientError } from '../../../common/errors.js';
 import { createLogger } from '../../../common/log.js';
 import { describeClickHouse } from './client.js';
+import { type ColumnTypes, encodeNativeBlock } from './native-format.js';
 
 const log = createLogger('processor.clickhouse.writer');
 
@@ -45,7 +46,8 @@ export type InsertBatchOptions = {
   signal?: AbortSignal;
 };
 
-export type InsertResult = { rows: number; attempts: number };
+/** format: how the rows were sent (Native for chDB event tables, see native-format.ts). */
+export type InsertResult = { rows: number; attempts: number; format: 'Native' | 'JSONEachRow' };
 
 // The client-level settings of the factory do not reach chDB's native insert: repeat the
 // ones that matter for inserts.
@@ -67,9 +69,17 @@ export async function insertBatch(
   const info = describeClickHouse(client);
   const table =
     params.table.includes('.') || info === undefined ? params.table : `${info.database}.${params.table}`;
-  let body: string;
+  // chDB: a Native block when every column is one native-format.ts writes (event tables),
+  // JSONEachRow otherwise.
+  let native: { block: Buffer; columns: string[] } | undefined;
+  if (info?.insertNative !== undefined && Array.isArray(params.rows) && params.rows.length > 0) {
+    native = encodeNativeBlock(params.rows as Record<string, unknown>[], await columnTypes(client, table));
+  }
+  let body = '';
   let count: number;
-  if (Array.isArray(params.rows)) {
+  if (native !== undefined) {
+    count = (params.rows as readonly object[]).length;
+  } else if (Array.isArray(params.rows)) {
     count = params.rows.length;
     try {
       body = toJsonEachRow(params.rows);
@@ -84,14 +94,22 @@ export async function insertBatch(
     body = pre.jsonEachRow;
     count = pre.count;
   }
-  if (count === 0) return { rows: 0, attempts: 0 };
+  const format = native === undefined ? 'JSONEachRow' : 'Native';
+  if (count === 0) return { rows: 0, attempts: 0, format };
   // Servers without the setting were allowed explicitly (see ServerConfig.allowWithoutDedupToken).
   const settings = info?.dedupToken === false ? {} : { insert_deduplication_token: params.dedupToken };
   const policy = { ...DEFAULT_RETRY, ...options.retry };
 
   for (let attempt = 1; ; attempt++) {
     try {
-      if (info?.rawInsert !== undefined) {
+      if (native !== undefined && info?.insertNative !== undefined) {
+        await info.insertNative({
+          table,
+          columns: native.columns,
+          block: native.block,
+          settings: { ...CHDB_INSERT_SETTINGS, ...settings },
+        });
+      } else if (info?.rawInsert !== undefined) {
         // chDB: native insert; settings apply to this INSERT only.
         await info.rawInsert({
           table,
@@ -111,7 +129,7 @@ export async function insertBatch(
       }
       if (attempt > 1)
         log.info({ table, token: params.dedupToken, attempt }, 'insert succeeded after retries');
-      return { rows: count, attempts: attempt };
+      return { rows: count, attempts: attempt, format };
     } catch (err) {
       const classified = classifyClickHouseError(err, {
         table,
@@ -132,6 +150,38 @@ export async function insertBatch(
       );
     }
   }
+}
+
+const tableColumns = new WeakMap<ClickHouseClient, Map<string, Promise<ColumnTypes>>>();
+
+/**
+ * A table's column types, asked once per client and table (migrations run before the
+ * writer; a column added later is missing here, and its rows fall back to JSONEachRow).
+ */
+function columnTypes(client: ClickHouseClient, table: string): Promise<ColumnTypes> {
+  let byTable = tableColumns.get(client);
+  if (byTable === undefined) {
+    byTable = new Map();
+    tableColumns.set(client, byTable);
+  }
+  let types = byTable.get(table);
+  if (types === undefined) {
+    const [database, name] = table.split('.');
+    types = client
+      .query({
+        query:
+          'SELECT name, type FROM system.columns WHERE database = {database:String} AND table = {name:String}',
+        query_params: { database, name },
+        format: 'JSONEachRow',
+      })
+      .then((rs) => rs.json<{ name: string; type: string }>())
+      .then((rows) => new Map(rows.map((r) => [r.name, r.type])));
+    // A failed lookup is asked again next time, not cached.
+    const cache = byTable;
+    types.catch(() => cache.delete(table));
+    byTable.set(table, types);
+  }
+  return types;
 }
 
 /** Full jitter between half and all of an exponentially growing, capped delay. */

@@ -128,6 +128,27 @@ describe('capture format', () => {
     expect(readFileSync(path).length).toBe(42 + 3 * 24 + 104 * 40);
   });
 
+  it('streams a file larger than its read chunk: frames across chunk ends, a frame larger than a chunk', async () => {
+    const path = join(dir, 'big.ktcap');
+    const w = createCaptureWriter(path, header);
+    // 4 MiB read chunks: 37 batches of ~200 KiB cross several chunk ends, one of 5 MiB is
+    // larger than a chunk, odd sizes put later frames at every offset within a chunk.
+    const sizes = [...Array.from({ length: 37 }, (_, i) => 200_000 + i * 8), 5 << 20, 40, 8, 0, 1_000_003];
+    const sent = sizes.map((n, i) => Buffer.alloc(n, i + 1));
+    for (const b of sent) w.write(b, b.length >>> 3);
+    await w.close();
+    const reader = openCaptureReader(path);
+    let i = 0;
+    for await (const b of reader.batches()) {
+      expect(b.records).toBe(sizes[i]! >>> 3);
+      expect(b.buf.equals(sent[i]!)).toBe(true);
+      if (sizes[i]! % 8 === 0) expect(b.buf.byteOffset % 8).toBe(0); // the decoder's u64 view needs no copy
+      i++;
+    }
+    expect(i).toBe(sizes.length);
+    expect(reader.truncated).toBe(false);
+  });
+
   it('reads a file cut mid-frame up to the last whole batch and says so', async () => {
     const path = join(dir, 'cut.ktcap');
     const w = createCaptureWriter(path, header);

@@ -72,4 +72,19 @@ describe('golden kernel records', () => {
     expect(events.map((e) => e.kind)).toEqual([...KINDS]);
     expect(stats.malformed).toBe(0);
   });
+
+  it('decodes the same from a batch that does not start 8-byte aligned in its memory', () => {
+    // u64 fields are read through a BigUint64Array view, which needs an aligned start: a
+    // batch at any other byte offset (a slice of a larger buffer) is read from a copy.
+    const batch = Buffer.concat(KINDS.map(raw));
+    const aligned = decodeBatch(batch, createDecodeStats());
+    for (const shift of [1, 3, 4, 7]) {
+      const holder = Buffer.alloc(batch.length + 16);
+      const base = (8 - (holder.byteOffset % 8)) % 8;
+      const slice = holder.subarray(base + shift, base + shift + batch.length);
+      batch.copy(slice);
+      expect(slice.byteOffset % 8).toBe(shift);
+      expect(decodeBatch(slice, createDecodeStats())).toEqual(aligned);
+    }
+  });
 });

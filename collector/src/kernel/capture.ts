@@ -21,6 +21,8 @@ export const FRAME_HEADER_BYTES = 24;
 const FIXED_HEADER_BYTES = 24; // magic, version, headerBytes, startWallNs, wallMinusBootNs
 /** Largest batch a reader accepts: guards against a corrupt length allocating gigabytes. */
 export const MAX_FRAME_PAYLOAD = 256 << 20;
+/** How much of a capture file the streaming reader reads at a time. */
+const READ_CHUNK = 4 << 20;
 
 export interface CaptureHeader {
   version: number;
@@ -227,27 +229,49 @@ export function openCaptureReader(path: string): CaptureReader {
       return truncated;
     },
     async *batches() {
+      // Reads the file in chunks of READ_CHUNK bytes and cuts frames out of them: one read
+      // per ~20 batches of the benchmark's size instead of two per batch (the per-read
+      // thread-pool round trips were ~6% of the collector's main thread at full speed).
+      // A payload is a view into its chunk, not a copy (copies were ~3% of the main thread):
+      // a batch is decoded when it is handed over and not kept, so a chunk lives as long as
+      // its last batch. Chunks start at a frame and payload lengths are multiples of 8 (the
+      // addon pads records to 8), so payloads stay 8-byte aligned for the decoder's u64 view.
       const fh = await open(path, 'r');
       try {
-        let pos = headerBytes;
-        const frame = Buffer.alloc(FRAME_HEADER_BYTES);
+        let chunk = Buffer.alloc(0);
+        let chunkPos = headerBytes; // file position of chunk[0]
+        let pos = headerBytes; // file position of the next frame
+        let eof = false;
+        /** Makes [pos, pos + bytes) available in `chunk`; false if the file ends first. */
+        const ensure = async (bytes: number): Promise<boolean> => {
+          if (pos + bytes <= chunkPos + chunk.length) return true;
+          if (eof) return false;
+          const size = Math.max(bytes, READ_CHUNK);
+          const next = Buffer.allocUnsafeSlow(size); // its own ArrayBuffer: offset 0, aligned
+          const { bytesRead } = await fh.read(next, 0, size, pos);
+          chunk = next.subarray(0, bytesRead);
+          chunkPos = pos;
+          if (bytesRead < size) eof = true;
+          return bytesRead >= bytes;
+        };
         for (;;) {
-          const { bytesRead } = await fh.read(frame, 0, FRAME_HEADER_BYTES, pos);
-          if (bytesRead === 0) return;
-          if (bytesRead < FRAME_HEADER_BYTES) {
-            truncated = true;
+          if (!(await ensure(FRAME_HEADER_BYTES))) {
+            if (pos < chunkPos + chunk.length) truncated = true; // a partial frame header
             return;
           }
+          const at = pos - chunkPos;
+          const frame = chunk.subarray(at, at + FRAME_HEADER_BYTES);
           const len = frame.readUInt32LE(0);
           if (len > MAX_FRAME_PAYLOAD)
             throw new PoisonError(`capture frame at byte ${pos}: length ${len} is implausible`);
-          const payload = Buffer.allocUnsafe(len);
-          const got = len === 0 ? 0 : (await fh.read(payload, 0, len, pos + FRAME_HEADER_BYTES)).bytesRead;
-          if (got < len) {
+          if (!(await ensure(FRAME_HEADER_BYTES + len))) {
             truncated = true;
             return;
           }
-          yield checkedFrame(frame, payload, pos);
+          const start = pos - chunkPos + FRAME_HEADER_BYTES;
+          // `ensure` may have replaced the chunk: take the frame header from the current one.
+          const header = chunk.subarray(start - FRAME_HEADER_BYTES, start);
+          yield checkedFrame(header, chunk.subarray(start, start + len), pos);
           pos += FRAME_HEADER_BYTES + len;
         }
       } finally {

@@ -3,6 +3,10 @@
 // 8 bytes in a batch). Malformed input is counted in DecodeStats and skipped, never
 // thrown: a bad record must not take the collector down.
 // Hot path: fixed offsets from layout.ts, no per-event closures, one object per event.
+// u64 fields are read through a BigUint64Array view of the batch (every u64 in events.h
+// sits at an 8-byte-aligned offset, and records start 8-aligned in a batch): one bigint per
+// field, where Buffer#readBigUInt64LE builds four (measured: a third of the decode time).
+import { endianness } from 'node:os';
 import type {
   CgroupMkdir,
   CgroupRename,
@@ -66,6 +70,25 @@ export function createDecodeStats(): DecodeStats {
 }
 
 const ALIGN = 8;
+const LITTLE_ENDIAN = endianness() === 'LE';
+
+/** The batch's 8-byte words, for u64 fields: a view when aligned, else an aligned copy. */
+const NO_WORDS = new BigUint64Array(0);
+let words: BigUint64Array = NO_WORDS;
+
+function wordsOf(buf: Buffer): BigUint64Array {
+  const n = buf.length >>> 3;
+  if (LITTLE_ENDIAN && (buf.byteOffset & 7) === 0) return new BigUint64Array(buf.buffer, buf.byteOffset, n);
+  const out = new BigUint64Array(n);
+  if (LITTLE_ENDIAN) new Uint8Array(out.buffer).set(buf.subarray(0, n << 3));
+  else for (let i = 0; i < n; i++) out[i] = buf.readBigUInt64LE(i << 3);
+  return out;
+}
+
+/** The u64 at byte offset `o` of the current batch (`o` is a multiple of 8). */
+function u64(o: number): bigint {
+  return words[o >>> 3] as bigint;
+}
 
 /**
  * Decodes every record of `buf` into `out` (returned), counting bad records in `stats`.
@@ -81,6 +104,7 @@ export function decodeBatch(
   const len = buf.length;
   let off = 0;
   let seen = 0;
+  words = wordsOf(buf);
   while (off < len) {
     if (len - off < HEADER_SIZE) {
       lostTail(stats, records, seen);
@@ -107,6 +131,7 @@ export function decodeBatch(
     }
     off += (size + ALIGN - 1) & ~(ALIGN - 1);
   }
+  words = NO_WORDS; // don't keep the batch alive
   return out;
 }
 
@@ -189,9 +214,11 @@ const FLAGS = H.fields.flags.offset;
 
 /** A NUL-terminated string in a fixed-size field (the whole field if it has no NUL). */
 function cstr(buf: Buffer, start: number, max: number): string {
+  // A JS scan: the fields are short, and Buffer#indexOf is a native call that may search
+  // far past the field when it has no NUL.
   const end = start + max;
-  let nul = buf.indexOf(0, start);
-  if (nul < 0 || nul > end) nul = end;
+  let nul = start;
+  while (nul < end && buf[nul] !== 0) nul++;
   return buf.toString('utf8', start, nul);
 }
 
@@ -213,8 +240,8 @@ function procExec(b: Buffer, o: number): ProcExec {
   const F = EXEC.fields;
   return {
     kind: 'proc_exec',
-    tsNs: b.readBigUInt64LE(o + TS),
-    cgroupId: b.readBigUInt64LE(o + CGID),
+    tsNs: u64(o + TS),
+    cgroupId: u64(o + CGID),
     pid: b.readUInt32LE(o + PID),
     tgid: b.readUInt32LE(o + TGID),
     flags: b.readUInt16LE(o + FLAGS),
@@ -233,8 +260,8 @@ function procFork(b: Buffer, o: number): ProcFork {
   const F = FORK.fields;
   return {
     kind: 'proc_fork',
-    tsNs: b.readBigUInt64LE(o + TS),
-    cgroupId: b.readBigUInt64LE(o + CGID),
+    tsNs: u64(o + TS),
+    cgroupId: u64(o + CGID),
     pid: b.readUInt32LE(o + PID),
     tgid: b.readUInt32LE(o + TGID),
     flags: b.readUInt16LE(o + FLAGS),
@@ -250,8 +277,8 @@ function procExit(b: Buffer, o: number): ProcExit {
   const F = EXIT.fields;
   return {
     kind: 'proc_exit',
-    tsNs: b.readBigUInt64LE(o + TS),
-    cgroupId: b.readBigUInt64LE(o + CGID),
+    tsNs: u64(o + TS),
+    cgroupId: u64(o + CGID),
     pid: b.readUInt32LE(o + PID),
     tgid: b.readUInt32LE(o + TGID),
     flags: b.readUInt16LE(o + FLAGS),
@@ -259,8 +286,8 @@ function procExit(b: Buffer, o: number): ProcExit {
     exitCode: b.readUInt32LE(o + F.exit_code.offset),
     signal: b.readUInt32LE(o + F.signal.offset),
     coreDumped: b.readUInt32LE(o + F.core_dumped.offset),
-    startNs: b.readBigUInt64LE(o + F.start_ns.offset),
-    cpuNs: b.readBigUInt64LE(o + F.cpu_ns.offset),
+    startNs: u64(o + F.start_ns.offset),
+    cpuNs: u64(o + F.cpu_ns.offset),
     comm: cstr(b, o + F.comm.offset, COMM_LEN),
   };
 }
@@ -273,8 +300,8 @@ function cgroupEvent<K extends 'cgroup_mkdir' | 'cgroup_rmdir' | 'cgroup_rename'
   const F = CG.fields;
   return {
     kind,
-    tsNs: b.readBigUInt64LE(o + TS),
-    cgroupId: b.readBigUInt64LE(o + CGID),
+    tsNs: u64(o + TS),
+    cgroupId: u64(o + CGID),
     pid: b.readUInt32LE(o + PID),
     tgid: b.readUInt32LE(o + TGID),
     flags: b.readUInt16LE(o + FLAGS),
@@ -288,17 +315,17 @@ function oomKill(b: Buffer, o: number): OomKill {
   const F = OOM.fields;
   return {
     kind: 'oom_kill',
-    tsNs: b.readBigUInt64LE(o + TS),
-    cgroupId: b.readBigUInt64LE(o + CGID),
+    tsNs: u64(o + TS),
+    cgroupId: u64(o + CGID),
     pid: b.readUInt32LE(o + PID),
     tgid: b.readUInt32LE(o + TGID),
     flags: b.readUInt16LE(o + FLAGS),
     victimPid: b.readUInt32LE(o + F.victim_pid.offset),
     victimUid: b.readUInt32LE(o + F.victim_uid.offset),
-    totalVmKb: b.readBigUInt64LE(o + F.total_vm_kb.offset),
-    anonRssKb: b.readBigUInt64LE(o + F.anon_rss_kb.offset),
-    fileRssKb: b.readBigUInt64LE(o + F.file_rss_kb.offset),
-    shmemRssKb: b.readBigUInt64LE(o + F.shmem_rss_kb.offset),
+    totalVmKb: u64(o + F.total_vm_kb.offset),
+    anonRssKb: u64(o + F.anon_rss_kb.offset),
+    fileRssKb: u64(o + F.file_rss_kb.offset),
+    shmemRssKb: u64(o + F.shmem_rss_kb.offset),
     comm: cstr(b, o + F.comm.offset, COMM_LEN),
   };
 }
@@ -315,8 +342,8 @@ function tcpConn<K extends 'tcp_connect' | 'tcp_accept'>(
   const family = b.readUInt16LE(o + T.family.offset);
   return {
     kind,
-    tsNs: b.readBigUInt64LE(o + TS),
-    cgroupId: b.readBigUInt64LE(o + CGID),
+    tsNs: u64(o + TS),
+    cgroupId: u64(o + CGID),
     pid: b.readUInt32LE(o + PID),
     tgid: b.readUInt32LE(o + TGID),
     flags: b.readUInt16LE(o + FLAGS),
@@ -325,7 +352,7 @@ function tcpConn<K extends 'tcp_connect' | 'tcp_accept'>(
     dport: b.readUInt16LE(o + T.dport.offset),
     saddr: ipText(b, o + T.saddr.offset, family),
     daddr: ipText(b, o + T.daddr.offset, family),
-    sockCookie: b.readBigUInt64LE(o + T.sock_cookie.offset),
+    sockCookie: u64(o + T.sock_cookie.offset),
   };
 }
 
@@ -334,8 +361,8 @@ function tcpClose(b: Buffer, o: number): TcpClose {
   const family = b.readUInt16LE(o + T.family.offset);
   return {
     kind: 'tcp_close',
-    tsNs: b.readBigUInt64LE(o + TS),
-    cgroupId: b.readBigUInt64LE(o + CGID),
+    tsNs: u64(o + TS),
+    cgroupId: u64(o + CGID),
     pid: b.readUInt32LE(o + PID),
     tgid: b.readUInt32LE(o + TGID),
     flags: b.readUInt16LE(o + FLAGS),
@@ -344,10 +371,10 @@ function tcpClose(b: Buffer, o: number): TcpClose {
     dport: b.readUInt16LE(o + T.dport.offset),
     saddr: ipText(b, o + T.saddr.offset, family),
     daddr: ipText(b, o + T.daddr.offset, family),
-    sockCookie: b.readBigUInt64LE(o + T.sock_cookie.offset),
-    bytesSent: b.readBigUInt64LE(o + F.bytes_sent.offset),
-    bytesReceived: b.readBigUInt64LE(o + F.bytes_received.offset),
-    durationNs: b.readBigUInt64LE(o + F.duration_ns.offset),
+    sockCookie: u64(o + T.sock_cookie.offset),
+    bytesSent: u64(o + F.bytes_sent.offset),
+    bytesReceived: u64(o + F.bytes_received.offset),
+    durationNs: u64(o + F.duration_ns.offset),
     retransmits: b.readUInt32LE(o + F.retransmits.offset),
     resets: b.readUInt32LE(o + F.resets.offset),
   };
@@ -357,8 +384,8 @@ function tcpReset(b: Buffer, o: number): TcpReset {
   const family = b.readUInt16LE(o + T.family.offset);
   return {
     kind: 'tcp_reset',
-    tsNs: b.readBigUInt64LE(o + TS),
-    cgroupId: b.readBigUInt64LE(o + CGID),
+    tsNs: u64(o + TS),
+    cgroupId: u64(o + CGID),
     pid: b.readUInt32LE(o + PID),
     tgid: b.readUInt32LE(o + TGID),
     flags: b.readUInt16LE(o + FLAGS),
@@ -367,7 +394,7 @@ function tcpReset(b: Buffer, o: number): TcpReset {
     dport: b.readUInt16LE(o + T.dport.offset),
     saddr: ipText(b, o + T.saddr.offset, family),
     daddr: ipText(b, o + T.daddr.offset, family),
-    sockCookie: b.readBigUInt64LE(o + T.sock_cookie.offset),
+    sockCookie: u64(o + T.sock_cookie.offset),
     direction: b.readUInt32LE(o + TRESET.fields.direction.offset),
   };
 }

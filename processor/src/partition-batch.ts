@@ -203,3 +203,79 @@ export function decodeCut(metadata: string | null | undefined): bigint | undefin
     return undefined;
   }
 }
+
+/** The rows one source message contributed to one table of a batch. */
+export interface MessageRows {
+  offset: bigint;
+  rows: Row[];
+}
+
+/**
+ * A table's rows of a batch grouped by source message (their `kafka_offset` column), in
+ * offset order. Undefined when a row does not say which message it came from (it can't be
+ * split then).
+ */
+export function rowsByMessage(rows: readonly Row[]): MessageRows[] | undefined {
+  const byOffset = new Map<bigint, Row[]>();
+  for (const row of rows) {
+    const o = row.kafka_offset;
+    if (typeof o !== 'string' && typeof o !== 'bigint' && typeof o !== 'number') return undefined;
+    let offset: bigint;
+    try {
+      offset = BigInt(o);
+    } catch {
+      return undefined;
+    }
+    const list = byOffset.get(offset);
+    if (list === undefined) byOffset.set(offset, [row]);
+    else list.push(row);
+  }
+  return [...byOffset]
+    .map(([offset, list]) => ({ offset, rows: list }))
+    .sort((a, b) => (a.offset < b.offset ? -1 : a.offset > b.offset ? 1 : 0));
+}
+
+/**
+ * Isolates the messages whose rows ClickHouse rejects, once the insert of all of `messages`
+ * was rejected (`rejection`). Bisects over the messages in offset order: each half is
+ * inserted as the range [its first offset, its last offset] (the caller turns the range into
+ * the sub-insert's deduplication token); a half that is rejected again is split further, down
+ * to single messages, which are returned with the error that rejected them. Halves that land
+ * are done. k bad messages among n cost about 2k·log2(n/k) inserts, and the good rows land
+ * in few, large inserts.
+ *
+ * Deterministic: the same messages (and the same rejections, which depend on the rows'
+ * content only) give the same sequence of ranges, so a batch rebuilt after a crash mid-split
+ * repeats exactly the sub-inserts that already landed, under the same tokens, and ClickHouse
+ * drops the repeats. The whole set is never inserted again (its rejection is given), and no
+ * half covers both the first and the last message, so no sub-range token equals the batch's.
+ */
+export async function splitRejected<E>(
+  messages: readonly MessageRows[],
+  insert: (first: bigint, last: bigint, rows: Row[]) => Promise<E | undefined>,
+  rejection: E,
+): Promise<Array<MessageRows & { error: E }>> {
+  const rejected: Array<MessageRows & { error: E }> = [];
+  const visit = async (lo: number, hi: number, error: E): Promise<void> => {
+    if (lo === hi) {
+      rejected.push({ ...(messages[lo] as MessageRows), error });
+      return;
+    }
+    const mid = (lo + hi) >>> 1;
+    for (const [a, b] of [
+      [lo, mid],
+      [mid + 1, hi],
+    ] as const) {
+      const rows: Row[] = [];
+      for (let i = a; i <= b; i++) for (const row of (messages[i] as MessageRows).rows) rows.push(row);
+      const err = await insert(
+        (messages[a] as MessageRows).offset,
+        (messages[b] as MessageRows).offset,
+        rows,
+      );
+      if (err !== undefined) await visit(a, b, err);
+    }
+  };
+  if (messages.length > 0) await visit(0, messages.length - 1, rejection);
+  return rejected;
+}

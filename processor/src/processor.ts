@@ -8,6 +8,9 @@
 //   of that range is dropped by ClickHouse;
 // - the offset after `last` is committed only once every table's insert for the batch
 //   succeeded, only by a member that still owns the partition in the same generation.
+// An insert ClickHouse rejects as bad data (PoisonError) is split by source message with
+// deterministic sub-range tokens (splitRejected): the good rows land once, the rejected
+// messages' rows become dead letters, and the partition moves on.
 // Batches of one partition are flushed one after the other, so the committed watermark
 // is always contiguous.
 import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
@@ -25,8 +28,11 @@ import {
   decodeCut,
   dedupToken,
   encodeCut,
+  type MessageRows,
   PartitionBatch,
   type Row,
+  rowsByMessage,
+  splitRejected,
 } from './partition-batch.js';
 import {
   batchRow,
@@ -48,6 +54,11 @@ import {
 /** Where rows go: one insert per (table, batch), deduplicated by token. Throws KtrailError. */
 export interface RowSink {
   insert(table: string, rows: Row[], dedupToken: string): Promise<void>;
+  /**
+   * The rows as re-insertable text, and the format's name (for dead letters of rejected
+   * rows). Without it they are kept as JSON lines.
+   */
+  serialize?(rows: Row[]): { format: string; body: string };
 }
 
 /** Avro in and out (schemas/). Decoders throw PoisonError on bytes they can't read. */
@@ -188,6 +199,16 @@ class LostPartitionError extends Error {}
 
 /** Enriched events per Kafka message: ~300 bytes each keeps messages well under the 1 MB default. */
 const ENRICHED_EVENTS_PER_MESSAGE = 500;
+
+/**
+ * Bound on the `raw` of a dead letter of rejected rows: it must fit a Kafka message (1 MB by
+ * default, with the rest of the DeadLetter), and a batch of many bad messages must not hold
+ * many copies of large bodies. Longer bodies are cut, and the error says so.
+ */
+const MAX_REJECTED_RAW_BYTES = 256 * 1024;
+
+/** Reason of a dead letter whose rows ClickHouse refused on insert (bad data). */
+export const INSERT_REJECTED = 'insert_rejected';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -405,8 +426,11 @@ export function createProcessor(deps: {
     topic: string,
     message: { offset: string; key: Buffer | null; value: Buffer | null },
     err: unknown,
+    reasonOverride?: string,
   ): DeadLetter {
-    const reason = err instanceof PoisonError ? String(err.context.reason ?? 'undecodable') : 'undecodable';
+    const reason =
+      reasonOverride ??
+      (err instanceof PoisonError ? String(err.context.reason ?? 'undecodable') : 'undecodable');
     stats.deadLetters++;
     log.warn(
       { topic, partition: state.partition, offset: message.offset, reason, err: (err as Error).message },
@@ -489,6 +513,131 @@ export function createProcessor(deps: {
     stats.events += decoded.events.length;
   }
 
+  /**
+   * One table's rows of a cut, under the batch's token. When ClickHouse rejects them as bad
+   * data (PoisonError), they are split by source message (splitRejected) with sub-inserts
+   * under `table:topic:partition:o1-o2` of their offset range; every message still rejected
+   * alone becomes a dead letter (appended to `rejected`). Returns the rows that landed.
+   *
+   * Sound because an insert is all-or-nothing here: a rejected insert left no rows behind
+   * (one block: batches stay far below max_insert_block_size, 1,048,449 rows / 256 MB, and
+   * constraints and parsing fail the whole block; measured on chDB with 200k rows). Other
+   * errors are retried as before: transient ones with backoff, and the ones a person must fix
+   * (unknown table, auth, syntax) loudly, never dead-lettered.
+   */
+  async function insertTable(
+    state: PartitionState,
+    cut: CutBatch,
+    table: string,
+    rows: Row[],
+    rejected: DeadLetter[],
+  ): Promise<Row[]> {
+    const insert = (first: bigint, last: bigint, part: Row[]) =>
+      insertOrReject(state, table, part, dedupToken(table, topics.events, state.partition, first, last));
+    const rejection = await insertOrReject(
+      state,
+      table,
+      rows,
+      dedupToken(table, topics.events, state.partition, cut.firstOffset, cut.lastOffset),
+    );
+    if (rejection === undefined) return rows;
+    const messages = rowsByMessage(rows);
+    if (messages === undefined) {
+      // Rows without their source offset can't be split: a bug, retried loudly.
+      log.error({ table, partition: state.partition }, 'rejected rows carry no kafka_offset; not splittable');
+      const token = dedupToken(table, topics.events, state.partition, cut.firstOffset, cut.lastOffset);
+      await withRetry(state, `insert ${table}`, () => sink.insert(table, rows, token));
+      return rows;
+    }
+    log.warn(
+      {
+        table,
+        partition: state.partition,
+        first: String(cut.firstOffset),
+        last: String(cut.lastOffset),
+        messages: messages.length,
+        err: rejection.message,
+      },
+      'ClickHouse rejected the batch as bad data; splitting it by source message',
+    );
+    const bad = await splitRejected(messages, insert, rejection);
+    if (bad.length === 0) return rows; // every part landed (the rejection did not repeat)
+    const badOffsets = new Set<bigint>();
+    for (const b of bad) {
+      badOffsets.add(b.offset);
+      rejected.push(rejectedDeadLetter(state, table, b));
+    }
+    return messages.filter((m) => !badOffsets.has(m.offset)).flatMap((m) => m.rows);
+  }
+
+  /** Inserts with retries; resolves to the PoisonError when ClickHouse rejects the rows as bad data. */
+  async function insertOrReject(
+    state: PartitionState,
+    table: string,
+    rows: Row[],
+    token: string,
+  ): Promise<PoisonError | undefined> {
+    let rejection: PoisonError | undefined;
+    await withRetry(state, `insert ${table}`, async () => {
+      try {
+        await sink.insert(table, rows, token);
+      } catch (err) {
+        // Dead letters that ClickHouse refuses are our bug: retried loudly, not dead-lettered.
+        if (err instanceof PoisonError && table !== DEAD_LETTERS_TABLE) rejection = err;
+        else throw err;
+      }
+    });
+    return rejection;
+  }
+
+  /**
+   * The dead letter of one message's rows that `table` rejected (counted and logged).
+   *
+   * `raw` holds the rejected rows as the sink serializes them (the format is named in
+   * `error`), not the source message's bytes: the batch no longer has those (it keeps rows;
+   * holding every message's bytes until its batch commits would grow every batch for a rare
+   * path), and only this table refused its rows, while the message's rows in other tables
+   * (event_batches, other kinds) landed, so replaying the message would duplicate them. The
+   * rows can be inserted as they are once the data or the table is fixed. Cut at
+   * MAX_REJECTED_RAW_BYTES. `key` is null: rows do not keep the message key.
+   */
+  function rejectedDeadLetter(
+    state: PartitionState,
+    table: string,
+    message: MessageRows & { error: PoisonError },
+  ): DeadLetter {
+    const { format, body } = sink.serialize?.(message.rows) ?? jsonLines(message.rows);
+    let raw = Buffer.from(body);
+    const size = raw.length;
+    if (size > MAX_REJECTED_RAW_BYTES) raw = Buffer.from(raw.subarray(0, MAX_REJECTED_RAW_BYTES)); // a copy: drops the rest
+    const cutNote = size > raw.length ? `, cut to ${raw.length} of ${size} bytes` : '';
+    const error = `insert into ${table} rejected ${message.rows.length} rows of this message (raw: the rows as ${format}${cutNote}): ${message.error.message}`;
+    stats.deadLetters++;
+    log.warn(
+      {
+        topic: topics.events,
+        partition: state.partition,
+        offset: String(message.offset),
+        table,
+        rows: message.rows.length,
+        reason: INSERT_REJECTED,
+        err: message.error.message,
+      },
+      'dead letter',
+    );
+    return {
+      sourceTopic: topics.events,
+      sourcePartition: state.partition,
+      sourceOffset: message.offset,
+      key: null,
+      reason: INSERT_REJECTED,
+      error,
+      raw,
+      consumerGroup: options.groupId,
+      failedAtNs: BigInt(Date.now()) * 1_000_000n,
+    };
+  }
+
   async function withRetry(state: PartitionState, what: string, fn: () => Promise<void>): Promise<void> {
     let delay = retryInitialMs;
     for (let attempt = 1; ; attempt++) {
@@ -499,8 +648,9 @@ export function createProcessor(deps: {
       } catch (err) {
         if (!stillOwned(state)) throw new LostPartitionError(what);
         stats.insertRetries++;
-        // Never skip a failed batch (Vector #24215): a non-retriable insert error is a bug
-        // or a schema mismatch, and committing past it would lose rows. Retry, loudly.
+        // Never skip a failed batch (Vector #24215): a non-retriable insert error that is not
+        // a rejection of the rows (those are split off as dead letters by insertTable) is a
+        // bug or a schema mismatch, and committing past it would lose rows. Retry, loudly.
         const level = isRetriable(err) ? 'warn' : 'error';
         log[level](
           { err: (err as Error).message, what, attempt, delayMs: delay, partition: state.partition },
@@ -559,14 +709,36 @@ export function createProcessor(deps: {
     try {
       // Record the cut before any insert, unless an earlier owner already did.
       if (!wasForced) await commit(state, cut.firstOffset, encodeCut(cut.lastOffset));
+      let rejectedRows = 0;
+      const rejected: DeadLetter[] = [];
       for (const [table, rows] of cut.tables) {
-        if (rows.length === 0) continue;
-        const token = dedupToken(table, topics.events, state.partition, cut.firstOffset, cut.lastOffset);
-        await withRetry(state, `insert ${table}`, () => sink.insert(table, rows, token));
+        if (rows.length === 0 || table === DEAD_LETTERS_TABLE) continue;
+        const landed = await insertTable(state, cut, table, rows, rejected);
+        if (landed !== rows) {
+          // Side outputs (alerts, enriched) describe only rows that are in ClickHouse.
+          rejectedRows += rows.length - landed.length;
+          cut.tables.set(table, landed);
+        }
         await beat(); // a batch of many tables can take longer than a session timeout
       }
-      await produceSideOutputs(state, cut, deadLetters, alerts);
+      // Dead letters last, under the batch's token like every table: they include the rows
+      // rejected above, and a rebuilt batch rejects the same messages (its repeat is dropped).
+      const deadRows = [...(cut.tables.get(DEAD_LETTERS_TABLE) ?? []), ...rejected.map(deadLetterRow)];
+      if (deadRows.length > 0) {
+        const token = dedupToken(
+          DEAD_LETTERS_TABLE,
+          topics.events,
+          state.partition,
+          cut.firstOffset,
+          cut.lastOffset,
+        );
+        await withRetry(state, `insert ${DEAD_LETTERS_TABLE}`, () =>
+          sink.insert(DEAD_LETTERS_TABLE, deadRows, token),
+        );
+      }
+      await produceSideOutputs(state, cut, [...deadLetters, ...rejected], alerts);
       await commit(state, cut.lastOffset + 1n, null);
+      cut.rows += rejected.length - rejectedRows;
     } catch (err) {
       if (err instanceof LostPartitionError) {
         stats.batchesDropped++;
@@ -765,20 +937,21 @@ export function createProcessor(deps: {
         row = statsRow(codec.decodeCollectorStats(message.value));
       } catch (err) {
         const dl = toDeadLetter(state, topic, message, err);
-        await withRetry(state, 'produce dead letter', async () => {
-          await producer.send({
-            topic: topics.deadletter,
-            messages: [{ key: null, value: codec.encodeDeadLetter(dl) }],
-            acks: -1,
-          });
-        }).catch(() => undefined);
+        await produceDeadLetter(state, dl);
         table = DEAD_LETTERS_TABLE;
         row = deadLetterRow(dl);
       }
       try {
-        await withRetry(state, `insert ${table}`, () =>
-          sink.insert(table, [row], dedupToken(table, topic, batch.partition, offset, offset)),
-        );
+        const token = (t: string) => dedupToken(t, topic, batch.partition, offset, offset);
+        const rejection = await insertOrReject(state, table, [row], token(table));
+        if (rejection !== undefined) {
+          // One message is one row here, and the message is at hand: raw is its bytes.
+          const dl = toDeadLetter(state, topic, message, rejection, INSERT_REJECTED);
+          await produceDeadLetter(state, dl);
+          await withRetry(state, `insert ${DEAD_LETTERS_TABLE}`, () =>
+            sink.insert(DEAD_LETTERS_TABLE, [deadLetterRow(dl)], token(DEAD_LETTERS_TABLE)),
+          );
+        }
         await consumer.commitOffsets([{ topic, partition: batch.partition, offset: String(offset + 1n) }]);
       } catch (err) {
         if (err instanceof LostPartitionError) return;
@@ -788,6 +961,17 @@ export function createProcessor(deps: {
       resolveOffset(message.offset);
       await beat();
     }
+  }
+
+  /** One dead letter to the topic, at-least-once (given up only when the partition is lost). */
+  async function produceDeadLetter(state: PartitionState, dl: DeadLetter): Promise<void> {
+    await withRetry(state, 'produce dead letter', async () => {
+      await producer.send({
+        topic: topics.deadletter,
+        messages: [{ key: null, value: codec.encodeDeadLetter(dl) }],
+        acks: -1,
+      });
+    }).catch(() => undefined);
   }
 
   async function tick(): Promise<void> {
@@ -880,6 +1064,12 @@ export function createProcessor(deps: {
     ready: () => running && [...states.values()].every((s) => s.restored),
     memberId: () => memberId,
   };
+}
+
+/** Rows as JSON lines (u64 as text), for a sink that does not say how it serializes. */
+function jsonLines(rows: readonly Row[]): { format: string; body: string } {
+  const big = (_k: string, v: unknown) => (typeof v === 'bigint' ? v.toString() : v);
+  return { format: 'JSONEachRow', body: rows.map((r) => JSON.stringify(r, big)).join('\n') };
 }
 
 type TopicMessages = { topic: string; messages: { key: string | null; value: Buffer }[] };

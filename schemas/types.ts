@@ -460,7 +460,7 @@ export interface DeadLetter {
   reason: string;
   /** Error message with context. */
   error: string;
-  /** The source message value, unchanged. */
+  /** The source message value, unchanged; for reason insert_rejected, the rows ClickHouse refused, as JSONEachRow (at most 256 KiB). */
   raw: Buffer;
   consumerGroup: null | string;
   /** Wall clock (Unix ns). */

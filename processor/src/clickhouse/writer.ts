@@ -73,7 +73,16 @@ export async function insertBatch(
   // JSONEachRow otherwise.
   let native: { block: Buffer; columns: string[] } | undefined;
   if (info?.insertNative !== undefined && Array.isArray(params.rows) && params.rows.length > 0) {
-    native = encodeNativeBlock(params.rows as Record<string, unknown>[], await columnTypes(client, table));
+    try {
+      native = encodeNativeBlock(params.rows as Record<string, unknown>[], await columnTypes(client, table));
+    } catch (err) {
+      // The column lookup failed (or the encoder met something it did not expect): the JSON
+      // path below still works, and its errors are classified.
+      log.warn(
+        { table, err: (err as Error).message },
+        'Native encoding unavailable for this insert; JSONEachRow',
+      );
+    }
   }
   let body = '';
   let count: number;

@@ -11,6 +11,16 @@
       "libraries": ["<!@(pkg-config --libs libbpf)", "-lelf", "-lz"]
     },
     {
+      "target_name": "ktrail_codec",
+      "sources": ["src/codec.cc"],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "<!@(pkg-config --cflags libzstd)"],
+      "libraries": ["<!@(pkg-config --libs libzstd)"]
+    },
+    {
       "target_name": "fixtures",
       "type": "none",
       "actions": [

@@ -10,17 +10,16 @@
 //   A send that we repeat after a failure is a new batch to kafkajs, so a duplicate is
 //   still possible when a write landed but its acknowledgement was lost; the envelope's
 //   (node, bootId, sequence) makes such duplicates visible and removable downstream.
-// - gzip: the only codec built into kafkajs. zstd, lz4 and snappy need codec plugins with
-//   native or extra packages, which the collector would then have to build per node.
-//   Level 1 instead of zlib's default 6: on Avro batches it costs about half the CPU for
-//   about 3% more bytes (measured: 50.8% vs 47.6% of the raw size), and gzip is the largest
-//   CPU cost of the collector after Avro encoding. Any gzip reader decodes either level.
+// - zstd, level 2 (common/kafka.ts ZSTD_LEVEL), through ktrail's codec addon on the libuv
+//   thread pool. It replaced gzip level 1, the only codec kafkajs has built in: on these
+//   Avro batches zstd 2 costs ~40% of gzip 1's CPU for slightly fewer bytes (49% vs 51% of
+//   the raw size), and compression was the largest CPU cost off the JS thread. The record
+//   batch CRC-32C comes from the same addon (useNativeCrc32c). Readers: every ktrail
+//   process registers the codec (common/kafka.ts); other Kafka clients read zstd natively.
 // - kafkajs retries are short (a few hundred ms) so a send answers quickly while the broker
 //   is down; the delivery loop owns the long backoff and keeps counting in the meantime.
 
-import { promisify } from 'node:util';
-import { gzip, unzip } from 'node:zlib';
-import kafkajs, {
+import {
   CompressionTypes,
   type ICustomPartitioner,
   type Kafka,
@@ -29,22 +28,10 @@ import kafkajs, {
   type ProducerBatch,
   type TopicMessages,
 } from 'kafkajs';
-import { fixKafkajsIdleTimer } from '../../common/kafka.js';
+import { fixKafkajsIdleTimer, registerKafkaCodecs, useNativeCrc32c } from '../../common/kafka.js';
 import { createLogger } from '../../common/log.js';
+import { loadCodecAddon } from '../../common/native-codec.js';
 import type { QueuedMessage } from './pipeline/send-queue.js';
-
-const gzipAsync = promisify(gzip);
-const unzipAsync = promisify(unzip);
-
-/** kafkajs' gzip codec with level 1 (see above); registered for this process when the sink is created. */
-function useFastGzip(): void {
-  kafkajs.CompressionCodecs[CompressionTypes.GZIP] = () => ({
-    // One large output chunk: the default 16 KiB chunks cost a thread-pool round trip and a
-    // JS callback each (measured: the largest main-thread cost after decoding).
-    compress: (encoder: { buffer: Buffer }) => gzipAsync(encoder.buffer, { level: 1, chunkSize: 1 << 20 }),
-    decompress: (buffer: Buffer) => unzipAsync(buffer),
-  });
-}
 
 export type SinkStatus = 'success' | 'failure' | 'retryable';
 
@@ -148,7 +135,10 @@ export const nodePartitioner: ICustomPartitioner = () => {
 
 export function createKafkaSink(options: KafkaSinkOptions): MessageSink {
   const log = createLogger('collector.kafka-sink');
-  useFastGzip();
+  loadCodecAddon(); // fail at start, with how to build it, rather than on the first send
+  registerKafkaCodecs();
+  if (!useNativeCrc32c())
+    log.warn('kafkajs computes record batch CRC-32C in JavaScript (native one not installed)');
   fixKafkajsIdleTimer();
   let producer: Producer | undefined;
   let connecting: Promise<Producer> | undefined;
@@ -206,7 +196,7 @@ export function createKafkaSink(options: KafkaSinkOptions): MessageSink {
         topicMessages,
         acks: -1,
         timeout: ACK_TIMEOUT_MS,
-        compression: CompressionTypes.GZIP,
+        compression: CompressionTypes.ZSTD,
       };
       try {
         const p = await connected();

@@ -12,7 +12,7 @@ say() { echo "[install] $*"; }
 
 # One apt transaction for every part: eBPF toolchain, addon build, containers, Kafka, ClickHouse.
 APT_PACKAGES=(
-  clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make g++ linux-libc-dev # bpf/ + native/
+  clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libzstd-dev pkg-config make g++ linux-libc-dev # bpf/ + native/ (zstd: Kafka codec)
   docker.io containerd runc busybox-static                                              # container tests
   openjdk-17-jdk-headless maven                                                         # Kafka broker; javac for the Avro interop test
   clickhouse-server                                                                     # HTTP transport tests
@@ -70,7 +70,8 @@ bash schemas/interop/install.sh
 if [ "${KTRAIL_SKIP_BUILD:-0}" != 1 ]; then
   say "build: eBPF objects (npm run build:bpf)"
   npm run --silent build:bpf
-  if [ ! -f native/build/Release/ktrail_native.node ] || [ -n "$(find native/src native/test native/Makefile native/binding.gyp -newer native/build/Release/ktrail_native.node 2>/dev/null | head -1)" ]; then
+  if [ ! -f native/build/Release/ktrail_native.node ] || [ ! -f native/build/Release/ktrail_codec.node ] ||
+    [ -n "$(find native/src native/test native/Makefile native/binding.gyp -newer native/build/Release/ktrail_native.node 2>/dev/null | head -1)" ]; then
     # Offline: the script builds against this Node's own headers, never nodejs.org.
     say "build: native addon (npm run build:native)"
     npm run --silent build:native

@@ -1,0 +1,39 @@
+// The codec addon (native/src/codec.cc, built by `npm run build:native` next to the eBPF
+// addon but without libbpf, so processors load it too): CRC-32C and zstd for Kafka record
+// batches. Loaded on first use, with an error that says how to build it.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { KtrailError } from './errors.js';
+
+export interface CodecAddon {
+  /** CRC-32C (Castagnoli) of the whole buffer; `software` forces the table path (tests). */
+  crc32c(buf: Uint8Array, software?: boolean): number;
+  /** True when crc32c uses the CPU's crc32 instruction (SSE4.2). */
+  readonly crc32cHardware: boolean;
+  /** One zstd frame, compressed on the libuv thread pool. */
+  zstdCompress(buf: Uint8Array, level: number): Promise<Buffer>;
+  /** Any zstd frames (with or without a recorded content size), on the thread pool. */
+  zstdDecompress(buf: Uint8Array): Promise<Buffer>;
+  readonly zstdVersion: string;
+}
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** Where `npm run build:native` puts it; KTRAIL_CODEC_ADDON overrides. */
+export const codecAddonPath: string =
+  process.env.KTRAIL_CODEC_ADDON ?? resolve(repoRoot, 'native/build/Release/ktrail_codec.node');
+
+let cached: CodecAddon | undefined;
+
+export function loadCodecAddon(): CodecAddon {
+  if (cached !== undefined) return cached;
+  if (!existsSync(codecAddonPath))
+    throw new KtrailError(
+      `codec addon not built: ${codecAddonPath} is missing (Kafka zstd batches need it); run \`npm run build:native\``,
+      { context: { codecAddonPath } },
+    );
+  cached = createRequire(import.meta.url)(codecAddonPath) as CodecAddon;
+  return cached;
+}

@@ -131,7 +131,7 @@ describe('capture format', () => {
   it('streams a file larger than its read chunk: frames across chunk ends, a frame larger than a chunk', async () => {
     const path = join(dir, 'big.ktcap');
     const w = createCaptureWriter(path, header);
-    // 4 MiB read chunks: 37 batches of ~200 KiB cross several chunk ends, one of 5 MiB is
+    // 1 MiB read chunks: 37 batches of ~200 KiB cross several chunk ends, one of 5 MiB is
     // larger than a chunk, odd sizes put later frames at every offset within a chunk.
     const sizes = [...Array.from({ length: 37 }, (_, i) => 200_000 + i * 8), 5 << 20, 40, 8, 0, 1_000_003];
     const sent = sizes.map((n, i) => Buffer.alloc(n, i + 1));

@@ -188,6 +188,10 @@ interface PartitionState {
   init: Promise<void>;
   lock: Promise<void>;
   busy: boolean;
+  /** The cut being written (at most one per partition); never rejects, see writeError. */
+  writing: Promise<void>;
+  /** A write that failed with something other than a lost partition: rethrown by drain(). */
+  writeError: unknown;
   metadata: MetadataTable;
   alerts: AlertEngine;
   pendingDeadLetters: DeadLetter[];
@@ -242,6 +246,11 @@ export function createProcessor(deps: {
     sessionTimeout: options.sessionTimeoutMs ?? 30_000,
     heartbeatInterval: 3_000,
     maxBytesPerPartition: 4 * 1024 * 1024,
+    // How long the broker may hold a fetch that finds no new data. kafkajs' 5 s default
+    // delays a partition resumed after its metadata restore (pause/resume below) by up to
+    // 5 s, because the fetch in flight covers only the partitions not paused: measured as
+    // a 5-6 s latency for the first messages after every assignment.
+    maxWaitTimeInMs: Math.min(500, options.batchMaxMs),
   });
   const producer: Producer = kafka.producer({ allowAutoTopicCreation: false });
   const admin = kafka.admin();
@@ -287,6 +296,8 @@ export function createProcessor(deps: {
       init: Promise.resolve(),
       lock: Promise.resolve(),
       busy: false,
+      writing: Promise.resolve(),
+      writeError: undefined,
       metadata,
       alerts: new AlertEngine(options.alerts),
       pendingDeadLetters: [],
@@ -695,17 +706,47 @@ export function createProcessor(deps: {
     }
   }
 
-  /** Cut the open batch, insert every table, produce side outputs, commit the watermark. */
+  /**
+   * Cuts the open batch and starts writing it (insert every table, side outputs, commit the
+   * watermark), without waiting for the write: consumption goes on into the next batch while
+   * ClickHouse inserts. At most one cut per partition is in flight, because the commit
+   * metadata records one cut range: the next cut first waits here for the previous write.
+   */
   async function flush(state: PartitionState): Promise<void> {
+    await drain(state);
     if (state.batch.isEmpty()) return;
     const cut = state.batch.cut();
     const wasForced = state.forcedCut !== undefined;
+    state.forcedCut = undefined; // the batch after a forced cut is an ordinary one
     state.batch = new PartitionBatch(limits);
     const deadLetters = state.pendingDeadLetters;
     state.pendingDeadLetters = [];
     const alerts = state.pendingAlerts;
     state.pendingAlerts = [];
     stats.latePending += cut.latePending;
+    state.writing = writeCut(state, cut, wasForced, deadLetters, alerts).catch((err: unknown) => {
+      log.error({ err, partition: state.partition }, 'writing a batch failed');
+      state.writeError = err;
+    });
+  }
+
+  /** Waits for the partition's write in flight; rethrows its failure (eachBatch or stop sees it). */
+  async function drain(state: PartitionState): Promise<void> {
+    await state.writing;
+    const err = state.writeError;
+    if (err !== undefined) {
+      state.writeError = undefined;
+      throw err;
+    }
+  }
+
+  async function writeCut(
+    state: PartitionState,
+    cut: CutBatch,
+    wasForced: boolean,
+    deadLetters: DeadLetter[],
+    alerts: Alert[],
+  ): Promise<void> {
     try {
       // Record the cut before any insert, unless an earlier owner already did.
       if (!wasForced) await commit(state, cut.firstOffset, encodeCut(cut.lastOffset));
@@ -752,7 +793,6 @@ export function createProcessor(deps: {
       }
       throw err;
     }
-    state.forcedCut = undefined;
     stats.rowsWritten += cut.rows;
     stats.batchesCommitted++;
     hooks.onCommitted?.({
@@ -1051,6 +1091,7 @@ export function createProcessor(deps: {
           [...states.values()].map((s) =>
             withLock(s, async () => {
               if (stillOwned(s) && s.forcedCut === undefined) await flush(s);
+              await drain(s);
             }).catch((err) => log.error({ err, partition: s.partition }, 'final flush failed')),
           ),
         );

@@ -3,9 +3,9 @@
 // batches. Loaded on first use, with an error that says how to build it.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { resolve } from 'node:path';
 import { KtrailError } from './errors.js';
+import { REPO_ROOT } from './repo-root.js';
 
 export interface CodecAddon {
   /** CRC-32C (Castagnoli) of the whole buffer; `software` forces the table path (tests). */
@@ -19,11 +19,9 @@ export interface CodecAddon {
   readonly zstdVersion: string;
 }
 
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-
 /** Where `npm run build:native` puts it; KTRAIL_CODEC_ADDON overrides. */
 export const codecAddonPath: string =
-  process.env.KTRAIL_CODEC_ADDON ?? resolve(repoRoot, 'native/build/Release/ktrail_codec.node');
+  process.env.KTRAIL_CODEC_ADDON ?? resolve(REPO_ROOT, 'native/build/Release/ktrail_codec.node');
 
 let cached: CodecAddon | undefined;
 

@@ -2,8 +2,9 @@
 // schemas/history/<Name>/vN.avsc. Each is compiled once, at load, and indexed by its
 // CRC-64-AVRO fingerprint so a reader can find any message's writer schema.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import type avsc from 'avsc';
+import { REPO_ROOT } from '../common/repo-root.js';
 import { compileSchema } from './avro-types.js';
 import {
   fingerprint64,
@@ -18,9 +19,10 @@ export type SchemaName = (typeof SCHEMA_NAMES)[number];
 
 export const NAMESPACE = 'io.ktrail.v1';
 
-export const SCHEMAS_DIR = fileURLToPath(new URL('.', import.meta.url));
-export const EVENTS_DIR = fileURLToPath(new URL('./events/', import.meta.url));
-export const HISTORY_DIR = fileURLToPath(new URL('./history/', import.meta.url));
+// Directories end with '/': callers append file names.
+export const SCHEMAS_DIR = `${join(REPO_ROOT, 'schemas')}/`;
+export const EVENTS_DIR = `${SCHEMAS_DIR}events/`;
+export const HISTORY_DIR = `${SCHEMAS_DIR}history/`;
 
 export interface SchemaVersion {
   name: SchemaName;

@@ -6,13 +6,15 @@
 //   npx tsx schemas/golden.ts            re-encode every .json into its .bin
 //   npx tsx schemas/golden.ts --samples  also rewrite the .json files from schemas/samples.ts
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { REPO_ROOT } from '../common/repo-root.js';
 import { SCHEMA_NAMES, type SchemaName } from './catalog.js';
 import { catalog, createEncoder } from './codec.js';
 import { fromFixtureJson, toFixtureJson } from './fixture-json.js';
 import { SAMPLES } from './samples.js';
 
-export const GOLDEN_DIR = fileURLToPath(new URL('../test/fixtures/avro/', import.meta.url));
+export const GOLDEN_DIR = `${join(REPO_ROOT, 'test/fixtures/avro')}/`;
 
 export function goldenPaths(name: SchemaName): { json: string; bin: string } {
   return { json: `${GOLDEN_DIR}${name}.json`, bin: `${GOLDEN_DIR}${name}.bin` };

@@ -1,9 +1,27 @@
 #!/bin/sh
-# `collector ...` or `processor ...`: runs the matching CLI with the rest of the arguments.
+# `collector ...` or `processor ...`: runs the matching CLI, compiled (npm run build:js), with
+# the rest of the arguments. The image's entrypoint, and what the collector benchmark runs.
 set -e
+root=$(cd "$(dirname "$0")/../.." && pwd)
+# glibc gives threads that allocate (libuv pool, zstd, chDB) arenas of their own, up to 8 per
+# core, and returns little of them: two keep RSS 15-30 MiB lower at full rate, with no CPU
+# cost measured (docs/benchmarks.md, Collector).
+export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
 cmd="$1"
-shift
+[ $# -gt 0 ] && shift
 case "$cmd" in
-  collector | processor) exec node --import tsx "/ktrail/$cmd/src/cli.ts" "$@" ;;
+  collector | processor)
+    if [ ! -f "$root/dist/$cmd/src/cli.js" ]; then
+      echo "$root/dist/$cmd/src/cli.js is missing: run npm run build:js" >&2
+      exit 2
+    fi
+    # The collector: young generation capped at 8 MiB per semi-space (V8 grows it to 16 at
+    # full speed): RSS at 350k+ events/s drops from ~150 to ~120 MiB with throughput intact
+    # (docs/benchmarks.md, Collector). The processor's heap is chDB's business, left alone.
+    flags=""
+    [ "$cmd" = collector ] && flags="--max-semi-space-size=8"
+    # shellcheck disable=SC2086 # flags is one word or none
+    exec node $flags "$root/dist/$cmd/src/cli.js" "$@"
+    ;;
   *) echo "usage: collector|processor [--config FILE] [options]" >&2; exit 2 ;;
 esac

@@ -78,5 +78,7 @@ if [ "${KTRAIL_SKIP_BUILD:-0}" != 1 ]; then
   else
     say "build: native addon up to date"
   fi
+  say "build: compiled JavaScript for the image entrypoint (npm run build:js)"
+  npm run --silent build:js
 fi
 say "done"

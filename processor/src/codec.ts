@@ -6,7 +6,9 @@
 // Writing: dead letters with the schemas/ encoder, the processor's own outputs (enriched,
 // alerts) single-object encoded with their local schemas.
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type avsc from 'avsc';
+import { REPO_ROOT } from '../../common/repo-root.js';
 import { compileSchema } from '../../schemas/avro-types.js';
 import {
   createEncoder,
@@ -22,7 +24,7 @@ import type { DecodedEventBatch } from './rows.js';
 /** One of the processor's own output schemas (schemas-local/): compiled type and single-object header. */
 function localWriter(name: 'EnrichedBatch' | 'Alert'): { type: avsc.Type; header: Buffer } {
   const schema: unknown = JSON.parse(
-    readFileSync(new URL(`./schemas-local/${name}.avsc`, import.meta.url), 'utf8'),
+    readFileSync(join(REPO_ROOT, 'processor/src/schemas-local', `${name}.avsc`), 'utf8'),
   );
   return { type: compileSchema(schema), header: singleObjectHeader(fingerprint64(schema)) };
 }

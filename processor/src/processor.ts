@@ -190,6 +190,7 @@ interface PartitionState {
   busy: boolean;
   /** The cut being written (at most one per partition); never rejects, see writeError. */
   writing: Promise<void>;
+  writeInFlight: boolean;
   /** A write that failed with something other than a lost partition: rethrown by drain(). */
   writeError: unknown;
   metadata: MetadataTable;
@@ -297,6 +298,7 @@ export function createProcessor(deps: {
       lock: Promise.resolve(),
       busy: false,
       writing: Promise.resolve(),
+      writeInFlight: false,
       writeError: undefined,
       metadata,
       alerts: new AlertEngine(options.alerts),
@@ -724,10 +726,37 @@ export function createProcessor(deps: {
     const alerts = state.pendingAlerts;
     state.pendingAlerts = [];
     stats.latePending += cut.latePending;
-    state.writing = writeCut(state, cut, wasForced, deadLetters, alerts).catch((err: unknown) => {
-      log.error({ err, partition: state.partition }, 'writing a batch failed');
-      state.writeError = err;
-    });
+    state.writeInFlight = true;
+    state.writing = writeCut(state, cut, wasForced, deadLetters, alerts)
+      .catch((err: unknown) => {
+        log.error({ err, partition: state.partition }, 'writing a batch failed');
+        state.writeError = err;
+      })
+      .finally(() => {
+        state.writeInFlight = false;
+        cutIfDue(state); // what accumulated meanwhile may be due already
+      });
+  }
+
+  /**
+   * Whether consumption must stop to cut now. While a write is in flight a due batch keeps
+   * growing, up to its row bound, instead: slow inserts then make fewer, bigger inserts
+   * rather than a stalled consumer (the write's end cuts it, see flush).
+   */
+  function mustCut(state: PartitionState, now: number): boolean {
+    if (!state.batch.shouldCut(now, state.forcedCut)) return false;
+    return !state.writeInFlight || state.forcedCut !== undefined || state.batch.rows >= limits.maxRows;
+  }
+
+  /** Cuts a partition's batch when it is due and nothing else holds it (timer, end of a write). */
+  function cutIfDue(state: PartitionState): void {
+    // A failed write is left for eachBatch to rethrow (see drain): no cut may commit past it.
+    if (state.busy || state.writeInFlight || state.writeError !== undefined || !stillOwned(state)) return;
+    // A forced cut is only honoured from eachBatch (it needs its exact last message).
+    if (state.forcedCut !== undefined || !state.batch.shouldCut(Date.now(), undefined)) return;
+    withLock(state, () =>
+      state.batch.shouldCut(Date.now(), state.forcedCut) ? flush(state) : Promise.resolve(),
+    ).catch((err) => log.error({ err, partition: state.partition }, 'timed flush failed'));
   }
 
   /** Waits for the partition's write in flight; rethrows its failure (eachBatch or stop sees it). */
@@ -886,7 +915,7 @@ export function createProcessor(deps: {
         const now = Date.now();
         processEventMessage(state, message, now);
         resolveOffset(message.offset);
-        if (state.batch.shouldCut(now, state.forcedCut)) await flush(state);
+        if (mustCut(state, now) || state.writeError !== undefined) await flush(state);
         if (now - lastBeat > 1_000) {
           lastBeat = now;
           await payload.heartbeat();
@@ -1014,16 +1043,8 @@ export function createProcessor(deps: {
     }).catch(() => undefined);
   }
 
-  async function tick(): Promise<void> {
-    const now = Date.now();
-    for (const state of states.values()) {
-      if (state.busy || !stillOwned(state) || !state.batch.shouldCut(now, state.forcedCut)) continue;
-      // A forced cut is only honoured from eachBatch (it needs its exact last message).
-      if (state.forcedCut !== undefined) continue;
-      withLock(state, () =>
-        state.batch.shouldCut(Date.now(), state.forcedCut) ? flush(state) : Promise.resolve(),
-      ).catch((err) => log.error({ err, partition: state.partition }, 'timed flush failed'));
-    }
+  function tick(): void {
+    for (const state of states.values()) cutIfDue(state);
   }
 
   let lastEviction = 0;
@@ -1056,7 +1077,7 @@ export function createProcessor(deps: {
       running = true;
       timer = setInterval(
         () => {
-          tick().catch(() => undefined);
+          tick();
           evict();
         },
         Math.max(20, Math.min(200, options.batchMaxMs / 5)),

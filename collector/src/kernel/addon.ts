@@ -5,17 +5,15 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { KtrailError } from '../../../common/errors.js';
 import { createLogger } from '../../../common/log.js';
+import { REPO_ROOT } from '../../../common/repo-root.js';
 
 const log = createLogger('collector.kernel.addon');
 
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-
 /** Where `npm run build:native` puts the addon; KTRAIL_NATIVE_ADDON overrides it. */
 export const addonPath: string =
-  process.env.KTRAIL_NATIVE_ADDON ?? resolve(repoRoot, 'native/build/Release/ktrail_native.node');
+  process.env.KTRAIL_NATIVE_ADDON ?? resolve(REPO_ROOT, 'native/build/Release/ktrail_native.node');
 
 /** Test fixture objects built with the addon (native/test/*.bpf.c). */
 export const fixtureDir: string = resolve(dirname(addonPath), 'fixtures');

@@ -12,19 +12,16 @@
 // its statements tolerate that, and each applied version is checked by checksum.
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { ConfigError, KtrailError } from '../../../common/errors.js';
 import { createLogger } from '../../../common/log.js';
+import { REPO_ROOT } from '../../../common/repo-root.js';
 import { describeClickHouse } from './client.js';
 
 const log = createLogger('processor.clickhouse.migrate');
 
-export const MIGRATIONS_DIR = resolve(
-  dirname(fileURLToPath(import.meta.url)),
-  '../../../deploy/clickhouse/migrations',
-);
+export const MIGRATIONS_DIR = join(REPO_ROOT, 'deploy/clickhouse/migrations');
 
 export type MigrateOptions = {
   /** Defaults to the database the client was created with. */

@@ -7,11 +7,12 @@
 // Why not the `ctr` CLI: one process per lookup, no event stream worth the name (`ctr events`
 // prints text), and its output format is not an API.
 import { hostname } from 'node:os';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
 import { createLogger } from '../../../../common/log.js';
+import { REPO_ROOT } from '../../../../common/repo-root.js';
 import { parseCgroupPath } from '../cgroup-path.js';
 import { pathFromProc } from '../cgroup-resolver.js';
 import type { ContainerRecord, ContainerState, MetadataProvider } from '../types.js';
@@ -21,7 +22,7 @@ import { createReconnector } from './reconnect.js';
 
 const log = createLogger('collector.containers.containerd');
 
-const PROTO_DIR = fileURLToPath(new URL('./containerd-api/', import.meta.url));
+const PROTO_DIR = `${join(REPO_ROOT, 'collector/src/containers/containerd-api')}/`;
 const API = 'github.com/containerd/containerd/api';
 const SERVICE_FILES = [
   `${API}/services/containers/v1/containers.proto`,

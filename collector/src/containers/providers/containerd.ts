@@ -22,7 +22,7 @@ import { createReconnector } from './reconnect.js';
 
 const log = createLogger('collector.containers.containerd');
 
-const PROTO_DIR = `${join(REPO_ROOT, 'collector/src/containers/containerd-api')}/`;
+const PROTO_DIR = `${join(REPO_ROOT, 'collector/src/containers/providers/containerd-api')}/`;
 const API = 'github.com/containerd/containerd/api';
 const SERVICE_FILES = [
   `${API}/services/containers/v1/containers.proto`,

@@ -235,6 +235,21 @@ describe('replay source', () => {
     expect(records % 100).toBe(0);
   });
 
+  it('stops during a pacing sleep instead of waiting it out', async () => {
+    await write();
+    // 1 record/s: after the first batch of 100 the next one is due in ~100 s.
+    const src = createReplaySource(path, { rate: 1, loop: false });
+    let batches = 0;
+    src.start(() => {
+      batches++;
+    });
+    while (batches === 0) await new Promise((r) => setTimeout(r, 5));
+    const stopped = src.stop().then(() => 'stopped');
+    const hung = new Promise((r) => setTimeout(() => r('still sleeping'), 5_000).unref());
+    expect(await Promise.race([stopped, hung])).toBe('stopped');
+    expect(batches).toBe(1);
+  });
+
   it('fails at creation for a file that is not a capture', () => {
     const bad = join(dir, 'bad.ktcap');
     writeFileSync(bad, 'hello world, definitely not a capture');

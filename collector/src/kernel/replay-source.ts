@@ -35,7 +35,18 @@ export function createReplaySource(file: string, options: ReplayOptions): Replay
   done.catch(() => {});
 
   const yieldToLoop = () => new Promise<void>((r) => setImmediate(r));
-  const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+  // The pacing sleep ends early on stop(): at a low rate it can be minutes long.
+  let wake: (() => void) | undefined;
+  const sleep = (ms: number) =>
+    new Promise<void>((r) => {
+      const timer = setTimeout(r, ms);
+      wake = () => {
+        clearTimeout(timer);
+        r();
+      };
+    }).finally(() => {
+      wake = undefined;
+    });
 
   async function run(onBatch: (buf: Buffer, records: number) => void): Promise<void> {
     const started = performance.now();
@@ -74,6 +85,7 @@ export function createReplaySource(file: string, options: ReplayOptions): Replay
     },
     async stop() {
       stopping = true;
+      wake?.();
       await running;
       finish();
     },

@@ -244,7 +244,7 @@ describe('replay source', () => {
       batches++;
     });
     while (batches === 0) await new Promise((r) => setTimeout(r, 5));
-    const stopped = src.stop().then(() => 'stopped');
+    const stopped = Promise.resolve(src.stop()).then(() => 'stopped');
     const hung = new Promise((r) => setTimeout(() => r('still sleeping'), 5_000).unref());
     expect(await Promise.race([stopped, hung])).toBe('stopped');
     expect(batches).toBe(1);

@@ -1,14 +1,3 @@
-// Rows ClickHouse rejects on insert, on the real broker and a real chDB store: one message
-// among several carries events whose wall clock is before 2001 (a collector with a broken
-// boot epoch), which every event table's CONSTRAINT time_is_set refuses (code 469, a
-// PoisonError for the writer). The batch is split by source message: every other message's
-// rows land exactly once, the rejected message's rows go to the dead_letters table and topic
-// with its partition and offset, the committed offset moves past it, and deadLetters counts it.
-// A second test redoes an interrupted split against chDB: the sub-inserts repeat their tokens
-// and ClickHouse drops the repeats.
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { Kafka, Producer } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, inject } from 'vitest';
@@ -22,8 +11,6 @@ import {
 import { SyntheticNode } from '../../bench/processor/synthetic.js';
 import { PoisonError } from '../../common/errors.js';
 import type { TopicNames } from '../../common/kafka.js';
-import { createClickHouse } from '../../processor/src/clickhouse/client.js';
-import { migrate } from '../../processor/src/clickhouse/migrate.js';
 import { createProcessorCodec } from '../../processor/src/codec.js';
 import {
   dedupToken,
@@ -36,6 +23,7 @@ import { createProcessor, type Processor } from '../../processor/src/processor.j
 import { buildRow, wallClockNs } from '../../processor/src/rows.js';
 import { clickHouseSink } from '../../processor/src/sink.js';
 import { loadCatalog } from '../../schemas/catalog.js';
+import { createProcessorStore } from '../support/clickhouse.js';
 import { endpointOrReason, itReal } from '../support/real.js';
 import { waitFor } from '../support/wait.js';
 
@@ -57,12 +45,7 @@ describe('processor: rows ClickHouse rejects', () => {
     groupId = `${prefix}group`;
     client = kafkaClient(kafka.value.brokers);
     names = await createTestTopics(client, prefix, 1);
-    ch = await createClickHouse({
-      kind: 'chdb',
-      path: join(mkdtempSync(join(tmpdir(), 'ktrail-rejected-')), 'chdb'),
-      database: 'ktrail',
-    });
-    await migrate(ch, {});
+    ch = await createProcessorStore('rejected');
     producer = await nodeProducer(client);
   }, 120_000);
 

@@ -1,11 +1,3 @@
-// What the processor does with the messages it gets, on the real broker and a real chDB
-// store: poison goes to the dead-letter topic and table while the partition keeps moving;
-// messages written with an older and a newer EventBatch schema both land; late container
-// metadata is waited for (bounded), and when it comes after the wait, SQL still sees the
-// resolved container through the *_resolved views; host cgroups are marked 'host'.
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { Kafka, Producer } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, inject } from 'vitest';
@@ -26,14 +18,13 @@ import {
   SyntheticNode,
 } from '../../bench/processor/synthetic.js';
 import type { TopicNames } from '../../common/kafka.js';
-import { createClickHouse } from '../../processor/src/clickhouse/client.js';
-import { migrate } from '../../processor/src/clickhouse/migrate.js';
 import { createOutputReaders, createProcessorCodec } from '../../processor/src/codec.js';
 import { createProcessor, type Processor } from '../../processor/src/processor.js';
 import { clickHouseSink } from '../../processor/src/sink.js';
 import { compileSchema } from '../../schemas/avro-types.js';
 import { loadCatalog } from '../../schemas/catalog.js';
 import { createEncoder, createSchemaResolver } from '../../schemas/codec.js';
+import { createProcessorStore } from '../support/clickhouse.js';
 import { endpointOrReason, itReal } from '../support/real.js';
 
 const kafka = endpointOrReason(inject('kafka'));
@@ -55,12 +46,7 @@ describe('processor messages', () => {
     groupId = `${prefix}group`;
     client = kafkaClient(kafka.value.brokers);
     names = await createTestTopics(client, prefix, 2);
-    ch = await createClickHouse({
-      kind: 'chdb',
-      path: join(mkdtempSync(join(tmpdir(), 'ktrail-msgs-')), 'chdb'),
-      database: 'ktrail',
-    });
-    await migrate(ch, {});
+    ch = await createProcessorStore('msgs');
     producer = await nodeProducer(client);
     processor = createProcessor({
       kafka: client,

@@ -1,16 +1,3 @@
-// Rebalances on the real broker: members join and leave (1 -> 3 -> 2) while events keep
-// arriving. At every assignment, partition p of events and of containers belong to the
-// same member; no offset range is committed twice (no batch processed to completion by two
-// members); every commit comes from the member that owned the partition at that moment;
-// and ClickHouse ends with exactly one row per event.
-//
-// The three members run in this one process and share one chDB client: chDB is one store
-// per process, and three processes writing one store need a ClickHouse server. The members
-// are still separate kafkajs consumers in one group (separate connections, heartbeats,
-// assignments), which is what the rebalance protocol sees.
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { expect, inject } from 'vitest';
 import {
   createTestTopics,
@@ -20,11 +7,10 @@ import {
   testOptions,
 } from '../../bench/processor/harness.js';
 import { containerRecord, encodeContainerRecord, SyntheticNode } from '../../bench/processor/synthetic.js';
-import { createClickHouse } from '../../processor/src/clickhouse/client.js';
-import { migrate } from '../../processor/src/clickhouse/migrate.js';
 import { createProcessorCodec } from '../../processor/src/codec.js';
 import { createProcessor, type Processor } from '../../processor/src/processor.js';
 import { clickHouseSink } from '../../processor/src/sink.js';
+import { createProcessorStore } from '../support/clickhouse.js';
 import { endpointOrReason, itReal } from '../support/real.js';
 
 const kafka = endpointOrReason(inject('kafka'));
@@ -44,12 +30,7 @@ itReal(kafka.missing)(
     const client = kafkaClient(brokers);
     const names = await createTestTopics(client, prefix, PARTITIONS);
     const topics = processorTopics(names);
-    const ch = await createClickHouse({
-      kind: 'chdb',
-      path: join(mkdtempSync(join(tmpdir(), 'ktrail-rebal-')), 'chdb'),
-      database: 'ktrail',
-    });
-    await migrate(ch, {});
+    const ch = await createProcessorStore('rebal');
     const sink = clickHouseSink(ch);
     const codec = createProcessorCodec();
 

@@ -12,6 +12,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { createClickHouse } from '../../processor/src/clickhouse/client.js';
+import { migrate } from '../../processor/src/clickhouse/migrate.js';
 
 const run = promisify(execFile);
 
@@ -55,6 +56,20 @@ export async function createTestChdb(prefix = 't'): Promise<TestChdb> {
       await client.close();
     },
   };
+}
+
+/**
+ * A fresh chDB store with the processor's schema in database `ktrail`, in a directory of its
+ * own: what a processor under test writes to (one per test file: one directory per process).
+ */
+export async function createProcessorStore(tag: string): Promise<ClickHouseClient> {
+  const client = await createClickHouse({
+    kind: 'chdb',
+    path: join(mkdtempSync(join(tmpdir(), `ktrail-${tag}-`)), 'chdb'),
+    database: 'ktrail',
+  });
+  await migrate(client, {});
+  return client;
 }
 
 export type ServerEndpoint = {

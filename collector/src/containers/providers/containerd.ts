@@ -386,8 +386,8 @@ export function createContainerdProvider(options: ContainerdProviderOptions = {}
   const reconnector = createReconnector({
     what: 'containerd',
     log,
-    minBackoffMs: options.minBackoffMs ?? 500,
-    maxBackoffMs: options.maxBackoffMs ?? 30_000,
+    minBackoffMs: options.minBackoffMs,
+    maxBackoffMs: options.maxBackoffMs,
     stopped: () => stopped,
     connect,
     onFailure: dropStream,

@@ -258,8 +258,8 @@ export function createDockerProvider(options: DockerProviderOptions = {}): Metad
   const reconnector = createReconnector({
     what: 'docker',
     log,
-    minBackoffMs: options.minBackoffMs ?? 500,
-    maxBackoffMs: options.maxBackoffMs ?? 30_000,
+    minBackoffMs: options.minBackoffMs,
+    maxBackoffMs: options.maxBackoffMs,
     stopped: () => stopped,
     connect,
   });

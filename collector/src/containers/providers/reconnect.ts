@@ -15,14 +15,17 @@ export function createReconnector(options: {
   /** "docker", "containerd": names the daemon in the log lines. */
   what: string;
   log: Logger;
-  minBackoffMs: number;
-  maxBackoffMs: number;
+  /** First delay after a loss (default 500 ms), doubling up to maxBackoffMs (default 30 s). */
+  minBackoffMs?: number | undefined;
+  maxBackoffMs?: number | undefined;
   stopped: () => boolean;
   connect: () => Promise<void>;
   /** Cleans up after a failed attempt, before the next one is scheduled. */
   onFailure?: () => void;
 }): Reconnector {
   const { what, log } = options;
+  const minBackoffMs = options.minBackoffMs ?? 500;
+  const maxBackoffMs = options.maxBackoffMs ?? 30_000;
   let timer: NodeJS.Timeout | undefined;
   let reconnects = 0;
 
@@ -36,7 +39,7 @@ export function createReconnector(options: {
         log.info({ reconnects }, `${what} reconnected`);
       } catch (err) {
         options.onFailure?.();
-        const next = Math.min(delay * 2, options.maxBackoffMs);
+        const next = Math.min(delay * 2, maxBackoffMs);
         log.warn({ err: (err as Error).message, retryInMs: next }, `${what} not reachable; retrying`);
         schedule(next);
       }
@@ -45,7 +48,7 @@ export function createReconnector(options: {
   }
 
   return {
-    schedule: () => schedule(options.minBackoffMs),
+    schedule: () => schedule(minBackoffMs),
     cancel() {
       if (timer) clearTimeout(timer);
     },

@@ -20,6 +20,7 @@ import { createLogger, type Logger } from '../../common/log.js';
 import type { DeadLetter } from '../../schemas/types.js';
 import { type Alert, AlertEngine, type AlertRules } from './alerts.js';
 import { coPartitionedAssigner } from './assigner.js';
+import { toJsonEachRow } from './clickhouse/writer.js';
 import { isContainerCgroupPath, MetadataTable } from './metadata-table.js';
 import {
   applyJoin,
@@ -54,11 +55,6 @@ import {
 /** Where rows go: one insert per (table, batch), deduplicated by token. Throws KtrailError. */
 export interface RowSink {
   insert(table: string, rows: Row[], dedupToken: string): Promise<void>;
-  /**
-   * The rows as re-insertable text, and the format's name (for dead letters of rejected
-   * rows). Without it they are kept as JSON lines.
-   */
-  serialize?(rows: Row[]): { format: string; body: string };
 }
 
 /** Avro in and out (schemas/). Decoders throw PoisonError on bytes they can't read. */
@@ -606,8 +602,9 @@ export function createProcessor(deps: {
   /**
    * The dead letter of one message's rows that `table` rejected (counted and logged).
    *
-   * `raw` holds the rejected rows as the sink serializes them (the format is named in
-   * `error`), not the source message's bytes: the batch no longer has those (it keeps rows;
+   * `raw` holds the rejected rows as JSONEachRow, whatever format the insert used (a person
+   * can read it and re-insert it as is; the format is named in `error`), not the source
+   * message's bytes: the batch no longer has those (it keeps rows;
    * holding every message's bytes until its batch commits would grow every batch for a rare
    * path), and only this table refused its rows, while the message's rows in other tables
    * (event_batches, other kinds) landed, so replaying the message would duplicate them. The
@@ -619,12 +616,11 @@ export function createProcessor(deps: {
     table: string,
     message: MessageRows & { error: PoisonError },
   ): DeadLetter {
-    const { format, body } = sink.serialize?.(message.rows) ?? jsonLines(message.rows);
-    let raw = Buffer.from(body);
+    let raw = Buffer.from(toJsonEachRow(message.rows));
     const size = raw.length;
     if (size > MAX_REJECTED_RAW_BYTES) raw = Buffer.from(raw.subarray(0, MAX_REJECTED_RAW_BYTES)); // a copy: drops the rest
     const cutNote = size > raw.length ? `, cut to ${raw.length} of ${size} bytes` : '';
-    const error = `insert into ${table} rejected ${message.rows.length} rows of this message (raw: the rows as ${format}${cutNote}): ${message.error.message}`;
+    const error = `insert into ${table} rejected ${message.rows.length} rows of this message (raw: the rows as JSONEachRow${cutNote}): ${message.error.message}`;
     stats.deadLetters++;
     log.warn(
       {
@@ -1126,12 +1122,6 @@ export function createProcessor(deps: {
     ready: () => running && [...states.values()].every((s) => s.restored),
     memberId: () => memberId,
   };
-}
-
-/** Rows as JSON lines (u64 as text), for a sink that does not say how it serializes. */
-function jsonLines(rows: readonly Row[]): { format: string; body: string } {
-  const big = (_k: string, v: unknown) => (typeof v === 'bigint' ? v.toString() : v);
-  return { format: 'JSONEachRow', body: rows.map((r) => JSON.stringify(r, big)).join('\n') };
 }
 
 type TopicMessages = { topic: string; messages: { key: string | null; value: Buffer }[] };

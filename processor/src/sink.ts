@@ -4,24 +4,14 @@
 // per call: the processor's own retry loop retries, since it must check between attempts
 // that it still owns the partition and keep its group session alive.
 import type { ClickHouseClient } from '@clickhouse/client';
-import { insertBatch, toJsonEachRow } from './clickhouse/writer.js';
+import { insertBatch } from './clickhouse/writer.js';
 import type { Row } from './partition-batch.js';
 import type { RowSink } from './processor.js';
-
-/**
- * Rows as text, with the format's name: what a dead letter of rows ClickHouse rejected keeps.
- * JSONEachRow whatever format the insert itself uses (a binary block would not be readable
- * per message): a person can read it and re-insert it as is into the table once fixed.
- */
-export function serializedRows(rows: readonly Row[]): { format: string; body: string } {
-  return { format: 'JSONEachRow', body: toJsonEachRow(rows) };
-}
 
 export function clickHouseSink(client: ClickHouseClient): RowSink {
   return {
     async insert(table: string, rows: Row[], dedupToken: string): Promise<void> {
       await insertBatch(client, { table, rows, dedupToken }, { retry: { maxAttempts: 1 } });
     },
-    serialize: serializedRows,
   };
 }

@@ -77,7 +77,7 @@ export const configSchema = z
         programs: csv.optional(),
         sampleIntervalMs: positiveInt.default(10_000),
         statsIntervalMs: positiveInt.default(10_000),
-        batchMaxEvents: positiveInt.default(2_000),
+        batchMaxEvents: positiveInt.default(5_000),
         batchMaxBytes: positiveInt.default(900_000),
         batchMaxMs: positiveInt.default(500),
         bufferMaxBytes: positiveInt.default(256 * 1024 * 1024),

@@ -17,8 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { Kafka, logLevel } from 'kafkajs';
 import { openCaptureReader } from '../../collector/src/kernel/capture.js';
 import { createDecoder } from '../../collector/src/kernel/decode.js';
-import { createEncoder } from '../../schemas/codec.js';
-import type { KtrailEvent } from '../../schemas/types.js';
+import { createEventBatchFramer } from '../../schemas/codec.js';
 import { ensureKafka } from '../../test/support/kafka.js';
 import { table, writeSection } from '../report.js';
 import { writeSyntheticCapture } from './synthetic.js';
@@ -39,29 +38,37 @@ async function encodeRate(file: string): Promise<{ eventsPerSec: number; bytesPe
   const batches: Array<{ buf: Buffer; records: number }> = [];
   for await (const b of openCaptureReader(file).batches()) batches.push({ buf: b.buf, records: b.records });
   const decoder = createDecoder();
-  const encoder = createEncoder('EventBatch');
+  // The collector's own encoding path: each event written on arrival, the envelope per message.
+  const framer = createEventBatchFramer();
+  const scratch = Buffer.alloc(1 << 20);
   let events = 0;
   let bytes = 0;
   let sequence = 0n;
+  let used = 0;
+  let count = 0;
   const t0 = performance.now();
-  let pending: KtrailEvent[] = [];
   while (performance.now() - t0 < 3_000) {
     for (const b of batches) {
-      const decoded = decoder.decode(b.buf, b.records).events;
-      for (const e of decoded) pending.push(e);
-      if (pending.length >= 2_000) {
-        const out = encoder.encode({
-          node: 'bench',
-          bootId: 'b',
-          collectorVersion: 'bench',
-          sequence: sequence++,
-          producedAtNs: 0n,
-          bootEpochNs: 0n,
-          events: pending,
-        });
-        events += pending.length;
-        bytes += out.length;
-        pending = [];
+      for (const e of decoder.decode(b.buf, b.records).events) {
+        used = framer.writeEvent(e, scratch, used);
+        if (++count === 2_000) {
+          const out = framer.frame(
+            {
+              node: 'bench',
+              bootId: 'b',
+              collectorVersion: 'bench',
+              sequence: sequence++,
+              producedAtNs: 0n,
+              bootEpochNs: 0n,
+            },
+            scratch.subarray(0, used),
+            count,
+          );
+          events += count;
+          bytes += out.length;
+          used = 0;
+          count = 0;
+        }
       }
     }
   }

@@ -3,16 +3,27 @@
 // its first event has waited maxDelayMs. The timer is unref'd (it never keeps the process
 // alive) and shutdown runs once, flushing what it holds first.
 //
-// The batcher itself never drops: its size is bounded by the flush triggers, and the
-// bounded buffer behind it (pipeline/send-queue.ts) decides what to drop and counts it.
+// Each event is encoded the moment it arrives, into one reused buffer: the batch holds
+// bytes, not objects. Events held as objects for up to maxDelayMs outlived V8's young
+// generation at low rates and were promoted, which cost more CPU than the encoding itself
+// (docs/benchmarks.md, Collector). It also makes maxBytes exact.
+//
+// The batcher drops only what can never be sent: an event the codec rejects (encode_error)
+// or one larger than maxBytes on its own (oversized_event), each counted by onReject. The
+// bounded buffer behind it (pipeline/send-queue.ts) decides what else to drop.
 import { ConfigError } from '../../common/errors.js';
 
 export interface BatcherOptions {
   maxEvents: number;
-  /** Estimated encoded bytes per batch (see sizeOf); the encoder splits if it overshoots. */
+  /** Encoded bytes per batch (the events' Avro items, without the envelope). */
   maxBytes: number;
   maxDelayMs: number;
 }
+
+/** Writes one item at `pos` of `buf`: its end, or minus the bytes missing; throws if invalid. */
+export type WriteItem<T> = (item: T, buf: Buffer, pos: number) => number;
+
+export type RejectReason = 'encode_error' | 'oversized_event';
 
 export interface Batcher<T> {
   add(event: T): void;
@@ -28,15 +39,20 @@ export interface Batcher<T> {
   readonly openedAtMs: number | undefined;
 }
 
+const FIRST_CAPACITY = 64 * 1024;
+
 /**
- * @param sizeOf estimated encoded size of one event in bytes
- * @param onBatch receives each closed batch (ownership passes to it), its estimated bytes and
- *   Date.now() when its first event arrived (for "oldest unsent event" age)
+ * @param write encodes one event into the batch buffer
+ * @param onBatch receives each closed batch: its items' bytes (a view of the reused buffer,
+ *   valid only during the call: copy what you keep), how many, and Date.now() when its first
+ *   event arrived (for "oldest unsent event" age)
+ * @param onReject an event that was not batched, and why
  */
 export function createBatcher<T>(
   options: BatcherOptions,
-  sizeOf: (event: T) => number,
-  onBatch: (events: T[], estimatedBytes: number, openedAtMs: number) => void,
+  write: WriteItem<T>,
+  onBatch: (items: Buffer, count: number, openedAtMs: number) => void,
+  onReject: (reason: RejectReason, error?: unknown) => void,
 ): Batcher<T> {
   for (const key of ['maxEvents', 'maxBytes', 'maxDelayMs'] as const) {
     const v = options[key];
@@ -44,8 +60,11 @@ export function createBatcher<T>(
       throw new ConfigError(`batcher ${key} must be a positive integer, got ${v}`);
   }
   const { maxEvents, maxBytes, maxDelayMs } = options;
-  let open: T[] = [];
-  let openBytes = 0;
+  // Grows by doubling up to maxBytes, never past it: an item that does not fit closes the
+  // batch, and one that does not fit an empty buffer of maxBytes is oversized.
+  let buf = Buffer.alloc(Math.min(FIRST_CAPACITY, maxBytes));
+  let used = 0;
+  let count = 0;
   let openedAtMs = 0;
   let timer: NodeJS.Timeout | undefined;
   let closed = false;
@@ -60,24 +79,42 @@ export function createBatcher<T>(
       clearTimeout(timer);
       timer = undefined;
     }
-    if (open.length === 0) return;
-    const events = open;
-    const bytes = openBytes;
-    open = [];
-    openBytes = 0;
-    onBatch(events, bytes, openedAtMs);
+    if (count === 0) return;
+    const items = buf.subarray(0, used);
+    const n = count;
+    used = 0;
+    count = 0;
+    onBatch(items, n, openedAtMs);
   }
 
   function add(event: T): void {
     if (closed) throw new Error('batcher is shut down');
-    const size = sizeOf(event);
-    // Close the open batch first when this event would push it past the byte bound, so a
-    // batch overshoots only when a single event is larger than maxBytes on its own.
-    if (open.length > 0 && openBytes + size > maxBytes) flush();
-    if (open.length === 0) openedAtMs = Date.now();
-    open.push(event);
-    openBytes += size;
-    if (open.length >= maxEvents || openBytes >= maxBytes) flush();
+    let end: number;
+    for (;;) {
+      try {
+        end = write(event, buf, used);
+      } catch (err) {
+        onReject('encode_error', err);
+        return;
+      }
+      if (end >= 0) break;
+      const needed = buf.length - end; // where the item would end
+      if (needed - used > maxBytes) {
+        onReject('oversized_event');
+        return;
+      }
+      if (needed > maxBytes)
+        flush(); // it fits an empty batch: close this one first
+      else {
+        const grown = Buffer.alloc(Math.min(maxBytes, Math.max(needed, buf.length * 2)));
+        buf.copy(grown, 0, 0, used);
+        buf = grown;
+      }
+    }
+    if (count === 0) openedAtMs = Date.now();
+    used = end;
+    count++;
+    if (count >= maxEvents || used >= maxBytes) flush();
     else if (timer === undefined) {
       timer = setTimeout(onTimer, maxDelayMs);
       timer.unref();
@@ -96,10 +133,10 @@ export function createBatcher<T>(
       closed = true;
     },
     get pendingEvents() {
-      return open.length;
+      return count;
     },
     get openedAtMs() {
-      return open.length === 0 ? undefined : openedAtMs;
+      return count === 0 ? undefined : openedAtMs;
     },
   };
 }

@@ -8,12 +8,17 @@ import type { KtrailConfig } from '../../common/config.js';
 import { ConfigError } from '../../common/errors.js';
 import { createKafka, ensureTopics, type TopicNames, topicNames } from '../../common/kafka.js';
 import { createLogger } from '../../common/log.js';
-import { createEncoder, createRegistryEncoder, type Encoder } from '../../schemas/codec.js';
+import {
+  createEncoder,
+  createEventBatchFramer,
+  createRegistryEncoder,
+  type Encoder,
+  type EventBatchFramer,
+} from '../../schemas/codec.js';
 import { createSchemaRegistryClient } from '../../schemas/registry-client.js';
 import type {
   ContainerRecord as AvroContainerRecord,
   CollectorStats,
-  EventBatch,
   KtrailEvent,
 } from '../../schemas/types.js';
 import { type BootClock, createBootClock, fixedBootClock } from './clock.js';
@@ -94,20 +99,20 @@ function toAvroContainer(r: ContainerRecord): AvroContainerRecord {
 }
 
 async function encoders(config: KtrailConfig): Promise<{
-  batch: Encoder<EventBatch>;
+  batch: EventBatchFramer;
   stats: Encoder<CollectorStats>;
   container: Encoder<AvroContainerRecord>;
 }> {
   const url = config.kafka.schemaRegistryUrl;
   if (url === undefined)
     return {
-      batch: createEncoder('EventBatch'),
+      batch: createEventBatchFramer(),
       stats: createEncoder('CollectorStats'),
       container: createEncoder('ContainerRecord'),
     };
   const registry = createSchemaRegistryClient({ url });
   return {
-    batch: await createRegistryEncoder('EventBatch', registry),
+    batch: createEventBatchFramer((await createRegistryEncoder('EventBatch', registry)).wire),
     stats: await createRegistryEncoder('CollectorStats', registry),
     container: await createRegistryEncoder('ContainerRecord', registry),
   };
@@ -245,7 +250,7 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
     clock,
     source,
     decode: decoder.decode,
-    encodeBatch: (b) => codec.batch.encode(b),
+    eventBatch: codec.batch,
     encodeStats: (s) => codec.stats.encode(s),
     sink,
     samplers,

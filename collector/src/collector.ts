@@ -1,6 +1,7 @@
 // The collector pipeline, one per node:
 //
-//   source (raw records) -> decode -> batcher -> encoder (EventBatch, sequence) ->
+//   source (raw records) -> decode -> batcher (each event Avro-encoded on arrival) ->
+//   encoder (EventBatch envelope, sequence) ->
 //   send queue (bounded, drops counted) -> delivery loop -> sink (Kafka)
 //   samplers (map reads, cgroupfs) -------^
 //   container records -> encode -> containers queue --^   stats every N s -> stats queue --^
@@ -8,13 +9,14 @@
 // Every stage counts into one CollectorCounters object, so at any instant
 //   captured = delivered + dropped(by reason) + pending.
 import type { Registry } from 'prom-client';
+import { ConfigError } from '../../common/errors.js';
 import { createLogger } from '../../common/log.js';
 import type { CollectorStats } from '../../schemas/types.js';
 import { type Batcher, createBatcher } from './batcher.js';
 import type { BootClock } from './clock.js';
 import type { MessageSink } from './kafka-sink.js';
 import { createDelivery, type Delivery } from './pipeline/delivery.js';
-import { type BatchEncoder, createBatchEncoder, type EncodeEventBatch } from './pipeline/encoder.js';
+import { type BatchEncoder, createBatchEncoder, type FrameEventBatch } from './pipeline/encoder.js';
 import { createSendQueue, DROP_REASONS, type DropReason, type SendQueue } from './pipeline/send-queue.js';
 import {
   bump,
@@ -87,7 +89,11 @@ export interface CollectorOptions<E extends KtrailEvent, R> {
   clock: BootClock;
   source: EventSource;
   decode: DecodeBatch<E>;
-  encodeBatch: EncodeEventBatch<E>;
+  /** The EventBatch codec in two steps: each event on arrival, the envelope per message. */
+  eventBatch: {
+    writeEvent: (event: E, buf: Buffer, pos: number) => number;
+    frame: FrameEventBatch;
+  };
   /** CollectorStats (schemas/CollectorStats.avsc), one per stats interval, as deltas. */
   encodeStats: (record: CollectorStats) => Buffer;
   sink: MessageSink;
@@ -114,6 +120,9 @@ export interface Collector {
   /** A finite source's end (replay without loop): resolves after its last batch. */
   readonly sourceDone: Promise<void> | undefined;
 }
+
+/** Bytes kept free below the per-message limit for the EventBatch envelope. */
+const ENVELOPE_HEADROOM = 4096;
 
 export function createCollector<E extends KtrailEvent, R>(options: CollectorOptions<E, R>): Collector {
   const log = createLogger('collector', { node: options.node });
@@ -149,15 +158,22 @@ export function createCollector<E extends KtrailEvent, R>(options: CollectorOpti
     if (error !== undefined) log.warn({ err: error, reason, events: n }, 'events dropped');
   };
 
-  const encoder: BatchEncoder<E> = createBatchEncoder<E>({
+  const maxMessageBytes = settings.maxMessageBytes ?? 1_000_000;
+  // The envelope (node, boot id, version, numbers) is a few hundred bytes at most.
+  if (settings.batchMaxBytes > maxMessageBytes - ENVELOPE_HEADROOM)
+    throw new ConfigError(
+      `collector.batchMaxBytes (${settings.batchMaxBytes}) must leave ${ENVELOPE_HEADROOM} bytes below the ` +
+        `per-message limit (${maxMessageBytes}) for the batch envelope`,
+    );
+  const encoder: BatchEncoder = createBatchEncoder({
     node,
     collectorVersion: options.collectorVersion,
     topic: topics.events,
     clock,
-    encode: options.encodeBatch,
+    frame: options.eventBatch.frame,
     queue: eventsQueue,
     counters,
-    maxMessageBytes: settings.maxMessageBytes ?? 1_000_000,
+    maxMessageBytes,
     onDrop: dropEvents,
     ...(options.sequenceStore
       ? { firstSequence: options.sequenceStore.first, onSequence: options.sequenceStore.save }
@@ -167,7 +183,7 @@ export function createCollector<E extends KtrailEvent, R>(options: CollectorOpti
   const delivery: Delivery = createDelivery({
     queues: [eventsQueue, containersQueue, statsQueue],
     sink,
-    maxRequestBytes: settings.maxMessageBytes ?? 1_000_000,
+    maxRequestBytes: maxMessageBytes,
     onDelivered(queue, messages) {
       if (queue === eventsQueue) {
         for (const m of messages) {
@@ -184,10 +200,11 @@ export function createCollector<E extends KtrailEvent, R>(options: CollectorOpti
 
   const batcher: Batcher<E> = createBatcher<E>(
     { maxEvents: settings.batchMaxEvents, maxBytes: settings.batchMaxBytes, maxDelayMs: settings.batchMaxMs },
-    () => encoder.bytesPerEvent,
-    (events, _bytes, openedAtMs) => {
-      if (encoder.encodeAndQueue(events, openedAtMs) > 0) delivery.notify();
+    options.eventBatch.writeEvent,
+    (items, count, openedAtMs) => {
+      if (encoder.encodeAndQueue(items, count, openedAtMs)) delivery.notify();
     },
+    (reason, error) => dropEvents(1, reason, error),
   );
 
   const pending: PendingView = {

@@ -8,13 +8,14 @@ import {
   catalog,
   confluentHeader,
   createEncoder,
+  createEventBatchFramer,
   createSchemaResolver,
   createWireCodec,
   SINGLE_OBJECT_HEADER_BYTES,
   toAvroEvent,
 } from '../../schemas/codec.js';
 import { createSchemaRegistryClient } from '../../schemas/registry-client.js';
-import { SAMPLES, sampleContainerRecord, sampleEventBatch } from '../../schemas/samples.js';
+import { SAMPLES, sampleContainerRecord, sampleEventBatch, sampleEvents } from '../../schemas/samples.js';
 import type { EventBatch, KtrailEvent } from '../../schemas/types.js';
 
 const U64_MAX = 2n ** 64n - 1n;
@@ -101,6 +102,61 @@ describe('single-object encoding', () => {
     expect(() =>
       createEncoder('ContainerRecord').encode({ ...sampleContainerRecord(), name: 5 } as never),
     ).toThrow(/name: 5/);
+  });
+});
+
+describe('EventBatch framer (events encoded on arrival, envelope per message)', () => {
+  // The items as the collector's batcher writes them: one writeEvent per event, end to end.
+  function items(framer: ReturnType<typeof createEventBatchFramer>, events: KtrailEvent[]): Buffer {
+    let buf = Buffer.alloc(16);
+    let pos = 0;
+    for (const e of events) {
+      let end = framer.writeEvent(e, buf, pos);
+      if (end < 0) {
+        const grown = Buffer.alloc((buf.length - end) * 2);
+        buf.copy(grown, 0, 0, pos);
+        buf = grown;
+        end = framer.writeEvent(e, buf, pos);
+      }
+      pos = end;
+    }
+    return buf.subarray(0, pos);
+  }
+
+  it.each([0, 1, 7, 64, 65, 300])('%i events: the same bytes as encoding the whole batch', (n) => {
+    const { events: _all, ...envelope } = sampleEventBatch();
+    const pool = sampleEvents();
+    const events = Array.from({ length: n }, (_, i) => pool[i % pool.length] as KtrailEvent);
+    for (const wire of [
+      { format: 'single-object' as const },
+      { format: 'confluent' as const, schemaId: 300 },
+    ]) {
+      const framer = createEventBatchFramer(wire);
+      const framed = framer.frame(envelope, items(framer, events), events.length);
+      expect(framed).toEqual(createEncoder('EventBatch', wire).encode({ ...envelope, events }));
+    }
+    const framer = createEventBatchFramer();
+    const decoded = createSchemaResolver().decodeAs(
+      'EventBatch',
+      framer.frame(envelope, items(framer, events), n),
+    );
+    expect(plain(decoded.events)).toEqual(plain(events));
+  });
+
+  it('reports an invalid event with its kind and field, and a short buffer as missing bytes', () => {
+    const framer = createEventBatchFramer();
+    const exec = sampleEvents().find((e) => e.kind === 'proc_exec') as KtrailEvent;
+    expect(() => framer.writeEvent({ ...exec, pid: 'x' } as never, Buffer.alloc(4096), 0)).toThrow(
+      /proc_exec event: .*pid: "x"/,
+    );
+    expect(() => framer.writeEvent({ kind: 'no_such_kind' } as never, Buffer.alloc(64), 0)).toThrow(
+      /no_such_kind/,
+    );
+    const small = Buffer.alloc(4);
+    const end = framer.writeEvent(exec, small, 0);
+    expect(end).toBeLessThan(0);
+    const exact = Buffer.alloc(small.length - end);
+    expect(framer.writeEvent(exec, exact, 0)).toBe(exact.length);
   });
 });
 

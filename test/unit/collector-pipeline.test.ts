@@ -1,8 +1,8 @@
 // Unit tests of the collector's own stages: batcher bounds, the bounded send queue's drop
-// policy and accounting, the encoder's sequence numbers and halving, the boot clock. Kafka
+// policy and accounting, the encoder's sequence numbers and size limit, the boot clock. Kafka
 // itself is exercised only in test/integration/collector-*.test.ts against a real broker.
 import { describe, expect, it } from 'vitest';
-import { createBatcher } from '../../collector/src/batcher.js';
+import { createBatcher, type RejectReason } from '../../collector/src/batcher.js';
 import {
   createBootClock,
   fixedBootClock,
@@ -10,7 +10,7 @@ import {
   readBootId,
 } from '../../collector/src/clock.js';
 import { nodePartitioner } from '../../collector/src/kafka-sink.js';
-import { createBatchEncoder, type EventBatchEnvelope } from '../../collector/src/pipeline/encoder.js';
+import { createBatchEncoder, type FrameEventBatch } from '../../collector/src/pipeline/encoder.js';
 import {
   createSendQueue,
   type DropReason,
@@ -27,63 +27,120 @@ const msg = (bytes: number, events: number, capturedAtMs = Date.now()): QueuedMe
   sequence: -1n,
 });
 
+// Items for the batcher tests: n is written as n bytes of value n; a negative n is invalid.
+const writeN = (n: number, buf: Buffer, pos: number): number => {
+  if (n < 0) throw new Error(`cannot encode ${n}`);
+  if (pos + n > buf.length) return buf.length - (pos + n);
+  buf.fill(n, pos, pos + n);
+  return pos + n;
+};
+// Closed batches as item lists, decoded back from their bytes (also copies the reused view).
+function collect() {
+  const batches: number[][] = [];
+  const rejects: RejectReason[] = [];
+  const onBatch = (items: Buffer, count: number) => {
+    const out: number[] = [];
+    for (let at = 0; at < items.length; at += items[at] as number) out.push(items[at] as number);
+    expect(out).toHaveLength(count);
+    batches.push(out);
+  };
+  return { batches, rejects, onBatch, onReject: (r: RejectReason) => rejects.push(r) };
+}
+
 describe('batcher', () => {
   it('closes a batch at maxEvents and keeps order', () => {
-    const out: number[][] = [];
+    const c = collect();
     const b = createBatcher<number>(
-      { maxEvents: 3, maxBytes: 1e9, maxDelayMs: 10_000 },
-      () => 1,
-      (e) => out.push(e),
+      { maxEvents: 3, maxBytes: 1e6, maxDelayMs: 10_000 },
+      writeN,
+      c.onBatch,
+      c.onReject,
     );
     b.addAll([1, 2, 3, 4, 5, 6, 7]);
-    expect(out).toEqual([
+    expect(c.batches).toEqual([
       [1, 2, 3],
       [4, 5, 6],
     ]);
     expect(b.pendingEvents).toBe(1);
     b.shutdown();
-    expect(out.at(-1)).toEqual([7]);
+    expect(c.batches.at(-1)).toEqual([7]);
     expect(b.pendingEvents).toBe(0);
   });
 
-  it('closes before an event would overflow maxBytes; a lone big event goes alone', () => {
-    const out: Array<[number[], number]> = [];
+  it('closes before an item would overflow maxBytes (exact bytes); a lone oversized item is rejected', () => {
+    const c = collect();
     const b = createBatcher<number>(
       { maxEvents: 100, maxBytes: 10, maxDelayMs: 10_000 },
-      (n) => n,
-      (e, bytes) => out.push([e, bytes]),
+      writeN,
+      c.onBatch,
+      c.onReject,
     );
-    b.addAll([4, 4, 4, 30, 1]);
+    b.addAll([4, 4, 4, 30, 1, 10, 2]);
     b.flush();
-    expect(out).toEqual([
-      [[4, 4], 8],
-      [[4], 4],
-      [[30], 30],
-      [[1], 1],
-    ]);
+    // 4+4 = 8 and 4 more would be 12 > 10; 30 never fits; 10 fills a batch on its own.
+    expect(c.batches).toEqual([[4, 4], [4, 1], [10], [2]]);
+    expect(c.rejects).toEqual(['oversized_event']);
+  });
+
+  it('grows its buffer past the first 64 KiB without losing what it holds', () => {
+    const batches: Buffer[] = [];
+    const b = createBatcher<number>(
+      { maxEvents: 1_000, maxBytes: 1_000_000, maxDelayMs: 10_000 },
+      (n, buf, pos) => {
+        // 40,000-byte items whose bytes all say which item they are.
+        if (pos + 40_000 > buf.length) return buf.length - (pos + 40_000);
+        buf.fill(n, pos, pos + 40_000);
+        return pos + 40_000;
+      },
+      (items) => batches.push(Buffer.from(items)),
+      () => {},
+    );
+    b.addAll([1, 2, 3, 4, 5]);
+    b.flush();
+    expect(batches).toHaveLength(1);
+    const got = batches[0] as Buffer;
+    expect(got.length).toBe(200_000);
+    for (let i = 0; i < 5; i++)
+      expect(got.subarray(i * 40_000, (i + 1) * 40_000).every((v) => v === i + 1)).toBe(true);
+  });
+
+  it('rejects an item the codec refuses, keeping its neighbours', () => {
+    const c = collect();
+    const b = createBatcher<number>(
+      { maxEvents: 100, maxBytes: 100, maxDelayMs: 10_000 },
+      writeN,
+      c.onBatch,
+      c.onReject,
+    );
+    b.addAll([1, -1, 2, 3]);
+    b.flush();
+    expect(c.batches).toEqual([[1, 2, 3]]);
+    expect(c.rejects).toEqual(['encode_error']);
   });
 
   it('flushes on the timer and the timer does not hold the process', async () => {
-    const out: number[][] = [];
+    const c = collect();
     const b = createBatcher<number>(
-      { maxEvents: 100, maxBytes: 1e9, maxDelayMs: 30 },
-      () => 1,
-      (e) => out.push(e),
+      { maxEvents: 100, maxBytes: 1e6, maxDelayMs: 30 },
+      writeN,
+      c.onBatch,
+      c.onReject,
     );
     const t0 = Date.now();
     b.add(1);
     expect(b.openedAtMs).toBeGreaterThanOrEqual(t0);
     await new Promise((r) => setTimeout(r, 80));
-    expect(out).toEqual([[1]]);
+    expect(c.batches).toEqual([[1]]);
     expect(b.openedAtMs).toBeUndefined();
   });
 
   it('shutdown runs once and refuses later events', () => {
     let calls = 0;
     const b = createBatcher<number>(
-      { maxEvents: 10, maxBytes: 1e9, maxDelayMs: 10 },
-      () => 1,
+      { maxEvents: 10, maxBytes: 1e6, maxDelayMs: 10 },
+      writeN,
       () => calls++,
+      () => {},
     );
     b.add(1);
     b.shutdown();
@@ -96,7 +153,8 @@ describe('batcher', () => {
     expect(() =>
       createBatcher(
         { maxEvents: 0, maxBytes: 1, maxDelayMs: 1 },
-        () => 1,
+        writeN,
+        () => {},
         () => {},
       ),
     ).toThrow(/maxEvents/);
@@ -195,15 +253,14 @@ describe('send queue', () => {
 
 describe('batch encoder', () => {
   const clock = fixedBootClock('boot-1', 1_700_000_000_000_000_000n);
-  // A stand-in codec: JSON of the envelope, throws on an event marked bad. The real Avro
-  // codec is used by the integration tests.
-  const encode = (b: EventBatchEnvelope<{ kind: string; size: number }>): Buffer => {
-    if (b.events.some((e) => e.kind === 'bad')) throw new Error('cannot encode');
-    const body = b.events.reduce((s, e) => s + e.size, 0);
-    return Buffer.alloc(16 + body, 1);
+  // A stand-in framer: 16 envelope bytes + the items; throws for node "bad". The real Avro
+  // framer is tested in avro-codec.test.ts and used by the integration tests.
+  const frame: FrameEventBatch = (env, items) => {
+    if (env.node === 'bad') throw new Error('cannot encode');
+    return Buffer.concat([Buffer.alloc(16, 1), items]);
   };
 
-  function setup(maxMessageBytes: number) {
+  function setup(maxMessageBytes: number, node = 'n1') {
     const counters = createCounters();
     const queued: QueuedMessage[] = [];
     const drops: Array<[number, DropReason]> = [];
@@ -214,11 +271,11 @@ describe('batch encoder', () => {
       origPush(m);
     };
     const enc = createBatchEncoder({
-      node: 'n1',
+      node,
       collectorVersion: 'test',
       topic: 'ev',
       clock,
-      encode,
+      frame,
       queue: q,
       counters,
       maxMessageBytes,
@@ -227,38 +284,26 @@ describe('batch encoder', () => {
     return { enc, queued, drops, counters };
   }
 
-  it('numbers queued messages 0,1,2... and splits what is too big', () => {
+  it('numbers queued messages 0,1,2...; a message over the limit is dropped without a number', () => {
     const { enc, queued, drops, counters } = setup(100);
-    const ev = (size: number) => ({ kind: 'proc_exec', size });
-    expect(enc.encodeAndQueue([ev(10), ev(10)], 1)).toBe(1);
-    // 8 x 20 = 160 bytes > 100: halves of 4 (96 bytes each) fit.
-    expect(
-      enc.encodeAndQueue(
-        Array.from({ length: 8 }, () => ev(20)),
-        2,
-      ),
-    ).toBe(2);
-    expect(queued.map((m) => m.sequence)).toEqual([0n, 1n, 2n]);
-    expect(queued.map((m) => m.events)).toEqual([2, 4, 4]);
-    expect(counters.sequence).toBe(2n);
-    expect(drops).toEqual([]);
+    expect(enc.encodeAndQueue(Buffer.alloc(20), 2, 1)).toBe(true);
+    expect(enc.encodeAndQueue(Buffer.alloc(90), 9, 2)).toBe(false); // 106 bytes > 100
+    expect(enc.encodeAndQueue(Buffer.alloc(40), 4, 3)).toBe(true);
+    expect(enc.encodeAndQueue(Buffer.alloc(0), 0, 4)).toBe(false); // nothing to send
+    expect(queued.map((m) => m.sequence)).toEqual([0n, 1n]);
+    expect(queued.map((m) => m.events)).toEqual([2, 4]);
+    expect(queued.map((m) => m.value.length)).toEqual([36, 56]);
+    expect(counters.sequence).toBe(1n);
+    expect(enc.nextSequence).toBe(2n);
+    expect(drops).toEqual([[9, 'oversized_event']]);
   });
 
-  it('drops a lone oversized event and an unencodable event, keeping their neighbours', () => {
-    const { enc, queued, drops } = setup(100);
-    const good = { kind: 'tcp_close', size: 5 };
-    const sent = enc.encodeAndQueue(
-      [good, { kind: 'bad', size: 1 }, good, { kind: 'x', size: 500 }, good],
-      0,
-    );
-    expect(drops.sort()).toEqual([
-      [1, 'encode_error'],
-      [1, 'oversized_event'],
-    ]);
-    expect(queued.reduce((s, m) => s + m.events, 0)).toBe(3);
-    expect(sent).toBe(queued.length);
-    // No sequence number is burnt by a dropped event: they stay contiguous.
-    expect(queued.map((m) => m.sequence)).toEqual(queued.map((_, i) => BigInt(i)));
+  it('counts an envelope the codec rejects as encode_error for all its events', () => {
+    const { enc, queued, drops } = setup(1_000, 'bad');
+    expect(enc.encodeAndQueue(Buffer.alloc(10), 3, 0)).toBe(false);
+    expect(queued).toEqual([]);
+    expect(drops).toEqual([[3, 'encode_error']]);
+    expect(enc.nextSequence).toBe(0n);
   });
 });
 

@@ -3,10 +3,10 @@
 // 8 bytes in a batch). Malformed input is counted in DecodeStats and skipped, never
 // thrown: a bad record must not take the collector down.
 // Hot path: fixed offsets from layout.ts, no per-event closures, one object per event.
-// u64 fields are read through a BigUint64Array view of the batch (every u64 in events.h
-// sits at an 8-byte-aligned offset, and records start 8-aligned in a batch): one bigint per
-// field, where Buffer#readBigUInt64LE builds four (measured: a third of the decode time).
-import { endianness } from 'node:os';
+// Numbers are read through typed-array views of the batch (every field in events.h sits at
+// an offset aligned to its size, and records start 8-aligned in a batch): for u64 one bigint
+// per field, where Buffer#readBigUInt64LE builds four (measured: a third of the decode
+// time); for u16/u32 a plain indexed load, without Buffer#readUInt*'s call and bounds check.
 import type {
   CgroupMkdir,
   CgroupRename,
@@ -70,24 +70,44 @@ export function createDecodeStats(): DecodeStats {
 }
 
 const ALIGN = 8;
-const LITTLE_ENDIAN = endianness() === 'LE';
 
-/** The batch's 8-byte words, for u64 fields: a view when aligned, else an aligned copy. */
-const NO_WORDS = new BigUint64Array(0);
-let words: BigUint64Array = NO_WORDS;
+/** Views of the current batch: 8-, 4- and 2-byte words, in host byte order (as the kernel writes). */
+const NO_BYTES = new ArrayBuffer(0);
+const EMPTY = Buffer.alloc(0);
+let words: BigUint64Array<ArrayBufferLike> = new BigUint64Array(NO_BYTES);
+let dwords: Uint32Array<ArrayBufferLike> = new Uint32Array(NO_BYTES);
+let hwords: Uint16Array<ArrayBufferLike> = new Uint16Array(NO_BYTES);
 
-function wordsOf(buf: Buffer): BigUint64Array {
-  const n = buf.length >>> 3;
-  if (LITTLE_ENDIAN && (buf.byteOffset & 7) === 0) return new BigUint64Array(buf.buffer, buf.byteOffset, n);
-  const out = new BigUint64Array(n);
-  if (LITTLE_ENDIAN) new Uint8Array(out.buffer).set(buf.subarray(0, n << 3));
-  else for (let i = 0; i < n; i++) out[i] = buf.readBigUInt64LE(i << 3);
-  return out;
+/** Points the views at `buf` (or at an aligned copy when `buf` is not 8-aligned). */
+function viewBatch(buf: Buffer): void {
+  const len = buf.length;
+  let backing: ArrayBufferLike = buf.buffer;
+  let at = buf.byteOffset;
+  if ((at & 7) !== 0) {
+    const copy = new Uint8Array((len + 7) & ~7);
+    copy.set(buf);
+    backing = copy.buffer;
+    at = 0;
+  }
+  // Each view covers every whole word of its size: a last record need not be padded.
+  words = new BigUint64Array(backing, at, len >>> 3);
+  dwords = new Uint32Array(backing, at, len >>> 2);
+  hwords = new Uint16Array(backing, at, len >>> 1);
 }
 
 /** The u64 at byte offset `o` of the current batch (`o` is a multiple of 8). */
 function u64(o: number): bigint {
   return words[o >>> 3] as bigint;
+}
+
+/** The u32 at byte offset `o` (a multiple of 4). */
+function u32(o: number): number {
+  return dwords[o >>> 2] as number;
+}
+
+/** The u16 at byte offset `o` (a multiple of 2). */
+function u16(o: number): number {
+  return hwords[o >>> 1] as number;
 }
 
 /**
@@ -104,14 +124,14 @@ export function decodeBatch(
   const len = buf.length;
   let off = 0;
   let seen = 0;
-  words = wordsOf(buf);
+  viewBatch(buf);
   while (off < len) {
     if (len - off < HEADER_SIZE) {
       lostTail(stats, records, seen);
       break;
     }
-    const type = buf.readUInt16LE(off + H.fields.type.offset);
-    const size = buf.readUInt32LE(off + H.fields.size.offset);
+    const type = u16(off + H.fields.type.offset);
+    const size = u32(off + H.fields.size.offset);
     seen++;
     if (size < HEADER_SIZE) {
       // The framing is gone: nothing after this can be trusted.
@@ -131,7 +151,7 @@ export function decodeBatch(
     }
     off += (size + ALIGN - 1) & ~(ALIGN - 1);
   }
-  words = NO_WORDS; // don't keep the batch alive
+  viewBatch(EMPTY); // don't keep the batch alive
   return out;
 }
 
@@ -212,6 +232,10 @@ const PID = H.fields.pid.offset;
 const TGID = H.fields.tgid.offset;
 const FLAGS = H.fields.flags.offset;
 
+// Buffer#toString(enc, start, end) normalizes its arguments and looks the encoding up on
+// every call; its utf8Slice (long-standing, undocumented Node API) is the same decode.
+type Utf8Slicer = Buffer & { utf8Slice(start: number, end: number): string };
+
 /** A NUL-terminated string in a fixed-size field (the whole field if it has no NUL). */
 function cstr(buf: Buffer, start: number, max: number): string {
   // A JS scan: the fields are short, and Buffer#indexOf is a native call that may search
@@ -219,7 +243,7 @@ function cstr(buf: Buffer, start: number, max: number): string {
   const end = start + max;
   let nul = start;
   while (nul < end && buf[nul] !== 0) nul++;
-  return buf.toString('utf8', start, nul);
+  return (buf as Utf8Slicer).utf8Slice(start, nul);
 }
 
 /** NUL-separated argv in [start, start + size). A last piece without NUL (cut) is kept. */
@@ -230,7 +254,7 @@ function argv(buf: Buffer, start: number, size: number): string[] {
   while (p < end) {
     let nul = buf.indexOf(0, p);
     if (nul < 0 || nul > end) nul = end;
-    out.push(buf.toString('utf8', p, nul));
+    out.push((buf as Utf8Slicer).utf8Slice(p, nul));
     p = nul + 1;
   }
   return out;
@@ -242,17 +266,17 @@ function procExec(b: Buffer, o: number): ProcExec {
     kind: 'proc_exec',
     tsNs: u64(o + TS),
     cgroupId: u64(o + CGID),
-    pid: b.readUInt32LE(o + PID),
-    tgid: b.readUInt32LE(o + TGID),
-    flags: b.readUInt16LE(o + FLAGS),
-    ppid: b.readUInt32LE(o + F.ppid.offset),
-    uid: b.readUInt32LE(o + F.uid.offset),
-    gid: b.readUInt32LE(o + F.gid.offset),
-    argsCount: b.readUInt32LE(o + F.args_count.offset),
-    argsSize: b.readUInt32LE(o + F.args_size.offset),
+    pid: u32(o + PID),
+    tgid: u32(o + TGID),
+    flags: u16(o + FLAGS),
+    ppid: u32(o + F.ppid.offset),
+    uid: u32(o + F.uid.offset),
+    gid: u32(o + F.gid.offset),
+    argsCount: u32(o + F.args_count.offset),
+    argsSize: u32(o + F.args_size.offset),
     comm: cstr(b, o + F.comm.offset, COMM_LEN),
     filename: cstr(b, o + F.filename.offset, FILENAME_LEN),
-    args: argv(b, o + F.args.offset, b.readUInt32LE(o + F.args_size.offset)),
+    args: argv(b, o + F.args.offset, u32(o + F.args_size.offset)),
   };
 }
 
@@ -262,13 +286,13 @@ function procFork(b: Buffer, o: number): ProcFork {
     kind: 'proc_fork',
     tsNs: u64(o + TS),
     cgroupId: u64(o + CGID),
-    pid: b.readUInt32LE(o + PID),
-    tgid: b.readUInt32LE(o + TGID),
-    flags: b.readUInt16LE(o + FLAGS),
-    parentPid: b.readUInt32LE(o + F.parent_pid.offset),
-    parentTgid: b.readUInt32LE(o + F.parent_tgid.offset),
-    childPid: b.readUInt32LE(o + F.child_pid.offset),
-    childTgid: b.readUInt32LE(o + F.child_tgid.offset),
+    pid: u32(o + PID),
+    tgid: u32(o + TGID),
+    flags: u16(o + FLAGS),
+    parentPid: u32(o + F.parent_pid.offset),
+    parentTgid: u32(o + F.parent_tgid.offset),
+    childPid: u32(o + F.child_pid.offset),
+    childTgid: u32(o + F.child_tgid.offset),
     comm: cstr(b, o + F.comm.offset, COMM_LEN),
   };
 }
@@ -279,13 +303,13 @@ function procExit(b: Buffer, o: number): ProcExit {
     kind: 'proc_exit',
     tsNs: u64(o + TS),
     cgroupId: u64(o + CGID),
-    pid: b.readUInt32LE(o + PID),
-    tgid: b.readUInt32LE(o + TGID),
-    flags: b.readUInt16LE(o + FLAGS),
-    ppid: b.readUInt32LE(o + F.ppid.offset),
-    exitCode: b.readUInt32LE(o + F.exit_code.offset),
-    signal: b.readUInt32LE(o + F.signal.offset),
-    coreDumped: b.readUInt32LE(o + F.core_dumped.offset),
+    pid: u32(o + PID),
+    tgid: u32(o + TGID),
+    flags: u16(o + FLAGS),
+    ppid: u32(o + F.ppid.offset),
+    exitCode: u32(o + F.exit_code.offset),
+    signal: u32(o + F.signal.offset),
+    coreDumped: u32(o + F.core_dumped.offset),
     startNs: u64(o + F.start_ns.offset),
     cpuNs: u64(o + F.cpu_ns.offset),
     comm: cstr(b, o + F.comm.offset, COMM_LEN),
@@ -302,11 +326,11 @@ function cgroupEvent<K extends 'cgroup_mkdir' | 'cgroup_rmdir' | 'cgroup_rename'
     kind,
     tsNs: u64(o + TS),
     cgroupId: u64(o + CGID),
-    pid: b.readUInt32LE(o + PID),
-    tgid: b.readUInt32LE(o + TGID),
-    flags: b.readUInt16LE(o + FLAGS),
-    level: b.readUInt32LE(o + F.level.offset),
-    hierarchyId: b.readUInt32LE(o + F.hierarchy_id.offset),
+    pid: u32(o + PID),
+    tgid: u32(o + TGID),
+    flags: u16(o + FLAGS),
+    level: u32(o + F.level.offset),
+    hierarchyId: u32(o + F.hierarchy_id.offset),
     path: cstr(b, o + F.path.offset, PATH_LEN),
   };
 }
@@ -317,11 +341,11 @@ function oomKill(b: Buffer, o: number): OomKill {
     kind: 'oom_kill',
     tsNs: u64(o + TS),
     cgroupId: u64(o + CGID),
-    pid: b.readUInt32LE(o + PID),
-    tgid: b.readUInt32LE(o + TGID),
-    flags: b.readUInt16LE(o + FLAGS),
-    victimPid: b.readUInt32LE(o + F.victim_pid.offset),
-    victimUid: b.readUInt32LE(o + F.victim_uid.offset),
+    pid: u32(o + PID),
+    tgid: u32(o + TGID),
+    flags: u16(o + FLAGS),
+    victimPid: u32(o + F.victim_pid.offset),
+    victimUid: u32(o + F.victim_uid.offset),
     totalVmKb: u64(o + F.total_vm_kb.offset),
     anonRssKb: u64(o + F.anon_rss_kb.offset),
     fileRssKb: u64(o + F.file_rss_kb.offset),
@@ -339,17 +363,17 @@ function tcpConn<K extends 'tcp_connect' | 'tcp_accept'>(
   o: number,
   kind: K,
 ): TcpConnect | TcpAccept {
-  const family = b.readUInt16LE(o + T.family.offset);
+  const family = u16(o + T.family.offset);
   return {
     kind,
     tsNs: u64(o + TS),
     cgroupId: u64(o + CGID),
-    pid: b.readUInt32LE(o + PID),
-    tgid: b.readUInt32LE(o + TGID),
-    flags: b.readUInt16LE(o + FLAGS),
+    pid: u32(o + PID),
+    tgid: u32(o + TGID),
+    flags: u16(o + FLAGS),
     family,
-    sport: b.readUInt16LE(o + T.sport.offset),
-    dport: b.readUInt16LE(o + T.dport.offset),
+    sport: u16(o + T.sport.offset),
+    dport: u16(o + T.dport.offset),
     saddr: ipText(b, o + T.saddr.offset, family),
     daddr: ipText(b, o + T.daddr.offset, family),
     sockCookie: u64(o + T.sock_cookie.offset),
@@ -358,44 +382,44 @@ function tcpConn<K extends 'tcp_connect' | 'tcp_accept'>(
 
 function tcpClose(b: Buffer, o: number): TcpClose {
   const F = TCLOSE.fields;
-  const family = b.readUInt16LE(o + T.family.offset);
+  const family = u16(o + T.family.offset);
   return {
     kind: 'tcp_close',
     tsNs: u64(o + TS),
     cgroupId: u64(o + CGID),
-    pid: b.readUInt32LE(o + PID),
-    tgid: b.readUInt32LE(o + TGID),
-    flags: b.readUInt16LE(o + FLAGS),
+    pid: u32(o + PID),
+    tgid: u32(o + TGID),
+    flags: u16(o + FLAGS),
     family,
-    sport: b.readUInt16LE(o + T.sport.offset),
-    dport: b.readUInt16LE(o + T.dport.offset),
+    sport: u16(o + T.sport.offset),
+    dport: u16(o + T.dport.offset),
     saddr: ipText(b, o + T.saddr.offset, family),
     daddr: ipText(b, o + T.daddr.offset, family),
     sockCookie: u64(o + T.sock_cookie.offset),
     bytesSent: u64(o + F.bytes_sent.offset),
     bytesReceived: u64(o + F.bytes_received.offset),
     durationNs: u64(o + F.duration_ns.offset),
-    retransmits: b.readUInt32LE(o + F.retransmits.offset),
-    resets: b.readUInt32LE(o + F.resets.offset),
+    retransmits: u32(o + F.retransmits.offset),
+    resets: u32(o + F.resets.offset),
   };
 }
 
 function tcpReset(b: Buffer, o: number): TcpReset {
-  const family = b.readUInt16LE(o + T.family.offset);
+  const family = u16(o + T.family.offset);
   return {
     kind: 'tcp_reset',
     tsNs: u64(o + TS),
     cgroupId: u64(o + CGID),
-    pid: b.readUInt32LE(o + PID),
-    tgid: b.readUInt32LE(o + TGID),
-    flags: b.readUInt16LE(o + FLAGS),
+    pid: u32(o + PID),
+    tgid: u32(o + TGID),
+    flags: u16(o + FLAGS),
     family,
-    sport: b.readUInt16LE(o + T.sport.offset),
-    dport: b.readUInt16LE(o + T.dport.offset),
+    sport: u16(o + T.sport.offset),
+    dport: u16(o + T.dport.offset),
     saddr: ipText(b, o + T.saddr.offset, family),
     daddr: ipText(b, o + T.daddr.offset, family),
     sockCookie: u64(o + T.sock_cookie.offset),
-    direction: b.readUInt32LE(o + TRESET.fields.direction.offset),
+    direction: u32(o + TRESET.fields.direction.offset),
   };
 }
 

@@ -1,38 +1,35 @@
-// Turns a closed batch of events into one EventBatch Kafka message (the envelope of
-// schemas/EventBatch.avsc) and queues it. Here the per-node sequence number is assigned:
-// +1 per queued EventBatch, restarting per boot id, so downstream sees a gap exactly when
-// a queued message was lost (dropped from the buffer, or never acknowledged) and a repeat
-// when Kafka got a message twice.
+// Turns a closed batch (its events already encoded by the batcher) into one EventBatch
+// Kafka message (the envelope of schemas/EventBatch.avsc) and queues it. Here the per-node
+// sequence number is assigned: +1 per queued EventBatch, restarting per boot id, so
+// downstream sees a gap exactly when a queued message was lost (dropped from the buffer,
+// or never acknowledged) and a repeat when Kafka got a message twice.
 //
-// Size: the batcher bounds batches by an estimate (bytesPerEvent, learned from the real
-// encoded sizes). If an encoded message still exceeds maxMessageBytes (Kafka's per-message
-// limit), the batch is split in halves and each half encoded on its own; a single event that
-// alone exceeds the limit is dropped as oversized_event. An event the codec rejects is found
-// the same way, by halving, and dropped as encode_error, so one bad event never costs its
-// neighbours. Sequence numbers are consumed only by queued messages: these drops leave no
-// gap downstream and are reported in the stats instead.
+// Size: the batcher bounds the items exactly, and the collector keeps batchMaxBytes far
+// enough below maxMessageBytes for any envelope. A message that still came out too big, or
+// an envelope the codec rejects, is dropped (oversized_event, encode_error) before it takes
+// a sequence number: such drops leave no gap downstream and are reported in the stats.
 import type { BootClock } from '../clock.js';
 import type { CollectorCounters } from '../stats.js';
 import type { DropReason, SendQueue } from './send-queue.js';
 
-export interface EventBatchEnvelope<E> {
+export interface EventBatchEnvelope {
   node: string;
   bootId: string;
   collectorVersion: string;
   sequence: bigint;
   producedAtNs: bigint;
   bootEpochNs: bigint | null;
-  events: E[];
 }
 
-export type EncodeEventBatch<E> = (batch: EventBatchEnvelope<E>) => Buffer;
+/** Header + EventBatch from the envelope and `count` events already encoded as `items`. */
+export type FrameEventBatch = (envelope: EventBatchEnvelope, items: Uint8Array, count: number) => Buffer;
 
-export interface BatchEncoderOptions<E> {
+export interface BatchEncoderOptions {
   node: string;
   collectorVersion: string;
   topic: string;
   clock: BootClock;
-  encode: EncodeEventBatch<E>;
+  frame: FrameEventBatch;
   queue: SendQueue;
   counters: CollectorCounters;
   /** Hard limit per Kafka message (below the broker's message.max.bytes). */
@@ -44,67 +41,48 @@ export interface BatchEncoderOptions<E> {
   onDrop: (events: number, reason: DropReason, error?: unknown) => void;
 }
 
-export interface BatchEncoder<E> {
-  /** Encodes and queues; returns how many messages it queued. */
-  encodeAndQueue(events: E[], capturedAtMs: number): number;
-  /** Current estimate of encoded bytes per event (for the batcher's byte bound). */
-  readonly bytesPerEvent: number;
+export interface BatchEncoder {
+  /** Frames and queues one closed batch; returns whether it was queued. */
+  encodeAndQueue(items: Uint8Array, count: number, capturedAtMs: number): boolean;
   readonly nextSequence: bigint;
 }
 
-export function createBatchEncoder<E>(options: BatchEncoderOptions<E>): BatchEncoder<E> {
-  const { node, collectorVersion, topic, clock, encode, queue, counters, maxMessageBytes, onDrop } = options;
+export function createBatchEncoder(options: BatchEncoderOptions): BatchEncoder {
+  const { node, collectorVersion, topic, clock, frame, queue, counters, maxMessageBytes, onDrop } = options;
   let sequence = options.firstSequence ?? 0n;
-  // Learned average: starts pessimistic, then follows real sizes (EWMA over messages).
-  let bytesPerEvent = 200;
 
-  function encodeOne(events: E[]): Buffer | 'too_big' | { error: unknown } {
-    const wallNs = BigInt(Date.now()) * 1_000_000n;
-    const envelope: EventBatchEnvelope<E> = {
-      node,
-      bootId: clock.bootId,
-      collectorVersion,
-      sequence,
-      producedAtNs: wallNs,
-      bootEpochNs: clock.wallMinusBootNs(),
-      events,
-    };
-    let buf: Buffer;
-    try {
-      buf = encode(envelope);
-    } catch (error) {
-      return { error };
-    }
-    return buf.length > maxMessageBytes ? 'too_big' : buf;
-  }
-
-  function emit(events: E[], capturedAtMs: number): number {
-    const result = encodeOne(events);
-    if (Buffer.isBuffer(result)) {
-      queue.push({ topic, key: node, value: result, events: events.length, capturedAtMs, sequence });
+  return {
+    encodeAndQueue(items, count, capturedAtMs) {
+      if (count === 0) return false;
+      let value: Buffer;
+      try {
+        value = frame(
+          {
+            node,
+            bootId: clock.bootId,
+            collectorVersion,
+            sequence,
+            producedAtNs: BigInt(Date.now()) * 1_000_000n,
+            bootEpochNs: clock.wallMinusBootNs(),
+          },
+          items,
+          count,
+        );
+      } catch (error) {
+        onDrop(count, 'encode_error', error);
+        return false;
+      }
+      if (value.length > maxMessageBytes) {
+        onDrop(count, 'oversized_event');
+        return false;
+      }
+      queue.push({ topic, key: node, value, events: count, capturedAtMs, sequence });
       counters.sequence = sequence;
       sequence++;
       options.onSequence?.(sequence);
       counters.encodedMessages++;
-      counters.encodedBytes += result.length;
-      bytesPerEvent = bytesPerEvent * 0.8 + (result.length / events.length) * 0.2;
-      return 1;
-    }
-    if (events.length === 1) {
-      if (result === 'too_big') onDrop(1, 'oversized_event');
-      else onDrop(1, 'encode_error', result.error);
-      return 0;
-    }
-    const half = events.length >>> 1;
-    return emit(events.slice(0, half), capturedAtMs) + emit(events.slice(half), capturedAtMs);
-  }
-
-  return {
-    encodeAndQueue(events, capturedAtMs) {
-      return events.length === 0 ? 0 : emit(events, capturedAtMs);
-    },
-    get bytesPerEvent() {
-      return bytesPerEvent;
+      counters.encodedBytes += value.length;
+      return true;
     },
     get nextSequence() {
       return sequence;

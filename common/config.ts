@@ -78,7 +78,10 @@ export const configSchema = z
         sampleIntervalMs: positiveInt.default(10_000),
         statsIntervalMs: positiveInt.default(10_000),
         batchMaxEvents: positiveInt.default(5_000),
-        batchMaxBytes: positiveInt.default(900_000),
+        // Kafka messages stay under 1,000,000 bytes: the batch plus 4 KiB for its envelope.
+        batchMaxBytes: positiveInt
+          .max(995_904, 'must be <= 995904 (1,000,000-byte messages, 4 KiB kept for the envelope)')
+          .default(900_000),
         batchMaxMs: positiveInt.default(500),
         bufferMaxBytes: positiveInt.default(256 * 1024 * 1024),
         bufferMaxMessages: positiveInt.default(100_000),

@@ -29,7 +29,13 @@ describe('config', () => {
   it('names every bad setting and what it accepts', () => {
     let error: unknown;
     try {
-      loadConfig({ env: { KTRAIL_LOG_LEVEL: 'loud', KTRAIL_COLLECTOR_RING_BUFFER_BYTES: '5000' } });
+      loadConfig({
+        env: {
+          KTRAIL_LOG_LEVEL: 'loud',
+          KTRAIL_COLLECTOR_RING_BUFFER_BYTES: '5000',
+          KTRAIL_COLLECTOR_BATCH_MAX_BYTES: '2000000',
+        },
+      });
     } catch (err) {
       error = err;
     }
@@ -38,6 +44,7 @@ describe('config', () => {
     expect(message).toContain('log.level');
     expect(message).toContain('"debug"');
     expect(message).toContain('collector.ringBufferBytes: must be a power of two');
+    expect(message).toContain('collector.batchMaxBytes: must be <= 995904');
   });
 
   it('rejects unknown settings in files and flags', () => {

@@ -53,7 +53,6 @@ const HOST_PORT = /^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/;
 /** A kafkajs client whose log lines go through pino as `lib: kafkajs`, `ns: Consumer`. */
 export function createKafka(options: KafkaClientOptions, logger: Logger): Kafka {
   fixKafkajsIdleTimer();
-  registerKafkaCodecs();
   if (options.brokers.length === 0)
     throw new ConfigError('kafka.brokers: at least one host:port is required', { context: { brokers: [] } });
   for (const broker of options.brokers)
@@ -408,16 +407,13 @@ export function fixKafkajsIdleTimer(): void {
  */
 export const ZSTD_LEVEL = 2;
 
-let codecsRegistered = false;
-
 /**
- * Registers the zstd codec in kafkajs (process-wide; idempotent). kafkajs looks a codec up
- * per record batch, so the addon is loaded when the first zstd batch is written or read.
- * Brokers accept zstd from Kafka 2.1 on (produce v7, which kafkajs uses against them).
+ * Registers the zstd codec in kafkajs, for the whole process, once: at this module's import
+ * (see the top of the file). kafkajs looks a codec up per record batch, so the addon is
+ * loaded when the first zstd batch is written or read. Brokers accept zstd from Kafka 2.1 on
+ * (produce v7, which kafkajs uses against them).
  */
-export function registerKafkaCodecs(): void {
-  if (codecsRegistered) return;
-  codecsRegistered = true;
+function registerKafkaCodecs(): void {
   const codec = {
     compress: (encoder: { buffer: Buffer }) => loadCodecAddon().zstdCompress(encoder.buffer, ZSTD_LEVEL),
     decompress: (buffer: Buffer) => loadCodecAddon().zstdDecompress(buffer),

@@ -2,7 +2,7 @@
 // partition at call time: what the collector integration tests use to check what
 // actually reached Kafka.
 import { Kafka, logLevel } from 'kafkajs';
-import { registerKafkaCodecs } from '../../common/kafka.js';
+import '../../common/kafka.js'; // registers the zstd codec the collector writes
 
 export interface ReadMessage {
   partition: number;
@@ -16,7 +16,6 @@ export async function readTopic(
   topic: string,
   timeoutMs = 60_000,
 ): Promise<ReadMessage[]> {
-  registerKafkaCodecs(); // the collector writes zstd
   const kafka = new Kafka({ brokers, clientId: 'ktrail-collector-test-reader', logLevel: logLevel.NOTHING });
   const admin = kafka.admin();
   await admin.connect();

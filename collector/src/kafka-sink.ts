@@ -28,7 +28,7 @@ import {
   type ProducerBatch,
   type TopicMessages,
 } from 'kafkajs';
-import { fixKafkajsIdleTimer, registerKafkaCodecs, useNativeCrc32c } from '../../common/kafka.js';
+import { fixKafkajsIdleTimer, useNativeCrc32c } from '../../common/kafka.js';
 import { createLogger } from '../../common/log.js';
 import { loadCodecAddon } from '../../common/native-codec.js';
 import type { QueuedMessage } from './pipeline/send-queue.js';
@@ -136,7 +136,6 @@ export const nodePartitioner: ICustomPartitioner = () => {
 export function createKafkaSink(options: KafkaSinkOptions): MessageSink {
   const log = createLogger('collector.kafka-sink');
   loadCodecAddon(); // fail at start, with how to build it, rather than on the first send
-  registerKafkaCodecs();
   if (!useNativeCrc32c())
     log.warn('kafkajs computes record batch CRC-32C in JavaScript (native one not installed)');
   fixKafkajsIdleTimer();

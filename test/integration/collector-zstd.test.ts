@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import kafkajs, { CompressionTypes } from 'kafkajs';
 import { afterAll, describe, expect, inject } from 'vitest';
-import { createKafka, registerKafkaCodecs, useNativeCrc32c } from '../../common/kafka.js';
+import { createKafka, useNativeCrc32c } from '../../common/kafka.js';
 import { createLogger } from '../../common/log.js';
 import { createTopics, deleteTopics, uniqueTopic } from '../support/kafka.js';
 import { endpointOrReason, itReal } from '../support/real.js';
@@ -20,7 +20,6 @@ afterAll(async () => {
 
 /** Counts calls through the registered zstd codec while a test runs. */
 function countZstd(): { compress: number; decompress: number } {
-  registerKafkaCodecs();
   const counts = { compress: 0, decompress: 0 };
   const inner = kafkajs.CompressionCodecs[CompressionTypes.ZSTD]();
   kafkajs.CompressionCodecs[CompressionTypes.ZSTD] = () => ({

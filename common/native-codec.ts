@@ -1,11 +1,7 @@
 // The codec addon (native/src/codec.cc, built by `npm run build:native` next to the eBPF
 // addon but without libbpf, so processors load it too): CRC-32C and zstd for Kafka record
 // batches. Loaded on first use, with an error that says how to build it.
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { resolve } from 'node:path';
-import { KtrailError } from './errors.js';
-import { REPO_ROOT } from './repo-root.js';
+import { nativeAddonPath, requireNativeAddon } from './native-addon.js';
 
 export interface CodecAddon {
   /** CRC-32C (Castagnoli) of the whole buffer; `software` forces the table path (tests). */
@@ -20,18 +16,11 @@ export interface CodecAddon {
 }
 
 /** Where `npm run build:native` puts it; KTRAIL_CODEC_ADDON overrides. */
-export const codecAddonPath: string =
-  process.env.KTRAIL_CODEC_ADDON ?? resolve(REPO_ROOT, 'native/build/Release/ktrail_codec.node');
+export const codecAddonPath: string = nativeAddonPath('KTRAIL_CODEC_ADDON', 'ktrail_codec.node');
 
 let cached: CodecAddon | undefined;
 
 export function loadCodecAddon(): CodecAddon {
-  if (cached !== undefined) return cached;
-  if (!existsSync(codecAddonPath))
-    throw new KtrailError(
-      `codec addon not built: ${codecAddonPath} is missing (Kafka zstd batches need it); run \`npm run build:native\``,
-      { context: { codecAddonPath } },
-    );
-  cached = createRequire(import.meta.url)(codecAddonPath) as CodecAddon;
+  cached ??= requireNativeAddon<CodecAddon>(codecAddonPath, 'codec addon (Kafka zstd batches need it)');
   return cached;
 }

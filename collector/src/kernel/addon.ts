@@ -3,17 +3,15 @@
 // ring-buffer records, each starting with its own 32-byte header and padded to 8 bytes.
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
 import { KtrailError } from '../../../common/errors.js';
 import { createLogger } from '../../../common/log.js';
-import { REPO_ROOT } from '../../../common/repo-root.js';
+import { nativeAddonPath, requireNativeAddon } from '../../../common/native-addon.js';
 
 const log = createLogger('collector.kernel.addon');
 
 /** Where `npm run build:native` puts the addon; KTRAIL_NATIVE_ADDON overrides it. */
-export const addonPath: string =
-  process.env.KTRAIL_NATIVE_ADDON ?? resolve(REPO_ROOT, 'native/build/Release/ktrail_native.node');
+export const addonPath: string = nativeAddonPath('KTRAIL_NATIVE_ADDON', 'ktrail_native.node');
 
 /** Test fixture objects built with the addon (native/test/*.bpf.c). */
 export const fixtureDir: string = resolve(dirname(addonPath), 'fixtures');
@@ -117,14 +115,7 @@ let cached: NativeAddon | undefined;
 
 /** Loads the compiled addon; a clear error if it was never built. */
 export function loadAddon(): NativeAddon {
-  if (cached !== undefined) return cached;
-  if (!existsSync(addonPath)) {
-    throw new KtrailError(`native addon not built: ${addonPath} is missing; run \`npm run build:native\``, {
-      context: { addonPath },
-    });
-  }
-  const require = createRequire(import.meta.url);
-  cached = require(addonPath) as NativeAddon;
+  cached ??= requireNativeAddon<NativeAddon>(addonPath, 'native addon');
   return cached;
 }
 

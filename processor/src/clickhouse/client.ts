@@ -14,6 +14,7 @@ import {
 import { createChdbConnection } from 'chdb/connection';
 import { ConfigError } from '../../../common/errors.js';
 import { createLogger } from '../../../common/log.js';
+import { isPlainIdentifier } from './identifier.js';
 
 const log = createLogger('processor.clickhouse');
 
@@ -104,11 +105,9 @@ const WANTED_SETTINGS: ClickHouseSettings = {
   input_format_skip_unknown_fields: 0,
 };
 
-const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
-
 /** Creates the client and the database. Async because it checks what the backend supports. */
 export async function createClickHouse(config: ClickHouseConfig): Promise<ClickHouseClient> {
-  if (!IDENTIFIER.test(config.database)) {
+  if (!isPlainIdentifier(config.database)) {
     throw new ConfigError(
       `clickhouse.database must be a plain identifier, got ${JSON.stringify(config.database)}`,
     );
@@ -158,7 +157,7 @@ async function createChdb(config: ChdbConfig): Promise<ClickHouseClient> {
     rawInsert: (params) => chdb.rawInsert(params),
     insertNative: async ({ table, columns, block, settings }) => {
       for (const name of [...columns, ...Object.keys(settings)]) {
-        if (!IDENTIFIER.test(name)) throw new Error(`not a plain identifier: ${JSON.stringify(name)}`);
+        if (!isPlainIdentifier(name)) throw new Error(`not a plain identifier: ${JSON.stringify(name)}`);
       }
       const file = join(spool, `${process.pid}-${spooled++}.native`);
       const list = columns.join(', ');

@@ -18,6 +18,7 @@ import { ConfigError, KtrailError } from '../../../common/errors.js';
 import { createLogger } from '../../../common/log.js';
 import { REPO_ROOT } from '../../../common/repo-root.js';
 import { describeClickHouse } from './client.js';
+import { isPlainIdentifier } from './identifier.js';
 
 const log = createLogger('processor.clickhouse.migrate');
 
@@ -147,7 +148,7 @@ export async function migrate(
   options: MigrateOptions = {},
 ): Promise<MigrateResult> {
   const database = options.database ?? describeClickHouse(client)?.database;
-  if (database === undefined || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(database)) {
+  if (database === undefined || !isPlainIdentifier(database)) {
     throw new ConfigError(`migrate: database must be a plain identifier, got ${JSON.stringify(database)}`);
   }
   const vars = {

@@ -14,6 +14,8 @@
 // Nullable: containers and collector stats, which are small) makes encodeNativeBlock return
 // undefined, and the writer uses JSONEachRow for that insert.
 
+import { isPlainIdentifier } from './identifier.js';
+
 export type ColumnTypes = ReadonlyMap<string, string>;
 
 type Encoder = {
@@ -265,8 +267,6 @@ function compileColumns(columns: readonly string[], plan: readonly Encoder[]): C
   return fn;
 }
 
-const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
-
 /**
  * One Native block of `rows` with the columns of the first row, typed by `types` (the
  * table's columns). Rows of one insert share their keys: rows.ts builds every row of a table
@@ -285,7 +285,7 @@ export function encodeNativeBlock(
   const plan: Encoder[] = [];
   for (const column of columns) {
     const type = types.get(column);
-    const enc = type === undefined || !IDENTIFIER.test(column) ? undefined : encoderFor(type);
+    const enc = type === undefined || !isPlainIdentifier(column) ? undefined : encoderFor(type);
     if (enc === undefined) return undefined;
     plan.push(enc);
   }

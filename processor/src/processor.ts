@@ -543,18 +543,13 @@ export function createProcessor(deps: {
   ): Promise<Row[]> {
     const insert = (first: bigint, last: bigint, part: Row[]) =>
       insertOrReject(state, table, part, dedupToken(table, topics.events, state.partition, first, last));
-    const rejection = await insertOrReject(
-      state,
-      table,
-      rows,
-      dedupToken(table, topics.events, state.partition, cut.firstOffset, cut.lastOffset),
-    );
+    const rejection = await insert(cut.firstOffset, cut.lastOffset, rows);
     if (rejection === undefined) return rows;
     const messages = rowsByMessage(rows);
     if (messages === undefined) {
       // Rows without their source offset can't be split: a bug, retried loudly.
       log.error({ table, partition: state.partition }, 'rejected rows carry no kafka_offset; not splittable');
-      const token = dedupToken(table, topics.events, state.partition, cut.firstOffset, cut.lastOffset);
+      const token = cutToken(state, cut, table);
       await withRetry(state, `insert ${table}`, () => sink.insert(table, rows, token));
       return rows;
     }
@@ -577,6 +572,11 @@ export function createProcessor(deps: {
       rejected.push(rejectedDeadLetter(state, table, b));
     }
     return messages.filter((m) => !badOffsets.has(m.offset)).flatMap((m) => m.rows);
+  }
+
+  /** The deduplication token of `table`'s rows of a whole cut. */
+  function cutToken(state: PartitionState, cut: CutBatch, table: string): string {
+    return dedupToken(table, topics.events, state.partition, cut.firstOffset, cut.lastOffset);
   }
 
   /** Inserts with retries; resolves to the PoisonError when ClickHouse rejects the rows as bad data. */
@@ -791,13 +791,7 @@ export function createProcessor(deps: {
       // rejected above, and a rebuilt batch rejects the same messages (its repeat is dropped).
       const deadRows = [...(cut.tables.get(DEAD_LETTERS_TABLE) ?? []), ...rejected.map(deadLetterRow)];
       if (deadRows.length > 0) {
-        const token = dedupToken(
-          DEAD_LETTERS_TABLE,
-          topics.events,
-          state.partition,
-          cut.firstOffset,
-          cut.lastOffset,
-        );
+        const token = cutToken(state, cut, DEAD_LETTERS_TABLE);
         await withRetry(state, `insert ${DEAD_LETTERS_TABLE}`, () =>
           sink.insert(DEAD_LETTERS_TABLE, deadRows, token),
         );

@@ -1,6 +1,7 @@
 // The one insert path: a batch of rows into one table, as a Native block (chDB, event tables)
-// or JSONEachRow (servers, and tables with types the Native encoder doesn't write), ALWAYS with a deduplication token, retried with backoff when the
-// failure is worth retrying, and classified when it is not.
+// or JSONEachRow (servers, and tables with types the Native encoder doesn't write), ALWAYS
+// with a deduplication token, retried with backoff when the failure is worth retrying, and
+// classified when it is not.
 //
 // Exactly-once comes from the token: the caller builds it from the Kafka coordinates of the
 // batch (table:topic:partition:firstOffset-lastOffset), so a batch rebuilt after a crash or a

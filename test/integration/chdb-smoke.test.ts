@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect } from 'vitest';
-import { createTestChdb, REPO_ROOT, type TestChdb } from '../support/clickhouse.js';
+import { REPO_ROOT } from '../../common/repo-root.js';
+import { createTestChdb, type TestChdb } from '../support/clickhouse.js';
 import { itReal } from '../support/real.js';
 
 const run = promisify(execFile);

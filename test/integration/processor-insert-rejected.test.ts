@@ -23,7 +23,7 @@ import { createProcessor, type Processor } from '../../processor/src/processor.j
 import { buildRow, wallClockNs } from '../../processor/src/rows.js';
 import { clickHouseSink } from '../../processor/src/sink.js';
 import { loadCatalog } from '../../schemas/catalog.js';
-import { createProcessorStore } from '../support/clickhouse.js';
+import { createProcessorStore, queryRows } from '../support/clickhouse.js';
 import { endpointOrReason, itReal } from '../support/real.js';
 import { waitFor } from '../support/wait.js';
 
@@ -55,10 +55,7 @@ describe('processor: rows ClickHouse rejects', () => {
     await ch?.close();
   });
 
-  async function query<T>(sql: string): Promise<T[]> {
-    const rs = await ch.query({ query: sql, format: 'JSONEachRow' });
-    return rs.json<T>();
-  }
+  const query = <T>(sql: string): Promise<T[]> => queryRows<T>(ch, sql);
 
   itReal(kafka.missing)(
     'a message whose rows ClickHouse rejects is a dead letter; the others land exactly once; the partition moves on',

@@ -24,7 +24,7 @@ import { clickHouseSink } from '../../processor/src/sink.js';
 import { compileSchema } from '../../schemas/avro-types.js';
 import { loadCatalog } from '../../schemas/catalog.js';
 import { createEncoder, createSchemaResolver } from '../../schemas/codec.js';
-import { createProcessorStore } from '../support/clickhouse.js';
+import { createProcessorStore, queryRows } from '../support/clickhouse.js';
 import { endpointOrReason, itReal } from '../support/real.js';
 
 const kafka = endpointOrReason(inject('kafka'));
@@ -64,10 +64,7 @@ describe('processor messages', () => {
     await ch?.close();
   });
 
-  async function query<T>(sql: string): Promise<T[]> {
-    const rs = await ch.query({ query: sql, format: 'JSONEachRow' });
-    return rs.json<T>();
-  }
+  const query = <T>(sql: string): Promise<T[]> => queryRows<T>(ch, sql);
 
   async function until(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;

@@ -2,8 +2,7 @@
 // reading their BTF (bpftool, no root needed).
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import {
   cgroupV2Root as findCgroupV2Root,
   type KernelCapture,
@@ -12,9 +11,9 @@ import {
 } from '../../collector/src/kernel/addon.js';
 import { createDecoder, type DecodeStats, type KernelEvent } from '../../collector/src/kernel/decode.js';
 import type { StructLayout } from '../../collector/src/kernel/layout.js';
+import { REPO_ROOT } from '../../common/repo-root.js';
 
-export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const bpfDir = join(repoRoot, 'bpf');
+export const bpfDir = join(REPO_ROOT, 'bpf');
 export const bpfOutput = join(bpfDir, '.output');
 
 /** The loadable object of one concern, e.g. bpfObject('process'). */

@@ -8,15 +8,15 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ClickHouseClient } from '@clickhouse/client';
+import { REPO_ROOT } from '../../common/repo-root.js';
 import { createClickHouse } from '../../processor/src/clickhouse/client.js';
 import { migrate } from '../../processor/src/clickhouse/migrate.js';
 
 const run = promisify(execFile);
 
-export const REPO_ROOT = resolve(import.meta.dirname, '../..');
 const SERVER_SCRIPT = join(REPO_ROOT, 'deploy/local/clickhouse-server.sh');
 
 let workerDir: string | undefined;
@@ -70,6 +70,12 @@ export async function createProcessorStore(tag: string): Promise<ClickHouseClien
   });
   await migrate(client, {});
   return client;
+}
+
+/** The rows of a query, as objects (JSONEachRow). */
+export async function queryRows<T>(ch: ClickHouseClient, sql: string): Promise<T[]> {
+  const rs = await ch.query({ query: sql, format: 'JSONEachRow' });
+  return rs.json<T>();
 }
 
 export type ServerEndpoint = {

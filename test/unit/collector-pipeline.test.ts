@@ -2,7 +2,7 @@
 // policy and accounting, the encoder's sequence numbers and size limit, the boot clock. Kafka
 // itself is exercised only in test/integration/collector-*.test.ts against a real broker.
 import { describe, expect, it } from 'vitest';
-import { createBatcher, type RejectReason } from '../../collector/src/batcher.js';
+import { type BatcherOptions, createBatcher, type RejectReason } from '../../collector/src/batcher.js';
 import {
   createBootClock,
   fixedBootClock,
@@ -34,8 +34,9 @@ const writeN = (n: number, buf: Buffer, pos: number): number => {
   buf.fill(n, pos, pos + n);
   return pos + n;
 };
-// Closed batches as item lists, decoded back from their bytes (also copies the reused view).
-function collect() {
+// A batcher of writeN items whose closed batches are kept as item lists, decoded back from
+// their bytes (which also copies them out of the reused buffer), and whose rejects are kept.
+function batcherOf(options: BatcherOptions) {
   const batches: number[][] = [];
   const rejects: RejectReason[] = [];
   const onBatch = (items: Buffer, count: number) => {
@@ -44,18 +45,14 @@ function collect() {
     expect(out).toHaveLength(count);
     batches.push(out);
   };
-  return { batches, rejects, onBatch, onReject: (r: RejectReason) => rejects.push(r) };
+  const batcher = createBatcher<number>(options, writeN, onBatch, (r) => rejects.push(r));
+  return { batcher, batches, rejects };
 }
 
 describe('batcher', () => {
   it('closes a batch at maxEvents and keeps order', () => {
-    const c = collect();
-    const b = createBatcher<number>(
-      { maxEvents: 3, maxBytes: 1e6, maxDelayMs: 10_000 },
-      writeN,
-      c.onBatch,
-      c.onReject,
-    );
+    const c = batcherOf({ maxEvents: 3, maxBytes: 1e6, maxDelayMs: 10_000 });
+    const b = c.batcher;
     b.addAll([1, 2, 3, 4, 5, 6, 7]);
     expect(c.batches).toEqual([
       [1, 2, 3],
@@ -68,13 +65,8 @@ describe('batcher', () => {
   });
 
   it('closes before an item would overflow maxBytes (exact bytes); a lone oversized item is rejected', () => {
-    const c = collect();
-    const b = createBatcher<number>(
-      { maxEvents: 100, maxBytes: 10, maxDelayMs: 10_000 },
-      writeN,
-      c.onBatch,
-      c.onReject,
-    );
+    const c = batcherOf({ maxEvents: 100, maxBytes: 10, maxDelayMs: 10_000 });
+    const b = c.batcher;
     b.addAll([4, 4, 4, 30, 1, 10, 2]);
     b.flush();
     // 4+4 = 8 and 4 more would be 12 > 10; 30 never fits; 10 fills a batch on its own.
@@ -105,13 +97,8 @@ describe('batcher', () => {
   });
 
   it('rejects an item the codec refuses, keeping its neighbours', () => {
-    const c = collect();
-    const b = createBatcher<number>(
-      { maxEvents: 100, maxBytes: 100, maxDelayMs: 10_000 },
-      writeN,
-      c.onBatch,
-      c.onReject,
-    );
+    const c = batcherOf({ maxEvents: 100, maxBytes: 100, maxDelayMs: 10_000 });
+    const b = c.batcher;
     b.addAll([1, -1, 2, 3]);
     b.flush();
     expect(c.batches).toEqual([[1, 2, 3]]);
@@ -119,13 +106,8 @@ describe('batcher', () => {
   });
 
   it('flushes on the timer and the timer does not hold the process', async () => {
-    const c = collect();
-    const b = createBatcher<number>(
-      { maxEvents: 100, maxBytes: 1e6, maxDelayMs: 30 },
-      writeN,
-      c.onBatch,
-      c.onReject,
-    );
+    const c = batcherOf({ maxEvents: 100, maxBytes: 1e6, maxDelayMs: 30 });
+    const b = c.batcher;
     const t0 = Date.now();
     b.add(1);
     expect(b.openedAtMs).toBeGreaterThanOrEqual(t0);

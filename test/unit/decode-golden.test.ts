@@ -6,9 +6,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createDecodeStats, decodeBatch, type KernelEvent } from '../../collector/src/kernel/decode.js';
 import { EVENT_TYPE, KT_HEADER, RECORD_LAYOUT } from '../../collector/src/kernel/layout.js';
-import { repoRoot } from '../support/bpf.js';
+import { REPO_ROOT } from '../../common/repo-root.js';
 
-const dir = join(repoRoot, 'test/fixtures/records');
+const dir = join(REPO_ROOT, 'test/fixtures/records');
 const KINDS = [
   'proc_exec',
   'proc_fork',

@@ -5,9 +5,10 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createDecoder, createDecodeStats, decodeBatch, ipText } from '../../collector/src/kernel/decode.js';
-import { repoRoot } from '../support/bpf.js';
+import { REPO_ROOT } from '../../common/repo-root.js';
 
-const golden = (kind: string): Buffer => readFileSync(join(repoRoot, 'test/fixtures/records', `${kind}.bin`));
+const golden = (kind: string): Buffer =>
+  readFileSync(join(REPO_ROOT, 'test/fixtures/records', `${kind}.bin`));
 const exit = golden('proc_exit'); // 80 bytes
 const fork = golden('proc_fork'); // 64 bytes
 

@@ -32,9 +32,10 @@ export type InsertBatchParams = {
   /** Table name; qualified with the client's database when it has no `db.` prefix. */
   table: string;
   /**
-   * Row objects keyed by column name. bigint values (UInt64) are written as JSON strings, so
-   * they keep full precision. Or a pre-serialized JSONEachRow body (one object per line),
-   * for callers that build it themselves on a hot path.
+   * Row objects keyed by column name (a Native block on chDB when every column type allows,
+   * else JSONEachRow: bigint values become JSON strings, so they keep full precision). Or a
+   * pre-serialized JSONEachRow body (one object per line), always sent as such: no processor
+   * path uses it since the Native blocks; the tests use it to force the text path on chDB.
    */
   rows: readonly object[] | { jsonEachRow: string; count: number };
   /** `table:topic:partition:firstOffset-lastOffset`, built by the caller. Required. */

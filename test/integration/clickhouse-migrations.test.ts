@@ -1,7 +1,7 @@
 // Migrations on the real chDB engine: applied in order and tracked, a re-run is a no-op, a
 // changed TTL reaches tables that already exist, an edited applied migration is refused;
 // and the schema they build works: rollups, the pending re-join views, completeness.
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -71,9 +71,14 @@ describe('ClickHouse migrations', () => {
       expect(engines[`${kind}_resolved`], `${kind}_resolved`).toBe('View');
     }
     expect(engines.containers).toBe('ReplacingMergeTree');
-    expect(engines.usage_1m).toBe('AggregatingMergeTree');
-    expect(engines.usage_1d).toBe('AggregatingMergeTree');
-    expect(engines.usage_1m_from_cpu_sample).toBe('MaterializedView');
+    // One rollup table, one view per sample table into it, and a view per resolution.
+    expect(engines.usage).toBe('AggregatingMergeTree');
+    for (const kind of ['cpu_sample', 'memory_sample', 'net_sample', 'block_sample']) {
+      expect(engines[`usage_from_${kind}`], kind).toBe('MaterializedView');
+    }
+    for (const view of ['usage_1m', 'usage_1h', 'usage_1d']) expect(engines[view], view).toBe('View');
+    expect(engines.usage_1m_from_cpu_sample).toBeUndefined();
+    expect(engines.usage_1h_from_usage_1m).toBeUndefined();
     expect(engines.completeness_hourly).toBe('View');
 
     const again = await migrate(ch.client, { ttlRawDays: 14 });
@@ -85,7 +90,7 @@ describe('ClickHouse migrations', () => {
   itReal(undefined)('a changed TTL setting reaches existing tables (14 days, then 7)', async () => {
     await migrate(ch.client, { ttlRawDays: 14, ttlRollupDays: 400 });
     expect(await ttlOf('cpu_sample')).toMatch(/toIntervalDay\(14\)/);
-    expect(await ttlOf('usage_1h')).toMatch(/toIntervalDay\(400\)/);
+    expect(await ttlOf('usage')).toMatch(/toIntervalDay\(400\)/);
 
     const second = await migrate(ch.client, { ttlRawDays: 7, ttlRollupDays: 500 });
     expect(second.applied).toEqual([]);
@@ -93,7 +98,7 @@ describe('ClickHouse migrations', () => {
     for (const table of ['cpu_sample', 'proc_exec', 'tcp_close', 'dead_letters']) {
       expect(await ttlOf(table), table).toMatch(/toIntervalDay\(7\)/);
     }
-    expect(await ttlOf('usage_1h')).toMatch(/toIntervalDay\(500\)/);
+    expect(await ttlOf('usage')).toMatch(/toIntervalDay\(500\)/);
   });
 
   itReal(undefined)('refuses an applied migration whose file changed', async () => {
@@ -211,6 +216,69 @@ ALTER TABLE {{database}}.tcp_close MODIFY COMMENT 'wider dedup window';`,
       expect(q[1]).toBeGreaterThan(350 * 1_048_576);
     }
   });
+
+  itReal(undefined)(
+    'upgrading a store built with the rollup chain (0003) keeps its rollups, exactly once, also when re-run',
+    async () => {
+      const db = ch.database;
+      const cg = 5151n;
+      const minute = (m: number) =>
+        Array.from({ length: 60 }, (_, i) =>
+          common(cg, BASE_NS + BigInt(m * 60 + i) * 1_000_000_000n, {
+            cpu_ns: 250_000_000n,
+            switches: 1n,
+            interval_ns: 1_000_000_000n,
+            container_id: 'c9',
+            join_state: 'joined',
+          }),
+        );
+      // The store as 0001-0004 left it: samples went through the 1m -> 1h -> 1d chain.
+      const old = mkdtempSync(join(tmpdir(), 'ktrail-migrations-'));
+      cpSync(MIGRATIONS_DIR, old, { recursive: true });
+      rmSync(join(old, '0005_one_rollup_table.sql'));
+      rmSync(join(old, 'R_ttl.sql'));
+      await migrate(ch.client, { dir: old });
+      await insertBatch(ch.client, {
+        table: 'cpu_sample',
+        rows: minute(0),
+        dedupToken: 'cpu_sample:t:0:0-59',
+      });
+      const [engine] = await ch.rows<{ engine: string }>(
+        `SELECT engine FROM system.tables WHERE database = '${db}' AND name = 'usage_1h'`,
+      );
+      expect(engine?.engine).toBe('AggregatingMergeTree');
+
+      const upgrade = await migrate(ch.client);
+      expect(upgrade.applied).toEqual(['0005_one_rollup_table.sql', 'R_ttl.sql']);
+      // The next minute goes through the new view; the old rows were carried over.
+      await insertBatch(ch.client, {
+        table: 'cpu_sample',
+        rows: minute(1),
+        dedupToken: 'cpu_sample:t:0:60-119',
+      });
+      // An upgrade interrupted after its copy runs all of 0005 again: nothing is copied twice.
+      const [again] = readMigrations().filter((f) => f.name === 'one_rollup_table');
+      for (const statement of splitStatements(
+        render(again!.text, { database: db, ttl_rollup_days: 400, dedup_window: 1000 }),
+      ))
+        await ch.client.command({ query: statement });
+
+      const sums = async (table: string) =>
+        ch.rows<{ bucket: string; cpu: string }>(
+          `SELECT bucket, sum(cpu_ns) AS cpu FROM ${db}.${table} WHERE cgroup_id = ${cg} GROUP BY bucket ORDER BY bucket`,
+        );
+      expect(await sums('usage_1m')).toEqual([
+        { bucket: '2026-11-25 10:00:00', cpu: '15000000000' },
+        { bucket: '2026-11-25 10:01:00', cpu: '15000000000' },
+      ]);
+      expect(await sums('usage_1h')).toEqual([{ bucket: '2026-11-25 10:00:00', cpu: '30000000000' }]);
+      expect(await sums('usage_1d')).toEqual([{ bucket: '2026-11-25 00:00:00', cpu: '30000000000' }]);
+      const [cores] = await ch.rows<{ q: number[] }>(
+        `SELECT quantilesMerge(0.5, 0.95)(cpu_cores) AS q FROM ${db}.usage_1h WHERE cgroup_id = ${cg}`,
+      );
+      expect(cores?.q).toEqual([0.25, 0.25]);
+    },
+  );
 
   itReal(undefined)(
     'pending rows resolve in the *_resolved view once the container record arrives',
@@ -334,7 +402,7 @@ SELECT "q;" FROM a`;
   it('every shipped migration renders with the default settings and has statements', () => {
     const vars = { database: 'k', ttl_raw_days: 14, ttl_rollup_days: 400, dedup_window: 1000 };
     const files = readMigrations();
-    expect(files.filter((f) => !f.repeatable).map((f) => f.version)).toEqual([1, 2, 3, 4]);
+    expect(files.filter((f) => !f.repeatable).map((f) => f.version)).toEqual([1, 2, 3, 4, 5]);
     for (const f of files) expect(splitStatements(render(f.text, vars)).length, f.name).toBeGreaterThan(0);
   });
 });

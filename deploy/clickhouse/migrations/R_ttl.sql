@@ -19,9 +19,7 @@ ALTER TABLE {{database}}.net_sample MODIFY TTL toDateTime(time) + INTERVAL {{ttl
 ALTER TABLE {{database}}.block_sample MODIFY TTL toDateTime(time) + INTERVAL {{ttl_raw_days}} DAY;
 ALTER TABLE {{database}}.memory_sample MODIFY TTL toDateTime(time) + INTERVAL {{ttl_raw_days}} DAY;
 ALTER TABLE {{database}}.dead_letters MODIFY TTL toDateTime(time) + INTERVAL {{ttl_raw_days}} DAY;
-ALTER TABLE {{database}}.usage_1m MODIFY TTL bucket + INTERVAL {{ttl_rollup_days}} DAY;
-ALTER TABLE {{database}}.usage_1h MODIFY TTL bucket + INTERVAL {{ttl_rollup_days}} DAY;
-ALTER TABLE {{database}}.usage_1d MODIFY TTL bucket + INTERVAL {{ttl_rollup_days}} DAY;
+ALTER TABLE {{database}}.usage MODIFY TTL bucket + INTERVAL {{ttl_rollup_days}} DAY;
 ALTER TABLE {{database}}.event_batches MODIFY TTL toDateTime(time) + INTERVAL {{ttl_rollup_days}} DAY;
 ALTER TABLE {{database}}.collector_stats MODIFY TTL toDateTime(time) + INTERVAL {{ttl_rollup_days}} DAY;
 ALTER TABLE {{database}}.containers MODIFY TTL toDateTime(updated_at) + INTERVAL {{ttl_rollup_days}} DAY;

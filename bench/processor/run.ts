@@ -1,5 +1,7 @@
 // Processor benchmark: Kafka -> processor -> chDB on the real broker, in one process (the
 // processor's share of CPU is this process's CPU time; chDB runs in-process).
+//  0. CPU at a trickle (~240 events/s), on the fresh store: the fixed cost per insert, paid
+//     every batchMaxMs for every table a partition has rows for.
 //  1. Throughput: a backlog of events, drained by one processor; events/s of wall time and
 //     per CPU-second of this process (what "per core" means on a shared machine).
 //  2. Latency: events produced at a fixed rate (50k/s by default); latency = the time from
@@ -10,7 +12,7 @@
 //
 // Env: KTRAIL_KAFKA_BROKERS (default 127.0.0.1:19092), BENCH_EVENTS (500000),
 // BENCH_RATE (50000), BENCH_LATENCY_S (20), BENCH_ENRICHED (0|1, default 0),
-// BENCH_BATCH_MS (the processor's default batchMaxMs).
+// BENCH_BATCH_MS (the processor's default batchMaxMs), BENCH_TRICKLE_S (30).
 import { mkdtempSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,6 +36,9 @@ const RATE = Number(process.env.BENCH_RATE ?? 50_000);
 const LATENCY_S = Number(process.env.BENCH_LATENCY_S ?? 20);
 const ENRICHED = process.env.BENCH_ENRICHED === '1';
 const LOW_RATE = Number(process.env.BENCH_LOW_RATE ?? 2_000);
+const TRICKLE_S = Number(process.env.BENCH_TRICKLE_S ?? 30);
+/** Events per node per second in the trickle run (12 nodes: ~240 events/s). */
+const TRICKLE_EVENTS = 20;
 /** The processor's own defaults unless overridden: what ships is what is measured. */
 const BATCH_MS = Number(process.env.BENCH_BATCH_MS ?? validateConfig({}).processor.batchMaxMs);
 const PER_MESSAGE = 500;
@@ -125,6 +130,49 @@ async function setup(tag: string, hooks?: ProcessorHooks) {
   });
   return { names, producer, nodes, processor };
 }
+
+// --- 0. CPU at a trickle: what the fixed cost of each insert adds up to ---------------------
+// First, on a fresh store: later phases leave merges running in the background.
+// Every node sends a small message every second: each partition still cuts (and inserts into
+// every table it has rows for) every batchMaxMs, so the CPU is mostly per-insert cost, not rows.
+async function trickle() {
+  const l = await setup('trickle');
+  await l.processor.start();
+  while (!l.processor.ready()) await sleep(50);
+  const calls0 = insertTime.calls;
+  const c0 = process.cpuUsage();
+  const start = performance.now();
+  let events = 0;
+  for (let tick = 0; tick < TRICKLE_S; tick++) {
+    const wait = start + tick * 1000 - performance.now();
+    if (wait > 0) await sleep(wait);
+    await l.producer.send({
+      topic: l.names.events,
+      messages: l.nodes.map((n) => ({ key: n.node, value: n.next(TRICKLE_EVENTS) })),
+    });
+    events += NODES * TRICKLE_EVENTS;
+  }
+  await sleep(1000); // the last second's cuts
+  const wallS = (performance.now() - start) / 1000;
+  const c = process.cpuUsage(c0);
+  await l.processor.stop();
+  await l.producer.disconnect();
+  const cpuS = (c.user + c.system) / 1e6;
+  const inserts = insertTime.calls - calls0;
+  const result = {
+    rate: events / wallS,
+    cpuPct: (100 * cpuS) / wallS,
+    inserts,
+    insertsPerS: inserts / wallS,
+    msPerInsert: (1000 * cpuS) / inserts,
+  };
+  console.log(
+    `[bench] trickle: ${Math.round(result.rate)} events/s, CPU ${result.cpuPct.toFixed(1)}% of a core, ` +
+      `${inserts} inserts (${result.msPerInsert.toFixed(0)} ms of CPU per insert)`,
+  );
+  return result;
+}
+const trickleRun = await trickle();
 
 // --- 1. throughput over a backlog ---------------------------------------------------------
 const t = await setup('tput');
@@ -282,6 +330,11 @@ writeSection(
       [`produce -> queryable latency p50 at ${f(latLow.achievedRate)} events/s`, ms(latLow.p50), ''],
       [`produce -> queryable latency p99 at ${f(latLow.achievedRate)} events/s`, ms(latLow.p99), ''],
       [
+        `CPU of the process at a trickle: ${f(trickleRun.rate)} events/s (${NODES} nodes, one message per second each)`,
+        `${trickleRun.cpuPct.toFixed(1)}% of a core: ${trickleRun.insertsPerS.toFixed(1)} inserts/s, ${trickleRun.msPerInsert.toFixed(0)} ms of CPU per insert`,
+        '',
+      ],
+      [
         'time the processor waited on chDB inserts during the backlog drain (summed over partitions)',
         `${(drainInserts.ms / 1000).toFixed(1)} s of ${wallS.toFixed(1)} s (${drainInserts.calls} inserts, ${f(insertRowsPerS)} rows/s each)`,
         '',
@@ -304,6 +357,8 @@ figures include all three; the machine is shared, so wall-clock figures depend o
 processor's insert of the message's rows returned (synchronous inserts: queryable from then on),
 taken from its commit hook; every produced event was counted in chDB afterwards
 (${f(latHigh.landed)} of ${f(latHigh.expected)} and ${f(latLow.landed)} of ${f(latLow.expected)}). Latency is measured at the target rate and at
-${f(latLow.achievedRate)} events/s (BENCH_LOW_RATE, at least one 500-event message per 100 ms); when the processor can't keep up with a rate, its latency grows with the backlog.`,
+${f(latLow.achievedRate)} events/s (BENCH_LOW_RATE, at least one 500-event message per 100 ms); when the processor can't keep up with a rate, its latency grows with the backlog.
+The trickle run comes first, on a fresh store; its CPU is mostly the fixed cost of each insert
+(each partition inserts into every table it has rows for, every batchMaxMs), not the rows.`,
 );
 process.exit(0);

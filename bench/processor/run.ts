@@ -40,7 +40,8 @@ const TRICKLE_S = Number(process.env.BENCH_TRICKLE_S ?? 30);
 /** Events per node per second in the trickle run (12 nodes: ~240 events/s). */
 const TRICKLE_EVENTS = 20;
 /** The processor's own defaults unless overridden: what ships is what is measured. */
-const BATCH_MS = Number(process.env.BENCH_BATCH_MS ?? validateConfig({}).processor.batchMaxMs);
+const DEFAULTS = validateConfig({}).processor;
+const BATCH_MS = Number(process.env.BENCH_BATCH_MS ?? DEFAULTS.batchMaxMs);
 const PER_MESSAGE = 500;
 const NODES = 12;
 const PARTITIONS = 3;
@@ -124,6 +125,8 @@ async function setup(tag: string, hooks?: ProcessorHooks) {
     options: testOptions(`${prefix}group`, {
       batchMaxRows: 50_000,
       batchMaxMs: BATCH_MS,
+      batchSmallRows: DEFAULTS.batchSmallRows,
+      batchSmallMaxMs: DEFAULTS.batchSmallMaxMs,
       enrichedTopic: ENRICHED,
       sessionTimeoutMs: 30_000,
     }),
@@ -350,7 +353,7 @@ writeSection(
   )}
 
 ${f(produced)} events (${PER_MESSAGE} per Kafka message, ${NODES} nodes, ${PARTITIONS} partitions), batches of up to 50,000 rows or
-${f(BATCH_MS)} ms (BENCH_BATCH_MS), enriched topic ${ENRICHED ? 'on' : 'off'}. One process holds the processor, chDB and the bench's producer, so CPU
+${f(BATCH_MS)} ms (BENCH_BATCH_MS; ${f(DEFAULTS.batchSmallMaxMs)} ms while under ${f(DEFAULTS.batchSmallRows)} rows), enriched topic ${ENRICHED ? 'on' : 'off'}. One process holds the processor, chDB and the bench's producer, so CPU
 figures include all three; the machine is shared, so wall-clock figures depend on its load
 (load average ${loadavg()[0]?.toFixed(1)} at the end of this run). Rows are sent to chDB as Native blocks
 (processor/src/clickhouse/native-format.ts). Latency: from the produce call to the moment the

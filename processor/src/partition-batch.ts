@@ -20,6 +20,13 @@ interface Waiting {
 export interface BatchLimits {
   maxRows: number;
   maxMs: number;
+  /**
+   * A batch of fewer rows than this is not cut at maxMs but at smallMaxMs: every cut costs
+   * an insert per table, and an insert's fixed cost (not its rows) is what a trickle spends
+   * its CPU on (docs/processor.md). 0 = every batch is cut at maxMs.
+   */
+  smallRows: number;
+  smallMaxMs: number;
   lateWaitMs: number;
   lateMaxRows: number;
 }
@@ -149,13 +156,17 @@ export class PartitionBatch {
   /**
    * Whether the batch should be cut now. A forced cut (recorded before a crash or a
    * rebalance) must be honoured exactly so the rebuilt batch matches its token.
-   * Otherwise: full or old enough, and no row still within its late-metadata wait
-   * (unless the batch grew to twice its size, the hard bound on memory).
+   * Otherwise: full, or old enough (maxMs; smallMaxMs while it has fewer than smallRows
+   * rows), and no row still within its late-metadata wait (unless the batch grew to twice
+   * its size, the hard bound on memory).
    */
   shouldCut(nowMs: number, forcedCut: bigint | undefined): boolean {
     if (this.lastOffset === undefined) return false;
     if (forcedCut !== undefined) return this.lastOffset >= forcedCut;
-    const due = this.rows >= this.limits.maxRows || nowMs - this.openedAtMs >= this.limits.maxMs;
+    const age = nowMs - this.openedAtMs;
+    const due =
+      this.rows >= this.limits.maxRows ||
+      (age >= this.limits.maxMs && (this.rows >= this.limits.smallRows || age >= this.limits.smallMaxMs));
     if (!due) return false;
     const deadline = this.oldestDeadline();
     return deadline === undefined || nowMs >= deadline || this.rows >= 2 * this.limits.maxRows;

@@ -119,6 +119,9 @@ export interface ProcessorOptions {
   groupId: string;
   batchMaxRows: number;
   batchMaxMs: number;
+  /** A batch with fewer rows is cut at batchSmallMaxMs instead of batchMaxMs (default: never). */
+  batchSmallRows?: number;
+  batchSmallMaxMs?: number;
   lateMetadataWaitMs: number;
   lateBufferMaxEvents: number;
   metadataRetentionMs: number;
@@ -230,6 +233,8 @@ export function createProcessor(deps: {
   const limits: BatchLimits = {
     maxRows: options.batchMaxRows,
     maxMs: options.batchMaxMs,
+    smallRows: options.batchSmallRows ?? 0,
+    smallMaxMs: Math.max(options.batchMaxMs, options.batchSmallMaxMs ?? 0),
     lateWaitMs: options.lateMetadataWaitMs,
     lateMaxRows: options.lateBufferMaxEvents,
   };

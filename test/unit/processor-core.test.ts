@@ -97,7 +97,14 @@ describe('metadata table', () => {
 });
 
 describe('partition batch', () => {
-  const limits = { maxRows: 3, maxMs: 1_000, lateWaitMs: 500, lateMaxRows: 2 };
+  const limits = {
+    maxRows: 3,
+    maxMs: 1_000,
+    smallRows: 0,
+    smallMaxMs: 1_000,
+    lateWaitMs: 500,
+    lateMaxRows: 2,
+  };
 
   it('cuts on rows or age, but waits for late metadata within its deadline', () => {
     const b = new PartitionBatch(limits);
@@ -127,6 +134,26 @@ describe('partition batch', () => {
     const cut = b.cut();
     expect(cut.latePending).toBe(1);
     expect(r.join_state).toBe('pending');
+  });
+
+  it('cuts a small batch at smallMaxMs, a batch of smallRows or more at maxMs', () => {
+    const trickle = { ...limits, maxRows: 100, smallRows: 3, smallMaxMs: 4_000 };
+    const small = new PartitionBatch(trickle);
+    small.addMessage(1n, 0);
+    small.addRow('t', {});
+    small.addRow('t', {});
+    expect(small.shouldCut(1_000, undefined)).toBe(false); // 2 rows < 3: not at maxMs
+    expect(small.shouldCut(3_999, undefined)).toBe(false);
+    expect(small.shouldCut(4_000, undefined)).toBe(true);
+    small.addRow('t', {}); // a third row: now it is due at maxMs like any batch
+    expect(small.shouldCut(1_000, undefined)).toBe(true);
+    expect(small.shouldCut(999, undefined)).toBe(false);
+
+    const full = new PartitionBatch({ ...trickle, maxRows: 2 });
+    full.addMessage(1n, 0);
+    full.addRow('t', {});
+    full.addRow('t', {});
+    expect(full.shouldCut(0, undefined)).toBe(true); // full: at once, whatever its age
   });
 
   it('bounds the late buffer and counts the overflow', () => {

@@ -10,7 +10,7 @@
 //   captured = delivered + dropped(by reason) + pending.
 import type { Registry } from 'prom-client';
 import { ConfigError } from '../../common/errors.js';
-import { createLogger } from '../../common/log.js';
+import { createLogger, createThrottledWarn } from '../../common/log.js';
 import type { CollectorStats } from '../../schemas/types.js';
 import { type Batcher, createBatcher } from './batcher.js';
 import type { BootClock } from './clock.js';
@@ -153,9 +153,10 @@ export function createCollector<E extends KtrailEvent, R>(options: CollectorOpti
     onDrop: otherDrop('stats'),
   });
 
+  const warnDrop = createThrottledWarn(log);
   const dropEvents = (n: number, reason: DropReason, error?: unknown): void => {
     counters.dropped[reason] += n;
-    if (error !== undefined) log.warn({ err: error, reason, events: n }, 'events dropped');
+    if (error !== undefined) warnDrop(reason, { err: error, reason, events: n }, 'events dropped');
   };
 
   const maxMessageBytes = settings.maxMessageBytes ?? 1_000_000;
@@ -237,7 +238,7 @@ export function createCollector<E extends KtrailEvent, R>(options: CollectorOpti
     } catch (err) {
       // A decoder that throws on a whole batch: count its records as malformed, go on.
       result = { events: [], malformed: records };
-      log.warn({ err, records }, 'decoder rejected a whole batch');
+      warnDrop('decoder', { err, records }, 'decoder rejected a whole batch');
     }
     if (options.observe) {
       try {

@@ -16,7 +16,7 @@
 import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
 import { isRetriable, PoisonError } from '../../common/errors.js';
 import type { TopicNames } from '../../common/kafka.js';
-import { createLogger, type Logger } from '../../common/log.js';
+import { createLogger, createThrottledWarn, type Logger } from '../../common/log.js';
 import type { DeadLetter } from '../../schemas/types.js';
 import { type Alert, AlertEngine, type AlertRules } from './alerts.js';
 import { coPartitionedAssigner } from './assigner.js';
@@ -228,6 +228,8 @@ export function createProcessor(deps: {
   const { kafka, topics, sink, codec, options } = deps;
   const hooks = deps.hooks ?? {};
   const log = deps.logger ?? createLogger('processor');
+  // Dead letters are in their table and topic; the log gets a sample per reason, not a line each.
+  const warnDeadLetter = createThrottledWarn(log);
   if (options.batchMaxRows <= 0 || options.batchMaxMs <= 0)
     throw new Error('batchMaxRows and batchMaxMs must be > 0');
   const limits: BatchLimits = {
@@ -446,7 +448,8 @@ export function createProcessor(deps: {
       reasonOverride ??
       (err instanceof PoisonError ? String(err.context.reason ?? 'undecodable') : 'undecodable');
     stats.deadLetters++;
-    log.warn(
+    warnDeadLetter(
+      reason,
       { topic, partition: state.partition, offset: message.offset, reason, err: (err as Error).message },
       'dead letter',
     );
@@ -627,7 +630,8 @@ export function createProcessor(deps: {
     const cutNote = size > raw.length ? `, cut to ${raw.length} of ${size} bytes` : '';
     const error = `insert into ${table} rejected ${message.rows.length} rows of this message (raw: the rows as JSONEachRow${cutNote}): ${message.error.message}`;
     stats.deadLetters++;
-    log.warn(
+    warnDeadLetter(
+      INSERT_REJECTED,
       {
         topic: topics.events,
         partition: state.partition,
@@ -941,7 +945,12 @@ export function createProcessor(deps: {
         rec = codec.decodeContainerRecord(message.value);
       } catch (err) {
         if (state !== undefined) deadLetter(state, topics.containers, message, err);
-        else log.warn({ err, partition: p, offset: message.offset }, 'undecodable container record skipped');
+        else
+          warnDeadLetter(
+            'container_skipped',
+            { err, partition: p, offset: message.offset },
+            'undecodable container record skipped',
+          );
         continue;
       }
       const meta = containerMetaFromRecord(rec);

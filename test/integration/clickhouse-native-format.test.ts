@@ -26,13 +26,23 @@ function edgeRows(): Record<string, unknown>[] {
     u8: k === 0 ? 255 : k,
     u16: k === 0 ? 65_535 : k,
     i32: k === 0 ? -2_147_483_648 : k === 1 ? 2_147_483_647 : -k,
-    u64: k === 0 ? '18446744073709551615' : k === 1 ? 9_007_199_254_740_993n : String(k * 1_000_003),
+    // rows.ts: a number while a double holds it exactly, decimal text beyond; bigint too.
+    u64:
+      k === 0
+        ? '18446744073709551615'
+        : k === 1
+          ? 9_007_199_254_740_993n
+          : k === 2
+            ? Number.MAX_SAFE_INTEGER
+            : k === 3
+              ? String(k * 1_000_003)
+              : k * 1_000_003,
     s,
     lc: `node-${k % 2}`,
     e: ['joined', 'pending', 'host'][k % 3],
     t: k === 0 ? '1764072000.000000001' : `17640720${String(k).padStart(2, '0')}.999999999`,
     args: k === 0 ? [] : [s, 'x'],
-    hist: k === 0 ? [] : ['18446744073709551615', String(k)],
+    hist: k === 0 ? [] : ['18446744073709551615', k],
   }));
 }
 
@@ -67,6 +77,7 @@ describe('Native inserts on chDB', () => {
     expect(fromNative).toEqual(await read('via_json'));
     expect(fromNative[0]).toMatchObject({ u64: '18446744073709551615', t: '2025-11-25 12:00:00.000000001' });
     expect(fromNative[1]).toMatchObject({ u64: '9007199254740993', i32: 2_147_483_647 });
+    expect(fromNative[2]).toMatchObject({ u64: '9007199254740991', hist: ['18446744073709551615', '2'] });
   });
 
   it("writes the same bytes as the engine's own Native output", async () => {

@@ -268,7 +268,7 @@ describe('rows from decoded Avro', () => {
       'switches',
       'interval_ns',
     ]);
-    expect(row.cgroup_id).toBe('10001'); // u64 as decimal text
+    expect(row.cgroup_id).toBe(10001); // u64 as a number while a double holds it exactly
     expect(row[TIME_NS]).toBe(wallClockNs(batch, ev.tsNs));
   });
 });

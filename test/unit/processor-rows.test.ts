@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { buildRow } from '../../processor/src/rows.js';
+import { buildRow, u64Value } from '../../processor/src/rows.js';
 
 describe('processor rows', () => {
-  it('writes every u64, inside arrays too, as exact JSON text', () => {
+  it('writes every u64, inside arrays too, exactly to JSON', () => {
     const batch = { node: 'n', bootId: 'b', sequence: 1n, producedAtNs: 0n, bootEpochNs: 0n, events: [] };
     const hist = Array.from({ length: 32 }, (_, i) => (i === 31 ? 18446744073709551615n : BigInt(i)));
     const event = {
@@ -25,5 +25,15 @@ describe('processor rows', () => {
     expect(json.latency_hist[31]).toBe('18446744073709551615');
     expect(json.cgroup_id).toBe('18446744073709551615');
     expect(json.kafka_offset).toBe('42');
+    // What a double holds exactly stays a number: exact in JSON, no string to allocate.
+    expect(json.latency_hist[30]).toBe(30);
+    expect(json.read_bytes).toBe(1);
+  });
+
+  it('keeps u64 a number exactly up to 2^53 - 1, decimal text beyond', () => {
+    for (const v of [0n, 1n, 4_294_967_296n, 9_007_199_254_740_991n])
+      expect(u64Value(v), String(v)).toBe(Number(v));
+    for (const v of [9_007_199_254_740_992n, 9_007_199_254_740_993n, 18_446_744_073_709_551_615n])
+      expect(u64Value(v), String(v)).toBe(String(v));
   });
 });

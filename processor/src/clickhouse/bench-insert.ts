@@ -29,8 +29,8 @@ const NOW_NS = BigInt(Date.now()) * 1_000_000n;
 /**
  * Synthetic rows of one kind, with realistic cardinality (1000 cgroups on 10 nodes), in the
  * form the processor's rows.ts builds them: one object literal per row (a fixed shape), u64
- * as decimal text, the time as DateTime64 text. Rows spread together from a shared part
- * encoded ~13x slower (13 us a row), which made this measure JavaScript, not chDB.
+ * as numbers (rows.ts u64Value), the time as DateTime64 text. Rows spread together from a
+ * shared part encoded ~13x slower (13 us a row), which made this measure JavaScript, not chDB.
  */
 export function syntheticRows(table: 'cpu_sample' | 'proc_exec', n: number, offset: number): object[] {
   const rows = new Array<object>(n);
@@ -39,8 +39,8 @@ export function syntheticRows(table: 'cpu_sample' | 'proc_exec', n: number, offs
     const node = `node-${k % 10}`;
     const bootId = `boot-${k % 10}`;
     const time = dateTime64(NOW_NS - BigInt(n - i) * 1_000_000n);
-    const tsNs = String(1_000_000_000_000n + BigInt(k) * 1_000_000n);
-    const cgroupId = String(10_000 + (k % 1000));
+    const tsNs = 1_000_000_000_000 + k * 1_000_000;
+    const cgroupId = 10_000 + (k % 1000);
     rows[i] =
       table === 'cpu_sample'
         ? {
@@ -51,9 +51,9 @@ export function syntheticRows(table: 'cpu_sample' | 'proc_exec', n: number, offs
             cgroup_id: cgroupId,
             pid: 0,
             tgid: 0,
-            cpu_ns: String(k % 1_000_000_000),
-            switches: String(k % 500),
-            interval_ns: '1000000000',
+            cpu_ns: k % 1_000_000_000,
+            switches: k % 500,
+            interval_ns: 1_000_000_000,
             container_id: `c${k % 1000}`,
             container_name: `svc-${k % 1000}`,
             image: `img-${k % 50}`,

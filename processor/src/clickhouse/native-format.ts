@@ -87,7 +87,7 @@ class Out {
       if (v < 0n || v > 0xffff_ffff_ffff_ffffn) return false;
       this.buf.writeBigUInt64LE(v, this.pos);
     } else if (typeof v === 'string') {
-      // Rows carry u64 as decimal text (the JSON path needs it): up to 15 digits is exact
+      // Rows carry u64 beyond 2^53 as decimal text (rows.ts u64Value): up to 15 digits is exact
       // in a double.
       const len = v.length;
       if (len <= 15) {

@@ -18,6 +18,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nodePartitioner } from '../../collector/src/kafka-sink.js';
 import { validateConfig } from '../../common/config.js';
+import { useNativeCrc32c } from '../../common/kafka.js';
 import { createClickHouse } from '../../processor/src/clickhouse/client.js';
 import { migrate } from '../../processor/src/clickhouse/migrate.js';
 import { createProcessorCodec } from '../../processor/src/codec.js';
@@ -53,6 +54,9 @@ const rssTimer = setInterval(() => {
 }, 200);
 rssTimer.unref();
 
+// A processor process installs the native CRC-32C before its first produce (createProcessor);
+// here the bench's own producers send first, so install it up front as that process would.
+useNativeCrc32c();
 const dir = mkdtempSync(join(tmpdir(), 'ktrail-bench-processor-'));
 const ch = await createClickHouse({ kind: 'chdb', path: join(dir, 'chdb'), database: 'ktrail' });
 await migrate(ch, {});

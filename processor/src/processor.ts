@@ -15,7 +15,7 @@
 // is always contiguous.
 import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
 import { isRetriable, PoisonError } from '../../common/errors.js';
-import type { TopicNames } from '../../common/kafka.js';
+import { type TopicNames, useNativeCrc32c } from '../../common/kafka.js';
 import { createLogger, createThrottledWarn, type Logger } from '../../common/log.js';
 import type { DeadLetter } from '../../schemas/types.js';
 import { type Alert, AlertEngine, type AlertRules } from './alerts.js';
@@ -230,6 +230,10 @@ export function createProcessor(deps: {
   const log = deps.logger ?? createLogger('processor');
   // Dead letters are in their table and topic; the log gets a sample per reason, not a line each.
   const warnDeadLetter = createThrottledWarn(log);
+  // The side outputs (enriched events above all) are produced record batches: their CRC-32C
+  // from the codec addon, not kafkajs' byte-at-a-time JavaScript (common/kafka.ts).
+  if (!useNativeCrc32c())
+    log.warn('kafkajs computes record batch CRC-32C in JavaScript (native one not installed)');
   if (options.batchMaxRows <= 0 || options.batchMaxMs <= 0)
     throw new Error('batchMaxRows and batchMaxMs must be > 0');
   const limits: BatchLimits = {
@@ -1157,10 +1161,18 @@ function chunkBySize(sends: TopicMessages[], maxBytes: number): TopicMessages[][
   return out;
 }
 
+/** The columns of a kind's rows that go into `attributes`, computed once per kind. */
+const attributeKeys = new Map<string, string[]>();
+
 function toEnriched(kind: string, row: Row): EnrichedEvent {
+  // Rows of one kind share their keys (rows.ts builds them from the one reader schema).
+  let keys = attributeKeys.get(kind);
+  if (keys === undefined) {
+    keys = Object.keys(row).filter((key) => !ENRICHED_FIXED.has(key));
+    attributeKeys.set(kind, keys);
+  }
   const attributes: Record<string, string> = {};
-  for (const key of Object.keys(row)) {
-    if (ENRICHED_FIXED.has(key)) continue;
+  for (const key of keys) {
     const v = row[key];
     if (v !== null && v !== undefined) attributes[key] = String(v);
   }

@@ -471,3 +471,9 @@ export function useNativeCrc32c(): boolean {
   nativeCrc = true;
   return true;
 }
+
+/** useNativeCrc32c for a producing component, saying so in its log when kafkajs keeps its own. */
+export function useNativeCrc32cOrWarn(log: Logger): void {
+  if (!useNativeCrc32c())
+    log.warn('kafkajs computes record batch CRC-32C in JavaScript (native one not installed)');
+}

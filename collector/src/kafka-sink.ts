@@ -14,7 +14,7 @@
 //   thread pool. It replaced gzip level 1, the only codec kafkajs has built in: on these
 //   Avro batches zstd 2 costs ~40% of gzip 1's CPU for slightly fewer bytes (49% vs 51% of
 //   the raw size), and compression was the largest CPU cost off the JS thread. The record
-//   batch CRC-32C comes from the same addon (useNativeCrc32c). Readers: every ktrail
+//   batch CRC-32C comes from the same addon (useNativeCrc32cOrWarn). Readers: every ktrail
 //   process registers the codec (common/kafka.ts); other Kafka clients read zstd natively.
 // - kafkajs retries are short (a few hundred ms) so a send answers quickly while the broker
 //   is down; the delivery loop owns the long backoff and keeps counting in the meantime.
@@ -28,7 +28,7 @@ import {
   type ProducerBatch,
   type TopicMessages,
 } from 'kafkajs';
-import { fixKafkajsIdleTimer, useNativeCrc32c } from '../../common/kafka.js';
+import { fixKafkajsIdleTimer, useNativeCrc32cOrWarn } from '../../common/kafka.js';
 import { createLogger } from '../../common/log.js';
 import { loadCodecAddon } from '../../common/native-codec.js';
 import type { QueuedMessage } from './pipeline/send-queue.js';
@@ -136,8 +136,7 @@ export const nodePartitioner: ICustomPartitioner = () => {
 export function createKafkaSink(options: KafkaSinkOptions): MessageSink {
   const log = createLogger('collector.kafka-sink');
   loadCodecAddon(); // fail at start, with how to build it, rather than on the first send
-  if (!useNativeCrc32c())
-    log.warn('kafkajs computes record batch CRC-32C in JavaScript (native one not installed)');
+  useNativeCrc32cOrWarn(log);
   fixKafkajsIdleTimer();
   let producer: Producer | undefined;
   let connecting: Promise<Producer> | undefined;

@@ -15,7 +15,7 @@
 // is always contiguous.
 import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
 import { isRetriable, PoisonError } from '../../common/errors.js';
-import { type TopicNames, useNativeCrc32c } from '../../common/kafka.js';
+import { type TopicNames, useNativeCrc32cOrWarn } from '../../common/kafka.js';
 import { createLogger, createThrottledWarn, type Logger } from '../../common/log.js';
 import type { DeadLetter } from '../../schemas/types.js';
 import { type Alert, AlertEngine, type AlertRules } from './alerts.js';
@@ -232,8 +232,7 @@ export function createProcessor(deps: {
   const warnDeadLetter = createThrottledWarn(log);
   // The side outputs (enriched events above all) are produced record batches: their CRC-32C
   // from the codec addon, not kafkajs' byte-at-a-time JavaScript (common/kafka.ts).
-  if (!useNativeCrc32c())
-    log.warn('kafkajs computes record batch CRC-32C in JavaScript (native one not installed)');
+  useNativeCrc32cOrWarn(log);
   if (options.batchMaxRows <= 0 || options.batchMaxMs <= 0)
     throw new Error('batchMaxRows and batchMaxMs must be > 0');
   const limits: BatchLimits = {

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type avsc from 'avsc';
 import { REPO_ROOT } from '../../common/repo-root.js';
 import { compileSchema } from '../../schemas/avro-types.js';
+import { expandSchema, loadEventDefinitions } from '../../schemas/catalog.js';
 import {
   createEncoder,
   createSchemaResolver,
@@ -18,14 +19,22 @@ import {
 } from '../../schemas/codec.js';
 import { fingerprint64 } from '../../schemas/fingerprint.js';
 import type { Alert } from './alerts.js';
-import type { EnrichedBatch, ProcessorCodec } from './processor.js';
+import type { EnrichedBatch } from './enriched.js';
+import type { ProcessorCodec } from './processor.js';
 import type { DecodedEventBatch } from './rows.js';
 
-/** One of the processor's own output schemas (schemas-local/): compiled type and single-object header. */
+/**
+ * One of the processor's own output schemas (schemas-local/), with the event records it
+ * names inlined (schemas/events/): the self-contained schema a reader needs, its compiled
+ * type and its single-object header.
+ */
+export function localSchema(name: 'EnrichedBatch' | 'Alert'): Record<string, unknown> {
+  const text = readFileSync(join(REPO_ROOT, 'processor/src/schemas-local', `${name}.avsc`), 'utf8');
+  return expandSchema(JSON.parse(text) as Record<string, unknown>, loadEventDefinitions());
+}
+
 function localWriter(name: 'EnrichedBatch' | 'Alert'): { type: avsc.Type; header: Buffer } {
-  const schema: unknown = JSON.parse(
-    readFileSync(join(REPO_ROOT, 'processor/src/schemas-local', `${name}.avsc`), 'utf8'),
-  );
+  const schema = localSchema(name);
   return { type: compileSchema(schema), header: singleObjectHeader(fingerprint64(schema)) };
 }
 

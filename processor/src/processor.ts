@@ -21,6 +21,7 @@ import type { DeadLetter } from '../../schemas/types.js';
 import { type Alert, AlertEngine, type AlertRules } from './alerts.js';
 import { coPartitionedAssigner } from './assigner.js';
 import { toJsonEachRow } from './clickhouse/writer.js';
+import { type EnrichedBatch, enrichedMessages } from './enriched.js';
 import { isContainerCgroupPath, MetadataTable } from './metadata-table.js';
 import {
   applyJoin,
@@ -47,7 +48,6 @@ import {
   deadLetterRow,
   EVENT_BATCHES_TABLE,
   statsRow,
-  TIME_NS,
   tableForKind,
   wallClockNs,
 } from './rows.js';
@@ -67,30 +67,6 @@ export interface ProcessorCodec {
   encodeDeadLetter(dl: DeadLetter): Buffer;
   encodeEnriched(batch: EnrichedBatch): Buffer;
   encodeAlert(alert: Alert): Buffer;
-}
-
-export interface EnrichedEvent {
-  kind: string;
-  timeNs: bigint;
-  cgroupId: bigint;
-  pid: number;
-  tgid: number;
-  joinState: string;
-  containerId: string;
-  containerName: string;
-  image: string;
-  pod: string;
-  namespace: string;
-  /** Every other event field, as text (the full typed event stays in ClickHouse). */
-  attributes: Record<string, string>;
-}
-
-export interface EnrichedBatch {
-  node: string;
-  sourcePartition: number;
-  firstOffset: bigint;
-  lastOffset: bigint;
-  events: EnrichedEvent[];
 }
 
 export interface ProcessorTopics {
@@ -200,9 +176,6 @@ interface PartitionState {
 }
 
 class LostPartitionError extends Error {}
-
-/** Enriched events per Kafka message: ~300 bytes each keeps messages well under the 1 MB default. */
-const ENRICHED_EVENTS_PER_MESSAGE = 500;
 
 /**
  * Bound on the `raw` of a dead letter of rejected rows: it must fit a Kafka message (1 MB by
@@ -860,7 +833,8 @@ export function createProcessor(deps: {
       });
     }
     if (options.enrichedTopic) {
-      const messages = enrichedMessages(state.partition, cut);
+      const source = { partition: state.partition, firstOffset: cut.firstOffset, lastOffset: cut.lastOffset };
+      const messages = enrichedMessages(cut.tables, source, codec.encodeEnriched);
       if (messages.length > 0) sends.push({ topic: topics.enriched, messages });
     }
     if (sends.length === 0) return;
@@ -871,40 +845,6 @@ export function createProcessor(deps: {
     await withRetry(state, 'produce side outputs', async () => {
       for (const topicMessages of requests) await producer.sendBatch({ topicMessages, acks: -1 });
     });
-  }
-
-  /** One enriched message per (node, batch) with every event, so messages stay few and large. */
-  function enrichedMessages(partition: number, cut: CutBatch): { key: string; value: Buffer }[] {
-    const byNode = new Map<string, EnrichedEvent[]>();
-    for (const [table, rows] of cut.tables) {
-      if (table === DEAD_LETTERS_TABLE || table === EVENT_BATCHES_TABLE) continue;
-      for (const row of rows) {
-        const node = row.node as string;
-        let list = byNode.get(node);
-        if (list === undefined) {
-          list = [];
-          byNode.set(node, list);
-        }
-        list.push(toEnriched(table, row));
-      }
-    }
-    const out: { key: string; value: Buffer }[] = [];
-    for (const [node, events] of byNode) {
-      // Kafka's default max message is 1 MB: chunk so one batch can't exceed it.
-      for (let i = 0; i < events.length; i += ENRICHED_EVENTS_PER_MESSAGE) {
-        out.push({
-          key: node,
-          value: codec.encodeEnriched({
-            node,
-            sourcePartition: partition,
-            firstOffset: cut.firstOffset,
-            lastOffset: cut.lastOffset,
-            events: events.slice(i, i + ENRICHED_EVENTS_PER_MESSAGE),
-          }),
-        });
-      }
-    }
-    return out;
   }
 
   async function onEventsBatch(payload: EachBatchPayload, state: PartitionState): Promise<void> {
@@ -1159,52 +1099,3 @@ function chunkBySize(sends: TopicMessages[], maxBytes: number): TopicMessages[][
   if (bytes > 0) out.push(current.filter((g) => g.messages.length > 0));
   return out;
 }
-
-/** The columns of a kind's rows that go into `attributes`, computed once per kind. */
-const attributeKeys = new Map<string, string[]>();
-
-function toEnriched(kind: string, row: Row): EnrichedEvent {
-  // Rows of one kind share their keys (rows.ts builds them from the one reader schema).
-  let keys = attributeKeys.get(kind);
-  if (keys === undefined) {
-    keys = Object.keys(row).filter((key) => !ENRICHED_FIXED.has(key));
-    attributeKeys.set(kind, keys);
-  }
-  const attributes: Record<string, string> = {};
-  for (const key of keys) {
-    const v = row[key];
-    if (v !== null && v !== undefined) attributes[key] = String(v);
-  }
-  return {
-    kind,
-    timeNs: row[TIME_NS] as bigint,
-    cgroupId: BigInt(row.cgroup_id as string),
-    pid: Number(row.pid ?? 0),
-    tgid: Number(row.tgid ?? 0),
-    joinState: row.join_state as string,
-    containerId: row.container_id as string,
-    containerName: row.container_name as string,
-    image: row.image as string,
-    pod: row.pod as string,
-    namespace: row.namespace as string,
-    attributes,
-  };
-}
-
-const ENRICHED_FIXED = new Set([
-  'node',
-  'boot_id',
-  'time',
-  'kafka_partition',
-  'kafka_offset',
-  'workload',
-  'cgroup_id',
-  'pid',
-  'tgid',
-  'join_state',
-  'container_id',
-  'container_name',
-  'image',
-  'pod',
-  'namespace',
-]);

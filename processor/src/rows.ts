@@ -63,6 +63,12 @@ export function wallClockNs(batch: DecodedEventBatch, tsNs: bigint): bigint {
  */
 export const TIME_NS: unique symbol = Symbol('timeNs');
 
+/**
+ * The decoded event a row was built from, under a symbol like TIME_NS: the enriched topic
+ * re-encodes it as the typed Avro record it arrived as (enriched.ts), not from the columns.
+ */
+export const SOURCE_EVENT: unique symbol = Symbol('sourceEvent');
+
 const NS_PER_S = 1_000_000_000n;
 
 /** Unix ns -> DateTime64(9) text ("seconds.nanoseconds"), exact for any u64. */
@@ -113,6 +119,7 @@ export function buildRow(
     kafka_offset: offset,
   };
   row[TIME_NS] = timeNs;
+  row[SOURCE_EVENT] = ev;
   const plan = fieldPlan(ev);
   for (let i = 0; i < plan.length; i += 2) {
     const v = ev[plan[i] as string];

@@ -1,46 +1,165 @@
-// The processor's own outputs, single-object encoded in one pass through a shared scratch
-// buffer: every size reads back whole (small, past the scratch, after it grew), and a
-// message already handed out is never overwritten by the next one.
+// The processor's own outputs. Enriched batches: single-object encoded in one pass through a
+// shared scratch buffer (every size reads back whole, and a message already handed out is
+// never overwritten by the next one); their events are the typed kernel records, with the
+// same union as EventBatch; a cut's rows become messages by node, containers listed once,
+// halved while a message is over the size bound.
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { createOutputReaders, createProcessorCodec } from '../../processor/src/codec.js';
+import { type EnrichedBatch, enrichedMessages } from '../../processor/src/enriched.js';
+import type { Row } from '../../processor/src/partition-batch.js';
+import { buildRow, type DecodedEventBatch, EVENT_BATCHES_TABLE } from '../../processor/src/rows.js';
+import { createEncoder, createSchemaResolver } from '../../schemas/codec.js';
+import { sampleEvents } from '../../schemas/samples.js';
 
 const HEADER = 10; // C3 01 + the schema's 8-byte fingerprint
+const codec = createProcessorCodec();
+const { enriched: reader } = createOutputReaders();
+const decode = (value: Buffer) => reader.fromBuffer(value.subarray(HEADER)) as EnrichedBatch;
 
-function batch(events: number, attributeBytes: number) {
-  return {
-    node: 'node-7',
-    sourcePartition: 3,
-    firstOffset: 100n,
-    lastOffset: 100n + BigInt(events),
-    events: Array.from({ length: events }, (_, i) => ({
-      kind: 'proc_exec',
-      timeNs: 1_764_000_000_000_000_000n + BigInt(i),
-      cgroupId: 10_000n + BigInt(i % 7),
-      pid: 100 + i,
-      tgid: 100 + i,
-      joinState: 'joined',
-      containerId: 'c'.repeat(64),
-      containerName: `app-${i % 5}`,
-      image: 'busybox:1',
-      pod: 'pod-ünï',
-      namespace: 'prod',
-      attributes: { filename: '/bin/sh', args: 'x'.repeat(attributeBytes), ts_ns: String(i) },
-    })),
-  };
+/** An EventBatch as the processor holds it: read back through the schema resolver. */
+function decodedBatch(node: string, events: unknown[]): DecodedEventBatch {
+  const bytes = createEncoder('EventBatch').encode({
+    node,
+    bootId: 'boot-1',
+    collectorVersion: 'test',
+    sequence: 1n,
+    producedAtNs: 1_764_000_000_000_000_000n,
+    bootEpochNs: 1_764_000_000_000_000_000n,
+    events,
+  } as never);
+  return createSchemaResolver().decodeAs('EventBatch', bytes) as unknown as DecodedEventBatch;
 }
+
+// The sample events, with a ts_ns whose wall clock fits a u64 (one sample carries 2^64 - 1).
+const events = sampleEvents().map((e, i) => (e.tsNs < 2n ** 60n ? e : { ...e, tsNs: 1_000n + BigInt(i) }));
+
+function rowsOf(batch: DecodedEventBatch, join: (i: number) => Partial<Row>): Map<string, Row[]> {
+  const tables = new Map<string, Row[]>([[EVENT_BATCHES_TABLE, [{ node: batch.node }]]]);
+  batch.events.forEach((ev, i) => {
+    const row = Object.assign(buildRow(batch, ev, batch.bootEpochNs! + ev.tsNs, 2, '7'), join(i));
+    const list = tables.get(ev.kind) ?? [];
+    list.push(row);
+    tables.set(ev.kind, list);
+  });
+  return tables;
+}
+
+const joined = (name: string) => ({
+  join_state: 'joined',
+  container_id: `id-${name}`,
+  container_name: name,
+  image: 'busybox:1',
+  pod: `pod-${name}`,
+  namespace: 'prod',
+  workload: 'app',
+});
 
 describe('processor output codec', () => {
   it('encodes each size in one buffer of its own that reads back whole', () => {
-    const codec = createProcessorCodec();
-    const { enriched } = createOutputReaders();
+    const exec = events.find((e) => e.kind === 'proc_exec')!;
+    const batch = (n: number, argBytes: number): EnrichedBatch => ({
+      node: 'node-7',
+      sourcePartition: 3,
+      firstOffset: 100n,
+      lastOffset: 100n + BigInt(n),
+      containers: [
+        {
+          containerId: 'c'.repeat(64),
+          containerName: 'app',
+          image: 'i',
+          pod: 'pod-ünï',
+          namespace: 'n',
+          workload: 'w',
+        },
+      ],
+      events: Array.from({ length: n }, (_, i) => ({
+        timeNs: 1_764_000_000_000_000_000n + BigInt(i),
+        joinState: i % 2 === 0 ? 'joined' : 'pending',
+        container: i % 2 === 0 ? 0 : -1,
+        event: { ...exec, pid: i, args: ['x'.repeat(argBytes)] } as never,
+      })),
+    });
     const cases = [batch(1, 10), batch(500, 100), batch(2_000, 400), batch(3, 10)]; // the third outgrows 256 KiB
-    const encoded = cases.map((b) => codec.encodeEnriched(b as never));
+    const encoded = cases.map((b) => codec.encodeEnriched(b));
     expect(encoded[2]!.length).toBeGreaterThan(512 * 1024);
     encoded.forEach((buf, i) => {
       expect(buf.subarray(0, 2)).toEqual(Buffer.from([0xc3, 0x01]));
       expect(buf.subarray(2, HEADER)).toEqual(encoded[0]!.subarray(2, HEADER));
       // Decoded after every later encode: nothing shared with the scratch buffer.
-      expect(enriched.fromBuffer(buf.subarray(HEADER))).toEqual(cases[i]);
+      expect(decode(buf)).toEqual(cases[i]);
     });
+  });
+
+  it('carries every event kind typed, as it was decoded, with its container listed once', () => {
+    const batch = decodedBatch('node-1', events);
+    expect(new Set(batch.events.map((e) => e.kind)).size).toBe(15);
+    // Two containers; every third event is pending (no container).
+    const tables = rowsOf(batch, (i) => (i % 3 === 2 ? {} : joined(i % 3 === 0 ? 'a' : 'b')));
+    const messages = enrichedMessages(
+      tables,
+      { partition: 2, firstOffset: 5n, lastOffset: 9n },
+      codec.encodeEnriched,
+    );
+    expect(messages).toHaveLength(1);
+    expect(messages[0]!.key).toBe('node-1');
+    const out = decode(messages[0]!.value);
+    expect(out).toMatchObject({ node: 'node-1', sourcePartition: 2, firstOffset: 5n, lastOffset: 9n });
+    expect(out.containers.map((c) => c.containerName)).toEqual(['a', 'b']);
+    expect(out.events).toHaveLength(batch.events.length); // the event_batches row is not an event
+    const byTime = new Map(out.events.map((e) => [e.timeNs, e]));
+    batch.events.forEach((ev, i) => {
+      const e = byTime.get(batch.bootEpochNs! + ev.tsNs)!;
+      expect(e.event).toEqual(ev); // typed: bigints stay bigints, arrays stay arrays
+      if (i % 3 === 2) expect(e).toMatchObject({ joinState: 'pending', container: -1 });
+      else expect(out.containers[e.container]!.containerName).toBe(i % 3 === 0 ? 'a' : 'b');
+    });
+  });
+
+  it('lists one container twice when its record changed within the batch', () => {
+    const batch = decodedBatch('node-1', events.slice(0, 4));
+    const tables = rowsOf(batch, (i) => ({ ...joined('a'), container_name: i < 2 ? '' : 'a' }));
+    const out = decode(
+      enrichedMessages(tables, { partition: 0, firstOffset: 0n, lastOffset: 0n }, codec.encodeEnriched)[0]!
+        .value,
+    );
+    expect(out.containers.map((c) => c.containerName)).toEqual(['', 'a']);
+  });
+
+  it('one message per node; halves a message over the size bound until it fits', () => {
+    const exec = events.find((e) => e.kind === 'proc_exec')!;
+    const big = Array.from({ length: 40 }, (_, i) => ({
+      ...exec,
+      tsNs: BigInt(i),
+      args: ['y'.repeat(4_000)],
+    }));
+    const tables = new Map<string, Row[]>();
+    for (const node of ['n1', 'n2']) {
+      const rows = rowsOf(decodedBatch(node, big), () => joined('a'));
+      for (const [t, r] of rows) tables.set(t, [...(tables.get(t) ?? []), ...r]);
+    }
+    const messages = enrichedMessages(
+      tables,
+      { partition: 0, firstOffset: 0n, lastOffset: 1n },
+      codec.encodeEnriched,
+      50_000,
+    );
+    for (const m of messages) expect(m.value.length).toBeLessThanOrEqual(50_000);
+    expect(messages.length).toBeGreaterThanOrEqual(8); // 40 x ~4 KB per node in <= 50 KB
+    for (const node of ['n1', 'n2']) {
+      const mine = messages.filter((m) => m.key === node).map((m) => decode(m.value));
+      expect(mine.every((b) => b.node === node)).toBe(true);
+      expect(mine.flatMap((b) => b.events.map((e) => e.event.tsNs))).toEqual(big.map((e) => e.tsNs));
+    }
+  });
+
+  it('has the same event union, in the same order, as EventBatch', () => {
+    const eventBatch = JSON.parse(readFileSync('schemas/EventBatch.avsc', 'utf8'));
+    const enriched = JSON.parse(readFileSync('processor/src/schemas-local/EnrichedBatch.avsc', 'utf8'));
+    const batchUnion = eventBatch.fields.find((f: { name: string }) => f.name === 'events').type.items;
+    const enrichedUnion = enriched.fields
+      .find((f: { name: string }) => f.name === 'events')
+      .type.items.fields.find((f: { name: string }) => f.name === 'event').type;
+    expect(enrichedUnion).toEqual(batchUnion);
   });
 });

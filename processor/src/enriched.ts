@@ -1,0 +1,153 @@
+// The enriched events topic: every event row that landed in ClickHouse, as the typed kernel
+// event it arrived as (schemas/events/*.avsc) plus its container, grouped by node. Typed
+// rather than the row's columns as text: downstream jobs get numbers as numbers, and the
+// encoding is ~5x cheaper and ~6x smaller (docs/processor.md). Containers travel once per
+// message, in a list the events index: the container's strings (a 64-character id, image,
+// pod) would otherwise be most of every event's bytes.
+import type { Row } from './partition-batch.js';
+import { type DecodedEvent, SOURCE_EVENT, TIME_NS } from './rows.js';
+
+export type JoinState = 'joined' | 'pending' | 'host';
+
+export interface EnrichedContainer {
+  containerId: string;
+  containerName: string;
+  image: string;
+  pod: string;
+  namespace: string;
+  workload: string;
+}
+
+export interface EnrichedEvent {
+  timeNs: bigint;
+  joinState: JoinState;
+  /** Index into EnrichedBatch.containers; -1 unless joined. */
+  container: number;
+  event: DecodedEvent;
+}
+
+export interface EnrichedBatch {
+  node: string;
+  sourcePartition: number;
+  firstOffset: bigint;
+  lastOffset: bigint;
+  containers: EnrichedContainer[];
+  events: EnrichedEvent[];
+}
+
+/** Under Kafka's default 1,000,000-byte message, with room for the record's own framing. */
+export const MAX_ENRICHED_MESSAGE_BYTES = 900_000;
+
+/** Events per message tried first; a message over the byte bound is halved until it fits. */
+const EVENTS_PER_MESSAGE = 2_000;
+
+export type EnrichedSource = { partition: number; firstOffset: bigint; lastOffset: bigint };
+
+/**
+ * The enriched messages of one cut batch (key = node). Only rows built from an event (they
+ * carry SOURCE_EVENT) take part: event_batches and dead_letters rows are not events.
+ */
+export function enrichedMessages(
+  tables: ReadonlyMap<string, Row[]>,
+  source: EnrichedSource,
+  encode: (batch: EnrichedBatch) => Buffer,
+  maxBytes = MAX_ENRICHED_MESSAGE_BYTES,
+): { key: string; value: Buffer }[] {
+  const byNode = new Map<string, Row[]>();
+  for (const rows of tables.values()) {
+    if (rows.length === 0 || rows[0]?.[SOURCE_EVENT] === undefined) continue;
+    for (const row of rows) {
+      const node = row.node as string;
+      let list = byNode.get(node);
+      if (list === undefined) {
+        list = [];
+        byNode.set(node, list);
+      }
+      list.push(row);
+    }
+  }
+  const out: { key: string; value: Buffer }[] = [];
+  for (const [node, rows] of byNode) {
+    for (let i = 0; i < rows.length; i += EVENTS_PER_MESSAGE) {
+      encodeFitting(node, rows.slice(i, i + EVENTS_PER_MESSAGE), source, encode, maxBytes, out);
+    }
+  }
+  return out;
+}
+
+/** Encodes rows as one message, or as two halves (recursively) while over maxBytes. */
+function encodeFitting(
+  node: string,
+  rows: Row[],
+  source: EnrichedSource,
+  encode: (batch: EnrichedBatch) => Buffer,
+  maxBytes: number,
+  out: { key: string; value: Buffer }[],
+): void {
+  const value = encode(toEnrichedBatch(node, rows, source));
+  // One event always fits: it came in a collector message under the same 1 MB bound.
+  if (value.length <= maxBytes || rows.length === 1) {
+    out.push({ key: node, value });
+    return;
+  }
+  const half = rows.length >>> 1;
+  encodeFitting(node, rows.slice(0, half), source, encode, maxBytes, out);
+  encodeFitting(node, rows.slice(half), source, encode, maxBytes, out);
+}
+
+function toEnrichedBatch(node: string, rows: Row[], source: EnrichedSource): EnrichedBatch {
+  const containers: EnrichedContainer[] = [];
+  // By id; more than one entry when the container's record changed within the batch (its
+  // name arrived, say): each event keeps the version it was joined with.
+  const byId = new Map<string, number[]>();
+  const events: EnrichedEvent[] = new Array(rows.length);
+  for (let i = 0; i < rows.length; i++) {
+    const row = rows[i] as Row;
+    const joinState = row.join_state as JoinState;
+    events[i] = {
+      timeNs: row[TIME_NS] as bigint,
+      joinState,
+      container: joinState === 'joined' ? containerIndex(row, containers, byId) : -1,
+      event: row[SOURCE_EVENT] as DecodedEvent,
+    };
+  }
+  return {
+    node,
+    sourcePartition: source.partition,
+    firstOffset: source.firstOffset,
+    lastOffset: source.lastOffset,
+    containers,
+    events,
+  };
+}
+
+function containerIndex(row: Row, containers: EnrichedContainer[], byId: Map<string, number[]>): number {
+  const id = row.container_id as string;
+  let candidates = byId.get(id);
+  if (candidates === undefined) {
+    candidates = [];
+    byId.set(id, candidates);
+  }
+  for (const index of candidates) {
+    const c = containers[index] as EnrichedContainer;
+    if (
+      c.containerName === row.container_name &&
+      c.image === row.image &&
+      c.pod === row.pod &&
+      c.namespace === row.namespace &&
+      c.workload === row.workload
+    )
+      return index;
+  }
+  const index = containers.length;
+  candidates.push(index);
+  containers.push({
+    containerId: id,
+    containerName: row.container_name as string,
+    image: row.image as string,
+    pod: row.pod as string,
+    namespace: row.namespace as string,
+    workload: row.workload as string,
+  });
+  return index;
+}

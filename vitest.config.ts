@@ -18,6 +18,7 @@ export default defineConfig({
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
           globalSetup: ['test/support/global-setup.ts'],
+          setupFiles: ['test/support/native-crc.ts'],
           testTimeout: 180_000,
           hookTimeout: 300_000,
           // Real services on a 2-core machine: files run one at a time.
@@ -29,6 +30,7 @@ export default defineConfig({
           name: 'e2e',
           include: ['test/e2e/**/*.test.ts'],
           globalSetup: ['test/support/global-setup.ts'],
+          setupFiles: ['test/support/native-crc.ts'],
           testTimeout: 600_000,
           hookTimeout: 600_000,
           fileParallelism: false,

@@ -47,6 +47,7 @@ import {
   type DecodedEventBatch,
   deadLetterRow,
   EVENT_BATCHES_TABLE,
+  SOURCE_EVENT,
   statsRow,
   tableForKind,
   wallClockNs,
@@ -490,6 +491,7 @@ export function createProcessor(deps: {
     for (const ev of decoded.events) {
       const timeNs = wallClockNs(decoded, ev.tsNs);
       const row = buildRow(decoded, ev, timeNs, state.partition, offsetText);
+      if (options.enrichedTopic) row[SOURCE_EVENT] = ev;
       batch.addRow(tableForKind(ev.kind), row);
       if (ev.kind === 'cgroup_mkdir' && typeof ev.path === 'string' && !isContainerCgroupPath(ev.path)) {
         table.markHost(node, ev.cgroupId);

@@ -64,8 +64,9 @@ export function wallClockNs(batch: DecodedEventBatch, tsNs: bigint): bigint {
 export const TIME_NS: unique symbol = Symbol('timeNs');
 
 /**
- * The decoded event a row was built from, under a symbol like TIME_NS: the enriched topic
- * re-encodes it as the typed Avro record it arrived as (enriched.ts), not from the columns.
+ * The decoded event a row was built from, under a symbol like TIME_NS, while the enriched
+ * topic is on: it re-encodes the typed Avro record the event arrived as (enriched.ts), not
+ * the columns. Off, rows don't hold their events (less memory until the cut is written).
  */
 export const SOURCE_EVENT: unique symbol = Symbol('sourceEvent');
 
@@ -119,7 +120,6 @@ export function buildRow(
     kafka_offset: offset,
   };
   row[TIME_NS] = timeNs;
-  row[SOURCE_EVENT] = ev;
   const plan = fieldPlan(ev);
   for (let i = 0; i < plan.length; i += 2) {
     const v = ev[plan[i] as string];

@@ -8,7 +8,12 @@ import { describe, expect, it } from 'vitest';
 import { createOutputReaders, createProcessorCodec } from '../../processor/src/codec.js';
 import { type EnrichedBatch, enrichedMessages } from '../../processor/src/enriched.js';
 import type { Row } from '../../processor/src/partition-batch.js';
-import { buildRow, type DecodedEventBatch, EVENT_BATCHES_TABLE } from '../../processor/src/rows.js';
+import {
+  buildRow,
+  type DecodedEventBatch,
+  EVENT_BATCHES_TABLE,
+  SOURCE_EVENT,
+} from '../../processor/src/rows.js';
 import { createEncoder, createSchemaResolver } from '../../schemas/codec.js';
 import { sampleEvents } from '../../schemas/samples.js';
 
@@ -38,6 +43,7 @@ function rowsOf(batch: DecodedEventBatch, join: (i: number) => Partial<Row>): Ma
   const tables = new Map<string, Row[]>([[EVENT_BATCHES_TABLE, [{ node: batch.node }]]]);
   batch.events.forEach((ev, i) => {
     const row = Object.assign(buildRow(batch, ev, batch.bootEpochNs! + ev.tsNs, 2, '7'), join(i));
+    row[SOURCE_EVENT] = ev; // as the processor does while the enriched topic is on
     const list = tables.get(ev.kind) ?? [];
     list.push(row);
     tables.set(ev.kind, list);

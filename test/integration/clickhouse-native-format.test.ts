@@ -38,7 +38,7 @@ function edgeRows(): Record<string, unknown>[] {
               ? String(k * 1_000_003)
               : k * 1_000_003,
     s,
-    lc: `node-${k % 2}`,
+    lc: ['node-0', '', 'node-1', 'ünï', 'node-0'][k % 5],
     e: ['joined', 'pending', 'host'][k % 3],
     t: k === 0 ? '1764072000.000000001' : `17640720${String(k).padStart(2, '0')}.999999999`,
     args: k === 0 ? [] : [s, 'x'],
@@ -83,10 +83,11 @@ describe('Native inserts on chDB', () => {
   it("writes the same bytes as the engine's own Native output", async () => {
     const rows = edgeRows();
     const file = join(ch.dir, `native-${Date.now()}.bin`);
-    // The engine's block for the same rows, with the wire types the encoder uses.
+    // The engine's block for the same rows, with the wire types the encoder uses (its own
+    // LowCardinality dictionary included).
     await ch.client.command({
       query: `INSERT INTO FUNCTION file('${file}', Native)
-              SELECT k, u8, u16, i32, u64, s, CAST(lc AS String) AS lc, CAST(e AS String) AS e, t, args, hist
+              SELECT k, u8, u16, i32, u64, s, lc, CAST(e AS String) AS e, t, args, hist
               FROM ${db}.via_json ORDER BY k`,
     });
     const types = new Map(

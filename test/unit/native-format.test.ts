@@ -7,6 +7,7 @@ import { encodeNativeBlock, writeGiga } from '../../processor/src/clickhouse/nat
 const types = new Map([
   ['a', 'UInt64'],
   ['s', 'LowCardinality(String)'],
+  ['str', 'String'],
   ['t', "DateTime64(9, 'UTC')"],
   ['x', 'Array(UInt64)'],
   ['u8', 'UInt8'],
@@ -59,10 +60,38 @@ describe('encodeNativeBlock', () => {
     expect(u64At(b, p)).toBe(7n);
     expect(u64At(b, p + 8)).toBe(18_446_744_073_709_551_615n);
     p += 16;
-    // LowCardinality(String) goes on the wire as String; the INSERT casts it.
-    expect(b.subarray(p, p + 9).toString('latin1')).toBe('\x01s\x06String');
-    p += 9;
-    expect([...b.subarray(p)]).toEqual([1, 0x78, 2, 0xc3, 0xa9]);
+    // LowCardinality(String): version, flags, the dictionary ('' first), then UInt8 indexes.
+    expect(b.subarray(p, p + 25).toString('latin1')).toBe('\x01s\x16LowCardinality(String)');
+    p += 25;
+    expect(u64At(b, p)).toBe(1n); // shared dictionaries with additional keys
+    expect(u64At(b, p + 8)).toBe(0x600n); // has additional keys | update dictionary | UInt8
+    expect(u64At(b, p + 16)).toBe(3n); // keys
+    p += 24;
+    expect([...b.subarray(p, p + 6)]).toEqual([0, 1, 0x78, 2, 0xc3, 0xa9]); // '', 'x', 'é'
+    p += 6;
+    expect(u64At(b, p)).toBe(2n); // rows
+    expect([...b.subarray(p + 8)]).toEqual([1, 2]);
+  });
+
+  it('widens LowCardinality indexes past 256 and 65,536 keys, and repeats none', () => {
+    for (const [distinct, width, flag] of [
+      [255, 1, 0n],
+      [256, 2, 1n],
+      [70_000, 4, 2n],
+    ] as const) {
+      const rows = Array.from({ length: distinct * 2 }, (_, i) => ({ s: `v${i % distinct}` }));
+      const b = encodeNativeBlock(rows, types)?.block as Buffer;
+      const p = b.indexOf('LowCardinality(String)') + 22;
+      expect(u64At(b, p + 8)).toBe(0x600n | flag);
+      expect(u64At(b, p + 16)).toBe(BigInt(distinct + 1)); // '' is always key 0
+      const indexes = b.subarray(b.length - rows.length * width);
+      const at = (i: number) =>
+        width === 1 ? indexes[i]! : width === 2 ? indexes.readUInt16LE(i * 2) : indexes.readUInt32LE(i * 4);
+      expect(at(0)).toBe(1);
+      expect(at(distinct - 1)).toBe(distinct);
+      expect(at(distinct)).toBe(1); // the second round reuses the keys
+      expect(u64At(b, b.length - rows.length * width - 8)).toBe(BigInt(rows.length));
+    }
   });
 
   it('gives the same bytes for a u64 as number, bigint and decimal text of any length', () => {
@@ -88,7 +117,7 @@ describe('encodeNativeBlock', () => {
 
   it('writes strings longer than 127 bytes with a multi-byte length', () => {
     const long = 'y'.repeat(300);
-    const b = encodeNativeBlock([{ s: long }], types)?.block as Buffer;
+    const b = encodeNativeBlock([{ str: long }], types)?.block as Buffer;
     expect([...b.subarray(b.length - 302, b.length - 300)]).toEqual([0xac, 0x02]);
     expect(b.subarray(b.length - 300).toString()).toBe(long);
   });

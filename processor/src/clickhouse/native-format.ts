@@ -8,9 +8,10 @@
 //   UTF-8), and the column's data in bulk:
 //     fixed-width ints / DateTime64: little-endian values, row after row;
 //     String: varuint length + bytes per row;
-//     Array(T): cumulative UInt64 end offsets for every row, then the flattened T data.
-// LowCardinality(String) and Enum8 columns are written as String: the INSERT casts them, and
-// that keeps this encoder free of dictionary serialization. A type outside this set (Map,
+//     Array(T): cumulative UInt64 end offsets for every row, then the flattened T data;
+//     LowCardinality(String): the block's own dictionary, then an index per row (see
+//     lowCardinalityColumn).
+// Enum8 columns are written as String: the INSERT casts them. A type outside this set (Map,
 // Nullable: containers and collector stats, which are small) makes encodeNativeBlock return
 // undefined, and the writer uses JSONEachRow for that insert.
 
@@ -25,6 +26,8 @@ type Encoder = {
   value(out: Out, v: unknown): boolean;
   /** Array(inner): written by the column loop as offsets, then the elements. */
   inner?: Encoder;
+  /** LowCardinality(String): the column loop hands its values to writeLowCardinality. */
+  dictionary?: true;
 };
 
 /** A growable byte buffer: writes go straight into one Buffer, doubled when full. */
@@ -78,8 +81,19 @@ class Out {
     this.ensure(8);
     if (typeof v === 'number') {
       if (!Number.isSafeInteger(v) || v < 0) return false;
-      this.buf.writeUInt32LE(v % 0x1_0000_0000, this.pos);
-      this.buf.writeUInt32LE(Math.floor(v / 0x1_0000_0000), this.pos + 4);
+      // Byte stores: Buffer.writeUInt32LE's own checks cost more than the write (~4x).
+      const lo = v % 0x1_0000_0000;
+      const hi = (v - lo) / 0x1_0000_0000;
+      const buf = this.buf;
+      const pos = this.pos;
+      buf[pos] = lo;
+      buf[pos + 1] = lo >>> 8;
+      buf[pos + 2] = lo >>> 16;
+      buf[pos + 3] = lo >>> 24;
+      buf[pos + 4] = hi;
+      buf[pos + 5] = hi >>> 8;
+      buf[pos + 6] = hi >>> 16;
+      buf[pos + 7] = 0; // hi < 2^21
     } else if (typeof v === 'bigint') {
       // Most u64 fit a double exactly: converting once allocates nothing, unlike the
       // BigInt shifts and masks of writeBigUInt64LE.
@@ -201,6 +215,73 @@ function arrayColumn(inner: Encoder): Encoder {
   return { wireType: `Array(${inner.wireType})`, value: () => false, inner };
 }
 
+/**
+ * LowCardinality(String), as the engine itself writes it in a Native block (checked against
+ * chDB's own output): UInt64 serialization version 1 (shared dictionaries with additional
+ * keys), UInt64 flags (has additional keys | update dictionary | index width), UInt64 key
+ * count and the keys as Strings, the empty string first, then UInt64 row count and one
+ * index per row, 1, 2 or 4 bytes wide. WHY: sent as String, every row carried the container
+ * id, name, image, pod... in full (~180 bytes), written in JS and hashed back into a
+ * dictionary by the engine; a batch has a few dozen distinct values per column.
+ */
+const lowCardinalityColumn: Encoder = {
+  wireType: 'LowCardinality(String)',
+  value: () => false,
+  dictionary: true,
+};
+
+const LC_VERSION_SHARED_WITH_ADDITIONAL_KEYS = 1;
+const LC_HAS_ADDITIONAL_KEYS = 1 << 9;
+const LC_NEED_UPDATE_DICTIONARY = 1 << 10;
+
+// Reused by every column: the dictionary of the column being written and each row's index.
+const lcIndex = new Map<string, number>();
+const lcKeys: string[] = [];
+let lcRows = new Uint32Array(1024);
+
+function writeLowCardinality(out: Out, values: readonly unknown[], n: number): boolean {
+  lcIndex.clear();
+  lcKeys.length = 0;
+  lcIndex.set('', 0);
+  lcKeys.push('');
+  if (lcRows.length < n) lcRows = new Uint32Array(n * 2);
+  for (let i = 0; i < n; i++) {
+    const v = values[i];
+    if (typeof v !== 'string') return false;
+    let k = lcIndex.get(v);
+    if (k === undefined) {
+      k = lcKeys.length;
+      lcIndex.set(v, k);
+      lcKeys.push(v);
+    }
+    lcRows[i] = k;
+  }
+  const width = lcKeys.length <= 0x100 ? 1 : lcKeys.length <= 0x1_0000 ? 2 : 4;
+  out.u64(LC_VERSION_SHARED_WITH_ADDITIONAL_KEYS);
+  out.u64(LC_HAS_ADDITIONAL_KEYS | LC_NEED_UPDATE_DICTIONARY | (width >> 1)); // 0, 1, 2: UInt8/16/32
+  out.u64(lcKeys.length);
+  for (const key of lcKeys) out.string(key);
+  out.u64(n);
+  out.ensure(n * width);
+  const buf = out.buf;
+  let pos = out.pos;
+  if (width === 1) for (let i = 0; i < n; i++) buf[pos++] = lcRows[i] as number;
+  else if (width === 2) for (let i = 0; i < n; i++, pos += 2) buf.writeUInt16LE(lcRows[i] as number, pos);
+  else for (let i = 0; i < n; i++, pos += 4) buf.writeUInt32LE(lcRows[i] as number, pos);
+  out.pos = pos;
+  return true;
+}
+
+/** What a compiled column loop calls for a LowCardinality column (it gathers the values with named loads). */
+const lowCardinality = {
+  gathered: [] as unknown[],
+  values(n: number): unknown[] {
+    if (this.gathered.length < n) this.gathered = new Array(n * 2);
+    return this.gathered;
+  },
+  write: writeLowCardinality,
+};
+
 const SIMPLE: Record<string, Encoder> = {
   UInt8: intColumn('UInt8', 1, false),
   UInt16: intColumn('UInt16', 2, false),
@@ -220,7 +301,8 @@ export function encoderFor(type: string): Encoder | undefined {
   if (encoders.has(type)) return encoders.get(type);
   let enc: Encoder | undefined = SIMPLE[type];
   if (enc === undefined) {
-    if (type === 'LowCardinality(String)' || /^Enum(8|16)\(/.test(type)) enc = stringColumn;
+    if (type === 'LowCardinality(String)') enc = lowCardinalityColumn;
+    else if (/^Enum(8|16)\(/.test(type)) enc = stringColumn;
     else if (/^DateTime64\(9(, *'[^']*')?\)$/.test(type)) enc = dateTime64Column(type);
     else {
       const array = /^Array\((.+)\)$/.exec(type);
@@ -250,7 +332,12 @@ function compileColumns(columns: readonly string[], plan: readonly Encoder[]): C
   columns.forEach((column, i) => {
     const enc = plan[i] as Encoder;
     body.push(`out.string(${JSON.stringify(column)}); out.string(${JSON.stringify(enc.wireType)});`);
-    if (enc.inner === undefined) {
+    if (enc.dictionary === true) {
+      body.push(
+        `{ const values = lc.values(n); for (let i = 0; i < n; i++) values[i] = rows[i].${column};
+          if (!lc.write(out, values, n)) return false; }`,
+      );
+    } else if (enc.inner === undefined) {
       body.push(
         `{ const w = plan[${i}]; for (let i = 0; i < n; i++) if (!w.value(out, rows[i].${column})) return false; }`,
       );
@@ -261,8 +348,12 @@ function compileColumns(columns: readonly string[], plan: readonly Encoder[]): C
     }
   });
   body.push('return true;');
-  const make = new Function('plan', `return function writeColumns(out, rows) {\n${body.join('\n')}\n};`);
-  fn = make(plan) as ColumnWriter;
+  const make = new Function(
+    'plan',
+    'lc',
+    `return function writeColumns(out, rows) {\n${body.join('\n')}\n};`,
+  );
+  fn = make(plan, lowCardinality) as ColumnWriter;
   compiled.set(key, fn);
   return fn;
 }

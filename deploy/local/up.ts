@@ -22,7 +22,7 @@ const COLLECTOR_HTTP = 9464;
 const PROCESSOR_HTTP = 9465;
 const say = (msg: string) => console.log(`[up] ${msg}`);
 
-function script(name: string, ...rest: string[]): string {
+function run(name: string, ...rest: string[]): string {
   return execFileSync('bash', [`${root}/deploy/local/${name}`, ...rest], {
     cwd: root,
     encoding: 'utf8',
@@ -30,9 +30,26 @@ function script(name: string, ...rest: string[]): string {
   });
 }
 
+/** Runs a deploy/local script; on failure (it said why on stderr) stops what `up` started and exits 1. */
+function script(name: string, ...rest: string[]): string {
+  try {
+    return run(name, ...rest);
+  } catch {
+    say(`${name} ${rest.join(' ')} failed (its message is above); stopping what up started`);
+    for (const stop of startedHere.reverse()) {
+      try {
+        stop();
+      } catch {
+        // keep stopping the rest
+      }
+    }
+    process.exit(1);
+  }
+}
+
 function running(name: string, ...rest: string[]): boolean {
   try {
-    script(name, ...rest);
+    run(name, ...rest);
     return true;
   } catch {
     return false;
@@ -44,14 +61,14 @@ const startedHere: Array<() => void> = [];
 say('Kafka: starting the local broker (deploy/local/kafka.sh)');
 const kafkaWasUp = running('kafka.sh', 'status');
 process.stdout.write(script('kafka.sh', 'start'));
-if (!kafkaWasUp) startedHere.push(() => process.stdout.write(script('kafka.sh', 'stop')));
+if (!kafkaWasUp) startedHere.push(() => process.stdout.write(run('kafka.sh', 'stop')));
 process.stdout.write(script('kafka.sh', 'topics'));
 
 if (!args['no-docker']) {
   say('Docker: starting dockerd so containers get names and images (deploy/local/docker.sh)');
   const dockerWasUp = running('docker.sh', 'status');
   process.stdout.write(script('docker.sh', 'all'));
-  if (!dockerWasUp) startedHere.push(() => process.stdout.write(script('docker.sh', 'stop')));
+  if (!dockerWasUp) startedHere.push(() => process.stdout.write(run('docker.sh', 'stop')));
 }
 
 const chdbPath = args['chdb-path'];

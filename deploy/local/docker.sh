@@ -126,19 +126,4 @@ cmd_image() {
   say "image: $IMAGE built ($(dk image inspect "$IMAGE" --format '{{.Id}}'))"
 }
 
-case "${1:-}" in
-install) cmd_install ;;
-start) cmd_start ;;
-stop) cmd_stop ;;
-status) cmd_status ;;
-image) cmd_image ;;
-all)
-  cmd_install
-  cmd_start
-  cmd_image
-  ;;
-*)
-  echo "usage: $0 install|start|stop|status|image|all" >&2
-  exit 2
-  ;;
-esac
+runtime_main "$@"

@@ -34,3 +34,24 @@ wait_answering() {
   tail -n 20 "$LOG" >&2 || true
   die "$daemon did not answer on $SOCK within $seconds s; see $LOG"
 }
+
+# The command line both scripts take; the sourcing script defines cmd_install, cmd_start,
+# cmd_stop, cmd_status and cmd_image.
+runtime_main() {
+  case "${1:-}" in
+  install) cmd_install ;;
+  start) cmd_start ;;
+  stop) cmd_stop ;;
+  status) cmd_status ;;
+  image) cmd_image ;;
+  all)
+    cmd_install
+    cmd_start
+    cmd_image
+    ;;
+  *)
+    echo "usage: $0 install|start|stop|status|image|all" >&2
+    exit 2
+    ;;
+  esac
+}

@@ -31,6 +31,8 @@ export interface EnrichedBatch {
   sourcePartition: number;
   firstOffset: bigint;
   lastOffset: bigint;
+  /** Index of the message's first event among the node's events of the batch. */
+  firstEvent: number;
   containers: EnrichedContainer[];
   events: EnrichedEvent[];
 }
@@ -69,7 +71,7 @@ export function enrichedMessages(
   const out: { key: string; value: Buffer }[] = [];
   for (const [node, rows] of byNode) {
     for (let i = 0; i < rows.length; i += EVENTS_PER_MESSAGE) {
-      encodeFitting(node, rows.slice(i, i + EVENTS_PER_MESSAGE), source, encode, maxBytes, out);
+      encodeFitting(node, rows.slice(i, i + EVENTS_PER_MESSAGE), i, source, encode, maxBytes, out);
     }
   }
   return out;
@@ -79,23 +81,29 @@ export function enrichedMessages(
 function encodeFitting(
   node: string,
   rows: Row[],
+  firstEvent: number,
   source: EnrichedSource,
   encode: (batch: EnrichedBatch) => Buffer,
   maxBytes: number,
   out: { key: string; value: Buffer }[],
 ): void {
-  const value = encode(toEnrichedBatch(node, rows, source));
+  const value = encode(toEnrichedBatch(node, rows, firstEvent, source));
   // One event always fits: it came in a collector message under the same 1 MB bound.
   if (value.length <= maxBytes || rows.length === 1) {
     out.push({ key: node, value });
     return;
   }
   const half = rows.length >>> 1;
-  encodeFitting(node, rows.slice(0, half), source, encode, maxBytes, out);
-  encodeFitting(node, rows.slice(half), source, encode, maxBytes, out);
+  encodeFitting(node, rows.slice(0, half), firstEvent, source, encode, maxBytes, out);
+  encodeFitting(node, rows.slice(half), firstEvent + half, source, encode, maxBytes, out);
 }
 
-function toEnrichedBatch(node: string, rows: Row[], source: EnrichedSource): EnrichedBatch {
+function toEnrichedBatch(
+  node: string,
+  rows: Row[],
+  firstEvent: number,
+  source: EnrichedSource,
+): EnrichedBatch {
   const containers: EnrichedContainer[] = [];
   // By id; more than one entry when the container's record changed within the batch (its
   // name arrived, say): each event keeps the version it was joined with.
@@ -116,6 +124,7 @@ function toEnrichedBatch(node: string, rows: Row[], source: EnrichedSource): Enr
     sourcePartition: source.partition,
     firstOffset: source.firstOffset,
     lastOffset: source.lastOffset,
+    firstEvent,
     containers,
     events,
   };

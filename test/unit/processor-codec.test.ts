@@ -2,7 +2,7 @@
 // shared scratch buffer (every size reads back whole, and a message already handed out is
 // never overwritten by the next one); their events are the typed kernel records, with the
 // same union as EventBatch; a cut's rows become messages by node, containers listed once,
-// halved while a message is over the size bound.
+// halved while a message is over the size bound, each message numbered by its first event.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { createOutputReaders, createProcessorCodec } from '../../processor/src/codec.js';
@@ -69,6 +69,7 @@ describe('processor output codec', () => {
       sourcePartition: 3,
       firstOffset: 100n,
       lastOffset: 100n + BigInt(n),
+      firstEvent: 0,
       containers: [
         {
           containerId: 'c'.repeat(64),
@@ -156,6 +157,12 @@ describe('processor output codec', () => {
       const mine = messages.filter((m) => m.key === node).map((m) => decode(m.value));
       expect(mine.every((b) => b.node === node)).toBe(true);
       expect(mine.flatMap((b) => b.events.map((e) => e.event.tsNs))).toEqual(big.map((e) => e.tsNs));
+      // Each message says where its events start: with the node and source range, its identity.
+      let next = 0;
+      for (const b of mine) {
+        expect(b.firstEvent).toBe(next);
+        next += b.events.length;
+      }
     }
   });
 

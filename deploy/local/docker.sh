@@ -119,7 +119,9 @@ cmd_image() {
   [ -x /bin/busybox ] || die "busybox-static missing: run '$0 install'"
   local rootfs
   rootfs="$(mktemp -d)"
-  trap 'rm -rf "$rootfs"' RETURN
+  # A RETURN trap outlives the function (it would fire again when runtime_main returns, with
+  # $rootfs out of scope): it removes itself.
+  trap 'rm -rf "$rootfs"; trap - RETURN' RETURN
   say "image: building $IMAGE from busybox-static ($(/bin/busybox | head -n1))"
   busybox_rootfs "$rootfs"
   tar -C "$rootfs" -c . | dk import --change 'CMD ["/bin/sh"]' - "$IMAGE" >/dev/null

@@ -84,3 +84,31 @@ export function createProcessorCodec(resolver: SchemaResolver = createSchemaReso
 export function createOutputReaders(): { enriched: avsc.Type; alert: avsc.Type } {
   return { enriched: localWriter('EnrichedBatch').type, alert: localWriter('Alert').type };
 }
+
+/** The topics `createTopicDecoder` reads, by their role (names come from the topic prefix). */
+export type TopicKind = 'events' | 'containers' | 'stats' | 'deadletter' | 'enriched' | 'alerts';
+
+/**
+ * Decodes a message of any ktrail topic (`./ktrail tail`): the collector's topics and dead
+ * letters through the schema resolver (any known version), the processor's outputs with
+ * their current local schema, whose single-object header must match.
+ */
+export function createTopicDecoder(): (kind: TopicKind, value: Buffer) => unknown {
+  const resolver = createSchemaResolver();
+  const outputs = { enriched: localWriter('EnrichedBatch'), alerts: localWriter('Alert') };
+  const bySchema = {
+    events: 'EventBatch',
+    containers: 'ContainerRecord',
+    stats: 'CollectorStats',
+    deadletter: 'DeadLetter',
+  } as const;
+  return (kind, value) => {
+    if (kind !== 'enriched' && kind !== 'alerts') return resolver.decodeAs(bySchema[kind], value);
+    const { type, header } = outputs[kind];
+    if (value.length < header.length || !value.subarray(0, header.length).equals(header))
+      throw new Error(
+        `not single-object encoded with the current ${kind} schema (header ${value.subarray(0, 10).toString('hex')})`,
+      );
+    return type.fromBuffer(value.subarray(header.length));
+  };
+}

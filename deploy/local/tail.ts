@@ -1,0 +1,85 @@
+// `./ktrail tail <topic>`: prints the messages of one of ktrail's topics as JSON lines,
+// decoded with their Avro schemas: what a downstream job (or a person chasing a dead letter)
+// receives. kcat shows these as bytes: they are Avro, single-object or Confluent framed.
+// Reads from the end unless --from-beginning; stops after --max messages or at Ctrl-C.
+// Never commits: a random, throwaway consumer group.
+import { randomUUID } from 'node:crypto';
+import { Command, InvalidArgumentError } from 'commander';
+import { pino } from 'pino';
+import { loadConfig } from '../../common/config.js';
+import { createKafka, topicNames } from '../../common/kafka.js';
+import { createTopicDecoder, type TopicKind } from '../../processor/src/codec.js';
+
+const KINDS: readonly TopicKind[] = ['events', 'containers', 'stats', 'deadletter', 'enriched', 'alerts'];
+
+const program = new Command('ktrail tail')
+  .description("print a ktrail topic's messages as JSON lines, Avro-decoded")
+  .argument('<topic>', `one of ${KINDS.join(', ')}`, (v: string) => {
+    if (!(KINDS as readonly string[]).includes(v))
+      throw new InvalidArgumentError(`one of ${KINDS.join(', ')}`);
+    return v as TopicKind;
+  })
+  .option('--from-beginning', 'read the topic from its start, not only new messages', false)
+  .option('--max <n>', 'stop after n messages', (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('a positive integer');
+    return n;
+  })
+  .option('--config <file>', 'ktrail config file (YAML or JSON); KTRAIL_* environment applies too')
+  .parse();
+
+const kind = program.processedArgs[0] as TopicKind;
+const opts = program.opts<{ fromBeginning: boolean; max?: number; config?: string }>();
+const config = loadConfig({ file: opts.config });
+const names = topicNames(config.kafka.topicPrefix);
+const topic = { ...names, enriched: names.eventsEnriched }[kind];
+
+// Stdout carries the messages: logs (kafkajs' included) go to stderr, warnings and worse only.
+const log = pino({ name: 'ktrail-tail', level: process.env.KTRAIL_LOG_LEVEL ?? 'warn' }, pino.destination(2));
+const kafka = createKafka(
+  {
+    brokers: config.kafka.brokers,
+    clientId: `${config.kafka.clientId}-tail`,
+    ssl: config.kafka.ssl,
+    ...(config.kafka.sasl === undefined ? {} : { sasl: config.kafka.sasl }),
+  },
+  log,
+);
+const decode = createTopicDecoder();
+const consumer = kafka.consumer({ groupId: `ktrail-tail-${randomUUID()}` });
+let seen = 0;
+let stopping = false;
+
+async function stop(code: number): Promise<never> {
+  if (!stopping) {
+    stopping = true;
+    await consumer.disconnect().catch(() => undefined);
+  }
+  process.exit(code);
+}
+process.on('SIGINT', () => void stop(0));
+process.on('SIGTERM', () => void stop(0));
+
+await consumer.connect();
+await consumer.subscribe({ topic, fromBeginning: opts.fromBeginning });
+await consumer.run({
+  autoCommit: false,
+  eachMessage: async ({ partition, message }) => {
+    if (stopping) return;
+    const where = { partition, offset: message.offset, key: message.key?.toString() ?? null };
+    let line: string;
+    try {
+      const value = message.value === null ? null : decode(kind, message.value);
+      line = JSON.stringify({ ...where, value }, bigintAsText);
+    } catch (err) {
+      line = JSON.stringify({ ...where, error: (err as Error).message });
+    }
+    process.stdout.write(`${line}\n`);
+    // Not awaited: kafkajs disconnects only after this handler returns.
+    if (opts.max !== undefined && ++seen >= opts.max) void stop(0);
+  },
+});
+
+function bigintAsText(_key: string, v: unknown): unknown {
+  return typeof v === 'bigint' ? v.toString() : v;
+}

@@ -1,0 +1,160 @@
+// `./ktrail tail` on the real broker: each topic's messages come out as JSON lines decoded
+// with their schema (bigints as text), a message it can't decode as a line naming the error,
+// and a topic role it doesn't know as a usage error.
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, inject } from 'vitest';
+import { topicNames } from '../../common/kafka.js';
+import { createProcessorCodec } from '../../processor/src/codec.js';
+import { sampleEvents } from '../../schemas/samples.js';
+import { createTopics, deleteTopics, quietKafka } from '../support/kafka.js';
+import { endpointOrReason, itReal } from '../support/real.js';
+
+const repo = fileURLToPath(new URL('../..', import.meta.url));
+const kafka = endpointOrReason(inject('kafka'));
+const prefix = `tail-${Date.now().toString(36)}.`;
+const names = topicNames(prefix);
+const codec = createProcessorCodec();
+
+function tail(
+  args: string[],
+): Promise<{ code: number | null; lines: Record<string, unknown>[]; stderr: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'deploy/local/tail.ts', ...args], {
+    cwd: repo,
+    env: {
+      ...process.env,
+      KTRAIL_KAFKA_BROKERS: kafka.value?.brokers.join(',') ?? '',
+      KTRAIL_KAFKA_TOPIC_PREFIX: prefix,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  child.stderr.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
+  return new Promise((resolve) =>
+    child.once('exit', (code) =>
+      resolve({
+        code,
+        lines: out
+          .split('\n')
+          .filter((l) => l.startsWith('{'))
+          .map((l) => JSON.parse(l) as Record<string, unknown>),
+        stderr: err,
+      }),
+    ),
+  );
+}
+
+describe('ktrail tail', () => {
+  beforeAll(async () => {
+    if (!kafka.value) return;
+    await createTopics(
+      kafka.value,
+      [names.eventsEnriched, names.alerts].map((topic) => ({ topic, partitions: 1 })),
+    );
+    const exit = sampleEvents().find((e) => e.kind === 'proc_exit')!;
+    const producer = quietKafka(kafka.value.brokers, 'tail-test').producer();
+    await producer.connect();
+    await producer.send({
+      topic: names.eventsEnriched,
+      messages: [
+        {
+          key: 'node-1',
+          value: codec.encodeEnriched({
+            node: 'node-1',
+            sourcePartition: 0,
+            firstOffset: 7n,
+            lastOffset: 9n,
+            firstEvent: 0,
+            containers: [
+              {
+                containerId: 'c1',
+                containerName: 'web',
+                image: 'nginx:1',
+                pod: 'web-0',
+                namespace: 'prod',
+                workload: 'web',
+              },
+            ],
+            events: [
+              { timeNs: 1_764_000_000_000_000_001n, joinState: 'joined', container: 0, event: exit as never },
+            ],
+          }),
+        },
+      ],
+    });
+    await producer.send({
+      topic: names.alerts,
+      messages: [
+        {
+          key: 'node-1',
+          value: codec.encodeAlert({
+            kind: 'oom_kill',
+            node: 'node-1',
+            container: 'c1',
+            containerName: 'web',
+            namespace: 'prod',
+            pod: 'web-0',
+            timeNs: 1_764_000_000_000_000_002n,
+            details: { victim: 'nginx' },
+          }),
+        },
+        { key: 'node-1', value: Buffer.from('not avro') },
+      ],
+    });
+    await producer.disconnect();
+  });
+  afterAll(async () => {
+    if (kafka.value) await deleteTopics(kafka.value, [names.eventsEnriched, names.alerts]);
+  });
+
+  itReal(kafka.missing)(
+    'prints an enriched message decoded, typed event and container included',
+    async () => {
+      const run = await tail(['enriched', '--from-beginning', '--max', '1']);
+      expect(run.code).toBe(0);
+      expect(run.lines).toHaveLength(1);
+      expect(run.lines[0]).toMatchObject({
+        partition: 0,
+        offset: '0',
+        key: 'node-1',
+        value: {
+          node: 'node-1',
+          firstOffset: '7',
+          containers: [{ containerName: 'web', image: 'nginx:1' }],
+          events: [
+            {
+              timeNs: '1764000000000000001',
+              joinState: 'joined',
+              container: 0,
+              event: { kind: 'proc_exit' },
+            },
+          ],
+        },
+      });
+    },
+  );
+
+  itReal(kafka.missing)('prints an alert, and a message it cannot decode as an error line', async () => {
+    const run = await tail(['alerts', '--from-beginning', '--max', '2']);
+    expect(run.code).toBe(0);
+    expect(run.lines[0]).toMatchObject({
+      value: { kind: 'oom_kill', containerName: 'web', details: { victim: 'nginx' } },
+    });
+    expect(run.lines[1]).toMatchObject({
+      offset: '1',
+      error: expect.stringContaining('not single-object encoded'),
+    });
+  });
+
+  itReal(kafka.missing)('refuses a topic role it does not know', async () => {
+    const run = await tail(['bogus']);
+    expect(run.code).not.toBe(0);
+    expect(run.stderr).toContain('one of events, containers, stats, deadletter, enriched, alerts');
+  });
+});

@@ -70,7 +70,7 @@ await consumer.run({
     let line: string;
     try {
       const value = message.value === null ? null : decode(kind, message.value);
-      line = JSON.stringify({ ...where, value }, bigintAsText);
+      line = JSON.stringify({ ...where, value }, readableJson);
     } catch (err) {
       line = JSON.stringify({ ...where, error: (err as Error).message });
     }
@@ -80,6 +80,13 @@ await consumer.run({
   },
 });
 
-function bigintAsText(_key: string, v: unknown): unknown {
-  return typeof v === 'bigint' ? v.toString() : v;
+/** bigint -> decimal text; bytes (a dead letter's raw message and key) -> base64. */
+function readableJson(_key: string, v: unknown): unknown {
+  if (typeof v === 'bigint') return v.toString();
+  // JSON.stringify has already called Buffer#toJSON: {type: 'Buffer', data: [...]}.
+  if (typeof v === 'object' && v !== null && (v as { type?: unknown }).type === 'Buffer') {
+    const data = (v as { data?: unknown }).data;
+    if (Array.isArray(data)) return { base64: Buffer.from(data).toString('base64') };
+  }
+  return v;
 }

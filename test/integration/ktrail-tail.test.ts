@@ -55,7 +55,7 @@ describe('ktrail tail', () => {
     if (!kafka.value) return;
     await createTopics(
       kafka.value,
-      [names.eventsEnriched, names.alerts].map((topic) => ({ topic, partitions: 1 })),
+      [names.eventsEnriched, names.alerts, names.deadletter].map((topic) => ({ topic, partitions: 1 })),
     );
     const exit = sampleEvents().find((e) => e.kind === 'proc_exit')!;
     const producer = quietKafka(kafka.value.brokers, 'tail-test').producer();
@@ -107,10 +107,29 @@ describe('ktrail tail', () => {
         { key: 'node-1', value: Buffer.from('not avro') },
       ],
     });
+    await producer.send({
+      topic: names.deadletter,
+      messages: [
+        {
+          key: null,
+          value: codec.encodeDeadLetter({
+            sourceTopic: names.events,
+            sourcePartition: 2,
+            sourceOffset: 41n,
+            key: Buffer.from('node-1'),
+            reason: 'undecodable',
+            error: 'bad magic',
+            raw: Buffer.from([0xde, 0xad, 0xbe, 0xef]),
+            consumerGroup: 'g',
+            failedAtNs: 1_764_000_000_000_000_003n,
+          }),
+        },
+      ],
+    });
     await producer.disconnect();
   });
   afterAll(async () => {
-    if (kafka.value) await deleteTopics(kafka.value, [names.eventsEnriched, names.alerts]);
+    if (kafka.value) await deleteTopics(kafka.value, [names.eventsEnriched, names.alerts, names.deadletter]);
   });
 
   itReal(kafka.missing)(
@@ -149,6 +168,20 @@ describe('ktrail tail', () => {
     expect(run.lines[1]).toMatchObject({
       offset: '1',
       error: expect.stringContaining('not single-object encoded'),
+    });
+  });
+
+  itReal(kafka.missing)('prints a dead letter with its bytes as base64', async () => {
+    const run = await tail(['deadletter', '--from-beginning', '--max', '1']);
+    expect(run.code).toBe(0);
+    expect(run.lines[0]).toMatchObject({
+      value: {
+        sourceOffset: '41',
+        reason: 'undecodable',
+        key: { base64: Buffer.from('node-1').toString('base64') },
+        raw: { base64: '3q2+7w==' },
+        failedAtNs: '1764000000000000003',
+      },
     });
   });
 

@@ -46,7 +46,7 @@ const EVENTS_PER_MESSAGE = 2_000;
 export type EnrichedSource = { partition: number; firstOffset: bigint; lastOffset: bigint };
 
 /**
- * The enriched messages of one cut batch (key = node). Only rows built from an event (they
+ * The enriched messages of one cut batch (key = node), and how many events they carry. Only rows built from an event (they
  * carry SOURCE_EVENT) take part: event_batches and dead_letters rows are not events.
  */
 export function enrichedMessages(
@@ -54,7 +54,7 @@ export function enrichedMessages(
   source: EnrichedSource,
   encode: (batch: EnrichedBatch) => Buffer,
   maxBytes = MAX_ENRICHED_MESSAGE_BYTES,
-): { key: string; value: Buffer }[] {
+): { messages: { key: string; value: Buffer }[]; events: number } {
   const byNode = new Map<string, Row[]>();
   for (const rows of tables.values()) {
     if (rows.length === 0 || rows[0]?.[SOURCE_EVENT] === undefined) continue;
@@ -69,12 +69,14 @@ export function enrichedMessages(
     }
   }
   const out: { key: string; value: Buffer }[] = [];
+  let events = 0;
   for (const [node, rows] of byNode) {
+    events += rows.length;
     for (let i = 0; i < rows.length; i += EVENTS_PER_MESSAGE) {
       encodeFitting(node, rows.slice(i, i + EVENTS_PER_MESSAGE), i, source, encode, maxBytes, out);
     }
   }
-  return out;
+  return { messages: out, events };
 }
 
 /** Encodes rows as one message, or as two halves (recursively) while over maxBytes. */

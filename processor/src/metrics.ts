@@ -16,6 +16,7 @@ const HELP: Record<keyof ProcessorStats, string> = {
   insertRetries: 'failed writes retried',
   batchesDropped: 'open batches dropped uncommitted on revocation (re-read by the new owner)',
   alerts: 'alerts raised',
+  enrichedEvents: 'events published to the enriched topic (again for a batch rebuilt after a crash)',
 };
 
 export function registerProcessorMetrics(registry: Registry, processor: Processor): void {

@@ -142,6 +142,8 @@ export interface ProcessorStats {
   insertRetries: number;
   batchesDropped: number;
   alerts: number;
+  /** Events published to the enriched topic (a batch rebuilt after a crash publishes again). */
+  enrichedEvents: number;
 }
 
 export interface Processor {
@@ -250,6 +252,7 @@ export function createProcessor(deps: {
     insertRetries: 0,
     batchesDropped: 0,
     alerts: 0,
+    enrichedEvents: 0,
   };
 
   let generation = 0;
@@ -834,10 +837,12 @@ export function createProcessor(deps: {
         messages: alerts.map((a) => ({ key: a.node, value: codec.encodeAlert(a) })),
       });
     }
+    let enrichedEvents = 0;
     if (options.enrichedTopic) {
       const source = { partition: state.partition, firstOffset: cut.firstOffset, lastOffset: cut.lastOffset };
-      const messages = enrichedMessages(cut.tables, source, codec.encodeEnriched);
-      if (messages.length > 0) sends.push({ topic: topics.enriched, messages });
+      const enriched = enrichedMessages(cut.tables, source, codec.encodeEnriched);
+      if (enriched.messages.length > 0) sends.push({ topic: topics.enriched, messages: enriched.messages });
+      enrichedEvents = enriched.events;
     }
     if (sends.length === 0) return;
     // At-least-once: a batch rebuilt after a crash produces these again.
@@ -847,6 +852,7 @@ export function createProcessor(deps: {
     await withRetry(state, 'produce side outputs', async () => {
       for (const topicMessages of requests) await producer.sendBatch({ topicMessages, acks: -1 });
     });
+    stats.enrichedEvents += enrichedEvents;
   }
 
   async function onEventsBatch(payload: EachBatchPayload, state: PartitionState): Promise<void> {

@@ -360,6 +360,7 @@ describe('processor messages', () => {
         b.events.map((e) => ({ ...e, container: b.containers[e.container] })),
       );
       expect(events).toHaveLength(3);
+      expect(processor.stats().enrichedEvents).toBeGreaterThanOrEqual(3);
       for (const e of events) {
         expect(e.joinState).toBe('joined');
         expect(e.container).toMatchObject({

@@ -103,11 +103,12 @@ describe('processor output codec', () => {
     expect(new Set(batch.events.map((e) => e.kind)).size).toBe(15);
     // Two containers; every third event is pending (no container).
     const tables = rowsOf(batch, (i) => (i % 3 === 2 ? {} : joined(i % 3 === 0 ? 'a' : 'b')));
-    const messages = enrichedMessages(
+    const { messages, events: count } = enrichedMessages(
       tables,
       { partition: 2, firstOffset: 5n, lastOffset: 9n },
       codec.encodeEnriched,
     );
+    expect(count).toBe(batch.events.length);
     expect(messages).toHaveLength(1);
     expect(messages[0]!.key).toBe('node-1');
     const out = decode(messages[0]!.value);
@@ -127,8 +128,8 @@ describe('processor output codec', () => {
     const batch = decodedBatch('node-1', events.slice(0, 4));
     const tables = rowsOf(batch, (i) => ({ ...joined('a'), container_name: i < 2 ? '' : 'a' }));
     const out = decode(
-      enrichedMessages(tables, { partition: 0, firstOffset: 0n, lastOffset: 0n }, codec.encodeEnriched)[0]!
-        .value,
+      enrichedMessages(tables, { partition: 0, firstOffset: 0n, lastOffset: 0n }, codec.encodeEnriched)
+        .messages[0]!.value,
     );
     expect(out.containers.map((c) => c.containerName)).toEqual(['', 'a']);
   });
@@ -145,7 +146,7 @@ describe('processor output codec', () => {
       const rows = rowsOf(decodedBatch(node, big), () => joined('a'));
       for (const [t, r] of rows) tables.set(t, [...(tables.get(t) ?? []), ...r]);
     }
-    const messages = enrichedMessages(
+    const { messages } = enrichedMessages(
       tables,
       { partition: 0, firstOffset: 0n, lastOffset: 1n },
       codec.encodeEnriched,

@@ -2,13 +2,14 @@
 // decoded with their Avro schemas: what a downstream job (or a person chasing a dead letter)
 // receives. kcat shows these as bytes: they are Avro, single-object or Confluent framed.
 // Reads from the end unless --from-beginning; stops after --max messages or at Ctrl-C.
-// Never commits: a random, throwaway consumer group.
+// Never commits: a random, throwaway consumer group. --schema prints the topic's current,
+// self-contained Avro schema instead (for readers in other languages) and exits.
 import { randomUUID } from 'node:crypto';
 import { Command, InvalidArgumentError } from 'commander';
 import { pino } from 'pino';
 import { loadConfig } from '../../common/config.js';
 import { createKafka, topicNames } from '../../common/kafka.js';
-import { createTopicDecoder, type TopicKind } from '../../processor/src/codec.js';
+import { createTopicDecoder, type TopicKind, topicSchema } from '../../processor/src/codec.js';
 
 const KINDS: readonly TopicKind[] = ['events', 'containers', 'stats', 'deadletter', 'enriched', 'alerts'];
 
@@ -25,11 +26,16 @@ const program = new Command('ktrail tail')
     if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('a positive integer');
     return n;
   })
+  .option('--schema', "print the topic's current Avro schema (self-contained) and exit", false)
   .option('--config <file>', 'ktrail config file (YAML or JSON); KTRAIL_* environment applies too')
   .parse();
 
 const kind = program.processedArgs[0] as TopicKind;
-const opts = program.opts<{ fromBeginning: boolean; max?: number; config?: string }>();
+const opts = program.opts<{ fromBeginning: boolean; max?: number; schema: boolean; config?: string }>();
+if (opts.schema) {
+  process.stdout.write(`${JSON.stringify(topicSchema(kind), null, 2)}\n`);
+  process.exit(0);
+}
 const config = loadConfig({ file: opts.config });
 const names = topicNames(config.kafka.topicPrefix);
 const topic = { ...names, enriched: names.eventsEnriched }[kind];

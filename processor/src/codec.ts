@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type avsc from 'avsc';
 import { REPO_ROOT } from '../../common/repo-root.js';
 import { compileSchema } from '../../schemas/avro-types.js';
-import { expandSchema, loadEventDefinitions } from '../../schemas/catalog.js';
+import { expandSchema, loadCurrentSchemas, loadEventDefinitions } from '../../schemas/catalog.js';
 import {
   createEncoder,
   createSchemaResolver,
@@ -88,6 +88,20 @@ export function createOutputReaders(): { enriched: avsc.Type; alert: avsc.Type }
 /** The topics `createTopicDecoder` reads, by their role (names come from the topic prefix). */
 export type TopicKind = 'events' | 'containers' | 'stats' | 'deadletter' | 'enriched' | 'alerts';
 
+const SCHEMA_BY_TOPIC = {
+  events: 'EventBatch',
+  containers: 'ContainerRecord',
+  stats: 'CollectorStats',
+  deadletter: 'DeadLetter',
+} as const;
+
+/** The current, self-contained writer schema of a topic's messages: what a reader in any language needs. */
+export function topicSchema(kind: TopicKind): Record<string, unknown> {
+  if (kind === 'enriched') return localSchema('EnrichedBatch');
+  if (kind === 'alerts') return localSchema('Alert');
+  return loadCurrentSchemas()[SCHEMA_BY_TOPIC[kind]];
+}
+
 /**
  * Decodes a message of any ktrail topic (`./ktrail tail`): the collector's topics and dead
  * letters through the schema resolver (any known version), the processor's outputs with
@@ -96,14 +110,8 @@ export type TopicKind = 'events' | 'containers' | 'stats' | 'deadletter' | 'enri
 export function createTopicDecoder(): (kind: TopicKind, value: Buffer) => unknown {
   const resolver = createSchemaResolver();
   const outputs = { enriched: localWriter('EnrichedBatch'), alerts: localWriter('Alert') };
-  const bySchema = {
-    events: 'EventBatch',
-    containers: 'ContainerRecord',
-    stats: 'CollectorStats',
-    deadletter: 'DeadLetter',
-  } as const;
   return (kind, value) => {
-    if (kind !== 'enriched' && kind !== 'alerts') return resolver.decodeAs(bySchema[kind], value);
+    if (kind !== 'enriched' && kind !== 'alerts') return resolver.decodeAs(SCHEMA_BY_TOPIC[kind], value);
     const { type, header } = outputs[kind];
     if (value.length < header.length || !value.subarray(0, header.length).equals(header))
       throw new Error(

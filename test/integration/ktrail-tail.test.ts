@@ -3,6 +3,7 @@
 // and a topic role it doesn't know as a usage error.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import avsc from 'avsc';
 import { afterAll, beforeAll, describe, expect, inject } from 'vitest';
 import { topicNames } from '../../common/kafka.js';
 import { createProcessorCodec } from '../../processor/src/codec.js';
@@ -184,6 +185,45 @@ describe('ktrail tail', () => {
       },
     });
   });
+
+  itReal(kafka.missing)(
+    '--schema prints the self-contained schema a reader in another language needs',
+    async () => {
+      const child = spawn(
+        process.execPath,
+        ['--import', 'tsx', 'deploy/local/tail.ts', 'enriched', '--schema'],
+        {
+          cwd: repo,
+          stdio: ['ignore', 'pipe', 'inherit'],
+        },
+      );
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+      });
+      expect(await new Promise((resolve) => child.once('exit', resolve))).toBe(0);
+      // The event records are inlined: avsc compiles it with no other file, and it reads a message.
+      const type = avsc.Type.forSchema(JSON.parse(out), { wrapUnions: true });
+      const bytes = codec.encodeEnriched({
+        node: 'n',
+        sourcePartition: 0,
+        firstOffset: 0n,
+        lastOffset: 0n,
+        firstEvent: 0,
+        containers: [],
+        events: [
+          {
+            timeNs: 5n,
+            joinState: 'host',
+            container: -1,
+            event: sampleEvents().find((e) => e.kind === 'cpu_sample') as never,
+          },
+        ],
+      });
+      const read = type.fromBuffer(bytes.subarray(10)) as { events: { event: Record<string, unknown> }[] };
+      expect(Object.keys(read.events[0]!.event)).toEqual(['io.ktrail.v1.CpuSample']);
+    },
+  );
 
   itReal(kafka.missing)('refuses a topic role it does not know', async () => {
     const run = await tail(['bogus']);

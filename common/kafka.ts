@@ -23,6 +23,7 @@ import kafkajs, {
   logLevel,
   type SASLOptions,
 } from 'kafkajs';
+import type { KtrailConfig } from './config.js';
 import { ConfigError, TransientError } from './errors.js';
 import { createThrottledWarn, type Logger } from './log.js';
 import { loadCodecAddon } from './native-codec.js';
@@ -39,6 +40,19 @@ export interface KafkaClientOptions {
   sasl?: SASLOptions;
   /** Overrides for kafkajs' retry policy (see DEFAULT_RETRY). */
   retry?: KafkaConfig['retry'];
+}
+
+/**
+ * The client options of the `kafka` config section for one component: its client id is the
+ * configured one plus `-<role>` (ktrail-processor), so brokers' logs tell components apart.
+ */
+export function kafkaClientOptions(section: KtrailConfig['kafka'], role?: string): KafkaClientOptions {
+  return {
+    brokers: section.brokers,
+    clientId: role === undefined ? section.clientId : `${section.clientId}-${role}`,
+    ssl: section.ssl,
+    ...(section.sasl === undefined ? {} : { sasl: section.sasl }),
+  };
 }
 
 /**

@@ -6,7 +6,13 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { Registry } from 'prom-client';
 import type { KtrailConfig } from '../../common/config.js';
 import { ConfigError } from '../../common/errors.js';
-import { createKafka, ensureTopics, type TopicNames, topicNames } from '../../common/kafka.js';
+import {
+  createKafka,
+  ensureTopics,
+  kafkaClientOptions,
+  type TopicNames,
+  topicNames,
+} from '../../common/kafka.js';
 import { createLogger } from '../../common/log.js';
 import {
   createEncoder,
@@ -124,15 +130,12 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
   const settings = config.collector;
   const topics = topicNames(config.kafka.topicPrefix);
   let clock = options.clock ?? createBootClock();
-  const kafkaOptions = {
-    brokers: config.kafka.brokers,
-    clientId: config.kafka.clientId,
-    ssl: config.kafka.ssl,
-    // Short: the delivery loop has its own backoff and must get answers while Kafka is down.
-    retry: { retries: 2, initialRetryTime: 100, maxRetryTime: 1_000 },
-  };
   const kafka = createKafka(
-    config.kafka.sasl ? { ...kafkaOptions, sasl: config.kafka.sasl } : kafkaOptions,
+    {
+      ...kafkaClientOptions(config.kafka),
+      // Short: the delivery loop has its own backoff and must get answers while Kafka is down.
+      retry: { retries: 2, initialRetryTime: 100, maxRetryTime: 1_000 },
+    },
     createLogger('collector.kafka'),
   );
   const sink = options.sink ?? createKafkaSink({ kafka });

@@ -8,16 +8,14 @@ import { randomUUID } from 'node:crypto';
 import { Command, InvalidArgumentError } from 'commander';
 import { pino } from 'pino';
 import { loadConfig } from '../../common/config.js';
-import { createKafka, topicNames } from '../../common/kafka.js';
-import { createTopicDecoder, type TopicKind, topicSchema } from '../../processor/src/codec.js';
-
-const KINDS: readonly TopicKind[] = ['events', 'containers', 'stats', 'deadletter', 'enriched', 'alerts'];
+import { createKafka, kafkaClientOptions, topicNames } from '../../common/kafka.js';
+import { createTopicDecoder, TOPIC_KINDS, type TopicKind, topicSchema } from '../../processor/src/codec.js';
 
 const program = new Command('ktrail tail')
   .description("print a ktrail topic's messages as JSON lines, Avro-decoded")
-  .argument('<topic>', `one of ${KINDS.join(', ')}`, (v: string) => {
-    if (!(KINDS as readonly string[]).includes(v))
-      throw new InvalidArgumentError(`one of ${KINDS.join(', ')}`);
+  .argument('<topic>', `one of ${TOPIC_KINDS.join(', ')}`, (v: string) => {
+    if (!(TOPIC_KINDS as readonly string[]).includes(v))
+      throw new InvalidArgumentError(`one of ${TOPIC_KINDS.join(', ')}`);
     return v as TopicKind;
   })
   .option('--from-beginning', 'read the topic from its start, not only new messages', false)
@@ -42,15 +40,7 @@ const topic = { ...names, enriched: names.eventsEnriched }[kind];
 
 // Stdout carries the messages: logs (kafkajs' included) go to stderr, warnings and worse only.
 const log = pino({ name: 'ktrail-tail', level: process.env.KTRAIL_LOG_LEVEL ?? 'warn' }, pino.destination(2));
-const kafka = createKafka(
-  {
-    brokers: config.kafka.brokers,
-    clientId: `${config.kafka.clientId}-tail`,
-    ssl: config.kafka.ssl,
-    ...(config.kafka.sasl === undefined ? {} : { sasl: config.kafka.sasl }),
-  },
-  log,
-);
+const kafka = createKafka(kafkaClientOptions(config.kafka, 'tail'), log);
 const decode = createTopicDecoder();
 const consumer = kafka.consumer({ groupId: `ktrail-tail-${randomUUID()}` });
 let seen = 0;

@@ -4,7 +4,7 @@
 import { Command } from 'commander';
 import { loadConfig } from '../../common/config.js';
 import { ConfigError } from '../../common/errors.js';
-import { createKafka, ensureTopics, topicNames } from '../../common/kafka.js';
+import { createKafka, ensureTopics, kafkaClientOptions, topicNames } from '../../common/kafka.js';
 import { createLogger, setLogLevel } from '../../common/log.js';
 import { createRegistry, startHttpServer } from '../../common/metrics.js';
 import { clickHouseConfigFrom, createClickHouse } from './clickhouse/client.js';
@@ -62,15 +62,7 @@ async function main(): Promise<void> {
     return;
   }
 
-  const kafka = createKafka(
-    {
-      brokers: config.kafka.brokers,
-      clientId: `${config.kafka.clientId}-processor`,
-      ssl: config.kafka.ssl,
-      ...(config.kafka.sasl === undefined ? {} : { sasl: config.kafka.sasl }),
-    },
-    log,
-  );
+  const kafka = createKafka(kafkaClientOptions(config.kafka, 'processor'), log);
   const admin = kafka.admin();
   await admin.connect();
   await ensureTopics(admin, {

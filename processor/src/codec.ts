@@ -80,13 +80,9 @@ export function createProcessorCodec(resolver: SchemaResolver = createSchemaReso
   };
 }
 
-/** Readers for the processor's own outputs (tests and downstream consumers). */
-export function createOutputReaders(): { enriched: avsc.Type; alert: avsc.Type } {
-  return { enriched: localWriter('EnrichedBatch').type, alert: localWriter('Alert').type };
-}
-
 /** The topics `createTopicDecoder` reads, by their role (names come from the topic prefix). */
-export type TopicKind = 'events' | 'containers' | 'stats' | 'deadletter' | 'enriched' | 'alerts';
+export const TOPIC_KINDS = ['events', 'containers', 'stats', 'deadletter', 'enriched', 'alerts'] as const;
+export type TopicKind = (typeof TOPIC_KINDS)[number];
 
 const SCHEMA_BY_TOPIC = {
   events: 'EventBatch',
@@ -103,7 +99,8 @@ export function topicSchema(kind: TopicKind): Record<string, unknown> {
 }
 
 /**
- * Decodes a message of any ktrail topic (`./ktrail tail`): the collector's topics and dead
+ * Decodes a message of any ktrail topic (`./ktrail tail`, tests, downstream readers in
+ * TypeScript): the collector's topics and dead
  * letters through the schema resolver (any known version), the processor's outputs with
  * their current local schema, whose single-object header must match.
  */

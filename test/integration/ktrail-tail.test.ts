@@ -17,9 +17,13 @@ const prefix = `tail-${Date.now().toString(36)}.`;
 const names = topicNames(prefix);
 const codec = createProcessorCodec();
 
-function tail(
-  args: string[],
-): Promise<{ code: number | null; lines: Record<string, unknown>[]; stderr: string }> {
+/** Runs `ktrail tail` against the test's topics; `lines` parses stdout as JSON lines. */
+function tail(args: string[]): Promise<{
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  readonly lines: Record<string, unknown>[];
+}> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'deploy/local/tail.ts', ...args], {
     cwd: repo,
     env: {
@@ -29,23 +33,26 @@ function tail(
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let out = '';
-  let err = '';
+  let stdout = '';
+  let stderr = '';
   child.stdout.on('data', (d: Buffer) => {
-    out += d.toString();
+    stdout += d.toString();
   });
   child.stderr.on('data', (d: Buffer) => {
-    err += d.toString();
+    stderr += d.toString();
   });
   return new Promise((resolve) =>
     child.once('exit', (code) =>
       resolve({
         code,
-        lines: out
-          .split('\n')
-          .filter((l) => l.startsWith('{'))
-          .map((l) => JSON.parse(l) as Record<string, unknown>),
-        stderr: err,
+        stdout,
+        stderr,
+        get lines() {
+          return stdout
+            .split('\n')
+            .filter((l) => l.startsWith('{'))
+            .map((l) => JSON.parse(l) as Record<string, unknown>);
+        },
       }),
     ),
   );
@@ -189,21 +196,10 @@ describe('ktrail tail', () => {
   itReal(kafka.missing)(
     '--schema prints the self-contained schema a reader in another language needs',
     async () => {
-      const child = spawn(
-        process.execPath,
-        ['--import', 'tsx', 'deploy/local/tail.ts', 'enriched', '--schema'],
-        {
-          cwd: repo,
-          stdio: ['ignore', 'pipe', 'inherit'],
-        },
-      );
-      let out = '';
-      child.stdout.on('data', (d: Buffer) => {
-        out += d.toString();
-      });
-      expect(await new Promise((resolve) => child.once('exit', resolve))).toBe(0);
+      const run = await tail(['enriched', '--schema']);
+      expect(run.code).toBe(0);
       // The event records are inlined: avsc compiles it with no other file, and it reads a message.
-      const type = avsc.Type.forSchema(JSON.parse(out), { wrapUnions: true });
+      const type = avsc.Type.forSchema(JSON.parse(run.stdout), { wrapUnions: true });
       const bytes = codec.encodeEnriched({
         node: 'n',
         sourcePartition: 0,

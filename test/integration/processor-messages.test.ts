@@ -18,7 +18,7 @@ import {
   SyntheticNode,
 } from '../../bench/processor/synthetic.js';
 import type { TopicNames } from '../../common/kafka.js';
-import { createOutputReaders, createProcessorCodec } from '../../processor/src/codec.js';
+import { createProcessorCodec, createTopicDecoder } from '../../processor/src/codec.js';
 import type { EnrichedBatch } from '../../processor/src/enriched.js';
 import { createProcessor, type Processor } from '../../processor/src/processor.js';
 import { clickHouseSink } from '../../processor/src/sink.js';
@@ -325,7 +325,7 @@ describe('processor messages', () => {
         messages: [{ key: 'alert-node', value: crashing.next(3) }],
       });
 
-      const readers = createOutputReaders();
+      const decode = createTopicDecoder();
       const enriched: EnrichedBatch[] = [];
       const alerts: Array<Record<string, unknown>> = [];
       const consumer = client.consumer({ groupId: `${groupId}-outputs-reader` });
@@ -334,9 +334,8 @@ describe('processor messages', () => {
       await consumer.run({
         eachMessage: async ({ topic, message }) => {
           if (message.value === null) return;
-          const body = message.value.subarray(10); // single-object header
-          if (topic === names.alerts) alerts.push(readers.alert.fromBuffer(body) as Record<string, unknown>);
-          else enriched.push(readers.enriched.fromBuffer(body) as (typeof enriched)[number]);
+          if (topic === names.alerts) alerts.push(decode('alerts', message.value) as Record<string, unknown>);
+          else enriched.push(decode('enriched', message.value) as EnrichedBatch);
         },
       });
       await until(

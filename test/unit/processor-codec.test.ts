@@ -5,7 +5,7 @@
 // halved while a message is over the size bound, each message numbered by its first event.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { createOutputReaders, createProcessorCodec } from '../../processor/src/codec.js';
+import { createProcessorCodec, createTopicDecoder } from '../../processor/src/codec.js';
 import { type EnrichedBatch, enrichedMessages } from '../../processor/src/enriched.js';
 import type { Row } from '../../processor/src/partition-batch.js';
 import {
@@ -19,8 +19,8 @@ import { sampleEvents } from '../../schemas/samples.js';
 
 const HEADER = 10; // C3 01 + the schema's 8-byte fingerprint
 const codec = createProcessorCodec();
-const { enriched: reader } = createOutputReaders();
-const decode = (value: Buffer) => reader.fromBuffer(value.subarray(HEADER)) as EnrichedBatch;
+const decodeTopic = createTopicDecoder();
+const decode = (value: Buffer) => decodeTopic('enriched', value) as EnrichedBatch;
 
 /** An EventBatch as the processor holds it: read back through the schema resolver. */
 function decodedBatch(node: string, events: unknown[]): DecodedEventBatch {

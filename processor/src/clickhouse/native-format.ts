@@ -234,33 +234,31 @@ const LC_VERSION_SHARED_WITH_ADDITIONAL_KEYS = 1;
 const LC_HAS_ADDITIONAL_KEYS = 1 << 9;
 const LC_NEED_UPDATE_DICTIONARY = 1 << 10;
 
-// Reused by every column: the dictionary of the column being written and each row's index.
+// Reused by every column: the dictionary of the column being written (key -> index, in
+// insertion order, so its keys are the dictionary as written) and each row's index.
 const lcIndex = new Map<string, number>();
-const lcKeys: string[] = [];
 let lcRows = new Uint32Array(1024);
 
 function writeLowCardinality(out: Out, values: readonly unknown[], n: number): boolean {
   lcIndex.clear();
-  lcKeys.length = 0;
   lcIndex.set('', 0);
-  lcKeys.push('');
   if (lcRows.length < n) lcRows = new Uint32Array(n * 2);
   for (let i = 0; i < n; i++) {
     const v = values[i];
     if (typeof v !== 'string') return false;
     let k = lcIndex.get(v);
     if (k === undefined) {
-      k = lcKeys.length;
+      k = lcIndex.size;
       lcIndex.set(v, k);
-      lcKeys.push(v);
     }
     lcRows[i] = k;
   }
-  const width = lcKeys.length <= 0x100 ? 1 : lcKeys.length <= 0x1_0000 ? 2 : 4;
+  const keys = lcIndex.size;
+  const width = keys <= 0x100 ? 1 : keys <= 0x1_0000 ? 2 : 4;
   out.u64(LC_VERSION_SHARED_WITH_ADDITIONAL_KEYS);
   out.u64(LC_HAS_ADDITIONAL_KEYS | LC_NEED_UPDATE_DICTIONARY | (width >> 1)); // 0, 1, 2: UInt8/16/32
-  out.u64(lcKeys.length);
-  for (const key of lcKeys) out.string(key);
+  out.u64(keys);
+  for (const key of lcIndex.keys()) out.string(key);
   out.u64(n);
   out.ensure(n * width);
   const buf = out.buf;

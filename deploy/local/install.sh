@@ -13,6 +13,7 @@ say() { echo "[install] $*"; }
 # One apt transaction for every part: eBPF toolchain, addon build, containers, Kafka, ClickHouse.
 APT_PACKAGES=(
   clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libzstd-dev pkg-config make g++ linux-libc-dev # bpf/ + native/ (zstd: Kafka codec)
+  python3                                                                               # node-gyp builds the addon with it
   docker.io containerd runc busybox-static                                              # container tests
   openjdk-17-jdk-headless maven                                                         # Kafka broker; javac for the Avro interop test
   clickhouse-server                                                                     # HTTP transport tests

@@ -27,6 +27,7 @@ check maven 'command -v mvn' "$(mvn -v 2>/dev/null | head -1 | sed 's/\x1b\[[0-9
 check clang 'command -v clang' "$(clang --version 2>/dev/null | head -1)" "clang missing (compiles bpf/)" "apt-get install -y clang llvm"
 check bpftool 'command -v bpftool' "$(command -v bpftool)" "bpftool missing (vmlinux.h)" "apt-get install -y bpftool"
 check libbpf '[ -e /usr/include/bpf/libbpf.h ]' "libbpf headers" "libbpf-dev missing (bpf/ and native/)" "apt-get install -y libbpf-dev libelf-dev zlib1g-dev"
+check python3 'command -v python3' "$(python3 --version 2>/dev/null)" "python3 missing (node-gyp builds native/ with it)" "apt-get install -y python3"
 check libzstd '[ -e /usr/include/zstd.h ]' "zstd headers" "libzstd-dev missing (native/ codec addon: Kafka zstd batches)" "apt-get install -y libzstd-dev"
 check dockerd 'command -v dockerd' "$(command -v dockerd)" "dockerd missing (container tests)" "deploy/local/docker.sh install"
 check node_modules '[ -d "$ROOT/node_modules/kafkajs" ]' "npm packages installed" "npm packages not installed" "cd $ROOT && npm ci"

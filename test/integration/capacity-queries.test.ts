@@ -18,9 +18,10 @@ import { buildReport, parseTime } from '../../deploy/clickhouse/report.js';
 import { createClickHouse } from '../../processor/src/clickhouse/client.js';
 import { migrate } from '../../processor/src/clickhouse/migrate.js';
 import { insertBatch } from '../../processor/src/clickhouse/writer.js';
+import { fixtureMs } from '../support/fixture-time.js';
 
 const DB = 'capq';
-const T0 = Date.UTC(2026, 10, 20, 10, 0, 0); // 10:00 UTC
+const T0 = fixtureMs(2, 10); // 10:00 UTC two days ago: inside the raw TTL, whole hours
 const ns = (ms: number) => BigInt(ms) * 1_000_000n;
 const iso = (ms: number) => new Date(ms).toISOString().replace('Z', '');
 const GIB = 1024 ** 3;

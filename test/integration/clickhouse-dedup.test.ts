@@ -10,9 +10,10 @@ import {
   toJsonEachRow,
 } from '../../processor/src/clickhouse/writer.js';
 import { createTestChdb, type TestChdb } from '../support/clickhouse.js';
+import { fixtureMs, msToNs } from '../support/fixture-time.js';
 import { itReal } from '../support/real.js';
 
-const BASE_NS = BigInt(Date.UTC(2026, 10, 25, 12, 0, 0)) * 1_000_000n;
+const BASE_NS = msToNs(fixtureMs(1, 12));
 
 function cpuBatch(cgroupId: bigint, n: number) {
   return Array.from({ length: n }, (_, i) => ({

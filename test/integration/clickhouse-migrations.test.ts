@@ -12,12 +12,18 @@ import {
   render,
   splitStatements,
 } from '../../processor/src/clickhouse/migrate.js';
+import { sqlDateTime } from '../../deploy/clickhouse/queries.js';
 import { insertBatch } from '../../processor/src/clickhouse/writer.js';
 import { createTestChdb, type TestChdb } from '../support/clickhouse.js';
+import { fixtureMs, msToNs, utcDayMs } from '../support/fixture-time.js';
 import { itReal } from '../support/real.js';
 
 const NODE = 'node-a';
-const BASE_NS = BigInt(Date.UTC(2026, 10, 25, 10, 0, 0)) * 1_000_000n; // 10:00:00 UTC
+const BASE_MS = fixtureMs(1, 10); // 10:00:00 UTC yesterday
+const BASE_NS = msToNs(BASE_MS);
+/** A minute bucket after BASE as ClickHouse prints it. */
+const at = (minutes: number) => sqlDateTime(new Date(BASE_MS + minutes * 60_000));
+const DAY = sqlDateTime(new Date(utcDayMs(1)));
 
 function common(cgroupId: bigint, timeNs: bigint, extra: Record<string, unknown> = {}) {
   return {
@@ -175,7 +181,7 @@ ALTER TABLE {{database}}.tcp_close MODIFY COMMENT 'wider dedup window';`,
     );
     expect(perMinute).toEqual([
       {
-        bucket: '2026-11-25 10:00:00',
+        bucket: at(0),
         cid: 'c1',
         cpu: '30000000000',
         sw: '600',
@@ -184,7 +190,7 @@ ALTER TABLE {{database}}.tcp_close MODIFY COMMENT 'wider dedup window';`,
         ooms: '0',
       },
       {
-        bucket: '2026-11-25 10:01:00',
+        bucket: at(1),
         cid: 'c1',
         cpu: '30000000000',
         sw: '600',
@@ -194,8 +200,8 @@ ALTER TABLE {{database}}.tcp_close MODIFY COMMENT 'wider dedup window';`,
       },
     ]);
     for (const [table, bucket] of [
-      ['usage_1h', '2026-11-25 10:00:00'],
-      ['usage_1d', '2026-11-25 00:00:00'],
+      ['usage_1h', at(0)],
+      ['usage_1d', DAY],
     ] as const) {
       const rows = await ch.rows<Record<string, unknown>>(
         `SELECT bucket, sum(cpu_ns) AS cpu, quantilesMerge(0.5, 0.95)(mem_bytes) AS mem_q, max(mem_peak_bytes) AS peak,
@@ -268,11 +274,11 @@ ALTER TABLE {{database}}.tcp_close MODIFY COMMENT 'wider dedup window';`,
           `SELECT bucket, sum(cpu_ns) AS cpu FROM ${db}.${table} WHERE cgroup_id = ${cg} GROUP BY bucket ORDER BY bucket`,
         );
       expect(await sums('usage_1m')).toEqual([
-        { bucket: '2026-11-25 10:00:00', cpu: '15000000000' },
-        { bucket: '2026-11-25 10:01:00', cpu: '15000000000' },
+        { bucket: at(0), cpu: '15000000000' },
+        { bucket: at(1), cpu: '15000000000' },
       ]);
-      expect(await sums('usage_1h')).toEqual([{ bucket: '2026-11-25 10:00:00', cpu: '30000000000' }]);
-      expect(await sums('usage_1d')).toEqual([{ bucket: '2026-11-25 00:00:00', cpu: '30000000000' }]);
+      expect(await sums('usage_1h')).toEqual([{ bucket: at(0), cpu: '30000000000' }]);
+      expect(await sums('usage_1d')).toEqual([{ bucket: DAY, cpu: '30000000000' }]);
       const [cores] = await ch.rows<{ q: number[] }>(
         `SELECT quantilesMerge(0.5, 0.95)(cpu_cores) AS q FROM ${db}.usage_1h WHERE cgroup_id = ${cg}`,
       );
@@ -342,7 +348,7 @@ ALTER TABLE {{database}}.tcp_close MODIFY COMMENT 'wider dedup window';`,
       const [c] = await ch.rows<{ started_at: string; stopped_at: string | null; limit: string | null }>(
         `SELECT started_at, stopped_at, cpu_limit_millis AS limit FROM ${db}.containers FINAL`,
       );
-      expect(c).toEqual({ started_at: '2026-11-25 09:59:59.000000000', stopped_at: null, limit: '500' });
+      expect(c).toEqual({ started_at: `${sqlDateTime(new Date(BASE_MS - 1000))}.000000000`, stopped_at: null, limit: '500' });
     },
   );
 
@@ -366,7 +372,7 @@ ALTER TABLE {{database}}.tcp_close MODIFY COMMENT 'wider dedup window';`,
     );
     expect(got).toEqual([
       {
-        hour: '2026-11-25 10:00:00',
+        hour: at(0),
         batches_received: '8',
         batches_duplicated: '1',
         batches_missing: '2',

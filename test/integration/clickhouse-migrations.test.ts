@@ -5,6 +5,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { sqlDateTime } from '../../deploy/clickhouse/queries.js';
 import {
   MIGRATIONS_DIR,
   migrate,
@@ -12,7 +13,6 @@ import {
   render,
   splitStatements,
 } from '../../processor/src/clickhouse/migrate.js';
-import { sqlDateTime } from '../../deploy/clickhouse/queries.js';
 import { insertBatch } from '../../processor/src/clickhouse/writer.js';
 import { createTestChdb, type TestChdb } from '../support/clickhouse.js';
 import { fixtureMs, msToNs, utcDayMs } from '../support/fixture-time.js';
@@ -348,7 +348,11 @@ ALTER TABLE {{database}}.tcp_close MODIFY COMMENT 'wider dedup window';`,
       const [c] = await ch.rows<{ started_at: string; stopped_at: string | null; limit: string | null }>(
         `SELECT started_at, stopped_at, cpu_limit_millis AS limit FROM ${db}.containers FINAL`,
       );
-      expect(c).toEqual({ started_at: `${sqlDateTime(new Date(BASE_MS - 1000))}.000000000`, stopped_at: null, limit: '500' });
+      expect(c).toEqual({
+        started_at: `${sqlDateTime(new Date(BASE_MS - 1000))}.000000000`,
+        stopped_at: null,
+        limit: '500',
+      });
     },
   );
 

@@ -298,7 +298,7 @@ export async function createTopicsAndWait(
 const SETTLING = new Set(['UNKNOWN_TOPIC_OR_PARTITION', 'LEADER_NOT_AVAILABLE', 'NOT_LEADER_FOR_PARTITION']);
 
 /** The kafkajs error type behind an error, looking through its retry wrappers. */
-function kafkajsErrorType(err: unknown): string | undefined {
+export function kafkajsErrorType(err: unknown): string | undefined {
   let current = err as { type?: string; originalError?: unknown; cause?: unknown } | undefined;
   for (let depth = 0; depth < 5 && current; depth++) {
     if (typeof current.type === 'string') return current.type;

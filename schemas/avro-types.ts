@@ -313,7 +313,42 @@ class GuardedMapType extends MapType {
   }
 }
 
+/**
+ * A decoded value outside its type's range. avsc reads an `int` varint of any length, so a
+ * writer can put 2^40 in an int field; ClickHouse would then store 0 or a wrapped value and
+ * the enriched encoder would throw. The codec reports this as dead-letter reason out_of_range.
+ */
+export class OutOfRangeError extends RangeError {}
+
+const { IntType, LongType } = avsc.types as unknown as {
+  IntType: new () => AvroType;
+  LongType: new () => AvroType;
+};
+
+class CheckedIntType extends IntType {
+  _read(tap: Tap): number {
+    const n = tap.readLong();
+    if (n !== (n | 0)) throw new OutOfRangeError(`int out of 32-bit range: ${n}`);
+    return n;
+  }
+}
+
+/** `long` marked as a JS number: u32 kernel fields (pid, uid, exit code), range-checked on read. */
+class U32NumberLongType extends LongType {
+  _read(tap: Tap): number {
+    const n = tap.readLong();
+    if (!(n >= 0 && n <= 0xffff_ffff)) throw new OutOfRangeError(`u32 field out of range: ${n}`);
+    return n;
+  }
+}
+
+const CHECKED_INT: AvroType = new CheckedIntType();
+const U32_NUMBER_LONG: AvroType = new U32NumberLongType();
+
 const NUMBER_LONG_MARK = 'ktrail.js';
+
+const isObject = (s: unknown): s is Record<string, unknown> =>
+  typeof s === 'object' && s !== null && !Array.isArray(s);
 
 function typeHook(schema: unknown, opts: unknown): AvroType | undefined {
   if (
@@ -323,8 +358,10 @@ function typeHook(schema: unknown, opts: unknown): AvroType | undefined {
     (schema as Record<string, unknown>).type === 'long' &&
     (schema as Record<string, unknown>)[NUMBER_LONG_MARK] === 'number'
   ) {
-    return avsc.Type.forSchema('long', { registry: {} }); // avsc's own number long
+    return U32_NUMBER_LONG;
   }
+  if (schema === 'int' || (isObject(schema) && schema.type === 'int' && schema.logicalType === undefined))
+    return CHECKED_INT;
   if (isEventUnion(schema)) return createEventUnion(schema, opts);
   if (typeof schema === 'object' && schema !== null && !Array.isArray(schema)) {
     const type = (schema as Record<string, unknown>).type;
@@ -338,7 +375,7 @@ function typeHook(schema: unknown, opts: unknown): AvroType | undefined {
 export function compileSchema(schema: unknown): AvroType {
   registerKinds(schema);
   return avsc.Type.forSchema(schema as avsc.Schema, {
-    registry: { long: U64_LONG },
+    registry: { long: U64_LONG, int: CHECKED_INT },
     typeHook: typeHook as never,
     wrapUnions: 'auto',
   });

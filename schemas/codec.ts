@@ -6,6 +6,7 @@
 // the current reader schema once per writer, and report anything unreadable as PoisonError.
 import type avsc from 'avsc';
 import { KtrailError, PoisonError } from '../common/errors.js';
+import { OutOfRangeError } from './avro-types.js';
 import {
   type Catalog,
   describeVersion,
@@ -216,7 +217,7 @@ export interface SchemaResolver {
 }
 
 /** PoisonError whose context.reason is the DeadLetter.reason class: unknown_schema,
- * incompatible_schema, undecodable or wrong_schema. */
+ * incompatible_schema, undecodable, out_of_range or wrong_schema. */
 function poison(message: string, context: Record<string, unknown>, cause?: unknown): PoisonError {
   return new PoisonError(message, cause === undefined ? { context } : { cause, context });
 }
@@ -274,7 +275,7 @@ export function createSchemaResolver(options: { registry?: SchemaRegistryClient 
       throw poison(
         `undecodable ${plan.writer.name} body: ${(cause as Error).message}`,
         {
-          reason: 'undecodable',
+          reason: cause instanceof OutOfRangeError ? 'out_of_range' : 'undecodable',
           schema: plan.writer.name,
           writerFingerprint: plan.writer.fingerprintKey,
           bytes: bytes.length,

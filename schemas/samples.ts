@@ -195,6 +195,8 @@ export function sampleDeadLetter(): DeadLetter {
     raw: Buffer.from([0xc3, 0x01, 0, 1, 2, 3, 4, 5, 6, 7, 0xff]),
     consumerGroup: 'ktrail-processor',
     failedAtNs: 1_764_000_000_000_000_000n,
+    rawSize: 11n,
+    rawSha256: null,
   };
 }
 

@@ -460,11 +460,15 @@ export interface DeadLetter {
   reason: string;
   /** Error message with context. */
   error: string;
-  /** The source message value, unchanged; for reason insert_rejected, the rows ClickHouse refused, as JSONEachRow (at most 256 KiB). */
+  /** The source message value; for reason insert_rejected, the rows ClickHouse refused, as JSONEachRow. Cut to at most 256 KiB (see rawSize, rawSha256). */
   raw: Buffer;
   consumerGroup: null | string;
   /** Wall clock (Unix ns). */
   failedAtNs: bigint;
+  /** Size in bytes of the whole source (message value, or rejected rows) before any cut; raw is shorter when it was cut. */
+  rawSize: bigint;
+  /** Hex SHA-256 of the whole source, set when raw was cut (to find the original). */
+  rawSha256: null | string;
 }
 
 /** Every event kind, discriminated by `kind`. */

@@ -7,7 +7,7 @@ import type { Row } from './partition-batch.js';
 import { TIME_NS } from './rows.js';
 
 export interface Alert {
-  kind: 'oom_kill' | 'crash_loop' | 'tcp_spike' | 'data_loss';
+  kind: 'oom_kill' | 'crash_loop' | 'tcp_spike' | 'data_loss' | 'output_skipped';
   node: string;
   container: string;
   containerName: string;

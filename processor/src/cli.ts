@@ -77,7 +77,7 @@ async function main(): Promise<void> {
     topics: processorTopics(names),
     sink: clickHouseSink(clickhouse),
     codec: createProcessorCodec(),
-    options: { ...config.processor },
+    options: { ...config.processor, rawTtlDays: config.clickhouse.ttlRawDays },
   });
   const registry = createRegistry('processor', config.node);
   registerProcessorMetrics(registry, processor);

@@ -45,16 +45,26 @@ const EVENTS_PER_MESSAGE = 2_000;
 
 export type EnrichedSource = { partition: number; firstOffset: bigint; lastOffset: bigint };
 
+export interface EnrichedOutput {
+  messages: { key: string; value: Buffer }[];
+  events: number;
+  eventsByNode: Map<string, number>;
+  /** Source messages (by kafka_offset) whose events could not be encoded: left out, with the error. */
+  failed: Map<string, { error: Error; rows: Row[] }>;
+}
+
 /**
- * The enriched messages of one cut batch (key = node), and how many events they carry. Only rows built from an event (they
- * carry SOURCE_EVENT) take part: event_batches and dead_letters rows are not events.
+ * The enriched messages of one cut batch (key = node), and how many events they carry. Only
+ * rows built from an event (they carry SOURCE_EVENT) take part: event_batches and
+ * dead_letters rows are not events. When an event can't be encoded, every event of its source
+ * message is left out and named in `failed`; the other messages go out as usual.
  */
 export function enrichedMessages(
   tables: ReadonlyMap<string, Row[]>,
   source: EnrichedSource,
   encode: (batch: EnrichedBatch) => Buffer,
   maxBytes = MAX_ENRICHED_MESSAGE_BYTES,
-): { messages: { key: string; value: Buffer }[]; events: number } {
+): EnrichedOutput {
   const byNode = new Map<string, Row[]>();
   for (const rows of tables.values()) {
     if (rows.length === 0 || rows[0]?.[SOURCE_EVENT] === undefined) continue;
@@ -68,15 +78,58 @@ export function enrichedMessages(
       list.push(row);
     }
   }
+  try {
+    return { ...encodeByNode(byNode, source, encode, maxBytes), failed: new Map() };
+  } catch {
+    // The rare path: find the events that fail alone, then leave out their whole messages.
+    const failed = unencodableMessages(byNode, source, encode);
+    for (const [node, rows] of byNode) {
+      const kept = rows.filter((r) => !failed.has(r.kafka_offset as string));
+      if (kept.length > 0) byNode.set(node, kept);
+      else byNode.delete(node);
+    }
+    return { ...encodeByNode(byNode, source, encode, maxBytes), failed };
+  }
+}
+
+function encodeByNode(
+  byNode: Map<string, Row[]>,
+  source: EnrichedSource,
+  encode: (batch: EnrichedBatch) => Buffer,
+  maxBytes: number,
+): Omit<EnrichedOutput, 'failed'> {
   const out: { key: string; value: Buffer }[] = [];
+  const eventsByNode = new Map<string, number>();
   let events = 0;
   for (const [node, rows] of byNode) {
     events += rows.length;
+    eventsByNode.set(node, rows.length);
     for (let i = 0; i < rows.length; i += EVENTS_PER_MESSAGE) {
       encodeFitting(node, rows.slice(i, i + EVENTS_PER_MESSAGE), i, source, encode, maxBytes, out);
     }
   }
-  return { messages: out, events };
+  return { messages: out, events, eventsByNode };
+}
+
+/** Source messages with an event that fails to encode on its own, with all their rows. */
+function unencodableMessages(
+  byNode: Map<string, Row[]>,
+  source: EnrichedSource,
+  encode: (batch: EnrichedBatch) => Buffer,
+): Map<string, { error: Error; rows: Row[] }> {
+  const failed = new Map<string, { error: Error; rows: Row[] }>();
+  for (const [node, rows] of byNode)
+    for (const row of rows) {
+      try {
+        encode(toEnrichedBatch(node, [row], 0, source));
+      } catch (err) {
+        const offset = row.kafka_offset as string;
+        if (!failed.has(offset)) failed.set(offset, { error: err as Error, rows: [] });
+      }
+    }
+  for (const rows of byNode.values())
+    for (const row of rows) failed.get(row.kafka_offset as string)?.rows.push(row);
+  return failed;
 }
 
 /** Encodes rows as one message, or as two halves (recursively) while over maxBytes. */

@@ -17,6 +17,8 @@ const HELP: Record<keyof ProcessorStats, string> = {
   batchesDropped: 'open batches dropped uncommitted on revocation (re-read by the new owner)',
   alerts: 'alerts raised',
   enrichedEvents: 'events published to the enriched topic (again for a batch rebuilt after a crash)',
+  outputSkipped: 'events, alerts and dead letters not published because their topic was down (ingest_losses)',
+  expiredRows: 'rows that arrived already older than their raw table TTL (ingest_losses)',
 };
 
 export function registerProcessorMetrics(registry: Registry, processor: Processor): void {
@@ -31,4 +33,14 @@ export function registerProcessorMetrics(registry: Registry, processor: Processo
       },
     });
   }
+  new Gauge({
+    name: 'ktrail_processor_losses_total',
+    help: 'rows or messages knowingly not delivered in full, by what (a table or topic:<output>) and reason; the ingest_losses table has them per batch',
+    labelNames: ['what', 'reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const l of processor.losses()) this.set({ what: l.what, reason: l.reason }, l.rows);
+    },
+  });
 }

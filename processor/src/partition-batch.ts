@@ -38,6 +38,8 @@ export interface CutBatch {
   rows: number;
   /** Rows written with join_state 'pending' because their metadata did not arrive in time. */
   latePending: number;
+  /** Rows already older than their table's TTL on arrival, by node then table. */
+  expired: Map<string, Map<string, number>>;
 }
 
 /** Fills the join columns of a row from its container record (join_state 'joined'). */
@@ -63,6 +65,7 @@ export class PartitionBatch {
   waitingCount = 0;
   /** Rows that found the late buffer full and went straight to 'pending' (counted, never silent). */
   lateOverflow = 0;
+  private expired = new Map<string, Map<string, number>>();
 
   constructor(private readonly limits: BatchLimits) {}
 
@@ -83,6 +86,16 @@ export class PartitionBatch {
     }
     list.push(row);
     this.rows++;
+  }
+
+  /** A row of `table` that arrived already older than the table's TTL (it will not stay there). */
+  countExpired(node: string, table: string): void {
+    let perNode = this.expired.get(node);
+    if (perNode === undefined) {
+      perNode = new Map();
+      this.expired.set(node, perNode);
+    }
+    perNode.set(table, (perNode.get(table) ?? 0) + 1);
   }
 
   /**
@@ -182,6 +195,7 @@ export class PartitionBatch {
       tables: this.tables,
       rows: this.rows,
       latePending: this.waitingCount + this.lateOverflow,
+      expired: this.expired,
     };
   }
 

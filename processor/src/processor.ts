@@ -21,6 +21,7 @@ import type { DeadLetter } from '../../schemas/types.js';
 import { type Alert, AlertEngine, type AlertRules } from './alerts.js';
 import { coPartitionedAssigner } from './assigner.js';
 import { toJsonEachRow } from './clickhouse/writer.js';
+import { boundedDeadLetter, type DeadLetterSource, REASON, reasonOf, requireValue } from './dead-letters.js';
 import { type EnrichedBatch, enrichedMessages } from './enriched.js';
 import { isContainerCgroupPath, MetadataTable } from './metadata-table.js';
 import {
@@ -37,21 +38,30 @@ import {
   splitRejected,
 } from './partition-batch.js';
 import {
-  batchRow,
-  buildRow,
+  buildMessageRows,
   COLLECTOR_STATS_TABLE,
   CONTAINERS_TABLE,
   containerMetaFromRecord,
   containerRow,
   DEAD_LETTERS_TABLE,
+  type DecodedEvent,
   type DecodedEventBatch,
   deadLetterRow,
   EVENT_BATCHES_TABLE,
-  SOURCE_EVENT,
+  INGEST_LOSSES_TABLE,
+  type LossRow,
+  lossRow,
   statsRow,
+  TIME_NS,
   tableForKind,
-  wallClockNs,
 } from './rows.js';
+import {
+  countByKey,
+  DEFAULT_OUTPUT_OPTIONS,
+  OptionalOutputs,
+  type OutputOptions,
+  type OutputSend,
+} from './side-outputs.js';
 
 /** Where rows go: one insert per (table, batch), deduplicated by token. Throws KtrailError. */
 export interface RowSink {
@@ -112,6 +122,10 @@ export interface ProcessorOptions {
   retryInitialMs?: number;
   retryMaxMs?: number;
   sessionTimeoutMs?: number;
+  /** The raw tables' TTL: rows older than this on arrival are counted (ingest_losses); unset = not counted. */
+  rawTtlDays?: number;
+  /** Time budget and backoff of the Kafka outputs (side-outputs.ts). */
+  outputs?: Partial<OutputOptions>;
 }
 
 /** What tests and metrics observe; no behaviour depends on a listener. */
@@ -144,6 +158,17 @@ export interface ProcessorStats {
   alerts: number;
   /** Events published to the enriched topic (a batch rebuilt after a crash publishes again). */
   enrichedEvents: number;
+  /** Events, alerts and dead letters not published because their output topic was down (see losses()). */
+  outputSkipped: number;
+  /** Rows that arrived already older than their raw table's TTL (see losses()). */
+  expiredRows: number;
+}
+
+/** A committed loss by what (a table or `topic:<output>`) and reason: the ingest_losses rows, summed. */
+export interface LossCount {
+  what: string;
+  reason: string;
+  rows: number;
 }
 
 export interface Processor {
@@ -151,6 +176,8 @@ export interface Processor {
   /** Stop consuming, flush and commit what is owned, leave the group. Runs once. */
   stop(): Promise<void>;
   stats(): ProcessorStats;
+  /** Committed losses since start, by what and reason (metrics). */
+  losses(): LossCount[];
   ready(): boolean;
   memberId(): string;
 }
@@ -179,16 +206,6 @@ interface PartitionState {
 }
 
 class LostPartitionError extends Error {}
-
-/**
- * Bound on the `raw` of a dead letter of rejected rows: it must fit a Kafka message (1 MB by
- * default, with the rest of the DeadLetter), and a batch of many bad messages must not hold
- * many copies of large bodies. Longer bodies are cut, and the error says so.
- */
-const MAX_REJECTED_RAW_BYTES = 256 * 1024;
-
-/** Reason of a dead letter whose rows ClickHouse refused on insert (bad data). */
-export const INSERT_REJECTED = 'insert_rejected';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -235,7 +252,14 @@ export function createProcessor(deps: {
     // a 5-6 s latency for the first messages after every assignment.
     maxWaitTimeInMs: Math.min(500, options.batchMaxMs),
   });
-  const producer: Producer = kafka.producer({ allowAutoTopicCreation: false });
+  // Every produce is to an output that must not stall ingestion: kafkajs' own retries are
+  // kept short, and OptionalOutputs bounds each send and skips (counted) what fails.
+  const producer: Producer = kafka.producer({
+    allowAutoTopicCreation: false,
+    retry: { retries: 2, initialRetryTime: 100, maxRetryTime: 1_000 },
+  });
+  const outputs = new OptionalOutputs(producer, { ...DEFAULT_OUTPUT_OPTIONS, ...options.outputs }, log);
+  const rawTtlMs = options.rawTtlDays === undefined ? undefined : options.rawTtlDays * 86_400_000;
   const admin = kafka.admin();
 
   const stats: ProcessorStats = {
@@ -253,7 +277,20 @@ export function createProcessor(deps: {
     batchesDropped: 0,
     alerts: 0,
     enrichedEvents: 0,
+    outputSkipped: 0,
+    expiredRows: 0,
   };
+  const lossCounts = new Map<string, LossCount>();
+
+  /** Counts a committed loss (stats, metrics). */
+  function countLoss(loss: LossRow): void {
+    const key = `${loss.what}\u0000${loss.reason}`;
+    const c = lossCounts.get(key);
+    if (c === undefined) lossCounts.set(key, { what: loss.what, reason: loss.reason, rows: loss.rows });
+    else c.rows += loss.rows;
+    if (loss.reason === 'older_than_ttl') stats.expiredRows += loss.rows;
+    else stats.outputSkipped += loss.rows;
+  }
 
   let generation = 0;
   let memberId = '';
@@ -424,26 +461,30 @@ export function createProcessor(deps: {
     err: unknown,
     reasonOverride?: string,
   ): DeadLetter {
-    const reason =
-      reasonOverride ??
-      (err instanceof PoisonError ? String(err.context.reason ?? 'undecodable') : 'undecodable');
-    stats.deadLetters++;
-    warnDeadLetter(
+    const reason = reasonOverride ?? reasonOf(err);
+    const error = (err as Error).message ?? String(err);
+    noteDeadLetter(reason, { topic, partition: state.partition, offset: message.offset, err: error });
+    return boundedDeadLetter(
+      sourceOf(state, topic, BigInt(message.offset), message.key),
       reason,
-      { topic, partition: state.partition, offset: message.offset, reason, err: (err as Error).message },
-      'dead letter',
+      error,
+      message.value ?? Buffer.alloc(0),
     );
-    return {
-      sourceTopic: topic,
-      sourcePartition: state.partition,
-      sourceOffset: BigInt(message.offset),
-      key: message.key,
-      reason,
-      error: (err as Error).message ?? String(err),
-      raw: message.value ?? Buffer.alloc(0),
-      consumerGroup: options.groupId,
-      failedAtNs: BigInt(Date.now()) * 1_000_000n,
-    };
+  }
+
+  function sourceOf(
+    state: PartitionState,
+    topic: string,
+    offset: bigint,
+    key: Buffer | null,
+  ): DeadLetterSource {
+    return { topic, partition: state.partition, offset, key, consumerGroup: options.groupId };
+  }
+
+  /** Counts a dead letter and logs a sample per reason. */
+  function noteDeadLetter(reason: string, fields: Record<string, unknown>): void {
+    stats.deadLetters++;
+    warnDeadLetter(reason, { ...fields, reason }, 'dead letter');
   }
 
   /**
@@ -462,40 +503,48 @@ export function createProcessor(deps: {
     if (topic === topics.events) state.batch.addRow(DEAD_LETTERS_TABLE, deadLetterRow(dl));
   }
 
+  /**
+   * One events message: decoded and turned into rows as a whole (any failure makes the whole
+   * message a dead letter, never a part of it), then joined. Rows already older than their
+   * table's TTL are still written (the rollups keep them) and counted.
+   */
   function processEventMessage(
     state: PartitionState,
     message: { offset: string; key: Buffer | null; value: Buffer | null },
     now: number,
   ): void {
     const offset = BigInt(message.offset);
-    state.batch.addMessage(offset, now);
+    const batch = state.batch;
+    batch.addMessage(offset, now);
     stats.messages++;
     let decoded: DecodedEventBatch;
+    let built: ReturnType<typeof buildMessageRows>;
     try {
-      if (message.value === null)
-        throw new PoisonError('empty message value', { context: { reason: 'undecodable' } });
-      decoded = codec.decodeEventBatch(message.value);
+      decoded = codec.decodeEventBatch(requireValue(message.value));
+      built = buildMessageRows(decoded, state.partition, String(offset), options.enrichedTopic);
+      state.alerts.observeSequence(
+        decoded.node,
+        decoded.bootId,
+        decoded.sequence,
+        decoded.producedAtNs,
+        state.pendingAlerts,
+      );
     } catch (err) {
       deadLetter(state, topics.events, message, err);
       return;
     }
     const node = decoded.node;
     const table = state.metadata;
-    const batch = state.batch;
-    const offsetText = String(offset);
-    batch.addRow(EVENT_BATCHES_TABLE, batchRow(decoded, state.partition, offsetText));
-    state.alerts.observeSequence(
-      node,
-      decoded.bootId,
-      decoded.sequence,
-      decoded.producedAtNs,
-      state.pendingAlerts,
-    );
-    for (const ev of decoded.events) {
-      const timeNs = wallClockNs(decoded, ev.tsNs);
-      const row = buildRow(decoded, ev, timeNs, state.partition, offsetText);
-      if (options.enrichedTopic) row[SOURCE_EVENT] = ev;
-      batch.addRow(tableForKind(ev.kind), row);
+    const expiredBeforeNs = rawTtlMs === undefined ? -1n : BigInt(now - rawTtlMs) * 1_000_000n;
+    batch.addRow(EVENT_BATCHES_TABLE, built.envelope);
+    const events = decoded.events;
+    for (let i = 0; i < events.length; i++) {
+      const ev = events[i] as DecodedEvent;
+      const row = built.rows[i] as Row;
+      const timeNs = row[TIME_NS] as bigint;
+      const kindTable = tableForKind(ev.kind);
+      batch.addRow(kindTable, row);
+      if (timeNs < expiredBeforeNs) batch.countExpired(node, kindTable);
       if (ev.kind === 'cgroup_mkdir' && typeof ev.path === 'string' && !isContainerCgroupPath(ev.path)) {
         table.markHost(node, ev.cgroupId);
         batch.resolveHost(node, ev.cgroupId);
@@ -508,7 +557,7 @@ export function createProcessor(deps: {
       if (meta !== undefined) applyJoin(row, meta);
       else if (!batch.addWaiting(row, node, ev.cgroupId, timeNs, now)) stats.lateOverflow++;
     }
-    stats.events += decoded.events.length;
+    stats.events += events.length;
   }
 
   /**
@@ -597,44 +646,30 @@ export function createProcessor(deps: {
    * holding every message's bytes until its batch commits would grow every batch for a rare
    * path), and only this table refused its rows, while the message's rows in other tables
    * (event_batches, other kinds) landed, so replaying the message would duplicate them. The
-   * rows can be inserted as they are once the data or the table is fixed. Cut at
-   * MAX_REJECTED_RAW_BYTES. `key` is null: rows do not keep the message key.
+   * rows can be inserted as they are once the data or the table is fixed (bounded: see
+   * dead-letters.ts). `key` is null: rows do not keep the message key.
    */
   function rejectedDeadLetter(
     state: PartitionState,
     table: string,
     message: MessageRows & { error: PoisonError },
   ): DeadLetter {
-    let raw = Buffer.from(toJsonEachRow(message.rows));
-    const size = raw.length;
-    if (size > MAX_REJECTED_RAW_BYTES) raw = Buffer.from(raw.subarray(0, MAX_REJECTED_RAW_BYTES)); // a copy: drops the rest
-    const cutNote = size > raw.length ? `, cut to ${raw.length} of ${size} bytes` : '';
-    const error = `insert into ${table} rejected ${message.rows.length} rows of this message (raw: the rows as JSONEachRow${cutNote}): ${message.error.message}`;
-    stats.deadLetters++;
-    warnDeadLetter(
-      INSERT_REJECTED,
-      {
-        topic: topics.events,
-        partition: state.partition,
-        offset: String(message.offset),
-        table,
-        rows: message.rows.length,
-        reason: INSERT_REJECTED,
-        err: message.error.message,
-      },
-      'dead letter',
-    );
-    return {
-      sourceTopic: topics.events,
-      sourcePartition: state.partition,
-      sourceOffset: message.offset,
-      key: null,
-      reason: INSERT_REJECTED,
+    const error = `insert into ${table} rejected ${message.rows.length} rows of this message (raw: the rows as JSONEachRow): ${message.error.message}`;
+    const reason = reasonOf(message.error, REASON.insertRejected);
+    noteDeadLetter(reason, {
+      topic: topics.events,
+      partition: state.partition,
+      offset: String(message.offset),
+      table,
+      rows: message.rows.length,
+      err: message.error.message,
+    });
+    return boundedDeadLetter(
+      sourceOf(state, topics.events, message.offset, null),
+      reason,
       error,
-      raw,
-      consumerGroup: options.groupId,
-      failedAtNs: BigInt(Date.now()) * 1_000_000n,
-    };
+      Buffer.from(toJsonEachRow(message.rows)),
+    );
   }
 
   async function withRetry(state: PartitionState, what: string, fn: () => Promise<void>): Promise<void> {
@@ -755,6 +790,12 @@ export function createProcessor(deps: {
     }
   }
 
+  /**
+   * Writes one cut: every table's rows (rejected messages split off as dead letters), the
+   * side outputs built (a message whose output can't be built becomes a dead letter), the
+   * dead letters, the outputs published (skipped and counted when their topic is down),
+   * the batch's losses, then the commit. Every insert carries the batch's token.
+   */
   async function writeCut(
     state: PartitionState,
     cut: CutBatch,
@@ -762,6 +803,7 @@ export function createProcessor(deps: {
     deadLetters: DeadLetter[],
     alerts: Alert[],
   ): Promise<void> {
+    const committedLosses: LossRow[] = [];
     try {
       // Record the cut before any insert, unless an earlier owner already did.
       if (!wasForced) await commit(state, cut.firstOffset, encodeCut(cut.lastOffset));
@@ -777,18 +819,23 @@ export function createProcessor(deps: {
         }
         await beat(); // a batch of many tables can take longer than a session timeout
       }
-      // Dead letters last, under the batch's token like every table: they include the rows
-      // rejected above, and a rebuilt batch rejects the same messages (its repeat is dropped).
-      const deadRows = [...(cut.tables.get(DEAD_LETTERS_TABLE) ?? []), ...rejected.map(deadLetterRow)];
-      if (deadRows.length > 0) {
-        const token = cutToken(state, cut, DEAD_LETTERS_TABLE);
-        await withRetry(state, `insert ${DEAD_LETTERS_TABLE}`, () =>
-          sink.insert(DEAD_LETTERS_TABLE, deadRows, token),
-        );
-      }
-      await produceSideOutputs(state, cut, [...deadLetters, ...rejected], alerts);
+      const built = buildSideOutputs(state, cut, alerts);
+      // Dead letters after the tables, under the batch's token like every table: they include
+      // the rows rejected above, and a rebuilt batch rejects the same messages (its repeat is
+      // dropped).
+      const newDead = [...rejected, ...built.deadLetters];
+      const deadRows = [...(cut.tables.get(DEAD_LETTERS_TABLE) ?? []), ...newDead.map(deadLetterRow)];
+      await insertWhole(state, cut, DEAD_LETTERS_TABLE, deadRows);
+      const allDead = [...deadLetters, ...newDead];
+      const skipped = await publishSideOutputs(state, cut, allDead, built.sends);
+      committedLosses.push(...expiredLosses(cut), ...built.losses, ...skipped);
+      const now = Date.now();
+      const lossRows = committedLosses.map((l) =>
+        lossRow(l, state.partition, cut.firstOffset, cut.lastOffset, now),
+      );
+      await insertWhole(state, cut, INGEST_LOSSES_TABLE, lossRows);
       await commit(state, cut.lastOffset + 1n, null);
-      cut.rows += rejected.length - rejectedRows;
+      cut.rows += newDead.length - rejectedRows;
     } catch (err) {
       if (err instanceof LostPartitionError) {
         stats.batchesDropped++;
@@ -802,6 +849,7 @@ export function createProcessor(deps: {
       }
       throw err;
     }
+    for (const loss of committedLosses) countLoss(loss);
     stats.rowsWritten += cut.rows;
     stats.batchesCommitted++;
     hooks.onCommitted?.({
@@ -814,45 +862,217 @@ export function createProcessor(deps: {
     });
   }
 
-  async function produceSideOutputs(
+  /** One table's rows of a cut under the cut's token, retried until written (or the partition is lost). */
+  async function insertWhole(
+    state: PartitionState,
+    cut: CutBatch,
+    table: string,
+    rows: Row[],
+  ): Promise<void> {
+    if (rows.length === 0) return;
+    const token = cutToken(state, cut, table);
+    await withRetry(state, `insert ${table}`, () => sink.insert(table, rows, token));
+  }
+
+  /** The cut's rows that arrived older than their raw table's TTL, as losses. */
+  function expiredLosses(cut: CutBatch): LossRow[] {
+    const out: LossRow[] = [];
+    for (const [node, perTable] of cut.expired)
+      for (const [table, rows] of perTable)
+        out.push({
+          node,
+          what: table,
+          reason: 'older_than_ttl',
+          rows,
+          detail: `TTL ${options.rawTtlDays} days`,
+        });
+    return out;
+  }
+
+  /**
+   * The alerts and enriched messages of a cut, built before anything is published. Alert
+   * rules and the enriched encoder run per row; a row that makes either throw turns its
+   * whole source message into one dead letter (reason output_failed) and leaves it out of
+   * the outputs, while its rows stay in ClickHouse. A failure that can't be pinned on a
+   * message skips that output for this batch (counted as a loss).
+   */
+  function buildSideOutputs(
+    state: PartitionState,
+    cut: CutBatch,
+    alerts: Alert[],
+  ): { sends: OutputSend[]; deadLetters: DeadLetter[]; losses: LossRow[] } {
+    const failed = new Map<string, { error: string; rows: Row[] }>();
+    const fail = (offset: string, error: string, rows: Row[]) => {
+      const f = failed.get(offset);
+      if (f === undefined) failed.set(offset, { error, rows });
+      else f.rows.push(...rows);
+    };
+    for (const [table, rows] of cut.tables) {
+      if (table === DEAD_LETTERS_TABLE || table === EVENT_BATCHES_TABLE) continue;
+      for (const row of rows) {
+        try {
+          state.alerts.observe(table, row, alerts);
+        } catch (err) {
+          fail(row.kafka_offset as string, `alert rules: ${(err as Error).message}`, [row]);
+        }
+      }
+    }
+    const losses: LossRow[] = [];
+    const sends: OutputSend[] = [];
+    const alertMessages: { key: string | null; value: Buffer }[] = [];
+    for (const a of alerts) {
+      try {
+        alertMessages.push({ key: a.node, value: codec.encodeAlert(a) });
+      } catch (err) {
+        log.error(
+          { err: (err as Error).message, kind: a.kind, node: a.node },
+          'alert not encodable; skipped',
+        );
+        losses.push({
+          node: a.node,
+          what: `topic:alerts`,
+          reason: 'output_skipped',
+          rows: 1,
+          detail: 'encode_failed',
+        });
+      }
+    }
+    sends.push({
+      output: 'alerts',
+      topic: topics.alerts,
+      messages: alertMessages,
+      events: alertMessages.length,
+      eventsByNode: countByKey(alertMessages),
+    });
+    if (options.enrichedTopic) {
+      const source = { partition: state.partition, firstOffset: cut.firstOffset, lastOffset: cut.lastOffset };
+      try {
+        const enriched = enrichedMessages(cut.tables, source, codec.encodeEnriched);
+        for (const [offset, f] of enriched.failed)
+          fail(offset, `enriched output: ${f.error.message}`, f.rows);
+        sends.unshift({
+          output: 'enriched',
+          topic: topics.enriched,
+          messages: enriched.messages,
+          events: enriched.events,
+          eventsByNode: enriched.eventsByNode,
+        });
+      } catch (err) {
+        log.error(
+          { err: (err as Error).message, partition: state.partition },
+          'enriched output not buildable',
+        );
+        for (const [node, rows] of eventsPerNode(cut))
+          losses.push({
+            node,
+            what: 'topic:enriched',
+            reason: 'output_skipped',
+            rows,
+            detail: 'encode_failed',
+          });
+      }
+    }
+    const deadLetters: DeadLetter[] = [];
+    for (const [offset, f] of failed) {
+      noteDeadLetter(REASON.outputFailed, {
+        topic: topics.events,
+        partition: state.partition,
+        offset,
+        err: f.error,
+      });
+      const raw = Buffer.from(toJsonEachRow(f.rows));
+      deadLetters.push(
+        boundedDeadLetter(
+          sourceOf(state, topics.events, BigInt(offset), null),
+          REASON.outputFailed,
+          f.error,
+          raw,
+        ),
+      );
+    }
+    return { sends, deadLetters, losses };
+  }
+
+  /** Events of a cut per node (rows built from an event). */
+  function eventsPerNode(cut: CutBatch): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [table, rows] of cut.tables) {
+      if (table === DEAD_LETTERS_TABLE || table === EVENT_BATCHES_TABLE) continue;
+      for (const row of rows) out.set(row.node as string, (out.get(row.node as string) ?? 0) + 1);
+    }
+    return out;
+  }
+
+  /**
+   * Publishes dead letters, enriched events and alerts; an output that is down is skipped,
+   * and what it skipped comes back as losses. An output that just went down raises an alert
+   * (published with this batch's alerts, unless the alerts topic is the one down).
+   */
+  async function publishSideOutputs(
     state: PartitionState,
     cut: CutBatch,
     deadLetters: DeadLetter[],
-    alerts: Alert[],
-  ): Promise<void> {
-    for (const [table, rows] of cut.tables) {
-      if (table === DEAD_LETTERS_TABLE || table === EVENT_BATCHES_TABLE) continue;
-      for (const row of rows) state.alerts.observe(table, row, alerts);
-    }
-    const sends: { topic: string; messages: { key: string | null; value: Buffer }[] }[] = [];
-    if (deadLetters.length > 0)
-      sends.push({
+    sends: OutputSend[],
+  ): Promise<LossRow[]> {
+    const all: OutputSend[] = [
+      {
+        output: 'deadletter',
         topic: topics.deadletter,
         messages: deadLetters.map((d) => ({ key: null, value: codec.encodeDeadLetter(d) })),
-      });
-    if (alerts.length > 0) {
-      stats.alerts += alerts.length;
-      sends.push({
-        topic: topics.alerts,
-        messages: alerts.map((a) => ({ key: a.node, value: codec.encodeAlert(a) })),
-      });
+        events: deadLetters.length,
+        eventsByNode: new Map([['', deadLetters.length]]),
+      },
+      ...sends,
+    ];
+    const losses: LossRow[] = [];
+    for (const send of all) {
+      if (send.messages.length === 0) continue;
+      if (!stillOwned(state)) throw new LostPartitionError(`publish ${send.output}`);
+      const result = await outputs.publish(send);
+      if (!result.skipped) {
+        if (send.output === 'enriched') stats.enrichedEvents += send.events;
+        if (send.output === 'alerts') stats.alerts += send.events;
+        continue;
+      }
+      for (const [node, rows] of send.eventsByNode)
+        losses.push({
+          node,
+          what: `topic:${send.output}`,
+          reason: 'output_skipped',
+          rows,
+          detail: result.reason,
+        });
+      if (result.wentDown && send.output !== 'alerts') {
+        const alert = outputDownAlert(state, cut, send, result.reason);
+        const alertsSend = all.find((x) => x.output === 'alerts');
+        if (alertsSend !== undefined) {
+          alertsSend.messages.push({ key: null, value: codec.encodeAlert(alert) });
+          alertsSend.events++;
+          alertsSend.eventsByNode.set('', (alertsSend.eventsByNode.get('') ?? 0) + 1);
+        }
+      }
     }
-    let enrichedEvents = 0;
-    if (options.enrichedTopic) {
-      const source = { partition: state.partition, firstOffset: cut.firstOffset, lastOffset: cut.lastOffset };
-      const enriched = enrichedMessages(cut.tables, source, codec.encodeEnriched);
-      if (enriched.messages.length > 0) sends.push({ topic: topics.enriched, messages: enriched.messages });
-      enrichedEvents = enriched.events;
-    }
-    if (sends.length === 0) return;
-    // At-least-once: a batch rebuilt after a crash produces these again.
-    // The broker's message.max.bytes bounds one record batch (one produce per partition),
-    // so big outputs go out in requests of bounded size.
-    const requests = chunkBySize(sends, 800_000);
-    await withRetry(state, 'produce side outputs', async () => {
-      for (const topicMessages of requests) await producer.sendBatch({ topicMessages, acks: -1 });
-    });
-    stats.enrichedEvents += enrichedEvents;
+    return losses;
+  }
+
+  function outputDownAlert(state: PartitionState, cut: CutBatch, send: OutputSend, reason: string): Alert {
+    return {
+      kind: 'output_skipped',
+      node: '',
+      container: '',
+      containerName: '',
+      namespace: '',
+      pod: '',
+      timeNs: BigInt(Date.now()) * 1_000_000n,
+      details: {
+        output: send.output,
+        topic: send.topic,
+        reason,
+        partition: String(state.partition),
+        firstOffset: String(cut.firstOffset),
+        lastOffset: String(cut.lastOffset),
+      },
+    };
   }
 
   async function onEventsBatch(payload: EachBatchPayload, state: PartitionState): Promise<void> {
@@ -956,12 +1176,10 @@ export function createProcessor(deps: {
       let table = COLLECTOR_STATS_TABLE;
       let row: Row;
       try {
-        if (message.value === null)
-          throw new PoisonError('empty message value', { context: { reason: 'undecodable' } });
-        row = statsRow(codec.decodeCollectorStats(message.value));
+        row = statsRow(codec.decodeCollectorStats(requireValue(message.value)));
       } catch (err) {
         const dl = toDeadLetter(state, topic, message, err);
-        await produceDeadLetter(state, dl);
+        await produceDeadLetter(dl);
         table = DEAD_LETTERS_TABLE;
         row = deadLetterRow(dl);
       }
@@ -970,8 +1188,8 @@ export function createProcessor(deps: {
         const rejection = await insertOrReject(state, table, [row], token(table));
         if (rejection !== undefined) {
           // One message is one row here, and the message is at hand: raw is its bytes.
-          const dl = toDeadLetter(state, topic, message, rejection, INSERT_REJECTED);
-          await produceDeadLetter(state, dl);
+          const dl = toDeadLetter(state, topic, message, rejection, REASON.insertRejected);
+          await produceDeadLetter(dl);
           await withRetry(state, `insert ${DEAD_LETTERS_TABLE}`, () =>
             sink.insert(DEAD_LETTERS_TABLE, [deadLetterRow(dl)], token(DEAD_LETTERS_TABLE)),
           );
@@ -987,15 +1205,23 @@ export function createProcessor(deps: {
     }
   }
 
-  /** One dead letter to the topic, at-least-once (given up only when the partition is lost). */
-  async function produceDeadLetter(state: PartitionState, dl: DeadLetter): Promise<void> {
-    await withRetry(state, 'produce dead letter', async () => {
-      await producer.send({
-        topic: topics.deadletter,
-        messages: [{ key: null, value: codec.encodeDeadLetter(dl) }],
-        acks: -1,
+  /** One dead letter to the topic; a skip (topic down) is counted, the table has the dead letter anyway. */
+  async function produceDeadLetter(dl: DeadLetter): Promise<void> {
+    const result = await outputs.publish({
+      output: 'deadletter',
+      topic: topics.deadletter,
+      messages: [{ key: null, value: codec.encodeDeadLetter(dl) }],
+      events: 1,
+      eventsByNode: new Map([['', 1]]),
+    });
+    if (result.skipped)
+      countLoss({
+        node: '',
+        what: 'topic:deadletter',
+        reason: 'output_skipped',
+        rows: 1,
+        detail: result.reason,
       });
-    }).catch(() => undefined);
   }
 
   function tick(): void {
@@ -1078,32 +1304,8 @@ export function createProcessor(deps: {
       return stopping;
     },
     stats: () => ({ ...stats }),
+    losses: () => [...lossCounts.values()].map((c) => ({ ...c })),
     ready: () => running && [...states.values()].every((s) => s.restored),
     memberId: () => memberId,
   };
-}
-
-type TopicMessages = { topic: string; messages: { key: string | null; value: Buffer }[] };
-
-/** Splits outgoing messages into sendBatch requests of at most ~maxBytes of values each. */
-function chunkBySize(sends: TopicMessages[], maxBytes: number): TopicMessages[][] {
-  const out: TopicMessages[][] = [];
-  let current: TopicMessages[] = [];
-  let bytes = 0;
-  for (const { topic, messages } of sends) {
-    let group: TopicMessages = { topic, messages: [] };
-    current.push(group);
-    for (const m of messages) {
-      if (bytes + m.value.length > maxBytes && bytes > 0) {
-        out.push(current);
-        group = { topic, messages: [] };
-        current = [group];
-        bytes = 0;
-      }
-      group.messages.push(m);
-      bytes += m.value.length;
-    }
-  }
-  if (bytes > 0) out.push(current.filter((g) => g.messages.length > 0));
-  return out;
 }

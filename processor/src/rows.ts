@@ -1,6 +1,7 @@
 // Event -> ClickHouse row. Column names follow docs/events.md: Avro camelCase field ->
 // ClickHouse snake_case column; every row also carries the node, boot id, wall-clock time
 // and the join columns. Kind -> table is one table per event kind.
+import { PoisonError } from '../../common/errors.js';
 import type { DeadLetter } from '../../schemas/types.js';
 import type { ContainerMeta } from './metadata-table.js';
 import type { Row } from './partition-batch.js';
@@ -30,6 +31,35 @@ export const DEAD_LETTERS_TABLE = 'dead_letters';
 export const EVENT_BATCHES_TABLE = 'event_batches';
 export const CONTAINERS_TABLE = 'containers';
 export const COLLECTOR_STATS_TABLE = 'collector_stats';
+export const INGEST_LOSSES_TABLE = 'ingest_losses';
+
+/**
+ * Something a batch knowingly did not deliver in full (deploy/clickhouse/migrations/0006):
+ * `what` is a raw table (reason older_than_ttl) or `topic:<output>` (reason output_skipped,
+ * `detail` the Kafka error).
+ */
+export interface LossRow {
+  node: string;
+  what: string;
+  reason: string;
+  rows: number;
+  detail: string;
+}
+
+/** An ingest_losses row for one batch [first, last] of a partition. */
+export function lossRow(loss: LossRow, partition: number, first: bigint, last: bigint, nowMs: number): Row {
+  return {
+    node: loss.node,
+    what: loss.what,
+    reason: loss.reason,
+    rows: loss.rows,
+    source_partition: partition,
+    first_offset: String(first),
+    last_offset: String(last),
+    detail: loss.detail,
+    recorded_at_ns: String(BigInt(nowMs) * 1_000_000n),
+  };
+}
 
 const snakeCache = new Map<string, string>();
 
@@ -147,6 +177,46 @@ export function u64Value(v: bigint): number | string {
   return v <= MAX_SAFE && v >= -MAX_SAFE ? Number(v) : String(v);
 }
 
+/**
+ * The largest wall-clock time a row can carry: DateTime64(9) is an Int64 of ns, so
+ * 2262-04-11T23:47:16.854775807Z. A node with a bad clock sends later times, which
+ * ClickHouse refuses (DECIMAL_OVERFLOW) for the whole insert.
+ */
+export const MAX_TIME_NS = 0x7fff_ffff_ffff_ffffn;
+
+/** Throws PoisonError (reason out_of_range) for a wall-clock time no row can hold. */
+export function checkTimeNs(timeNs: bigint, what: string): void {
+  if (timeNs > MAX_TIME_NS)
+    throw new PoisonError(`${what} ${timeNs} ns is past 2262-04-11, the last time ClickHouse can store`, {
+      context: { reason: 'out_of_range' },
+    });
+}
+
+/**
+ * Every row of one EventBatch message, or a PoisonError for the whole message: a message
+ * lands whole or goes to the dead letters whole, never in part. `rows[i]` is built from
+ * `batch.events[i]`; the event_batches row is separate.
+ */
+export function buildMessageRows(
+  batch: DecodedEventBatch,
+  partition: number,
+  offset: string,
+  keepEvent: boolean,
+): { envelope: Row; rows: Row[] } {
+  checkTimeNs(batch.producedAtNs, 'producedAtNs');
+  const envelope = batchRow(batch, partition, offset);
+  const rows: Row[] = new Array(batch.events.length);
+  for (let i = 0; i < batch.events.length; i++) {
+    const ev = batch.events[i] as DecodedEvent;
+    const timeNs = wallClockNs(batch, ev.tsNs);
+    checkTimeNs(timeNs, `${ev.kind} event time`);
+    const row = buildRow(batch, ev, timeNs, partition, offset);
+    if (keepEvent) row[SOURCE_EVENT] = ev;
+    rows[i] = row;
+  }
+  return { envelope, rows };
+}
+
 /** One event_batches row per EventBatch message: the sequence numbers completeness is computed from. */
 export function batchRow(batch: DecodedEventBatch, partition: number, offset: string): Row {
   return {
@@ -201,6 +271,8 @@ export function deadLetterRow(dl: DeadLetter): Row {
     raw: dl.raw.toString('base64'),
     consumer_group: dl.consumerGroup ?? '',
     failed_at_ns: String(dl.failedAtNs),
+    raw_size: String(dl.rawSize),
+    raw_sha256: dl.rawSha256 ?? '',
   };
 }
 

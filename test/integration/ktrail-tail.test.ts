@@ -130,6 +130,8 @@ describe('ktrail tail', () => {
             raw: Buffer.from([0xde, 0xad, 0xbe, 0xef]),
             consumerGroup: 'g',
             failedAtNs: 1_764_000_000_000_000_003n,
+            rawSize: 4n,
+            rawSha256: null,
           }),
         },
       ],

@@ -23,3 +23,4 @@ ALTER TABLE {{database}}.usage MODIFY TTL bucket + INTERVAL {{ttl_rollup_days}} 
 ALTER TABLE {{database}}.event_batches MODIFY TTL toDateTime(time) + INTERVAL {{ttl_rollup_days}} DAY;
 ALTER TABLE {{database}}.collector_stats MODIFY TTL toDateTime(time) + INTERVAL {{ttl_rollup_days}} DAY;
 ALTER TABLE {{database}}.containers MODIFY TTL toDateTime(updated_at) + INTERVAL {{ttl_rollup_days}} DAY;
+ALTER TABLE {{database}}.ingest_losses MODIFY TTL toDateTime(time) + INTERVAL {{ttl_rollup_days}} DAY;

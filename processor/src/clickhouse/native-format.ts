@@ -356,13 +356,27 @@ function compileColumns(columns: readonly string[], plan: readonly Encoder[]): C
   return fn;
 }
 
+/** A present value that doesn't fit its column (an int past UInt16, a time past 2262): bad data. */
+export class NativeValueError extends Error {
+  constructor(
+    readonly column: string,
+    readonly row: number,
+    readonly value: unknown,
+  ) {
+    super(
+      `value ${typeof value === 'bigint' ? `${value}n` : JSON.stringify(value)?.slice(0, 80)} of row ${row} does not fit column ${column}`,
+    );
+  }
+}
+
 /**
  * One Native block of `rows` with the columns of the first row, typed by `types` (the
  * table's columns). Rows of one insert share their keys: rows.ts builds every row of a table
- * from the same reader schema. Undefined when the rows can't be written exactly: a column
- * the table lacks or of a type this module doesn't write, or a value that doesn't fit its
- * type (a missing key included). The caller then sends JSONEachRow, and the engine reports
- * the problem in its own words (and the writer classifies it).
+ * from the same reader schema. Undefined when the rows can't be written exactly through this
+ * module: a column the table lacks, a type it doesn't write, or a missing key (the caller
+ * then sends JSONEachRow, and the engine fills defaults or reports the problem). A present
+ * value that doesn't fit its type throws NativeValueError: the JSON path would not refuse it
+ * (the engine wraps an integer that overflows its column), so it is bad data.
  */
 export function encodeNativeBlock(
   rows: readonly Record<string, unknown>[],
@@ -381,6 +395,34 @@ export function encodeNativeBlock(
   const out = new Out(Math.max(4096, rows.length * columns.length * 12));
   out.varuint(columns.length);
   out.varuint(rows.length);
-  if (!compileColumns(columns, plan)(out, rows)) return undefined;
+  if (!compileColumns(columns, plan)(out, rows)) {
+    const misfit = findMisfit(rows, columns, plan);
+    if (misfit !== undefined) throw misfit;
+    return undefined;
+  }
   return { block: out.buf.subarray(0, out.pos), columns };
+}
+
+/** The first present value that doesn't fit its column (the slow path, after a block failed). */
+function findMisfit(
+  rows: readonly Record<string, unknown>[],
+  columns: string[],
+  plan: Encoder[],
+): NativeValueError | undefined {
+  const scratch = new Out(64);
+  const fits = (enc: Encoder, v: unknown): boolean => {
+    scratch.pos = 0;
+    if (enc.dictionary === true) return typeof v === 'string';
+    if (enc.inner === undefined) return enc.value(scratch, v);
+    return Array.isArray(v) && v.every((x) => fits(enc.inner as Encoder, x));
+  };
+  for (let c = 0; c < columns.length; c++) {
+    const column = columns[c] as string;
+    for (let r = 0; r < rows.length; r++) {
+      const v = (rows[r] as Record<string, unknown>)[column];
+      if (v === undefined) return undefined;
+      if (!fits(plan[c] as Encoder, v)) return new NativeValueError(column, r, v);
+    }
+  }
+  return undefined;
 }

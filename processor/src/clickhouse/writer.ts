@@ -15,7 +15,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import { ConfigError, KtrailError, PoisonError, TransientError } from '../../../common/errors.js';
 import { createLogger } from '../../../common/log.js';
 import { describeClickHouse } from './client.js';
-import { type ColumnTypes, encodeNativeBlock } from './native-format.js';
+import { type ColumnTypes, encodeNativeBlock, NativeValueError } from './native-format.js';
 
 const log = createLogger('processor.clickhouse.writer');
 
@@ -78,6 +78,11 @@ export async function insertBatch(
     try {
       native = encodeNativeBlock(params.rows as Record<string, unknown>[], await columnTypes(client, table));
     } catch (err) {
+      if (err instanceof NativeValueError)
+        throw new PoisonError(`rows for ${table} out of range: ${err.message}`, {
+          cause: err,
+          context: { table, dedupToken: params.dedupToken, reason: 'out_of_range' },
+        });
       // The column lookup failed (or the encoder met something it did not expect): the JSON
       // path below still works, and its errors are classified.
       log.warn(

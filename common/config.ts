@@ -141,6 +141,8 @@ export const configSchema = z
         tls: tlsSchema.optional(),
         ttlRawDays: positiveInt.default(14),
         ttlRollupDays: positiveInt.default(400),
+        /** Inserts per table whose deduplication tokens the engine remembers. */
+        dedupWindow: positiveInt.default(1000),
       })
       .strict()
       .prefault({}),

@@ -55,6 +55,7 @@ async function main(): Promise<void> {
   await migrate(clickhouse, {
     ttlRawDays: config.clickhouse.ttlRawDays,
     ttlRollupDays: config.clickhouse.ttlRollupDays,
+    dedupWindow: config.clickhouse.dedupWindow,
   });
   if (opts.migrateOnly === true) {
     log.info('migrations applied');

@@ -19,6 +19,7 @@ const HELP: Record<keyof ProcessorStats, string> = {
   enrichedEvents: 'events published to the enriched topic (again for a batch rebuilt after a crash)',
   outputSkipped: 'events, alerts and dead letters not published because their topic was down (ingest_losses)',
   expiredRows: 'rows that arrived already older than their raw table TTL (ingest_losses)',
+  alreadyWritten: 'rows of a re-processed batch found already in ClickHouse and not written again',
 };
 
 export function registerProcessorMetrics(registry: Registry, processor: Processor): void {

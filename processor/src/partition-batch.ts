@@ -40,6 +40,8 @@ export interface CutBatch {
   latePending: number;
   /** Rows already older than their table's TTL on arrival, by node then table. */
   expired: Map<string, Map<string, number>>;
+  /** Cut by a writer that died (recorded in commit metadata): some of its rows may be written. */
+  resumed: boolean;
 }
 
 /** Fills the join columns of a row from its container record (join_state 'joined'). */
@@ -196,6 +198,7 @@ export class PartitionBatch {
       rows: this.rows,
       latePending: this.waitingCount + this.lateOverflow,
       expired: this.expired,
+      resumed: false,
     };
   }
 

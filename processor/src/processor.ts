@@ -13,6 +13,7 @@
 // messages' rows become dead letters, and the partition moves on.
 // Batches of one partition are flushed one after the other, so the committed watermark
 // is always contiguous.
+import { createHash } from 'node:crypto';
 import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
 import { isRetriable, PoisonError } from '../../common/errors.js';
 import { type TopicNames, useNativeCrc32cOrWarn } from '../../common/kafka.js';
@@ -51,6 +52,7 @@ import {
   INGEST_LOSSES_TABLE,
   type LossRow,
   lossRow,
+  sourceColumns,
   statsRow,
   TIME_NS,
   tableForKind,
@@ -66,6 +68,18 @@ import {
 /** Where rows go: one insert per (table, batch), deduplicated by token. Throws KtrailError. */
 export interface RowSink {
   insert(table: string, rows: Row[], dedupToken: string): Promise<void>;
+  /**
+   * The offsets in [first, last] of `partition` whose rows `table` already has (rows.ts
+   * sourceColumns; `rows` are the rows about to be written, for bounds on time).
+   */
+  writtenOffsets(
+    table: string,
+    topic: string,
+    partition: number,
+    first: bigint,
+    last: bigint,
+    rows: Row[],
+  ): Promise<Set<string>>;
 }
 
 /** Avro in and out (schemas/). Decoders throw PoisonError on bytes they can't read. */
@@ -162,6 +176,8 @@ export interface ProcessorStats {
   outputSkipped: number;
   /** Rows that arrived already older than their raw table's TTL (see losses()). */
   expiredRows: number;
+  /** Rows of a re-processed batch found already written, so not written again (exactly-once). */
+  alreadyWritten: number;
 }
 
 /** A committed loss by what (a table or `topic:<output>`) and reason: the ingest_losses rows, summed. */
@@ -279,6 +295,7 @@ export function createProcessor(deps: {
     enrichedEvents: 0,
     outputSkipped: 0,
     expiredRows: 0,
+    alreadyWritten: 0,
   };
   const lossCounts = new Map<string, LossCount>();
 
@@ -298,6 +315,8 @@ export function createProcessor(deps: {
   let stopping: Promise<void> | undefined;
   let timer: NodeJS.Timeout | undefined;
   let heartbeat: (() => Promise<void>) | undefined;
+  /** kafkajs' runner state: a commit it gets while stopped returns without committing. */
+  let runnerRunning: (() => boolean) | undefined;
   const states = new Map<number, PartitionState>();
   /** Metadata tables survive a rebalance for partitions this member keeps. */
   const tables = new Map<number, MetadataTable>();
@@ -580,15 +599,14 @@ export function createProcessor(deps: {
     rejected: DeadLetter[],
   ): Promise<Row[]> {
     const insert = (first: bigint, last: bigint, part: Row[]) =>
-      insertOrReject(state, table, part, dedupToken(table, topics.events, state.partition, first, last));
+      insertOrReject(state, table, first, last, part, cut.resumed);
     const rejection = await insert(cut.firstOffset, cut.lastOffset, rows);
     if (rejection === undefined) return rows;
     const messages = rowsByMessage(rows);
     if (messages === undefined) {
       // Rows without their source offset can't be split: a bug, retried loudly.
       log.error({ table, partition: state.partition }, 'rejected rows carry no kafka_offset; not splittable');
-      const token = cutToken(state, cut, table);
-      await withRetry(state, `insert ${table}`, () => sink.insert(table, rows, token));
+      await insertWhole(state, cut, table, rows);
       return rows;
     }
     log.warn(
@@ -612,13 +630,46 @@ export function createProcessor(deps: {
     return messages.filter((m) => !badOffsets.has(m.offset)).flatMap((m) => m.rows);
   }
 
-  /** The deduplication token of `table`'s rows of a whole cut. */
-  function cutToken(state: PartitionState, cut: CutBatch, table: string): string {
-    return dedupToken(table, topics.events, state.partition, cut.firstOffset, cut.lastOffset);
+  /**
+   * Inserts `rows` (the messages [first, last] of the partition) with retries; resolves to
+   * the PoisonError when ClickHouse rejects them as bad data. When the rows may be there
+   * already, in part or whole (`resumed`: the batch was cut by a writer that died; or a
+   * retry, after a failure that may have landed), only the messages the table does not have
+   * yet are written: exactly-once for any delay, not only within the tokens ClickHouse
+   * remembers (the last dedupWindow inserts of the table).
+   */
+  async function insertOrReject(
+    state: PartitionState,
+    table: string,
+    first: bigint,
+    last: bigint,
+    rows: Row[],
+    resumed: boolean,
+  ): Promise<PoisonError | undefined> {
+    let rejection: PoisonError | undefined;
+    let attempt = 0;
+    await withRetry(state, `insert ${table}`, async () => {
+      const part = await pendingRows(state, table, first, last, rows, resumed || attempt++ > 0);
+      if (part.rows.length === 0) return;
+      try {
+        await sink.insert(table, part.rows, part.token);
+      } catch (err) {
+        // Rows of our own tables (dead letters, losses) that ClickHouse refuses are our bug:
+        // retried loudly, not dead-lettered.
+        if (err instanceof PoisonError && table !== DEAD_LETTERS_TABLE && table !== INGEST_LOSSES_TABLE)
+          rejection = err;
+        else throw err;
+      }
+    });
+    return rejection;
   }
 
-  /** Inserts with retries; resolves to the PoisonError when ClickHouse rejects the rows as bad data. */
-  async function insertOrReject(
+  /**
+   * One insert under a token, with retries; resolves to the PoisonError when ClickHouse
+   * rejects the rows as bad data. For rows that do not say which events message they came
+   * from (collector stats): a retry after more than dedupWindow inserts could repeat them.
+   */
+  async function insertByToken(
     state: PartitionState,
     table: string,
     rows: Row[],
@@ -629,12 +680,49 @@ export function createProcessor(deps: {
       try {
         await sink.insert(table, rows, token);
       } catch (err) {
-        // Dead letters that ClickHouse refuses are our bug: retried loudly, not dead-lettered.
         if (err instanceof PoisonError && table !== DEAD_LETTERS_TABLE) rejection = err;
         else throw err;
       }
     });
     return rejection;
+  }
+
+  /**
+   * The rows of messages [first, last] that `table` does not have yet, and their token: the
+   * range's token when none are there; when some are, the token names the rest (the range
+   * plus a digest of the offsets found), so a repeat of this same insert is dropped too.
+   * An insert is all-or-nothing, so a message's rows in a table are all there or none.
+   */
+  async function pendingRows(
+    state: PartitionState,
+    table: string,
+    first: bigint,
+    last: bigint,
+    rows: Row[],
+    check: boolean,
+  ): Promise<{ rows: Row[]; token: string }> {
+    const token = dedupToken(table, topics.events, state.partition, first, last);
+    if (!check) return { rows, token };
+    const written = await sink.writtenOffsets(table, topics.events, state.partition, first, last, rows);
+    if (written.size === 0) return { rows, token };
+    const column = sourceColumns(table).offset;
+    const rest = rows.filter((r) => !written.has(String(r[column])));
+    stats.alreadyWritten += rows.length - rest.length;
+    log.info(
+      {
+        table,
+        partition: state.partition,
+        first: String(first),
+        last: String(last),
+        found: rows.length - rest.length,
+      },
+      'rows of a re-processed batch were already written; writing only the rest',
+    );
+    const digest = createHash('sha256')
+      .update([...written].sort().join(','))
+      .digest('hex')
+      .slice(0, 16);
+    return { rows: rest, token: `${token}~${digest}` };
   }
 
   /**
@@ -715,7 +803,7 @@ export function createProcessor(deps: {
   async function commit(state: PartitionState, offset: bigint, metadata: string | null): Promise<void> {
     if (!stillOwned(state)) throw new LostPartitionError('commit');
     try {
-      await consumer.commitOffsets([
+      await commitOffsetsOrThrow([
         { topic: topics.events, partition: state.partition, offset: String(offset), metadata },
       ]);
     } catch (err) {
@@ -727,6 +815,17 @@ export function createProcessor(deps: {
       state.owned = false;
       throw new LostPartitionError('commit');
     }
+  }
+
+  /**
+   * consumer.commitOffsets that never returns without committing: kafkajs returns quietly
+   * when its runner has stopped (a crash, a stop), before or during the commit.
+   */
+  async function commitOffsetsOrThrow(offsets: Parameters<Consumer['commitOffsets']>[0]): Promise<void> {
+    if (runnerRunning?.() === false) throw new Error('consumer not running: nothing committed');
+    await consumer.commitOffsets(offsets);
+    if (runnerRunning?.() === false)
+      throw new Error('consumer stopped during the commit: it may not have landed');
   }
 
   /**
@@ -747,6 +846,7 @@ export function createProcessor(deps: {
     const alerts = state.pendingAlerts;
     state.pendingAlerts = [];
     stats.latePending += cut.latePending;
+    cut.resumed = wasForced;
     state.writeInFlight = true;
     state.writing = writeCut(state, cut, wasForced, deadLetters, alerts)
       .catch((err: unknown) => {
@@ -862,7 +962,7 @@ export function createProcessor(deps: {
     });
   }
 
-  /** One table's rows of a cut under the cut's token, retried until written (or the partition is lost). */
+  /** One table's rows of a cut, retried until written (or the partition is lost); never split. */
   async function insertWhole(
     state: PartitionState,
     cut: CutBatch,
@@ -870,8 +970,9 @@ export function createProcessor(deps: {
     rows: Row[],
   ): Promise<void> {
     if (rows.length === 0) return;
-    const token = cutToken(state, cut, table);
-    await withRetry(state, `insert ${table}`, () => sink.insert(table, rows, token));
+    const rejection = await insertOrReject(state, table, cut.firstOffset, cut.lastOffset, rows, cut.resumed);
+    // Only dead letters and losses come here un-splittable; any other rejection is a bug.
+    if (rejection !== undefined) throw rejection;
   }
 
   /** The cut's rows that arrived older than their raw table's TTL, as losses. */
@@ -1185,7 +1286,7 @@ export function createProcessor(deps: {
       }
       try {
         const token = (t: string) => dedupToken(t, topic, batch.partition, offset, offset);
-        const rejection = await insertOrReject(state, table, [row], token(table));
+        const rejection = await insertByToken(state, table, [row], token(table));
         if (rejection !== undefined) {
           // One message is one row here, and the message is at hand: raw is its bytes.
           const dl = toDeadLetter(state, topic, message, rejection, REASON.insertRejected);
@@ -1194,7 +1295,7 @@ export function createProcessor(deps: {
             sink.insert(DEAD_LETTERS_TABLE, [deadLetterRow(dl)], token(DEAD_LETTERS_TABLE)),
           );
         }
-        await consumer.commitOffsets([{ topic, partition: batch.partition, offset: String(offset + 1n) }]);
+        await commitOffsetsOrThrow([{ topic, partition: batch.partition, offset: String(offset + 1n) }]);
       } catch (err) {
         if (err instanceof LostPartitionError) return;
         log.warn({ err: (err as Error).message, partition: batch.partition }, 'stats commit refused');
@@ -1270,6 +1371,7 @@ export function createProcessor(deps: {
         partitionsConsumedConcurrently: options.concurrency ?? 4,
         eachBatch: async (payload) => {
           heartbeat = payload.heartbeat;
+          runnerRunning = payload.isRunning;
           if (payload.batch.topic === topics.stats) {
             await onStatsBatch(payload);
             return;

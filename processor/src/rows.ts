@@ -34,6 +34,31 @@ export const COLLECTOR_STATS_TABLE = 'collector_stats';
 export const INGEST_LOSSES_TABLE = 'ingest_losses';
 
 /**
+ * Where a table's rows say which source message they came from: the partition and offset
+ * columns, and the wall-clock `time` column when the table has one (it bounds the search
+ * to the parts of those days). A batch re-processed after its writer died looks its
+ * messages up there before writing again (processor.ts, pendingRows).
+ */
+export interface SourceColumns {
+  partition: string;
+  offset: string;
+  /** The source topic, where a table holds rows of several topics. */
+  topic?: string;
+  time?: string;
+}
+
+const EVENT_SOURCE: SourceColumns = { partition: 'kafka_partition', offset: 'kafka_offset', time: 'time' };
+const SOURCE_COLUMNS: Record<string, SourceColumns> = {
+  [DEAD_LETTERS_TABLE]: { partition: 'source_partition', offset: 'source_offset', topic: 'source_topic' },
+  [INGEST_LOSSES_TABLE]: { partition: 'source_partition', offset: 'first_offset' },
+};
+
+/** The source columns of a table the events path writes (event tables, event_batches, dead letters, losses). */
+export function sourceColumns(table: string): SourceColumns {
+  return SOURCE_COLUMNS[table] ?? EVENT_SOURCE;
+}
+
+/**
  * Something a batch knowingly did not deliver in full (deploy/clickhouse/migrations/0006):
  * `what` is a raw table (reason older_than_ttl) or `topic:<output>` (reason output_skipped,
  * `detail` the Kafka error).

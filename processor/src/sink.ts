@@ -4,14 +4,55 @@
 // per call: the processor's own retry loop retries, since it must check between attempts
 // that it still owns the partition and keep its group session alive.
 import type { ClickHouseClient } from '@clickhouse/client';
-import { insertBatch } from './clickhouse/writer.js';
+import { describeClickHouse } from './clickhouse/client.js';
+import { classifyClickHouseError, insertBatch } from './clickhouse/writer.js';
 import type { Row } from './partition-batch.js';
 import type { RowSink } from './processor.js';
+import { sourceColumns } from './rows.js';
 
 export function clickHouseSink(client: ClickHouseClient): RowSink {
   return {
     async insert(table: string, rows: Row[], dedupToken: string): Promise<void> {
       await insertBatch(client, { table, rows, dedupToken }, { retry: { maxAttempts: 1 } });
     },
+
+    async writtenOffsets(table, topic, partition, first, last, rows) {
+      const cols = sourceColumns(table);
+      const database = describeClickHouse(client)?.database;
+      const qualified = table.includes('.') || database === undefined ? table : `${database}.${table}`;
+      const where = [`${cols.partition} = ${partition}`, `${cols.offset} BETWEEN ${first} AND ${last}`];
+      if (cols.topic !== undefined) where.push(`${cols.topic} = {topic:String}`);
+      const bounds = cols.time === undefined ? undefined : timeBounds(rows, cols.time);
+      if (bounds !== undefined)
+        where.push(
+          `${cols.time} >= toDateTime64(${bounds.min}, 0, 'UTC')`,
+          `${cols.time} < toDateTime64(${bounds.max + 1}, 0, 'UTC')`,
+        );
+      try {
+        const rs = await client.query({
+          query: `SELECT DISTINCT toString(${cols.offset}) AS o FROM ${qualified} WHERE ${where.join(' AND ')}`,
+          format: 'JSONEachRow',
+          query_params: { topic },
+        });
+        return new Set((await rs.json<{ o: string }>()).map((r) => r.o));
+      } catch (err) {
+        throw classifyClickHouseError(err, { table, what: 'written offsets' });
+      }
+    },
   };
+}
+
+/** Whole seconds spanned by rows' DateTime64 text ("seconds.nanoseconds", rows.ts dateTime64). */
+function timeBounds(rows: Row[], column: string): { min: number; max: number } | undefined {
+  let min = Number.POSITIVE_INFINITY;
+  let max = Number.NEGATIVE_INFINITY;
+  for (const row of rows) {
+    const v = row[column];
+    if (typeof v !== 'string') return undefined;
+    const seconds = Number.parseInt(v, 10);
+    if (!Number.isFinite(seconds)) return undefined;
+    if (seconds < min) min = seconds;
+    if (seconds > max) max = seconds;
+  }
+  return rows.length === 0 ? undefined : { min, max };
 }

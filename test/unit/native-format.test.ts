@@ -2,7 +2,11 @@
 // small block, and every reason it must refuse a batch (the writer then sends JSONEachRow).
 // Byte equality with the engine's own Native output is in test/integration/clickhouse-native-format.test.ts.
 import { describe, expect, it } from 'vitest';
-import { encodeNativeBlock, writeGiga } from '../../processor/src/clickhouse/native-format.js';
+import {
+  encodeNativeBlock,
+  NativeValueError,
+  writeGiga,
+} from '../../processor/src/clickhouse/native-format.js';
 
 const types = new Map([
   ['a', 'UInt64'],
@@ -125,15 +129,27 @@ describe('encodeNativeBlock', () => {
   it.each([
     ['a column the table lacks', [{ zz: 1 }]],
     ['a type it does not write (Map)', [{ m: { k: 'v' } }]],
-    ['a value out of range', [{ u8: 256 }]],
-    ['a u64 above the maximum', [{ a: '18446744073709551616' }]],
-    ['a negative u64', [{ a: -1 }]],
-    ['a u64 that is not a number', [{ a: '12a' }]],
     ['a later row missing a column', [{ a: 1, s: 'x' }, { s: 'y' }]],
-    ['a string column holding a number', [{ s: 5 }]],
-    ['time text without nine fraction digits', [{ t: '1764072000.5' }]],
     ['an empty batch', []],
-  ])('refuses %s (the writer sends JSONEachRow instead)', (_why, rows) => {
+  ])('cannot write %s (the writer sends JSONEachRow instead)', (_why, rows) => {
     expect(encodeNativeBlock(rows as Record<string, unknown>[], types)).toBeUndefined();
+  });
+
+  it.each([
+    ['a value out of range', [{ u8: 1 }, { u8: 256 }], 'u8', 1],
+    ['a u64 above the maximum', [{ a: '18446744073709551616' }], 'a', 0],
+    ['a negative u64', [{ a: -1 }], 'a', 0],
+    ['a u64 that is not a number', [{ a: '12a' }], 'a', 0],
+    ['a string column holding a number', [{ s: 5 }], 's', 0],
+    ['time text without nine fraction digits', [{ t: '1764072000.5' }], 't', 0],
+  ])('refuses %s as bad data, naming the column and row', (_why, rows, column, row) => {
+    let thrown: unknown;
+    try {
+      encodeNativeBlock(rows as Record<string, unknown>[], types);
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeInstanceOf(NativeValueError);
+    expect(thrown).toMatchObject({ column, row });
   });
 });

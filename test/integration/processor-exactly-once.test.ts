@@ -110,6 +110,8 @@ itReal(kafka.missing)(
     };
 
     const victim = killableKafka(brokers, 'victim');
+    // The victim dies only once the group of three is stable (not while members still join).
+    let armed = false;
     let victimCommits = 0;
     const never = new Promise<never>(() => undefined);
     const victimSink: RowSink = {
@@ -118,7 +120,7 @@ itReal(kafka.missing)(
         await real.insert(table, rows, token);
         // After a few committed batches, die right after this insert landed (mid-batch:
         // the batch's other tables, its dead letters and its commit never happen).
-        if (victimCommits >= 3 && table === 'cpu_sample' && died === undefined) {
+        if (armed && victimCommits >= 3 && table === 'cpu_sample' && died === undefined) {
           const m = /:(\d+):(\d+)-(\d+)$/.exec(token);
           died = {
             partition: Number(m?.[1]),
@@ -171,7 +173,14 @@ itReal(kafka.missing)(
     // Steady load until the dead member's batch was re-processed, then a little more.
     const deadline = Date.now() + 150_000;
     let after = 0;
+    let readySince: number | undefined;
     while (after < 10 && Date.now() < deadline) {
+      const allReady = [...survivors, victimProcessor].every((p) => p.ready());
+      readySince = allReady ? (readySince ?? Date.now()) : undefined;
+      if (!armed && readySince !== undefined && Date.now() - readySince > 3_000) {
+        armed = true;
+        victimCommits = 0;
+      }
       await producer.send({
         topic: names.events,
         messages: nodes.map((n) => ({ key: n.node, value: n.next(PER_MESSAGE) })),

@@ -38,11 +38,12 @@ import {
 import type { CgroupResolver } from './containers/cgroup-resolver.js';
 import type { ContainerRecord, MetadataProvider } from './containers/types.js';
 import { createKafkaSink, type MessageSink } from './kafka-sink.js';
+import type { KernelCapture } from './kernel/addon.js';
 import { createDecoder } from './kernel/decode.js';
 import { createReplaySource, type ReplaySource } from './kernel/replay-source.js';
 import { createSampler, type MapSampler, type MemoryTarget, registerSamplerMetrics } from './sampler.js';
 import { openSequenceStore } from './sequence-store.js';
-import { createKernelSource } from './sources.js';
+import { createKernelSource, type KernelSource } from './sources.js';
 
 export const COLLECTOR_VERSION = process.env.KTRAIL_VERSION ?? '0.1.0';
 
@@ -71,6 +72,8 @@ export interface BuildOptions {
 export interface BuiltCollector {
   collector: Collector;
   topics: TopicNames;
+  /** The open kernel capture of the eBPF source (after start), for diagnostics and tests. */
+  readonly capture: KernelCapture | undefined;
   /** Starts the collector and the background topic check. */
   start(): Promise<void>;
   stop: Collector['stop'];
@@ -148,6 +151,7 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
   let containers: ContainerFeed<ContainerRecord> | undefined;
   let resolver: CgroupResolver | undefined;
   let mapSampler: MapSampler | undefined;
+  let kernelSource: KernelSource | undefined;
 
   if (options.source) source = options.source;
   else if (settings.source === 'ebpf') {
@@ -157,6 +161,7 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
       programs: settings.programs,
     });
     source = kernel;
+    kernelSource = kernel;
     if (options.samplers ?? true) {
       const sampler = createSampler({
         intervalMs: settings.sampleIntervalMs,
@@ -279,6 +284,9 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
   return {
     collector,
     topics,
+    get capture() {
+      return kernelSource?.capture;
+    },
     async start() {
       // Topics first (so the first sends don't race their creation), but never wait long:
       // with Kafka down the collector must still start capturing and buffering.

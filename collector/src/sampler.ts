@@ -70,6 +70,11 @@ export interface SamplerOptions {
   removedGraceMs?: number;
   /** Bound on remembered removed ids (default 65,536; the oldest go first). */
   maxRemoved?: number;
+  /**
+   * Removals that make the sampler take their entries at once instead of at the next reading
+   * (default 1,024), so heavy churn can't fill a map within one interval.
+   */
+  removedTakeThreshold?: number;
   /** Cgroups to read memory for (typically the containers the resolver knows). */
   memoryTargets?: () => Iterable<MemoryTarget>;
   /** For tests. */
@@ -97,6 +102,8 @@ function lanes(value: Buffer): bigint[] {
   return out;
 }
 
+export type MapDelta = { cgroupId: bigint; delta: bigint[]; intervalNs: bigint };
+
 /**
  * Delta of one map between two readings; undefined `previous` means "baseline only". Ids in
  * `taken` were deleted from the map after this reading: they are not carried into `next`, so
@@ -108,13 +115,9 @@ export function mapDeltas(
   entries: Array<[Buffer, Buffer]>,
   nowNs: bigint,
   taken?: ReadonlySet<bigint>,
-): {
-  deltas: Array<{ cgroupId: bigint; delta: bigint[]; intervalNs: bigint }>;
-  next: Previous;
-  vanished: number;
-} {
+): { deltas: MapDelta[]; next: Previous; vanished: number } {
   const values = new Map<bigint, bigint[]>();
-  const deltas: Array<{ cgroupId: bigint; delta: bigint[]; intervalNs: bigint }> = [];
+  const deltas: MapDelta[] = [];
   let seenBefore = 0;
   let restarted = 0; // evicted and recreated between the two readings
   for (const [key, value] of entries) {
@@ -178,10 +181,14 @@ export function createSampler(options: SamplerOptions): MapSampler {
   const now = options.now ?? Date.now;
   const graceMs = options.removedGraceMs ?? 120_000;
   const maxRemoved = options.maxRemoved ?? 65_536;
+  const takeThreshold = options.removedTakeThreshold ?? 1_024;
   const previous = new Map<string, Previous>();
   const oomBefore = new Map<bigint, bigint>();
   // Removed cgroup ids -> when we learnt it; insertion order is removal order.
   const removed = new Map<bigint, number>();
+  // Removed since the last reading or early take; taken early once there are takeThreshold.
+  const pending = new Set<bigint>();
+  let earlyTakeQueued = false;
   const stats = new Map<SampledMap, MapStats>(
     SAMPLED_MAPS.map((map) => [
       map,
@@ -259,6 +266,10 @@ export function createSampler(options: SamplerOptions): MapSampler {
         { map: name, evicted: st.evicted, entries: entries.length, maxEntries: st.maxEntries },
         'kernel map entries vanished without a delete (LRU eviction: the map was full)',
       );
+    pushSamples(name, deltas, nowNs, out);
+  }
+
+  function pushSamples(name: SampledMap, deltas: MapDelta[], nowNs: bigint, out: SampleEvent[]): void {
     for (const { cgroupId, delta: d, intervalNs } of deltas) {
       const base = { tsNs: nowNs, cgroupId, pid: 0, tgid: 0, flags: 0, intervalNs };
       if (name === 'kt_cpu')
@@ -286,6 +297,37 @@ export function createSampler(options: SamplerOptions): MapSampler {
         });
       }
     }
+  }
+
+  /**
+   * Takes the entries of cgroups removed since the last reading without waiting for the next
+   * one, and emits what they gained since it (maps without a baseline yet are left to it).
+   */
+  function takePending(): void {
+    earlyTakeQueued = false;
+    if (!takeMapEntries || pending.size === 0 || emit === undefined) return; // stopped: leave them
+    const ids = [...pending];
+    pending.clear();
+    const nowNs = clock.bootNowNs();
+    const out: SampleEvent[] = [];
+    for (const name of SAMPLED_MAPS) {
+      const before = previous.get(name);
+      if (before === undefined) continue;
+      let finals: Array<[Buffer, Buffer]>;
+      try {
+        finals = takeMapEntries(name, ids);
+      } catch (err) {
+        warn(`take:${name}`, { err, map: name }, 'could not delete removed cgroups from a kernel map');
+        continue;
+      }
+      const taken = new Set(finals.map(([key]) => key.readBigUInt64LE(0)));
+      pushSamples(name, mapDeltas(before, finals, nowNs, taken).deltas, nowNs, out);
+      for (const id of taken) before.values.delete(id);
+      const st = stats.get(name) as MapStats;
+      st.deleted += taken.size;
+      st.entries = Math.max(0, st.entries - taken.size);
+    }
+    if (out.length > 0) emit?.(out);
   }
 
   function sampleMemory(nowNs: bigint, out: SampleEvent[]): void {
@@ -319,6 +361,7 @@ export function createSampler(options: SamplerOptions): MapSampler {
     const out: SampleEvent[] = [];
     const nowNs = clock.bootNowNs();
     forgetRemoved();
+    pending.clear(); // this reading takes them (and every other remembered removal it finds)
     for (const name of SAMPLED_MAPS) sampleMap(name, nowNs, out);
     sampleMemory(nowNs, out);
     return out;
@@ -346,6 +389,18 @@ export function createSampler(options: SamplerOptions): MapSampler {
     cgroupRemoved(cgroupId) {
       removed.delete(cgroupId); // re-inserted at the end: removal order
       removed.set(cgroupId, now());
+      pending.add(cgroupId);
+      // Not in the caller's stack (the source batch path): on its own turn of the event loop.
+      if (pending.size >= takeThreshold && emit !== undefined && !earlyTakeQueued) {
+        earlyTakeQueued = true;
+        setImmediate(() => {
+          try {
+            takePending();
+          } catch (err) {
+            log.warn({ err }, 'taking removed cgroups failed; the next reading will');
+          }
+        });
+      }
     },
     mapStats: () => [...stats.values()].map((st) => ({ ...st })),
     start(onEvents) {

@@ -5,9 +5,14 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
 import { fixedBootClock } from '../../collector/src/clock.js';
-import { createSampler, mapDeltas, registerSamplerMetrics } from '../../collector/src/sampler.js';
+import {
+  createSampler,
+  mapDeltas,
+  registerSamplerMetrics,
+  type SampleEvent,
+} from '../../collector/src/sampler.js';
 
 const key = (id: bigint): Buffer => {
   const b = Buffer.alloc(8);
@@ -296,5 +301,49 @@ describe('map lifetime: removed cgroups', () => {
     expect(text).not.toContain('ktrail_collector_kernel_map_max_entries{map="kt_block"}');
     expect(text).toContain('ktrail_collector_kernel_map_deleted_total{map="kt_cpu"} 1');
     expect(text).toContain('ktrail_collector_kernel_map_evicted_total{map="kt_net"} 0');
+  });
+});
+
+describe('map lifetime: many removals between readings', () => {
+  it('takes removed cgroups at once past the threshold, and emits their counts once', async () => {
+    const k = fakeMaps();
+    const emitted: SampleEvent[] = [];
+    const sampler = createSampler({
+      intervalMs: 3_600_000, // only the first reading and sampleNow() below
+      clock: fixedBootClock('b', 0n),
+      readMap: k.readMap,
+      takeMapEntries: k.takeMapEntries,
+      removedTakeThreshold: 3,
+    });
+    for (const id of [1n, 2n, 3n, 4n]) k.cpu.set(id, [10n, 1n]);
+    sampler.start((events) => emitted.push(...events)); // first reading: the baseline
+    onTestFinished(() => sampler.stop());
+    for (const id of [1n, 2n, 3n]) k.cpu.set(id, [15n, 2n]);
+    k.cpu.set(5n, [8n, 1n]); // appeared after the baseline: taken in full
+    sampler.cgroupRemoved(1n);
+    sampler.cgroupRemoved(5n);
+    await new Promise((r) => setImmediate(r));
+    expect(k.taken).toEqual([]); // 2 pending: below the threshold
+    sampler.cgroupRemoved(2n);
+    await new Promise((r) => setImmediate(r));
+    expect(k.taken.map((t) => t.map)).toEqual(['kt_cpu', 'kt_net', 'kt_block']);
+    expect([...k.cpu.keys()].sort()).toEqual([3n, 4n]);
+    const cpu = (events: SampleEvent[]) =>
+      events
+        .filter((e) => e.kind === 'cpu_sample')
+        .map((e) => [e.cgroupId, (e as { cpuNs: bigint }).cpuNs])
+        .sort((a, b) => Number((a[0] as bigint) - (b[0] as bigint)));
+    expect(cpu(emitted)).toEqual([
+      [1n, 5n],
+      [2n, 5n],
+      [5n, 8n],
+    ]);
+    // The next reading has the live ones only; nothing taken is counted again or as evicted.
+    expect(cpu(sampler.sampleNow())).toEqual([[3n, 5n]]);
+    expect(sampler.mapStats().find((s) => s.map === 'kt_cpu')).toMatchObject({
+      deleted: 3,
+      evicted: 0,
+      entries: 2,
+    });
   });
 });

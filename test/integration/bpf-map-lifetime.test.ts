@@ -21,6 +21,7 @@ import { buildCollector } from '../../collector/src/build.js';
 import { createBootClock } from '../../collector/src/clock.js';
 import type { MessageSink } from '../../collector/src/kafka-sink.js';
 import { fixtureDir } from '../../collector/src/kernel/addon.js';
+import { KT_CPU_VALUE } from '../../collector/src/kernel/layout.js';
 import { createSampler, type SampleEvent } from '../../collector/src/sampler.js';
 import { validateConfig } from '../../common/config.js';
 import { createSchemaResolver } from '../../schemas/codec.js';
@@ -176,6 +177,36 @@ describe('per-cgroup map lifetime on the real kernel', () => {
       if (existsSync(cg.dir)) cg.remove();
     }
   });
+
+  itReal(missing)(
+    'takeMapEntries reads and deletes the keys that exist; a bad key deletes nothing',
+    async () => {
+      buildBpf();
+      const rec = openRecorder(['cpu']);
+      onTestFinished(() => rec.close());
+      const cg = freshCgroup('take');
+      try {
+        const child = await run('/bin/sh', inCgroups([join(cg.dir, 'cgroup.procs')], '/bin/true'));
+        expect(child.status).toBe(0);
+        expect(mapKeys(rec.capture.readMap('kt_cpu')).has(cg.id)).toBe(true);
+        expect(() => rec.capture.takeMapEntries('kt_cpu', [cg.id, Buffer.alloc(3)])).toThrow(/3 bytes/);
+        expect(mapKeys(rec.capture.readMap('kt_cpu')).has(cg.id)).toBe(true);
+        const before = rec.mapValue('kt_cpu', KT_CPU_VALUE, cg.id);
+        const taken = rec.capture.takeMapEntries('kt_cpu', [cg.id, 0xffff_ffff_ffffn], 'raw');
+        expect(taken.map(([k]) => k.readBigUInt64LE(0))).toEqual([cg.id]);
+        // raw: every CPU's value; their sum is what the map held.
+        const raw = taken[0]?.[1] ?? Buffer.alloc(0);
+        expect(raw.length % KT_CPU_VALUE.size).toBe(0);
+        let cpuNs = 0n;
+        for (let off = 0; off < raw.length; off += KT_CPU_VALUE.size) cpuNs += raw.readBigUInt64LE(off);
+        expect(cpuNs).toBe(before?.cpu_ns);
+        expect(mapKeys(rec.capture.readMap('kt_cpu')).has(cg.id)).toBe(false);
+        expect(rec.capture.takeMapEntries('kt_cpu', [cg.id])).toEqual([]);
+      } finally {
+        cg.remove();
+      }
+    },
+  );
 
   // 50,000 cgroups created and removed one after the other; in every 2nd a child process runs
   // (25,000: more than the maps hold, so without deletes they would fill). The collector runs

@@ -41,7 +41,8 @@ import { createKafkaSink, type MessageSink } from './kafka-sink.js';
 import type { KernelCapture } from './kernel/addon.js';
 import { createDecoder } from './kernel/decode.js';
 import { createReplaySource, type ReplaySource } from './kernel/replay-source.js';
-import { createSampler, type MapSampler, type MemoryTarget, registerSamplerMetrics } from './sampler.js';
+import { registerKernelMapMetrics } from './kernel-maps.js';
+import { createSampler, type MapSampler, type MemoryTarget } from './sampler.js';
 import { openSequenceStore } from './sequence-store.js';
 import { createKernelSource, type KernelSource } from './sources.js';
 
@@ -173,7 +174,7 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
       });
       samplers.push(sampler);
       mapSampler = sampler;
-      if (options.registry) registerSamplerMetrics(options.registry, sampler);
+      if (options.registry) registerKernelMapMetrics(options.registry, sampler);
     }
   } else {
     if (settings.replayFile === undefined)

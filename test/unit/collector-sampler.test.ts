@@ -7,12 +7,8 @@ import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
 import { fixedBootClock } from '../../collector/src/clock.js';
-import {
-  createSampler,
-  mapDeltas,
-  registerSamplerMetrics,
-  type SampleEvent,
-} from '../../collector/src/sampler.js';
+import { mapDeltas, registerKernelMapMetrics } from '../../collector/src/kernel-maps.js';
+import { createSampler, type SampleEvent } from '../../collector/src/sampler.js';
 
 const key = (id: bigint): Buffer => {
   const b = Buffer.alloc(8);
@@ -288,7 +284,7 @@ describe('map lifetime: removed cgroups', () => {
       mapCapacity: (name) => (name === 'kt_block' ? undefined : 16_384),
     });
     const registry = new Registry();
-    registerSamplerMetrics(registry, sampler);
+    registerKernelMapMetrics(registry, sampler);
     k.cpu.set(1n, [1n, 1n]);
     k.cpu.set(2n, [1n, 1n]);
     sampler.sampleNow();

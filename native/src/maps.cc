@@ -44,11 +44,12 @@ struct MapView {
     return v;
   }
 
-  void Emit(Napi::Env env, Napi::Array& out, const uint8_t* key, const uint8_t* value) const {
+  // Appends [key, value] to `out` at index `n`, then n + 1.
+  void Emit(Napi::Env env, Napi::Array& out, uint32_t& n, const uint8_t* key, const uint8_t* value) const {
     Napi::Array pair = Napi::Array::New(env, 2);
     pair.Set(0u, Napi::Buffer<uint8_t>::Copy(env, key, info.key_size));
     pair.Set(1u, Value(env, value));
-    out.Set(out.Length(), pair);
+    out.Set(n++, pair);
   }
 };
 
@@ -129,6 +130,7 @@ Napi::Value Capture::ReadMap(const Napi::CallbackInfo& info) {
   MapView view = MakeView(env, name, FindMap(name, &mi), mi, sum);
   const uint32_t key_size = view.info.key_size;
   Napi::Array out = Napi::Array::New(env);
+  uint32_t n = 0;
 
   // Batched lookup: a few syscalls for thousands of cgroups, and no restart when an entry is
   // deleted mid-walk. Kernels or map types without it fall back to get_next_key below.
@@ -156,7 +158,7 @@ Napi::Value Capture::ReadMap(const Napi::CallbackInfo& info) {
       throw Napi::Error::New(env, "reading map " + view.name + ": " + ErrnoText(e));
     }
     for (uint32_t i = 0; i < count; i++)
-      view.Emit(env, out, keys.data() + i * key_size, values.data() + i * view.value_bytes);
+      view.Emit(env, out, n, keys.data() + i * key_size, values.data() + i * view.value_bytes);
     if (e == ENOENT) break;  // that was the last chunk
     token_in.swap(token_out);
     first = false;
@@ -166,7 +168,8 @@ Napi::Value Capture::ReadMap(const Napi::CallbackInfo& info) {
   std::vector<uint8_t> key(key_size), next(key_size), value(view.value_bytes);
   void* prev = nullptr;
   while (bpf_map_get_next_key(view.fd, prev, next.data()) == 0) {
-    if (bpf_map_lookup_elem(view.fd, next.data(), value.data()) == 0) view.Emit(env, out, next.data(), value.data());
+    if (bpf_map_lookup_elem(view.fd, next.data(), value.data()) == 0)
+      view.Emit(env, out, n, next.data(), value.data());
     key = next;
     prev = key.data();
   }
@@ -192,12 +195,13 @@ Napi::Value Capture::TakeMapEntries(const Napi::CallbackInfo& info) {
     KeyBytes(keys.Get(i), view.info.key_size, key_bytes.data() + static_cast<size_t>(i) * view.info.key_size);
 
   Napi::Array out = Napi::Array::New(env);
+  uint32_t n = 0;
   std::vector<uint8_t> value(view.value_bytes);
   for (uint32_t i = 0; i < keys.Length(); i++) {
     const uint8_t* key = key_bytes.data() + static_cast<size_t>(i) * view.info.key_size;
     if (!lookup_and_delete_unsupported_) {
       if (bpf_map_lookup_and_delete_elem(view.fd, key, value.data()) == 0) {
-        view.Emit(env, out, key, value.data());
+        view.Emit(env, out, n, key, value.data());
         continue;
       }
       int e = errno;
@@ -212,7 +216,7 @@ Napi::Value Capture::TakeMapEntries(const Napi::CallbackInfo& info) {
     }
     if (bpf_map_delete_elem(view.fd, key) != 0 && errno != ENOENT)
       throw Napi::Error::New(env, "deleting from map " + view.name + ": " + ErrnoText(errno));
-    view.Emit(env, out, key, value.data());
+    view.Emit(env, out, n, key, value.data());
   }
   return out;
 }

@@ -30,7 +30,7 @@ struct {
 } kt_block_start SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
 	__uint(max_entries, KT_MAX_CGROUPS);
 	__type(key, __u64); /* kt_cgroup_id */
 	__type(value, struct kt_block_value);
@@ -100,7 +100,7 @@ int BPF_PROG(kt_block_done, struct request *rq, blk_status_t error, unsigned int
 		bpf_map_update_elem(&kt_block, &cgid, &init, BPF_NOEXIST);
 		v = bpf_map_lookup_elem(&kt_block, &cgid);
 		if (!v) {
-			kt_count_drop(KT_SLOT_BLOCK_DONE); /* map full */
+			kt_count_drop(KT_SLOT_BLOCK_DONE); /* no LRU node free, or evicted at once */
 			return 0;
 		}
 	}

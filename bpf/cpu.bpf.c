@@ -3,7 +3,8 @@
  * cpu.bpf.c - on-CPU time per cgroup from sched_switch, aggregated in the kernel.
  * High rate (every context switch), so nothing goes to the ring buffer: the time since
  * the previous switch on this CPU is added to the outgoing task's cgroup in kt_cpu,
- * a per-CPU hash (no atomics, no cache-line bouncing; readers sum the CPUs).
+ * a per-CPU LRU hash (no atomics, no cache-line bouncing; readers sum the CPUs). The
+ * collector deletes a cgroup's entry after its rmdir; LRU only reclaims what it missed.
  */
 #include "common.bpf.h"
 
@@ -12,7 +13,7 @@ char LICENSE[] SEC("license") = "GPL";
 KT_BTF_ANCHOR(kt_cpu_value);
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
 	__uint(max_entries, KT_MAX_CGROUPS);
 	__type(key, __u64); /* kt_cgroup_id */
 	__type(value, struct kt_cpu_value);
@@ -50,7 +51,7 @@ int BPF_PROG(kt_cpu_switch, bool preempt, struct task_struct *prev, struct task_
 		bpf_map_update_elem(&kt_cpu, &cgid, &init, BPF_NOEXIST);
 		v = bpf_map_lookup_elem(&kt_cpu, &cgid);
 		if (!v) {
-			kt_count_drop(KT_SLOT_CPU_SWITCH); /* map full */
+			kt_count_drop(KT_SLOT_CPU_SWITCH); /* no LRU node free, or evicted at once */
 			return 0;
 		}
 	}

@@ -4,7 +4,8 @@
  * the v2 root (/sys/fs/cgroup/unified on a hybrid host, /sys/fs/cgroup on pure v2) see
  * every packet of every socket below it; bpf_skb_cgroup_id() is the socket's cgroup.
  * The loader attaches both with a BPF link (multi-attach: coexists with other users).
- * Counters live in kt_net, a per-CPU hash (readers sum the CPUs). Never drops packets.
+ * Counters live in kt_net, a per-CPU LRU hash (readers sum the CPUs; the collector deletes
+ * an entry after its cgroup's rmdir). Never drops packets.
  */
 #include "common.bpf.h"
 
@@ -13,7 +14,7 @@ char LICENSE[] SEC("license") = "GPL";
 KT_BTF_ANCHOR(kt_net_value);
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
 	__uint(max_entries, KT_MAX_CGROUPS);
 	__type(key, __u64); /* kt_cgroup_id */
 	__type(value, struct kt_net_value);
@@ -30,7 +31,7 @@ static __always_inline void kt_net_count(struct __sk_buff *skb, bool ingress, __
 		bpf_map_update_elem(&kt_net, &cgid, &init, BPF_NOEXIST);
 		v = bpf_map_lookup_elem(&kt_net, &cgid);
 		if (!v) {
-			kt_count_drop(slot); /* map full */
+			kt_count_drop(slot); /* no LRU node free, or evicted at once */
 			return;
 		}
 	}

@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "ktrail_native",
-      "sources": ["src/addon.cc", "src/capture.cc", "src/libbpf_log.cc", "src/features.cc"],
+      "sources": ["src/addon.cc", "src/capture.cc", "src/common.cc", "src/maps.cc", "src/libbpf_log.cc", "src/features.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],
@@ -26,8 +26,8 @@
       "actions": [
         {
           "action_name": "bpf_fixtures",
-          "inputs": ["test/fixture.bpf.c", "test/broken.bpf.c", "test/getpid_storm.c", "test/burst_storm.c", "Makefile"],
-          "outputs": ["<(PRODUCT_DIR)/fixtures/fixture.bpf.o", "<(PRODUCT_DIR)/fixtures/broken.bpf.o", "<(PRODUCT_DIR)/fixtures/getpid_storm", "<(PRODUCT_DIR)/fixtures/burst_storm"],
+          "inputs": ["test/fixture.bpf.c", "test/broken.bpf.c", "test/getpid_storm.c", "test/burst_storm.c", "test/cgroup_churn.c", "Makefile"],
+          "outputs": ["<(PRODUCT_DIR)/fixtures/fixture.bpf.o", "<(PRODUCT_DIR)/fixtures/broken.bpf.o", "<(PRODUCT_DIR)/fixtures/getpid_storm", "<(PRODUCT_DIR)/fixtures/burst_storm", "<(PRODUCT_DIR)/fixtures/cgroup_churn"],
           "action": ["make", "-s", "-C", "<(module_root_dir)", "OUT=<(PRODUCT_DIR)/fixtures", "fixtures"]
         }
       ]

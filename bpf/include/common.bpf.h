@@ -20,6 +20,10 @@
 #include "events.h"
 
 #define KT_RINGBUF_DEFAULT_BYTES (8 * 1024 * 1024)
+/* Entries of the per-cgroup maps (kt_cpu, kt_net, kt_block, kt_cgroup_allow). The aggregate
+ * maps hold cgroups that were active since their entry was last deleted: the collector
+ * deletes an entry once it has read it after the cgroup's rmdir, and the maps are LRU so
+ * that a missed delete can never lock new cgroups out (docs/bpf.md, "Map lifetime"). */
 #define KT_MAX_CGROUPS 16384
 
 struct {

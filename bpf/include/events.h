@@ -62,11 +62,11 @@ enum kt_prog_slot {
 	KT_SLOT_TCP_STATE = 7,
 	KT_SLOT_TCP_SEND_RESET = 8,
 	KT_SLOT_TCP_RECV_RESET = 9,
-	KT_SLOT_CPU_SWITCH = 10,  /* kt_cpu full */
-	KT_SLOT_NET_INGRESS = 11, /* kt_net full */
-	KT_SLOT_NET_EGRESS = 12,  /* kt_net full */
+	KT_SLOT_CPU_SWITCH = 10,  /* kt_cpu insert failed */
+	KT_SLOT_NET_INGRESS = 11, /* kt_net insert failed */
+	KT_SLOT_NET_EGRESS = 12,  /* kt_net insert failed */
 	KT_SLOT_BLOCK_ISSUE = 13, /* kt_block_start full */
-	KT_SLOT_BLOCK_DONE = 14,  /* kt_block full */
+	KT_SLOT_BLOCK_DONE = 14,  /* kt_block insert failed */
 	KT_SLOT_MAX = 32,
 };
 
@@ -189,8 +189,9 @@ struct kt_tcp_reset {
 };
 
 /* ---- aggregate map values (key: kt_cgroup_id). All three maps are
- * BPF_MAP_TYPE_PERCPU_HASH: readers SUM the per-CPU values. Counters are
- * cumulative since load; the collector computes deltas. ---- */
+ * BPF_MAP_TYPE_LRU_PERCPU_HASH: readers SUM the per-CPU values. Counters are
+ * cumulative since the entry was created; the collector computes deltas and deletes
+ * an entry after reading it once its cgroup is removed. ---- */
 
 /* kt_cpu */
 struct kt_cpu_value {

@@ -38,11 +38,13 @@ import {
 import type { CgroupResolver } from './containers/cgroup-resolver.js';
 import type { ContainerRecord, MetadataProvider } from './containers/types.js';
 import { createKafkaSink, type MessageSink } from './kafka-sink.js';
+import type { KernelCapture } from './kernel/addon.js';
 import { createDecoder } from './kernel/decode.js';
 import { createReplaySource, type ReplaySource } from './kernel/replay-source.js';
-import { createSampler, type MemoryTarget } from './sampler.js';
+import { registerKernelMapMetrics } from './kernel-maps.js';
+import { createSampler, type MapSampler, type MemoryTarget } from './sampler.js';
 import { openSequenceStore } from './sequence-store.js';
-import { createKernelSource } from './sources.js';
+import { createKernelSource, type KernelSource } from './sources.js';
 
 export const COLLECTOR_VERSION = process.env.KTRAIL_VERSION ?? '0.1.0';
 
@@ -71,6 +73,8 @@ export interface BuildOptions {
 export interface BuiltCollector {
   collector: Collector;
   topics: TopicNames;
+  /** The open kernel capture of the eBPF source (after start), for diagnostics and tests. */
+  readonly capture: KernelCapture | undefined;
   /** Starts the collector and the background topic check. */
   start(): Promise<void>;
   stop: Collector['stop'];
@@ -147,6 +151,8 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
   const memoryTargets = new Map<bigint, MemoryTarget>();
   let containers: ContainerFeed<ContainerRecord> | undefined;
   let resolver: CgroupResolver | undefined;
+  let mapSampler: MapSampler | undefined;
+  let kernelSource: KernelSource | undefined;
 
   if (options.source) source = options.source;
   else if (settings.source === 'ebpf') {
@@ -156,15 +162,20 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
       programs: settings.programs,
     });
     source = kernel;
-    if (options.samplers ?? true)
-      samplers.push(
-        createSampler({
-          intervalMs: settings.sampleIntervalMs,
-          clock,
-          readMap: (name) => kernel.capture?.readMap(name, 'sum') ?? [],
-          memoryTargets: () => memoryTargets.values(),
-        }),
-      );
+    kernelSource = kernel;
+    if (options.samplers ?? true) {
+      const sampler = createSampler({
+        intervalMs: settings.sampleIntervalMs,
+        clock,
+        readMap: (name) => kernel.capture?.readMap(name, 'sum') ?? [],
+        takeMapEntries: (name, ids) => kernel.capture?.takeMapEntries(name, ids, 'sum') ?? [],
+        mapCapacity: (name) => kernel.capture?.mapInfo(name).maxEntries,
+        memoryTargets: () => memoryTargets.values(),
+      });
+      samplers.push(sampler);
+      mapSampler = sampler;
+      if (options.registry) registerKernelMapMetrics(options.registry, sampler);
+    }
   } else {
     if (settings.replayFile === undefined)
       throw new ConfigError(
@@ -264,7 +275,7 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
           containerKey: (r: ContainerRecord) => r.cgroupId.toString(),
         }
       : {}),
-    ...(resolver ? { observe: cgroupObserver(resolver) } : {}),
+    ...(resolver || mapSampler ? { observe: cgroupObserver(resolver, mapSampler) } : {}),
     ...(options.registry ? { registry: options.registry } : {}),
     ...(sequenceStore ? { sequenceStore } : {}),
   });
@@ -274,6 +285,9 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
   return {
     collector,
     topics,
+    get capture() {
+      return kernelSource?.capture;
+    },
     async start() {
       // Topics first (so the first sends don't race their creation), but never wait long:
       // with Kafka down the collector must still start capturing and buffering.
@@ -332,20 +346,28 @@ export function openReplay(file: string, options: { rate: number; loop: boolean 
   }
 }
 
-/** Feeds the kernel's cgroup lifecycle events to the resolver (identity comes from the kernel). */
-function cgroupObserver(resolver: CgroupResolver): (events: KtrailEvent[]) => void {
+/**
+ * Feeds the kernel's cgroup lifecycle events to the resolver (identity comes from the kernel)
+ * and v2 removals to the map sampler (it deletes their map entries after a last read). Map
+ * keys are v2 ids: a v1 hierarchy's ids are another numbering, never deleted by them.
+ */
+function cgroupObserver(
+  resolver: CgroupResolver | undefined,
+  sampler: MapSampler | undefined,
+): (events: KtrailEvent[]) => void {
   return (events) => {
     for (let i = 0; i < events.length; i++) {
       const e = events[i] as KtrailEvent;
-      if (e.kind === 'cgroup_mkdir' || e.kind === 'cgroup_rmdir' || e.kind === 'cgroup_rename')
-        resolver.apply({
-          kind: e.kind,
-          cgroupId: e.cgroupId,
-          path: e.path,
-          tsNs: e.tsNs,
-          hierarchyId: e.hierarchyId,
-          truncated: (e.flags & 1) !== 0,
-        });
+      if (e.kind !== 'cgroup_mkdir' && e.kind !== 'cgroup_rmdir' && e.kind !== 'cgroup_rename') continue;
+      if (e.kind === 'cgroup_rmdir' && e.hierarchyId === 0) sampler?.cgroupRemoved(e.cgroupId);
+      resolver?.apply({
+        kind: e.kind,
+        cgroupId: e.cgroupId,
+        path: e.path,
+        tsNs: e.tsNs,
+        hierarchyId: e.hierarchyId,
+        truncated: (e.flags & 1) !== 0,
+      });
     }
   };
 }

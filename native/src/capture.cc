@@ -12,16 +12,12 @@
 #include <cstring>
 #include <memory>
 
+#include "common.h"
 #include "libbpf_log.h"
 
 namespace ktrail {
 namespace {
 
-// Maps every object shares, so all concerns write into one ring buffer, count drops in one
-// array and obey one cgroup allowlist (docs/events.md).
-const char* const kEventsMap = "kt_events";
-const char* const kDropsMap = "kt_drops";
-const char* const kAllowMap = "kt_cgroup_allow";
 const char* const kSharedMaps[] = {kEventsMap, kDropsMap, kAllowMap};
 
 constexpr int kPollTimeoutMs = 10;  // bounds how long close() waits for the thread
@@ -30,37 +26,6 @@ int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
-}
-
-std::string ErrnoText(int err) {
-  if (err < 0) err = -err;
-  return std::string(strerror(err)) + " (errno " + std::to_string(err) + ")";
-}
-
-bool IsPerCpu(uint32_t type) {
-  return type == BPF_MAP_TYPE_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_ARRAY ||
-         type == BPF_MAP_TYPE_LRU_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE;
-}
-
-uint64_t ToU64(const Napi::Value& v, const char* what) {
-  if (v.IsBigInt()) {
-    bool lossless = false;
-    uint64_t u = v.As<Napi::BigInt>().Uint64Value(&lossless);
-    if (!lossless) {
-      int64_t s = v.As<Napi::BigInt>().Int64Value(&lossless);
-      if (!lossless) throw Napi::RangeError::New(v.Env(), std::string(what) + " does not fit in 64 bits");
-      u = static_cast<uint64_t>(s);
-    }
-    return u;
-  }
-  if (v.IsNumber()) {
-    double d = v.As<Napi::Number>().DoubleValue();
-    if (d != static_cast<double>(static_cast<int64_t>(d)) || d > 9007199254740991.0 || d < -9007199254740991.0)
-      throw Napi::RangeError::New(v.Env(), std::string(what) + " must be a safe integer (use a bigint)");
-    return static_cast<uint64_t>(static_cast<int64_t>(d));
-  }
-  if (v.IsBoolean()) return v.As<Napi::Boolean>().Value() ? 1 : 0;
-  throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a number, bigint or boolean");
 }
 
 uint64_t PositiveInt(const Napi::Object& o, const char* key, uint64_t fallback, uint64_t min, uint64_t max) {
@@ -175,6 +140,8 @@ Napi::Function Capture::Define(Napi::Env env) {
                      {
                          InstanceMethod<&Capture::Counters>("counters"),
                          InstanceMethod<&Capture::ReadMap>("readMap"),
+                         InstanceMethod<&Capture::TakeMapEntries>("takeMapEntries"),
+                         InstanceMethod<&Capture::MapInfo>("mapInfo"),
                          InstanceMethod<&Capture::AllowCgroup>("allowCgroup"),
                          InstanceMethod<&Capture::DisallowCgroup>("disallowCgroup"),
                          InstanceMethod<&Capture::Close>("close"),
@@ -554,146 +521,6 @@ void CallJs(Napi::Env env, Napi::Function callback, Capture* /*context*/, Batch*
   } catch (...) {
     std::free(batch->data);
   }
-}
-
-int Capture::SharedMapFd(const std::string& name) const {
-  auto it = shared_fds_.find(name);
-  return it == shared_fds_.end() ? -1 : it->second;
-}
-
-int Capture::FindMapFd(const std::string& name, uint32_t* type, uint32_t* key_size, uint32_t* value_size) const {
-  int fd = SharedMapFd(name);
-  if (fd < 0) {
-    for (const auto& os : objects_) {
-      if (!os.loaded) continue;
-      bpf_map* m = bpf_object__find_map_by_name(os.obj, name.c_str());
-      if (m != nullptr) {
-        fd = bpf_map__fd(m);
-        break;
-      }
-    }
-  }
-  if (fd < 0) return -1;
-  struct bpf_map_info info {};
-  uint32_t len = sizeof(info);
-  if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) return -1;
-  *type = info.type;
-  *key_size = info.key_size;
-  *value_size = info.value_size;
-  return fd;
-}
-
-Napi::Value Capture::ReadMap(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString())
-    throw Napi::TypeError::New(env, "readMap(name: string, mode?: 'sum' | 'raw')");
-  std::string name = info[0].As<Napi::String>().Utf8Value();
-  bool sum = true;
-  if (info.Length() > 1 && !info[1].IsUndefined()) {
-    std::string mode = info[1].ToString().Utf8Value();
-    if (mode != "sum" && mode != "raw") throw Napi::TypeError::New(env, "readMap mode must be 'sum' or 'raw'");
-    sum = mode == "sum";
-  }
-  if (closed_) throw Napi::Error::New(env, "capture is closed");
-  uint32_t type = 0, key_size = 0, value_size = 0;
-  int fd = FindMapFd(name, &type, &key_size, &value_size);
-  if (fd < 0) throw Napi::Error::New(env, "no loaded map named " + name);
-  if (key_size == 0) throw Napi::Error::New(env, "map " + name + " has no keys (ring buffer?)");
-  bool percpu = IsPerCpu(type);
-  int ncpu = percpu ? libbpf_num_possible_cpus() : 1;
-  size_t stride = percpu ? ((value_size + 7) & ~7u) : value_size;
-  if (percpu && sum && value_size % 8 != 0)
-    throw Napi::Error::New(env, "map " + name + ": per-CPU values are not u64 lanes; use mode 'raw'");
-  const size_t value_bytes = stride * ncpu;
-  Napi::Array out = Napi::Array::New(env);
-  uint32_t n = 0;
-  auto emit = [&](const uint8_t* key, const uint8_t* value) {
-    Napi::Buffer<uint8_t> v;
-    if (percpu && sum) {
-      v = Napi::Buffer<uint8_t>::New(env, value_size);
-      for (size_t lane = 0; lane < value_size / 8; lane++) {
-        uint64_t total = 0;
-        for (int c = 0; c < ncpu; c++) {
-          uint64_t x;
-          std::memcpy(&x, value + c * stride + lane * 8, 8);
-          total += x;
-        }
-        std::memcpy(v.Data() + lane * 8, &total, 8);
-      }
-    } else {
-      v = Napi::Buffer<uint8_t>::Copy(env, value, value_bytes);
-    }
-    Napi::Array pair = Napi::Array::New(env, 2);
-    pair.Set(0u, Napi::Buffer<uint8_t>::Copy(env, key, key_size));
-    pair.Set(1u, v);
-    out.Set(n++, pair);
-  };
-
-  // Batched lookup: a few syscalls for thousands of cgroups, and no restart when an entry is
-  // deleted mid-walk. Kernels or map types without it fall back to get_next_key below.
-  uint32_t chunk = 256;
-  std::vector<uint8_t> keys, values;
-  std::vector<uint8_t> token_in(8 + key_size), token_out(8 + key_size);  // u32 for hash maps, a key for arrays
-  bool first = true;
-  bool batched = true;
-  for (;;) {
-    keys.resize(static_cast<size_t>(chunk) * key_size);
-    values.resize(static_cast<size_t>(chunk) * value_bytes);
-    uint32_t count = chunk;
-    int err = bpf_map_lookup_batch(fd, first ? nullptr : token_in.data(), token_out.data(), keys.data(),
-                                   values.data(), &count, nullptr);
-    int e = err != 0 ? errno : 0;
-    if (e == ENOSPC && chunk < (1u << 20)) {  // one hash bucket holds more than `chunk` entries
-      chunk *= 2;
-      continue;
-    }
-    if (e != 0 && e != ENOENT) {
-      if (first) {
-        batched = false;
-        break;
-      }
-      throw Napi::Error::New(env, "reading map " + name + ": " + ErrnoText(e));
-    }
-    for (uint32_t i = 0; i < count; i++) emit(keys.data() + i * key_size, values.data() + i * value_bytes);
-    if (e == ENOENT) break;  // that was the last chunk
-    token_in.swap(token_out);
-    first = false;
-  }
-  if (batched) return out;
-
-  std::vector<uint8_t> key(key_size), next(key_size), value(value_bytes);
-  void* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, next.data()) == 0) {
-    if (bpf_map_lookup_elem(fd, next.data(), value.data()) == 0) emit(next.data(), value.data());
-    key = next;
-    prev = key.data();
-  }
-  return out;
-}
-
-Napi::Value Capture::AllowCgroup(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1) throw Napi::TypeError::New(env, "allowCgroup(id: bigint)");
-  uint64_t id = ToU64(info[0], "cgroup id");
-  if (closed_) throw Napi::Error::New(env, "capture is closed");
-  int fd = SharedMapFd(kAllowMap);
-  if (fd < 0) throw Napi::Error::New(env, "no object declares kt_cgroup_allow");
-  uint8_t one[64] = {1};
-  if (bpf_map_update_elem(fd, &id, one, BPF_ANY) != 0)
-    throw Napi::Error::New(env, "kt_cgroup_allow update: " + ErrnoText(errno));
-  return env.Undefined();
-}
-
-Napi::Value Capture::DisallowCgroup(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1) throw Napi::TypeError::New(env, "disallowCgroup(id: bigint)");
-  uint64_t id = ToU64(info[0], "cgroup id");
-  if (closed_) throw Napi::Error::New(env, "capture is closed");
-  int fd = SharedMapFd(kAllowMap);
-  if (fd < 0) throw Napi::Error::New(env, "no object declares kt_cgroup_allow");
-  if (bpf_map_delete_elem(fd, &id) != 0 && errno != ENOENT)
-    throw Napi::Error::New(env, "kt_cgroup_allow delete: " + ErrnoText(errno));
-  return env.Undefined();
 }
 
 Napi::Value Capture::Counters(const Napi::CallbackInfo& info) {

@@ -13,6 +13,7 @@
 
 #include "features.h"
 
+struct bpf_map_info;
 struct bpf_object;
 struct bpf_program;
 struct bpf_link;
@@ -75,6 +76,8 @@ class Capture : public Napi::ObjectWrap<Capture> {
   // JavaScript methods.
   Napi::Value Counters(const Napi::CallbackInfo& info);
   Napi::Value ReadMap(const Napi::CallbackInfo& info);
+  Napi::Value TakeMapEntries(const Napi::CallbackInfo& info);
+  Napi::Value MapInfo(const Napi::CallbackInfo& info);
   Napi::Value AllowCgroup(const Napi::CallbackInfo& info);
   Napi::Value DisallowCgroup(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
@@ -87,7 +90,8 @@ class Capture : public Napi::ObjectWrap<Capture> {
   void LoadObject(ObjectState& os);
   void AttachPrograms(ObjectState& os);
   int SharedMapFd(const std::string& name) const;
-  int FindMapFd(const std::string& name, uint32_t* type, uint32_t* key_size, uint32_t* value_size) const;
+  // The fd of a shared map or of a loaded object's map, and its kernel info; -1 if none.
+  int FindMap(const std::string& name, bpf_map_info* info) const;
 
   // Polling thread.
   void PollLoop();
@@ -105,6 +109,7 @@ class Capture : public Napi::ObjectWrap<Capture> {
   std::set<std::string> unused_cfg_;
   std::vector<uint64_t> final_drops_;  // kt_drops totals at close
   int cgroup_root_fd_ = -1;
+  bool lookup_and_delete_unsupported_ = false;  // kernel < 5.14: takeMapEntries looks up, then deletes
 
   ring_buffer* rb_ = nullptr;
   BatchTsfn tsfn_;

@@ -97,10 +97,29 @@ export type MapReadMode = 'sum' | 'raw';
 
 export type BatchHandler = (batch: Buffer, records: number) => void;
 
+/** A loaded map as the kernel describes it (bpf_map_info). */
+export interface MapInfo {
+  name: string;
+  id: number;
+  type: number;
+  /** libbpf's name of the type, e.g. 'lru_percpu_hash'. */
+  typeName: string;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
+}
+
 export interface KernelCapture {
   counters(): CaptureCounters;
   /** Every entry of a map as raw [key, value] Buffers; the caller decodes them. */
   readMap(name: string, mode?: MapReadMode): Array<[Buffer, Buffer]>;
+  /**
+   * Reads and deletes these keys (u64 keys as bigint, others as Buffers), each in one step
+   * where the kernel can (BPF_MAP_LOOKUP_AND_DELETE_ELEM); returns the entries that existed.
+   */
+  takeMapEntries(name: string, keys: Array<bigint | Buffer>, mode?: MapReadMode): Array<[Buffer, Buffer]>;
+  mapInfo(name: string): MapInfo;
   allowCgroup(cgroupId: bigint): void;
   disallowCgroup(cgroupId: bigint): void;
   /** Stops the thread (joins it), detaches every program, closes every fd. Idempotent. */

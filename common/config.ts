@@ -52,6 +52,8 @@ export const configSchema = z
         topicPrefix: z.string().default('ktrail.'),
         partitions: positiveInt.default(6),
         replicationFactor: positiveInt.default(1),
+        /** How long a Kafka request may go unanswered (a frozen broker) before it counts as failed. */
+        requestTimeoutMs: positiveInt.default(30_000),
         ssl: z.boolean().default(false),
         sasl: z
           .object({

@@ -40,6 +40,8 @@ export interface KafkaClientOptions {
   sasl?: SASLOptions;
   /** Overrides for kafkajs' retry policy (see DEFAULT_RETRY). */
   retry?: KafkaConfig['retry'];
+  /** kafkajs requestTimeout (default 30 s). */
+  requestTimeoutMs?: number;
 }
 
 /**
@@ -51,6 +53,7 @@ export function kafkaClientOptions(section: KtrailConfig['kafka'], role?: string
     brokers: section.brokers,
     clientId: role === undefined ? section.clientId : `${section.clientId}-${role}`,
     ssl: section.ssl,
+    requestTimeoutMs: section.requestTimeoutMs,
     ...(section.sasl === undefined ? {} : { sasl: section.sasl }),
   };
 }
@@ -82,7 +85,7 @@ export function createKafka(options: KafkaClientOptions, logger: Logger): Kafka 
     // kafkajs' 1 s default is too tight for a loaded 2-core CI machine.
     connectionTimeout: 5_000,
     authenticationTimeout: 10_000,
-    requestTimeout: 30_000,
+    requestTimeout: options.requestTimeoutMs ?? 30_000,
     retry: { ...DEFAULT_RETRY, ...options.retry },
     logLevel: kafkajsLevel(logger.level),
     // `lib`, not `component`: the caller's component binding stays the one that counts.

@@ -181,6 +181,10 @@ export function createCollector<E extends KtrailEvent, R>(options: CollectorOpti
       : {}),
   });
 
+  // Every unanswered request counts, not only the send that finally fails after them.
+  sink.onRequestTimeout?.(() => {
+    counters.kafkaErrors++;
+  });
   const delivery: Delivery = createDelivery({
     queues: [eventsQueue, containersQueue, statsQueue],
     sink,

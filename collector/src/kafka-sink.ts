@@ -47,6 +47,11 @@ export interface SinkResult {
 export interface MessageSink {
   send(messages: readonly QueuedMessage[]): Promise<SinkResult>;
   close(): Promise<void>;
+  /**
+   * Calls `listener` for every request that got no answer in time. A frozen broker makes a
+   * send hang through several such timeouts before it fails; each one is a Kafka error.
+   */
+  onRequestTimeout?(listener: () => void): void;
 }
 
 export interface KafkaSinkOptions {
@@ -141,15 +146,20 @@ export function createKafkaSink(options: KafkaSinkOptions): MessageSink {
   let producer: Producer | undefined;
   let connecting: Promise<Producer> | undefined;
   let consecutiveFailures = 0;
+  const timeoutListeners: (() => void)[] = [];
 
   function newProducer(): Producer {
-    return options.kafka.producer({
+    const p = options.kafka.producer({
       idempotent: true,
       maxInFlightRequests: 1,
       createPartitioner: nodePartitioner,
       allowAutoTopicCreation: false,
       retry: { retries: 3, initialRetryTime: 100, maxRetryTime: 1_000 },
     });
+    p.on(p.events.REQUEST_TIMEOUT, () => {
+      for (const l of timeoutListeners) l();
+    });
+    return p;
   }
 
   async function connected(): Promise<Producer> {
@@ -214,6 +224,9 @@ export function createKafkaSink(options: KafkaSinkOptions): MessageSink {
     },
     async close() {
       await resetProducer();
+    },
+    onRequestTimeout(listener) {
+      timeoutListeners.push(listener);
     },
   };
 

@@ -214,7 +214,7 @@ export function registerCollectorMetrics(
   });
   new Counter({
     name: 'ktrail_collector_kafka_errors_total',
-    help: 'Failed produce requests',
+    help: 'Produce requests that failed or got no answer within kafka.requestTimeoutMs (a frozen broker)',
     registers,
     collect() {
       this.reset();

@@ -7,7 +7,7 @@
 // Afterwards both topics are read back: for each collector, events in Kafka = delivered,
 // and captured = delivered + dropped(by reason) + pending, exactly.
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -63,7 +63,7 @@ afterAll(async () => {
 
 describe('collector through a Kafka outage', () => {
   itReal(missing)(
-    'survives a 30 s broker stop, resumes, and accounts for every event',
+    'survives a 30 s broker stop and a 10 s freeze, resumes, and accounts for every event',
     async () => {
       // A private broker: own port, own data dir, the shared jars.
       const cache = join(work, 'kafka');
@@ -88,7 +88,7 @@ describe('collector through a Kafka outage', () => {
           config: validateConfig({
             node,
             http: { port: 0 },
-            kafka: { brokers, topicPrefix, partitions: 2 },
+            kafka: { brokers, topicPrefix, partitions: 2, requestTimeoutMs: 3_000 },
             collector: {
               source: 'replay',
               replayFile: file,
@@ -137,6 +137,23 @@ describe('collector through a Kafka outage', () => {
       // The roomy collector catches up: its backlog drains to the live trickle.
       await waitFor(
         'catch-up after restart',
+        () => roomy.collector.snapshot().pending < 2_000 || undefined,
+        120_000,
+      );
+
+      // A frozen broker (SIGSTOP): sends hang instead of failing, and every request that
+      // goes unanswered for requestTimeoutMs is a Kafka error in the metrics.
+      const errorsBefore = roomy.collector.snapshot().kafkaErrors;
+      const pid = Number(readFileSync(join(cache, 'data-single-1', 'broker.pid'), 'utf8'));
+      process.kill(pid, 'SIGSTOP');
+      try {
+        await new Promise((r) => setTimeout(r, 10_000));
+        expect(roomy.collector.snapshot().kafkaErrors).toBeGreaterThan(errorsBefore);
+      } finally {
+        process.kill(pid, 'SIGCONT');
+      }
+      await waitFor(
+        'catch-up after the freeze',
         () => roomy.collector.snapshot().pending < 2_000 || undefined,
         120_000,
       );

@@ -114,7 +114,12 @@ export const configSchema = z
         enrichedTopic: z.boolean().default(true),
         /** ClickHouse-compatible HTTP endpoint over the embedded store (chDB); 0 = a free port. */
         queryPort: port.default(8124),
-        queryReadOnly: z.boolean().default(false),
+        /** Its bearer token (created 0600 if missing); default: query-token beside clickhouse.chdbPath. */
+        queryTokenFile: z.string().optional(),
+        /** A query there is stopped after this long (it holds the store meanwhile). */
+        queryTimeoutMs: positiveInt.default(30_000),
+        /** A query there whose result passes this many bytes fails (add a LIMIT or aggregate). */
+        queryMaxResultBytes: positiveInt.default(64 * 1024 * 1024),
         alerts: z
           .object({
             oomKill: z.boolean().default(true),

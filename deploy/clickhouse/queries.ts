@@ -45,13 +45,14 @@ export function clientRunner(client: ClickHouseClient): SqlRunner {
 }
 
 /** Runs SQL through a ClickHouse HTTP endpoint (the pipeline's query endpoint or a server). */
-export function httpRunner(baseUrl: string): SqlRunner {
+export function httpRunner(baseUrl: string, token: string): SqlRunner {
   return {
     async rows(sql, params = {}) {
       const url = new URL(baseUrl);
       for (const [key, value] of Object.entries(params)) url.searchParams.set(`param_${key}`, String(value));
       const res = await fetch(url, {
         method: 'POST',
+        headers: { authorization: `Bearer ${token}` },
         body: `${sql}\nFORMAT JSONEachRow`,
         signal: AbortSignal.timeout(60_000),
       });

@@ -237,8 +237,12 @@ async function main(): Promise<void> {
     });
     runner = clientRunner(client);
     close = () => client.close();
-  } else
-    runner = httpRunner(values.url ?? `http://127.0.0.1:${process.env.KTRAIL_PROCESSOR_QUERY_PORT ?? 8124}/`);
+  } else {
+    const { loadConfig } = await import('../../common/config.js');
+    const { queryEndpointAccess } = await import('../../processor/src/query-endpoint.js');
+    const access = queryEndpointAccess(loadConfig());
+    runner = httpRunner(values.url ?? access.url, access.token);
+  }
   try {
     const report = await buildReport(runner, options);
     writeFileSync(values.out, report.html);

@@ -12,7 +12,7 @@ import { migrate } from './clickhouse/migrate.js';
 import { createProcessorCodec } from './codec.js';
 import { registerProcessorMetrics } from './metrics.js';
 import { createProcessor, processorTopics } from './processor.js';
-import { startQueryEndpoint } from './query-endpoint.js';
+import { queryToken, queryTokenFile, startQueryEndpoint } from './query-endpoint.js';
 import { clickHouseSink } from './sink.js';
 
 const log = createLogger('processor.cli');
@@ -96,7 +96,9 @@ async function main(): Promise<void> {
           client: clickhouse,
           port: config.processor.queryPort,
           host: config.http.host,
-          readOnly: config.processor.queryReadOnly,
+          token: queryToken(queryTokenFile(config)),
+          timeoutMs: config.processor.queryTimeoutMs,
+          maxResultBytes: config.processor.queryMaxResultBytes,
           logger: log,
         })
       : undefined;

@@ -2,7 +2,7 @@
 // real dockerd containers doing known work -> the real eBPF collector -> the real Kafka
 // broker -> the processor -> embedded chDB, checked in SQL per container by name.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -92,6 +92,7 @@ describe('end to end: containers -> eBPF -> Kafka -> processor -> ClickHouse', (
   beforeAll(async () => {
     if (missing !== undefined || 'missing' in kafka) return;
     const queryPort = await freePort();
+    const chdbDir = join(mkdtempSync(join(tmpdir(), 'ktrail-e2e-')), 'chdb');
     const common = {
       KTRAIL_NODE: NODE,
       KTRAIL_KAFKA_BROKERS: kafka.brokers.join(','),
@@ -104,7 +105,7 @@ describe('end to end: containers -> eBPF -> Kafka -> processor -> ClickHouse', (
       {
         ...common,
         KTRAIL_HTTP_PORT: String(await freePort()),
-        KTRAIL_CLICKHOUSE_CHDB_PATH: mkdtempSync(join(tmpdir(), 'ktrail-e2e-chdb-')),
+        KTRAIL_CLICKHOUSE_CHDB_PATH: chdbDir,
         KTRAIL_CLICKHOUSE_DATABASE: DB,
         KTRAIL_PROCESSOR_GROUP_ID: `${RUN}-processors`,
         KTRAIL_PROCESSOR_QUERY_PORT: String(queryPort),
@@ -113,7 +114,10 @@ describe('end to end: containers -> eBPF -> Kafka -> processor -> ClickHouse', (
       },
       logs.processor,
     );
-    sql = httpRunner(`http://127.0.0.1:${queryPort}/`);
+    // The processor creates its query token beside its store when it starts.
+    const tokenFile = join(chdbDir, '..', 'query-token');
+    await waitFor('the query token', async () => (existsSync(tokenFile) ? true : undefined), 120_000);
+    sql = httpRunner(`http://127.0.0.1:${queryPort}/`, readFileSync(tokenFile, 'utf8').trim());
     await waitFor(
       'processor query endpoint',
       // Not listening yet is not a failure here: the processor is still migrating.

@@ -126,7 +126,7 @@ async function createChdb(config: ChdbConfig): Promise<ClickHouseClient> {
   let connection: ReturnType<typeof createChdbConnection>;
   try {
     mkdirSync(path, { recursive: true });
-    connection = createChdbConnection({ path });
+    connection = oneStatementAtATime(createChdbConnection({ path }));
     client = createClient({
       // chdb types the connection against its own copy of @clickhouse/client-common; the
       // shapes match at runtime, the two declaration copies just don't unify.
@@ -176,6 +176,44 @@ async function createChdb(config: ChdbConfig): Promise<ClickHouseClient> {
   });
   log.info({ path, database: config.database, version }, 'chDB store open');
   return client;
+}
+
+/**
+ * chDB hands a failed SELECT's partial output to the NEXT statement as its result (chdb 3.4,
+ * engine 26.7: after "Timeout exceeded" or a throwIf mid-scan, a following `SELECT 1` got
+ * megabytes of the failed query's rows). So every statement of the store goes through one
+ * queue, and a failed one is followed by a throwaway statement that takes the leftovers
+ * before the next statement runs. The engine runs one statement at a time per session anyway.
+ */
+function oneStatementAtATime<C extends ReturnType<typeof createChdbConnection>>(conn: C): C {
+  let tail: Promise<unknown> = Promise.resolve();
+  const queued = <T>(run: () => Promise<T>): Promise<T> => {
+    const result = tail.then(async () => {
+      try {
+        return await run();
+      } catch (err) {
+        await conn.query({ query: 'SELECT 1', query_id: 'ktrail-drain' } as never).catch(() => undefined);
+        throw err;
+      }
+    });
+    tail = result.catch(() => undefined);
+    return result;
+  };
+  // The target is `this` for everything, getters included: its classes keep private fields.
+  const guard = <T extends object>(target: T, queuedMethods: string[]): T =>
+    new Proxy(target, {
+      get(t, prop) {
+        const value = Reflect.get(t, prop, t);
+        if (typeof value !== 'function') return value;
+        if (!queuedMethods.includes(String(prop))) return value.bind(t);
+        return (...args: unknown[]) => queued(() => value.apply(t, args));
+      },
+    });
+  const guardedChdb = guard(conn.chdb, ['rawInsert']);
+  const guarded = guard(conn, ['query', 'exec', 'command', 'insert']);
+  return new Proxy(guarded, {
+    get: (t, prop) => (prop === 'chdb' ? guardedChdb : Reflect.get(t, prop)),
+  });
 }
 
 async function createServer(config: ServerConfig): Promise<ClickHouseClient> {

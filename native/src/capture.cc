@@ -4,16 +4,23 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
+#include <linux/types.h>  // for events.h
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+
 #include <memory>
 
+#include "../../bpf/include/events.h"
 #include "common.h"
 #include "libbpf_log.h"
+
+// Every record starts with struct kt_header (the one kernel/user contract).
+static constexpr size_t kRecordHeaderBytes = sizeof(struct kt_header);
+static_assert(kRecordHeaderBytes == 32, "bpf/include/events.h: struct kt_header is 32 bytes");
 
 namespace ktrail {
 namespace {
@@ -438,10 +445,12 @@ void Capture::PollLoop() {
 int Capture::OnSample(void* ctx, void* data, size_t size) {
   auto* self = static_cast<Capture*>(ctx);
   if (self->stop_.load(std::memory_order_relaxed)) return -ECANCELED;
-  // Each record keeps its own header; its size field frames it inside the batch.
+  // Each record keeps its own header; its size field frames it inside the batch. A record
+  // shorter than the header can't be decoded, and in a batch it would break the framing of
+  // every record after it: it is counted here and left out.
   uint32_t rsize = 0;
-  if (size >= 8) std::memcpy(&rsize, static_cast<uint8_t*>(data) + 4, sizeof(rsize));
-  if (size < 8 || rsize < 8 || rsize > size) {
+  if (size >= kRecordHeaderBytes) std::memcpy(&rsize, static_cast<uint8_t*>(data) + 4, sizeof(rsize));
+  if (size < kRecordHeaderBytes || rsize < kRecordHeaderBytes || rsize > size) {
     self->malformed_++;
     return 0;
   }

@@ -11,6 +11,7 @@
 #include <napi.h>
 #include <zstd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -117,8 +118,11 @@ class ZstdWorker : public Napi::AsyncWorker {
     // several concatenated frames both decode; the output grows as needed.
     ZSTD_DCtx* dctx = ZSTD_createDCtx();
     if (dctx == nullptr) return SetError("zstd decompress: out of memory");
+    // The frame's declared size is only a hint: a few bytes can declare 2 GiB. Trust it up to
+    // what the input could plausibly expand to; past that the buffer grows as bytes arrive.
     unsigned long long hint = ZSTD_getFrameContentSize(input_.data(), input_.size());
-    size_t capacity = (hint != ZSTD_CONTENTSIZE_UNKNOWN && hint != ZSTD_CONTENTSIZE_ERROR && hint < (1ull << 31))
+    const size_t plausible = input_.size() * 64 + 65536;
+    size_t capacity = (hint != ZSTD_CONTENTSIZE_UNKNOWN && hint != ZSTD_CONTENTSIZE_ERROR && hint <= plausible)
                           ? static_cast<size_t>(hint)
                           : input_.size() * 4 + 1024;
     output_.resize(capacity);
@@ -129,9 +133,9 @@ class ZstdWorker : public Napi::AsyncWorker {
       if (out.pos == out.size) {
         if (output_.size() >= kMaxDecompressed) {
           ZSTD_freeDCtx(dctx);
-          return SetError("zstd decompress: output larger than 1 GiB");
+          return SetError("zstd decompress: output larger than 256 MiB");
         }
-        output_.resize(output_.size() * 2);
+        output_.resize(std::min(output_.size() * 2, kMaxDecompressed));
         out.dst = output_.data();
         out.size = output_.size();
       }
@@ -157,7 +161,8 @@ class ZstdWorker : public Napi::AsyncWorker {
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
  private:
-  static constexpr size_t kMaxDecompressed = size_t{1} << 30;
+  // ktrail's record batches are about 1 MB; a batch that grows past this is a bomb.
+  static constexpr size_t kMaxDecompressed = size_t{256} << 20;
   Napi::Promise::Deferred deferred_;
   std::vector<uint8_t> input_;
   std::vector<uint8_t> output_;

@@ -59,6 +59,8 @@ struct {
 const volatile __u32 kt_cfg_filter_enabled = 0; // same name as bpf/include/common.bpf.h
 const volatile __u32 kt_cfg_target_tgid = 0; // 0 = every process
 const volatile __u64 kt_cfg_tag = 0;
+// Not 0: every record claims this size (less than the header: a malformed record).
+const volatile __u32 kt_cfg_claimed_size = 0;
 // 0: wake the reader on every record (libbpf's default). N > 0: wake it only once N bytes are
 // waiting; the reader also drains on its poll timeout. Every wakeup is an irq_work (a self-IPI,
 // a VM exit under virtualization), so at high rates batching wakeups is what makes them cheap.
@@ -94,7 +96,7 @@ static __always_inline int emit(__u16 type, __u32 slot) {
   }
   r->type = type;
   r->flags = 0;
-  r->size = sizeof(*r);
+  r->size = kt_cfg_claimed_size ? kt_cfg_claimed_size : sizeof(*r);
   r->ts_ns = bpf_ktime_get_boot_ns();
   r->cgroup_id = cgid;
   r->pid = (__u32)id;

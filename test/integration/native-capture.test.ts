@@ -251,6 +251,26 @@ describe('native addon (real kernel)', () => {
     }
   });
 
+  real('leaves out and counts a record shorter than the common header, keeping the batch', async () => {
+    const n = 1_000;
+    const { child, pid } = await stormWaiting(n);
+    const { records, onBatch } = collector();
+    // Every record claims 16 bytes: less than struct kt_header (32), undecodable.
+    const c = openCapture(
+      settings({ programs: ['fixture_getpid'], cfg: { target_tgid: pid, kt_cfg_claimed_size: 16 } }),
+      onBatch,
+    );
+    try {
+      await go(child);
+      await until(() => c.counters().malformedRecords >= n);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(c.counters().malformedRecords).toBe(n);
+      expect(records).toHaveLength(0);
+    } finally {
+      c.close();
+    }
+  });
+
   real('counts records it could not hand to a busy JS thread, exactly', async () => {
     const n = 200_000;
     const { child, pid } = await stormWaiting(n);

@@ -78,6 +78,24 @@ describe('zstd', () => {
     expect((await codec.zstdDecompress(Buffer.concat([a, b]))).toString()).toBe('first second');
   });
 
+  it('does not trust a frame that declares a huge size, nor grow past its bound', async () => {
+    // 14 bytes that declare a 2,147,418,112-byte frame, then one raw block of 3 bytes.
+    const liar = Buffer.concat([
+      Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x80, 0x38]), // magic; 4-byte content size; window
+      Buffer.from([0x00, 0x00, 0xff, 0x7f]),
+      Buffer.from([(3 << 3) | 1, 0, 0]), // last raw block of 3 bytes
+      Buffer.from('abc'),
+    ]);
+    const peakBefore = process.resourceUsage().maxRSS;
+    await expect(codec.zstdDecompress(liar)).rejects.toThrow(/zstd/);
+    expect((process.resourceUsage().maxRSS - peakBefore) * 1024).toBeLessThan(64 * 1024 * 1024);
+    // A bomb: 300 frames of 1 MiB of zeros, a few KiB in all; decompressing stops at the bound.
+    const frame = await codec.zstdCompress(Buffer.alloc(1024 * 1024), 1);
+    const bomb = Buffer.concat(Array.from({ length: 300 }, () => frame));
+    expect(bomb.length).toBeLessThan(1024 * 1024);
+    await expect(codec.zstdDecompress(bomb)).rejects.toThrow(/larger than 256 MiB/);
+  });
+
   it('rejects damaged input instead of returning part of it', async () => {
     const packed = await codec.zstdCompress(randomBytes(10_000), 1);
     await expect(codec.zstdDecompress(packed.subarray(0, packed.length - 10))).rejects.toThrow(/zstd/);

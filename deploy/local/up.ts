@@ -208,6 +208,8 @@ async function stop(code: number): Promise<void> {
 }
 process.on('SIGINT', () => void stop(0));
 process.on('SIGTERM', () => void stop(0));
+// A closed terminal: the children are in their own process group and would outlive up.
+process.on('SIGHUP', () => void stop(0));
 
 try {
   await waitReady(PROCESSOR_HTTP, 'processor');

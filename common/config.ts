@@ -112,6 +112,18 @@ export const configSchema = z
         lateBufferMaxEvents: positiveInt.default(200_000),
         metadataRetentionMs: positiveInt.default(24 * 3600 * 1000),
         enrichedTopic: z.boolean().default(true),
+        // The group notices a member that died without leaving (SIGKILL, OOM kill) only when
+        // its session times out, and a restarted member waits that long to get partitions:
+        // 30 s (kafkajs' default) was a 26-31 s stall after every crash. Heartbeats are sent
+        // between fetches and batches (kafkajs has no timer of its own), so the session must
+        // outlast the longest pause between them: 1.4 s at most while draining 3M events on
+        // the 2-core test machine (docs/processor.md). Brokers accept 6,000-1,800,000 ms
+        // (group.min/max.session.timeout.ms).
+        sessionTimeoutMs: positiveInt.default(8_000),
+        heartbeatIntervalMs: positiveInt.default(1_000),
+        // On SIGTERM, first consume and commit up to the end offsets seen at that moment (what
+        // the collectors sent before they stopped), at most this long; 0 = leave at once.
+        stopCatchUpMs: z.number().int().min(0).default(10_000),
         /** ClickHouse-compatible HTTP endpoint over the embedded store (chDB); 0 = a free port. */
         queryPort: port.default(8124),
         /** Its bearer token (created 0600 if missing); default: query-token beside clickhouse.chdbPath. */
@@ -133,6 +145,14 @@ export const configSchema = z
           .prefault({}),
       })
       .strict()
+      .superRefine((p, ctx) => {
+        if (p.heartbeatIntervalMs >= p.sessionTimeoutMs)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['heartbeatIntervalMs'],
+            message: `must be below processor.sessionTimeoutMs (${p.sessionTimeoutMs}); a third of it or less`,
+          });
+      })
       .prefault({}),
     clickhouse: z
       .object({

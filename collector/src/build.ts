@@ -45,6 +45,7 @@ import { registerKernelMapMetrics } from './kernel-maps.js';
 import { createSampler, type MapSampler, type MemoryTarget } from './sampler.js';
 import { openSequenceStore } from './sequence-store.js';
 import { createKernelSource, type KernelSource } from './sources.js';
+import { openUnsentStats } from './unsent-stats.js';
 
 export const COLLECTOR_VERSION = process.env.KTRAIL_VERSION ?? '0.1.0';
 
@@ -253,9 +254,10 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
   }
 
   const decoder = createDecoder();
-  // Live capture continues its per-boot sequence across restarts; a replay (tests,
-  // benchmarks) numbers each run from 0.
+  // Live capture continues its per-boot sequence across restarts and sends the stats a
+  // previous run could not; a replay (tests, benchmarks) numbers each run from 0.
   const sequenceStore = ebpf ? openSequenceStore(config.node, clock.bootId) : undefined;
+  const unsentStats = ebpf ? openUnsentStats(config.node) : undefined;
   const collector = createCollector<KtrailEvent, ContainerRecord>({
     node: config.node,
     collectorVersion: COLLECTOR_VERSION,
@@ -278,6 +280,7 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
     ...(resolver || mapSampler ? { observe: cgroupObserver(resolver, mapSampler) } : {}),
     ...(options.registry ? { registry: options.registry } : {}),
     ...(sequenceStore ? { sequenceStore } : {}),
+    ...(unsentStats ? { unsentStats } : {}),
   });
 
   let topicCheck: Promise<void> | undefined;

@@ -17,7 +17,7 @@ import type { BootClock } from './clock.js';
 import type { MessageSink } from './kafka-sink.js';
 import { createDelivery, type Delivery } from './pipeline/delivery.js';
 import { type BatchEncoder, createBatchEncoder, type FrameEventBatch } from './pipeline/encoder.js';
-import { createSendQueue, DROP_REASONS, type DropReason, type SendQueue } from './pipeline/send-queue.js';
+import { createSendQueue, type DropReason } from './pipeline/send-queue.js';
 import {
   bump,
   type CollectorCounters,
@@ -27,6 +27,8 @@ import {
   type StatsSnapshot,
   snapshot,
 } from './stats.js';
+import { createStatsReporter, type StatsReporter } from './stats-reporter.js';
+import type { UnsentStatsStore } from './unsent-stats.js';
 
 /** A decoded event: the decoder's output (docs/events.md), `kind` picks the Avro branch. */
 export interface KtrailEvent {
@@ -105,6 +107,8 @@ export interface CollectorOptions<E extends KtrailEvent, R> {
   registry?: Registry;
   /** Where sequence numbers start and are recorded (continues across restarts in one boot). */
   sequenceStore?: { first: bigint; save(next: bigint): void };
+  /** Stats messages Kafka had not acknowledged at stop: kept here, sent first by the next start. */
+  unsentStats?: UnsentStatsStore;
   /** Sees every decoded source batch before batching (e.g. cgroup events -> resolver). */
   observe?: (events: E[]) => void;
 }
@@ -123,6 +127,14 @@ export interface Collector {
 
 /** Bytes kept free below the per-message limit for the EventBatch envelope. */
 const ENVELOPE_HEADROOM = 4096;
+
+/**
+ * How long stop() waits for Kafka to acknowledge the final stats record, after the events
+ * drain: a few produce round trips when Kafka answers, less when its last request failed.
+ * Past it the record is kept on disk for the next start.
+ */
+const FINAL_STATS_MS = 3_000;
+const FINAL_STATS_FAILING_MS = 1_000;
 
 export function createCollector<E extends KtrailEvent, R>(options: CollectorOptions<E, R>): Collector {
   const log = createLogger('collector', { node: options.node });
@@ -196,7 +208,10 @@ export function createCollector<E extends KtrailEvent, R>(options: CollectorOpti
           counters.deliveredBytes += m.value.length;
         }
         counters.deliveredMessages += messages.length;
-      } else bump(counters.deliveredOtherMessages, queue.name, messages.length);
+      } else {
+        bump(counters.deliveredOtherMessages, queue.name, messages.length);
+        if (queue === statsQueue) stats.delivered(messages);
+      }
     },
     onSendError() {
       counters.kafkaErrors++;
@@ -281,90 +296,22 @@ export function createCollector<E extends KtrailEvent, R>(options: CollectorOpti
     delivery.notify();
   }
 
-  // --- stats: deltas per interval -------------------------------------------------------
+  // --- stats: deltas per interval, and what a previous run could not send ---------------
   let statsTimer: NodeJS.Timeout | undefined;
-  // The counters as of the start of the current stats interval (the first starts at zero).
-  const mark = (atNs: bigint, nextSequence: bigint) => ({
-    atNs,
-    byKind: new Map(counters.capturedByKind),
-    kernel: new Map(counters.kernelDrops),
-    dropped: { ...counters.dropped },
-    delivered: counters.delivered,
-    bytes: counters.deliveredBytes,
-    nextSequence,
+  const stats: StatsReporter = createStatsReporter({
+    node,
+    clock,
+    collectorVersion: options.collectorVersion,
+    topic: topics.stats,
+    counters,
+    pending,
+    nextSequence: () => encoder.nextSequence,
+    encode: options.encodeStats,
+    queue: statsQueue,
+    notify: () => delivery.notify(),
+    sourceDrops: () => source.drops?.(),
+    ...(options.unsentStats ? { unsentStats: options.unsentStats } : {}),
   });
-  let last = mark(BigInt(Date.now()) * 1_000_000n, encoder.nextSequence);
-
-  function pullSourceDrops(): void {
-    const d = source.drops?.();
-    if (!d) return;
-    if (d.kernelDrops)
-      for (const [p, n] of Object.entries(d.kernelDrops)) counters.kernelDrops.set(p, Number(n));
-    if (d.addonDrops !== undefined) counters.addonDrops = Number(d.addonDrops);
-  }
-
-  const deltaMap = (now: Map<string, number>, before: Map<string, number>): Record<string, bigint> => {
-    const out: Record<string, bigint> = {};
-    for (const [k, v] of now) {
-      const d = v - (before.get(k) ?? 0);
-      if (d !== 0) out[k] = BigInt(d);
-    }
-    return out;
-  };
-
-  function emitStats(): void {
-    pullSourceDrops();
-    const nowNs = BigInt(Date.now()) * 1_000_000n;
-    const snap = snapshot(node, clock.bootId, counters, pending);
-    const next = encoder.nextSequence;
-    const bufferDrops: Record<string, bigint> = {};
-    for (const r of DROP_REASONS) {
-      const d = counters.dropped[r] - last.dropped[r];
-      if (d !== 0) bufferDrops[r] = BigInt(d);
-    }
-    const record: CollectorStats = {
-      node,
-      bootId: clock.bootId,
-      collectorVersion: options.collectorVersion,
-      firstSequence: next > last.nextSequence ? last.nextSequence : null,
-      lastSequence: next > last.nextSequence ? next - 1n : null,
-      intervalStartNs: last.atNs,
-      intervalEndNs: nowNs,
-      eventsByKind: deltaMap(counters.capturedByKind, last.byKind),
-      kernelDropsByProgram: deltaMap(counters.kernelDrops, last.kernel),
-      bufferDropsByReason: bufferDrops,
-      malformedRecords: BigInt(counters.dropped.malformed_record - last.dropped.malformed_record),
-      eventsDelivered: BigInt(counters.delivered - last.delivered),
-      bytesSent: BigInt(counters.deliveredBytes - last.bytes),
-      oldestUnsentAgeMs: BigInt(snap.oldestUnsentAgeMs),
-    };
-    last = mark(nowNs, next);
-    try {
-      statsQueue.push({
-        topic: topics.stats,
-        key: node,
-        value: options.encodeStats(record),
-        events: 0,
-        capturedAtMs: Date.now(),
-        sequence: -1n,
-      });
-      delivery.notify();
-    } catch (err) {
-      bump(counters.droppedOtherMessages, 'stats');
-      log.warn({ err }, 'stats record could not be encoded');
-    }
-    log.info(
-      {
-        captured: snap.captured,
-        delivered: snap.delivered,
-        dropped: snap.droppedTotal,
-        pending: snap.pending,
-        oldestUnsentAgeMs: snap.oldestUnsentAgeMs,
-        kafkaErrors: snap.kafkaErrors,
-      },
-      'collector stats',
-    );
-  }
 
   async function stopInputs(): Promise<void> {
     const stops: Array<void | Promise<void>> = [source.stop()];
@@ -380,37 +327,43 @@ export function createCollector<E extends KtrailEvent, R>(options: CollectorOpti
   return {
     counters,
     async start() {
+      stats.restoreUnsent();
       delivery.start();
-      statsTimer = setInterval(emitStats, settings.statsIntervalMs);
+      statsTimer = setInterval(stats.emit, settings.statsIntervalMs);
       statsTimer.unref();
       if (options.containers) await options.containers.start(onContainer);
       for (const s of options.samplers ?? []) await s.start(accept);
       await source.start(onSourceBatch);
+      // The first interval starts when capture does (see stats-reporter.ts).
+      stats.restartInterval();
       log.info({ topics, settings }, 'collector started');
     },
     stop() {
       // Runs once: stop inputs, flush the batcher, send what we hold until the deadline,
-      // then count whatever is still held as dropped (shutdown_deadline).
+      // count whatever is still held as dropped (shutdown_deadline), and only then write the
+      // final stats record, so it carries what the drain delivered and what the deadline
+      // dropped; what Kafka does not take of the stats is kept on disk for the next start.
       stopping ??= (async () => {
         const deadline = Date.now() + settings.shutdownDeadlineMs;
         if (statsTimer) clearInterval(statsTimer);
         await stopInputs();
         stopped = true;
         batcher.shutdown();
-        emitStats();
         const drained = await delivery.drain(deadline - Date.now());
         if (!drained) {
           log.warn(
             { events: eventsQueue.events, messages: pending.bufferedMessages() },
             'shutdown deadline reached; dropping what Kafka has not acknowledged',
           );
-          for (const q of [eventsQueue, containersQueue, statsQueue] as SendQueue[])
-            q.dropAll('shutdown_deadline');
+          eventsQueue.dropAll('shutdown_deadline');
+          containersQueue.dropAll('shutdown_deadline');
         }
+        stats.emit();
+        await delivery.drain(delivery.healthy ? FINAL_STATS_MS : FINAL_STATS_FAILING_MS);
         // Don't wait on a request stuck against a dead broker past the deadline.
         await Promise.race([delivery.stop(), new Promise((r) => setTimeout(r, 1_000).unref())]);
+        stats.keepUnsent();
         await Promise.race([sink.close(), new Promise((r) => setTimeout(r, 1_000).unref())]);
-        pullSourceDrops();
         const final = snapshot(node, clock.bootId, counters, pending);
         if (final.unaccounted !== 0) log.error({ final }, 'loss accounting does not balance');
         log.info({ final }, 'collector stopped');
@@ -419,7 +372,7 @@ export function createCollector<E extends KtrailEvent, R>(options: CollectorOpti
       return stopping;
     },
     snapshot() {
-      pullSourceDrops();
+      stats.pullSourceDrops();
       return snapshot(node, clock.bootId, counters, pending);
     },
     ready() {

@@ -11,6 +11,17 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createLogger } from '../../common/log.js';
 
+/** Where the collector keeps what must outlive its process: KTRAIL_STATE_DIR, else /run/ktrail. */
+export function stateDir(): string {
+  return process.env.KTRAIL_STATE_DIR ?? '/run/ktrail';
+}
+
+/** `<dir>/<kind>-<part>-<part>`, each part reduced to characters safe in a file name. */
+export function stateFile(dir: string, kind: string, ...parts: string[]): string {
+  const safe = (s: string): string => s.replace(/[^0-9a-zA-Z.-]/g, '_');
+  return join(dir, [kind, ...parts.map(safe)].join('-'));
+}
+
 export interface SequenceStore {
   /** The first sequence number this process uses. */
   readonly first: bigint;
@@ -19,14 +30,9 @@ export interface SequenceStore {
 }
 
 /** The sequence is per node and boot: the file is named by both. */
-export function openSequenceStore(
-  node: string,
-  bootId: string,
-  dir = process.env.KTRAIL_STATE_DIR ?? '/run/ktrail',
-): SequenceStore {
+export function openSequenceStore(node: string, bootId: string, dir = stateDir()): SequenceStore {
   const log = createLogger('collector.sequence');
-  const safe = (s: string): string => s.replace(/[^0-9a-zA-Z.-]/g, '_');
-  const file = join(dir, `sequence-${safe(node)}-${safe(bootId)}`);
+  const file = stateFile(dir, 'sequence', node, bootId);
   let first = 0n;
   try {
     const text = readFileSync(file, 'utf8').trim();

@@ -73,24 +73,7 @@ EOF
   say "start: containerd is up (pid $(cat "$PIDFILE"), $(c version | awk '/Version/ {print $2; exit}'))"
 }
 
-cmd_stop() {
-  if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
-    local pid
-    pid="$(cat "$PIDFILE")"
-    say "stop: stopping containerd pid $pid"
-    kill "$pid"
-    for _ in $(seq 1 40); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.5
-    done
-    rm -f "$PIDFILE"
-    say "stop: containerd stopped"
-  elif answering; then
-    say "stop: a containerd this script did not start is running; leaving it alone"
-  else
-    say "stop: containerd not running"
-  fi
-}
+cmd_stop() { stop_started containerd 20 "$CONFIG"; }
 
 cmd_status() {
   if answering; then

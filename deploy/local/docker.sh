@@ -79,25 +79,7 @@ cmd_start() {
   say "start: dockerd is up (pid $(cat "$PIDFILE"), version $(dk version --format '{{.Server.Version}}'))"
 }
 
-cmd_stop() {
-  if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
-    local pid
-    pid="$(cat "$PIDFILE")"
-    say "stop: stopping dockerd pid $pid"
-    kill "$pid"
-    for _ in $(seq 1 60); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.5
-    done
-    kill -0 "$pid" 2>/dev/null && die "dockerd pid $pid did not exit within 30 s"
-    rm -f "$PIDFILE"
-    say "stop: dockerd stopped"
-  elif answering; then
-    say "stop: a dockerd this script did not start is running; leaving it alone"
-  else
-    say "stop: dockerd not running"
-  fi
-}
+cmd_stop() { stop_started dockerd 30 dockerd; }
 
 cmd_status() {
   if answering; then

@@ -22,14 +22,18 @@
 #   cluster of 3:   KTRAIL_KAFKA3_PORT (29092): node n listens on base+2(n-1), its
 #                   controller on base+2(n-1)+1  -> 29092/29093, 29094/29095, 29096/29097
 # Other settings: KTRAIL_KAFKA_HEAP (512m), KTRAIL_KAFKA_START_TIMEOUT (120 s),
-#   KTRAIL_KAFKA_CACHE (<repo>/.cache/kafka), KTRAIL_KAFKA_JVM_OPTS (extra JVM flags, split
+#   KTRAIL_KAFKA_CACHE (jars, CDS archive and broker data; default: jars in <repo>/.cache/kafka,
+#   data, pid files and logs in $KTRAIL_CACHE/kafka, <repo>/.cache/kafka without KTRAIL_CACHE,
+#   so one checkout can run a second, separate stack), KTRAIL_KAFKA_JVM_OPTS (extra JVM flags, split
 #   on spaces), KTRAIL_KAFKA_CDS (1: record and use a class-data-sharing archive; 0: don't).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CONF_DIR=$ROOT/deploy/local/kafka
-CACHE=${KTRAIL_KAFKA_CACHE:-$ROOT/.cache/kafka}
-LIBS=$CACHE/libs
+# What install makes (JARS) and what running brokers write (CACHE).
+JARS=${KTRAIL_KAFKA_CACHE:-$ROOT/.cache/kafka}
+CACHE=${KTRAIL_KAFKA_CACHE:-${KTRAIL_CACHE:-$ROOT/.cache}/kafka}
+LIBS=$JARS/libs
 HOST=127.0.0.1
 PORT=${KTRAIL_KAFKA_PORT:-19092}
 CONTROLLER_PORT=${KTRAIL_KAFKA_CONTROLLER_PORT:-$((PORT + 1))}
@@ -127,7 +131,7 @@ cds_archive() {
   local jars jvm
   jars=$(cut -c1-12 "$LIBS/.pom.sha256")
   jvm=$("$(java_cmd)" -version 2>&1 | sha256sum | cut -c1-12)
-  echo "$CACHE/cds/kafka-$jars-$jvm.jsa"
+  echo "$JARS/cds/kafka-$jars-$jvm.jsa"
 }
 
 ensure_cds_archive() {
@@ -433,9 +437,9 @@ main() {
   # several people on one machine) may all call `start` on a fresh machine at once.
   case "$cmd" in
   install | start | stop | clean)
-    mkdir -p "$CACHE"
-    exec 9>"$CACHE/.kafka.sh.lock"
-    flock -w 900 9 || die "another kafka.sh held $CACHE/.kafka.sh.lock for 15 min"
+    mkdir -p "$JARS" "$CACHE"
+    exec 9>"$JARS/.kafka.sh.lock"
+    flock -w 900 9 || die "another kafka.sh held $JARS/.kafka.sh.lock for 15 min"
     ;;
   esac
   case "$cmd" in

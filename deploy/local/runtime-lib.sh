@@ -35,6 +35,39 @@ wait_answering() {
   die "$daemon did not answer on $SOCK within $seconds s; see $LOG"
 }
 
+# Stops the daemon $1 whose pid this script wrote to $PIDFILE: SIGTERM, then SIGKILL after $2
+# seconds (said). The pid counts only while its command line still matches $3 (pids are
+# reused). A daemon this script did not start (another checkout's, the system's) is left alone.
+stop_started() {
+  local daemon="$1" seconds="$2" pattern="$3" pid=""
+  [ -f "$PIDFILE" ] && pid="$(cat "$PIDFILE")"
+  if [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$pattern"; then
+    say "stop: stopping $daemon pid $pid (SIGTERM, SIGKILL after $seconds s)"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 $((seconds * 2))); do
+      [ -d "/proc/$pid" ] || break
+      sleep 0.5
+    done
+    if [ -d "/proc/$pid" ]; then
+      say "stop: $daemon pid $pid still running after $seconds s: SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      for _ in $(seq 1 20); do
+        [ -d "/proc/$pid" ] || break
+        sleep 0.5
+      done
+    fi
+    rm -f "$PIDFILE"
+    say "stop: $daemon stopped"
+  else
+    rm -f "$PIDFILE"
+    if answering; then
+      say "stop: a $daemon this script did not start is running; leaving it alone"
+    else
+      say "stop: $daemon not running"
+    fi
+  fi
+}
+
 # The command line both scripts take; the sourcing script defines cmd_install, cmd_start,
 # cmd_stop, cmd_status and cmd_image.
 runtime_main() {

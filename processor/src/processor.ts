@@ -21,6 +21,7 @@ import { createLogger, createThrottledWarn, type Logger } from '../../common/log
 import type { DeadLetter } from '../../schemas/types.js';
 import { type Alert, AlertEngine, type AlertRules } from './alerts.js';
 import { coPartitionedAssigner } from './assigner.js';
+import { catchUpToEnd } from './catch-up.js';
 import { toJsonEachRow } from './clickhouse/writer.js';
 import { boundedDeadLetter, type DeadLetterSource, REASON, reasonOf, requireValue } from './dead-letters.js';
 import { type EnrichedBatch, enrichedMessages } from './enriched.js';
@@ -140,6 +141,10 @@ export interface ProcessorOptions {
   rawTtlDays?: number;
   /** Time budget and backoff of the Kafka outputs (side-outputs.ts). */
   outputs?: Partial<OutputOptions>;
+  /** Heartbeat interval (kafkajs sends them between fetches and batches); below sessionTimeoutMs. */
+  heartbeatIntervalMs?: number;
+  /** On stop, first wait this long at most for commits to reach the end offsets of that moment. */
+  stopCatchUpMs?: number;
 }
 
 /** What tests and metrics observe; no behaviour depends on a listener. */
@@ -260,7 +265,7 @@ export function createProcessor(deps: {
     groupId: options.groupId,
     partitionAssigners: [coPartitionedAssigner],
     sessionTimeout: options.sessionTimeoutMs ?? 30_000,
-    heartbeatInterval: 3_000,
+    heartbeatInterval: options.heartbeatIntervalMs ?? 3_000,
     maxBytesPerPartition: 4 * 1024 * 1024,
     // How long the broker may hold a fetch that finds no new data. kafkajs' 5 s default
     // delays a partition resumed after its metadata restore (pause/resume below) by up to
@@ -1388,8 +1393,18 @@ export function createProcessor(deps: {
     },
     stop() {
       stopping ??= (async () => {
+        // What the collectors sent before they stopped (an ordered `ktrail stop` stops them
+        // first) is written and committed before this member leaves (catch-up.ts).
+        const owned = [...states.values()].filter(stillOwned).map((s) => s.partition);
+        if ((options.stopCatchUpMs ?? 0) > 0 && owned.length > 0) {
+          const committed = topics.stats === undefined ? [topics.events] : [topics.events, topics.stats];
+          const r = await catchUpToEnd(admin, options.groupId, committed, owned, options.stopCatchUpMs ?? 0);
+          if (r.caughtUp) log.info({ ms: r.ms, partitions: owned }, 'stop: caught up with the end offsets');
+          else log.warn({ ms: r.ms, behind: r.behind }, 'stop: not caught up; the next owner reads the rest');
+        }
         if (timer !== undefined) clearInterval(timer);
-        // Pause fetching, flush what each owned partition holds, then leave.
+        // Pause fetching, flush what each owned partition holds, then leave (LeaveGroup: a
+        // restarted member gets the partitions at once, without waiting for a session timeout).
         consumer.pause([{ topic: topics.events }, { topic: topics.containers }]);
         await Promise.all(
           [...states.values()].map((s) =>

@@ -14,6 +14,7 @@ import {
   splitStatements,
 } from '../../processor/src/clickhouse/migrate.js';
 import { insertBatch } from '../../processor/src/clickhouse/writer.js';
+import { statsRow } from '../../processor/src/rows.js';
 import { createTestChdb, type TestChdb } from '../support/clickhouse.js';
 import { fixtureMs, msToNs, utcDayMs } from '../support/fixture-time.js';
 import { itReal } from '../support/real.js';
@@ -387,6 +388,57 @@ ALTER TABLE {{database}}.tcp_close MODIFY COMMENT 'wider dedup window';`,
   });
 });
 
+describe('capture gaps', () => {
+  let ch: TestChdb;
+  beforeEach(async () => {
+    ch = await createTestChdb('gaps');
+  });
+  afterEach(async () => {
+    await ch.close();
+  });
+
+  itReal(undefined)('capture_gaps shows the time between one collector run and the next', async () => {
+    await migrate(ch.client);
+    const s = (sec: number) => BASE_NS + BigInt(sec) * 1_000_000_000n;
+    // Run 1: 0-10 s, 10-20 s. Run 2 (same boot): 35-45 s, its first record sent twice
+    // (kept on disk at a stop and sent again). Run 3 after a reboot: 60-70 s.
+    const intervals: Array<[string, number, number]> = [
+      ['boot-1', 0, 10],
+      ['boot-1', 10, 20],
+      ['boot-1', 35, 45],
+      ['boot-1', 35, 45],
+      ['boot-2', 60, 70],
+    ];
+    const rows = intervals.map(([boot, from, to]) =>
+      statsRow({
+        node: NODE,
+        bootId: boot,
+        collectorVersion: 't',
+        firstSequence: null,
+        lastSequence: null,
+        intervalStartNs: s(from),
+        intervalEndNs: s(to),
+        eventsByKind: {},
+        kernelDropsByProgram: {},
+        bufferDropsByReason: {},
+        malformedRecords: 0n,
+        eventsDelivered: 0n,
+        bytesSent: 0n,
+        oldestUnsentAgeMs: 0n,
+      }),
+    );
+    await insertBatch(ch.client, { table: 'collector_stats', rows, dedupToken: 'collector_stats:t:0:0-4' });
+    const got = await ch.rows(
+      `SELECT prev_boot_id, boot_id, gap_start, gap_end, gap_ms FROM ${ch.database}.capture_gaps ORDER BY gap_start`,
+    );
+    const t = (sec: number) => `${sqlDateTime(new Date(BASE_MS + sec * 1000))}.000000000`;
+    expect(got).toEqual([
+      { prev_boot_id: 'boot-1', boot_id: 'boot-1', gap_start: t(20), gap_end: t(35), gap_ms: '15000' },
+      { prev_boot_id: 'boot-1', boot_id: 'boot-2', gap_start: t(45), gap_end: t(60), gap_ms: '15000' },
+    ]);
+  });
+});
+
 describe('migration scripts (no engine needed)', () => {
   it('splits on semicolons outside strings and comments', () => {
     const sql = `-- a comment; not a split
@@ -413,7 +465,7 @@ SELECT "q;" FROM a`;
   it('every shipped migration renders with the default settings and has statements', () => {
     const vars = { database: 'k', ttl_raw_days: 14, ttl_rollup_days: 400, dedup_window: 1000 };
     const files = readMigrations();
-    expect(files.filter((f) => !f.repeatable).map((f) => f.version)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(files.filter((f) => !f.repeatable).map((f) => f.version)).toEqual([1, 2, 3, 4, 5, 6, 7]);
     for (const f of files) expect(splitStatements(render(f.text, vars)).length, f.name).toBeGreaterThan(0);
   });
 });

@@ -47,6 +47,17 @@ describe('config', () => {
     expect(message).toContain('collector.batchMaxBytes: must be <= 995904');
   });
 
+  it('refuses a heartbeat interval that is not below the session timeout', () => {
+    const ok = loadConfig({ env: { KTRAIL_PROCESSOR_SESSION_TIMEOUT_MS: '6000' } });
+    expect(ok.processor.heartbeatIntervalMs).toBeLessThan(ok.processor.sessionTimeoutMs);
+    expect(() =>
+      loadConfig({
+        env: {},
+        overrides: ['processor.sessionTimeoutMs=6000', 'processor.heartbeatIntervalMs=6000'],
+      }),
+    ).toThrow(/processor\.heartbeatIntervalMs: must be below processor\.sessionTimeoutMs \(6000\)/);
+  });
+
   it('rejects unknown settings in files and flags', () => {
     const dir = mkdtempSync(join(tmpdir(), 'ktrail-config-'));
     const file = join(dir, 'bad.json');

@@ -59,6 +59,8 @@ export interface SendQueue {
   dropInFlight(reason: DropReason): void;
   /** Drops everything (queued and in flight) with one reason: used at the shutdown deadline. */
   dropAll(reason: DropReason): void;
+  /** Removes and returns everything held, in flight first, without counting a drop (kept elsewhere). */
+  takeAll(): QueuedMessage[];
   readonly inFlight: number;
   /** Messages queued or in flight. */
   readonly messages: number;
@@ -166,6 +168,14 @@ export function createSendQueue(options: SendQueueOptions): SendQueue {
         forget(m);
         onDrop(m, reason);
       }
+    },
+    takeAll() {
+      const all = flight.concat(queue.slice(head));
+      flight = [];
+      queue = [];
+      head = 0;
+      for (const m of all) forget(m);
+      return all;
     },
     get inFlight() {
       return flight.length;

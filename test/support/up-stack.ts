@@ -142,7 +142,12 @@ export async function startUp(options: StartOptions): Promise<UpStack> {
   up.stdout?.on('data', onData);
   up.stderr?.on('data', onData);
   const upExit = new Promise<number | null>((resolve) => up.once('exit', (code) => resolve(code)));
-  const sql = httpRunner(`http://127.0.0.1:${queryPort}/`);
+  // The processor writes its query token beside its store once it starts: read it per query.
+  const tokenFile = join(cache, 'query-token');
+  const sql = {
+    rows: (query: string) =>
+      httpRunner(`http://127.0.0.1:${queryPort}/`, readFileSync(tokenFile, 'utf8').trim()).rows(query),
+  };
 
   const stack: UpStack = {
     cache,

@@ -3,11 +3,11 @@
 // collector starting again at 0 in the same boot would look like thousands of duplicates.
 //
 // The next sequence number is written after every queued EventBatch to a small file named
-// by node and boot id, without fsync: it only has to survive a restart of the process, not of the
+// by node and boot id (whole, by rename; without fsync): it only has to survive a restart of the process, not of the
 // machine (a reboot brings a new boot id and a fresh sequence). Default directory /run/ktrail
 // (tmpfs, emptied at boot); KTRAIL_STATE_DIR overrides it (in Kubernetes: a hostPath). If the
 // directory is not writable the collector starts at 0 and says so.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createLogger } from '../../common/log.js';
 
@@ -20,6 +20,16 @@ export function stateDir(): string {
 export function stateFile(dir: string, kind: string, ...parts: string[]): string {
   const safe = (s: string): string => s.replace(/[^0-9a-zA-Z.-]/g, '_');
   return join(dir, [kind, ...parts.map(safe)].join('-'));
+}
+
+/**
+ * Replaces `file` whole or not at all: a crash mid-write (or a full disk) must not leave a
+ * cut number that reads as a valid, smaller sequence.
+ */
+export function writeStateFile(file: string, data: string): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  writeFileSync(tmp, data);
+  renameSync(tmp, file);
 }
 
 export interface SequenceStore {
@@ -43,7 +53,7 @@ export function openSequenceStore(node: string, bootId: string, dir = stateDir()
   let writable = true;
   try {
     mkdirSync(dir, { recursive: true });
-    writeFileSync(file, first.toString());
+    writeStateFile(file, first.toString());
   } catch (err) {
     writable = false;
     log.warn({ err, file }, 'cannot persist the sequence number: a restart in this boot starts again at 0');
@@ -54,7 +64,7 @@ export function openSequenceStore(node: string, bootId: string, dir = stateDir()
     save(next) {
       if (!writable) return;
       try {
-        writeFileSync(file, next.toString());
+        writeStateFile(file, next.toString());
       } catch (err) {
         writable = false;
         log.warn({ err, file }, 'cannot persist the sequence number any more');

@@ -8,9 +8,9 @@
 // holding the encoded messages as they would have gone to Kafka (single-object Avro or the
 // registry's wire format: the schema travels with each one). Written whole to a temp file
 // and renamed over the old one, so a crash mid-write leaves the old file or the new one.
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { createLogger } from '../../common/log.js';
-import { stateDir, stateFile } from './sequence-store.js';
+import { stateDir, stateFile, writeStateFile } from './sequence-store.js';
 
 export interface UnsentStatsStore {
   readonly file: string;
@@ -54,9 +54,7 @@ export function openUnsentStats(node: string, dir = stateDir()): UnsentStatsStor
         }
         mkdirSync(dir, { recursive: true });
         const body: FileFormat = { version: 1, messages: values.map((v) => v.toString('base64')) };
-        const tmp = `${file}.tmp-${process.pid}`;
-        writeFileSync(tmp, JSON.stringify(body));
-        renameSync(tmp, file);
+        writeStateFile(file, JSON.stringify(body));
         return true;
       } catch (err) {
         log.warn({ err, file }, 'cannot keep the unsent stats messages');

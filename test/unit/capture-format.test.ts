@@ -27,10 +27,10 @@ const header = {
   host: 'node-a',
 };
 
-// "KTCAP", version 1, 42 header bytes, start ns, wall-boot ns, bootId (len 8), host (len 6).
+// "KTCAP", version 2, 42 header bytes, start ns, wall-boot ns, bootId (len 8), host (len 6).
 const GOLDEN_HEADER =
   '4b54434150' +
-  '01' +
+  '02' +
   '2a00' +
   '15cd853dfe9c9717' +
   '00f08461159c9717' +
@@ -48,8 +48,10 @@ const GOLDEN_RECORD =
   '07000000' +
   '07000000' +
   '2a00000000000000';
-// payload 40 bytes, 1 record, capture ns 1.7e18+2e8, crc32(payload) 0x97dcb5fc, reserved 0.
-const GOLDEN_FRAME = '28000000' + '01000000' + '00c21542fe9c9717' + 'fcb5dc97' + '00000000';
+// payload 40 bytes, 1 record, capture ns 1.7e18+2e8, crc32(first 16 bytes, payload), reserved 0.
+const GOLDEN_FRAME = '28000000' + '01000000' + '00c21542fe9c9717' + '9864213d' + '00000000';
+// The same in version 1, whose crc32 covered the payload only (0x97dcb5fc): still read.
+const GOLDEN_V1 = `4b5443415001${GOLDEN_HEADER.slice(12)}${'28000000' + '01000000' + '00c21542fe9c9717' + 'fcb5dc97' + '00000000'}`;
 
 /** n fixture-shaped records (40 bytes each) in one batch, tagged with `seed`. */
 function batch(n: number, seed: number): Buffer {
@@ -74,7 +76,7 @@ describe('capture format', () => {
   it('decodes the golden bytes back', () => {
     const file = Buffer.from(GOLDEN_HEADER + GOLDEN_FRAME + GOLDEN_RECORD, 'hex');
     const parsed = parseCapture(file);
-    expect(parsed.header).toEqual({ version: 1, ...header });
+    expect(parsed.header).toEqual({ version: 2, ...header });
     expect(parsed.truncated).toBe(false);
     expect(parsed.batches).toHaveLength(1);
     const b = parsed.batches[0]!;
@@ -83,6 +85,21 @@ describe('capture format', () => {
     expect(b.buf.readUInt16LE(0)).toBe(1000);
     expect(b.buf.readBigUInt64LE(16)).toBe(4242n);
     expect(recordOffsets(b.buf)).toEqual([0]);
+  });
+
+  it('still reads version 1 files, whose checksum covers the payload only', () => {
+    const parsed = parseCapture(Buffer.from(GOLDEN_V1 + GOLDEN_RECORD, 'hex'));
+    expect(parsed.header.version).toBe(1);
+    expect(parsed.batches[0]?.records).toBe(1);
+  });
+
+  it('detects a corrupted record count or time by the checksum', () => {
+    const headerBytes = GOLDEN_HEADER.length / 2;
+    for (const at of [4, 8]) {
+      const file = Buffer.from(GOLDEN_HEADER + GOLDEN_FRAME + GOLDEN_RECORD, 'hex');
+      file.writeUInt8(file.readUInt8(headerBytes + at) ^ 0x01, headerBytes + at);
+      expect(() => parseCapture(file)).toThrow(/checksum/);
+    }
   });
 
   it('skips header fields a later version appends', () => {
@@ -98,9 +115,9 @@ describe('capture format', () => {
 
   it('rejects a file that is not a capture, or a newer version', () => {
     expect(() => decodeCaptureHeader(Buffer.from('PK\u0003\u0004 not a capture'))).toThrow(PoisonError);
-    const v2 = Buffer.from(GOLDEN_HEADER, 'hex');
-    v2.writeUInt8(2, 5);
-    expect(() => decodeCaptureHeader(v2)).toThrow(/version 2/);
+    const v3 = Buffer.from(GOLDEN_HEADER, 'hex');
+    v3.writeUInt8(3, 5);
+    expect(() => decodeCaptureHeader(v3)).toThrow(/version 3/);
   });
 
   it('detects a corrupted payload by its checksum', () => {

@@ -371,4 +371,23 @@ describe('sequence store', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('replaces the number whole: a write that fails leaves the last one', async () => {
+    const { mkdirSync, mkdtempSync, readdirSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { openSequenceStore, stateFile } = await import('../../collector/src/sequence-store.js');
+    const dir = mkdtempSync(join(tmpdir(), 'ktrail-seq-'));
+    try {
+      const store = openSequenceStore('node-1', 'boot-a', dir);
+      store.save(1_000_000n);
+      // The next write fails (its temp name is taken by a directory), like a full disk would.
+      mkdirSync(`${stateFile(dir, 'sequence', 'node-1', 'boot-a')}.tmp-${process.pid}`);
+      store.save(1_000_001n);
+      expect(openSequenceStore('node-1', 'boot-a', dir).first).toBe(1_000_000n);
+      expect(readdirSync(dir).filter((f) => !f.includes('.tmp-'))).toHaveLength(1);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -1,11 +1,14 @@
 // Capture files: ring-buffer batches recorded as the addon delivered them, so the collector,
 // its tests and its benchmarks can run from a file without root (replay-source.ts).
 //
-// Layout (all integers little-endian), version 1:
+// Layout (all integers little-endian), version 2:
 //   file header   "KTCAP" | version u8 | headerBytes u16 | startWallNs u64 | wallMinusBootNs i64
 //                 | bootId (u16 length + UTF-8) | host (u16 length + UTF-8)
 //                 A reader skips header bytes it does not know (later versions append fields).
-//   batch frame   payloadBytes u32 | records u32 | captureWallNs u64 | crc32(payload) u32 | 0 u32
+//   batch frame   payloadBytes u32 | records u32 | captureWallNs u64 | crc32 u32 | 0 u32
+//                 | payload ... The crc32 covers the frame's first 16 bytes, then the payload
+//                 (version 1 files, still read, covered the payload only: a flipped record
+//                 count went unnoticed).
 //                 | payload: the addon's batch bytes unchanged (records with their own 32-byte
 //                 headers, each padded to 8 bytes)
 // A file cut short (recorder killed) reads up to the last whole frame and says so.
@@ -16,7 +19,9 @@ import { crc32 } from 'node:zlib';
 import { PoisonError } from '../../../common/errors.js';
 
 export const CAPTURE_MAGIC = 'KTCAP';
-export const CAPTURE_VERSION = 1;
+export const CAPTURE_VERSION = 2;
+/** Versions this reader understands (1: the checksum covers the payload only). */
+const READABLE_VERSIONS = new Set([1, 2]);
 export const FRAME_HEADER_BYTES = 24;
 const FIXED_HEADER_BYTES = 24; // magic, version, headerBytes, startWallNs, wallMinusBootNs
 /** Largest batch a reader accepts: guards against a corrupt length allocating gigabytes. */
@@ -72,9 +77,9 @@ export function decodeCaptureHeader(buf: Buffer): { header: CaptureHeader; bytes
   if (buf.length < 8 || buf.toString('latin1', 0, 5) !== CAPTURE_MAGIC)
     throw new PoisonError('not a ktrail capture file (bad magic)');
   const version = buf.readUInt8(5);
-  if (version !== CAPTURE_VERSION)
+  if (!READABLE_VERSIONS.has(version))
     throw new PoisonError(
-      `capture file version ${version} is not supported (this reader knows ${CAPTURE_VERSION})`,
+      `capture file version ${version} is not supported (this reader knows ${[...READABLE_VERSIONS].join(', ')})`,
     );
   const bytes = buf.readUInt16LE(6);
   if (bytes < FIXED_HEADER_BYTES + 4 || buf.length < bytes) throw new PoisonError('capture header truncated');
@@ -105,12 +110,17 @@ export function encodeFrameHeader(payload: Buffer, records: number, captureWallN
   out.writeUInt32LE(payload.length, 0);
   out.writeUInt32LE(records, 4);
   out.writeBigUInt64LE(captureWallNs, 8);
-  out.writeUInt32LE(crc32(payload), 16);
+  out.writeUInt32LE(frameCrc(out, payload, CAPTURE_VERSION), 16);
   return out;
 }
 
-function checkedFrame(frame: Buffer, payload: Buffer, at: number): CapturedBatch {
-  if (crc32(payload) !== frame.readUInt32LE(16))
+/** The frame's checksum: over its length, record count and time, then the payload (v2). */
+function frameCrc(frame: Buffer, payload: Buffer, version: number): number {
+  return version === 1 ? crc32(payload) : crc32(payload, crc32(frame.subarray(0, 16)));
+}
+
+function checkedFrame(frame: Buffer, payload: Buffer, at: number, version: number): CapturedBatch {
+  if (frameCrc(frame, payload, version) !== frame.readUInt32LE(16))
     throw new PoisonError(`capture frame at byte ${at}: checksum mismatch`, { context: { at } });
   return { buf: payload, records: frame.readUInt32LE(4), captureWallNs: frame.readBigUInt64LE(8) };
 }
@@ -274,8 +284,8 @@ export function openCaptureReader(path: string): CaptureReader {
           }
           const start = pos - chunkPos + FRAME_HEADER_BYTES;
           // `ensure` may have replaced the chunk: take the frame header from the current one.
-          const header = chunk.subarray(start - FRAME_HEADER_BYTES, start);
-          yield checkedFrame(header, chunk.subarray(start, start + len), pos);
+          const frameHeader = chunk.subarray(start - FRAME_HEADER_BYTES, start);
+          yield checkedFrame(frameHeader, chunk.subarray(start, start + len), pos, header.version);
           pos += FRAME_HEADER_BYTES + len;
         }
       } finally {
@@ -300,7 +310,7 @@ export function parseCapture(buf: Buffer): {
     const len = frame.readUInt32LE(0);
     const end = pos + FRAME_HEADER_BYTES + len;
     if (end > buf.length) return { header, batches, truncated: true };
-    batches.push(checkedFrame(frame, buf.subarray(pos + FRAME_HEADER_BYTES, end), pos));
+    batches.push(checkedFrame(frame, buf.subarray(pos + FRAME_HEADER_BYTES, end), pos, header.version));
     pos = end;
   }
   return { header, batches, truncated: false };

@@ -15,6 +15,7 @@
 // Nullable: containers and collector stats, which are small) makes encodeNativeBlock return
 // undefined, and the writer uses JSONEachRow for that insert.
 
+import { KtrailError } from '../../../common/errors.js';
 import { isPlainIdentifier } from './identifier.js';
 
 export type ColumnTypes = ReadonlyMap<string, string>;
@@ -357,7 +358,7 @@ function compileColumns(columns: readonly string[], plan: readonly Encoder[]): C
 }
 
 /** A present value that doesn't fit its column (an int past UInt16, a time past 2262): bad data. */
-export class NativeValueError extends Error {
+export class NativeValueError extends KtrailError {
   constructor(
     readonly column: string,
     readonly row: number,

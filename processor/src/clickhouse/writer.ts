@@ -174,7 +174,7 @@ const tableColumns = new WeakMap<ClickHouseClient, Map<string, Promise<ColumnTyp
  * A table's column types, asked once per client and table (migrations run before the
  * writer; a column added later is missing here, and its rows fall back to JSONEachRow).
  */
-function columnTypes(client: ClickHouseClient, table: string): Promise<ColumnTypes> {
+export function columnTypes(client: ClickHouseClient, table: string): Promise<ColumnTypes> {
   let byTable = tableColumns.get(client);
   if (byTable === undefined) {
     byTable = new Map();

@@ -14,6 +14,10 @@ npx biome check . || exit 1
 echo "[test] types: tsc --noEmit"
 npx tsc -p tsconfig.json || exit 1
 
+# Whatever the run starts (brokers, dockerd, containerd, clickhouse-server) is stopped when it
+# ends, pass or fail: `./ktrail stop` stops only what this checkout started.
+trap 'echo "[test] stopping the services this run started"; ./ktrail stop >/dev/null 2>&1 || true' EXIT
+
 echo "[test] vitest"
 npx vitest run --reporter=default --reporter=json --outputFile.json=.cache/vitest-report.json "$@"
 status=$?

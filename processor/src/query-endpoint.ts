@@ -99,18 +99,23 @@ class Refusal extends Error {
 }
 
 const FORMAT_AT_END = /\s+FORMAT\s+([A-Za-z][A-Za-z0-9]*)$/;
+/** A trailing, top-level SETTINGS clause of `name = number` pairs. */
+const SETTINGS_AT_END = /\s+SETTINGS\s+((?:[a-z_]+ = \d+)(?:, [a-z_]+ = \d+)*)$/;
+/** Settings a query may set for itself: they shape its answer, not its reach or its limits. */
+const QUERY_SETTINGS = new Set(['join_use_nulls']);
 
 /**
  * The one read statement to run, from the engine's own parser (formatQuerySingleLine refuses
- * several statements): its normalised text without a trailing FORMAT, and that format.
- * Refuses what readonly does not cover: INTO OUTFILE, and SETTINGS (a subquery's own
- * `SETTINGS readonly = 0` would lift the limit). Keywords inside string literals are refused
- * too, which errs on the safe side.
+ * several statements): its normalised text without a trailing FORMAT, that format, and
+ * the query's own trailing settings when they are in QUERY_SETTINGS. Refuses what readonly
+ * does not cover: INTO OUTFILE, and any other SETTINGS (a subquery's own `SETTINGS readonly =
+ * 0` would lift the limit). Keywords inside string literals are refused too, which errs on
+ * the safe side.
  */
 async function parseReadQuery(
   client: ClickHouseClient,
   sql: string,
-): Promise<{ text: string; format?: string }> {
+): Promise<{ text: string; format?: string; settings: string }> {
   let normalized: string;
   try {
     const rs = await client.query({
@@ -126,18 +131,35 @@ async function parseReadQuery(
     throw new Refusal('only a single SELECT (or WITH ... SELECT) is allowed here (READONLY)', 403, 164);
   if (/\bINTO\s+OUTFILE\b/i.test(normalized))
     throw new Refusal('INTO OUTFILE is not allowed here (READONLY)', 403, 164);
+  let format: string | undefined;
+  const f = FORMAT_AT_END.exec(normalized);
+  if (f !== null) {
+    normalized = normalized.slice(0, f.index);
+    format = f[1] as string;
+  }
+  let settings = '';
+  const s = SETTINGS_AT_END.exec(normalized);
+  if (
+    s !== null &&
+    (s[1] as string).split(', ').every((pair) => QUERY_SETTINGS.has(pair.split(' = ')[0] as string))
+  ) {
+    normalized = normalized.slice(0, s.index);
+    settings = `${s[1]}, `;
+  }
   if (/\bSETTINGS\b/i.test(normalized))
-    throw new Refusal('SETTINGS are not allowed in queries here (READONLY)', 403, 164);
-  const m = FORMAT_AT_END.exec(normalized);
-  if (m === null) return { text: normalized };
-  return { text: normalized.slice(0, m.index), format: m[1] as string };
+    throw new Refusal(
+      `SETTINGS are not allowed in queries here, except a final ${[...QUERY_SETTINGS].join(', ')} (READONLY)`,
+      403,
+      164,
+    );
+  return { text: normalized, settings, ...(format === undefined ? {} : { format }) };
 }
 
 export async function startQueryEndpoint(options: QueryEndpointOptions): Promise<QueryEndpoint> {
   const { client, logger } = options;
   const expected = Buffer.from(options.token);
   const limits =
-    `SETTINGS max_execution_time = ${Math.max(1, Math.ceil(options.timeoutMs / 1000))}, ` +
+    `max_execution_time = ${Math.max(1, Math.ceil(options.timeoutMs / 1000))}, ` +
     `max_result_bytes = ${options.maxResultBytes}, result_overflow_mode = 'throw', readonly = 1`;
 
   function authorized(req: IncomingMessage): boolean {
@@ -179,7 +201,8 @@ export async function startQueryEndpoint(options: QueryEndpointOptions): Promise
     const params: Record<string, string> = {};
     for (const [key, value] of url.searchParams) if (key.startsWith('param_')) params[key.slice(6)] = value;
     const result = await client.exec({
-      query: `${parsed.text}\n${limits}\nFORMAT ${format}`,
+      // The query's own settings first: readonly = 1 must come last (then nothing can change).
+      query: `${parsed.text}\nSETTINGS ${parsed.settings}${limits}\nFORMAT ${format}`,
       query_params: params,
     });
     const chunks: Buffer[] = [];

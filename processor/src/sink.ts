@@ -4,24 +4,29 @@
 // per call: the processor's own retry loop retries, since it must check between attempts
 // that it still owns the partition and keep its group session alive.
 import type { ClickHouseClient } from '@clickhouse/client';
+import { createLogger } from '../../common/log.js';
 import { describeClickHouse } from './clickhouse/client.js';
 import { classifyClickHouseError, insertBatch } from './clickhouse/writer.js';
 import type { Row } from './partition-batch.js';
 import type { RowSink } from './processor.js';
 import { sourceColumns } from './rows.js';
 
+const log = createLogger('processor.sink');
+
 export function clickHouseSink(client: ClickHouseClient): RowSink {
+  let checkUnsupported = false;
   return {
     async insert(table: string, rows: Row[], dedupToken: string): Promise<void> {
       await insertBatch(client, { table, rows, dedupToken }, { retry: { maxAttempts: 1 } });
     },
 
     async writtenOffsets(table, topic, partition, first, last, rows) {
+      if (checkUnsupported) return new Set();
       const cols = sourceColumns(table);
       const database = describeClickHouse(client)?.database;
       const qualified = table.includes('.') || database === undefined ? table : `${database}.${table}`;
       const where = [`${cols.partition} = ${partition}`, `${cols.offset} BETWEEN ${first} AND ${last}`];
-      if (cols.topic !== undefined) where.push(`${cols.topic} = {topic:String}`);
+      if (cols.topic !== undefined) where.push(`${cols.topic} = '${topic.replace(/['\\]/g, '\\$&')}'`);
       const bounds = cols.time === undefined ? undefined : timeBounds(rows, cols.time);
       if (bounds !== undefined)
         where.push(
@@ -32,11 +37,19 @@ export function clickHouseSink(client: ClickHouseClient): RowSink {
         const rs = await client.query({
           query: `SELECT DISTINCT toString(${cols.offset}) AS o FROM ${qualified} WHERE ${where.join(' AND ')}`,
           format: 'JSONEachRow',
-          query_params: { topic },
         });
         return new Set((await rs.json<{ o: string }>()).map((r) => r.o));
       } catch (err) {
-        throw classifyClickHouseError(err, { table, what: 'written offsets' });
+        const classified = classifyClickHouseError(err, { table, what: 'written offsets' });
+        if (classified.retriable) throw classified;
+        // A server that can't answer it (too old for DateTime64, a table of another shape):
+        // re-processed batches then rely on the deduplication tokens alone.
+        checkUnsupported = true;
+        log.warn(
+          { table, err: classified.message },
+          'this ClickHouse cannot say which rows are written; re-processed batches rely on tokens alone',
+        );
+        return new Set();
       }
     },
   };

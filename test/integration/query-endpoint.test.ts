@@ -79,6 +79,10 @@ describe('query endpoint over chDB: closed by default', () => {
       'max\n',
     );
     expect(await (await post('', {}, `?query=${encodeURIComponent('SELECT 7')}`)).text()).toBe('7\n');
+    // A final join_use_nulls is the one setting a query may set for itself.
+    const joined = 'SELECT b.x FROM (SELECT 1 AS k) AS a LEFT JOIN (SELECT 2 AS k, 5 AS x) AS b ON a.k = b.k';
+    expect(await (await post(`${joined} SETTINGS join_use_nulls = 1`)).text()).toBe('\\N\n');
+    expect((await post(`${joined} SETTINGS max_execution_time = 9999`)).status).toBe(403);
     // @clickhouse/client's URL mode sends the token as the Basic-auth password.
     const basic = Buffer.from(`default:${token}`).toString('base64');
     expect(await (await post('SELECT 8', { authorization: `Basic ${basic}` })).text()).toBe('8\n');

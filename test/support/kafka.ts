@@ -27,8 +27,9 @@ const cluster3Ports = (): number[] => {
 
 /**
  * The broker tests use. KTRAIL_KAFKA_BROKERS points at an existing Kafka (used as is);
- * otherwise a broker already answering on 127.0.0.1:KTRAIL_KAFKA_PORT (19092) is reused,
- * else `kafka.sh start` installs and starts one. Throws with the reason when it can't.
+ * otherwise this checkout's broker on 127.0.0.1:KTRAIL_KAFKA_PORT (19092) is reused (one
+ * `./ktrail up` started), else `kafka.sh start` installs and starts one. A port held by
+ * anything else (another checkout's broker) is an error: two checkouts never share daemons.
  */
 export async function ensureKafka(): Promise<KafkaEndpoint> {
   const external = process.env.KTRAIL_KAFKA_BROKERS;
@@ -39,6 +40,12 @@ export async function ensureKafka(): Promise<KafkaEndpoint> {
   }
   const brokers = [`${HOST}:${singlePort()}`];
   if (await portOpen(HOST, singlePort())) {
+    const { stdout } = await run(script, ['status']);
+    if (!/cluster 1 node 1: running/.test(stdout))
+      throw new Error(
+        `${brokers[0]} is held by a process this checkout did not start (another checkout's broker?): ` +
+          'stop it, or give this checkout its own port with KTRAIL_KAFKA_PORT',
+      );
     await assertKafkaAnswers(brokers);
     return { brokers };
   }

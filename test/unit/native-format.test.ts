@@ -131,6 +131,10 @@ describe('encodeNativeBlock', () => {
     ['a type it does not write (Map)', [{ m: { k: 'v' } }]],
     ['a later row missing a column', [{ a: 1, s: 'x' }, { s: 'y' }]],
     ['an empty batch', []],
+    ['a u64 that is not a number', [{ a: '12a' }]],
+    ['a string column holding a number', [{ s: 5 }]],
+    ['time text without nine fraction digits', [{ t: '1764072000.5' }]],
+    ['ISO time text', [{ t: '2026-12-03T10:00:00.000' }]],
   ])('cannot write %s (the writer sends JSONEachRow instead)', (_why, rows) => {
     expect(encodeNativeBlock(rows as Record<string, unknown>[], types)).toBeUndefined();
   });
@@ -139,9 +143,7 @@ describe('encodeNativeBlock', () => {
     ['a value out of range', [{ u8: 1 }, { u8: 256 }], 'u8', 1],
     ['a u64 above the maximum', [{ a: '18446744073709551616' }], 'a', 0],
     ['a negative u64', [{ a: -1 }], 'a', 0],
-    ['a u64 that is not a number', [{ a: '12a' }], 'a', 0],
-    ['a string column holding a number', [{ s: 5 }], 's', 0],
-    ['time text without nine fraction digits', [{ t: '1764072000.5' }], 't', 0],
+    ['a time past 2262', [{ t: 2n ** 63n }], 't', 0],
   ])('refuses %s as bad data, naming the column and row', (_why, rows, column, row) => {
     let thrown: unknown;
     try {

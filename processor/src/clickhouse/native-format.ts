@@ -375,9 +375,10 @@ export class NativeValueError extends KtrailError {
  * table's columns). Rows of one insert share their keys: rows.ts builds every row of a table
  * from the same reader schema. Undefined when the rows can't be written exactly through this
  * module: a column the table lacks, a type it doesn't write, or a missing key (the caller
- * then sends JSONEachRow, and the engine fills defaults or reports the problem). A present
- * value that doesn't fit its type throws NativeValueError: the JSON path would not refuse it
- * (the engine wraps an integer that overflows its column), so it is bad data.
+ * then sends JSONEachRow, and the engine fills defaults or reports the problem), or a value of
+ * another form (ISO time text). A number that doesn't fit its numeric column throws
+ * NativeValueError: the JSON path would not refuse it (the engine wraps an integer that
+ * overflows its column), so it is bad data.
  */
 export function encodeNativeBlock(
   rows: readonly Record<string, unknown>[],
@@ -404,7 +405,16 @@ export function encodeNativeBlock(
   return { block: out.buf.subarray(0, out.pos), columns };
 }
 
-/** The first present value that doesn't fit its column (the slow path, after a block failed). */
+/** A number, or the decimal text of one (how rows carry u64 past 2^53). */
+const isNumeric = (v: unknown): boolean =>
+  typeof v === 'number' || typeof v === 'bigint' || (typeof v === 'string' && /^-?\d+$/.test(v));
+
+/**
+ * The first number that doesn't fit its numeric column (the slow path, after a block
+ * failed), or undefined when what failed is a value of another form (ISO time text, a word
+ * in a number column, a number in a String column): the JSON path takes those, and the
+ * engine parses or refuses them itself.
+ */
 function findMisfit(
   rows: readonly Record<string, unknown>[],
   columns: string[],
@@ -422,7 +432,11 @@ function findMisfit(
     for (let r = 0; r < rows.length; r++) {
       const v = (rows[r] as Record<string, unknown>)[column];
       if (v === undefined) return undefined;
-      if (!fits(plan[c] as Encoder, v)) return new NativeValueError(column, r, v);
+      if (fits(plan[c] as Encoder, v)) continue;
+      const enc = plan[c] as Encoder;
+      const numericColumn = /^(U?Int|DateTime64)/.test((enc.inner ?? enc).wireType);
+      const numbers = Array.isArray(v) ? v : [v];
+      return numericColumn && numbers.every(isNumeric) ? new NativeValueError(column, r, v) : undefined;
     }
   }
   return undefined;

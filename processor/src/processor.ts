@@ -651,22 +651,9 @@ export function createProcessor(deps: {
     rows: Row[],
     resumed: boolean,
   ): Promise<PoisonError | undefined> {
-    let rejection: PoisonError | undefined;
-    let attempt = 0;
-    await withRetry(state, `insert ${table}`, async () => {
-      const part = await pendingRows(state, table, first, last, rows, resumed || attempt++ > 0);
-      if (part.rows.length === 0) return;
-      try {
-        await sink.insert(table, part.rows, part.token);
-      } catch (err) {
-        // Rows of our own tables (dead letters, losses) that ClickHouse refuses are our bug:
-        // retried loudly, not dead-lettered.
-        if (err instanceof PoisonError && table !== DEAD_LETTERS_TABLE && table !== INGEST_LOSSES_TABLE)
-          rejection = err;
-        else throw err;
-      }
-    });
-    return rejection;
+    return insertWithRetry(state, table, (attempt) =>
+      pendingRows(state, table, first, last, rows, resumed || attempt > 0),
+    );
   }
 
   /**
@@ -674,18 +661,35 @@ export function createProcessor(deps: {
    * rejects the rows as bad data. For rows that do not say which events message they came
    * from (collector stats): a retry after more than dedupWindow inserts could repeat them.
    */
-  async function insertByToken(
+  function insertByToken(
     state: PartitionState,
     table: string,
     rows: Row[],
     token: string,
   ): Promise<PoisonError | undefined> {
+    return insertWithRetry(state, table, async () => ({ rows, token }));
+  }
+
+  /**
+   * Inserts what `next(attempt)` gives, retrying until written or rejected as bad data (the
+   * PoisonError is returned). Rows of our own tables that ClickHouse refuses are our bug:
+   * retried loudly, never dead-lettered.
+   */
+  async function insertWithRetry(
+    state: PartitionState,
+    table: string,
+    next: (attempt: number) => Promise<{ rows: Row[]; token: string }>,
+  ): Promise<PoisonError | undefined> {
     let rejection: PoisonError | undefined;
+    let attempt = 0;
     await withRetry(state, `insert ${table}`, async () => {
+      const part = await next(attempt++);
+      if (part.rows.length === 0) return;
       try {
-        await sink.insert(table, rows, token);
+        await sink.insert(table, part.rows, part.token);
       } catch (err) {
-        if (err instanceof PoisonError && table !== DEAD_LETTERS_TABLE) rejection = err;
+        if (err instanceof PoisonError && table !== DEAD_LETTERS_TABLE && table !== INGEST_LOSSES_TABLE)
+          rejection = err;
         else throw err;
       }
     });

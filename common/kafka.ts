@@ -15,16 +15,22 @@ import { createRequire } from 'node:module';
 import type { ConnectionOptions } from 'node:tls';
 import kafkajs, {
   type Admin,
+  type AdminConfig,
   CompressionTypes,
+  type Consumer,
+  type ConsumerConfig,
   type ITopicConfig,
   Kafka,
   type KafkaConfig,
   type LogEntry,
   logLevel,
+  type Producer,
+  type ProducerConfig,
   type SASLOptions,
 } from 'kafkajs';
 import type { KtrailConfig } from './config.js';
 import { ConfigError, TransientError } from './errors.js';
+import { explainFailures, kafkaSecurityOptions, warnInsecureKafka } from './kafka-security.js';
 import { createThrottledWarn, type Logger } from './log.js';
 import { loadCodecAddon } from './native-codec.js';
 
@@ -52,9 +58,8 @@ export function kafkaClientOptions(section: KtrailConfig['kafka'], role?: string
   return {
     brokers: section.brokers,
     clientId: role === undefined ? section.clientId : `${section.clientId}-${role}`,
-    ssl: section.ssl,
     requestTimeoutMs: section.requestTimeoutMs,
-    ...(section.sasl === undefined ? {} : { sasl: section.sasl }),
+    ...kafkaSecurityOptions(section),
   };
 }
 
@@ -93,7 +98,30 @@ export function createKafka(options: KafkaClientOptions, logger: Logger): Kafka 
   };
   if (options.ssl !== undefined) config.ssl = options.ssl;
   if (options.sasl !== undefined) config.sasl = options.sasl;
-  return new Kafka(config);
+  warnInsecureKafka(options, logger);
+  return new ExplainingKafka(config, options);
+}
+
+/** A kafkajs client whose authentication and TLS failures say what to fix (kafka-security.ts). */
+class ExplainingKafka extends Kafka {
+  readonly #security: Pick<KafkaClientOptions, 'ssl' | 'sasl'>;
+
+  constructor(config: KafkaConfig, security: Pick<KafkaClientOptions, 'ssl' | 'sasl'>) {
+    super(config);
+    this.#security = security;
+  }
+
+  override producer(config?: ProducerConfig): Producer {
+    return explainFailures(super.producer(config), ['connect', 'send', 'sendBatch'], this.#security);
+  }
+
+  override consumer(config: ConsumerConfig): Consumer {
+    return explainFailures(super.consumer(config), ['connect'], this.#security);
+  }
+
+  override admin(config?: AdminConfig): Admin {
+    return explainFailures(super.admin(config), ['connect'], this.#security);
+  }
 }
 
 function kafkajsLevel(pinoLevel: string): logLevel {

@@ -13,7 +13,7 @@ import { hostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
-import { redactUrl, Secret } from './secret.js';
+import { Secret } from './secret.js';
 
 const port = z.number().int().min(0).max(65535);
 const positiveInt = z.number().int().positive();
@@ -52,8 +52,9 @@ const kafkaTlsSchema = z
 export const SECRET_SETTINGS = ['kafka.sasl.password', 'clickhouse.password'] as const;
 
 /**
- * The transform that turns a section's `<key>` / `<key>File` pair into one Secret (read from
- * the file now), for the secret at dotted `path`. `required`: one of the two must be set.
+ * The transform that turns a section's `<key>` / `<key>File` pair into one Secret (a file is
+ * read when the secret is first used), for the secret at dotted `path`. `required`: one of
+ * the two must be set.
  */
 function resolveSecret<K extends string>(path: (typeof SECRET_SETTINGS)[number], key: K, required: boolean) {
   const fileKey = `${key}File`;
@@ -71,14 +72,8 @@ function resolveSecret<K extends string>(path: (typeof SECRET_SETTINGS)[number],
       issue(`set ${key} or ${fileKey}, not both`, key);
       return z.NEVER;
     }
-    if (file !== undefined) {
-      try {
-        secret = Secret.fromFile(`${path}File`, file);
-      } catch (err) {
-        issue((err as Error).message.replace(/^[\w.]+: /, ''), fileKey);
-        return z.NEVER;
-      }
-    } else if (inline !== undefined) secret = Secret.inline(path, inline);
+    if (file !== undefined) secret = Secret.fromFile(`${path}File`, file);
+    else if (inline !== undefined) secret = Secret.inline(path, inline);
     else if (required) {
       issue(`required: set ${key} or ${fileKey} (a file, e.g. a mounted Secret)`, key);
       return z.NEVER;
@@ -86,6 +81,15 @@ function resolveSecret<K extends string>(path: (typeof SECRET_SETTINGS)[number],
     return { ...section, [key]: secret } as Omit<T, K> & Record<K, Secret>;
   };
 }
+
+/** A URL, refused with a password in it: it would show wherever the URL is logged. */
+const urlWithoutPassword = z
+  .string()
+  .url()
+  .refine(
+    (url) => URL.canParse(url) && new URL(url).password === '',
+    'must not hold a password (user:password@): use the password setting or its File variant',
+  );
 
 const lowerCase = (v: unknown) => (typeof v === 'string' ? v.toLowerCase() : v);
 
@@ -129,7 +133,7 @@ export const configSchema = z
         tls: kafkaTlsSchema.optional(),
         sasl: saslSchema.optional(),
         /** When set, messages use the Confluent wire format with ids from this registry. */
-        schemaRegistryUrl: z.string().url().optional(),
+        schemaRegistryUrl: urlWithoutPassword.optional(),
       })
       .strict()
       .superRefine((kafka, ctx) => {
@@ -239,7 +243,7 @@ export const configSchema = z
     clickhouse: z
       .object({
         /** A ClickHouse server (http(s)://host:port). Unset = embedded chDB at chdbPath. */
-        url: z.string().url().optional(),
+        url: urlWithoutPassword.optional(),
         chdbPath: z.string().default('data/chdb'),
         database: z
           .string()
@@ -301,15 +305,10 @@ function mergeLayer(base: Record<string, unknown>, layer: Record<string, unknown
 
 /**
  * The validated config as JSON for a person (the CLIs' --print-config): secrets show as
- * "[secret]", and a password inside a URL as "***".
+ * "[secret]" (Secret.toJSON); URLs can't hold passwords (urlWithoutPassword).
  */
 export function printableConfig(config: KtrailConfig): string {
-  return JSON.stringify(
-    config,
-    (_key, value: unknown) =>
-      typeof value === 'string' && /^[a-z][a-z0-9+.-]*:\/\/[^/]*@/i.test(value) ? redactUrl(value) : value,
-    2,
-  );
+  return JSON.stringify(config, null, 2);
 }
 
 export function validateConfig(raw: unknown): KtrailConfig {

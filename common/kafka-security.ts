@@ -39,14 +39,13 @@ export function kafkaSecurityOptions(section: KtrailConfig['kafka']): KafkaSecur
   const sasl = section.sasl;
   if (sasl !== undefined) {
     const secret = sasl.password;
+    secret.reveal(); // an unreadable password file is a ConfigError now, at start
     // A getter, not a copy: kafkajs keeps this object and reads the password per connection.
-    out.sasl = {
-      mechanism: sasl.mechanism,
-      username: sasl.username,
-      get password(): string {
-        return secret.reveal();
-      },
-    } as SASLOptions;
+    // Not enumerable, so logging these options (JSON, inspect, spread) never shows it.
+    out.sasl = Object.defineProperty({ mechanism: sasl.mechanism, username: sasl.username }, 'password', {
+      get: () => secret.reveal(),
+      enumerable: false,
+    }) as SASLOptions;
   }
   return out;
 }

@@ -11,11 +11,11 @@ export const SECRET_SHOWN = '[secret]';
 
 export class Secret {
   readonly #setting: string;
-  #value: string;
+  #value: string | undefined;
   /** The file it came from (a Kubernetes Secret mount), or undefined when it was inline. */
   readonly file: string | undefined;
 
-  private constructor(setting: string, value: string, file: string | undefined) {
+  private constructor(setting: string, value: string | undefined, file: string | undefined) {
     this.#setting = setting;
     this.#value = value;
     this.file = file;
@@ -25,30 +25,29 @@ export class Secret {
     return new Secret(setting, value, undefined);
   }
 
-  /** Reads the file now (a ConfigError naming `setting` when it can't be read or is empty). */
+  /**
+   * Read when first used, not now: a component never reads the secrets of sections it does
+   * not use (the collector and ClickHouse's password share one config file).
+   */
   static fromFile(setting: string, file: string): Secret {
-    return new Secret(setting, readSecretFile(setting, file), file);
+    return new Secret(setting, undefined, file);
   }
 
   /**
-   * The value. One from a file is read again on every call, so a rotated or corrected
-   * Secret (Kubernetes updates mounted files in place) is used from the next connection
-   * on; if the file can't be read any more, the last value read stays.
+   * The value. One from a file is read on every call, so a rotated or corrected Secret
+   * (Kubernetes updates mounted files in place) is used from the next connection on. The
+   * first read failing is a ConfigError naming the setting and the path; a later one keeps
+   * the last value read (a mount being swapped must not break a reconnect).
    */
   reveal(): string {
     if (this.file !== undefined) {
       try {
         this.#value = readSecretFile(this.#setting, this.file);
-      } catch {
-        // keep the last good value: a mount being swapped must not break a reconnect
+      } catch (err) {
+        if (this.#value === undefined) throw err;
       }
     }
-    return this.#value;
-  }
-
-  /** True when it holds the empty string (e.g. ClickHouse's default user without password). */
-  isEmpty(): boolean {
-    return this.#value === '';
+    return this.#value as string;
   }
 
   toJSON(): string {

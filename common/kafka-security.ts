@@ -13,6 +13,8 @@ import { readSettingFile } from './secret.js';
 import { errorChain, explainTlsError } from './tls.js';
 
 export interface KafkaSecurityOptions {
+  /** Bootstrap addresses, to name the peer when kafkajs' error does not. */
+  brokers?: readonly string[];
   /** kafkajs `ssl`: true = the system CAs; options = a private CA, client certificate... */
   ssl?: boolean | ConnectionOptions;
   sasl?: SASLOptions;
@@ -70,7 +72,10 @@ export function warnInsecureKafka(options: KafkaSecurityOptions, log: Logger): v
 export function explainKafkaError(err: unknown, options: KafkaSecurityOptions): string | undefined {
   const errors = errorChain(err) as Array<{ name?: string; broker?: string; message?: string }>;
   const broker = errors.find((e) => typeof e.broker === 'string')?.broker;
-  const at = broker === undefined ? 'the Kafka broker' : `Kafka broker ${broker}`;
+  const at =
+    broker !== undefined
+      ? `Kafka broker ${broker}`
+      : `Kafka ${options.brokers === undefined ? 'broker' : `brokers ${options.brokers.join(',')}`}`;
   const sasl = errors.find((e) => e.name === 'KafkaJSSASLAuthenticationError');
   if (sasl !== undefined) {
     const mechanism = options.sasl?.mechanism.toUpperCase() ?? 'SASL';

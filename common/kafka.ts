@@ -104,9 +104,9 @@ export function createKafka(options: KafkaClientOptions, logger: Logger): Kafka 
 
 /** A kafkajs client whose authentication and TLS failures say what to fix (kafka-security.ts). */
 class ExplainingKafka extends Kafka {
-  readonly #security: Pick<KafkaClientOptions, 'ssl' | 'sasl'>;
+  readonly #security: Pick<KafkaClientOptions, 'brokers' | 'ssl' | 'sasl'>;
 
-  constructor(config: KafkaConfig, security: Pick<KafkaClientOptions, 'ssl' | 'sasl'>) {
+  constructor(config: KafkaConfig, security: Pick<KafkaClientOptions, 'brokers' | 'ssl' | 'sasl'>) {
     super(config);
     this.#security = security;
   }

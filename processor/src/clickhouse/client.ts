@@ -282,7 +282,10 @@ function explainServerError(err: unknown, config: ServerConfig): unknown {
   const tls = explainTlsError(err, at, 'clickhouse.tls', config.tls?.certFile !== undefined);
   if (tls !== undefined) return new KtrailError(tls, { cause: err });
   // 516 AUTHENTICATION_FAILED; 192/193/194 unknown user, wrong password, password required (old servers).
-  const code = Number((err as { code?: unknown }).code);
+  // Old servers' errors lack the (TYPE) suffix @clickhouse/client parses a code from.
+  const code = Number(
+    (err as { code?: unknown }).code ?? /^Code: (\d+)/.exec(String((err as Error).message))?.[1],
+  );
   if ([192, 193, 194, 516].includes(code))
     return new KtrailError(
       `${at}: authentication failed for user "${config.username ?? 'default'}" (${(err as Error).message.split('\n')[0]}): ` +

@@ -5,7 +5,17 @@
 // certificate"; explainKafkaError names the mechanism, the user, the broker and the setting
 // to change, and never the password (kafkajs itself never logs it either).
 import type { ConnectionOptions } from 'node:tls';
-import type { SASLOptions } from 'kafkajs';
+import {
+  type Admin,
+  type AdminConfig,
+  type Consumer,
+  type ConsumerConfig,
+  Kafka,
+  type KafkaConfig,
+  type Producer,
+  type ProducerConfig,
+  type SASLOptions,
+} from 'kafkajs';
 import type { KtrailConfig } from './config.js';
 import { KtrailError } from './errors.js';
 import type { Logger } from './log.js';
@@ -132,4 +142,29 @@ export function explainFailures<T extends object>(
     };
   }
   return client;
+}
+
+/**
+ * A kafkajs client whose producers', consumers' and admins' authentication and TLS failures
+ * say what to fix (createKafka in common/kafka.ts builds every ktrail client as one).
+ */
+export class ExplainingKafka extends Kafka {
+  readonly #security: KafkaSecurityOptions;
+
+  constructor(config: KafkaConfig, security: KafkaSecurityOptions) {
+    super(config);
+    this.#security = security;
+  }
+
+  override producer(config?: ProducerConfig): Producer {
+    return explainFailures(super.producer(config), ['connect', 'send', 'sendBatch'], this.#security);
+  }
+
+  override consumer(config: ConsumerConfig): Consumer {
+    return explainFailures(super.consumer(config), ['connect'], this.#security);
+  }
+
+  override admin(config?: AdminConfig): Admin {
+    return explainFailures(super.admin(config), ['connect'], this.#security);
+  }
 }

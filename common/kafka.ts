@@ -15,22 +15,17 @@ import { createRequire } from 'node:module';
 import type { ConnectionOptions } from 'node:tls';
 import kafkajs, {
   type Admin,
-  type AdminConfig,
   CompressionTypes,
-  type Consumer,
-  type ConsumerConfig,
   type ITopicConfig,
-  Kafka,
+  type Kafka,
   type KafkaConfig,
   type LogEntry,
   logLevel,
-  type Producer,
-  type ProducerConfig,
   type SASLOptions,
 } from 'kafkajs';
 import type { KtrailConfig } from './config.js';
 import { ConfigError, TransientError } from './errors.js';
-import { explainFailures, kafkaSecurityOptions, warnInsecureKafka } from './kafka-security.js';
+import { ExplainingKafka, kafkaSecurityOptions, warnInsecureKafka } from './kafka-security.js';
 import { createThrottledWarn, type Logger } from './log.js';
 import { loadCodecAddon } from './native-codec.js';
 
@@ -100,28 +95,6 @@ export function createKafka(options: KafkaClientOptions, logger: Logger): Kafka 
   if (options.sasl !== undefined) config.sasl = options.sasl;
   warnInsecureKafka(options, logger);
   return new ExplainingKafka(config, options);
-}
-
-/** A kafkajs client whose authentication and TLS failures say what to fix (kafka-security.ts). */
-class ExplainingKafka extends Kafka {
-  readonly #security: Pick<KafkaClientOptions, 'brokers' | 'ssl' | 'sasl'>;
-
-  constructor(config: KafkaConfig, security: Pick<KafkaClientOptions, 'brokers' | 'ssl' | 'sasl'>) {
-    super(config);
-    this.#security = security;
-  }
-
-  override producer(config?: ProducerConfig): Producer {
-    return explainFailures(super.producer(config), ['connect', 'send', 'sendBatch'], this.#security);
-  }
-
-  override consumer(config: ConsumerConfig): Consumer {
-    return explainFailures(super.consumer(config), ['connect'], this.#security);
-  }
-
-  override admin(config?: AdminConfig): Admin {
-    return explainFailures(super.admin(config), ['connect'], this.#security);
-  }
 }
 
 function kafkajsLevel(pinoLevel: string): logLevel {

@@ -3,11 +3,17 @@
 // (KTRAIL_SECTION_KEY, e.g. KTRAIL_KAFKA_BROKERS) < command-line overrides
 // (--set section.key=value). A bad value is a ConfigError naming the setting and
 // what it accepts, as pino's normalize step does for its options.
+//
+// Secrets (SECRET_SETTINGS) follow one rule: `password` inline (file, KTRAIL_..._PASSWORD)
+// or `passwordFile`, a path to read it from (KTRAIL_..._PASSWORD_FILE, as Kubernetes mounts
+// Secrets); a later source's choice replaces an earlier one's; never on the command line
+// (every user can read it in ps); held as a Secret, which logs and dumps as "[secret]".
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
+import { Secret } from './secret.js';
 
 const port = z.number().int().min(0).max(65535);
 const positiveInt = z.number().int().positive();
@@ -22,13 +28,81 @@ const csv = z.preprocess(
   z.array(z.string().min(1)).min(1),
 );
 
-const tlsSchema = z
+const tlsFiles = {
+  /** PEM CA certificate(s) to trust instead of the system's (a private CA). */
+  caFile: z.string().min(1).optional(),
+  /** PEM client certificate (chain) and its key, together: mutual TLS. */
+  certFile: z.string().min(1).optional(),
+  keyFile: z.string().min(1).optional(),
+};
+
+const tlsSchema = z.object(tlsFiles).strict();
+
+const kafkaTlsSchema = z
   .object({
-    caFile: z.string().optional(),
-    certFile: z.string().optional(),
-    keyFile: z.string().optional(),
+    ...tlsFiles,
+    /** Name to verify in the broker's certificate (and send as SNI) when brokers are addressed by IP. */
+    servername: z.string().min(1).optional(),
+    /** false accepts any broker certificate: a man in the middle gets the password. Tests only. */
+    rejectUnauthorized: z.boolean().optional(),
   })
   .strict();
+
+/** The secret settings; each has a `<name>File` sibling (see the top of this file). */
+export const SECRET_SETTINGS = ['kafka.sasl.password', 'clickhouse.password'] as const;
+
+/**
+ * The transform that turns a section's `<key>` / `<key>File` pair into one Secret (a file is
+ * read when the secret is first used), for the secret at dotted `path`. `required`: one of
+ * the two must be set.
+ */
+function resolveSecret<K extends string>(path: (typeof SECRET_SETTINGS)[number], key: K, required: boolean) {
+  const fileKey = `${key}File`;
+  return <T extends { [P in K]?: string | undefined }>(
+    section: T,
+    ctx: z.core.$RefinementCtx<T>,
+  ): Omit<T, K> & Record<K, Secret> => {
+    const values = section as Record<string, unknown>;
+    const inline = values[key] as string | undefined;
+    const file = values[fileKey] as string | undefined;
+    const issue = (message: string, at: string) =>
+      ctx.issues.push({ code: 'custom', message, path: [at], input: undefined });
+    let secret: Secret;
+    if (inline !== undefined && file !== undefined) {
+      issue(`set ${key} or ${fileKey}, not both`, key);
+      return z.NEVER;
+    }
+    if (file !== undefined) secret = Secret.fromFile(`${path}File`, file);
+    else if (inline !== undefined) secret = Secret.inline(path, inline);
+    else if (required) {
+      issue(`required: set ${key} or ${fileKey} (a file, e.g. a mounted Secret)`, key);
+      return z.NEVER;
+    } else secret = Secret.inline(path, '');
+    return { ...section, [key]: secret } as Omit<T, K> & Record<K, Secret>;
+  };
+}
+
+/** A URL, refused with a password in it: it would show wherever the URL is logged. */
+const urlWithoutPassword = z
+  .string()
+  .url()
+  .refine(
+    (url) => URL.canParse(url) && new URL(url).password === '',
+    'must not hold a password (user:password@): use the password setting or its File variant',
+  );
+
+const lowerCase = (v: unknown) => (typeof v === 'string' ? v.toLowerCase() : v);
+
+const saslSchema = z
+  .object({
+    /** Kafka spells them PLAIN, SCRAM-SHA-256, SCRAM-SHA-512; either case is accepted. */
+    mechanism: z.preprocess(lowerCase, z.enum(['plain', 'scram-sha-256', 'scram-sha-512'])),
+    username: z.string().min(1),
+    password: z.string().min(1).optional(),
+    passwordFile: z.string().min(1).optional(),
+  })
+  .strict()
+  .transform(resolveSecret('kafka.sasl.password', 'password', true));
 
 export const configSchema = z
   .object({
@@ -54,19 +128,31 @@ export const configSchema = z
         replicationFactor: positiveInt.default(1),
         /** How long a Kafka request may go unanswered (a frozen broker) before it counts as failed. */
         requestTimeoutMs: positiveInt.default(30_000),
-        ssl: z.boolean().default(false),
-        sasl: z
-          .object({
-            mechanism: z.enum(['plain', 'scram-sha-256', 'scram-sha-512']),
-            username: z.string(),
-            password: z.string(),
-          })
-          .strict()
-          .optional(),
+        /** true = TLS with the system CAs; kafka.tls turns TLS on by itself (docs/kafka.md). */
+        ssl: z.boolean().optional(),
+        tls: kafkaTlsSchema.optional(),
+        sasl: saslSchema.optional(),
         /** When set, messages use the Confluent wire format with ids from this registry. */
-        schemaRegistryUrl: z.string().url().optional(),
+        schemaRegistryUrl: urlWithoutPassword.optional(),
       })
       .strict()
+      .superRefine((kafka, ctx) => {
+        if (kafka.ssl === false && kafka.tls !== undefined)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['ssl'],
+            message: 'is false but kafka.tls is set: remove kafka.ssl (kafka.tls turns TLS on)',
+          });
+        if (
+          kafka.tls !== undefined &&
+          (kafka.tls.certFile === undefined) !== (kafka.tls.keyFile === undefined)
+        )
+          ctx.addIssue({
+            code: 'custom',
+            path: ['tls', kafka.tls.certFile === undefined ? 'certFile' : 'keyFile'],
+            message: 'required with kafka.tls.certFile/keyFile: a client certificate and its key go together',
+          });
+      })
       .prefault({}),
     collector: z
       .object({
@@ -157,14 +243,16 @@ export const configSchema = z
     clickhouse: z
       .object({
         /** A ClickHouse server (http(s)://host:port). Unset = embedded chDB at chdbPath. */
-        url: z.string().url().optional(),
+        url: urlWithoutPassword.optional(),
         chdbPath: z.string().default('data/chdb'),
         database: z
           .string()
           .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a plain identifier')
           .default('ktrail'),
         username: z.string().default('default'),
-        password: z.string().default(''),
+        /** Unset: no password (ClickHouse's `default` user). */
+        password: z.string().optional(),
+        passwordFile: z.string().min(1).optional(),
         tls: tlsSchema.optional(),
         ttlRawDays: positiveInt.default(14),
         ttlRollupDays: positiveInt.default(400),
@@ -172,6 +260,7 @@ export const configSchema = z
         dedupWindow: positiveInt.default(1000),
       })
       .strict()
+      .transform(resolveSecret('clickhouse.password', 'password', false))
       .prefault({}),
   })
   .strict();
@@ -192,11 +281,34 @@ const ENV_PREFIX = 'KTRAIL_';
 /** Loads, merges and validates. Throws ConfigError naming every bad setting. */
 export function loadConfig(options: LoadConfigOptions = {}): KtrailConfig {
   let merged: Record<string, unknown> = {};
-  if (options.file !== undefined) merged = deepMerge(merged, readConfigFile(options.file));
-  merged = deepMerge(merged, fromEnv(options.env ?? process.env));
-  if (Array.isArray(options.overrides)) merged = deepMerge(merged, fromAssignments(options.overrides));
-  else if (options.overrides) merged = deepMerge(merged, options.overrides);
+  if (options.file !== undefined) merged = mergeLayer(merged, readConfigFile(options.file));
+  merged = mergeLayer(merged, fromEnv(options.env ?? process.env));
+  if (Array.isArray(options.overrides)) merged = mergeLayer(merged, fromAssignments(options.overrides));
+  else if (options.overrides) merged = mergeLayer(merged, options.overrides);
   return validateConfig(merged);
+}
+
+/**
+ * deepMerge, and a secret's inline value and file are one setting: the layer that sets
+ * either replaces both (a password in the file, the env's PASSWORD_FILE: the file wins).
+ */
+function mergeLayer(base: Record<string, unknown>, layer: Record<string, unknown>): Record<string, unknown> {
+  const out = deepMerge(base, layer);
+  for (const path of SECRET_SETTINGS) {
+    const inline = getPath(layer, path);
+    const file = getPath(layer, `${path}File`);
+    if (inline !== undefined && file === undefined) deletePath(out, `${path}File`);
+    if (file !== undefined && inline === undefined) deletePath(out, path);
+  }
+  return out;
+}
+
+/**
+ * The validated config as JSON for a person (the CLIs' --print-config): secrets show as
+ * "[secret]" (Secret.toJSON); URLs can't hold passwords (urlWithoutPassword).
+ */
+export function printableConfig(config: KtrailConfig): string {
+  return JSON.stringify(config, null, 2);
 }
 
 export function validateConfig(raw: unknown): KtrailConfig {
@@ -238,7 +350,7 @@ function leafSettings(): Map<string, z.ZodType> {
   const leaves = new Map<string, z.ZodType>();
   const walk = (schema: z.ZodType, path: string[]): void => {
     const inner = unwrap(schema);
-    if (inner instanceof z.ZodObject && !(path.length > 0 && path.at(-1) === 'sasl')) {
+    if (inner instanceof z.ZodObject) {
       for (const [key, child] of Object.entries(inner.shape)) walk(child as z.ZodType, [...path, key]);
     } else leaves.set(path.join('.'), inner);
   };
@@ -255,7 +367,9 @@ function unwrap(schema: z.ZodType): z.ZodType {
       current instanceof z.ZodPrefault
     )
       current = current.unwrap() as z.ZodType;
-    else if (current instanceof z.ZodPipe) current = current.out as z.ZodType;
+    // A preprocess pipes into the real type; a transform (secrets) pipes out of it.
+    else if (current instanceof z.ZodPipe)
+      current = (current.out instanceof z.ZodTransform ? current.in : current.out) as z.ZodType;
     else return current;
   }
 }
@@ -290,6 +404,11 @@ function fromAssignments(assignments: string[]): Record<string, unknown> {
     const type = leaves.get(path);
     if (!type)
       throw new ConfigError(`--set ${path}: unknown setting (known: ${[...leaves.keys()].join(', ')})`);
+    if ((SECRET_SETTINGS as readonly string[]).includes(path))
+      throw new ConfigError(
+        `--set ${path}: a secret is not taken from the command line (any user can read it in ps); ` +
+          `use --set ${path}File=FILE, ${envNameFor(`${path}File`)} or the config file`,
+      );
     setPath(out, path, coerce(assignment.slice(eq + 1), type));
   }
   return out;
@@ -301,6 +420,21 @@ function coerce(value: string, type: z.ZodType): unknown {
   if (type instanceof z.ZodBoolean && /^(true|false|1|0)$/i.test(value.trim()))
     return /^(true|1)$/i.test(value.trim());
   return value;
+}
+
+function getPath(source: Record<string, unknown>, path: string): unknown {
+  let node: unknown = source;
+  for (const key of path === '' ? [] : path.split('.')) {
+    if (!isPlainObject(node)) return undefined;
+    node = (node as Record<string, unknown>)[key];
+  }
+  return node;
+}
+
+function deletePath(target: Record<string, unknown>, path: string): void {
+  const keys = path.split('.');
+  const parent = getPath(target, keys.slice(0, -1).join('.'));
+  if (isPlainObject(parent)) delete (parent as Record<string, unknown>)[keys.at(-1) as string];
 }
 
 function setPath(target: Record<string, unknown>, path: string, value: unknown): void {
@@ -336,8 +470,8 @@ export function describeSettings(): Array<{ setting: string; env: string; defaul
   return [...leafSettings().keys()].map((setting) => ({
     setting,
     env: envNameFor(setting),
-    default: setting
-      .split('.')
-      .reduce<unknown>((v, k) => (v as Record<string, unknown> | undefined)?.[k], defaults),
+    default: ((value) => (value instanceof Secret ? undefined : value))(
+      setting.split('.').reduce<unknown>((v, k) => (v as Record<string, unknown> | undefined)?.[k], defaults),
+    ),
   }));
 }

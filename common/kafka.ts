@@ -17,7 +17,7 @@ import kafkajs, {
   type Admin,
   CompressionTypes,
   type ITopicConfig,
-  Kafka,
+  type Kafka,
   type KafkaConfig,
   type LogEntry,
   logLevel,
@@ -25,6 +25,7 @@ import kafkajs, {
 } from 'kafkajs';
 import type { KtrailConfig } from './config.js';
 import { ConfigError, TransientError } from './errors.js';
+import { ExplainingKafka, kafkaSecurityOptions, warnInsecureKafka } from './kafka-security.js';
 import { createThrottledWarn, type Logger } from './log.js';
 import { loadCodecAddon } from './native-codec.js';
 
@@ -52,9 +53,8 @@ export function kafkaClientOptions(section: KtrailConfig['kafka'], role?: string
   return {
     brokers: section.brokers,
     clientId: role === undefined ? section.clientId : `${section.clientId}-${role}`,
-    ssl: section.ssl,
     requestTimeoutMs: section.requestTimeoutMs,
-    ...(section.sasl === undefined ? {} : { sasl: section.sasl }),
+    ...kafkaSecurityOptions(section),
   };
 }
 
@@ -93,7 +93,8 @@ export function createKafka(options: KafkaClientOptions, logger: Logger): Kafka 
   };
   if (options.ssl !== undefined) config.ssl = options.ssl;
   if (options.sasl !== undefined) config.sasl = options.sasl;
-  return new Kafka(config);
+  warnInsecureKafka(options, logger);
+  return new ExplainingKafka(config, options);
 }
 
 function kafkajsLevel(pinoLevel: string): logLevel {

@@ -3,12 +3,13 @@
 //   collector --config FILE [--set section.key=value ...] [--node NAME]
 //   collector --replay FILE [--replay-rate N] [--replay-loop]      capture file instead of eBPF
 //   collector --dry-run [...]     decoded events as JSON lines on stdout, nothing to Kafka
+//   collector --print-config [...]  the validated configuration as JSON (secrets hidden), exit
 //
 // SIGTERM / SIGINT: stop the sources, flush what is held within collector.shutdownDeadlineMs,
 // print the final counters, exit 0. A bad configuration exits 2 with a message naming the
 // setting; a fatal runtime error (e.g. topics that break co-partitioning) exits 1.
 import { Command, InvalidArgumentError } from 'commander';
-import { loadConfig } from '../../common/config.js';
+import { loadConfig, printableConfig } from '../../common/config.js';
 import { ConfigError } from '../../common/errors.js';
 import { createLogger, setLogLevel } from '../../common/log.js';
 import { createRegistry, startHttpServer } from '../../common/metrics.js';
@@ -22,6 +23,7 @@ interface CliOptions {
   set: string[];
   node?: string;
   dryRun?: boolean;
+  printConfig?: boolean;
   replay?: string;
   replayRate: number;
   replayLoop?: boolean;
@@ -84,6 +86,7 @@ async function main(argv: string[]): Promise<void> {
     )
     .option('--node <name>', 'node name (Kafka key; default: hostname)')
     .option('--dry-run', 'print decoded events as JSON lines on stdout; send nothing to Kafka')
+    .option('--print-config', 'print the validated configuration as JSON (secrets as "[secret]") and exit')
     .option('--replay <file>', 'read records from a capture file instead of the kernel')
     .option('--replay-rate <eventsPerSecond>', 'replay pacing (0 = as fast as possible)', nonNegative, 0)
     .option('--replay-loop', 'replay the file over and over until stopped')
@@ -96,6 +99,10 @@ async function main(argv: string[]): Promise<void> {
   if (opts.replay !== undefined)
     overrides.push('collector.source=replay', `collector.replayFile=${opts.replay}`);
   const config = loadConfig({ file: opts.config, overrides });
+  if (opts.printConfig) {
+    process.stdout.write(`${printableConfig(config)}\n`);
+    return;
+  }
   setLogLevel(opts.dryRun ? 'warn' : config.log.level);
   const replay = { rate: opts.replayRate, loop: opts.replayLoop === true };
 

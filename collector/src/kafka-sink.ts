@@ -29,6 +29,7 @@ import {
   type TopicMessages,
 } from 'kafkajs';
 import { fixKafkajsIdleTimer, useNativeCrc32cOrWarn } from '../../common/kafka.js';
+import { KafkaAccessError } from '../../common/kafka-security.js';
 import { createLogger } from '../../common/log.js';
 import { loadCodecAddon } from '../../common/native-codec.js';
 import type { QueuedMessage } from './pipeline/send-queue.js';
@@ -112,6 +113,8 @@ function errorText(err: unknown): string {
 
 /** False only when the error shows the request was never written (safe to count as not delivered). */
 function maybeWritten(err: unknown): boolean {
+  // Authentication or TLS failed: the connection never carried a request.
+  if (err instanceof KafkaAccessError) return false;
   return !NOT_SENT.test(errorText(err));
 }
 
@@ -206,20 +209,19 @@ export function createKafkaSink(options: KafkaSinkOptions): MessageSink {
         timeout: ACK_TIMEOUT_MS,
         compression: CompressionTypes.ZSTD,
       };
+      let p: Producer;
       try {
-        const p = await connected();
+        p = await connected();
+      } catch (err) {
+        // No producer, no produce request: nothing of this send can have been written.
+        return failed(err, messages.length, false);
+      }
+      try {
         await p.sendBatch(batch);
         consecutiveFailures = 0;
         return { status: 'success' };
       } catch (err) {
-        const status = classifyKafkaError(err);
-        // One line per failure without stacks: an outage produces many of these.
-        log.warn(
-          { error: (err as Error).message, type: errorTypes(err)[0], messages: messages.length, status },
-          'kafka send failed',
-        );
-        if (status === 'retryable') await resetProducerIfStuck(err);
-        return { status, error: err as Error, maybeWritten: status === 'retryable' && maybeWritten(err) };
+        return failed(err, messages.length, true);
       }
     },
     async close() {
@@ -229,6 +231,18 @@ export function createKafkaSink(options: KafkaSinkOptions): MessageSink {
       timeoutListeners.push(listener);
     },
   };
+
+  async function failed(err: unknown, messages: number, sent: boolean): Promise<SinkResult> {
+    const status = classifyKafkaError(err);
+    // One line per failure without stacks: an outage produces many of these. An
+    // authentication or TLS failure's message says what to fix (common/kafka-security.ts).
+    log.warn(
+      { error: (err as Error).message, type: errorTypes(err)[0], messages, status },
+      'kafka send failed',
+    );
+    if (status === 'retryable') await resetProducerIfStuck(err);
+    return { status, error: err as Error, maybeWritten: sent && status === 'retryable' && maybeWritten(err) };
+  }
 
   async function resetProducerIfStuck(err: unknown): Promise<void> {
     // Idempotence trouble (sequence, producer id, epoch) needs a new producer id; otherwise a

@@ -2,7 +2,7 @@
 // ktrail processor: consume events and container metadata, write ClickHouse, publish
 // enriched events and alerts. SIGTERM/SIGINT: stop consuming, flush, commit, exit 0.
 import { Command } from 'commander';
-import { loadConfig } from '../../common/config.js';
+import { loadConfig, printableConfig } from '../../common/config.js';
 import { ConfigError } from '../../common/errors.js';
 import { createKafka, ensureTopics, kafkaClientOptions, topicNames } from '../../common/kafka.js';
 import { createLogger, setLogLevel } from '../../common/log.js';
@@ -24,6 +24,7 @@ const program = new Command()
   .option('--clickhouse-url <url>', 'a ClickHouse server (default: embedded chDB)')
   .option('--chdb-path <dir>', 'embedded chDB data directory')
   .option('--migrate-only', 'apply ClickHouse migrations and exit')
+  .option('--print-config', 'print the validated configuration as JSON (secrets as "[secret]") and exit')
   .option(
     '--set <key=value>',
     'override a setting (repeatable), e.g. processor.batchMaxRows=20000',
@@ -42,6 +43,7 @@ async function main(): Promise<void> {
     clickhouseUrl?: string;
     chdbPath?: string;
     migrateOnly?: boolean;
+    printConfig?: boolean;
     set: string[];
     stopTimeoutMs: string;
   }>();
@@ -49,6 +51,10 @@ async function main(): Promise<void> {
   if (opts.clickhouseUrl !== undefined) overrides.push(`clickhouse.url=${opts.clickhouseUrl}`);
   if (opts.chdbPath !== undefined) overrides.push(`clickhouse.chdbPath=${opts.chdbPath}`);
   const config = loadConfig({ file: opts.config, overrides });
+  if (opts.printConfig === true) {
+    process.stdout.write(`${printableConfig(config)}\n`);
+    return;
+  }
   setLogLevel(config.log.level);
 
   const clickhouse = await createClickHouse(clickHouseConfigFrom(config.clickhouse));

@@ -7,6 +7,7 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
+import { type AddressInfo, createServer as createNetServer, type Server as NetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -14,6 +15,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import { REPO_ROOT } from '../../common/repo-root.js';
 import { createClickHouse } from '../../processor/src/clickhouse/client.js';
 import { migrate } from '../../processor/src/clickhouse/migrate.js';
+import { issueCert, makeCa } from './tls.js';
 
 const run = promisify(execFile);
 
@@ -147,4 +149,68 @@ export async function clickHouseServerMissing(): Promise<{ endpoint?: ServerEndp
   } catch (err) {
     return { missing: `clickhouse-server unavailable: ${(err as Error).message}` };
   }
+}
+
+export type PrivateServer = {
+  httpsUrl: string;
+  /** The private CA that signed the server's certificate. */
+  caFile: string;
+  /** A CA that signed nothing the server has. */
+  untrustedCaFile: string;
+  user: { username: string; password: string };
+  stop(): Promise<void>;
+};
+
+/**
+ * Debian's clickhouse-server for one test file: own ports, own directory (its pid file, so
+ * `stop` stops only this one), and a certificate made here by a private CA (the script keeps
+ * certificates it finds). Other tests stop and restart the shared server; this one is apart.
+ */
+export async function startPrivateClickHouseServer(work: string): Promise<PrivateServer> {
+  const tls = join(work, 'clickhouse-server', 'tls');
+  const ca = await makeCa(tls, 'ca');
+  await issueCert(ca, tls, 'server');
+  const untrusted = await makeCa(join(work, 'other-pki'), 'untrusted-ca');
+  const [http, https, tcp] = await freePorts(3);
+  const env = {
+    ...process.env,
+    KTRAIL_CACHE: work,
+    KTRAIL_CH_HTTP_PORT: String(http),
+    KTRAIL_CH_HTTPS_PORT: String(https),
+    KTRAIL_CH_TCP_PORT: String(tcp),
+  };
+  const script = async (command: string): Promise<void> => {
+    try {
+      await run('bash', [SERVER_SCRIPT, command], { env, timeout: 240_000 });
+    } catch (err) {
+      const e = err as { stdout?: string; stderr?: string; message: string };
+      throw new Error(`clickhouse-server.sh ${command}: ${e.stderr || e.stdout || e.message}`.trim());
+    }
+  };
+  await script('start');
+  return {
+    httpsUrl: `https://127.0.0.1:${https}`,
+    caFile: ca.cert,
+    untrustedCaFile: untrusted.cert,
+    user: { username: 'ktrail', password: 'ktrail-test' },
+    stop: () => script('stop'),
+  };
+}
+
+/** `n` distinct ports free on 127.0.0.1 right now. */
+async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<NetServer>((resolve, reject) => {
+          const s = createNetServer();
+          s.once('error', reject);
+          s.listen(0, '127.0.0.1', () => resolve(s));
+        }),
+    ),
+  );
+  const ports = servers.map((s) => (s.address() as AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
 }

@@ -1,14 +1,17 @@
 // `deploy/local/kafka.sh topics`: creates the ktrail topics on a broker, idempotently.
 // Settings come from flags, then the same environment variables the ktrail config reads
 // (KTRAIL_KAFKA_BROKERS, KTRAIL_KAFKA_TOPIC_PREFIX, KTRAIL_KAFKA_PARTITIONS,
-// KTRAIL_KAFKA_REPLICATION_FACTOR), then ktrail's defaults.
+// KTRAIL_KAFKA_REPLICATION_FACTOR), then ktrail's defaults; authentication and TLS from the
+// ktrail config's environment (KTRAIL_KAFKA_SASL_*, KTRAIL_KAFKA_TLS_*, docs/kafka.md).
 import { Command, InvalidArgumentError } from 'commander';
+import { loadConfig } from '../../../common/config.js';
 import {
   createKafka,
   DEFAULT_PARTITIONS,
   DEFAULT_TOPIC_PREFIX,
   ensureTopics,
 } from '../../../common/kafka.js';
+import { kafkaSecurityOptions } from '../../../common/kafka-security.js';
 import { createLogger } from '../../../common/log.js';
 
 function positiveInt(value: string): number {
@@ -44,7 +47,11 @@ const opts = program.opts<{
 }>();
 const logger = createLogger('kafka-topics');
 const kafka = createKafka(
-  { brokers: opts.brokers.split(',').map((b) => b.trim()), clientId: 'ktrail-topics' },
+  {
+    brokers: opts.brokers.split(',').map((b) => b.trim()),
+    clientId: 'ktrail-topics',
+    ...kafkaSecurityOptions(loadConfig({ env }).kafka),
+  },
   logger,
 );
 const admin = kafka.admin();

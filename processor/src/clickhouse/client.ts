@@ -1,7 +1,7 @@
 // One factory for every ClickHouse ktrail talks to: the embedded chDB engine (default) or a
 // ClickHouse server by URL. Both come back as the same @clickhouse/client instance, so the
 // writer and the migrations never care which one they got.
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import {
@@ -12,8 +12,10 @@ import {
   createClient,
 } from '@clickhouse/client';
 import { createChdbConnection } from 'chdb/connection';
-import { ConfigError } from '../../../common/errors.js';
+import { ConfigError, KtrailError } from '../../../common/errors.js';
 import { createLogger } from '../../../common/log.js';
+import { readSettingFile, redactUrl, type Secret } from '../../../common/secret.js';
+import { explainTlsError } from '../../../common/tls.js';
 import { isPlainIdentifier } from './identifier.js';
 
 const log = createLogger('processor.clickhouse');
@@ -235,7 +237,11 @@ async function createServer(config: ServerConfig): Promise<ClickHouseClient> {
   let known: Set<string>;
   let version: string;
   try {
-    await bootstrap.command({ query: `CREATE DATABASE IF NOT EXISTS ${config.database}` });
+    await bootstrap
+      .command({ query: `CREATE DATABASE IF NOT EXISTS ${config.database}` })
+      .catch((err: unknown) => {
+        throw explainServerError(err, config);
+      });
     version = await selectOne(bootstrap, 'SELECT version() AS v');
     const names = [...Object.keys(WANTED_SETTINGS), 'insert_deduplication_token'];
     // Inlined, not bound: query parameters arrived in 19.x, and old servers must answer too.
@@ -254,24 +260,43 @@ async function createServer(config: ServerConfig): Promise<ClickHouseClient> {
   const dedupToken = known.has('insert_deduplication_token');
   if (!dedupToken && config.allowWithoutDedupToken !== true) {
     throw new ConfigError(
-      `ClickHouse ${version} at ${redact(config.url)} lacks insert_deduplication_token: retried inserts ` +
+      `ClickHouse ${version} at ${redactUrl(config.url)} lacks insert_deduplication_token: retried inserts ` +
         'could duplicate rows. Use ClickHouse 22.x or newer (or chDB).',
     );
   }
   const client = createClient({ ...base, database: config.database, clickhouse_settings: settings });
   infos.set(client, { kind: 'server', database: config.database, version, dedupToken });
-  log.info({ url: redact(config.url), database: config.database, version, dedupToken }, 'ClickHouse server');
+  log.info(
+    { url: redactUrl(config.url), database: config.database, version, dedupToken },
+    'ClickHouse server',
+  );
   return client;
 }
 
+/**
+ * The first request's failure, when it is TLS or authentication, as an error that names the
+ * server, the user and the setting to fix (never the password); other errors unchanged.
+ */
+function explainServerError(err: unknown, config: ServerConfig): unknown {
+  const at = `ClickHouse ${redactUrl(config.url)}`;
+  const tls = explainTlsError(err, at, 'clickhouse.tls', config.tls?.certFile !== undefined);
+  if (tls !== undefined) return new KtrailError(tls, { cause: err });
+  // 516 AUTHENTICATION_FAILED; 192/193/194 unknown user, wrong password, password required (old servers).
+  // Old servers' errors lack the (TYPE) suffix @clickhouse/client parses a code from.
+  const code = Number(
+    (err as { code?: unknown }).code ?? /^Code: (\d+)/.exec(String((err as Error).message))?.[1],
+  );
+  if ([192, 193, 194, 516].includes(code))
+    return new KtrailError(
+      `${at}: authentication failed for user "${config.username ?? 'default'}" (${(err as Error).message.split('\n')[0]}): ` +
+        'check clickhouse.username and the password (clickhouse.password or clickhouse.passwordFile)',
+      { cause: err, context: { clickhouseCode: code } },
+    );
+  return err;
+}
+
 function readTls(tls: NonNullable<ServerConfig['tls']>) {
-  const read = (what: string, path: string): Buffer => {
-    try {
-      return readFileSync(path);
-    } catch (err) {
-      throw new ConfigError(`clickhouse.tls.${what}: cannot read ${path}: ${(err as Error).message}`);
-    }
-  };
+  const read = (what: string, path: string): Buffer => readSettingFile(`clickhouse.tls.${what}`, path);
   // @clickhouse/client takes a client certificate only together with the CA: a certFile/keyFile
   // without caFile used to be dropped silently; now it is an error naming the setting.
   if (tls.caFile === undefined) {
@@ -293,7 +318,7 @@ export function clickHouseConfigFrom(section: {
   chdbPath: string;
   database: string;
   username: string;
-  password: string;
+  password: Secret;
   tls?: ServerConfig['tls'] | undefined;
 }): ClickHouseConfig {
   if (section.url === undefined) return { kind: 'chdb', path: section.chdbPath, database: section.database };
@@ -302,7 +327,7 @@ export function clickHouseConfigFrom(section: {
     url: section.url,
     database: section.database,
     username: section.username,
-    password: section.password,
+    password: section.password.reveal(),
     ...(section.tls === undefined ? {} : { tls: section.tls }),
   };
 }
@@ -310,16 +335,6 @@ export function clickHouseConfigFrom(section: {
 /** A ClickHouse string literal. */
 function sqlString(v: string): string {
   return `'${v.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
-}
-
-function redact(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password !== '') u.password = '***';
-    return u.toString();
-  } catch {
-    return '<malformed url>';
-  }
 }
 
 async function selectOne(client: ClickHouseClient, query: string): Promise<string> {

@@ -21,9 +21,9 @@ import { MAX_DEAD_LETTER_RAW_BYTES } from '../../processor/src/dead-letters.js';
 import type { EnrichedBatch } from '../../processor/src/enriched.js';
 import { createProcessor, type Processor, type ProcessorCodec } from '../../processor/src/processor.js';
 import { clickHouseSink } from '../../processor/src/sink.js';
-import { compileSchema } from '../../schemas/avro-types.js';
-import { catalog, createEncoder, singleObjectHeader } from '../../schemas/codec.js';
+import { createEncoder } from '../../schemas/codec.js';
 import { createProcessorStore, queryRows } from '../support/clickhouse.js';
+import { looseEventBatchWriter } from '../support/loose-avro.js';
 import { endpointOrReason, itReal } from '../support/real.js';
 
 const kafka = endpointOrReason(inject('kafka'));
@@ -31,22 +31,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const DAY_NS = 86_400_000_000_000n;
 const nowNs = () => BigInt(Date.now()) * 1_000_000n;
 const eventBatchEncoder = createEncoder('EventBatch');
-
-/** The EventBatch schema with every int and u32 field widened to a long: writes values the real schema can't hold. */
-function looseEventBatchWriter(): (value: Record<string, unknown>) => Buffer {
-  const current = catalog().current.EventBatch;
-  const widen = (s: unknown): unknown => {
-    if (s === 'int') return { type: 'long', 'ktrail.js': 'number' };
-    if (Array.isArray(s)) return s.map(widen);
-    if (typeof s !== 'object' || s === null) return s;
-    return Object.fromEntries(
-      Object.entries(s).map(([k, v]) => [k, k === 'type' || k === 'fields' || k === 'items' ? widen(v) : v]),
-    );
-  };
-  const type = compileSchema(widen(current.schema));
-  const header = singleObjectHeader(current.fingerprint);
-  return (value) => Buffer.concat([header, type.toBuffer(value)]);
-}
 
 function procExit(tsNs: bigint, comm: string, over: Record<string, unknown> = {}): Record<string, unknown> {
   return {

@@ -2,6 +2,24 @@ import { Counter } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { createRegistry, startHttpServer } from '../../common/metrics.js';
 
+describe('event-loop lag', () => {
+  it('reads about 0 when the loop is idle, and a stall when it was blocked', async () => {
+    const registry = createRegistry('lag', 'node-a');
+    const value = async (stat: string) => {
+      const text = await registry.metrics();
+      const m = new RegExp(`ktrail_nodejs_eventloop_lag_${stat}_seconds\\{[^}]*\\} ([0-9.e-]+)`).exec(text);
+      return Number(m?.[1]);
+    };
+    await new Promise((r) => setTimeout(r, 1_200)); // an idle loop: samples land on time
+    expect(await value('p50')).toBeLessThan(0.05);
+    await new Promise((r) => setTimeout(r, 250)); // sampling resumes after the scrape's reset
+    const until = Date.now() + 400;
+    while (Date.now() < until); // a 400 ms stall
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await value('max')).toBeGreaterThan(0.25);
+  });
+});
+
 describe('metrics endpoint', () => {
   it('serves /metrics, /healthz and a /readyz that follows readiness', async () => {
     const registry = createRegistry('test', 'node-a');

@@ -114,6 +114,20 @@ function kafkajsLevel(pinoLevel: string): logLevel {
 }
 
 /** kafkajs' logCreator contract: called once per namespace-less root, then per log entry. */
+/**
+ * kafkajs lines that describe an expected state, not a fault: a broker electing leaders or
+ * loading its group coordinator right after start, answered by a retry. And the idempotent
+ * producer's warning about limited retries: ktrail's delivery loop owns retries (a send is
+ * bounded so the buffer can count), a failed send may repeat a batch under the same per-node
+ * sequence, and completeness_hourly counts such duplicates.
+ */
+const EXPECTED_STATES = [
+  /not the leader for that topic-partition/i,
+  /leadership election|leader not available|no leader for this topic-partition/i,
+  /coordinator is (loading|not available)/i,
+  /Limiting retries for the idempotent producer/i,
+];
+
 function pinoLogCreator(logger: Logger): () => (entry: LogEntry) => void {
   // A broker that just elected its leaders answers every in-flight request of every
   // partition with the same retriable error: one line per error per 10 s, with the count.
@@ -123,6 +137,16 @@ function pinoLogCreator(logger: Logger): () => (entry: LogEntry) => void {
       // kafkajs puts its own timestamp and logger name in `log`; pino has both already.
       const { message, timestamp: _timestamp, logger: _logger, ...fields } = log;
       const bindings = namespace ? { ns: namespace, ...fields } : fields;
+      const text = `${message} ${String(fields.error ?? '')}`;
+      // A consumer crash stays an error whatever its cause: kafkajs restarts it, but it is news.
+      if (
+        level <= logLevel.WARN &&
+        !message.startsWith('Crash') &&
+        EXPECTED_STATES.some((re) => re.test(text))
+      ) {
+        logger.debug(bindings, message);
+        return;
+      }
       switch (level) {
         case logLevel.ERROR:
           // kafkajs logs every failed attempt of a request at ERROR from its Connection

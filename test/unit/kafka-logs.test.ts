@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { createKafka } from '../../common/kafka.js';
 
 describe('kafkajs logs', () => {
-  it('turns per-attempt Connection errors into throttled warnings', () => {
+  it('turns per-attempt Connection errors into throttled warnings, expected states into debug', () => {
     const lines: Record<string, unknown>[] = [];
     const logger = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) });
     const kafka = createKafka({ brokers: ['127.0.0.1:1'], clientId: 't' }, logger);
@@ -16,13 +16,23 @@ describe('kafkajs logs', () => {
         error: 'This server is not the leader for that topic-partition',
         correlationId: i,
       });
-    connection.error('Connection error: connect ECONNREFUSED', { error: 'connect ECONNREFUSED' });
+    for (let i = 0; i < 15; i++)
+      connection.error('Connection error: connect ECONNREFUSED', { error: 'connect ECONNREFUSED' });
     kafka.logger().namespace('Consumer').error('Crash: the group coordinator is not available', {});
     kafka.logger().namespace('Consumer').error('Crash: the group coordinator is not available', {});
 
+    kafka
+      .logger()
+      .namespace('Producer')
+      .warn('Limiting retries for the idempotent producer may invalidate EoS guarantees');
+    kafka.logger().namespace('Connection').error('Response JoinGroup(key: 11, version: 5)', {
+      error: "The coordinator is loading and hence can't process requests",
+    });
+
     const byMsg = lines.map((l) => [l.level, l.msg, l.error]);
+    // A leader election, a loading coordinator and the idempotence note are expected states:
+    // debug, not shown at info. The refused connection is a warning, a crash an error.
     expect(byMsg).toEqual([
-      [40, 'Response Produce(key: 0, version: 7)', 'This server is not the leader for that topic-partition'],
       [40, 'Connection error: connect ECONNREFUSED', 'connect ECONNREFUSED'],
       [50, 'Crash: the group coordinator is not available', undefined],
       [50, 'Crash: the group coordinator is not available', undefined],

@@ -23,6 +23,26 @@ export const CAPACITY_QUERIES = {
 } as const;
 export type CapacityQuery = keyof typeof CAPACITY_QUERIES;
 
+/**
+ * What a new user asks a fresh node first, shown by `./ktrail up` and in the README: the
+ * `_resolved` views, so a container that lived 100 ms is named even when its metadata came
+ * late; the host's own processes show as `host`.
+ */
+export const FIRST_QUESTIONS = [
+  {
+    question: 'busiest workloads by CPU, last hour',
+    sql: "SELECT if(join_state = 'host', 'host', container_name) AS workload, round(sum(cpu_ns) / 1e9, 1) AS cpu_seconds FROM ktrail.cpu_sample_resolved WHERE time > now() - INTERVAL 1 HOUR GROUP BY workload ORDER BY cpu_seconds DESC LIMIT 10",
+  },
+  {
+    question: 'most execs, last hour',
+    sql: "SELECT if(join_state = 'host', 'host', container_name) AS workload, count() AS execs FROM ktrail.proc_exec_resolved WHERE time > now() - INTERVAL 1 HOUR GROUP BY workload ORDER BY execs DESC LIMIT 10",
+  },
+  {
+    question: 'TCP peers, last hour',
+    sql: "SELECT if(join_state = 'host', 'host', container_name) AS workload, daddr AS peer, dport, count() AS connections FROM ktrail.tcp_connect_resolved WHERE time > now() - INTERVAL 1 HOUR GROUP BY workload, peer, dport ORDER BY connections DESC LIMIT 10",
+  },
+] as const;
+
 /** The SQL of one query with the database filled in; parameters stay as {name:Type}. */
 export function capacityQuerySql(name: CapacityQuery, database: string): string {
   if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(database)) throw new Error(`bad database name ${database}`);

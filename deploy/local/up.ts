@@ -20,6 +20,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { FIRST_QUESTIONS } from '../clickhouse/queries.js';
 import {
   alive,
   cacheDir,
@@ -218,10 +219,14 @@ try {
   say(`ERROR: ${(err as Error).message}`);
   await stop(1);
 }
+const questions = FIRST_QUESTIONS.map((q) => `  # ${q.question}\n  ./ktrail query "${q.sql}"`).join('\n');
 console.log(`
-ktrail is running on this machine.
-  SQL:        ./ktrail query "SELECT container_name, count() FROM ktrail.proc_exec GROUP BY 1 ORDER BY 2 DESC LIMIT 10"
-              or any ClickHouse HTTP client: http://127.0.0.1:${QUERY_PORT}/
+ktrail is running on this machine. First questions:
+${questions}
+  # a capacity report (tables and charts) of the last hour
+  ./ktrail report --from 1h --out report.html
+
+  SQL:        any ClickHouse HTTP client: http://127.0.0.1:${QUERY_PORT}/ with the token in data/query-token
   metrics:    collector http://127.0.0.1:${COLLECTOR_HTTP}/metrics   processor http://127.0.0.1:${PROCESSOR_HTTP}/metrics
   try:        docker run --rm --network none --name hello ktrail/busybox:latest sh -c 'echo hi; sleep 1'
   Kafka:      ${BROKERS} (topics ktrail.*)

@@ -12,6 +12,7 @@ import {
   CAPACITY_QUERIES,
   type CapacityQuery,
   capacityQuerySql,
+  FIRST_QUESTIONS,
   httpRunner,
   type Row,
   sqlDateTime,
@@ -335,6 +336,16 @@ describe('end to end: containers -> eBPF -> Kafka -> processor -> ClickHouse', (
       expect(hour).toMatchObject({ batches_missing: '0', batches_duplicated: '0' });
     expect(results.cpu_by_namespace.length).toBeGreaterThan(0);
     expect(results.memory_peaks.length).toBeGreaterThan(0);
+
+    // The banner's first questions answer on this fresh node (the README shows the same).
+    const [cpu, execs, peers] = [
+      await sql.rows(FIRST_QUESTIONS[0].sql),
+      await sql.rows(FIRST_QUESTIONS[1].sql),
+      await sql.rows(FIRST_QUESTIONS[2].sql),
+    ];
+    expect(cpu.some((r) => r.workload === name('cpu') && Number(r.cpu_seconds) > 0.5)).toBe(true);
+    expect(execs.some((r) => r.workload === name('cpu'))).toBe(true);
+    expect(peers.length).toBeGreaterThan(0);
 
     const report = await buildReport(sql, { from: started, to: new Date(Date.now() + 60_000), database: DB });
     expect(report.html).toContain(name('cpu'));

@@ -100,6 +100,14 @@ describe('capacity queries on the real schema', () => {
         limit_bytes: 0,
         oom_events: 1n,
       },
+      // idle: memory samples, and no CPU sample in the range (its CPU quantiles are empty).
+      {
+        ...base('n1', 303n, T0, 'idle'),
+        current_bytes: 10 * 2 ** 20,
+        peak_bytes: 10 * 2 ** 20,
+        limit_bytes: 0,
+        oom_events: 0n,
+      },
     ]);
     await insert('net_sample', [
       {
@@ -195,6 +203,7 @@ describe('capacity queries on the real schema', () => {
         memory_limit_bytes: 8 * GIB,
       }),
       container(202n, 'batch', {}),
+      container(303n, 'idle', {}),
     ]);
     // sequences 1,2,3,5,5: one missing (4), one duplicated (5)
     await insert(
@@ -288,6 +297,11 @@ describe('capacity queries on the real schema', () => {
     });
     expect(Number(api?.suggested_memory_request_bytes)).toBe(Math.ceil(GIB * 1.2));
     expect(rows.find((r) => r.container === 'batch')).toMatchObject({ cpu_verdict: 'no request' });
+    // No CPU sample in the range: no CPU seen, not a failed query.
+    expect(rows.find((r) => r.container === 'idle')).toMatchObject({
+      p95_millicores: 0,
+      suggested_cpu_request_millicores: '0',
+    });
   });
 
   it('completeness per node and hour counts gaps, duplicates and collector drops', async () => {

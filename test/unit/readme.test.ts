@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { FIRST_QUESTIONS } from '../../deploy/clickhouse/queries.js';
 import { withReference } from '../../deploy/local/config-reference.js';
 
 describe('README', () => {
@@ -8,6 +9,13 @@ describe('README', () => {
   it('has the configuration reference in sync with the config schema', () => {
     // Regenerate with: npx tsx deploy/local/config-reference.ts --write
     expect(readme).toBe(withReference(readme));
+  });
+
+  it('shows the same first questions as the banner of ./ktrail up', () => {
+    for (const q of FIRST_QUESTIONS) {
+      expect(readme).toContain(`# ${q.question}`);
+      expect(readme).toContain(`./ktrail query "${q.sql}"`);
+    }
   });
 
   it('has exactly two quickstart commands', () => {

@@ -29,7 +29,10 @@ SELECT
     'memory ok') AS memory_verdict
 FROM
 (
-  SELECT node, cgroup_id, quantilesMerge(0.5, 0.95)(cpu_cores) AS cpu_q, max(cpu_cores_max) AS cpu_max,
+  -- A container with memory or network samples but no CPU sample in the range has no CPU
+  -- quantiles (NaN): it used no CPU we saw, so 0.
+  SELECT node, cgroup_id, arrayMap(q -> ifNotFinite(q, 0), quantilesMerge(0.5, 0.95)(cpu_cores)) AS cpu_q,
+    max(cpu_cores_max) AS cpu_max,
     max(mem_bytes_max) AS mem_max, max(mem_peak_bytes) AS mem_peak
   FROM {{database}}.usage_1h
   WHERE bucket >= toStartOfHour({from:DateTime}) AND bucket < {to:DateTime}

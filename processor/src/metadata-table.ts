@@ -34,15 +34,6 @@ interface Entry {
   stoppedAtNs: bigint;
 }
 
-/** Container cgroups of every runtime we know: docker, containerd/cri, CRI-O, podman, kubepods. */
-const CONTAINER_PATH =
-  /(?:^|\/)(?:docker|kubepods|cri-containerd|crio|libpod|containerd|lxc|actions_job)[-/.:]|\/[0-9a-f]{64}(?:\.scope)?$/;
-
-/** True for cgroup paths that belong to a container runtime; the rest is the host's. */
-export function isContainerCgroupPath(path: string): boolean {
-  return CONTAINER_PATH.test(path);
-}
-
 /** cgroup v2 root: its directory inode is always 1. */
 const ROOT_CGROUP_ID = 1n;
 

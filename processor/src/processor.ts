@@ -15,6 +15,7 @@
 // is always contiguous.
 import { createHash } from 'node:crypto';
 import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
+import { isContainerCgroupPath } from '../../collector/src/containers/cgroup-path.js';
 import { isRetriable, PoisonError } from '../../common/errors.js';
 import { type TopicNames, useNativeCrc32cOrWarn } from '../../common/kafka.js';
 import { createLogger, createThrottledWarn, type Logger } from '../../common/log.js';
@@ -25,7 +26,7 @@ import { catchUpToEnd } from './catch-up.js';
 import { toJsonEachRow } from './clickhouse/writer.js';
 import { boundedDeadLetter, type DeadLetterSource, REASON, reasonOf, requireValue } from './dead-letters.js';
 import { type EnrichedBatch, enrichedMessages } from './enriched.js';
-import { isContainerCgroupPath, MetadataTable } from './metadata-table.js';
+import { MetadataTable } from './metadata-table.js';
 import {
   applyJoin,
   type BatchLimits,

@@ -1,11 +1,9 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { isContainerCgroupPath } from '../../collector/src/containers/cgroup-path.js';
 import { AlertEngine } from '../../processor/src/alerts.js';
 import { coPartition } from '../../processor/src/assigner.js';
-import {
-  type ContainerMeta,
-  isContainerCgroupPath,
-  MetadataTable,
-} from '../../processor/src/metadata-table.js';
+import { type ContainerMeta, MetadataTable } from '../../processor/src/metadata-table.js';
 import {
   decodeCut,
   dedupToken,
@@ -93,6 +91,17 @@ describe('metadata table', () => {
     expect(isContainerCgroupPath('/system.slice/ssh.service')).toBe(false);
     expect(isContainerCgroupPath('/docker/' + 'a'.repeat(64))).toBe(true);
     expect(isContainerCgroupPath('/kubepods.slice/kubepods-burstable.slice/x')).toBe(true);
+    expect(isContainerCgroupPath('/kubepods/burstable/pod0f5c0a4e-2c41-4b4a-9a6e-1234567890ab')).toBe(true);
+    expect(isContainerCgroupPath(`/system.slice/nerdctl-${'b'.repeat(64)}.scope`)).toBe(true);
+    expect(isContainerCgroupPath('/user.slice/user-1000.slice/session-2.scope')).toBe(false);
+  });
+
+  it('agrees with the cgroup path corpus: every container there is not the host', () => {
+    const corpus = JSON.parse(
+      readFileSync(new URL('../fixtures/cgroup-paths/corpus.json', import.meta.url), 'utf8'),
+    ) as { cases: { path: string; expect: unknown }[] };
+    for (const c of corpus.cases)
+      if (c.expect !== null) expect(isContainerCgroupPath(c.path), c.path).toBe(true);
   });
 });
 

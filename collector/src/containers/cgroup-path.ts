@@ -60,6 +60,16 @@ const PROC_CGROUP_LINE = /^\d+:[^:/]*:/;
 type Found = { id: string; runtime: ContainerRuntime; driver: CgroupDriver; podUid?: string; qos?: QosClass };
 
 /**
+ * Whether a cgroup is not the host's: a container's (parseCgroupPath knows it) or inside a
+ * kubelet's pod tree (a pod-level cgroup holds no process of the host). The processor marks
+ * every other cgroup as the host. The one rule for "is this a container", for both sides.
+ */
+export function isContainerCgroupPath(path: string): boolean {
+  if (parseCgroupPath(path) !== undefined) return true;
+  return path.split('/').some((seg) => seg === 'kubepods' || KUBE_SLICE.test(seg));
+}
+
+/**
  * Identity of the container a cgroup belongs to, or undefined when the cgroup is not inside a
  * container (root, system services, user sessions, pod-level or conmon cgroups, malformed ids).
  * Accepts a path relative to the hierarchy root ("/docker/<id>", leading slash optional) or a

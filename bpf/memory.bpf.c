@@ -13,7 +13,9 @@ KT_BTF_ANCHOR(kt_oom_kill);
 #define KT_PAGE_TO_KB(pages) ((pages) << 2)
 
 /* mm_struct before 6.2: rss_stat was a struct of atomic counters. Local "flavor" types
- * (the ___pre62 suffix is ignored by CO-RE) let one object read both layouts. */
+ * (the ___pre62 suffix is ignored by CO-RE) let one object read both layouts. The layout
+ * test is a field check on mm_struct, not bpf_core_type_exists(mm_rss_stat): a type that
+ * vmlinux lacks sends libbpf (1.1) to the module BTFs, whose listing needs CAP_SYS_ADMIN. */
 struct mm_rss_stat___pre62 {
 	atomic_long_t count[4];
 } __attribute__((preserve_access_index));
@@ -24,7 +26,7 @@ struct mm_struct___pre62 {
 static __always_inline __u64 kt_mm_counter(struct mm_struct *mm, int member)
 {
 	__s64 pages;
-	if (bpf_core_type_exists(struct mm_rss_stat___pre62)) {
+	if (bpf_core_field_exists(((struct mm_struct___pre62 *)0)->rss_stat)) {
 		pages = BPF_CORE_READ((struct mm_struct___pre62 *)mm, rss_stat.count[member].counter);
 	} else {
 		/* 6.2+: a percpu_counter array; .count is the global part, off by at most the

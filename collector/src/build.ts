@@ -161,6 +161,8 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
       bpfObjectDir: settings.bpfObjectDir,
       ringBufferBytes: settings.ringBufferBytes,
       programs: settings.programs,
+      // The host's v2 root, as the resolver walks it: in a pod, /sys/fs/cgroup is the pod's own.
+      cgroupRoot: settings.cgroupRoot,
     });
     source = kernel;
     kernelSource = kernel;
@@ -197,13 +199,14 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
       import('./containers/providers/docker.js'),
     ]);
     // Runtimes present on this node: a socket that exists (Docker, containerd), and the
-    // node-scoped pod watch when collector.kubernetes is on.
+    // node-scoped pod watch when collector.kubernetes is on. A runtime whose socket is absent
+    // (a CRI-O node has no containerd) is off for this run, said once.
     const providerFactories: Array<(cgroups: CgroupResolver) => Promise<MetadataProvider>> = [];
-    if (existsSync(settings.dockerSocket))
+    if (runtimeSocketPresent('docker', 'collector.dockerSocket', settings.dockerSocket, log))
       providerFactories.push(async (cgroups) =>
         createDockerProvider({ socketPath: settings.dockerSocket, node: config.node, cgroups }),
       );
-    if (existsSync(settings.containerdSocket))
+    if (runtimeSocketPresent('containerd', 'collector.containerdSocket', settings.containerdSocket, log))
       providerFactories.push(async (cgroups) =>
         (await import('./containers/providers/containerd.js')).createContainerdProvider({
           socketPath: settings.containerdSocket,
@@ -347,6 +350,24 @@ export function openReplay(file: string, options: { rate: number; loop: boolean 
       cause: err,
     });
   }
+}
+
+/**
+ * Whether a runtime's socket is there; when not, the provider is off for this run and the log
+ * says so once (a socket that appears later is picked up at the next start).
+ */
+export function runtimeSocketPresent(
+  runtime: string,
+  setting: string,
+  path: string,
+  log: Pick<ReturnType<typeof createLogger>, 'info'>,
+): boolean {
+  if (existsSync(path)) return true;
+  log.info(
+    { runtime, socket: path, setting },
+    `${runtime} socket not found: ${runtime} metadata provider off`,
+  );
+  return false;
 }
 
 /**

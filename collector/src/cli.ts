@@ -16,6 +16,7 @@ import { createRegistry, startHttpServer } from '../../common/metrics.js';
 import { buildCollector, openReplay } from './build.js';
 import type { EventSource } from './collector.js';
 import { createDecoder } from './kernel/decode.js';
+import { CapabilityError } from './kernel/privileges.js';
 import { createKernelSource } from './sources.js';
 
 interface CliOptions {
@@ -115,6 +116,7 @@ async function main(argv: string[]): Promise<void> {
             bpfObjectDir: settings.bpfObjectDir,
             ringBufferBytes: settings.ringBufferBytes,
             programs: settings.programs,
+            cgroupRoot: settings.cgroupRoot,
           });
     await dryRun(source);
     return;
@@ -174,6 +176,11 @@ main(process.argv).catch((err: unknown) => {
   if (err instanceof ConfigError) {
     process.stderr.write(`collector: ${err.message}\n`);
     process.exit(2);
+  }
+  // The capability and the step that needed it say everything; a stack would bury them.
+  if (err instanceof CapabilityError) {
+    process.stderr.write(`collector: ${err.message}\n`);
+    process.exit(1);
   }
   process.stderr.write(`collector: ${(err as Error)?.stack ?? String(err)}\n`);
   process.exit(1);

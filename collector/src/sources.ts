@@ -11,6 +11,8 @@ export interface KernelSourceOptions {
   bpfObjectDir: string;
   ringBufferBytes: number;
   programs?: string[] | undefined;
+  /** cgroup v2 mount the cgroup_skb programs attach to (collector.cgroupRoot; default: found). */
+  cgroupRoot?: string | undefined;
 }
 
 export interface KernelSource extends EventSource {
@@ -49,6 +51,7 @@ export function createKernelSource(options: KernelSourceOptions): KernelSource {
         batchMaxMs: 50,
       };
       if (options.programs !== undefined) settings.programs = options.programs;
+      if (options.cgroupRoot !== undefined) settings.cgroupRoot = options.cgroupRoot;
       capture = openCapture(settings, onBatch);
     },
     stop() {

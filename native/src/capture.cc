@@ -25,8 +25,6 @@ static_assert(kRecordHeaderBytes == 32, "bpf/include/events.h: struct kt_header 
 namespace ktrail {
 namespace {
 
-const char* const kSharedMaps[] = {kEventsMap, kDropsMap, kAllowMap};
-
 constexpr int kPollTimeoutMs = 10;  // bounds how long close() waits for the thread
 
 int64_t NowNs() {
@@ -104,42 +102,6 @@ CaptureSettings ParseSettings(const Napi::Object& o) {
   return s;
 }
 
-// Writes `value` into a `size`-byte little-endian integer; false if it does not fit.
-bool WriteInt(uint8_t* dst, uint32_t size, uint64_t value) {
-  if (size != 1 && size != 2 && size != 4 && size != 8) return false;
-  if (size < 8) {
-    uint64_t high = value >> (size * 8);
-    uint64_t sign_ext = (~0ull) >> (size * 8);  // negative values sign-extended from `size` bytes
-    bool negative_fits = high == sign_ext && ((value >> (size * 8 - 1)) & 1);
-    if (high != 0 && !negative_fits) return false;
-  }
-  for (uint32_t i = 0; i < size; i++) dst[i] = static_cast<uint8_t>(value >> (8 * i));
-  return true;
-}
-
-// The verifier's message about one program, from what libbpf printed during a failed load.
-std::string ProgramLoadLog(const std::string& log, const std::string& prog) {
-  const std::string begin = "prog '" + prog + "': -- BEGIN PROG LOAD LOG --\n";
-  size_t b = log.find(begin);
-  if (b != std::string::npos) {
-    size_t start = b + begin.size();
-    size_t end = log.find("-- END PROG LOAD LOG --", start);
-    return Tail(log.substr(start, end == std::string::npos ? std::string::npos : end - start));
-  }
-  // No verifier log (e.g. a CO-RE or map problem): the lines that name the program.
-  std::string lines;
-  const std::string tag = "prog '" + prog + "'";
-  size_t pos = 0;
-  while ((pos = log.find(tag, pos)) != std::string::npos) {
-    size_t line_start = log.rfind('\n', pos);
-    line_start = line_start == std::string::npos ? 0 : line_start + 1;
-    size_t line_end = log.find('\n', pos);
-    lines += log.substr(line_start, line_end - line_start) + "\n";
-    pos = line_end == std::string::npos ? log.size() : line_end;
-  }
-  return Tail(lines);
-}
-
 }  // namespace
 
 Napi::Function Capture::Define(Napi::Env env) {
@@ -182,235 +144,6 @@ void Capture::OnEnvCleanup(void* self) {
   auto* c = static_cast<Capture*>(self);
   c->cleanup_hook_live_ = false;  // node removes a hook once it has run
   c->Shutdown();
-}
-
-void Capture::Open() {
-  // 1. Open every object: a bad file only fails itself.
-  for (const auto& path : settings_.objects) {
-    ObjectState os;
-    os.path = path;
-    if (OpenObject(os)) {
-      bpf_program* p;
-      bpf_object__for_each_program(p, os.obj) {
-        std::string name = bpf_program__name(p);
-        if (settings_.has_program_allowlist && settings_.programs.count(name) == 0) continue;
-        ProgramState ps;
-        ps.name = name;
-        ps.object = path;
-        ps.section = bpf_program__section_name(p);
-        programs_.push_back(ps);
-      }
-    }
-    objects_.push_back(std::move(os));
-  }
-  if (settings_.has_program_allowlist) {
-    for (const auto& want : settings_.programs) {
-      bool found = false;
-      for (const auto& ps : programs_) found = found || ps.name == want;
-      if (!found) {
-        ProgramState ps;
-        ps.name = want;
-        ps.error = "no program with this name in any opened object";
-        programs_.push_back(ps);
-      }
-    }
-  }
-  for (const auto& kv : settings_.cfg) unused_cfg_.insert(kv.first);
-
-  // 2. One ring buffer, one drops array, one allowlist for all objects.
-  CreateSharedMaps();
-
-  // 3. Load and attach each object on its own.
-  for (auto& os : objects_) {
-    if (os.obj == nullptr) continue;
-    LoadObject(os);
-    if (os.loaded) AttachPrograms(os);
-  }
-
-  auto events = shared_fds_.find(kEventsMap);
-  if (events != shared_fds_.end()) {
-    LibbpfLogCapture cap;
-    rb_ = ring_buffer__new(events->second, &Capture::OnSample, this, nullptr);
-    if (rb_ == nullptr) {
-      for (auto& os : objects_)
-        if (os.error.empty()) os.error = "ring buffer: " + ErrnoText(errno) + " " + Tail(cap.Take(), 3);
-    }
-  }
-}
-
-bool Capture::OpenObject(ObjectState& os) {
-  LibbpfLogCapture cap;
-  os.obj = bpf_object__open_file(os.path.c_str(), nullptr);
-  if (os.obj == nullptr) {
-    int err = errno;
-    std::string log = cap.Take();
-    os.error = "open failed: " + ErrnoText(err) + (log.empty() ? "" : "\n" + Tail(log));
-    return false;
-  }
-  return true;
-}
-
-void Capture::CreateSharedMaps() {
-  for (const char* name : kSharedMaps) {
-    for (auto& os : objects_) {
-      if (os.obj == nullptr) continue;
-      bpf_map* m = bpf_object__find_map_by_name(os.obj, name);
-      if (m == nullptr) continue;
-      uint32_t max_entries = bpf_map__max_entries(m);
-      if (std::strcmp(name, kEventsMap) == 0) max_entries = static_cast<uint32_t>(settings_.ring_buffer_bytes);
-      LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = bpf_map__map_flags(m));
-      int fd = bpf_map_create(bpf_map__type(m), name, bpf_map__key_size(m), bpf_map__value_size(m), max_entries,
-                              &opts);
-      if (fd < 0) {
-        std::string err = std::string("creating shared map ") + name + ": " + ErrnoText(errno);
-        for (auto& o : objects_)
-          if (o.error.empty()) o.error = err;
-      } else {
-        shared_fds_[name] = fd;
-      }
-      break;  // the first object that declares the map defines it
-    }
-  }
-  auto allow = shared_fds_.find(kAllowMap);
-  if (allow != shared_fds_.end()) {
-    uint8_t one[64] = {1};
-    for (uint64_t id : settings_.filter_cgroup_ids) bpf_map_update_elem(allow->second, &id, one, BPF_ANY);
-  }
-}
-
-void Capture::PrepareObject(ObjectState& os) {
-  // Program selection: the allowlist, minus what the verifier already refused.
-  bpf_program* p;
-  bpf_object__for_each_program(p, os.obj) {
-    std::string name = bpf_program__name(p);
-    bool wanted = !settings_.has_program_allowlist || settings_.programs.count(name) > 0;
-    if (!wanted || os.rejected.count(name) > 0) bpf_program__set_autoload(p, false);
-  }
-  for (const auto& kv : shared_fds_) {
-    bpf_map* m = bpf_object__find_map_by_name(os.obj, kv.first.c_str());
-    if (m != nullptr && bpf_map__reuse_fd(m, kv.second) != 0 && os.error.empty())
-      os.error = "reusing shared map " + kv.first + ": " + ErrnoText(errno);
-  }
-  // kt_cfg_* settings live in .rodata: find each variable's offset in the DATASEC's BTF.
-  const struct btf* btf = bpf_object__btf(os.obj);
-  bpf_map* rodata = nullptr;
-  bpf_map* m;
-  bpf_object__for_each_map(m, os.obj) {
-    const char* name = bpf_map__name(m);
-    size_t len = std::strlen(name);
-    if (bpf_map__is_internal(m) && len >= 7 && std::strcmp(name + len - 7, ".rodata") == 0) rodata = m;
-  }
-  if (btf == nullptr || rodata == nullptr || settings_.cfg.empty()) return;
-  int sec_id = btf__find_by_name_kind(btf, ".rodata", BTF_KIND_DATASEC);
-  if (sec_id < 0) return;
-  const struct btf_type* sec = btf__type_by_id(btf, sec_id);
-  size_t data_size = 0;
-  const void* initial = bpf_map__initial_value(rodata, &data_size);
-  if (initial == nullptr) return;
-  std::vector<uint8_t> bytes(static_cast<const uint8_t*>(initial), static_cast<const uint8_t*>(initial) + data_size);
-  uint8_t* data = bytes.data();
-  bool changed = false;
-  const struct btf_var_secinfo* vsi = btf_var_secinfos(sec);
-  for (int i = 0; i < btf_vlen(sec); i++, vsi++) {
-    const struct btf_type* var = btf__type_by_id(btf, vsi->type);
-    const char* var_name = btf__name_by_offset(btf, var->name_off);
-    auto it = settings_.cfg.find(var_name);
-    if (it == settings_.cfg.end()) continue;
-    if (vsi->offset + vsi->size > data_size || !WriteInt(data + vsi->offset, vsi->size, it->second)) {
-      if (os.error.empty())
-        os.error = "cfg " + it->first + " = " + std::to_string(it->second) + " does not fit its " +
-                   std::to_string(vsi->size) + "-byte variable";
-      continue;
-    }
-    unused_cfg_.erase(it->first);
-    changed = true;
-  }
-  if (changed && bpf_map__set_initial_value(rodata, data, data_size) != 0 && os.error.empty())
-    os.error = "setting .rodata: " + ErrnoText(errno);
-}
-
-void Capture::LoadObject(ObjectState& os) {
-  // A program the verifier refuses is reported and the object is reloaded without it, so one
-  // kernel incompatibility costs one program, not the whole concern.
-  for (int attempt = 0; attempt < 64; attempt++) {
-    if (os.obj == nullptr && !OpenObject(os)) return;
-    PrepareObject(os);
-    if (!os.error.empty()) break;
-    size_t selected = 0;
-    bpf_program* p;
-    bpf_object__for_each_program(p, os.obj) selected += bpf_program__autoload(p) ? 1 : 0;
-    if (selected == 0) {
-      bpf_object__close(os.obj);
-      os.obj = nullptr;
-      return;  // nothing wanted here (allowlist or every program refused): not an error of its own
-    }
-    LibbpfLogCapture cap;
-    int err = bpf_object__load(os.obj);
-    std::string log = cap.Take();
-    if (err == 0) {
-      os.loaded = true;
-      bpf_object__for_each_program(p, os.obj) {
-        for (auto& ps : programs_)
-          if (ps.object == os.path && ps.name == bpf_program__name(p) && bpf_program__autoload(p)) ps.prog = p;
-      }
-      return;
-    }
-    size_t newly_rejected = 0;
-    bpf_object__for_each_program(p, os.obj) {
-      std::string name = bpf_program__name(p);
-      if (!bpf_program__autoload(p)) continue;
-      if (log.find("prog '" + name + "': BPF program load failed") == std::string::npos &&
-          log.find("prog '" + name + "': failed to load") == std::string::npos)
-        continue;
-      os.rejected.insert(name);
-      newly_rejected++;
-      for (auto& ps : programs_)
-        if (ps.object == os.path && ps.name == name)
-          ps.error = "load failed: " + ErrnoText(err) + "\n" + ProgramLoadLog(log, name);
-    }
-    bpf_object__close(os.obj);
-    os.obj = nullptr;
-    if (newly_rejected == 0) {
-      os.error = "load failed: " + ErrnoText(err) + "\n" + Tail(log);
-      break;
-    }
-  }
-  for (auto& ps : programs_)
-    if (ps.object == os.path && ps.error.empty()) ps.error = os.error.empty() ? "object not loaded" : os.error;
-  if (os.obj != nullptr) {
-    bpf_object__close(os.obj);
-    os.obj = nullptr;
-  }
-}
-
-void Capture::AttachPrograms(ObjectState& os) {
-  for (auto& ps : programs_) {
-    if (ps.object != os.path || ps.prog == nullptr) continue;
-    LibbpfLogCapture cap;
-    bpf_link* link = nullptr;
-    if (bpf_program__type(ps.prog) == BPF_PROG_TYPE_CGROUP_SKB) {
-      if (cgroup_root_fd_ < 0) cgroup_root_fd_ = open(settings_.cgroup_root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      if (cgroup_root_fd_ < 0) {
-        ps.error = "attach failed: cannot open cgroup root " + settings_.cgroup_root + ": " + ErrnoText(errno);
-        continue;
-      }
-      link = bpf_program__attach_cgroup(ps.prog, cgroup_root_fd_);
-    } else {
-      link = bpf_program__attach(ps.prog);
-    }
-    if (link == nullptr) {
-      int err = errno;
-      std::string log = cap.Take();
-      if (err == EOPNOTSUPP) {  // loaded, but its section names no attach point (tc, syscall...)
-        ps.error = "loaded; section '" + ps.section + "' has no automatic attach point";
-        continue;
-      }
-      ps.error = "attach failed: " + ErrnoText(err) + (log.empty() ? "" : "\n" + Tail(log, 5));
-      continue;
-    }
-    ps.link = link;
-    ps.attached = true;
-  }
 }
 
 void Capture::PollLoop() {
@@ -559,9 +292,14 @@ Napi::Value Capture::Counters(const Napi::CallbackInfo& info) {
     p.Set("name", ps.name);
     p.Set("object", ps.object);
     p.Set("section", ps.section);
+    p.Set("type", ps.type);
     p.Set("loaded", Napi::Boolean::New(env, ps.prog != nullptr && !closed_));
     p.Set("attached", Napi::Boolean::New(env, ps.attached && !closed_));
     if (!ps.error.empty()) p.Set("error", ps.error);
+    if (!ps.failed.step.empty()) {
+      p.Set("failedStep", ps.failed.step);
+      p.Set("errno", Napi::Number::New(env, ps.failed.err));
+    }
     if (ps.prog != nullptr && !closed_) {
       // The kernel's own cost accounting (needs kernel.bpf_stats_enabled=1), as bpftool shows it.
       struct bpf_prog_info pi {};
@@ -583,6 +321,10 @@ Napi::Value Capture::Counters(const Napi::CallbackInfo& info) {
     ob.Set("path", os.path);
     ob.Set("loaded", Napi::Boolean::New(env, os.loaded && !closed_));
     if (!os.error.empty()) ob.Set("error", os.error);
+    if (!os.failed.step.empty()) {
+      ob.Set("failedStep", os.failed.step);
+      ob.Set("errno", Napi::Number::New(env, os.failed.err));
+    }
     objs.Set(i++, ob);
   }
   o.Set("objects", objs);

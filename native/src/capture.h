@@ -37,12 +37,23 @@ struct CaptureSettings {
   std::map<std::string, uint64_t> cfg;  // kt_cfg_* name -> value (two's complement for negatives)
 };
 
+// The step at which an object or program stopped and its errno, so the caller can explain it
+// (EPERM at "load" of a tracing program is a missing CAP_PERFMON). Steps: open, maps,
+// prepare, load, module_btf (listing kernel module BTFs for a CO-RE relocation), attach,
+// ring_buffer.
+struct Failure {
+  std::string step;
+  int err = 0;  // positive errno; 0 when the step failed without one
+};
+
 struct ProgramState {
   std::string name;
   std::string object;
   std::string section;
+  std::string type;  // libbpf's name of the program type: tracing, cgroup_skb, ...
   bool attached = false;
   std::string error;
+  Failure failed;
   bpf_program* prog = nullptr;
   bpf_link* link = nullptr;
 };
@@ -52,6 +63,7 @@ struct ObjectState {
   bpf_object* obj = nullptr;
   bool loaded = false;
   std::string error;
+  Failure failed;
   std::set<std::string> rejected;  // programs the verifier refused; the object loads without them
 };
 

@@ -26,7 +26,7 @@ describe('native addon wrapper', () => {
   it('says why kernel capture cannot open before touching the kernel', async () => {
     const addon = await wrapperWithAddonAt('/nonexistent/ktrail_native.node');
     const reason = addon.missingKernelCapture();
-    expect(reason).toMatch(/needs root|no BTF|not built/);
+    expect(reason).toMatch(/needs CAP_|no BTF|not built/);
     expect(() =>
       addon.openCapture(
         { objects: ['/nonexistent.bpf.o'], ringBufferBytes: 4096, batchMaxBytes: 4096, batchMaxMs: 10 },

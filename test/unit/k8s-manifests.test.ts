@@ -1,12 +1,23 @@
 // The Kubernetes manifests can't be applied here (no API server), so their contract with
 // the code is checked instead: every setting they pass exists, the ConfigMap validates,
-// probes hit the real endpoints, the collector stays unprivileged, and secrets come from
-// Secrets (mounted files or secretKeyRef), never from a ConfigMap or a literal.
+// probes hit the real endpoints, the collector holds exactly the capabilities the code
+// needs (the privileges integration test proves each one), its RBAC is exactly the requests
+// the Kubernetes provider sends, and secrets come from Secrets (mounted files or
+// secretKeyRef), never from a ConfigMap or a literal.
 import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { dirname, join } from 'node:path';
+import { KubeConfig } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
+import {
+  createKubernetesProvider,
+  KUBERNETES_API_ACCESS,
+} from '../../collector/src/containers/providers/kubernetes.js';
+import { COLLECTOR_CAPABILITIES } from '../../collector/src/kernel/privileges.js';
 import { describeSettings, envNameFor, SECRET_SETTINGS, validateConfig } from '../../common/config.js';
+import { waitFor } from '../support/wait.js';
 
 const dir = new URL('../../deploy/k8s/', import.meta.url).pathname;
 // biome-ignore lint/suspicious/noExplicitAny: free-form Kubernetes objects
@@ -70,12 +81,19 @@ describe('deploy/k8s manifests', () => {
     }
   });
 
-  it('keeps the collector unprivileged with only the capabilities eBPF needs', () => {
+  it('gives the collector exactly the capabilities the code needs, and nothing else', () => {
     const c = containersOf(byKind('DaemonSet', 'ktrail-collector'))[0]!;
-    expect(c.securityContext.privileged).toBe(false);
-    expect(c.securityContext.capabilities.drop).toEqual(['ALL']);
-    expect(c.securityContext.capabilities.add).not.toContain('SYS_ADMIN');
-    expect(c.securityContext.capabilities.add).toEqual(expect.arrayContaining(['BPF', 'PERFMON']));
+    const sc = c.securityContext;
+    expect(sc.privileged).toBe(false);
+    expect(sc.allowPrivilegeEscalation).toBe(false);
+    expect(sc.readOnlyRootFilesystem).toBe(true);
+    expect(sc.capabilities.drop).toEqual(['ALL']);
+    expect([...sc.capabilities.add].sort()).toEqual(Object.keys(COLLECTOR_CAPABILITIES).sort());
+    // uid 0 because Kubernetes gives a non-root container no ambient capabilities; stated, not implied.
+    expect(sc.runAsUser).toBe(0);
+    expect(sc.runAsNonRoot).toBe(false);
+    expect(sc.seccompProfile).toEqual({ type: 'RuntimeDefault' });
+    expect(sc.appArmorProfile).toEqual({ type: 'RuntimeDefault' });
   });
 
   it('holds no secret value in any ConfigMap', () => {
@@ -130,11 +148,90 @@ describe('deploy/k8s manifests', () => {
     expect(checked).toBeGreaterThanOrEqual(5); // the example config does use secrets
   });
 
-  it('never scales processors past the partition count, and the RBAC is read-only', () => {
+  it('mounts host paths read-only, none of them a socket that must exist', () => {
+    const spec = byKind('DaemonSet', 'ktrail-collector')?.spec.template.spec;
+    const c = containersOf(byKind('DaemonSet', 'ktrail-collector'))[0]!;
+    const mounts = new Map<string, Doc>(c.volumeMounts.map((m: Doc) => [m.name, m]));
+    for (const v of spec.volumes as Doc[]) {
+      if (!v.hostPath) continue;
+      // A Socket (or File) type fails the pod on nodes without it, e.g. containerd on CRI-O.
+      expect(['Directory', 'DirectoryOrCreate']).toContain(v.hostPath.type);
+      const m = mounts.get(v.name);
+      expect(m).toBeDefined();
+      // Only the sequence state (/run/ktrail) is written.
+      if (v.hostPath.path !== '/run/ktrail') expect(m?.readOnly).toBe(true);
+    }
+    // The collector's default containerd socket lives in the mounted directory.
+    const containerd = spec.volumes.find((v: Doc) => v.name === 'containerd');
+    expect(containerd.hostPath).toEqual({ path: '/run/containerd', type: 'DirectoryOrCreate' });
+    expect(mounts.get('containerd')?.mountPath).toBe(dirname(config.collector.containerdSocket));
+  });
+
+  it('never scales processors past the partition count', () => {
     const scaled = byKind('ScaledObject', 'ktrail-processor');
     expect(scaled?.spec.maxReplicaCount).toBeLessThanOrEqual(config.kafka.partitions);
-    const role = byKind('ClusterRole', 'ktrail-collector');
-    for (const rule of role?.rules ?? [])
-      for (const verb of rule.verbs) expect(['get', 'list', 'watch']).toContain(verb);
+  });
+
+  it('grants the collector exactly the API requests its Kubernetes provider sends', async () => {
+    const rule = (group: string, resource: string, verb: string) => `${group}/${resource}:${verb}`;
+    const declared = new Set(KUBERNETES_API_ACCESS.map((a) => rule(a.apiGroup, a.resource, a.verb)));
+    const granted = new Set<string>();
+    for (const r of byKind('ClusterRole', 'ktrail-collector')?.rules ?? [])
+      for (const g of r.apiGroups)
+        for (const res of r.resources) for (const v of r.verbs) granted.add(rule(g, res, v));
+    expect([...granted].sort()).toEqual([...declared].sort());
+
+    // What the provider really asks for, against a server that answers like the API server.
+    const sent = new Set<string>();
+    const server = createServer((req, res) => {
+      const url = new URL(req.url ?? '/', 'http://x');
+      sent.add(requestRule(req.method ?? 'GET', url));
+      if (url.searchParams.get('watch') === 'true') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.flushHeaders(); // held open, like a quiet watch
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({ kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: '7' }, items: [] }),
+      );
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const kc = new KubeConfig();
+    kc.loadFromOptions({
+      clusters: [
+        {
+          name: 'c',
+          server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+          skipTLSVerify: true,
+        },
+      ],
+      users: [{ name: 'u' }],
+      contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
+      currentContext: 'x',
+    });
+    const provider = createKubernetesProvider({ node: 'n1', kubeConfig: kc });
+    try {
+      await provider.start(() => {});
+      await waitFor('the watch request', () => (sent.size >= 2 ? true : undefined), 10_000);
+    } finally {
+      await provider.stop();
+      server.closeAllConnections();
+      server.close();
+    }
+    expect([...sent].sort()).toEqual([...declared].sort());
   });
 });
+
+/** RBAC (group/resource:verb) of a request, the way the API server's RequestInfo reads it. */
+function requestRule(method: string, url: URL): string {
+  const parts = url.pathname.split('/').filter((p) => p !== '');
+  // /api/v1/... is the core group ''; /apis/<group>/<version>/...
+  const [group, rest] = parts[0] === 'api' ? ['', parts.slice(2)] : [parts[1] ?? '', parts.slice(3)];
+  const path = rest[0] === 'namespaces' && rest.length > 2 ? rest.slice(2) : rest;
+  const [resource, name] = path;
+  const verbs: Record<string, string> = { POST: 'create', PUT: 'update', PATCH: 'patch', DELETE: 'delete' };
+  let verb = verbs[method] ?? (name === undefined ? 'list' : 'get');
+  if (method === 'GET' && url.searchParams.get('watch') === 'true') verb = 'watch';
+  return `${group}/${resource}:${verb}`;
+}

@@ -7,6 +7,7 @@ import { dirname, resolve } from 'node:path';
 import { KtrailError } from '../../../common/errors.js';
 import { createLogger } from '../../../common/log.js';
 import { nativeAddonPath, requireNativeAddon } from '../../../common/native-addon.js';
+import { COLLECTOR_CAPABILITIES, capabilityError, processPrivileges } from './privileges.js';
 
 const log = createLogger('collector.kernel.addon');
 
@@ -54,16 +55,24 @@ export interface KernelFeatures {
   bpfStats: boolean;
 }
 
+/** Where an object or program stopped (native/src/capture.h, struct Failure). */
+export type FailedStep = 'open' | 'maps' | 'prepare' | 'load' | 'module_btf' | 'attach' | 'ring_buffer';
+
 export interface ProgramState {
   name: string;
   object: string;
   section: string;
+  /** libbpf's name of the program type: 'tracing' (tp_btf), 'cgroup_skb', 'tracepoint', ... */
+  type?: string;
   /** Verified and in the kernel. */
   loaded: boolean;
   /** Attached to its hook (a program whose section names no hook, e.g. `tc`, is loaded only). */
   attached: boolean;
   /** Why it is not running: the verifier log tail, the attach error, or "not selected". */
   error?: string;
+  /** The step that failed and its errno (EPERM = 1: a capability check; see privileges.ts). */
+  failedStep?: FailedStep;
+  errno?: number;
   /** Kernel program id and the kernel's own cost accounting (needs kernel.bpf_stats_enabled=1). */
   id?: number;
   runTimeNs?: number;
@@ -85,7 +94,7 @@ export interface CaptureCounters {
   /** Failed ring-buffer reserves per program slot (kt_drops summed over CPUs; enum kt_prog_slot). */
   kernelDrops: number[];
   programs: ProgramState[];
-  objects: Array<{ path: string; loaded: boolean; error?: string }>;
+  objects: Array<{ path: string; loaded: boolean; error?: string; failedStep?: FailedStep; errno?: number }>;
   /** cfg names no object declares. */
   unusedCfg: string[];
   features: KernelFeatures;
@@ -138,12 +147,25 @@ export function loadAddon(): NativeAddon {
   return cached;
 }
 
-/** Undefined when this process can load BPF programs, else why not (for tests and the CLI). */
-export function missingKernelCapture(): string | undefined {
-  if (process.getuid?.() !== 0) return 'eBPF capture needs root';
+/** Undefined when the kernel and the build allow a capture, else why not (privileges aside). */
+function missingCaptureSupport(): string | undefined {
   if (!existsSync('/sys/kernel/btf/vmlinux')) return 'kernel has no BTF (/sys/kernel/btf/vmlinux)';
   if (!existsSync(addonPath)) return `native addon not built (${addonPath}); run npm run build:native`;
   return undefined;
+}
+
+/**
+ * Undefined when this process can load BPF programs, else why not (for tests): the kernel and
+ * the build, and the capabilities the collector needs (or CAP_SYS_ADMIN, which covers them).
+ */
+export function missingKernelCapture(): string | undefined {
+  const { effective } = processPrivileges();
+  const lacking = Object.keys(COLLECTOR_CAPABILITIES).filter(
+    (cap) => !effective.has(cap) && !effective.has('SYS_ADMIN'),
+  );
+  if (lacking.length > 0)
+    return `eBPF capture needs ${lacking.map((c) => `CAP_${c}`).join(', ')} (run as root)`;
+  return missingCaptureSupport();
 }
 
 /** The cgroup v2 mount: /sys/fs/cgroup/unified on hybrid hosts, /sys/fs/cgroup on pure v2 ones. */
@@ -153,9 +175,17 @@ export function cgroupV2Root(): string | undefined {
   return undefined;
 }
 
-/** Tracepoint attach reads ids from tracefs; mount it when nobody has (needs root). */
+/**
+ * `tracepoint/` programs read their ids from tracefs: mount it when nobody has and this
+ * process may (CAP_SYS_ADMIN). ktrail's own programs are tp_btf and cgroup_skb, which attach
+ * through bpf() alone, so the collector runs without tracefs (and without the mount right).
+ */
 export function ensureTracefs(): void {
   if (existsSync('/sys/kernel/tracing/events') || existsSync('/sys/kernel/debug/tracing/events')) return;
+  if (!processPrivileges().effective.has('SYS_ADMIN')) {
+    log.debug('tracefs not visible and no CAP_SYS_ADMIN to mount it; only tracepoint/ programs need it');
+    return;
+  }
   log.info('mounting tracefs at /sys/kernel/tracing');
   try {
     execFileSync('mount', ['-t', 'tracefs', 'nodev', '/sys/kernel/tracing'], { stdio: 'pipe' });
@@ -166,11 +196,13 @@ export function ensureTracefs(): void {
 
 /**
  * Opens, loads and attaches every object, then starts streaming batches to `onBatch`.
- * Programs that fail are reported (counters().programs[].error holds the verifier's reason)
- * while the rest run; it throws only when nothing at all could be attached.
+ * A program the kernel refused a capability (EPERM) makes it throw a CapabilityError naming
+ * the capability: a deployment without it is misconfigured, not degraded. Programs that fail
+ * otherwise (the verifier's reason in counters().programs[].error) are logged while the rest
+ * run; it throws when nothing at all could be attached.
  */
 export function openCapture(settings: CaptureSettings, onBatch: BatchHandler): KernelCapture {
-  const missing = missingKernelCapture();
+  const missing = missingCaptureSupport();
   if (missing !== undefined) throw new KtrailError(`cannot open kernel capture: ${missing}`);
   for (const path of settings.objects) {
     if (!existsSync(path)) throw new KtrailError(`BPF object not found: ${path}`, { context: { path } });
@@ -183,6 +215,11 @@ export function openCapture(settings: CaptureSettings, onBatch: BatchHandler): K
     onBatch,
   );
   const counters = capture.counters();
+  const refused = capabilityError(counters.programs, processPrivileges());
+  if (refused !== undefined) {
+    capture.close();
+    throw refused;
+  }
   for (const p of counters.programs) {
     if (p.error !== undefined)
       log.warn({ program: p.name, object: p.object, reason: p.error }, 'program not running');

@@ -13,6 +13,31 @@ import { rfc3339ToNs, wallNs } from '../types.js';
 
 const log = createLogger('collector.containers.kubernetes');
 
+/** The one collection the provider reads: every pod, narrowed to this node by a field selector. */
+const PODS_PATH = '/api/v1/pods';
+
+/**
+ * Every Kubernetes API request the provider makes and the RBAC rule it needs. The collector's
+ * ClusterRole (deploy/k8s/rbac.yaml) grants exactly these, and test/unit/k8s-manifests.test.ts
+ * checks both against the requests the provider really sends.
+ */
+export const KUBERNETES_API_ACCESS = [
+  {
+    apiGroup: '',
+    resource: 'pods',
+    verb: 'list',
+    request: `GET ${PODS_PATH}?fieldSelector=spec.nodeName=<node>`,
+    why: "this node's pods at start, and again when a watch's resourceVersion expired",
+  },
+  {
+    apiGroup: '',
+    resource: 'pods',
+    verb: 'watch',
+    request: `GET ${PODS_PATH}?watch=true&fieldSelector=spec.nodeName=<node>`,
+    why: "changes to this node's pods from the list's resourceVersion on",
+  },
+] as const;
+
 export type KubernetesProviderOptions = {
   /** The node whose pods to watch (spec.nodeName); default: $NODE_NAME, else the hostname. */
   node?: string;
@@ -229,7 +254,7 @@ export function createKubernetesProvider(options: KubernetesProviderOptions = {}
       // ListWatch: list (with our field selector), then watch from the list's resourceVersion;
       // a watch that outlived the server's history gets 410 Gone and ListWatch relists.
       informer = new ListWatch<V1Pod>(
-        '/api/v1/pods',
+        PODS_PATH,
         new Watch(kc),
         async () => {
           const pods = await api.listPodForAllNamespaces({ fieldSelector });

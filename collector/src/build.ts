@@ -38,7 +38,7 @@ import {
 import type { CgroupResolver } from './containers/cgroup-resolver.js';
 import type { ContainerRecord, MetadataProvider } from './containers/types.js';
 import { createKafkaSink, type MessageSink } from './kafka-sink.js';
-import type { KernelCapture } from './kernel/addon.js';
+import { configuredCgroupV2Root, type KernelCapture } from './kernel/addon.js';
 import { createDecoder } from './kernel/decode.js';
 import { createReplaySource, type ReplaySource } from './kernel/replay-source.js';
 import { registerKernelMapMetrics } from './kernel-maps.js';
@@ -155,14 +155,16 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
   let mapSampler: MapSampler | undefined;
   let kernelSource: KernelSource | undefined;
 
+  // The host's v2 hierarchy: the resolver walks it and the cgroup_skb programs attach to its
+  // root (in a pod, /sys/fs/cgroup is the pod's own). A hybrid host's cgroupfs has it in unified/.
+  const cgroupRoot = configuredCgroupV2Root(settings.cgroupRoot);
   if (options.source) source = options.source;
   else if (settings.source === 'ebpf') {
     const kernel = createKernelSource({
       bpfObjectDir: settings.bpfObjectDir,
       ringBufferBytes: settings.ringBufferBytes,
       programs: settings.programs,
-      // The host's v2 root, as the resolver walks it: in a pod, /sys/fs/cgroup is the pod's own.
-      cgroupRoot: settings.cgroupRoot,
+      cgroupRoot,
     });
     source = kernel;
     kernelSource = kernel;
@@ -220,7 +222,6 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
           node: config.node,
         }),
       );
-    const cgroupRoot = settings.cgroupRoot;
     resolver = await CgroupResolver.create(cgroupRoot === undefined ? {} : { mountPoint: cgroupRoot });
     const r = resolver;
     const mount = r.hierarchy.mountPoint;

@@ -15,6 +15,7 @@ import { createLogger, setLogLevel } from '../../common/log.js';
 import { createRegistry, startHttpServer } from '../../common/metrics.js';
 import { buildCollector, openReplay } from './build.js';
 import type { EventSource } from './collector.js';
+import { configuredCgroupV2Root } from './kernel/addon.js';
 import { createDecoder } from './kernel/decode.js';
 import { CapabilityError } from './kernel/privileges.js';
 import { createKernelSource } from './sources.js';
@@ -116,7 +117,7 @@ async function main(argv: string[]): Promise<void> {
             bpfObjectDir: settings.bpfObjectDir,
             ringBufferBytes: settings.ringBufferBytes,
             programs: settings.programs,
-            cgroupRoot: settings.cgroupRoot,
+            cgroupRoot: configuredCgroupV2Root(settings.cgroupRoot),
           });
     await dryRun(source);
     return;

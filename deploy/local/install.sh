@@ -18,7 +18,7 @@ APT_PACKAGES=(
   openjdk-17-jdk-headless maven                                                         # Kafka broker; javac for the Avro interop test
   clickhouse-server                                                                     # HTTP transport tests
   curl openssl                                                                          # clickhouse-server.sh (health, test CA)
-  iproute2 procps util-linux                                                            # ss, pgrep, mount, flock, setsid
+  iproute2 procps util-linux                                                            # ss, pgrep, mount, flock, setsid, setpriv
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -30,6 +30,8 @@ check libbpf '[ -e /usr/include/bpf/libbpf.h ]' "libbpf headers" "libbpf-dev mis
 check python3 'command -v python3' "$(python3 --version 2>/dev/null)" "python3 missing (node-gyp builds native/ with it)" "apt-get install -y python3"
 check libzstd '[ -e /usr/include/zstd.h ]' "zstd headers" "libzstd-dev missing (native/ codec addon: Kafka zstd batches)" "apt-get install -y libzstd-dev"
 check dockerd 'command -v dockerd' "$(command -v dockerd)" "dockerd missing (container tests)" "deploy/local/docker.sh install"
+check setpriv 'command -v setpriv' "$(command -v setpriv)" "setpriv missing (the privileges test drops to the DaemonSet's capabilities)" "apt-get install -y util-linux"
+check ctr 'command -v ctr' "$(command -v ctr)" "ctr missing (containerd tests, the seccomp test)" "deploy/local/containerd.sh install"
 check node_modules '[ -d "$ROOT/node_modules/kafkajs" ]' "npm packages installed" "npm packages not installed" "cd $ROOT && npm ci"
 for port in 19092 19093 9464 9465 8124; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then

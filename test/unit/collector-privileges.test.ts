@@ -1,11 +1,12 @@
 // Which capability a failed kernel-capture step lacked. The failures below are the ones the
 // addon reported on this kernel (6.18) when test/integration/collector-privileges.test.ts took
 // one capability away; here the mapping is checked without root, case by case.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runtimeSocketPresent } from '../../collector/src/build.js';
+import { configuredCgroupV2Root } from '../../collector/src/kernel/addon.js';
 import {
   COLLECTOR_CAPABILITIES,
   capabilitiesOfMask,
@@ -148,6 +149,27 @@ describe('a container runtime socket', () => {
         runtimeSocketPresent('docker', 'collector.dockerSocket', join(dir, 'docker.sock'), log as never),
       ).toBe(true);
       expect(lines).toHaveLength(1);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the host cgroupfs a pod is given (collector.cgroupRoot)', () => {
+  it('is used at its v2 root: unified/ on a hybrid host, itself on pure v2', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ktrail-cgroupfs-'));
+    try {
+      const hybrid = join(dir, 'hybrid');
+      mkdirSync(join(hybrid, 'unified'), { recursive: true });
+      writeFileSync(join(hybrid, 'unified', 'cgroup.procs'), '');
+      expect(configuredCgroupV2Root(hybrid)).toBe(join(hybrid, 'unified'));
+      expect(configuredCgroupV2Root(join(hybrid, 'unified'))).toBe(join(hybrid, 'unified'));
+      const v2 = join(dir, 'v2');
+      mkdirSync(v2);
+      writeFileSync(join(v2, 'cgroup.controllers'), '');
+      expect(configuredCgroupV2Root(v2)).toBe(v2);
+      expect(configuredCgroupV2Root(join(dir, 'other'))).toBe(join(dir, 'other'));
+      expect(configuredCgroupV2Root(undefined)).toBeUndefined();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -168,11 +168,19 @@ export function missingKernelCapture(): string | undefined {
   return missingCaptureSupport();
 }
 
-/** The cgroup v2 mount: /sys/fs/cgroup/unified on hybrid hosts, /sys/fs/cgroup on pure v2 ones. */
-export function cgroupV2Root(): string | undefined {
-  if (existsSync('/sys/fs/cgroup/unified/cgroup.procs')) return '/sys/fs/cgroup/unified';
-  if (existsSync('/sys/fs/cgroup/cgroup.controllers')) return '/sys/fs/cgroup';
+/**
+ * The cgroup v2 mount at or under `base`: <base>/unified on hybrid hosts, <base> on pure v2
+ * ones. `base` is /sys/fs/cgroup, or the host's cgroupfs as a pod mounts it (collector.cgroupRoot).
+ */
+export function cgroupV2Root(base = '/sys/fs/cgroup'): string | undefined {
+  if (existsSync(`${base}/unified/cgroup.procs`)) return `${base}/unified`;
+  if (existsSync(`${base}/cgroup.controllers`)) return base;
   return undefined;
+}
+
+/** collector.cgroupRoot as a v2 root: a host's whole cgroupfs or its v2 mount, as given. */
+export function configuredCgroupV2Root(setting: string | undefined): string | undefined {
+  return setting === undefined ? undefined : (cgroupV2Root(setting) ?? setting);
 }
 
 /**

@@ -15,7 +15,7 @@ import { KtrailError } from '../../../common/errors.js';
  * without each one.
  */
 export const COLLECTOR_CAPABILITIES = {
-  BPF: 'create the maps and load the programs (bpf(); ringbuf maps need it whatever kernel.unprivileged_bpf_disabled says)',
+  BPF: 'create the maps and load the programs (bpf()); tracing programs need it whatever kernel.unprivileged_bpf_disabled says',
   PERFMON: 'load the tracing (tp_btf) programs, which read kernel memory',
   NET_ADMIN: 'attach the cgroup_skb programs to the cgroup v2 root',
 } as const;

@@ -3,20 +3,24 @@
 // 1. The real collector CLI (eBPF source, Kafka) as uid 65534 with exactly the capabilities
 //    the DaemonSet adds (ambient, inheritable and bounding sets; no_new_privs, as
 //    allowPrivilegeEscalation: false sets): every program attaches, an exec run here
-//    reaches Kafka, and CPU and network samples flow. Absent runtime sockets turn their
-//    providers off with one log line each (a CRI-O node has no containerd).
+//    reaches Kafka, CPU and network samples flow, and a container cgroup made here is named
+//    by the startup scan and its memory sampled (no DAC_READ_SEARCH needed). Absent runtime
+//    sockets turn their providers off with one log line each (a CRI-O node has no containerd).
 // 2. The same without each of those capabilities in turn: it exits 1, naming that one.
 // 3. Under containerd's default seccomp profile (what Kubernetes' RuntimeDefault is on
 //    containerd) as uid 0 with only those capabilities, no_new_privs and a read-only root,
 //    as the DaemonSet runs: bpf() is allowed and events flow.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import {
   chownSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
   realpathSync,
+  rmdirSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -169,6 +173,37 @@ function allPrograms(): string[] {
   }
 }
 
+/**
+ * A container's cgroup as a runtime would make it (`docker-<id>.scope`), in the v2 hierarchy
+ * and, on a hybrid host, in the v1 memory hierarchy where its memory.* files live: the
+ * collector's startup scan, identity and memory sampling run on it without any privilege.
+ */
+function fakeContainerCgroup(): { id: string; cgroupId: bigint; remove: () => void } {
+  const v2 = cgroupV2Root();
+  if (v2 === undefined) throw new Error('no cgroup v2 hierarchy');
+  const id = randomBytes(32).toString('hex');
+  const rel = `ktrail-caps-${process.pid}/docker-${id}.scope`;
+  const dirs = [join(v2, rel)];
+  const v1Memory = readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' '))
+    .find((m) => m[2] === 'cgroup' && (m[3] ?? '').split(',').includes('memory'))?.[1];
+  if (v1Memory !== undefined) dirs.push(join(v1Memory, rel));
+  else writeFileSync(join(v2, `ktrail-caps-${process.pid}`, 'cgroup.subtree_control'), '+memory');
+  for (const d of dirs) mkdirSync(d, { recursive: true });
+  return {
+    id,
+    cgroupId: statSync(dirs[0] as string, { bigint: true }).ino,
+    remove: () => {
+      for (const d of dirs)
+        for (const x of [d, dirname(d)])
+          try {
+            rmdirSync(x);
+          } catch {}
+    },
+  };
+}
+
 async function untilLogged(run: Run, msg: string, timeoutMs = 90_000): Promise<Record<string, unknown>> {
   let exited: number | null | undefined;
   void run.exit.then((code) => {
@@ -199,6 +234,7 @@ describe('collector privileges: exactly the DaemonSet capabilities', () => {
       const expected = allPrograms();
       expect(expected.length).toBeGreaterThan(10);
       const node = 'caps-node';
+      const container = fakeContainerCgroup();
       const run = collectorAsNobody(caps, node);
       try {
         const opened = await untilLogged(run, 'kernel capture open');
@@ -220,6 +256,8 @@ describe('collector privileges: exactly the DaemonSet capabilities', () => {
         await new Promise((r) => setTimeout(r, 2_500)); // two sample intervals: CPU and network
       } finally {
         run.child.kill('SIGTERM');
+        await run.exit;
+        container.remove();
       }
       expect(await run.exit).toBe(0);
       const final = /collector stopped: captured (\d+), delivered (\d+), .* unaccounted (-?\d+)/.exec(
@@ -242,6 +280,20 @@ describe('collector privileges: exactly the DaemonSet capabilities', () => {
       // tp_btf (CAP_PERFMON) and cgroup_skb (CAP_NET_ADMIN: the collector's own Kafka traffic).
       expect(events.some((e) => e.kind === 'cpu_sample' && e.cpuNs > 0n)).toBe(true);
       expect(events.some((e) => e.kind === 'net_sample')).toBe(true);
+      // The startup scan named the container from cgroupfs, and its memory.* files were read.
+      expect(events.some((e) => e.kind === 'memory_sample' && e.cgroupId === container.cgroupId)).toBe(true);
+      const records = (await readTopic(kafka.value?.brokers ?? [], topicNames(topicPrefix).containers)).map(
+        (m) =>
+          resolver.decodeAs('ContainerRecord', m.value) as {
+            containerId: string;
+            cgroupId: bigint;
+            runtime: string;
+          },
+      );
+      expect(records.find((r) => r.containerId === container.id)).toMatchObject({
+        cgroupId: container.cgroupId,
+        runtime: 'docker',
+      });
     },
     180_000,
   );

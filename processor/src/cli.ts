@@ -7,6 +7,7 @@ import { ConfigError } from '../../common/errors.js';
 import { createKafka, ensureTopics, kafkaClientOptions, topicNames } from '../../common/kafka.js';
 import { createLogger, setLogLevel } from '../../common/log.js';
 import { createRegistry, startHttpServer } from '../../common/metrics.js';
+import { clickHouseAlertStateStore } from './alert-state.js';
 import { clickHouseConfigFrom, createClickHouse } from './clickhouse/client.js';
 import { migrate } from './clickhouse/migrate.js';
 import { createProcessorCodec } from './codec.js';
@@ -85,6 +86,7 @@ async function main(): Promise<void> {
     sink: clickHouseSink(clickhouse),
     codec: createProcessorCodec(),
     options: { ...config.processor, rawTtlDays: config.clickhouse.ttlRawDays },
+    alertState: clickHouseAlertStateStore(clickhouse),
   });
   const registry = createRegistry('processor', config.node);
   registerProcessorMetrics(registry, processor);

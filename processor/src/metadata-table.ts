@@ -9,10 +9,14 @@ export interface ContainerMeta {
   node: string;
   cgroupId: bigint;
   containerId: string;
+  /** docker | containerd | cri-o | podman | ... ('' when unknown). */
+  runtime: string;
+  cgroupPath: string;
   name: string;
   image: string;
   labels: Record<string, string>;
   pod: string;
+  podUid: string;
   namespace: string;
   workload: string;
   /** Wall-clock ns; 0 = unknown. */

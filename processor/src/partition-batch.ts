@@ -4,6 +4,7 @@
 // a function of its offset range: after a crash the same range rebuilds the same rows
 // (join fields may differ, but deduplication is by token, and the token names the range).
 import type { ContainerMeta } from './metadata-table.js';
+import { CONTAINER_META } from './rows.js';
 
 export type Row = Record<string | symbol, unknown>;
 
@@ -53,6 +54,7 @@ export function applyJoin(row: Row, meta: ContainerMeta): void {
   row.pod = meta.pod;
   row.namespace = meta.namespace;
   row.workload = meta.workload;
+  row[CONTAINER_META] = meta;
 }
 
 export class PartitionBatch {

@@ -20,6 +20,7 @@ import { isRetriable, PoisonError } from '../../common/errors.js';
 import { type TopicNames, useNativeCrc32cOrWarn } from '../../common/kafka.js';
 import { createLogger, createThrottledWarn, type Logger } from '../../common/log.js';
 import type { DeadLetter } from '../../schemas/types.js';
+import { AlertStateKeeper, type AlertStateStore } from './alert-state.js';
 import { type Alert, AlertEngine, type AlertRules } from './alerts.js';
 import { coPartitionedAssigner } from './assigner.js';
 import { catchUpToEnd } from './catch-up.js';
@@ -184,6 +185,8 @@ export interface ProcessorStats {
   expiredRows: number;
   /** Rows of a re-processed batch found already written, so not written again (exactly-once). */
   alreadyWritten: number;
+  /** Alert-state snapshots not saved, or not restored, or stale on restore (alert-state.ts). */
+  alertStateFailures: number;
 }
 
 /** A committed loss by what (a table or `topic:<output>`) and reason: the ingest_losses rows, summed. */
@@ -239,6 +242,8 @@ export function createProcessor(deps: {
   options: ProcessorOptions;
   hooks?: ProcessorHooks;
   logger?: Logger;
+  /** Where alert-rule state is saved for the partition's next owner; unset = memory only. */
+  alertState?: AlertStateStore;
 }): Processor {
   const { kafka, topics, sink, codec, options } = deps;
   const hooks = deps.hooks ?? {};
@@ -302,8 +307,19 @@ export function createProcessor(deps: {
     outputSkipped: 0,
     expiredRows: 0,
     alreadyWritten: 0,
+    alertStateFailures: 0,
   };
   const lossCounts = new Map<string, LossCount>();
+  const alertStates = new AlertStateKeeper({
+    store: deps.alertState,
+    group: options.groupId,
+    topic: topics.events,
+    log,
+    countFailure: () => stats.alertStateFailures++,
+    restoreTimeoutMs: options.restoreTimeoutMs ?? 30_000,
+    retryInitialMs,
+    retryMaxMs,
+  });
 
   /** Counts a committed loss (stats, metrics). */
   function countLoss(loss: LossRow): void {
@@ -438,6 +454,17 @@ export function createProcessor(deps: {
       }
       const [committed, ends] = fetched;
       const parts = committed.find((t) => t.topic === topics.events)?.partitions ?? [];
+      // Alert state before the first event (events stay paused until markRestored below).
+      await Promise.all(
+        fresh.map((s) =>
+          alertStates.restore(
+            s.partition,
+            s.alerts,
+            parts.find((x) => x.partition === s.partition),
+            () => gen === generation,
+          ),
+        ),
+      );
       for (const state of fresh) {
         const c = parts.find((x) => x.partition === state.partition);
         state.forcedCut = decodeCut(c?.metadata);
@@ -944,6 +971,7 @@ export function createProcessor(deps: {
         lossRow(l, state.partition, cut.firstOffset, cut.lastOffset, now),
       );
       await insertWhole(state, cut, INGEST_LOSSES_TABLE, lossRows);
+      await alertStates.save(state.partition, state.alerts, cut, () => stillOwned(state));
       await commit(state, cut.lastOffset + 1n, null);
       cut.rows += newDead.length - rejectedRows;
     } catch (err) {

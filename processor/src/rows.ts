@@ -125,6 +125,13 @@ export const TIME_NS: unique symbol = Symbol('timeNs');
  */
 export const SOURCE_EVENT: unique symbol = Symbol('sourceEvent');
 
+/**
+ * The container record a joined row was joined with, under a symbol like TIME_NS: what
+ * rules need beyond the row's columns (pod uid, runtime) to name the row's workload
+ * (workload.ts). A reference, not a copy: the metadata table holds the record anyway.
+ */
+export const CONTAINER_META: unique symbol = Symbol('containerMeta');
+
 const NS_PER_S = 1_000_000_000n;
 
 /** Unix ns -> DateTime64(9) text ("seconds.nanoseconds"), exact for any u64. */
@@ -316,10 +323,13 @@ export function containerMetaFromRecord(rec: Record<string, unknown>): Container
     node: String(rec.node),
     cgroupId: BigInt(rec.cgroupId as bigint | number),
     containerId: String(rec.containerId ?? ''),
+    runtime: String(rec.runtime ?? ''),
+    cgroupPath: String(rec.cgroupPath ?? ''),
     name: String(rec.name ?? ''),
     image: String(rec.image ?? ''),
     labels: (rec.labels as Record<string, string> | undefined) ?? {},
     pod: String(rec.podName ?? ''),
+    podUid: String(rec.podUid ?? ''),
     namespace: String(rec.namespace ?? ''),
     workload: String(rec.workloadName ?? ''),
     startedAtNs: toBig(rec.startedAtNs),

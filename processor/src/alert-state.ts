@@ -173,7 +173,7 @@ export class AlertStateKeeper {
     if (stale) {
       this.o.countFailure();
       this.o.log.warn(fields, 'alert state older than the committed offset; sequence baselines dropped');
-    } else this.o.log.info({ ...fields, workloads: snapshot.crash.length }, 'alert state restored');
+    } else this.o.log.info({ ...fields, workloads: snapshot.crash.windows.length }, 'alert state restored');
   }
 
   /**

@@ -4,14 +4,12 @@
 // a batch rebuilt after a crash can raise its alerts again; consumers key on
 // (kind, node, container, time).
 //
-// The rules' state survives a rebalance and a restart (alert-state.ts saves a snapshot
-// with every committed batch, the partition's next owner restores it), and the crash-loop
-// rule is idempotent on replay: an exit is counted once by its identity (node, boot,
-// ts_ns, tgid), and exits up to the one that raised an alert never count again, so a
-// batch replayed onto a state that already holds it raises nothing twice.
+// The rules' state survives a rebalance and a restart: alert-state.ts saves a snapshot
+// with every committed batch and the partition's next owner restores it. The crash-loop
+// rule (crash-loop.ts) follows workloads, not container ids, and is idempotent on replay.
+import { CrashLoopRule, type CrashLoopSnapshot, type NamedLookup } from './crash-loop.js';
 import type { Row } from './partition-batch.js';
 import { TIME_NS } from './rows.js';
-import { rowWorkload } from './workload.js';
 
 export interface Alert {
   kind: 'oom_kill' | 'crash_loop' | 'tcp_spike' | 'data_loss' | 'output_skipped';
@@ -41,20 +39,6 @@ interface TcpWindow {
   fired: boolean;
 }
 
-interface Exit {
-  id: string;
-  timeNs: bigint;
-  container: string;
-}
-
-/** One workload's non-zero exits within the window, and where its last alert was. */
-interface CrashWindow {
-  /** Sorted by time. */
-  exits: Exit[];
-  /** Time of the exit that raised the last crash_loop alert: exits up to it are spent. */
-  alertedAtNs: bigint;
-}
-
 interface SequenceMark {
   sequence: bigint;
   /** producedAtNs of the newest batch seen (pruning). */
@@ -63,11 +47,7 @@ interface SequenceMark {
 
 /** The rules' state as JSON-able values (u64 as decimal text): what alert-state.ts stores. */
 export interface AlertSnapshot {
-  crash: {
-    workload: string;
-    alertedAtNs: string;
-    exits: { id: string; timeNs: string; container: string }[];
-  }[];
+  crash: CrashLoopSnapshot;
   tcp: { key: string; windowStartNs: string; retransmits: number; resets: number; fired: boolean }[];
   sequences: { node: string; bootId: string; sequence: string; seenAtNs: string }[];
 }
@@ -78,25 +58,34 @@ const SEQUENCE_RETENTION_NS = 7n * 86_400_000n * MS;
 const SEP = '\u0000';
 
 export class AlertEngine {
-  private crash = new Map<string, CrashWindow>();
+  private readonly crash: CrashLoopRule;
+  /** Set with each committed cut: the next batch's rules first retry exits waiting for a name. */
+  private settleDue = false;
   private tcp = new Map<string, TcpWindow>();
   /** Last sequence per node and boot, as consumed (gaps are found here, before the cut). */
   private lastSequence = new Map<string, bigint>();
   /** Last sequence per node and boot through the last committed cut: what a snapshot holds. */
   private committedSequence = new Map<string, SequenceMark>();
-  private readonly crashWindowNs: bigint;
   private readonly tcpWindowNs: bigint;
-  /** Newest event time and producer time seen: pruning follows event time, not the clock. */
-  private maxEventNs = 0n;
+  /** Newest tcp event time and producer time seen: state is forgotten by them, not the clock. */
+  private maxTcpNs = 0n;
   private maxProducedNs = 0n;
 
-  constructor(private readonly rules: AlertRules) {
-    this.crashWindowNs = BigInt(rules.crashLoopWindowMs) * MS;
+  /** `named`: the partition's metadata (MetadataTable.named), so an exit finds its workload late. */
+  constructor(
+    private readonly rules: AlertRules,
+    named?: NamedLookup,
+  ) {
+    this.crash = new CrashLoopRule(rules.crashLoopExits, rules.crashLoopWindowMs, named);
     this.tcpWindowNs = BigInt(rules.tcpSpikeWindowMs) * MS;
   }
 
   /** Checks one event row (table name = event kind); pushes alerts it raises into `out`. */
   observe(kind: string, row: Row, out: Alert[]): void {
+    if (this.settleDue) {
+      this.settleDue = false;
+      this.crash.settle(out, Date.now());
+    }
     switch (kind) {
       case 'oom_kill':
         if (this.rules.oomKill)
@@ -109,7 +98,7 @@ export class AlertEngine {
           );
         return;
       case 'proc_exit':
-        this.observeExit(row, out);
+        this.crash.observe(row, out);
         return;
       case 'tcp_close':
         this.observeTcp(row, Number(row.retransmits ?? 0), Number(row.resets ?? 0), out);
@@ -154,6 +143,7 @@ export class AlertEngine {
    * batches no one committed yet; restoring those would hide a gap in them.
    */
   commitSequences(envelopes: readonly Row[]): void {
+    this.settleDue = true;
     for (const row of envelopes) {
       const key = `${String(row.node)}${SEP}${String(row.boot_id)}`;
       const sequence = BigInt(row.sequence as string | number);
@@ -166,14 +156,13 @@ export class AlertEngine {
 
   /** The state a new owner needs, after dropping what no rule can use any more (by event time). */
   snapshot(): AlertSnapshot {
-    this.prune();
-    const crash: AlertSnapshot['crash'] = [];
-    for (const [workload, w] of this.crash)
-      crash.push({
-        workload,
-        alertedAtNs: String(w.alertedAtNs),
-        exits: w.exits.map((e) => ({ id: e.id, timeNs: String(e.timeNs), container: e.container })),
-      });
+    for (const [key, w] of this.tcp)
+      if (this.maxTcpNs - w.windowStartNs > 2n * this.tcpWindowNs) this.tcp.delete(key);
+    for (const [key, m] of this.committedSequence)
+      if (this.maxProducedNs - m.seenAtNs > SEQUENCE_RETENTION_NS) {
+        this.committedSequence.delete(key);
+        this.lastSequence.delete(key);
+      }
     const tcp: AlertSnapshot['tcp'] = [];
     for (const [key, w] of this.tcp) tcp.push({ key, ...w, windowStartNs: String(w.windowStartNs) });
     const sequences: AlertSnapshot['sequences'] = [];
@@ -181,7 +170,7 @@ export class AlertEngine {
       const [node = '', bootId = ''] = key.split(SEP);
       sequences.push({ node, bootId, sequence: String(m.sequence), seenAtNs: String(m.seenAtNs) });
     }
-    return { crash, tcp, sequences };
+    return { crash: this.crash.snapshot(), tcp, sequences };
   }
 
   /**
@@ -190,18 +179,12 @@ export class AlertEngine {
    * node's next batch sets a new baseline: the batches in between were never checked here.
    */
   restore(s: AlertSnapshot, options: { sequences: boolean }): void {
-    for (const c of s.crash) {
-      const exits = c.exits.map((e) => ({ id: e.id, timeNs: BigInt(e.timeNs), container: e.container }));
-      this.crash.set(c.workload, { exits, alertedAtNs: BigInt(c.alertedAtNs) });
-      for (const e of exits) if (e.timeNs > this.maxEventNs) this.maxEventNs = e.timeNs;
+    this.crash.restore(s.crash);
+    for (const t of s.tcp) {
+      const windowStartNs = BigInt(t.windowStartNs);
+      this.tcp.set(t.key, { windowStartNs, retransmits: t.retransmits, resets: t.resets, fired: t.fired });
+      if (windowStartNs > this.maxTcpNs) this.maxTcpNs = windowStartNs;
     }
-    for (const t of s.tcp)
-      this.tcp.set(t.key, {
-        windowStartNs: BigInt(t.windowStartNs),
-        retransmits: t.retransmits,
-        resets: t.resets,
-        fired: t.fired,
-      });
     if (!options.sequences) return;
     for (const q of s.sequences) {
       const key = `${q.node}${SEP}${q.bootId}`;
@@ -212,64 +195,11 @@ export class AlertEngine {
     }
   }
 
-  /** Two windows, not one: a replayed batch can span more event time than a window. */
-  private prune(): void {
-    for (const [key, w] of this.crash) {
-      const newest = w.exits.at(-1)?.timeNs ?? 0n;
-      const last = newest > w.alertedAtNs ? newest : w.alertedAtNs;
-      if (this.maxEventNs - last > 2n * this.crashWindowNs) this.crash.delete(key);
-    }
-    for (const [key, w] of this.tcp)
-      if (this.maxEventNs - w.windowStartNs > 2n * this.tcpWindowNs) this.tcp.delete(key);
-    for (const [key, m] of this.committedSequence)
-      if (this.maxProducedNs - m.seenAtNs > SEQUENCE_RETENTION_NS) {
-        this.committedSequence.delete(key);
-        this.lastSequence.delete(key);
-      }
-  }
-
-  private observeExit(row: Row, out: Alert[]): void {
-    if (Number(row.exit_code ?? 0) === 0 && Number(row.signal ?? 0) === 0) return;
-    const workload = rowWorkload(row);
-    if (workload === '') return;
-    const t = row[TIME_NS] as bigint;
-    if (t > this.maxEventNs) this.maxEventNs = t;
-    let w = this.crash.get(workload);
-    if (w === undefined) {
-      w = { exits: [], alertedAtNs: 0n };
-      this.crash.set(workload, w);
-    }
-    if (t <= w.alertedAtNs) return; // counted in an alert already (a replayed batch)
-    const id = exitId(row, t);
-    if (w.exits.some((e) => e.id === id)) return; // counted already (a replayed batch)
-    const exits = w.exits;
-    let i = exits.length;
-    while (i > 0 && (exits[i - 1] as Exit).timeNs > t) i--;
-    exits.splice(i, 0, { id, timeNs: t, container: String(row.container_id ?? '') });
-    const newest = (exits.at(-1) as Exit).timeNs;
-    while (exits.length > 0 && newest - (exits[0] as Exit).timeNs > this.crashWindowNs) exits.shift();
-    if (exits.length < this.rules.crashLoopExits) return;
-    out.push(
-      alertFor('crash_loop', row, {
-        exits: String(exits.length),
-        windowMs: String(this.rules.crashLoopWindowMs),
-        lastExitCode: String(row.exit_code ?? ''),
-        lastSignal: String(row.signal ?? ''),
-        workload,
-        containers: String(new Set(exits.map((e) => e.container)).size),
-        firstExitNs: String((exits[0] as Exit).timeNs),
-      }),
-    );
-    // One alert per N exits, not one per exit after the Nth; the exits are spent.
-    w.exits = [];
-    w.alertedAtNs = newest;
-  }
-
   private observeTcp(row: Row, retransmits: number, resets: number, out: Alert[]): void {
     const container = row.container_id;
     if (typeof container !== 'string' || container === '' || retransmits + resets === 0) return;
     const t = row[TIME_NS] as bigint;
-    if (t > this.maxEventNs) this.maxEventNs = t;
+    if (t > this.maxTcpNs) this.maxTcpNs = t;
     const key = `${row.node}${SEP}${container}`;
     const start = t - (t % this.tcpWindowNs); // tumbling windows by event time
     let w = this.tcp.get(key);
@@ -290,11 +220,6 @@ export class AlertEngine {
       );
     }
   }
-}
-
-/** An exit's identity: the kernel's boot-time stamp on its node and boot, and its process. */
-function exitId(row: Row, timeNs: bigint): string {
-  return `${String(row.node)}/${String(row.boot_id ?? '')}/${String(row.ts_ns ?? timeNs)}/${String(row.tgid ?? '')}`;
 }
 
 function alertFor(kind: Alert['kind'], row: Row, details: Record<string, string>): Alert {

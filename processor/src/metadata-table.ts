@@ -114,6 +114,22 @@ export class MetadataTable {
     return (versions[0] as Version).meta;
   }
 
+  /**
+   * The newest record of a cgroup that names its container, whatever its time: the
+   * collector's first record of a new cgroup often knows only its path (the runtime's or the
+   * kubelet's description comes later), and a container's name, pod and namespace do not
+   * change while it lives.
+   */
+  named(node: string, cgroupId: bigint): ContainerMeta | undefined {
+    const versions = this.byNode.get(node)?.get(cgroupId)?.versions;
+    if (versions === undefined) return undefined;
+    for (let i = versions.length - 1; i >= 0; i--) {
+      const meta = (versions[i] as Version).meta;
+      if (meta.name !== '') return meta;
+    }
+    return undefined;
+  }
+
   /** Drops containers stopped more than the retention ago; returns how many went. */
   evictStopped(nowNs: bigint): number {
     let n = 0;

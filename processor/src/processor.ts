@@ -362,7 +362,7 @@ export function createProcessor(deps: {
       writeInFlight: false,
       writeError: undefined,
       metadata,
-      alerts: new AlertEngine(options.alerts),
+      alerts: new AlertEngine(options.alerts, (node, cgroupId) => metadata.named(node, cgroupId)),
       pendingDeadLetters: [],
       pendingAlerts: [],
       restored: false,

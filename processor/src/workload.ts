@@ -6,7 +6,7 @@
 //   Kubernetes  k8s/<namespace>/<pod uid, else pod name>/<container name>
 //   Docker      docker/<node>/<container name>      (podman alike)
 //   containerd  containerd/<node>/<containerd namespace>/<container name>
-//   otherwise   container/<node>/<container id>
+//   otherwise   container/<node>/<container id>   (also while no record names the container)
 //
 // The pod uid, not the name: a pod re-created under the same name (a StatefulSet's db-0)
 // is a new pod. Docker and containerd names are unique per host only, hence the node.
@@ -23,10 +23,9 @@ const CONTAINERD_NAMESPACE = /^\/([^/]+)\/[^/]+$/;
 /** The workload a container belongs to, from its record (one identity per restart chain). */
 export function workloadIdentity(meta: ContainerMeta): string {
   const podKey = meta.podUid !== '' ? meta.podUid : meta.pod;
-  if (podKey !== '' && (meta.podUid !== '' || meta.namespace !== '')) {
-    const container = meta.labels[K8S_CONTAINER_NAME] ?? meta.name;
-    return `k8s/${meta.namespace}/${podKey}/${container}`;
-  }
+  const k8sName = meta.labels[K8S_CONTAINER_NAME] ?? meta.name;
+  if (podKey !== '' && k8sName !== '' && (meta.podUid !== '' || meta.namespace !== ''))
+    return `k8s/${meta.namespace}/${podKey}/${k8sName}`;
   if (meta.name !== '') {
     if (meta.runtime === 'docker' || meta.runtime === 'podman')
       return `${meta.runtime}/${meta.node}/${meta.name}`;

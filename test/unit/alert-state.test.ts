@@ -11,6 +11,7 @@ import {
   type SavedAlertState,
 } from '../../processor/src/alert-state.js';
 import { type Alert, AlertEngine, type AlertRules } from '../../processor/src/alerts.js';
+import { CrashLoopRule } from '../../processor/src/crash-loop.js';
 import type { ContainerMeta } from '../../processor/src/metadata-table.js';
 import { applyJoin, type CutBatch, encodeCut, type Row } from '../../processor/src/partition-batch.js';
 import { TIME_NS } from '../../processor/src/rows.js';
@@ -144,6 +145,11 @@ describe('workload identity', () => {
     ],
     ['unknown runtime: container id', meta({ runtime: 'cri-o', name: 'x' }), 'container/n1/c0'],
     ['no name: container id', meta({ name: '' }), 'container/n1/c0'],
+    [
+      "the collector's path-only record of a pod's container: container id",
+      meta({ runtime: 'containerd', podUid: 'u-1', name: '' }),
+      'container/n1/c0',
+    ],
   ])('%s', (_, m, expected) => {
     expect(workloadIdentity(m)).toBe(expected);
   });
@@ -216,7 +222,43 @@ describe('crash-loop rule by workload', () => {
     const out: Alert[] = [];
     e.observe('proc_exit', exitRow(meta({ name: 'old' }), 0), out);
     e.observe('proc_exit', exitRow(meta({ name: 'new' }), 130), out); // 130 s > 2 x 60 s later
-    expect(e.snapshot().crash.map((c) => c.workload)).toEqual(['docker/n1/new']);
+    expect(e.snapshot().crash.windows.map((c) => c.workload)).toEqual(['docker/n1/new']);
+  });
+});
+
+describe('exits of containers no record names yet', () => {
+  // What the collector sends first for a new cgroup: its path, no name.
+  const skeleton = (i: number) =>
+    meta({ containerId: `c${i}`, cgroupId: BigInt(10 + i), name: '', image: '', state: 'UNKNOWN' });
+
+  it('wait for the name, and count under the workload once a later record names them', () => {
+    const names = new Map<bigint, ContainerMeta>();
+    const e = new AlertEngine(rules, (_node, cgroupId) => names.get(cgroupId));
+    const out: Alert[] = [];
+    for (let i = 0; i < 3; i++) e.observe('proc_exit', exitRow(skeleton(i), i), out);
+    expect(out).toHaveLength(0);
+    expect(e.snapshot().crash.waiting).toHaveLength(3);
+    for (let i = 0; i < 3; i++) names.set(BigInt(10 + i), recreated(i)); // docker inspect answered
+    e.commitSequences([]); // the cut committed: the next batch's rules settle first
+    e.observe('cpu_sample', {}, out);
+    expect(out).toHaveLength(1);
+    expect(out[0]).toMatchObject({ kind: 'crash_loop', container: 'c2', containerName: 'web' });
+    expect(out[0]?.details.workload).toBe('docker/n1/web');
+    expect(e.snapshot().crash.waiting).toHaveLength(0);
+  });
+
+  it('survive a snapshot, and count by container id when no name comes in time', () => {
+    const a = new AlertEngine(rules, () => undefined);
+    const out: Alert[] = [];
+    a.observe('proc_exit', exitRow(skeleton(0), 0), out);
+    a.observe('proc_exit', exitRow(skeleton(0), 0), out); // replayed while waiting: once
+    const snap = a.snapshot();
+    expect(snap.crash.waiting).toHaveLength(1);
+    const rule = new CrashLoopRule(1, 60_000, () => undefined, 0);
+    rule.restore(snap.crash);
+    rule.settle(out, Date.now());
+    expect(out).toHaveLength(1);
+    expect(out[0]?.details.workload).toBe('container/n1/c0');
   });
 });
 
@@ -262,11 +304,11 @@ describe('alert state keeper', () => {
     // Died after the save, before committing 30: offset 20 is committed with its cut recorded.
     const b = new AlertEngine(rules);
     await keeper(store).restore(0, b, { offset: '20', metadata: encodeCut(29n) }, () => true);
-    expect(b.snapshot().crash).toHaveLength(1);
+    expect(b.snapshot().crash.windows).toHaveLength(1);
     // Offsets that never held this state (a recreated topic): not taken.
     const c = new AlertEngine(rules);
     await keeper(store).restore(0, c, { offset: '5', metadata: null }, () => true);
-    expect(c.snapshot().crash).toHaveLength(0);
+    expect(c.snapshot().crash.windows).toHaveLength(0);
   });
 
   it('a stale state keeps the windows and drops the sequences (no false data_loss), counted', async () => {
@@ -280,7 +322,7 @@ describe('alert state keeper', () => {
     await keeper(store, failures).restore(0, b, { offset: '50', metadata: null }, () => true);
     b.observeSequence('n1', 'boot-1', 40n, NOW_NS, out); // batches 5..39 were committed unseen here
     expect(out).toHaveLength(0);
-    expect(b.snapshot().crash).toHaveLength(1);
+    expect(b.snapshot().crash.windows).toHaveLength(1);
     expect(failures.n).toBe(1);
   });
 

@@ -168,7 +168,15 @@ function podToRecords(pod: V1Pod, node: string, deleted = false): ContainerRecor
   };
   for (const st of statuses) {
     const current = splitContainerId(st.containerID);
-    if (current) {
+    const previous = splitContainerId(st.lastState?.terminated?.containerID);
+    // Waiting to restart (CrashLoopBackOff): containerID still names the instance that
+    // died, and lastState.terminated describes it (stopped, with its times).
+    const restarting =
+      current !== undefined &&
+      previous?.id === current.id &&
+      st.state?.running === undefined &&
+      st.state?.terminated === undefined;
+    if (current && !restarting) {
       let state: ContainerState = st.state?.running
         ? 'RUNNING'
         : st.state?.terminated
@@ -192,8 +200,7 @@ function podToRecords(pod: V1Pod, node: string, deleted = false): ContainerRecor
       records.push(r);
     }
     // The instance before the last restart: its cgroup may still be in flight downstream.
-    const previous = splitContainerId(st.lastState?.terminated?.containerID);
-    if (previous && previous.id !== current?.id) {
+    if (previous && (restarting || previous.id !== current?.id)) {
       const r: ContainerRecord = {
         ...base(st.name),
         cgroupId: 0n,

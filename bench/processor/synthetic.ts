@@ -124,6 +124,129 @@ export class SyntheticNode {
   }
 }
 
+/** One EventBatch message (single-object Avro, as the collector writes it) of `events`. */
+export function encodeEventBatch(
+  node: string,
+  sequence: bigint,
+  events: KtrailEvent[],
+  bootEpochNs: bigint = BOOT_EPOCH_NS,
+): Buffer {
+  return eventBatchEncoder.encode({
+    node,
+    bootId: 'boot-1',
+    collectorVersion: 'synthetic',
+    sequence,
+    producedAtNs: BigInt(Date.now()) * 1_000_000n,
+    bootEpochNs,
+    events,
+  });
+}
+
+export interface ContainerRunOptions {
+  node: string;
+  /** `docker run --name <name>`: the same for every run of a re-created container. */
+  name: string;
+  containerId: string;
+  cgroupId: bigint;
+  /** Wall-clock ns the container's process started. */
+  startNs: bigint;
+  /** How long the process lived before it exited. */
+  lifeMs: number;
+  exitCode: number;
+  image?: string;
+  bootEpochNs?: bigint;
+}
+
+/**
+ * What a collector sends for one run of a Docker container whose process exits with
+ * `exitCode` (docker run --name X ...; then docker rm X): the kernel's events of the
+ * container's cgroup and process, and the registry's records of it — first the path alone
+ * (at the cgroup's mkdir, before Docker's inspect answers), then RUNNING with its name,
+ * STOPPED, and REMOVED once the container is removed.
+ */
+export function dockerContainerRun(o: ContainerRunOptions): {
+  events: KtrailEvent[];
+  pathOnly: Record<string, unknown>;
+  named: Record<string, unknown>[];
+} {
+  const epoch = o.bootEpochNs ?? BOOT_EPOCH_NS;
+  const ms = 1_000_000n;
+  const exitNs = o.startNs + BigInt(o.lifeMs) * ms;
+  const ts = (wallNs: bigint) => wallNs - epoch;
+  const cgroupPath = `/docker/${o.containerId}`;
+  const pid = 40_000 + Number(o.cgroupId % 10_000n);
+  const header = { cgroupId: o.cgroupId, pid, tgid: pid, flags: 0 };
+  const cgroupEvent = { ...header, pid: 0, tgid: 0, level: 2, hierarchyId: 0, path: cgroupPath };
+  const events: KtrailEvent[] = [
+    { kind: 'cgroup_mkdir', tsNs: ts(o.startNs - 20n * ms), ...cgroupEvent },
+    {
+      kind: 'proc_exec',
+      tsNs: ts(o.startNs),
+      ...header,
+      ppid: 1,
+      uid: 0,
+      gid: 0,
+      argsCount: 3,
+      argsSize: 17,
+      comm: 'sh',
+      filename: '/bin/sh',
+      args: ['sh', '-c', `exit ${o.exitCode}`],
+    },
+    {
+      kind: 'proc_exit',
+      tsNs: ts(exitNs),
+      ...header,
+      ppid: 1,
+      exitCode: o.exitCode,
+      signal: 0,
+      coreDumped: 0,
+      startNs: ts(o.startNs),
+      cpuNs: 2_000_000n,
+      comm: 'sh',
+    },
+    { kind: 'cgroup_rmdir', tsNs: ts(exitNs + 5n * ms), ...cgroupEvent },
+  ];
+  const base = containerRecord(o.node, 0, {
+    cgroupId: o.cgroupId,
+    cgroupPath,
+    containerId: o.containerId,
+    labels: {},
+    podName: null,
+    namespace: null,
+  });
+  const pathOnly = {
+    ...base,
+    name: '',
+    image: '',
+    startedAtNs: null,
+    updatedAtNs: o.startNs - 15n * ms,
+    state: 'UNKNOWN',
+  };
+  const image = o.image ?? 'ktrail/busybox:latest';
+  const named = [
+    { ...base, name: o.name, image, startedAtNs: o.startNs, updatedAtNs: exitNs + 2n * ms, state: 'RUNNING' },
+    {
+      ...base,
+      name: o.name,
+      image,
+      startedAtNs: o.startNs,
+      stoppedAtNs: exitNs,
+      updatedAtNs: exitNs + 3n * ms,
+      state: 'STOPPED',
+    },
+    {
+      ...base,
+      name: o.name,
+      image,
+      startedAtNs: o.startNs,
+      stoppedAtNs: exitNs,
+      updatedAtNs: exitNs + 500n * ms,
+      state: 'REMOVED',
+    },
+  ];
+  return { events, pathOnly, named };
+}
+
 /** Bytes that are not any Avro message ktrail knows: a dead letter. */
 export function poisonMessage(): Buffer {
   return Buffer.from([0xc3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8, 42, 42]);

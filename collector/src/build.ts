@@ -82,7 +82,7 @@ export interface BuiltCollector {
 }
 
 /** Container records from the containers module use undefined for Avro nulls. */
-function toAvroContainer(r: ContainerRecord): AvroContainerRecord {
+export function toAvroContainer(r: ContainerRecord): AvroContainerRecord {
   return {
     node: r.node,
     cgroupId: r.cgroupId,

@@ -4,7 +4,9 @@
 // @kubernetes/client-node ListWatch talks to it. The fixtures are authored from the Kubernetes
 // API shapes (Pod v1): a Deployment pod with an init container and a sidecar whose app
 // container is OOM-killed and restarted, a StatefulSet pod, a DaemonSet pod on CRI-O, a
-// CronJob pod that goes Pending -> Running -> Succeeded -> deleted, a bookmark, a bare pod.
+// CronJob pod that goes Pending -> Running -> Succeeded -> deleted, a bookmark, a bare pod;
+// and (watch-crashloop.jsonl) a Deployment pod whose container fails 4 times, with the
+// kubelet's CrashLoopBackOff back-offs of 10, 20, 40 and 80 s between restarts.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -270,6 +272,29 @@ describe('kubernetes provider on a recorded watch stream', () => {
     expect(provider.restarts).toBeGreaterThanOrEqual(1);
     await waitFor('reconnected', () => (provider.connected ? true : undefined));
     expect(second.requests.some((u) => u.searchParams.get('watch') === 'true')).toBe(true);
+  });
+
+  it('a crash-looping container: each dead instance STOPPED with its times, never CREATED', async () => {
+    const stream = fixture('watch-crashloop.jsonl').trim().split('\n');
+    const api = await apiServer({
+      podList: { kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: '4000' }, items: [] },
+      stream,
+    });
+    const records: ContainerRecord[] = [];
+    const provider = createKubernetesProvider({ node: 'worker-2', kubeConfig: kubeConfigFor(api.url) });
+    await provider.start((r) => records.push(r));
+    open.push(() => void provider.stop());
+    // The last event names the fifth instance (RUNNING), then the fourth (its lastState).
+    const ids = await waitFor('the whole stream', () => {
+      const seen = [...new Set(records.map((r) => r.containerId))];
+      return seen.length === 5 && records.at(-1)?.containerId === seen[3] ? seen : undefined;
+    });
+    expect(ids).toHaveLength(5);
+    expect(records.filter((r) => r.state === 'CREATED')).toEqual([]);
+    const last = ids.map((id) => records.filter((r) => r.containerId === id).at(-1) as ContainerRecord);
+    expect(last.map((r) => r.state)).toEqual(['STOPPED', 'STOPPED', 'STOPPED', 'STOPPED', 'RUNNING']);
+    for (const r of last.slice(0, 4)) expect(r.stoppedAtNs! - r.startedAtNs!).toBe(2_000_000_000n);
+    expect(new Set(records.map((r) => `${r.namespace}/${r.podUid}/${r.name}`)).size).toBe(1);
   });
 
   it('parses quantities the way the API server writes them', () => {

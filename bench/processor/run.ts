@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { nodePartitioner } from '../../collector/src/kafka-sink.js';
 import { validateConfig } from '../../common/config.js';
 import { useNativeCrc32c } from '../../common/kafka.js';
+import { clickHouseAlertStateStore } from '../../processor/src/alert-state.js';
 import { createClickHouse } from '../../processor/src/clickhouse/client.js';
 import { migrate } from '../../processor/src/clickhouse/migrate.js';
 import { createProcessorCodec } from '../../processor/src/codec.js';
@@ -126,6 +127,8 @@ async function setup(tag: string, hooks?: ProcessorHooks) {
     topics: processorTopics(names),
     sink: timedSink(),
     codec: createProcessorCodec(),
+    // As the CLI runs it: alert state saved with every cut.
+    alertState: clickHouseAlertStateStore(ch),
     ...(hooks === undefined ? {} : { hooks }),
     options: testOptions(`${prefix}group`, {
       batchMaxRows: 50_000,

@@ -112,15 +112,7 @@ export class SyntheticNode {
             };
     }
     this.sequence++;
-    return eventBatchEncoder.encode({
-      node: this.opts.node,
-      bootId: 'boot-1',
-      collectorVersion: 'synthetic',
-      sequence: this.sequence,
-      producedAtNs: BigInt(Date.now()) * 1_000_000n,
-      bootEpochNs,
-      events,
-    });
+    return encodeEventBatch(this.opts.node, this.sequence, events, bootEpochNs);
   }
 }
 

@@ -180,6 +180,7 @@ export class AlertEngine {
    */
   restore(s: AlertSnapshot, options: { sequences: boolean }): void {
     this.crash.restore(s.crash);
+    this.settleDue = true; // exits that waited for a name under the last owner
     for (const t of s.tcp) {
       const windowStartNs = BigInt(t.windowStartNs);
       this.tcp.set(t.key, { windowStartNs, retransmits: t.retransmits, resets: t.resets, fired: t.fired });

@@ -24,6 +24,12 @@ export type NamedLookup = (node: string, cgroupId: bigint) => ContainerMeta | un
 
 /** Kubernetes reports a container a second or more after it started; Docker in milliseconds. */
 export const NAME_WAIT_MS = 30_000;
+/**
+ * Exits waiting for a name at most: past it (a runtime no provider describes, with many
+ * failing processes) an exit counts at once under its container id. The waiting exits are
+ * in every saved snapshot, so this bounds its size too.
+ */
+export const MAX_WAITING = 10_000;
 
 /** One non-zero exit, as much of its row as the rule and its alert need. */
 interface ExitFact {
@@ -70,7 +76,7 @@ const MS = 1_000_000n;
 
 export class CrashLoopRule {
   private windows = new Map<string, CrashWindow>();
-  private waiting: ExitFact[] = [];
+  private waiting = new Map<string, ExitFact>();
   private readonly windowNs: bigint;
   /** Newest exit time seen: windows are forgotten by event time, not by the clock. */
   private maxEventNs = 0n;
@@ -80,6 +86,7 @@ export class CrashLoopRule {
     private readonly windowMs: number,
     private readonly named: NamedLookup | undefined,
     private readonly nameWaitMs = NAME_WAIT_MS,
+    private readonly maxWaiting = MAX_WAITING,
   ) {
     this.windowNs = BigInt(windowMs) * MS;
   }
@@ -108,20 +115,20 @@ export class CrashLoopRule {
     const meta = joined === undefined ? undefined : this.nameOf(joined);
     if (meta !== undefined) this.count(workloadIdentity(meta), fact, meta, out);
     else if (joined === undefined || this.named === undefined) this.count(fallback, fact, undefined, out);
-    else if (!this.waiting.some((w) => w.id === fact.id)) this.waiting.push(fact);
+    else if (this.waiting.size >= this.maxWaiting) this.count(fallback, fact, undefined, out);
+    else this.waiting.set(fact.id, fact);
   }
 
   /** Exits waiting for a name: counted once a record names them, or after nameWaitMs. */
   settle(out: Alert[], nowMs: number): void {
-    if (this.waiting.length === 0 || this.named === undefined) return;
-    const still: ExitFact[] = [];
-    for (const f of this.waiting) {
+    if (this.waiting.size === 0 || this.named === undefined) return;
+    for (const [id, f] of this.waiting) {
       const meta = this.named(f.node, f.cgroupId);
       if (meta !== undefined) this.count(workloadIdentity(meta), f, meta, out);
       else if (nowMs - f.waitingSinceMs >= this.nameWaitMs) this.count(f.fallback, f, undefined, out);
-      else still.push(f);
+      else continue;
+      this.waiting.delete(id);
     }
-    this.waiting = still;
   }
 
   snapshot(): CrashLoopSnapshot {
@@ -138,7 +145,7 @@ export class CrashLoopRule {
         alertedAtNs: String(w.alertedAtNs),
         exits: w.exits.map((e) => ({ id: e.id, timeNs: String(e.timeNs), container: e.container })),
       });
-    const waiting = this.waiting.map((f) => ({
+    const waiting = [...this.waiting.values()].map((f) => ({
       ...f,
       timeNs: String(f.timeNs),
       cgroupId: String(f.cgroupId),
@@ -152,7 +159,8 @@ export class CrashLoopRule {
       this.windows.set(c.workload, { exits, alertedAtNs: BigInt(c.alertedAtNs) });
       for (const e of exits) if (e.timeNs > this.maxEventNs) this.maxEventNs = e.timeNs;
     }
-    this.waiting = s.waiting.map((f) => ({ ...f, timeNs: BigInt(f.timeNs), cgroupId: BigInt(f.cgroupId) }));
+    for (const f of s.waiting)
+      this.waiting.set(f.id, { ...f, timeNs: BigInt(f.timeNs), cgroupId: BigInt(f.cgroupId) });
   }
 
   private nameOf(joined: ContainerMeta): ContainerMeta | undefined {

@@ -260,6 +260,14 @@ describe('exits of containers no record names yet', () => {
     expect(out).toHaveLength(1);
     expect(out[0]?.details.workload).toBe('container/n1/c0');
   });
+
+  it('wait in a bounded list: past it, an exit counts at once by container id', () => {
+    const rule = new CrashLoopRule(3, 60_000, () => undefined, 30_000, 2);
+    const out: Alert[] = [];
+    for (let i = 0; i < 3; i++) rule.observe(exitRow(skeleton(i), i), out);
+    expect(rule.snapshot().waiting.map((w) => w.container)).toEqual(['c0', 'c1']);
+    expect(rule.snapshot().windows.map((w) => w.workload)).toEqual(['container/n1/c2']);
+  });
 });
 
 describe('alert state keeper', () => {

@@ -138,6 +138,7 @@ export interface ContainerRunOptions {
   node: string;
   /** `docker run --name <name>`: the same for every run of a re-created container. */
   name: string;
+  /** 64 hex digits, as Docker makes them: /docker/<id> is a container's cgroup only then. */
   containerId: string;
   cgroupId: bigint;
   /** Wall-clock ns the container's process started. */

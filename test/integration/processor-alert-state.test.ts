@@ -4,9 +4,10 @@
 // five times (bench/processor/synthetic.ts dockerContainerRun): five container ids, one
 // name, each cgroup first described by its path alone. The same through real Docker and the
 // real eBPF collector: test/e2e/crash-loop.test.ts.
+import { createHash } from 'node:crypto';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { afterAll, beforeAll, describe, expect, inject } from 'vitest';
-import { containerId, dockerContainerRun } from '../../bench/processor/synthetic.js';
+import { dockerContainerRun } from '../../bench/processor/synthetic.js';
 import { decodeState } from '../../processor/src/alert-state.js';
 import type { AlertSnapshot } from '../../processor/src/alerts.js';
 import type { Processor } from '../../processor/src/processor.js';
@@ -21,11 +22,14 @@ const NAME = 'crashy';
 /** Runs 15 s apart, all within the last few minutes and the 10 min window. */
 const BASE_NS = BigInt(Date.now() - 300_000) * MS;
 
+/** Docker's ids are 64 hex digits (a cgroup /docker/<id> is a container only with one). */
+const containerId = (node: string, i: number) => createHash('sha256').update(`${node}/${i}`).digest('hex');
+
 function run(node: string, i: number) {
   return dockerContainerRun({
     node,
     name: NAME,
-    containerId: containerId(`${node}-run`, i),
+    containerId: containerId(node, i),
     cgroupId: 20_000n + BigInt(i),
     startNs: BASE_NS + BigInt(i) * 15_000n * MS,
     lifeMs: 150,
@@ -106,7 +110,7 @@ describe('alert state', () => {
       expect(alerts).toHaveLength(1);
       expect(alerts[0]).toMatchObject({
         node,
-        container: containerId(`${node}-run`, 2),
+        container: containerId(node, 2),
         containerName: NAME,
         timeNs: exitNs(2),
       });

@@ -16,8 +16,8 @@
 // - through = C - 1: the usual case.
 // - C <= through <= the recorded cut: saved, then the member died before its commit. The
 //   new owner replays that cut onto a state that has it; the rules are idempotent on it.
-// - through < C - 1: a save failed (skipped, counted) or the table is new: the windows are
-//   kept, the sequences are not (a gap check against them would raise false data_loss).
+// - through < C - 1: a save failed (skipped, counted), or a member without a store committed
+//   since: the windows are kept, the sequences are not (they would raise false data_loss).
 // - through beyond the recorded cut: not this topic's offsets (recreated): ignored.
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { Logger } from '../../common/log.js';

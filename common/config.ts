@@ -171,8 +171,11 @@ export const configSchema = z
           .max(995_904, 'must be <= 995904 (1,000,000-byte messages, 4 KiB kept for the envelope)')
           .default(900_000),
         batchMaxMs: positiveInt.default(500),
-        bufferMaxBytes: positiveInt.default(256 * 1024 * 1024),
-        bufferMaxMessages: positiveInt.default(100_000),
+        // Unset = derived at start from the memory budget (common/memory-budget.ts): the
+        // buffer must fit beside the process in its memory limit (DESIGN.md pitfall 17).
+        memoryBudgetBytes: positiveInt.optional(),
+        bufferMaxBytes: positiveInt.optional(),
+        bufferMaxMessages: positiveInt.optional(),
         shutdownDeadlineMs: positiveInt.default(10_000),
         dockerSocket: z.string().default('/var/run/docker.sock'),
         containerdSocket: z.string().default('/run/containerd/containerd.sock'),
@@ -196,6 +199,10 @@ export const configSchema = z
         batchSmallMaxMs: positiveInt.default(1_500),
         lateMetadataWaitMs: z.number().int().min(0).default(5_000),
         lateBufferMaxEvents: positiveInt.default(200_000),
+        // Unset = derived at start from the memory budget (common/memory-budget.ts): rows held
+        // across all partitions, past which fetching pauses (processor/src/pending-budget.ts).
+        memoryBudgetBytes: positiveInt.optional(),
+        pendingMaxRows: positiveInt.optional(),
         metadataRetentionMs: positiveInt.default(24 * 3600 * 1000),
         enrichedTopic: z.boolean().default(true),
         // The group notices a member that died without leaving (SIGKILL, OOM kill) only when
@@ -464,14 +471,34 @@ function isPlainObject(v: unknown): boolean {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** The reference table for the README: setting, env variable, default. */
-export function describeSettings(): Array<{ setting: string; env: string; default: unknown }> {
+/** Settings whose default is computed at start (common/memory-budget.ts), as the README says it. */
+const DERIVED_DEFAULTS: Record<string, string> = {
+  'collector.memoryBudgetBytes': 'the cgroup memory limit, else 256 MiB',
+  'collector.bufferMaxBytes': 'derived from collector.memoryBudgetBytes',
+  'collector.bufferMaxMessages': 'collector.bufferMaxBytes / 4096',
+  'processor.memoryBudgetBytes': 'the cgroup memory limit, else 1 GiB',
+  'processor.pendingMaxRows': 'derived from processor.memoryBudgetBytes',
+};
+
+/** The reference table for the README: setting, env variable, default (or how it is derived). */
+export function describeSettings(): Array<{
+  setting: string;
+  env: string;
+  default: unknown;
+  derived?: string;
+}> {
   const defaults = configSchema.parse({ node: '<hostname>' });
-  return [...leafSettings().keys()].map((setting) => ({
-    setting,
-    env: envNameFor(setting),
-    default: ((value) => (value instanceof Secret ? undefined : value))(
-      setting.split('.').reduce<unknown>((v, k) => (v as Record<string, unknown> | undefined)?.[k], defaults),
-    ),
-  }));
+  return [...leafSettings().keys()].map((setting) => {
+    const derived = DERIVED_DEFAULTS[setting];
+    return {
+      setting,
+      env: envNameFor(setting),
+      default: ((value) => (value instanceof Secret ? undefined : value))(
+        setting
+          .split('.')
+          .reduce<unknown>((v, k) => (v as Record<string, unknown> | undefined)?.[k], defaults),
+      ),
+      ...(derived === undefined ? {} : { derived }),
+    };
+  });
 }

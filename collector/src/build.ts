@@ -3,7 +3,7 @@
 // metadata registry. The CLI, the integration tests and the benchmark all build through
 // here, so they run the same pipeline; tests and the benchmark pass their own source.
 import { existsSync, readFileSync } from 'node:fs';
-import type { Registry } from 'prom-client';
+import { Gauge, type Registry } from 'prom-client';
 import type { KtrailConfig } from '../../common/config.js';
 import { ConfigError } from '../../common/errors.js';
 import {
@@ -14,6 +14,13 @@ import {
   topicNames,
 } from '../../common/kafka.js';
 import { createLogger } from '../../common/log.js';
+import {
+  type CollectorMemoryPlan,
+  mib,
+  planCollectorMemory,
+  resolveBudget,
+  SHIPPED_LIMIT,
+} from '../../common/memory-budget.js';
 import {
   createEncoder,
   createEventBatchFramer,
@@ -257,6 +264,32 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
     };
   }
 
+  // Queue bounds from the memory budget, so an outage can't grow the process past its limit.
+  const memory = planCollectorMemory({
+    budget: resolveBudget(
+      { name: 'collector.memoryBudgetBytes', value: settings.memoryBudgetBytes },
+      SHIPPED_LIMIT.collector,
+    ),
+    source: ebpf ? 'ebpf' : 'replay',
+    ringBufferBytes: settings.ringBufferBytes,
+    bufferMaxBytes: settings.bufferMaxBytes,
+    bufferMaxMessages: settings.bufferMaxMessages,
+  });
+  log.info(
+    {
+      budget: memory.budget,
+      baseline: mib(memory.baselineBytes),
+      kernel: mib(memory.kernelBytes),
+      headroom: mib(memory.headroomBytes),
+      bufferMaxBytes: memory.bufferMaxBytes,
+      bufferMaxMessages: memory.bufferMaxMessages,
+      containersQueueBytes: memory.containersQueueBytes,
+      statsQueueBytes: memory.statsQueueBytes,
+    },
+    `memory budget ${mib(memory.budget.bytes)}: events buffer ${mib(memory.bufferMaxBytes)}`,
+  );
+  if (options.registry) registerMemoryMetrics(options.registry, memory);
+
   const decoder = createDecoder();
   // Live capture continues its per-boot sequence across restarts and sends the stats a
   // previous run could not; a replay (tests, benchmarks) numbers each run from 0.
@@ -265,7 +298,15 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
   const collector = createCollector<KtrailEvent, ContainerRecord>({
     node: config.node,
     collectorVersion: COLLECTOR_VERSION,
-    settings,
+    settings: {
+      ...settings,
+      bufferMaxBytes: memory.bufferMaxBytes,
+      bufferMaxMessages: memory.bufferMaxMessages,
+      containersQueueBytes: memory.containersQueueBytes,
+      containersQueueMessages: memory.containersQueueMessages,
+      statsQueueBytes: memory.statsQueueBytes,
+      statsQueueMessages: memory.statsQueueMessages,
+    },
     topics,
     clock,
     source,
@@ -339,6 +380,23 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
       }
     }
   }
+}
+
+/** The budget and the bounds derived from it, for dashboards next to the buffer gauges. */
+function registerMemoryMetrics(registry: Registry, plan: CollectorMemoryPlan): void {
+  const gauges: Array<[string, string, number]> = [
+    [
+      'ktrail_collector_memory_budget_bytes',
+      'memory budget the queue bounds are derived from',
+      plan.budget.bytes,
+    ],
+    [
+      'ktrail_collector_buffer_max_bytes',
+      'bound of the events buffer (collector.bufferMaxBytes)',
+      plan.bufferMaxBytes,
+    ],
+  ];
+  for (const [name, help, value] of gauges) new Gauge({ name, help, registers: [registry] }).set(value);
 }
 
 /** A replay source, or a ConfigError naming the setting when the file can't be used. */

@@ -71,6 +71,11 @@ export interface CollectorSettings {
   batchMaxMs: number;
   bufferMaxBytes: number;
   bufferMaxMessages: number;
+  /** Bounds of the container-records and stats queues (32 MiB / 100k and 8 MiB / 10k by default; memory-budget.ts derives them). */
+  containersQueueBytes?: number;
+  containersQueueMessages?: number;
+  statsQueueBytes?: number;
+  statsQueueMessages?: number;
   statsIntervalMs: number;
   shutdownDeadlineMs: number;
   /** Hard per-message limit (below the broker's message.max.bytes); default 1,000,000. */
@@ -154,14 +159,14 @@ export function createCollector<E extends KtrailEvent, R>(options: CollectorOpti
   const otherDrop = (q: string) => () => bump(counters.droppedOtherMessages, q);
   const containersQueue = createSendQueue({
     name: 'containers',
-    maxBytes: 32 * 1024 * 1024,
-    maxMessages: 100_000,
+    maxBytes: settings.containersQueueBytes ?? 32 * 1024 * 1024,
+    maxMessages: settings.containersQueueMessages ?? 100_000,
     onDrop: otherDrop('containers'),
   });
   const statsQueue = createSendQueue({
     name: 'stats',
-    maxBytes: 8 * 1024 * 1024,
-    maxMessages: 10_000,
+    maxBytes: settings.statsQueueBytes ?? 8 * 1024 * 1024,
+    maxMessages: settings.statsQueueMessages ?? 10_000,
     onDrop: otherDrop('stats'),
   });
 

@@ -7,7 +7,7 @@ import { describeSettings } from '../../common/config.js';
 export function configReferenceTable(): string {
   const rows = describeSettings().map(
     (s) =>
-      `| \`${s.setting}\` | \`${s.env}\` | ${s.default === undefined ? '—' : `\`${JSON.stringify(s.default)}\``} |`,
+      `| \`${s.setting}\` | \`${s.env}\` | ${s.derived ?? (s.default === undefined ? '—' : `\`${JSON.stringify(s.default)}\``)} |`,
   );
   return ['| setting | environment | default |', '|---|---|---|', ...rows].join('\n');
 }

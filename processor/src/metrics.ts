@@ -1,5 +1,6 @@
 // Prometheus view of the processor's counters (read at scrape time, nothing on the hot path).
 import { Gauge, type Registry } from 'prom-client';
+import type { PendingSnapshot } from './pending-budget.js';
 import type { Processor, ProcessorStats } from './processor.js';
 
 const HELP: Record<keyof ProcessorStats, string> = {
@@ -23,7 +24,11 @@ const HELP: Record<keyof ProcessorStats, string> = {
   alertStateFailures: 'alert-state snapshots not saved, not restored or stale (alerts may repeat or miss)',
 };
 
-export function registerProcessorMetrics(registry: Registry, processor: Processor): void {
+export function registerProcessorMetrics(
+  registry: Registry,
+  processor: Processor,
+  memoryBudgetBytes?: number,
+): void {
   for (const key of Object.keys(HELP) as (keyof ProcessorStats)[]) {
     const name = `ktrail_processor_${key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}_total`;
     new Gauge({
@@ -35,6 +40,41 @@ export function registerProcessorMetrics(registry: Registry, processor: Processo
       },
     });
   }
+  // The pending-rows bound (pending-budget.ts): rows held now, the bound, paused partitions.
+  const pendingGauges: Array<[string, string, (p: PendingSnapshot) => number]> = [
+    ['ktrail_processor_pending_rows', 'rows held in open batches and cuts being written', (p) => p.rows],
+    [
+      'ktrail_processor_pending_rows_max',
+      'bound on pending rows (processor.pendingMaxRows)',
+      (p) => p.maxRows,
+    ],
+    ['ktrail_processor_pending_rows_peak', 'most rows held at once since start', (p) => p.peakRows],
+    [
+      'ktrail_processor_fetch_paused_partitions',
+      'events partitions paused at the bound',
+      (p) => p.paused.length,
+    ],
+    [
+      'ktrail_processor_fetch_pauses_total',
+      'times an events partition was paused at the bound',
+      (p) => p.pauses,
+    ],
+  ];
+  for (const [name, help, read] of pendingGauges)
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(read(processor.pending()));
+      },
+    });
+  if (memoryBudgetBytes !== undefined)
+    new Gauge({
+      name: 'ktrail_processor_memory_budget_bytes',
+      help: 'memory budget the pending-rows bound is derived from',
+      registers: [registry],
+    }).set(memoryBudgetBytes);
   new Gauge({
     name: 'ktrail_processor_losses_total',
     help: 'rows or messages knowingly not delivered in full, by what (a table or topic:<output>) and reason; the ingest_losses table has them per batch',

@@ -41,6 +41,7 @@ import {
   rowsByMessage,
   splitRejected,
 } from './partition-batch.js';
+import { PendingBudget, type PendingSnapshot } from './pending-budget.js';
 import {
   buildMessageRows,
   COLLECTOR_STATS_TABLE,
@@ -128,6 +129,8 @@ export interface ProcessorOptions {
   batchSmallMaxMs?: number;
   lateMetadataWaitMs: number;
   lateBufferMaxEvents: number;
+  /** Rows held across all partitions before fetching pauses (pending-budget.ts); unset = no bound. */
+  pendingMaxRows?: number;
   metadataRetentionMs: number;
   enrichedTopic: boolean;
   alerts: AlertRules;
@@ -201,6 +204,8 @@ export interface Processor {
   /** Stop consuming, flush and commit what is owned, leave the group. Runs once. */
   stop(): Promise<void>;
   stats(): ProcessorStats;
+  /** Rows held against the pending-rows bound, and the partitions it paused. */
+  pending(): PendingSnapshot;
   /** Committed losses since start, by what and reason (metrics). */
   losses(): LossCount[];
   ready(): boolean;
@@ -288,6 +293,16 @@ export function createProcessor(deps: {
   const outputs = new OptionalOutputs(producer, { ...DEFAULT_OUTPUT_OPTIONS, ...options.outputs }, log);
   const rawTtlMs = options.rawTtlDays === undefined ? undefined : options.rawTtlDays * 86_400_000;
   const admin = kafka.admin();
+  // Rows held across all partitions are bounded: at the bound, partitions stop taking messages.
+  const pending = new PendingBudget(
+    options.pendingMaxRows ?? Number.MAX_SAFE_INTEGER,
+    {
+      pause: (partitions) => consumer.pause([{ topic: topics.events, partitions }]),
+      resume: (ps) =>
+        consumer.resume([{ topic: topics.events, partitions: ps.filter((p) => states.get(p)?.restored) }]),
+    },
+    log,
+  );
 
   const stats: ProcessorStats = {
     messages: 0,
@@ -394,6 +409,7 @@ export function createProcessor(deps: {
     generation++;
     for (const state of states.values()) {
       state.owned = false;
+      pending.release(state.batch);
       if (!state.batch.isEmpty()) {
         stats.batchesDropped++;
         hooks.onBatchDropped?.({
@@ -406,6 +422,7 @@ export function createProcessor(deps: {
     }
     containersRead.clear();
     restoreTargets.clear();
+    pending.forgetPaused();
     if (states.size > 0)
       log.info({ reason, generation }, 'partitions revoked; pending batches dropped uncommitted');
     states.clear();
@@ -874,6 +891,7 @@ export function createProcessor(deps: {
   async function flush(state: PartitionState): Promise<void> {
     await drain(state);
     if (state.batch.isEmpty()) return;
+    const held = state.batch;
     const cut = state.batch.cut();
     const wasForced = state.forcedCut !== undefined;
     state.forcedCut = undefined; // the batch after a forced cut is an ordinary one
@@ -892,6 +910,7 @@ export function createProcessor(deps: {
       })
       .finally(() => {
         state.writeInFlight = false;
+        pending.release(held);
         cutIfDue(state); // what accumulated meanwhile may be due already
       });
   }
@@ -1221,8 +1240,13 @@ export function createProcessor(deps: {
       let lastBeat = Date.now();
       for (const message of batch.messages) {
         if (!isRunning() || isStale() || !stillOwned(state)) return;
+        // At the pending-rows bound the rest stays in Kafka (unresolved) until the resume.
+        if (pending.holdBack(state.partition, state.forcedCut !== undefined && !state.batch.isEmpty()))
+          return;
         const now = Date.now();
+        const before = state.batch.rows;
         processEventMessage(state, message, now);
+        pending.add(state.batch, state.batch.rows - before);
         resolveOffset(message.offset);
         if (mustCut(state, now) || state.writeError !== undefined) await flush(state);
         if (now - lastBeat > 1_000) {
@@ -1454,6 +1478,7 @@ export function createProcessor(deps: {
       return stopping;
     },
     stats: () => ({ ...stats }),
+    pending: () => pending.snapshot(),
     losses: () => [...lossCounts.values()].map((c) => ({ ...c })),
     ready: () => running && [...states.values()].every((s) => s.restored),
     memberId: () => memberId,

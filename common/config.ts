@@ -473,7 +473,7 @@ function isPlainObject(v: unknown): boolean {
 
 /** Settings whose default is computed at start (common/memory-budget.ts), as the README says it. */
 const DERIVED_DEFAULTS: Record<string, string> = {
-  'collector.memoryBudgetBytes': 'the cgroup memory limit, else 256 MiB',
+  'collector.memoryBudgetBytes': 'the cgroup memory limit, else 512 MiB',
   'collector.bufferMaxBytes': 'derived from collector.memoryBudgetBytes',
   'collector.bufferMaxMessages': 'collector.bufferMaxBytes / 4096',
   'processor.memoryBudgetBytes': 'the cgroup memory limit, else 1 GiB',

@@ -18,7 +18,7 @@ import { ConfigError } from './errors.js';
 const MiB = 1024 * 1024;
 
 /** deploy/k8s/collector-daemonset.yaml and processor-deployment.yaml `limits.memory`. */
-export const SHIPPED_LIMIT = { collector: 256 * MiB, processor: 1024 * MiB } as const;
+export const SHIPPED_LIMIT = { collector: 512 * MiB, processor: 1024 * MiB } as const;
 
 export type BudgetSource = 'setting' | 'cgroup' | 'default';
 

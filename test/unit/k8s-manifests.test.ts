@@ -17,6 +17,7 @@ import {
 } from '../../collector/src/containers/providers/kubernetes.js';
 import { COLLECTOR_CAPABILITIES } from '../../collector/src/kernel/privileges.js';
 import { describeSettings, envNameFor, SECRET_SETTINGS, validateConfig } from '../../common/config.js';
+import { planCollectorMemory, resolveBudget, SHIPPED_LIMIT } from '../../common/memory-budget.js';
 import { waitFor } from '../support/wait.js';
 
 const dir = new URL('../../deploy/k8s/', import.meta.url).pathname;
@@ -220,6 +221,32 @@ describe('deploy/k8s manifests', () => {
       server.close();
     }
     expect([...sent].sort()).toEqual([...declared].sort());
+  });
+
+  it('memory limits are the budgets the code defaults to, and hold the collector on up to 32 CPUs', () => {
+    const limitOf = (kind: string, name: string): number => {
+      const limit = String(containersOf(byKind(kind, name))[0]?.resources?.limits?.memory);
+      const m = /^(\d+)(Mi|Gi)$/.exec(limit);
+      expect(m, `${name} limits.memory ${limit}`).not.toBeNull();
+      return Number(m?.[1]) * (m?.[2] === 'Gi' ? 1024 ** 3 : 1024 ** 2);
+    };
+    expect(limitOf('DaemonSet', 'ktrail-collector')).toBe(SHIPPED_LIMIT.collector);
+    expect(limitOf('Deployment', 'ktrail-processor')).toBe(SHIPPED_LIMIT.processor);
+    const unset = { name: 'collector.memoryBudgetBytes', value: undefined };
+    const budget = resolveBudget(unset, SHIPPED_LIMIT.collector, {
+      limitBytes: undefined,
+      file: undefined,
+      version: undefined,
+    });
+    for (const cpuCount of [2, 8, 32])
+      expect(
+        planCollectorMemory({
+          budget,
+          source: 'ebpf',
+          ringBufferBytes: config.collector.ringBufferBytes,
+          cpuCount,
+        }).bufferMaxBytes,
+      ).toBeGreaterThan(64 * 1024 * 1024);
   });
 });
 

@@ -6,13 +6,9 @@
 //    and count every dropped event.
 // Afterwards both topics are read back: for each collector, events in Kafka = delivered,
 // and captured = delivered + dropped(by reason) + pending, exactly.
-import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { afterAll, describe, expect, inject } from 'vitest';
 import { readTopic } from '../../bench/collector/kafka-read.js';
 import { writeSyntheticCapture } from '../../bench/collector/synthetic.js';
@@ -20,44 +16,20 @@ import { type BuiltCollector, buildCollector } from '../../collector/src/build.j
 import { validateConfig } from '../../common/config.js';
 import { createSchemaResolver } from '../../schemas/codec.js';
 import type { EventBatch } from '../../schemas/types.js';
+import { type PrivateBroker, privateBroker, sharedKafkaLibs } from '../support/kafka.js';
 import { endpointOrReason, itReal } from '../support/real.js';
 import { waitFor } from '../support/wait.js';
 
-const run = promisify(execFile);
-const repo = fileURLToPath(new URL('../..', import.meta.url));
-const kafkaSh = join(repo, 'deploy/local/kafka.sh');
-const sharedLibs = join(process.env.KTRAIL_KAFKA_CACHE ?? join(repo, '.cache/kafka'), 'libs');
-
 // The shared broker being up means the jars are installed; this test needs only those.
 const kafka = endpointOrReason(inject('kafka'));
-const missing = kafka.missing ?? (existsSync(sharedLibs) ? undefined : `no Kafka jars in ${sharedLibs}`);
+const missing =
+  kafka.missing ?? (existsSync(sharedKafkaLibs) ? undefined : `no Kafka jars in ${sharedKafkaLibs}`);
 
 const work = mkdtempSync(join(tmpdir(), 'ktrail-collector-outage-'));
-let brokerEnv: NodeJS.ProcessEnv | undefined;
-
-async function freePortPair(): Promise<number> {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const port = 40_000 + 2 * Math.floor(Math.random() * 5_000);
-    const ok = await Promise.all([port, port + 1].map(canListen));
-    if (ok.every(Boolean)) return port;
-  }
-  throw new Error('no free port pair for the private broker');
-}
-
-function canListen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-  });
-}
-
-async function broker(action: 'start' | 'stop'): Promise<void> {
-  await run(kafkaSh, [action, '--brokers', '1'], { env: brokerEnv, timeout: 240_000 });
-}
+let own: PrivateBroker | undefined;
 
 afterAll(async () => {
-  if (brokerEnv) await broker('stop').catch(() => {});
+  await own?.stop().catch(() => {});
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -66,19 +38,9 @@ describe('collector through a Kafka outage', () => {
     'survives a 30 s broker stop and a 10 s freeze, resumes, and accounts for every event',
     async () => {
       // A private broker: own port, own data dir, the shared jars.
-      const cache = join(work, 'kafka');
-      mkdirSync(cache, { recursive: true });
-      symlinkSync(sharedLibs, join(cache, 'libs'));
-      const port = await freePortPair();
-      brokerEnv = {
-        ...process.env,
-        KTRAIL_KAFKA_CACHE: cache,
-        KTRAIL_KAFKA_PORT: String(port),
-        KTRAIL_KAFKA_CONTROLLER_PORT: String(port + 1),
-        KTRAIL_KAFKA_HEAP: '256m',
-      };
-      await broker('start');
-      const brokers = [`127.0.0.1:${port}`];
+      own = await privateBroker(work);
+      await own.start();
+      const { brokers } = own;
 
       const file = join(work, 'stream.ktcap');
       await writeSyntheticCapture(file, { records: 4_000, perBatch: 100, malformedEvery: 400 });
@@ -112,7 +74,7 @@ describe('collector through a Kafka outage', () => {
         60_000,
       );
 
-      await broker('stop');
+      await own.stop();
       const deliveredAtStop = both.map((c) => c.collector.counters.delivered);
       await new Promise((r) => setTimeout(r, 30_000));
 
@@ -133,7 +95,7 @@ describe('collector through a Kafka outage', () => {
       expect(mid[0]?.pending).toBeGreaterThan(20_000);
       expect(roomy.collector.ready()).toBe(false);
 
-      await broker('start');
+      await own.start();
       // The roomy collector catches up: its backlog drains to the live trickle.
       await waitFor(
         'catch-up after restart',
@@ -144,7 +106,7 @@ describe('collector through a Kafka outage', () => {
       // A frozen broker (SIGSTOP): sends hang instead of failing, and every request that
       // goes unanswered for requestTimeoutMs is a Kafka error in the metrics.
       const errorsBefore = roomy.collector.snapshot().kafkaErrors;
-      const pid = Number(readFileSync(join(cache, 'data-single-1', 'broker.pid'), 'utf8'));
+      const pid = own.pid();
       process.kill(pid, 'SIGSTOP');
       try {
         await new Promise((r) => setTimeout(r, 10_000));

@@ -6,12 +6,10 @@
 // the test uses a minimal table with the processor's row columns (time as String) instead
 // of the migrations, and the processor is told the server can't deduplicate. The schema
 // itself and exactly-once are tested on chDB (processor-crash, processor-rebalance).
-import { execFile } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { expect, inject } from 'vitest';
+import { afterAll, expect, inject } from 'vitest';
 import {
   createTestTopics,
   kafkaClient,
@@ -24,38 +22,36 @@ import { createClickHouse } from '../../processor/src/clickhouse/client.js';
 import { createProcessorCodec } from '../../processor/src/codec.js';
 import { createProcessor } from '../../processor/src/processor.js';
 import { clickHouseSink } from '../../processor/src/sink.js';
+import {
+  createLegacyEventTables,
+  type PrivateServer,
+  startPrivateClickHouseServer,
+} from '../support/clickhouse.js';
 import { endpointOrReason, itReal } from '../support/real.js';
 
-const run = promisify(execFile);
 const kafka = endpointOrReason(inject('kafka'));
-const ROOT = new URL('../..', import.meta.url).pathname;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const OUTAGE_MS = 60_000;
 
-const server = {
-  env: {
-    ...process.env,
-    KTRAIL_CACHE: mkdtempSync(join(tmpdir(), 'ktrail-outage-ch-')),
-    KTRAIL_CH_HTTP_PORT: '18133',
-    KTRAIL_CH_TCP_PORT: '19010',
-    KTRAIL_CH_HTTPS_PORT: '18453',
-  },
-  url: 'http://127.0.0.1:18133',
-  sh: (cmd: string) =>
-    run('bash', ['deploy/local/clickhouse-server.sh', cmd], { cwd: ROOT, env: server.env }),
-};
-
+const work = mkdtempSync(join(tmpdir(), 'ktrail-outage-ch-'));
+let server: PrivateServer | undefined;
 let serverMissing: string | undefined;
 try {
-  await server.sh('start');
+  server = await startPrivateClickHouseServer(work);
 } catch (err) {
   serverMissing = `clickhouse-server unavailable: ${(err as Error).message.split('\n')[0]}`;
 }
+afterAll(async () => {
+  await server?.stop().catch(() => {});
+  rmSync(work, { recursive: true, force: true });
+});
+const serverOf = (): PrivateServer => server as PrivateServer;
 
 itReal(kafka.missing ?? serverMissing)(
   'ClickHouse stopped for 60 s: no commit while it is down, no loss after, the backlog drains',
   async () => {
     const brokers = (kafka.value as { brokers: string[] }).brokers;
+    const server = serverOf();
     const prefix = `outage-${Date.now().toString(36)}.`;
     const groupId = `${prefix}group`;
     const client = kafkaClient(brokers);
@@ -67,18 +63,7 @@ itReal(kafka.missing ?? serverMissing)(
       allowWithoutDedupToken: true,
     });
     // The processor's cpu_sample and event_batches rows, in types 18.16 has.
-    await ch.command({
-      query: `CREATE TABLE IF NOT EXISTS ktrail_outage.cpu_sample (node String, boot_id String, time String,
-        container_id String, container_name String, image String, pod String, namespace String, workload String,
-        join_state String, kafka_partition UInt32, kafka_offset UInt64, ts_ns UInt64, cgroup_id UInt64, pid UInt32,
-        tgid UInt32, flags UInt16, cpu_ns UInt64, switches UInt64, interval_ns UInt64)
-        ENGINE = MergeTree ORDER BY (node, ts_ns)`,
-    });
-    await ch.command({
-      query: `CREATE TABLE IF NOT EXISTS ktrail_outage.event_batches (node String, boot_id String, sequence UInt64,
-        time String, events UInt32, collector_version String, kafka_partition UInt32, kafka_offset UInt64)
-        ENGINE = MergeTree ORDER BY (node, sequence)`,
-    });
+    await createLegacyEventTables(ch, 'ktrail_outage');
 
     const processor = createProcessor({
       kafka: client,
@@ -124,7 +109,7 @@ itReal(kafka.missing ?? serverMissing)(
     for (let i = 0; i < 5; i++) await produce();
     while ((await rows()).n < produced) await sleep(200);
 
-    await server.sh('stop');
+    await server.stop();
     await sleep(2_000); // a batch in flight when the server went may still commit
     const committedAtStop = await committed();
     const outageEnd = Date.now() + OUTAGE_MS - 2_000;
@@ -135,7 +120,7 @@ itReal(kafka.missing ?? serverMissing)(
     // Nothing was committed while nothing could be inserted, and the member kept its partitions.
     expect(await committed()).toBe(committedAtStop);
     expect(processor.stats().insertRetries).toBeGreaterThan(0);
-    await server.sh('start');
+    await server.start();
 
     const deadline = Date.now() + 120_000;
     while ((await rows()).n < produced && Date.now() < deadline) await sleep(500);
@@ -153,7 +138,6 @@ itReal(kafka.missing ?? serverMissing)(
     await admin.disconnect();
     await ch.command({ query: 'DROP DATABASE IF EXISTS ktrail_outage' });
     await ch.close();
-    await server.sh('stop');
   },
   300_000,
 );

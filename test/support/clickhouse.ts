@@ -7,7 +7,6 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
-import { type AddressInfo, createServer as createNetServer, type Server as NetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -15,6 +14,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import { REPO_ROOT } from '../../common/repo-root.js';
 import { createClickHouse } from '../../processor/src/clickhouse/client.js';
 import { migrate } from '../../processor/src/clickhouse/migrate.js';
+import { freePorts } from './ports.js';
 import { issueCert, makeCa } from './tls.js';
 
 const run = promisify(execFile);
@@ -152,19 +152,23 @@ export async function clickHouseServerMissing(): Promise<{ endpoint?: ServerEndp
 }
 
 export type PrivateServer = {
+  url: string;
   httpsUrl: string;
   /** The private CA that signed the server's certificate. */
   caFile: string;
   /** A CA that signed nothing the server has. */
   untrustedCaFile: string;
   user: { username: string; password: string };
+  /** Starts it again after a stop, on the same ports and data (an outage's end). */
+  start(): Promise<void>;
   stop(): Promise<void>;
 };
 
 /**
  * Debian's clickhouse-server for one test file: own ports, own directory (its pid file, so
  * `stop` stops only this one), and a certificate made here by a private CA (the script keeps
- * certificates it finds). Other tests stop and restart the shared server; this one is apart.
+ * certificates it finds). Other tests stop and restart the shared server; this one is apart,
+ * so a test can stop it for an outage without disturbing any other.
  */
 export async function startPrivateClickHouseServer(work: string): Promise<PrivateServer> {
   const tls = join(work, 'clickhouse-server', 'tls');
@@ -187,30 +191,42 @@ export async function startPrivateClickHouseServer(work: string): Promise<Privat
       throw new Error(`clickhouse-server.sh ${command}: ${e.stderr || e.stdout || e.message}`.trim());
     }
   };
-  await script('start');
+  const start = async (): Promise<void> => {
+    await script('start');
+    // The script reuses a server that answers: on these ports it must be this one, or an
+    // outage here would stop nothing (and another test would see these tables).
+    await script('owned').catch(() => {
+      throw new Error(`another clickhouse-server answers on 127.0.0.1:${http}`);
+    });
+  };
+  await start();
   return {
+    url: `http://127.0.0.1:${http}`,
     httpsUrl: `https://127.0.0.1:${https}`,
     caFile: ca.cert,
     untrustedCaFile: untrusted.cert,
     user: { username: 'ktrail', password: 'ktrail-test' },
+    start,
     stop: () => script('stop'),
   };
 }
 
-/** `n` distinct ports free on 127.0.0.1 right now. */
-async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: n },
-      () =>
-        new Promise<NetServer>((resolve, reject) => {
-          const s = createNetServer();
-          s.once('error', reject);
-          s.listen(0, '127.0.0.1', () => resolve(s));
-        }),
-    ),
-  );
-  const ports = servers.map((s) => (s.address() as AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
+/**
+ * The processor's cpu_sample and event_batches tables in types 18.16 has (time as String):
+ * Debian's server is too old for the migrations, so the HTTP-path tests write to these.
+ */
+export async function createLegacyEventTables(ch: ClickHouseClient, database: string): Promise<void> {
+  await ch.command({ query: `CREATE DATABASE IF NOT EXISTS ${database}` });
+  await ch.command({
+    query: `CREATE TABLE IF NOT EXISTS ${database}.cpu_sample (node String, boot_id String, time String,
+      container_id String, container_name String, image String, pod String, namespace String, workload String,
+      join_state String, kafka_partition UInt32, kafka_offset UInt64, ts_ns UInt64, cgroup_id UInt64, pid UInt32,
+      tgid UInt32, flags UInt16, cpu_ns UInt64, switches UInt64, interval_ns UInt64)
+      ENGINE = MergeTree ORDER BY (node, ts_ns)`,
+  });
+  await ch.command({
+    query: `CREATE TABLE IF NOT EXISTS ${database}.event_batches (node String, boot_id String, sequence UInt64,
+      time String, events UInt32, collector_version String, kafka_partition UInt32, kafka_offset UInt64)
+      ENGINE = MergeTree ORDER BY (node, sequence)`,
+  });
 }

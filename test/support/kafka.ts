@@ -6,12 +6,14 @@
 // The broker has auto.create.topics.enable=false: create test topics with createTopics().
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { Socket } from 'node:net';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Kafka, logLevel } from 'kafkajs';
 import { createTopicsAndWait } from '../../common/kafka.js';
+import { freePorts } from './ports.js';
 
 const run = promisify(execFile);
 
@@ -124,6 +126,52 @@ export async function stopCluster3Node(node: 1 | 2 | 3, options: { kill?: boolea
 /** Brings a stopped node back and waits until it serves again. */
 export async function startCluster3Node(node: 1 | 2 | 3): Promise<void> {
   await kafkaSh(['start', '--brokers', '3', '--node', String(node)]);
+}
+
+// --- a broker of a test's own (outage tests) -------------------------------------------------
+
+/** The broker jars kafka.sh installs (the shared broker being up means they are there). */
+export const sharedKafkaLibs = join(
+  process.env.KTRAIL_KAFKA_CACHE ?? fileURLToPath(new URL('../../.cache/kafka', import.meta.url)),
+  'libs',
+);
+
+export interface PrivateBroker {
+  brokers: string[];
+  /** Starts it (again) on the same port and data dir; waits until it serves. */
+  start(): Promise<void>;
+  /** Stops it (kafka.sh stop); its data stays for the next start. */
+  stop(): Promise<void>;
+  /** The running broker's pid (to freeze it with SIGSTOP). */
+  pid(): number;
+}
+
+/**
+ * A single broker on a free port pair with its data under `workDir`, from the shared jars:
+ * a test can stop it for an outage while every other test keeps the shared broker. Not
+ * started yet; stop() it in afterAll (a stopped one is fine to stop again).
+ */
+export async function privateBroker(workDir: string): Promise<PrivateBroker> {
+  const cache = join(workDir, 'kafka');
+  mkdirSync(cache, { recursive: true });
+  if (!existsSync(join(cache, 'libs'))) symlinkSync(sharedKafkaLibs, join(cache, 'libs'));
+  const [port, controllerPort] = await freePorts(2);
+  const env = {
+    ...process.env,
+    KTRAIL_KAFKA_CACHE: cache,
+    KTRAIL_KAFKA_PORT: String(port),
+    KTRAIL_KAFKA_CONTROLLER_PORT: String(controllerPort),
+    KTRAIL_KAFKA_HEAP: '256m',
+  };
+  const sh = async (action: 'start' | 'stop') => {
+    await run(script, [action, '--brokers', '1'], { env, timeout: 240_000 });
+  };
+  return {
+    brokers: [`${HOST}:${port}`],
+    start: () => sh('start'),
+    stop: () => sh('stop'),
+    pid: () => Number(readFileSync(join(cache, 'data-single-1', 'broker.pid'), 'utf8')),
+  };
 }
 
 // --- helpers ---------------------------------------------------------------------------------

@@ -1,0 +1,255 @@
+// The processor within its Deployment's memory limit through a ClickHouse outage (DESIGN.md
+// pitfall 17). The processor runs as a process of its own (test/support/processor-child.ts:
+// the CLI's service path, processor/src/run.ts) inside a memory cgroup whose limit is the
+// Deployment's `limits.memory`, over 24 partitions, while ~19k events/s are produced; its
+// ClickHouse server (Debian's 18.16 on ports of this test, as processor-outage does: minimal
+// tables, no dedup tokens) is stopped for 60 s, so every insert fails.
+//
+// Without a bound every partition holds a cut being written plus an open batch of up to
+// batchMaxRows: ~1.1M rows by the end of the outage, twice the V8 heap Node gives itself in
+// 1 GiB. With it (processor.pendingMaxRows, derived from the cgroup's limit at start) the
+// member pauses fetching at the bound and the rest waits in Kafka. Checked: no OOM kill, the
+// process alive throughout and exiting 0, pending rows held at the bound, and after the
+// outage every event is a row exactly once.
+import type { ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Partitioners } from 'kafkajs';
+import { afterAll, expect, inject } from 'vitest';
+import { createTestTopics, kafkaClient, nodeProducer } from '../../bench/processor/harness.js';
+import { SyntheticNode } from '../../bench/processor/synthetic.js';
+import { REPO_ROOT } from '../../common/repo-root.js';
+import { createClickHouse } from '../../processor/src/clickhouse/client.js';
+import {
+  createLegacyEventTables,
+  type PrivateServer,
+  queryRows,
+  startPrivateClickHouseServer,
+} from '../support/clickhouse.js';
+import {
+  createMemoryCgroup,
+  type MemoryCgroup,
+  manifestMemoryLimit,
+  missingMemoryCgroup,
+  processRss,
+} from '../support/memory-cgroup.js';
+import { freePorts } from '../support/ports.js';
+import { endpointOrReason, itReal } from '../support/real.js';
+import { waitFor } from '../support/wait.js';
+
+const kafka = endpointOrReason(inject('kafka'));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const PARTITIONS = 24;
+const OUTAGE_MS = 60_000;
+const EVENTS_PER_MESSAGE = 200;
+const TICK_MS = 250; // 24 nodes x 200 events x 4/s = 19,200 events/s
+const LIMIT = manifestMemoryLimit(join(REPO_ROOT, 'deploy/k8s/processor-deployment.yaml'));
+
+const work = mkdtempSync(join(tmpdir(), 'ktrail-processor-memory-'));
+let server: PrivateServer | undefined;
+let serverMissing = missingMemoryCgroup();
+if (serverMissing === undefined)
+  try {
+    server = await startPrivateClickHouseServer(work);
+  } catch (err) {
+    serverMissing = `clickhouse-server unavailable: ${(err as Error).message.split('\n')[0]}`;
+  }
+
+const serverOf = (): PrivateServer => server as PrivateServer;
+let child: ChildProcess | undefined;
+let cgroup: MemoryCgroup | undefined;
+afterAll(async () => {
+  child?.kill('SIGKILL');
+  await cgroup?.remove();
+  await server?.stop().catch(() => {});
+  rmSync(work, { recursive: true, force: true });
+});
+
+/** One node name per partition, as the collector's partitioner places them (murmur2 of the node). */
+function nodesCoveringPartitions(): string[] {
+  const place = Partitioners.DefaultPartitioner();
+  const partitionMetadata = Array.from({ length: PARTITIONS }, (_, i) => ({
+    partitionId: i,
+    leader: 0,
+    partitionErrorCode: 0,
+    replicas: [0],
+    isr: [0],
+  }));
+  const byPartition = new Map<number, string>();
+  for (let i = 0; byPartition.size < PARTITIONS; i++) {
+    const node = `mem-${i}`;
+    const p = place({ topic: 't', partitionMetadata, message: { key: node, value: null } });
+    if (!byPartition.has(p)) byPartition.set(p, node);
+  }
+  return [...byPartition.values()];
+}
+
+/** Prometheus text -> value of an unlabelled-but-default-labelled gauge. */
+function metric(text: string, name: string): number {
+  const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text);
+  return m === null ? Number.NaN : Number(m[1]);
+}
+
+itReal(kafka.missing ?? serverMissing)(
+  `24 partitions, ClickHouse down 60 s under load, in the Deployment's ${LIMIT / 2 ** 20} MiB: no OOM kill, no loss`,
+  async () => {
+    const brokers = (kafka.value as { brokers: string[] }).brokers;
+    const server = serverOf();
+    const prefix = `procmem-${Date.now().toString(36)}.`;
+    const database = `ktrail_mem_${Date.now().toString(36)}`;
+    const client = kafkaClient(brokers);
+    const names = await createTestTopics(client, prefix, PARTITIONS);
+    const ch = await createClickHouse({
+      kind: 'server',
+      url: server.url,
+      database,
+      allowWithoutDedupToken: true,
+    });
+    await createLegacyEventTables(ch, database);
+
+    // The processor with the shipped defaults, in the Deployment's limit.
+    const [httpPort] = await freePorts(1);
+    cgroup = createMemoryCgroup('processor-memory', LIMIT);
+    const log = join(work, 'processor.log');
+    const out = createWriteStream(log);
+    const sets = [
+      `kafka.brokers=${brokers.join(',')}`,
+      `kafka.topicPrefix=${prefix}`,
+      `kafka.partitions=${PARTITIONS}`,
+      `processor.groupId=${prefix}group`,
+      // As processor-outage: no container records here, so rows need not wait for them.
+      'processor.lateMetadataWaitMs=0',
+      `http.port=${httpPort}`,
+    ];
+    child = cgroup.spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        'test/support/processor-child.ts',
+        '--clickhouse-url',
+        server.url,
+        '--database',
+        database,
+        ...sets.flatMap((s) => ['--set', s]),
+      ],
+      { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    child.stdout?.pipe(out);
+    child.stderr?.pipe(out);
+    let exit: { code: number | null; signal: string | null } | undefined;
+    child.once('exit', (code, signal) => {
+      exit = { code, signal };
+    });
+    const tail = () => readFileSync(log, 'utf8').split('\n').slice(-15).join('\n');
+    const metrics = async () => (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+    await waitFor(
+      'the processor to join and restore',
+      async () => {
+        if (exit !== undefined) throw new Error(`processor exited ${JSON.stringify(exit)}:\n${tail()}`);
+        const res = await fetch(`http://127.0.0.1:${httpPort}/readyz`).catch(() => undefined);
+        return res?.status === 200 || undefined;
+      },
+      120_000,
+      500,
+    );
+    const plan = JSON.parse(
+      readFileSync(log, 'utf8')
+        .split('\n')
+        .find((l) => l.includes('pendingMaxRows')) ?? '{}',
+    ) as { budget?: { bytes: number; source: string }; pendingMaxRows?: number };
+    expect(plan.budget).toMatchObject({ bytes: LIMIT, source: 'cgroup' });
+    const maxRows = plan.pendingMaxRows as number;
+
+    const producer = await nodeProducer(client);
+    const nodes = nodesCoveringPartitions().map((node) => new SyntheticNode({ node, containers: 4 }));
+    let produced = 0;
+    let messages = 0;
+    let producing = true;
+    const load = (async () => {
+      for (let next = Date.now(); producing; next += TICK_MS) {
+        await producer.send({
+          topic: names.events,
+          messages: nodes.map((n) => ({ key: n.node, value: n.next(EVENTS_PER_MESSAGE) })),
+        });
+        produced += nodes.length * EVENTS_PER_MESSAGE;
+        messages += nodes.length;
+        await sleep(Math.max(0, next + TICK_MS - Date.now()));
+      }
+    })();
+    const rows = async () => {
+      const [r] = await queryRows<{ n: string; d: string }>(
+        ch,
+        `SELECT count() AS n, uniqExact(node, ts_ns) AS d FROM ${database}.cpu_sample`,
+      );
+      return { n: Number(r?.n), d: Number(r?.d) };
+    };
+    await waitFor('rows flowing', async () => ((await rows()).n > 50_000 ? true : undefined), 60_000, 500);
+    const before = { rss: processRss(child.pid as number)?.rss ?? 0, usage: cgroup.usageBytes() };
+
+    await server.stop();
+    const samples: Array<{ rss: number; usage: number; pending: number; paused: number }> = [];
+    const outageEnd = Date.now() + OUTAGE_MS;
+    while (Date.now() < outageEnd) {
+      await sleep(1_000);
+      expect(exit, `the processor exited during the outage:\n${tail()}`).toBeUndefined();
+      const text = await metrics();
+      samples.push({
+        rss: processRss(child.pid as number)?.rss ?? 0,
+        usage: cgroup.usageBytes(),
+        pending: metric(text, 'ktrail_processor_pending_rows'),
+        paused: metric(text, 'ktrail_processor_fetch_paused_partitions'),
+      });
+    }
+    const atOutageEnd = produced;
+    await server.start();
+    producing = false;
+    await load;
+
+    const deadline = Date.now() + 150_000;
+    let final = await rows();
+    while (final.n < produced && Date.now() < deadline && exit === undefined) {
+      await sleep(1_000);
+      final = await rows();
+    }
+    const text = await metrics();
+    const peakRss = Math.max(...samples.map((s) => s.rss));
+    const peakPending = metric(text, 'ktrail_processor_pending_rows_peak');
+    const mb = (n: number) => `${(n / 2 ** 20).toFixed(0)} MiB`;
+    console.log(
+      `[processor-memory] limit ${mb(LIMIT)}, pendingMaxRows ${maxRows}; before the outage RSS ${mb(before.rss)}, ` +
+        `cgroup ${mb(before.usage)}; outage: produced ` +
+        `${atOutageEnd}, peak pending ${peakPending}, paused partitions up to ` +
+        `${Math.max(...samples.map((s) => s.paused))}, pauses ${metric(text, 'ktrail_processor_fetch_pauses_total')}; ` +
+        `peak RSS ${mb(peakRss)}, cgroup peak ${mb(cgroup.peakBytes())}; ` +
+        `rows ${final.n} of ${produced}, distinct ${final.d}`,
+    );
+
+    expect(exit, `the processor exited:\n${tail()}`).toBeUndefined();
+    expect(cgroup.oomKills()).toBe(0);
+    expect(cgroup.peakBytes()).toBeLessThan(LIMIT);
+    // The bound engaged and held: a message is taken whole, so at most one message's rows past it.
+    expect(Math.max(...samples.map((s) => s.paused))).toBeGreaterThan(0);
+    expect(peakPending).toBeLessThanOrEqual(maxRows + EVENTS_PER_MESSAGE + 1);
+    expect(Math.max(...samples.map((s) => s.pending))).toBeGreaterThanOrEqual(maxRows);
+    // Nothing lost, nothing twice (18.16 has no dedup tokens: the processor's own offset
+    // lookup is what keeps a retried batch from repeating).
+    expect(final.n).toBe(produced);
+    expect(final.d).toBe(produced);
+    const [batches] = await queryRows<{ n: string }>(
+      ch,
+      `SELECT count() AS n FROM ${database}.event_batches`,
+    );
+    expect(Number(batches?.n)).toBe(messages);
+
+    child.kill('SIGTERM');
+    await waitFor('the processor to stop', () => exit, 60_000, 200);
+    expect(exit).toEqual({ code: 0, signal: null });
+    expect(cgroup.oomKills()).toBe(0);
+    await producer.disconnect();
+    await ch.command({ query: `DROP DATABASE IF EXISTS ${database}` });
+    await ch.close();
+  },
+  290_000,
+);

@@ -11,6 +11,7 @@
 //
 // Every number below was measured on this fleet; docs/collector.md and docs/processor.md
 // ("Memory budget") have the runs.
+import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { type CgroupMemoryLimit, readCgroupMemoryLimit } from './cgroup-memory.js';
 import { ConfigError } from './errors.js';
@@ -84,6 +85,7 @@ export interface CollectorMemoryInput {
   /** Explicit collector.bufferMaxBytes / bufferMaxMessages, when set. */
   bufferMaxBytes?: number | undefined;
   bufferMaxMessages?: number | undefined;
+  /** Default: possibleCpus(). */
   cpuCount?: number;
   /** Whether MALLOC_MMAP_THRESHOLD_ is set (defaults to the environment). */
   fixedMmapThreshold?: boolean;
@@ -111,7 +113,7 @@ export interface CollectorMemoryPlan {
  */
 export function planCollectorMemory(input: CollectorMemoryInput): CollectorMemoryPlan {
   const { budget } = input;
-  const cpuCount = input.cpuCount ?? Math.max(1, cpus().length);
+  const cpuCount = input.cpuCount ?? possibleCpus();
   const kernelBytes =
     input.source === 'ebpf'
       ? input.ringBufferBytes + KERNEL_MAPS_FIXED_BYTES + KERNEL_MAPS_PER_CPU_BYTES * cpuCount
@@ -243,6 +245,25 @@ export function planProcessorMemory(input: ProcessorMemoryInput): ProcessorMemor
     pendingBytes,
     pendingMaxRows: input.pendingMaxRows ?? maxRows,
   };
+}
+
+/**
+ * CPUs the kernel sizes per-CPU map values for: the possible ones (`0-63`, `0,2-5`), which
+ * can exceed the online ones (hotplug); the online count when the file can't be read.
+ */
+export function possibleCpus(file = '/sys/devices/system/cpu/possible'): number {
+  try {
+    let n = 0;
+    for (const part of readFileSync(file, 'utf8').trim().split(',')) {
+      const [from, to] = part.split('-').map(Number);
+      const last = to ?? from;
+      if (from === undefined || last === undefined || !Number.isInteger(from) || !Number.isInteger(last))
+        throw new Error(part);
+      n += last - from + 1;
+    }
+    if (n > 0) return n;
+  } catch {}
+  return Math.max(1, cpus().length);
 }
 
 /** 268435456 -> "256 MiB" (one decimal below 10 MiB). */

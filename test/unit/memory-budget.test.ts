@@ -4,7 +4,7 @@
 // as the mount root, "max", v1's unlimited sentinel, limits of ancestors; then the derived
 // sizes and the errors that name the settings.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type CgroupMemoryLimit, parseLimit, readCgroupMemoryLimit } from '../../common/cgroup-memory.js';
@@ -17,6 +17,7 @@ import {
   PENDING_ROW_BYTES,
   planCollectorMemory,
   planProcessorMemory,
+  possibleCpus,
   QUEUE_BYTE_COST,
   resolveBudget,
   SHIPPED_LIMIT,
@@ -294,6 +295,23 @@ describe('collector sizes', () => {
     ).toThrow(
       /collector memory budget too small: budget 256 MiB \(test\) - baseline 144 MiB - kernel 356 MiB \(ring buffer \+ maps on 64 CPUs\)/,
     );
+  });
+});
+
+describe('possible CPUs (per-CPU map values are allocated for each)', () => {
+  it('counts ranges and lists, and falls back to the online CPUs', () => {
+    const file = join(root, 'possible');
+    for (const [text, n] of [
+      ['0-63\n', 64],
+      ['0\n', 1],
+      ['0,2-5,8\n', 6],
+    ] as const) {
+      writeFileSync(file, text);
+      expect(possibleCpus(file)).toBe(n);
+    }
+    writeFileSync(file, 'garbage\n');
+    expect(possibleCpus(file)).toBe(cpus().length);
+    expect(possibleCpus(join(root, 'absent'))).toBe(cpus().length);
   });
 });
 

@@ -141,6 +141,33 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
   const log = createLogger('collector.build', { node: config.node });
   const settings = config.collector;
   const topics = topicNames(config.kafka.topicPrefix);
+  const ebpf = options.source === undefined && settings.source === 'ebpf';
+  // Queue bounds from the memory budget, so an outage can't grow the process past its limit
+  // (first: a budget that can't hold the process is a configuration error, before anything opens).
+  const memory = planCollectorMemory({
+    budget: resolveBudget(
+      { name: 'collector.memoryBudgetBytes', value: settings.memoryBudgetBytes },
+      SHIPPED_LIMIT.collector,
+    ),
+    source: ebpf ? 'ebpf' : 'replay',
+    ringBufferBytes: settings.ringBufferBytes,
+    bufferMaxBytes: settings.bufferMaxBytes,
+    bufferMaxMessages: settings.bufferMaxMessages,
+  });
+  log.info(
+    {
+      budget: memory.budget,
+      baseline: mib(memory.baselineBytes),
+      kernel: mib(memory.kernelBytes),
+      headroom: mib(memory.headroomBytes),
+      bufferMaxBytes: memory.bufferMaxBytes,
+      bufferMaxMessages: memory.bufferMaxMessages,
+      containersQueueBytes: memory.containersQueueBytes,
+      statsQueueBytes: memory.statsQueueBytes,
+    },
+    `memory budget ${mib(memory.budget.bytes)}: events buffer ${mib(memory.bufferMaxBytes)}`,
+  );
+  if (options.registry) registerMemoryMetrics(options.registry, memory);
   let clock = options.clock ?? createBootClock();
   const kafka = createKafka(
     {
@@ -153,7 +180,6 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
   const sink = options.sink ?? createKafkaSink({ kafka });
   const codec = await encoders(config);
 
-  const ebpf = options.source === undefined && settings.source === 'ebpf';
   let source: EventSource;
   const samplers: Sampler<KtrailEvent>[] = [];
   const memoryTargets = new Map<bigint, MemoryTarget>();
@@ -263,32 +289,6 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
       },
     };
   }
-
-  // Queue bounds from the memory budget, so an outage can't grow the process past its limit.
-  const memory = planCollectorMemory({
-    budget: resolveBudget(
-      { name: 'collector.memoryBudgetBytes', value: settings.memoryBudgetBytes },
-      SHIPPED_LIMIT.collector,
-    ),
-    source: ebpf ? 'ebpf' : 'replay',
-    ringBufferBytes: settings.ringBufferBytes,
-    bufferMaxBytes: settings.bufferMaxBytes,
-    bufferMaxMessages: settings.bufferMaxMessages,
-  });
-  log.info(
-    {
-      budget: memory.budget,
-      baseline: mib(memory.baselineBytes),
-      kernel: mib(memory.kernelBytes),
-      headroom: mib(memory.headroomBytes),
-      bufferMaxBytes: memory.bufferMaxBytes,
-      bufferMaxMessages: memory.bufferMaxMessages,
-      containersQueueBytes: memory.containersQueueBytes,
-      statsQueueBytes: memory.statsQueueBytes,
-    },
-    `memory budget ${mib(memory.budget.bytes)}: events buffer ${mib(memory.bufferMaxBytes)}`,
-  );
-  if (options.registry) registerMemoryMetrics(options.registry, memory);
 
   const decoder = createDecoder();
   // Live capture continues its per-boot sequence across restarts and sends the stats a

@@ -347,3 +347,23 @@ describe('processor sizes', () => {
     ).toThrow(/processor memory budget too small/);
   });
 });
+
+describe('the collector build', () => {
+  it('refuses an explicit buffer its budget cannot hold before it opens anything', async () => {
+    const { buildCollector } = await import('../../collector/src/build.js');
+    const { validateConfig } = await import('../../common/config.js');
+    const config = validateConfig({
+      node: 'n',
+      kafka: { brokers: ['127.0.0.1:1'] },
+      collector: {
+        source: 'replay',
+        replayFile: '/nonexistent.ktcap',
+        memoryBudgetBytes: 256 * MiB,
+        bufferMaxBytes: 256 * MiB,
+      },
+    });
+    await expect(buildCollector({ config })).rejects.toThrow(
+      /collector\.bufferMaxBytes \(256 MiB\) does not fit collector\.memoryBudgetBytes: budget 256 MiB \(collector\.memoryBudgetBytes\)/,
+    );
+  });
+});

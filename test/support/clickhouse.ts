@@ -212,8 +212,9 @@ export async function startPrivateClickHouseServer(work: string): Promise<Privat
 }
 
 /**
- * The processor's cpu_sample and event_batches tables in types 18.16 has (time as String):
- * Debian's server is too old for the migrations, so the HTTP-path tests write to these.
+ * The processor's cpu_sample, event_batches and alert_state tables in types 18.16 has (time
+ * as String): Debian's server is too old for the migrations, so the HTTP-path tests write to
+ * these.
  */
 export async function createLegacyEventTables(ch: ClickHouseClient, database: string): Promise<void> {
   await ch.command({ query: `CREATE DATABASE IF NOT EXISTS ${database}` });
@@ -228,5 +229,10 @@ export async function createLegacyEventTables(ch: ClickHouseClient, database: st
     query: `CREATE TABLE IF NOT EXISTS ${database}.event_batches (node String, boot_id String, sequence UInt64,
       time String, events UInt32, collector_version String, kafka_partition UInt32, kafka_offset UInt64)
       ENGINE = MergeTree ORDER BY (node, sequence)`,
+  });
+  await ch.command({
+    query: `CREATE TABLE IF NOT EXISTS ${database}.alert_state (consumer_group String, topic String,
+      partition UInt32, through_offset UInt64, state String, saved_at_ns UInt64)
+      ENGINE = ReplacingMergeTree(saved_at_ns) ORDER BY (consumer_group, topic, partition)`,
   });
 }

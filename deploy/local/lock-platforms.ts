@@ -48,7 +48,7 @@ export function missingOptionalEntries(lock: Lockfile): MissingEntry[] {
 const LIBC: Record<string, string> = { gnu: 'glibc', musl: 'musl' };
 
 /** os, cpu and libc of a chdb platform package, from its name (chdb's own loader maps them so). */
-export function chdbPlatform(name: string): Pick<LockEntry, 'os' | 'cpu' | 'libc'> {
+export function chdbPlatform(name: string): { os: string[]; cpu: string[]; libc?: string[] } {
   const m = /^@chdb\/lib-([a-z0-9]+)-([a-z0-9]+)(?:-([a-z]+))?$/.exec(name);
   const libc = m?.[3] === undefined ? undefined : LIBC[m[3]];
   if (!m || (m[3] !== undefined && libc === undefined)) {
@@ -65,7 +65,15 @@ export function addPlatformEntries(lock: Lockfile): { lock: Lockfile; added: str
     if (!m.name.startsWith('@chdb/lib-')) {
       throw new Error(`${m.parent} lists the optional ${m.name}@${m.version}, which has no lock entry`);
     }
-    packages[`node_modules/${m.name}`] = { version: m.version, optional: true, ...chdbPlatform(m.name) };
+    const { os, cpu, libc } = chdbPlatform(m.name);
+    // npm's own key order (version, then the rest sorted), so its next write leaves them as they are.
+    packages[`node_modules/${m.name}`] = {
+      version: m.version,
+      cpu,
+      ...(libc ? { libc } : {}),
+      optional: true,
+      os,
+    };
     added.push(`${m.name}@${m.version}`);
   }
   // npm writes the keys sorted; keep to it so its next write is a small diff.
@@ -79,7 +87,8 @@ function main(): void {
   const lock = JSON.parse(readFileSync(file, 'utf8')) as Lockfile;
   const missing = missingOptionalEntries(lock);
   if (process.argv.includes('--check')) {
-    for (const m of missing) console.error(`missing lock entry: ${m.name}@${m.version} (optional in ${m.parent})`);
+    for (const m of missing)
+      console.error(`missing lock entry: ${m.name}@${m.version} (optional in ${m.parent})`);
     if (missing.length > 0) console.error(`fix: ${FIX_COMMAND}`);
     process.exit(missing.length > 0 ? 1 : 0);
   }

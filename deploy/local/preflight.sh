@@ -30,6 +30,7 @@ check bpftool 'command -v bpftool' "$(command -v bpftool)" "bpftool missing (vml
 check libbpf '[ -e /usr/include/bpf/libbpf.h ]' "libbpf headers" "libbpf-dev missing (bpf/ and native/)" "apt-get install -y libbpf-dev libelf-dev zlib1g-dev"
 check python3 'command -v python3' "$(python3 --version 2>/dev/null)" "python3 missing (node-gyp builds native/ with it)" "apt-get install -y python3"
 check libzstd '[ -e /usr/include/zstd.h ]' "zstd headers" "libzstd-dev missing (native/ codec addon: Kafka zstd batches)" "apt-get install -y libzstd-dev"
+check debootstrap 'command -v debootstrap' "$(command -v debootstrap)" "debootstrap missing (the image test's local Debian 12 base)" "apt-get install -y debootstrap"
 check dockerd 'command -v dockerd' "$(command -v dockerd)" "dockerd missing (container tests)" "deploy/local/docker.sh install"
 check setpriv 'command -v setpriv' "$(command -v setpriv)" "setpriv missing (the privileges test drops to the DaemonSet's capabilities)" "apt-get install -y util-linux"
 check ctr 'command -v ctr' "$(command -v ctr)" "ctr missing (containerd tests, the seccomp test)" "deploy/local/containerd.sh install"

@@ -227,7 +227,7 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
 
   if (options.containerFeed) containers = options.containerFeed;
   else if (options.containers ?? ebpf) {
-    // Loaded only when used: dockerode and its dependencies cost ~15 MiB of RSS.
+    // Loaded only when used; the containerd and Kubernetes providers bring grpc-js and a client.
     const [{ ContainerRegistry }, { CgroupResolver }, { createDockerProvider }] = await Promise.all([
       import('./containers/index.js'),
       import('./containers/cgroup-resolver.js'),

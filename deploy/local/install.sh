@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs everything ktrail needs on Debian 12, idempotently, and builds it:
-# Debian packages, npm packages, the Kafka broker's jars, the eBPF objects and the addon.
+# Installs everything ktrail needs on Debian 12, idempotently, and builds it: Debian
+# packages, Node 24 (into .cache/node), npm packages, the Kafka broker's jars, the eBPF
+# objects and the addon.
 # Every step checks before it acts and prints what it does.
 #   deploy/local/install.sh            everything
 #   KTRAIL_SKIP_BUILD=1 ... install.sh  packages only
@@ -8,6 +9,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
+# shellcheck source=deploy/local/node-env.sh
+. deploy/local/node-env.sh
 say() { echo "[install] $*"; }
 
 # One apt transaction for every part: eBPF toolchain, addon build, containers, Kafka, ClickHouse.
@@ -17,7 +20,8 @@ APT_PACKAGES=(
   docker.io containerd runc busybox-static                                              # container tests
   openjdk-17-jdk-headless maven                                                         # Kafka broker; javac for the Avro interop test
   clickhouse-server                                                                     # HTTP transport tests
-  curl openssl                                                                          # clickhouse-server.sh (health, test CA)
+  curl openssl ca-certificates                                                          # node.sh (download, sha512), clickhouse-server.sh
+  debootstrap                                                                           # deploy/docker/base-image.sh (image build test)
   iproute2 procps util-linux                                                            # ss, pgrep, mount, flock, setsid, setpriv
 )
 missing=()
@@ -42,8 +46,10 @@ else
   say "Debian packages: all present"
 fi
 
-if ! command -v node >/dev/null || ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)'; then
-  say "ERROR: Node.js >= 20 is required (found: $(node --version 2>/dev/null || echo none))" >&2
+# Node 24 and its npm from the npm registry, whatever Node the machine has (Debian's is 18).
+bash deploy/local/node.sh install
+if [ "$(command -v node)" != "$KTRAIL_NODE_HOME/bin/node" ] || [ "$(command -v npm)" != "$KTRAIL_NODE_HOME/bin/npm" ]; then
+  say "ERROR: node and npm on PATH are $(command -v node) and $(command -v npm), not $KTRAIL_NODE_HOME/bin's" >&2
   exit 1
 fi
 
@@ -52,14 +58,22 @@ if [ ! -d /sys/kernel/tracing/events ]; then
   mount -t tracefs nodev /sys/kernel/tracing || say "WARNING: could not mount tracefs (tracepoints will not attach)"
 fi
 
-# npm packages, only when the lock file changed since the last install. `npm install`
-# (which keeps to the lock) rather than `npm ci`: chdb lists optional per-platform packages
-# that the registry does not serve (darwin, arm64), and npm 11's `ci` refuses such a lock.
+# npm packages with `npm ci` (exactly the lock), only when the lock or the Node version changed
+# since the last install. The lock keeps entries for chdb's other platforms, which `npm install`
+# drops here: the check says how to put them back before `npm ci` refuses the lock.
 stamp="node_modules/.ktrail-lock.sha"
-lock_sha="$(sha256sum package-lock.json | cut -d' ' -f1)"
+lock_sha="$( (sha256sum package-lock.json | cut -d' ' -f1) && node --version)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$lock_sha" ]; then
-  say "npm install (from package-lock.json)"
-  npm install --no-audit --no-fund --loglevel=error
+  # npm ci empties node_modules first: through a link (a worktree sharing another checkout's
+  # packages) it would empty that checkout's too.
+  if [ -L node_modules ]; then
+    say "ERROR: node_modules links to $(readlink -f node_modules), whose packages are not this lock's" >&2
+    say "       (or were installed by another Node): run deploy/local/install.sh where they live, or remove the link" >&2
+    exit 1
+  fi
+  node deploy/local/lock-platforms.ts --check
+  say "npm ci (from package-lock.json, Node $(node --version))"
+  npm ci --no-audit --no-fund --loglevel=error
   echo "$lock_sha" >"$stamp"
 else
   say "npm packages: up to date"
@@ -71,11 +85,14 @@ bash schemas/interop/install.sh
 if [ "${KTRAIL_SKIP_BUILD:-0}" != 1 ]; then
   say "build: eBPF objects (npm run build:bpf)"
   npm run --silent build:bpf
+  # Rebuilt when a source changed or another Node built it (native/build/node-version).
   if [ ! -f native/build/Release/ktrail_native.node ] || [ ! -f native/build/Release/ktrail_codec.node ] ||
+    [ "$(cat native/build/node-version 2>/dev/null)" != "$(node --version)" ] ||
     [ -n "$(find native/src native/test native/Makefile native/binding.gyp -newer native/build/Release/ktrail_native.node 2>/dev/null | head -1)" ]; then
-    # Offline: the script builds against this Node's own headers, never nodejs.org.
-    say "build: native addon (npm run build:native)"
+    # Offline: the script builds against this Node's own headers (.cache/node/include/node).
+    say "build: native addon (npm run build:native, Node $(node --version))"
     npm run --silent build:native
+    node --version >native/build/node-version
   else
     say "build: native addon up to date"
   fi

@@ -21,7 +21,8 @@ check root '[ "$(id -u)" = 0 ]' "running as root" "not root: eBPF, dockerd and c
 check btf '[ -r /sys/kernel/btf/vmlinux ]' "/sys/kernel/btf/vmlinux" "kernel BTF missing: CO-RE programs cannot load" "use a kernel built with CONFIG_DEBUG_INFO_BTF=y"
 check tracefs '[ -d /sys/kernel/tracing/events ]' "/sys/kernel/tracing mounted" "tracefs not mounted: tracepoints cannot attach" "mount -t tracefs nodev /sys/kernel/tracing"
 check cgroup2 'grep -q " cgroup2 " /proc/mounts' "cgroup v2 at $(awk '$3=="cgroup2"{print $2; exit}' /proc/mounts)" "no cgroup v2 mount: per-cgroup ids need it" "mount -t cgroup2 none /sys/fs/cgroup/unified"
-check node 'node -e "process.exit(+process.versions.node.split(\".\")[0] >= 20 ? 0 : 1)"' "node $(node --version 2>/dev/null)" "Node.js >= 20 missing" "apt-get install nodejs (>= 20) or use the machine's Node 20"
+NODE_BIN="$ROOT/.cache/node/bin/node"
+check node '[ "$("$NODE_BIN" --version)" = "v$(bash "$ROOT/deploy/local/node.sh" version)" ]' "node $("$NODE_BIN" --version 2>/dev/null) in .cache/node" "Node $(bash "$ROOT/deploy/local/node.sh" version) missing from .cache/node (the machine's own node is not used)" "deploy/local/node.sh install"
 check java 'java -version 2>&1 | grep -Eq "version \"(1[7-9]|2[0-9])"' "$(java -version 2>&1 | head -1)" "Java >= 17 missing (Kafka broker)" "apt-get install -y openjdk-17-jdk-headless"
 check maven 'command -v mvn' "$(mvn -v 2>/dev/null | head -1 | sed 's/\x1b\[[0-9;]*m//g')" "Maven missing (resolves the Kafka broker jars)" "apt-get install -y maven"
 check clang 'command -v clang' "$(clang --version 2>/dev/null | head -1)" "clang missing (compiles bpf/)" "apt-get install -y clang llvm"
@@ -29,10 +30,11 @@ check bpftool 'command -v bpftool' "$(command -v bpftool)" "bpftool missing (vml
 check libbpf '[ -e /usr/include/bpf/libbpf.h ]' "libbpf headers" "libbpf-dev missing (bpf/ and native/)" "apt-get install -y libbpf-dev libelf-dev zlib1g-dev"
 check python3 'command -v python3' "$(python3 --version 2>/dev/null)" "python3 missing (node-gyp builds native/ with it)" "apt-get install -y python3"
 check libzstd '[ -e /usr/include/zstd.h ]' "zstd headers" "libzstd-dev missing (native/ codec addon: Kafka zstd batches)" "apt-get install -y libzstd-dev"
+check debootstrap 'command -v debootstrap' "$(command -v debootstrap)" "debootstrap missing (the image test's local Debian 12 base)" "apt-get install -y debootstrap"
 check dockerd 'command -v dockerd' "$(command -v dockerd)" "dockerd missing (container tests)" "deploy/local/docker.sh install"
 check setpriv 'command -v setpriv' "$(command -v setpriv)" "setpriv missing (the privileges test drops to the DaemonSet's capabilities)" "apt-get install -y util-linux"
 check ctr 'command -v ctr' "$(command -v ctr)" "ctr missing (containerd tests, the seccomp test)" "deploy/local/containerd.sh install"
-check node_modules '[ -d "$ROOT/node_modules/kafkajs" ]' "npm packages installed" "npm packages not installed" "cd $ROOT && npm ci"
+check node_modules '[ -d "$ROOT/node_modules/kafkajs" ]' "npm packages installed" "npm packages not installed" "deploy/local/install.sh (npm ci on .cache/node's Node)"
 for port in 19092 19093 9464 9465 8124; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     owner="$(ss -ltnpH "sport = :$port" 2>/dev/null | sed -n 's/.*users:((\"\([^\"]*\)\".*/\1/p' | head -1)"

@@ -7,6 +7,8 @@
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
+# shellcheck source=deploy/local/node-env.sh
+. deploy/local/node-env.sh
 mkdir -p .cache
 
 echo "[test] lint: biome check"

@@ -4,8 +4,8 @@
 // mkdir (with the container id in the path), its process's exec and exit (code 3) carrying
 // that cgroup id, and the rmdir.
 import { randomBytes } from 'node:crypto';
-import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, inject } from 'vitest';
+import { createDockerClient } from '../../collector/src/containers/providers/docker-api.js';
 import type { KernelEvent } from '../../collector/src/kernel/decode.js';
 import type { CgroupMkdir, ProcExec, ProcExit } from '../../schemas/types.js';
 import { buildBpf, missingKernel, openRecorder, type Recorder } from '../support/bpf.js';
@@ -26,7 +26,7 @@ describe('a short-lived container from the kernel', () => {
 
   itReal(missing)('cgroup mkdir/rmdir, exec and exit code, all tied by the cgroup id', async () => {
     const { socketPath, image } = endpoint as DockerEndpoint;
-    const docker = new Docker({ socketPath });
+    const docker = createDockerClient({ socketPath });
     const token = `ktrail-${randomBytes(4).toString('hex')}`;
     const container = await docker.createContainer({
       Image: image,
@@ -35,7 +35,7 @@ describe('a short-lived container from the kernel', () => {
     });
     try {
       await container.start();
-      const result = (await container.wait()) as { StatusCode: number };
+      const result = await container.wait();
       expect(result.StatusCode).toBe(3);
       const id = container.id;
 

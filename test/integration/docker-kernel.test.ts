@@ -4,11 +4,11 @@
 // them into records that carry the kernel's cgroup id. The Docker provider gets no cgroup
 // lookup here, so the cgroup id can only have come from the kernel.
 import { randomBytes } from 'node:crypto';
-import Docker from 'dockerode';
 import { afterAll, describe, expect, inject } from 'vitest';
 import { CgroupResolver } from '../../collector/src/containers/cgroup-resolver.js';
 import { ContainerRegistry } from '../../collector/src/containers/index.js';
 import { createDockerProvider } from '../../collector/src/containers/providers/docker.js';
+import { createDockerClient } from '../../collector/src/containers/providers/docker-api.js';
 import type { ContainerRecord } from '../../collector/src/containers/types.js';
 import { buildBpf, missingKernel, openRecorder, type Recorder } from '../support/bpf.js';
 import type { DockerEndpoint } from '../support/docker.js';
@@ -53,7 +53,7 @@ describe('short-lived container: kernel cgroup events + docker events -> joined 
       cleanup.push(() => registry.stop());
 
       const name = `ktrail-flash-${randomBytes(3).toString('hex')}`;
-      const docker = new Docker({ socketPath });
+      const docker = createDockerClient({ socketPath });
       const container = await docker.createContainer({
         Image: image,
         Cmd: ['sleep', '0.1'],

@@ -5,11 +5,11 @@
 // with the cgroup resolver's view of the same container.
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import Docker from 'dockerode';
 import { afterAll, describe, expect, inject } from 'vitest';
 import { CgroupResolver } from '../../collector/src/containers/cgroup-resolver.js';
 import { ContainerRegistry } from '../../collector/src/containers/index.js';
 import { createDockerProvider } from '../../collector/src/containers/providers/docker.js';
+import { createDockerClient } from '../../collector/src/containers/providers/docker-api.js';
 import type { ContainerRecord } from '../../collector/src/containers/types.js';
 import { cgroupId } from '../support/bpf.js';
 import type { DockerEndpoint } from '../support/docker.js';
@@ -30,7 +30,7 @@ describe('docker metadata provider (real dockerd)', () => {
     'a named, labelled container: name, image, labels, cgroup id, start then stop time',
     async () => {
       const { socketPath, image } = endpoint!;
-      const docker = new Docker({ socketPath });
+      const docker = createDockerClient({ socketPath });
       const resolver = await CgroupResolver.create();
       const records: ContainerRecord[] = [];
       const provider = createDockerProvider({ socketPath, node: `node-${tag()}`, cgroups: resolver });
@@ -88,7 +88,7 @@ describe('docker metadata provider (real dockerd)', () => {
     'a short-lived --rm container (~100 ms) still gets a record with name, labels, start and stop',
     async () => {
       const { socketPath, image } = endpoint!;
-      const docker = new Docker({ socketPath });
+      const docker = createDockerClient({ socketPath });
       const records: ContainerRecord[] = [];
       const provider = createDockerProvider({ socketPath, node: `node-${tag()}` });
       await provider.start((r) => records.push(r));
@@ -126,7 +126,7 @@ describe('docker metadata provider (real dockerd)', () => {
     'the registry joins provider records with the resolver: one record per (cgroup id, change)',
     async () => {
       const { socketPath, image } = endpoint!;
-      const docker = new Docker({ socketPath });
+      const docker = createDockerClient({ socketPath });
       const name = `ktrail-join-${tag()}`;
       const container = await docker.createContainer({
         Image: image,

@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import Docker from 'dockerode';
 import { afterAll, describe, expect, inject } from 'vitest';
 import { createDockerProvider } from '../../collector/src/containers/providers/docker.js';
+import { createDockerClient } from '../../collector/src/containers/providers/docker-api.js';
 import type { ContainerRecord } from '../../collector/src/containers/types.js';
 import type { DockerEndpoint } from '../support/docker.js';
 import { endpointOrReason, itReal, missingRoot } from '../support/real.js';
@@ -42,7 +42,7 @@ async function startDaemon(): Promise<void> {
     ],
     { stdio: ['ignore', log, log] },
   );
-  const docker = new Docker({ socketPath });
+  const docker = createDockerClient({ socketPath });
   await waitFor(
     'private dockerd',
     () =>
@@ -92,7 +92,7 @@ describe('docker provider reconnects', () => {
       );
 
       const name = `ktrail-after-restart-${randomBytes(3).toString('hex')}`;
-      const docker = new Docker({ socketPath });
+      const docker = createDockerClient({ socketPath });
       const container = await docker.createContainer({
         Image: 'ktrail/busybox:latest',
         Cmd: ['sleep', '0.2'],

@@ -5,9 +5,9 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import Docker from 'dockerode';
 import { afterAll, describe, expect, inject } from 'vitest';
 import { CgroupResolver } from '../../collector/src/containers/cgroup-resolver.js';
+import { createDockerClient } from '../../collector/src/containers/providers/docker-api.js';
 import { cgroupId as cgroupIdOf } from '../support/bpf.js';
 import type { DockerEndpoint } from '../support/docker.js';
 import { endpointOrReason, itReal, missingRoot } from '../support/real.js';
@@ -23,7 +23,7 @@ describe('docker smoke', () => {
     'a container runs and the resolver maps its v2 cgroup id to its container id',
     async () => {
       const { socketPath, image } = endpoint!;
-      const docker = new Docker({ socketPath });
+      const docker = createDockerClient({ socketPath });
       const container = await docker.createContainer({
         Image: image,
         Cmd: ['sleep', '60'],

@@ -1,10 +1,10 @@
-// Docker metadata: the Engine API over its unix socket (dockerode). List every container at
+// Docker metadata: the Engine API over its unix socket (./docker-api.ts). List every container at
 // start, then follow the events stream (start, die, destroy, rename) and turn each into a
 // ContainerRecord. Short-lived containers: `docker run --rm` may be destroyed before we can
 // inspect it, so the event's own attributes (name, image, labels) and times are the fallback.
 // When dockerd goes away, reconnect with backoff and replay the missed events with `since`.
+import type { IncomingMessage } from 'node:http';
 import { hostname } from 'node:os';
-import Docker from 'dockerode';
 import { createLogger } from '../../../../common/log.js';
 import { parseCgroupPath } from '../cgroup-path.js';
 import { type HierarchyInfo, pathFromProc } from '../cgroup-resolver.js';
@@ -15,6 +15,7 @@ import {
   rfc3339ToNs,
   wallNs,
 } from '../types.js';
+import { type ContainerInspect, createDockerClient, DockerApiError } from './docker-api.js';
 import { createReconnector } from './reconnect.js';
 
 const log = createLogger('collector.containers.docker');
@@ -54,11 +55,11 @@ export function createDockerProvider(options: DockerProviderOptions = {}): Metad
 } {
   const socketPath = options.socketPath ?? '/var/run/docker.sock';
   const node = options.node ?? hostname();
-  const docker = new Docker({ socketPath });
+  const docker = createDockerClient({ socketPath });
   let onRecord: (r: ContainerRecord) => void = () => {};
   let stopped = false;
   let connected = false;
-  let stream: NodeJS.ReadableStream | undefined;
+  let stream: IncomingMessage | undefined;
   let lastEventSec = 0;
   let cgroupDriver = 'cgroupfs';
   // Last record per container, so a die/rename keeps what the start knew.
@@ -82,11 +83,11 @@ export function createDockerProvider(options: DockerProviderOptions = {}): Metad
   }
 
   async function fromInspect(id: string): Promise<ContainerRecord | undefined> {
-    let info: Docker.ContainerInspectInfo;
+    let info: ContainerInspect;
     try {
-      info = await docker.getContainer(id).inspect();
+      info = await docker.inspectContainer(id);
     } catch (err) {
-      if ((err as { statusCode?: number }).statusCode === 404) return undefined; // already removed
+      if (err instanceof DockerApiError && err.statusCode === 404) return undefined; // already removed
       throw err;
     }
     const cg = await cgroupOf(info.Id, info.State.Pid, info.HostConfig.CgroupParent);
@@ -201,7 +202,7 @@ export function createDockerProvider(options: DockerProviderOptions = {}): Metad
 
   async function follow(): Promise<void> {
     const since = lastEventSec > 0 ? lastEventSec : undefined;
-    const s = await docker.getEvents({
+    const s = await docker.events({
       ...(since !== undefined ? { since } : {}),
       filters: { type: ['container'], event: ACTIONS },
     });
@@ -247,7 +248,7 @@ export function createDockerProvider(options: DockerProviderOptions = {}): Metad
   }
 
   async function connect(): Promise<void> {
-    const info = (await docker.info()) as { CgroupDriver?: string };
+    const info = await docker.info();
     cgroupDriver = info.CgroupDriver ?? 'cgroupfs';
     // Subscribe before listing so nothing falls between the list and the stream.
     if (lastEventSec === 0) lastEventSec = Math.floor(Date.now() / 1000) - 1;
@@ -283,7 +284,7 @@ export function createDockerProvider(options: DockerProviderOptions = {}): Metad
       const s = stream;
       stream = undefined;
       connected = false;
-      (s as (NodeJS.ReadableStream & { destroy?: () => void }) | undefined)?.destroy?.();
+      s?.destroy();
     },
   };
 }

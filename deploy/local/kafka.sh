@@ -131,7 +131,7 @@ install_jars() {
   mkdir -p "$tmp"
   mvn -q -B -Dstyle.color=never -f "$CONF_DIR/pom.xml" dependency:copy-dependencies \
     -DincludeScope=runtime -DoutputDirectory="$tmp" ||
-    die "maven could not resolve the broker (network to repo.maven.apache.org?)"
+    die "maven could not resolve the broker (network to Maven Central?)"
   rm -rf "$LIBS"
   mv "$tmp" "$LIBS"
   echo "$want" >"$stamp"

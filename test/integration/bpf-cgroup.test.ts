@@ -4,7 +4,7 @@
 // the memory controller only on v1 at /sys/fs/cgroup/memory, so the OOM test puts the
 // victim in a fresh v2 cgroup (its identity) AND a fresh v1 memory cgroup (its limit).
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect } from 'vitest';
 import type { KernelEvent } from '../../collector/src/kernel/decode.js';
@@ -131,7 +131,8 @@ describe('cgroup.bpf.o and memory.bpf.o on the real kernel', () => {
       );
       expect(oom.victimPid).toBe(child.pid);
       expect(oom).toMatchObject({ pid: child.pid, tgid: child.pid, victimUid: process.getuid?.() ?? 0 });
-      expect(oom.comm).toBe('node');
+      // The victim's thread name: node's main thread is 'node', or 'MainThread' from Node 24 on.
+      expect(oom.comm).toBe(readFileSync(`/proc/${process.pid}/comm`, 'utf8').trim());
       // The victim's anonymous memory is what filled the limit: between half of it and a bit
       // above it. (File RSS, node's own mapped binary, may be charged elsewhere: not bounded.)
       const rssKb = oom.anonRssKb + oom.fileRssKb + oom.shmemRssKb;

@@ -101,13 +101,15 @@ function containerRun(
       ...(seccompProfile === undefined ? [] : ['--seccomp-profile', seccompProfile]),
       ...CONTAINERD_DEFAULT_CAPS.flatMap((c) => ['--cap-drop', `CAP_${c}`]),
       ...caps.flatMap((c) => ['--cap-add', `CAP_${c}`]),
+      // A writable /tmp first: the host paths below may live under /tmp (a checkout there),
+      // and a tmpfs mounted after them would hide them.
+      ...['--mount', 'type=tmpfs,src=tmpfs,dst=/tmp,options=rw'],
       ...hostMounts().flatMap(([src, dst]) => [
         '--mount',
         `type=bind,src=${src},dst=${dst},options=rbind:ro`,
       ]),
       // As the DaemonSet mounts it: the host's whole cgroupfs, whatever its layout.
       ...['--mount', 'type=bind,src=/sys/fs/cgroup,dst=/host/sys/fs/cgroup,options=rbind:ro'],
-      ...['--mount', 'type=tmpfs,src=tmpfs,dst=/tmp,options=rw'],
       ...['--env', 'HOME=/tmp', '--env', 'KTRAIL_COLLECTOR_CGROUP_ROOT=/host/sys/fs/cgroup', '--cwd', repo],
       rootfs,
       id,

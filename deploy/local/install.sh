@@ -20,7 +20,7 @@ APT_PACKAGES=(
   docker.io containerd runc busybox-static                                              # container tests
   openjdk-17-jdk-headless maven                                                         # Kafka broker; javac for the Avro interop test
   clickhouse-server                                                                     # HTTP transport tests
-  curl openssl ca-certificates                                                          # node.sh (download, sha512), clickhouse-server.sh
+  curl openssl ca-certificates                                                          # node.sh (sha512), clickhouse-server.sh
   debootstrap                                                                           # deploy/docker/base-image.sh (image build test)
   iproute2 procps util-linux                                                            # ss, pgrep, mount, flock, setsid, setpriv
 )

@@ -43,7 +43,7 @@ bootstrap_npm() {
   npm="$(PATH="${PATH#"$KTRAIL_NODE_HOME/bin:"}" command -v npm || true)"
   if [ -z "$npm" ]; then
     say "no npm on this machine yet: apt-get install npm (Debian's, only to fetch Node $NODE_VERSION)" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null ||
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm; } >/dev/null ||
       die "could not install Debian's npm to fetch Node with"
     npm="$(command -v npm)"
   fi

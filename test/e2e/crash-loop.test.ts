@@ -3,7 +3,7 @@
 // collector, through the real broker to the processor CLI on chDB, which is stopped after
 // the second exit and started again (same store, same group) before the other three.
 // Exactly one crash_loop alert comes out, for the workload, at the third container.
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,8 +14,9 @@ import { kafkaClient } from '../../bench/processor/harness.js';
 import { httpRunner } from '../../deploy/clickhouse/queries.js';
 import type { Alert } from '../../processor/src/alerts.js';
 import { createTopicDecoder } from '../../processor/src/codec.js';
+import { launchCli, stopCli } from '../support/cli-child.js';
 import { endpointOrReason, itReal, missingRoot } from '../support/real.js';
-import { freePort, ROOT } from '../support/up-stack.js';
+import { freePort } from '../support/up-stack.js';
 import { waitFor } from '../support/wait.js';
 
 const run = promisify(execFile);
@@ -28,31 +29,6 @@ const IMAGE = endpointOrReason(docker).value?.image ?? '';
 const RUN = `crash${Date.now().toString(36)}`;
 const NODE = `${RUN}-node`;
 const NAME = `${RUN}-app`;
-
-function launch(name: 'collector' | 'processor', env: Record<string, string>, log: string[]): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', `${ROOT}${name}/src/cli.ts`], {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const keep = (chunk: Buffer) => {
-    log.push(chunk.toString());
-    if (log.length > 400) log.splice(0, log.length - 400);
-  };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
-  return child;
-}
-
-async function stop(child: ChildProcess | undefined): Promise<number | null> {
-  if (!child || child.exitCode !== null) return child?.exitCode ?? null;
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 40_000);
-  const code = await exited;
-  clearTimeout(timer);
-  return code;
-}
 
 /** One run of the crashing container: starts, lives ~200 ms, exits 3, is removed. Returns its id. */
 async function crashOnce(): Promise<string> {
@@ -102,7 +78,7 @@ describe('crash loop end to end: docker -> eBPF -> Kafka -> processor (restarted
   /** A processor on the test's store and group; resolves once it answers SQL. */
   async function startProcessor(): Promise<void> {
     const queryPort = await freePort();
-    processor = launch(
+    processor = launchCli(
       'processor',
       {
         ...common,
@@ -140,7 +116,7 @@ describe('crash loop end to end: docker -> eBPF -> Kafka -> processor (restarted
   beforeAll(async () => {
     if (missing !== undefined || 'missing' in kafka) return;
     await startProcessor();
-    collector = launch(
+    collector = launchCli(
       'collector',
       {
         ...common,
@@ -175,8 +151,8 @@ describe('crash loop end to end: docker -> eBPF -> Kafka -> processor (restarted
 
   afterAll(async () => {
     await consumer?.disconnect();
-    const collectorExit = await stop(collector);
-    await stop(processor);
+    const collectorExit = await stopCli(collector);
+    await stopCli(processor);
     await run('docker', ['rm', '-f', NAME]).catch(() => undefined);
     if (collectorExit !== 0 && collector)
       console.error(`collector log tail:\n${logs.collector.slice(-40).join('')}`);
@@ -191,7 +167,7 @@ describe('crash loop end to end: docker -> eBPF -> Kafka -> processor (restarted
       60_000,
       1000,
     );
-    expect(await stop(processor)).toBe(0);
+    expect(await stopCli(processor)).toBe(0);
     await startProcessor();
     for (let i = 2; i < 5; i++) ids.push(await crashOnce());
     await waitFor(

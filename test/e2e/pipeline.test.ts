@@ -1,7 +1,7 @@
 // The proof that ktrail does its job, on this machine, with nothing stood in for:
 // real dockerd containers doing known work -> the real eBPF collector -> the real Kafka
 // broker -> the processor -> embedded chDB, checked in SQL per container by name.
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -18,11 +18,11 @@ import {
   sqlDateTime,
 } from '../../deploy/clickhouse/queries.js';
 import { buildReport } from '../../deploy/clickhouse/report.js';
+import { launchCli, stopCli } from '../support/cli-child.js';
 import { endpointOrReason, itReal, missingRoot } from '../support/real.js';
 import { waitFor as waitUntil } from '../support/wait.js';
 
 const run = promisify(execFile);
-const ROOT = new URL('../..', import.meta.url).pathname;
 const kafka = inject('kafka');
 const docker = inject('docker');
 const missing = missingRoot() ?? endpointOrReason(kafka).missing ?? endpointOrReason(docker).missing;
@@ -43,35 +43,10 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-function launch(name: 'collector' | 'processor', env: Record<string, string>, log: string[]): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', `${ROOT}${name}/src/cli.ts`], {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const keep = (chunk: Buffer) => {
-    log.push(chunk.toString());
-    if (log.length > 400) log.splice(0, log.length - 400);
-  };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
-  return child;
-}
-
 /** The shared poll, once a second (each probe is a SQL query), with a progress line. */
 function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
   console.log(`[e2e] waiting for ${what}`);
   return waitUntil(what, probe, timeoutMs, 1000);
-}
-
-async function stop(child: ChildProcess | undefined): Promise<number | null> {
-  if (!child || child.exitCode !== null) return child?.exitCode ?? null;
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-  const code = await exited;
-  clearTimeout(timer);
-  return code;
 }
 
 const dockerRun = (args: string[]) =>
@@ -101,7 +76,7 @@ describe('end to end: containers -> eBPF -> Kafka -> processor -> ClickHouse', (
       KTRAIL_KAFKA_PARTITIONS: '3',
       KTRAIL_LOG_LEVEL: 'info',
     };
-    processor = launch(
+    processor = launchCli(
       'processor',
       {
         ...common,
@@ -125,7 +100,7 @@ describe('end to end: containers -> eBPF -> Kafka -> processor -> ClickHouse', (
       async () => ((await rows('SELECT 1 AS ok').catch(() => []))[0] ? true : undefined),
       120_000,
     );
-    collector = launch(
+    collector = launchCli(
       'collector',
       {
         ...common,
@@ -219,8 +194,8 @@ describe('end to end: containers -> eBPF -> Kafka -> processor -> ClickHouse', (
   }, 600_000);
 
   afterAll(async () => {
-    const collectorExit = await stop(collector);
-    await stop(processor);
+    const collectorExit = await stopCli(collector, 30_000);
+    await stopCli(processor, 30_000);
     if (collectorExit !== 0 && collector)
       console.error(`collector log tail:\n${logs.collector.slice(-40).join('')}`);
   }, 120_000);
@@ -352,7 +327,7 @@ describe('end to end: containers -> eBPF -> Kafka -> processor -> ClickHouse', (
   });
 
   it('stops cleanly on SIGTERM with every captured event accounted for', async () => {
-    const code = await stop(collector);
+    const code = await stopCli(collector, 30_000);
     expect(code).toBe(0);
     const stats = await one(
       `SELECT sum(events_delivered) AS delivered, sum(arraySum(mapValues(buffer_drops_by_reason))) AS dropped

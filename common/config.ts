@@ -265,8 +265,21 @@ export const configSchema = z
         ttlRollupDays: positiveInt.default(400),
         /** Inserts per table whose deduplication tokens the engine remembers. */
         dedupWindow: positiveInt.default(1000),
+        /** A server cluster's name (remote_servers): replicated tables behind Distributed ones (docs/scale.md). */
+        cluster: z
+          .string()
+          .regex(/^[A-Za-z0-9_{}.-]+$/, 'must be a cluster name from remote_servers')
+          .optional(),
       })
       .strict()
+      .superRefine((c, ctx) => {
+        if (c.cluster !== undefined && c.url === undefined)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['cluster'],
+            message: 'needs clickhouse.url: the embedded chDB store is one node',
+          });
+      })
       .transform(resolveSecret('clickhouse.password', 'password', false))
       .prefault({}),
   })

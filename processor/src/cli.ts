@@ -6,7 +6,7 @@ import { loadConfig, printableConfig } from '../../common/config.js';
 import { ConfigError } from '../../common/errors.js';
 import { createLogger, setLogLevel } from '../../common/log.js';
 import { clickHouseConfigFrom, createClickHouse } from './clickhouse/client.js';
-import { migrate } from './clickhouse/migrate.js';
+import { bootstrapStatements, migrate, planMigrations } from './clickhouse/migrate.js';
 import { processorMemory, runProcessor } from './run.js';
 
 const log = createLogger('processor.cli');
@@ -18,6 +18,7 @@ const program = new Command()
   .option('--clickhouse-url <url>', 'a ClickHouse server (default: embedded chDB)')
   .option('--chdb-path <dir>', 'embedded chDB data directory')
   .option('--migrate-only', 'apply ClickHouse migrations and exit')
+  .option('--print-ddl', 'print the SQL the migrations run for this config (cluster or not) and exit')
   .option('--print-config', 'print the validated configuration as JSON (secrets as "[secret]") and exit')
   .option(
     '--set <key=value>',
@@ -37,6 +38,7 @@ async function main(): Promise<void> {
     clickhouseUrl?: string;
     chdbPath?: string;
     migrateOnly?: boolean;
+    printDdl?: boolean;
     printConfig?: boolean;
     set: string[];
     stopTimeoutMs: string;
@@ -49,16 +51,27 @@ async function main(): Promise<void> {
     process.stdout.write(`${printableConfig(config)}\n`);
     return;
   }
+  const migrateOptions = {
+    ttlRawDays: config.clickhouse.ttlRawDays,
+    ttlRollupDays: config.clickhouse.ttlRollupDays,
+    dedupWindow: config.clickhouse.dedupWindow,
+    ...(config.clickhouse.cluster === undefined ? {} : { cluster: config.clickhouse.cluster }),
+  };
+  if (opts.printDdl === true) {
+    const { database, cluster } = config.clickhouse;
+    const statements = [
+      ...bootstrapStatements(database, cluster),
+      ...planMigrations({ ...migrateOptions, database }).flatMap((m) => [`-- ${m.label}`, ...m.statements]),
+    ];
+    process.stdout.write(`${statements.map((s) => (s.startsWith('--') ? s : `${s};`)).join('\n\n')}\n`);
+    return;
+  }
   setLogLevel(config.log.level);
   // Before connecting anything: a budget that can't hold the process is a configuration error.
   const memory = opts.migrateOnly === true ? undefined : processorMemory(config);
 
   const clickhouse = await createClickHouse(clickHouseConfigFrom(config.clickhouse));
-  await migrate(clickhouse, {
-    ttlRawDays: config.clickhouse.ttlRawDays,
-    ttlRollupDays: config.clickhouse.ttlRollupDays,
-    dedupWindow: config.clickhouse.dedupWindow,
-  });
+  await migrate(clickhouse, migrateOptions);
   if (memory === undefined) {
     log.info('migrations applied');
     await clickhouse.close();

@@ -107,6 +107,14 @@ const WANTED_SETTINGS: ClickHouseSettings = {
   input_format_skip_unknown_fields: 0,
 };
 
+// Servers only. With a cluster (clickhouse.cluster) inserts go to Distributed tables: written
+// to the shards before the INSERT returns (offsets are committed after it), not queued on the
+// receiving node. Both names: the setting was renamed in 23.x; the server keeps the one it knows.
+const SERVER_SETTINGS: ClickHouseSettings = {
+  distributed_foreground_insert: 1,
+  insert_distributed_sync: 1,
+};
+
 /** Creates the client and the database. Async because it checks what the backend supports. */
 export async function createClickHouse(config: ClickHouseConfig): Promise<ClickHouseClient> {
   if (!isPlainIdentifier(config.database)) {
@@ -246,7 +254,11 @@ async function createServer(config: ServerConfig): Promise<ClickHouseClient> {
         throw explainServerError(err, config);
       });
     version = await selectOne(bootstrap, 'SELECT version() AS v');
-    const names = [...Object.keys(WANTED_SETTINGS), 'insert_deduplication_token'];
+    const names = [
+      ...Object.keys(WANTED_SETTINGS),
+      ...Object.keys(SERVER_SETTINGS),
+      'insert_deduplication_token',
+    ];
     // Inlined, not bound: query parameters arrived in 19.x, and old servers must answer too.
     const rs = await bootstrap.query({
       query: `SELECT name FROM system.settings WHERE name IN (${names.map((n) => `'${n}'`).join(', ')})`,
@@ -257,7 +269,7 @@ async function createServer(config: ServerConfig): Promise<ClickHouseClient> {
     await bootstrap.close();
   }
   const settings: ClickHouseSettings = {};
-  for (const [name, value] of Object.entries(WANTED_SETTINGS)) {
+  for (const [name, value] of Object.entries({ ...WANTED_SETTINGS, ...SERVER_SETTINGS })) {
     if (known.has(name)) (settings as Record<string, unknown>)[name] = value;
   }
   const dedupToken = known.has('insert_deduplication_token');

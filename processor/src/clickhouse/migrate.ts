@@ -18,6 +18,7 @@ import { ConfigError, KtrailError } from '../../../common/errors.js';
 import { createLogger } from '../../../common/log.js';
 import { REPO_ROOT } from '../../../common/repo-root.js';
 import { describeClickHouse } from './client.js';
+import { type ClusterLayout, clusterBootstrap, clusterStatements } from './cluster-ddl.js';
 import { isPlainIdentifier } from './identifier.js';
 
 const log = createLogger('processor.clickhouse.migrate');
@@ -33,6 +34,8 @@ export type MigrateOptions = {
   ttlRollupDays?: number;
   /** Inserts remembered per table for token deduplication (default 1000). */
   dedupWindow?: number;
+  /** A ClickHouse cluster's name: replicated local tables + Distributed ones (cluster-ddl.ts). */
+  cluster?: string;
   /** Another migrations folder (tests). */
   dir?: string;
 };
@@ -143,12 +146,13 @@ function positiveInt(name: string, value: number): number {
   return value;
 }
 
-export async function migrate(
-  client: ClickHouseClient,
-  options: MigrateOptions = {},
-): Promise<MigrateResult> {
-  const database = options.database ?? describeClickHouse(client)?.database;
-  if (database === undefined || !isPlainIdentifier(database)) {
+/** One migration as it will run: its rendered statements for the chosen layout. */
+export type PlannedMigration = { file: MigrationFile; label: string; rendered: string; statements: string[] };
+
+/** Renders every migration for a database and layout; no connection needed (--print-ddl). */
+export function planMigrations(options: MigrateOptions & { database: string }): PlannedMigration[] {
+  const { database } = options;
+  if (!isPlainIdentifier(database)) {
     throw new ConfigError(`migrate: database must be a plain identifier, got ${JSON.stringify(database)}`);
   }
   const vars = {
@@ -158,13 +162,48 @@ export async function migrate(
     dedup_window: positiveInt('dedupWindow', options.dedupWindow ?? 1000),
   };
   const files = readMigrations(options.dir);
+  const layout: ClusterLayout | undefined =
+    options.cluster === undefined ? undefined : { cluster: options.cluster, database };
+  // The cluster rules need every table created before an ALTER names it, across files.
+  const tables = new Set<string>();
+  // Versioned first (in order), then the repeatable ones, which may touch any table.
+  const ordered = [...files.filter((f) => !f.repeatable), ...files.filter((f) => f.repeatable)];
+  return ordered.map((file) => {
+    const rendered = render(file.text, vars);
+    const single = splitStatements(rendered);
+    const label = file.repeatable
+      ? `${file.name}.sql`
+      : `${String(file.version).padStart(4, '0')}_${file.name}.sql`;
+    return {
+      file,
+      label,
+      rendered,
+      statements: layout === undefined ? single : clusterStatements(single, layout, tables),
+    };
+  });
+}
 
-  await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${database}` });
-  await client.command({
-    query: `CREATE TABLE IF NOT EXISTS ${database}.ktrail_migrations
+/** The statements that create the database and the migration history, for the layout. */
+export function bootstrapStatements(database: string, cluster?: string): string[] {
+  if (cluster !== undefined) return clusterBootstrap({ cluster, database });
+  return [
+    `CREATE DATABASE IF NOT EXISTS ${database}`,
+    `CREATE TABLE IF NOT EXISTS ${database}.ktrail_migrations
       (version UInt32, name String, checksum String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3))
       ENGINE = MergeTree ORDER BY (version, name, applied_at)`,
-  });
+  ];
+}
+
+export async function migrate(
+  client: ClickHouseClient,
+  options: MigrateOptions = {},
+): Promise<MigrateResult> {
+  const database = options.database ?? describeClickHouse(client)?.database;
+  if (database === undefined || !isPlainIdentifier(database)) {
+    throw new ConfigError(`migrate: database must be a plain identifier, got ${JSON.stringify(database)}`);
+  }
+  const plan = planMigrations({ ...options, database });
+  for (const query of bootstrapStatements(database, options.cluster)) await client.command({ query });
   const rs = await client.query({
     query: `SELECT version, name, argMax(checksum, applied_at) AS checksum
             FROM ${database}.ktrail_migrations GROUP BY version, name`,
@@ -176,18 +215,12 @@ export async function migrate(
   }
 
   const result: MigrateResult = { applied: [], reapplied: [], upToDate: true };
-  // Versioned first (in order), then the repeatable ones, which may touch any table.
-  const ordered = [...files.filter((f) => !f.repeatable), ...files.filter((f) => f.repeatable)];
-  for (const file of ordered) {
-    const rendered = render(file.text, vars);
+  for (const { file, label, rendered, statements } of plan) {
     // Versioned: checksum of the file as written (settings must not look like an edit).
     // Repeatable: checksum of the rendered text (a settings change IS the trigger).
     const checksum = sha256(file.repeatable ? rendered : file.text);
     const key = `${file.version}:${file.name}`;
     const previous = applied.get(key);
-    const label = file.repeatable
-      ? `${file.name}.sql`
-      : `${String(file.version).padStart(4, '0')}_${file.name}.sql`;
     if (previous === checksum) continue;
     if (previous !== undefined && !file.repeatable) {
       throw new ConfigError(
@@ -195,7 +228,6 @@ export async function migrate(
           `${checksum.slice(0, 12)}: applied migrations must not change; add a new migration instead`,
       );
     }
-    const statements = splitStatements(rendered);
     log.info({ migration: label, statements: statements.length, database }, 'applying migration');
     for (const [index, statement] of statements.entries()) {
       try {

@@ -43,12 +43,14 @@ describe('memory cgroup release, from the kernel', () => {
     rec.waitFor((e) => e.kind === 'memory_release' && e.cgroupId === id, 10_000) as Promise<MemoryRelease>;
 
   itReal(missing)('peak, current, limit and OOM kills equal cgroupfs just before the rmdir', async () => {
+    const bornMs = performance.now();
     const cg = createMemoryCgroup('release', 256 * MiB);
     const id = cgroupId(cg.dir);
     expect(await touch(cg, 48)).toBe(0);
     const peak = cg.peakBytes();
     const usage = cg.usageBytes();
     await cg.remove();
+    const livedMs = performance.now() - bornMs;
     const e = await released(id);
     expect(e).toMatchObject({
       flags: FLAG.memoryRelease,
@@ -64,7 +66,7 @@ describe('memory cgroup release, from the kernel', () => {
     expect(e.peakBytes).toBeGreaterThanOrEqual(BigInt(48 * MiB));
     expect(e.peakBytes).toBeLessThan(BigInt(52 * MiB));
     console.log(
-      `[bpf-memory] 48 MiB touched: peak ${peak} B (+${peak - 48 * MiB}), current at rmdir ${e.currentBytes} B`,
+      `[bpf-memory] cgroup lived ${livedMs.toFixed(1)} ms; 48 MiB touched: peak ${peak} B (+${peak - 48 * MiB}), current at rmdir ${e.currentBytes} B`,
     );
   });
 

@@ -7,7 +7,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, assert, describe, expect, it } from 'vitest';
 import { fixedBootClock } from '../../collector/src/clock.js';
 import { createCollector, type EventSource } from '../../collector/src/collector.js';
 import { CgroupResolver } from '../../collector/src/containers/cgroup-resolver.js';
@@ -145,6 +145,21 @@ describe('kernel event stage', () => {
       events: [],
       unattributed: 1,
     });
+  });
+
+  it('v2 removals, and only those, tell the map sampler to take the cgroup out of its maps', () => {
+    const removed: bigint[] = [];
+    const stage = createKernelEventStage({
+      sampler: { cgroupRemoved: (id) => removed.push(id), memoryReleased: () => assert.fail('no release') },
+    });
+    const d = createDecoder();
+    const batch = [
+      cgroupEvent('cgroup_rmdir', 3n, '/a'),
+      cgroupEvent('cgroup_rmdir', 4n, '/a', MEMORY_HIERARCHY),
+      cgroupEvent('cgroup_mkdir', 5n, '/b'),
+    ];
+    expect(stage(d.decode(Buffer.concat(batch), batch.length)).events).toHaveLength(3);
+    expect(removed).toEqual([3n]);
   });
 
   it('a failing resolver does not cost the batch its events', () => {

@@ -178,6 +178,15 @@ describe('peak memory of short containers: docker -> eBPF -> Kafka -> processor 
     expect(peak(oomRows)).toBeGreaterThan(30 * MiB);
     expect(peak(oomRows)).toBeLessThanOrEqual(32 * MiB);
 
+    // The rollup the right-sizing and memory-peak queries read carries the same peak.
+    for (const rows of [heldRows, flashRows, oomRows]) {
+      const rollup = await one(
+        `SELECT toString(max(mem_peak_bytes)) AS peak, toString(sum(oom_events)) AS ooms FROM ktrail.usage_1h
+         WHERE node = '${NODE}' AND cgroup_id = ${rows[0]?.cgroup}`,
+      );
+      expect(rollup).toEqual({ peak: rows[0]?.peak, ooms: rows[0]?.ooms });
+    }
+
     // The 16 MiB container's workload lived less than 100 ms: the kernel's exec of its
     // command (sh, which becomes dd) -> its exit. The process itself is older: it was runc's
     // init before the exec.

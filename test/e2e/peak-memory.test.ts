@@ -5,7 +5,7 @@
 // is within 10% of what it touched: one that holds 64 MiB for 1 s, one whose process lives
 // less than 100 ms, and one OOM-killed at a 32 MiB limit.
 import { type ChildProcess, execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -28,9 +28,10 @@ const NODE = `${RUN}-node`;
 const MiB = 1024 * 1024;
 const MEMORY_RELEASE = 16;
 
-/** `docker run --rm` of a busybox command; resolves to the container id (kept in a cidfile). */
-async function runContainer(what: string, dockerArgs: string[], command: string): Promise<string> {
-  const cidfile = join(mkdtempSync(join(tmpdir(), 'ktrail-peak-')), 'cid');
+/** `docker run --rm` of a busybox command line; resolves to the container id (kept in a cidfile). */
+async function runContainer(what: string, dockerArgs: string[], command: string[]): Promise<string> {
+  const cidDir = mkdtempSync(join(tmpdir(), 'ktrail-peak-'));
+  const cidfile = join(cidDir, 'cid');
   await run(
     'docker',
     [
@@ -46,15 +47,15 @@ async function runContainer(what: string, dockerArgs: string[], command: string)
       `${RUN}-${what}`,
       ...dockerArgs,
       IMAGE,
-      'sh',
-      '-c',
-      command,
+      ...command,
     ],
     { timeout: 60_000 },
   ).catch((err: Error & { code?: number }) => {
     if (typeof err.code !== 'number') throw err; // a non-zero exit is the container's (OOM kill)
   });
-  return readFileSync(cidfile, 'utf8').trim();
+  const id = readFileSync(cidfile, 'utf8').trim();
+  rmSync(cidDir, { recursive: true, force: true });
+  return id;
 }
 
 describe('peak memory of short containers: docker -> eBPF -> Kafka -> processor -> chDB', () => {
@@ -121,6 +122,7 @@ describe('peak memory of short containers: docker -> eBPF -> Kafka -> processor 
     await stopCli(processor);
     if (collectorExit !== 0 && collector)
       console.error(`collector log tail:\n${logs.collector.slice(-40).join('')}`);
+    else rmSync(join(chdbDir, '..'), { recursive: true, force: true });
   }, 120_000);
 
   /** The container's release rows (flag 16), found through its cgroup in the containers table. */
@@ -148,18 +150,26 @@ describe('peak memory of short containers: docker -> eBPF -> Kafka -> processor 
 
   it('every container has one release row; its peak is what it touched, within 10%', async () => {
     // 64 MiB filled by dd and held for 1 s (dd blocks writing to a pipe nobody reads).
-    const held = await runContainer('held', [], 'dd if=/dev/zero bs=64M count=1 2>/dev/null | sleep 1');
-    // 16 MiB, and the process exits at once.
-    const flash = await runContainer('flash', [], 'exec dd if=/dev/zero of=/dev/null bs=16M count=1');
+    const held = await runContainer(
+      'held',
+      [],
+      ['sh', '-c', 'dd if=/dev/zero bs=64M count=1 2>/dev/null | sleep 1'],
+    );
+    // 32 MiB, and the process exits at once.
+    const flash = await runContainer(
+      'flash',
+      [],
+      ['dd', 'if=/dev/zero', 'of=/dev/null', 'bs=32M', 'count=1'],
+    );
     // 64 MiB asked for under a 32 MiB limit: OOM-killed.
     const oom = await runContainer(
       'oom',
       ['--memory', '32m', '--memory-swap', '32m'],
-      'exec dd if=/dev/zero of=/dev/null bs=64M count=1',
+      ['dd', 'if=/dev/zero', 'of=/dev/null', 'bs=64M', 'count=1'],
     );
 
     const heldRows = await released('64 MiB', held);
-    const flashRows = await released('16 MiB', flash);
+    const flashRows = await released('32 MiB', flash);
     const oomRows = await released('OOM-killed', oom);
     // Time for a duplicate to show up, were one written.
     await new Promise((r) => setTimeout(r, 3_000));
@@ -168,7 +178,7 @@ describe('peak memory of short containers: docker -> eBPF -> Kafka -> processor 
     const peak = (rows: Row[]) => Number(rows[0]?.peak);
     for (const [rows, touched] of [
       [heldRows, 64 * MiB],
-      [flashRows, 16 * MiB],
+      [flashRows, 32 * MiB],
     ] as const) {
       expect(peak(rows)).toBeGreaterThanOrEqual(touched);
       expect(peak(rows)).toBeLessThanOrEqual(touched * 1.1);
@@ -187,12 +197,11 @@ describe('peak memory of short containers: docker -> eBPF -> Kafka -> processor 
       expect(rollup).toEqual({ peak: rows[0]?.peak, ooms: rows[0]?.ooms });
     }
 
-    // The 16 MiB container's workload lived less than 100 ms: the kernel's exec of its
-    // command (sh, which becomes dd) -> its exit. The process itself is older: it was runc's
-    // init before the exec.
+    // The 32 MiB container's command lived less than 100 ms: the kernel's exec of dd -> its
+    // exit. The process itself is older: it was runc's init before the exec.
     const flashCgroup = String(flashRows[0]?.cgroup);
     const life = await waitFor(
-      'the 16 MiB container process exit',
+      'the 32 MiB container process exit',
       () =>
         one(
           `SELECT (any(x.ts_ns) - min(e.ts_ns)) / 1e6 AS ms
@@ -211,7 +220,7 @@ describe('peak memory of short containers: docker -> eBPF -> Kafka -> processor 
     );
     console.log(
       `[peak-memory] 64 MiB held 1 s: peak ${peak(heldRows)} B (+${((peak(heldRows) / (64 * MiB) - 1) * 100).toFixed(2)}%), ` +
-        `16 MiB: peak ${peak(flashRows)} B (+${((peak(flashRows) / (16 * MiB) - 1) * 100).toFixed(2)}%), ` +
+        `32 MiB: peak ${peak(flashRows)} B (+${((peak(flashRows) / (32 * MiB) - 1) * 100).toFixed(2)}%), ` +
         `dd lived ${Number(life.ms).toFixed(1)} ms, cgroup ${Number(cgroupLife?.ms).toFixed(1)} ms; ` +
         `OOM: peak ${peak(oomRows)} B at a ${32 * MiB} B limit; ` +
         `join states ${[heldRows, flashRows, oomRows].map((r) => r[0]?.join_state).join(', ')}`,

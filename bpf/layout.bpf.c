@@ -14,6 +14,7 @@ KT_BTF_ANCHOR(kt_proc_fork);
 KT_BTF_ANCHOR(kt_proc_exit);
 KT_BTF_ANCHOR(kt_cgroup_event);
 KT_BTF_ANCHOR(kt_oom_kill);
+KT_BTF_ANCHOR(kt_memory_release);
 KT_BTF_ANCHOR(kt_tcp_conn);
 KT_BTF_ANCHOR(kt_tcp_close);
 KT_BTF_ANCHOR(kt_tcp_reset);

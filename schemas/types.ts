@@ -346,7 +346,7 @@ export interface BlockSample {
   intervalNs: bigint;
 }
 
-/** Per-cgroup memory from cgroupfs at one sampling time. Kernel event type 67. */
+/** Per-cgroup memory: from cgroupfs at one sampling time (flags 0), or the kernel's last reading at the cgroup's removal (flags 16). Kernel event type 67. */
 export interface MemorySample {
   kind: 'memory_sample';
   /** bpf_ktime_get_boot_ns() at the event: boot-time clock, ns. Wall clock = EventBatch.bootEpochNs + tsNs. */
@@ -357,12 +357,15 @@ export interface MemorySample {
   pid: number;
   /** Thread group id (user-space pid); 0 for samples. */
   tgid: number;
-  /** Per-type flags (1 = KT_F_TRUNCATED; TCP close: 4 = reset sent, 8 = reset received). */
+  /** 16 = KT_F_MEMORY_RELEASE: the cgroup's last sample, read by the kernel as it was removed (one per cgroup); 0 = a periodic sample from cgroupfs. */
   flags: number;
+  /** Charged now (memory.current); in a release sample, what was still charged at the removal. */
   currentBytes: bigint;
+  /** The cgroup's peak since its creation (memory.peak, v1 memory.max_usage_in_bytes). */
   peakBytes: bigint;
   /** 0 = no limit. */
   limitBytes: bigint;
+  /** OOM kills since this cgroup's previous memory sample (the first: since its creation). */
   oomEvents: bigint;
 }
 

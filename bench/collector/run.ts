@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { Kafka, logLevel } from 'kafkajs';
 import { openCaptureReader } from '../../collector/src/kernel/capture.js';
 import { createDecoder } from '../../collector/src/kernel/decode.js';
+import { createKernelEventStage } from '../../collector/src/kernel-events.js';
 import { createEventBatchFramer } from '../../schemas/codec.js';
 import { ensureKafka } from '../../test/support/kafka.js';
 import { table, writeSection } from '../report.js';
@@ -38,6 +39,7 @@ async function encodeRate(file: string): Promise<{ eventsPerSec: number; bytesPe
   const batches: Array<{ buf: Buffer; records: number }> = [];
   for await (const b of openCaptureReader(file).batches()) batches.push({ buf: b.buf, records: b.records });
   const decoder = createDecoder();
+  const stage = createKernelEventStage();
   // The collector's own encoding path: each event written on arrival, the envelope per message.
   const framer = createEventBatchFramer();
   const scratch = Buffer.alloc(1 << 20);
@@ -49,7 +51,7 @@ async function encodeRate(file: string): Promise<{ eventsPerSec: number; bytesPe
   const t0 = performance.now();
   while (performance.now() - t0 < 3_000) {
     for (const b of batches) {
-      for (const e of decoder.decode(b.buf, b.records).events) {
+      for (const e of stage(decoder.decode(b.buf, b.records)).events) {
         used = framer.writeEvent(e, scratch, used);
         if (++count === 2_000) {
           const out = framer.frame(

@@ -33,7 +33,8 @@ enum kt_event_type {
 	KT_EV_TCP_ACCEPT = 9,
 	KT_EV_TCP_CLOSE = 10,
 	KT_EV_TCP_RESET = 11,
-	/* 12..63 reserved for future ring-buffer events */
+	KT_EV_MEMORY_RELEASE = 12, /* never leaves the collector: it becomes a memory_sample */
+	/* 13..63 reserved for future ring-buffer events */
 	/* 64.. user-space samples built from aggregate maps (never in the ring buffer) */
 	KT_EV_CPU_SAMPLE = 64,
 	KT_EV_NET_SAMPLE = 65,
@@ -47,6 +48,9 @@ enum kt_event_flags {
 	/* bit 1 reserved */
 	KT_F_RESET_SENT = 1 << 2,     /* tcp_close: this side sent a RST */
 	KT_F_RESET_RECEIVED = 1 << 3, /* tcp_close: this side received a RST */
+	/* memory_release, and the memory_sample it becomes: read by the kernel when the
+	 * cgroup was removed, so peak_bytes is the cgroup's whole-life peak */
+	KT_F_MEMORY_RELEASE = 1 << 4,
 };
 
 /* ---- drop-counter slots: one per program (kt_drops[slot] += 1 on failed reserve
@@ -67,6 +71,7 @@ enum kt_prog_slot {
 	KT_SLOT_NET_EGRESS = 12,  /* kt_net insert failed */
 	KT_SLOT_BLOCK_ISSUE = 13, /* kt_block_start full */
 	KT_SLOT_BLOCK_DONE = 14,  /* kt_block insert failed */
+	KT_SLOT_MEMORY_RELEASE = 15,
 	KT_SLOT_MAX = 32,
 };
 
@@ -186,6 +191,22 @@ struct kt_tcp_reset {
 	__u64 sock_cookie;
 	__u32 direction; /* 0 sent, 1 received */
 	__u32 pad2;
+};
+
+/* type 12: a cgroup that had memory controller state of its own was removed (v2 with
+ * the memory controller enabled for it, or any v1 memory hierarchy cgroup). Values are
+ * the memcg's page counter at rmdir, while cgroup_mutex still keeps its css online.
+ * hdr.cgroup_id = the removed cgroup's id in ITS hierarchy (hierarchy_id): a v1 id on a
+ * hybrid host, which the collector maps to the v2 cgroup of the same path. */
+struct kt_memory_release {
+	struct kt_header hdr; /* flags: KT_F_MEMORY_RELEASE */
+	__u32 level;
+	__u32 hierarchy_id;
+	__u64 peak_bytes;    /* watermark: v2 memory.peak, v1 memory.max_usage_in_bytes */
+	__u64 current_bytes; /* still charged at removal (page cache, kernel memory) */
+	__u64 limit_bytes;   /* memory.max / memory.limit_in_bytes; 0 = no limit */
+	__u64 oom_kills;     /* memory.events oom_kill (v1: memory.oom_control oom_kill) */
+	char path[KT_PATH_LEN]; /* relative to the hierarchy root */
 };
 
 /* ---- aggregate map values (key: kt_cgroup_id). All three maps are

@@ -125,8 +125,22 @@ save('oom_kill', (await find((e) => e.kind === 'oom_kill' && e.cgroupId === oomI
   limitKb: 64 * 1024,
 });
 await new Promise((r) => setTimeout(r, 200));
+// memory_release: the same v1 memory cgroup's last reading, at its rmdir.
+const memId = statSync(memDir, { bigint: true }).ino;
+const peakBytes = BigInt(readFileSync(join(memDir, 'memory.max_usage_in_bytes'), 'utf8').trim());
+const memoryHierarchy = Number(/^(\d+):memory:/m.exec(readFileSync('/proc/self/cgroup', 'utf8'))?.[1]);
 rmdirSync(oomCg);
 rmdirSync(memDir);
+save('memory_release', (await find((e) => e.kind === 'memory_release' && e.cgroupId === memId)).raw, {
+  cgroupId: memId,
+  path: `/${name}-oom`,
+  level: 1,
+  hierarchyId: memoryHierarchy,
+  flags: 16,
+  peakBytes,
+  limitBytes: BigInt(64 << 20),
+  oomKills: 1n,
+});
 
 // tcp_connect, tcp_accept, tcp_close (exact bytes), tcp_reset
 const UP = 1000;

@@ -48,6 +48,7 @@ import { createKafkaSink, type MessageSink } from './kafka-sink.js';
 import { configuredCgroupV2Root, type KernelCapture } from './kernel/addon.js';
 import { createDecoder } from './kernel/decode.js';
 import { createReplaySource, type ReplaySource } from './kernel/replay-source.js';
+import { createKernelEventStage } from './kernel-events.js';
 import { registerKernelMapMetrics } from './kernel-maps.js';
 import { createSampler, type MapSampler, type MemoryTarget } from './sampler.js';
 import { openSequenceStore } from './sequence-store.js';
@@ -291,6 +292,7 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
   }
 
   const decoder = createDecoder();
+  const stage = createKernelEventStage({ resolver, sampler: mapSampler });
   // Live capture continues its per-boot sequence across restarts and sends the stats a
   // previous run could not; a replay (tests, benchmarks) numbers each run from 0.
   const sequenceStore = ebpf ? openSequenceStore(config.node, clock.bootId) : undefined;
@@ -310,7 +312,7 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
     topics,
     clock,
     source,
-    decode: decoder.decode,
+    decode: (buf, records) => stage(decoder.decode(buf, records)),
     eventBatch: codec.batch,
     encodeStats: (s) => codec.stats.encode(s),
     sink,
@@ -322,7 +324,6 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
           containerKey: (r: ContainerRecord) => r.cgroupId.toString(),
         }
       : {}),
-    ...(resolver || mapSampler ? { observe: cgroupObserver(resolver, mapSampler) } : {}),
     ...(options.registry ? { registry: options.registry } : {}),
     ...(sequenceStore ? { sequenceStore } : {}),
     ...(unsentStats ? { unsentStats } : {}),
@@ -427,32 +428,6 @@ export function runtimeSocketPresent(
     `${runtime} socket not found: ${runtime} metadata provider off`,
   );
   return false;
-}
-
-/**
- * Feeds the kernel's cgroup lifecycle events to the resolver (identity comes from the kernel)
- * and v2 removals to the map sampler (it deletes their map entries after a last read). Map
- * keys are v2 ids: a v1 hierarchy's ids are another numbering, never deleted by them.
- */
-function cgroupObserver(
-  resolver: CgroupResolver | undefined,
-  sampler: MapSampler | undefined,
-): (events: KtrailEvent[]) => void {
-  return (events) => {
-    for (let i = 0; i < events.length; i++) {
-      const e = events[i] as KtrailEvent;
-      if (e.kind !== 'cgroup_mkdir' && e.kind !== 'cgroup_rmdir' && e.kind !== 'cgroup_rename') continue;
-      if (e.kind === 'cgroup_rmdir' && e.hierarchyId === 0) sampler?.cgroupRemoved(e.cgroupId);
-      resolver?.apply({
-        kind: e.kind,
-        cgroupId: e.cgroupId,
-        path: e.path,
-        tsNs: e.tsNs,
-        hierarchyId: e.hierarchyId,
-        truncated: (e.flags & 1) !== 0,
-      });
-    }
-  };
 }
 
 /**

@@ -49,6 +49,8 @@ export interface DecodeResult<E> {
   events: E[];
   /** Records the decoder rejected (bad size, unknown type...): counted, never fatal. */
   malformed: number;
+  /** Records that could not be tied to a v2 cgroup (kernel-events.ts): counted, not sent. */
+  unattributed?: number;
 }
 
 export type DecodeBatch<E> = (buf: Buffer, records: number) => DecodeResult<E>;
@@ -114,8 +116,6 @@ export interface CollectorOptions<E extends KtrailEvent, R> {
   sequenceStore?: { first: bigint; save(next: bigint): void };
   /** Stats messages Kafka had not acknowledged at stop: kept here, sent first by the next start. */
   unsentStats?: UnsentStatsStore;
-  /** Sees every decoded source batch before batching (e.g. cgroup events -> resolver). */
-  observe?: (events: E[]) => void;
 }
 
 export interface Collector {
@@ -264,17 +264,16 @@ export function createCollector<E extends KtrailEvent, R>(options: CollectorOpti
       result = { events: [], malformed: records };
       warnDrop('decoder', { err, records }, 'decoder rejected a whole batch');
     }
-    if (options.observe) {
-      try {
-        options.observe(result.events);
-      } catch (err) {
-        log.warn({ err }, 'event observer failed');
-      }
-    }
     if (result.malformed > 0) {
       counters.captured += result.malformed;
       counters.dropped.malformed_record += result.malformed;
       bump(counters.capturedByKind, 'malformed', result.malformed);
+    }
+    const unattributed = result.unattributed ?? 0;
+    if (unattributed > 0) {
+      counters.captured += unattributed;
+      counters.dropped.unattributed += unattributed;
+      bump(counters.capturedByKind, 'unattributed', unattributed);
     }
     accept(result.events);
   }

@@ -2,14 +2,18 @@
 // counters in per-CPU LRU hash maps (kt_cpu, kt_net, kt_block); every intervalMs we read them
 // (the addon sums the CPUs), subtract the previous reading, and emit one sample per cgroup
 // whose counters moved; removed cgroups' entries are taken out of the maps
-// (kernel-maps.ts). Memory is not eBPF: it is read from cgroupfs for the cgroups the
-// resolver knows (memory.current/peak/max/events on v2; v1 names where v2 lacks them).
+// (kernel-maps.ts). Memory is read from cgroupfs for the cgroups the resolver knows
+// (memory.current/peak/max/events on v2; v1 names where v2 lacks them); a cgroup's last
+// memory sample comes from the kernel at its removal (memoryReleased), so containers that
+// live less than an interval have one too.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createLogger } from '../../common/log.js';
 import type { BlockSample, CpuSample, MemorySample, NetSample } from '../../schemas/types.js';
 import type { BootClock } from './clock.js';
 import type { Sampler } from './collector.js';
+import type { MemoryRelease } from './kernel/decode.js';
+import { FLAG } from './kernel/layout.js';
 import { createKernelMaps, type KernelMaps, type KernelMapsOptions } from './kernel-maps.js';
 
 export type SampleEvent = CpuSample | NetSample | BlockSample | MemorySample;
@@ -29,6 +33,37 @@ export interface SamplerOptions extends Omit<KernelMapsOptions, 'bootNowNs'> {
 
 export interface MapSampler extends Sampler<SampleEvent>, Pick<KernelMaps, 'cgroupRemoved' | 'mapStats'> {
   sampleNow(): SampleEvent[];
+  /**
+   * The kernel's reading of a memory cgroup at its removal, as the last memory_sample of the
+   * v2 cgroup `cgroupId`; its OOM kills counted from this sampler's last reading of it.
+   */
+  memoryReleased(release: MemoryRelease, cgroupId: bigint): MemorySample;
+}
+
+/**
+ * How long the OOM count of a cgroup that left the sample targets is kept for its release
+ * record: on a hybrid host the v1 memory cgroup may go a little after the v2 one.
+ */
+const RELEASE_WAIT_MS = 120_000;
+
+/**
+ * A kernel memory_release as the v2 cgroup's last memory_sample (flag KT_F_MEMORY_RELEASE).
+ * `oomBefore`: the OOM kills already reported by periodic samples (undefined: none were).
+ */
+export function releaseToSample(release: MemoryRelease, cgroupId: bigint, oomBefore?: bigint): MemorySample {
+  const kills = release.oomKills;
+  return {
+    kind: 'memory_sample',
+    tsNs: release.tsNs,
+    cgroupId,
+    pid: 0,
+    tgid: 0,
+    flags: FLAG.memoryRelease,
+    currentBytes: release.currentBytes,
+    peakBytes: release.peakBytes,
+    limitBytes: release.limitBytes,
+    oomEvents: oomBefore === undefined || kills < oomBefore ? kills : kills - oomBefore,
+  };
 }
 
 function readText(path: string): string | undefined {
@@ -65,20 +100,20 @@ export function createSampler(options: SamplerOptions): MapSampler {
   const log = createLogger('collector.sampler');
   const { clock, memoryTargets } = options;
   const maps = createKernelMaps({ ...options, bootNowNs: () => clock.bootNowNs() });
-  const oomBefore = new Map<bigint, bigint>();
+  // OOM kills at the last reading, and when it was (Date.now()), per v2 cgroup id.
+  const oomBefore = new Map<bigint, { kills: bigint; atMs: number }>();
   let timer: NodeJS.Timeout | undefined;
   let emit: ((events: SampleEvent[]) => void) | undefined;
 
   function sampleMemory(nowNs: bigint, out: SampleEvent[]): void {
     if (!memoryTargets) return;
-    const seen = new Set<bigint>();
+    const nowMs = Date.now();
     for (const { cgroupId, dir } of memoryTargets()) {
       const current = readBytes(dir, 'memory.current', 'memory.usage_in_bytes');
       if (current === undefined) continue; // cgroup gone or no memory controller
-      seen.add(cgroupId);
       const ooms = readOomKills(dir);
-      const before = oomBefore.get(cgroupId);
-      oomBefore.set(cgroupId, ooms);
+      const before = oomBefore.get(cgroupId)?.kills;
+      oomBefore.set(cgroupId, { kills: ooms, atMs: nowMs });
       out.push({
         kind: 'memory_sample',
         tsNs: nowNs,
@@ -93,7 +128,8 @@ export function createSampler(options: SamplerOptions): MapSampler {
         oomEvents: before === undefined || ooms < before ? ooms : ooms - before,
       });
     }
-    for (const id of oomBefore.keys()) if (!seen.has(id)) oomBefore.delete(id);
+    // Kept a while after the last reading: the cgroup's release record still needs it.
+    for (const [id, last] of oomBefore) if (nowMs - last.atMs > RELEASE_WAIT_MS) oomBefore.delete(id);
   }
 
   function sampleNow(): SampleEvent[] {
@@ -116,6 +152,11 @@ export function createSampler(options: SamplerOptions): MapSampler {
   return {
     sampleNow,
     cgroupRemoved: (cgroupId) => maps.cgroupRemoved(cgroupId),
+    memoryReleased(release, cgroupId) {
+      const before = oomBefore.get(cgroupId)?.kills;
+      oomBefore.delete(cgroupId);
+      return releaseToSample(release, cgroupId, before);
+    },
     mapStats: () => maps.mapStats(),
     start(onEvents) {
       emit = onEvents;

@@ -17,6 +17,7 @@ const PROGRAMS = [
   'kt_cgroup_rename',
   'kt_cpu_switch',
   'kt_oom_mark_victim',
+  'kt_memory_release',
   'kt_tcp_state',
   'kt_tcp_send_reset',
   'kt_tcp_receive_reset',

@@ -14,6 +14,7 @@ import type { ContainerFeed } from '../../collector/src/collector.js';
 import type { ContainerRecord } from '../../collector/src/containers/types.js';
 import { openCaptureReader } from '../../collector/src/kernel/capture.js';
 import { createDecoder } from '../../collector/src/kernel/decode.js';
+import { createKernelEventStage } from '../../collector/src/kernel-events.js';
 import { validateConfig } from '../../common/config.js';
 import { createKafka, ensureTopics, topicNames } from '../../common/kafka.js';
 import { createLogger } from '../../common/log.js';
@@ -104,8 +105,9 @@ describe('collector -> real Kafka', () => {
       // What Kafka holds: the same events the decoder reads from the file, in the same order.
       const expected: KtrailEvent[] = [];
       const decoder = createDecoder();
+      const stage = createKernelEventStage();
       for await (const batch of openCaptureReader(file).batches())
-        expected.push(...decoder.decode(batch.buf, batch.records).events);
+        expected.push(...stage(decoder.decode(batch.buf, batch.records)).events);
       expect(expected.length).toBe(written.valid);
 
       const resolver = createSchemaResolver();

@@ -26,6 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, inject } from 'vitest';
 import { readTopic } from '../../bench/collector/kafka-read.js';
 import { cgroupV2Root, missingKernelCapture, openCapture } from '../../collector/src/kernel/addon.js';
+import { FLAG } from '../../collector/src/kernel/layout.js';
 import { processPrivileges } from '../../collector/src/kernel/privileges.js';
 import { bpfObjects } from '../../collector/src/sources.js';
 import { topicNames } from '../../common/kafka.js';
@@ -202,6 +203,9 @@ describe('collector privileges: exactly the DaemonSet capabilities', () => {
         const marker = `ktrail-caps-${Date.now().toString(36)}`;
         exec(marker, 3);
         await new Promise((r) => setTimeout(r, 2_500)); // two sample intervals: CPU and network
+        // Its removal: the kernel's last reading of its (v1 on a hybrid host) memory cgroup.
+        container.remove();
+        await new Promise((r) => setTimeout(r, 1_000));
       } finally {
         run.child.kill('SIGTERM');
         await run.exit;
@@ -229,7 +233,10 @@ describe('collector privileges: exactly the DaemonSet capabilities', () => {
       expect(events.some((e) => e.kind === 'cpu_sample' && e.cpuNs > 0n)).toBe(true);
       expect(events.some((e) => e.kind === 'net_sample')).toBe(true);
       // The startup scan named the container from cgroupfs, and its memory.* files were read.
-      expect(events.some((e) => e.kind === 'memory_sample' && e.cgroupId === container.cgroupId)).toBe(true);
+      const memory = events.filter((e) => e.kind === 'memory_sample' && e.cgroupId === container.cgroupId);
+      expect(memory.some((e) => e.flags === 0)).toBe(true);
+      // kt_memory_release ran too (tp_btf: CAP_PERFMON), and its record reached the v2 cgroup.
+      expect(memory.filter((e) => e.flags === FLAG.memoryRelease)).toHaveLength(1);
       const records = (await readTopic(kafka.value?.brokers ?? [], topicNames(topicPrefix).containers)).map(
         (m) =>
           resolver.decodeAs('ContainerRecord', m.value) as {

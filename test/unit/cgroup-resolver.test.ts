@@ -82,6 +82,33 @@ describe('CgroupResolver', () => {
     expect(seen).toEqual(['cgroup_mkdir:4242', 'cgroup_rename:4242', 'cgroup_rmdir:4242']);
   });
 
+  it('knows the id at a path: scanned, created, renamed, removed within the grace period, reused', async () => {
+    const root = tree([`docker/${hex('a')}`]);
+    let clock = 0;
+    const r = await CgroupResolver.create({ mountPoint: root, graceMs: 1000, now: () => clock });
+    expect(r.idOfKnownPath(`/docker/${hex('a')}`)).toBe(ino(root, `docker/${hex('a')}`));
+    expect(r.idOfKnownPath(`docker/${hex('a')}/`)).toBe(ino(root, `docker/${hex('a')}`)); // normalized
+    const path = `/docker/${hex('e')}`;
+    r.apply({ kind: 'cgroup_mkdir', cgroupId: 50n, path, tsNs: 1n, hierarchyId: 0 });
+    expect(r.idOfKnownPath(path)).toBe(50n);
+    r.apply({ kind: 'cgroup_rename', cgroupId: 50n, path: '/moved', tsNs: 2n });
+    expect(r.idOfKnownPath(path)).toBeUndefined();
+    expect(r.idOfKnownPath('/moved')).toBe(50n);
+    r.apply({ kind: 'cgroup_rmdir', cgroupId: 50n, path: '/moved', tsNs: 3n });
+    expect(r.idOfKnownPath('/moved')).toBe(50n); // removed, still within the grace period
+    // A new cgroup at the same path takes it over; the old one's expiry leaves it alone.
+    r.apply({ kind: 'cgroup_mkdir', cgroupId: 51n, path: '/moved', tsNs: 4n, hierarchyId: 0 });
+    expect(r.idOfKnownPath('/moved')).toBe(51n);
+    clock = 1001;
+    r.stats(); // expires 50
+    expect(r.resolve(50n)).toBeUndefined();
+    expect(r.idOfKnownPath('/moved')).toBe(51n);
+    r.apply({ kind: 'cgroup_rmdir', cgroupId: 51n, path: '/moved', tsNs: 5n });
+    clock = 3000;
+    r.stats();
+    expect(r.idOfKnownPath('/moved')).toBeUndefined();
+  });
+
   it('an rmdir for a cgroup it never saw still records it (short-lived, created before start)', async () => {
     const r = await CgroupResolver.create({ mountPoint: tree([]) });
     r.apply({ kind: 'cgroup_rmdir', cgroupId: 99n, path: `/docker/${hex('d')}`, tsNs: 5n });

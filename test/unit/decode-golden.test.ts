@@ -5,7 +5,12 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createDecodeStats, decodeBatch, type KernelEvent } from '../../collector/src/kernel/decode.js';
-import { EVENT_TYPE, KT_HEADER, RECORD_LAYOUT } from '../../collector/src/kernel/layout.js';
+import {
+  EVENT_TYPE,
+  KT_HEADER,
+  KT_MEMORY_RELEASE,
+  RECORD_LAYOUT,
+} from '../../collector/src/kernel/layout.js';
 import { REPO_ROOT } from '../../common/repo-root.js';
 
 const dir = join(REPO_ROOT, 'test/fixtures/records');
@@ -21,6 +26,7 @@ const KINDS = [
   'tcp_accept',
   'tcp_close',
   'tcp_reset',
+  'memory_release',
 ] as const;
 
 const raw = (kind: string): Buffer => readFileSync(join(dir, `${kind}.bin`));
@@ -63,6 +69,9 @@ describe('golden kernel records', () => {
     const exec = raw('proc_exec');
     const used = exec.readUInt32LE(48);
     expect(exec.subarray(328 + used).every((b) => b === 0)).toBe(true);
+    const release = raw('memory_release');
+    const path = KT_MEMORY_RELEASE.fields.path.offset;
+    expect(release.subarray(release.indexOf(0, path)).every((b) => b === 0)).toBe(true);
   });
 
   it('all golden records laid end to end decode in order', () => {

@@ -75,7 +75,7 @@ describe('events.h <-> layout.ts (BTF)', () => {
     const writes: Record<string, string[]> = {
       'process.bpf.o': ['kt_header', 'kt_proc_exec', 'kt_proc_fork', 'kt_proc_exit'],
       'cgroup.bpf.o': ['kt_header', 'kt_cgroup_event'],
-      'memory.bpf.o': ['kt_header', 'kt_oom_kill'],
+      'memory.bpf.o': ['kt_header', 'kt_oom_kill', 'kt_memory_release'],
       'tcp.bpf.o': ['kt_header', 'kt_tcp_conn', 'kt_tcp_close', 'kt_tcp_reset'],
       'cpu.bpf.o': ['kt_cpu_value'],
       'net.bpf.o': ['kt_net_value'],

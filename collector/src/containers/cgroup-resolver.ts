@@ -137,6 +137,9 @@ function normalize(path: string): string {
 export class CgroupResolver {
   readonly hierarchy: HierarchyInfo;
   private readonly entries = new Map<bigint, CgroupEntry>();
+  // path -> id of the latest cgroup known at that path (live or removed within the grace
+  // period), so a record of another hierarchy with the same path finds its v2 cgroup.
+  private readonly byPath = new Map<string, bigint>();
   // Removed entries in removal order, so expiry and eviction look only at the head.
   private readonly removedQueue = new IdQueue();
   private removedCount = 0;
@@ -239,8 +242,10 @@ export class CgroupResolver {
           this.insert(fresh, event.kind);
           return fresh;
         }
+        this.unindex(entry);
         entry.path = path;
         entry.identity = identityOf(path, truncated);
+        this.byPath.set(path, entry.id);
         this.emit(entry, event.kind);
         if (truncated) void this.repairTruncated(entry);
         return entry;
@@ -270,6 +275,15 @@ export class CgroupResolver {
     if (entry) this.counters.hits++;
     else this.counters.misses++;
     return entry;
+  }
+
+  /**
+   * The id of the cgroup known at this path (relative to the hierarchy root), live or removed
+   * within the grace period; no I/O. Runtimes give a container the same path in every
+   * hierarchy, so this maps a v1 cgroup (memory) to the v2 one events are keyed by.
+   */
+  idOfKnownPath(path: string): bigint | undefined {
+    return this.byPath.get(normalize(path));
   }
 
   /** The cgroup id of a path relative to the hierarchy root (stat of the live directory). */
@@ -314,13 +328,22 @@ export class CgroupResolver {
 
   private insert(entry: CgroupEntry, kind: CgroupEventKind | 'scan'): void {
     this.entries.set(entry.id, entry);
+    this.byPath.set(entry.path, entry.id);
     if (this.entries.size > this.maxEntries) this.evict();
     this.emit(entry, kind);
   }
 
   private drop(id: bigint): void {
-    if (this.entries.get(id)?.removedAtMs !== undefined) this.removedCount--;
+    const entry = this.entries.get(id);
+    if (entry === undefined) return;
+    if (entry.removedAtMs !== undefined) this.removedCount--;
+    this.unindex(entry);
     this.entries.delete(id);
+  }
+
+  /** Forgets the entry's path unless a newer cgroup took it over. */
+  private unindex(entry: CgroupEntry): void {
+    if (this.byPath.get(entry.path) === entry.id) this.byPath.delete(entry.path);
   }
 
   /** Drops removed cgroups whose grace period is over. */
@@ -362,7 +385,9 @@ export class CgroupResolver {
     const base = '/' + parts.join('/');
     const found = await this.findById(base, entry.id, 4);
     if (found !== undefined && this.entries.get(entry.id) === entry) {
+      this.unindex(entry);
       entry.path = found;
+      this.byPath.set(found, entry.id);
       entry.identity = parseCgroupPath(found);
       this.counters.truncatedRepaired++;
       this.emit(entry, 'cgroup_rename');

@@ -31,6 +31,7 @@ import {
   KT_PROC_FORK as FORK,
   KT_HEADER as H,
   HEADER_SIZE,
+  KT_MEMORY_RELEASE as MEMREL,
   KT_OOM_KILL as OOM,
   PATH_LEN,
   KT_TCP_CLOSE as TCLOSE,
@@ -38,8 +39,31 @@ import {
   KT_TCP_RESET as TRESET,
 } from './layout.js';
 
+/**
+ * A memory cgroup's last reading, taken by the kernel at its removal (events.h type 12). Not
+ * an Avro kind: the collector turns it into a memory_sample of the v2 cgroup
+ * (collector/src/kernel-events.ts), so it never reaches Kafka as itself.
+ */
+export interface MemoryRelease {
+  kind: 'memory_release';
+  tsNs: bigint;
+  /** The removed cgroup's id in its own hierarchy (a v1 id when hierarchyId != 0). */
+  cgroupId: bigint;
+  pid: number;
+  tgid: number;
+  flags: number;
+  level: number;
+  hierarchyId: number;
+  path: string;
+  peakBytes: bigint;
+  currentBytes: bigint;
+  limitBytes: bigint;
+  oomKills: bigint;
+}
+
 /** Every event the ring buffer carries (samples come from map readers, not from here). */
 export type KernelEvent =
+  | MemoryRelease
   | ProcExec
   | ProcFork
   | ProcExit
@@ -211,6 +235,8 @@ function decodeRecord(
       return size === TCLOSE.size ? tcpClose(buf, o) : mismatch(stats);
     case EVENT_TYPE.tcp_reset:
       return size === TRESET.size ? tcpReset(buf, o) : mismatch(stats);
+    case EVENT_TYPE.memory_release:
+      return size === MEMREL.size ? memoryRelease(buf, o) : mismatch(stats);
     default:
       stats.unknownType++;
       stats.malformed++;
@@ -351,6 +377,25 @@ function oomKill(b: Buffer, o: number): OomKill {
     fileRssKb: u64(o + F.file_rss_kb.offset),
     shmemRssKb: u64(o + F.shmem_rss_kb.offset),
     comm: cstr(b, o + F.comm.offset, COMM_LEN),
+  };
+}
+
+function memoryRelease(b: Buffer, o: number): MemoryRelease {
+  const F = MEMREL.fields;
+  return {
+    kind: 'memory_release',
+    tsNs: u64(o + TS),
+    cgroupId: u64(o + CGID),
+    pid: u32(o + PID),
+    tgid: u32(o + TGID),
+    flags: u16(o + FLAGS),
+    level: u32(o + F.level.offset),
+    hierarchyId: u32(o + F.hierarchy_id.offset),
+    path: cstr(b, o + F.path.offset, PATH_LEN),
+    peakBytes: u64(o + F.peak_bytes.offset),
+    currentBytes: u64(o + F.current_bytes.offset),
+    limitBytes: u64(o + F.limit_bytes.offset),
+    oomKills: u64(o + F.oom_kills.offset),
   };
 }
 

@@ -114,6 +114,22 @@ export const KT_OOM_KILL = {
   },
 } as const satisfies StructLayout;
 
+/** Type 12: a memory cgroup's last reading, at its removal (becomes a memory_sample). */
+export const KT_MEMORY_RELEASE = {
+  name: 'kt_memory_release',
+  size: 328,
+  fields: {
+    hdr,
+    level: f(32, 4),
+    hierarchy_id: f(36, 4),
+    peak_bytes: f(40, 8),
+    current_bytes: f(48, 8),
+    limit_bytes: f(56, 8),
+    oom_kills: f(64, 8),
+    path: f(72, PATH_LEN),
+  },
+} as const satisfies StructLayout;
+
 /** The address block every TCP record starts with, right after the header. */
 const tcpAddr = {
   family: f(32, 2),
@@ -190,6 +206,7 @@ export const ALL_STRUCTS: readonly StructLayout[] = [
   KT_TCP_CONN,
   KT_TCP_CLOSE,
   KT_TCP_RESET,
+  KT_MEMORY_RELEASE,
   KT_CPU_VALUE,
   KT_NET_VALUE,
   KT_BLOCK_VALUE,
@@ -208,6 +225,7 @@ export const EVENT_TYPE = {
   tcp_accept: 9,
   tcp_close: 10,
   tcp_reset: 11,
+  memory_release: 12,
   cpu_sample: 64,
   net_sample: 65,
   block_sample: 66,
@@ -227,6 +245,7 @@ export const RECORD_LAYOUT: Readonly<Record<number, StructLayout>> = {
   [EVENT_TYPE.tcp_accept]: KT_TCP_CONN,
   [EVENT_TYPE.tcp_close]: KT_TCP_CLOSE,
   [EVENT_TYPE.tcp_reset]: KT_TCP_RESET,
+  [EVENT_TYPE.memory_release]: KT_MEMORY_RELEASE,
 };
 
 /** enum kt_event_flags. */
@@ -234,6 +253,7 @@ export const FLAG = {
   truncated: 1 << 0,
   resetSent: 1 << 2,
   resetReceived: 1 << 3,
+  memoryRelease: 1 << 4,
 } as const;
 
 /** enum kt_prog_slot: index into kt_drops (a per-CPU array; sum over CPUs). */
@@ -253,6 +273,7 @@ export const PROG_SLOT = {
   net_egress: 12,
   block_issue: 13,
   block_done: 14,
+  memory_release: 15,
 } as const;
 export const PROG_SLOT_MAX = 32;
 

@@ -34,6 +34,7 @@ export const DROP_REASONS = [
   'malformed_record',
   'kafka_rejected',
   'shutdown_deadline',
+  'unattributed',
 ] as const;
 
 export type DropReason = (typeof DROP_REASONS)[number];

@@ -22,12 +22,19 @@ import {
   SHIPPED_LIMIT,
 } from '../../common/memory-budget.js';
 import {
+  catalog,
   createEncoder,
   createEventBatchFramer,
-  createRegistryEncoder,
   type Encoder,
   type EventBatchFramer,
+  PENDING_SCHEMA_ID,
+  type WireFormat,
 } from '../../schemas/codec.js';
+import {
+  createSchemaRegistration,
+  type SchemaRegistration,
+  valueSubject,
+} from '../../schemas/registration.js';
 import { createSchemaRegistryClient } from '../../schemas/registry-client.js';
 import type {
   ContainerRecord as AvroContainerRecord,
@@ -49,6 +56,7 @@ import { configuredCgroupV2Root, type KernelCapture } from './kernel/addon.js';
 import { createDecoder } from './kernel/decode.js';
 import { createReplaySource, type ReplaySource } from './kernel/replay-source.js';
 import { registerKernelMapMetrics } from './kernel-maps.js';
+import { createRegistrySink } from './registry-sink.js';
 import { createSampler, type MapSampler, type MemoryTarget } from './sampler.js';
 import { openSequenceStore } from './sequence-store.js';
 import { createKernelSource, type KernelSource } from './sources.js';
@@ -116,11 +124,19 @@ export function toAvroContainer(r: ContainerRecord): AvroContainerRecord {
   };
 }
 
-async function encoders(config: KtrailConfig): Promise<{
+interface CollectorCodec {
   batch: EventBatchFramer;
   stats: Encoder<CollectorStats>;
   container: Encoder<AvroContainerRecord>;
-}> {
+  /** With a schema registry: the registration of the three topics' schemas (runs from start()). */
+  registration?: SchemaRegistration;
+}
+
+/**
+ * Single-object encoders, or with a registry the Confluent wire format: messages carry
+ * PENDING_SCHEMA_ID until the registry sink writes the registered ids into them.
+ */
+function encoders(config: KtrailConfig, topics: TopicNames): CollectorCodec {
   const url = config.kafka.schemaRegistryUrl;
   if (url === undefined)
     return {
@@ -128,11 +144,23 @@ async function encoders(config: KtrailConfig): Promise<{
       stats: createEncoder('CollectorStats'),
       container: createEncoder('ContainerRecord'),
     };
-  const registry = createSchemaRegistryClient({ url });
+  const pending: WireFormat = { format: 'confluent', schemaId: PENDING_SCHEMA_ID };
+  const current = catalog().current;
+  const registration = createSchemaRegistration({
+    client: createSchemaRegistryClient({ url }),
+    subjects: [
+      { subject: valueSubject(topics.events), schema: current.EventBatch.schema },
+      { subject: valueSubject(topics.containers), schema: current.ContainerRecord.schema },
+      { subject: valueSubject(topics.stats), schema: current.CollectorStats.schema },
+    ],
+    compatibility: config.kafka.schemaRegistryCompatibility,
+    log: createLogger('collector.registry', { node: config.node }),
+  });
   return {
-    batch: createEventBatchFramer((await createRegistryEncoder('EventBatch', registry)).wire),
-    stats: await createRegistryEncoder('CollectorStats', registry),
-    container: await createRegistryEncoder('ContainerRecord', registry),
+    batch: createEventBatchFramer(pending),
+    stats: createEncoder('CollectorStats', pending),
+    container: createEncoder('ContainerRecord', pending),
+    registration,
   };
 }
 
@@ -177,8 +205,17 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
     },
     createLogger('collector.kafka'),
   );
-  const sink = options.sink ?? createKafkaSink({ kafka });
-  const codec = await encoders(config);
+  const codec = encoders(config, topics);
+  const kafkaSink = options.sink ?? createKafkaSink({ kafka });
+  const sink =
+    codec.registration === undefined
+      ? kafkaSink
+      : createRegistrySink(
+          kafkaSink,
+          codec.registration,
+          new Map([topics.events, topics.containers, topics.stats].map((t) => [t, valueSubject(t)])),
+          options.registry,
+        );
 
   let source: EventSource;
   const samplers: Sampler<KtrailEvent>[] = [];
@@ -343,11 +380,18 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
         topicCheck = checkTopics();
         await Promise.race([topicCheck, new Promise((r) => setTimeout(r, 5_000).unref())]);
       }
+      // Registration too, but only a short wait: the registry sink holds the messages
+      // until it is done, and capture must start while the registry is down.
+      if (codec.registration !== undefined) {
+        const registered = codec.registration.run();
+        await Promise.race([registered, new Promise((r) => setTimeout(r, 5_000).unref())]);
+      }
       await collector.start();
     },
     async stop() {
       stopped = true;
       const final = await collector.stop();
+      codec.registration?.close();
       await topicCheck;
       return final;
     },

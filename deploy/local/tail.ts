@@ -63,6 +63,8 @@ async function stop(code: number): Promise<never> {
     stopping = true;
     await consumer.disconnect().catch(() => undefined);
   }
+  // Into a pipe, stdout is written in the background: exiting at once would cut the lines.
+  await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
   process.exit(code);
 }
 process.on('SIGINT', () => void stop(0));

@@ -4,6 +4,7 @@
 // later schema that level forbids. A registry that is down or refuses is retried with
 // backoff; the writer holds its messages meanwhile (collector: registry-sink.ts; processor:
 // schema-gate.ts), so nothing is sent with an id that does not exist.
+import { isRetriable, KtrailError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { CompatibilityLevel, SchemaRegistryClient } from './registry-client.js';
 
@@ -67,8 +68,10 @@ export function createSchemaRegistration(options: RegistrationOptions): SchemaRe
     }
     const cause = (results[failed] as PromiseRejectedResult).reason as Error;
     const subject = (pending[failed] as SubjectSchema).subject;
-    lastError = Object.assign(new Error(`cannot register subject ${subject}: ${cause.message}`, { cause }), {
-      retriable: (cause as { retriable?: boolean }).retriable ?? false,
+    lastError = new KtrailError(`cannot register subject ${subject}: ${cause.message}`, {
+      cause,
+      retriable: isRetriable(cause),
+      context: { subject },
     });
     throw lastError;
   }
@@ -92,11 +95,13 @@ export function createSchemaRegistration(options: RegistrationOptions): SchemaRe
         for (let attempt = 1; !closed && !registration.ready; attempt++) {
           try {
             await registration.attempt();
+            const registered = Object.fromEntries(ids);
             if (attempt > 1)
               log.info(
-                { attempts: attempt, waitedMs: Date.now() - started, registry: client.url },
+                { attempts: attempt, waitedMs: Date.now() - started, registry: client.url, ids: registered },
                 'schema registry: schemas registered; held messages go out now',
               );
+            else log.info({ registry: client.url, ids: registered }, 'schema registry: schemas registered');
           } catch (err) {
             if (attempt === 1 || attempt % 10 === 0)
               log.warn(

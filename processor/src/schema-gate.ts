@@ -91,7 +91,7 @@ export function createSchemaGate(options: SchemaGateOptions): SchemaGate {
           outages++;
           log.warn(
             { err: (err as Error).message, heldPartitions: held.size },
-            'schema registry unavailable: decoding paused (nothing is dead-lettered for it); retrying with backoff',
+            'schema registry unavailable or refusing: decoding paused (nothing is dead-lettered for it); retrying with backoff',
           );
         }
         await sleep(delay);

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ClickHouseClient } from '@clickhouse/client';
+import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, inject } from 'vitest';
 import { readTopic } from '../../bench/collector/kafka-read.js';
 import { writeSyntheticCapture } from '../../bench/collector/synthetic.js';
@@ -46,6 +47,7 @@ const ROOT = new URL('../../', import.meta.url).pathname;
 const KINDS = ['tcp_close', 'tcp_connect', 'tcp_accept', 'proc_fork', 'proc_exit', 'proc_exec', 'tcp_reset'];
 const MORE_KINDS = ['cgroup_mkdir', 'cgroup_rmdir', 'oom_kill', 'cpu_sample'];
 const prefixes: string[] = [];
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let registry: RegistryInstance;
 let store: ClickHouseClient;
@@ -285,6 +287,7 @@ describe('schema registry mode (Confluent wire format) end to end', () => {
       {
         cwd: ROOT,
         timeout: 90_000,
+        maxBuffer: 64 * 1024 * 1024,
         env: {
           ...process.env,
           KTRAIL_KAFKA_BROKERS: brokers().join(','),
@@ -403,4 +406,41 @@ describe('schema registry mode (Confluent wire format) end to end', () => {
     expect(await rowsOf('node-evolve')).toBe(500);
     expect(processor.stats().deadLetters).toBe(0);
   }, 180_000);
+
+  it('a collector whose schema the subject forbids sends nothing and holds its messages, counted', async () => {
+    const config = configFor('refused');
+    const names = topicNames(config.kafka.topicPrefix);
+    // An older EventBatch without `collectorVersion` (no default): the current one can't
+    // read what it wrote, so BACKWARD refuses the collector's schema.
+    const current = catalog().current.EventBatch.schema as { fields: { name: string }[] };
+    const older = { ...current, fields: current.fields.filter((f) => f.name !== 'collectorVersion') };
+    await createSchemaRegistryClient({ url: registry.url }).register(valueSubject(names.events), older);
+    const metrics = new Registry();
+    const built = await buildCollector({
+      config: { ...config, collector: { ...config.collector, shutdownDeadlineMs: 1_000 } },
+      registry: metrics,
+    });
+    await built.start();
+    await built.collector.sourceDone;
+    await sleep(1_000);
+    expect(built.collector.snapshot()).toMatchObject({
+      captured: events,
+      delivered: 0,
+      pending: events,
+      kafkaErrors: 0,
+    });
+    const ready = (await metrics.getMetricsAsJSON()).find(
+      (m) => m.name === 'ktrail_collector_schema_registry_ready',
+    );
+    expect(ready?.values[0]?.value).toBe(0);
+    const final = await built.stop();
+    // Nothing reached Kafka; what could not be sent is counted, not lost silently.
+    expect(final.delivered).toBe(0);
+    expect(final.captured).toBe(final.delivered + final.droppedTotal + final.pending);
+    expect(final.unaccounted).toBe(0);
+    expect(await readTopic(brokers(), names.events)).toEqual([]);
+    expect(await ccompat(`/config/${valueSubject(names.events)}`)).toEqual({
+      compatibilityLevel: 'BACKWARD',
+    });
+  }, 120_000);
 });

@@ -21,26 +21,8 @@ import {
   resolveBudget,
   SHIPPED_LIMIT,
 } from '../../common/memory-budget.js';
-import {
-  catalog,
-  createEncoder,
-  createEventBatchFramer,
-  type Encoder,
-  type EventBatchFramer,
-  PENDING_SCHEMA_ID,
-  type WireFormat,
-} from '../../schemas/codec.js';
-import {
-  createSchemaRegistration,
-  type SchemaRegistration,
-  valueSubject,
-} from '../../schemas/registration.js';
-import { createSchemaRegistryClient } from '../../schemas/registry-client.js';
-import type {
-  ContainerRecord as AvroContainerRecord,
-  CollectorStats,
-  KtrailEvent,
-} from '../../schemas/types.js';
+import { valueSubject } from '../../schemas/registration.js';
+import type { ContainerRecord as AvroContainerRecord, KtrailEvent } from '../../schemas/types.js';
 import { type BootClock, createBootClock, fixedBootClock } from './clock.js';
 import {
   type Collector,
@@ -61,6 +43,7 @@ import { createSampler, type MapSampler, type MemoryTarget } from './sampler.js'
 import { openSequenceStore } from './sequence-store.js';
 import { createKernelSource, type KernelSource } from './sources.js';
 import { openUnsentStats } from './unsent-stats.js';
+import { collectorCodec } from './wire-codec.js';
 
 export const COLLECTOR_VERSION = process.env.KTRAIL_VERSION ?? '0.1.0';
 
@@ -124,46 +107,6 @@ export function toAvroContainer(r: ContainerRecord): AvroContainerRecord {
   };
 }
 
-interface CollectorCodec {
-  batch: EventBatchFramer;
-  stats: Encoder<CollectorStats>;
-  container: Encoder<AvroContainerRecord>;
-  /** With a schema registry: the registration of the three topics' schemas (runs from start()). */
-  registration?: SchemaRegistration;
-}
-
-/**
- * Single-object encoders, or with a registry the Confluent wire format: messages carry
- * PENDING_SCHEMA_ID until the registry sink writes the registered ids into them.
- */
-function encoders(config: KtrailConfig, topics: TopicNames): CollectorCodec {
-  const url = config.kafka.schemaRegistryUrl;
-  if (url === undefined)
-    return {
-      batch: createEventBatchFramer(),
-      stats: createEncoder('CollectorStats'),
-      container: createEncoder('ContainerRecord'),
-    };
-  const pending: WireFormat = { format: 'confluent', schemaId: PENDING_SCHEMA_ID };
-  const current = catalog().current;
-  const registration = createSchemaRegistration({
-    client: createSchemaRegistryClient({ url }),
-    subjects: [
-      { subject: valueSubject(topics.events), schema: current.EventBatch.schema },
-      { subject: valueSubject(topics.containers), schema: current.ContainerRecord.schema },
-      { subject: valueSubject(topics.stats), schema: current.CollectorStats.schema },
-    ],
-    compatibility: config.kafka.schemaRegistryCompatibility,
-    log: createLogger('collector.registry', { node: config.node }),
-  });
-  return {
-    batch: createEventBatchFramer(pending),
-    stats: createEncoder('CollectorStats', pending),
-    container: createEncoder('ContainerRecord', pending),
-    registration,
-  };
-}
-
 export async function buildCollector(options: BuildOptions): Promise<BuiltCollector> {
   const { config } = options;
   const log = createLogger('collector.build', { node: config.node });
@@ -205,7 +148,7 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
     },
     createLogger('collector.kafka'),
   );
-  const codec = encoders(config, topics);
+  const codec = collectorCodec(config, topics);
   const kafkaSink = options.sink ?? createKafkaSink({ kafka });
   const sink =
     codec.registration === undefined

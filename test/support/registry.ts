@@ -1,10 +1,11 @@
 // A real schema registry (Apicurio Registry, deploy/local/registry.sh) for the tests that need
 // one. The global setup installs it (idempotent) and, when the run ends, stops every
-// instance the tests started; each test file starts its own on a free loopback port (so
-// it can stop, kill or restart it without disturbing anyone) and stops it in afterAll.
+// instance the tests started and deletes its directory; each test file starts its own on a
+// free loopback port (so it can stop, kill or restart it without disturbing anyone) and
+// stops it in afterAll.
 // Instances live under <cache>/registry/test-<port>, where `./ktrail stop` finds them too.
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -61,6 +62,7 @@ async function registrySh(args: string[], env: NodeJS.ProcessEnv): Promise<void>
 export async function startRegistry(options: { storage?: 'mem' | 'file' } = {}): Promise<RegistryInstance> {
   const [port] = (await freePorts(1)) as [number];
   const dir = join(instancesDir(), `test-${port}`);
+  rmSync(dir, { recursive: true, force: true }); // an earlier run's, with its database
   const env = {
     KTRAIL_REGISTRY_PORT: String(port),
     KTRAIL_REGISTRY_DIR: dir,
@@ -79,16 +81,17 @@ export async function startRegistry(options: { storage?: 'mem' | 'file' } = {}):
   return instance;
 }
 
-/** Stops every instance the tests started (global teardown; `./ktrail stop` also would). */
+/** Stops every instance the tests started and deletes their directories (global teardown). */
 export async function stopTestRegistries(): Promise<void> {
   const base = instancesDir();
   if (!existsSync(base)) return;
   const dirs = readdirSync(base).filter((d) => d.startsWith('test-'));
   for (const d of dirs) {
     const dir = join(base, d);
-    if (!existsSync(join(dir, 'registry.pid'))) continue;
-    await registrySh(['stop'], { KTRAIL_REGISTRY_DIR: dir }).catch((err: Error) =>
-      console.warn(`[registry] ${err.message}`),
-    );
+    if (existsSync(join(dir, 'registry.pid')))
+      await registrySh(['stop'], { KTRAIL_REGISTRY_DIR: dir }).catch((err: Error) =>
+        console.warn(`[registry] ${err.message}`),
+      );
+    if (!existsSync(join(dir, 'registry.pid'))) rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -91,6 +91,18 @@ const urlWithoutPassword = z
     'must not hold a password (user:password@): use the password setting or its File variant',
   );
 
+/** A Confluent registry's compatibility levels (what PUT /config/{subject} accepts). */
+export const SCHEMA_COMPATIBILITY_LEVELS = [
+  'BACKWARD',
+  'BACKWARD_TRANSITIVE',
+  'FORWARD',
+  'FORWARD_TRANSITIVE',
+  'FULL',
+  'FULL_TRANSITIVE',
+  'NONE',
+] as const;
+export type SchemaCompatibilityLevel = (typeof SCHEMA_COMPATIBILITY_LEVELS)[number];
+
 const lowerCase = (v: unknown) => (typeof v === 'string' ? v.toLowerCase() : v);
 
 const saslSchema = z
@@ -132,8 +144,13 @@ export const configSchema = z
         ssl: z.boolean().optional(),
         tls: kafkaTlsSchema.optional(),
         sasl: saslSchema.optional(),
-        /** When set, messages use the Confluent wire format with ids from this registry. */
+        /**
+         * When set, messages use the Confluent wire format with ids from this registry (its
+         * Confluent API base, e.g. Apicurio's .../apis/ccompat/v7); docs/schemas.md.
+         */
         schemaRegistryUrl: urlWithoutPassword.optional(),
+        /** Set on each of ktrail's subjects when it registers: the registry refuses what it forbids. */
+        schemaRegistryCompatibility: z.enum(SCHEMA_COMPATIBILITY_LEVELS).default('BACKWARD'),
       })
       .strict()
       .superRefine((kafka, ctx) => {

@@ -4,6 +4,7 @@
 // Writers encode into one reused buffer per schema and hand out an owned copy. Readers find
 // the writer schema by fingerprint (or registry id) among ALL known versions, resolve it to
 // the current reader schema once per writer, and report anything unreadable as PoisonError.
+// Registry ids are fetched before decoding (prepare), so decoding itself stays synchronous.
 import type avsc from 'avsc';
 import { KtrailError, PoisonError } from '../common/errors.js';
 import { OutOfRangeError } from './avro-types.js';
@@ -14,13 +15,21 @@ import {
   type SchemaName,
   type SchemaVersion,
 } from './catalog.js';
-import { createSchemaRegistryClient, type SchemaRegistryClient } from './registry-client.js';
+import type { SchemaRegistryClient } from './registry-client.js';
 import type { KtrailEvent, SchemaTypes } from './types.js';
 
 export const SINGLE_OBJECT_MAGIC = Buffer.from([0xc3, 0x01]);
 export const SINGLE_OBJECT_HEADER_BYTES = 10;
 export const CONFLUENT_MAGIC = 0x00;
 export const CONFLUENT_HEADER_BYTES = 5;
+/**
+ * The id a Confluent-framed message carries until its writer knows the registry's id (the
+ * registry may be down when it is encoded): registries number schemas from 1, and the
+ * writer sets the real id before the message leaves (setSchemaId).
+ */
+export const PENDING_SCHEMA_ID = 0;
+/** How long an id the registry did not have is not asked for again (its messages dead-letter meanwhile). */
+const UNKNOWN_ID_RETRY_MS = 60_000;
 
 let sharedCatalog: Catalog | undefined;
 
@@ -42,6 +51,16 @@ export function confluentHeader(schemaId: number): Buffer {
   header[0] = CONFLUENT_MAGIC;
   header.writeUInt32BE(schemaId, 1);
   return header;
+}
+
+/**
+ * Writes the registry's id into a message framed with PENDING_SCHEMA_ID (in place); other
+ * messages are left as they are. True when the message carries a real id afterwards.
+ */
+export function setSchemaId(message: Buffer, schemaId: number): boolean {
+  if (message.length < CONFLUENT_HEADER_BYTES || message[0] !== CONFLUENT_MAGIC) return false;
+  if (message.readUInt32BE(1) === PENDING_SCHEMA_ID) message.writeUInt32BE(schemaId, 1);
+  return true;
 }
 
 export type WireFormat = { format: 'single-object' } | { format: 'confluent'; schemaId: number };
@@ -180,16 +199,6 @@ export function createEventBatchFramer(wire: WireFormat = { format: 'single-obje
   };
 }
 
-/** Registers the current schema in a Confluent registry and returns an encoder using its id. */
-export async function createRegistryEncoder<N extends SchemaName>(
-  schema: N,
-  registry: SchemaRegistryClient,
-  subject = `${catalog().current[schema].type.name}`,
-): Promise<Encoder<SchemaTypes[N]>> {
-  const id = await registry.register(subject, catalog().current[schema].schema);
-  return createEncoder(schema, { format: 'confluent', schemaId: id });
-}
-
 export interface Decoded<N extends SchemaName = SchemaName> {
   schema: N;
   value: SchemaTypes[N];
@@ -212,6 +221,14 @@ export interface SchemaResolver {
   decodeAs<N extends SchemaName>(schema: N, bytes: Buffer): SchemaTypes[N];
   /** Like decode, and fetches unknown Confluent ids from the registry first. */
   decodeAsync(bytes: Buffer): Promise<Decoded>;
+  /**
+   * Makes the writer schemas of these messages known, fetching registry ids not seen yet:
+   * undefined when nothing is missing (the common case: decode at once). Rejects with the
+   * registry's error while it can't answer (TransientError, RegistryRefusedError). An id
+   * the registry does not have, or a schema ktrail can't read, is remembered: its messages
+   * decode to a PoisonError (unknown_schema, incompatible_schema).
+   */
+  prepare(values: ReadonlyArray<Buffer | null>): Promise<void> | undefined;
   /** Makes a Confluent schema id known without a registry (tests, pinned deployments). */
   addSchemaId(id: number, schema: Record<string, unknown>): void;
 }
@@ -236,6 +253,8 @@ export function createSchemaResolver(options: { registry?: SchemaRegistryClient 
   const cat = catalog();
   const plansByFingerprint = new Map<string, ReaderPlan>();
   const plansByConfluentId = new Map<number, ReaderPlan>();
+  /** Ids whose schema could not be used, with the error their messages get, and when. */
+  const failedIds = new Map<number, { error: PoisonError; at: number }>();
 
   function planFor(writer: SchemaVersion, writerVersion: ReaderPlan['writerVersion']): ReaderPlan {
     const reader = cat.current[writer.name];
@@ -291,6 +310,35 @@ export function createSchemaResolver(options: { registry?: SchemaRegistryClient 
     };
   }
 
+  /** One registry lookup; a schema that can't be used is remembered as its messages' PoisonError. */
+  async function fetchId(registry: SchemaRegistryClient, id: number): Promise<void> {
+    try {
+      const schema = await registry.getSchemaById(id);
+      plansByConfluentId.set(id, planFromSchemaJson(schema, { schemaId: id }));
+      failedIds.delete(id);
+    } catch (err) {
+      if (!(err instanceof PoisonError)) throw err;
+      failedIds.set(id, { error: err, at: Date.now() });
+    }
+  }
+
+  function prepare(values: ReadonlyArray<Buffer | null>): Promise<void> | undefined {
+    const registry = options.registry;
+    if (registry === undefined) return undefined;
+    let missing: Set<number> | undefined;
+    for (const v of values) {
+      if (v === null || v.length < CONFLUENT_HEADER_BYTES || v[0] !== CONFLUENT_MAGIC) continue;
+      const id = v.readUInt32BE(1);
+      if (plansByConfluentId.has(id)) continue;
+      const failed = failedIds.get(id);
+      if (failed !== undefined && Date.now() - failed.at < UNKNOWN_ID_RETRY_MS) continue;
+      missing ??= new Set();
+      missing.add(id);
+    }
+    if (missing === undefined) return undefined;
+    return Promise.all([...missing].map((id) => fetchId(registry, id))).then(() => undefined);
+  }
+
   function decode(bytes: Buffer): Decoded {
     if (bytes.length >= SINGLE_OBJECT_HEADER_BYTES && bytes[0] === 0xc3 && bytes[1] === 0x01) {
       const key = bytes.toString('hex', 2, SINGLE_OBJECT_HEADER_BYTES);
@@ -312,12 +360,16 @@ export function createSchemaResolver(options: { registry?: SchemaRegistryClient 
     if (bytes.length >= CONFLUENT_HEADER_BYTES && bytes[0] === CONFLUENT_MAGIC) {
       const id = bytes.readUInt32BE(1);
       const plan = plansByConfluentId.get(id);
-      if (plan === undefined)
-        throw poison('unknown schema registry id', {
-          reason: 'unknown_schema',
-          schemaId: id,
-          bytes: bytes.length,
-        });
+      if (plan === undefined) {
+        const failed = failedIds.get(id);
+        if (failed !== undefined) throw failed.error;
+        throw poison(
+          options.registry === undefined
+            ? 'unknown schema registry id (no registry configured)'
+            : 'unknown schema registry id',
+          { reason: 'unknown_schema', schemaId: id, bytes: bytes.length },
+        );
+      }
       return read(plan, bytes, CONFLUENT_HEADER_BYTES);
     }
     throw poison('not a single-object or Confluent Avro message', {
@@ -341,20 +393,10 @@ export function createSchemaResolver(options: { registry?: SchemaRegistryClient 
       return decoded.value as SchemaTypes[typeof schema];
     },
     async decodeAsync(bytes) {
-      if (bytes.length >= CONFLUENT_HEADER_BYTES && bytes[0] === CONFLUENT_MAGIC) {
-        const id = bytes.readUInt32BE(1);
-        if (!plansByConfluentId.has(id)) {
-          if (options.registry === undefined)
-            throw poison('unknown schema registry id (no registry configured)', {
-              reason: 'unknown_schema',
-              schemaId: id,
-            });
-          const schema = await options.registry.getSchemaById(id);
-          plansByConfluentId.set(id, planFromSchemaJson(schema, { schemaId: id }));
-        }
-      }
+      await prepare([bytes]);
       return decode(bytes);
     },
+    prepare,
     addSchemaId(id, schema) {
       plansByConfluentId.set(id, planFromSchemaJson(schema, { schemaId: id }));
     },
@@ -368,39 +410,4 @@ export function createSchemaResolver(options: { registry?: SchemaRegistryClient 
  */
 export function toAvroEvent<E extends KtrailEvent>(event: E): E {
   return event;
-}
-
-export interface WireCodecOptions {
-  /** Confluent Schema Registry URL; unset = single-object encoding (no registry needed). */
-  schemaRegistryUrl?: string | undefined;
-  schemaRegistryBasicAuth?: string | undefined;
-}
-
-export interface WireCodec {
-  encoders: { [N in SchemaName]: Encoder<SchemaTypes[N]> };
-  resolver: SchemaResolver;
-}
-
-/**
- * Encoders for every schema plus a resolver, in the wire format the configuration asks for.
- * With a registry, the current schemas are registered first (subject = record full name,
- * i.e. RecordNameStrategy), so this can fail with TransientError while the registry is down.
- */
-export async function createWireCodec(options: WireCodecOptions = {}): Promise<WireCodec> {
-  const names = Object.keys(catalog().current) as SchemaName[];
-  if (!options.schemaRegistryUrl) {
-    const encoders = Object.fromEntries(names.map((n) => [n, createEncoder(n)])) as WireCodec['encoders'];
-    return { encoders, resolver: createSchemaResolver() };
-  }
-  const registry = createSchemaRegistryClient({
-    url: options.schemaRegistryUrl,
-    ...(options.schemaRegistryBasicAuth ? { basicAuth: options.schemaRegistryBasicAuth } : {}),
-  });
-  const entries = await Promise.all(
-    names.map(async (n) => [n, await createRegistryEncoder(n, registry)] as const),
-  );
-  return {
-    encoders: Object.fromEntries(entries) as WireCodec['encoders'],
-    resolver: createSchemaResolver({ registry }),
-  };
 }

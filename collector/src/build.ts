@@ -21,19 +21,8 @@ import {
   resolveBudget,
   SHIPPED_LIMIT,
 } from '../../common/memory-budget.js';
-import {
-  createEncoder,
-  createEventBatchFramer,
-  createRegistryEncoder,
-  type Encoder,
-  type EventBatchFramer,
-} from '../../schemas/codec.js';
-import { createSchemaRegistryClient } from '../../schemas/registry-client.js';
-import type {
-  ContainerRecord as AvroContainerRecord,
-  CollectorStats,
-  KtrailEvent,
-} from '../../schemas/types.js';
+import { valueSubject } from '../../schemas/registration.js';
+import type { ContainerRecord as AvroContainerRecord, KtrailEvent } from '../../schemas/types.js';
 import { type BootClock, createBootClock, fixedBootClock } from './clock.js';
 import {
   type Collector,
@@ -50,10 +39,12 @@ import { createDecoder } from './kernel/decode.js';
 import { createReplaySource, type ReplaySource } from './kernel/replay-source.js';
 import { createKernelEventStage } from './kernel-events.js';
 import { registerKernelMapMetrics } from './kernel-maps.js';
+import { createRegistrySink } from './registry-sink.js';
 import { createSampler, type MapSampler, type MemoryTarget } from './sampler.js';
 import { openSequenceStore } from './sequence-store.js';
 import { createKernelSource, type KernelSource } from './sources.js';
 import { openUnsentStats } from './unsent-stats.js';
+import { collectorCodec } from './wire-codec.js';
 
 export const COLLECTOR_VERSION = process.env.KTRAIL_VERSION ?? '0.1.0';
 
@@ -117,26 +108,6 @@ export function toAvroContainer(r: ContainerRecord): AvroContainerRecord {
   };
 }
 
-async function encoders(config: KtrailConfig): Promise<{
-  batch: EventBatchFramer;
-  stats: Encoder<CollectorStats>;
-  container: Encoder<AvroContainerRecord>;
-}> {
-  const url = config.kafka.schemaRegistryUrl;
-  if (url === undefined)
-    return {
-      batch: createEventBatchFramer(),
-      stats: createEncoder('CollectorStats'),
-      container: createEncoder('ContainerRecord'),
-    };
-  const registry = createSchemaRegistryClient({ url });
-  return {
-    batch: createEventBatchFramer((await createRegistryEncoder('EventBatch', registry)).wire),
-    stats: await createRegistryEncoder('CollectorStats', registry),
-    container: await createRegistryEncoder('ContainerRecord', registry),
-  };
-}
-
 export async function buildCollector(options: BuildOptions): Promise<BuiltCollector> {
   const { config } = options;
   const log = createLogger('collector.build', { node: config.node });
@@ -178,8 +149,17 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
     },
     createLogger('collector.kafka'),
   );
-  const sink = options.sink ?? createKafkaSink({ kafka });
-  const codec = await encoders(config);
+  const codec = collectorCodec(config, topics);
+  const kafkaSink = options.sink ?? createKafkaSink({ kafka });
+  const sink =
+    codec.registration === undefined
+      ? kafkaSink
+      : createRegistrySink(
+          kafkaSink,
+          codec.registration,
+          new Map([topics.events, topics.containers, topics.stats].map((t) => [t, valueSubject(t)])),
+          options.registry,
+        );
 
   let source: EventSource;
   const samplers: Sampler<KtrailEvent>[] = [];
@@ -344,11 +324,18 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
         topicCheck = checkTopics();
         await Promise.race([topicCheck, new Promise((r) => setTimeout(r, 5_000).unref())]);
       }
+      // Registration too, but only a short wait: the registry sink holds the messages
+      // until it is done, and capture must start while the registry is down.
+      if (codec.registration !== undefined) {
+        const registered = codec.registration.run();
+        await Promise.race([registered, new Promise((r) => setTimeout(r, 5_000).unref())]);
+      }
       await collector.start();
     },
     async stop() {
       stopped = true;
       const final = await collector.stop();
+      codec.registration?.close();
       await topicCheck;
       return final;
     },

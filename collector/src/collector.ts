@@ -18,6 +18,7 @@ import type { MessageSink } from './kafka-sink.js';
 import { createDelivery, type Delivery } from './pipeline/delivery.js';
 import { type BatchEncoder, createBatchEncoder, type FrameEventBatch } from './pipeline/encoder.js';
 import { createSendQueue, type DropReason } from './pipeline/send-queue.js';
+import { SchemaRegistryPendingError } from './registry-sink.js';
 import {
   bump,
   type CollectorCounters,
@@ -218,8 +219,8 @@ export function createCollector<E extends KtrailEvent, R>(options: CollectorOpti
         if (queue === statsQueue) stats.delivered(messages);
       }
     },
-    onSendError() {
-      counters.kafkaErrors++;
+    onSendError(error) {
+      if (!(error instanceof SchemaRegistryPendingError)) counters.kafkaErrors++;
     },
   });
 

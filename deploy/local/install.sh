@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything ktrail needs on Debian 12, idempotently, and builds it: Debian
-# packages, Node 24 (into .cache/node), npm packages, the Kafka broker's jars, the eBPF
-# objects and the addon.
+# packages, Node 24 (into .cache/node), npm packages, the Kafka broker's jars, the schema
+# registry, the eBPF objects and the addon.
 # Every step checks before it acts and prints what it does.
 #   deploy/local/install.sh            everything
 #   KTRAIL_SKIP_BUILD=1 ... install.sh  packages only
@@ -80,6 +80,7 @@ else
 fi
 
 bash deploy/local/kafka.sh install
+bash deploy/local/registry.sh install
 bash schemas/interop/install.sh
 
 if [ "${KTRAIL_SKIP_BUILD:-0}" != 1 ]; then

@@ -23,8 +23,8 @@ check tracefs '[ -d /sys/kernel/tracing/events ]' "/sys/kernel/tracing mounted" 
 check cgroup2 'grep -q " cgroup2 " /proc/mounts' "cgroup v2 at $(awk '$3=="cgroup2"{print $2; exit}' /proc/mounts)" "no cgroup v2 mount: per-cgroup ids need it" "mount -t cgroup2 none /sys/fs/cgroup/unified"
 NODE_BIN="$ROOT/.cache/node/bin/node"
 check node '[ "$("$NODE_BIN" --version)" = "v$(bash "$ROOT/deploy/local/node.sh" version)" ]' "node $("$NODE_BIN" --version 2>/dev/null) in .cache/node" "Node $(bash "$ROOT/deploy/local/node.sh" version) missing from .cache/node (the machine's own node is not used)" "deploy/local/node.sh install"
-check java 'java -version 2>&1 | grep -Eq "version \"(1[7-9]|2[0-9])"' "$(java -version 2>&1 | head -1)" "Java >= 17 missing (Kafka broker)" "apt-get install -y openjdk-17-jdk-headless"
-check maven 'command -v mvn' "$(mvn -v 2>/dev/null | head -1 | sed 's/\x1b\[[0-9;]*m//g')" "Maven missing (resolves the Kafka broker jars)" "apt-get install -y maven"
+check java 'java -version 2>&1 | grep -Eq "version \"(1[7-9]|2[0-9])"' "$(java -version 2>&1 | head -1)" "Java >= 17 missing (Kafka broker, schema registry)" "apt-get install -y openjdk-17-jdk-headless"
+check maven 'command -v mvn' "$(mvn -v 2>/dev/null | head -1 | sed 's/\x1b\[[0-9;]*m//g')" "Maven missing (resolves the Kafka broker jars and the schema registry)" "apt-get install -y maven"
 check clang 'command -v clang' "$(clang --version 2>/dev/null | head -1)" "clang missing (compiles bpf/)" "apt-get install -y clang llvm"
 check bpftool 'command -v bpftool' "$(command -v bpftool)" "bpftool missing (vmlinux.h)" "apt-get install -y bpftool"
 check libbpf '[ -e /usr/include/bpf/libbpf.h ]' "libbpf headers" "libbpf-dev missing (bpf/ and native/)" "apt-get install -y libbpf-dev libelf-dev zlib1g-dev"
@@ -34,6 +34,7 @@ check debootstrap 'command -v debootstrap' "$(command -v debootstrap)" "debootst
 check dockerd 'command -v dockerd' "$(command -v dockerd)" "dockerd missing (container tests)" "deploy/local/docker.sh install"
 check setpriv 'command -v setpriv' "$(command -v setpriv)" "setpriv missing (the privileges test drops to the DaemonSet's capabilities)" "apt-get install -y util-linux"
 check ctr 'command -v ctr' "$(command -v ctr)" "ctr missing (containerd tests, the seccomp test)" "deploy/local/containerd.sh install"
+check registry '[ -n "$(find "$ROOT/.cache/registry/dist" -maxdepth 1 -name "*-runner.jar" 2>/dev/null)" ]' "schema registry in .cache/registry" "schema registry (Apicurio) not installed (registry-mode tests)" "deploy/local/registry.sh install"
 check node_modules '[ -d "$ROOT/node_modules/kafkajs" ]' "npm packages installed" "npm packages not installed" "deploy/local/install.sh (npm ci on .cache/node's Node)"
 for port in 19092 19093 9464 9465 8124; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then

@@ -9,7 +9,14 @@ import { Command, InvalidArgumentError } from 'commander';
 import { pino } from 'pino';
 import { loadConfig } from '../../common/config.js';
 import { createKafka, kafkaClientOptions, topicNames } from '../../common/kafka.js';
-import { createTopicDecoder, TOPIC_KINDS, type TopicKind, topicSchema } from '../../processor/src/codec.js';
+import {
+  createRegistryTopicDecoder,
+  createTopicDecoder,
+  TOPIC_KINDS,
+  type TopicKind,
+  topicSchema,
+} from '../../processor/src/codec.js';
+import { createSchemaRegistryClient } from '../../schemas/registry-client.js';
 
 const program = new Command('ktrail tail')
   .description("print a ktrail topic's messages as JSON lines, Avro-decoded")
@@ -41,7 +48,12 @@ const topic = { ...names, enriched: names.eventsEnriched }[kind];
 // Stdout carries the messages: logs (kafkajs' included) go to stderr, warnings and worse only.
 const log = pino({ name: 'ktrail-tail', level: process.env.KTRAIL_LOG_LEVEL ?? 'warn' }, pino.destination(2));
 const kafka = createKafka(kafkaClientOptions(config.kafka, 'tail'), log);
-const decode = createTopicDecoder();
+// With a registry (kafka.schemaRegistryUrl), Confluent-framed messages' schemas come from it.
+const registryUrl = config.kafka.schemaRegistryUrl;
+const decode =
+  registryUrl === undefined
+    ? createTopicDecoder()
+    : createRegistryTopicDecoder(createSchemaRegistryClient({ url: registryUrl }));
 const consumer = kafka.consumer({ groupId: `ktrail-tail-${randomUUID()}` });
 let seen = 0;
 let stopping = false;
@@ -51,6 +63,8 @@ async function stop(code: number): Promise<never> {
     stopping = true;
     await consumer.disconnect().catch(() => undefined);
   }
+  // Into a pipe, stdout is written in the background: exiting at once would cut the lines.
+  await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
   process.exit(code);
 }
 process.on('SIGINT', () => void stop(0));
@@ -65,7 +79,7 @@ await consumer.run({
     const where = { partition, offset: message.offset, key: message.key?.toString() ?? null };
     let line: string;
     try {
-      const value = message.value === null ? null : decode(kind, message.value);
+      const value = message.value === null ? null : await decode(kind, message.value);
       line = JSON.stringify({ ...where, value }, readableJson);
     } catch (err) {
       line = JSON.stringify({ ...where, error: (err as Error).message });

@@ -4,20 +4,39 @@
 // schema both land. Anything unreadable is a PoisonError whose context.reason is the
 // DeadLetter.reason class: the caller sends it to the dead-letter path and moves on.
 // Writing: dead letters with the schemas/ encoder, the processor's own outputs (enriched,
-// alerts) single-object encoded with their local schemas.
+// alerts) with their local schemas; single-object encoded, or with a schema registry in the
+// Confluent wire format under ids the processor registers (subjects `<topic>-value`).
+// With a registry, `prepare` runs before each fetched batch is decoded (schema-gate.ts): it
+// registers the outputs' schemas once and looks up the ids it has not seen.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type avsc from 'avsc';
+import type { KtrailConfig } from '../../common/config.js';
+import { KtrailError } from '../../common/errors.js';
+import { topicNames } from '../../common/kafka.js';
+import { createLogger, type Logger } from '../../common/log.js';
 import { REPO_ROOT } from '../../common/repo-root.js';
 import { compileSchema } from '../../schemas/avro-types.js';
 import { expandSchema, loadCurrentSchemas, loadEventDefinitions } from '../../schemas/catalog.js';
 import {
+  CONFLUENT_HEADER_BYTES,
+  CONFLUENT_MAGIC,
+  catalog,
+  confluentHeader,
   createEncoder,
   createSchemaResolver,
+  PENDING_SCHEMA_ID,
   type SchemaResolver,
+  setSchemaId,
   singleObjectHeader,
 } from '../../schemas/codec.js';
 import { fingerprint64 } from '../../schemas/fingerprint.js';
+import { createSchemaRegistration, valueSubject } from '../../schemas/registration.js';
+import {
+  type CompatibilityLevel,
+  createSchemaRegistryClient,
+  type SchemaRegistryClient,
+} from '../../schemas/registry-client.js';
 import type { Alert } from './alerts.js';
 import type { EnrichedBatch } from './enriched.js';
 import type { ProcessorCodec } from './processor.js';
@@ -45,7 +64,7 @@ function localWriter(name: 'EnrichedBatch' | 'Alert'): { type: avsc.Type; header
  */
 let scratch = Buffer.allocUnsafe(256 * 1024);
 
-function encodeSingleObject(writer: { type: avsc.Type; header: Buffer }, value: unknown): Buffer {
+function encodeFramed(writer: { type: avsc.Type; header: Buffer }, value: unknown): Buffer {
   const at = writer.header.length;
   for (;;) {
     const end = writer.type.encode(value, scratch, at);
@@ -59,24 +78,96 @@ function encodeSingleObject(writer: { type: avsc.Type; header: Buffer }, value: 
   }
 }
 
+/** The processor's side of a schema registry: where its outputs go, and the level for their subjects. */
+export interface ProcessorRegistryOptions {
+  client: SchemaRegistryClient;
+  topics: { deadletter: string; enriched: string; alerts: string };
+  compatibility: CompatibilityLevel;
+  logger?: Logger;
+}
+
+/** The codec the configuration asks for: single-object, or the registry's wire format. */
+export function processorCodecFor(kafka: KtrailConfig['kafka']): ProcessorCodec {
+  if (kafka.schemaRegistryUrl === undefined) return createProcessorCodec();
+  const client = createSchemaRegistryClient({ url: kafka.schemaRegistryUrl });
+  const names = topicNames(kafka.topicPrefix);
+  return createProcessorCodec(createSchemaResolver({ registry: client }), {
+    client,
+    topics: { deadletter: names.deadletter, enriched: names.eventsEnriched, alerts: names.alerts },
+    compatibility: kafka.schemaRegistryCompatibility,
+  });
+}
+
 /**
  * The processor's codec over the schemas/ resolver (single-object by fingerprint, or the
- * Confluent wire format for ids it was given), plus encoders for the processor's outputs.
- * Pass a resolver to share its Confluent ids (tests pin schemas with addSchemaId).
+ * Confluent wire format by registry id), plus encoders for the processor's outputs.
+ * Pass a resolver to share its Confluent ids (tests pin schemas with addSchemaId); with
+ * `registry`, pass a resolver made with the same registry client (processorCodecFor does).
  */
-export function createProcessorCodec(resolver: SchemaResolver = createSchemaResolver()): ProcessorCodec {
-  const deadLetter = createEncoder('DeadLetter');
-  const enriched = localWriter('EnrichedBatch');
-  const alert = localWriter('Alert');
-  return {
-    decodeEventBatch: (value) => resolver.decodeAs('EventBatch', value) as unknown as DecodedEventBatch,
-    decodeContainerRecord: (value) =>
+export function createProcessorCodec(
+  resolver: SchemaResolver = createSchemaResolver(),
+  registry?: ProcessorRegistryOptions,
+): ProcessorCodec {
+  const decoders = {
+    decodeEventBatch: (value: Buffer) =>
+      resolver.decodeAs('EventBatch', value) as unknown as DecodedEventBatch,
+    decodeContainerRecord: (value: Buffer) =>
       resolver.decodeAs('ContainerRecord', value) as unknown as Record<string, unknown>,
-    decodeCollectorStats: (value) =>
+    decodeCollectorStats: (value: Buffer) =>
       resolver.decodeAs('CollectorStats', value) as unknown as Record<string, unknown>,
-    encodeDeadLetter: (dl) => deadLetter.encode(dl),
-    encodeEnriched: (batch: EnrichedBatch) => encodeSingleObject(enriched, batch),
-    encodeAlert: (a: Alert) => encodeSingleObject(alert, a),
+  };
+  if (registry === undefined) {
+    const deadLetter = createEncoder('DeadLetter');
+    const enriched = localWriter('EnrichedBatch');
+    const alert = localWriter('Alert');
+    return {
+      ...decoders,
+      encodeDeadLetter: (dl) => deadLetter.encode(dl),
+      encodeEnriched: (batch: EnrichedBatch) => encodeFramed(enriched, batch),
+      encodeAlert: (a: Alert) => encodeFramed(alert, a),
+    };
+  }
+  const subjects = {
+    deadletter: valueSubject(registry.topics.deadletter),
+    enriched: valueSubject(registry.topics.enriched),
+    alerts: valueSubject(registry.topics.alerts),
+  };
+  const registration = createSchemaRegistration({
+    client: registry.client,
+    subjects: [
+      { subject: subjects.deadletter, schema: catalog().current.DeadLetter.schema },
+      { subject: subjects.enriched, schema: localSchema('EnrichedBatch') },
+      { subject: subjects.alerts, schema: localSchema('Alert') },
+    ],
+    compatibility: registry.compatibility,
+    log: registry.logger ?? createLogger('processor.registry'),
+  });
+  // Encoded with PENDING_SCHEMA_ID, then the registered id: prepare() registered them before
+  // the first message was decoded, so every output message is built after that.
+  const withId = (subject: string, message: Buffer): Buffer => {
+    const id = registration.idOf(subject);
+    if (id === undefined)
+      throw new KtrailError(
+        `schema registry: ${subject} is not registered yet (output built before prepare)`,
+      );
+    setSchemaId(message, id);
+    return message;
+  };
+  const pendingHeader = confluentHeader(PENDING_SCHEMA_ID);
+  const deadLetter = createEncoder('DeadLetter', { format: 'confluent', schemaId: PENDING_SCHEMA_ID });
+  const enriched = { type: localWriter('EnrichedBatch').type, header: pendingHeader };
+  const alert = { type: localWriter('Alert').type, header: pendingHeader };
+  return {
+    ...decoders,
+    encodeDeadLetter: (dl) => withId(subjects.deadletter, deadLetter.encode(dl)),
+    encodeEnriched: (batch: EnrichedBatch) => withId(subjects.enriched, encodeFramed(enriched, batch)),
+    encodeAlert: (a: Alert) => withId(subjects.alerts, encodeFramed(alert, a)),
+    prepare(values) {
+      const ids = resolver.prepare(values);
+      if (registration.ready) return ids;
+      const outputs = registration.attempt();
+      return ids === undefined ? outputs : Promise.all([outputs, ids]).then(() => undefined);
+    },
   };
 }
 
@@ -115,5 +206,38 @@ export function createTopicDecoder(): (kind: TopicKind, value: Buffer) => unknow
         `not single-object encoded with the current ${kind} schema (header ${value.subarray(0, 10).toString('hex')})`,
       );
     return type.fromBuffer(value.subarray(header.length));
+  };
+}
+
+/**
+ * Like createTopicDecoder, for topics written in the Confluent wire format too: writer
+ * schemas are fetched from the registry by id (cached) and resolved to the current reader
+ * schema, for the collector's topics and the processor's outputs alike.
+ */
+export function createRegistryTopicDecoder(
+  registry: SchemaRegistryClient,
+): (kind: TopicKind, value: Buffer) => Promise<unknown> {
+  const resolver = createSchemaResolver({ registry });
+  const single = createTopicDecoder();
+  const readers = { enriched: localWriter('EnrichedBatch').type, alerts: localWriter('Alert').type };
+  const resolvers = new Map<string, Promise<avsc.Resolver>>();
+  return async (kind, value) => {
+    const confluent = value.length >= CONFLUENT_HEADER_BYTES && value[0] === CONFLUENT_MAGIC;
+    if (kind !== 'enriched' && kind !== 'alerts') {
+      await resolver.prepare([value]);
+      return resolver.decodeAs(SCHEMA_BY_TOPIC[kind], value);
+    }
+    if (!confluent) return single(kind, value);
+    const id = value.readUInt32BE(1);
+    const key = `${kind}:${id}`;
+    let resolving = resolvers.get(key);
+    if (resolving === undefined) {
+      resolving = registry
+        .getSchemaById(id)
+        .then((writer) => readers[kind].createResolver(compileSchema(writer)));
+      resolvers.set(key, resolving);
+      resolving.catch(() => resolvers.delete(key));
+    }
+    return readers[kind].fromBuffer(value.subarray(CONFLUENT_HEADER_BYTES), await resolving);
   };
 }

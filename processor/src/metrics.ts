@@ -22,6 +22,9 @@ const HELP: Record<keyof ProcessorStats, string> = {
   expiredRows: 'rows that arrived already older than their raw table TTL (ingest_losses)',
   alreadyWritten: 'rows of a re-processed batch found already in ClickHouse and not written again',
   alertStateFailures: 'alert-state snapshots not saved, not restored or stale (alerts may repeat or miss)',
+  schemaRegistryOutages:
+    'times the schema registry stopped answering (decoding paused, nothing dead-lettered)',
+  schemaRegistryHeldBatches: 'fetched batches left in Kafka until their writer schemas could be looked up',
 };
 
 export function registerProcessorMetrics(

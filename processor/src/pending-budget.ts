@@ -75,6 +75,11 @@ export class PendingBudget {
     if (this.held.size > 0 && this.rows <= this.lowRows) this.resumeAll();
   }
 
+  /** True while `partition` is paused by this bound. */
+  holds(partition: number): boolean {
+    return this.held.has(partition);
+  }
+
   get full(): boolean {
     return this.rows >= this.maxRows;
   }

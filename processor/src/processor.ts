@@ -61,6 +61,7 @@ import {
   TIME_NS,
   tableForKind,
 } from './rows.js';
+import { createSchemaGate } from './schema-gate.js';
 import {
   countByKey,
   DEFAULT_OUTPUT_OPTIONS,
@@ -96,6 +97,12 @@ export interface ProcessorCodec {
   encodeDeadLetter(dl: DeadLetter): Buffer;
   encodeEnriched(batch: EnrichedBatch): Buffer;
   encodeAlert(alert: Alert): Buffer;
+  /**
+   * With a schema registry: makes the writer schemas of a fetched batch known before it is
+   * decoded (undefined when nothing is missing); rejects while the registry can't answer.
+   * schema-gate.ts pauses the partition meanwhile.
+   */
+  prepare?(values: ReadonlyArray<Buffer | null>): Promise<void> | undefined;
 }
 
 export interface ProcessorTopics {
@@ -190,6 +197,10 @@ export interface ProcessorStats {
   alreadyWritten: number;
   /** Alert-state snapshots not saved, or not restored, or stale on restore (alert-state.ts). */
   alertStateFailures: number;
+  /** Times the schema registry stopped answering (schema-gate.ts). */
+  schemaRegistryOutages: number;
+  /** Fetched batches left in Kafka (partition paused) until their schemas could be looked up. */
+  schemaRegistryHeldBatches: number;
 }
 
 /** A committed loss by what (a table or `topic:<output>`) and reason: the ingest_losses rows, summed. */
@@ -271,6 +282,27 @@ export function createProcessor(deps: {
   const retryInitialMs = options.retryInitialMs ?? 200;
   const retryMaxMs = options.retryMaxMs ?? 5_000;
   const retentionNs = BigInt(options.metadataRetentionMs) * 1_000_000n;
+  // With a schema registry, unknown writer-schema ids are looked up before a batch is decoded.
+  const schemaGate =
+    codec.prepare === undefined
+      ? undefined
+      : createSchemaGate({
+          prepare: codec.prepare.bind(codec),
+          pause: (topic, p) => consumer.pause([{ topic, partitions: [p] }]),
+          resume: (topic, p) => {
+            // An events partition may be held by its restore or by the pending-rows bound too.
+            const state = states.get(p);
+            if (
+              topic === topics.events &&
+              (state === undefined || !stillOwned(state) || !state.restored || pending.holds(p))
+            )
+              return;
+            consumer.resume([{ topic, partitions: [p] }]);
+          },
+          log,
+          retryInitialMs,
+          retryMaxMs,
+        });
 
   const consumer: Consumer = kafka.consumer({
     groupId: options.groupId,
@@ -323,6 +355,8 @@ export function createProcessor(deps: {
     expiredRows: 0,
     alreadyWritten: 0,
     alertStateFailures: 0,
+    schemaRegistryOutages: 0,
+    schemaRegistryHeldBatches: 0,
   };
   const lossCounts = new Map<string, LossCount>();
   const alertStates = new AlertStateKeeper({
@@ -1434,6 +1468,7 @@ export function createProcessor(deps: {
         eachBatch: async (payload) => {
           heartbeat = payload.heartbeat;
           runnerRunning = payload.isRunning;
+          if (schemaGate !== undefined && !(await schemaGate.admit(payload.batch))) return;
           if (payload.batch.topic === topics.stats) {
             await onStatsBatch(payload);
             return;
@@ -1460,6 +1495,7 @@ export function createProcessor(deps: {
           else log.warn({ ms: r.ms, behind: r.behind }, 'stop: not caught up; the next owner reads the rest');
         }
         if (timer !== undefined) clearInterval(timer);
+        schemaGate?.close();
         // Pause fetching, flush what each owned partition holds, then leave (LeaveGroup: a
         // restarted member gets the partitions at once, without waiting for a session timeout).
         consumer.pause([{ topic: topics.events }, { topic: topics.containers }]);
@@ -1477,7 +1513,14 @@ export function createProcessor(deps: {
       })();
       return stopping;
     },
-    stats: () => ({ ...stats }),
+    stats: () => {
+      const gate = schemaGate?.stats();
+      return {
+        ...stats,
+        schemaRegistryOutages: gate?.outages ?? 0,
+        schemaRegistryHeldBatches: gate?.heldBatches ?? 0,
+      };
+    },
     pending: () => pending.snapshot(),
     losses: () => [...lossCounts.values()].map((c) => ({ ...c })),
     ready: () => running && [...states.values()].every((s) => s.restored),

@@ -16,7 +16,7 @@ import {
 } from '../../common/memory-budget.js';
 import { createRegistry, startHttpServer } from '../../common/metrics.js';
 import { clickHouseAlertStateStore } from './alert-state.js';
-import { createProcessorCodec } from './codec.js';
+import { processorCodecFor } from './codec.js';
 import { registerProcessorMetrics } from './metrics.js';
 import { createProcessor, processorTopics } from './processor.js';
 import { queryToken, queryTokenFile, startQueryEndpoint } from './query-endpoint.js';
@@ -68,7 +68,7 @@ export async function runProcessor(
     kafka,
     topics: processorTopics(names),
     sink: clickHouseSink(clickhouse),
-    codec: createProcessorCodec(),
+    codec: processorCodecFor(config.kafka),
     options: { ...settings, pendingMaxRows: memory.pendingMaxRows, rawTtlDays: config.clickhouse.ttlRawDays },
     alertState: clickHouseAlertStateStore(clickhouse),
   });

@@ -10,7 +10,6 @@ import {
   createEncoder,
   createEventBatchFramer,
   createSchemaResolver,
-  createWireCodec,
   SINGLE_OBJECT_HEADER_BYTES,
   toAvroEvent,
 } from '../../schemas/codec.js';
@@ -251,16 +250,7 @@ describe('unreadable input is a PoisonError, never a crash', () => {
   });
 });
 
-describe('createWireCodec', () => {
-  it('without a registry: single-object encoders for every schema and a resolver', async () => {
-    const { encoders, resolver } = await createWireCodec();
-    for (const name of SCHEMA_NAMES) {
-      const bytes = encoders[name].encode(SAMPLES[name]() as never);
-      expect(encoders[name].wire.format).toBe('single-object');
-      expect(resolver.decode(bytes).schema).toBe(name);
-    }
-  });
-
+describe('helpers', () => {
   it('a registry URL that is not a URL is a ConfigError naming the setting', () => {
     expect(() => createSchemaRegistryClient({ url: 'not a url' })).toThrow(ConfigError);
     expect(() => createSchemaRegistryClient({ url: 'not a url' })).toThrow(/schemaRegistryUrl/);

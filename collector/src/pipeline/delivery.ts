@@ -132,8 +132,8 @@ export function createDelivery(options: DeliveryOptions): Delivery {
       const jittered = backoff / 2 + Math.random() * (backoff / 2);
       if (failures === 1 || failures % 10 === 0)
         log.warn(
-          { failures, backoffMs: Math.round(jittered) },
-          'kafka unavailable; holding messages and retrying',
+          { failures, backoffMs: Math.round(jittered), err: result.error?.message },
+          'cannot send (kafka or the schema registry unavailable); holding messages and retrying',
         );
       await sleep(jittered);
     }

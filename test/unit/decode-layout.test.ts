@@ -60,7 +60,8 @@ describe('events.h <-> layout.ts (BTF)', () => {
     anchor = readBtf(join(bpfOutput, 'layout.o'));
     for (const file of readdirSync(bpfOutput).filter((n) => n.endsWith('.bpf.o')))
       objects.push({ file, btf: readBtf(join(bpfOutput, file)) });
-  });
+    // Building the BPF objects from a clean tree takes minutes on a loaded 2-core machine.
+  }, 300_000);
 
   itReal(missing)('every ABI struct in layout.o matches layout.ts field by field', () => {
     const diffs = ALL_STRUCTS.flatMap((l) => compare(l, anchor.structs.get(l.name), 'layout.o'));

@@ -282,6 +282,31 @@ describe('end to end: containers -> eBPF -> Kafka -> processor -> ClickHouse', (
     );
     expect(blink.image).toBe(IMAGE);
     expect(String(blink.id)).toMatch(/^[0-9a-f]{64}$/);
+    // Named in the raw table too (what the enriched topic carries), not only through the view.
+    const raw = await rows(
+      `SELECT toString(join_state) AS state, container_name, image, count() AS n FROM ${DB}.proc_exec
+       WHERE node = '${NODE}' AND container_id = '${String(blink.id)}' GROUP BY state, container_name, image`,
+    );
+    expect(raw).toEqual([
+      { state: 'joined', container_name: name('blink'), image: IMAGE, n: String(blink.n) },
+    ]);
+  });
+
+  it('has no container stop before it started', async () => {
+    const inverted = await rows(
+      `SELECT name, state, started_at_ns, stopped_at_ns FROM ${DB}.containers
+       WHERE node = '${NODE}' AND stopped_at_ns < started_at_ns`,
+    );
+    expect(inverted).toEqual([]);
+    const ours = await rows(
+      `SELECT name, started_at_ns, stopped_at_ns FROM ${DB}.containers FINAL
+       WHERE node = '${NODE}' AND cgroup_id != 0 AND name LIKE '${RUN}-%'`,
+    );
+    expect(new Set(ours.map((r) => r.name)).size).toBe(5);
+    for (const r of ours)
+      expect(BigInt(String(r.stopped_at_ns)), String(r.name)).toBeGreaterThanOrEqual(
+        BigInt(String(r.started_at_ns)),
+      );
   });
 
   it('answers every capacity query on this data, and renders the report', async () => {

@@ -27,6 +27,15 @@ export interface ContainerMeta {
   state: string;
 }
 
+/**
+ * Whether a record describes its container: the runtime (or the kubelet) named it and its
+ * image. Only such a record joins events; the collector's first record of a new cgroup,
+ * made from its path alone, does not (a row waits for the runtime's, then goes pending).
+ */
+export function describes(meta: ContainerMeta): boolean {
+  return meta.name !== '' && meta.image !== '';
+}
+
 interface Version {
   validFromNs: bigint;
   meta: ContainerMeta;
@@ -100,34 +109,40 @@ export class MetadataTable {
     return cgroupId === ROOT_CGROUP_ID || this.hostByNode.get(node)?.has(cgroupId) === true;
   }
 
-  /** The record valid at `atNs` (wall clock), or undefined when the cgroup is unknown. */
+  /**
+   * The record that describes the container at `atNs` (wall clock), or undefined while no
+   * record of the cgroup does (unknown, or known only by its path).
+   */
   lookup(node: string, cgroupId: bigint, atNs: bigint): ContainerMeta | undefined {
-    const entry = this.byNode.get(node)?.get(cgroupId);
-    if (entry === undefined) return undefined;
-    const versions = entry.versions;
-    // Latest version that started at or before the event; an event before the first
-    // version (exec before the runtime reported the start) still belongs to this cgroup.
+    const versions = this.byNode.get(node)?.get(cgroupId)?.versions;
+    if (versions === undefined) return undefined;
+    // Latest description valid at the event; an event before the first one (an exec before
+    // the runtime reported the start, a container gone before it was named) joins the first:
+    // a container's name and image do not change while it lives.
+    let first: ContainerMeta | undefined;
     for (let i = versions.length - 1; i >= 0; i--) {
       const v = versions[i] as Version;
+      if (!describes(v.meta)) continue;
       if (v.validFromNs <= atNs) return v.meta;
+      first = v.meta;
     }
-    return (versions[0] as Version).meta;
+    return first;
   }
 
-  /**
-   * The newest record of a cgroup that names its container, whatever its time: the
-   * collector's first record of a new cgroup often knows only its path (the runtime's or the
-   * kubelet's description comes later), and a container's name, pod and namespace do not
-   * change while it lives.
-   */
+  /** The newest record that describes the container, whatever its time. */
   named(node: string, cgroupId: bigint): ContainerMeta | undefined {
     const versions = this.byNode.get(node)?.get(cgroupId)?.versions;
     if (versions === undefined) return undefined;
     for (let i = versions.length - 1; i >= 0; i--) {
       const meta = (versions[i] as Version).meta;
-      if (meta.name !== '') return meta;
+      if (describes(meta)) return meta;
     }
     return undefined;
+  }
+
+  /** The newest record of a cgroup, whether it describes the container or knows only its path. */
+  newest(node: string, cgroupId: bigint): ContainerMeta | undefined {
+    return this.byNode.get(node)?.get(cgroupId)?.versions.at(-1)?.meta;
   }
 
   /** Drops containers stopped more than the retention ago; returns how many went. */

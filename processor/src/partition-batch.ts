@@ -57,6 +57,16 @@ export function applyJoin(row: Row, meta: ContainerMeta): void {
   row[CONTAINER_META] = meta;
 }
 
+/**
+ * A row whose container no record describes yet, but whose cgroup a record knows by its path
+ * (the collector's first record of a new cgroup): it keeps that container id, and rules get
+ * the record (the crash-loop rule waits longer for the name); join_state stays 'pending'.
+ */
+export function markPending(row: Row, known: ContainerMeta): void {
+  row.container_id = known.containerId;
+  row[CONTAINER_META] = known;
+}
+
 export class PartitionBatch {
   firstOffset: bigint | undefined;
   lastOffset: bigint | undefined;
@@ -133,16 +143,21 @@ export class PartitionBatch {
     return true;
   }
 
-  /** Metadata arrived: joins the rows waiting for this (node, cgroup). Returns how many. */
-  resolve(meta: ContainerMeta, lookup: (atNs: bigint) => ContainerMeta | undefined): number {
-    const perNode = this.waitingByKey.get(meta.node);
-    const list = perNode?.get(meta.cgroupId);
+  /**
+   * Metadata arrived for (node, cgroup): joins the rows waiting for it, once `lookup` (the
+   * metadata table's) finds a record that describes the container. Returns how many.
+   */
+  resolve(node: string, cgroupId: bigint, lookup: (atNs: bigint) => ContainerMeta | undefined): number {
+    const perNode = this.waitingByKey.get(node);
+    const list = perNode?.get(cgroupId);
     if (perNode === undefined || list === undefined) return 0;
-    perNode.delete(meta.cgroupId);
-    for (const w of list) {
-      applyJoin(w.row, lookup(w.atNs) ?? meta);
+    const joined = list.map((w) => lookup(w.atNs));
+    if (joined.includes(undefined)) return 0; // known by its path only: still waiting
+    perNode.delete(cgroupId);
+    list.forEach((w, i) => {
+      applyJoin(w.row, joined[i] as ContainerMeta);
       w.resolved = true;
-    }
+    });
     this.waitingCount -= list.length;
     return list.length;
   }
@@ -155,6 +170,8 @@ export class PartitionBatch {
     perNode.delete(cgroupId);
     for (const w of list) {
       w.row.join_state = 'host';
+      w.row.container_id = '';
+      delete w.row[CONTAINER_META];
       w.resolved = true;
     }
     this.waitingCount -= list.length;

@@ -36,6 +36,7 @@ import {
   dedupToken,
   encodeCut,
   type MessageRows,
+  markPending,
   PartitionBatch,
   type Row,
   rowsByMessage,
@@ -658,7 +659,12 @@ export function createProcessor(deps: {
       }
       const meta = table.lookup(node, ev.cgroupId, timeNs);
       if (meta !== undefined) applyJoin(row, meta);
-      else if (!batch.addWaiting(row, node, ev.cgroupId, timeNs, now)) stats.lateOverflow++;
+      else {
+        // Not described yet: waits for the runtime's record, keeping what its path gave.
+        const known = table.newest(node, ev.cgroupId);
+        if (known !== undefined) markPending(row, known);
+        if (!batch.addWaiting(row, node, ev.cgroupId, timeNs, now)) stats.lateOverflow++;
+      }
     }
     stats.events += events.length;
   }
@@ -1329,7 +1335,9 @@ export function createProcessor(deps: {
         stats.lateResolved +=
           meta.containerId === ''
             ? state.batch.resolveHost(meta.node, meta.cgroupId)
-            : state.batch.resolve(meta, (at) => metadata.lookup(meta.node, meta.cgroupId, at));
+            : state.batch.resolve(meta.node, meta.cgroupId, (at) =>
+                metadata.lookup(meta.node, meta.cgroupId, at),
+              );
     }
     const next = BigInt(batch.lastOffset()) + 1n;
     containersRead.set(p, next);

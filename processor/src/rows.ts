@@ -126,9 +126,10 @@ export const TIME_NS: unique symbol = Symbol('timeNs');
 export const SOURCE_EVENT: unique symbol = Symbol('sourceEvent');
 
 /**
- * The container record a joined row was joined with, under a symbol like TIME_NS: what
- * rules need beyond the row's columns (pod uid, runtime) to name the row's workload
- * (workload.ts). A reference, not a copy: the metadata table holds the record anyway.
+ * The container record a joined row was joined with (a pending row: the record that knows
+ * its cgroup by path only), under a symbol like TIME_NS: what rules need beyond the row's
+ * columns (pod uid, runtime) to name the row's workload (workload.ts). A reference, not a
+ * copy: the metadata table holds the record anyway.
  */
 export const CONTAINER_META: unique symbol = Symbol('containerMeta');
 

@@ -189,5 +189,16 @@ describe('crash loop end to end: docker -> eBPF -> Kafka -> processor (restarted
     expect(loop).toMatchObject({ node: NODE, container: ids[2], containerName: NAME });
     expect(loop.details).toMatchObject({ exits: '3', containers: '3', lastExitCode: '3' });
     console.log(`[crash-loop] alert ${JSON.stringify({ ...loop, timeNs: String(loop.timeNs) })}`);
+    // Each of the five containers started before it stopped, in every record of it.
+    const times = await sql.rows(
+      `SELECT container_id, started_at_ns, stopped_at_ns FROM ktrail.containers
+       WHERE node = '${NODE}' AND container_id IN (${ids.map((id) => `'${id}'`).join(',')})
+         AND stopped_at_ns IS NOT NULL`,
+    );
+    expect(new Set(times.map((t) => t.container_id)).size).toBe(5);
+    for (const t of times)
+      expect(BigInt(String(t.stopped_at_ns)), String(t.container_id)).toBeGreaterThanOrEqual(
+        BigInt(String(t.started_at_ns)),
+      );
   });
 });

@@ -132,6 +132,37 @@ describe('ContainerRegistry', () => {
     expect(records.at(-1)?.labels.tier).toBe('web');
   });
 
+  it("a container never stops before it starts, whatever the runtime's clocks say", async () => {
+    const { resolver, provider, records } = await setup();
+    // Docker stamps StartedAt after its start call returned, FinishedAt with the shim's exit
+    // time: `sh -c 'exit 3'` can finish 0.7 ms before it "started".
+    const docker = dockerRecord({ state: 'STOPPED', startedAtNs: 9_000n, stoppedAtNs: 8_000n });
+    provider.push(docker); // no cgroup known yet: emitted unjoined, start = stop
+    expect(records.at(-1)).toMatchObject({ cgroupId: 0n, startedAtNs: 8_000n, stoppedAtNs: 8_000n });
+    // The kernel saw the cgroup made before the process ran: that is the start then.
+    resolver.apply({ kind: 'cgroup_mkdir', cgroupId: 601n, path: `/docker/${ID}`, tsNs: 500n });
+    resolver.apply({ kind: 'cgroup_rmdir', cgroupId: 601n, path: `/docker/${ID}`, tsNs: 700n });
+    const wall = (ns: bigint) => ns + 1_000_000_000_000n;
+    provider.push(dockerRecord({ startedAtNs: wall(900n), stoppedAtNs: wall(800n), state: 'STOPPED' }));
+    expect(records.at(-1)).toMatchObject({ cgroupId: 601n, state: 'REMOVED', stoppedAtNs: wall(800n) });
+    expect(records.at(-1)?.startedAtNs).toBe(wall(500n));
+    for (const r of records)
+      expect(
+        r.stoppedAtNs! >= r.startedAtNs!,
+        JSON.stringify(r, (_k, v) => (typeof v === 'bigint' ? String(v) : v)),
+      ).toBe(true);
+  });
+
+  it('a container started again does not keep the stop of its previous run', () => {
+    const stopped = dockerRecord({ state: 'STOPPED', startedAtNs: 10n, stoppedAtNs: 20n });
+    const again = mergeRecords(stopped, dockerRecord({ state: 'RUNNING', startedAtNs: 30n }));
+    expect(again).toMatchObject({ state: 'RUNNING', startedAtNs: 30n });
+    expect(again.stoppedAtNs).toBeUndefined();
+    // A late copy of the old run's start (the pod watch lags) keeps the stop.
+    const stale = mergeRecords(stopped, dockerRecord({ state: 'RUNNING', startedAtNs: 10n }));
+    expect(stale.stoppedAtNs).toBe(20n);
+  });
+
   it('mergeRecords: later data wins per field, labels merge, empty values never erase', () => {
     const a = dockerRecord({ labels: { a: '1' }, podName: 'p' });
     const b = dockerRecord({ name: '', labels: { b: '2' }, state: 'UNKNOWN', image: 'other' });

@@ -8,10 +8,11 @@ import {
   decodeCut,
   dedupToken,
   encodeCut,
+  markPending,
   PartitionBatch,
   type Row,
 } from '../../processor/src/partition-batch.js';
-import { dateTime64, TIME_NS } from '../../processor/src/rows.js';
+import { CONTAINER_META, dateTime64, TIME_NS } from '../../processor/src/rows.js';
 
 function meta(over: Partial<ContainerMeta> = {}): ContainerMeta {
   return {
@@ -76,6 +77,25 @@ describe('metadata table', () => {
     expect(t.stats().versions).toBe(2);
   });
 
+  it('joins only a record that names the container and its image; the first such for earlier events', () => {
+    const t = new MetadataTable(10n);
+    // The collector's first record of a new cgroup: its path, no name (kernel mkdir).
+    t.upsert(meta({ name: '', image: '', startedAtNs: 1_000n, updatedAtNs: 1_001n, state: 'RUNNING' }));
+    expect(t.lookup('n1', 42n, 1_050n)).toBeUndefined();
+    expect(t.named('n1', 42n)).toBeUndefined();
+    expect(t.newest('n1', 42n)?.containerId).toBe('c42');
+    expect(t.newest('n1', 43n)).toBeUndefined();
+    t.upsert(meta({ name: 'web', image: '', updatedAtNs: 1_100n })); // a name, no image yet
+    expect(t.lookup('n1', 42n, 1_150n)).toBeUndefined();
+    // The runtime's record comes after the container is gone: it names every event of it.
+    t.upsert(
+      meta({ name: 'web', image: 'img:1', stoppedAtNs: 1_060n, updatedAtNs: 1_200n, state: 'REMOVED' }),
+    );
+    expect(t.lookup('n1', 42n, 1_050n)).toMatchObject({ name: 'web', image: 'img:1' });
+    expect(t.lookup('n1', 42n, 5_000n)?.state).toBe('REMOVED');
+    expect(t.named('n1', 42n)?.image).toBe('img:1');
+  });
+
   it('evicts stopped containers after the retention, and counts it', () => {
     const t = new MetadataTable(1_000n);
     t.upsert(meta({ cgroupId: 1n + 100n, stoppedAtNs: 2_000n, updatedAtNs: 2_000n }));
@@ -128,10 +148,28 @@ describe('partition batch', () => {
     b.addRow('t', { n: 3 });
     expect(b.shouldCut(100, undefined)).toBe(false); // full, but r1 may still join
     const m = meta();
-    expect(b.resolve(m, () => m)).toBe(1);
+    expect(b.resolve('n1', 42n, () => undefined)).toBe(0); // known by its path only: waits on
+    expect(b.shouldCut(100, undefined)).toBe(false);
+    expect(b.resolve('n1', 42n, () => m)).toBe(1);
     expect(r1.container_id).toBe('c42');
     expect(r1.join_state).toBe('joined');
     expect(b.shouldCut(100, undefined)).toBe(true);
+  });
+
+  it('a row known by its cgroup path only keeps that container id while pending', () => {
+    const b = new PartitionBatch(limits);
+    b.addMessage(10n, 0);
+    const r: Row = {};
+    b.addRow('t', r);
+    const pathOnly = meta({ name: '', image: '' });
+    markPending(r, pathOnly);
+    b.addWaiting(r, 'n1', 42n, 100n, 0);
+    expect(r).toMatchObject({ join_state: 'pending', container_id: 'c42' });
+    expect(r[CONTAINER_META]).toBe(pathOnly); // the crash-loop rule waits for its name
+    const named = meta();
+    expect(b.resolve('n1', 42n, () => named)).toBe(1);
+    expect(r).toMatchObject({ join_state: 'joined', container_name: 'web', image: 'img:1' });
+    expect(r[CONTAINER_META]).toBe(named);
   });
 
   it('gives up waiting at the deadline and writes pending rows', () => {

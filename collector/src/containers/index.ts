@@ -148,7 +148,9 @@ export class ContainerRegistry {
     const ids = this.cgroupsOf.get(record.containerId);
     if (!ids || ids.size === 0) {
       this.counters.unjoined++;
-      this.emit({ ...merged, updatedAtNs: wallNs() });
+      const unjoined = { ...merged, updatedAtNs: wallNs() };
+      orderTimes(unjoined, undefined);
+      this.emit(unjoined);
       return;
     }
     for (const id of ids) {
@@ -175,8 +177,8 @@ export class ContainerRegistry {
       cgroupPath: side.path,
       updatedAtNs: wallNs(),
     };
-    if (record.startedAtNs === undefined && side.createdNs !== undefined)
-      record.startedAtNs = this.toWall(side.createdNs);
+    const createdNs = side.createdNs === undefined ? undefined : this.toWall(side.createdNs);
+    if (record.startedAtNs === undefined && createdNs !== undefined) record.startedAtNs = createdNs;
     if (side.removedNs !== undefined) {
       // The cgroup is gone: the container is, whatever the runtime said last.
       record.state = 'REMOVED';
@@ -184,6 +186,7 @@ export class ContainerRegistry {
     } else if (record.state === 'UNKNOWN') {
       record.state = 'RUNNING'; // a live cgroup with processes in it, as far as we know
     }
+    orderTimes(record, createdNs);
     return record;
   }
 
@@ -226,6 +229,20 @@ export class ContainerRegistry {
   }
 }
 
+/**
+ * A container does not stop before it starts, but runtimes' own times can say so: Docker
+ * stamps StartedAt once its start call has returned and FinishedAt with the shim's exit
+ * time, so a process that exits at once "stops" before it "started" (containerd's task
+ * start event alike). The start is then the kernel's cgroup creation (before the process
+ * ran) when known and not after the stop, else the stop itself.
+ */
+export function orderTimes(record: ContainerRecord, kernelCreatedNs: bigint | undefined): void {
+  const { startedAtNs: started, stoppedAtNs: stopped } = record;
+  if (started === undefined || stopped === undefined || started <= stopped) return;
+  record.startedAtNs =
+    kernelCreatedNs !== undefined && kernelCreatedNs <= stopped ? kernelCreatedNs : stopped;
+}
+
 /** Later provider data wins field by field; labels are merged (Docker + Kubernetes both add). */
 export function mergeRecords(prev: ContainerRecord, next: ContainerRecord): ContainerRecord {
   const merged: ContainerRecord = { ...prev };
@@ -237,6 +254,14 @@ export function mergeRecords(prev: ContainerRecord, next: ContainerRecord): Cont
     (merged as Record<string, unknown>)[key] = value;
   }
   merged.labels = { ...prev.labels, ...next.labels };
+  // Started again after it stopped (docker start, a restart policy): the old stop is not this run's.
+  if (
+    next.stoppedAtNs === undefined &&
+    next.startedAtNs !== undefined &&
+    prev.stoppedAtNs !== undefined &&
+    next.startedAtNs > prev.stoppedAtNs
+  )
+    delete merged.stoppedAtNs;
   if (next.cgroupId !== 0n) {
     merged.cgroupId = next.cgroupId;
     merged.cgroupPath = next.cgroupPath;

@@ -200,6 +200,35 @@ export function createContainerdProvider(options: ContainerdProviderOptions = {}
     return { path, id };
   }
 
+  /** What a container's id, image and labels say (the CRI labels name the pod). */
+  function baseRecord(
+    id: string,
+    image: string,
+    labels: Record<string, string>,
+    cg: { path: string; id: bigint },
+  ): ContainerRecord {
+    const record: ContainerRecord = {
+      node,
+      cgroupId: cg.id,
+      cgroupPath: cg.path,
+      runtime: 'containerd',
+      containerId: id,
+      // CRI's pod sandbox (pause) container has no container name; Kubernetes calls it POD.
+      name: labels[CRI_LABELS.containerName] ?? (labels['io.cri-containerd.kind'] === 'sandbox' ? 'POD' : id),
+      image,
+      labels,
+      updatedAtNs: wallNs(),
+      state: 'UNKNOWN',
+    };
+    const podName = labels[CRI_LABELS.podName];
+    const podNamespace = labels[CRI_LABELS.podNamespace];
+    const podUid = labels[CRI_LABELS.podUid];
+    if (podName !== undefined) record.podName = podName;
+    if (podNamespace !== undefined) record.namespace = podNamespace;
+    if (podUid !== undefined) record.podUid = podUid;
+    return record;
+  }
+
   async function describe(ns: string, container: PbContainer, process?: PbProcess): Promise<ContainerRecord> {
     const c = clients!;
     let proc = process;
@@ -218,26 +247,9 @@ export function createContainerdProvider(options: ContainerdProviderOptions = {}
         : proc?.status === 'STOPPED'
           ? 'STOPPED'
           : 'CREATED';
-    const record: ContainerRecord = {
-      node,
-      cgroupId: cg.id,
-      cgroupPath: cg.path,
-      runtime: 'containerd',
-      containerId: container.id,
-      // CRI's pod sandbox (pause) container has no container name; Kubernetes calls it POD.
-      name:
-        labels[CRI_LABELS.containerName] ??
-        (labels['io.cri-containerd.kind'] === 'sandbox' ? 'POD' : container.id),
-      image: container.image,
-      labels,
-      updatedAtNs: wallNs(),
-      state,
-    };
-    const podName = labels[CRI_LABELS.podName];
-    const podNamespace = labels[CRI_LABELS.podNamespace];
-    const podUid = labels[CRI_LABELS.podUid] ?? parseCgroupPath(cg.path)?.podUid;
-    if (podName !== undefined) record.podName = podName;
-    if (podNamespace !== undefined) record.namespace = podNamespace;
+    const record = baseRecord(container.id, container.image, labels, cg);
+    record.state = state;
+    const podUid = record.podUid ?? parseCgroupPath(cg.path)?.podUid;
     if (podUid !== undefined) record.podUid = podUid;
     const exited = tsToNs(proc?.exited_at);
     if (state === 'STOPPED' && exited !== undefined) record.stoppedAtNs = exited;
@@ -252,6 +264,12 @@ export function createContainerdProvider(options: ContainerdProviderOptions = {}
     const c = clients!;
     const res = await call(c.containers.List, c.containers, { filters: [`id==${id}`] }, ns);
     return res.containers[0];
+  }
+
+  /** A container event's own fields, for a container already gone from containerd's store. */
+  function fromEvent(id: string, ev: Record<string, unknown>): ContainerRecord {
+    const labels = (ev.labels as Record<string, string> | undefined) ?? {};
+    return baseRecord(id, typeof ev.image === 'string' ? ev.image : '', { ...labels }, { path: '', id: 0n });
   }
 
   function publish(ns: string, record: ContainerRecord): void {
@@ -275,8 +293,13 @@ export function createContainerdProvider(options: ContainerdProviderOptions = {}
       case '/containers/create':
       case '/containers/update': {
         const container = await getContainer(env.namespace, id);
-        if (!container) return;
-        const record = await describe(env.namespace, container);
+        // Deleted already (it lived a few ms): the event itself carries the image (and an
+        // update the labels), which is all a plain containerd container is named by.
+        const record = container
+          ? await describe(env.namespace, container)
+          : prev !== undefined
+            ? { ...prev }
+            : fromEvent(id, ev);
         // Events are handled in order; describe() sees the present, which may be later.
         if (env.topic === '/containers/create') {
           record.state = 'CREATED';

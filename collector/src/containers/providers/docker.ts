@@ -138,7 +138,9 @@ export function createDockerProvider(options: DockerProviderOptions = {}): Metad
           updatedAtNs: wallNs(),
           state: 'UNKNOWN',
         };
+    // Every container event names the container and its image, also after it is gone.
     if (attrs.name) record.name = attrs.name;
+    if (attrs.image) record.image = attrs.image;
     return record;
   }
 

@@ -142,5 +142,6 @@ export function lineChart(
     })
     .join('\n');
   const height = Math.max(h, top + 16 * series.length + 8);
-  return `<figure><figcaption>${esc(title)}</figcaption><svg xmlns="http://www.w3.org/2000/svg" width="${w + 240}" height="${height}" role="img">${axes}${lines}${legend}</svg></figure>`;
+  // data-plot: the plot area (left top right bottom), for tests that check what was drawn.
+  return `<figure><figcaption>${esc(title)}</figcaption><svg xmlns="http://www.w3.org/2000/svg" width="${w + 240}" height="${height}" role="img" data-plot="${left} ${top} ${w - 12} ${h - bottom}">${axes}${lines}${legend}</svg></figure>`;
 }

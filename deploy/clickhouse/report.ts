@@ -8,6 +8,7 @@
 // Default source: the running pipeline's query endpoint; --chdb-path reads a stopped store.
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { HOST_WORKLOAD } from '../../processor/src/workload.js';
 import {
   CAPACITY_QUERIES,
   type CapacityQuery,
@@ -58,6 +59,7 @@ const num = (v: unknown): number => {
 
 function formatCell(key: string, v: unknown): string {
   if (v === null || v === undefined) return '—';
+  if (/limit/.test(key) && (v === 0 || v === '0')) return 'none';
   if (/bytes/.test(key) && v !== '' && !Number.isNaN(Number(v))) return humanBytes(Number(v));
   return esc(v);
 }
@@ -73,6 +75,7 @@ function htmlTable(rows: Row[]): string {
 }
 
 const MINUTE_MS = 60_000;
+const HOST = HOST_WORKLOAD;
 
 /**
  * cpu_timeseries rows -> one series per workload, in the order of their CPU (the query's top
@@ -136,11 +139,22 @@ function renderHtml(sections: Record<CapacityQuery, Row[]>, options: ReportOptio
   const top = options.topN ?? 10;
   const cpu = sections.cpu_by_workload.slice(0, top);
   const mem = sections.memory_peaks.slice(0, top);
-  const failing = sections.oom_and_crashloops.filter((r) => num(r.failed_exits) + num(r.oom_kills) > 0);
+  // The host's processes exit non-zero all the time (grep, test, shells): its count is in the
+  // table, and would flatten every container's bar in the chart.
+  const failing = sections.oom_and_crashloops.filter(
+    (r) => r.workload !== HOST && num(r.failed_exits) + num(r.oom_kills) > 0,
+  );
+  // The host in a chart of its own: on a busy node it would flatten every workload's line.
+  const series = cpuSeries(sections.cpu_timeseries);
   const charts = [
     lineChart(
       'CPU cores per minute, busiest workloads (all containers of a workload together)',
-      cpuSeries(sections.cpu_timeseries),
+      series.filter((s) => s.name !== HOST),
+      'cores',
+    ),
+    lineChart(
+      "CPU cores per minute, the host (the node's own processes)",
+      series.filter((s) => s.name === HOST),
       'cores',
     ),
     barChart(
@@ -163,7 +177,7 @@ function renderHtml(sections: Record<CapacityQuery, Row[]>, options: ReportOptio
       (n) => (n > 0 ? humanBytes(n) : 'none'),
     ),
     barChart(
-      'Failures per workload: failed exits and OOM kills',
+      'Failures per workload: failed exits and OOM kills (containers; the host is in the table)',
       failing.slice(0, top).map((r) => String(r.workload)),
       [
         { name: 'failed exits', values: failing.map((r) => num(r.failed_exits)) },
@@ -185,6 +199,7 @@ function renderHtml(sections: Record<CapacityQuery, Row[]>, options: ReportOptio
 body{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:1100px}
 h1{font-size:20px}h2{font-size:16px;margin-top:28px}
 table{border-collapse:collapse;font-size:12px}th,td{border:1px solid #ddd;padding:3px 6px;text-align:right}
+th{overflow-wrap:anywhere;vertical-align:bottom}
 th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
 figure{margin:16px 0}figcaption{font-weight:600;margin-bottom:4px}svg text{font-size:11px}svg text.v{fill:#555}
 details{margin:4px 0}summary{cursor:pointer}

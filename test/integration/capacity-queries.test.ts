@@ -165,7 +165,7 @@ describe('capacity queries on the real schema', () => {
       database: DB,
     });
     expect(report.html).toMatch(/^<!doctype html>/);
-    expect((report.html.match(/<svg /g) ?? []).length).toBe(4);
+    expect((report.html.match(/<svg /g) ?? []).length).toBe(5);
     for (const title of Object.values(CAPACITY_QUERIES).filter((t) => !t.startsWith('CPU cores per minute')))
       expect(report.html).toContain(title);
     expect(report.html).not.toMatch(/<script|https?:\/\/(?!www\.w3\.org)/);

@@ -39,6 +39,7 @@ document.getElementById('ktrail-probe').textContent = JSON.stringify([...documen
     width: svg.width.baseVal.value,
     height: svg.height.baseVal.value,
     nan: /NaN|undefined|Infinity/.test(svg.outerHTML),
+    plot: (svg.dataset.plot || '').split(' ').map(Number),
     lines: [...svg.querySelectorAll('path[data-series]')].map((p) => ({ name: p.dataset.series, color: p.getAttribute('stroke'), dash: p.getAttribute('stroke-dasharray') || '', ...box(p) })),
     bars: [...svg.querySelectorAll('rect[data-series]')].map((r) => ({ name: r.dataset.series, color: r.getAttribute('fill'), ...box(r) })),
     legend: [...svg.querySelectorAll('[data-legend]')].map((g) => ({ name: g.dataset.legend, color: g.dataset.color, text: [...g.querySelector('text').childNodes].filter((n) => n.nodeType === 3).map((n) => n.textContent).join(''), swatch: (g.querySelector('line') || g.querySelector('rect')).getAttribute(g.querySelector('line') ? 'stroke' : 'fill'), ...box(g) })),
@@ -57,6 +58,8 @@ interface Figure {
   width: number;
   height: number;
   nan: boolean;
+  /** A line chart's plot area: left, top, right, bottom. */
+  plot: number[];
   lines: (Box & { name: string; color: string; dash: string })[];
   bars: (Box & { name: string; color: string })[];
   legend: (Box & { name: string; color: string; text: string; swatch: string })[];
@@ -104,7 +107,7 @@ describe('the capacity report in a real browser', () => {
     const figures = JSON.parse(
       (json as string).replaceAll('&quot;', '"').replaceAll('&amp;', '&'),
     ) as Figure[];
-    expect(figures).toHaveLength(4);
+    expect(figures).toHaveLength(5);
     for (const f of figures) {
       expect(f.nan, f.title).toBe(false);
       // Every legend entry inside its chart (a clipped name is an unreadable one).
@@ -118,25 +121,33 @@ describe('the capacity report in a real browser', () => {
         expect(legend.get(s.name), `${f.title}: ${s.name}`).toBe(s.color);
     }
 
-    const [time] = figures as [Figure];
-    expect(time.title).toMatch(/^CPU cores per minute/);
-    // One line per workload with CPU, busiest first; the host is one of them, not the only one.
+    const [time, host, cpu, , failures] = figures as [Figure, Figure, Figure, Figure, Figure];
+    expect(time.title).toMatch(/^CPU cores per minute, busiest workloads/);
+    // One line per workload with CPU, busiest first, the host in a chart of its own (on a busy
+    // node it would flatten every other line).
     const busy = Object.entries(CPU_SECONDS)
       .sort((a, b) => b[1] - a[1])
       .map(([name]) => name);
-    expect(time.lines.map((l) => l.name)).toEqual(busy);
-    expect(time.legend.map((l) => l.text)).toEqual(busy);
-    expect(new Set(time.lines.map((l) => `${l.color}${l.dash}`)).size).toBe(busy.length);
-    for (const l of time.lines) {
-      // Each line runs the whole time axis (a minute without samples is drawn at 0) inside the plot.
-      expect(l.width, l.name).toBeGreaterThan(600);
-      expect(l.x, l.name).toBeGreaterThanOrEqual(0);
-      expect(l.y + l.height, l.name).toBeLessThanOrEqual(time.height);
+    expect(time.lines.map((l) => l.name)).toEqual(busy.filter((n) => n !== 'host'));
+    expect(time.legend.map((l) => l.text)).toEqual(busy.filter((n) => n !== 'host'));
+    expect(new Set(time.lines.map((l) => `${l.color}${l.dash}`)).size).toBe(busy.length - 1);
+    expect(host.lines.map((l) => l.name)).toEqual(['host']);
+    for (const chart of [time, host]) {
+      const [left, top, right, bottom] = chart.plot as [number, number, number, number];
+      for (const l of chart.lines) {
+        // Each line runs the whole time axis (a minute without samples is drawn at 0), inside
+        // the plot, and rises visibly off the axis: none is flattened by another's scale.
+        expect(l.x, l.name).toBeGreaterThanOrEqual(left - 1);
+        expect(l.x + l.width, l.name).toBeLessThanOrEqual(right + 1);
+        expect(l.width, l.name).toBeGreaterThan(0.95 * (right - left));
+        expect(l.y, l.name).toBeGreaterThanOrEqual(top - 1);
+        expect(l.y + l.height, l.name).toBeLessThanOrEqual(bottom + 1);
+        expect(bottom - l.y, `${l.name} rises off the axis`).toBeGreaterThan(8);
+      }
     }
     expect(time.lines.find((l) => l.name === 'shop/api')?.height).toBeGreaterThan(100); // 0.5 -> 2 cores
     expect(time.lines.find((l) => l.name === 'web')?.height).toBeGreaterThan(0); // its five short lives
 
-    const [, cpu, , failures] = figures as [Figure, Figure, Figure, Figure];
     expect(new Set(cpu.bars.map((b) => b.name))).toEqual(new Set(['p50', 'p95', 'max']));
     expect(cpu.bars.every((b) => b.width >= 0)).toBe(true);
     expect(failures.title).toMatch(/^Failures per workload/);

@@ -1,6 +1,6 @@
 // The workload identity columns on every row, from real runtimes: a Docker container with
-// Compose labels (real dockerd), a containerd container in a namespace of its own (real
-// containerd, ctr), and a Kubernetes pod's container (a CRI-labelled containerd container in
+// Compose labels (real dockerd), a containerd container in a namespace of its own named as
+// nerdctl names them (real containerd, ctr), and a Kubernetes pod's container (a CRI-labelled containerd container in
 // k8s.io with the id a recorded pod watch stream gives it, served to the collector's real
 // Kubernetes provider). The collector's real providers and container registry publish the
 // records, the kernel's side is written as the collector would send it (an exec and a CPU
@@ -48,7 +48,9 @@ const NODE = `wl-${TAG}`;
 const CTR_NS = `ktrail-wl-${TAG}`;
 const COMPOSE = { project: `shop${TAG}`, service: 'api' };
 const DOCKER_NAME = `${COMPOSE.project}-api-1`;
-const CTR_ID = `cache-${TAG}`;
+/** As nerdctl makes them: a 64-hex id (what the cgroup path names) and the name in a label. */
+const CTR_ID = randomBytes(32).toString('hex');
+const CTR_NAME = `cache-${TAG}`;
 const MS = 1_000_000n;
 
 /** The recording, shifted to have started 10 minutes ago; its pod and last container id. */
@@ -136,7 +138,7 @@ async function startContainers(rec: ReturnType<typeof recording>): Promise<Recor
     }
     await run('rm', ['-f', archive]);
   });
-  await ctr(CTR_NS, 'run', '-d', ep.image, CTR_ID, 'sleep', '300');
+  await ctr(CTR_NS, 'run', '-d', '--label', `nerdctl/name=${CTR_NAME}`, ep.image, CTR_ID, 'sleep', '300');
   // The kubelet's container: CRI labels, in k8s.io, under the id the pod status names.
   await ctrRemove('k8s.io', rec.id);
   cleanup.push(() => ctrRemove('k8s.io', rec.id));
@@ -224,11 +226,11 @@ function expectedColumns(
     },
     containerd: {
       container_id: CTR_ID,
-      container_name: CTR_ID,
+      container_name: CTR_NAME,
       image: ep.image,
       container_runtime: 'containerd',
       containerd_namespace: CTR_NS,
-      workload: CTR_ID,
+      workload: CTR_NAME,
       pod: '',
       compose_project: '',
     },
@@ -277,7 +279,7 @@ describe('workload identity from real runtimes, on every row and in the enriched
 
     // The processor has the records it joins with once it wrote them (it joins with the version
     // it holds when the events come: the registry published path-only and runtime-only ones first).
-    const workloads = [`${COMPOSE.project}/${COMPOSE.service}`, CTR_ID, `${rec.pod.namespace}/checkout`];
+    const workloads = [`${COMPOSE.project}/${COMPOSE.service}`, CTR_NAME, `${rec.pod.namespace}/checkout`];
     await p.until('the three records in the containers table', async () => {
       const rows = await queryRows<{ workload: string }>(
         ch,

@@ -1,4 +1,5 @@
--- Right-sizing per workload and container (a pod's containers each have their own requests):
+-- Right-sizing per workload and container (a pod's containers each have their own requests;
+-- the replicas of a Deployment or a scaled Compose service are one row):
 -- the observed p95/max CPU per container and the peak memory of any of the workload's
 -- containers against the Kubernetes requests and limits, with a suggestion (p95 CPU and peak
 -- memory plus 20% headroom) and a verdict. Containers without requests (plain Docker) still
@@ -53,11 +54,12 @@ FROM
   ) AS u
   INNER JOIN
   (
-    -- Names as the rows have them (0009: `workload`, the Kubernetes container name), the
-    -- container name for records written before.
+    -- Names as the rows have them (0009: `workload`; the container is the pod spec's or the
+    -- Compose service's, the same for every replica), the container name for records before.
     SELECT node, cgroup_id, argMax(container_id, updated_at_ns) AS cid,
       coalesce(nullIf(argMaxIf(workload, updated_at_ns, workload != ''), ''), argMax(name, updated_at_ns)) AS kw,
-      coalesce(nullIf(argMaxIf(k8s_container_name, updated_at_ns, k8s_container_name != ''), ''), argMax(name, updated_at_ns)) AS kc,
+      coalesce(nullIf(argMaxIf(k8s_container_name, updated_at_ns, k8s_container_name != ''), ''),
+        nullIf(argMaxIf(compose_service, updated_at_ns, compose_service != ''), ''), argMax(name, updated_at_ns)) AS kc,
       argMax(cpu_request_millis, updated_at_ns) AS cpu_req, argMax(cpu_limit_millis, updated_at_ns) AS cpu_lim,
       argMax(memory_request_bytes, updated_at_ns) AS mem_req, argMax(memory_limit_bytes, updated_at_ns) AS mem_lim,
       max(updated_at_ns) AS updated

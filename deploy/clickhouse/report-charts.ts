@@ -47,12 +47,23 @@ export function humanBytes(n: number): string {
   return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
 }
 
-/** 1, 2 or 5 times a power of ten, at least `v`: the top of a value axis. */
+/** The top of a value axis: a round number at least `v`, at most 25% above it. */
 export function niceCeil(v: number): number {
   if (!(v > 0)) return 1;
   const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 5, 10]) if (m * p >= v * (1 - 1e-9)) return m * p;
+  for (const m of [1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10])
+    if (m * p >= v * (1 - 1e-9)) return +(m * p).toPrecision(6);
   return 10 * p;
+}
+
+const MINUTE = 60_000;
+/** Time-axis ticks: whole multiples of a round step (1 minute .. 1 day), at most `most` of them. */
+export function timeTicks(x0: number, x1: number, most = 6): number[] {
+  const steps = [1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440].map((m) => m * MINUTE);
+  const step = steps.find((s) => (x1 - x0) / s <= most - 1) ?? 1440 * MINUTE;
+  const ticks: number[] = [];
+  for (let t = Math.ceil(x0 / step) * step; t <= x1; t += step) ticks.push(t);
+  return ticks;
 }
 
 /** Horizontal grouped bars: one row per label, one bar per series. */
@@ -117,11 +128,11 @@ export function lineChart(
       return `<line x1="${left}" y1="${y}" x2="${w - 12}" y2="${y}" stroke="${f === 0 ? '#888' : '#e4e4e4'}"/><text x="${left - 4}" y="${Number(y) + 4}" text-anchor="end">${esc(+(f * y1).toPrecision(3))}</text>`;
     })
     .join('');
-  const ticks = [0, 0.25, 0.5, 0.75, 1]
-    .map((f) => {
-      const x = px(x0 + f * (x1 - x0));
-      const anchor = f === 0 ? 'start' : f === 1 ? 'end' : 'middle';
-      return `<line x1="${x.toFixed(1)}" y1="${h - bottom}" x2="${x.toFixed(1)}" y2="${h - bottom + 4}" stroke="#888"/><text x="${x.toFixed(1)}" y="${h - bottom + 16}" text-anchor="${anchor}">${hhmm(x0 + f * (x1 - x0))}${f === 1 ? ' UTC' : ''}</text>`;
+  const ticks = timeTicks(x0, x1)
+    .map((t, i, all) => {
+      const x = px(t);
+      const anchor = x - left < 20 ? 'start' : w - 12 - x < 20 ? 'end' : 'middle';
+      return `<line x1="${x.toFixed(1)}" y1="${h - bottom}" x2="${x.toFixed(1)}" y2="${h - bottom + 4}" stroke="#888"/><text x="${x.toFixed(1)}" y="${h - bottom + 16}" text-anchor="${anchor}">${hhmm(t)}${i === all.length - 1 ? ' UTC' : ''}</text>`;
     })
     .join('');
   const axes = `${grid}${ticks}<line x1="${left}" y1="${top}" x2="${left}" y2="${h - bottom}" stroke="#888"/><text x="4" y="${top - 4}">${esc(unit)}</text>`;

@@ -162,6 +162,7 @@ export function sampleContainerRecord(): ContainerRecord {
     stoppedAtNs: null,
     updatedAtNs: 1_764_000_000_500_000_000n,
     state: 'RUNNING',
+    runtimeNamespace: 'k8s.io',
   };
 }
 

@@ -421,6 +421,8 @@ export interface ContainerRecord {
   /** Wall clock (Unix ns) of this version of the record. */
   updatedAtNs: bigint;
   state: ContainerState;
+  /** The runtime's own namespace the container lives in: containerd's (k8s.io for CRI pods, default for ctr and nerdctl); null for runtimes without one. */
+  runtimeNamespace: null | string;
 }
 
 /** One collector's counters over one stats interval (stats topic). Counters are deltas over [intervalStartNs, intervalEndNs). */

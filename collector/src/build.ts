@@ -105,6 +105,7 @@ export function toAvroContainer(r: ContainerRecord): AvroContainerRecord {
     stoppedAtNs: r.stoppedAtNs ?? null,
     updatedAtNs: r.updatedAtNs,
     state: r.state,
+    runtimeNamespace: r.runtimeNamespace ?? null,
   };
 }
 

@@ -11,35 +11,46 @@ export interface SqlRunner {
   rows(sql: string, params?: QueryParams): Promise<Row[]>;
 }
 
+/**
+ * The queries, in the order the report shows them: per workload first (what usage_resolved
+ * and the *_resolved views name a workload, migration 0009: `host` for the node's own
+ * processes), then the per-container detail under them.
+ */
 export const CAPACITY_QUERIES = {
-  cpu_by_container: 'CPU per container (cores)',
-  cpu_by_namespace: 'CPU per namespace and workload',
-  memory_peaks: 'Memory peaks',
+  cpu_by_workload: 'CPU per workload (cores per container)',
+  cpu_by_namespace: 'CPU per namespace',
+  memory_peaks: 'Memory peaks per workload',
   network_top_talkers: 'Network egress top talkers',
-  oom_and_crashloops: 'OOM kills and crash loops',
+  oom_and_crashloops: 'OOM kills and crash loops per workload',
   rightsizing: 'Right-sizing against requests and limits',
   completeness: 'Data completeness per node and hour',
-  cpu_timeseries: 'CPU cores per minute, busiest containers',
+  cpu_timeseries: 'CPU cores per minute, busiest workloads',
+  workload_containers: 'Containers of each workload',
 } as const;
 export type CapacityQuery = keyof typeof CAPACITY_QUERIES;
 
 /**
  * What a new user asks a fresh node first, shown by `./ktrail up` and in the README: the
  * `_resolved` views, so a container that lived 100 ms is named even when its metadata came
- * late; the host's own processes show as `host`.
+ * late, by its workload (the Compose service, the pod's owner, the container name); the
+ * host's own processes show as `host`.
  */
 export const FIRST_QUESTIONS = [
   {
     question: 'busiest workloads by CPU, last hour',
-    sql: "SELECT if(join_state = 'host', 'host', container_name) AS workload, round(sum(cpu_ns) / 1e9, 1) AS cpu_seconds FROM ktrail.cpu_sample_resolved WHERE time > now() - INTERVAL 1 HOUR GROUP BY workload ORDER BY cpu_seconds DESC LIMIT 10",
+    sql: 'SELECT workload, round(sum(cpu_ns) / 1e9, 1) AS cpu_seconds FROM ktrail.cpu_sample_resolved WHERE time > now() - INTERVAL 1 HOUR GROUP BY workload ORDER BY cpu_seconds DESC LIMIT 10',
   },
   {
     question: 'most execs, last hour',
-    sql: "SELECT if(join_state = 'host', 'host', container_name) AS workload, count() AS execs FROM ktrail.proc_exec_resolved WHERE time > now() - INTERVAL 1 HOUR GROUP BY workload ORDER BY execs DESC LIMIT 10",
+    sql: 'SELECT workload, count() AS execs FROM ktrail.proc_exec_resolved WHERE time > now() - INTERVAL 1 HOUR GROUP BY workload ORDER BY execs DESC LIMIT 10',
   },
   {
     question: 'TCP peers, last hour',
-    sql: "SELECT if(join_state = 'host', 'host', container_name) AS workload, daddr AS peer, dport, count() AS connections FROM ktrail.tcp_connect_resolved WHERE time > now() - INTERVAL 1 HOUR GROUP BY workload, peer, dport ORDER BY connections DESC LIMIT 10",
+    sql: 'SELECT workload, daddr AS peer, dport, count() AS connections FROM ktrail.tcp_connect_resolved WHERE time > now() - INTERVAL 1 HOUR GROUP BY workload, peer, dport ORDER BY connections DESC LIMIT 10',
+  },
+  {
+    question: 'failed exits per workload and container, last hour',
+    sql: 'SELECT workload, container_id, count() AS failed_exits FROM ktrail.proc_exit_resolved WHERE time > now() - INTERVAL 1 HOUR AND (exit_code != 0 OR signal != 0) GROUP BY workload, container_id ORDER BY workload, failed_exits DESC LIMIT 20',
   },
 ] as const;
 

@@ -1,12 +1,14 @@
 // Capacity report for a time range: every capacity query as a table, plus charts, in one
 // self-contained HTML page (inline SVG, no scripts, no network) — people would rather look
-// than read. Also prints the tables to the terminal.
+// than read. Per workload (queries.ts), with each workload's containers one level down.
+// Also prints the tables to the terminal.
 //
 //   ./ktrail report [--from 24h|ISO] [--to now|ISO] [--out report.html]
 //                   [--url http://127.0.0.1:8124/ | --chdb-path DIR] [--database ktrail]
 // Default source: the running pipeline's query endpoint; --chdb-path reads a stopped store.
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { HOST_WORKLOAD } from '../../processor/src/workload.js';
 import {
   CAPACITY_QUERIES,
   type CapacityQuery,
@@ -17,12 +19,16 @@ import {
   type SqlRunner,
   sqlDateTime,
 } from './queries.js';
+import { barChart, esc, humanBytes, lineChart } from './report-charts.js';
 
 export interface ReportOptions {
   from: Date;
   to: Date;
   database: string;
+  /** Workloads in the charts and the time chart's lines (default 10, the palette's colours). */
   topN?: number;
+  /** Most rows of the per-container detail (default 500). */
+  detailLimit?: number;
 }
 
 export interface Report {
@@ -36,6 +42,7 @@ export async function buildReport(runner: SqlRunner, options: ReportOptions): Pr
     to: sqlDateTime(options.to),
     limit: options.topN ?? 10,
     window_s: 600,
+    detail_limit: options.detailLimit ?? 500,
   };
   const sections = {} as Record<CapacityQuery, Row[]>;
   for (const name of Object.keys(CAPACITY_QUERIES) as CapacityQuery[])
@@ -45,29 +52,16 @@ export async function buildReport(runner: SqlRunner, options: ReportOptions): Pr
 
 // ---- rendering -----------------------------------------------------------------------
 
-const esc = (v: unknown): string =>
-  String(v ?? '').replace(
-    /[&<>"]/g,
-    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c] as string,
-  );
-const num = (v: unknown): number => (v === null || v === undefined || v === '' ? 0 : Number(v));
-const PALETTE = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7'];
+const num = (v: unknown): number => {
+  const n = v === null || v === undefined || v === '' ? 0 : Number(v);
+  return Number.isFinite(n) ? n : 0;
+};
 
 function formatCell(key: string, v: unknown): string {
   if (v === null || v === undefined) return '—';
+  if (/limit/.test(key) && (v === 0 || v === '0')) return 'none';
   if (/bytes/.test(key) && v !== '' && !Number.isNaN(Number(v))) return humanBytes(Number(v));
   return esc(v);
-}
-
-export function humanBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  let v = n;
-  while (Math.abs(v) >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
 }
 
 function htmlTable(rows: Row[]): string {
@@ -80,85 +74,92 @@ function htmlTable(rows: Row[]): string {
   return `<table><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table>`;
 }
 
-/** Horizontal grouped bars: one row per label, one bar per series. */
-export function barChart(
-  title: string,
-  labels: string[],
-  series: Array<{ name: string; values: number[] }>,
-  unit: (n: number) => string,
-): string {
-  if (labels.length === 0) return '';
-  const rowH = 14 * series.length + 10;
-  const left = 180;
-  const width = 720;
-  const height = labels.length * rowH + 40;
-  const max = Math.max(1e-9, ...series.flatMap((s) => s.values));
-  const scale = (v: number) => ((width - left - 80) * v) / max;
-  const bars = labels
-    .map((label, i) => {
-      const y = 30 + i * rowH;
-      const group = series
-        .map((s, j) => {
-          const v = s.values[i] ?? 0;
-          return `<rect x="${left}" y="${y + j * 14}" width="${scale(v).toFixed(1)}" height="12" fill="${PALETTE[j % PALETTE.length]}"><title>${esc(s.name)}: ${esc(unit(v))}</title></rect><text x="${left + scale(v) + 4}" y="${y + j * 14 + 10}" class="v">${esc(unit(v))}</text>`;
-        })
-        .join('');
-      return `<text x="${left - 6}" y="${y + 10}" text-anchor="end">${esc(label.slice(0, 28))}</text>${group}`;
-    })
-    .join('\n');
-  const legend = series
-    .map(
-      (s, j) =>
-        `<rect x="${left + j * 120}" y="8" width="10" height="10" fill="${PALETTE[j % PALETTE.length]}"/><text x="${left + j * 120 + 14}" y="17">${esc(s.name)}</text>`,
-    )
-    .join('');
-  return `<figure><figcaption>${esc(title)}</figcaption><svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" role="img">${legend}${bars}</svg></figure>`;
+const MINUTE_MS = 60_000;
+const HOST = HOST_WORKLOAD;
+
+/**
+ * cpu_timeseries rows -> one series per workload, in the order of their CPU (the query's top
+ * list), every minute from the first to the last present: a minute without samples is 0
+ * cores, not a straight line to the next sample.
+ */
+export function cpuSeries(rows: Row[]): Array<{ name: string; points: Array<[number, number]> }> {
+  const byWorkload = new Map<string, Map<number, number>>();
+  let first = Number.POSITIVE_INFINITY;
+  let last = Number.NEGATIVE_INFINITY;
+  for (const r of rows) {
+    const t = Date.parse(`${String(r.minute).replace(' ', 'T')}Z`);
+    if (Number.isNaN(t)) continue;
+    first = Math.min(first, t);
+    last = Math.max(last, t);
+    const name = String(r.workload);
+    let points = byWorkload.get(name);
+    if (points === undefined) {
+      points = new Map();
+      byWorkload.set(name, points);
+    }
+    points.set(t, num(r.cores));
+  }
+  const total = (m: Map<number, number>) => [...m.values()].reduce((a, b) => a + b, 0);
+  return [...byWorkload]
+    .sort((a, b) => total(b[1]) - total(a[1]))
+    .map(([name, points]) => {
+      const filled: Array<[number, number]> = [];
+      for (let t = first; t <= last; t += MINUTE_MS) filled.push([t, points.get(t) ?? 0]);
+      return { name, points: filled };
+    });
 }
 
-/** One line per series over time. Points: [epoch ms, value]. */
-export function lineChart(
-  title: string,
-  series: Array<{ name: string; points: Array<[number, number]> }>,
-  unit: string,
-): string {
-  const all = series.flatMap((s) => s.points);
-  if (all.length === 0) return '';
-  const [w, h, pad] = [720, 260, 44];
-  const xs = all.map((p) => p[0]);
-  const [x0, x1] = [Math.min(...xs), Math.max(...xs, Math.min(...xs) + 60_000)];
-  const y1 = Math.max(1e-9, ...all.map((p) => p[1]));
-  const px = (x: number) => pad + ((w - 2 * pad) * (x - x0)) / (x1 - x0);
-  const py = (y: number) => h - pad - ((h - 2 * pad) * y) / y1;
-  const lines = series
-    .map((s, j) => {
-      const d = s.points
-        .map((p, i) => `${i === 0 ? 'M' : 'L'}${px(p[0]).toFixed(1)},${py(p[1]).toFixed(1)}`)
-        .join(' ');
-      return `<path d="${d}" fill="none" stroke="${PALETTE[j % PALETTE.length]}" stroke-width="2"><title>${esc(s.name)}</title></path><text x="${w - pad + 4}" y="${20 + j * 14}" fill="${PALETTE[j % PALETTE.length]}">${esc(s.name.slice(0, 20))}</text>`;
+/** workload_containers rows as one collapsed table per workload: the detail one level down. */
+function drillDown(rows: Row[]): string {
+  if (rows.length === 0) return '<p class="empty">no data in this range</p>';
+  const byWorkload = new Map<string, Row[]>();
+  for (const r of rows) {
+    const list = byWorkload.get(String(r.workload)) ?? [];
+    list.push(r);
+    byWorkload.set(String(r.workload), list);
+  }
+  return [...byWorkload]
+    .map(([workload, list]) => {
+      const failed = list.reduce((a, r) => a + num(r.failed_exits), 0);
+      const ooms = list.reduce((a, r) => a + num(r.oom_kills), 0);
+      const cpu = list.reduce((a, r) => a + num(r.cpu_seconds), 0);
+      const facts = [
+        `${list.length} container${list.length === 1 ? '' : 's'}`,
+        `${cpu.toFixed(1)} CPU-s`,
+        ...(failed > 0 ? [`${failed} failed exits`] : []),
+        ...(ooms > 0 ? [`${ooms} OOM kills`] : []),
+      ].join(', ');
+      const detail = list.map(({ workload: _, ...rest }) => rest);
+      return `<details><summary><b>${esc(workload)}</b>: ${esc(facts)}</summary>${htmlTable(detail)}</details>`;
     })
     .join('\n');
-  const axes = `<line x1="${pad}" y1="${h - pad}" x2="${w - pad}" y2="${h - pad}" stroke="#888"/><line x1="${pad}" y1="${pad}" x2="${pad}" y2="${h - pad}" stroke="#888"/><text x="${pad - 4}" y="${pad}" text-anchor="end">${y1.toFixed(2)}</text><text x="${pad - 4}" y="${h - pad}" text-anchor="end">0</text><text x="${pad}" y="${h - pad + 16}">${esc(new Date(x0).toISOString().slice(11, 16))}</text><text x="${w - pad}" y="${h - pad + 16}" text-anchor="end">${esc(new Date(x1).toISOString().slice(11, 16))} UTC</text><text x="4" y="14">${esc(unit)}</text>`;
-  return `<figure><figcaption>${esc(title)}</figcaption><svg xmlns="http://www.w3.org/2000/svg" width="${w + 120}" height="${h}" role="img">${axes}${lines}</svg></figure>`;
 }
 
 function renderHtml(sections: Record<CapacityQuery, Row[]>, options: ReportOptions): string {
-  const cpu = sections.cpu_by_container.slice(0, options.topN ?? 10);
-  const mem = sections.memory_peaks.slice(0, options.topN ?? 10);
-  const byContainer = new Map<string, Array<[number, number]>>();
-  for (const r of sections.cpu_timeseries) {
-    const points = byContainer.get(String(r.container)) ?? [];
-    points.push([Date.parse(`${String(r.minute).replace(' ', 'T')}Z`), num(r.cores)]);
-    byContainer.set(String(r.container), points);
-  }
+  const top = options.topN ?? 10;
+  const cpu = sections.cpu_by_workload.slice(0, top);
+  const mem = sections.memory_peaks.slice(0, top);
+  // The host's processes exit non-zero all the time (grep, test, shells): its count is in the
+  // table, and would flatten every container's bar in the chart.
+  const failing = sections.oom_and_crashloops.filter(
+    (r) => r.workload !== HOST && num(r.failed_exits) + num(r.oom_kills) > 0,
+  );
+  // The host in a chart of its own: on a busy node it would flatten every workload's line.
+  const series = cpuSeries(sections.cpu_timeseries);
   const charts = [
     lineChart(
-      'CPU cores per minute (busiest containers)',
-      [...byContainer].map(([name, points]) => ({ name, points })),
+      'CPU cores per minute, busiest workloads (all containers of a workload together)',
+      series.filter((s) => s.name !== HOST),
+      'cores',
+    ),
+    lineChart(
+      "CPU cores per minute, the host (the node's own processes)",
+      series.filter((s) => s.name === HOST),
       'cores',
     ),
     barChart(
-      'CPU per container: p50, p95 and max cores',
-      cpu.map((r) => String(r.container)),
+      'CPU per workload: p50, p95 and max cores of a container',
+      cpu.map((r) => String(r.workload)),
       [
         { name: 'p50', values: cpu.map((r) => num(r.p50_cores)) },
         { name: 'p95', values: cpu.map((r) => num(r.p95_cores)) },
@@ -167,18 +168,30 @@ function renderHtml(sections: Record<CapacityQuery, Row[]>, options: ReportOptio
       (n) => n.toFixed(2),
     ),
     barChart(
-      'Memory: peak and limit',
-      mem.map((r) => String(r.container)),
+      'Memory per workload: peak and limit',
+      mem.map((r) => String(r.workload)),
       [
         { name: 'peak', values: mem.map((r) => Math.max(num(r.max_bytes), num(r.kernel_peak_bytes))) },
         { name: 'limit', values: mem.map((r) => num(r.limit_bytes)) },
       ],
-      humanBytes,
+      (n) => (n > 0 ? humanBytes(n) : 'none'),
+    ),
+    barChart(
+      'Failures per workload: failed exits and OOM kills (containers; the host is in the table)',
+      failing.slice(0, top).map((r) => String(r.workload)),
+      [
+        { name: 'failed exits', values: failing.map((r) => num(r.failed_exits)) },
+        { name: 'OOM kills', values: failing.map((r) => num(r.oom_kills)) },
+      ],
+      (n) => String(n),
     ),
   ].join('\n');
   const tables = (Object.keys(CAPACITY_QUERIES) as CapacityQuery[])
     .filter((name) => name !== 'cpu_timeseries')
-    .map((name) => `<section><h2>${esc(CAPACITY_QUERIES[name])}</h2>${htmlTable(sections[name])}</section>`)
+    .map(
+      (name) =>
+        `<section><h2>${esc(CAPACITY_QUERIES[name])}</h2>${name === 'workload_containers' ? drillDown(sections[name]) : htmlTable(sections[name])}</section>`,
+    )
     .join('\n');
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>ktrail capacity report</title>
@@ -186,12 +199,15 @@ function renderHtml(sections: Record<CapacityQuery, Row[]>, options: ReportOptio
 body{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:1100px}
 h1{font-size:20px}h2{font-size:16px;margin-top:28px}
 table{border-collapse:collapse;font-size:12px}th,td{border:1px solid #ddd;padding:3px 6px;text-align:right}
+th{overflow-wrap:anywhere;vertical-align:bottom}
 th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
 figure{margin:16px 0}figcaption{font-weight:600;margin-bottom:4px}svg text{font-size:11px}svg text.v{fill:#555}
+details{margin:4px 0}summary{cursor:pointer}
 .empty{color:#888}
 </style></head><body>
 <h1>ktrail capacity report</h1>
 <p>${esc(options.from.toISOString())} — ${esc(options.to.toISOString())} · database <code>${esc(options.database)}</code> · generated ${esc(new Date().toISOString())}</p>
+<p>Everything is per workload: a Kubernetes pod's owner (<code>namespace/name</code>), a Compose service (<code>project/service</code>), else the container's name; <code>host</code> is the node's own processes. The containers of each workload are listed at the end.</p>
 ${charts}
 ${tables}
 </body></html>

@@ -13,7 +13,8 @@ cd "$ROOT"
 . deploy/local/node-env.sh
 say() { echo "[install] $*"; }
 
-# One apt transaction for every part: eBPF toolchain, addon build, containers, Kafka, ClickHouse.
+# One apt transaction for every part: eBPF toolchain, addon build, containers, Kafka, ClickHouse,
+# a browser for the report test.
 APT_PACKAGES=(
   clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libzstd-dev pkg-config make g++ linux-libc-dev # bpf/ + native/ (zstd: Kafka codec)
   python3                                                                               # node-gyp builds the addon with it
@@ -23,6 +24,7 @@ APT_PACKAGES=(
   curl openssl ca-certificates                                                          # node.sh (sha512), clickhouse-server.sh
   debootstrap                                                                           # deploy/docker/base-image.sh (image build test)
   iproute2 procps util-linux                                                            # ss, pgrep, mount, flock, setsid, setpriv
+  chromium                                                                              # the report test renders the HTML report headless
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

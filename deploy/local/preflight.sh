@@ -33,6 +33,7 @@ check libzstd '[ -e /usr/include/zstd.h ]' "zstd headers" "libzstd-dev missing (
 check debootstrap 'command -v debootstrap' "$(command -v debootstrap)" "debootstrap missing (the image test's local Debian 12 base)" "apt-get install -y debootstrap"
 check dockerd 'command -v dockerd' "$(command -v dockerd)" "dockerd missing (container tests)" "deploy/local/docker.sh install"
 check setpriv 'command -v setpriv' "$(command -v setpriv)" "setpriv missing (the privileges test drops to the DaemonSet's capabilities)" "apt-get install -y util-linux"
+check chromium 'command -v chromium' "$(chromium --version 2>/dev/null)" "chromium missing (the report test renders the HTML report in it)" "apt-get install -y chromium"
 check ctr 'command -v ctr' "$(command -v ctr)" "ctr missing (containerd tests, the seccomp test)" "deploy/local/containerd.sh install"
 check registry '[ -n "$(find "$ROOT/.cache/registry/dist" -maxdepth 1 -name "*-runner.jar" 2>/dev/null)" ]' "schema registry in .cache/registry" "schema registry (Apicurio) not installed (registry-mode tests)" "deploy/local/registry.sh install"
 check node_modules '[ -d "$ROOT/node_modules/kafkajs" ]' "npm packages installed" "npm packages not installed" "deploy/local/install.sh (npm ci on .cache/node's Node)"

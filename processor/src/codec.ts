@@ -8,16 +8,13 @@
 // Confluent wire format under ids the processor registers (subjects `<topic>-value`).
 // With a registry, `prepare` runs before each fetched batch is decoded (schema-gate.ts): it
 // registers the outputs' schemas once and looks up the ids it has not seen.
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type avsc from 'avsc';
 import type { KtrailConfig } from '../../common/config.js';
 import { KtrailError } from '../../common/errors.js';
 import { topicNames } from '../../common/kafka.js';
 import { createLogger, type Logger } from '../../common/log.js';
-import { REPO_ROOT } from '../../common/repo-root.js';
 import { compileSchema } from '../../schemas/avro-types.js';
-import { expandSchema, loadCurrentSchemas, loadEventDefinitions } from '../../schemas/catalog.js';
+import { fingerprintKey, loadCurrentSchemas } from '../../schemas/catalog.js';
 import {
   CONFLUENT_HEADER_BYTES,
   CONFLUENT_MAGIC,
@@ -39,20 +36,12 @@ import {
 } from '../../schemas/registry-client.js';
 import type { Alert } from './alerts.js';
 import type { EnrichedBatch } from './enriched.js';
+import { type LocalSchemaName, localHistory, localSchema } from './local-schemas.js';
 import type { ProcessorCodec } from './processor.js';
 import type { DecodedEventBatch } from './rows.js';
 
-/**
- * One of the processor's own output schemas (schemas-local/), with the event records it
- * names inlined (schemas/events/): the self-contained schema a reader needs, its compiled
- * type and its single-object header.
- */
-export function localSchema(name: 'EnrichedBatch' | 'Alert'): Record<string, unknown> {
-  const text = readFileSync(join(REPO_ROOT, 'processor/src/schemas-local', `${name}.avsc`), 'utf8');
-  return expandSchema(JSON.parse(text) as Record<string, unknown>, loadEventDefinitions());
-}
-
-function localWriter(name: 'EnrichedBatch' | 'Alert'): { type: avsc.Type; header: Buffer } {
+/** One of the processor's own output schemas (local-schemas.ts): its compiled type and single-object header. */
+function localWriter(name: LocalSchemaName): { type: avsc.Type; header: Buffer } {
   const schema = localSchema(name);
   return { type: compileSchema(schema), header: singleObjectHeader(fingerprint64(schema)) };
 }
@@ -191,22 +180,43 @@ export function topicSchema(kind: TopicKind): Record<string, unknown> {
 
 /**
  * Decodes a message of any ktrail topic (`./ktrail tail`, tests, downstream readers in
- * TypeScript): the collector's topics and dead
- * letters through the schema resolver (any known version), the processor's outputs with
- * their current local schema, whose single-object header must match.
+ * TypeScript): the collector's topics and dead letters through the schema resolver (any
+ * known version), the processor's outputs with their current local schema or one of its
+ * released versions (local-schemas.ts) resolved to the current one.
  */
 export function createTopicDecoder(): (kind: TopicKind, value: Buffer) => unknown {
   const resolver = createSchemaResolver();
-  const outputs = { enriched: localWriter('EnrichedBatch'), alerts: localWriter('Alert') };
+  const outputs = { enriched: localReader('EnrichedBatch'), alerts: localReader('Alert') };
   return (kind, value) => {
     if (kind !== 'enriched' && kind !== 'alerts') return resolver.decodeAs(SCHEMA_BY_TOPIC[kind], value);
-    const { type, header } = outputs[kind];
-    if (value.length < header.length || !value.subarray(0, header.length).equals(header))
+    const { type, header, older } = outputs[kind];
+    const body = value.subarray(header.length);
+    if (value.length >= header.length && value.subarray(0, header.length).equals(header))
+      return type.fromBuffer(body);
+    // A message written with an earlier released version: resolved to the current one.
+    const resolve =
+      value.length >= header.length && value.subarray(0, 2).equals(header.subarray(0, 2))
+        ? older.get(value.subarray(2, header.length).toString('hex'))
+        : undefined;
+    if (resolve === undefined)
       throw new Error(
-        `not single-object encoded with the current ${kind} schema (header ${value.subarray(0, 10).toString('hex')})`,
+        `not single-object encoded with a known ${kind} schema (header ${value.subarray(0, 10).toString('hex')})`,
       );
-    return type.fromBuffer(value.subarray(header.length));
+    return type.fromBuffer(body, resolve);
   };
+}
+
+/** The current local schema's reader, and resolvers from each released version to it, by fingerprint key. */
+function localReader(name: LocalSchemaName): {
+  type: avsc.Type;
+  header: Buffer;
+  older: Map<string, avsc.Resolver>;
+} {
+  const { type, header } = localWriter(name);
+  const older = new Map<string, avsc.Resolver>();
+  for (const { schema } of localHistory(name))
+    older.set(fingerprintKey(fingerprint64(schema)), type.createResolver(compileSchema(schema)));
+  return { type, header, older };
 }
 
 /**

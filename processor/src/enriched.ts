@@ -9,6 +9,7 @@ import { type DecodedEvent, SOURCE_EVENT, TIME_NS } from './rows.js';
 
 export type JoinState = 'joined' | 'pending' | 'host';
 
+/** The identity columns of the container's rows (workload.ts), camelCase. */
 export interface EnrichedContainer {
   containerId: string;
   containerName: string;
@@ -16,6 +17,14 @@ export interface EnrichedContainer {
   pod: string;
   namespace: string;
   workload: string;
+  containerRuntime: string;
+  podUid: string;
+  k8sContainerName: string;
+  workloadKind: string;
+  workloadName: string;
+  composeProject: string;
+  composeService: string;
+  containerdNamespace: string;
 }
 
 export interface EnrichedEvent {
@@ -192,17 +201,8 @@ function containerIndex(row: Row, containers: EnrichedContainer[], byId: Map<str
     candidates = [];
     byId.set(id, candidates);
   }
-  for (const index of candidates) {
-    const c = containers[index] as EnrichedContainer;
-    if (
-      c.containerName === row.container_name &&
-      c.image === row.image &&
-      c.pod === row.pod &&
-      c.namespace === row.namespace &&
-      c.workload === row.workload
-    )
-      return index;
-  }
+  for (const index of candidates)
+    if (sameContainer(containers[index] as EnrichedContainer, row)) return index;
   const index = containers.length;
   candidates.push(index);
   containers.push({
@@ -212,6 +212,32 @@ function containerIndex(row: Row, containers: EnrichedContainer[], byId: Map<str
     pod: row.pod as string,
     namespace: row.namespace as string,
     workload: row.workload as string,
+    containerRuntime: row.container_runtime as string,
+    podUid: row.pod_uid as string,
+    k8sContainerName: row.k8s_container_name as string,
+    workloadKind: row.workload_kind as string,
+    workloadName: row.workload_name as string,
+    composeProject: row.compose_project as string,
+    composeService: row.compose_service as string,
+    containerdNamespace: row.containerd_namespace as string,
   });
   return index;
+}
+
+function sameContainer(c: EnrichedContainer, row: Row): boolean {
+  return (
+    c.containerName === row.container_name &&
+    c.image === row.image &&
+    c.pod === row.pod &&
+    c.namespace === row.namespace &&
+    c.workload === row.workload &&
+    c.containerRuntime === row.container_runtime &&
+    c.podUid === row.pod_uid &&
+    c.k8sContainerName === row.k8s_container_name &&
+    c.workloadKind === row.workload_kind &&
+    c.workloadName === row.workload_name &&
+    c.composeProject === row.compose_project &&
+    c.composeService === row.compose_service &&
+    c.containerdNamespace === row.containerd_namespace
+  );
 }

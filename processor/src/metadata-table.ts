@@ -18,7 +18,11 @@ export interface ContainerMeta {
   pod: string;
   podUid: string;
   namespace: string;
+  /** The Kubernetes owner's kind (Deployment, StatefulSet, ...) and name; '' elsewhere. */
+  workloadKind: string;
   workload: string;
+  /** The runtime's own namespace (containerd: k8s.io for CRI, default for ctr); '' when none. */
+  runtimeNamespace: string;
   /** Wall-clock ns; 0 = unknown. */
   startedAtNs: bigint;
   /** Wall-clock ns; 0 = still running. */

@@ -5,6 +5,7 @@
 // (join fields may differ, but deduplication is by token, and the token names the range).
 import type { ContainerMeta } from './metadata-table.js';
 import { CONTAINER_META } from './rows.js';
+import { HOST_IDENTITY, type IdentityColumns, identityColumns } from './workload.js';
 
 export type Row = Record<string | symbol, unknown>;
 
@@ -48,12 +49,7 @@ export interface CutBatch {
 /** Fills the join columns of a row from its container record (join_state 'joined'). */
 export function applyJoin(row: Row, meta: ContainerMeta): void {
   row.join_state = 'joined';
-  row.container_id = meta.containerId;
-  row.container_name = meta.name;
-  row.image = meta.image;
-  row.pod = meta.pod;
-  row.namespace = meta.namespace;
-  row.workload = meta.workload;
+  setIdentity(row, identityColumns(meta));
   row[CONTAINER_META] = meta;
 }
 
@@ -65,6 +61,30 @@ export function applyJoin(row: Row, meta: ContainerMeta): void {
 export function markPending(row: Row, known: ContainerMeta): void {
   row.container_id = known.containerId;
   row[CONTAINER_META] = known;
+}
+
+/** Marks a row as the host's: not in any container, its workload `host`. */
+export function applyHost(row: Row): void {
+  row.join_state = 'host';
+  setIdentity(row, HOST_IDENTITY);
+  delete row[CONTAINER_META];
+}
+
+function setIdentity(row: Row, c: Readonly<IdentityColumns>): void {
+  row.container_id = c.container_id;
+  row.container_name = c.container_name;
+  row.image = c.image;
+  row.container_runtime = c.container_runtime;
+  row.pod = c.pod;
+  row.pod_uid = c.pod_uid;
+  row.namespace = c.namespace;
+  row.k8s_container_name = c.k8s_container_name;
+  row.workload_kind = c.workload_kind;
+  row.workload_name = c.workload_name;
+  row.compose_project = c.compose_project;
+  row.compose_service = c.compose_service;
+  row.containerd_namespace = c.containerd_namespace;
+  row.workload = c.workload;
 }
 
 export class PartitionBatch {
@@ -169,9 +189,7 @@ export class PartitionBatch {
     if (perNode === undefined || list === undefined) return 0;
     perNode.delete(cgroupId);
     for (const w of list) {
-      w.row.join_state = 'host';
-      w.row.container_id = '';
-      delete w.row[CONTAINER_META];
+      applyHost(w.row);
       w.resolved = true;
     }
     this.waitingCount -= list.length;

@@ -29,6 +29,7 @@ import { boundedDeadLetter, type DeadLetterSource, REASON, reasonOf, requireValu
 import { type EnrichedBatch, enrichedMessages } from './enriched.js';
 import { MetadataTable } from './metadata-table.js';
 import {
+  applyHost,
   applyJoin,
   type BatchLimits,
   type CutBatch,
@@ -70,6 +71,7 @@ import {
   type OutputOptions,
   type OutputSend,
 } from './side-outputs.js';
+import { identityColumns } from './workload.js';
 
 /** Where rows go: one insert per (table, batch), deduplicated by token. Throws KtrailError. */
 export interface RowSink {
@@ -654,7 +656,7 @@ export function createProcessor(deps: {
         batch.resolveHost(node, ev.cgroupId);
       }
       if (table.isHost(node, ev.cgroupId)) {
-        row.join_state = 'host';
+        applyHost(row);
         continue;
       }
       const meta = table.lookup(node, ev.cgroupId, timeNs);
@@ -1329,7 +1331,7 @@ export function createProcessor(deps: {
       }
       const meta = containerMetaFromRecord(rec);
       metadata.upsert(meta);
-      rows.push(containerRow(rec));
+      rows.push(containerRow(rec, identityColumns(meta)));
       stats.metadataRecords++;
       if (state !== undefined)
         stats.lateResolved +=

@@ -5,6 +5,7 @@ import { PoisonError } from '../../common/errors.js';
 import type { DeadLetter } from '../../schemas/types.js';
 import type { ContainerMeta } from './metadata-table.js';
 import type { Row } from './partition-batch.js';
+import type { IdentityColumns } from './workload.js';
 
 /** One decoded event of an EventBatch (schemas/events/*.avsc), tagged with its kind. */
 export interface DecodedEvent {
@@ -172,11 +173,20 @@ export function buildRow(
     node: batch.node,
     boot_id: batch.bootId,
     time: dateTime64(timeNs),
+    // The identity columns (workload.ts IDENTITY_COLUMNS), written out: one object shape for all rows.
     container_id: '',
     container_name: '',
     image: '',
+    container_runtime: '',
     pod: '',
+    pod_uid: '',
     namespace: '',
+    k8s_container_name: '',
+    workload_kind: '',
+    workload_name: '',
+    compose_project: '',
+    compose_service: '',
+    containerd_namespace: '',
     workload: '',
     join_state: 'pending',
     kafka_partition: partition,
@@ -264,9 +274,19 @@ export function batchRow(batch: DecodedEventBatch, partition: number, offset: st
   };
 }
 
-/** ContainerRecord -> containers dimension row (same fields, snake_case; nulls kept where the column is Nullable). */
-export function containerRow(rec: Record<string, unknown>): Row {
-  const row: Row = {};
+/**
+ * ContainerRecord -> containers dimension row: the record's fields, snake_case (nulls kept
+ * where the column is Nullable), plus the identity columns the record's events carry that are
+ * not a field of it (workload.ts: the workload, compose labels, Kubernetes container name).
+ */
+export function containerRow(rec: Record<string, unknown>, identity: IdentityColumns): Row {
+  const row: Row = {
+    k8s_container_name: identity.k8s_container_name,
+    compose_project: identity.compose_project,
+    compose_service: identity.compose_service,
+    containerd_namespace: identity.containerd_namespace,
+    workload: identity.workload,
+  };
   for (const key of Object.keys(rec)) {
     const v = rec[key];
     // Null in a non-Nullable column: the column's default (''), written out so every row
@@ -332,7 +352,9 @@ export function containerMetaFromRecord(rec: Record<string, unknown>): Container
     pod: String(rec.podName ?? ''),
     podUid: String(rec.podUid ?? ''),
     namespace: String(rec.namespace ?? ''),
+    workloadKind: String(rec.workloadKind ?? ''),
     workload: String(rec.workloadName ?? ''),
+    runtimeNamespace: String(rec.runtimeNamespace ?? ''),
     startedAtNs: toBig(rec.startedAtNs),
     stoppedAtNs: toBig(rec.stoppedAtNs),
     updatedAtNs: toBig(rec.updatedAtNs),

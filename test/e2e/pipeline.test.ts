@@ -330,19 +330,25 @@ describe('end to end: containers -> eBPF -> Kafka -> processor -> ClickHouse', (
       to: sqlDateTime(new Date(Date.now() + 3600e3)),
       limit: 50,
       window_s: 600,
+      detail_limit: 500,
     };
     const results = {} as Record<CapacityQuery, Row[]>;
     for (const query of Object.keys(CAPACITY_QUERIES) as CapacityQuery[])
       results[query] = await sql.rows(capacityQuerySql(query, DB), params);
-    const cpuRow = results.cpu_by_container.find((r) => r.container === name('cpu'));
+    // A plain Docker container's workload is its name; the node's own processes are `host`.
+    const cpuRow = results.cpu_by_workload.find((r) => r.workload === name('cpu'));
     expect(Number(cpuRow?.cpu_seconds)).toBeGreaterThan(0.5);
-    expect(results.network_top_talkers.find((r) => r.container === name('net'))).toMatchObject({
+    expect(results.cpu_by_workload.some((r) => r.workload === 'host')).toBe(true);
+    expect(results.workload_containers.find((r) => r.workload === name('cpu'))).toMatchObject({
+      container: name('cpu'),
+    });
+    expect(results.network_top_talkers.find((r) => r.workload === name('net'))).toMatchObject({
       tcp_bytes_sent: String(NET_BYTES),
     });
-    expect(results.oom_and_crashloops.find((r) => r.container === name('oom'))).toMatchObject({
+    expect(results.oom_and_crashloops.find((r) => r.workload === name('oom'))).toMatchObject({
       oom_kills: '1',
     });
-    expect(results.rightsizing.find((r) => r.container === name('cpu'))).toMatchObject({
+    expect(results.rightsizing.find((r) => r.workload === name('cpu'))).toMatchObject({
       cpu_verdict: 'no request',
     });
     const completeness = results.completeness.filter((r) => r.node === NODE);

@@ -37,6 +37,8 @@ export interface AlertPipeline {
   until(what: string, check: () => Promise<boolean> | boolean, timeoutMs?: number): Promise<void>;
   /** The alerts topic from the start to its current end, decoded. */
   alerts(): Promise<Alert[]>;
+  /** An output topic from the start to its current end, decoded. */
+  read(kind: 'alerts' | 'enriched'): Promise<unknown[]>;
   close(): Promise<void>;
 }
 
@@ -62,6 +64,32 @@ export async function alertPipeline(
       if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
       await sleep(250);
     }
+  }
+
+  async function read(kind: 'alerts' | 'enriched'): Promise<unknown[]> {
+    const topic = kind === 'alerts' ? names.alerts : names.eventsEnriched;
+    const ends = await admin.fetchTopicOffsets(topic);
+    const wanted = new Map(ends.map((e) => [e.partition, BigInt(e.high)]));
+    const out: unknown[] = [];
+    if ([...wanted.values()].every((h) => h === 0n)) return out;
+    const consumer = client.consumer({ groupId: `${groupId}-reader-${Date.now()}` });
+    await consumer.connect();
+    try {
+      await consumer.subscribe({ topic, fromBeginning: true });
+      const next = new Map<number, bigint>();
+      await consumer.run({
+        eachMessage: async ({ partition, message }) => {
+          next.set(partition, BigInt(message.offset) + 1n);
+          if (message.value !== null) out.push(decode(kind, message.value));
+        },
+      });
+      await until(`the ${kind} topic read to its end`, () =>
+        [...wanted].every(([p, high]) => (next.get(p) ?? 0n) >= high),
+      );
+    } finally {
+      await consumer.disconnect();
+    }
+    return out;
   }
 
   return {
@@ -99,30 +127,8 @@ export async function alertPipeline(
       );
     },
     until,
-    async alerts() {
-      const ends = await admin.fetchTopicOffsets(names.alerts);
-      const wanted = new Map(ends.map((e) => [e.partition, BigInt(e.high)]));
-      const out: Alert[] = [];
-      if ([...wanted.values()].every((h) => h === 0n)) return out;
-      const consumer = client.consumer({ groupId: `${groupId}-reader-${Date.now()}` });
-      await consumer.connect();
-      try {
-        await consumer.subscribe({ topic: names.alerts, fromBeginning: true });
-        const next = new Map<number, bigint>();
-        await consumer.run({
-          eachMessage: async ({ partition, message }) => {
-            next.set(partition, BigInt(message.offset) + 1n);
-            if (message.value !== null) out.push(decode('alerts', message.value) as Alert);
-          },
-        });
-        await until('the alerts topic read to its end', () =>
-          [...wanted].every(([p, high]) => (next.get(p) ?? 0n) >= high),
-        );
-      } finally {
-        await consumer.disconnect();
-      }
-      return out;
-    },
+    alerts: () => read('alerts') as Promise<Alert[]>,
+    read,
     async close() {
       for (const p of started) await p.stop().catch(() => undefined);
       await producer.disconnect();

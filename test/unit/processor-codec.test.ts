@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { createProcessorCodec, createTopicDecoder } from '../../processor/src/codec.js';
 import { type EnrichedBatch, enrichedMessages } from '../../processor/src/enriched.js';
+import { LOCAL_SCHEMA_NAMES, localHistory, localSchema } from '../../processor/src/local-schemas.js';
 import type { Row } from '../../processor/src/partition-batch.js';
 import {
   buildRow,
@@ -14,7 +15,10 @@ import {
   EVENT_BATCHES_TABLE,
   SOURCE_EVENT,
 } from '../../processor/src/rows.js';
-import { createEncoder, createSchemaResolver } from '../../schemas/codec.js';
+import { compileSchema } from '../../schemas/avro-types.js';
+import { createEncoder, createSchemaResolver, singleObjectHeader } from '../../schemas/codec.js';
+import { versionProblems } from '../../schemas/compat.js';
+import { fingerprint64, parsingCanonicalForm } from '../../schemas/fingerprint.js';
 import { sampleEvents } from '../../schemas/samples.js';
 
 const HEADER = 10; // C3 01 + the schema's 8-byte fingerprint
@@ -77,7 +81,15 @@ describe('processor output codec', () => {
           image: 'i',
           pod: 'pod-ünï',
           namespace: 'n',
-          workload: 'w',
+          workload: 'n/w',
+          containerRuntime: 'containerd',
+          podUid: 'u-1',
+          k8sContainerName: 'app',
+          workloadKind: 'Deployment',
+          workloadName: 'w',
+          composeProject: '',
+          composeService: '',
+          containerdNamespace: 'k8s.io',
         },
       ],
       events: Array.from({ length: n }, (_, i) => ({
@@ -175,5 +187,53 @@ describe('processor output codec', () => {
       .find((f: { name: string }) => f.name === 'events')
       .type.items.fields.find((f: { name: string }) => f.name === 'event').type;
     expect(enrichedUnion).toEqual(batchUnion);
+  });
+});
+
+describe('released versions of the processor output schemas (schemas-local/history)', () => {
+  it.each(LOCAL_SCHEMA_NAMES)(
+    '%s: the working schema is released and compatible with every earlier one',
+    (name) => {
+      const versions = localHistory(name);
+      expect(
+        parsingCanonicalForm(versions.at(-1)?.schema),
+        `processor/src/schemas-local/${name}.avsc (or an event record it inlines) is not released: run npx tsx processor/src/local-schemas.ts`,
+      ).toBe(parsingCanonicalForm(localSchema(name)));
+      const labelled = versions.map((v) => ({ label: `v${v.version}`, schema: v.schema }));
+      expect(versionProblems(name, labelled.length === 1 ? [...labelled, ...labelled] : labelled)).toEqual(
+        [],
+      );
+    },
+  );
+
+  it('an enriched message written with v1 (before the identity columns) reads with their defaults', () => {
+    const [v1] = localHistory('EnrichedBatch');
+    const type = compileSchema(v1?.schema);
+    const exec = events.find((e) => e.kind === 'proc_exec')!;
+    const old = {
+      node: 'node-1',
+      sourcePartition: 0,
+      firstOffset: 1n,
+      lastOffset: 2n,
+      firstEvent: 0,
+      containers: [
+        { containerId: 'c1', containerName: 'web', image: 'i', pod: '', namespace: '', workload: '' },
+      ],
+      events: [{ timeNs: 5n, joinState: 'joined', container: 0, event: exec }],
+    };
+    const bytes = Buffer.concat([singleObjectHeader(fingerprint64(v1?.schema)), type.toBuffer(old)]);
+    const read = decode(bytes);
+    expect(read.containers[0]).toEqual({
+      ...old.containers[0],
+      containerRuntime: '',
+      podUid: '',
+      k8sContainerName: '',
+      workloadKind: '',
+      workloadName: '',
+      composeProject: '',
+      composeService: '',
+      containerdNamespace: '',
+    });
+    expect(read.events[0]?.event).toEqual(exec);
   });
 });

@@ -13,6 +13,7 @@ import {
   type Row,
 } from '../../processor/src/partition-batch.js';
 import { CONTAINER_META, dateTime64, TIME_NS } from '../../processor/src/rows.js';
+import { IDENTITY_COLUMNS } from '../../processor/src/workload.js';
 
 function meta(over: Partial<ContainerMeta> = {}): ContainerMeta {
   return {
@@ -27,7 +28,9 @@ function meta(over: Partial<ContainerMeta> = {}): ContainerMeta {
     pod: '',
     podUid: '',
     namespace: '',
+    workloadKind: '',
     workload: '',
+    runtimeNamespace: '',
     startedAtNs: 1_000n,
     stoppedAtNs: 0n,
     updatedAtNs: 1_000n,
@@ -300,12 +303,7 @@ describe('rows from decoded Avro', () => {
       'node',
       'boot_id',
       'time',
-      'container_id',
-      'container_name',
-      'image',
-      'pod',
-      'namespace',
-      'workload',
+      ...IDENTITY_COLUMNS,
       'join_state',
       'kafka_partition',
       'kafka_offset',

@@ -33,6 +33,8 @@ export type ContainerRecord = {
   stoppedAtNs?: bigint;
   updatedAtNs: bigint;
   state: ContainerState;
+  /** The runtime's own namespace (containerd: k8s.io for CRI, default for ctr and nerdctl). */
+  runtimeNamespace?: string;
 };
 
 /** A source of container metadata (Docker, containerd, the Kubernetes pod watch). */

@@ -1,21 +1,23 @@
--- CPU per namespace and workload (capacity planning across a fleet): summed CPU-seconds and
--- the p95/max of per-container cores. Parameters: from, to (DateTime).
+-- CPU per Kubernetes namespace (capacity planning across a fleet): how many workloads and
+-- containers, summed CPU-seconds, and the p95 and max cores of its busiest container.
+-- Containers outside Kubernetes (and the host) are under namespace ''.
+-- Parameters: from, to (DateTime).
 SELECT
-  coalesce(nullIf(u.namespace, ''), c.namespace, '') AS namespace,
-  coalesce(nullIf(u.workload, ''), c.workload, '') AS workload,
-  count() AS containers,
-  round(sum(u.cpu_ns) / 1e9, 3) AS cpu_seconds,
-  round(max(u.cpu_q[2]), 4) AS p95_cores_max_container,
-  round(max(u.cpu_max), 4) AS max_cores
+  namespace,
+  uniqExact(workload) AS workloads,
+  uniqExactIf(container_id, container_id != '') AS containers,
+  round(sum(cpu_ns) / 1e9, 3) AS cpu_seconds,
+  round(max(p95_cores), 4) AS p95_cores_max_container,
+  round(max(max_cores), 4) AS max_cores
 FROM
 (
-  SELECT node, cgroup_id, max(namespace) AS namespace, max(workload) AS workload, sum(cpu_ns) AS cpu_ns,
-    quantilesMerge(0.5, 0.95)(cpu_cores) AS cpu_q, max(cpu_cores_max) AS cpu_max
-  FROM {{database}}.usage_1h
-  WHERE bucket >= toStartOfHour({from:DateTime}) AND bucket < {to:DateTime}
+  SELECT node, cgroup_id, any(namespace) AS namespace, any(workload) AS workload, any(container_id) AS container_id,
+    sum(cpu_ns) AS cpu_ns, ifNotFinite(quantilesMerge(0.5, 0.95)(cpu_cores)[2], 0) AS p95_cores,
+    max(cpu_cores_max) AS max_cores
+  FROM {{database}}.usage_resolved
+  WHERE resolution = 3600 AND bucket >= toStartOfHour({from:DateTime}) AND bucket < {to:DateTime}
   GROUP BY node, cgroup_id
-) AS u
-LEFT JOIN {{database}}.containers_latest AS c ON u.node = c.node AND u.cgroup_id = c.cgroup_id
-GROUP BY namespace, workload
+  HAVING sum(cpu_interval_ns) > 0
+)
+GROUP BY namespace
 ORDER BY cpu_seconds DESC
-SETTINGS join_use_nulls = 1;

@@ -40,6 +40,9 @@ const CRI_LABELS = {
   containerName: 'io.kubernetes.container.name',
 } as const;
 
+/** nerdctl's label with the name given by `nerdctl run --name` (containerd itself has only ids). */
+const NERDCTL_NAME = 'nerdctl/name';
+
 export type ContainerdProviderOptions = {
   socketPath?: string;
   node?: string;
@@ -202,6 +205,7 @@ export function createContainerdProvider(options: ContainerdProviderOptions = {}
 
   /** What a container's id, image and labels say (the CRI labels name the pod). */
   function baseRecord(
+    ns: string,
     id: string,
     image: string,
     labels: Record<string, string>,
@@ -214,11 +218,15 @@ export function createContainerdProvider(options: ContainerdProviderOptions = {}
       runtime: 'containerd',
       containerId: id,
       // CRI's pod sandbox (pause) container has no container name; Kubernetes calls it POD.
-      name: labels[CRI_LABELS.containerName] ?? (labels['io.cri-containerd.kind'] === 'sandbox' ? 'POD' : id),
+      name:
+        labels[CRI_LABELS.containerName] ??
+        labels[NERDCTL_NAME] ??
+        (labels['io.cri-containerd.kind'] === 'sandbox' ? 'POD' : id),
       image,
       labels,
       updatedAtNs: wallNs(),
       state: 'UNKNOWN',
+      runtimeNamespace: ns,
     };
     const podName = labels[CRI_LABELS.podName];
     const podNamespace = labels[CRI_LABELS.podNamespace];
@@ -247,7 +255,7 @@ export function createContainerdProvider(options: ContainerdProviderOptions = {}
         : proc?.status === 'STOPPED'
           ? 'STOPPED'
           : 'CREATED';
-    const record = baseRecord(container.id, container.image, labels, cg);
+    const record = baseRecord(ns, container.id, container.image, labels, cg);
     record.state = state;
     const podUid = record.podUid ?? parseCgroupPath(cg.path)?.podUid;
     if (podUid !== undefined) record.podUid = podUid;
@@ -267,9 +275,15 @@ export function createContainerdProvider(options: ContainerdProviderOptions = {}
   }
 
   /** A container event's own fields, for a container already gone from containerd's store. */
-  function fromEvent(id: string, ev: Record<string, unknown>): ContainerRecord {
+  function fromEvent(ns: string, id: string, ev: Record<string, unknown>): ContainerRecord {
     const labels = (ev.labels as Record<string, string> | undefined) ?? {};
-    return baseRecord(id, typeof ev.image === 'string' ? ev.image : '', { ...labels }, { path: '', id: 0n });
+    return baseRecord(
+      ns,
+      id,
+      typeof ev.image === 'string' ? ev.image : '',
+      { ...labels },
+      { path: '', id: 0n },
+    );
   }
 
   function publish(ns: string, record: ContainerRecord): void {
@@ -299,7 +313,7 @@ export function createContainerdProvider(options: ContainerdProviderOptions = {}
           ? await describe(env.namespace, container)
           : prev !== undefined
             ? { ...prev }
-            : fromEvent(id, ev);
+            : fromEvent(env.namespace, id, ev);
         // Events are handled in order; describe() sees the present, which may be later.
         if (env.topic === '/containers/create') {
           record.state = 'CREATED';

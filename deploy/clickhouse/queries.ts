@@ -20,6 +20,7 @@ export const CAPACITY_QUERIES = {
   rightsizing: 'Right-sizing against requests and limits',
   completeness: 'Data completeness per node and hour',
   cpu_timeseries: 'CPU cores per minute, busiest containers',
+  monitoring_cost: 'Monitoring cost per node, next to the workloads',
 } as const;
 export type CapacityQuery = keyof typeof CAPACITY_QUERIES;
 

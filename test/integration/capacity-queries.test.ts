@@ -232,6 +232,19 @@ describe('capacity queries on the real schema', () => {
         events_delivered: 50,
         bytes_sent: 1000,
         oldest_unsent_age_ms: 0,
+        cpu_ns: 50_000_000,
+        rss_bytes: 100_000_000,
+        program_run_time_ns: { kt_cpu_switch: 15_000_000, kt_proc_exec: 5_000_000 },
+        program_run_count: { kt_cpu_switch: 40_000, kt_proc_exec: 2_000 },
+      },
+      // A v1 collector's row (no cost columns) on another node: zeros, not a failed query.
+      {
+        node: 'n2',
+        boot_id: 'boot-2',
+        collector_version: 'old',
+        interval_start_ns: ns(T0),
+        interval_end_ns: ns(T0 + 10_000),
+        events_by_kind: { cpu_sample: 10 },
       },
     ]);
   }, 120_000);
@@ -315,6 +328,29 @@ describe('capacity queries on the real schema', () => {
       buffer_drops: '2',
       malformed_records: '1',
       complete_pct: 80,
+    });
+  });
+
+  it('monitoring cost per node: collector CPU, RSS and kernel time next to the workloads', async () => {
+    const rows = await run('monitoring_cost');
+    // n1: 10 s reported; 50 ms CPU = 0.005 cores; 20 ms of BPF programs = 2 ms/s; the
+    // workloads: api 90 CPU-s over 120 s + batch 12 over 120 = 0.85 cores, 3 cgroups.
+    expect(rows.find((r) => r.node === 'n1')).toMatchObject({
+      reported_seconds: 10,
+      events_per_s: 2.4,
+      collector_cores: 0.005,
+      collector_rss_max_bytes: '100000000',
+      kernel_ns_per_s: 2_000_000,
+      kernel_cores: 0.002,
+      workload_cores: 0.85,
+      workload_cgroups: '3',
+      monitoring_pct_of_workload_cpu: 0.82,
+    });
+    expect(rows.find((r) => r.node === 'n2')).toMatchObject({
+      collector_cores: 0,
+      kernel_ns_per_s: 0,
+      workload_cores: 0,
+      monitoring_pct_of_workload_cpu: null,
     });
   });
 

@@ -182,6 +182,10 @@ export function sampleCollectorStats(): CollectorStats {
     eventsDelivered: 305n,
     bytesSent: 65_536n,
     oldestUnsentAgeMs: 12n,
+    cpuNs: 45_000_000n,
+    rssBytes: 98_304_000n,
+    programRunTimeNs: { kt_proc_exec: 1_200_000n, kt_cpu_switch: 8_500_000n },
+    programRunCount: { kt_proc_exec: 1_000n, kt_cpu_switch: 20_000n },
   };
 }
 

@@ -452,6 +452,14 @@ export interface CollectorStats {
   bytesSent: bigint;
   /** Age of the oldest event not yet acknowledged, ms (0 = none pending). */
   oldestUnsentAgeMs: bigint;
+  /** CPU time the collector process used in the interval (user + system, all threads), ns. */
+  cpuNs: bigint;
+  /** Collector resident memory at the interval's end, bytes. */
+  rssBytes: bigint;
+  /** Kernel time spent in each BPF program in the interval (bpf stats run_time_ns; empty unless kernel.bpf_stats_enabled=1). */
+  programRunTimeNs: Record<string, bigint>;
+  /** Runs of each BPF program in the interval (bpf stats run_cnt; empty unless kernel.bpf_stats_enabled=1). */
+  programRunCount: Record<string, bigint>;
 }
 
 /** A message a processor could not handle, with enough context to find and replay it (dead-letter topic). */

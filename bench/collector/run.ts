@@ -9,8 +9,8 @@
 //   3. CPU at a paced 10k events/s (utime+stime from /proc over a steady window).
 //
 //   npm run bench collector          (or: npx tsx bench/collector/run.ts [--seconds N])
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +21,7 @@ import { createKernelEventStage } from '../../collector/src/kernel-events.js';
 import { createEventBatchFramer } from '../../schemas/codec.js';
 import { ensureKafka } from '../../test/support/kafka.js';
 import { table, writeSection } from '../report.js';
+import { CLK_TCK, type CollectorRun, metric, procStat, startCollector } from './child.js';
 import { writeSyntheticCapture } from './synthetic.js';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
@@ -28,7 +29,6 @@ const secondsArg = process.argv.indexOf('--seconds');
 const RUN_SECONDS = secondsArg > 0 ? Number(process.argv[secondsArg + 1]) : 20;
 const CAPTURE_RECORDS = 200_000;
 const PACED_RATE = 10_000;
-const CLK_TCK = 100; // Linux USER_HZ for /proc/<pid>/stat utime/stime
 
 function log(msg: string): void {
   console.log(`[bench collector] ${msg}`);
@@ -76,74 +76,6 @@ async function encodeRate(file: string): Promise<{ eventsPerSec: number; bytesPe
   }
   const secs = (performance.now() - t0) / 1000;
   return { eventsPerSec: events / secs, bytesPerEvent: bytes / events };
-}
-
-interface CollectorRun {
-  child: ChildProcess;
-  port: number;
-  stop(): Promise<string>;
-}
-
-async function startCollector(args: string[]): Promise<CollectorRun> {
-  // The collector as it ships: the image's entrypoint (compiled JavaScript, its environment).
-  const child = spawn('sh', [join(repo, 'deploy/docker/entrypoint.sh'), 'collector', ...args], {
-    cwd: repo,
-    env: { ...process.env, KTRAIL_LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(
-      () => reject(new Error(`collector did not start: ${stderr.slice(-2000)}`)),
-      120_000,
-    );
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /"port":(\d+),"msg":"metrics on/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
-        out = '';
-      } else if (out.length > 1_000_000) out = out.slice(-10_000);
-    });
-    child.once('exit', (code) => reject(new Error(`collector exited ${code}: ${stderr.slice(-2000)}`)));
-  });
-  child.stdout?.resume();
-  return {
-    child,
-    port,
-    stop: () =>
-      new Promise((resolve) => {
-        child.once('exit', () => resolve(stderr));
-        child.kill('SIGTERM');
-      }),
-  };
-}
-
-async function metric(port: number, name: string, labels = ''): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name)) continue;
-    const rest = line.slice(name.length);
-    if (!(rest.startsWith(' ') || rest.startsWith('{'))) continue;
-    if (labels && !rest.includes(labels)) continue;
-    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return sum;
-}
-
-function procStat(pid: number): { cpuTicks: number; rssBytes: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const cpuTicks = Number(fields[11]) + Number(fields[12]); // utime, stime
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-  return { cpuTicks, rssBytes: rssKb * 1024 };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

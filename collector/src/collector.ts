@@ -24,6 +24,7 @@ import {
   type CollectorCounters,
   createCounters,
   type PendingView,
+  type ProgramCost,
   registerCollectorMetrics,
   type StatsSnapshot,
   snapshot,
@@ -44,6 +45,8 @@ export interface EventSource {
   readonly done?: Promise<void>;
   /** Cumulative counters the source itself keeps (kernel drops by program, addon losses). */
   drops?(): { kernelDrops?: Record<string, number | bigint>; addonDrops?: number | bigint };
+  /** Cumulative kernel time and runs per BPF program (bpf stats; empty when not enabled). */
+  programCost?(): Record<string, ProgramCost>;
 }
 
 export interface DecodeResult<E> {
@@ -239,7 +242,9 @@ export function createCollector<E extends KtrailEvent, R>(options: CollectorOpti
     bufferedBytes: () => eventsQueue.bytes + containersQueue.bytes + statsQueue.bytes,
     oldestCapturedAtMs: () => eventsQueue.oldestCapturedAtMs ?? batcher.openedAtMs,
   };
-  if (options.registry) registerCollectorMetrics(options.registry, counters, pending);
+  // Scrapes read the programs' kernel time fresh (stats is defined below; called later).
+  if (options.registry)
+    registerCollectorMetrics(options.registry, counters, pending, () => stats.pullSourceDrops());
 
   let stopped = false;
 
@@ -315,6 +320,7 @@ export function createCollector<E extends KtrailEvent, R>(options: CollectorOpti
     queue: statsQueue,
     notify: () => delivery.notify(),
     sourceDrops: () => source.drops?.(),
+    programCost: () => source.programCost?.(),
     ...(options.unsentStats ? { unsentStats: options.unsentStats } : {}),
   });
 
@@ -351,6 +357,8 @@ export function createCollector<E extends KtrailEvent, R>(options: CollectorOpti
       stopping ??= (async () => {
         const deadline = Date.now() + settings.shutdownDeadlineMs;
         if (statsTimer) clearInterval(statsTimer);
+        // The programs' bpf stats can only be read while they are loaded.
+        stats.pullSourceDrops();
         await stopInputs();
         stopped = true;
         batcher.shutdown();

@@ -6,6 +6,7 @@ import { ConfigError } from '../../common/errors.js';
 import type { EventSource } from './collector.js';
 import { type CaptureSettings, type KernelCapture, openCapture } from './kernel/addon.js';
 import { PROG_SLOT_NAME } from './kernel/layout.js';
+import type { ProgramCost } from './stats.js';
 
 export interface KernelSourceOptions {
   bpfObjectDir: string;
@@ -67,6 +68,19 @@ export function createKernelSource(options: KernelSourceOptions): KernelSource {
       // Records lost between the addon's thread and JS, plus records the addon found malformed
       // before they reached the decoder: both are losses the kernel did not count.
       return { kernelDrops, addonDrops: c.lostRecords + c.malformedRecords };
+    },
+    programCost() {
+      const cost: Record<string, ProgramCost> = {};
+      if (!capture) return cost;
+      for (const p of capture.counters().programs) {
+        // Zero until kernel.bpf_stats_enabled=1; programs of the same name add up.
+        if (!p.runCount) continue;
+        const c = cost[p.name] ?? { runTimeNs: 0, runCount: 0 };
+        c.runTimeNs += p.runTimeNs ?? 0;
+        c.runCount += p.runCount;
+        cost[p.name] = c;
+      }
+      return cost;
     },
   };
 }

@@ -12,7 +12,7 @@ import { createLogger } from '../../common/log.js';
 import type { CollectorStats } from '../../schemas/types.js';
 import type { BootClock } from './clock.js';
 import { DROP_REASONS, type QueuedMessage, type SendQueue } from './pipeline/send-queue.js';
-import { bump, type CollectorCounters, type PendingView, snapshot } from './stats.js';
+import { bump, type CollectorCounters, type PendingView, type ProgramCost, snapshot } from './stats.js';
 import type { UnsentStatsStore } from './unsent-stats.js';
 
 export interface StatsReporterOptions {
@@ -30,6 +30,10 @@ export interface StatsReporterOptions {
   sourceDrops: () =>
     | { kernelDrops?: Record<string, number | bigint>; addonDrops?: number | bigint }
     | undefined;
+  /** Cumulative bpf stats per program the source reads (kernel sources only). */
+  programCost?: () => Record<string, ProgramCost> | undefined;
+  /** The process's own CPU time (ns, all threads) and RSS; defaults to this process's. */
+  selfUsage?: () => { cpuNs: number; rssBytes: number };
   unsentStats?: UnsentStatsStore;
 }
 
@@ -38,7 +42,7 @@ export interface StatsReporter {
   emit(): void;
   /** The current interval starts now instead (called when capture starts). */
   restartInterval(): void;
-  /** Copies the source's cumulative counters into the collector's. */
+  /** Copies the source's cumulative counters (drops, program cost) into the collector's. */
   pullSourceDrops(): void;
   /** Queues what a previous run kept on disk (first thing at start). */
   restoreUnsent(): void;
@@ -49,6 +53,31 @@ export interface StatsReporter {
 }
 
 const nowNs = (): bigint => BigInt(Date.now()) * 1_000_000n;
+
+/** process.cpuUsage() is getrusage(RUSAGE_SELF): the addon's poll thread counts too. */
+function processUsage(): { cpuNs: number; rssBytes: number } {
+  const u = process.cpuUsage();
+  return { cpuNs: (u.user + u.system) * 1000, rssBytes: process.memoryUsage.rss() };
+}
+
+function programDeltas(
+  now: Map<string, ProgramCost>,
+  before: Map<string, ProgramCost>,
+): { runTimeNs: Record<string, bigint>; runCount: Record<string, bigint> } {
+  const runTimeNs: Record<string, bigint> = {};
+  const runCount: Record<string, bigint> = {};
+  for (const [name, p] of now) {
+    const b = before.get(name);
+    const runs = p.runCount - (b?.runCount ?? 0);
+    // A program reloaded under the same name starts again from zero: count from there.
+    const reset = runs < 0;
+    const n = reset ? p.runCount : runs;
+    if (n <= 0) continue;
+    runCount[name] = BigInt(n);
+    runTimeNs[name] = BigInt(Math.max(0, reset ? p.runTimeNs : p.runTimeNs - (b?.runTimeNs ?? 0)));
+  }
+  return { runTimeNs, runCount };
+}
 
 function deltaMap(now: Map<string, number>, before: Map<string, number>): Record<string, bigint> {
   const out: Record<string, bigint> = {};
@@ -61,22 +90,28 @@ function deltaMap(now: Map<string, number>, before: Map<string, number>): Record
 
 export function createStatsReporter(options: StatsReporterOptions): StatsReporter {
   const { node, clock, counters, pending, queue, unsentStats } = options;
+  const selfUsage = options.selfUsage ?? processUsage;
   const log = createLogger('collector.stats', { node });
 
-  // The counters as of the start of the current interval (the first starts at zero).
-  const mark = (atNs: bigint, nextSequence: bigint) => ({
+  // The counters as of the start of the current interval (the first starts at zero, so the
+  // first record's CPU includes start-up: loading and attaching the programs is a cost too).
+  const mark = (atNs: bigint, nextSequence: bigint, cpuNs: number) => ({
     atNs,
     byKind: new Map(counters.capturedByKind),
     kernel: new Map(counters.kernelDrops),
     dropped: { ...counters.dropped },
     delivered: counters.delivered,
     bytes: counters.deliveredBytes,
+    captured: counters.captured,
+    cpuNs,
+    programs: new Map(counters.programCost),
     nextSequence,
   });
-  let last = mark(nowNs(), options.nextSequence());
+  let last = mark(nowNs(), options.nextSequence(), 0);
   const restored = new Set<QueuedMessage>();
 
   function pullSourceDrops(): void {
+    pullProgramCost();
     const d = options.sourceDrops();
     if (!d) return;
     if (d.kernelDrops)
@@ -84,7 +119,21 @@ export function createStatsReporter(options: StatsReporterOptions): StatsReporte
     if (d.addonDrops !== undefined) counters.addonDrops = Number(d.addonDrops);
   }
 
-  function record(endNs: bigint, next: bigint, oldestUnsentAgeMs: number): CollectorStats {
+  function pullProgramCost(): void {
+    const cost = options.programCost?.();
+    if (!cost) return;
+    for (const [name, p] of Object.entries(cost)) counters.programCost.set(name, p);
+  }
+
+  function record(
+    endNs: bigint,
+    next: bigint,
+    oldestUnsentAgeMs: number,
+    usage: { cpuNs: number; rssBytes: number },
+  ): CollectorStats {
+    const programs = programDeltas(counters.programCost, last.programs);
+    const seconds = Number(endNs - last.atNs) / 1e9;
+    counters.eventsPerSecond = seconds > 0 ? (counters.captured - last.captured) / seconds : 0;
     const bufferDrops: Record<string, bigint> = {};
     for (const r of DROP_REASONS) {
       const d = counters.dropped[r] - last.dropped[r];
@@ -105,6 +154,10 @@ export function createStatsReporter(options: StatsReporterOptions): StatsReporte
       eventsDelivered: BigInt(counters.delivered - last.delivered),
       bytesSent: BigInt(counters.deliveredBytes - last.bytes),
       oldestUnsentAgeMs: BigInt(oldestUnsentAgeMs),
+      cpuNs: BigInt(Math.max(0, Math.round(usage.cpuNs - last.cpuNs))),
+      rssBytes: BigInt(usage.rssBytes),
+      programRunTimeNs: programs.runTimeNs,
+      programRunCount: programs.runCount,
     };
   }
 
@@ -124,8 +177,9 @@ export function createStatsReporter(options: StatsReporterOptions): StatsReporte
       const endNs = nowNs();
       const snap = snapshot(node, clock.bootId, counters, pending);
       const next = options.nextSequence();
-      const rec = record(endNs, next, snap.oldestUnsentAgeMs);
-      last = mark(endNs, next);
+      const usage = selfUsage();
+      const rec = record(endNs, next, snap.oldestUnsentAgeMs, usage);
+      last = mark(endNs, next, usage.cpuNs);
       try {
         queue.push(message(options.encode(rec)));
         options.notify();

@@ -35,7 +35,17 @@ export interface CollectorCounters {
   kernelDrops: Map<string, number>;
   /** Records the addon itself lost (e.g. JS not keeping up), cumulative. */
   addonDrops: number;
+  /** Kernel time and runs per BPF program, as last read from bpf stats (cumulative). */
+  programCost: Map<string, ProgramCost>;
+  /** Events per second captured over the last stats interval. */
+  eventsPerSecond: number;
   sequence: bigint;
+}
+
+/** bpf stats of one program: run_time_ns / run_cnt, cumulative since it was loaded. */
+export interface ProgramCost {
+  runTimeNs: number;
+  runCount: number;
 }
 
 export function createCounters(): CollectorCounters {
@@ -56,6 +66,8 @@ export function createCounters(): CollectorCounters {
     kafkaErrors: 0,
     kernelDrops: new Map(),
     addonDrops: 0,
+    programCost: new Map(),
+    eventsPerSecond: 0,
     sequence: -1n,
   };
 }
@@ -144,8 +156,38 @@ export function registerCollectorMetrics(
   registry: Registry,
   c: CollectorCounters,
   pending: PendingView,
+  refreshProgramCost: () => void = () => {},
 ): void {
   const registers = [registry];
+  new Counter({
+    name: 'ktrail_collector_bpf_program_run_seconds_total',
+    help: 'Kernel time spent in each BPF program (bpf stats; needs kernel.bpf_stats_enabled=1)',
+    labelNames: ['program'],
+    registers,
+    collect() {
+      refreshProgramCost();
+      this.reset();
+      for (const [program, p] of c.programCost) this.inc({ program }, p.runTimeNs / 1e9);
+    },
+  });
+  new Counter({
+    name: 'ktrail_collector_bpf_program_runs_total',
+    help: 'Runs of each BPF program (bpf stats; needs kernel.bpf_stats_enabled=1)',
+    labelNames: ['program'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [program, p] of c.programCost) this.inc({ program }, p.runCount);
+    },
+  });
+  new Gauge({
+    name: 'ktrail_collector_events_per_second',
+    help: 'Events captured per second over the last stats interval',
+    registers,
+    collect() {
+      this.set(c.eventsPerSecond);
+    },
+  });
   new Counter({
     name: 'ktrail_collector_events_captured_total',
     help: 'Events (and malformed records) that reached the collector, by kind',

@@ -26,6 +26,7 @@ export const CAPACITY_QUERIES = {
   completeness: 'Data completeness per node and hour',
   cpu_timeseries: 'CPU cores per minute, busiest workloads',
   workload_containers: 'Containers of each workload',
+  monitoring_cost: 'Monitoring cost per node, next to the workloads',
 } as const;
 export type CapacityQuery = keyof typeof CAPACITY_QUERIES;
 

@@ -158,6 +158,30 @@ describe('capacity queries on the real schema', () => {
     expect(web?.map((c) => Math.round(c * 60))).toEqual([0, 8, 8, 8, 8, 8, 0, 0, 0, 0]);
   });
 
+  it('monitoring cost per node: collector CPU, RSS and kernel time next to the workloads', async () => {
+    const rows = await run('monitoring_cost');
+    // n1: 10 s reported; 50 ms CPU = 0.005 cores; 20 ms of BPF programs = 2 ms/s; the
+    // workloads (host cgroups left out): api 0.75 + batch 0.1 + db 0.35 + five web containers at
+    // 0.8 each = 5.2 cores in 9 cgroups (idle has memory only); (0.005 + 0.002) / 5.2 = 0.13%.
+    expect(rows.find((r) => r.node === 'n1')).toMatchObject({
+      reported_seconds: 10,
+      events_per_s: 2.4,
+      collector_cores: 0.005,
+      collector_rss_max_bytes: '100000000',
+      kernel_ns_per_s: 2_000_000,
+      kernel_cores: 0.002,
+      workload_cores: 5.2,
+      workload_cgroups: '9',
+      monitoring_pct_of_workload_cpu: 0.13,
+    });
+    expect(rows.find((r) => r.node === 'n2')).toMatchObject({
+      collector_cores: 0,
+      kernel_ns_per_s: 0,
+      workload_cores: 0,
+      monitoring_pct_of_workload_cpu: null,
+    });
+  });
+
   it('renders a self-contained HTML report with charts and every table', async () => {
     const report = await buildReport(clientRunner(client), {
       from: new Date(T0 - 3600e3),

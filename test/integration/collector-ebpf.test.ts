@@ -13,7 +13,8 @@ import { missingKernelCapture } from '../../collector/src/kernel/addon.js';
 import { bpfObjects } from '../../collector/src/sources.js';
 import { validateConfig } from '../../common/config.js';
 import { createSchemaResolver } from '../../schemas/codec.js';
-import type { EventBatch, KtrailEvent } from '../../schemas/types.js';
+import type { CollectorStats, EventBatch, KtrailEvent } from '../../schemas/types.js';
+import { enableBpfStats } from '../support/bpf-stats.js';
 import { deleteTopics } from '../support/kafka.js';
 import { endpointOrReason, itReal } from '../support/real.js';
 
@@ -55,6 +56,9 @@ describe('collector with the eBPF source', () => {
         delete process.env.KTRAIL_STATE_DIR;
         rmSync(stateDir, { recursive: true, force: true });
       });
+      // The programs' kernel time shows in the stats records while the kernel counts it.
+      const bpfStats = await enableBpfStats();
+      onTestFinished(() => bpfStats.release());
       // Containers off: this test is about the kernel path (Docker may not run here).
       const built = await buildCollector({ config, containers: false });
       await built.start();
@@ -90,6 +94,22 @@ describe('collector with the eBPF source', () => {
       expect(exits.length).toBe(3);
       expect(exits.every((e) => e.exitCode === 3)).toBe(true);
       expect(events.some((e) => e.kind === 'cpu_sample' && e.cpuNs > 0n)).toBe(true);
+
+      // Its own cost, in the stats records: process CPU, RSS, and the kernel time of the
+      // programs that ran (sched_switch runs constantly; the execs above ran kt_proc_exec).
+      const stats = (await readTopic(brokers, built.topics.stats)).map(
+        (m) => resolver.decodeAs('CollectorStats', m.value) as CollectorStats,
+      );
+      const sum = (f: (s: CollectorStats) => bigint) => stats.reduce((a, s) => a + f(s), 0n);
+      expect(sum((s) => s.cpuNs)).toBeGreaterThan(0n);
+      expect(stats.at(-1)?.rssBytes).toBeGreaterThan(20n * 2n ** 20n);
+      const ran = (p: string) => sum((s) => s.programRunCount[p] ?? 0n);
+      const took = (p: string) => sum((s) => s.programRunTimeNs[p] ?? 0n);
+      const all = (f: (s: CollectorStats) => Record<string, bigint>) =>
+        stats.reduce((a, s) => a + Object.values(f(s)).reduce((x, y) => x + y, 0n), 0n);
+      expect(all((s) => s.programRunTimeNs)).toBeGreaterThan(0n);
+      expect(ran('kt_proc_exec')).toBeGreaterThanOrEqual(3n);
+      expect(took('kt_proc_exec')).toBeGreaterThan(0n);
 
       // A restarted collector in the same boot continues the sequence: no duplicates, no gap.
       const again = await buildCollector({ config, containers: false });

@@ -288,6 +288,10 @@ describe('processor messages', () => {
         eventsDelivered: 12_345n,
         bytesSent: 99_999n,
         oldestUnsentAgeMs: 5n,
+        cpuNs: 40_000_000n,
+        rssBytes: 123_456_789n,
+        programRunTimeNs: { kt_proc_exec: 7_000n },
+        programRunCount: { kt_proc_exec: 3n },
       };
       await producer.send({
         topic: names.stats,
@@ -303,10 +307,12 @@ describe('processor messages', () => {
         );
         return Number(r?.s) === 1 && Number(r?.d) === 1;
       });
-      const [row] = await query<{ e: string; k: string; b: string }>(
-        `SELECT events_by_kind['cpu_sample'] AS e, kernel_drops_by_program['process'] AS k, bytes_sent AS b FROM ktrail.collector_stats WHERE node = 'stats-node'`,
+      const [row] = await query<{ e: string; k: string; b: string; c: string; r: string; p: string }>(
+        `SELECT events_by_kind['cpu_sample'] AS e, kernel_drops_by_program['process'] AS k, bytes_sent AS b,
+                cpu_ns AS c, rss_bytes AS r, program_run_time_ns['kt_proc_exec'] AS p
+         FROM ktrail.collector_stats WHERE node = 'stats-node'`,
       );
-      expect(row).toEqual({ e: '12345', k: '2', b: '99999' });
+      expect(row).toEqual({ e: '12345', k: '2', b: '99999', c: '40000000', r: '123456789', p: '7000' });
     },
     120_000,
   );

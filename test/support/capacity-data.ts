@@ -274,6 +274,19 @@ export async function fillCapacityStore(insert: Insert): Promise<void> {
       events_delivered: 50,
       bytes_sent: 1000,
       oldest_unsent_age_ms: 0,
+      cpu_ns: 50_000_000,
+      rss_bytes: 100_000_000,
+      program_run_time_ns: { kt_cpu_switch: 15_000_000, kt_proc_exec: 5_000_000 },
+      program_run_count: { kt_cpu_switch: 40_000, kt_proc_exec: 2_000 },
+    },
+    // A v1 collector's row (no cost columns) on another node: zeros, not a failed query.
+    {
+      node: 'n2',
+      boot_id: 'boot-2',
+      collector_version: 'old',
+      interval_start_ns: msToNs(T0),
+      interval_end_ns: msToNs(T0 + 10_000),
+      events_by_kind: { cpu_sample: 10 },
     },
   ]);
 }

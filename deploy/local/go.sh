@@ -11,10 +11,11 @@
 #
 # Caches (all under KTRAIL_GO_CACHE, default <repo>/.cache/go): GOPATH path/, GOMODCACHE mod/,
 # GOCACHE build/, toolchains sdk/. GOTOOLCHAIN=local: the chosen Go never switches by itself.
+# KTRAIL_GO_MIN raises the floor (a machine whose Go is too old takes the install path).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-GO_MIN=1.26.5
+GO_MIN="${KTRAIL_GO_MIN:-1.26.5}"
 GO_FETCH=1.27.3
 CACHE="${KTRAIL_GO_CACHE:-$ROOT/.cache/go}"
 

@@ -19,7 +19,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 KINE_VERSION=v0.17.5
 KUBE_VERSION=v1.34.0
 HELM_VERSION=v4.3.2
-KEDA_VERSION=v2.21.1
+# The newest KEDA whose go.mod this Go accepts (v2.21 wants Go 1.27.4).
+KEDA_VERSION=v2.20.2
 CACHE="${KTRAIL_KUBE_CACHE:-$ROOT/.cache/kube}"
 BIN="$CACHE/bin"
 RUN="$CACHE/run"
@@ -38,6 +39,16 @@ timed() {
   say "build: $what"
   "$@"
   say "build: $what done in $((SECONDS - start)) s"
+}
+
+# The extracted source directory of a module version (go mod download), or a clear error.
+module_dir() {
+  local json dir
+  json="$(go mod download -json "$1" 2>&1)" || true
+  dir="$(printf '%s\n' "$json" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  [ -n "$dir" ] && [ -d "$dir" ] ||
+    die "go mod download $1: $(printf '%s\n' "$json" | sed -n 's/^[[:space:]]*"Error": "\(.*\)",\{0,1\}$/\1/p' | head -1)"
+  echo "$dir"
 }
 
 go_env() {
@@ -59,8 +70,7 @@ kubernetes_source() {
     echo "$src"
     return
   }
-  dir="$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
-  [ -n "$dir" ] && [ -f "$dir/go.mod" ] || die "go mod download k8s.io/kubernetes@$KUBE_VERSION gave no source"
+  dir="$(module_dir "k8s.io/kubernetes@$KUBE_VERSION")" || exit 1
   rm -rf "$src"
   mkdir -p "$CACHE/src"
   cp -R "$dir" "$src"
@@ -77,7 +87,7 @@ kubernetes_source() {
 
 build_kubernetes() {
   local src minor date
-  src="$(kubernetes_source)"
+  src="$(kubernetes_source)" || exit 1
   minor="${KUBE_VERSION#v1.}"
   minor="${minor%%.*}"
   date="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -101,8 +111,7 @@ build_helm() {
 keda_crds() {
   local dir out="$CACHE/crds/keda-$KEDA_VERSION"
   [ -f "$out/keda.sh_scaledobjects.yaml" ] && [ -f "$out/keda.sh_triggerauthentications.yaml" ] && return
-  dir="$(go mod download -json "github.com/kedacore/keda/v2@$KEDA_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
-  [ -n "$dir" ] || die "go mod download github.com/kedacore/keda/v2@$KEDA_VERSION failed"
+  dir="$(module_dir "github.com/kedacore/keda/v2@$KEDA_VERSION")" || exit 1
   mkdir -p "$out.tmp"
   cp "$dir/config/crd/bases/keda.sh_scaledobjects.yaml" "$dir/config/crd/bases/keda.sh_triggerauthentications.yaml" "$out.tmp/"
   chmod u+w "$out.tmp"/*

@@ -5,7 +5,7 @@
 // Everything listens on 127.0.0.1 on free ports. Each process's pid is written where
 // `kube.sh stop` (and so `./ktrail stop`) finds it, and close() stops them all.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -103,6 +103,7 @@ function startProcess(
 ): ChildProcess {
   const log = openSync(logFile, 'a');
   const child = spawn(bin, args, { stdio: ['ignore', log, log] });
+  closeSync(log);
   if (child.pid === undefined) throw new Error(`${name} did not start`);
   writeFileSync(join(runDir, `${name}.pid`), String(child.pid));
   writeFileSync(join(runDir, `${name}.match`), match);
@@ -316,7 +317,12 @@ export async function startControlPlane(
     kubectlRun,
     async helm(args) {
       const { stdout } = await run(bin('helm'), args, {
-        env: { ...env, HELM_CACHE_HOME: join(dir, 'helm-cache'), HELM_CONFIG_HOME: join(dir, 'helm-config') },
+        env: {
+          ...env,
+          HELM_CACHE_HOME: join(dir, 'helm/cache'),
+          HELM_CONFIG_HOME: join(dir, 'helm/config'),
+          HELM_DATA_HOME: join(dir, 'helm/data'),
+        },
         timeout: 120_000,
         maxBuffer: 64 << 20,
       }).catch((err: Error & { stderr?: string }) => {

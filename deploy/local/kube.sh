@@ -141,8 +141,9 @@ cmd_install() {
   say "install: done ($BIN)"
 }
 
-# Each control plane the tests start writes <name>.pid files (with the command line's marker
-# in <name>.match) into run/<instance>/; stop ends those still running, newest first.
+# Each control plane the tests start writes <name>.pid files (with the command line's marker,
+# its data directory, in <name>.match) into run/<instance>/; stop ends those still running
+# (controller manager, API server, then kine) and deletes their data.
 cmd_stop() {
   local dir pidfile pid match stopped=0
   [ -d "$RUN" ] || {
@@ -168,7 +169,10 @@ cmd_stop() {
       fi
       rm -f "$pidfile"
     done
-    rmdir "$dir" 2>/dev/null || true
+    # The instance's data (certificates, sqlite, logs) is the directory its command lines name.
+    match="$(cat "$dir/kine.match" 2>/dev/null || true)"
+    case "$match" in */ktrail-kube-*) rm -rf "$match" ;; esac
+    rm -rf "$dir"
   done
   say "stop: $stopped process(es) stopped"
 }

@@ -128,6 +128,14 @@ cmd_install() {
     say "install: kine $KINE_VERSION, Kubernetes $KUBE_VERSION, helm $HELM_VERSION and KEDA $KEDA_VERSION CRDs already in $CACHE"
     return
   fi
+  # Checkouts sharing one .cache build one at a time; the second finds the first's binaries.
+  exec 9>"$CACHE/.install.lock"
+  flock 9
+  if built kine "$KINE_VERSION" && built kube-apiserver "$KUBE_VERSION" && built kube-controller-manager "$KUBE_VERSION" &&
+    built kubectl "$KUBE_VERSION" && built helm "$HELM_VERSION" && [ -f "$CACHE/crds/keda-$KEDA_VERSION/keda.sh_scaledobjects.yaml" ]; then
+    say "install: built meanwhile by another checkout"
+    return
+  fi
   go_env
   command -v gcc >/dev/null || die "gcc is needed (kine's sqlite is cgo)"
   say "install: Go $(go env GOVERSION), caches in $(dirname "$GOCACHE")"

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
 import { freePorts } from './ports.js';
-import { issueCert, makeCa } from './tls.js';
+import { type CertFiles, issueCert, makeCa } from './tls.js';
 import { waitFor } from './wait.js';
 
 const run = promisify(execFile);
@@ -60,7 +60,9 @@ export interface ControlPlane {
   namespace(name: string): Promise<void>;
   /** A client config the way a pod gets one: token and CA files, KUBERNETES_SERVICE_HOST/PORT. */
   inCluster(namespace: string, serviceAccount: string): Promise<KubeConfig>;
+  /** SIGTERM, SIGKILL after 3 s; kine and the controller manager stay. */
   stopApiServer(): Promise<void>;
+  /** Starts it again on the same port; resolves when /readyz says so. */
   startApiServer(): Promise<void>;
   close(): Promise<void>;
 }
@@ -110,12 +112,21 @@ function startProcess(
   return child;
 }
 
-async function stopProcess(child: ChildProcess | undefined, name: string, runDir: string): Promise<void> {
+/**
+ * SIGTERM, then SIGKILL after `graceMs`. kube-apiserver's graceful shutdown outlasts 15 s here
+ * (it drains what its clients hold open), so it gets 3 s and then stops as after a crash.
+ */
+async function stopProcess(
+  child: ChildProcess | undefined,
+  name: string,
+  runDir: string,
+  graceMs = 15_000,
+): Promise<void> {
   rmSync(join(runDir, `${name}.pid`), { force: true });
   if (!child || child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((r) => child.once('exit', r));
   child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
   await exited;
   clearTimeout(timer);
 }
@@ -154,26 +165,31 @@ function adminGet(
   });
 }
 
-/** Starts kine, the API server and the controller manager; ready when /readyz says so. */
-export async function startControlPlane(
-  tools: KubeTools,
-  options: ControlPlaneOptions = {},
-): Promise<ControlPlane> {
-  const dir = mkdtempSync(join(tmpdir(), 'ktrail-kube-'));
-  const runDir = join(tools.cacheDir, 'run', dir.split('/').at(-1)!);
-  mkdirSync(runDir, { recursive: true });
-  const [kinePort, port, kcmPort] = (await freePorts(3)) as [number, number, number];
-  const url = `https://${HOST}:${port}`;
+type Pki = {
+  ca: CertFiles;
+  server: CertFiles;
+  admin: CertFiles;
+  kcm: CertFiles;
+  saKey: string;
+  saPub: string;
+  kubeconfig: string;
+  kcmConfig: string;
+  auditPolicy: string;
+  auditLog: string;
+};
+
+/** A CA, the server's and two clients' certificates, the service-account key, kubeconfigs. */
+async function makePki(dir: string, url: string): Promise<Pki> {
   const certs = join(dir, 'pki');
   const ca = await makeCa(certs, 'ca');
   const server = await issueCert(ca, certs, 'apiserver', {
     san: 'IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc',
   });
-  const adminCert = await issueCert(ca, certs, 'admin', {
+  const admin = await issueCert(ca, certs, 'admin', {
     client: true,
     subject: '/O=system:masters/CN=ktrail-test-admin',
   });
-  const kcmCert = await issueCert(ca, certs, 'kcm', {
+  const kcm = await issueCert(ca, certs, 'kcm', {
     client: true,
     subject: '/CN=system:kube-controller-manager',
   });
@@ -182,91 +198,75 @@ export async function startControlPlane(
   await run('openssl', ['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', saKey]);
   await run('openssl', ['pkey', '-in', saKey, '-pubout', '-out', saPub]);
   const kubeconfig = join(dir, 'admin.kubeconfig');
-  writeFileSync(kubeconfig, kubeconfigYaml(url, ca.cert, adminCert.cert, adminCert.key));
+  writeFileSync(kubeconfig, kubeconfigYaml(url, ca.cert, admin.cert, admin.key));
   const kcmConfig = join(dir, 'kcm.kubeconfig');
-  writeFileSync(kcmConfig, kubeconfigYaml(url, ca.cert, kcmCert.cert, kcmCert.key));
+  writeFileSync(kcmConfig, kubeconfigYaml(url, ca.cert, kcm.cert, kcm.key));
   const auditPolicy = join(dir, 'audit-policy.yaml');
   writeFileSync(auditPolicy, AUDIT_POLICY);
-  const auditLog = join(dir, 'audit.log');
-  const bin = (b: string) => join(tools.bin, b);
-  const env = { ...process.env, KUBECACHEDIR: join(tools.cacheDir, 'kubectl-cache'), KUBECONFIG: kubeconfig };
-
-  let kine: ChildProcess | undefined;
-  let apiServer: ChildProcess | undefined;
-  let kcm: ChildProcess | undefined;
-
-  const startKine = async () => {
-    kine = startProcess(
-      'kine',
-      bin('kine'),
-      [
-        `--listen-address=${HOST}:${kinePort}`,
-        `--endpoint=sqlite://${join(dir, 'kine.db')}?_journal=WAL&cache=shared&_busy_timeout=30000`,
-        '--metrics-bind-address=0',
-        ...(options.kineArgs ?? []),
-      ],
-      join(dir, 'kine.log'),
-      runDir,
-      dir,
-    );
+  return {
+    ca,
+    server,
+    admin,
+    kcm,
+    saKey,
+    saPub,
+    kubeconfig,
+    kcmConfig,
+    auditPolicy,
+    auditLog: join(dir, 'audit.log'),
   };
-  const apiArgs = [
-    `--etcd-servers=http://${HOST}:${kinePort}`,
-    `--bind-address=${HOST}`,
-    `--advertise-address=${HOST}`,
-    `--secure-port=${port}`,
-    '--authorization-mode=RBAC',
-    '--allow-privileged=true',
-    `--client-ca-file=${ca.cert}`,
-    `--tls-cert-file=${server.cert}`,
-    `--tls-private-key-file=${server.key}`,
-    '--service-account-issuer=https://kubernetes.default.svc',
-    `--service-account-key-file=${saPub}`,
-    `--service-account-signing-key-file=${saKey}`,
-    '--service-cluster-ip-range=10.96.0.0/16',
-    '--endpoint-reconciler-type=none',
-    '--profiling=false',
-    `--audit-policy-file=${auditPolicy}`,
-    `--audit-log-path=${auditLog}`,
-    ...(options.apiServerArgs ?? []),
-  ];
-  const files = { ca: ca.cert, cert: adminCert.cert, key: adminCert.key };
-  const startApiServer = async () => {
-    const logFile = join(dir, 'kube-apiserver.log');
-    apiServer = startProcess('kube-apiserver', bin('kube-apiserver'), apiArgs, logFile, runDir, dir);
-    const child = apiServer;
-    await waitFor(
-      'kube-apiserver /readyz',
-      async () => {
-        if (child.exitCode !== null) throw new Error(`kube-apiserver exited: ${tail(logFile)}`);
-        return (await adminGet(url, '/readyz', files)) === 200 ? true : undefined;
-      },
-      90_000,
-      200,
-    );
-  };
-  const startKcm = () => {
-    kcm = startProcess(
-      'kube-controller-manager',
-      bin('kube-controller-manager'),
-      [
-        `--kubeconfig=${kcmConfig}`,
-        `--authentication-kubeconfig=${kcmConfig}`,
-        `--authorization-kubeconfig=${kcmConfig}`,
-        `--bind-address=${HOST}`,
-        `--secure-port=${kcmPort}`,
-        '--controllers=serviceaccount-controller,namespace-controller,garbage-collector-controller',
-        '--leader-elect=false',
-        '--use-service-account-credentials=false',
-      ],
-      join(dir, 'kube-controller-manager.log'),
-      runDir,
-      dir,
-    );
-  };
+}
 
+/** The three command lines, loopback only. */
+function commandLines(
+  pki: Pki,
+  ports: { kinePort: number; port: number; kcmPort: number },
+  dir: string,
+  options: ControlPlaneOptions,
+): { kine: string[]; apiServer: string[]; kcm: string[] } {
+  return {
+    kine: [
+      `--listen-address=${HOST}:${ports.kinePort}`,
+      `--endpoint=sqlite://${join(dir, 'kine.db')}?_journal=WAL&cache=shared&_busy_timeout=30000`,
+      '--metrics-bind-address=0',
+      ...(options.kineArgs ?? []),
+    ],
+    apiServer: [
+      `--etcd-servers=http://${HOST}:${ports.kinePort}`,
+      `--bind-address=${HOST}`,
+      `--advertise-address=${HOST}`,
+      `--secure-port=${ports.port}`,
+      '--authorization-mode=RBAC',
+      '--allow-privileged=true',
+      `--client-ca-file=${pki.ca.cert}`,
+      `--tls-cert-file=${pki.server.cert}`,
+      `--tls-private-key-file=${pki.server.key}`,
+      '--service-account-issuer=https://kubernetes.default.svc',
+      `--service-account-key-file=${pki.saPub}`,
+      `--service-account-signing-key-file=${pki.saKey}`,
+      '--service-cluster-ip-range=10.96.0.0/16',
+      '--endpoint-reconciler-type=none',
+      '--profiling=false',
+      `--audit-policy-file=${pki.auditPolicy}`,
+      `--audit-log-path=${pki.auditLog}`,
+      ...(options.apiServerArgs ?? []),
+    ],
+    kcm: [
+      `--kubeconfig=${pki.kcmConfig}`,
+      `--authentication-kubeconfig=${pki.kcmConfig}`,
+      `--authorization-kubeconfig=${pki.kcmConfig}`,
+      `--bind-address=${HOST}`,
+      `--secure-port=${ports.kcmPort}`,
+      '--controllers=serviceaccount-controller,namespace-controller,garbage-collector-controller',
+      '--leader-elect=false',
+      '--use-service-account-credentials=false',
+    ],
+  };
+}
+
+function kubectlRunner(bin: string, env: NodeJS.ProcessEnv) {
   const kubectlRun = (args: string[], input?: string): Promise<KubectlResult> => {
-    const child = execFile(bin('kubectl'), args, { env, timeout: 120_000, maxBuffer: 64 << 20 });
+    const child = execFile(bin, args, { env, timeout: 120_000, maxBuffer: 64 << 20 });
     child.stdin?.end(input);
     return new Promise((resolve) => {
       let stdout = '';
@@ -285,10 +285,95 @@ export async function startControlPlane(
     if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')}: exit ${r.code}: ${r.stderr.trim()}`);
     return r.stdout;
   };
+  return { kubectl, kubectlRun };
+}
+
+/** A service account's config the way a pod gets it: token and CA files, KUBERNETES_SERVICE_HOST/PORT. */
+async function inClusterConfig(
+  kubectl: (args: string[]) => Promise<string>,
+  dir: string,
+  caFile: string,
+  port: number,
+  namespace: string,
+  serviceAccount: string,
+): Promise<KubeConfig> {
+  const token = (await kubectl(['-n', namespace, 'create', 'token', serviceAccount, '--duration=1h'])).trim();
+  const root = join(dir, `pod-${namespace}-${serviceAccount}`);
+  const sa = join(root, 'var/run/secrets/kubernetes.io/serviceaccount');
+  mkdirSync(sa, { recursive: true });
+  writeFileSync(join(sa, 'token'), token);
+  writeFileSync(join(sa, 'ca.crt'), readFileSync(caFile));
+  writeFileSync(join(sa, 'namespace'), namespace);
+  const saved = [process.env.KUBERNETES_SERVICE_HOST, process.env.KUBERNETES_SERVICE_PORT];
+  process.env.KUBERNETES_SERVICE_HOST = HOST;
+  process.env.KUBERNETES_SERVICE_PORT = String(port);
+  try {
+    const kc = new KubeConfig();
+    kc.loadFromCluster(root);
+    return kc;
+  } finally {
+    if (saved[0] === undefined) delete process.env.KUBERNETES_SERVICE_HOST;
+    else process.env.KUBERNETES_SERVICE_HOST = saved[0];
+    if (saved[1] === undefined) delete process.env.KUBERNETES_SERVICE_PORT;
+    else process.env.KUBERNETES_SERVICE_PORT = saved[1];
+  }
+}
+
+/** Starts kine, the API server and the controller manager; ready when /readyz says so. */
+export async function startControlPlane(
+  tools: KubeTools,
+  options: ControlPlaneOptions = {},
+): Promise<ControlPlane> {
+  const dir = mkdtempSync(join(tmpdir(), 'ktrail-kube-'));
+  const runDir = join(tools.cacheDir, 'run', dir.split('/').at(-1)!);
+  mkdirSync(runDir, { recursive: true });
+  const [kinePort, port, kcmPort] = (await freePorts(3)) as [number, number, number];
+  const url = `https://${HOST}:${port}`;
+  const pki = await makePki(dir, url);
+  const { ca, kubeconfig, auditLog } = pki;
+  const bin = (b: string) => join(tools.bin, b);
+  const env = { ...process.env, KUBECACHEDIR: join(tools.cacheDir, 'kubectl-cache'), KUBECONFIG: kubeconfig };
+
+  let kine: ChildProcess | undefined;
+  let apiServer: ChildProcess | undefined;
+  let kcm: ChildProcess | undefined;
+
+  const args = commandLines(pki, { kinePort, port, kcmPort }, dir, options);
+  const startKine = () => {
+    kine = startProcess('kine', bin('kine'), args.kine, join(dir, 'kine.log'), runDir, dir);
+  };
+  const files = { ca: ca.cert, cert: pki.admin.cert, key: pki.admin.key };
+  const startApiServer = async () => {
+    const logFile = join(dir, 'kube-apiserver.log');
+    apiServer = startProcess('kube-apiserver', bin('kube-apiserver'), args.apiServer, logFile, runDir, dir);
+    const child = apiServer;
+    await waitFor(
+      'kube-apiserver /readyz',
+      async () => {
+        if (child.exitCode !== null) throw new Error(`kube-apiserver exited: ${tail(logFile)}`);
+        return (await adminGet(url, '/readyz', files)) === 200 ? true : undefined;
+      },
+      90_000,
+      200,
+    );
+  };
+  const startKcm = () => {
+    const logFile = join(dir, 'kube-controller-manager.log');
+    kcm = startProcess(
+      'kube-controller-manager',
+      bin('kube-controller-manager'),
+      args.kcm,
+      logFile,
+      runDir,
+      dir,
+    );
+  };
+
+  const { kubectl, kubectlRun } = kubectlRunner(bin('kubectl'), env);
 
   const close = async () => {
     await stopProcess(kcm, 'kube-controller-manager', runDir);
-    await stopProcess(apiServer, 'kube-apiserver', runDir);
+    await stopProcess(apiServer, 'kube-apiserver', runDir, 3_000);
     await stopProcess(kine, 'kine', runDir);
     for (const f of ['kine', 'kube-apiserver', 'kube-controller-manager'])
       rmSync(join(runDir, `${f}.match`), { force: true });
@@ -297,7 +382,7 @@ export async function startControlPlane(
   };
 
   try {
-    await startKine();
+    startKine();
     await startApiServer();
     startKcm();
   } catch (err) {
@@ -347,31 +432,9 @@ export async function startControlPlane(
         200,
       );
     },
-    async inCluster(namespace, serviceAccount) {
-      const token = (
-        await kubectl(['-n', namespace, 'create', 'token', serviceAccount, '--duration=1h'])
-      ).trim();
-      const root = join(dir, `pod-${namespace}-${serviceAccount}`);
-      const sa = join(root, 'var/run/secrets/kubernetes.io/serviceaccount');
-      mkdirSync(sa, { recursive: true });
-      writeFileSync(join(sa, 'token'), token);
-      writeFileSync(join(sa, 'ca.crt'), readFileSync(ca.cert));
-      writeFileSync(join(sa, 'namespace'), namespace);
-      const saved = [process.env.KUBERNETES_SERVICE_HOST, process.env.KUBERNETES_SERVICE_PORT];
-      process.env.KUBERNETES_SERVICE_HOST = HOST;
-      process.env.KUBERNETES_SERVICE_PORT = String(port);
-      try {
-        const kc = new KubeConfig();
-        kc.loadFromCluster(root);
-        return kc;
-      } finally {
-        if (saved[0] === undefined) delete process.env.KUBERNETES_SERVICE_HOST;
-        else process.env.KUBERNETES_SERVICE_HOST = saved[0];
-        if (saved[1] === undefined) delete process.env.KUBERNETES_SERVICE_PORT;
-        else process.env.KUBERNETES_SERVICE_PORT = saved[1];
-      }
-    },
-    stopApiServer: () => stopProcess(apiServer, 'kube-apiserver', runDir),
+    inCluster: (namespace, serviceAccount) =>
+      inClusterConfig(kubectl, dir, ca.cert, port, namespace, serviceAccount),
+    stopApiServer: () => stopProcess(apiServer, 'kube-apiserver', runDir, 3_000),
     startApiServer,
     close,
   };

@@ -24,8 +24,8 @@ const PODS_PATH = '/api/v1/pods';
 
 /**
  * Every Kubernetes API request the provider makes and the RBAC rule it needs. The collector's
- * ClusterRole (deploy/k8s/rbac.yaml) grants exactly these; test/integration/k8s-rbac.test.ts
- * checks both against the requests the real API server's audit log saw.
+ * ClusterRole (deploy/helm/ktrail, rendered to deploy/k8s/rbac.yaml) grants exactly these;
+ * test/integration/k8s-provider.test.ts checks both against a real API server's audit log.
  */
 export const KUBERNETES_API_ACCESS = [
   {

@@ -4,10 +4,11 @@
 # kube-controller-manager and kubectl, helm, and KEDA's CRDs from KEDA's Go module. There is
 # no kubelet or scheduler: pods stay Pending. test/support/kube-apiserver.ts runs them.
 #
-#   kube.sh install   build what is missing (cold: ~15 min of CPU; then a few seconds)
+#   kube.sh install   build what is missing (cold: ~15 min of CPU; then under a second)
 #   kube.sh stop      stop every control plane the tests started here (pid files in run/)
 #   kube.sh status    what is built and what runs
 #   kube.sh bin       print the directory of the binaries
+#   kube.sh crds      print the directory of KEDA's CRDs
 #
 # Kubernetes' own module refuses `go install` (replace directives; the module zip has no
 # staging/), so its source is copied out of the module cache, made a plain module (no vendor/,
@@ -200,8 +201,9 @@ case "${1:-}" in
   stop) cmd_stop ;;
   status) cmd_status ;;
   bin) echo "$BIN" ;;
+  crds) echo "$CACHE/crds/keda-$KEDA_VERSION" ;;
   *)
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

@@ -25,18 +25,16 @@ export type KubectlResult = { code: number; stdout: string; stderr: string };
 
 /** Builds the tools when missing (`kube.sh install`: cold ~15 min of CPU, else seconds). */
 export async function ensureKubeTools(): Promise<KubeTools> {
-  let stdout: string;
   try {
-    ({ stdout } = await run(script, ['install'], { timeout: 60 * 60_000, maxBuffer: 64 << 20 }));
+    await run(script, ['install'], { timeout: 60 * 60_000, maxBuffer: 64 << 20 });
   } catch (err) {
     const e = err as Error & { stderr?: string; stdout?: string };
     const detail = `${e.stdout ?? ''}\n${e.stderr ?? ''}`.trim() || e.message;
     throw new Error(`deploy/local/kube.sh install failed: ${detail.split('\n').slice(-8).join(' | ')}`);
   }
   const bin = (await run(script, ['bin'])).stdout.trim();
-  const keda = /KEDA (v[\d.]+)/.exec(stdout)?.[1];
-  const cacheDir = join(bin, '..');
-  return { bin, crds: join(cacheDir, 'crds', `keda-${keda ?? 'unknown'}`), cacheDir };
+  const crds = (await run(script, ['crds'])).stdout.trim();
+  return { bin, crds, cacheDir: join(bin, '..') };
 }
 
 export interface ControlPlane {

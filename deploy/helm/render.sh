@@ -18,7 +18,7 @@ helm="${KTRAIL_HELM:-$(bash "$ROOT/deploy/local/kube.sh" bin)/helm}"
 [ -x "$helm" ] || bash "$ROOT/deploy/local/kube.sh" install >&2
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-HELM_CACHE_HOME="$tmp/cache" HELM_CONFIG_HOME="$tmp/config" \
+HELM_CACHE_HOME="$tmp/cache" HELM_CONFIG_HOME="$tmp/config" HELM_DATA_HOME="$tmp/data" \
   "$helm" template ktrail "$ROOT/deploy/helm/ktrail" --namespace ktrail --output-dir "$tmp/out" >/dev/null
 mkdir -p "$tmp/k8s"
 for f in "$tmp"/out/ktrail/templates/*.yaml; do

@@ -20,6 +20,12 @@ npx tsc -p tsconfig.json || exit 1
 # ends, pass or fail: `./ktrail stop` stops only what this checkout started.
 trap 'echo "[test] stopping the services this run started"; ./ktrail stop >/dev/null 2>&1 || true' EXIT
 
+# The Kubernetes control plane the k8s tests run (kine, kube-apiserver, kubectl, helm) builds
+# from source once (cold: ~15 min of CPU), then this takes seconds. A failure here makes
+# those tests fail saying why; the rest still runs.
+echo "[test] kubernetes tools: deploy/local/kube.sh install"
+bash deploy/local/kube.sh install || echo "[test] kube.sh install failed: the Kubernetes tests will say so"
+
 echo "[test] vitest"
 npx vitest run --reporter=default --reporter=json --outputFile.json=.cache/vitest-report.json "$@"
 status=$?

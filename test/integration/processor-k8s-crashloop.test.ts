@@ -158,10 +158,10 @@ describe('kubernetes crash loop', () => {
       open.push(p);
       const feed = new NodeFeed(node, p.producer, p.names);
       open.push({ close: () => feed.stop() });
-      const api = await serveRecordedPods(
-        { kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: '4000' }, items: [] },
+      const api = await serveRecordedPods({
+        podList: { kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: '4000' }, items: [] },
         stream,
-      );
+      });
       open.push(api);
       const resolver = await CgroupResolver.create({
         mountPoint: mkdtempSync(join(tmpdir(), 'ktrail-k8s-cg-')),

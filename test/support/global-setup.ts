@@ -5,6 +5,7 @@
 import type { TestProject } from 'vitest/node';
 import { type DockerEndpoint, ensureDocker } from './docker.js';
 import { ensureKafka, type KafkaEndpoint } from './kafka.js';
+import { ensureKubeTools, type KubeTools } from './kube-apiserver.js';
 import { ensureRegistryInstalled, type RegistryInstall, stopTestRegistries } from './registry.js';
 
 export type Missing = { missing: string };
@@ -15,6 +16,8 @@ declare module 'vitest' {
     docker: DockerEndpoint | Missing;
     /** Installed only: tests start their own instances (test/support/registry.ts). */
     registry: RegistryInstall | Missing;
+    /** Binaries of a Kubernetes control plane (test/support/kube-apiserver.ts starts one per file). */
+    kube: KubeTools | Missing;
   }
 }
 
@@ -31,6 +34,7 @@ async function attempt<T>(what: string, start: () => Promise<T>): Promise<T | Mi
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   project.provide('kafka', await attempt('kafka', ensureKafka));
   project.provide('docker', await attempt('docker', ensureDocker));
+  project.provide('kube', await attempt('kubernetes tools', ensureKubeTools));
   project.provide('registry', await attempt('schema registry', ensureRegistryInstalled));
   // The registries the tests started are stopped when the run ends, pass or fail.
   return stopTestRegistries;

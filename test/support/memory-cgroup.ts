@@ -12,6 +12,7 @@
 import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseAllDocuments } from 'yaml';
 import { cgroupV2Root, inCgroups } from './bpf.js';
 
 export interface MemoryCgroup {
@@ -102,8 +103,16 @@ export function processRss(pid: number): { rss: number; hwm: number } | undefine
 
 /** `limits.memory` of a workload in deploy/k8s ("256Mi", "1Gi") in bytes. */
 export function manifestMemoryLimit(file: string): number {
-  const text = readFileSync(file, 'utf8');
-  const m = /limits:\s*\{[^}]*memory:\s*(\d+)(Mi|Gi)\s*\}/.exec(text);
+  const workload = parseAllDocuments(readFileSync(file, 'utf8'))
+    .map(
+      (d) =>
+        d.toJS() as { kind?: string; spec?: { template?: { spec?: { containers?: unknown[] } } } } | null,
+    )
+    .find((d) => d?.kind === 'DaemonSet' || d?.kind === 'Deployment');
+  const container = workload?.spec?.template?.spec?.containers?.[0] as
+    | { resources?: { limits?: { memory?: string } } }
+    | undefined;
+  const m = /^(\d+)(Mi|Gi)$/.exec(String(container?.resources?.limits?.memory));
   if (m === null) throw new Error(`no limits.memory in ${file}`);
   return Number(m[1]) * (m[2] === 'Gi' ? 1024 ** 3 : 1024 ** 2);
 }

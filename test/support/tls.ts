@@ -52,13 +52,14 @@ export async function makeCa(dir: string, name: string): Promise<CertFiles> {
 
 /**
  * A certificate for `name` signed by `ca`: a server's (SAN IP:127.0.0.1 and DNS:localhost
- * unless `san` says otherwise) or a client's (`client: true`, no SAN needed).
+ * unless `san` says otherwise) or a client's (`client: true`, no SAN needed); `subject`
+ * replaces /CN=<name> (a Kubernetes client names its groups as O=...).
  */
 export async function issueCert(
   ca: CertFiles,
   dir: string,
   name: string,
-  options: { client?: boolean; san?: string } = {},
+  options: { client?: boolean; san?: string; subject?: string } = {},
 ): Promise<CertFiles> {
   const files = { cert: join(dir, `${name}.pem`), key: join(dir, `${name}.key`) };
   const csr = join(dir, `${name}.csr`);
@@ -69,7 +70,7 @@ export async function issueCert(
     'rsa:2048',
     '-nodes',
     '-subj',
-    `/CN=${name}`,
+    options.subject ?? `/CN=${name}`,
     '-keyout',
     files.key,
     '-out',

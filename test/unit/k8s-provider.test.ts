@@ -1,18 +1,16 @@
-// The Kubernetes pod-watch provider against a RECORDED watch stream: no API server runs on
-// the project's machines, so a tiny local HTTP server replays test/fixtures/k8s/ (a PodList,
-// then watch events as chunked JSON lines, the real watch protocol) and the real
-// @kubernetes/client-node ListWatch talks to it. The fixtures are authored from the Kubernetes
+// The Kubernetes pod-watch provider's own logic against a RECORDED watch stream: a tiny local
+// HTTP server (test/support/recorded-k8s.ts) replays test/fixtures/k8s/ (a PodList, then
+// watch events as chunked JSON lines, the real watch protocol; owners.json answers the owner
+// lookups) and the real @kubernetes/client-node ListWatch talks to it. The same provider
+// against a real kube-apiserver: test/integration/k8s-provider.test.ts. The fixtures are authored from the Kubernetes
 // API shapes (Pod v1): a Deployment pod with an init container and a sidecar whose app
 // container is OOM-killed and restarted, a StatefulSet pod, a DaemonSet pod on CRI-O, a
 // CronJob pod that goes Pending -> Running -> Succeeded -> deleted, a bookmark, a bare pod;
 // and (watch-crashloop.jsonl) a Deployment pod whose container fails 4 times, with the
 // kubelet's CrashLoopBackOff back-offs of 10, 20, 40 and 80 s between restarts.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CgroupResolver } from '../../collector/src/containers/cgroup-resolver.js';
 import { ContainerRegistry } from '../../collector/src/containers/index.js';
@@ -22,6 +20,7 @@ import {
   splitContainerId,
 } from '../../collector/src/containers/providers/kubernetes.js';
 import type { ContainerRecord } from '../../collector/src/containers/types.js';
+import { type RecordedApi, type RecordedPods, serveRecordedPods } from '../support/recorded-k8s.js';
 import { waitFor } from '../support/wait.js';
 
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/k8s/${name}`, import.meta.url), 'utf8');
@@ -32,70 +31,21 @@ const list = JSON.parse(fixture('list-pods.json')) as {
 const watchLines = fixture('watch-pods.jsonl').trim().split('\n');
 const NODE = list.items[0]!.spec.nodeName;
 
-type Served = { url: string; requests: URL[]; close(): void };
+const owners = (JSON.parse(fixture('owners.json')) as { items: NonNullable<RecordedPods['owners']> }).items;
 const open: (() => void)[] = [];
 
-/** Serves a recorded list and watch stream the way the API server does. */
+/** The recorded list and watch stream (and the pods' owners), served as the API server does. */
 async function apiServer(
-  options: { port?: number; podList?: unknown; stream?: string[] } = {},
-): Promise<Served> {
-  const podList = options.podList ?? list;
-  const stream = options.stream ?? watchLines;
-  const requests: URL[] = [];
-  const held: ServerResponse[] = [];
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    const url = new URL(req.url ?? '/', 'http://x');
-    requests.push(url);
-    if (url.pathname !== '/api/v1/pods') {
-      res.writeHead(404).end();
-      return;
-    }
-    if (url.searchParams.get('watch') !== 'true') {
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(podList));
-      return;
-    }
-    // Watch: chunked JSON lines, a few ms apart, then held open like a quiet API server.
-    res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
-    res.flushHeaders();
-    held.push(res);
-    const listVersion = (podList as { metadata: { resourceVersion: string } }).metadata.resourceVersion;
-    if (Number(url.searchParams.get('resourceVersion')) < Number(listVersion)) {
-      // What the API server says to a watch from before its history: 410 Gone, then relist.
-      const gone = { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'Expired', code: 410 };
-      res.end(
-        JSON.stringify({ type: 'ERROR', object: { ...gone, message: 'too old resource version' } }) + '\n',
-      );
-      return;
-    }
-    const first = requests.filter((r) => r.searchParams.get('watch') === 'true').length === 1;
-    if (!first) return;
-    let i = 0;
-    const next = () => {
-      if (i >= stream.length || res.writableEnded) return;
-      res.write(stream[i++] + '\n');
-      setTimeout(next, 5);
-    };
-    next();
+  options: { port?: number; podList?: RecordedPods['podList']; stream?: string[] } = {},
+): Promise<RecordedApi> {
+  const api = await serveRecordedPods({
+    podList: options.podList ?? list,
+    stream: options.stream ?? watchLines,
+    owners,
+    ...(options.port === undefined ? {} : { port: options.port }),
   });
-  await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
-  const close = () => {
-    for (const r of held) r.destroy();
-    server.close();
-    server.closeAllConnections();
-  };
-  open.push(close);
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, requests, close };
-}
-
-function kubeConfigFor(server: string): KubeConfig {
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: 'recorded', server, skipTLSVerify: true }],
-    users: [{ name: 'collector' }],
-    contexts: [{ name: 'recorded', cluster: 'recorded', user: 'collector' }],
-    currentContext: 'recorded',
-  });
-  return kc;
+  open.push(() => api.close());
+  return api;
 }
 
 /** Container ids as the fixture states them (containerID minus its scheme). */
@@ -123,7 +73,7 @@ describe('kubernetes provider on a recorded watch stream', () => {
   it('lists and watches only this node, and turns pods into per-container records', async () => {
     const api = await apiServer();
     const records: ContainerRecord[] = [];
-    const provider = createKubernetesProvider({ node: NODE, kubeConfig: kubeConfigFor(api.url) });
+    const provider = createKubernetesProvider({ node: NODE, kubeConfig: api.kubeConfig });
     await provider.start((r) => records.push(r));
     open.push(() => void provider.stop());
 
@@ -215,7 +165,7 @@ describe('kubernetes provider on a recorded watch stream', () => {
     const registry = new ContainerRegistry({
       node: NODE,
       resolver,
-      providers: [createKubernetesProvider({ node: NODE, kubeConfig: kubeConfigFor(api.url) })],
+      providers: [createKubernetesProvider({ node: NODE, kubeConfig: api.kubeConfig })],
       onRecord: (r) => records.push(r),
       bootToWallNs: (ns) => ns,
     });
@@ -244,7 +194,7 @@ describe('kubernetes provider on a recorded watch stream', () => {
     const records: ContainerRecord[] = [];
     const provider = createKubernetesProvider({
       node: NODE,
-      kubeConfig: kubeConfigFor(first.url),
+      kubeConfig: first.kubeConfig,
       minBackoffMs: 100,
       maxBackoffMs: 400,
     });
@@ -281,7 +231,7 @@ describe('kubernetes provider on a recorded watch stream', () => {
       stream,
     });
     const records: ContainerRecord[] = [];
-    const provider = createKubernetesProvider({ node: 'worker-2', kubeConfig: kubeConfigFor(api.url) });
+    const provider = createKubernetesProvider({ node: 'worker-2', kubeConfig: api.kubeConfig });
     await provider.start((r) => records.push(r));
     open.push(() => void provider.stop());
     // The last event names the fifth instance (RUNNING), then the fourth (its lastState).
@@ -295,6 +245,112 @@ describe('kubernetes provider on a recorded watch stream', () => {
     expect(last.map((r) => r.state)).toEqual(['STOPPED', 'STOPPED', 'STOPPED', 'STOPPED', 'RUNNING']);
     for (const r of last.slice(0, 4)) expect(r.stoppedAtNs! - r.startedAtNs!).toBe(2_000_000_000n);
     expect(new Set(records.map((r) => `${r.namespace}/${r.podUid}/${r.name}`)).size).toBe(1);
+  });
+
+  it('asks for bookmarks and a watch timeout, and is connected again after a resumed watch with no events', async () => {
+    const first = await apiServer({ stream: [] });
+    const provider = createKubernetesProvider({
+      node: NODE,
+      kubeConfig: first.kubeConfig,
+      minBackoffMs: 50,
+      maxBackoffMs: 100,
+      watchTimeoutSeconds: 60,
+    });
+    await provider.start(() => {});
+    open.push(() => void provider.stop());
+    const watch = await waitFor('watch', () => first.requests.find((u) => u.searchParams.get('watch')));
+    expect(watch.searchParams.get('allowWatchBookmarks')).toBe('true');
+    const timeout = Number(watch.searchParams.get('timeoutSeconds'));
+    expect(timeout).toBeGreaterThanOrEqual(60);
+    expect(timeout).toBeLessThanOrEqual(120);
+
+    first.close();
+    await waitFor('disconnect noticed', () => (provider.connected ? undefined : true));
+    // Back at the same resourceVersion: the watch resumes (no relist) and no pod event comes.
+    const second = await apiServer({ port: Number(new URL(first.url).port), stream: [] });
+    await waitFor('resumed watch', () => second.requests.find((u) => u.searchParams.get('watch')));
+    await waitFor('connected after the resumed watch', () => (provider.connected ? true : undefined), 2_000);
+    expect(second.requests.filter((u) => u.searchParams.get('watch') !== 'true')).toEqual([]);
+    expect(provider.lists).toBe(1);
+  });
+
+  it("looks owners up: a stand-alone Job named like a CronJob's, a ReplicaSet without a Deployment", async () => {
+    const stamp = new Date().toISOString().slice(0, 10).replaceAll('-', '');
+    const pod = (name: string, kind: string, owner: string, uid: string) => ({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: {
+        name,
+        namespace: 'ops',
+        uid: `${uid}-pod`,
+        resourceVersion: '10',
+        labels: { 'pod-template-hash': 'abc12' },
+        ownerReferences: [{ apiVersion: 'x', kind, name: owner, uid, controller: true }],
+      },
+      spec: { nodeName: NODE, containers: [{ name: 'c' }] },
+      status: {
+        containerStatuses: [{ name: 'c', containerID: `containerd://${uid}`, state: { running: {} } }],
+      },
+    });
+    const api = await serveRecordedPods({
+      podList: {
+        kind: 'PodList',
+        metadata: { resourceVersion: '10' },
+        items: [
+          pod(`backup-${stamp}-x1`, 'Job', `backup-${stamp}`, 'aa01'),
+          pod('cache-abc12-x2', 'ReplicaSet', 'cache-abc12', 'bb02'),
+          pod('gone-abc12-x3', 'ReplicaSet', 'gone-abc12', 'cc03'),
+        ],
+      },
+      stream: [],
+      owners: [
+        {
+          apiVersion: 'batch/v1',
+          kind: 'Job',
+          metadata: { name: `backup-${stamp}`, namespace: 'ops', uid: 'aa01' },
+        },
+        {
+          apiVersion: 'apps/v1',
+          kind: 'ReplicaSet',
+          metadata: { name: 'cache-abc12', namespace: 'ops', uid: 'bb02' },
+        },
+      ],
+    });
+    open.push(() => api.close());
+    const records: ContainerRecord[] = [];
+    const provider = createKubernetesProvider({ node: NODE, kubeConfig: api.kubeConfig });
+    await provider.start((r) => records.push(r));
+    open.push(() => void provider.stop());
+    const byPod = (name: string) => records.find((r) => r.podName === name);
+    expect(byPod(`backup-${stamp}-x1`)).toMatchObject({
+      workloadKind: 'Job',
+      workloadName: `backup-${stamp}`,
+    });
+    expect(byPod('cache-abc12-x2')).toMatchObject({
+      workloadKind: 'ReplicaSet',
+      workloadName: 'cache-abc12',
+    });
+    // Deleted owner (404): the direct owner, not a failure.
+    expect(byPod('gone-abc12-x3')).toMatchObject({ workloadKind: 'ReplicaSet', workloadName: 'gone-abc12' });
+    expect(provider.ownerLookupFailures).toBe(0);
+  });
+
+  it('retries a lost API server at most maxBackoffMs apart', async () => {
+    const first = await apiServer({ stream: [] });
+    const provider = createKubernetesProvider({
+      node: NODE,
+      kubeConfig: first.kubeConfig,
+      maxBackoffMs: 400,
+    });
+    await provider.start(() => {});
+    open.push(() => void provider.stop());
+    first.close();
+    await waitFor('disconnect noticed', () => (provider.connected ? undefined : true));
+    const t0 = Date.now();
+    await new Promise((r) => setTimeout(r, 3_000));
+    // 500 ms first delay, capped at 400 ms, jittered down to 200-400: at least 7 tries in 3 s.
+    expect(provider.restarts).toBeGreaterThanOrEqual(7);
+    expect(provider.restarts).toBeLessThanOrEqual(Math.ceil((Date.now() - t0) / 200) + 1);
   });
 
   it('parses quantities the way the API server writes them', () => {

@@ -1,15 +1,21 @@
 // Kubernetes metadata: a node-scoped pod watch (fieldSelector spec.nodeName=<node>) through
 // @kubernetes/client-node's ListWatch (list, then watch from the list's resourceVersion,
 // relist on expiry). Each pod becomes one record per container: pod name, namespace, uid,
-// labels, owning workload, per-container requests and limits, and the container id from
-// status.containerStatuses[].containerID with its runtime scheme stripped. The registry joins
-// these with the cgroup resolver by container id (the cgroup path names the same id).
+// labels, owning workload (looked up: kubernetes-owners.ts), per-container requests and
+// limits, and the container id from status.containerStatuses[].containerID with its runtime
+// scheme stripped. The registry joins these with the cgroup resolver by container id (the
+// cgroup path names the same id).
+//
+// Watches ask for bookmarks and end after a timeout of their own (5-10 min, as client-go's
+// reflector): the next watch resumes from the last bookmark's resourceVersion, so a quiet
+// node's watch never falls behind the server's history and never has to relist.
 import { hostname } from 'node:os';
 import { CoreV1Api, KubeConfig, ListWatch, type V1Pod, Watch } from '@kubernetes/client-node';
 import { createLogger } from '../../../../common/log.js';
 import type { ContainerRuntime } from '../cgroup-path.js';
 import type { ContainerRecord, ContainerState, MetadataProvider } from '../types.js';
 import { rfc3339ToNs, wallNs } from '../types.js';
+import { createOwnerResolver, type Workload } from './kubernetes-owners.js';
 
 const log = createLogger('collector.containers.kubernetes');
 
@@ -18,8 +24,8 @@ const PODS_PATH = '/api/v1/pods';
 
 /**
  * Every Kubernetes API request the provider makes and the RBAC rule it needs. The collector's
- * ClusterRole (deploy/k8s/rbac.yaml) grants exactly these, and test/unit/k8s-manifests.test.ts
- * checks both against the requests the provider really sends.
+ * ClusterRole (deploy/helm/ktrail, rendered to deploy/k8s/rbac.yaml) grants exactly these;
+ * test/integration/k8s-provider.test.ts checks both against a real API server's audit log.
  */
 export const KUBERNETES_API_ACCESS = [
   {
@@ -33,8 +39,22 @@ export const KUBERNETES_API_ACCESS = [
     apiGroup: '',
     resource: 'pods',
     verb: 'watch',
-    request: `GET ${PODS_PATH}?watch=true&fieldSelector=spec.nodeName=<node>`,
+    request: `GET ${PODS_PATH}?watch=true&allowWatchBookmarks=true&fieldSelector=spec.nodeName=<node>`,
     why: "changes to this node's pods from the list's resourceVersion on",
+  },
+  {
+    apiGroup: 'apps',
+    resource: 'replicasets',
+    verb: 'get',
+    request: 'GET /apis/apps/v1/namespaces/<ns>/replicasets/<name>',
+    why: "the controller of a pod's ReplicaSet (a Deployment, or none)",
+  },
+  {
+    apiGroup: 'batch',
+    resource: 'jobs',
+    verb: 'get',
+    request: 'GET /apis/batch/v1/namespaces/<ns>/jobs/<name>',
+    why: "the controller of a pod's Job (a CronJob, or none)",
   },
 ] as const;
 
@@ -43,8 +63,12 @@ export type KubernetesProviderOptions = {
   node?: string;
   /** Default: in-cluster config when running in a pod, else $KUBECONFIG / ~/.kube/config. */
   kubeConfig?: KubeConfig;
+  /** First retry delay after the watch failed (default 500 ms); doubles up to maxBackoffMs. */
   minBackoffMs?: number;
+  /** Longest retry delay (default 5 s); every delay is jittered down by up to half. */
   maxBackoffMs?: number;
+  /** Each watch ends after a random [t, 2t) seconds (default 300) and resumes from its last bookmark. */
+  watchTimeoutSeconds?: number;
 };
 
 const RUNTIME_BY_SCHEME: Record<string, ContainerRuntime> = {
@@ -106,31 +130,14 @@ function timeNs(value: Date | string | undefined): bigint | undefined {
   return rfc3339ToNs(value);
 }
 
-/** The workload that owns a pod, by the owner reference and Kubernetes' naming conventions. */
-function workloadOf(pod: V1Pod): { kind: string; name: string } | undefined {
-  const owner =
-    pod.metadata?.ownerReferences?.find((o) => o.controller) ?? pod.metadata?.ownerReferences?.[0];
-  if (!owner) return undefined;
-  if (owner.kind === 'ReplicaSet') {
-    // Deployment "web" -> ReplicaSet "web-<pod-template-hash>"
-    const hash = pod.metadata?.labels?.['pod-template-hash'];
-    if (hash && owner.name.endsWith(`-${hash}`))
-      return { kind: 'Deployment', name: owner.name.slice(0, -hash.length - 1) };
-    return { kind: 'ReplicaSet', name: owner.name };
-  }
-  if (owner.kind === 'Job') {
-    // CronJob "report" -> Job "report-<scheduled time in minutes since the epoch>"
-    const m = /^(.+)-(\d{8,})$/.exec(owner.name);
-    if (m) return { kind: 'CronJob', name: m[1]! };
-    return { kind: 'Job', name: owner.name };
-  }
-  return { kind: owner.kind, name: owner.name };
-}
-
 /** One record per container of the pod (current and, for restarts, the previous instance). */
-function podToRecords(pod: V1Pod, node: string, deleted = false): ContainerRecord[] {
+function podToRecords(
+  pod: V1Pod,
+  node: string,
+  workload: Workload | undefined,
+  deleted: boolean,
+): ContainerRecord[] {
   const meta = pod.metadata ?? {};
-  const workload = workloadOf(pod);
   const specs = new Map(
     [...(pod.spec?.containers ?? []), ...(pod.spec?.initContainers ?? [])].map((c) => [c.name, c] as const),
   );
@@ -220,21 +227,79 @@ function podToRecords(pod: V1Pod, node: string, deleted = false): ContainerRecor
   return records;
 }
 
+/**
+ * client-node's Watch, asking for bookmarks and a server-side timeout, and telling `alive`
+ * when the server accepted a watch and whenever anything (bookmarks too) arrives.
+ */
+class BookmarkWatch extends Watch {
+  private readonly timeoutSeconds: () => number;
+  private readonly alive: () => void;
+
+  constructor(kc: KubeConfig, timeoutSeconds: () => number, alive: () => void) {
+    super(kc);
+    this.timeoutSeconds = timeoutSeconds;
+    this.alive = alive;
+  }
+
+  override async watch(
+    path: string,
+    queryParams: Record<string, string | number | boolean | undefined>,
+    callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
+    done: (err: unknown) => void,
+  ): Promise<AbortController> {
+    let failed = false;
+    const controller = await super.watch(
+      path,
+      { ...queryParams, allowWatchBookmarks: true, timeoutSeconds: this.timeoutSeconds() },
+      (phase, obj, raw) => {
+        this.alive();
+        callback(phase, obj, raw);
+      },
+      (err) => {
+        if (err) failed = true;
+        done(err);
+      },
+    );
+    // Watch.watch returns once the response headers are in; an error status has called done.
+    if (!failed) this.alive();
+    return controller;
+  }
+}
+
 export function createKubernetesProvider(options: KubernetesProviderOptions = {}): MetadataProvider & {
+  /** The API server answered the last list or watch, and no error came since. */
   readonly connected: boolean;
+  /** Watch restarts after errors (API server unreachable, 5xx, auth). */
   readonly restarts: number;
+  /** Lists so far: 1 at start, one more for each expired resourceVersion (410 Gone). */
+  readonly lists: number;
+  /** The resourceVersion the next watch resumes from. */
+  readonly resourceVersion: string;
+  /** Owner lookups that failed (the pod was recorded with its direct owner). */
+  readonly ownerLookupFailures: number;
 } {
   const node = options.node ?? process.env.NODE_NAME ?? hostname();
-  const minBackoff = options.minBackoffMs ?? 1000;
-  const maxBackoff = options.maxBackoffMs ?? 60_000;
+  const minBackoff = options.minBackoffMs ?? 500;
+  const maxBackoff = options.maxBackoffMs ?? 5_000;
+  const watchTimeout = options.watchTimeoutSeconds ?? 300;
   const fieldSelector = `spec.nodeName=${node}`;
   let kc = options.kubeConfig;
   let informer: ListWatch<V1Pod> | undefined;
+  let owners: ReturnType<typeof createOwnerResolver> | undefined;
   let stopped = false;
   let connected = false;
   let restarts = 0;
+  let lists = 0;
   let backoff = minBackoff;
   let retryTimer: NodeJS.Timeout | undefined;
+  // Pod events in arrival order: an owner lookup may wait on the API server.
+  let queue: Promise<void> = Promise.resolve();
+
+  // Healthy = a list, a watch or a watch event got through (ListWatch's 'connect' fires before it tries).
+  const healthy = () => {
+    connected = true;
+    backoff = minBackoff;
+  };
 
   return {
     get connected() {
@@ -243,6 +308,15 @@ export function createKubernetesProvider(options: KubernetesProviderOptions = {}
     get restarts() {
       return restarts;
     },
+    get lists() {
+      return lists;
+    },
+    get resourceVersion() {
+      return informer?.latestResourceVersion() ?? '';
+    },
+    get ownerLookupFailures() {
+      return owners?.failures ?? 0;
+    },
     async start(onRecord) {
       stopped = false;
       if (!kc) {
@@ -250,20 +324,23 @@ export function createKubernetesProvider(options: KubernetesProviderOptions = {}
         kc.loadFromDefault();
       }
       const api = kc.makeApiClient(CoreV1Api);
+      const resolver = createOwnerResolver(kc, log);
+      owners = resolver;
       const emit = (pod: V1Pod, deleted: boolean) => {
-        for (const r of podToRecords(pod, node, deleted)) onRecord(r);
-      };
-      // Healthy = a list or a watch event got through (ListWatch's 'connect' fires before it tries).
-      const healthy = () => {
-        connected = true;
-        backoff = minBackoff;
+        queue = queue
+          .then(async () => {
+            const workload = await resolver.workloadOf(pod);
+            for (const r of podToRecords(pod, node, workload, deleted)) onRecord(r);
+          })
+          .catch((err: unknown) => log.warn({ err: (err as Error).message }, 'pod event not recorded'));
       };
       // ListWatch: list (with our field selector), then watch from the list's resourceVersion;
       // a watch that outlived the server's history gets 410 Gone and ListWatch relists.
       informer = new ListWatch<V1Pod>(
         PODS_PATH,
-        new Watch(kc),
+        new BookmarkWatch(kc, () => Math.round(watchTimeout * (1 + Math.random())), healthy),
         async () => {
+          lists++;
           const pods = await api.listPodForAllNamespaces({ fieldSelector });
           healthy();
           return pods;
@@ -272,43 +349,39 @@ export function createKubernetesProvider(options: KubernetesProviderOptions = {}
         undefined,
         fieldSelector,
       );
-      informer.on('add', (pod) => {
-        healthy();
-        emit(pod, false);
-      });
-      informer.on('update', (pod) => {
-        healthy();
-        emit(pod, false);
-      });
-      informer.on('delete', (pod) => {
-        healthy();
-        emit(pod, true);
-      });
+      informer.on('add', (pod) => emit(pod, false));
+      informer.on('update', (pod) => emit(pod, false));
+      informer.on('delete', (pod) => emit(pod, true));
       informer.on('error', (err) => {
         // ListWatch stops on errors (API server unreachable, auth, 5xx): start it again, with backoff.
         connected = false;
         if (stopped) return;
+        // Jitter: after an API server restart, a fleet of collectors does not come back in step.
+        const delay = Math.round(backoff * (0.5 + Math.random() / 2));
         log.warn(
-          { err: (err as Error | undefined)?.message, retryInMs: backoff },
+          { err: (err as Error | undefined)?.message, retryInMs: delay },
           'pod watch failed; restarting',
         );
+        clearTimeout(retryTimer);
         retryTimer = setTimeout(() => {
           retryTimer = undefined;
           restarts++;
           informer?.start().catch((e) => log.warn({ err: (e as Error).message }, 'pod watch restart failed'));
-        }, backoff);
+        }, delay);
         retryTimer.unref();
         backoff = Math.min(backoff * 2, maxBackoff);
       });
       // Resolves after the first list (or its failure: then retries go on in the background,
       // so a collector starting before the API server is reachable still comes up).
       await informer.start();
+      await queue;
       log.info({ node, connected, pods: informer.list().length }, 'kubernetes pod watch started');
     },
     async stop() {
       stopped = true;
-      if (retryTimer) clearTimeout(retryTimer);
+      clearTimeout(retryTimer);
       await informer?.stop();
+      await queue;
       connected = false;
     },
   };

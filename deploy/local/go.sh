@@ -1,23 +1,25 @@
 #!/usr/bin/env bash
 # The Go toolchain that builds the Kubernetes test tools (deploy/local/kube.sh): any Go >= 1.26.5
-# (kine's floor) already on the machine, else Go 1.27.3 installed into .cache/go/sdk from the
+# (kine's floor) already on the machine, else Go 1.27.3 installed into ~/.cache/ktrail-go/sdk from the
 # Go module proxy (the golang.org/toolchain module the go command itself switches to with
 # GOTOOLCHAIN), fetched by whatever Go is there — Debian 12's golang-go (1.19) on a fresh
 # machine, installed with apt for that one download.
 #
 #   go.sh bin     print the bin directory of a new-enough Go (installing one when there is none)
-#   go.sh env     print `export ...` lines for that Go and for caches inside .cache/go
+#   go.sh env     print `export ...` lines for that Go and for its caches (~/.cache/ktrail-go)
 #   go.sh status  which Go would be used
 #
-# Caches (all under KTRAIL_GO_CACHE, default <repo>/.cache/go): GOPATH path/, GOMODCACHE mod/,
-# GOCACHE build/, toolchains sdk/. GOTOOLCHAIN=local: the chosen Go never switches by itself.
+# Caches (all under KTRAIL_GO_CACHE, default ~/.cache/ktrail-go: shared by the machine's
+# checkouts, as Maven's ~/.m2 is for the Kafka jars, so a clean clone rebuilds the tools into
+# its own .cache/kube from warm caches): GOPATH path/, GOMODCACHE mod/, GOCACHE build/,
+# toolchains sdk/. GOTOOLCHAIN=local: the chosen Go never switches by itself.
 # KTRAIL_GO_MIN raises the floor (a machine whose Go is too old takes the install path).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 GO_MIN="${KTRAIL_GO_MIN:-1.26.5}"
 GO_FETCH=1.27.3
-CACHE="${KTRAIL_GO_CACHE:-$ROOT/.cache/go}"
+CACHE="${KTRAIL_GO_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ktrail-go}"
 
 say() { echo "[go.sh] $*" >&2; }
 die() {

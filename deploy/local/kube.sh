@@ -13,7 +13,7 @@
 # Kubernetes' own module refuses `go install` (replace directives; the module zip has no
 # staging/), so its source is copied out of the module cache, made a plain module (no vendor/,
 # no go.work, no replace block, k8s.io/* v0.0.0 -> the release's v0.x) and built with
-# -mod=mod. Go comes from deploy/local/go.sh; all Go caches stay in .cache/go.
+# -mod=mod. Go comes from deploy/local/go.sh; Go caches in ~/.cache/ktrail-go (go.sh).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -97,8 +97,9 @@ build_kubernetes() {
     x+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
     x+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$date"
   done
-  # One invocation: the three commands share most packages.
-  (cd "$src" && CGO_ENABLED=0 GOFLAGS="$GOFLAGS -mod=mod" go build -ldflags "-s -w$x" -o "$BIN/" \
+  # One invocation: the three commands share most packages. -trimpath keeps the source
+  # directory (per checkout) out of the build cache's keys, so another clone's build hits it.
+  (cd "$src" && CGO_ENABLED=0 GOFLAGS="$GOFLAGS -mod=mod" go build -trimpath -ldflags "-s -w$x" -o "$BIN/" \
     ./cmd/kube-apiserver ./cmd/kube-controller-manager ./cmd/kubectl)
 }
 

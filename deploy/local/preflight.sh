@@ -36,7 +36,7 @@ check setpriv 'command -v setpriv' "$(command -v setpriv)" "setpriv missing (the
 check chromium 'command -v chromium' "$(chromium --version 2>/dev/null)" "chromium missing (the report test renders the HTML report in it)" "apt-get install -y chromium"
 check ctr 'command -v ctr' "$(command -v ctr)" "ctr missing (containerd tests, the seccomp test)" "deploy/local/containerd.sh install"
 check registry '[ -n "$(find "$ROOT/.cache/registry/dist" -maxdepth 1 -name "*-runner.jar" 2>/dev/null)" ]' "schema registry in .cache/registry" "schema registry (Apicurio) not installed (registry-mode tests)" "deploy/local/registry.sh install"
-check go 'bash "$ROOT/deploy/local/go.sh" status' "$(bash "$ROOT/deploy/local/go.sh" status 2>&1 | sed 's/^\[go.sh\] status: //')" "no Go >= 1.26.5 (builds the Kubernetes test tools)" "deploy/local/go.sh bin (installs Go 1.27.3 into .cache/go)"
+check go 'bash "$ROOT/deploy/local/go.sh" status' "$(bash "$ROOT/deploy/local/go.sh" status 2>&1 | sed 's/^\[go.sh\] status: //')" "no Go >= 1.26.5 (builds the Kubernetes test tools)" "deploy/local/go.sh bin (installs Go 1.27.3 into ~/.cache/ktrail-go)"
 check kube-tools '[ -x "$(bash "$ROOT/deploy/local/kube.sh" bin)/kube-apiserver" ] && [ -x "$(bash "$ROOT/deploy/local/kube.sh" bin)/helm" ]' "kine, kube-apiserver, kubectl, helm in .cache/kube" "Kubernetes test tools not built (./ktrail test builds them: ~15 min of CPU and ~7 GB of Go caches, once)" "deploy/local/kube.sh install"
 check node_modules '[ -d "$ROOT/node_modules/kafkajs" ]' "npm packages installed" "npm packages not installed" "deploy/local/install.sh (npm ci on .cache/node's Node)"
 for port in 19092 19093 9464 9465 8124; do

@@ -29,7 +29,7 @@ import { createProcessorStore, queryRows } from '../support/clickhouse.js';
 import { type ContainerdEndpoint, type DockerEndpoint, ensureContainerd } from '../support/docker.js';
 import { NodeFeed } from '../support/node-feed.js';
 import { endpointOrReason, itReal, missingRoot } from '../support/real.js';
-import { serveRecordedPods, shiftTimes } from '../support/recorded-k8s.js';
+import { type RecordedPods, serveRecordedPods, shiftTimes } from '../support/recorded-k8s.js';
 import { waitFor } from '../support/wait.js';
 
 const run = promisify(execFile);
@@ -163,10 +163,16 @@ async function startRegistry(
   rec: ReturnType<typeof recording>,
   ids: Record<Runtime, string>,
 ): Promise<Record<Runtime, bigint>> {
-  const api = await serveRecordedPods(
-    { kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: '4000' }, items: [] },
-    rec.lines,
-  );
+  const api = await serveRecordedPods({
+    podList: { kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: '4000' }, items: [] },
+    stream: rec.lines,
+    // The pod's ReplicaSet, answered so the provider finds its Deployment as on a cluster.
+    owners: (
+      JSON.parse(readFileSync(new URL('../fixtures/k8s/owners.json', import.meta.url), 'utf8')) as {
+        items: NonNullable<RecordedPods['owners']>;
+      }
+    ).items,
+  });
   open.push(api);
   const resolver = await CgroupResolver.create();
   const latest = new Map<string, ContainerRecord>();

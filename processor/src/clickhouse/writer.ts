@@ -59,12 +59,13 @@ const CHDB_INSERT_SETTINGS = {
   date_time_input_format: 'best_effort',
 };
 
-/** Inserts one batch; resolves once ClickHouse has it, throws a classified KtrailError otherwise. */
-export async function insertBatch(
-  client: ClickHouseClient,
-  params: InsertBatchParams,
-  options: InsertBatchOptions = {},
-): Promise<InsertResult> {
+/**
+ * One attempt at inserting one batch: resolves once ClickHouse has it, throws a classified
+ * KtrailError otherwise (TransientError when worth retrying). The processor's row store calls
+ * this under its own retry loop (processor/src/table-insert.ts), which checks between
+ * attempts that the partition is still owned; insertBatch below is the loop for the rest.
+ */
+export async function insertOnce(client: ClickHouseClient, params: InsertBatchParams): Promise<InsertResult> {
   if (typeof params.dedupToken !== 'string' || params.dedupToken === '') {
     throw new ConfigError(`insertBatch into ${params.table}: a deduplication token is required`);
   }
@@ -114,49 +115,64 @@ export async function insertBatch(
   if (count === 0) return { rows: 0, attempts: 0, format };
   // Servers without the setting were allowed explicitly (see ServerConfig.allowWithoutDedupToken).
   const settings = info?.dedupToken === false ? {} : { insert_deduplication_token: params.dedupToken };
-  const policy = { ...DEFAULT_RETRY, ...options.retry };
+  try {
+    if (native !== undefined && info?.insertNative !== undefined) {
+      await info.insertNative({
+        table,
+        columns: native.columns,
+        block: native.block,
+        settings: { ...CHDB_INSERT_SETTINGS, ...settings },
+      });
+    } else if (info?.rawInsert !== undefined) {
+      // chDB: native insert; settings apply to this INSERT only.
+      await info.rawInsert({
+        table,
+        values: body,
+        format: 'JSONEachRow',
+        settings: { ...CHDB_INSERT_SETTINGS, ...settings },
+      });
+    } else {
+      // exec with a raw body (client.insert would JSON.stringify each row again), a fresh
+      // stream per attempt over the same string: a retry resends identical bytes.
+      const result = await client.exec({
+        query: `INSERT INTO ${table} FORMAT JSONEachRow`,
+        values: stringStream(body),
+        clickhouse_settings: settings,
+      });
+      result.stream.resume(); // nothing to read; drain so the socket returns to the pool
+    }
+    return { rows: count, attempts: 1, format };
+  } catch (err) {
+    throw classifyClickHouseError(err, { table, dedupToken: params.dedupToken, rows: count });
+  }
+}
 
+/**
+ * Inserts one batch, retried with backoff while the failure is worth retrying; resolves
+ * once ClickHouse has it, throws a classified KtrailError otherwise.
+ */
+export async function insertBatch(
+  client: ClickHouseClient,
+  params: InsertBatchParams,
+  options: InsertBatchOptions = {},
+): Promise<InsertResult> {
+  const policy = { ...DEFAULT_RETRY, ...options.retry };
   for (let attempt = 1; ; attempt++) {
     try {
-      if (native !== undefined && info?.insertNative !== undefined) {
-        await info.insertNative({
-          table,
-          columns: native.columns,
-          block: native.block,
-          settings: { ...CHDB_INSERT_SETTINGS, ...settings },
-        });
-      } else if (info?.rawInsert !== undefined) {
-        // chDB: native insert; settings apply to this INSERT only.
-        await info.rawInsert({
-          table,
-          values: body,
-          format: 'JSONEachRow',
-          settings: { ...CHDB_INSERT_SETTINGS, ...settings },
-        });
-      } else {
-        // exec with a raw body (client.insert would JSON.stringify each row again), a fresh
-        // stream per attempt over the same string: a retry resends identical bytes.
-        const result = await client.exec({
-          query: `INSERT INTO ${table} FORMAT JSONEachRow`,
-          values: stringStream(body),
-          clickhouse_settings: settings,
-        });
-        result.stream.resume(); // nothing to read; drain so the socket returns to the pool
-      }
+      const result = await insertOnce(client, params);
       if (attempt > 1)
-        log.info({ table, token: params.dedupToken, attempt }, 'insert succeeded after retries');
-      return { rows: count, attempts: attempt, format };
+        log.info(
+          { table: params.table, token: params.dedupToken, attempt },
+          'insert succeeded after retries',
+        );
+      return { ...result, attempts: result.attempts === 0 ? 0 : attempt };
     } catch (err) {
-      const classified = classifyClickHouseError(err, {
-        table,
-        dedupToken: params.dedupToken,
-        rows: count,
-        attempt,
-      });
+      const classified =
+        err instanceof KtrailError ? err : classifyClickHouseError(err, { table: params.table });
       if (!classified.retriable || attempt >= policy.maxAttempts || options.signal?.aborted) throw classified;
       const delay = backoff(attempt, policy);
       log.warn(
-        { table, token: params.dedupToken, attempt, delayMs: delay, err: classified.message },
+        { table: params.table, token: params.dedupToken, attempt, delayMs: delay, err: classified.message },
         'insert failed, retrying',
       );
       await sleep(delay, undefined, options.signal === undefined ? {} : { signal: options.signal }).catch(

@@ -54,12 +54,8 @@ function qualified(table: string, info: ClickHouseInfo | undefined): string {
   return table.includes('.') || info === undefined ? table : `${info.database}.${table}`;
 }
 
-/** Rows as JSONEachRow text (or the body given as is), with their count. */
+/** Rows as JSONEachRow text, with their count. */
 function jsonBody(table: string, params: InsertBatchParams): { body: string; count: number } {
-  if (!Array.isArray(params.rows)) {
-    const pre = params.rows as { jsonEachRow: string; count: number };
-    return { body: pre.jsonEachRow, count: pre.count };
-  }
   try {
     return { body: toJsonEachRow(params.rows), count: params.rows.length };
   } catch (err) {
@@ -75,9 +71,9 @@ function chdbRowStore(client: ClickHouseClient, info: ChdbInfo): RowStore {
     async insert(params) {
       const table = qualified(params.table, info);
       const settings = { ...CHDB_INSERT_SETTINGS, insert_deduplication_token: params.dedupToken };
-      const native = Array.isArray(params.rows) ? await nativeBlock(client, table, params) : undefined;
+      const native = await nativeBlock(client, table, params);
       if (native !== undefined) {
-        const count = (params.rows as readonly object[]).length;
+        const count = params.rows.length;
         if (count === 0) return { rows: 0, attempts: 0, format: 'Native' };
         try {
           await info.insertNative({ table, columns: native.columns, block: native.block, settings });
@@ -104,7 +100,7 @@ async function nativeBlock(
   table: string,
   params: InsertBatchParams,
 ): Promise<{ block: Buffer; columns: string[] } | undefined> {
-  const rows = params.rows as readonly object[];
+  const rows = params.rows;
   if (rows.length === 0) return undefined;
   try {
     return encodeNativeBlock(rows as Record<string, unknown>[], await columnTypes(client, table));

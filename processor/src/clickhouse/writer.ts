@@ -32,11 +32,9 @@ export type InsertBatchParams = {
   table: string;
   /**
    * Row objects keyed by column name (a Native block on chDB when every column type allows,
-   * else JSONEachRow: bigint values become JSON strings, so they keep full precision). Or a
-   * pre-serialized JSONEachRow body (one object per line), always sent as such: no processor
-   * path uses it since the Native blocks; the tests use it to force the text path on chDB.
+   * else JSONEachRow: bigint values become JSON strings, so they keep full precision).
    */
-  rows: readonly object[] | { jsonEachRow: string; count: number };
+  rows: readonly object[];
   /** `table:topic:partition:firstOffset-lastOffset`, built by the caller. Required. */
   dedupToken: string;
 };

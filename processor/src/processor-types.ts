@@ -1,12 +1,13 @@
 // The processor's public types: what it needs (a row store, a codec, its topics and
 // options) and what it reports (stats, losses, hooks).
 import type { TopicNames } from '../../common/kafka.js';
+import { createThrottledWarn, type Logger } from '../../common/log.js';
 import type { DeadLetter } from '../../schemas/types.js';
 import type { Alert, AlertRules } from './alerts.js';
 import type { EnrichedBatch } from './enriched.js';
 import type { Row } from './partition-batch.js';
 import type { PendingSnapshot } from './pending-budget.js';
-import type { DecodedEventBatch } from './rows.js';
+import type { DecodedEventBatch, LossRow } from './rows.js';
 import type { OutputOptions } from './side-outputs.js';
 
 /** Where rows go: one insert per (table, batch), deduplicated by token. Throws KtrailError. */
@@ -186,4 +187,36 @@ export function emptyStats(): ProcessorStats {
     schemaRegistryOutages: 0,
     schemaRegistryHeldBatches: 0,
   };
+}
+
+/** The processor's counters and committed losses, and the sampled log of dead letters. */
+export class Accounts {
+  readonly stats = emptyStats();
+  private readonly lossCounts = new Map<string, LossCount>();
+  /** Dead letters are in their table and topic; the log gets a sample per reason, not a line each. */
+  readonly warnSampled: ReturnType<typeof createThrottledWarn>;
+
+  constructor(log: Logger) {
+    this.warnSampled = createThrottledWarn(log);
+  }
+
+  /** Counts a committed loss (stats, metrics). */
+  readonly countLoss = (loss: LossRow): void => {
+    const key = `${loss.what}\u0000${loss.reason}`;
+    const c = this.lossCounts.get(key);
+    if (c === undefined) this.lossCounts.set(key, { what: loss.what, reason: loss.reason, rows: loss.rows });
+    else c.rows += loss.rows;
+    if (loss.reason === 'older_than_ttl') this.stats.expiredRows += loss.rows;
+    else this.stats.outputSkipped += loss.rows;
+  };
+
+  /** Counts a dead letter and logs a sample per reason. */
+  readonly noteDeadLetter = (reason: string, fields: Record<string, unknown>): void => {
+    this.stats.deadLetters++;
+    this.warnSampled(reason, { ...fields, reason }, 'dead letter');
+  };
+
+  losses(): LossCount[] {
+    return [...this.lossCounts.values()].map((c) => ({ ...c }));
+  }
 }

@@ -8,27 +8,25 @@
 // On an assignment, events wait until the partition's containers were read to their end
 // (Kafka Streams' restore phase), so the first batches join against complete metadata.
 import { useNativeCrc32cOrWarn } from '../../common/kafka.js';
-import { createLogger, createThrottledWarn, type Logger } from '../../common/log.js';
+import { createLogger, type Logger } from '../../common/log.js';
 import type { DeadLetter } from '../../schemas/types.js';
 import { AlertStateKeeper, type AlertStateStore } from './alert-state.js';
-import type { BatchHandler } from './group-runtime.js';
-import { GroupRuntime } from './group-runtime.js';
-import { MetadataTable } from './metadata-table.js';
-import { type BatchLimits, decodeCut } from './partition-batch.js';
-import { PartitionPipeline, type PipelineDeps } from './partition-pipeline.js';
+import { type BatchHandler, GroupRuntime, type GroupRuntimeOptions } from './group-runtime.js';
+import type { BatchLimits } from './partition-batch.js';
+import type { PipelineDeps } from './partition-pipeline.js';
+import { PartitionSet } from './partition-set.js';
 import { PendingBudget } from './pending-budget.js';
 import {
-  emptyStats,
-  type LossCount,
+  Accounts,
   type Processor,
   type ProcessorCodec,
   type ProcessorHooks,
   type ProcessorOptions,
+  type ProcessorStats,
   type ProcessorTopics,
   type RowSink,
 } from './processor-types.js';
-import type { LossRow } from './rows.js';
-import { createSchemaGate } from './schema-gate.js';
+import { createSchemaGate, type SchemaGate } from './schema-gate.js';
 import { DEFAULT_OUTPUT_OPTIONS, OptionalOutputs } from './side-outputs.js';
 import { consumeContainers, consumeStats } from './topic-consumers.js';
 
@@ -44,7 +42,100 @@ export type {
 } from './processor-types.js';
 export { emptyStats, processorTopics } from './processor-types.js';
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+/**
+ * What holds fetching back: with a schema registry, the gate that pauses a partition until
+ * the writer schemas of its batch are known; and the bound on rows held across partitions.
+ */
+function fetchControls(
+  runtime: GroupRuntime,
+  topics: ProcessorTopics,
+  codec: ProcessorCodec,
+  options: ProcessorOptions,
+  log: Logger,
+  set: () => PartitionSet,
+): { schemaGate: SchemaGate | undefined; pending: PendingBudget } {
+  /** An events partition may be resumed only when restored, owned and not held by the bound. */
+  const resumable = (p: number) => {
+    const pl = set().get(p);
+    return pl?.owned() === true && pl.restored() && !pending.holds(p);
+  };
+  // With a schema registry, unknown writer-schema ids are looked up before a batch is decoded.
+  const schemaGate =
+    codec.prepare === undefined
+      ? undefined
+      : createSchemaGate({
+          prepare: codec.prepare.bind(codec),
+          pause: (topic, p) => runtime.pause(topic, [p]),
+          resume: (topic, p) => {
+            if (topic !== topics.events || resumable(p)) runtime.resume(topic, [p]);
+          },
+          log,
+          retryInitialMs: options.retryInitialMs ?? 200,
+          retryMaxMs: options.retryMaxMs ?? 5_000,
+        });
+  // Rows held across all partitions are bounded: at the bound, partitions stop taking messages.
+  const pending = new PendingBudget(
+    options.pendingMaxRows ?? Number.MAX_SAFE_INTEGER,
+    {
+      pause: (partitions) => runtime.pause(topics.events, partitions),
+      resume: (ps) =>
+        runtime.resume(
+          topics.events,
+          ps.filter((p) => set().get(p)?.restored()),
+        ),
+    },
+    log,
+  );
+  return { schemaGate, pending };
+}
+
+function runtimeOptions(options: ProcessorOptions): GroupRuntimeOptions {
+  return {
+    groupId: options.groupId,
+    sessionTimeoutMs: options.sessionTimeoutMs ?? 30_000,
+    heartbeatIntervalMs: options.heartbeatIntervalMs ?? 3_000,
+    maxWaitTimeMs: Math.min(500, options.batchMaxMs),
+    concurrency: options.concurrency ?? 4,
+  };
+}
+
+/** One dead letter to the topic; a skip (topic down) is counted, the table has the dead letter anyway. */
+async function produceDeadLetter(
+  outputs: OptionalOutputs,
+  codec: ProcessorCodec,
+  topics: ProcessorTopics,
+  accounts: Accounts,
+  dl: DeadLetter,
+): Promise<void> {
+  const result = await outputs.publish({
+    output: 'deadletter',
+    topic: topics.deadletter,
+    messages: [{ key: null, value: codec.encodeDeadLetter(dl) }],
+    events: 1,
+    eventsByNode: new Map([['', 1]]),
+  });
+  if (result.skipped)
+    accounts.countLoss({
+      node: '',
+      what: 'topic:deadletter',
+      reason: 'output_skipped',
+      rows: 1,
+      detail: result.reason,
+    });
+}
+
+function batchLimits(options: ProcessorOptions): BatchLimits {
+  if (options.batchMaxRows <= 0 || options.batchMaxMs <= 0)
+    throw new Error('batchMaxRows and batchMaxMs must be > 0');
+  return {
+    maxRows: options.batchMaxRows,
+    maxMs: options.batchMaxMs,
+    smallRows: options.batchSmallRows ?? 0,
+    smallMaxMs: Math.max(options.batchMaxMs, options.batchSmallMaxMs ?? 0),
+    lateWaitMs: options.lateMetadataWaitMs,
+    lateMaxRows: options.lateBufferMaxEvents,
+  };
+}
 
 export function createProcessor(deps: {
   kafka: import('kafkajs').Kafka;
@@ -60,88 +151,29 @@ export function createProcessor(deps: {
   const { topics, codec, options } = deps;
   const hooks = deps.hooks ?? {};
   const log = deps.logger ?? createLogger('processor');
-  // Dead letters are in their table and topic; the log gets a sample per reason, not a line each.
-  const warnDeadLetter = createThrottledWarn(log);
+  const accounts = new Accounts(log);
+  const stats = accounts.stats;
   // The side outputs (enriched events above all) are produced record batches: their CRC-32C
   // from the codec addon, not kafkajs' byte-at-a-time JavaScript (common/kafka.ts).
   useNativeCrc32cOrWarn(log);
-  if (options.batchMaxRows <= 0 || options.batchMaxMs <= 0)
-    throw new Error('batchMaxRows and batchMaxMs must be > 0');
-  const limits: BatchLimits = {
-    maxRows: options.batchMaxRows,
-    maxMs: options.batchMaxMs,
-    smallRows: options.batchSmallRows ?? 0,
-    smallMaxMs: Math.max(options.batchMaxMs, options.batchSmallMaxMs ?? 0),
-    lateWaitMs: options.lateMetadataWaitMs,
-    lateMaxRows: options.lateBufferMaxEvents,
-  };
   const retryInitialMs = options.retryInitialMs ?? 200;
   const retryMaxMs = options.retryMaxMs ?? 5_000;
   const restoreTimeoutMs = options.restoreTimeoutMs ?? 30_000;
-  const retentionNs = BigInt(options.metadataRetentionMs) * 1_000_000n;
 
-  const runtime = new GroupRuntime(
-    deps.kafka,
-    {
-      groupId: options.groupId,
-      sessionTimeoutMs: options.sessionTimeoutMs ?? 30_000,
-      heartbeatIntervalMs: options.heartbeatIntervalMs ?? 3_000,
-      maxWaitTimeMs: Math.min(500, options.batchMaxMs),
-      concurrency: options.concurrency ?? 4,
-    },
-    log,
-  );
+  const runtime = new GroupRuntime(deps.kafka, runtimeOptions(options), log);
   const outputs = new OptionalOutputs(
     runtime.producer,
     { ...DEFAULT_OUTPUT_OPTIONS, ...options.outputs },
     log,
   );
-  const pipelines = new Map<number, PartitionPipeline>();
-  /** Metadata tables survive a rebalance for partitions this member keeps. */
-  const tables = new Map<number, MetadataTable>();
-  const restoreTargets = new Map<number, { pipeline: PartitionPipeline; high: bigint }>();
-  /** Next offset to read per containers partition in this generation (restore progress). */
-  const containersRead = new Map<number, bigint>();
-  let generation = 0;
-  let memberId = '';
+  // The partition set is built below from the parts that need it back (deps refer to it lazily).
+  let partitions: PartitionSet | undefined;
+  const set = (): PartitionSet => partitions as PartitionSet;
   let running = false;
   let stopping: Promise<void> | undefined;
   let timer: NodeJS.Timeout | undefined;
 
-  /** An events partition may be resumed only when restored, owned and not held by the bound. */
-  const resumable = (p: number) => {
-    const pl = pipelines.get(p);
-    return pl?.owned() === true && pl.restored() && !pending.holds(p);
-  };
-  // With a schema registry, unknown writer-schema ids are looked up before a batch is decoded.
-  const schemaGate =
-    codec.prepare === undefined
-      ? undefined
-      : createSchemaGate({
-          prepare: codec.prepare.bind(codec),
-          pause: (topic, p) => runtime.pause(topic, [p]),
-          resume: (topic, p) => {
-            if (topic !== topics.events || resumable(p)) runtime.resume(topic, [p]);
-          },
-          log,
-          retryInitialMs,
-          retryMaxMs,
-        });
-  // Rows held across all partitions are bounded: at the bound, partitions stop taking messages.
-  const pending = new PendingBudget(
-    options.pendingMaxRows ?? Number.MAX_SAFE_INTEGER,
-    {
-      pause: (partitions) => runtime.pause(topics.events, partitions),
-      resume: (ps) =>
-        runtime.resume(
-          topics.events,
-          ps.filter((p) => pipelines.get(p)?.restored()),
-        ),
-    },
-    log,
-  );
-  const stats = emptyStats();
-  const lossCounts = new Map<string, LossCount>();
+  const { schemaGate, pending } = fetchControls(runtime, topics, codec, options, log, set);
   const alertStates = new AlertStateKeeper({
     store: deps.alertState,
     group: options.groupId,
@@ -153,20 +185,6 @@ export function createProcessor(deps: {
     retryMaxMs,
   });
 
-  function countLoss(loss: LossRow): void {
-    const key = `${loss.what}\u0000${loss.reason}`;
-    const c = lossCounts.get(key);
-    if (c === undefined) lossCounts.set(key, { what: loss.what, reason: loss.reason, rows: loss.rows });
-    else c.rows += loss.rows;
-    if (loss.reason === 'older_than_ttl') stats.expiredRows += loss.rows;
-    else stats.outputSkipped += loss.rows;
-  }
-
-  function noteDeadLetter(reason: string, fields: Record<string, unknown>): void {
-    stats.deadLetters++;
-    warnDeadLetter(reason, { ...fields, reason }, 'dead letter');
-  }
-
   const pipelineDeps: PipelineDeps = {
     store: deps.sink,
     committer: {
@@ -176,7 +194,7 @@ export function createProcessor(deps: {
     outputs,
     codec,
     topics,
-    limits,
+    limits: batchLimits(options),
     groupId: options.groupId,
     enrichedTopic: options.enrichedTopic,
     rawTtlDays: options.rawTtlDays,
@@ -188,204 +206,36 @@ export function createProcessor(deps: {
     stats,
     hooks,
     log,
-    memberId: () => memberId,
-    noteDeadLetter,
-    countLoss,
+    memberId: () => set().memberId,
+    noteDeadLetter: accounts.noteDeadLetter,
+    countLoss: accounts.countLoss,
   };
 
-  /** Owned by this member in the current generation. */
-  function current(pl: PartitionPipeline): boolean {
-    return pl.owned() && pl.generation === generation && pipelines.get(pl.partition) === pl;
-  }
+  partitions = new PartitionSet({
+    runtime,
+    topics,
+    pending,
+    alertStates,
+    pipelineDeps,
+    hooks,
+    log,
+    retentionNs: BigInt(options.metadataRetentionMs) * 1_000_000n,
+    retryInitialMs,
+    retryMaxMs,
+    restoreTimeoutMs,
+  });
+  const ps = partitions;
 
-  function revokeAll(reason: string): void {
-    generation++;
-    for (const pl of pipelines.values()) {
-      pl.revoke();
-      pending.release(pl.batch);
-      if (!pl.batch.isEmpty()) pl.dropped(pl.batch.firstOffset as bigint, pl.batch.lastOffset as bigint);
-    }
-    containersRead.clear();
-    restoreTargets.clear();
-    pending.forgetPaused();
-    if (pipelines.size > 0)
-      log.info({ reason, generation }, 'partitions revoked; pending batches dropped uncommitted');
-    pipelines.clear();
-  }
-
-  function markRestored(pl: PartitionPipeline): void {
-    restoreTargets.delete(pl.partition);
-    if (pl.markRestored() && current(pl)) runtime.resume(topics.events, [pl.partition]);
-  }
-
-  async function onAssigned(assignment: Record<string, number[]>): Promise<void> {
-    const gen = generation;
-    const eventsParts = assignment[topics.events] ?? [];
-    const containerParts = new Set(assignment[topics.containers] ?? []);
-    for (const p of [...tables.keys()]) if (!eventsParts.includes(p)) tables.delete(p);
-    const fresh: PartitionPipeline[] = [];
-    for (const p of eventsParts) {
-      let metadata = tables.get(p);
-      if (metadata === undefined) {
-        metadata = new MetadataTable(retentionNs);
-        tables.set(p, metadata);
-      }
-      const pl = new PartitionPipeline(p, gen, metadata, pipelineDeps);
-      pipelines.set(p, pl);
-      fresh.push(pl);
-    }
-    if (fresh.length > 0) runtime.pause(topics.events, eventsParts);
-    hooks.onAssigned?.({ memberId, generation: gen, assignment });
-    const init = (async () => {
-      // Without the recorded cuts the first batches could be cut differently than before a
-      // crash (and duplicate rows), so keep asking until the broker answers or the
-      // assignment is gone.
-      let delay = retryInitialMs;
-      let fetched: Awaited<ReturnType<GroupRuntime['assignmentOffsets']>>;
-      for (;;) {
-        try {
-          fetched = await runtime.assignmentOffsets(topics.events, topics.containers);
-          break;
-        } catch (err) {
-          if (gen !== generation) return;
-          log.warn(
-            { err: (err as Error).message, delayMs: delay },
-            'reading committed offsets failed; retrying',
-          );
-          await sleep(delay);
-          delay = Math.min(delay * 2, retryMaxMs);
-        }
-      }
-      const { committed, ends } = fetched;
-      // Alert state before the first event (events stay paused until markRestored below).
-      await Promise.all(
-        fresh.map((pl) =>
-          alertStates.restore(
-            pl.partition,
-            pl.alerts,
-            committed.find((x) => x.partition === pl.partition),
-            () => gen === generation,
-          ),
-        ),
-      );
-      for (const pl of fresh) {
-        const c = committed.find((x) => x.partition === pl.partition);
-        pl.forcedCut = decodeCut(c?.metadata);
-        if (pl.forcedCut !== undefined)
-          log.info({ partition: pl.partition, cut: String(pl.forcedCut) }, 'resuming a recorded cut');
-        const end = ends.find((e) => e.partition === pl.partition);
-        const high = end === undefined ? 0n : BigInt(end.high);
-        const readUpTo = containersRead.get(pl.partition) ?? -1n;
-        if (
-          !containerParts.has(pl.partition) ||
-          end === undefined ||
-          end.high === end.low ||
-          readUpTo >= high
-        )
-          markRestored(pl);
-        else restoreTargets.set(pl.partition, { pipeline: pl, high });
-      }
-    })();
-    for (const pl of fresh) pl.init = init;
-    await init;
-    setTimeout(() => {
-      for (const pl of fresh)
-        if (current(pl) && !pl.restored()) {
-          log.warn({ partition: pl.partition }, 'containers topic not restored in time; events join late');
-          markRestored(pl);
-        }
-    }, restoreTimeoutMs).unref();
-  }
-
-  /** One dead letter to the topic; a skip (topic down) is counted, the table has the dead letter anyway. */
-  async function produceDeadLetter(dl: DeadLetter): Promise<void> {
-    const result = await outputs.publish({
-      output: 'deadletter',
-      topic: topics.deadletter,
-      messages: [{ key: null, value: codec.encodeDeadLetter(dl) }],
-      events: 1,
-      eventsByNode: new Map([['', 1]]),
-    });
-    if (result.skipped)
-      countLoss({
-        node: '',
-        what: 'topic:deadletter',
-        reason: 'output_skipped',
-        rows: 1,
-        detail: result.reason,
-      });
-  }
-
-  const owning = (p: number) => {
-    const pl = pipelines.get(p);
-    return pl !== undefined && current(pl) ? pl : undefined;
-  };
-  const handlers = new Map<string, BatchHandler>();
-  handlers.set(topics.events, async (batch, ctl) => owning(batch.partition)?.consume(batch.messages, ctl));
-  handlers.set(topics.containers, (batch, ctl) =>
-    consumeContainers(
-      {
-        store: deps.sink,
-        codec,
-        stats,
-        log,
-        metadata: (p) => tables.get(p),
-        pipeline: (p) => pipelines.get(p),
-        readUpTo: (p, next) => {
-          containersRead.set(p, next);
-          const target = restoreTargets.get(p);
-          if (target !== undefined && next >= target.high) markRestored(target.pipeline);
-        },
-        skipped: (reason, fields, msg) => warnDeadLetter(reason, fields, msg),
-      },
-      batch,
-      ctl,
-    ),
-  );
-  if (topics.stats !== undefined)
-    handlers.set(topics.stats, (batch, ctl) =>
-      consumeStats({ codec, runtime, log, pipeline: owning, produceDeadLetter }, batch, ctl),
-    );
-
-  let lastEviction = 0;
-  function evict(): void {
-    const now = Date.now();
-    if (now - lastEviction < 60_000) return;
-    lastEviction = now;
-    const nowNs = BigInt(now) * 1_000_000n;
-    for (const t of tables.values()) stats.metadataEvictions += t.evictStopped(nowNs);
-  }
-
-  async function stop(): Promise<void> {
-    // What the collectors sent before they stopped (an ordered `ktrail stop` stops them
-    // first) is written and committed before this member leaves (catch-up.ts).
-    const owned = [...pipelines.values()].filter(current).map((s) => s.partition);
-    if ((options.stopCatchUpMs ?? 0) > 0 && owned.length > 0) {
-      const committed = topics.stats === undefined ? [topics.events] : [topics.events, topics.stats];
-      const r = await runtime.catchUp(committed, owned, options.stopCatchUpMs ?? 0);
-      if (r.caughtUp) log.info({ ms: r.ms, partitions: owned }, 'stop: caught up with the end offsets');
-      else log.warn({ ms: r.ms, behind: r.behind }, 'stop: not caught up; the next owner reads the rest');
-    }
-    if (timer !== undefined) clearInterval(timer);
-    schemaGate?.close();
-    // Pause fetching, flush what each owned partition holds, then leave (LeaveGroup: a
-    // restarted member gets the partitions at once, without waiting for a session timeout).
-    runtime.pause(topics.events);
-    runtime.pause(topics.containers);
-    await Promise.all(
-      [...pipelines.values()].map((pl) =>
-        pl
-          .withLock(async () => {
-            if (current(pl) && pl.forcedCut === undefined) await pl.flush();
-            await pl.drain();
-          })
-          .catch((err) => log.error({ err, partition: pl.partition }, 'final flush failed')),
-      ),
-    );
-    running = false;
-    await runtime.disconnect();
-  }
-
+  const handlers = topicHandlers(ps, {
+    topics,
+    store: deps.sink,
+    codec,
+    stats,
+    log,
+    runtime,
+    produceDeadLetter: (dl) => produceDeadLetter(outputs, codec, topics, accounts, dl),
+    skipped: accounts.warnSampled,
+  });
   return {
     async start() {
       await runtime.connect();
@@ -394,30 +244,29 @@ export function createProcessor(deps: {
       const subscribed = [topics.events, topics.containers];
       if (topics.stats !== undefined) subscribed.push(topics.stats);
       running = true;
-      timer = setInterval(
-        () => {
-          for (const pl of pipelines.values()) if (current(pl)) pl.cutIfDue();
-          evict();
-        },
-        Math.max(20, Math.min(200, options.batchMaxMs / 5)),
-      );
+      timer = setInterval(() => ps.tick(stats), Math.max(20, Math.min(200, options.batchMaxMs / 5)));
       timer.unref();
+      const joined = (id: string, assignment: Record<string, number[]>) => {
+        ps.memberId = id;
+        ps.revokeAll('rejoined');
+        ps.assigned(assignment).catch((err) => log.error({ err }, 'assignment setup failed'));
+      };
       await runtime.run(
         subscribed,
-        {
-          joined: (id, assignment) => {
-            memberId = id;
-            revokeAll('rejoined');
-            onAssigned(assignment).catch((err) => log.error({ err }, 'assignment setup failed'));
-          },
-          revoked: (reason) => revokeAll(reason),
-        },
+        { joined, revoked: (reason) => ps.revokeAll(reason) },
         handlers,
         schemaGate,
       );
     },
     stop() {
-      stopping ??= stop();
+      stopping ??= (async () => {
+        await stopMember(ps, runtime, topics, options, log, () => {
+          if (timer !== undefined) clearInterval(timer);
+          schemaGate?.close();
+        });
+        running = false;
+        await runtime.disconnect();
+      })();
       return stopping;
     },
     stats: () => {
@@ -429,8 +278,87 @@ export function createProcessor(deps: {
       };
     },
     pending: () => pending.snapshot(),
-    losses: () => [...lossCounts.values()].map((c) => ({ ...c })),
-    ready: () => running && [...pipelines.values()].every((s) => s.restored()),
-    memberId: () => memberId,
+    losses: () => accounts.losses(),
+    ready: () => running && ps.all().every((s) => s.restored()),
+    memberId: () => ps.memberId,
   };
+}
+
+/** Each subscribed topic's consumer. */
+function topicHandlers(
+  ps: PartitionSet,
+  d: {
+    topics: ProcessorTopics;
+    store: RowSink;
+    codec: ProcessorCodec;
+    stats: ProcessorStats;
+    log: Logger;
+    runtime: GroupRuntime;
+    produceDeadLetter(dl: DeadLetter): Promise<void>;
+    skipped(reason: string, fields: Record<string, unknown>, msg: string): void;
+  },
+): Map<string, BatchHandler> {
+  const handlers = new Map<string, BatchHandler>();
+  const owning = (p: number) => ps.owning(p);
+  handlers.set(d.topics.events, async (batch, ctl) => owning(batch.partition)?.consume(batch.messages, ctl));
+  const containers = {
+    store: d.store,
+    codec: d.codec,
+    stats: d.stats,
+    log: d.log,
+    metadata: (p: number) => ps.metadata(p),
+    pipeline: (p: number) => ps.get(p),
+    readUpTo: (p: number, next: bigint) => ps.containersReadUpTo(p, next),
+    skipped: d.skipped,
+  };
+  handlers.set(d.topics.containers, (batch, ctl) => consumeContainers(containers, batch, ctl));
+  const stats = {
+    codec: d.codec,
+    runtime: d.runtime,
+    log: d.log,
+    pipeline: owning,
+    produceDeadLetter: d.produceDeadLetter,
+  };
+  if (d.topics.stats !== undefined)
+    handlers.set(d.topics.stats, (batch, ctl) => consumeStats(stats, batch, ctl));
+  return handlers;
+}
+
+/**
+ * Stops a member: what the collectors sent before they stopped (an ordered `ktrail stop`
+ * stops them first) is written and committed before it leaves (catch-up.ts); then fetching
+ * pauses and each owned partition flushes what it holds. Leaving (LeaveGroup) lets a
+ * restarted member get the partitions at once, without waiting for a session timeout.
+ */
+async function stopMember(
+  ps: PartitionSet,
+  runtime: GroupRuntime,
+  topics: ProcessorTopics,
+  options: ProcessorOptions,
+  log: Logger,
+  stopTimers: () => void,
+): Promise<void> {
+  const owned = ps
+    .all()
+    .filter((pl) => ps.current(pl))
+    .map((s) => s.partition);
+  if ((options.stopCatchUpMs ?? 0) > 0 && owned.length > 0) {
+    const committed = topics.stats === undefined ? [topics.events] : [topics.events, topics.stats];
+    const r = await runtime.catchUp(committed, owned, options.stopCatchUpMs ?? 0);
+    if (r.caughtUp) log.info({ ms: r.ms, partitions: owned }, 'stop: caught up with the end offsets');
+    else log.warn({ ms: r.ms, behind: r.behind }, 'stop: not caught up; the next owner reads the rest');
+  }
+  stopTimers();
+  runtime.pause(topics.events);
+  runtime.pause(topics.containers);
+  await Promise.all(
+    ps.all().map((pl) =>
+      pl
+        .withLock(async () => {
+          if (ps.current(pl) && pl.forcedCut === undefined) await pl.flush();
+          await pl.drain();
+        })
+        .catch((err) => log.error({ err, partition: pl.partition }, 'final flush failed')),
+    ),
+  );
 }

@@ -83,6 +83,8 @@ export async function insertBatch(
     } catch (err) {
       const classified =
         err instanceof KtrailError ? err : classifyClickHouseError(err, { table: params.table });
+      // Which attempt failed, for the log and the caller (insertOnce does not know).
+      classified.context.attempt = attempt;
       if (!classified.retriable || attempt >= policy.maxAttempts || options.signal?.aborted) throw classified;
       const delay = backoff(attempt, policy);
       log.warn(

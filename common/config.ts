@@ -224,7 +224,7 @@ export const configSchema = z
         enrichedTopic: z.boolean().default(true),
         // The group notices a member that died without leaving (SIGKILL, OOM kill) only when
         // its session times out, and a restarted member waits that long to get partitions:
-        // 30 s (kafkajs' default) was a 26-31 s stall after every crash. Heartbeats are sent
+        // kafkajs' default of 30 s means a 26-31 s stall after every crash. Heartbeats are sent
         // between fetches and batches (kafkajs has no timer of its own), so the session must
         // outlast the longest pause between them: 1.4 s at most while draining 3M events on
         // the 2-core test machine (docs/processor.md). Brokers accept 6,000-1,800,000 ms

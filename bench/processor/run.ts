@@ -10,10 +10,13 @@
 //  3. The limit: chDB inserting the same rows straight from memory (no Kafka, no decode).
 // Writes the "Processor" section of docs/benchmarks.md.
 //
-// Env: KTRAIL_KAFKA_BROKERS (default 127.0.0.1:19092), BENCH_EVENTS (500000),
+// The broker: KTRAIL_KAFKA_BROKERS when set, else this checkout's (KTRAIL_KAFKA_PORT, 19092),
+// started when not running (test/support/kafka.ts ensureKafka). The chDB store lives in a
+// temporary directory removed when the bench exits.
+// Env: BENCH_EVENTS (500000),
 // BENCH_RATE (50000), BENCH_LATENCY_S (20), BENCH_ENRICHED (0|1, default: as shipped, on),
 // BENCH_BATCH_MS (the processor's default batchMaxMs), BENCH_TRICKLE_S (30).
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nodePartitioner } from '../../collector/src/kafka-sink.js';
@@ -27,12 +30,12 @@ import type { ProcessorHooks, RowSink } from '../../processor/src/processor.js';
 import { createProcessor } from '../../processor/src/processor.js';
 import { buildRow, wallClockNs } from '../../processor/src/rows.js';
 import { clickHouseSink } from '../../processor/src/sink.js';
+import { ensureKafka } from '../../test/support/kafka.js';
 import { table, writeSection } from '../report.js';
 import { createTestTopics, kafkaClient, nodeProducer, processorTopics, testOptions } from './harness.js';
 import { containerRecord, encodeContainerRecord, SyntheticNode } from './synthetic.js';
 import { cpuByThread, cpuSince } from './threads.js';
 
-const brokers = (process.env.KTRAIL_KAFKA_BROKERS ?? '127.0.0.1:19092').split(',');
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 500_000);
 const RATE = Number(process.env.BENCH_RATE ?? 50_000);
 const LATENCY_S = Number(process.env.BENCH_LATENCY_S ?? 20);
@@ -60,6 +63,10 @@ rssTimer.unref();
 // here the bench's own producers send first, so install it up front as that process would.
 useNativeCrc32c();
 const dir = mkdtempSync(join(tmpdir(), 'ktrail-bench-processor-'));
+// Hundreds of MiB after a run: never left behind, whether the bench ends or fails.
+process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
+const { brokers } = await ensureKafka();
 const ch = await createClickHouse({ kind: 'chdb', path: join(dir, 'chdb'), database: 'ktrail' });
 await migrate(ch, {});
 const client = kafkaClient(brokers, 'ktrail-bench-processor');

@@ -4,8 +4,8 @@
 // alive) and shutdown runs once, flushing what it holds first.
 //
 // Each event is encoded the moment it arrives, into one reused buffer: the batch holds
-// bytes, not objects. Events held as objects for up to maxDelayMs outlived V8's young
-// generation at low rates and were promoted, which cost more CPU than the encoding itself
+// bytes, not objects. Events held as objects for up to maxDelayMs would outlive V8's young
+// generation at low rates and be promoted, which costs more CPU than the encoding itself
 // (docs/benchmarks.md, Collector). It also makes maxBytes exact.
 //
 // The batcher drops only what can never be sent: an event the codec rejects (encode_error)

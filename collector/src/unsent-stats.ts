@@ -1,7 +1,7 @@
 // CollectorStats messages Kafka had not acknowledged when the collector stopped: kept on
 // disk and sent first by the next start, so the loss a shutdown reports (shutdown_deadline
 // drops, what the drain delivered) reaches collector_stats even when Kafka was down at the
-// time. Without it the final record, the one that says what the shutdown cost, was the
+// time. Without it the final record, the one that says what the shutdown cost, would be the
 // one record certain to be lost whenever Kafka was the reason for the loss.
 //
 // One file per node in the state directory (stateDir(): /run/ktrail, or KTRAIL_STATE_DIR),

@@ -23,7 +23,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import type { Logger } from '../../common/log.js';
 import type { AlertEngine, AlertSnapshot } from './alerts.js';
 import { describeClickHouse } from './clickhouse/client.js';
-import { insertBatch } from './clickhouse/writer.js';
+import { insertOnce } from './clickhouse/writer.js';
 import { type CutBatch, decodeCut, dedupToken } from './partition-batch.js';
 import { EVENT_BATCHES_TABLE } from './rows.js';
 
@@ -75,11 +75,8 @@ export function clickHouseAlertStateStore(client: ClickHouseClient): AlertStateS
         state: saved.state,
         saved_at_ns: String(BigInt(Date.now()) * 1_000_000n),
       };
-      await insertBatch(
-        client,
-        { table: ALERT_STATE_TABLE, rows: [row], dedupToken: token },
-        { retry: { maxAttempts: 1 } },
-      );
+      // One attempt: save() below is the retry loop (it stops once the partition is lost).
+      await insertOnce(client, { table: ALERT_STATE_TABLE, rows: [row], dedupToken: token });
     },
   };
 }

@@ -1,14 +1,14 @@
 // The processor's RowSink: one insert per (table, batch), always with the batch's
-// deduplication token, through the ClickHouse writer's insertBatch (table qualification,
+// deduplication token, through the ClickHouse writer's insertOnce (table qualification,
 // old servers, chDB's native insert and error classification live there). One attempt
-// per call: the processor's own retry loop retries, since it must check between attempts
-// that it still owns the partition and keep its group session alive.
+// per call: the pipeline's retry loop (table-insert.ts) is the only one, since it must
+// check between attempts that it still owns the partition and keep its session alive.
 import type { ClickHouseClient } from '@clickhouse/client';
 import { createLogger } from '../../common/log.js';
 import { describeClickHouse } from './clickhouse/client.js';
-import { classifyClickHouseError, insertBatch } from './clickhouse/writer.js';
+import { classifyClickHouseError, insertOnce } from './clickhouse/writer.js';
 import type { Row } from './partition-batch.js';
-import type { RowSink } from './processor.js';
+import type { RowSink } from './processor-types.js';
 import { sourceColumns } from './rows.js';
 
 const log = createLogger('processor.sink');
@@ -17,7 +17,7 @@ export function clickHouseSink(client: ClickHouseClient): RowSink {
   let checkUnsupported = false;
   return {
     async insert(table: string, rows: Row[], dedupToken: string): Promise<void> {
-      await insertBatch(client, { table, rows, dedupToken }, { retry: { maxAttempts: 1 } });
+      await insertOnce(client, { table, rows, dedupToken });
     },
 
     async writtenOffsets(table, topic, partition, first, last, rows) {

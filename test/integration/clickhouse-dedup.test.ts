@@ -4,11 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, KtrailError, PoisonError, TransientError } from '../../common/errors.js';
 import { migrate } from '../../processor/src/clickhouse/migrate.js';
-import {
-  classifyClickHouseError,
-  insertBatch,
-  toJsonEachRow,
-} from '../../processor/src/clickhouse/writer.js';
+import { classifyClickHouseError, insertBatch } from '../../processor/src/clickhouse/writer.js';
 import { createTestChdb, type TestChdb } from '../support/clickhouse.js';
 import { fixtureMs, msToNs } from '../support/fixture-time.js';
 import { itReal } from '../support/real.js';
@@ -197,18 +193,6 @@ describe('insert deduplication', () => {
         t: BASE_NS.toString(),
       },
     ]);
-  });
-
-  itReal(undefined)('accepts a pre-serialized JSONEachRow body', async () => {
-    const cg = 1003n;
-    const rows = cpuBatch(cg, 5);
-    const res = await insertBatch(ch.client, {
-      table: 'cpu_sample',
-      rows: { jsonEachRow: toJsonEachRow(rows), count: rows.length },
-      dedupToken: 'cpu_sample:events:9:0-4',
-    });
-    expect(res.rows).toBe(5);
-    expect((await counts(cg)).raw).toBe(5);
   });
 
   itReal(undefined)('never inserts without a token; bad rows are poison, not retried', async () => {

@@ -133,7 +133,7 @@ async function createChdb(config: ChdbConfig): Promise<ClickHouseClient> {
   }
   const path = resolve(config.path);
   // Loaded only when used: libchdb.so is ~140 MiB of pages a processor writing to a server
-  // would otherwise map and touch at start (measured RSS).
+  // would otherwise map and touch at start (RSS).
   const { createChdbConnection } = await import('chdb/connection');
   let client: ClickHouseClient;
   let connection: ReturnType<typeof createChdbConnection>;
@@ -312,8 +312,8 @@ function explainServerError(err: unknown, config: ServerConfig): unknown {
 
 function readTls(tls: NonNullable<ServerConfig['tls']>) {
   const read = (what: string, path: string): Buffer => readSettingFile(`clickhouse.tls.${what}`, path);
-  // @clickhouse/client takes a client certificate only together with the CA: a certFile/keyFile
-  // without caFile used to be dropped silently; now it is an error naming the setting.
+  // @clickhouse/client takes a client certificate only together with the CA: it would drop a
+  // certFile/keyFile without caFile silently, so that is an error naming the setting.
   if (tls.caFile === undefined) {
     throw new ConfigError('clickhouse.tls.caFile: required with certFile/keyFile (the client needs the CA)');
   }

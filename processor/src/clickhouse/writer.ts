@@ -1,7 +1,7 @@
-// The one insert path: a batch of rows into one table, as a Native block (chDB, event tables)
-// or JSONEachRow (servers, and tables with types the Native encoder doesn't write), ALWAYS
-// with a deduplication token, retried with backoff when the failure is worth retrying, and
-// classified when it is not.
+// The one insert path: a batch of rows into one table, ALWAYS with a deduplication token,
+// through the client's row store (row-store.ts: chDB's Native block or JSONEachRow, a
+// server's JSONEachRow over HTTP), classified when it fails; insertBatch retries with backoff
+// when the failure is worth retrying.
 //
 // Exactly-once comes from the token: the caller builds it from the Kafka coordinates of the
 // batch (table:topic:partition:firstOffset-lastOffset), so a batch rebuilt after a crash or a
@@ -9,13 +9,12 @@
 // materialized-view targets). An insert without a token is never made: with a dedup window
 // on, ClickHouse would hash the content instead, and two legitimately identical batches
 // would collapse into one.
-import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { ConfigError, KtrailError, PoisonError, TransientError } from '../../../common/errors.js';
 import { createLogger } from '../../../common/log.js';
-import { describeClickHouse } from './client.js';
-import { type ColumnTypes, encodeNativeBlock, NativeValueError } from './native-format.js';
+import type { ColumnTypes } from './native-format.js';
+import { rowStoreOf } from './row-store.js';
 
 const log = createLogger('processor.clickhouse.writer');
 
@@ -33,11 +32,9 @@ export type InsertBatchParams = {
   table: string;
   /**
    * Row objects keyed by column name (a Native block on chDB when every column type allows,
-   * else JSONEachRow: bigint values become JSON strings, so they keep full precision). Or a
-   * pre-serialized JSONEachRow body (one object per line), always sent as such: no processor
-   * path uses it since the Native blocks; the tests use it to force the text path on chDB.
+   * else JSONEachRow: bigint values become JSON strings, so they keep full precision).
    */
-  rows: readonly object[] | { jsonEachRow: string; count: number };
+  rows: readonly object[];
   /** `table:topic:partition:firstOffset-lastOffset`, built by the caller. Required. */
   dedupToken: string;
 };
@@ -51,112 +48,47 @@ export type InsertBatchOptions = {
 /** format: how the rows were sent (Native for chDB event tables, see native-format.ts). */
 export type InsertResult = { rows: number; attempts: number; format: 'Native' | 'JSONEachRow' };
 
-// The client-level settings of the factory do not reach chDB's native insert: repeat the
-// ones that matter for inserts.
-const CHDB_INSERT_SETTINGS = {
-  async_insert: 0,
-  input_format_skip_unknown_fields: 0,
-  date_time_input_format: 'best_effort',
-};
+/**
+ * One attempt at inserting one batch: resolves once ClickHouse has it, throws a classified
+ * KtrailError otherwise (TransientError when worth retrying). The processor's row store calls
+ * this under its own retry loop (processor/src/table-insert.ts), which checks between
+ * attempts that the partition is still owned; insertBatch below is the loop for the rest.
+ */
+export async function insertOnce(client: ClickHouseClient, params: InsertBatchParams): Promise<InsertResult> {
+  if (typeof params.dedupToken !== 'string' || params.dedupToken === '') {
+    throw new ConfigError(`insertBatch into ${params.table}: a deduplication token is required`);
+  }
+  return rowStoreOf(client).insert(params);
+}
 
-/** Inserts one batch; resolves once ClickHouse has it, throws a classified KtrailError otherwise. */
+/**
+ * Inserts one batch, retried with backoff while the failure is worth retrying; resolves
+ * once ClickHouse has it, throws a classified KtrailError otherwise.
+ */
 export async function insertBatch(
   client: ClickHouseClient,
   params: InsertBatchParams,
   options: InsertBatchOptions = {},
 ): Promise<InsertResult> {
-  if (typeof params.dedupToken !== 'string' || params.dedupToken === '') {
-    throw new ConfigError(`insertBatch into ${params.table}: a deduplication token is required`);
-  }
-  const info = describeClickHouse(client);
-  const table =
-    params.table.includes('.') || info === undefined ? params.table : `${info.database}.${params.table}`;
-  // chDB: a Native block when every column is one native-format.ts writes (event tables),
-  // JSONEachRow otherwise.
-  let native: { block: Buffer; columns: string[] } | undefined;
-  if (info?.insertNative !== undefined && Array.isArray(params.rows) && params.rows.length > 0) {
-    try {
-      native = encodeNativeBlock(params.rows as Record<string, unknown>[], await columnTypes(client, table));
-    } catch (err) {
-      if (err instanceof NativeValueError)
-        throw new PoisonError(`rows for ${table} out of range: ${err.message}`, {
-          cause: err,
-          context: { table, dedupToken: params.dedupToken, reason: 'out_of_range' },
-        });
-      // The column lookup failed (or the encoder met something it did not expect): the JSON
-      // path below still works, and its errors are classified.
-      log.warn(
-        { table, err: (err as Error).message },
-        'Native encoding unavailable for this insert; JSONEachRow',
-      );
-    }
-  }
-  let body = '';
-  let count: number;
-  if (native !== undefined) {
-    count = (params.rows as readonly object[]).length;
-  } else if (Array.isArray(params.rows)) {
-    count = params.rows.length;
-    try {
-      body = toJsonEachRow(params.rows);
-    } catch (err) {
-      throw new PoisonError(`rows for ${table} cannot be serialized: ${(err as Error).message}`, {
-        cause: err,
-        context: { table, dedupToken: params.dedupToken },
-      });
-    }
-  } else {
-    const pre = params.rows as { jsonEachRow: string; count: number };
-    body = pre.jsonEachRow;
-    count = pre.count;
-  }
-  const format = native === undefined ? 'JSONEachRow' : 'Native';
-  if (count === 0) return { rows: 0, attempts: 0, format };
-  // Servers without the setting were allowed explicitly (see ServerConfig.allowWithoutDedupToken).
-  const settings = info?.dedupToken === false ? {} : { insert_deduplication_token: params.dedupToken };
   const policy = { ...DEFAULT_RETRY, ...options.retry };
-
   for (let attempt = 1; ; attempt++) {
     try {
-      if (native !== undefined && info?.insertNative !== undefined) {
-        await info.insertNative({
-          table,
-          columns: native.columns,
-          block: native.block,
-          settings: { ...CHDB_INSERT_SETTINGS, ...settings },
-        });
-      } else if (info?.rawInsert !== undefined) {
-        // chDB: native insert; settings apply to this INSERT only.
-        await info.rawInsert({
-          table,
-          values: body,
-          format: 'JSONEachRow',
-          settings: { ...CHDB_INSERT_SETTINGS, ...settings },
-        });
-      } else {
-        // exec with a raw body (client.insert would JSON.stringify each row again), a fresh
-        // stream per attempt over the same string: a retry resends identical bytes.
-        const result = await client.exec({
-          query: `INSERT INTO ${table} FORMAT JSONEachRow`,
-          values: stringStream(body),
-          clickhouse_settings: settings,
-        });
-        result.stream.resume(); // nothing to read; drain so the socket returns to the pool
-      }
+      const result = await insertOnce(client, params);
       if (attempt > 1)
-        log.info({ table, token: params.dedupToken, attempt }, 'insert succeeded after retries');
-      return { rows: count, attempts: attempt, format };
+        log.info(
+          { table: params.table, token: params.dedupToken, attempt },
+          'insert succeeded after retries',
+        );
+      return { ...result, attempts: result.attempts === 0 ? 0 : attempt };
     } catch (err) {
-      const classified = classifyClickHouseError(err, {
-        table,
-        dedupToken: params.dedupToken,
-        rows: count,
-        attempt,
-      });
+      const classified =
+        err instanceof KtrailError ? err : classifyClickHouseError(err, { table: params.table });
+      // Which attempt failed, for the log and the caller (insertOnce does not know).
+      classified.context.attempt = attempt;
       if (!classified.retriable || attempt >= policy.maxAttempts || options.signal?.aborted) throw classified;
       const delay = backoff(attempt, policy);
       log.warn(
-        { table, token: params.dedupToken, attempt, delayMs: delay, err: classified.message },
+        { table: params.table, token: params.dedupToken, attempt, delayMs: delay, err: classified.message },
         'insert failed, retrying',
       );
       await sleep(delay, undefined, options.signal === undefined ? {} : { signal: options.signal }).catch(
@@ -231,11 +163,6 @@ export function toJsonEachRow(rows: readonly object[]): string {
     lines[i] = JSON.stringify(rows[i], replacer);
   }
   return lines.join('\n');
-}
-
-/** The body as a one-chunk stream: the client sends it as is (no per-row JSON.stringify). */
-function stringStream(body: string): Readable {
-  return Readable.from([body], { objectMode: false });
 }
 
 // ClickHouse error codes (src/Common/ErrorCodes.cpp) worth retrying: the server is busy,

@@ -74,6 +74,9 @@ export class MetadataTable {
       this.markHost(meta.node, meta.cgroupId);
       return;
     }
+    // A runtime's record says the cgroup is a container, whatever its path looked like (ctr's
+    // free-form ids are not in the path parser's patterns).
+    this.hostByNode.get(meta.node)?.delete(meta.cgroupId);
     let perNode = this.byNode.get(meta.node);
     if (perNode === undefined) {
       perNode = new Map();
@@ -107,6 +110,11 @@ export class MetadataTable {
       this.hostByNode.set(node, set);
     }
     set.add(cgroupId);
+  }
+
+  /** Whether some runtime record (named or not) exists for the cgroup. */
+  hasRecord(node: string, cgroupId: bigint): boolean {
+    return this.byNode.get(node)?.has(cgroupId) === true;
   }
 
   isHost(node: string, cgroupId: bigint): boolean {

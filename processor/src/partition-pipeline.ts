@@ -268,7 +268,12 @@ export class PartitionPipeline {
       const kindTable = tableForKind(ev.kind);
       batch.addRow(kindTable, row);
       if (timeNs < expiredBeforeNs) batch.countExpired(node, kindTable);
-      if (ev.kind === 'cgroup_mkdir' && typeof ev.path === 'string' && !isContainerCgroupPath(ev.path)) {
+      if (
+        ev.kind === 'cgroup_mkdir' &&
+        typeof ev.path === 'string' &&
+        !isContainerCgroupPath(ev.path) &&
+        !table.hasRecord(node, ev.cgroupId)
+      ) {
         table.markHost(node, ev.cgroupId);
         batch.resolveHost(node, ev.cgroupId);
       }

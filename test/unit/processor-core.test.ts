@@ -122,6 +122,17 @@ describe('metadata table', () => {
     expect(isContainerCgroupPath('/user.slice/user-1000.slice/session-2.scope')).toBe(false);
   });
 
+  it('a runtime record un-hosts a cgroup whose path the parser did not know (ctr run IMAGE cache)', () => {
+    const t = new MetadataTable(1n);
+    expect(isContainerCgroupPath('/default/cache')).toBe(false);
+    t.markHost('n1', 90n); // its cgroup_mkdir came first
+    expect(t.isHost('n1', 90n)).toBe(true);
+    expect(t.hasRecord('n1', 90n)).toBe(false);
+    t.upsert(meta({ cgroupId: 90n, containerId: 'cache' }));
+    expect(t.isHost('n1', 90n)).toBe(false);
+    expect(t.hasRecord('n1', 90n)).toBe(true);
+  });
+
   it('agrees with the cgroup path corpus: every container there is not the host', () => {
     const corpus = JSON.parse(
       readFileSync(new URL('../fixtures/cgroup-paths/corpus.json', import.meta.url), 'utf8'),

@@ -19,7 +19,7 @@ export const STATUS_METRICS = {
     'ktrail_collector_kernel_drops_total',
     'ktrail_collector_addon_drops_total',
   ],
-  processor: ['ktrail_processor_rows_written_total'],
+  processor: ['ktrail_processor_rows_written_total', 'ktrail_processor_batches_committed_total'],
 } as const;
 
 /** Prometheus text -> the sum of each metric's samples over all label sets. */
@@ -245,8 +245,12 @@ export function startStatus(o: StatusOptions): { stop(): Promise<void> } {
           createLogger('up.status').child({}, { level: 'silent' }),
         ).admin();
   let connected: Promise<void> | undefined;
-  const lag = async (): Promise<number | undefined> => {
-    if (admin === undefined || o.config === undefined) return undefined;
+  // Not before the processor's first commit: a group request while its consumer joins can
+  // meet the coordinator still loading, which crashes (and restarts) that consumer.
+  let committed = false;
+  const lag = async (processor: Map<string, number> | undefined): Promise<number | undefined> => {
+    committed ||= (processor?.get('ktrail_processor_batches_committed_total') ?? 0) > 0;
+    if (admin === undefined || o.config === undefined || !committed) return undefined;
     try {
       connected ??= admin.connect();
       await connected;
@@ -263,11 +267,11 @@ export function startStatus(o: StatusOptions): { stop(): Promise<void> } {
   let prev: StatusReading | undefined;
   let reading: Promise<void> | undefined;
   const read = async () => {
-    const [collector, processor, behind] = await Promise.all([
+    const [collector, processor] = await Promise.all([
       readMetrics(o.ports.collector, STATUS_METRICS.collector),
       readMetrics(o.ports.processor, STATUS_METRICS.processor),
-      lag(),
     ]);
+    const behind = await lag(processor);
     const views = {
       collector: processView(o.supervisors.collector),
       processor: processView(o.supervisors.processor),

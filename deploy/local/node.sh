@@ -69,7 +69,7 @@ fetch() {
 
 cmd_install() {
   if current; then
-    say "install: Node $NODE_VERSION and npm $NPM_VERSION already in $KTRAIL_NODE_HOME"
+    say "Node $NODE_VERSION and npm $NPM_VERSION already in ${KTRAIL_NODE_HOME#"$ROOT/"}"
     return
   fi
   [ "$(uname -s)-$(uname -m)" = Linux-x86_64 ] ||

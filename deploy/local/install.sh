@@ -87,11 +87,12 @@ npm_packages() {
   fi
   node deploy/local/lock-platforms.ts --check
   say "npm ci (from package-lock.json, Node $(node --version))"
-  # In the install view, one "http fetch" line per package is the step's progress.
+  # In the install view, npm's "http fetch GET 200 .../name-1.2.3.tgz" lines (one per package,
+  # beside those of its metadata) are the step's progress.
   npm ci --no-audit --no-fund --loglevel="$([ $STEP_HUMAN = 1 ] && echo http || echo error)"
   echo "$lock_sha" >"$stamp"
 }
-step "npm packages" --count 'http fetch' --unit fetched -- npm_packages
+step "npm packages" --count 'http fetch GET [0-9]+ [^ ]+\.tgz' --unit packages -- npm_packages
 
 step "Kafka broker jars" --count 'Downloaded from' --unit downloaded -- bash deploy/local/kafka.sh install
 if [ "$path" = test ]; then

@@ -191,6 +191,9 @@ export function humanView(o: HumanViewOptions): UpView {
   let drawn = 0;
   let stepNo = 0;
   const cols = () => Math.max(40, (o.out.columns || 100) - 1);
+  // A closed terminal (SIGHUP) fails every write: up must still stop its processes in order,
+  // and up.log has every line anyway.
+  o.out.on?.('error', () => {});
   o.out.write(`ktrail up: start ${paint('2', `(full logs: ${o.shownLogDir}/)`)}\n`);
 
   function draw(): void {

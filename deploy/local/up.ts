@@ -86,6 +86,13 @@ try {
   console.error(`[up] ${(err as Error).message}`);
   process.exit(2);
 }
+const STATE = stateFile(root);
+const previous = readState(STATE);
+if (previous !== undefined && alive(previous.up) && previous.up.pid !== process.pid) {
+  // Before the view: it would start new log files under the running up's processes.
+  console.error(`[up] already running in this checkout (up pid ${previous.up.pid}); ./ktrail stop stops it`);
+  process.exit(1);
+}
 const logDir = join(cacheDir(root), 'logs');
 mkdirSync(logDir, { recursive: true });
 const view: UpView =
@@ -93,13 +100,6 @@ const view: UpView =
     ? humanView({ out: process.stdout, logDir, shownLogDir: shown(logDir), steps: args['no-docker'] ? 4 : 5 })
     : jsonView();
 const say = (msg: string, level?: 'info' | 'warn' | 'error') => view.say(msg, level);
-
-const STATE = stateFile(root);
-const previous = readState(STATE);
-if (previous !== undefined && alive(previous.up) && previous.up.pid !== process.pid) {
-  say(`already running in this checkout (up pid ${previous.up.pid}); ./ktrail stop stops it`, 'error');
-  process.exit(1);
-}
 const state: PipelineState = { up: refOf(process.pid) ?? { pid: process.pid, startTime: '' } };
 writeState(STATE, state);
 

@@ -329,6 +329,12 @@ describe('./ktrail stop stops what ./ktrail up runs, in order, and no drop escap
       500,
     );
 
+    // The block reads the group's lag once the processor has committed: wait for a number.
+    await second.line(
+      'the status block with the consumer lag',
+      (l) => /consumer lag \d/.test(l.raw),
+      120_000,
+    );
     const secondStop = Date.now();
     expect((await second.stop()).code).toBe(0);
     expect(await second.upExit).toBe(0);

@@ -75,13 +75,26 @@ export interface HttpServerHandle {
   close(): Promise<void>;
 }
 
-/** /metrics (Prometheus text), /healthz (liveness), /readyz (readiness). */
+/**
+ * The metrics `names` asks for (all when empty), as Prometheus text. `?name=` lets a frequent
+ * reader (`./ktrail up`'s status, every 2 s) read a few counters without collecting the rest:
+ * the event-loop lag gauges would otherwise start a new window at each of its reads.
+ */
+async function metricsText(registry: Registry, names: string[]): Promise<string> {
+  if (names.length === 0) return registry.metrics();
+  const known = names.filter((n) => registry.getSingleMetric(n) !== undefined);
+  const parts = await Promise.all(known.map((n) => registry.getSingleMetricAsString(n)));
+  return parts.length === 0 ? '' : `${parts.join('\n\n')}\n`;
+}
+
+/** /metrics (Prometheus text; `?name=a&name=b` for only those), /healthz (liveness), /readyz (readiness). */
 export async function startHttpServer(options: HttpServerOptions): Promise<HttpServerHandle> {
   const { registry, ready, live = () => true } = options;
   const server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const path = url.pathname;
     if (path === '/metrics') {
-      registry.metrics().then(
+      metricsText(registry, url.searchParams.getAll('name')).then(
         (text) => {
           res.writeHead(200, { 'content-type': registry.contentType });
           res.end(text);

@@ -25,6 +25,8 @@ HTTPS_PORT="${KTRAIL_CH_HTTPS_PORT:-18443}"
 PIDFILE="$DIR/server.pid"
 LOG="$DIR/log/server.log"
 URL="http://127.0.0.1:$HTTP_PORT"
+# shellcheck source=deploy/local/apt.sh
+. "$ROOT/deploy/local/apt.sh"
 
 say() { echo "[clickhouse-server.sh] $*"; }
 die() {
@@ -41,9 +43,7 @@ cmd_install() {
   fi
   [ "$(id -u)" = 0 ] || die "install needs root (apt-get)"
   say "install: apt-get install -y clickhouse-server curl openssl"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends clickhouse-server curl openssl
+  apt_install clickhouse-server curl openssl
 }
 
 write_certs() {

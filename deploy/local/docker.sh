@@ -44,9 +44,7 @@ cmd_install() {
   fi
   need_root
   say "install: apt-get install -y ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  apt_install "${missing[@]}"
   DOCKER_BIN="$(command -v /usr/bin/docker || command -v docker || true)"
 }
 

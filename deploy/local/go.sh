@@ -48,7 +48,8 @@ bootstrap_go() {
   [ -z "$go" ] && [ -x /usr/local/go/bin/go ] && go=/usr/local/go/bin/go
   if [ -z "$go" ]; then
     say "no Go on this machine: apt-get install golang-go (Debian's, only to fetch Go $GO_FETCH)"
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends golang-go; } >&2 ||
+    # shellcheck source=deploy/local/apt.sh
+    { . "$ROOT/deploy/local/apt.sh" && apt_install golang-go; } >&2 ||
       die "could not install Debian's golang-go to fetch Go $GO_FETCH with"
     go="$(command -v go)"
   fi

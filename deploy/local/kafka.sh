@@ -129,7 +129,7 @@ install_jars() {
   local t0=$SECONDS tmp=$LIBS.tmp
   rm -rf "$tmp"
   mkdir -p "$tmp"
-  mvn -q -B -Dstyle.color=never -f "$CONF_DIR/pom.xml" dependency:copy-dependencies \
+  bash "$ROOT/deploy/local/mvn.sh" -f "$CONF_DIR/pom.xml" dependency:copy-dependencies \
     -DincludeScope=runtime -DoutputDirectory="$tmp" ||
     die "maven could not resolve the broker (network to Maven Central?)"
   rm -rf "$LIBS"

@@ -18,6 +18,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # shellcheck source=deploy/local/node-env.sh
 . "$ROOT/deploy/local/node-env.sh"
+# shellcheck source=deploy/local/apt.sh
+. "$ROOT/deploy/local/apt.sh"
 NODE_VERSION=24.22.3
 NODE_INTEGRITY=sha512-KHsob+Fv9YerATvYujMbiyJqnRCvLtrcr/eTNqRqiOSGp97EOiRP1yP47+knGgQ/xnc3XY8xzkW587dlZzNqRA==
 # The npm that Node 24.22.3's own release bundles.
@@ -43,7 +45,7 @@ bootstrap_npm() {
   npm="$(PATH="${PATH#"$KTRAIL_NODE_HOME/bin:"}" command -v npm || true)"
   if [ -z "$npm" ]; then
     say "no npm on this machine yet: apt-get install npm (Debian's, only to fetch Node $NODE_VERSION)" >&2
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm; } >/dev/null ||
+    apt_install npm >/dev/null ||
       die "could not install Debian's npm to fetch Node with"
     npm="$(command -v npm)"
   fi
@@ -67,7 +69,7 @@ fetch() {
 
 cmd_install() {
   if current; then
-    say "install: Node $NODE_VERSION and npm $NPM_VERSION already in $KTRAIL_NODE_HOME"
+    say "Node $NODE_VERSION and npm $NPM_VERSION already in ${KTRAIL_NODE_HOME#"$ROOT/"}"
     return
   fi
   [ "$(uname -s)-$(uname -m)" = Linux-x86_64 ] ||

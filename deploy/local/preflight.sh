@@ -23,9 +23,9 @@ check tracefs '[ -d /sys/kernel/tracing/events ]' "/sys/kernel/tracing mounted" 
 check cgroup2 'grep -q " cgroup2 " /proc/mounts' "cgroup v2 at $(awk '$3=="cgroup2"{print $2; exit}' /proc/mounts)" "no cgroup v2 mount: per-cgroup ids need it" "mount -t cgroup2 none /sys/fs/cgroup/unified"
 NODE_BIN="$ROOT/.cache/node/bin/node"
 check node '[ "$("$NODE_BIN" --version)" = "v$(bash "$ROOT/deploy/local/node.sh" version)" ]' "node $("$NODE_BIN" --version 2>/dev/null) in .cache/node" "Node $(bash "$ROOT/deploy/local/node.sh" version) missing from .cache/node (the machine's own node is not used)" "deploy/local/node.sh install"
-check java 'java -version 2>&1 | grep -Eq "version \"(1[7-9]|2[0-9])"' "$(java -version 2>&1 | head -1)" "Java >= 17 missing (Kafka broker, schema registry)" "apt-get install -y openjdk-17-jdk-headless"
+check java 'java -version 2>&1 | grep -Eq "version \"(1[7-9]|2[0-9])"' "$(java -version 2>&1 | head -1)" "Java >= 17 missing (Kafka broker, schema registry)" "apt-get install -y openjdk-17-jre-headless (the tests: openjdk-17-jdk-headless)"
 check maven 'command -v mvn' "$(mvn -v 2>/dev/null | head -1 | sed 's/\x1b\[[0-9;]*m//g')" "Maven missing (resolves the Kafka broker jars and the schema registry)" "apt-get install -y maven"
-check clang 'command -v clang' "$(clang --version 2>/dev/null | head -1)" "clang missing (compiles bpf/)" "apt-get install -y clang llvm"
+check clang 'command -v clang' "$(clang --version 2>/dev/null | head -1)" "clang missing (compiles bpf/)" "apt-get install -y clang"
 check bpftool 'command -v bpftool' "$(command -v bpftool)" "bpftool missing (vmlinux.h)" "apt-get install -y bpftool"
 check libbpf '[ -e /usr/include/bpf/libbpf.h ]' "libbpf headers" "libbpf-dev missing (bpf/ and native/)" "apt-get install -y libbpf-dev libelf-dev zlib1g-dev"
 check python3 'command -v python3' "$(python3 --version 2>/dev/null)" "python3 missing (node-gyp builds native/ with it)" "apt-get install -y python3"
@@ -54,7 +54,7 @@ free_gb="$(df -BG --output=avail "$ROOT" | tail -1 | tr -dc 0-9)"
 check disk '[ "$free_gb" -ge 5 ]' "${free_gb} GiB free" "only ${free_gb} GiB free in $ROOT" "free at least 5 GiB"
 
 if [ "$failures" -gt 0 ]; then
-  echo "preflight: $failures prerequisite(s) missing (deploy/local/install.sh installs the packages)"
+  echo "preflight: $failures prerequisite(s) missing (deploy/local/install.sh up|test installs the packages)"
   exit 1
 fi
 echo "preflight: all prerequisites present"

@@ -2,6 +2,9 @@
 # runtimes do the same way. The sourcing script sets NAME (for messages), and SOCK, PIDFILE and
 # LOG, and defines answering() (is the daemon answering on $SOCK?).
 
+# shellcheck source=deploy/local/apt.sh
+. "$ROOT/deploy/local/apt.sh"
+
 say() { echo "[$NAME] $*"; }
 die() {
   echo "[$NAME] ERROR: $*" >&2

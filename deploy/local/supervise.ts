@@ -37,7 +37,8 @@ export interface SuperviseOptions {
   maxBackoffMs?: number;
   /** A child that ran this long before it exited was stable: the backoff starts over. */
   stableAfterMs?: number;
-  say(message: string): void;
+  /** What happened, for the person running it; 'warn' for an exit or a SIGKILL. */
+  say(message: string, level?: 'info' | 'warn'): void;
   /** Every start, the first included (e.g. to record the pid). */
   onStart?(child: ChildLike): void;
   /** The child exited with a fatal code; it stays down. */
@@ -97,14 +98,17 @@ export function supervise(options: SuperviseOptions): Supervisor {
     const how = `${signal === null ? `code ${code}` : `signal ${signal}`} after ${(ranMs / 1000).toFixed(1)} s`;
     if (code !== null && fatal.includes(code)) {
       move('failed');
-      say(`${name} exited (${how}): a restart cannot fix that; not restarting`);
+      say(`${name} exited (${how}): a restart cannot fix that; not restarting`, 'warn');
       options.onFatal?.(code);
       return;
     }
     quickCrashes = ranMs >= stableAfter ? 1 : quickCrashes + 1;
     const delay = Math.min(max, initial * 2 ** (quickCrashes - 1));
     move('backoff');
-    say(`${name} exited unexpectedly (${how}); restart ${restarts + 1} in ${(delay / 1000).toFixed(1)} s`);
+    say(
+      `${name} exited unexpectedly (${how}); restart ${restarts + 1} in ${(delay / 1000).toFixed(1)} s`,
+      'warn',
+    );
     restartTimer = setTimeout(() => {
       restartTimer = undefined;
       move('running');
@@ -141,7 +145,7 @@ export function supervise(options: SuperviseOptions): Supervisor {
       stopping = new Promise((resolve) => {
         const timer = setTimeout(() => {
           killed = true;
-          say(`${name} did not exit within ${options.stopDeadlineMs / 1000} s of SIGTERM: SIGKILL`);
+          say(`${name} did not exit within ${options.stopDeadlineMs / 1000} s of SIGTERM: SIGKILL`, 'warn');
           c.kill('SIGKILL');
         }, options.stopDeadlineMs);
         onStopped = (how) => {

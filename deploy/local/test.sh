@@ -10,6 +10,12 @@ cd "$ROOT"
 # shellcheck source=deploy/local/node-env.sh
 . deploy/local/node-env.sh
 mkdir -p .cache
+# Output that is not a terminal is a log file: no colour codes in it. vitest colours whenever
+# CI is set, and FORCE_COLOR (any value) turns colour on for it too; NO_COLOR wins over both.
+if [ ! -t 1 ]; then
+  export NO_COLOR=1
+  unset FORCE_COLOR
+fi
 
 echo "[test] lint: biome check"
 npx biome check . || exit 1

@@ -9,17 +9,23 @@
 // (it writes and commits what the collector sent, then leaves its group), then the broker and
 // dockerd if this `up` started them. The pids are in <cache>/up/pipeline.json for `stop`.
 //
+// Output (up-view.ts): on a terminal, steps with progress and then a status block refreshed
+// every 2 s (up-status.ts), full logs in <cache>/logs/; otherwise, or with --json /
+// --log-format json, the JSON log lines of the processes as they come.
+//
 // Ports, so two checkouts can run side by side (environment, default):
 //   KTRAIL_KAFKA_PORT (19092): the broker; the children get it as KTRAIL_KAFKA_BROKERS
 //     unless that is set (then the broker started here is not the one they use)
 //   KTRAIL_PROCESSOR_QUERY_PORT (8124): SQL endpoint; ./ktrail query and report read it too
 //   KTRAIL_UP_COLLECTOR_HTTP_PORT (9464), KTRAIL_UP_PROCESSOR_HTTP_PORT (9465): /metrics, /readyz
 //   KTRAIL_CACHE (<repo>/.cache): pid files and logs of everything started here
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, type StdioOptions, spawn } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { type KtrailConfig, loadConfig } from '../../common/config.js';
+import { queryTokenFile } from '../../processor/src/query-endpoint.js';
 import { FIRST_QUESTIONS } from '../clickhouse/queries.js';
 import {
   alive,
@@ -32,13 +38,22 @@ import {
   writeState,
 } from './pipeline-state.js';
 import { type Supervisor, supervise } from './supervise.js';
+import { startStatus } from './up-status.js';
+import { humanView, jsonView, outputMode, type UpView } from './up-view.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
+/** A path as a person in the checkout would type it: relative inside it, absolute outside. */
+const shown = (path: string) => {
+  const r = relative(root, path);
+  return r === '' || r.startsWith('..') ? path : r;
+};
 const { values: args } = parseArgs({
   options: {
     'chdb-path': { type: 'string', default: 'data/chdb' },
     'no-docker': { type: 'boolean', default: false },
     config: { type: 'string' },
+    json: { type: 'boolean', default: false },
+    'log-format': { type: 'string' },
   },
 });
 
@@ -59,70 +74,100 @@ const BROKERS = process.env.KTRAIL_KAFKA_BROKERS ?? `127.0.0.1:${KAFKA_PORT}`;
 // processor's catch-up (10 s) and flush within its own --stop-timeout-ms (30 s).
 const COLLECTOR_STOP_MS = 30_000;
 const PROCESSOR_STOP_MS = 45_000;
-const say = (msg: string) => console.log(`[up] ${msg}`);
 
+let mode: ReturnType<typeof outputMode>;
+try {
+  mode = outputMode(
+    { json: args.json, logFormat: args['log-format'] },
+    process.env,
+    process.stdout.isTTY === true,
+  );
+} catch (err) {
+  console.error(`[up] ${(err as Error).message}`);
+  process.exit(2);
+}
 const STATE = stateFile(root);
 const previous = readState(STATE);
 if (previous !== undefined && alive(previous.up) && previous.up.pid !== process.pid) {
-  say(`already running in this checkout (up pid ${previous.up.pid}); ./ktrail stop stops it`);
+  // Before the view: it would start new log files under the running up's processes.
+  console.error(`[up] already running in this checkout (up pid ${previous.up.pid}); ./ktrail stop stops it`);
   process.exit(1);
 }
+const logDir = join(cacheDir(root), 'logs');
+mkdirSync(logDir, { recursive: true });
+const view: UpView =
+  mode === 'human'
+    ? humanView({ out: process.stdout, logDir, shownLogDir: shown(logDir), steps: args['no-docker'] ? 4 : 5 })
+    : jsonView();
+const say = (msg: string, level?: 'info' | 'warn' | 'error') => view.say(msg, level);
 const state: PipelineState = { up: refOf(process.pid) ?? { pid: process.pid, startTime: '' } };
 writeState(STATE, state);
 
-function run(name: string, ...rest: string[]): string {
-  return execFileSync('bash', [`${root}/deploy/local/${name}`, ...rest], {
-    cwd: root,
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
+/** A deploy/local script; its output goes where the view says (the terminal, or up.log). */
+function run(
+  name: string,
+  rest: string[],
+  stdio: StdioOptions = ['ignore', view.stdio('up'), view.stdio('up')],
+) {
+  return new Promise<void>((resolve, reject) => {
+    const child = spawn('bash', [`${root}/deploy/local/${name}`, ...rest], { cwd: root, stdio });
+    child.once('error', reject);
+    child.once('exit', (code, signal) =>
+      code === 0 ? resolve() : reject(new Error(`${name} ${rest.join(' ')} exited with ${code ?? signal}`)),
+    );
   });
 }
 
-const startedHere: Array<() => void> = [];
+const startedHere: Array<() => Promise<void>> = [];
 
-function undoStarted(): void {
+async function undoStarted(): Promise<void> {
   for (const undo of startedHere.reverse()) {
     try {
-      undo();
+      await undo();
     } catch {
-      // keep stopping the rest; each script said why on stderr
+      // keep stopping the rest; each script said why in its output
     }
   }
   startedHere.length = 0;
 }
 
-/** Runs a deploy/local script; on failure (it said why on stderr) stops what `up` started and exits 1. */
-function script(name: string, ...rest: string[]): string {
+/** A start step running a script; on failure (it said why) stops what `up` started and exits 1. */
+async function scriptStep(label: string, said: string, name: string, ...rest: string[]): Promise<void> {
   try {
-    return run(name, ...rest);
+    await view.step(label, said, () => run(name, rest));
   } catch {
-    say(`${name} ${rest.join(' ')} failed (its message is above); stopping what up started`);
-    undoStarted();
+    say(`${name} ${rest.join(' ')} failed (its message is above); stopping what up started`, 'error');
+    await undoStarted();
     removeState(STATE);
     process.exit(1);
   }
 }
 
-function running(name: string, ...rest: string[]): boolean {
-  try {
-    run(name, ...rest);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const running = (name: string, ...rest: string[]) =>
+  run(name, rest, 'ignore').then(
+    () => true,
+    () => false,
+  );
 
-say(`Kafka: starting the local broker on 127.0.0.1:${KAFKA_PORT} (deploy/local/kafka.sh)`);
-const kafkaWasUp = running('kafka.sh', 'status');
-process.stdout.write(script('kafka.sh', 'start'));
-if (!kafkaWasUp) startedHere.push(() => process.stdout.write(run('kafka.sh', 'stop')));
-process.stdout.write(script('kafka.sh', 'topics'));
+const kafkaWasUp = await running('kafka.sh', 'status');
+await scriptStep(
+  `Kafka broker on 127.0.0.1:${KAFKA_PORT}`,
+  `Kafka: starting the local broker on 127.0.0.1:${KAFKA_PORT} (deploy/local/kafka.sh)`,
+  'kafka.sh',
+  'start',
+);
+if (!kafkaWasUp) startedHere.push(() => run('kafka.sh', ['stop']));
+await scriptStep('Kafka topics', 'Kafka: ensuring the ktrail topics', 'kafka.sh', 'topics');
 
 if (!args['no-docker']) {
-  say('Docker: starting dockerd so containers get names and images (deploy/local/docker.sh)');
-  const dockerWasUp = running('docker.sh', 'status');
-  process.stdout.write(script('docker.sh', 'all'));
-  if (!dockerWasUp) startedHere.push(() => process.stdout.write(run('docker.sh', 'stop')));
+  const dockerWasUp = await running('docker.sh', 'status');
+  await scriptStep(
+    'dockerd and the ktrail/busybox image',
+    'Docker: starting dockerd so containers get names and images (deploy/local/docker.sh)',
+    'docker.sh',
+    'all',
+  );
+  if (!dockerWasUp) startedHere.push(() => run('docker.sh', ['stop']));
 }
 
 const chdbPath = args['chdb-path'];
@@ -134,12 +179,26 @@ const childEnv: NodeJS.ProcessEnv = {
   // The collector's sequence numbers and unsent stats: per checkout, like everything else here.
   KTRAIL_STATE_DIR: process.env.KTRAIL_STATE_DIR ?? join(cacheDir(root), 'collector-state'),
 };
+if (view.mode === 'human') {
+  // Their output goes to log files: plain text, whatever a library thinks of the terminal.
+  childEnv.NO_COLOR = '1';
+  delete childEnv.FORCE_COLOR;
+}
+// The configuration the children will validate (they say what is wrong with it): here only for
+// the query token's path and, in the status block, the consumer group's lag.
+let config: KtrailConfig | undefined;
+try {
+  config = loadConfig({ file: args.config, env: childEnv, overrides: [`clickhouse.chdbPath=${chdbPath}`] });
+} catch {
+  config = undefined;
+}
+const tokenFile = config === undefined ? join(chdbPath, '..', 'query-token') : queryTokenFile(config);
 
 function launch(name: 'collector' | 'processor', cliArgs: string[]): ChildProcess {
   return spawn(process.execPath, ['--import', 'tsx', `${root}/${name}/src/cli.ts`, ...common, ...cliArgs], {
     cwd: root,
     env: childEnv,
-    stdio: ['ignore', 'inherit', 'inherit'],
+    stdio: ['ignore', view.stdio(name), view.stdio(name)],
     // Its own process group: a Ctrl-C in the terminal reaches `up` alone, which stops the
     // children in order (collector first) instead of all at once.
     detached: true,
@@ -175,7 +234,8 @@ async function waitReady(port: number, what: string, timeoutMs = 120_000): Promi
 }
 
 let stopping = false;
-say(`processor: embedded chDB at ${chdbPath}, query endpoint on 127.0.0.1:${QUERY_PORT}`);
+let status: { stop(): Promise<void> } | undefined;
+const logPoll = setInterval(() => view.pollLogs(), 1_000);
 const processor = supervised(
   'processor',
   [
@@ -188,22 +248,28 @@ const processor = supervised(
   ],
   PROCESSOR_STOP_MS,
 );
-if (!existsSync(`${root}/bpf/.output`)) say('WARNING: bpf/.output missing — run deploy/local/install.sh');
-say('collector: eBPF source (bpf/.output), Docker metadata');
+if (!existsSync(`${root}/bpf/.output`)) say('bpf/.output missing — run deploy/local/install.sh', 'warn');
 const collector = supervised('collector', ['--set', `http.port=${COLLECTOR_HTTP}`], COLLECTOR_STOP_MS);
 
 async function stop(code: number): Promise<void> {
   if (stopping) return;
   stopping = true;
+  await status?.stop();
+  view.freeze();
   // Collector first: it flushes into Kafka while the processor still runs to write it.
-  const results = { collector: await collector.stop(), processor: await processor.stop() };
+  const collectorStopped = await collector.stop();
+  view.pollLogs(); // its final line, before the processor's stop
+  const results = { collector: collectorStopped, processor: await processor.stop() };
   removeState(STATE);
-  undoStarted();
+  await undoStarted();
+  clearInterval(logPoll);
+  view.pollLogs();
   const killed = Object.entries(results).filter(([, how]) => how === 'killed');
   say(
     killed.length === 0
       ? 'stopped'
       : `stopped; ${killed.map(([n]) => n).join(' and ')} needed SIGKILL (see above)`,
+    killed.length === 0 ? 'info' : 'warn',
   );
   process.exit(killed.length === 0 ? code : 1);
 }
@@ -213,21 +279,43 @@ process.on('SIGTERM', () => void stop(0));
 process.on('SIGHUP', () => void stop(0));
 
 try {
-  await waitReady(PROCESSOR_HTTP, 'processor');
-  await waitReady(COLLECTOR_HTTP, 'collector');
+  await view.step(
+    `processor: chDB at ${chdbPath}`,
+    `processor: embedded chDB at ${chdbPath}, query endpoint on 127.0.0.1:${QUERY_PORT}`,
+    () => waitReady(PROCESSOR_HTTP, 'processor'),
+    () => 'ready',
+  );
+  await view.step(
+    'collector: eBPF and container metadata',
+    'collector: eBPF source (bpf/.output), Docker metadata',
+    () => waitReady(COLLECTOR_HTTP, 'collector'),
+    () => 'ready',
+  );
 } catch (err) {
-  say(`ERROR: ${(err as Error).message}`);
+  say((err as Error).message, 'error');
   await stop(1);
 }
 const questions = FIRST_QUESTIONS.map((q) => `  # ${q.question}\n  ./ktrail query "${q.sql}"`).join('\n');
-console.log(`
+if (!stopping) {
+  view.print(`
 ktrail is running on this machine. First questions:
 ${questions}
   # a capacity report (tables and charts) of the last hour
   ./ktrail report --from 1h --out report.html
 
-  SQL:        any ClickHouse HTTP client: http://127.0.0.1:${QUERY_PORT}/ with the token in data/query-token
+  SQL:        any ClickHouse HTTP client: http://127.0.0.1:${QUERY_PORT}/ with the token in ${shown(tokenFile)}
   metrics:    collector http://127.0.0.1:${COLLECTOR_HTTP}/metrics   processor http://127.0.0.1:${PROCESSOR_HTTP}/metrics
   try:        docker run --rm --network none --name hello ktrail/busybox:latest sh -c 'echo hi; sleep 1'
   Kafka:      ${BROKERS} (topics ktrail.*)
 Ctrl-C or ./ktrail stop stops the pipeline cleanly; a crashed collector or processor is restarted.`);
+  if (view.mode === 'human')
+    status = startStatus({
+      view,
+      config,
+      node: config?.node ?? '?',
+      ports: { collector: COLLECTOR_HTTP, processor: PROCESSOR_HTTP, query: QUERY_PORT },
+      tokenFile: shown(tokenFile),
+      logs: `${shown(logDir)}/ (up.log, collector.log, processor.log)`,
+      supervisors: { collector, processor },
+    });
+}

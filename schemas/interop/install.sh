@@ -19,7 +19,7 @@ fi
 say "resolving Apache Avro for Java from Maven Central into $LIBS"
 rm -rf "$LIBS.tmp"
 mkdir -p "$LIBS.tmp"
-mvn -q -B -Dstyle.color=never -f "$HERE/pom.xml" dependency:copy-dependencies \
+bash "$ROOT/deploy/local/mvn.sh" -f "$HERE/pom.xml" dependency:copy-dependencies \
   -DincludeScope=runtime -DoutputDirectory="$LIBS.tmp"
 rm -rf "$LIBS"
 mv "$LIBS.tmp" "$LIBS"

@@ -6,6 +6,10 @@
 // of the collector's final log line. On the way, the collector is SIGKILLed once: up restarts
 // it, and the time it did not capture shows in the capture_gaps view. The second test stops
 // with the broker already gone: the drops are kept on disk and reach SQL on the next `up`.
+// Output (issue #19): the first `up` writes to a pipe, so its stdout is the JSON log stream;
+// the second test's second `up` runs on a pseudo-terminal and shows the human view (steps, a
+// status block with numbers, no JSON) while the JSON logs go to files. No log file of either
+// holds an ANSI escape.
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,7 +17,16 @@ import { promisify } from 'node:util';
 import { afterAll, describe, expect } from 'vitest';
 import type { Row } from '../../deploy/clickhouse/queries.js';
 import { itReal, missingRoot } from '../support/real.js';
-import { chdbRows, processesOf, ROOT, runningBanner, startUp, type UpStack } from '../support/up-stack.js';
+import {
+  chdbRows,
+  type LogLine,
+  logsWithEscapes,
+  processesOf,
+  ROOT,
+  runningBanner,
+  startUp,
+  type UpStack,
+} from '../support/up-stack.js';
 import { waitFor } from '../support/wait.js';
 
 const run = promisify(execFile);
@@ -91,6 +104,47 @@ function finalLine(lines: readonly string[]) {
     pending: Number(m[5]),
     unaccounted: Number(m[6]),
   };
+}
+
+/** Not on a terminal: up's stdout is the log stream, the processes' lines JSON, nothing drawn. */
+function expectJsonStream(s: UpStack): void {
+  expect(s.output().includes('\x1b'), 'an ANSI escape in the non-terminal output').toBe(false);
+  const from = (c: string) => s.lines.filter((l) => String(l.json?.component ?? '').startsWith(c)).length;
+  expect(from('collector')).toBeGreaterThan(0);
+  expect(from('processor')).toBeGreaterThan(0);
+  expect(s.lines.some((l) => l.raw.startsWith('ktrail up · node'))).toBe(false);
+}
+
+/** On a terminal: the install and start steps, a status block with numbers, no JSON line. */
+function expectHumanView(s: UpStack): void {
+  const shown = s.lines.map((l: LogLine) => l.raw);
+  const has = (re: RegExp) => shown.some((l) => re.test(l));
+  for (const step of ['Debian packages', 'npm packages', 'Kafka broker jars', 'eBPF objects', 'native addon'])
+    expect(has(new RegExp(`✓ \\[\\d/\\d\\] ${step}`)), `install step ${step}`).toBe(true);
+  expect(has(/✓ \[\d\/4\] Kafka broker on 127\.0\.0\.1:\d+/)).toBe(true);
+  expect(has(/✓ \[4\/4\] collector: .* ready/)).toBe(true);
+  expect(has(/^ {2}captured +\d[\d,.]* events\/s +\d[\d,]* in all$/), 'a captured rate').toBe(true);
+  expect(has(/^ {2}delivered +[\d,.–]+ events\/s +\d[\d,]* in all +dropped \d+/)).toBe(true);
+  expect(has(/^ {2}written +[\d,.–]+ rows\/s +\d[\d,]* in all +consumer lag \d[\d,]* messages$/)).toBe(true);
+  const ports = [s.env.KTRAIL_UP_COLLECTOR_HTTP_PORT, s.env.KTRAIL_UP_PROCESSOR_HTTP_PORT];
+  expect(
+    has(
+      new RegExp(
+        `metrics +http://127\\.0\\.0\\.1:${ports[0]}/metrics +http://127\\.0\\.0\\.1:${ports[1]}/metrics`,
+      ),
+    ),
+  ).toBe(true);
+  expect(has(new RegExp(`SQL +http://127\\.0\\.0\\.1:${s.env.KTRAIL_PROCESSOR_QUERY_PORT}/`))).toBe(true);
+  expect(has(/collector stopped: captured \d+, delivered \d+, dropped \d+/)).toBe(true);
+  expect(
+    shown.filter((l) => l.trimStart().startsWith('{')),
+    'JSON lines on the terminal',
+  ).toEqual([]);
+  // The full logs are in files, as JSON lines.
+  for (const name of ['collector', 'processor']) {
+    const log = readFileSync(join(s.cache, 'logs', `${name}.log`), 'utf8').split('\n');
+    expect(log.filter((l) => l.startsWith('{"level":')).length, `${name}.log`).toBeGreaterThan(3);
+  }
 }
 
 const noneLeft = (cache: string) =>
@@ -172,6 +226,9 @@ describe('./ktrail stop stops what ./ktrail up runs, in order, and no drop escap
     expect(stopped.output).toMatch(/\[stop\] \.\/ktrail up has stopped/);
     expect(stopped.output).not.toMatch(/: SIGKILL|needed SIGKILL/);
 
+    expectJsonStream(s);
+    expect(logsWithEscapes(s.cache)).toEqual([]);
+
     // Nothing of the stack is left; a dockerd it did not start is still there.
     await noneLeft(s.cache);
     expect(alive(containerd)).toBe(false);
@@ -234,8 +291,9 @@ describe('./ktrail stop stops what ./ktrail up runs, in order, and no drop escap
     const kept = join(first.cache, 'collector-state', `unsent-stats-${first.node}`);
     expect(readFileSync(kept, 'utf8')).toContain('"messages"');
 
-    // The next up sends the kept records first: run 1's totals are then in SQL.
-    const second = await startUp({ name: 'up-down', docker: false, again: first });
+    // The next up sends the kept records first: run 1's totals are then in SQL. It runs on a
+    // terminal: the human view.
+    const second = await startUp({ name: 'up-down', docker: false, again: first, tty: true });
     await second.line('the pipeline running again', runningBanner, 300_000);
     const startNs = await sqlUntil(
       second,
@@ -271,8 +329,26 @@ describe('./ktrail stop stops what ./ktrail up runs, in order, and no drop escap
       500,
     );
 
+    // The block reads the group's lag once the processor has committed: wait for a number.
+    await second.line(
+      'the status block with the consumer lag',
+      (l) => /consumer lag \d/.test(l.raw),
+      120_000,
+    );
+    const secondStop = Date.now();
     expect((await second.stop()).code).toBe(0);
     expect(await second.upExit).toBe(0);
+    console.log(
+      `[up-down] ./ktrail stop of the second up (on a terminal) took ${Date.now() - secondStop} ms`,
+    );
     await noneLeft(first.cache);
+    console.log(
+      `[up-down] the terminal, last 14 lines:\n${second.lines
+        .slice(-14)
+        .map((l) => l.raw)
+        .join('\n')}`,
+    );
+    expectHumanView(second);
+    expect(logsWithEscapes(first.cache)).toEqual([]);
   });
 });

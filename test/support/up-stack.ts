@@ -3,13 +3,14 @@
 // HTTP and query ports; its own chDB directory and node name), so the tests neither use nor
 // stop what other checkouts or other tests run. Everything the stack starts inherits
 // KTRAIL_CACHE=<its cache>, which is how the tests find what is left running and how
-// cleanup() ends it even after a failure.
+// cleanup() ends it even after a failure. With `tty`, up runs on a pseudo-terminal (util-linux's
+// `script`), as a person at a terminal sees it: the human view instead of the JSON stream.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { type AddressInfo, createServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
+import { promisify, stripVTControlCharacters } from 'node:util';
 import { httpRunner, type Row } from '../../deploy/clickhouse/queries.js';
 import { type PipelineState, readState, stateFile } from '../../deploy/local/pipeline-state.js';
 import { waitFor } from './wait.js';
@@ -65,6 +66,7 @@ export function processesOf(cache: string): number[] {
 }
 
 export interface LogLine {
+  /** The line; on a terminal, what it shows last (colours and cursor moves taken out). */
   raw: string;
   /** The parsed pino record when the line is one. */
   json?: Record<string, unknown>;
@@ -76,6 +78,8 @@ export interface UpStack {
   env: NodeJS.ProcessEnv;
   up: ChildProcess;
   lines: LogLine[];
+  /** Every byte up wrote, as it came (on a terminal: with its colours and cursor moves). */
+  output(): string;
   upExit: Promise<number | null>;
   sql(query: string): Promise<Row[]>;
   state(): PipelineState | undefined;
@@ -93,6 +97,8 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** Start again on a stopped stack's cache, ports, chDB and node (a second `./ktrail up`). */
   again?: UpStack;
+  /** On a pseudo-terminal of 120 columns: the human view. */
+  tty?: boolean;
 }
 
 async function stackEnv(options: StartOptions): Promise<NodeJS.ProcessEnv> {
@@ -119,14 +125,29 @@ export async function startUp(options: StartOptions): Promise<UpStack> {
   const node = env.KTRAIL_NODE as string;
   const queryPort = Number(env.KTRAIL_PROCESSOR_QUERY_PORT);
   const args = ['up', '--chdb-path', join(cache, 'chdb'), ...(options.docker ? [] : ['--no-docker'])];
-  const up = spawn(`${ROOT}ktrail`, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const up =
+    options.tty === true
+      ? spawn(
+          'script',
+          ['-q', '-e', '-c', `stty cols 120 rows 50; exec ${ROOT}ktrail ${args.join(' ')}`, '/dev/null'],
+          {
+            cwd: ROOT,
+            // A terminal as a person has one: UTF-8, colours allowed.
+            env: { ...withoutColourSettings(env), LANG: 'C.UTF-8' },
+            stdio: ['ignore', 'pipe', 'pipe'],
+          },
+        )
+      : spawn(`${ROOT}ktrail`, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: LogLine[] = [];
+  const chunks: Buffer[] = [];
   let partial = '';
   const onData = (chunk: Buffer) => {
+    chunks.push(chunk);
     const text = partial + chunk.toString();
     const parts = text.split('\n');
     partial = parts.pop() ?? '';
-    for (const raw of parts) {
+    for (const written of parts) {
+      const raw = options.tty === true ? shownLast(written) : written;
       let json: Record<string, unknown> | undefined;
       if (raw.startsWith('{'))
         try {
@@ -155,6 +176,7 @@ export async function startUp(options: StartOptions): Promise<UpStack> {
     env,
     up,
     lines,
+    output: () => Buffer.concat(chunks).toString(),
     upExit,
     sql: (query) => sql.rows(query),
     state: () => readState(stateFile(ROOT, env)),
@@ -216,6 +238,34 @@ export async function chdbRows(path: string, query: string): Promise<Row[]> {
     },
   );
   return JSON.parse(stdout.trim().split('\n').at(-1) as string) as Row[];
+}
+
+function withoutColourSettings(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const { NO_COLOR: _no, FORCE_COLOR: _force, ...rest } = env;
+  return rest;
+}
+
+/** What a terminal line shows in the end: colours and cursor moves out, the text after the last \r. */
+function shownLast(written: string): string {
+  const parts = stripVTControlCharacters(written)
+    .split('\r')
+    .filter((p) => p !== '');
+  return parts.at(-1) ?? '';
+}
+
+/**
+ * Log files under `dir` (names ending in .log, or .log.1 for a previous run's) holding an ESC
+ * byte. Kafka's partition segments (under kraft/) end in .log too but are binary data.
+ */
+export function logsWithEscapes(dir: string): string[] {
+  const found: string[] = [];
+  for (const entry of readdirSync(dir, { recursive: true, encoding: 'utf8' })) {
+    const file = join(dir, entry);
+    if (!/\.log(\.1)?$/.test(entry) || entry.split('/').includes('kraft')) continue;
+    if (!statSync(file, { throwIfNoEntry: false })?.isFile()) continue;
+    if (readFileSync(file).includes(0x1b)) found.push(file);
+  }
+  return found;
 }
 
 /** The stack's pipeline is running: up printed its banner. */

@@ -40,4 +40,28 @@ describe('metrics endpoint', () => {
       await http.close();
     }
   });
+
+  it('serves only the metrics ?name= asks for, and leaves the lag window to the full scrape', async () => {
+    const registry = createRegistry('test', 'node-a');
+    new Counter({ name: 'ktrail_a_total', help: 'a', registers: [registry] }).inc(1);
+    new Counter({ name: 'ktrail_b_total', help: 'b', registers: [registry] }).inc(2);
+    const http = await startHttpServer({ port: 0, registry, ready: () => true });
+    try {
+      const base = `http://127.0.0.1:${http.port}/metrics`;
+      const some = await (await fetch(`${base}?name=ktrail_b_total&name=ktrail_nope`)).text();
+      expect(some).toMatch(/^ktrail_b_total\{component="test",node="node-a"\} 2$/m);
+      expect(some).not.toMatch(/ktrail_a_total|eventloop/);
+      // A 300 ms stall, then a filtered read: the next full scrape still sees it.
+      await new Promise((r) => setTimeout(r, 250));
+      const until = Date.now() + 300;
+      while (Date.now() < until);
+      await new Promise((r) => setTimeout(r, 250));
+      await fetch(`${base}?name=ktrail_a_total`);
+      const all = await (await fetch(base)).text();
+      const max = /ktrail_nodejs_eventloop_lag_max_seconds\{[^}]*\} ([0-9.e-]+)/.exec(all);
+      expect(Number(max?.[1])).toBeGreaterThan(0.15);
+    } finally {
+      await http.close();
+    }
+  });
 });

@@ -150,9 +150,11 @@ void Capture::PollLoop() {
   while (!stop_.load(std::memory_order_relaxed) && !tsfn_closing_) {
     int timeout = kPollTimeoutMs;
     if (batch_records_ > 0) {
-      int64_t left_ms =
-          (batch_started_ns_ + static_cast<int64_t>(settings_.batch_max_ms) * 1000000 - NowNs()) / 1000000;
-      if (left_ms < timeout) timeout = left_ms < 0 ? 0 : static_cast<int>(left_ms);
+      // Rounded up: rounding down would poll with timeout 0, again and again, through the
+      // last millisecond before the batch is due - a busy loop on every batch.
+      int64_t left_ns = batch_started_ns_ + static_cast<int64_t>(settings_.batch_max_ms) * 1000000 - NowNs();
+      int64_t left_ms = left_ns <= 0 ? 0 : (left_ns + 999999) / 1000000;
+      if (left_ms < timeout) timeout = static_cast<int>(left_ms);
     }
     int n = ring_buffer__poll(rb_, timeout);
     // Programs may submit with BPF_RB_NO_WAKEUP to batch wakeups (each is an irq_work, a

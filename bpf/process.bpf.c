@@ -85,7 +85,7 @@ int BPF_PROG(kt_proc_exec, struct task_struct *task, pid_t old_pid, struct linux
 	e->args_size = len;
 	e->hdr.size = KT_PROC_EXEC_SIZE(len);
 
-	kt_submit(e);
+	kt_submit(e, sizeof(*e));
 	return 0;
 }
 
@@ -119,7 +119,7 @@ int BPF_PROG(kt_proc_fork, struct task_struct *parent, struct task_struct *child
 	e->child_pid = child_pid;
 	e->child_tgid = child_tgid;
 	kt_copy_comm(e->comm, child->comm);
-	kt_submit(e);
+	kt_submit(e, sizeof(*e));
 	return 0;
 }
 
@@ -166,6 +166,6 @@ int BPF_PROG(kt_proc_exit, struct task_struct *task)
 	e->cpu_ns = cpu;
 	e->start_ns = leader->start_boottime;
 	kt_copy_comm(e->comm, leader->comm);
-	kt_submit(e);
+	kt_submit(e, sizeof(*e));
 	return 0;
 }

@@ -113,7 +113,7 @@ static __always_inline int kt_emit_conn(const struct sock *sk, __u16 type, __u64
 	kt_fill_header_at(&e->hdr, type, sizeof(*e), ts_ns, kt_sock_cgroup_id(sk), pid, tgid);
 	kt_read_addrs((struct kt_tcp_addr_fields *)&e->family, sk, sk->__sk_common.skc_num);
 	e->sock_cookie = kt_sock_cookie(sk);
-	kt_submit(e);
+	kt_submit(e, sizeof(*e));
 	return 0;
 }
 
@@ -151,7 +151,7 @@ static __always_inline int kt_emit_close(const struct sock *sk, struct kt_sock_s
 		e->resets = 0;
 		e->duration_ns = 0;
 	}
-	kt_submit(e);
+	kt_submit(e, sizeof(*e));
 	return 0;
 }
 
@@ -251,7 +251,7 @@ static __always_inline int kt_reset(const struct sock *sk, __u32 direction, __u3
 	e->sock_cookie = kt_sock_cookie(sk);
 	e->direction = direction;
 	e->pad2 = 0;
-	kt_submit(e);
+	kt_submit(e, sizeof(*e));
 	return 0;
 }
 

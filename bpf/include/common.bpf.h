@@ -51,12 +51,15 @@ const volatile __u32 kt_cfg_filter_enabled = 0;
 /* Events caused by this tgid are ignored (the collector itself), 0 = none. */
 const volatile __u32 kt_cfg_ignore_tgid = 0;
 
-/* Wake the reader only once this many bytes wait in the ring (0: libbpf's default, which
- * may wake it for every record). Each wakeup is an irq_work self-IPI - a VM exit under
+/* Wake the reader when this many bytes wait in the ring (0: libbpf's default, which may
+ * wake it for every record). Each wakeup is an irq_work self-IPI - a VM exit under
  * virtualization, several microseconds - so batching them is most of what a record costs.
- * The loader caps it at half the ring (native/ and the bench's bare reader do), so that a
- * small ring still wakes the reader before it fills up. Readers must also drain on a poll
- * timeout (both do, every <= 10 ms), which bounds the extra latency. */
+ * Only the record that brings the waiting bytes to the threshold wakes the reader: the ones
+ * after it, until the reader has drained, would each send another IPI to no use. The loader
+ * caps it at half the ring (native/ and the bench's bare reader do), so that a small ring
+ * still wakes the reader before it fills up. Readers must also drain on a poll timeout (both
+ * do, every <= 10 ms), which bounds the extra latency and covers a wakeup two CPUs' records
+ * crossed the threshold together without sending. */
 const volatile __u32 kt_cfg_wakeup_bytes = 64 * 1024;
 
 /* Adds one to this program's drop counter. */
@@ -113,13 +116,20 @@ static __always_inline void kt_zero(void *p, __u32 words)
 		w[i] = 0;
 }
 
-/* Submits a reserved record, batching reader wakeups (kt_cfg_wakeup_bytes). */
-static __always_inline void kt_submit(void *record)
+/* Bytes a reserved record of `size` takes in the ring: an 8-byte header, padded to 8. */
+#define KT_RING_BYTES(size) ((((size) + 8) + 7) & ~7ULL)
+
+/* Submits a record reserved with `size` bytes, batching reader wakeups (kt_cfg_wakeup_bytes). */
+static __always_inline void kt_submit(void *record, __u64 size)
 {
 	__u64 flags = 0;
-	if (kt_cfg_wakeup_bytes)
-		flags = bpf_ringbuf_query(&kt_events, BPF_RB_AVAIL_DATA) >= kt_cfg_wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-											: BPF_RB_NO_WAKEUP;
+	if (kt_cfg_wakeup_bytes) {
+		/* Waiting bytes, this record included: did this record cross the threshold? */
+		__u64 avail = bpf_ringbuf_query(&kt_events, BPF_RB_AVAIL_DATA);
+		flags = avail >= kt_cfg_wakeup_bytes && avail < kt_cfg_wakeup_bytes + KT_RING_BYTES(size)
+				? BPF_RB_FORCE_WAKEUP
+				: BPF_RB_NO_WAKEUP;
+	}
 	bpf_ringbuf_submit(record, flags);
 }
 

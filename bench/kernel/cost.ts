@@ -5,9 +5,11 @@
 // over an exec storm (with arguments) and a loopback TCP storm, in several rounds.
 //
 // Used by run.ts (the "Kernel cost per event" table of docs/benchmarks.md), and on its own to
-// compare two builds of bpf/ back to back (root):
-//   npx tsx bench/kernel/cost.ts [--rounds 5] [--seconds 1.5] [--baseline DIR] [--objects DIR]
-// --baseline: another build's bpf/.output (e.g. main's); rounds alternate baseline, current.
+// compare two builds back to back (root):
+//   npx tsx bench/kernel/cost.ts [--rounds 5] [--seconds 1.5] [--baseline ROOT]
+// --baseline: another built checkout of ktrail (e.g. main's: its bpf/.output and its addon);
+// rounds alternate baseline, current, each in a process of its own, so each build is read
+// by its own addon.
 import { execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -161,24 +163,51 @@ export function objectsIn(dir: string): string[] {
     .map((f) => join(dir, f));
 }
 
-async function main(): Promise<void> {
-  setLogLevel('warn');
-  const { values } = parseArgs({
-    options: {
-      rounds: { type: 'string', default: '5' },
-      seconds: { type: 'string', default: '1.5' },
-      baseline: { type: 'string' },
-      objects: { type: 'string', default: join(repo, 'bpf/.output') },
-    },
+/** One round in a child process, with `root`'s addon and objects; its costs as JSON. */
+function childRound(root: string, seconds: number): Promise<Array<ProgramCost & { r: RoundCost }>> {
+  const env = { ...process.env, KTRAIL_NATIVE_ADDON: join(root, 'native/build/Release/ktrail_native.node') };
+  const args = [
+    '--import',
+    'tsx',
+    new URL(import.meta.url).pathname,
+    '--one-round',
+    join(root, 'bpf/.output'),
+  ];
+  return new Promise((res, rej) => {
+    const child = spawn(process.execPath, [...args, '--seconds', String(seconds)], {
+      env,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    child.on('error', rej);
+    child.on('exit', (code) =>
+      code === 0
+        ? res(JSON.parse(out) as Array<ProgramCost & { r: RoundCost }>)
+        : rej(new Error(`round exited ${code}`)),
+    );
   });
-  execFileSync('make', ['-s', '-C', join(repo, 'bench/kernel'), `OUT=${benchHelpers}`], { stdio: 'inherit' });
-  const current = objectsIn(values.objects);
-  const baseline = values.baseline ? objectsIn(values.baseline) : undefined;
-  const sets = baseline ? [baseline, current] : [current];
-  const res = await withBpfStats(() => measureCosts(sets, Number(values.rounds), Number(values.seconds)));
-  const cur = res[res.length - 1] ?? [];
-  const base = baseline ? res[0] : undefined;
-  console.log(`${values.rounds} rounds; ns per run above the floor: median (min-max)`);
+}
+
+/** Baseline and current builds, round by round, each round in its own process. */
+async function compare(roots: string[], rounds: number, seconds: number): Promise<ProgramCost[][]> {
+  const results = roots.map(() => new Map<string, ProgramCost>());
+  for (let i = 0; i < rounds; i++) {
+    for (const [s, root] of roots.entries()) {
+      for (const c of await childRound(root, seconds)) {
+        const acc = results[s]?.get(c.name) ?? { name: c.name, object: c.object, hook: c.hook, rounds: [] };
+        acc.rounds.push(c.r);
+        results[s]?.set(c.name, acc);
+      }
+    }
+  }
+  return results.map((m) => [...m.values()].sort((a, b) => a.name.localeCompare(b.name)));
+}
+
+function printComparison(cur: ProgramCost[], base: ProgramCost[] | undefined, rounds: number): void {
+  console.log(`${rounds} rounds; ns per run above the floor: median (min-max)`);
   for (const p of cur) {
     const floor = p.rounds.map((r) => r.floorNs).filter(Number.isFinite);
     const runs = p.rounds.reduce((a, r) => a + r.runs, 0);
@@ -198,6 +227,37 @@ async function main(): Promise<void> {
       ].join(' '),
     );
   }
+}
+
+async function main(): Promise<void> {
+  setLogLevel('warn');
+  const { values } = parseArgs({
+    options: {
+      rounds: { type: 'string', default: '5' },
+      seconds: { type: 'string', default: '1.5' },
+      baseline: { type: 'string' },
+      'one-round': { type: 'string' },
+    },
+  });
+  const seconds = Number(values.seconds);
+  const oneRound = values['one-round'];
+  if (oneRound !== undefined) {
+    // A child of compare(): bpf stats are already on; one round, its costs on stdout.
+    console.log(JSON.stringify([...(await round(objectsIn(oneRound), seconds)).values()]));
+    return;
+  }
+  execFileSync('make', ['-s', '-C', join(repo, 'bench/kernel'), `OUT=${benchHelpers}`], { stdio: 'inherit' });
+  const rounds = Number(values.rounds);
+  const baseline = values.baseline;
+  if (baseline === undefined) {
+    const [cur] = await withBpfStats(() =>
+      measureCosts([objectsIn(join(repo, 'bpf/.output'))], rounds, seconds),
+    );
+    printComparison(cur ?? [], undefined, rounds);
+    return;
+  }
+  const [base, cur] = await withBpfStats(() => compare([resolve(baseline), repo], rounds, seconds));
+  printComparison(cur ?? [], base, rounds);
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === resolve(new URL(import.meta.url).pathname)) await main();

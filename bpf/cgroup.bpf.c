@@ -36,7 +36,7 @@ static __always_inline int kt_cgroup_event(struct cgroup *cgrp, const char *path
 	long n = bpf_probe_read_kernel_str(e->path, sizeof(e->path), path);
 	if (n == sizeof(e->path))
 		e->hdr.flags |= KT_F_TRUNCATED;
-	kt_submit(e);
+	kt_submit(e, sizeof(*e));
 	return 0;
 }
 

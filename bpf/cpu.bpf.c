@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * cpu.bpf.c - on-CPU time per cgroup from sched_switch, aggregated in the kernel.
- * High rate (every context switch), so nothing goes to the ring buffer: the time since
- * the previous switch on this CPU is added to the outgoing task's cgroup in kt_cpu,
+ * High rate (every context switch), so nothing goes to the ring buffer: the outgoing
+ * task's run time since it was switched in (the scheduler's sum_exec_runtime, no clock
+ * read) is added to its cgroup in kt_cpu,
  * a per-CPU LRU hash (no atomics, no cache-line bouncing; readers sum the CPUs). The
  * collector deletes a cgroup's entry after its rmdir; LRU only reclaims what it missed.
  */
@@ -19,32 +20,41 @@ struct {
 	__type(value, struct kt_cpu_value);
 } kt_cpu SEC(".maps");
 
-/* Per CPU: when the running task was switched in (0 = not seen yet since load). */
+/* Per CPU: the task switched in last and its sum_exec_runtime at that moment. */
+struct kt_cpu_running {
+	__u64 task; /* task_struct address; 0 = no switch seen yet on this CPU */
+	__u64 runtime_ns;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u64);
+	__type(value, struct kt_cpu_running);
 } kt_cpu_switched_in SEC(".maps");
 
 SEC("tp_btf/sched_switch")
 int BPF_PROG(kt_cpu_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
 	__u32 zero = 0;
-	__u64 *since = bpf_map_lookup_elem(&kt_cpu_switched_in, &zero);
-	if (!since)
+	struct kt_cpu_running *run = bpf_map_lookup_elem(&kt_cpu_switched_in, &zero);
+	if (!run)
 		return 0;
-	__u64 now = bpf_ktime_get_ns();
-	__u64 start = *since;
-	*since = now;
+	/* The scheduler's own accounting instead of a clock read: by this tracepoint it has
+	 * charged prev's slice to prev->se.sum_exec_runtime (update_curr() on dequeue or
+	 * put_prev_task()), which is what cpu.stat and proc_exit's cpu_ns add up too. */
+	__u64 start = run->runtime_ns;
+	__u64 was = run->task;
+	run->task = (__u64)next;
+	run->runtime_ns = next->se.sum_exec_runtime;
 	/* Nothing to charge on the first switch seen, or for the idle task. */
-	if (start == 0 || prev->pid == 0)
+	if (was != (__u64)prev || prev->pid == 0)
 		return 0;
 
-	/* current is still prev here. */
-	__u64 cgid = bpf_get_current_cgroup_id();
+	__u64 cgid = kt_task_cgroup_id(prev);
 	if (!kt_cgroup_wanted(cgid))
 		return 0;
+	__u64 ns = prev->se.sum_exec_runtime - start;
 	struct kt_cpu_value *v = bpf_map_lookup_elem(&kt_cpu, &cgid);
 	if (!v) {
 		struct kt_cpu_value init = {};
@@ -55,7 +65,7 @@ int BPF_PROG(kt_cpu_switch, bool preempt, struct task_struct *prev, struct task_
 			return 0;
 		}
 	}
-	v->cpu_ns += now - start;
+	v->cpu_ns += ns;
 	v->switches += 1;
 	return 0;
 }

@@ -69,7 +69,7 @@ int BPF_PROG(kt_oom_mark_victim, struct task_struct *task, uid_t uid)
 	e->shmem_rss_kb = KT_PAGE_TO_KB(kt_mm_counter(mm, MM_SHMEMPAGES));
 	__builtin_memset(e->comm, 0, sizeof(e->comm));
 	BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
-	kt_submit(e);
+	kt_submit(e, sizeof(*e));
 	return 0;
 }
 
@@ -118,6 +118,6 @@ int BPF_PROG(kt_memory_release, struct cgroup *cgrp, const char *path)
 	}
 	if (bpf_probe_read_kernel_str(e->path, sizeof(e->path), path) == sizeof(e->path))
 		e->hdr.flags |= KT_F_TRUNCATED;
-	kt_submit(e);
+	kt_submit(e, sizeof(*e));
 	return 0;
 }

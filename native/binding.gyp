@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "ktrail_native",
-      "sources": ["src/addon.cc", "src/capture.cc", "src/load.cc", "src/common.cc", "src/maps.cc", "src/libbpf_log.cc", "src/features.cc"],
+      "sources": ["src/addon.cc", "src/capture.cc", "src/load.cc", "src/common.cc", "src/maps.cc", "src/libbpf_log.cc", "src/features.cc", "src/batch_pool.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],

@@ -54,7 +54,8 @@ static double now(void) {
   return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static void set_cfg(struct bpf_object *obj, char **names, long long *values, int n) {
+// kt_cfg_* values into .rodata, and kt_cfg_wakeup_bytes capped at half the ring, as the addon does.
+static void set_cfg(struct bpf_object *obj, char **names, long long *values, int n, unsigned long ringbuf) {
   const struct btf *btf = bpf_object__btf(obj);
   struct bpf_map *m, *rodata = NULL;
   bpf_object__for_each_map(m, obj) {
@@ -62,7 +63,7 @@ static void set_cfg(struct bpf_object *obj, char **names, long long *values, int
     size_t len = strlen(name);
     if (bpf_map__is_internal(m) && len >= 7 && strcmp(name + len - 7, ".rodata") == 0) rodata = m;
   }
-  if (!btf || !rodata || n == 0) return;
+  if (!btf || !rodata) return;
   int sec_id = btf__find_by_name_kind(btf, ".rodata", BTF_KIND_DATASEC);
   if (sec_id < 0) return;
   const struct btf_type *sec = btf__type_by_id(btf, sec_id);
@@ -76,6 +77,12 @@ static void set_cfg(struct bpf_object *obj, char **names, long long *values, int
     for (int j = 0; j < n; j++)
       if (strcmp(var, names[j]) == 0 && vsi->offset + vsi->size <= size)
         memcpy(data + vsi->offset, &values[j], vsi->size);  // little-endian
+    uint32_t wakeup;
+    if (strcmp(var, "kt_cfg_wakeup_bytes") == 0 && vsi->size == 4 && vsi->offset + 4 <= size) {
+      memcpy(&wakeup, data + vsi->offset, 4);
+      if (wakeup > ringbuf / 2) wakeup = ringbuf / 2;
+      memcpy(data + vsi->offset, &wakeup, 4);
+    }
   }
   bpf_map__set_initial_value(rodata, data, size);
   free(data);
@@ -129,7 +136,7 @@ int main(int argc, char **argv) {
       struct bpf_map *m = bpf_object__find_map_by_name(obj[i], shared[s]);
       if (m && shared_fd[s] >= 0) bpf_map__reuse_fd(m, shared_fd[s]);
     }
-    set_cfg(obj[i], cfg_names, cfg_values, ncfg);
+    set_cfg(obj[i], cfg_names, cfg_values, ncfg, ringbuf);
     if (bpf_object__load(obj[i])) { fprintf(stderr, "load %s: %s\n", objs[i], strerror(errno)); return 1; }
     bpf_object__for_each_program(p, obj[i]) {
       if (!bpf_program__autoload(p)) continue;

@@ -1,5 +1,6 @@
-// Exec storm for the kernel benchmark: fork + exec /bin/true + wait, as fast as possible,
-// for SECONDS. Prints {"execs":N,"seconds":S}.
+// Exec storm for the kernel benchmark: fork + exec /bin/true with a few arguments (the
+// exec program copies argv: an argument-less exec would understate it) + wait, as fast as
+// possible, for SECONDS. Prints {"execs":N,"seconds":S}.
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -16,7 +17,8 @@ int main(int argc, char **argv) {
   double seconds = argc > 1 ? atof(argv[1]) : 1.0;
   double start = now(), t = start;
   long execs = 0;
-  char *const args[] = {"/bin/true", NULL};
+  char *const args[] = {"/bin/true", "-c", "echo ktrail exec storm", "--config=/etc/ktrail/bench.yaml",
+                        "--verbose", "42", NULL};
   while ((t = now()) - start < seconds) {
     pid_t pid = vfork();
     if (pid == 0) {

@@ -3,7 +3,7 @@
 // same run, and what each BPF program costs per event. Writes the "Kernel capture" section
 // of docs/benchmarks.md. About 1 minute. See docs/native.md for the method.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import {
   type CaptureCounters,
@@ -14,6 +14,15 @@ import {
   openCapture,
 } from '../../collector/src/kernel/addon.js';
 import { table, writeSection } from '../report.js';
+import {
+  aboveFloor,
+  fmtSpread,
+  measureCosts,
+  median,
+  objectsIn,
+  type ProgramCost,
+  withBpfStats,
+} from './cost.js';
 
 const repo = resolve(new URL('../..', import.meta.url).pathname);
 const helpers = join(repo, 'native/build/bench');
@@ -26,7 +35,9 @@ const DRAIN_US = 500; // the addon's default drainIntervalUs; the bare reader ge
 const RATES = [250_000, 500_000, 1_000_000, 2_000_000, 0]; // 0 = generator flat out
 const STEP_SECONDS = 1;
 const FLAT_OUT_RECORDS = 2_000_000;
+const WARMUP_RECORDS = 250_000;
 const STORM_SECONDS = 1.5;
+const COST_ROUNDS = 5; // kernel cost per event: rounds of both storms, median and spread reported
 
 interface Step {
   reader: 'addon' | 'bare C';
@@ -171,6 +182,10 @@ async function burstLadder(): Promise<Ladder> {
     };
   };
   try {
+    // Not measured: the first burst in a fresh Node process also pays for JIT compilation
+    // and start-up garbage collection, a one-time cost the C reader has no equivalent of.
+    await generate(progId, WARMUP_RECORDS, RATES[0] ?? 0, 1);
+    await settle(() => delivered);
     for (const rate of RATES) {
       const s = await addonStep(rate);
       addon.push(s);
@@ -243,11 +258,8 @@ interface StormResult {
 }
 
 /** Exec and TCP storms against every real bpf/ object: addon, then the bare reader. */
-async function storms(
-  objects: string[],
-): Promise<{ results: StormResult[]; costs: Array<Array<string | number>> }> {
+async function storms(objects: string[]): Promise<StormResult[]> {
   const results: StormResult[] = [];
-  const cost = new Map<string, { object: string; ns: number; runs: number }>();
   const workloads = [
     { name: 'exec storm', cmd: join(helpers, 'exec_storm'), unit: 'execs' },
     { name: 'TCP storm', cmd: join(helpers, 'tcp_storm'), unit: 'connections' },
@@ -278,14 +290,6 @@ async function storms(
         kernelDrops: drops(after) - drops(before),
         addonDrops: after.lostRecords - before.lostRecords,
       });
-      for (const p of after.programs) {
-        const b = before.programs.find((q) => q.name === p.name && q.object === p.object);
-        const runs = (p.runCount ?? 0) - (b?.runCount ?? 0);
-        const ns = (p.runTimeNs ?? 0) - (b?.runTimeNs ?? 0);
-        const key = p.name;
-        const prev = cost.get(key) ?? { object: p.object.split('/').pop() ?? p.object, ns: 0, runs: 0 };
-        cost.set(key, { object: prev.object, ns: prev.ns + ns, runs: prev.runs + runs });
-      }
     } finally {
       capture.close();
     }
@@ -304,10 +308,7 @@ async function storms(
       addonDrops: 0,
     });
   }
-  const costs = [...cost.entries()]
-    .sort((a, b) => a[0].localeCompare(b[0]))
-    .map(([name, c]) => [name, c.object, c.runs, c.runs > 0 ? (c.ns / c.runs).toFixed(0) : 'n/a (no runs)']);
-  return { results, costs };
+  return results;
 }
 
 async function main(): Promise<void> {
@@ -315,26 +316,21 @@ async function main(): Promise<void> {
   if (missing !== undefined) throw new Error(`kernel benchmark needs: ${missing}`);
   execFileSync('make', ['-s', '-C', join(repo, 'bench/kernel'), `OUT=${helpers}`], { stdio: 'inherit' });
   if (!existsSync(BURST)) throw new Error('fixtures missing: run npm run build:native');
-  const statsPath = '/proc/sys/kernel/bpf_stats_enabled';
-  const statsBefore = readFileSync(statsPath, 'utf8').trim();
-  writeFileSync(statsPath, '1'); // the kernel's own run_time_ns / run_cnt per program
-  try {
+  // bpf stats (run_time_ns / run_cnt per program) for the whole run, restored after.
+  await withBpfStats(async () => {
     const ladder = await burstLadder();
-    const objects = existsSync(BPF_DIR)
-      ? readdirSync(BPF_DIR)
-          .filter((f) => f.endsWith('.bpf.o'))
-          .map((f) => join(BPF_DIR, f))
-      : [];
+    const objects = existsSync(BPF_DIR) ? objectsIn(BPF_DIR) : [];
     const storm = objects.length > 0 ? await storms(objects) : undefined;
-    report(ladder, storm, objects);
-  } finally {
-    writeFileSync(statsPath, statsBefore);
-  }
+    const costs =
+      objects.length > 0 ? (await measureCosts([objects], COST_ROUNDS, STORM_SECONDS))[0] : undefined;
+    report(ladder, storm, costs, objects);
+  });
 }
 
 function report(
   ladder: Ladder,
-  storm: { results: StormResult[]; costs: Array<Array<string | number>> } | undefined,
+  storm: StormResult[] | undefined,
+  costs: ProgramCost[] | undefined,
   objects: string[],
 ): void {
   // "2x" runs below are judged against the ladder's best; the best overall includes them.
@@ -373,7 +369,7 @@ function report(
     s.delivered > 0 ? ((s.readerCpuSeconds * 1e9) / s.delivered).toFixed(0) : 'n/a',
   ]);
   const lines = [
-    `Method: see docs/native.md. Ring buffer ${RING_BYTES >> 20} MiB shared by all objects, addon batches of up to ${BATCH.batchMaxBytes >> 10} KiB / ${BATCH.batchMaxMs} ms, JS walks every record header; both readers sleep ${DRAIN_US} µs between drains while records flow (the addon's default \`drainIntervalUs\`). kernel.bpf_stats_enabled=1 during the run (it adds its own ~tens of ns per program run).`,
+    `Method: see docs/native.md. Ring buffer ${RING_BYTES >> 20} MiB shared by all objects, addon batches of up to ${BATCH.batchMaxBytes >> 10} KiB / ${BATCH.batchMaxMs} ms, JS walks every record header; both readers sleep ${DRAIN_US} µs between drains while records flow (the addon's default \`drainIntervalUs\`); the addon's ladder starts after an unmeasured burst of ${WARMUP_RECORDS.toLocaleString('en')} records (JIT compilation and start-up garbage collection of a fresh Node process). kernel.bpf_stats_enabled=1 during the run, restored after.`,
     '',
     '### Highest zero-drop rate (synthetic kernel-side generator)',
     '',
@@ -399,7 +395,7 @@ function report(
     `- At twice the zero-drop rate, addon: ${twiceText(bestAddon, ladder.twice.addon)}; bare C: ${twiceText(bestBare, ladder.twice.bare)}.`,
     `- Targets: >= 500 k/s into JS with zero drops: **${addonRate >= 500_000 ? 'met' : 'NOT met'}**. >= half the bare C reader: by zero-drop rate **${halfByRate ? 'met' : 'NOT met'}** (${bareRate > 0 ? (addonRate / bareRate).toFixed(2) : 'n/a'}); by one-core CPU capacity **${halfByCpu ? 'met' : 'NOT met'}** (${(bareCpu / addonCpu).toFixed(2)}). The bare reader only counts records; the addon copies each into a batch and JS walks it, so per-record CPU is where the difference shows.`,
   ];
-  if (storm) {
+  if (storm && costs) {
     lines.push(
       '',
       `### Exec and TCP storms (real bpf/ objects: ${objects.map((o) => o.split('/').pop()).join(', ')})`,
@@ -408,7 +404,7 @@ function report(
       '',
       table(
         ['workload', 'reader', 'generator', 'records', 'records/s', 'kernel drops', 'addon drops'],
-        storm.results.map((r) => [
+        storm.map((r) => [
           r.workload,
           r.reader,
           r.generator,
@@ -419,9 +415,7 @@ function report(
         ]),
       ),
       '',
-      '### Kernel cost per event (bpf stats: run_time_ns / run_cnt, during both storms)',
-      '',
-      table(['program', 'object', 'runs', 'ns per run'], storm.costs),
+      ...costSection(costs),
     );
   } else {
     lines.push(
@@ -431,6 +425,36 @@ function report(
   }
   writeSection('Kernel capture', 'npm run bench -- kernel', lines.join('\n'));
   console.log(lines.join('\n'));
+}
+
+/** The "Kernel cost per event" table: each program against the floor of its hook, same run. */
+function costSection(costs: ProgramCost[]): string[] {
+  const rows = costs.map((p) => {
+    const floor = p.rounds.map((r) => r.floorNs).filter(Number.isFinite);
+    const total = p.rounds.filter((r) => r.runs > 0).map((r) => r.ns);
+    const above = aboveFloor(p);
+    const runs = p.rounds.reduce((a, r) => a + r.runs, 0);
+    return [
+      p.name,
+      p.hook,
+      runs,
+      runs > 0 ? fmtSpread(total) : 'n/a (no runs)',
+      fmtSpread(floor),
+      fmtSpread(above),
+      above.length > 0 && floor.length > 0 ? (median(above) / median(floor)).toFixed(1) : 'n/a',
+    ];
+  });
+  return [
+    '',
+    `### Kernel cost per event (bpf stats: run_time_ns / run_cnt, ${COST_ROUNDS} rounds of both storms)`,
+    '',
+    `Each round loads every object plus bench/kernel/floor.bpf.c, which puts a program that only counts its runs on every hook a ktrail program uses: it sees the same events in the same round, so its ns per run is what the hook, the dispatch and bpf stats cost on this CPU. "Above floor" is what the ktrail program adds. Median over the rounds (min-max); the exec storm runs /bin/true with five arguments (argv is copied into the record).`,
+    '',
+    table(
+      ['program', 'hook', 'runs', 'ns per run', 'floor ns per run', 'above floor', 'above / floor'],
+      rows,
+    ),
+  ];
 }
 
 await main();

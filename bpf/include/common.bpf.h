@@ -51,11 +51,15 @@ const volatile __u32 kt_cfg_filter_enabled = 0;
 /* Events caused by this tgid are ignored (the collector itself), 0 = none. */
 const volatile __u32 kt_cfg_ignore_tgid = 0;
 
-/* Wake the reader only once this many bytes (at most half the ring) wait in it (0:
- * libbpf's default, which may wake it for every record). Each wakeup is an irq_work self-IPI - a VM exit
- * under virtualization, several microseconds - so batching them is most of what a
- * record costs. Readers must also drain on a poll timeout (native/ and the bench's bare
- * reader do, every <= 10 ms), which bounds the extra latency. */
+/* Wake the reader when this many bytes wait in the ring (0: libbpf's default, which may
+ * wake it for every record). Each wakeup is an irq_work self-IPI - a VM exit under
+ * virtualization, several microseconds - so batching them is most of what a record costs.
+ * Only the record that brings the waiting bytes to the threshold wakes the reader: the ones
+ * after it, until the reader has drained, would each send another IPI to no use. The loader
+ * caps it at half the ring (native/ and the bench's bare reader do), so that a small ring
+ * still wakes the reader before it fills up. Readers must also drain on a poll timeout (both
+ * do, every <= 10 ms), which bounds the extra latency and covers a wakeup two CPUs' records
+ * crossed the threshold together without sending. */
 const volatile __u32 kt_cfg_wakeup_bytes = 64 * 1024;
 
 /* Adds one to this program's drop counter. */
@@ -80,49 +84,82 @@ static __always_inline bool kt_ignored_tgid(__u32 tgid)
 	return kt_cfg_ignore_tgid != 0 && tgid == kt_cfg_ignore_tgid;
 }
 
-/* Fills the common header; cgroup_id, pid and tgid are given by the caller since they
- * are not always the current task's (TCP in softirq, OOM victims, forks). */
-static __always_inline void kt_fill_header(struct kt_header *h, __u16 type, __u32 size,
-					   __u64 cgroup_id, __u32 pid, __u32 tgid)
+/* Fills the common header with a boot-clock time the caller already has; cgroup_id, pid
+ * and tgid are given by the caller since they are not always the current task's (TCP in
+ * softirq, OOM victims, forks). */
+static __always_inline void kt_fill_header_at(struct kt_header *h, __u16 type, __u32 size, __u64 ts_ns,
+					      __u64 cgroup_id, __u32 pid, __u32 tgid)
 {
 	h->type = type;
 	h->flags = 0;
 	h->size = size;
-	h->ts_ns = bpf_ktime_get_boot_ns();
+	h->ts_ns = ts_ns;
 	h->cgroup_id = cgroup_id;
 	h->pid = pid;
 	h->tgid = tgid;
 }
 
-/* Zeroes `words` u64s at p. A loop, not memset: clang refuses memset of big records
- * and the verifier is happy with a bounded loop. */
+/* Fills the common header, stamped now. */
+static __always_inline void kt_fill_header(struct kt_header *h, __u16 type, __u32 size,
+					   __u64 cgroup_id, __u32 pid, __u32 tgid)
+{
+	kt_fill_header_at(h, type, size, bpf_ktime_get_boot_ns(), cgroup_id, pid, tgid);
+}
+
+/* Zeroes `words` u64s at p (a constant): unrolled into plain stores, no loop to run.
+ * volatile keeps clang from turning it back into a memset, which BPF cannot call. */
 static __always_inline void kt_zero(void *p, __u32 words)
 {
-	volatile __u64 *w = p; /* volatile: stops clang turning the loop back into memset */
+	volatile __u64 *w = p;
+#pragma clang loop unroll(full)
 	for (__u32 i = 0; i < words; i++)
 		w[i] = 0;
 }
 
-/* Submits a reserved record, batching reader wakeups (kt_cfg_wakeup_bytes). */
-static __always_inline void kt_submit(void *record)
+/* Bytes a reserved record of `size` takes in the ring: an 8-byte header, padded to 8. */
+#define KT_RING_BYTES(size) ((((size) + 8) + 7) & ~7ULL)
+
+/* Submits a record reserved with `size` bytes, batching reader wakeups (kt_cfg_wakeup_bytes). */
+static __always_inline void kt_submit(void *record, __u64 size)
 {
 	__u64 flags = 0;
 	if (kt_cfg_wakeup_bytes) {
-		/* Never wait for more than half the ring: a small ring must still wake the
-		 * reader before it fills up. */
-		__u64 limit = bpf_ringbuf_query(&kt_events, BPF_RB_RING_SIZE) / 2;
-		if (kt_cfg_wakeup_bytes < limit)
-			limit = kt_cfg_wakeup_bytes;
-		flags = bpf_ringbuf_query(&kt_events, BPF_RB_AVAIL_DATA) >= limit ? BPF_RB_FORCE_WAKEUP
-										   : BPF_RB_NO_WAKEUP;
+		/* Waiting bytes, this record included: did this record cross the threshold? */
+		__u64 avail = bpf_ringbuf_query(&kt_events, BPF_RB_AVAIL_DATA);
+		flags = avail >= kt_cfg_wakeup_bytes && avail < kt_cfg_wakeup_bytes + KT_RING_BYTES(size)
+				? BPF_RB_FORCE_WAKEUP
+				: BPF_RB_NO_WAKEUP;
 	}
 	bpf_ringbuf_submit(record, flags);
 }
 
-/* v2 cgroup id of any task (not only current): task->cgroups->dfl_cgrp->kn->id. */
+/* v2 cgroup id of any task (not only current): task->cgroups->dfl_cgrp->kn->id. Plain loads
+ * through BTF pointers (tp_btf arguments): the verifier turns them into fault-safe loads,
+ * where each BPF_CORE_READ hop or bpf_get_current_cgroup_id() would be a helper call. */
 static __always_inline __u64 kt_task_cgroup_id(struct task_struct *task)
 {
-	return BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
+	return task->cgroups->dfl_cgrp->kn->id;
+}
+
+/* Copies a task's comm (16 bytes, NUL-terminated) as two words, zeroing every byte after
+ * the first NUL as strscpy_pad() would: nothing of an older name leaks into the record. */
+static __always_inline void kt_copy_comm(char *dst, const char *comm)
+{
+	const __u64 ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+	__u64 w0 = *(const __u64 *)comm;
+	__u64 w1 = *(const __u64 *)(comm + 8);
+	/* Lowest set bit of z: the high bit of the first zero byte (little-endian). */
+	__u64 z = (w0 - ones) & ~w0 & highs;
+	if (z) {
+		w0 &= ((z & -z) >> 7) - 1;
+		w1 = 0;
+	} else {
+		z = (w1 - ones) & ~w1 & highs;
+		if (z)
+			w1 &= ((z & -z) >> 7) - 1;
+	}
+	*(__u64 *)dst = w0;
+	*(__u64 *)(dst + 8) = w1;
 }
 
 /* Puts an ABI struct into this object's BTF: records built in ring-buffer memory are

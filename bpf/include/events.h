@@ -5,7 +5,8 @@
  * Rules (docs/events.md is the human-readable catalog of the same thing):
  *  - fixed-width fields only (no bool/int/long), explicit padding that writers zero;
  *  - every ring-buffer record starts with struct kt_header (32 bytes) and its size
- *    is a multiple of 8, so records can be laid end to end in a batch;
+ *    is a multiple of 8, so records can be laid end to end in a batch; hdr.size is the
+ *    struct's size, except proc_exec, which ends after the argv bytes it uses;
  *  - event type numbers are never reused: retire a type, never renumber it;
  *  - collector/src/kernel/layout.ts mirrors every offset here, and a test compares
  *    it with the BTF of the compiled objects (bpf/.output/layout.bpf.o).
@@ -94,7 +95,9 @@ struct kt_header {
 	__u32 tgid; /* user-space pid */
 };
 
-/* type 1 */
+/* type 1. Variable size: hdr.size = KT_PROC_EXEC_SIZE(args_size), the fixed part and args
+ * up to the 8-byte word holding its last byte (zero after args_size); readers frame by
+ * hdr.size, so the unused rest of args never leaves the kernel. */
 struct kt_proc_exec {
 	struct kt_header hdr;
 	__u32 ppid;
@@ -107,6 +110,8 @@ struct kt_proc_exec {
 	char filename[KT_FILENAME_LEN];
 	char args[KT_ARGS_LEN]; /* NUL-separated argv */
 };
+#define KT_PROC_EXEC_FIXED_SIZE 328 /* offsetof(struct kt_proc_exec, args) */
+#define KT_PROC_EXEC_SIZE(args_size) (KT_PROC_EXEC_FIXED_SIZE + (((args_size) + 7) & ~7ULL))
 
 /* type 2: emitted for new processes only (not for new threads) */
 struct kt_proc_fork {

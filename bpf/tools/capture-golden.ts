@@ -121,7 +121,9 @@ save('oom_kill', (await find((e) => e.kind === 'oom_kill' && e.cgroupId === oomI
   victimPid: victim.pid,
   pid: victim.pid,
   cgroupId: oomId,
-  comm: 'node',
+  // The hog is this same node binary: its main thread has our main thread's name ("node",
+  // or "MainThread" from Node 24 on).
+  comm: readFileSync('/proc/self/comm', 'utf8').trim(),
   limitKb: 64 * 1024,
 });
 await new Promise((r) => setTimeout(r, 200));

@@ -26,6 +26,7 @@ namespace ktrail {
 namespace {
 
 constexpr int kPollTimeoutMs = 10;  // bounds how long close() waits for the thread
+constexpr size_t kPooledBatches = 8;
 
 int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -126,6 +127,8 @@ Capture::Capture(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Capture>(inf
   env_ = env;
 
   Open();
+  // Enough blocks for the one being filled, the one JavaScript is reading and a few queued.
+  pool_ = std::make_shared<BatchPool>(settings_.batch_max_bytes, kPooledBatches);
 
   if (rb_ != nullptr) {
     tsfn_ = BatchTsfn::New(env, info[1].As<Napi::Function>(), "ktrail-capture", settings_.max_queued_batches, 1,
@@ -150,9 +153,11 @@ void Capture::PollLoop() {
   while (!stop_.load(std::memory_order_relaxed) && !tsfn_closing_) {
     int timeout = kPollTimeoutMs;
     if (batch_records_ > 0) {
-      int64_t left_ms =
-          (batch_started_ns_ + static_cast<int64_t>(settings_.batch_max_ms) * 1000000 - NowNs()) / 1000000;
-      if (left_ms < timeout) timeout = left_ms < 0 ? 0 : static_cast<int>(left_ms);
+      // Rounded up: rounding down would poll with timeout 0, again and again, through the
+      // last millisecond before the batch is due - a busy loop on every batch.
+      int64_t left_ns = batch_started_ns_ + static_cast<int64_t>(settings_.batch_max_ms) * 1000000 - NowNs();
+      int64_t left_ms = left_ns <= 0 ? 0 : (left_ns + 999999) / 1000000;
+      if (left_ms < timeout) timeout = static_cast<int>(left_ms);
     }
     int n = ring_buffer__poll(rb_, timeout);
     // Programs may submit with BPF_RB_NO_WAKEUP to batch wakeups (each is an irq_work, a
@@ -190,8 +195,7 @@ int Capture::OnSample(void* ctx, void* data, size_t size) {
   size_t padded = (static_cast<size_t>(rsize) + 7) & ~static_cast<size_t>(7);
   if (self->batch_records_ > 0 && self->batch_len_ + padded > self->batch_cap_) self->Flush();
   if (self->batch_ == nullptr) {
-    self->batch_cap_ = padded > self->settings_.batch_max_bytes ? padded : self->settings_.batch_max_bytes;
-    self->batch_ = static_cast<uint8_t*>(std::malloc(self->batch_cap_));
+    self->batch_ = self->pool_->Take(padded, &self->batch_cap_);
     if (self->batch_ == nullptr) {
       self->lost_records_++;
       return 0;
@@ -218,7 +222,7 @@ void Capture::Flush() {
   if (batch_records_ == 0) return;
   const uint32_t records = batch_records_;
   const size_t len = batch_len_;
-  auto* b = new Batch{batch_, len, records};
+  auto* b = new Batch{batch_, len, batch_cap_, records, pool_};
   batch_ = nullptr;
   batch_len_ = 0;
   batch_records_ = 0;
@@ -234,7 +238,7 @@ void Capture::Flush() {
   lost_records_ += records;
   lost_batches_++;
   if (st == napi_closing) tsfn_closing_ = true;
-  std::free(b->data);
+  pool_->Give(b->data, b->cap);
   delete b;
 }
 
@@ -242,26 +246,44 @@ void CallJs(Napi::Env env, Napi::Function callback, Capture* /*context*/, Batch*
   if (batch == nullptr) return;
   std::unique_ptr<Batch> owned(batch);
   if (env == nullptr || callback == nullptr) {  // the environment is going away
-    std::free(batch->data);
+    batch->pool->Give(batch->data, batch->cap);
     return;
   }
   // Nothing may escape: this runs from libuv, and an exception here would terminate the
   // process. A worker being terminated makes every JS call fail; its batch is then dropped.
   try {
-    // Zero copy: JavaScript owns the batch memory from here, freed when the Buffer is collected.
+    // Zero copy: the Buffer wraps the batch memory; its finalizer gives it back to the pool.
+    auto release = std::make_unique<BatchRelease>(BatchRelease{batch->pool, batch->cap});
     Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::New(
-        env, batch->data, batch->len, [](Napi::BasicEnv, uint8_t* data) { std::free(data); });
+        env, batch->data, batch->len,
+        [](Napi::BasicEnv, uint8_t* data, BatchRelease* r) {
+          r->pool->Give(data, r->cap);
+          delete r;
+        },
+        release.get());
+    release.release();
     batch->data = nullptr;
+    // The batch is JavaScript's for this call only (docs/native.md): detached afterwards, a
+    // Buffer kept past it reads as empty, and node releases the memory on its next turn
+    // instead of at a garbage collection.
+    struct Detach {
+      Napi::Buffer<uint8_t>& buf;
+      ~Detach() {
+        napi_value ab = nullptr;
+        if (napi_get_typedarray_info(buf.Env(), buf, nullptr, nullptr, nullptr, &ab, nullptr) == napi_ok)
+          napi_detach_arraybuffer(buf.Env(), ab);
+      }
+    } detach{buf};
     callback.Call({buf, Napi::Number::New(env, batch->records)});
   } catch (const Napi::Error& e) {
-    std::free(batch->data);  // null when the Buffer took it
+    batch->pool->Give(batch->data, batch->cap);  // null when the Buffer took it
     try {
       e.ThrowAsJavaScriptException();  // surfaces as an uncaught exception, like any callback
     } catch (...) {
       // JavaScript can no longer run here (environment shutting down)
     }
   } catch (...) {
-    std::free(batch->data);
+    batch->pool->Give(batch->data, batch->cap);
   }
 }
 
@@ -386,7 +408,7 @@ void Capture::Shutdown() {
     tsfn_live_ = false;
   }
   if (batch_ != nullptr) {
-    std::free(batch_);
+    pool_->Give(batch_, batch_cap_);
     batch_ = nullptr;
   }
   if (rb_ != nullptr) {

@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "batch_pool.h"
 #include "features.h"
 
 struct bpf_map_info;
@@ -67,11 +68,14 @@ struct ObjectState {
   std::set<std::string> rejected;  // programs the verifier refused; the object loads without them
 };
 
-// One batch handed to JavaScript: `records` records laid end to end, each padded to 8 bytes.
+// One batch handed to JavaScript: `records` records laid end to end, each padded to 8 bytes,
+// in `cap` bytes of memory from `pool`.
 struct Batch {
   uint8_t* data;
   size_t len;
+  size_t cap;
   uint32_t records;
+  std::shared_ptr<BatchPool> pool;
 };
 
 class Capture;
@@ -133,6 +137,8 @@ class Capture : public Napi::ObjectWrap<Capture> {
   std::atomic<bool> stop_{false};
   bool closed_ = false;
 
+  // Batch memory, shared with the finalizers of Buffers JavaScript still holds.
+  std::shared_ptr<BatchPool> pool_;
   // Batch under construction: touched only by the polling thread.
   uint8_t* batch_ = nullptr;
   size_t batch_len_ = 0;

@@ -18,6 +18,7 @@ namespace ktrail {
 namespace {
 
 const char* const kSharedMaps[] = {kEventsMap, kDropsMap, kAllowMap};
+constexpr const char* kWakeupBytesCfg = "kt_cfg_wakeup_bytes";
 
 // Writes `value` into a `size`-byte little-endian integer; false if it does not fit.
 bool WriteInt(uint8_t* dst, uint32_t size, uint64_t value) {
@@ -186,7 +187,7 @@ void Capture::PrepareObject(ObjectState& os) {
     size_t len = std::strlen(name);
     if (bpf_map__is_internal(m) && len >= 7 && std::strcmp(name + len - 7, ".rodata") == 0) rodata = m;
   }
-  if (btf == nullptr || rodata == nullptr || settings_.cfg.empty()) return;
+  if (btf == nullptr || rodata == nullptr) return;
   int sec_id = btf__find_by_name_kind(btf, ".rodata", BTF_KIND_DATASEC);
   if (sec_id < 0) return;
   const struct btf_type* sec = btf__type_by_id(btf, sec_id);
@@ -196,10 +197,12 @@ void Capture::PrepareObject(ObjectState& os) {
   std::vector<uint8_t> bytes(static_cast<const uint8_t*>(initial), static_cast<const uint8_t*>(initial) + data_size);
   uint8_t* data = bytes.data();
   bool changed = false;
+  const struct btf_var_secinfo* wakeup = nullptr;
   const struct btf_var_secinfo* vsi = btf_var_secinfos(sec);
   for (int i = 0; i < btf_vlen(sec); i++, vsi++) {
     const struct btf_type* var = btf__type_by_id(btf, vsi->type);
     const char* var_name = btf__name_by_offset(btf, var->name_off);
+    if (std::strcmp(var_name, kWakeupBytesCfg) == 0) wakeup = vsi;
     auto it = settings_.cfg.find(var_name);
     if (it == settings_.cfg.end()) continue;
     if (vsi->offset + vsi->size > data_size || !WriteInt(data + vsi->offset, vsi->size, it->second)) {
@@ -212,6 +215,18 @@ void Capture::PrepareObject(ObjectState& os) {
     }
     unused_cfg_.erase(it->first);
     changed = true;
+  }
+  // Programs wake the reader once kt_cfg_wakeup_bytes wait in the ring: more than half the
+  // ring would let it fill before anyone wakes. Capped here, where the ring's size is known,
+  // so that programs need not ask the ring for its size on every record.
+  if (wakeup != nullptr && wakeup->size == 4 && wakeup->offset + 4 <= data_size) {
+    uint32_t value = 0;
+    std::memcpy(&value, data + wakeup->offset, 4);
+    const uint64_t cap = settings_.ring_buffer_bytes / 2;
+    if (value > cap) {
+      WriteInt(data + wakeup->offset, 4, cap);
+      changed = true;
+    }
   }
   if (changed && bpf_map__set_initial_value(rodata, data, data_size) != 0 && os.error.empty()) {
     os.failed = {"prepare", errno};

@@ -2,13 +2,27 @@
 // cgroup is gone before anyone can look it up: this is why cgroup lifecycle comes from the
 // kernel"). The container runs for milliseconds; the capture must still hold its cgroup's
 // mkdir (with the container id in the path), its process's exec and exit (code 3) carrying
-// that cgroup id, and the rmdir.
+// that cgroup id, and the rmdir. And a container's TCP socket closed by a reset from the
+// host: the state change runs in softirq, where the current task is not the container's
+// (DESIGN pitfall 12), and the records must still carry the container's cgroup.
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { type AddressInfo, createServer, type Socket } from 'node:net';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject } from 'vitest';
 import { createDockerClient } from '../../collector/src/containers/providers/docker-api.js';
 import type { KernelEvent } from '../../collector/src/kernel/decode.js';
-import type { CgroupMkdir, ProcExec, ProcExit } from '../../schemas/types.js';
-import { buildBpf, missingKernel, openRecorder, type Recorder } from '../support/bpf.js';
+import { FLAG } from '../../collector/src/kernel/layout.js';
+import type { CgroupMkdir, ProcExec, ProcExit, TcpClose, TcpConnect, TcpReset } from '../../schemas/types.js';
+import {
+  buildBpf,
+  cgroupId,
+  cgroupV2Root,
+  missingKernel,
+  openRecorder,
+  ownCgroupId,
+  type Recorder,
+} from '../support/bpf.js';
 import type { DockerEndpoint } from '../support/docker.js';
 import { endpointOrReason, itReal } from '../support/real.js';
 
@@ -20,7 +34,7 @@ describe('a short-lived container from the kernel', () => {
   beforeAll(() => {
     if (missing) return;
     buildBpf();
-    rec = openRecorder(['process', 'cgroup']);
+    rec = openRecorder(['process', 'cgroup', 'tcp']);
   });
   afterAll(() => rec?.close());
 
@@ -61,4 +75,68 @@ describe('a short-lived container from the kernel', () => {
       await container.remove({ force: true }).catch(() => {});
     }
   });
+
+  itReal(missing)(
+    "a container's socket reset by a host peer: close and reset in softirq carry the container's cgroup",
+    async () => {
+      const { socketPath, image } = endpoint as DockerEndpoint;
+      // The host side: a listener in this (non-container) process that answers every
+      // connection with a RST. The RST crosses loopback and is processed in softirq on the
+      // sending side, so the client socket's reset and close run while this process (or
+      // ksoftirqd) is current - never the container's nc.
+      const server = createServer((s: Socket) => {
+        s.on('error', () => {});
+        setTimeout(() => s.resetAndDestroy(), 50);
+      });
+      server.listen(0, '127.0.0.1');
+      await once(server, 'listening');
+      const port = (server.address() as AddressInfo).port;
+      const docker = createDockerClient({ socketPath });
+      const container = await docker.createContainer({
+        Image: image,
+        // nc waits on stdin (sleep keeps it open) until the host's RST ends the connection.
+        Cmd: ['sh', '-c', `sleep 5 | nc 127.0.0.1 ${port}; sleep 1`],
+        HostConfig: { NetworkMode: 'host' },
+      });
+      try {
+        await container.start();
+        const containerCgroup = cgroupId(join(cgroupV2Root, 'docker', container.id));
+        expect(containerCgroup).not.toBe(ownCgroupId());
+
+        const conn = await rec.waitFor(
+          (e): e is TcpConnect => e.kind === 'tcp_connect' && e.dport === port,
+          10_000,
+        );
+        // Process context: connect() ran in the container's nc.
+        expect(conn.cgroupId).toBe(containerCgroup);
+        expect(conn.tgid).not.toBe(process.pid);
+        const reset = await rec.waitFor(
+          (e): e is TcpReset =>
+            e.kind === 'tcp_reset' && e.direction === 1 && e.sport === conn.sport && e.dport === port,
+          10_000,
+        );
+        expect(reset).toMatchObject({ cgroupId: containerCgroup, sockCookie: conn.sockCookie });
+        const close = await rec.waitFor(
+          (e): e is TcpClose => e.kind === 'tcp_close' && e.sport === conn.sport && e.dport === port,
+          10_000,
+        );
+        expect(close).toMatchObject({
+          cgroupId: containerCgroup,
+          sockCookie: conn.sockCookie,
+          tgid: conn.tgid, // from connect(), not from whatever ran the softirq
+          resets: 1,
+        });
+        expect(close.flags & FLAG.resetReceived).toBe(FLAG.resetReceived);
+        // The host side of the same connection is this process's, in this process's cgroup.
+        const hostClose = await rec.waitFor(
+          (e): e is TcpClose => e.kind === 'tcp_close' && e.sport === port && e.dport === conn.sport,
+          10_000,
+        );
+        expect(hostClose.cgroupId).toBe(ownCgroupId());
+      } finally {
+        server.close();
+        await container.remove({ force: true }).catch(() => {});
+      }
+    },
+  );
 });

@@ -251,6 +251,32 @@ describe('native addon (real kernel)', () => {
     }
   });
 
+  real('lends each batch for its callback: a kept Buffer reads empty after it, a copy stays', async () => {
+    const n = 5_000;
+    const { child, pid } = await stormWaiting(n);
+    const kept: Buffer[] = [];
+    const copies: Buffer[] = [];
+    const c = openCapture(
+      settings({ programs: ['fixture_getpid'], cfg: { target_tgid: pid }, batchMaxBytes: 8192 }),
+      (buf) => {
+        kept.push(buf);
+        copies.push(Buffer.from(buf));
+      },
+    );
+    try {
+      await go(child);
+      await until(() => c.counters().records >= n);
+      await new Promise((r) => setTimeout(r, 50));
+      // Many small batches: their memory went round the pool while later ones were filled.
+      expect(kept.length).toBeGreaterThan(5);
+      expect(kept.every((b) => b.length === 0)).toBe(true);
+      const tgids = copies.flatMap((b) => [...recordOffsets(b)].map((off) => b.readUInt32LE(off + 28)));
+      expect(tgids).toEqual(Array(n).fill(pid));
+    } finally {
+      c.close();
+    }
+  });
+
   real('leaves out and counts a record shorter than the common header, keeping the batch', async () => {
     const n = 1_000;
     const { child, pid } = await stormWaiting(n);

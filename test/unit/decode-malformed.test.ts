@@ -55,6 +55,30 @@ describe('decoder on malformed input', () => {
     expect(stats).toMatchObject({ sizeMismatch: 2, malformed: 2, decoded: 1 });
   });
 
+  it('proc_exec is as long as its argv: any size that holds args_size decodes, others do not', () => {
+    const exec = golden('proc_exec');
+    const used = exec.readUInt32LE(48); // args_size
+    const argsAt = 328;
+    const whole = Buffer.alloc(1352);
+    exec.copy(whole, 0, 0, Math.min(exec.length, argsAt + used));
+    whole.writeUInt32LE(1352, 4); // the full struct, as older writers sent it
+    const trimmed = withHeader(whole, 1, argsAt + ((used + 7) & ~7));
+    const stats = createDecodeStats();
+    const [a, b] = decodeBatch(Buffer.concat([whole, trimmed]), stats);
+    expect(stats).toMatchObject({ decoded: 2, malformed: 0 });
+    expect(a).toEqual(b);
+    expect(a).toMatchObject({ kind: 'proc_exec', argsSize: used });
+    // Shorter than its argv, shorter than the fixed part, longer than the struct.
+    const bad = [
+      withHeader(whole, 1, argsAt + ((used - 1) & ~7)),
+      withHeader(whole, 1, 320),
+      withHeader(whole, 1, 1360),
+    ];
+    const badStats = createDecodeStats();
+    expect(decodeBatch(Buffer.concat([...bad, fork]), badStats).map((e) => e.kind)).toEqual(['proc_fork']);
+    expect(badStats).toMatchObject({ sizeMismatch: 3, malformed: 3 });
+  });
+
   it('a size below the header breaks framing: the rest of the batch is counted lost', () => {
     const stats = createDecodeStats();
     const bad = withHeader(fork, 2, 64);

@@ -104,6 +104,11 @@ export interface CaptureCounters {
 /** `sum`: per-CPU values summed as u64 lanes (the default); `raw`: every CPU's value, 8-byte aligned. */
 export type MapReadMode = 'sum' | 'raw';
 
+/**
+ * Receives one batch: `records` records laid end to end. The Buffer is lent for this call
+ * only: afterwards the addon detaches it (a reference kept reads as empty) and reuses its
+ * memory, so decode it here or copy what you keep (`Buffer.from(batch)`).
+ */
 export type BatchHandler = (batch: Buffer, records: number) => void;
 
 /** A loaded map as the kernel describes it (bpf_map_info). */

@@ -189,7 +189,9 @@ export function createCaptureWriter(
       batches++;
       records += n;
       stream.write(encodeFrameHeader(buf, n, captureWallNs));
-      return stream.write(buf); // the addon's Buffer as is: no copy
+      // A copy: the stream writes later, and the addon lends each batch Buffer for its
+      // callback only (detached afterwards, docs/native.md).
+      return stream.write(Buffer.from(buf));
     },
     close() {
       closing ??= new Promise<void>((resolveClose, reject) => {

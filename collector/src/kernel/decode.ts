@@ -214,7 +214,7 @@ function decodeRecord(
 ): KernelEvent | undefined {
   switch (type) {
     case EVENT_TYPE.proc_exec:
-      return size === EXEC.size ? procExec(buf, o) : mismatch(stats);
+      return execSizeOk(o, size) ? procExec(buf, o) : mismatch(stats);
     case EVENT_TYPE.proc_fork:
       return size === FORK.size ? procFork(buf, o) : mismatch(stats);
     case EVENT_TYPE.proc_exit:
@@ -244,6 +244,15 @@ function decodeRecord(
   }
 }
 
+/**
+ * proc_exec is the one variable-size record: the fixed part, then argv up to the word that
+ * holds its last byte (events.h KT_PROC_EXEC_SIZE). Older writers sent the whole struct.
+ */
+function execSizeOk(o: number, size: number): boolean {
+  const used = size - EXEC_ARGS;
+  return used >= 0 && used <= ARGS_LEN && u32(o + EXEC.fields.args_size.offset) <= used;
+}
+
 function mismatch(stats: DecodeStats): undefined {
   stats.sizeMismatch++;
   stats.malformed++;
@@ -252,6 +261,7 @@ function mismatch(stats: DecodeStats): undefined {
 
 // ---- fields ----
 
+const EXEC_ARGS = EXEC.fields.args.offset;
 const TS = H.fields.ts_ns.offset;
 const CGID = H.fields.cgroup_id.offset;
 const PID = H.fields.pid.offset;

@@ -8,9 +8,10 @@
 //   kafkajs needs for its idempotent producer (it is documented there as experimental).
 //   The broker then discards a batch it already wrote when it comes again under the same
 //   producer id and sequence numbers: kafkajs' own retries, and the delivery loop's, which
-//   resends a failed request unchanged (pipeline/delivery.ts). The producer is replaced
-//   only when the broker refuses its id or sequence; a request repeated after that may be
-//   written twice, and the envelope's (node, bootId, sequence) shows it downstream.
+//   resends a failed request unchanged for a while (pipeline/delivery.ts). The producer is
+//   replaced when the broker refuses its id or sequence and when the delivery loop stops
+//   resending unchanged; a request repeated after that may be written twice, and the
+//   envelope's (node, bootId, sequence) shows it downstream.
 // - One sendBatch per topic, the topics' batches concurrently: a collector's messages of
 //   one topic all have its node's key, so each sendBatch goes to one partition and one
 //   broker. kafkajs 2.2.4 retries a request that spans brokers per broker and keeps the
@@ -64,6 +65,8 @@ export interface MessageSink {
    * send hang through several such timeouts before it fails; each one is a Kafka error.
    */
   onRequestTimeout?(listener: () => void): void;
+  /** The next send goes out under a new producer id, with sequence numbers from 0. */
+  renewProducer?(): Promise<void>;
 }
 
 export interface KafkaSinkOptions {
@@ -245,6 +248,7 @@ export function createKafkaSink(options: KafkaSinkOptions): MessageSink {
     onRequestTimeout(listener) {
       timeoutListeners.push(listener);
     },
+    renewProducer: resetProducer,
   };
 
   async function failed(err: unknown, messages: number, sent: boolean): Promise<SinkResult> {

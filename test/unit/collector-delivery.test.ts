@@ -40,7 +40,7 @@ function scriptedSink(answers: SinkResult[], onSend?: (call: number) => void) {
   return { sink, requests };
 }
 
-function setup(sink: MessageSink, topics: string[]) {
+function setup(sink: MessageSink, topics: string[], resendUnchangedMs?: number) {
   const drops: Array<[string, DropReason]> = [];
   const delivered: string[] = [];
   const queues = topics.map((name) =>
@@ -55,6 +55,7 @@ function setup(sink: MessageSink, topics: string[]) {
     queues,
     sink,
     onDelivered: (_q, ms) => delivered.push(...names(ms)),
+    ...(resendUnchangedMs === undefined ? {} : { resendUnchangedMs }),
   });
   const queue = (topic: string) => queues[topics.indexOf(topic)] as SendQueue;
   return { delivery, queue, drops, delivered };
@@ -100,6 +101,27 @@ describe('delivery loop', () => {
     await delivery.stop();
     expect(requests).toEqual([['events-1', 'stats-1'], ['events-1']]);
     expect(delivered.sort()).toEqual(['events-1', 'stats-1']);
+  });
+
+  it('past resendUnchangedMs, gives the request back to its queue and renews the producer', async () => {
+    const down: SinkResult = { status: 'retryable', error: new Error('all brokers down') };
+    const { sink, requests } = scriptedSink([down, down, down, down]);
+    let renewed = 0;
+    sink.renewProducer = async () => {
+      renewed++;
+    };
+    const { delivery, queue, delivered } = setup(sink, ['events'], 250);
+    queue('events').push(message('events', 1));
+    delivery.start();
+    // Failures at ~0, ~50, ~150 ms go unchanged; then (~350 ms) back to the queue.
+    await new Promise((r) => setTimeout(r, 450));
+    queue('events').push(message('events', 2));
+    expect(await delivery.drain(10_000)).toBe(true);
+    await delivery.stop();
+    expect(renewed).toBeGreaterThanOrEqual(1);
+    // Once given back, the next request is made afresh: the newer message joins it.
+    expect(requests.at(-1)).toEqual(['events-1', 'events-2']);
+    expect(delivered).toEqual(['events-1', 'events-2']);
   });
 
   it('finds a message the broker rejects, drops it counted and delivers the rest once', async () => {

@@ -7,9 +7,13 @@
 // numbers, so a request that was written although it failed here (a broker killed before
 // it answered) is recognised by the broker instead of written twice; a request with other
 // messages under those numbers would be refused as out of order, or taken for the old one
-// and dropped. Topics the sink reports acknowledged are done and not sent again. The
-// collector keeps capturing meanwhile; the queues' bounds decide what is dropped (never a
-// message in flight), and every drop is counted.
+// and dropped. Topics the sink reports acknowledged are done and not sent again.
+// Like the Java producer's delivery.timeout.ms, this lasts resendUnchangedMs: a longer
+// outage puts the messages back in their queues, where the bounds drop the oldest, and the
+// sink starts a new producer id (until a send succeeds, after every failure), so what is
+// sent next can't be mistaken for an old batch; a request that was written just before the
+// outage may then arrive twice, which its (node, bootId, sequence) shows downstream. The
+// collector keeps capturing meanwhile, and every drop is counted.
 import { createLogger } from '../../../common/log.js';
 import type { MessageSink, SinkResult } from '../kafka-sink.js';
 import type { QueuedMessage, SendQueue } from './send-queue.js';
@@ -25,6 +29,11 @@ export interface DeliveryOptions {
   maxRequestBytes?: number;
   onDelivered: (queue: SendQueue, messages: readonly QueuedMessage[]) => void;
   onSendError?: (error: Error | undefined) => void;
+  /**
+   * How long a failed request is sent again unchanged (default 20 s: a killed leader's
+   * partitions have a new one within ~5 s, a restarted broker within ~25 s on a loaded machine).
+   */
+  resendUnchangedMs?: number;
 }
 
 /** The messages one queue contributes to a request (all of one topic). */
@@ -53,6 +62,7 @@ export function createDelivery(options: DeliveryOptions): Delivery {
   const maxRequestMessages = 1_000;
   const initialBackoffMs = 100;
   const maxBackoffMs = 5_000;
+  const resendUnchangedMs = options.resendUnchangedMs ?? 20_000;
 
   let running: Promise<void> | undefined;
   let stopping = false;
@@ -63,8 +73,10 @@ export function createDelivery(options: DeliveryOptions): Delivery {
   let healthy = false;
   let failures = 0;
   let next = 0; // round-robin start, so a busy events queue can't starve stats or metadata
-  // A request that failed retryably: sent again as it is, until it succeeds or is rejected.
+  // A request that failed retryably: sent again as it is, until it succeeds or is rejected,
+  // for resendUnchangedMs from the first failure since the last success.
   let pinned: Part[] | undefined;
+  let failingSince: number | undefined;
   const drainWaiters: Array<() => void> = [];
 
   const empty = (): boolean => queues.every((q) => q.messages === 0);
@@ -167,6 +179,7 @@ export function createDelivery(options: DeliveryOptions): Delivery {
       if (result.status === 'success') {
         healthy = true;
         failures = 0;
+        failingSince = undefined;
         continue;
       }
       healthy = false;
@@ -176,7 +189,12 @@ export function createDelivery(options: DeliveryOptions): Delivery {
         failures = 0;
         continue;
       }
-      pinned = again;
+      failingSince ??= Date.now();
+      if (Date.now() - failingSince < resendUnchangedMs) pinned = again;
+      else {
+        for (const { queue } of again) queue.release();
+        await sink.renewProducer?.();
+      }
       failures++;
       const backoff =
         result.retryInMillis ?? Math.min(maxBackoffMs, initialBackoffMs * 2 ** Math.min(failures - 1, 16));

@@ -14,8 +14,7 @@
 #                                    the cluster's client addresses, comma-separated
 #   kafka.sh quorum [--brokers 1|3]  the KRaft active controller (metadata quorum leader)
 #   kafka.sh topics [--brokers 1|3] [--prefix P] [--partitions N] [--replication-factor N]
-#                                    create the ktrail topics (idempotent); copies per
-#                                    partition follow the broker count (3 on the cluster)
+#                                    create the ktrail topics (idempotent; copies: 3 on the cluster)
 #   kafka.sh logs   [--brokers 1|3] [--node N] [-f]
 #   kafka.sh clean                   stop everything and delete the brokers' data
 #

@@ -137,7 +137,8 @@ export const configSchema = z
         clientId: z.string().default('ktrail'),
         topicPrefix: z.string().default('ktrail.'),
         partitions: positiveInt.default(6),
-        replicationFactor: positiveInt.default(1),
+        /** Copies per partition of topics ktrail creates; unset = min(3, brokers), common/kafka-replication.ts. */
+        replicationFactor: positiveInt.optional(),
         /** How long a Kafka request may go unanswered (a frozen broker) before it counts as failed. */
         requestTimeoutMs: positiveInt.default(30_000),
         /** true = TLS with the system CAs; kafka.tls turns TLS on by itself (docs/kafka.md). */
@@ -504,6 +505,7 @@ function isPlainObject(v: unknown): boolean {
 /** Settings whose default is computed at start (common/memory-budget.ts), as the README says it. */
 const DERIVED_DEFAULTS: Record<string, string> = {
   'collector.memoryBudgetBytes': 'the cgroup memory limit, else 512 MiB',
+  'kafka.replicationFactor': 'min(3, brokers the cluster reports)',
   'collector.bufferMaxBytes': 'derived from collector.memoryBudgetBytes',
   'collector.bufferMaxMessages': 'collector.bufferMaxBytes / 4096',
   'processor.memoryBudgetBytes': 'the cgroup memory limit, else 1 GiB',

@@ -17,6 +17,7 @@ import kafkajs, {
   type Admin,
   CompressionTypes,
   type ITopicConfig,
+  type ITopicMetadata,
   type Kafka,
   type KafkaConfig,
   type LogEntry,
@@ -25,6 +26,7 @@ import kafkajs, {
 } from 'kafkajs';
 import type { KtrailConfig } from './config.js';
 import { ConfigError, TransientError } from './errors.js';
+import { clusterReplication, type Replication } from './kafka-replication.js';
 import { ExplainingKafka, kafkaSecurityOptions, warnInsecureKafka } from './kafka-security.js';
 import { createThrottledWarn, type Logger } from './log.js';
 import { loadCodecAddon } from './native-codec.js';
@@ -245,7 +247,8 @@ export interface EnsureTopicsOptions {
   prefix?: string;
   /** Partitions of every ktrail topic (events and containers must match), 6 by default. */
   partitions?: number;
-  replicationFactor?: number;
+  /** Copies per partition; unset: from the broker count (common/kafka-replication.ts). */
+  replicationFactor?: number | undefined;
   /** How long createTopics waits for leaders, ms. */
   timeoutMs?: number;
 }
@@ -254,6 +257,10 @@ export interface EnsureTopicsResult {
   names: TopicNames;
   created: string[];
   existing: string[];
+  /** What topics created now got (existing ones keep theirs). */
+  replication: Replication;
+  /** Existing topics with fewer copies than `replication` asks for (created on fewer brokers). */
+  fewerReplicas: string[];
 }
 
 /**
@@ -268,11 +275,9 @@ export async function ensureTopics(
 ): Promise<EnsureTopicsResult> {
   const prefix = options.prefix ?? DEFAULT_TOPIC_PREFIX;
   const partitions = options.partitions ?? DEFAULT_PARTITIONS;
-  const replicationFactor = options.replicationFactor ?? 1;
   if (!Number.isInteger(partitions) || partitions < 1)
     throw new ConfigError(`kafka.partitions: must be a positive integer, got ${partitions}`);
-  if (!Number.isInteger(replicationFactor) || replicationFactor < 1)
-    throw new ConfigError(`kafka.replicationFactor: must be a positive integer, got ${replicationFactor}`);
+  const replication = await clusterReplication(admin, options.replicationFactor);
 
   const names = topicNames(prefix);
   const configs = topicConfigs(names);
@@ -288,16 +293,22 @@ export async function ensureTopics(
     const topics: ITopicConfig[] = missing.map((topic) => ({
       topic,
       numPartitions: partitions,
-      replicationFactor,
-      configEntries: Object.entries(configs[topic] ?? {}).map(([name, value]) => ({ name, value })),
+      replicationFactor: replication.replicationFactor,
+      configEntries: Object.entries({
+        ...configs[topic],
+        'min.insync.replicas': String(replication.minInsyncReplicas),
+      }).map(([name, value]) => ({ name, value })),
     }));
     await createTopicsAndWait(admin, topics, options.timeoutMs ?? 30_000);
   }
 
   // Again for all: another process may have created some of them, with its own count.
-  await checkPartitions(admin, wanted, partitions);
+  const metadata = await checkPartitions(admin, wanted, partitions);
   await checkRequiredConfigs(admin, names, configs);
-  return { names, created: missing, existing };
+  const fewerReplicas = metadata
+    .filter((t) => (t.partitions[0]?.replicas.length ?? 0) < replication.replicationFactor)
+    .map((t) => t.name);
+  return { names, created: missing, existing, replication, fewerReplicas };
 }
 
 /**
@@ -365,7 +376,11 @@ export async function waitForTopics(admin: Admin, topics: string[], timeoutMs = 
   }
 }
 
-async function checkPartitions(admin: Admin, topics: string[], partitions: number): Promise<void> {
+async function checkPartitions(
+  admin: Admin,
+  topics: string[],
+  partitions: number,
+): Promise<ITopicMetadata[]> {
   const { topics: metadata } = await admin.fetchTopicMetadata({ topics });
   const wrong = metadata
     .filter((t) => t.partitions.length !== partitions)
@@ -377,6 +392,7 @@ async function checkPartitions(admin: Admin, topics: string[], partitions: numbe
         'count, or recreate the topics (deploy/local/kafka.sh clean for the local stack).',
       { context: { expected: partitions, wrong } },
     );
+  return metadata;
 }
 
 async function checkRequiredConfigs(

@@ -353,7 +353,10 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
           partitions: config.kafka.partitions,
           replicationFactor: config.kafka.replicationFactor,
         });
-        log.info({ created: result.created }, 'topics ready; events and containers are co-partitioned');
+        log.info(
+          { created: result.created, replication: result.replication, fewerReplicas: result.fewerReplicas },
+          'topics ready; events and containers are co-partitioned',
+        );
         return;
       } catch (err) {
         if (err instanceof ConfigError) {

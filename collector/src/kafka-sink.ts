@@ -6,10 +6,20 @@
 // Producer settings and why:
 // - idempotent: true, acks = -1 (all in-sync replicas), maxInFlightRequests = 1: what
 //   kafkajs needs for its idempotent producer (it is documented there as experimental).
-//   The broker then discards kafkajs' own internal retries of a batch it already wrote.
-//   A send that we repeat after a failure is a new batch to kafkajs, so a duplicate is
-//   still possible when a write landed but its acknowledgement was lost; the envelope's
-//   (node, bootId, sequence) makes such duplicates visible and removable downstream.
+//   The broker then discards a batch it already wrote when it comes again under the same
+//   producer id and sequence numbers: kafkajs' own retries, and the delivery loop's, which
+//   resends a failed request unchanged for a while (pipeline/delivery.ts). The producer is
+//   replaced when the broker refuses its id or sequence and when the delivery loop stops
+//   resending unchanged; a request repeated after that may be written twice, and the
+//   envelope's (node, bootId, sequence) shows it downstream.
+// - One sendBatch per topic, the topics' batches concurrently: a collector's messages of
+//   one topic all have its node's key, so each sendBatch goes to one partition and one
+//   broker. kafkajs 2.2.4 retries a request that spans brokers per broker and keeps the
+//   answers of those that succeeded (src/producer/sendMessages.js): when a failed broker's
+//   partition moves to one that had answered, its messages are never sent although the send
+//   succeeds (tulios/kafkajs#1303), and when the send fails in the end the partitions that
+//   had succeeded carry advanced sequence numbers, so resending them writes them twice.
+//   Per topic, what succeeded is known (SinkResult.acknowledgedTopics) and is not resent.
 // - zstd, level 2 (common/kafka.ts ZSTD_LEVEL), through ktrail's codec addon on the libuv
 //   thread pool. It replaced gzip level 1, the only codec kafkajs has built in: on these
 //   Avro batches zstd 2 costs ~40% of gzip 1's CPU for slightly fewer bytes (49% vs 51% of
@@ -42,6 +52,8 @@ export interface SinkResult {
   error?: Error;
   /** The request may have reached the broker and been written although it failed here. */
   maybeWritten?: boolean;
+  /** On a failure: topics whose messages Kafka acknowledged all the same (not to be resent). */
+  acknowledgedTopics?: ReadonlySet<string>;
 }
 
 /** What the delivery loop needs from a sink; tests may wrap it. */
@@ -53,6 +65,8 @@ export interface MessageSink {
    * send hang through several such timeouts before it fails; each one is a Kafka error.
    */
   onRequestTimeout?(listener: () => void): void;
+  /** The next send goes out under a new producer id, with sequence numbers from 0. */
+  renewProducer?(): Promise<void>;
 }
 
 export interface KafkaSinkOptions {
@@ -148,7 +162,6 @@ export function createKafkaSink(options: KafkaSinkOptions): MessageSink {
   fixKafkajsIdleTimer();
   let producer: Producer | undefined;
   let connecting: Promise<Producer> | undefined;
-  let consecutiveFailures = 0;
   const timeoutListeners: (() => void)[] = [];
 
   function newProducer(): Producer {
@@ -203,12 +216,6 @@ export function createKafkaSink(options: KafkaSinkOptions): MessageSink {
         }
         current.messages.push({ key: m.key, value: m.value });
       }
-      const batch: ProducerBatch = {
-        topicMessages,
-        acks: -1,
-        timeout: ACK_TIMEOUT_MS,
-        compression: CompressionTypes.ZSTD,
-      };
       let p: Producer;
       try {
         p = await connected();
@@ -216,13 +223,24 @@ export function createKafkaSink(options: KafkaSinkOptions): MessageSink {
         // No producer, no produce request: nothing of this send can have been written.
         return failed(err, messages.length, false);
       }
-      try {
-        await p.sendBatch(batch);
-        consecutiveFailures = 0;
-        return { status: 'success' };
-      } catch (err) {
-        return failed(err, messages.length, true);
-      }
+      const settled = await Promise.allSettled(
+        topicMessages.map((t) => {
+          const batch: ProducerBatch = {
+            topicMessages: [t],
+            acks: -1,
+            timeout: ACK_TIMEOUT_MS,
+            compression: CompressionTypes.ZSTD,
+          };
+          return p.sendBatch(batch);
+        }),
+      );
+      const rejected = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (rejected === undefined) return { status: 'success' };
+      const acknowledgedTopics = new Set<string>();
+      settled.forEach((r, i) => {
+        if (r.status === 'fulfilled') acknowledgedTopics.add((topicMessages[i] as TopicMessages).topic);
+      });
+      return { ...(await failed(rejected.reason, messages.length, true)), acknowledgedTopics };
     },
     async close() {
       await resetProducer();
@@ -230,6 +248,7 @@ export function createKafkaSink(options: KafkaSinkOptions): MessageSink {
     onRequestTimeout(listener) {
       timeoutListeners.push(listener);
     },
+    renewProducer: resetProducer,
   };
 
   async function failed(err: unknown, messages: number, sent: boolean): Promise<SinkResult> {
@@ -240,15 +259,10 @@ export function createKafkaSink(options: KafkaSinkOptions): MessageSink {
       { error: (err as Error).message, type: errorTypes(err)[0], messages, status },
       'kafka send failed',
     );
-    if (status === 'retryable') await resetProducerIfStuck(err);
-    return { status, error: err as Error, maybeWritten: sent && status === 'retryable' && maybeWritten(err) };
-  }
-
-  async function resetProducerIfStuck(err: unknown): Promise<void> {
-    // Idempotence trouble (sequence, producer id, epoch) needs a new producer id; otherwise a
-    // fresh producer every few failures also clears stale metadata after a long outage.
-    consecutiveFailures++;
-    if (errorTypes(err).some((t) => /SEQUENCE|PRODUCER|EPOCH/.test(t)) || consecutiveFailures % 5 === 0)
+    // Idempotence trouble (sequence, producer id, epoch) needs a new producer id. Nothing
+    // else does: a new id makes a resent request that was written a second copy.
+    if (status === 'retryable' && errorTypes(err).some((t) => /SEQUENCE|PRODUCER|EPOCH/.test(t)))
       await resetProducer();
+    return { status, error: err as Error, maybeWritten: sent && status === 'retryable' && maybeWritten(err) };
   }
 }

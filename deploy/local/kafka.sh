@@ -9,9 +9,12 @@
 #   kafka.sh stop   [--brokers 1|3] [--node N] [--kill]
 #                                    stop what this script started (default: everything);
 #                                    --kill sends SIGKILL, a crash instead of a clean stop
-#   kafka.sh status                  which nodes run, their pids and ports
-#   kafka.sh topics [--brokers 1|3] [--prefix P] [--partitions N]
-#                                    create the ktrail topics (idempotent)
+#   kafka.sh status [--brokers 1|3]  which nodes run, their pids and ports (exit 1: none)
+#   kafka.sh bootstrap [--brokers 1|3]
+#                                    the cluster's client addresses, comma-separated
+#   kafka.sh quorum [--brokers 1|3]  the KRaft active controller (metadata quorum leader)
+#   kafka.sh topics [--brokers 1|3] [--prefix P] [--partitions N] [--replication-factor N]
+#                                    create the ktrail topics (idempotent; copies: 3 on the cluster)
 #   kafka.sh logs   [--brokers 1|3] [--node N] [-f]
 #   kafka.sh clean                   stop everything and delete the brokers' data
 #
@@ -377,8 +380,8 @@ cmd_stop() {
 }
 
 cmd_status() {
-  local n i dir pid state any=1
-  for n in 1 3; do
+  local only=${1:-} n i dir pid state any=1
+  for n in ${only:-1 3}; do
     for ((i = 1; i <= n; i++)); do
       dir=$(node_dir "$n" "$i")
       if pid=$(running_pid "$dir"); then
@@ -390,8 +393,17 @@ cmd_status() {
       fi
     done
   done
-  [ $any = 0 ] || say "no ktrail broker running (start one with: deploy/local/kafka.sh start)"
+  [ $any = 0 ] || say "no ktrail broker running${only:+ in cluster $only} (start one with: deploy/local/kafka.sh start${only:+ --brokers $only})"
   return $any
+}
+
+# The active controller, asked through the Admin API (MetadataQuorum.java, run from source).
+cmd_quorum() {
+  local n=$1
+  [ -f "$LIBS/.pom.sha256" ] || die "broker jars missing: run deploy/local/kafka.sh install"
+  "$(java_cmd)" -Xmx128m -XX:TieredStopAtLevel=1 -cp "$LIBS/*" \
+    -Dlog4j2.configurationFile="$CONF_DIR/log4j2.properties" -Dktrail.kafka.logFile=/dev/null \
+    "$CONF_DIR/MetadataQuorum.java" "$(bootstrap "$n")"
 }
 
 cmd_logs() {
@@ -406,11 +418,10 @@ cmd_topics() {
   shift
   local tsx=$ROOT/node_modules/.bin/tsx
   [ -x "$tsx" ] || die "node_modules missing: run npm ci in $ROOT"
-  # On the 3-node cluster topics get 3 replicas unless the caller says otherwise.
-  local rf=()
-  if [ "$n" = 3 ] && [[ " $* " != *" --replication-factor"* ]]; then rf=(--replication-factor 3); fi
+  # Copies per partition and min.insync.replicas come from the broker count the cluster
+  # reports (common/kafka-replication.ts), unless --replication-factor says otherwise.
   say "ensuring ktrail topics on $(bootstrap "$n")"
-  "$tsx" "$CONF_DIR/topics.ts" --brokers "$(bootstrap "$n")" ${rf[@]+"${rf[@]}"} "$@"
+  "$tsx" "$CONF_DIR/topics.ts" --brokers "$(bootstrap "$n")" "$@"
 }
 
 cmd_clean() {
@@ -476,11 +487,13 @@ main() {
   install) cmd_install ;;
   start) cmd_start "${brokers:-1}" "$node" ;;
   stop) cmd_stop "$brokers" "$node" "$signal" ;;
-  status) cmd_status ;;
+  status) cmd_status "$brokers" ;;
+  bootstrap) bootstrap "${brokers:-1}" ;;
+  quorum) cmd_quorum "${brokers:-1}" ;;
   topics) cmd_topics "${brokers:-1}" ${rest[@]+"${rest[@]}"} ;;
   logs) cmd_logs "${brokers:-1}" "${node:-1}" "$follow" ;;
   clean) cmd_clean ;;
-  *) die "unknown command '$cmd' (install | start | stop | status | topics | logs | clean)" ;;
+  *) die "unknown command '$cmd' (install | start | stop | status | bootstrap | quorum | topics | logs | clean)" ;;
   esac
 }
 

@@ -13,13 +13,17 @@
 // every 2 s (up-status.ts), full logs in <cache>/logs/; otherwise, or with --json /
 // --log-format json, the JSON log lines of the processes as they come.
 //
+// Kafka: one broker by default; `--brokers 3` (or KTRAIL_UP_BROKERS=3) starts a three-node
+// KRaft cluster instead, whose topics get three copies and min.insync.replicas 2 (docs/kafka.md).
+//
 // Ports, so two checkouts can run side by side (environment, default):
 //   KTRAIL_KAFKA_PORT (19092): the broker; the children get it as KTRAIL_KAFKA_BROKERS
 //     unless that is set (then the broker started here is not the one they use)
+//   KTRAIL_KAFKA3_PORT (29092): with --brokers 3, node n listens on it + 2(n-1)
 //   KTRAIL_PROCESSOR_QUERY_PORT (8124): SQL endpoint; ./ktrail query and report read it too
 //   KTRAIL_UP_COLLECTOR_HTTP_PORT (9464), KTRAIL_UP_PROCESSOR_HTTP_PORT (9465): /metrics, /readyz
 //   KTRAIL_CACHE (<repo>/.cache): pid files and logs of everything started here
-import { type ChildProcess, type StdioOptions, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, type StdioOptions, spawn } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -54,8 +58,14 @@ const { values: args } = parseArgs({
     config: { type: 'string' },
     json: { type: 'boolean', default: false },
     'log-format': { type: 'string' },
+    brokers: { type: 'string', default: process.env.KTRAIL_UP_BROKERS ?? '1' },
   },
 });
+if (args.brokers !== '1' && args.brokers !== '3') {
+  console.error(`[up] --brokers (KTRAIL_UP_BROKERS) must be 1 or 3, got '${args.brokers}'`);
+  process.exit(2);
+}
+const CLUSTER = ['--brokers', args.brokers];
 
 const envPort = (name: string, fallback: number): number => {
   const value = Number(process.env[name] ?? fallback);
@@ -69,7 +79,6 @@ const KAFKA_PORT = envPort('KTRAIL_KAFKA_PORT', 19092);
 const QUERY_PORT = envPort('KTRAIL_PROCESSOR_QUERY_PORT', 8124);
 const COLLECTOR_HTTP = envPort('KTRAIL_UP_COLLECTOR_HTTP_PORT', 9464);
 const PROCESSOR_HTTP = envPort('KTRAIL_UP_PROCESSOR_HTTP_PORT', 9465);
-const BROKERS = process.env.KTRAIL_KAFKA_BROKERS ?? `127.0.0.1:${KAFKA_PORT}`;
 // SIGTERM -> exit: the collector's shutdown deadline (10 s) plus its final stats (3 s); the
 // processor's catch-up (10 s) and flush within its own --stop-timeout-ms (30 s).
 const COLLECTOR_STOP_MS = 30_000;
@@ -149,15 +158,24 @@ const running = (name: string, ...rest: string[]) =>
     () => false,
   );
 
-const kafkaWasUp = await running('kafka.sh', 'status');
+const kafkaWasUp = await running('kafka.sh', 'status', ...CLUSTER);
 await scriptStep(
-  `Kafka broker on 127.0.0.1:${KAFKA_PORT}`,
-  `Kafka: starting the local broker on 127.0.0.1:${KAFKA_PORT} (deploy/local/kafka.sh)`,
+  args.brokers === '1' ? `Kafka broker on 127.0.0.1:${KAFKA_PORT}` : 'Kafka: three-node KRaft cluster',
+  args.brokers === '1'
+    ? `Kafka: starting the local broker on 127.0.0.1:${KAFKA_PORT} (deploy/local/kafka.sh)`
+    : 'Kafka: starting a three-node KRaft cluster (deploy/local/kafka.sh --brokers 3)',
   'kafka.sh',
   'start',
+  ...CLUSTER,
 );
-if (!kafkaWasUp) startedHere.push(() => run('kafka.sh', ['stop']));
-await scriptStep('Kafka topics', 'Kafka: ensuring the ktrail topics', 'kafka.sh', 'topics');
+if (!kafkaWasUp) startedHere.push(() => run('kafka.sh', ['stop', ...CLUSTER]));
+const BROKERS =
+  process.env.KTRAIL_KAFKA_BROKERS ??
+  execFileSync('bash', [`${root}/deploy/local/kafka.sh`, 'bootstrap', ...CLUSTER], {
+    cwd: root,
+    encoding: 'utf8',
+  }).trim();
+await scriptStep('Kafka topics', 'Kafka: ensuring the ktrail topics', 'kafka.sh', 'topics', ...CLUSTER);
 
 if (!args['no-docker']) {
   const dockerWasUp = await running('docker.sh', 'status');

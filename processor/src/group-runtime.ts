@@ -1,6 +1,6 @@
 // The consumer-group runtime: the one module that drives kafkajs for consuming. It owns the
 // consumer (subscription, the co-partitioned assigner, pause/resume, commits, heartbeats),
-// the producer behind the side outputs and the admin client, and hands each fetched batch to
+// the producers behind the side outputs and the admin client, and hands each fetched batch to
 // the handler of its topic. Replacing the Kafka client means replacing this file.
 import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
 import type { Logger } from '../../common/log.js';
@@ -8,6 +8,7 @@ import { coPartitionedAssigner } from './assigner.js';
 import { type CatchUpResult, catchUpToEnd } from './catch-up.js';
 import type { BatchControl, InMessage } from './partition-pipeline.js';
 import type { SchemaGate } from './schema-gate.js';
+import { recordingPartitioner } from './side-outputs.js';
 
 /** One fetched batch of one partition. */
 export interface TopicBatch {
@@ -44,14 +45,13 @@ export interface GroupRuntimeOptions {
 
 export class GroupRuntime {
   readonly consumer: Consumer;
-  readonly producer: Producer;
   private readonly admin: Admin;
   private heartbeatFn: (() => Promise<void>) | undefined;
   /** kafkajs' runner state: a commit it gets while stopped returns without committing. */
   private runnerRunning: (() => boolean) | undefined;
 
   constructor(
-    kafka: Kafka,
+    private readonly kafka: Kafka,
     private readonly o: GroupRuntimeOptions,
     private readonly log: Logger,
   ) {
@@ -65,17 +65,28 @@ export class GroupRuntime {
       // to 5 s: the fetch in flight covers only the partitions not paused.
       maxWaitTimeInMs: o.maxWaitTimeMs,
     });
-    // Every produce is to an output that must not stall ingestion: kafkajs' own retries are
-    // kept short, and OptionalOutputs bounds each send and skips (counted) what fails.
-    this.producer = kafka.producer({
-      allowAutoTopicCreation: false,
-      retry: { retries: 2, initialRetryTime: 100, maxRetryTime: 1_000 },
-    });
     this.admin = kafka.admin();
   }
 
+  /**
+   * A new producer for the side outputs (OptionalOutputs connects it, and replaces it after a
+   * failed send). Every produce is to an output that must not stall ingestion: kafkajs' own
+   * retries are kept short, and OptionalOutputs bounds each send and skips (counted) what
+   * fails. Idempotent (kafkajs needs one request in flight for it): a retry after a lost
+   * acknowledgement or a leader change is recognised by the broker, not written twice.
+   */
+  outputProducer(): Producer {
+    return this.kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      createPartitioner: recordingPartitioner,
+      allowAutoTopicCreation: false,
+      retry: { retries: 2, initialRetryTime: 100, maxRetryTime: 1_000 },
+    });
+  }
+
   async connect(): Promise<void> {
-    await Promise.all([this.producer.connect(), this.admin.connect(), this.consumer.connect()]);
+    await Promise.all([this.admin.connect(), this.consumer.connect()]);
   }
 
   /** Subscribes (from the beginning for a new group), then runs until stopped. */
@@ -170,6 +181,6 @@ export class GroupRuntime {
 
   async disconnect(): Promise<void> {
     await this.consumer.disconnect();
-    await Promise.all([this.producer.disconnect(), this.admin.disconnect()]);
+    await this.admin.disconnect();
   }
 }

@@ -162,7 +162,7 @@ export function createProcessor(deps: {
 
   const runtime = new GroupRuntime(deps.kafka, runtimeOptions(options), log);
   const outputs = new OptionalOutputs(
-    runtime.producer,
+    () => runtime.outputProducer(),
     { ...DEFAULT_OUTPUT_OPTIONS, ...options.outputs },
     log,
   );
@@ -238,7 +238,7 @@ export function createProcessor(deps: {
   });
   return {
     async start() {
-      await runtime.connect();
+      await Promise.all([runtime.connect(), outputs.connect()]);
       // Containers: never committed, so every assignment re-reads the compacted topic from
       // the start; events: from the committed watermark (or the beginning for a new group).
       const subscribed = [topics.events, topics.containers];
@@ -265,7 +265,7 @@ export function createProcessor(deps: {
           schemaGate?.close();
         });
         running = false;
-        await runtime.disconnect();
+        await Promise.all([runtime.disconnect(), outputs.close()]);
       })();
       return stopping;
     },

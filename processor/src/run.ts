@@ -56,12 +56,18 @@ export async function runProcessor(
   const kafka = createKafka(kafkaClientOptions(config.kafka, 'processor'), log);
   const admin = kafka.admin();
   await admin.connect();
-  await ensureTopics(admin, {
+  const topics = await ensureTopics(admin, {
     prefix: config.kafka.topicPrefix,
     partitions: config.kafka.partitions,
     replicationFactor: config.kafka.replicationFactor,
   });
   await admin.disconnect();
+  log.info({ created: topics.created, replication: topics.replication }, 'topics ready');
+  if (topics.fewerReplicas.length > 0)
+    log.warn(
+      { topics: topics.fewerReplicas, replication: topics.replication },
+      'topics keep fewer copies than the cluster could hold (created on fewer brokers)',
+    );
   const names = topicNames(config.kafka.topicPrefix);
   const { memoryBudgetBytes: _budget, pendingMaxRows: _rows, ...settings } = config.processor;
   const processor = createProcessor({

@@ -5,7 +5,22 @@
 // then the next batch tries it again. Every skip is returned to the caller, which counts it
 // (metric, ingest_losses table, alert). A skipped send is not retried later: the output is
 // at-least-once while it is up, and says exactly what it skipped while it is down.
-import { CompressionTypes, type Producer } from 'kafkajs';
+//
+// The producer is idempotent (acks=all, one request in flight), so kafkajs' own retries of a
+// request the broker wrote are not written twice. After a failed send it is replaced: kafkajs
+// hands the failed request's sequence numbers to the next send, and a different batch under
+// numbers the broker already holds is refused as out of order (forever, on that producer) or,
+// with the same count, taken for the old one and dropped as a duplicate without a word. And
+// every partition a send wrote to must be in the answer: kafkajs 2.2.4 can leave out a
+// partition whose leader moved to a broker that had already answered (tulios/kafkajs#1303)
+// and report success; such a send counts as skipped.
+import {
+  CompressionTypes,
+  type ICustomPartitioner,
+  Partitioners,
+  type Producer,
+  type RecordMetadata,
+} from 'kafkajs';
 import { kafkajsErrorType } from '../../common/kafka.js';
 import type { Logger } from '../../common/log.js';
 
@@ -55,6 +70,32 @@ export const DEFAULT_OUTPUT_OPTIONS: OutputOptions = {
 };
 
 class OutputTimeoutError extends Error {}
+class UnansweredPartitionError extends Error {}
+
+/** The partition kafkajs chose for each message object, for the answer check. */
+const chosenPartition = new WeakMap<object, number>();
+
+/** kafkajs' default partitioner, remembering its choice per message (the outputs' producer uses it). */
+export const recordingPartitioner: ICustomPartitioner = () => {
+  const inner = Partitioners.DefaultPartitioner();
+  return (args) => {
+    const partition = inner(args);
+    chosenPartition.set(args.message, partition);
+    return partition;
+  };
+};
+
+/** Throws when a partition some of `messages` went to has no answer in `answers`. */
+function checkAnswered(topic: string, messages: object[], answers: RecordMetadata[]): void {
+  const answered = new Set(answers.filter((a) => a.topicName === topic).map((a) => a.partition));
+  const missing = new Set<number>();
+  for (const m of messages) {
+    const partition = chosenPartition.get(m);
+    if (partition !== undefined && !answered.has(partition)) missing.add(partition);
+  }
+  if (missing.size > 0)
+    throw new UnansweredPartitionError(`no answer for partition(s) ${[...missing].join(', ')} of ${topic}`);
+}
 
 interface Down {
   reason: string;
@@ -64,25 +105,63 @@ interface Down {
 
 export class OptionalOutputs {
   private readonly down = new Map<OutputName, Down>();
+  private producer: Promise<Producer> | undefined;
 
+  /** `newProducer`: an idempotent producer with recordingPartitioner, not yet connected. */
   constructor(
-    private readonly producer: Producer,
+    private readonly newProducer: () => Producer,
     private readonly options: OutputOptions,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
   ) {}
+
+  /** Connects the first producer (a failure here fails the processor's start, as before). */
+  async connect(): Promise<void> {
+    await this.connected();
+  }
+
+  async close(): Promise<void> {
+    const current = this.producer;
+    this.producer = undefined;
+    if (current) await (await current.catch(() => undefined))?.disconnect();
+  }
+
+  private connected(): Promise<Producer> {
+    if (this.producer === undefined) {
+      const producer = this.newProducer();
+      const ready = producer.connect().then(() => producer);
+      this.producer = ready;
+      ready.catch(() => {
+        if (this.producer === ready) this.producer = undefined;
+      });
+    }
+    return this.producer;
+  }
+
+  /** After a failed send: the next send gets a new producer (new id, new sequence numbers). */
+  private retire(failed: Promise<Producer>): void {
+    if (this.producer !== failed) return;
+    this.producer = undefined;
+    void failed.then((p) => p.disconnect()).catch(() => undefined);
+  }
 
   /** Publishes one output's messages, or skips it; never throws. */
   async publish(send: OutputSend): Promise<OutputResult> {
     const down = this.down.get(send.output);
     if (down !== undefined && this.now() < down.retryAtMs)
       return { output: send.output, skipped: true, reason: down.reason, wentDown: false };
+    const producer = this.connected();
     try {
       // Dead letters are rare and can be large (a cut copy of a message): compressed.
       const compression = send.output === 'deadletter' ? CompressionTypes.ZSTD : CompressionTypes.None;
-      for (const messages of chunkBySize(send.messages, this.options.maxRequestBytes))
-        await this.withTimeout(this.producer.send({ topic: send.topic, messages, acks: -1, compression }));
+      for (const messages of chunkBySize(send.messages, this.options.maxRequestBytes)) {
+        const answers = await this.withTimeout(
+          producer.then((p) => p.send({ topic: send.topic, messages, acks: -1, compression })),
+        );
+        checkAnswered(send.topic, messages, answers);
+      }
     } catch (err) {
+      this.retire(producer);
       const reason = failureReason(err);
       const backoffMs =
         down === undefined
@@ -126,6 +205,7 @@ export class OptionalOutputs {
 
 function failureReason(err: unknown): string {
   if (err instanceof OutputTimeoutError) return 'timeout';
+  if (err instanceof UnansweredPartitionError) return 'unanswered_partition';
   return kafkajsErrorType(err)?.toLowerCase() ?? 'produce_failed';
 }
 

@@ -7,8 +7,9 @@ export function launchCli(
   name: 'collector' | 'processor',
   env: Record<string, string>,
   log: string[],
+  args: string[] = [],
 ): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', `${REPO_ROOT}/${name}/src/cli.ts`], {
+  const child = spawn(process.execPath, ['--import', 'tsx', `${REPO_ROOT}/${name}/src/cli.ts`, ...args], {
     cwd: REPO_ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -104,7 +104,7 @@ export async function deleteTopics(endpoint: KafkaEndpoint, topics: string[]): P
 
 // --- the three-node cluster (failover tests) -------------------------------------------------
 
-/** Starts (or reuses) the 3-node KRaft cluster on 29092/29094/29096; takes ~20-30 s. */
+/** Starts (or reuses) the 3-node KRaft cluster on KTRAIL_KAFKA3_PORT (29092), +2, +4; ~20-60 s. */
 export async function startCluster3(): Promise<KafkaEndpoint> {
   await assertTools();
   await kafkaSh(['start', '--brokers', '3']);
@@ -126,6 +126,49 @@ export async function stopCluster3Node(node: 1 | 2 | 3, options: { kill?: boolea
 /** Brings a stopped node back and waits until it serves again. */
 export async function startCluster3Node(node: 1 | 2 | 3): Promise<void> {
   await kafkaSh(['start', '--brokers', '3', '--node', String(node)]);
+}
+
+/** The node that is the cluster's KRaft active controller now (kafka.sh quorum, DescribeQuorum). */
+export async function activeController(): Promise<number> {
+  const out = await kafkaSh(['quorum', '--brokers', '3']);
+  const leader = /^leader (-?\d+) /m.exec(out);
+  if (!leader) throw new Error(`kafka.sh quorum printed no leader: ${out.trim()}`);
+  return Number(leader[1]);
+}
+
+/**
+ * Waits until every partition of `topics` has a leader and all its replicas in sync: a
+ * restarted node has caught up, so the next one may go down without losing a copy.
+ */
+export async function waitInSync(
+  endpoint: KafkaEndpoint,
+  topics: string[],
+  timeoutMs = 120_000,
+): Promise<void> {
+  const admin = quietKafka(endpoint.brokers, 'ktrail-test-isr').admin();
+  await admin.connect();
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  try {
+    for (;;) {
+      try {
+        const { topics: metadata } = await admin.fetchTopicMetadata({ topics });
+        const lagging = metadata.flatMap((t) =>
+          t.partitions
+            .filter((p) => p.leader < 0 || p.isr.length < p.replicas.length)
+            .map((p) => `${t.name}/${p.partitionId} leader ${p.leader} isr [${p.isr}] of [${p.replicas}]`),
+        );
+        if (lagging.length === 0) return;
+        last = lagging.join('; ');
+      } catch (err) {
+        last = (err as Error).message;
+      }
+      if (Date.now() > deadline) throw new Error(`replicas not in sync after ${timeoutMs} ms: ${last}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  } finally {
+    await admin.disconnect();
+  }
 }
 
 // --- a broker of a test's own (outage tests) -------------------------------------------------

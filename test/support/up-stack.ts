@@ -47,6 +47,16 @@ async function freeKafkaPort(): Promise<number> {
   throw new Error(`no free broker port pair in ${base}-${base + 400}`);
 }
 
+/** A base port for a three-node cluster: six free ports from it on (clients and controllers). */
+async function freeClusterPort(): Promise<number> {
+  const base = Number(process.env.KTRAIL_KAFKA3_PORT ?? 29092) + 300;
+  for (let p = base; p < base + 400; p += 10) {
+    const open = await Promise.all([0, 1, 2, 3, 4, 5].map((i) => portOpen(p + i)));
+    if (!open.includes(true)) return p;
+  }
+  throw new Error(`no six free ports for a cluster in ${base}-${base + 400}`);
+}
+
 /** Pids of processes (other than this one) that carry `KTRAIL_CACHE=<cache>` or name the cache. */
 export function processesOf(cache: string): number[] {
   const found: number[] = [];
@@ -99,6 +109,8 @@ export interface StartOptions {
   again?: UpStack;
   /** On a pseudo-terminal of 120 columns: the human view. */
   tty?: boolean;
+  /** More arguments for `./ktrail up` (`--brokers 3`). */
+  args?: string[];
 }
 
 async function stackEnv(options: StartOptions): Promise<NodeJS.ProcessEnv> {
@@ -107,6 +119,7 @@ async function stackEnv(options: StartOptions): Promise<NodeJS.ProcessEnv> {
     ...process.env,
     KTRAIL_CACHE: mkdtempSync(join(tmpdir(), `ktrail-${options.name}-`)),
     KTRAIL_KAFKA_PORT: String(await freeKafkaPort()),
+    KTRAIL_KAFKA3_PORT: String(await freeClusterPort()),
     KTRAIL_PROCESSOR_QUERY_PORT: String(await freePort()),
     KTRAIL_UP_COLLECTOR_HTTP_PORT: String(await freePort()),
     KTRAIL_UP_PROCESSOR_HTTP_PORT: String(await freePort()),
@@ -124,7 +137,13 @@ export async function startUp(options: StartOptions): Promise<UpStack> {
   const cache = env.KTRAIL_CACHE as string;
   const node = env.KTRAIL_NODE as string;
   const queryPort = Number(env.KTRAIL_PROCESSOR_QUERY_PORT);
-  const args = ['up', '--chdb-path', join(cache, 'chdb'), ...(options.docker ? [] : ['--no-docker'])];
+  const args = [
+    'up',
+    '--chdb-path',
+    join(cache, 'chdb'),
+    ...(options.docker ? [] : ['--no-docker']),
+    ...(options.args ?? []),
+  ];
   const up =
     options.tty === true
       ? spawn(

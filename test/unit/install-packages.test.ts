@@ -75,7 +75,14 @@ describe('Debian packages per path', () => {
     expect(flags).toEqual(expect.arrayContaining(['--no-install-recommends', '--no-upgrade']));
     // apt 2.5+ otherwise upgrades every installed package of a new package's source package.
     expect(flags).toContain('APT::Get::Upgrade-By-Source-Package=false');
-    for (const script of ['install.sh', 'node.sh', 'docker.sh', 'containerd.sh', 'clickhouse-server.sh', 'go.sh'])
+    for (const script of [
+      'install.sh',
+      'node.sh',
+      'docker.sh',
+      'containerd.sh',
+      'clickhouse-server.sh',
+      'go.sh',
+    ])
       expect(readFileSync(`${local}/${script}`, 'utf8'), script).not.toMatch(APT_COMMAND);
   });
 });

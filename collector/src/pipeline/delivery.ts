@@ -1,12 +1,21 @@
 // The delivery loop: moves encoded messages from the bounded send queues (one per topic:
 // events, container metadata, stats) to the sink, one request in flight at a time (the
 // idempotent producer's rule). Messages leave a queue only when the sink says 'success'
-// (delivered) or 'failure' for a lone message (dropped as kafka_rejected); on 'retryable'
-// they go back to the head of their queue and the loop backs off exponentially, with
-// jitter, up to maxBackoffMs. The collector keeps capturing meanwhile; the queues' bounds
-// decide what is dropped, and every drop is counted.
+// (delivered) or 'failure' for a lone message (dropped as kafka_rejected). On 'retryable'
+// the loop backs off exponentially, with jitter, up to maxBackoffMs, and then sends the
+// same messages again, nothing added: the idempotent producer reuses their sequence
+// numbers, so a request that was written although it failed here (a broker killed before
+// it answered) is recognised by the broker instead of written twice; a request with other
+// messages under those numbers would be refused as out of order, or taken for the old one
+// and dropped. Topics the sink reports acknowledged are done and not sent again.
+// Like the Java producer's delivery.timeout.ms, this lasts resendUnchangedMs: a longer
+// outage puts the messages back in their queues, where the bounds drop the oldest, and the
+// sink starts a new producer id (until a send succeeds, after every failure), so what is
+// sent next can't be mistaken for an old batch; a request that was written just before the
+// outage may then arrive twice, which its (node, bootId, sequence) shows downstream. The
+// collector keeps capturing meanwhile, and every drop is counted.
 import { createLogger } from '../../../common/log.js';
-import type { MessageSink } from '../kafka-sink.js';
+import type { MessageSink, SinkResult } from '../kafka-sink.js';
 import type { QueuedMessage, SendQueue } from './send-queue.js';
 
 export interface DeliveryOptions {
@@ -20,6 +29,17 @@ export interface DeliveryOptions {
   maxRequestBytes?: number;
   onDelivered: (queue: SendQueue, messages: readonly QueuedMessage[]) => void;
   onSendError?: (error: Error | undefined) => void;
+  /**
+   * How long a failed request is sent again unchanged (default 20 s: a killed leader's
+   * partitions have a new one within ~5 s, a restarted broker within ~25 s on a loaded machine).
+   */
+  resendUnchangedMs?: number;
+}
+
+/** The messages one queue contributes to a request (all of one topic). */
+interface Part {
+  queue: SendQueue;
+  messages: QueuedMessage[];
 }
 
 export interface Delivery {
@@ -42,6 +62,7 @@ export function createDelivery(options: DeliveryOptions): Delivery {
   const maxRequestMessages = 1_000;
   const initialBackoffMs = 100;
   const maxBackoffMs = 5_000;
+  const resendUnchangedMs = options.resendUnchangedMs ?? 20_000;
 
   let running: Promise<void> | undefined;
   let stopping = false;
@@ -52,6 +73,10 @@ export function createDelivery(options: DeliveryOptions): Delivery {
   let healthy = false;
   let failures = 0;
   let next = 0; // round-robin start, so a busy events queue can't starve stats or metadata
+  // A request that failed retryably: sent again as it is, until it succeeds or is rejected,
+  // for resendUnchangedMs from the first failure since the last success.
+  let pinned: Part[] | undefined;
+  let failingSince: number | undefined;
   const drainWaiters: Array<() => void> = [];
 
   const empty = (): boolean => queues.every((q) => q.messages === 0);
@@ -79,54 +104,98 @@ export function createDelivery(options: DeliveryOptions): Delivery {
     });
   }
 
+  /** A new request: a share of each non-empty queue, starting at the round-robin point. */
+  function takeRequest(): Part[] {
+    const parts: Part[] = [];
+    let bytes = 0;
+    let count = 0;
+    for (let i = 0; i < queues.length; i++) {
+      const queue = queues[(next + i) % queues.length] as SendQueue;
+      if (queue.messages === 0 || bytes >= maxRequestBytes || count >= maxRequestMessages) continue;
+      const messages = queue.takeForSend(Math.max(1, maxRequestBytes - bytes), maxRequestMessages - count);
+      if (messages.length === 0) continue;
+      parts.push({ queue, messages });
+      count += messages.length;
+      for (const m of messages) bytes += m.value.length;
+    }
+    next = (next + 1) % queues.length;
+    return parts;
+  }
+
+  /**
+   * Sends `parts` once and settles what the answer decides: acknowledged parts leave their
+   * queues, a rejected lone message is dropped. Returns the parts to send again (pinned),
+   * or undefined when nothing of this request is left.
+   */
+  async function sendParts(parts: Part[]): Promise<{ result: SinkResult; again?: Part[] }> {
+    const all = parts.length === 1 ? (parts[0] as Part).messages : parts.flatMap((p) => p.messages);
+    const result = await sink.send(all);
+    if (result.status === 'success') {
+      for (const { queue } of parts) onDelivered(queue, queue.ack());
+      return { result };
+    }
+    if (result.maybeWritten) for (const m of all) m.maybeWritten = true;
+    // Topics Kafka acknowledged before another one failed: delivered, never sent again.
+    const left = parts.filter(({ queue, messages }) => {
+      if (!result.acknowledgedTopics?.has((messages[0] as QueuedMessage).topic)) return true;
+      onDelivered(queue, queue.ack());
+      return false;
+    });
+    if (left.length === 0) return { result };
+    if (result.status === 'retryable') return { result, again: left };
+    if (left.length === 1 && (left[0] as Part).messages.length === 1) {
+      // The broker rejects this message itself: drop it, counted, and go on.
+      (left[0] as Part).queue.dropInFlight('kafka_rejected');
+      return { result };
+    }
+    // Several messages: a rejection by content writes nothing, so they may be regrouped to
+    // find the bad one, each sent alone.
+    for (const { queue } of left) queue.release();
+    return sendOneByOne();
+  }
+
+  /** Isolates a rejected message by sending each head message alone. */
+  async function sendOneByOne(): Promise<{ result: SinkResult; again?: Part[] }> {
+    let last: { result: SinkResult; again?: Part[] } = { result: { status: 'success' } };
+    for (const queue of queues) {
+      if (queue.messages === 0) continue;
+      last = await sendParts([{ queue, messages: queue.takeForSend(1, 1) }]);
+      if (last.again) return last;
+    }
+    return last;
+  }
+
   async function loop(): Promise<void> {
     while (!stopping) {
-      if (empty()) {
+      if (pinned === undefined && empty()) {
         for (const w of drainWaiters.splice(0)) w();
         await idle();
         continue;
       }
-      // One request: a share of each non-empty queue, starting at the round-robin point.
-      const taken: SendQueue[] = [];
-      const all: QueuedMessage[] = [];
-      let bytes = 0;
-      for (let i = 0; i < queues.length; i++) {
-        const q = queues[(next + i) % queues.length] as SendQueue;
-        if (q.messages === 0 || bytes >= maxRequestBytes || all.length >= maxRequestMessages) continue;
-        const msgs = q.takeForSend(Math.max(1, maxRequestBytes - bytes), maxRequestMessages - all.length);
-        if (msgs.length === 0) continue;
-        taken.push(q);
-        for (const m of msgs) {
-          all.push(m);
-          bytes += m.value.length;
-        }
-      }
-      next = (next + 1) % queues.length;
-
-      const result = await sink.send(all);
+      const parts = pinned ?? takeRequest();
+      pinned = undefined;
+      if (parts.length === 0) continue;
+      const { result, again } = await sendParts(parts);
       if (result.status === 'success') {
         healthy = true;
         failures = 0;
-        for (const q of taken) onDelivered(q, q.ack());
+        failingSince = undefined;
         continue;
       }
       healthy = false;
-      failures++;
       options.onSendError?.(result.error);
-      if (result.maybeWritten) for (const m of all) m.maybeWritten = true;
-      if (result.status === 'failure') {
-        if (all.length === 1) {
-          // The broker rejects this message itself: drop it, counted, and go on.
-          (taken[0] as SendQueue).dropInFlight('kafka_rejected');
-          failures = 0;
-          continue;
-        }
-        // Several messages in the request: retry them one at a time to find the bad one.
-        for (const q of taken) q.release();
-        await sendOneByOne();
+      if (again === undefined) {
+        // Settled (rejected messages dropped or isolated): go on without waiting.
+        failures = 0;
         continue;
       }
-      for (const q of taken) q.release();
+      failingSince ??= Date.now();
+      if (Date.now() - failingSince < resendUnchangedMs) pinned = again;
+      else {
+        for (const { queue } of again) queue.release();
+        await sink.renewProducer?.();
+      }
+      failures++;
       const backoff =
         result.retryInMillis ?? Math.min(maxBackoffMs, initialBackoffMs * 2 ** Math.min(failures - 1, 16));
       const jittered = backoff / 2 + Math.random() * (backoff / 2);
@@ -136,22 +205,6 @@ export function createDelivery(options: DeliveryOptions): Delivery {
           'cannot send (kafka or the schema registry unavailable); holding messages and retrying',
         );
       await sleep(jittered);
-    }
-  }
-
-  /** Isolates a rejected message by sending each head message alone. */
-  async function sendOneByOne(): Promise<void> {
-    for (const q of queues) {
-      if (q.messages === 0) continue;
-      const msgs = q.takeForSend(1, 1);
-      const result = await sink.send(msgs);
-      if (result.maybeWritten) for (const m of msgs) m.maybeWritten = true;
-      if (result.status === 'success') onDelivered(q, q.ack());
-      else if (result.status === 'failure') q.dropInFlight('kafka_rejected');
-      else {
-        q.release();
-        return;
-      }
     }
   }
 

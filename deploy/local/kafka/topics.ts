@@ -33,9 +33,11 @@ const program = new Command('kafka-topics')
   )
   .option(
     '--replication-factor <n>',
-    'replicas per partition',
+    'copies per partition (default: min(3, brokers the cluster reports))',
     positiveInt,
-    Number(env.KTRAIL_KAFKA_REPLICATION_FACTOR ?? 1),
+    env.KTRAIL_KAFKA_REPLICATION_FACTOR === undefined
+      ? undefined
+      : Number(env.KTRAIL_KAFKA_REPLICATION_FACTOR),
   )
   .parse();
 
@@ -43,7 +45,7 @@ const opts = program.opts<{
   brokers: string;
   prefix: string;
   partitions: number;
-  replicationFactor: number;
+  replicationFactor?: number;
 }>();
 const logger = createLogger('kafka-topics');
 const kafka = createKafka(
@@ -62,9 +64,17 @@ try {
     partitions: opts.partitions,
     replicationFactor: opts.replicationFactor,
   });
+  const { replicationFactor: rf, minInsyncReplicas: isr, brokers } = result.replication;
   for (const topic of Object.values(result.names))
     console.log(
-      `${result.created.includes(topic) ? 'created' : 'exists '}  ${topic}  (${opts.partitions} partitions)`,
+      result.created.includes(topic)
+        ? `created  ${topic}  (${opts.partitions} partitions, ${rf} copies, min.insync.replicas ${isr})`
+        : `exists   ${topic}  (${opts.partitions} partitions)`,
+    );
+  if (result.fewerReplicas.length > 0)
+    console.log(
+      `warning: ${result.fewerReplicas.join(', ')} keep fewer than ${rf} copies (created on fewer brokers); ` +
+        `the cluster has ${brokers}: raise them with kafka-reassign-partitions`,
     );
 } catch (err) {
   console.error(`kafka topics: ${(err as Error).message}`);

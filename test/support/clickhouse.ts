@@ -4,6 +4,7 @@
 // libchdb binds ONE data directory per process. Test files run in their own worker process,
 // so each worker gets one fresh temp directory and every createTestChdb() call a fresh
 // database in it: tests never see each other's tables.
+
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
@@ -14,6 +15,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import { REPO_ROOT } from '../../common/repo-root.js';
 import { createClickHouse } from '../../processor/src/clickhouse/client.js';
 import { migrate } from '../../processor/src/clickhouse/migrate.js';
+import { IDENTITY_COLUMNS } from '../../processor/src/workload.js';
 import { freePorts } from './ports.js';
 import { issueCert, makeCa } from './tls.js';
 
@@ -219,8 +221,9 @@ export async function startPrivateClickHouseServer(work: string): Promise<Privat
 export async function createLegacyEventTables(ch: ClickHouseClient, database: string): Promise<void> {
   await ch.command({ query: `CREATE DATABASE IF NOT EXISTS ${database}` });
   await ch.command({
+    // The identity columns from the processor's own list: the rows carry every one of them.
     query: `CREATE TABLE IF NOT EXISTS ${database}.cpu_sample (node String, boot_id String, time String,
-      container_id String, container_name String, image String, pod String, namespace String, workload String,
+      ${IDENTITY_COLUMNS.map((c) => `${c} String`).join(', ')},
       join_state String, kafka_partition UInt32, kafka_offset UInt64, ts_ns UInt64, cgroup_id UInt64, pid UInt32,
       tgid UInt32, flags UInt16, cpu_ns UInt64, switches UInt64, interval_ns UInt64)
       ENGINE = MergeTree ORDER BY (node, ts_ns)`,

@@ -8,7 +8,7 @@
 // The topics come from the processor's own ensureTopics: three copies and
 // min.insync.replicas 2 because the cluster reports three brokers (common/kafka-replication.ts).
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject } from 'vitest';
@@ -84,10 +84,14 @@ describe('Kafka cluster: losing a broker under load loses and duplicates nothing
         // The enriched copy of every event would double what the brokers and this 2-core
         // machine carry; what is checked here is the events path into ClickHouse.
         KTRAIL_PROCESSOR_ENRICHED_TOPIC: 'false',
-        KTRAIL_LOG_LEVEL: 'warn',
+        KTRAIL_LOG_LEVEL: process.env.KTRAIL_FAILOVER_LOG_LEVEL ?? 'warn',
       },
       processorLog,
     );
+    // Its whole output, for a failed run (processorLog keeps only the tail).
+    const logFile = createWriteStream(join(work, 'processor.log'));
+    processor.stdout?.pipe(logFile);
+    processor.stderr?.pipe(logFile);
     const tokenFile = join(work, 'query-token');
     await waitFor('the query token', () => (existsSync(tokenFile) ? true : undefined), 120_000, 250);
     sql = httpRunner(`http://127.0.0.1:${queryPort}/`, readFileSync(tokenFile, 'utf8').trim());
@@ -172,7 +176,12 @@ describe('Kafka cluster: losing a broker under load loses and duplicates nothing
       `${node}: collector ${JSON.stringify(summary.final)}, ${Math.round(summary.rate)} events/s over ` +
         `${summary.seconds.toFixed(0)} s, longest stall ${summary.longestStallMs} ms, peak pending ${summary.peakPending}`,
     );
-    const [stored] = await Promise.all([waitStored(sql, DB, node, summary.final.delivered), inSync()]);
+    const [stored] = await Promise.all([
+      waitStored(sql, DB, node, summary.final.delivered).catch((err: Error) => {
+        throw new Error(`${err.message}\nprocessor log tail:\n${processorLog.slice(-30).join('')}`);
+      }),
+      inSync(),
+    ]);
     say(`${node}: store ${JSON.stringify(stored)}; scenario ${Math.round((Date.now() - t0) / 1000)} s`);
     return { summary, stored };
   }

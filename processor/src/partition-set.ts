@@ -12,6 +12,17 @@ import type { PendingBudget } from './pending-budget.js';
 import type { ProcessorHooks, ProcessorStats, ProcessorTopics } from './processor-types.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const OFFSETS_READ_DEADLINE_MS = 15_000;
+
+/** The promise's value, or a rejection once `ms` passed (the promise itself runs on). */
+function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms);
+  });
+  promise.catch(() => {}); // a late failure after the deadline is not unhandled
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}
 
 export interface PartitionSetDeps {
   runtime: Pick<GroupRuntime, 'pause' | 'resume' | 'assignmentOffsets'>;
@@ -147,7 +158,13 @@ export class PartitionSet {
     let fetched: Awaited<ReturnType<GroupRuntime['assignmentOffsets']>>;
     for (;;) {
       try {
-        fetched = await this.d.runtime.assignmentOffsets(topics.events, topics.containers);
+        // Bounded per attempt: a read stuck on a connection to a broker that died (the client's
+        // own retries can take minutes) must not hold the paused partitions; ask again instead.
+        fetched = await withDeadline(
+          this.d.runtime.assignmentOffsets(topics.events, topics.containers),
+          OFFSETS_READ_DEADLINE_MS,
+          'reading committed offsets',
+        );
         break;
       } catch (err) {
         if (gen !== this.generation) return;

@@ -8,7 +8,7 @@
 //  - mid-run, the registry hangs (SIGSTOP) while one partition brings a schema id not seen
 //    yet: that partition waits, the other keeps going, and once the registry answers
 //    (SIGCONT) the held events land too.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ClickHouseClient } from '@clickhouse/client';
@@ -20,7 +20,7 @@ import { createTestTopics, kafkaClient, testOptions } from '../../bench/processo
 import { SyntheticNode } from '../../bench/processor/synthetic.js';
 import { buildCollector } from '../../collector/src/build.js';
 import { validateConfig } from '../../common/config.js';
-import { createKafka, kafkaClientOptions, topicNames } from '../../common/kafka.js';
+import { createKafka, kafkaClientOptions } from '../../common/kafka.js';
 import { createLogger } from '../../common/log.js';
 import { processorCodecFor } from '../../processor/src/codec.js';
 import { createProcessor, processorTopics } from '../../processor/src/processor.js';
@@ -35,9 +35,8 @@ import {
 import { createSchemaRegistration, valueSubject } from '../../schemas/registration.js';
 import { createSchemaRegistryClient } from '../../schemas/registry-client.js';
 import { createProcessorStore, queryRows } from '../support/clickhouse.js';
-import { deleteTopics } from '../support/kafka.js';
 import { endpointOrReason, itReal } from '../support/real.js';
-import { type RegistryInstance, startRegistry } from '../support/registry.js';
+import { endRegistryRun, type RegistryInstance, startRegistry } from '../support/registry.js';
 import { waitFor } from '../support/wait.js';
 
 const kafka = endpointOrReason(inject('kafka'));
@@ -58,16 +57,7 @@ beforeAll(async () => {
   store = await createProcessorStore('registry-outage');
 }, 300_000);
 
-afterAll(async () => {
-  await store?.close();
-  await registry?.stop();
-  if (kafka.value)
-    await deleteTopics(
-      kafka.value,
-      prefixes.flatMap((p) => Object.values(topicNames(p))),
-    );
-  rmSync(work, { recursive: true, force: true });
-});
+afterAll(() => endRegistryRun({ store, registry, kafka: kafka.value, prefixes, work }));
 
 const brokers = (): string[] => kafka.value?.brokers as string[];
 const prefix = (tag: string): string => {

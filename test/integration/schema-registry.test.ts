@@ -8,7 +8,7 @@
 // format (chDB) and Apache Avro for Java. A newer writer schema is resolved to the
 // processor's reader schema; one the subject's compatibility forbids is refused.
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -32,9 +32,8 @@ import { createSchemaRegistration, valueSubject } from '../../schemas/registrati
 import { createSchemaRegistryClient, RegistryRefusedError } from '../../schemas/registry-client.js';
 import type { EventBatch } from '../../schemas/types.js';
 import { createProcessorStore, queryRows } from '../support/clickhouse.js';
-import { deleteTopics } from '../support/kafka.js';
 import { endpointOrReason, itReal } from '../support/real.js';
-import { type RegistryInstance, startRegistry } from '../support/registry.js';
+import { endRegistryRun, type RegistryInstance, startRegistry } from '../support/registry.js';
 import { waitFor } from '../support/wait.js';
 
 const kafka = endpointOrReason(inject('kafka'));
@@ -62,16 +61,7 @@ beforeAll(async () => {
   store = await createProcessorStore('registry');
 }, 300_000);
 
-afterAll(async () => {
-  await store?.close();
-  await registry?.stop();
-  if (kafka.value)
-    await deleteTopics(
-      kafka.value,
-      prefixes.flatMap((p) => Object.values(topicNames(p))),
-    );
-  rmSync(work, { recursive: true, force: true });
-});
+afterAll(() => endRegistryRun({ store, registry, kafka: kafka.value, prefixes, work }));
 
 const brokers = (): string[] => kafka.value?.brokers as string[];
 

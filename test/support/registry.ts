@@ -9,6 +9,8 @@ import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { topicNames } from '../../common/kafka.js';
+import { deleteTopics, type KafkaEndpoint } from './kafka.js';
 import { freePorts } from './ports.js';
 
 const run = promisify(execFile);
@@ -94,4 +96,22 @@ export async function stopTestRegistries(): Promise<void> {
       );
     if (!existsSync(join(dir, 'registry.pid'))) rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** What a registry test file started, undone in its afterAll: store, registry, topics, work dir. */
+export async function endRegistryRun(run: {
+  store?: { close(): Promise<void> } | undefined;
+  registry?: RegistryInstance | undefined;
+  kafka?: KafkaEndpoint | undefined;
+  prefixes: string[];
+  work: string;
+}): Promise<void> {
+  await run.store?.close();
+  await run.registry?.stop();
+  if (run.kafka)
+    await deleteTopics(
+      run.kafka,
+      run.prefixes.flatMap((p) => Object.values(topicNames(p))),
+    );
+  rmSync(run.work, { recursive: true, force: true });
 }

@@ -128,7 +128,7 @@ export interface Collector {
   stop(): Promise<StatsSnapshot>;
   snapshot(): StatsSnapshot;
   readonly counters: CollectorCounters;
-  /** Ready once a produce request has succeeded and Kafka is not failing now. */
+  /** Ready once the source captures, a produce request has succeeded and Kafka is not failing now. */
   ready(): boolean;
   /** A finite source's end (replay without loop): resolves after its last batch. */
   readonly sourceDone: Promise<void> | undefined;
@@ -334,6 +334,8 @@ export function createCollector<E extends KtrailEvent, R>(options: CollectorOpti
   }
 
   let stopping: Promise<StatsSnapshot> | undefined;
+  // Ready means capturing: before the kernel programs attach, an exec is not seen at all.
+  let capturing = false;
 
   return {
     counters,
@@ -345,6 +347,7 @@ export function createCollector<E extends KtrailEvent, R>(options: CollectorOpti
       if (options.containers) await options.containers.start(onContainer);
       for (const s of options.samplers ?? []) await s.start(accept);
       await source.start(onSourceBatch);
+      capturing = true;
       // The first interval starts when capture does (see stats-reporter.ts).
       stats.restartInterval();
       log.info({ topics, settings }, 'collector started');
@@ -389,7 +392,7 @@ export function createCollector<E extends KtrailEvent, R>(options: CollectorOpti
       return snapshot(node, clock.bootId, counters, pending);
     },
     ready() {
-      return delivery.healthy;
+      return capturing && delivery.healthy;
     },
     get sourceDone() {
       return source.done;

@@ -165,4 +165,31 @@ describe('collector stop', () => {
       expect(openUnsentStats('node-twice', dir).load()).toHaveLength(run);
     }
   });
+
+  it('is not ready before the source captures, even once Kafka took a record', async () => {
+    let mode: 'up' | 'down' = 'down';
+    const mem = memorySink({ mode: () => mode });
+    const earlier = collectorWith(mem.sink, burstSource(1, 3), 'node-ready', 200);
+    await earlier.start();
+    await earlier.stop();
+    mode = 'up';
+    // A source that attaches only when told: the kept stats record goes out before it does.
+    let attach: () => void = () => {};
+    const attached = new Promise<void>((r) => {
+      attach = r;
+    });
+    const gated: EventSource = {
+      start: () => attached,
+      stop() {},
+    };
+    const c = collectorWith(mem.sink, gated, 'node-ready', 1_000);
+    const starting = c.start();
+    for (let i = 0; i < 100 && mem.accepted.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(mem.accepted.length).toBeGreaterThan(0);
+    expect(c.ready()).toBe(false);
+    attach();
+    await starting;
+    expect(c.ready()).toBe(true);
+    await c.stop();
+  });
 });

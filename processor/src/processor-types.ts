@@ -159,6 +159,7 @@ export interface Processor {
   pending(): PendingSnapshot;
   /** Committed losses since start, by what and reason (metrics). */
   losses(): LossCount[];
+  /** A member of the group whose partitions are all restored: what it owns, it reads. */
   ready(): boolean;
   memberId(): string;
 }

@@ -279,7 +279,8 @@ export function createProcessor(deps: {
     },
     pending: () => pending.snapshot(),
     losses: () => accounts.losses(),
-    ready: () => running && ps.all().every((s) => s.restored()),
+    // Ready once in the group (a member with no partition is ready) and every partition restored.
+    ready: () => running && ps.memberId !== '' && ps.all().every((s) => s.restored()),
     memberId: () => ps.memberId,
   };
 }

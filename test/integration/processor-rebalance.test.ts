@@ -109,7 +109,10 @@ itReal(kafka.missing)(
     };
 
     const a = await start('member-a');
+    // Not ready before it is a member of the group: it owns nothing yet, so it would read nothing.
+    if (assignments.length === 0) expect(a.ready(), 'ready before joining the group').toBe(false);
     while (commits.length < 3) await sleep(200);
+    expect(a.ready()).toBe(true);
     const b = await start('member-b');
     await start('member-c');
     const commitsBefore = commits.length;

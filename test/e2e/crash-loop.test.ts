@@ -4,17 +4,17 @@
 // the second exit and started again (same store, same group) before the other three.
 // Exactly one crash_loop alert comes out, for the workload, at the third container.
 import { type ChildProcess, execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Consumer } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, inject } from 'vitest';
 import { kafkaClient } from '../../bench/processor/harness.js';
-import { httpRunner } from '../../deploy/clickhouse/queries.js';
+import type { httpRunner } from '../../deploy/clickhouse/queries.js';
 import type { Alert } from '../../processor/src/alerts.js';
 import { createTopicDecoder } from '../../processor/src/codec.js';
-import { launchCli, stopCli } from '../support/cli-child.js';
+import { launchCli, startProcessorCli, stopCli } from '../support/cli-child.js';
 import { endpointOrReason, itReal, missingRoot } from '../support/real.js';
 import { freePort } from '../support/up-stack.js';
 import { waitFor } from '../support/wait.js';
@@ -77,30 +77,19 @@ describe('crash loop end to end: docker -> eBPF -> Kafka -> processor (restarted
 
   /** A processor on the test's store and group; resolves once it answers SQL. */
   async function startProcessor(): Promise<void> {
-    const queryPort = await freePort();
-    processor = launchCli(
-      'processor',
+    const started = await startProcessorCli(
       {
         ...common,
-        KTRAIL_HTTP_PORT: String(await freePort()),
-        KTRAIL_CLICKHOUSE_CHDB_PATH: chdbDir,
         KTRAIL_PROCESSOR_GROUP_ID: `${RUN}-processors`,
-        KTRAIL_PROCESSOR_QUERY_PORT: String(queryPort),
         KTRAIL_PROCESSOR_BATCH_MAX_MS: '500',
         KTRAIL_PROCESSOR_ALERTS_CRASH_LOOP_EXITS: '3',
         KTRAIL_PROCESSOR_ALERTS_CRASH_LOOP_WINDOW_MS: '600000',
       },
+      chdbDir,
       logs.processor,
     );
-    const tokenFile = join(chdbDir, '..', 'query-token');
-    await waitFor('the query token', () => (existsSync(tokenFile) ? true : undefined), 120_000, 500);
-    sql = httpRunner(`http://127.0.0.1:${queryPort}/`, readFileSync(tokenFile, 'utf8').trim());
-    await waitFor(
-      'processor query endpoint',
-      async () => ((await sql.rows('SELECT 1 AS ok').catch(() => []))[0] ? true : undefined),
-      120_000,
-      500,
-    );
+    processor = started.child;
+    sql = started.sql;
   }
 
   /** Non-zero exits of the test's containers, as the processor wrote them (joined in memory). */

@@ -5,13 +5,13 @@
 // is within 10% of what it touched: one that holds 64 MiB for 1 s, one whose process lives
 // less than 100 ms, and one OOM-killed at a 32 MiB limit.
 import { type ChildProcess, execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject } from 'vitest';
-import { httpRunner, type Row } from '../../deploy/clickhouse/queries.js';
-import { launchCli, stopCli } from '../support/cli-child.js';
+import type { httpRunner, Row } from '../../deploy/clickhouse/queries.js';
+import { launchCli, startProcessorCli, stopCli } from '../support/cli-child.js';
 import { endpointOrReason, itReal, missingRoot } from '../support/real.js';
 import { freePort } from '../support/up-stack.js';
 import { waitFor } from '../support/wait.js';
@@ -75,28 +75,13 @@ describe('peak memory of short containers: docker -> eBPF -> Kafka -> processor 
       KTRAIL_KAFKA_PARTITIONS: '1',
       KTRAIL_LOG_LEVEL: 'info',
     };
-    const queryPort = await freePort();
-    processor = launchCli(
-      'processor',
-      {
-        ...common,
-        KTRAIL_HTTP_PORT: String(await freePort()),
-        KTRAIL_CLICKHOUSE_CHDB_PATH: chdbDir,
-        KTRAIL_PROCESSOR_GROUP_ID: `${RUN}-processors`,
-        KTRAIL_PROCESSOR_QUERY_PORT: String(queryPort),
-        KTRAIL_PROCESSOR_BATCH_MAX_MS: '500',
-      },
+    const started = await startProcessorCli(
+      { ...common, KTRAIL_PROCESSOR_GROUP_ID: `${RUN}-processors`, KTRAIL_PROCESSOR_BATCH_MAX_MS: '500' },
+      chdbDir,
       logs.processor,
     );
-    const tokenFile = join(chdbDir, '..', 'query-token');
-    await waitFor('the query token', () => (existsSync(tokenFile) ? true : undefined), 120_000, 500);
-    sql = httpRunner(`http://127.0.0.1:${queryPort}/`, readFileSync(tokenFile, 'utf8').trim());
-    await waitFor(
-      'processor query endpoint',
-      async () => ((await sql.rows('SELECT 1 AS ok').catch(() => []))[0] ? true : undefined),
-      120_000,
-      500,
-    );
+    processor = started.child;
+    sql = started.sql;
     collector = launchCli(
       'collector',
       {

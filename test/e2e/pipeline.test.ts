@@ -2,7 +2,7 @@
 // real dockerd containers doing known work -> the real eBPF collector -> the real Kafka
 // broker -> the processor -> embedded chDB, checked in SQL per container by name.
 import { type ChildProcess, execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,12 +13,12 @@ import {
   type CapacityQuery,
   capacityQuerySql,
   FIRST_QUESTIONS,
-  httpRunner,
+  type httpRunner,
   type Row,
   sqlDateTime,
 } from '../../deploy/clickhouse/queries.js';
 import { buildReport } from '../../deploy/clickhouse/report.js';
-import { launchCli, stopCli } from '../support/cli-child.js';
+import { launchCli, startProcessorCli, stopCli } from '../support/cli-child.js';
 import { endpointOrReason, itReal, missingRoot } from '../support/real.js';
 import { waitFor as waitUntil } from '../support/wait.js';
 
@@ -67,7 +67,7 @@ describe('end to end: containers -> eBPF -> Kafka -> processor -> ClickHouse', (
 
   beforeAll(async () => {
     if (missing !== undefined || 'missing' in kafka) return;
-    const queryPort = await freePort();
+    const _queryPort = await freePort();
     const chdbDir = join(mkdtempSync(join(tmpdir(), 'ktrail-e2e-')), 'chdb');
     const common = {
       KTRAIL_NODE: NODE,
@@ -76,30 +76,19 @@ describe('end to end: containers -> eBPF -> Kafka -> processor -> ClickHouse', (
       KTRAIL_KAFKA_PARTITIONS: '3',
       KTRAIL_LOG_LEVEL: 'info',
     };
-    processor = launchCli(
-      'processor',
+    const started = await startProcessorCli(
       {
         ...common,
-        KTRAIL_HTTP_PORT: String(await freePort()),
-        KTRAIL_CLICKHOUSE_CHDB_PATH: chdbDir,
         KTRAIL_CLICKHOUSE_DATABASE: DB,
         KTRAIL_PROCESSOR_GROUP_ID: `${RUN}-processors`,
-        KTRAIL_PROCESSOR_QUERY_PORT: String(queryPort),
         KTRAIL_PROCESSOR_BATCH_MAX_MS: '500',
         KTRAIL_PROCESSOR_LATE_METADATA_WAIT_MS: '3000',
       },
+      chdbDir,
       logs.processor,
     );
-    // The processor creates its query token beside its store when it starts.
-    const tokenFile = join(chdbDir, '..', 'query-token');
-    await waitFor('the query token', async () => (existsSync(tokenFile) ? true : undefined), 120_000);
-    sql = httpRunner(`http://127.0.0.1:${queryPort}/`, readFileSync(tokenFile, 'utf8').trim());
-    await waitFor(
-      'processor query endpoint',
-      // Not listening yet is not a failure here: the processor is still migrating.
-      async () => ((await rows('SELECT 1 AS ok').catch(() => []))[0] ? true : undefined),
-      120_000,
-    );
+    processor = started.child;
+    sql = started.sql;
     collector = launchCli(
       'collector',
       {

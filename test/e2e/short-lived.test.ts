@@ -6,17 +6,17 @@
 // stops before it starts.
 import { type ChildProcess, execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Consumer } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, inject } from 'vitest';
 import { kafkaClient } from '../../bench/processor/harness.js';
-import { httpRunner, type Row } from '../../deploy/clickhouse/queries.js';
+import type { httpRunner, Row } from '../../deploy/clickhouse/queries.js';
 import { createTopicDecoder } from '../../processor/src/codec.js';
 import type { EnrichedBatch } from '../../processor/src/enriched.js';
-import { launchCli, stopCli } from '../support/cli-child.js';
+import { launchCli, startProcessorCli, stopCli } from '../support/cli-child.js';
 import { type ContainerdEndpoint, ensureContainerd } from '../support/docker.js';
 import { endpointOrReason, itReal, missingRoot } from '../support/real.js';
 import { freePort } from '../support/up-stack.js';
@@ -94,27 +94,13 @@ describe('containers that exit at once: named in every table and in the enriched
 
   beforeAll(async () => {
     if (missing !== undefined || 'missing' in kafka) return;
-    const queryPort = await freePort();
-    processor = launchCli(
-      'processor',
-      {
-        ...common,
-        KTRAIL_HTTP_PORT: String(await freePort()),
-        KTRAIL_CLICKHOUSE_CHDB_PATH: chdbDir,
-        KTRAIL_PROCESSOR_GROUP_ID: `${RUN}-processors`,
-        KTRAIL_PROCESSOR_QUERY_PORT: String(queryPort),
-      },
+    const proc = await startProcessorCli(
+      { ...common, KTRAIL_PROCESSOR_GROUP_ID: `${RUN}-processors` },
+      chdbDir,
       logs.processor,
     );
-    const tokenFile = join(chdbDir, '..', 'query-token');
-    await waitFor('the query token', () => (existsSync(tokenFile) ? true : undefined), 120_000, 500);
-    sql = httpRunner(`http://127.0.0.1:${queryPort}/`, readFileSync(tokenFile, 'utf8').trim());
-    await waitFor(
-      'processor query endpoint',
-      async () => ((await rows('SELECT 1 AS ok').catch(() => []))[0] ? true : undefined),
-      120_000,
-      500,
-    );
+    processor = proc.child;
+    sql = proc.sql;
     collector = launchCli(
       'collector',
       { ...common, KTRAIL_HTTP_PORT: String(await freePort()), KTRAIL_COLLECTOR_BATCH_MAX_MS: '200' },

@@ -8,15 +8,15 @@
 // The topics come from the processor's own ensureTopics: three copies and
 // min.insync.replicas 2 because the cluster reports three brokers (common/kafka-replication.ts).
 import type { ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { createWriteStream, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject } from 'vitest';
 import { writeSyntheticCapture } from '../../bench/collector/synthetic.js';
 import { nodePartitioner } from '../../collector/src/kafka-sink.js';
 import { topicNames } from '../../common/kafka.js';
-import { httpRunner, type SqlRunner } from '../../deploy/clickhouse/queries.js';
-import { launchCli, stopCli } from '../support/cli-child.js';
+import type { SqlRunner } from '../../deploy/clickhouse/queries.js';
+import { launchCli, processorSql, stopCli } from '../support/cli-child.js';
 import { type LoadSummary, type StoreCount, startLoad, waitStored } from '../support/failover-load.js';
 import {
   activeController,
@@ -92,15 +92,7 @@ describe('Kafka cluster: losing a broker under load loses and duplicates nothing
     const logFile = createWriteStream(join(work, 'processor.log'));
     processor.stdout?.pipe(logFile);
     processor.stderr?.pipe(logFile);
-    const tokenFile = join(work, 'query-token');
-    await waitFor('the query token', () => (existsSync(tokenFile) ? true : undefined), 120_000, 250);
-    sql = httpRunner(`http://127.0.0.1:${queryPort}/`, readFileSync(tokenFile, 'utf8').trim());
-    await waitFor(
-      'the processor query endpoint',
-      async () => ((await sql.rows('SELECT 1 AS ok').catch(() => []))[0] ? true : undefined),
-      120_000,
-      500,
-    );
+    sql = await processorSql(work, queryPort as number);
     say(`cluster and processor ready in ${Math.round((Date.now() - t0) / 1000)} s`);
   }, 420_000);
 

@@ -3,6 +3,7 @@
 // the producers behind the side outputs and the admin client, and hands each fetched batch to
 // the handler of its topic. Replacing the Kafka client means replacing this file.
 import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
+import { TransientError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { coPartitionedAssigner } from './assigner.js';
 import { type CatchUpResult, catchUpToEnd } from './catch-up.js';
@@ -156,7 +157,12 @@ export class GroupRuntime {
    */
   async commit(topic: string, partition: number, offset: bigint, metadata: string | null): Promise<void> {
     if (this.runnerRunning?.() === false) throw new Error('consumer not running: nothing committed');
-    await this.consumer.commitOffsets([{ topic, partition, offset: String(offset), metadata }]);
+    try {
+      await this.consumer.commitOffsets([{ topic, partition, offset: String(offset), metadata }]);
+    } catch (err) {
+      if (endsGeneration(err)) throw err;
+      throw new TransientError('offset commit: group coordinator unreachable', { cause: err });
+    }
     if (this.runnerRunning?.() === false)
       throw new Error('consumer stopped during the commit: it may not have landed');
   }
@@ -183,4 +189,22 @@ export class GroupRuntime {
     await this.consumer.disconnect();
     await this.admin.disconnect();
   }
+}
+
+/** kafkajs errors (through their causes) saying this member's generation is over: a rejoin follows. */
+const GENERATION_OVER = new Set([
+  'REBALANCE_IN_PROGRESS',
+  'ILLEGAL_GENERATION',
+  'UNKNOWN_MEMBER_ID',
+  'FENCED_INSTANCE_ID',
+]);
+
+export function endsGeneration(err: unknown): boolean {
+  for (
+    let e = err as { type?: string; cause?: unknown } | undefined;
+    e !== undefined && e !== null;
+    e = e.cause as typeof e
+  )
+    if (typeof e.type === 'string' && GENERATION_OVER.has(e.type)) return true;
+  return false;
 }

@@ -14,7 +14,7 @@ const HELP: Record<keyof ProcessorStats, string> = {
   lateResolved: 'rows joined after waiting for late metadata',
   metadataRecords: 'container records applied',
   metadataEvictions: 'stopped containers evicted from the metadata tables',
-  insertRetries: 'failed writes retried',
+  insertRetries: 'failed writes (inserts, offset commits) retried',
   batchesDropped: 'open batches dropped uncommitted on revocation (re-read by the new owner)',
   alerts: 'alerts raised',
   enrichedEvents: 'events published to the enriched topic (again for a batch rebuilt after a crash)',

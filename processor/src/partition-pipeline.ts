@@ -12,6 +12,7 @@
 // always contiguous. The pipeline knows no Kafka client: it gets messages, and commits and
 // publishes through small interfaces (OffsetCommitter, RowSink, the outputs).
 import { isContainerCgroupPath } from '../../collector/src/containers/cgroup-path.js';
+import { isRetriable } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { DeadLetter } from '../../schemas/types.js';
 import type { AlertStateKeeper } from './alert-state.js';
@@ -51,7 +52,13 @@ import {
   tableForKind,
 } from './rows.js';
 import type { OutputResult, OutputSend } from './side-outputs.js';
-import { type InsertContext, insertTable, insertWhole, LostPartitionError } from './table-insert.js';
+import {
+  type InsertContext,
+  insertTable,
+  insertWhole,
+  LostPartitionError,
+  retryWhileOwned,
+} from './table-insert.js';
 
 /**
  * restoring: waiting for the containers topic to be read (takes no messages);
@@ -60,7 +67,10 @@ import { type InsertContext, insertTable, insertWhole, LostPartitionError } from
  */
 export type PipelineState = 'restoring' | 'open' | 'writing' | 'failed' | 'revoked';
 
-/** Commits an events partition's offset; throws when this member may no longer commit it. */
+/**
+ * Commits an events partition's offset; throws a retriable error (common/errors.ts) when the
+ * coordinator could not be reached, any other when this member may no longer commit it.
+ */
 export interface OffsetCommitter {
   commit(partition: number, offset: bigint, metadata: string | null): Promise<void>;
   /** Keeps group membership alive during long writes; never throws. */
@@ -387,10 +397,17 @@ export class PartitionPipeline {
   }
 
   private async commit(offset: bigint, metadata: string | null): Promise<void> {
-    if (!this.owned()) throw new LostPartitionError('commit');
     try {
-      await this.d.committer.commit(this.partition, offset, metadata);
+      // A coordinator that cannot be reached (moving, restarting broker) is waited for: no
+      // rejoin follows it, so giving the partition up would stall it until the next rebalance.
+      await retryWhileOwned(
+        this.insertCtx,
+        'commit',
+        () => this.d.committer.commit(this.partition, offset, metadata),
+        isRetriable,
+      );
     } catch (err) {
+      if (err instanceof LostPartitionError) throw err;
       // A commit refused by the coordinator means our generation is over.
       this.d.log.warn(
         { err, partition: this.partition },

@@ -50,6 +50,7 @@ export async function retryWhileOwned(
   ctx: InsertContext,
   what: string,
   fn: () => Promise<void>,
+  worthRetrying: (err: unknown) => boolean = () => true,
 ): Promise<void> {
   let delay = ctx.retryInitialMs;
   for (let attempt = 1; ; attempt++) {
@@ -59,11 +60,12 @@ export async function retryWhileOwned(
       return;
     } catch (err) {
       if (!ctx.owned()) throw new LostPartitionError(what);
+      if (!worthRetrying(err)) throw err;
       ctx.stats.insertRetries++;
       const level = isRetriable(err) ? 'warn' : 'error';
       ctx.log[level](
         { err: (err as Error).message, what, attempt, delayMs: delay, partition: ctx.partition },
-        'write failed; retrying',
+        `${what} failed; retrying`,
       );
       const until = Date.now() + delay;
       while (Date.now() < until) {

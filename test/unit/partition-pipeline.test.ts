@@ -2,7 +2,7 @@
 // its small interfaces: a row store, an offset committer and the side outputs. The real
 // broker and engine are exercised in test/integration/processor-*.test.ts.
 import { describe, expect, it } from 'vitest';
-import { PoisonError } from '../../common/errors.js';
+import { PoisonError, TransientError } from '../../common/errors.js';
 import { createLogger } from '../../common/log.js';
 import { AlertStateKeeper } from '../../processor/src/alert-state.js';
 import { MetadataTable } from '../../processor/src/metadata-table.js';
@@ -97,9 +97,16 @@ function setup(options: { maxRows?: number } = {}) {
   const commits: { offset: bigint; metadata: string | null }[] = [];
   const committer = {
     fail: false,
+    /** Commits that fail as an unreachable coordinator does before one lands. */
+    unreachable: 0,
     onHeartbeat: undefined as (() => void) | undefined,
     async commit(_p: number, offset: bigint, metadata: string | null) {
       if (committer.fail) throw new Error('REBALANCE_IN_PROGRESS');
+      if (committer.unreachable > 0) {
+        committer.unreachable--;
+        trace.push('commit failed');
+        throw new TransientError('offset commit: group coordinator unreachable');
+      }
       trace.push(`commit ${offset}${metadata === null ? '' : ` ${metadata}`}`);
       commits.push({ offset, metadata });
     },
@@ -287,6 +294,23 @@ describe('partition pipeline: exactly-once core', () => {
     expect(t.pipeline.state()).toBe('revoked');
     expect(t.dropped).toHaveLength(1);
     expect(t.stats.batchesDropped).toBe(1);
+  });
+
+  it('a coordinator that cannot be reached is waited for: the partition stays owned and commits', async () => {
+    const t = setup();
+    t.committer.unreachable = 3;
+    await t.pipeline.consume([message(0)], t.ctl);
+    await t.settle();
+    expect(t.trace.slice(0, 4)).toEqual([
+      'commit failed',
+      'commit failed',
+      'commit failed',
+      'commit 0 ktrail-cut:0',
+    ]);
+    expect(t.trace.at(-1)).toBe('commit 1');
+    expect(t.pipeline.state()).toBe('open');
+    expect(t.dropped).toEqual([]);
+    expect(t.stats.insertRetries).toBe(3);
   });
 
   it('a failed write is rethrown before the next cut, and nothing past it is committed', async () => {

@@ -3,6 +3,8 @@
 // the producers behind the side outputs and the admin client, and hands each fetched batch to
 // the handler of its topic. Replacing the Kafka client means replacing this file.
 import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
+// kafkajs spreads its error classes into its CommonJS exports: only the default import sees them.
+import kafkajs from 'kafkajs';
 import { TransientError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { coPartitionedAssigner } from './assigner.js';
@@ -50,6 +52,13 @@ export class GroupRuntime {
   private heartbeatFn: (() => Promise<void>) | undefined;
   /** kafkajs' runner state: a commit it gets while stopped returns without committing. */
   private runnerRunning: (() => boolean) | undefined;
+  /**
+   * A commit or heartbeat found the group coordinator gone or moved. kafkajs looks the
+   * coordinator up only when it (re)joins, and rejoins only on an error raised inside its
+   * runner; commits and heartbeats made from the pipeline are outside it, so the next batch
+   * handed to us raises it there.
+   */
+  private coordinatorMoved: unknown;
 
   constructor(
     private readonly kafka: Kafka,
@@ -88,6 +97,13 @@ export class GroupRuntime {
 
   async connect(): Promise<void> {
     await Promise.all([this.admin.connect(), this.consumer.connect()]);
+    // A broker that just started answers the first join with "coordinator is loading" (and
+    // the consumer crashes and restarts on it): ask for the group until its coordinator serves.
+    try {
+      await this.admin.describeGroups([this.o.groupId]);
+    } catch (err) {
+      this.log.warn({ err }, 'group coordinator not answering yet; joining anyway');
+    }
   }
 
   /** Subscribes (from the beginning for a new group), then runs until stopped. */
@@ -112,6 +128,7 @@ export class GroupRuntime {
       eachBatch: async (payload: EachBatchPayload) => {
         this.heartbeatFn = payload.heartbeat;
         this.runnerRunning = payload.isRunning;
+        this.rejoinIfCoordinatorMoved();
         if (gate !== undefined && !(await gate.admit(payload.batch))) return;
         const handler = handlers.get(payload.batch.topic);
         if (handler === undefined) return;
@@ -146,9 +163,25 @@ export class GroupRuntime {
   async heartbeat(): Promise<void> {
     try {
       await this.heartbeatFn?.();
-    } catch {
-      // The REBALANCING event revokes the partitions.
+    } catch (err) {
+      // A rebalance: the REBALANCING event revokes the partitions. A moved coordinator: no
+      // event comes until the runner sees the error.
+      if (!endsGeneration(err)) this.coordinatorMoved ??= err;
     }
+  }
+
+  /** Hands a moved coordinator to kafkajs' runner as the error it rejoins on. */
+  private rejoinIfCoordinatorMoved(): void {
+    if (this.coordinatorMoved === undefined) return;
+    const cause = this.coordinatorMoved;
+    this.coordinatorMoved = undefined;
+    this.log.warn({ err: cause }, 'group coordinator moved: rejoining to find it');
+    throw new kafkajs.KafkaJSProtocolError({
+      type: 'NOT_COORDINATOR_FOR_GROUP',
+      code: 16,
+      retriable: false,
+      message: 'group coordinator moved',
+    } as never);
   }
 
   /**
@@ -161,6 +194,7 @@ export class GroupRuntime {
       await this.consumer.commitOffsets([{ topic, partition, offset: String(offset), metadata }]);
     } catch (err) {
       if (endsGeneration(err)) throw err;
+      this.coordinatorMoved ??= err;
       throw new TransientError('offset commit: group coordinator unreachable', { cause: err });
     }
     if (this.runnerRunning?.() === false)

@@ -9,7 +9,7 @@
 // Output (issue #19): the first `up` writes to a pipe, so its stdout is the JSON log stream;
 // the second test's second `up` runs on a pseudo-terminal and shows the human view (steps, a
 // status block with numbers, no JSON) while the JSON logs go to files. No log file of either
-// holds an ANSI escape.
+// holds an ANSI escape. A healthy start logs no warning or error.
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -179,6 +179,9 @@ describe('./ktrail stop stops what ./ktrail up runs, in order, and no drop escap
     expect(alive(containerd)).toBe(true);
     await execs(`${s.node}-a`, 20);
     await seen(s, `${s.node}-a`, 20);
+    // A healthy start says nothing alarming: no warning or error line from any process.
+    const alarming = s.lines.filter((l) => Number(l.json?.level) >= 40).map((l) => l.raw);
+    expect(alarming, 'warnings or errors in a healthy start').toEqual([]);
 
     // SIGKILL the collector: up restarts it; the gap is what capture_gaps must show.
     const first = s.state()?.collector;

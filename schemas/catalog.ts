@@ -14,7 +14,15 @@ import {
   parsingCanonicalForm,
 } from './fingerprint.js';
 
-export const SCHEMA_NAMES = ['EventBatch', 'ContainerRecord', 'CollectorStats', 'DeadLetter'] as const;
+// The collector's topics, dead letters, then the processor's outputs (events.enriched, alerts).
+export const SCHEMA_NAMES = [
+  'EventBatch',
+  'ContainerRecord',
+  'CollectorStats',
+  'DeadLetter',
+  'EnrichedBatch',
+  'Alert',
+] as const;
 export type SchemaName = (typeof SCHEMA_NAMES)[number];
 
 export const NAMESPACE = 'io.ktrail.v1';

@@ -5,9 +5,8 @@
 // halved while a message is over the size bound, each message numbered by its first event.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { createProcessorCodec, createTopicDecoder } from '../../processor/src/codec.js';
+import { createProcessorCodec } from '../../processor/src/codec.js';
 import { type EnrichedBatch, enrichedMessages } from '../../processor/src/enriched.js';
-import { LOCAL_SCHEMA_NAMES, localHistory, localSchema } from '../../processor/src/local-schemas.js';
 import type { Row } from '../../processor/src/partition-batch.js';
 import {
   buildRow,
@@ -16,15 +15,16 @@ import {
   SOURCE_EVENT,
 } from '../../processor/src/rows.js';
 import { compileSchema } from '../../schemas/avro-types.js';
+import { loadHistorySchemas } from '../../schemas/catalog.js';
 import { createEncoder, createSchemaResolver, singleObjectHeader } from '../../schemas/codec.js';
-import { versionProblems } from '../../schemas/compat.js';
-import { fingerprint64, parsingCanonicalForm } from '../../schemas/fingerprint.js';
+import { fingerprint64 } from '../../schemas/fingerprint.js';
 import { sampleEvents } from '../../schemas/samples.js';
+import { createTopicDecoder } from '../../schemas/topic-decoder.js';
 
 const HEADER = 10; // C3 01 + the schema's 8-byte fingerprint
 const codec = createProcessorCodec();
 const decodeTopic = createTopicDecoder();
-const decode = (value: Buffer) => decodeTopic('enriched', value) as EnrichedBatch;
+const decode = (value: Buffer) => decodeTopic('enriched', value) as unknown as EnrichedBatch;
 
 /** An EventBatch as the processor holds it: read back through the schema resolver. */
 function decodedBatch(node: string, events: unknown[]): DecodedEventBatch {
@@ -181,7 +181,7 @@ describe('processor output codec', () => {
 
   it('has the same event union, in the same order, as EventBatch', () => {
     const eventBatch = JSON.parse(readFileSync('schemas/EventBatch.avsc', 'utf8'));
-    const enriched = JSON.parse(readFileSync('processor/src/schemas-local/EnrichedBatch.avsc', 'utf8'));
+    const enriched = JSON.parse(readFileSync('schemas/EnrichedBatch.avsc', 'utf8'));
     const batchUnion = eventBatch.fields.find((f: { name: string }) => f.name === 'events').type.items;
     const enrichedUnion = enriched.fields
       .find((f: { name: string }) => f.name === 'events')
@@ -190,24 +190,10 @@ describe('processor output codec', () => {
   });
 });
 
-describe('released versions of the processor output schemas (schemas-local/history)', () => {
-  it.each(LOCAL_SCHEMA_NAMES)(
-    '%s: the working schema is released and compatible with every earlier one',
-    (name) => {
-      const versions = localHistory(name);
-      expect(
-        parsingCanonicalForm(versions.at(-1)?.schema),
-        `processor/src/schemas-local/${name}.avsc (or an event record it inlines) is not released: run npx tsx processor/src/local-schemas.ts`,
-      ).toBe(parsingCanonicalForm(localSchema(name)));
-      const labelled = versions.map((v) => ({ label: `v${v.version}`, schema: v.schema }));
-      expect(versionProblems(name, labelled.length === 1 ? [...labelled, ...labelled] : labelled)).toEqual(
-        [],
-      );
-    },
-  );
-
+// Release and compatibility of EnrichedBatch and Alert: schemas-compat and schemas-golden.
+describe('released versions of the enriched schema', () => {
   it('an enriched message written with v1 (before the identity columns) reads with their defaults', () => {
-    const [v1] = localHistory('EnrichedBatch');
+    const [v1] = loadHistorySchemas('EnrichedBatch');
     const type = compileSchema(v1?.schema);
     const exec = events.find((e) => e.kind === 'proc_exec')!;
     const old = {

@@ -25,6 +25,17 @@ export const SCHEMA_NAMES = [
 ] as const;
 export type SchemaName = (typeof SCHEMA_NAMES)[number];
 
+/** The schema each topic carries, by the topic's role (names come from the topic prefix). */
+export const TOPIC_SCHEMAS = {
+  events: 'EventBatch',
+  containers: 'ContainerRecord',
+  stats: 'CollectorStats',
+  deadletter: 'DeadLetter',
+  enriched: 'EnrichedBatch',
+  alerts: 'Alert',
+} as const satisfies Record<string, SchemaName>;
+export type TopicKind = keyof typeof TOPIC_SCHEMAS;
+
 export const NAMESPACE = 'io.ktrail.v1';
 
 // Directories end with '/': callers append file names.

@@ -2,20 +2,12 @@
 // topic carries one schema, and every message goes through the schema resolver, so any
 // released version of it (schemas/history/) or one only the registry knows is read as the
 // current schema. Anything unreadable throws the resolver's PoisonError.
+import { TOPIC_SCHEMAS, type TopicKind } from './catalog.js';
 import { catalog, createSchemaResolver } from './codec.js';
 import type { SchemaRegistryClient } from './registry-client.js';
 import type { SchemaTypes } from './types.js';
 
-/** The schema each topic carries, by the topic's role (names come from the topic prefix). */
-export const TOPIC_SCHEMAS = {
-  events: 'EventBatch',
-  containers: 'ContainerRecord',
-  stats: 'CollectorStats',
-  deadletter: 'DeadLetter',
-  enriched: 'EnrichedBatch',
-  alerts: 'Alert',
-} as const;
-export type TopicKind = keyof typeof TOPIC_SCHEMAS;
+export type { TopicKind };
 export const TOPIC_KINDS = Object.keys(TOPIC_SCHEMAS) as TopicKind[];
 
 /** What a message of the topic decodes to. */

@@ -23,7 +23,7 @@ import {
   setSchemaId,
   singleObjectHeader,
 } from '../../schemas/codec.js';
-import { createSchemaRegistration, valueSubject } from '../../schemas/registration.js';
+import { createSchemaRegistration, topicSubjects, valueSubject } from '../../schemas/registration.js';
 import {
   type CompatibilityLevel,
   createSchemaRegistryClient,
@@ -117,11 +117,7 @@ export function createProcessorCodec(
   };
   const registration = createSchemaRegistration({
     client: registry.client,
-    subjects: [
-      { subject: subjects.deadletter, schema: catalog().current.DeadLetter.schema },
-      { subject: subjects.enriched, schema: catalog().current.EnrichedBatch.schema },
-      { subject: subjects.alerts, schema: catalog().current.Alert.schema },
-    ],
+    subjects: topicSubjects(registry.topics),
     compatibility: registry.compatibility,
     log: registry.logger ?? createLogger('processor.registry'),
   });

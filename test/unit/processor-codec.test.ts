@@ -4,9 +4,14 @@
 // same union as EventBatch; a cut's rows become messages by node, containers listed once,
 // halved while a message is over the size bound, each message numbered by its first event.
 import { readFileSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, expectTypeOf, it } from 'vitest';
+import type { Alert } from '../../processor/src/alerts.js';
 import { createProcessorCodec } from '../../processor/src/codec.js';
-import { type EnrichedBatch, enrichedMessages } from '../../processor/src/enriched.js';
+import {
+  type EnrichedBatch,
+  type EnrichedContainer,
+  enrichedMessages,
+} from '../../processor/src/enriched.js';
 import type { Row } from '../../processor/src/partition-batch.js';
 import {
   buildRow,
@@ -20,6 +25,7 @@ import { createEncoder, createSchemaResolver, singleObjectHeader } from '../../s
 import { fingerprint64 } from '../../schemas/fingerprint.js';
 import { sampleEvents } from '../../schemas/samples.js';
 import { createTopicDecoder } from '../../schemas/topic-decoder.js';
+import type * as Avro from '../../schemas/types.js';
 
 const HEADER = 10; // C3 01 + the schema's 8-byte fingerprint
 const codec = createProcessorCodec();
@@ -66,6 +72,16 @@ const joined = (name: string) => ({
 });
 
 describe('processor output codec', () => {
+  it("the processor's output types fit the types generated from schemas/ (checked by tsc)", () => {
+    expectTypeOf<Alert>().toExtend<Avro.Alert>();
+    expectTypeOf<EnrichedContainer>().toEqualTypeOf<Avro.EnrichedContainer>();
+    // Events are the processor's decoded rows (DecodedEvent); the encoder checks them against the union.
+    expectTypeOf<Omit<EnrichedBatch, 'events'>>().toEqualTypeOf<Omit<Avro.EnrichedBatch, 'events'>>();
+    expectTypeOf<Omit<EnrichedBatch['events'][number], 'event'>>().toEqualTypeOf<
+      Omit<Avro.EnrichedEvent, 'event'>
+    >();
+  });
+
   it('encodes each size in one buffer of its own that reads back whole', () => {
     const exec = events.find((e) => e.kind === 'proc_exec')!;
     const batch = (n: number, argBytes: number): EnrichedBatch => ({

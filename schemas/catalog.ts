@@ -14,8 +14,27 @@ import {
   parsingCanonicalForm,
 } from './fingerprint.js';
 
-export const SCHEMA_NAMES = ['EventBatch', 'ContainerRecord', 'CollectorStats', 'DeadLetter'] as const;
+// The collector's topics, dead letters, then the processor's outputs (events.enriched, alerts).
+export const SCHEMA_NAMES = [
+  'EventBatch',
+  'ContainerRecord',
+  'CollectorStats',
+  'DeadLetter',
+  'EnrichedBatch',
+  'Alert',
+] as const;
 export type SchemaName = (typeof SCHEMA_NAMES)[number];
+
+/** The schema each topic carries, by the topic's role (names come from the topic prefix). */
+export const TOPIC_SCHEMAS = {
+  events: 'EventBatch',
+  containers: 'ContainerRecord',
+  stats: 'CollectorStats',
+  deadletter: 'DeadLetter',
+  enriched: 'EnrichedBatch',
+  alerts: 'Alert',
+} as const satisfies Record<string, SchemaName>;
+export type TopicKind = keyof typeof TOPIC_SCHEMAS;
 
 export const NAMESPACE = 'io.ktrail.v1';
 

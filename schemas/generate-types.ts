@@ -12,6 +12,8 @@ type Json = Record<string, unknown>;
 interface Rendered {
   interfaces: string[];
   eventNames: string[];
+  /** Named types rendered already: the event records appear in EventBatch and EnrichedBatch. */
+  named: Set<string>;
 }
 
 function tsType(schema: unknown, out: Rendered): string {
@@ -51,6 +53,8 @@ function tsType(schema: unknown, out: Rendered): string {
     case 'map':
       return `Record<string, ${tsType(s.values, out)}>`;
     case 'enum':
+      if (out.named.has(String(s.name))) return String(s.name);
+      out.named.add(String(s.name));
       out.interfaces.push(
         `/** ${s.doc ?? s.name} */\nexport type ${s.name} = ${(s.symbols as string[]).map((x) => `'${x}'`).join(' | ')};`,
       );
@@ -64,6 +68,8 @@ function tsType(schema: unknown, out: Rendered): string {
 }
 
 function renderRecord(s: Json, out: Rendered): void {
+  if (out.named.has(String(s.name))) return;
+  out.named.add(String(s.name));
   const lines: string[] = [];
   const kind = s['ktrail.kind'];
   if (typeof kind === 'string') {
@@ -79,7 +85,7 @@ function renderRecord(s: Json, out: Rendered): void {
 
 export function renderTypes(): string {
   const schemas = loadCurrentSchemas();
-  const out: Rendered = { interfaces: [], eventNames: [] };
+  const out: Rendered = { interfaces: [], eventNames: [], named: new Set() };
   for (const name of SCHEMA_NAMES) tsType(schemas[name], out);
   const kinds = out.eventNames.map((n) => `${n}['kind']`).join(' | ');
   return [

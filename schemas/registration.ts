@@ -6,6 +6,8 @@
 // schema-gate.ts), so nothing is sent with an id that does not exist.
 import { isRetriable, KtrailError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
+import { TOPIC_SCHEMAS, type TopicKind } from './catalog.js';
+import { catalog } from './codec.js';
 import type { CompatibilityLevel, SchemaRegistryClient } from './registry-client.js';
 
 export interface SubjectSchema {
@@ -15,6 +17,14 @@ export interface SubjectSchema {
 
 /** The subject of a topic's message values (TopicNameStrategy). */
 export const valueSubject = (topic: string): string => `${topic}-value`;
+
+/** The subjects of these topics (role -> topic name), each with the current schema its topic carries. */
+export function topicSubjects(topics: Partial<Record<TopicKind, string>>): SubjectSchema[] {
+  return (Object.entries(topics) as [TopicKind, string][]).map(([kind, topic]) => ({
+    subject: valueSubject(topic),
+    schema: catalog().current[TOPIC_SCHEMAS[kind]].schema,
+  }));
+}
 
 export interface SchemaRegistration {
   /** True once every subject has its id. */

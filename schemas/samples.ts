@@ -2,9 +2,11 @@
 // the golden fixtures (test/fixtures/avro/) and the tests; typed against schemas/types.ts,
 // so a schema change that the samples don't follow fails tsc.
 import type {
+  Alert,
   CollectorStats,
   ContainerRecord,
   DeadLetter,
+  EnrichedBatch,
   EventBatch,
   KtrailEvent,
   SchemaTypes,
@@ -205,9 +207,76 @@ export function sampleDeadLetter(): DeadLetter {
   };
 }
 
+/** Every event kind once, joined (two containers), pending and on the host. */
+export function sampleEnrichedBatch(): EnrichedBatch {
+  const base = sampleEventBatch();
+  return {
+    node: base.node,
+    sourcePartition: 3,
+    firstOffset: 1_000n,
+    lastOffset: 1_009n,
+    firstEvent: 0,
+    containers: [
+      {
+        containerId: 'abc',
+        containerName: 'api',
+        image: 'registry.local/api:1.2.3',
+        pod: 'api-7d9c-xyz',
+        namespace: 'prod',
+        workload: 'prod/api',
+        containerRuntime: 'containerd',
+        podUid: '1234-5678',
+        k8sContainerName: 'api',
+        workloadKind: 'Deployment',
+        workloadName: 'api',
+        composeProject: '',
+        composeService: '',
+        containerdNamespace: 'k8s.io',
+      },
+      {
+        containerId: 'def',
+        containerName: 'shop-web-1',
+        image: 'shop/web:ä',
+        pod: '',
+        namespace: '',
+        workload: 'shop/web',
+        containerRuntime: 'docker',
+        podUid: '',
+        k8sContainerName: '',
+        workloadKind: '',
+        workloadName: '',
+        composeProject: 'shop',
+        composeService: 'web',
+        containerdNamespace: 'moby',
+      },
+    ],
+    events: base.events.map((event, i) => ({
+      timeNs: 1_763_990_000_000_000_000n + BigInt(i),
+      joinState: i % 3 === 0 ? 'joined' : i % 3 === 1 ? 'pending' : 'host',
+      container: i % 3 === 0 ? (i / 3) % 2 : -1,
+      event,
+    })),
+  };
+}
+
+export function sampleAlert(): Alert {
+  return {
+    kind: 'oom_kill',
+    node: 'node-a',
+    container: 'abc',
+    containerName: 'api',
+    namespace: 'prod',
+    pod: 'api-7d9c-xyz',
+    timeNs: 1_764_000_000_123_456_789n,
+    details: { victimPid: '4242', comm: 'java', anonRssKb: '2097152' },
+  };
+}
+
 export const SAMPLES: { [N in keyof SchemaTypes]: () => SchemaTypes[N] } = {
   EventBatch: sampleEventBatch,
   ContainerRecord: sampleContainerRecord,
   CollectorStats: sampleCollectorStats,
   DeadLetter: sampleDeadLetter,
+  EnrichedBatch: sampleEnrichedBatch,
+  Alert: sampleAlert,
 };

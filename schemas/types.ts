@@ -484,6 +484,81 @@ export interface DeadLetter {
   rawSha256: null | string;
 }
 
+/** EnrichedContainer */
+export interface EnrichedContainer {
+  /** container.id */
+  containerId: string;
+  /** container.name: the runtime's name (Docker, containerd; the Kubernetes container name under CRI) */
+  containerName: string;
+  /** container.image.name */
+  image: string;
+  /** k8s.pod.name */
+  pod: string;
+  /** k8s.namespace.name */
+  namespace: string;
+  /** The container's workload, one name per runtime: <namespace>/<owner> (Kubernetes), <project>/<service> (Compose), else the container name (docs/events.md). */
+  workload: string;
+  /** container.runtime: docker, containerd, cri-o, podman */
+  containerRuntime: string;
+  /** k8s.pod.uid */
+  podUid: string;
+  /** k8s.container.name */
+  k8sContainerName: string;
+  /** The pod's owner kind (Deployment, StatefulSet, DaemonSet, Job, CronJob, ReplicaSet, ...): workloadName is k8s.<kind>.name */
+  workloadKind: string;
+  /** The pod's owner name */
+  workloadName: string;
+  /** label com.docker.compose.project */
+  composeProject: string;
+  /** label com.docker.compose.service */
+  composeService: string;
+  /** containerd namespace (k8s.io for CRI) */
+  containerdNamespace: string;
+}
+
+/** JoinState */
+export type JoinState = 'joined' | 'pending' | 'host';
+
+/** EnrichedEvent */
+export interface EnrichedEvent {
+  /** Wall clock (Unix ns). */
+  timeNs: bigint;
+  /** joined: container is set | pending: metadata was late, raw ids only (the ClickHouse <kind>_resolved views re-join it) | host: not a container. */
+  joinState: JoinState;
+  /** Index into containers; -1 unless joined. */
+  container: number;
+  /** The kernel event as the collector sent it (read with the current schema). Same branches, same order as EventBatch.events. */
+  event: KtrailEvent;
+}
+
+/** Events of one node joined with their container, one message per (node, processor batch) or more when one would pass the message size bound. Topic events.enriched, key = node. Delivery is at-least-once: (node, sourcePartition, firstOffset, lastOffset, firstEvent) identifies a message for consumers that deduplicate. The event records are schemas/events/*.avsc, inlined when the schema is loaded. */
+export interface EnrichedBatch {
+  node: string;
+  sourcePartition: number;
+  firstOffset: bigint;
+  lastOffset: bigint;
+  /** Index of this message's first event among the node's events of the batch (0 unless the batch took more than one message). */
+  firstEvent: number;
+  /** The containers this message's events ran in, each once; EnrichedEvent.container indexes it. */
+  containers: EnrichedContainer[];
+  events: EnrichedEvent[];
+}
+
+/** An alert raised by a processor rule. Topic alerts, key = node. At-least-once: (kind, node, container, timeNs) identifies an alert. */
+export interface Alert {
+  /** oom_kill | crash_loop | tcp_spike | data_loss | output_skipped (a string, so new rules need no schema change). */
+  kind: string;
+  node: string;
+  /** Container id; empty for node-level alerts (data_loss). */
+  container: string;
+  containerName: string;
+  namespace: string;
+  pod: string;
+  /** Wall clock (Unix ns) of the event that raised it. */
+  timeNs: bigint;
+  details: Record<string, string>;
+}
+
 /** Every event kind, discriminated by `kind`. */
 export type KtrailEvent =
   | ProcExec
@@ -525,4 +600,6 @@ export interface SchemaTypes {
   ContainerRecord: ContainerRecord;
   CollectorStats: CollectorStats;
   DeadLetter: DeadLetter;
+  EnrichedBatch: EnrichedBatch;
+  Alert: Alert;
 }

@@ -5,7 +5,6 @@ import type { KtrailConfig } from '../../common/config.js';
 import type { TopicNames } from '../../common/kafka.js';
 import { createLogger } from '../../common/log.js';
 import {
-  catalog,
   createEncoder,
   createEventBatchFramer,
   type Encoder,
@@ -16,7 +15,7 @@ import {
 import {
   createSchemaRegistration,
   type SchemaRegistration,
-  valueSubject,
+  topicSubjects,
 } from '../../schemas/registration.js';
 import { createSchemaRegistryClient } from '../../schemas/registry-client.js';
 import type { ContainerRecord as AvroContainerRecord, CollectorStats } from '../../schemas/types.js';
@@ -42,14 +41,9 @@ export function collectorCodec(config: KtrailConfig, topics: TopicNames): Collec
       container: createEncoder('ContainerRecord'),
     };
   const pending: WireFormat = { format: 'confluent', schemaId: PENDING_SCHEMA_ID };
-  const current = catalog().current;
   const registration = createSchemaRegistration({
     client: createSchemaRegistryClient({ url }),
-    subjects: [
-      { subject: valueSubject(topics.events), schema: current.EventBatch.schema },
-      { subject: valueSubject(topics.containers), schema: current.ContainerRecord.schema },
-      { subject: valueSubject(topics.stats), schema: current.CollectorStats.schema },
-    ],
+    subjects: topicSubjects({ events: topics.events, containers: topics.containers, stats: topics.stats }),
     compatibility: config.kafka.schemaRegistryCompatibility,
     log: createLogger('collector.registry', { node: config.node }),
   });

@@ -9,14 +9,14 @@ import { Command, InvalidArgumentError } from 'commander';
 import { pino } from 'pino';
 import { loadConfig } from '../../common/config.js';
 import { createKafka, kafkaClientOptions, topicNames } from '../../common/kafka.js';
+import { createSchemaRegistryClient } from '../../schemas/registry-client.js';
 import {
   createRegistryTopicDecoder,
   createTopicDecoder,
   TOPIC_KINDS,
   type TopicKind,
   topicSchema,
-} from '../../processor/src/codec.js';
-import { createSchemaRegistryClient } from '../../schemas/registry-client.js';
+} from '../../schemas/topic-decoder.js';
 
 const program = new Command('ktrail tail')
   .description("print a ktrail topic's messages as JSON lines, Avro-decoded")

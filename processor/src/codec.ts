@@ -4,8 +4,8 @@
 // schema both land. Anything unreadable is a PoisonError whose context.reason is the
 // DeadLetter.reason class: the caller sends it to the dead-letter path and moves on.
 // Writing: dead letters with the schemas/ encoder, the processor's own outputs (enriched,
-// alerts) with their local schemas; single-object encoded, or with a schema registry in the
-// Confluent wire format under ids the processor registers (subjects `<topic>-value`).
+// alerts) through one scratch buffer; single-object encoded, or with a schema registry in
+// the Confluent wire format under ids the processor registers (subjects `<topic>-value`).
 // With a registry, `prepare` runs before each fetched batch is decoded (schema-gate.ts): it
 // registers the outputs' schemas once and looks up the ids it has not seen.
 import type avsc from 'avsc';
@@ -13,11 +13,7 @@ import type { KtrailConfig } from '../../common/config.js';
 import { KtrailError } from '../../common/errors.js';
 import { topicNames } from '../../common/kafka.js';
 import { createLogger, type Logger } from '../../common/log.js';
-import { compileSchema } from '../../schemas/avro-types.js';
-import { fingerprintKey, loadCurrentSchemas } from '../../schemas/catalog.js';
 import {
-  CONFLUENT_HEADER_BYTES,
-  CONFLUENT_MAGIC,
   catalog,
   confluentHeader,
   createEncoder,
@@ -27,8 +23,7 @@ import {
   setSchemaId,
   singleObjectHeader,
 } from '../../schemas/codec.js';
-import { fingerprint64 } from '../../schemas/fingerprint.js';
-import { createSchemaRegistration, valueSubject } from '../../schemas/registration.js';
+import { createSchemaRegistration, topicSubjects, valueSubject } from '../../schemas/registration.js';
 import {
   type CompatibilityLevel,
   createSchemaRegistryClient,
@@ -36,14 +31,13 @@ import {
 } from '../../schemas/registry-client.js';
 import type { Alert } from './alerts.js';
 import type { EnrichedBatch } from './enriched.js';
-import { type LocalSchemaName, localHistory, localSchema } from './local-schemas.js';
 import type { ProcessorCodec } from './processor.js';
 import type { DecodedEventBatch } from './rows.js';
 
-/** One of the processor's own output schemas (local-schemas.ts): its compiled type and single-object header. */
-function localWriter(name: LocalSchemaName): { type: avsc.Type; header: Buffer } {
-  const schema = localSchema(name);
-  return { type: compileSchema(schema), header: singleObjectHeader(fingerprint64(schema)) };
+/** One of the processor's own output schemas (schemas/): its compiled type and single-object header. */
+function localWriter(name: 'EnrichedBatch' | 'Alert'): { type: avsc.Type; header: Buffer } {
+  const { type, fingerprint } = catalog().current[name];
+  return { type, header: singleObjectHeader(fingerprint) };
 }
 
 /**
@@ -123,11 +117,7 @@ export function createProcessorCodec(
   };
   const registration = createSchemaRegistration({
     client: registry.client,
-    subjects: [
-      { subject: subjects.deadletter, schema: catalog().current.DeadLetter.schema },
-      { subject: subjects.enriched, schema: localSchema('EnrichedBatch') },
-      { subject: subjects.alerts, schema: localSchema('Alert') },
-    ],
+    subjects: topicSubjects(registry.topics),
     compatibility: registry.compatibility,
     log: registry.logger ?? createLogger('processor.registry'),
   });
@@ -157,97 +147,5 @@ export function createProcessorCodec(
       const outputs = registration.attempt();
       return ids === undefined ? outputs : Promise.all([outputs, ids]).then(() => undefined);
     },
-  };
-}
-
-/** The topics `createTopicDecoder` reads, by their role (names come from the topic prefix). */
-export const TOPIC_KINDS = ['events', 'containers', 'stats', 'deadletter', 'enriched', 'alerts'] as const;
-export type TopicKind = (typeof TOPIC_KINDS)[number];
-
-const SCHEMA_BY_TOPIC = {
-  events: 'EventBatch',
-  containers: 'ContainerRecord',
-  stats: 'CollectorStats',
-  deadletter: 'DeadLetter',
-} as const;
-
-/** The current, self-contained writer schema of a topic's messages: what a reader in any language needs. */
-export function topicSchema(kind: TopicKind): Record<string, unknown> {
-  if (kind === 'enriched') return localSchema('EnrichedBatch');
-  if (kind === 'alerts') return localSchema('Alert');
-  return loadCurrentSchemas()[SCHEMA_BY_TOPIC[kind]];
-}
-
-/**
- * Decodes a message of any ktrail topic (`./ktrail tail`, tests, downstream readers in
- * TypeScript): the collector's topics and dead letters through the schema resolver (any
- * known version), the processor's outputs with their current local schema or one of its
- * released versions (local-schemas.ts) resolved to the current one.
- */
-export function createTopicDecoder(): (kind: TopicKind, value: Buffer) => unknown {
-  const resolver = createSchemaResolver();
-  const outputs = { enriched: localReader('EnrichedBatch'), alerts: localReader('Alert') };
-  return (kind, value) => {
-    if (kind !== 'enriched' && kind !== 'alerts') return resolver.decodeAs(SCHEMA_BY_TOPIC[kind], value);
-    const { type, header, older } = outputs[kind];
-    const body = value.subarray(header.length);
-    if (value.length >= header.length && value.subarray(0, header.length).equals(header))
-      return type.fromBuffer(body);
-    // A message written with an earlier released version: resolved to the current one.
-    const resolve =
-      value.length >= header.length && value.subarray(0, 2).equals(header.subarray(0, 2))
-        ? older.get(value.subarray(2, header.length).toString('hex'))
-        : undefined;
-    if (resolve === undefined)
-      throw new Error(
-        `not single-object encoded with a known ${kind} schema (header ${value.subarray(0, 10).toString('hex')})`,
-      );
-    return type.fromBuffer(body, resolve);
-  };
-}
-
-/** The current local schema's reader, and resolvers from each released version to it, by fingerprint key. */
-function localReader(name: LocalSchemaName): {
-  type: avsc.Type;
-  header: Buffer;
-  older: Map<string, avsc.Resolver>;
-} {
-  const { type, header } = localWriter(name);
-  const older = new Map<string, avsc.Resolver>();
-  for (const { schema } of localHistory(name))
-    older.set(fingerprintKey(fingerprint64(schema)), type.createResolver(compileSchema(schema)));
-  return { type, header, older };
-}
-
-/**
- * Like createTopicDecoder, for topics written in the Confluent wire format too: writer
- * schemas are fetched from the registry by id (cached) and resolved to the current reader
- * schema, for the collector's topics and the processor's outputs alike.
- */
-export function createRegistryTopicDecoder(
-  registry: SchemaRegistryClient,
-): (kind: TopicKind, value: Buffer) => Promise<unknown> {
-  const resolver = createSchemaResolver({ registry });
-  const single = createTopicDecoder();
-  const readers = { enriched: localWriter('EnrichedBatch').type, alerts: localWriter('Alert').type };
-  const resolvers = new Map<string, Promise<avsc.Resolver>>();
-  return async (kind, value) => {
-    const confluent = value.length >= CONFLUENT_HEADER_BYTES && value[0] === CONFLUENT_MAGIC;
-    if (kind !== 'enriched' && kind !== 'alerts') {
-      await resolver.prepare([value]);
-      return resolver.decodeAs(SCHEMA_BY_TOPIC[kind], value);
-    }
-    if (!confluent) return single(kind, value);
-    const id = value.readUInt32BE(1);
-    const key = `${kind}:${id}`;
-    let resolving = resolvers.get(key);
-    if (resolving === undefined) {
-      resolving = registry
-        .getSchemaById(id)
-        .then((writer) => readers[kind].createResolver(compileSchema(writer)));
-      resolvers.set(key, resolving);
-      resolving.catch(() => resolvers.delete(key));
-    }
-    return readers[kind].fromBuffer(value.subarray(CONFLUENT_HEADER_BYTES), await resolving);
   };
 }

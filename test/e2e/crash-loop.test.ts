@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, inject } from 'vitest';
 import { kafkaClient } from '../../bench/processor/harness.js';
 import type { httpRunner } from '../../deploy/clickhouse/queries.js';
 import type { Alert } from '../../processor/src/alerts.js';
-import { createTopicDecoder } from '../../processor/src/codec.js';
+import { createTopicDecoder } from '../../schemas/topic-decoder.js';
 import { launchCli, startProcessorCli, stopCli } from '../support/cli-child.js';
 import { endpointOrReason, itReal, missingRoot } from '../support/real.js';
 import { freePort } from '../support/up-stack.js';

@@ -14,8 +14,8 @@ import type { Consumer } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, inject } from 'vitest';
 import { kafkaClient } from '../../bench/processor/harness.js';
 import type { httpRunner, Row } from '../../deploy/clickhouse/queries.js';
-import { createTopicDecoder } from '../../processor/src/codec.js';
-import type { EnrichedBatch } from '../../processor/src/enriched.js';
+import { createTopicDecoder } from '../../schemas/topic-decoder.js';
+import type { EnrichedBatch } from '../../schemas/types.js';
 import { launchCli, startProcessorCli, stopCli } from '../support/cli-child.js';
 import { type ContainerdEndpoint, ensureContainerd } from '../support/docker.js';
 import { endpointOrReason, itReal, missingRoot } from '../support/real.js';
@@ -121,7 +121,7 @@ describe('containers that exit at once: named in every table and in the enriched
     await consumer.subscribe({ topic: `${RUN}.events.enriched`, fromBeginning: true });
     await consumer.run({
       eachMessage: async ({ message }) => {
-        if (message.value !== null) enriched.push(decode('enriched', message.value) as EnrichedBatch);
+        if (message.value !== null) enriched.push(decode('enriched', message.value));
       },
     });
 

@@ -185,7 +185,7 @@ describe('ktrail tail', () => {
     });
     expect(run.lines[1]).toMatchObject({
       offset: '1',
-      error: expect.stringContaining('not single-object encoded'),
+      error: expect.stringContaining('not a single-object or Confluent Avro message'),
     });
   });
 

@@ -16,8 +16,7 @@ import { expect, inject } from 'vitest';
 import { readTopic } from '../../bench/collector/kafka-read.js';
 import { createTestTopics, kafkaClient, nodeProducer } from '../../bench/processor/harness.js';
 import { containerRecord, encodeContainerRecord, SyntheticNode } from '../../bench/processor/synthetic.js';
-import { createTopicDecoder } from '../../processor/src/codec.js';
-import type { EnrichedBatch } from '../../processor/src/enriched.js';
+import { createTopicDecoder } from '../../schemas/topic-decoder.js';
 import { endpointOrReason, itReal } from '../support/real.js';
 
 const run = promisify(execFile);
@@ -160,7 +159,7 @@ itReal(kafka.missing)(
     let published = 0;
     let unjoined = 0;
     for (const m of await readTopic(brokers, names.eventsEnriched, 120_000)) {
-      const batch = decode('enriched', m.value) as EnrichedBatch;
+      const batch = decode('enriched', m.value);
       for (const e of batch.events) {
         published++;
         seen.add(`${batch.node}/${e.event.tsNs}`);

@@ -18,13 +18,14 @@ import {
   SyntheticNode,
 } from '../../bench/processor/synthetic.js';
 import type { TopicNames } from '../../common/kafka.js';
-import { createProcessorCodec, createTopicDecoder } from '../../processor/src/codec.js';
-import type { EnrichedBatch } from '../../processor/src/enriched.js';
+import { createProcessorCodec } from '../../processor/src/codec.js';
 import { createProcessor, type Processor } from '../../processor/src/processor.js';
 import { clickHouseSink } from '../../processor/src/sink.js';
 import { compileSchema } from '../../schemas/avro-types.js';
 import { loadCatalog } from '../../schemas/catalog.js';
 import { createEncoder, createSchemaResolver } from '../../schemas/codec.js';
+import { createTopicDecoder } from '../../schemas/topic-decoder.js';
+import type { Alert, EnrichedBatch } from '../../schemas/types.js';
 import { createProcessorStore, queryRows } from '../support/clickhouse.js';
 import { endpointOrReason, itReal } from '../support/real.js';
 
@@ -333,15 +334,15 @@ describe('processor messages', () => {
 
       const decode = createTopicDecoder();
       const enriched: EnrichedBatch[] = [];
-      const alerts: Array<Record<string, unknown>> = [];
+      const alerts: Alert[] = [];
       const consumer = client.consumer({ groupId: `${groupId}-outputs-reader` });
       await consumer.connect();
       await consumer.subscribe({ topics: [names.eventsEnriched, names.alerts], fromBeginning: true });
       await consumer.run({
         eachMessage: async ({ topic, message }) => {
           if (message.value === null) return;
-          if (topic === names.alerts) alerts.push(decode('alerts', message.value) as Record<string, unknown>);
-          else enriched.push(decode('enriched', message.value) as EnrichedBatch);
+          if (topic === names.alerts) alerts.push(decode('alerts', message.value));
+          else enriched.push(decode('enriched', message.value));
         },
       });
       await until(
@@ -356,10 +357,10 @@ describe('processor messages', () => {
       );
       await consumer.disconnect();
 
-      const alert = alerts.find((a) => a.kind === 'crash_loop') as Record<string, unknown>;
-      expect(alert.container).toBe(containerId('alert-node', 0));
-      expect(alert.namespace).toBe('prod');
-      expect((alert.details as Record<string, string>).exits).toBe('3');
+      const alert = alerts.find((a) => a.kind === 'crash_loop');
+      expect(alert?.container).toBe(containerId('alert-node', 0));
+      expect(alert?.namespace).toBe('prod');
+      expect(alert?.details.exits).toBe('3');
       const batches = enriched.filter((b) => b.node === 'alert-node');
       const events = batches.flatMap((b) =>
         b.events.map((e) => ({ ...e, container: b.containers[e.container] })),
@@ -374,7 +375,7 @@ describe('processor messages', () => {
         });
         // The kernel event itself, typed as the collector sent it.
         expect(e.event.kind).toBe('proc_exit');
-        expect(e.event.exitCode).toBe(1);
+        expect(e.event.kind === 'proc_exit' && e.event.exitCode).toBe(1);
         expect(typeof e.event.cgroupId).toBe('bigint');
       }
     },

@@ -13,7 +13,7 @@ import {
 import type { TopicNames } from '../../common/kafka.js';
 import { clickHouseAlertStateStore } from '../../processor/src/alert-state.js';
 import type { Alert } from '../../processor/src/alerts.js';
-import { createProcessorCodec, createTopicDecoder } from '../../processor/src/codec.js';
+import { createProcessorCodec } from '../../processor/src/codec.js';
 import {
   createProcessor,
   type Processor,
@@ -21,6 +21,7 @@ import {
   type ProcessorOptions,
 } from '../../processor/src/processor.js';
 import { clickHouseSink } from '../../processor/src/sink.js';
+import { createTopicDecoder } from '../../schemas/topic-decoder.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

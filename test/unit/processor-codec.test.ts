@@ -4,10 +4,14 @@
 // same union as EventBatch; a cut's rows become messages by node, containers listed once,
 // halved while a message is over the size bound, each message numbered by its first event.
 import { readFileSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
-import { createProcessorCodec, createTopicDecoder } from '../../processor/src/codec.js';
-import { type EnrichedBatch, enrichedMessages } from '../../processor/src/enriched.js';
-import { LOCAL_SCHEMA_NAMES, localHistory, localSchema } from '../../processor/src/local-schemas.js';
+import { describe, expect, expectTypeOf, it } from 'vitest';
+import type { Alert } from '../../processor/src/alerts.js';
+import { createProcessorCodec } from '../../processor/src/codec.js';
+import {
+  type EnrichedBatch,
+  type EnrichedContainer,
+  enrichedMessages,
+} from '../../processor/src/enriched.js';
 import type { Row } from '../../processor/src/partition-batch.js';
 import {
   buildRow,
@@ -16,15 +20,17 @@ import {
   SOURCE_EVENT,
 } from '../../processor/src/rows.js';
 import { compileSchema } from '../../schemas/avro-types.js';
+import { loadHistorySchemas } from '../../schemas/catalog.js';
 import { createEncoder, createSchemaResolver, singleObjectHeader } from '../../schemas/codec.js';
-import { versionProblems } from '../../schemas/compat.js';
-import { fingerprint64, parsingCanonicalForm } from '../../schemas/fingerprint.js';
+import { fingerprint64 } from '../../schemas/fingerprint.js';
 import { sampleEvents } from '../../schemas/samples.js';
+import { createTopicDecoder } from '../../schemas/topic-decoder.js';
+import type * as Avro from '../../schemas/types.js';
 
 const HEADER = 10; // C3 01 + the schema's 8-byte fingerprint
 const codec = createProcessorCodec();
 const decodeTopic = createTopicDecoder();
-const decode = (value: Buffer) => decodeTopic('enriched', value) as EnrichedBatch;
+const decode = (value: Buffer) => decodeTopic('enriched', value) as unknown as EnrichedBatch;
 
 /** An EventBatch as the processor holds it: read back through the schema resolver. */
 function decodedBatch(node: string, events: unknown[]): DecodedEventBatch {
@@ -66,6 +72,16 @@ const joined = (name: string) => ({
 });
 
 describe('processor output codec', () => {
+  it("the processor's output types fit the types generated from schemas/ (checked by tsc)", () => {
+    expectTypeOf<Alert>().toExtend<Avro.Alert>();
+    expectTypeOf<EnrichedContainer>().toEqualTypeOf<Avro.EnrichedContainer>();
+    // Events are the processor's decoded rows (DecodedEvent); the encoder checks them against the union.
+    expectTypeOf<Omit<EnrichedBatch, 'events'>>().toEqualTypeOf<Omit<Avro.EnrichedBatch, 'events'>>();
+    expectTypeOf<Omit<EnrichedBatch['events'][number], 'event'>>().toEqualTypeOf<
+      Omit<Avro.EnrichedEvent, 'event'>
+    >();
+  });
+
   it('encodes each size in one buffer of its own that reads back whole', () => {
     const exec = events.find((e) => e.kind === 'proc_exec')!;
     const batch = (n: number, argBytes: number): EnrichedBatch => ({
@@ -181,7 +197,7 @@ describe('processor output codec', () => {
 
   it('has the same event union, in the same order, as EventBatch', () => {
     const eventBatch = JSON.parse(readFileSync('schemas/EventBatch.avsc', 'utf8'));
-    const enriched = JSON.parse(readFileSync('processor/src/schemas-local/EnrichedBatch.avsc', 'utf8'));
+    const enriched = JSON.parse(readFileSync('schemas/EnrichedBatch.avsc', 'utf8'));
     const batchUnion = eventBatch.fields.find((f: { name: string }) => f.name === 'events').type.items;
     const enrichedUnion = enriched.fields
       .find((f: { name: string }) => f.name === 'events')
@@ -190,24 +206,10 @@ describe('processor output codec', () => {
   });
 });
 
-describe('released versions of the processor output schemas (schemas-local/history)', () => {
-  it.each(LOCAL_SCHEMA_NAMES)(
-    '%s: the working schema is released and compatible with every earlier one',
-    (name) => {
-      const versions = localHistory(name);
-      expect(
-        parsingCanonicalForm(versions.at(-1)?.schema),
-        `processor/src/schemas-local/${name}.avsc (or an event record it inlines) is not released: run npx tsx processor/src/local-schemas.ts`,
-      ).toBe(parsingCanonicalForm(localSchema(name)));
-      const labelled = versions.map((v) => ({ label: `v${v.version}`, schema: v.schema }));
-      expect(versionProblems(name, labelled.length === 1 ? [...labelled, ...labelled] : labelled)).toEqual(
-        [],
-      );
-    },
-  );
-
+// Release and compatibility of EnrichedBatch and Alert: schemas-compat and schemas-golden.
+describe('released versions of the enriched schema', () => {
   it('an enriched message written with v1 (before the identity columns) reads with their defaults', () => {
-    const [v1] = localHistory('EnrichedBatch');
+    const [v1] = loadHistorySchemas('EnrichedBatch');
     const type = compileSchema(v1?.schema);
     const exec = events.find((e) => e.kind === 'proc_exec')!;
     const old = {

@@ -3,9 +3,10 @@
 // schema version), regenerate with `npx tsx schemas/golden.ts` and say so in the commit.
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { SCHEMA_NAMES } from '../../schemas/catalog.js';
+import { SCHEMA_NAMES, TOPIC_SCHEMAS } from '../../schemas/catalog.js';
 import { catalog, createEncoder, createSchemaResolver } from '../../schemas/codec.js';
 import { GOLDEN_DIR, goldenPaths, readGoldenValue } from '../../schemas/golden.js';
+import { createTopicDecoder, TOPIC_KINDS } from '../../schemas/topic-decoder.js';
 
 describe('golden Avro bytes', () => {
   it.each(SCHEMA_NAMES)('%s: encoding the fixture value gives the golden bytes', (name) => {
@@ -61,4 +62,18 @@ describe('golden bytes of every released version', () => {
       expect(decoded.writerVersion).toBe(version);
     },
   );
+});
+
+describe('topic decoder (schemas/topic-decoder.ts)', () => {
+  const decode = createTopicDecoder();
+  it.each(TOPIC_KINDS)('%s: reads its schema golden message and refuses another schema', (kind) => {
+    const name = TOPIC_SCHEMAS[kind];
+    expect(structuredClone(decode(kind, readFileSync(goldenPaths(name).bin)))).toEqual(
+      structuredClone(readGoldenValue(name)),
+    );
+    const other = kind === 'events' ? 'Alert' : 'EventBatch';
+    expect(() => decode(kind, readFileSync(goldenPaths(other).bin))).toThrow(
+      `expected ${name}, got ${other}`,
+    );
+  });
 });

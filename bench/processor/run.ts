@@ -33,6 +33,7 @@ import { clickHouseSink } from '../../processor/src/sink.js';
 import { ensureKafka } from '../../test/support/kafka.js';
 import { table, writeSection } from '../report.js';
 import { createTestTopics, kafkaClient, nodeProducer, processorTopics, testOptions } from './harness.js';
+import { bytesPerEvent, encodeOnlySink } from './own-work.js';
 import { containerRecord, encodeContainerRecord, SyntheticNode } from './synthetic.js';
 import { cpuByThread, cpuSince } from './threads.js';
 
@@ -112,7 +113,7 @@ function partitionOf(node: string): number {
   return partitionOfNode({ topic: 'events', partitionMetadata, message: { key: node, value: null } });
 }
 
-async function setup(tag: string, hooks?: ProcessorHooks) {
+async function setup(tag: string, hooks?: ProcessorHooks, sink: RowSink = timedSink()) {
   const prefix = `bench-${tag}-${Date.now().toString(36)}.`;
   const names = await createTestTopics(client, prefix, PARTITIONS);
   const producer = await nodeProducer(client);
@@ -132,7 +133,7 @@ async function setup(tag: string, hooks?: ProcessorHooks) {
   const processor = createProcessor({
     kafka: client,
     topics: processorTopics(names),
-    sink: timedSink(),
+    sink,
     codec: createProcessorCodec(),
     // As the CLI runs it: alert state saved with every cut.
     alertState: clickHouseAlertStateStore(ch),
@@ -191,6 +192,46 @@ async function trickle() {
   return result;
 }
 const trickleRun = await trickle();
+
+// --- 0b. the processor's own work: the same backlog into a store that builds the Native
+// blocks and inserts nothing (no chDB CPU, no waiting on inserts) --------------------------
+const EVENT_TABLES = ['cpu_sample', 'proc_exit'];
+async function ownWork() {
+  const { sink, counted } = encodeOnlySink(ch, EVENT_TABLES);
+  const o = await setup('own', undefined, sink);
+  let sent = 0;
+  while (sent < EVENTS) {
+    await o.producer.send({
+      topic: o.names.events,
+      messages: o.nodes.map((n) => ({ key: n.node, value: n.next(PER_MESSAGE) })),
+    });
+    sent += NODES * PER_MESSAGE;
+  }
+  const c0 = process.cpuUsage();
+  const th0 = cpuByThread();
+  const start = performance.now();
+  await o.processor.start();
+  while (counted.rows < sent) await sleep(20);
+  const wall = (performance.now() - start) / 1000;
+  const c = process.cpuUsage(c0);
+  const main = cpuSince(th0).find(([kind]) => kind === 'main')?.[1] ?? 0;
+  await o.processor.stop();
+  await o.producer.disconnect();
+  const cpuS = (c.user + c.system) / 1e6;
+  const result = {
+    events: sent,
+    wall,
+    perCpuS: sent / cpuS,
+    perMainCpuS: sent / main,
+    blocks: counted.blocks,
+  };
+  console.log(
+    `[bench] own work: ${sent} events in ${wall.toFixed(1)} s wall, ${Math.round(result.perCpuS)} events per CPU-second ` +
+      `(main thread ${Math.round(result.perMainCpuS)}), ${counted.blocks} Native blocks`,
+  );
+  return result;
+}
+const own = await ownWork();
 
 // --- 1. throughput over a backlog ---------------------------------------------------------
 const t = await setup('tput');
@@ -297,6 +338,12 @@ async function latency(tag: string, rate: number) {
 const latHigh = await latency('lat', RATE);
 const latLow = await latency('latlow', LOW_RATE);
 
+// --- bytes on disk per event, after merges, over every event the runs above left ----------
+const disk = await bytesPerEvent(ch, EVENT_TABLES);
+console.log(
+  `[bench] on disk after merges: ${disk.events} events, ${disk.bytes} bytes, ${disk.perEvent.toFixed(1)} bytes per event`,
+);
+
 // --- 3. the limit: chDB inserting the same rows from memory ---------------------------------
 const codec = createProcessorCodec();
 const node = new SyntheticNode({ node: 'limit-node', containers: 8 });
@@ -338,6 +385,11 @@ writeSection(
         `${((100 * mainCpuS) / cpuS).toFixed(0)}% of the CPU: ${f(produced / mainCpuS)} events per CPU-second`,
         '',
       ],
+      [
+        "processor's own work (a store that builds the Native blocks and inserts nothing), events per CPU-second",
+        `${f(own.perCpuS)} (main thread ${f(own.perMainCpuS)})`,
+        '',
+      ],
       ['  CPU by thread (s)', byThread.map(([kind, sec]) => `${kind} ${sec.toFixed(1)}`).join(', '), ''],
       [`produce -> queryable latency p50 at ${f(latHigh.achievedRate)} events/s`, ms(latHigh.p50), ''],
       [
@@ -358,6 +410,11 @@ writeSection(
         '',
       ],
       ['peak RSS of the process (processor + chDB + bench producer)', `${f(peakRss / 2 ** 20)} MiB`, ''],
+      [
+        `bytes on disk per event after merges (${f(disk.events)} events with join columns filled, ${EVENT_TABLES.join(' + ')})`,
+        disk.perEvent.toFixed(1),
+        `<= 25: **${disk.perEvent <= 25 ? 'met' : 'missed'}**`,
+      ],
       ['limit: chDB inserting the same rows from memory, rows/s (wall)', f(limitRate), ''],
       [
         'limit: chDB inserting the same rows from memory, rows per CPU-second',

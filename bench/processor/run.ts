@@ -119,7 +119,8 @@ async function setup(tag: string, hooks?: ProcessorHooks, sink: RowSink = timedS
   const producer = await nodeProducer(client);
   const nodes = Array.from(
     { length: NODES },
-    (_, i) => new SyntheticNode({ node: `${tag}-node-${i}`, containers: 8, exitShare: 0.02 }),
+    (_, i) =>
+      new SyntheticNode({ node: `${tag}-node-${i}`, containers: 8, exitShare: 0.02, realistic: true }),
   );
   await producer.send({
     topic: names.containers,
@@ -346,7 +347,7 @@ console.log(
 
 // --- 3. the limit: chDB inserting the same rows from memory ---------------------------------
 const codec = createProcessorCodec();
-const node = new SyntheticNode({ node: 'limit-node', containers: 8 });
+const node = new SyntheticNode({ node: 'limit-node', containers: 8, realistic: true });
 const rows = [];
 for (let i = 0; i < EVENTS / PER_MESSAGE; i++) {
   const b = codec.decodeEventBatch(node.next(PER_MESSAGE));

@@ -166,7 +166,7 @@ export class SyntheticNode {
         exitCode: this.opts.exitCode ?? (this.pick(10) === 0 ? 1 : 0),
         signal: 0,
         coreDumped: 0,
-        startNs: this.ts - BigInt(this.pick(5_000_000_000)),
+        startNs: this.ts > 5_000_000_000n ? this.ts - BigInt(this.pick(5_000_000_000)) : 0n,
         cpuNs: BigInt(this.pick(50_000_000)),
         comm: COMMS[(container + proc) % COMMS.length] as string,
       };

@@ -4,7 +4,7 @@
 import { PoisonError } from '../../common/errors.js';
 import type { DeadLetter } from '../../schemas/types.js';
 import type { ContainerMeta } from './metadata-table.js';
-import type { Row } from './partition-batch.js';
+import type { EventRow, Row } from './partition-batch.js';
 import type { IdentityColumns } from './workload.js';
 
 /** One decoded event of an EventBatch (schemas/events/*.avsc), tagged with its kind. */
@@ -112,28 +112,6 @@ export function wallClockNs(batch: DecodedEventBatch, tsNs: bigint): bigint {
   return batch.bootEpochNs === null ? batch.producedAtNs : batch.bootEpochNs + tsNs;
 }
 
-/**
- * The event's wall-clock ns, kept on the row under a symbol: JSON (the insert body) and
- * for..in skip symbol keys, so it never reaches ClickHouse, but alerts and the enriched
- * topic read it without parsing the DateTime64 text back.
- */
-export const TIME_NS: unique symbol = Symbol('timeNs');
-
-/**
- * The decoded event a row was built from, under a symbol like TIME_NS, while the enriched
- * topic is on: it re-encodes the typed Avro record the event arrived as (enriched.ts), not
- * the columns. Off, rows don't hold their events (less memory until the cut is written).
- */
-export const SOURCE_EVENT: unique symbol = Symbol('sourceEvent');
-
-/**
- * The container record a joined row was joined with (a pending row: the record that knows
- * its cgroup by path only), under a symbol like TIME_NS: what rules need beyond the row's
- * columns (pod uid, runtime) to name the row's workload (workload.ts). A reference, not a
- * copy: the metadata table holds the record anyway.
- */
-export const CONTAINER_META: unique symbol = Symbol('containerMeta');
-
 const NS_PER_S = 1_000_000_000n;
 
 /** Unix ns -> DateTime64(9) text ("seconds.nanoseconds"), exact for any u64. */
@@ -192,7 +170,6 @@ export function buildRow(
     kafka_partition: partition,
     kafka_offset: offset,
   };
-  row[TIME_NS] = timeNs;
   const plan = fieldPlan(ev);
   for (let i = 0; i < plan.length; i += 2) {
     const v = ev[plan[i] as string];
@@ -238,24 +215,23 @@ export function checkTimeNs(timeNs: bigint, what: string): void {
 /**
  * Every row of one EventBatch message, or a PoisonError for the whole message: a message
  * lands whole or goes to the dead letters whole, never in part. `rows[i]` is built from
- * `batch.events[i]`; the event_batches row is separate.
+ * `batch.events[i]` (the event kept while `keepEvent`); the event_batches row is separate.
  */
 export function buildMessageRows(
   batch: DecodedEventBatch,
   partition: number,
   offset: string,
   keepEvent: boolean,
-): { envelope: Row; rows: Row[] } {
+): { envelope: Row; rows: EventRow[] } {
   checkTimeNs(batch.producedAtNs, 'producedAtNs');
   const envelope = batchRow(batch, partition, offset);
-  const rows: Row[] = new Array(batch.events.length);
+  const rows: EventRow[] = new Array(batch.events.length);
   for (let i = 0; i < batch.events.length; i++) {
     const ev = batch.events[i] as DecodedEvent;
     const timeNs = wallClockNs(batch, ev.tsNs);
     checkTimeNs(timeNs, `${ev.kind} event time`);
-    const row = buildRow(batch, ev, timeNs, partition, offset);
-    if (keepEvent) row[SOURCE_EVENT] = ev;
-    rows[i] = row;
+    const columns = buildRow(batch, ev, timeNs, partition, offset);
+    rows[i] = { columns, timeNs, event: keepEvent ? ev : undefined, meta: undefined };
   }
   return { envelope, rows };
 }

@@ -233,6 +233,8 @@ async function ownWork() {
   return result;
 }
 const own = await ownWork();
+// For profiling the own-work phase (node --cpu-prof, BENCH_TRICKLE_S=1): BENCH_ONLY=own stops here.
+if (process.env.BENCH_ONLY === 'own') process.exit(0);
 
 // --- 1. throughput over a backlog ---------------------------------------------------------
 const t = await setup('tput');

@@ -3,9 +3,10 @@
 // and the join columns. Kind -> table is one table per event kind.
 import { PoisonError } from '../../common/errors.js';
 import type { DeadLetter } from '../../schemas/types.js';
+import { isPlainIdentifier } from './clickhouse/identifier.js';
 import type { ContainerMeta } from './metadata-table.js';
 import type { EventRow, Row } from './partition-batch.js';
-import type { IdentityColumns } from './workload.js';
+import { IDENTITY_COLUMNS, type IdentityColumns } from './workload.js';
 
 /** One decoded event of an EventBatch (schemas/events/*.avsc), tagged with its kind. */
 export interface DecodedEvent {
@@ -116,29 +117,83 @@ const NS_PER_S = 1_000_000_000n;
 
 /** Unix ns -> DateTime64(9) text ("seconds.nanoseconds"), exact for any u64. */
 export function dateTime64(ns: bigint): string {
-  const frac = String(ns % NS_PER_S);
-  return `${ns / NS_PER_S}.${'000000000'.slice(frac.length)}${frac}`;
-}
-
-/**
- * [field, column, field, column, ...] of an event kind, computed once per kind. Own keys
- * only: avsc record instances inherit enumerable methods (clone, toBuffer, ...), which a
- * for..in would copy into every row.
- */
-const plans = new Map<string, string[]>();
-function fieldPlan(ev: DecodedEvent): string[] {
-  let plan = plans.get(ev.kind);
-  if (plan === undefined) {
-    plan = [];
-    for (const key of Object.keys(ev)) if (key !== 'kind') plan.push(key, snake(key));
-    plans.set(ev.kind, plan);
+  // One bigint -> text conversion, cut at the 9th digit from the right; below 1 s, padded.
+  if (ns >= NS_PER_S) {
+    const text = String(ns);
+    return `${text.slice(0, -9)}.${text.slice(-9)}`;
   }
-  return plan;
+  const frac = String(ns);
+  return `0.${'000000000'.slice(frac.length)}${frac}`;
 }
 
 /**
- * Builds the row with every event field plus envelope, Kafka coordinates and join columns.
- * `offset` is the message's offset as decimal text (converted once per message, not per event).
+ * The row builder of an event kind, compiled once per kind: one object literal with every
+ * column, so each row is a single allocation of its final shape (columns added one by one
+ * after a literal spill into a separate, regrown property store). Own keys only: avsc record
+ * instances inherit enumerable methods (clone, toBuffer, ...). Field names come from our
+ * schemas; a name that is not a plain identifier makes the kind use the generic builder.
+ */
+type RowBuilder = (
+  batch: DecodedEventBatch,
+  ev: DecodedEvent,
+  time: string,
+  partition: number,
+  offset: string,
+) => Row;
+const builders = new Map<string, RowBuilder>();
+function rowBuilder(ev: DecodedEvent): RowBuilder {
+  let build = builders.get(ev.kind);
+  if (build !== undefined) return build;
+  const fields = Object.keys(ev).filter((key) => key !== 'kind');
+  const columns = fields.map(snake);
+  build = [...fields, ...columns].every(isPlainIdentifier)
+    ? (new Function(
+        'v',
+        `return function buildRow(batch, ev, time, partition, offset) { return {
+          node: batch.node, boot_id: batch.bootId, time,
+          ${IDENTITY_COLUMNS.map((c) => `${c}: ''`).join(', ')},
+          join_state: 'pending', kafka_partition: partition, kafka_offset: offset,
+          ${fields.map((f, i) => `${columns[i]}: v(ev.${f})`).join(',\n')}
+        }; };`,
+      )(columnValue) as RowBuilder)
+    : (batch, e, time, partition, offset) => genericRow(batch, e, time, partition, offset, fields, columns);
+  builders.set(ev.kind, build);
+  return build;
+}
+
+/** An event field as a row carries it: u64 (and arrays of u64: the block latency histogram) as u64Value. */
+function columnValue(v: unknown): unknown {
+  return typeof v === 'bigint'
+    ? u64Value(v)
+    : Array.isArray(v) && typeof v[0] === 'bigint'
+      ? v.map(u64Value)
+      : v;
+}
+
+function genericRow(
+  batch: DecodedEventBatch,
+  ev: DecodedEvent,
+  time: string,
+  partition: number,
+  offset: string,
+  fields: string[],
+  columns: string[],
+): Row {
+  const row: Row = { node: batch.node, boot_id: batch.bootId, time };
+  for (const c of IDENTITY_COLUMNS) row[c] = '';
+  row.join_state = 'pending';
+  row.kafka_partition = partition;
+  row.kafka_offset = offset;
+  fields.forEach((f, i) => {
+    row[columns[i] as string] = columnValue(ev[f]);
+  });
+  return row;
+}
+
+/**
+ * Builds the row with every event field plus envelope, Kafka coordinates and join columns
+ * (empty, join_state 'pending', until the join). `offset` is the message's offset as decimal
+ * text (converted once per message, not per event).
  */
 export function buildRow(
   batch: DecodedEventBatch,
@@ -147,41 +202,7 @@ export function buildRow(
   partition: number,
   offset: string,
 ): Row {
-  const row: Row = {
-    node: batch.node,
-    boot_id: batch.bootId,
-    time: dateTime64(timeNs),
-    // The identity columns (workload.ts IDENTITY_COLUMNS), written out: one object shape for all rows.
-    container_id: '',
-    container_name: '',
-    image: '',
-    container_runtime: '',
-    pod: '',
-    pod_uid: '',
-    namespace: '',
-    k8s_container_name: '',
-    workload_kind: '',
-    workload_name: '',
-    compose_project: '',
-    compose_service: '',
-    containerd_namespace: '',
-    workload: '',
-    join_state: 'pending',
-    kafka_partition: partition,
-    kafka_offset: offset,
-  };
-  const plan = fieldPlan(ev);
-  for (let i = 0; i < plan.length; i += 2) {
-    const v = ev[plan[i] as string];
-    // u64 (and arrays of u64: the block latency histogram) as u64Value.
-    row[plan[i + 1] as string] =
-      typeof v === 'bigint'
-        ? u64Value(v)
-        : Array.isArray(v) && typeof v[0] === 'bigint'
-          ? v.map(u64Value)
-          : v;
-  }
-  return row;
+  return rowBuilder(ev)(batch, ev, dateTime64(timeNs), partition, offset);
 }
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);

@@ -215,7 +215,8 @@ async function ownWork() {
   while (counted.rows < sent) await sleep(20);
   const wall = (performance.now() - start) / 1000;
   const c = process.cpuUsage(c0);
-  const main = cpuSince(th0).find(([kind]) => kind === 'main')?.[1] ?? 0;
+  const threads = cpuSince(th0);
+  const main = threads.find(([kind]) => kind === 'main')?.[1] ?? 0;
   await o.processor.stop();
   await o.producer.disconnect();
   const cpuS = (c.user + c.system) / 1e6;
@@ -228,7 +229,8 @@ async function ownWork() {
   };
   console.log(
     `[bench] own work: ${sent} events in ${wall.toFixed(1)} s wall, ${Math.round(result.perCpuS)} events per CPU-second ` +
-      `(main thread ${Math.round(result.perMainCpuS)}), ${counted.blocks} Native blocks`,
+      `(main thread ${Math.round(result.perMainCpuS)}), ${counted.blocks} Native blocks; CPU by thread (s): ` +
+      threads.map(([kind, sec]) => `${kind} ${sec.toFixed(1)}`).join(', '),
   );
   return result;
 }

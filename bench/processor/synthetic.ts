@@ -62,16 +62,44 @@ export interface SyntheticNodeOptions {
   cgroupOverride?: bigint;
   /** exit_code of the proc_exit events (0 by default; non-zero feeds the crash-loop rule). */
   exitCode?: number;
+  /**
+   * Values as a live node sends them (what bytes on disk are measured on): event times ~1 ms
+   * apart with ns jitter, per-sample CPU time, switches and interval that vary, pids and
+   * commands of a few processes per container. Off: every value repeats (compresses to
+   * nothing), which tests that count rows prefer.
+   */
+  realistic?: boolean;
 }
+
+/** A deterministic generator (mulberry32): the same node name gives the same stream. */
+function prng(seed: string): () => number {
+  let a = 0;
+  for (let i = 0; i < seed.length; i++) a = (Math.imul(a, 31) + seed.charCodeAt(i)) | 0;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const COMMS = ['nginx', 'python3', 'java', 'node', 'sh', 'postgres', 'redis-server', 'envoy'];
 
 /** One node's event stream; `next(n)` encodes the next EventBatch of n events. */
 export class SyntheticNode {
   sequence = 0n;
   private ts = 0n;
   readonly node: string;
+  private readonly random: () => number;
 
   constructor(private readonly opts: SyntheticNodeOptions) {
     this.node = opts.node;
+    this.random = prng(opts.node);
+  }
+
+  /** A live-looking value in [0, n). */
+  private pick(n: number): number {
+    return Math.floor(this.random() * n);
   }
 
   next(n: number, bootEpochNs: bigint = BOOT_EPOCH_NS): Buffer {
@@ -79,6 +107,10 @@ export class SyntheticNode {
     const exitEvery =
       this.opts.exitShare === undefined || this.opts.exitShare <= 0 ? 0 : Math.round(1 / this.opts.exitShare);
     for (let i = 0; i < n; i++) {
+      if (this.opts.realistic === true) {
+        events[i] = this.realisticEvent(i, exitEvery);
+        continue;
+      }
       this.ts++;
       const cgroupId =
         this.opts.cgroupOverride ?? CONTAINER_CGROUP_BASE + (this.ts % BigInt(this.opts.containers));
@@ -113,6 +145,43 @@ export class SyntheticNode {
     }
     this.sequence++;
     return encodeEventBatch(this.opts.node, this.sequence, events, bootEpochNs);
+  }
+
+  private realisticEvent(i: number, exitEvery: number): KtrailEvent {
+    this.ts += 1_000_000n + BigInt(this.pick(1_000_000)); // ~1k events/s per node, unique ts
+    const container = this.pick(this.opts.containers);
+    const cgroupId = this.opts.cgroupOverride ?? CONTAINER_CGROUP_BASE + BigInt(container);
+    const proc = this.pick(4);
+    const pid = 1_000 + container * 97 + proc * 13;
+    if (exitEvery > 0 && i % exitEvery === 0) {
+      const exitPid = 20_000 + this.pick(40_000);
+      return {
+        kind: 'proc_exit',
+        tsNs: this.ts,
+        cgroupId,
+        pid: exitPid,
+        tgid: exitPid,
+        flags: 0,
+        ppid: pid,
+        exitCode: this.opts.exitCode ?? (this.pick(10) === 0 ? 1 : 0),
+        signal: 0,
+        coreDumped: 0,
+        startNs: this.ts > 5_000_000_000n ? this.ts - BigInt(this.pick(5_000_000_000)) : 0n,
+        cpuNs: BigInt(this.pick(50_000_000)),
+        comm: COMMS[(container + proc) % COMMS.length] as string,
+      };
+    }
+    return {
+      kind: 'cpu_sample',
+      tsNs: this.ts,
+      cgroupId,
+      pid,
+      tgid: pid,
+      flags: 0,
+      cpuNs: BigInt(this.pick(this.pick(4) === 0 ? 1_000_000_000 : 20_000_000)),
+      switches: BigInt(this.pick(400)),
+      intervalNs: 1_000_000_000n + BigInt(this.pick(2_000_000)) - 1_000_000n,
+    };
   }
 }
 

@@ -8,8 +8,7 @@
 // with every committed batch and the partition's next owner restores it. The crash-loop
 // rule (crash-loop.ts) follows workloads, not container ids, and is idempotent on replay.
 import { CrashLoopRule, type CrashLoopSnapshot, type NamedLookup } from './crash-loop.js';
-import type { Row } from './partition-batch.js';
-import { TIME_NS } from './rows.js';
+import type { EventRow, Row } from './partition-batch.js';
 
 export interface Alert {
   kind: 'oom_kill' | 'crash_loop' | 'tcp_spike' | 'data_loss' | 'output_skipped';
@@ -81,7 +80,8 @@ export class AlertEngine {
   }
 
   /** Checks one event row (table name = event kind); pushes alerts it raises into `out`. */
-  observe(kind: string, row: Row, out: Alert[]): void {
+  observe(kind: string, row: EventRow, out: Alert[]): void {
+    const c = row.columns;
     if (this.settleDue) {
       this.settleDue = false;
       this.crash.settle(out, Date.now());
@@ -91,9 +91,9 @@ export class AlertEngine {
         if (this.rules.oomKill)
           out.push(
             alertFor('oom_kill', row, {
-              victimPid: String(row.victim_pid ?? ''),
-              comm: String(row.comm ?? ''),
-              anonRssKb: String(row.anon_rss_kb ?? ''),
+              victimPid: String(c.victim_pid ?? ''),
+              comm: String(c.comm ?? ''),
+              anonRssKb: String(c.anon_rss_kb ?? ''),
             }),
           );
         return;
@@ -101,7 +101,7 @@ export class AlertEngine {
         this.crash.observe(row, out);
         return;
       case 'tcp_close':
-        this.observeTcp(row, Number(row.retransmits ?? 0), Number(row.resets ?? 0), out);
+        this.observeTcp(row, Number(c.retransmits ?? 0), Number(c.resets ?? 0), out);
         return;
       case 'tcp_reset':
         this.observeTcp(row, 0, 1, out);
@@ -196,12 +196,12 @@ export class AlertEngine {
     }
   }
 
-  private observeTcp(row: Row, retransmits: number, resets: number, out: Alert[]): void {
-    const container = row.container_id;
+  private observeTcp(row: EventRow, retransmits: number, resets: number, out: Alert[]): void {
+    const container = row.columns.container_id;
     if (typeof container !== 'string' || container === '' || retransmits + resets === 0) return;
-    const t = row[TIME_NS] as bigint;
+    const t = row.timeNs;
     if (t > this.maxTcpNs) this.maxTcpNs = t;
-    const key = `${row.node}${SEP}${container}`;
+    const key = `${row.columns.node}${SEP}${container}`;
     const start = t - (t % this.tcpWindowNs); // tumbling windows by event time
     let w = this.tcp.get(key);
     if (w === undefined || w.windowStartNs !== start) {
@@ -223,15 +223,16 @@ export class AlertEngine {
   }
 }
 
-function alertFor(kind: Alert['kind'], row: Row, details: Record<string, string>): Alert {
+function alertFor(kind: Alert['kind'], row: EventRow, details: Record<string, string>): Alert {
+  const c = row.columns;
   return {
     kind,
-    node: String(row.node ?? ''),
-    container: String(row.container_id ?? ''),
-    containerName: String(row.container_name ?? ''),
-    namespace: String(row.namespace ?? ''),
-    pod: String(row.pod ?? ''),
-    timeNs: row[TIME_NS] as bigint,
+    node: String(c.node ?? ''),
+    container: String(c.container_id ?? ''),
+    containerName: String(c.container_name ?? ''),
+    namespace: String(c.namespace ?? ''),
+    pod: String(c.pod ?? ''),
+    timeNs: row.timeNs,
     details,
   };
 }

@@ -9,7 +9,7 @@ import { boundedDeadLetter, REASON } from './dead-letters.js';
 import { enrichedMessages } from './enriched.js';
 import type { CutBatch, Row } from './partition-batch.js';
 import type { ProcessorCodec, ProcessorStats, ProcessorTopics } from './processor-types.js';
-import { DEAD_LETTERS_TABLE, EVENT_BATCHES_TABLE, type LossRow } from './rows.js';
+import type { LossRow } from './rows.js';
 import { countByKey, type OutputResult, type OutputSend } from './side-outputs.js';
 import { LostPartitionError } from './table-insert.js';
 
@@ -46,13 +46,12 @@ export function buildSideOutputs(
     if (f === undefined) failed.set(offset, { error, rows });
     else f.rows.push(...rows);
   };
-  for (const [table, rows] of cut.tables) {
-    if (table === DEAD_LETTERS_TABLE || table === EVENT_BATCHES_TABLE) continue;
+  for (const [table, rows] of cut.events) {
     for (const row of rows) {
       try {
         ctx.alerts.observe(table, row, alerts);
       } catch (err) {
-        fail(row.kafka_offset as string, `alert rules: ${(err as Error).message}`, [row]);
+        fail(row.columns.kafka_offset as string, `alert rules: ${(err as Error).message}`, [row.columns]);
       }
     }
   }
@@ -86,7 +85,7 @@ export function buildSideOutputs(
   if (ctx.enrichedTopic) {
     const source = { partition: ctx.partition, firstOffset: cut.firstOffset, lastOffset: cut.lastOffset };
     try {
-      const enriched = enrichedMessages(cut.tables, source, ctx.codec.encodeEnriched);
+      const enriched = enrichedMessages(cut.events, source, ctx.codec.encodeEnriched);
       for (const [offset, f] of enriched.failed) fail(offset, `enriched output: ${f.error.message}`, f.rows);
       sends.unshift({
         output: 'enriched',
@@ -140,10 +139,11 @@ export function buildSideOutputs(
 /** Events of a cut per node (rows built from an event). */
 function eventsPerNode(cut: CutBatch): Map<string, number> {
   const out = new Map<string, number>();
-  for (const [table, rows] of cut.tables) {
-    if (table === DEAD_LETTERS_TABLE || table === EVENT_BATCHES_TABLE) continue;
-    for (const row of rows) out.set(row.node as string, (out.get(row.node as string) ?? 0) + 1);
-  }
+  for (const rows of cut.events.values())
+    for (const row of rows) {
+      const node = row.columns.node as string;
+      out.set(node, (out.get(node) ?? 0) + 1);
+    }
   return out;
 }
 

@@ -15,8 +15,7 @@
 // a restored state that already holds it raises nothing twice.
 import type { Alert } from './alerts.js';
 import type { ContainerMeta } from './metadata-table.js';
-import type { Row } from './partition-batch.js';
-import { CONTAINER_META, TIME_NS } from './rows.js';
+import type { EventRow } from './partition-batch.js';
 import { rowWorkload, workloadIdentity } from './workload.js';
 
 /** The newest record naming a cgroup's container (MetadataTable.named). */
@@ -91,12 +90,13 @@ export class CrashLoopRule {
     this.windowNs = BigInt(windowMs) * MS;
   }
 
-  observe(row: Row, out: Alert[]): void {
+  observe(eventRow: EventRow, out: Alert[]): void {
+    const row = eventRow.columns;
     if (Number(row.exit_code ?? 0) === 0 && Number(row.signal ?? 0) === 0) return;
-    const joined = row[CONTAINER_META] as ContainerMeta | undefined;
-    const fallback = rowWorkload(row);
+    const joined = eventRow.meta;
+    const fallback = rowWorkload(eventRow);
     if (fallback === '') return; // not joined to a container (pending or host)
-    const t = row[TIME_NS] as bigint;
+    const t = eventRow.timeNs;
     if (t > this.maxEventNs) this.maxEventNs = t;
     const fact: ExitFact = {
       id: `${String(row.node)}/${String(row.boot_id ?? '')}/${String(row.ts_ns ?? t)}/${String(row.tgid ?? '')}`,

@@ -4,8 +4,8 @@
 // encoding is ~5x cheaper and ~6x smaller (docs/processor.md). Containers travel once per
 // message, in a list the events index: the container's strings (a 64-character id, image,
 // pod) would otherwise be most of every event's bytes.
-import type { Row } from './partition-batch.js';
-import { type DecodedEvent, SOURCE_EVENT, TIME_NS } from './rows.js';
+import type { EventRow, Row } from './partition-batch.js';
+import type { DecodedEvent } from './rows.js';
 
 export type JoinState = 'joined' | 'pending' | 'host';
 
@@ -63,22 +63,20 @@ export interface EnrichedOutput {
 }
 
 /**
- * The enriched messages of one cut batch (key = node), and how many events they carry. Only
- * rows built from an event (they carry SOURCE_EVENT) take part: event_batches and
- * dead_letters rows are not events. When an event can't be encoded, every event of its source
+ * The enriched messages of one cut batch (key = node), and how many events they carry, from
+ * the batch's event rows (each holds its decoded event while the enriched topic is on). When an event can't be encoded, every event of its source
  * message is left out and named in `failed`; the other messages go out as usual.
  */
 export function enrichedMessages(
-  tables: ReadonlyMap<string, Row[]>,
+  tables: ReadonlyMap<string, EventRow[]>,
   source: EnrichedSource,
   encode: (batch: EnrichedBatch) => Buffer,
   maxBytes = MAX_ENRICHED_MESSAGE_BYTES,
 ): EnrichedOutput {
-  const byNode = new Map<string, Row[]>();
+  const byNode = new Map<string, EventRow[]>();
   for (const rows of tables.values()) {
-    if (rows.length === 0 || rows[0]?.[SOURCE_EVENT] === undefined) continue;
     for (const row of rows) {
-      const node = row.node as string;
+      const node = row.columns.node as string;
       let list = byNode.get(node);
       if (list === undefined) {
         list = [];
@@ -93,7 +91,7 @@ export function enrichedMessages(
     // The rare path: find the events that fail alone, then leave out their whole messages.
     const failed = unencodableMessages(byNode, source, encode);
     for (const [node, rows] of byNode) {
-      const kept = rows.filter((r) => !failed.has(r.kafka_offset as string));
+      const kept = rows.filter((r) => !failed.has(r.columns.kafka_offset as string));
       if (kept.length > 0) byNode.set(node, kept);
       else byNode.delete(node);
     }
@@ -102,7 +100,7 @@ export function enrichedMessages(
 }
 
 function encodeByNode(
-  byNode: Map<string, Row[]>,
+  byNode: Map<string, EventRow[]>,
   source: EnrichedSource,
   encode: (batch: EnrichedBatch) => Buffer,
   maxBytes: number,
@@ -122,7 +120,7 @@ function encodeByNode(
 
 /** Source messages with an event that fails to encode on its own, with all their rows. */
 function unencodableMessages(
-  byNode: Map<string, Row[]>,
+  byNode: Map<string, EventRow[]>,
   source: EnrichedSource,
   encode: (batch: EnrichedBatch) => Buffer,
 ): Map<string, { error: Error; rows: Row[] }> {
@@ -132,19 +130,19 @@ function unencodableMessages(
       try {
         encode(toEnrichedBatch(node, [row], 0, source));
       } catch (err) {
-        const offset = row.kafka_offset as string;
+        const offset = row.columns.kafka_offset as string;
         if (!failed.has(offset)) failed.set(offset, { error: err as Error, rows: [] });
       }
     }
   for (const rows of byNode.values())
-    for (const row of rows) failed.get(row.kafka_offset as string)?.rows.push(row);
+    for (const row of rows) failed.get(row.columns.kafka_offset as string)?.rows.push(row.columns);
   return failed;
 }
 
 /** Encodes rows as one message, or as two halves (recursively) while over maxBytes. */
 function encodeFitting(
   node: string,
-  rows: Row[],
+  rows: EventRow[],
   firstEvent: number,
   source: EnrichedSource,
   encode: (batch: EnrichedBatch) => Buffer,
@@ -164,7 +162,7 @@ function encodeFitting(
 
 function toEnrichedBatch(
   node: string,
-  rows: Row[],
+  rows: EventRow[],
   firstEvent: number,
   source: EnrichedSource,
 ): EnrichedBatch {
@@ -174,13 +172,13 @@ function toEnrichedBatch(
   const byId = new Map<string, number[]>();
   const events: EnrichedEvent[] = new Array(rows.length);
   for (let i = 0; i < rows.length; i++) {
-    const row = rows[i] as Row;
-    const joinState = row.join_state as JoinState;
+    const row = rows[i] as EventRow;
+    const joinState = row.columns.join_state as JoinState;
     events[i] = {
-      timeNs: row[TIME_NS] as bigint,
+      timeNs: row.timeNs,
       joinState,
-      container: joinState === 'joined' ? containerIndex(row, containers, byId) : -1,
-      event: row[SOURCE_EVENT] as DecodedEvent,
+      container: joinState === 'joined' ? containerIndex(row.columns, containers, byId) : -1,
+      event: row.event as DecodedEvent,
     };
   }
   return {

@@ -4,14 +4,32 @@
 // a function of its offset range: after a crash the same range rebuilds the same rows
 // (join fields may differ, but deduplication is by token, and the token names the range).
 import type { ContainerMeta } from './metadata-table.js';
-import { CONTAINER_META } from './rows.js';
+import type { DecodedEvent } from './rows.js';
 import { HOST_IDENTITY, type IdentityColumns, identityColumns } from './workload.js';
 
-export type Row = Record<string | symbol, unknown>;
+/** A ClickHouse row: column name -> value, exactly what is inserted. */
+export type Row = Record<string, unknown>;
+
+/**
+ * The row of one event and what alerts, rules and the enriched topic need beyond its
+ * columns; only `columns` is inserted.
+ */
+export interface EventRow {
+  readonly columns: Row;
+  /** The event's wall-clock ns (the `time` column, without parsing its text back). */
+  readonly timeNs: bigint;
+  /** The decoded event, kept while the enriched topic is on (it re-encodes the Avro record). */
+  readonly event: DecodedEvent | undefined;
+  /**
+   * The container record the row was joined with, or (join_state 'pending') the one that
+   * knows its cgroup by path only: rules name the workload from it (workload.ts).
+   */
+  meta: ContainerMeta | undefined;
+}
 
 /** A row whose cgroup had no metadata yet; resolved in place if metadata arrives in time. */
 interface Waiting {
-  row: Row;
+  row: EventRow;
   node: string;
   cgroupId: bigint;
   atNs: bigint;
@@ -37,6 +55,8 @@ export interface CutBatch {
   firstOffset: bigint;
   lastOffset: bigint;
   tables: Map<string, Row[]>;
+  /** The event tables' rows with their extras: events.get(t)[i].columns is tables.get(t)[i]. */
+  events: Map<string, EventRow[]>;
   rows: number;
   /** Rows written with join_state 'pending' because their metadata did not arrive in time. */
   latePending: number;
@@ -46,11 +66,23 @@ export interface CutBatch {
   resumed: boolean;
 }
 
+/** Leaves only `landed` (a subset of its rows) of `table` in the cut, with their extras. */
+export function keepLanded(cut: CutBatch, table: string, landed: Row[]): void {
+  cut.tables.set(table, landed);
+  const events = cut.events.get(table);
+  if (events === undefined) return;
+  const kept = new Set(landed);
+  cut.events.set(
+    table,
+    events.filter((e) => kept.has(e.columns)),
+  );
+}
+
 /** Fills the join columns of a row from its container record (join_state 'joined'). */
-export function applyJoin(row: Row, meta: ContainerMeta): void {
-  row.join_state = 'joined';
-  setIdentity(row, identityColumns(meta));
-  row[CONTAINER_META] = meta;
+export function applyJoin(row: EventRow, meta: ContainerMeta): void {
+  row.columns.join_state = 'joined';
+  setIdentity(row.columns, identityColumns(meta));
+  row.meta = meta;
 }
 
 /**
@@ -58,16 +90,16 @@ export function applyJoin(row: Row, meta: ContainerMeta): void {
  * (the collector's first record of a new cgroup): it keeps that container id, and rules get
  * the record (the crash-loop rule waits longer for the name); join_state stays 'pending'.
  */
-export function markPending(row: Row, known: ContainerMeta): void {
-  row.container_id = known.containerId;
-  row[CONTAINER_META] = known;
+export function markPending(row: EventRow, known: ContainerMeta): void {
+  row.columns.container_id = known.containerId;
+  row.meta = known;
 }
 
 /** Marks a row as the host's: not in any container, its workload `host`. */
-export function applyHost(row: Row): void {
-  row.join_state = 'host';
-  setIdentity(row, HOST_IDENTITY);
-  delete row[CONTAINER_META];
+export function applyHost(row: EventRow): void {
+  row.columns.join_state = 'host';
+  setIdentity(row.columns, HOST_IDENTITY);
+  row.meta = undefined;
 }
 
 function setIdentity(row: Row, c: Readonly<IdentityColumns>): void {
@@ -91,6 +123,7 @@ export class PartitionBatch {
   firstOffset: bigint | undefined;
   lastOffset: bigint | undefined;
   tables = new Map<string, Row[]>();
+  events = new Map<string, EventRow[]>();
   rows = 0;
   openedAtMs = 0;
   private waiting: Waiting[] = [];
@@ -122,6 +155,17 @@ export class PartitionBatch {
     this.rows++;
   }
 
+  /** An event's row: its columns go to `table`, the row with its extras to `events`. */
+  addEventRow(table: string, row: EventRow): void {
+    this.addRow(table, row.columns);
+    let list = this.events.get(table);
+    if (list === undefined) {
+      list = [];
+      this.events.set(table, list);
+    }
+    list.push(row);
+  }
+
   /** A row of `table` that arrived already older than the table's TTL (it will not stay there). */
   countExpired(node: string, table: string): void {
     let perNode = this.expired.get(node);
@@ -136,8 +180,8 @@ export class PartitionBatch {
    * A row whose container is unknown: waits (bounded) for metadata. Returns false when
    * the late buffer is full; the row stays 'pending' and the overflow is counted.
    */
-  addWaiting(row: Row, node: string, cgroupId: bigint, atNs: bigint, nowMs: number): boolean {
-    row.join_state = 'pending';
+  addWaiting(row: EventRow, node: string, cgroupId: bigint, atNs: bigint, nowMs: number): boolean {
+    row.columns.join_state = 'pending';
     if (this.waitingCount >= this.limits.lateMaxRows) {
       this.lateOverflow++;
       return false;
@@ -232,6 +276,7 @@ export class PartitionBatch {
       firstOffset: this.firstOffset,
       lastOffset: this.lastOffset,
       tables: this.tables,
+      events: this.events,
       rows: this.rows,
       latePending: this.waitingCount + this.lateOverflow,
       expired: this.expired,

@@ -25,10 +25,11 @@ import {
   applyJoin,
   type BatchLimits,
   type CutBatch,
+  type EventRow,
   encodeCut,
+  keepLanded,
   markPending,
   PartitionBatch,
-  type Row,
 } from './partition-batch.js';
 import type { PendingBudget } from './pending-budget.js';
 import type {
@@ -48,7 +49,6 @@ import {
   INGEST_LOSSES_TABLE,
   type LossRow,
   lossRow,
-  TIME_NS,
   tableForKind,
 } from './rows.js';
 import type { OutputResult, OutputSend } from './side-outputs.js';
@@ -273,10 +273,10 @@ export class PartitionPipeline {
     const events = decoded.events;
     for (let i = 0; i < events.length; i++) {
       const ev = events[i] as DecodedEvent;
-      const row = built.rows[i] as Row;
-      const timeNs = row[TIME_NS] as bigint;
+      const row = built.rows[i] as EventRow;
+      const timeNs = row.timeNs;
       const kindTable = tableForKind(ev.kind);
-      batch.addRow(kindTable, row);
+      batch.addEventRow(kindTable, row);
       if (timeNs < expiredBeforeNs) batch.countExpired(node, kindTable);
       if (
         ev.kind === 'cgroup_mkdir' &&
@@ -438,7 +438,7 @@ export class PartitionPipeline {
         if (landed !== rows) {
           // Side outputs (alerts, enriched) describe only rows that are in ClickHouse.
           rejectedRows += rows.length - landed.length;
-          cut.tables.set(table, landed);
+          keepLanded(cut, table, landed);
         }
         await d.committer.heartbeat(); // a batch of many tables can take longer than a session timeout
       }

@@ -3,9 +3,10 @@
 // and the join columns. Kind -> table is one table per event kind.
 import { PoisonError } from '../../common/errors.js';
 import type { DeadLetter } from '../../schemas/types.js';
+import { isPlainIdentifier } from './clickhouse/identifier.js';
 import type { ContainerMeta } from './metadata-table.js';
-import type { Row } from './partition-batch.js';
-import type { IdentityColumns } from './workload.js';
+import type { EventRow, Row } from './partition-batch.js';
+import { IDENTITY_COLUMNS, type IdentityColumns } from './workload.js';
 
 /** One decoded event of an EventBatch (schemas/events/*.avsc), tagged with its kind. */
 export interface DecodedEvent {
@@ -112,55 +113,87 @@ export function wallClockNs(batch: DecodedEventBatch, tsNs: bigint): bigint {
   return batch.bootEpochNs === null ? batch.producedAtNs : batch.bootEpochNs + tsNs;
 }
 
-/**
- * The event's wall-clock ns, kept on the row under a symbol: JSON (the insert body) and
- * for..in skip symbol keys, so it never reaches ClickHouse, but alerts and the enriched
- * topic read it without parsing the DateTime64 text back.
- */
-export const TIME_NS: unique symbol = Symbol('timeNs');
-
-/**
- * The decoded event a row was built from, under a symbol like TIME_NS, while the enriched
- * topic is on: it re-encodes the typed Avro record the event arrived as (enriched.ts), not
- * the columns. Off, rows don't hold their events (less memory until the cut is written).
- */
-export const SOURCE_EVENT: unique symbol = Symbol('sourceEvent');
-
-/**
- * The container record a joined row was joined with (a pending row: the record that knows
- * its cgroup by path only), under a symbol like TIME_NS: what rules need beyond the row's
- * columns (pod uid, runtime) to name the row's workload (workload.ts). A reference, not a
- * copy: the metadata table holds the record anyway.
- */
-export const CONTAINER_META: unique symbol = Symbol('containerMeta');
-
 const NS_PER_S = 1_000_000_000n;
 
 /** Unix ns -> DateTime64(9) text ("seconds.nanoseconds"), exact for any u64. */
 export function dateTime64(ns: bigint): string {
-  const frac = String(ns % NS_PER_S);
-  return `${ns / NS_PER_S}.${'000000000'.slice(frac.length)}${frac}`;
-}
-
-/**
- * [field, column, field, column, ...] of an event kind, computed once per kind. Own keys
- * only: avsc record instances inherit enumerable methods (clone, toBuffer, ...), which a
- * for..in would copy into every row.
- */
-const plans = new Map<string, string[]>();
-function fieldPlan(ev: DecodedEvent): string[] {
-  let plan = plans.get(ev.kind);
-  if (plan === undefined) {
-    plan = [];
-    for (const key of Object.keys(ev)) if (key !== 'kind') plan.push(key, snake(key));
-    plans.set(ev.kind, plan);
+  // One bigint -> text conversion, cut at the 9th digit from the right; below 1 s, padded.
+  if (ns >= NS_PER_S) {
+    const text = String(ns);
+    return `${text.slice(0, -9)}.${text.slice(-9)}`;
   }
-  return plan;
+  const frac = String(ns);
+  return `0.${'000000000'.slice(frac.length)}${frac}`;
 }
 
 /**
- * Builds the row with every event field plus envelope, Kafka coordinates and join columns.
- * `offset` is the message's offset as decimal text (converted once per message, not per event).
+ * The row builder of an event kind, compiled once per kind: one object literal with every
+ * column, so each row is a single allocation of its final shape (columns added one by one
+ * after a literal spill into a separate, regrown property store). Own keys only: avsc record
+ * instances inherit enumerable methods (clone, toBuffer, ...). Field names come from our
+ * schemas; a name that is not a plain identifier makes the kind use the generic builder.
+ */
+type RowBuilder = (
+  batch: DecodedEventBatch,
+  ev: DecodedEvent,
+  time: string,
+  partition: number,
+  offset: string,
+) => Row;
+const builders = new Map<string, RowBuilder>();
+function rowBuilder(ev: DecodedEvent): RowBuilder {
+  let build = builders.get(ev.kind);
+  if (build !== undefined) return build;
+  const fields = Object.keys(ev).filter((key) => key !== 'kind');
+  const columns = fields.map(snake);
+  build = [...fields, ...columns].every(isPlainIdentifier)
+    ? (new Function(
+        'v',
+        `return function buildRow(batch, ev, time, partition, offset) { return {
+          node: batch.node, boot_id: batch.bootId, time,
+          ${IDENTITY_COLUMNS.map((c) => `${c}: ''`).join(', ')},
+          join_state: 'pending', kafka_partition: partition, kafka_offset: offset,
+          ${fields.map((f, i) => `${columns[i]}: v(ev.${f})`).join(',\n')}
+        }; };`,
+      )(columnValue) as RowBuilder)
+    : (batch, e, time, partition, offset) => genericRow(batch, e, time, partition, offset, fields, columns);
+  builders.set(ev.kind, build);
+  return build;
+}
+
+/** An event field as a row carries it: u64 (and arrays of u64: the block latency histogram) as u64Value. */
+function columnValue(v: unknown): unknown {
+  return typeof v === 'bigint'
+    ? u64Value(v)
+    : Array.isArray(v) && typeof v[0] === 'bigint'
+      ? v.map(u64Value)
+      : v;
+}
+
+function genericRow(
+  batch: DecodedEventBatch,
+  ev: DecodedEvent,
+  time: string,
+  partition: number,
+  offset: string,
+  fields: string[],
+  columns: string[],
+): Row {
+  const row: Row = { node: batch.node, boot_id: batch.bootId, time };
+  for (const c of IDENTITY_COLUMNS) row[c] = '';
+  row.join_state = 'pending';
+  row.kafka_partition = partition;
+  row.kafka_offset = offset;
+  fields.forEach((f, i) => {
+    row[columns[i] as string] = columnValue(ev[f]);
+  });
+  return row;
+}
+
+/**
+ * Builds the row with every event field plus envelope, Kafka coordinates and join columns
+ * (empty, join_state 'pending', until the join). `offset` is the message's offset as decimal
+ * text (converted once per message, not per event).
  */
 export function buildRow(
   batch: DecodedEventBatch,
@@ -169,42 +202,7 @@ export function buildRow(
   partition: number,
   offset: string,
 ): Row {
-  const row: Row = {
-    node: batch.node,
-    boot_id: batch.bootId,
-    time: dateTime64(timeNs),
-    // The identity columns (workload.ts IDENTITY_COLUMNS), written out: one object shape for all rows.
-    container_id: '',
-    container_name: '',
-    image: '',
-    container_runtime: '',
-    pod: '',
-    pod_uid: '',
-    namespace: '',
-    k8s_container_name: '',
-    workload_kind: '',
-    workload_name: '',
-    compose_project: '',
-    compose_service: '',
-    containerd_namespace: '',
-    workload: '',
-    join_state: 'pending',
-    kafka_partition: partition,
-    kafka_offset: offset,
-  };
-  row[TIME_NS] = timeNs;
-  const plan = fieldPlan(ev);
-  for (let i = 0; i < plan.length; i += 2) {
-    const v = ev[plan[i] as string];
-    // u64 (and arrays of u64: the block latency histogram) as u64Value.
-    row[plan[i + 1] as string] =
-      typeof v === 'bigint'
-        ? u64Value(v)
-        : Array.isArray(v) && typeof v[0] === 'bigint'
-          ? v.map(u64Value)
-          : v;
-  }
-  return row;
+  return rowBuilder(ev)(batch, ev, dateTime64(timeNs), partition, offset);
 }
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
@@ -238,24 +236,23 @@ export function checkTimeNs(timeNs: bigint, what: string): void {
 /**
  * Every row of one EventBatch message, or a PoisonError for the whole message: a message
  * lands whole or goes to the dead letters whole, never in part. `rows[i]` is built from
- * `batch.events[i]`; the event_batches row is separate.
+ * `batch.events[i]` (the event kept while `keepEvent`); the event_batches row is separate.
  */
 export function buildMessageRows(
   batch: DecodedEventBatch,
   partition: number,
   offset: string,
   keepEvent: boolean,
-): { envelope: Row; rows: Row[] } {
+): { envelope: Row; rows: EventRow[] } {
   checkTimeNs(batch.producedAtNs, 'producedAtNs');
   const envelope = batchRow(batch, partition, offset);
-  const rows: Row[] = new Array(batch.events.length);
+  const rows: EventRow[] = new Array(batch.events.length);
   for (let i = 0; i < batch.events.length; i++) {
     const ev = batch.events[i] as DecodedEvent;
     const timeNs = wallClockNs(batch, ev.tsNs);
     checkTimeNs(timeNs, `${ev.kind} event time`);
-    const row = buildRow(batch, ev, timeNs, partition, offset);
-    if (keepEvent) row[SOURCE_EVENT] = ev;
-    rows[i] = row;
+    const columns = buildRow(batch, ev, timeNs, partition, offset);
+    rows[i] = { columns, timeNs, event: keepEvent ? ev : undefined, meta: undefined };
   }
   return { envelope, rows };
 }

@@ -25,8 +25,7 @@
 // The pod uid, not the name: a pod re-created under the same name (a StatefulSet's db-0)
 // is a new pod. Docker and containerd names are unique per host only, hence the node.
 import type { ContainerMeta } from './metadata-table.js';
-import type { Row } from './partition-batch.js';
-import { CONTAINER_META } from './rows.js';
+import type { EventRow } from './partition-batch.js';
 
 /** The CRI label with the Kubernetes container name (Docker via cri-dockerd names containers k8s_<name>_<pod>_..._<attempt>). */
 const K8S_CONTAINER_NAME = 'io.kubernetes.container.name';
@@ -146,11 +145,10 @@ export function workloadIdentity(meta: ContainerMeta): string {
  * A row's workload identity from the container record it was joined with; by container id
  * for a row that has one but no record at hand; '' for a row not joined to a container.
  */
-export function rowWorkload(row: Row): string {
-  const meta = row[CONTAINER_META] as ContainerMeta | undefined;
-  if (meta !== undefined) return workloadIdentity(meta);
-  const container = row.container_id;
+export function rowWorkload(row: EventRow): string {
+  if (row.meta !== undefined) return workloadIdentity(row.meta);
+  const container = row.columns.container_id;
   return typeof container === 'string' && container !== ''
-    ? `container/${String(row.node)}/${container}`
+    ? `container/${String(row.columns.node)}/${container}`
     : '';
 }

@@ -21,7 +21,7 @@ import { type ColumnTypes, encodeNativeBlock } from '../../processor/src/clickho
 import { columnTypes } from '../../processor/src/clickhouse/writer.js';
 import { createProcessorCodec } from '../../processor/src/codec.js';
 import { enrichedMessages } from '../../processor/src/enriched.js';
-import type { Row } from '../../processor/src/partition-batch.js';
+import type { EventRow, Row } from '../../processor/src/partition-batch.js';
 import { buildMessageRows, EVENT_BATCHES_TABLE, tableForKind } from '../../processor/src/rows.js';
 import { catalog, createEventBatchFramer, createSchemaResolver } from '../../schemas/codec.js';
 import { sampleEventBatch } from '../../schemas/samples.js';
@@ -142,9 +142,11 @@ describe('fuzz: the per-message paths refuse bad input only with the project’s
           const decoded = codec.decodeEventBatch(bytes);
           const { envelope, rows } = buildMessageRows(decoded, 0, '7', true);
           const tables = new Map<string, Row[]>([[EVENT_BATCHES_TABLE, [envelope]]]);
+          const events = new Map<string, EventRow[]>();
           rows.forEach((row, i) => {
             const table = tableForKind(decoded.events[i]?.kind as string);
-            tables.set(table, [...(tables.get(table) ?? []), row]);
+            tables.set(table, [...(tables.get(table) ?? []), row.columns]);
+            events.set(table, [...(events.get(table) ?? []), row]);
           });
           const raised: Alert[] = [];
           alerts.observeSequence(
@@ -154,10 +156,10 @@ describe('fuzz: the per-message paths refuse bad input only with the project’s
             decoded.producedAtNs,
             raised,
           );
-          for (const [table, list] of tables) for (const row of list) alerts.observe(table, row, raised);
+          for (const [table, list] of events) for (const row of list) alerts.observe(table, row, raised);
           for (const a of raised) codec.encodeAlert(a);
           const enriched = enrichedMessages(
-            tables,
+            events,
             { partition: 0, firstOffset: 7n, lastOffset: 7n },
             codec.encodeEnriched,
           );

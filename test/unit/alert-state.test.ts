@@ -13,8 +13,13 @@ import {
 import { type Alert, AlertEngine, type AlertRules } from '../../processor/src/alerts.js';
 import { CrashLoopRule } from '../../processor/src/crash-loop.js';
 import type { ContainerMeta } from '../../processor/src/metadata-table.js';
-import { applyJoin, type CutBatch, encodeCut, type Row } from '../../processor/src/partition-batch.js';
-import { TIME_NS } from '../../processor/src/rows.js';
+import {
+  applyJoin,
+  type CutBatch,
+  type EventRow,
+  encodeCut,
+  type Row,
+} from '../../processor/src/partition-batch.js';
 import { rowWorkload, workloadIdentity } from '../../processor/src/workload.js';
 
 const MS = 1_000_000n;
@@ -53,9 +58,9 @@ function meta(over: Partial<ContainerMeta> = {}): ContainerMeta {
 }
 
 /** A proc_exit row as the processor builds it, joined with `m`, `i` seconds after NOW_NS. */
-function exitRow(m: ContainerMeta, i: number, code = 3): Row {
+function exitRow(m: ContainerMeta, i: number, code = 3): EventRow {
   const t = NOW_NS + BigInt(i) * 1_000n * MS;
-  const row: Row = {
+  const columns: Row = {
     node: m.node,
     boot_id: 'boot-1',
     ts_ns: 1_000 + i,
@@ -64,7 +69,7 @@ function exitRow(m: ContainerMeta, i: number, code = 3): Row {
     signal: 0,
     join_state: 'pending',
   };
-  row[TIME_NS] = t;
+  const row: EventRow = { columns, timeNs: t, event: undefined, meta: undefined };
   applyJoin(row, m);
   return row;
 }
@@ -76,6 +81,7 @@ function cutOf(first: bigint, last: bigint, tables: Record<string, Row[]> = {}):
     firstOffset: first,
     lastOffset: last,
     tables: new Map(Object.entries(tables)),
+    events: new Map(),
     rows: 0,
     latePending: 0,
     expired: new Map(),
@@ -158,8 +164,14 @@ describe('workload identity', () => {
 
   it('comes from the record a row was joined with; rows without one fall back', () => {
     expect(rowWorkload(exitRow(meta({ name: 'api' }), 0))).toBe('docker/n1/api');
-    expect(rowWorkload({ node: 'n2', container_id: 'abc' })).toBe('container/n2/abc');
-    expect(rowWorkload({ node: 'n2', container_id: '' })).toBe('');
+    const unjoined = (container_id: string): EventRow => ({
+      columns: { node: 'n2', container_id },
+      timeNs: NOW_NS,
+      event: undefined,
+      meta: undefined,
+    });
+    expect(rowWorkload(unjoined('abc'))).toBe('container/n2/abc');
+    expect(rowWorkload(unjoined(''))).toBe('');
   });
 });
 
@@ -195,13 +207,13 @@ describe('crash-loop rule by workload', () => {
     const e = new AlertEngine(rules);
     const out: Alert[] = [];
     const rows = [0, 1, 2, 3].map((i) => exitRow(recreated(i), i));
-    e.observe('proc_exit', rows[0] as Row, out);
-    e.observe('proc_exit', rows[1] as Row, out);
-    e.observe('proc_exit', rows[1] as Row, out); // replay of an exit not yet alerted on
+    e.observe('proc_exit', rows[0] as EventRow, out);
+    e.observe('proc_exit', rows[1] as EventRow, out);
+    e.observe('proc_exit', rows[1] as EventRow, out); // replay of an exit not yet alerted on
     expect(out).toHaveLength(0);
-    e.observe('proc_exit', rows[2] as Row, out);
+    e.observe('proc_exit', rows[2] as EventRow, out);
     for (const r of rows.slice(0, 3)) e.observe('proc_exit', r, out); // replay of the alerted ones
-    e.observe('proc_exit', rows[3] as Row, out);
+    e.observe('proc_exit', rows[3] as EventRow, out);
     expect(out).toHaveLength(1);
   });
 
@@ -242,7 +254,7 @@ describe('exits of containers no record names yet', () => {
     expect(e.snapshot().crash.waiting).toHaveLength(3);
     for (let i = 0; i < 3; i++) names.set(BigInt(10 + i), recreated(i)); // docker inspect answered
     e.commitSequences([]); // the cut committed: the next batch's rules settle first
-    e.observe('cpu_sample', {}, out);
+    e.observe('cpu_sample', { columns: {}, timeNs: 0n, event: undefined, meta: undefined }, out);
     expect(out).toHaveLength(1);
     expect(out[0]).toMatchObject({ kind: 'crash_loop', container: 'c2', containerName: 'web' });
     expect(out[0]?.details.workload).toBe('docker/n1/web');

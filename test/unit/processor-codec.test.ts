@@ -12,13 +12,8 @@ import {
   type EnrichedContainer,
   enrichedMessages,
 } from '../../processor/src/enriched.js';
-import type { Row } from '../../processor/src/partition-batch.js';
-import {
-  buildRow,
-  type DecodedEventBatch,
-  EVENT_BATCHES_TABLE,
-  SOURCE_EVENT,
-} from '../../processor/src/rows.js';
+import type { EventRow, Row } from '../../processor/src/partition-batch.js';
+import { buildRow, type DecodedEventBatch } from '../../processor/src/rows.js';
 import { compileSchema } from '../../schemas/avro-types.js';
 import { loadHistorySchemas } from '../../schemas/catalog.js';
 import { createEncoder, createSchemaResolver, singleObjectHeader } from '../../schemas/codec.js';
@@ -49,13 +44,14 @@ function decodedBatch(node: string, events: unknown[]): DecodedEventBatch {
 // The sample events, with a ts_ns whose wall clock fits a u64 (one sample carries 2^64 - 1).
 const events = sampleEvents().map((e, i) => (e.tsNs < 2n ** 60n ? e : { ...e, tsNs: 1_000n + BigInt(i) }));
 
-function rowsOf(batch: DecodedEventBatch, join: (i: number) => Partial<Row>): Map<string, Row[]> {
-  const tables = new Map<string, Row[]>([[EVENT_BATCHES_TABLE, [{ node: batch.node }]]]);
+/** A batch's event rows by table, as the processor holds them while the enriched topic is on. */
+function rowsOf(batch: DecodedEventBatch, join: (i: number) => Partial<Row>): Map<string, EventRow[]> {
+  const tables = new Map<string, EventRow[]>();
   batch.events.forEach((ev, i) => {
-    const row = Object.assign(buildRow(batch, ev, batch.bootEpochNs! + ev.tsNs, 2, '7'), join(i));
-    row[SOURCE_EVENT] = ev; // as the processor does while the enriched topic is on
+    const timeNs = batch.bootEpochNs! + ev.tsNs;
+    const columns = Object.assign(buildRow(batch, ev, timeNs, 2, '7'), join(i));
     const list = tables.get(ev.kind) ?? [];
-    list.push(row);
+    list.push({ columns, timeNs, event: ev, meta: undefined });
     tables.set(ev.kind, list);
   });
   return tables;
@@ -142,7 +138,7 @@ describe('processor output codec', () => {
     const out = decode(messages[0]!.value);
     expect(out).toMatchObject({ node: 'node-1', sourcePartition: 2, firstOffset: 5n, lastOffset: 9n });
     expect(out.containers.map((c) => c.containerName)).toEqual(['a', 'b']);
-    expect(out.events).toHaveLength(batch.events.length); // the event_batches row is not an event
+    expect(out.events).toHaveLength(batch.events.length);
     const byTime = new Map(out.events.map((e) => [e.timeNs, e]));
     batch.events.forEach((ev, i) => {
       const e = byTime.get(batch.bootEpochNs! + ev.tsNs)!;
@@ -169,7 +165,7 @@ describe('processor output codec', () => {
       tsNs: BigInt(i),
       args: ['y'.repeat(4_000)],
     }));
-    const tables = new Map<string, Row[]>();
+    const tables = new Map<string, EventRow[]>();
     for (const node of ['n1', 'n2']) {
       const rows = rowsOf(decodedBatch(node, big), () => joined('a'));
       for (const [t, r] of rows) tables.set(t, [...(tables.get(t) ?? []), ...r]);

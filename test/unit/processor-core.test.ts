@@ -7,13 +7,19 @@ import { type ContainerMeta, MetadataTable } from '../../processor/src/metadata-
 import {
   decodeCut,
   dedupToken,
+  type EventRow,
   encodeCut,
   markPending,
   PartitionBatch,
   type Row,
 } from '../../processor/src/partition-batch.js';
-import { CONTAINER_META, dateTime64, TIME_NS } from '../../processor/src/rows.js';
+import { dateTime64 } from '../../processor/src/rows.js';
 import { IDENTITY_COLUMNS } from '../../processor/src/workload.js';
+
+/** An event's row as the pipeline holds it: its columns, time and (once joined) record. */
+function eventRow(columns: Row, timeNs = 0n): EventRow {
+  return { columns, timeNs, event: undefined, meta: undefined };
+}
 
 function meta(over: Partial<ContainerMeta> = {}): ContainerMeta {
   return {
@@ -155,8 +161,8 @@ describe('partition batch', () => {
   it('cuts on rows or age, but waits for late metadata within its deadline', () => {
     const b = new PartitionBatch(limits);
     b.addMessage(10n, 0);
-    const r1: Row = { n: 1 };
-    b.addRow('t', r1);
+    const r1 = eventRow({ n: 1 });
+    b.addEventRow('t', r1);
     b.addWaiting(r1, 'n1', 42n, 100n, 0);
     b.addRow('t', { n: 2 });
     b.addRow('t', { n: 3 });
@@ -165,39 +171,40 @@ describe('partition batch', () => {
     expect(b.resolve('n1', 42n, () => undefined)).toBe(0); // known by its path only: waits on
     expect(b.shouldCut(100, undefined)).toBe(false);
     expect(b.resolve('n1', 42n, () => m)).toBe(1);
-    expect(r1.container_id).toBe('c42');
-    expect(r1.join_state).toBe('joined');
+    expect(r1.columns.container_id).toBe('c42');
+    expect(r1.columns.join_state).toBe('joined');
+    expect(b.cut().events.get('t')).toEqual([r1]);
     expect(b.shouldCut(100, undefined)).toBe(true);
   });
 
   it('a row known by its cgroup path only keeps that container id while pending', () => {
     const b = new PartitionBatch(limits);
     b.addMessage(10n, 0);
-    const r: Row = {};
-    b.addRow('t', r);
+    const r = eventRow({});
+    b.addEventRow('t', r);
     const pathOnly = meta({ name: '', image: '' });
     markPending(r, pathOnly);
     b.addWaiting(r, 'n1', 42n, 100n, 0);
-    expect(r).toMatchObject({ join_state: 'pending', container_id: 'c42' });
-    expect(r[CONTAINER_META]).toBe(pathOnly); // the crash-loop rule waits for its name
+    expect(r.columns).toMatchObject({ join_state: 'pending', container_id: 'c42' });
+    expect(r.meta).toBe(pathOnly); // the crash-loop rule waits for its name
     const named = meta();
     expect(b.resolve('n1', 42n, () => named)).toBe(1);
-    expect(r).toMatchObject({ join_state: 'joined', container_name: 'web', image: 'img:1' });
-    expect(r[CONTAINER_META]).toBe(named);
+    expect(r.columns).toMatchObject({ join_state: 'joined', container_name: 'web', image: 'img:1' });
+    expect(r.meta).toBe(named);
   });
 
   it('gives up waiting at the deadline and writes pending rows', () => {
     const b = new PartitionBatch(limits);
     b.addMessage(10n, 0);
-    const r: Row = {};
-    b.addRow('t', r);
+    const r = eventRow({});
+    b.addEventRow('t', r);
     b.addWaiting(r, 'n1', 42n, 100n, 900); // arrived late in the batch: deadline 1400
     expect(b.shouldCut(999, undefined)).toBe(false); // not due yet
     expect(b.shouldCut(1_000, undefined)).toBe(false); // due, but the row still waits
     expect(b.shouldCut(1_400, undefined)).toBe(true);
     const cut = b.cut();
     expect(cut.latePending).toBe(1);
-    expect(r.join_state).toBe('pending');
+    expect(r.columns.join_state).toBe('pending');
   });
 
   it('cuts a small batch at smallMaxMs, a batch of smallRows or more at maxMs', () => {
@@ -223,7 +230,7 @@ describe('partition batch', () => {
   it('bounds the late buffer and counts the overflow', () => {
     const b = new PartitionBatch(limits);
     b.addMessage(1n, 0);
-    const accepted = [1, 2, 3].map(() => b.addWaiting({}, 'n1', 9n, 1n, 0));
+    const accepted = [1, 2, 3].map(() => b.addWaiting(eventRow({}), 'n1', 9n, 1n, 0));
     expect(accepted).toEqual([true, true, false]);
     expect(b.lateOverflow).toBe(1);
   });
@@ -268,13 +275,8 @@ describe('alert rules', () => {
   it('raises a crash loop on N non-zero exits within the window only', () => {
     const e = new AlertEngine(rules);
     const out: Parameters<AlertEngine['observe']>[2] = [];
-    const exit = (t: bigint, code: number) => ({
-      node: 'n1',
-      container_id: 'c1',
-      [TIME_NS]: t,
-      exit_code: code,
-      signal: 0,
-    });
+    const exit = (t: bigint, code: number) =>
+      eventRow({ node: 'n1', container_id: 'c1', exit_code: code, signal: 0 }, t);
     e.observe('proc_exit', exit(0n, 1), out);
     e.observe('proc_exit', exit(100n * ms, 0), out); // clean exit does not count
     e.observe('proc_exit', exit(2_000n * ms, 1), out); // first one fell out of the window
@@ -288,9 +290,9 @@ describe('alert rules', () => {
   it('raises oom kills, tcp spikes once per window, and sequence gaps', () => {
     const e = new AlertEngine(rules);
     const out: Parameters<AlertEngine['observe']>[2] = [];
-    e.observe('oom_kill', { node: 'n1', container_id: 'c1', [TIME_NS]: 5n, comm: 'x' }, out);
+    e.observe('oom_kill', eventRow({ node: 'n1', container_id: 'c1', comm: 'x' }, 5n), out);
     for (let i = 0; i < 12; i++)
-      e.observe('tcp_reset', { node: 'n1', container_id: 'c1', [TIME_NS]: BigInt(i) * ms }, out);
+      e.observe('tcp_reset', eventRow({ node: 'n1', container_id: 'c1' }, BigInt(i) * ms), out);
     e.observeSequence('n1', 'b', 1n, 0n, out);
     e.observeSequence('n1', 'b', 2n, 0n, out);
     e.observeSequence('n1', 'b', 5n, 0n, out);
@@ -304,7 +306,7 @@ describe('rows from decoded Avro', () => {
   it('carry only the event own fields (avsc records inherit enumerable methods)', async () => {
     const { createProcessorCodec } = await import('../../processor/src/codec.js');
     const { SyntheticNode } = await import('../../bench/processor/synthetic.js');
-    const { buildRow, wallClockNs } = await import('../../processor/src/rows.js');
+    const { buildMessageRows, buildRow, wallClockNs } = await import('../../processor/src/rows.js');
     const codec = createProcessorCodec();
     const batch = codec.decodeEventBatch(new SyntheticNode({ node: 'n1', containers: 2 }).next(2));
     const ev = batch.events[0];
@@ -328,6 +330,9 @@ describe('rows from decoded Avro', () => {
       'interval_ns',
     ]);
     expect(row.cgroup_id).toBe(10001); // u64 as a number while a double holds it exactly
-    expect(row[TIME_NS]).toBe(wallClockNs(batch, ev.tsNs));
+    const [built] = buildMessageRows(batch, 3, '7', true).rows;
+    expect(built?.columns).toEqual(row);
+    expect(built?.timeNs).toBe(wallClockNs(batch, ev.tsNs));
+    expect(built?.event).toBe(ev); // kept for the enriched topic
   });
 });

@@ -148,12 +148,15 @@ describe('workload identity', () => {
   it('a joined row carries every identity column; a host row only workload = host', () => {
     const m = meta(CASES[0]?.meta ?? {});
     const row: Row = { node: 'n1', join_state: 'pending' };
-    applyJoin(row, m);
+    const eventRow = { columns: row, timeNs: 0n, event: undefined, meta: undefined };
+    applyJoin(eventRow, m);
+    expect(eventRow.meta).toBe(m);
     for (const c of IDENTITY_COLUMNS) expect(row[c], c).toBe(identityColumns(m)[c]);
     expect(row.join_state).toBe('joined');
     // A CRI pod's row: every column but the Compose labels.
     for (const c of IDENTITY_COLUMNS.filter((c) => !c.startsWith('compose_'))) expect(row[c], c).not.toBe('');
-    applyHost(row);
+    applyHost(eventRow);
+    expect(eventRow.meta).toBeUndefined();
     expect(row.join_state).toBe('host');
     for (const c of IDENTITY_COLUMNS) expect(row[c], c).toBe(HOST_IDENTITY[c]);
     expect(row.workload).toBe('host');

@@ -8,8 +8,8 @@
 // compare two builds back to back (root):
 //   npx tsx bench/kernel/cost.ts [--rounds 5] [--seconds 1.5] [--baseline ROOT]
 // --baseline: another built checkout of ktrail (e.g. main's: its bpf/.output and its addon);
-// rounds alternate baseline, current, each in a process of its own, so each build is read
-// by its own addon.
+// rounds alternate baseline and current (order reversed every other round), each in a process
+// of its own, so each build is read by its own addon.
 import { execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -195,7 +195,12 @@ function childRound(root: string, seconds: number): Promise<Array<ProgramCost & 
 async function compare(roots: string[], rounds: number, seconds: number): Promise<ProgramCost[][]> {
   const results = roots.map(() => new Map<string, ProgramCost>());
   for (let i = 0; i < rounds; i++) {
-    for (const [s, root] of roots.entries()) {
+    // Every other round in reverse order: a build measured always right after the other one
+    // would carry whatever that round leaves behind (warm caches, a busy neighbour) alone.
+    const order = [...roots.keys()];
+    if (i % 2 === 1) order.reverse();
+    for (const s of order) {
+      const root = roots[s] as string;
       for (const c of await childRound(root, seconds)) {
         const acc = results[s]?.get(c.name) ?? { name: c.name, object: c.object, hook: c.hook, rounds: [] };
         acc.rounds.push(c.r);

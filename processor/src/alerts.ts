@@ -7,20 +7,14 @@
 // The rules' state survives a rebalance and a restart: alert-state.ts saves a snapshot
 // with every committed batch and the partition's next owner restores it. The crash-loop
 // rule (crash-loop.ts) follows workloads, not container ids, and is idempotent on replay.
+import type * as Avro from '../../schemas/types.js';
 import { CrashLoopRule, type CrashLoopSnapshot, type NamedLookup } from './crash-loop.js';
 import type { EventRow, Row } from './partition-batch.js';
 
-export interface Alert {
+/** The schema's Alert (schemas/Alert.avsc), its kind one of the built-in rules'. */
+export type Alert = Omit<Avro.Alert, 'kind'> & {
   kind: 'oom_kill' | 'crash_loop' | 'tcp_spike' | 'data_loss' | 'output_skipped';
-  node: string;
-  container: string;
-  containerName: string;
-  namespace: string;
-  pod: string;
-  /** Wall-clock ns of the event that raised it. */
-  timeNs: bigint;
-  details: Record<string, string>;
-}
+};
 
 export interface AlertRules {
   oomKill: boolean;

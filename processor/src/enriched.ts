@@ -4,47 +4,18 @@
 // encoding is ~5x cheaper and ~6x smaller (docs/processor.md). Containers travel once per
 // message, in a list the events index: the container's strings (a 64-character id, image,
 // pod) would otherwise be most of every event's bytes.
+import type * as Avro from '../../schemas/types.js';
+import type { EnrichedContainer, JoinState } from '../../schemas/types.js';
 import type { EventRow, Row } from './partition-batch.js';
 import type { DecodedEvent } from './rows.js';
 
-export type JoinState = 'joined' | 'pending' | 'host';
+export type { EnrichedContainer, JoinState };
 
-/** The identity columns of the container's rows (workload.ts), camelCase. */
-export interface EnrichedContainer {
-  containerId: string;
-  containerName: string;
-  image: string;
-  pod: string;
-  namespace: string;
-  workload: string;
-  containerRuntime: string;
-  podUid: string;
-  k8sContainerName: string;
-  workloadKind: string;
-  workloadName: string;
-  composeProject: string;
-  composeService: string;
-  containerdNamespace: string;
-}
+/** The schema's EnrichedEvent, its kernel event as the processor decoded it. */
+export type EnrichedEvent = Omit<Avro.EnrichedEvent, 'event'> & { event: DecodedEvent };
 
-export interface EnrichedEvent {
-  timeNs: bigint;
-  joinState: JoinState;
-  /** Index into EnrichedBatch.containers; -1 unless joined. */
-  container: number;
-  event: DecodedEvent;
-}
-
-export interface EnrichedBatch {
-  node: string;
-  sourcePartition: number;
-  firstOffset: bigint;
-  lastOffset: bigint;
-  /** Index of the message's first event among the node's events of the batch. */
-  firstEvent: number;
-  containers: EnrichedContainer[];
-  events: EnrichedEvent[];
-}
+/** The schema's EnrichedBatch (schemas/EnrichedBatch.avsc) of such events. */
+export type EnrichedBatch = Omit<Avro.EnrichedBatch, 'events'> & { events: EnrichedEvent[] };
 
 /** Under Kafka's default 1,000,000-byte message, with room for the record's own framing. */
 export const MAX_ENRICHED_MESSAGE_BYTES = 900_000;

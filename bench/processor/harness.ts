@@ -2,7 +2,7 @@
 // a producer that partitions like the collector (by node), and processor options.
 import { type Kafka, Kafka as KafkaClient, logLevel, type Producer } from 'kafkajs';
 import { nodePartitioner } from '../../collector/src/kafka-sink.js';
-import { ensureTopics, type TopicNames } from '../../common/kafka.js';
+import { ensureTopics, type TopicNames } from '../../common/kafka-topics.js';
 import type { ProcessorOptions } from '../../processor/src/processor.js';
 
 export function kafkaClient(brokers: string[], clientId = 'ktrail-processor-test'): Kafka {

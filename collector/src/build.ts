@@ -6,13 +6,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { Gauge, type Registry } from 'prom-client';
 import type { KtrailConfig } from '../../common/config.js';
 import { ConfigError } from '../../common/errors.js';
-import {
-  createKafka,
-  ensureTopics,
-  kafkaClientOptions,
-  type TopicNames,
-  topicNames,
-} from '../../common/kafka.js';
+import { createKafka, kafkaClientOptions } from '../../common/kafka.js';
+import { ensureTopics, type TopicNames, topicNames } from '../../common/kafka-topics.js';
 import { createLogger } from '../../common/log.js';
 import {
   type CollectorMemoryPlan,

@@ -2,7 +2,7 @@
 // with kafka.schemaRegistryUrl the Confluent wire format, whose ids come from registering
 // the three topics' schemas (schemas/registration.ts; registry-sink.ts writes them in).
 import type { KtrailConfig } from '../../common/config.js';
-import type { TopicNames } from '../../common/kafka.js';
+import type { TopicNames } from '../../common/kafka-topics.js';
 import { createLogger } from '../../common/log.js';
 import {
   createEncoder,

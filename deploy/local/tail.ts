@@ -8,7 +8,8 @@ import { randomUUID } from 'node:crypto';
 import { Command, InvalidArgumentError } from 'commander';
 import { pino } from 'pino';
 import { loadConfig } from '../../common/config.js';
-import { createKafka, kafkaClientOptions, topicNames } from '../../common/kafka.js';
+import { createKafka, kafkaClientOptions } from '../../common/kafka.js';
+import { topicNames } from '../../common/kafka-topics.js';
 import { createSchemaRegistryClient } from '../../schemas/registry-client.js';
 import {
   createRegistryTopicDecoder,

@@ -5,7 +5,8 @@
 // block's lines, so the arithmetic is unit-tested without a pipeline.
 import type { Admin } from 'kafkajs';
 import type { KtrailConfig } from '../../common/config.js';
-import { createKafka, kafkaClientOptions, topicNames } from '../../common/kafka.js';
+import { createKafka, kafkaClientOptions } from '../../common/kafka.js';
+import { topicNames } from '../../common/kafka-topics.js';
 import { createLogger } from '../../common/log.js';
 import type { Supervisor, SupervisorState } from './supervise.js';
 import type { UpView } from './up-view.js';

@@ -11,7 +11,7 @@
 import type avsc from 'avsc';
 import type { KtrailConfig } from '../../common/config.js';
 import { KtrailError } from '../../common/errors.js';
-import { topicNames } from '../../common/kafka.js';
+import { topicNames } from '../../common/kafka-topics.js';
 import { createLogger, type Logger } from '../../common/log.js';
 import {
   catalog,

@@ -6,6 +6,7 @@ import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs
 // kafkajs spreads its error classes into its CommonJS exports: only the default import sees them.
 import kafkajs from 'kafkajs';
 import { TransientError } from '../../common/errors.js';
+import { kafkajsErrorType } from '../../common/kafka-topics.js';
 import type { Logger } from '../../common/log.js';
 import { coPartitionedAssigner } from './assigner.js';
 import { type CatchUpResult, catchUpToEnd } from './catch-up.js';
@@ -234,11 +235,5 @@ const GENERATION_OVER = new Set([
 ]);
 
 export function endsGeneration(err: unknown): boolean {
-  for (
-    let e = err as { type?: string; cause?: unknown } | undefined;
-    e !== undefined && e !== null;
-    e = e.cause as typeof e
-  )
-    if (typeof e.type === 'string' && GENERATION_OVER.has(e.type)) return true;
-  return false;
+  return GENERATION_OVER.has(kafkajsErrorType(err) ?? '');
 }

@@ -1,6 +1,6 @@
 // The processor's public types: what it needs (a row store, a codec, its topics and
 // options) and what it reports (stats, losses, hooks).
-import type { TopicNames } from '../../common/kafka.js';
+import type { TopicNames } from '../../common/kafka-topics.js';
 import { createThrottledWarn, type Logger } from '../../common/log.js';
 import type { DeadLetter } from '../../schemas/types.js';
 import type { Alert, AlertRules } from './alerts.js';

@@ -5,7 +5,8 @@
 import { getHeapStatistics } from 'node:v8';
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { KtrailConfig } from '../../common/config.js';
-import { createKafka, ensureTopics, kafkaClientOptions, topicNames } from '../../common/kafka.js';
+import { createKafka, kafkaClientOptions } from '../../common/kafka.js';
+import { ensureTopics, topicNames } from '../../common/kafka-topics.js';
 import { createLogger } from '../../common/log.js';
 import {
   mib,

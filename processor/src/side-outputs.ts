@@ -21,7 +21,7 @@ import {
   type Producer,
   type RecordMetadata,
 } from 'kafkajs';
-import { kafkajsErrorType } from '../../common/kafka.js';
+import { kafkajsErrorType } from '../../common/kafka-topics.js';
 import type { Logger } from '../../common/log.js';
 
 export type OutputName = 'enriched' | 'alerts' | 'deadletter';

@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect } from 'vitest';
-import { topicNames } from '../../common/kafka.js';
+import { topicNames } from '../../common/kafka-topics.js';
 import { quietKafka } from '../support/kafka.js';
 import { itReal, missingRoot } from '../support/real.js';
 import { processesOf, ROOT, runningBanner, startUp, type UpStack } from '../support/up-stack.js';

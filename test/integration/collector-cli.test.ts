@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { readTopic } from '../../bench/collector/kafka-read.js';
 import { writeSyntheticCapture } from '../../bench/collector/synthetic.js';
-import { topicNames } from '../../common/kafka.js';
+import { topicNames } from '../../common/kafka-topics.js';
 import { createSchemaResolver } from '../../schemas/codec.js';
 import type { EventBatch } from '../../schemas/types.js';
 import { deleteTopics } from '../support/kafka.js';

@@ -15,7 +15,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, inject } from 'vitest';
 import { readTopic } from '../../bench/collector/kafka-read.js';
 import { writeSyntheticCapture } from '../../bench/collector/synthetic.js';
-import { topicNames } from '../../common/kafka.js';
+import { topicNames } from '../../common/kafka-topics.js';
 import { REPO_ROOT } from '../../common/repo-root.js';
 import { createSchemaResolver } from '../../schemas/codec.js';
 import type { EventBatch } from '../../schemas/types.js';

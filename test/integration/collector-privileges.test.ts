@@ -29,7 +29,7 @@ import { cgroupV2Root, missingKernelCapture, openCapture } from '../../collector
 import { FLAG } from '../../collector/src/kernel/layout.js';
 import { processPrivileges } from '../../collector/src/kernel/privileges.js';
 import { bpfObjects } from '../../collector/src/sources.js';
-import { topicNames } from '../../common/kafka.js';
+import { topicNames } from '../../common/kafka-topics.js';
 import { createSchemaResolver } from '../../schemas/codec.js';
 import type { EventBatch, KtrailEvent } from '../../schemas/types.js';
 import { deleteTopics } from '../support/kafka.js';

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject } from 'vitest';
 import { writeSyntheticCapture } from '../../bench/collector/synthetic.js';
 import { nodePartitioner } from '../../collector/src/kafka-sink.js';
-import { topicNames } from '../../common/kafka.js';
+import { topicNames } from '../../common/kafka-topics.js';
 import type { SqlRunner } from '../../deploy/clickhouse/queries.js';
 import { launchCli, processorSql, stopCli } from '../support/cli-child.js';
 import { type LoadSummary, type StoreCount, startLoad, waitStored } from '../support/failover-load.js';

@@ -8,7 +8,8 @@ import type { Consumer, Kafka, Producer } from 'kafkajs';
 import { pino } from 'pino';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { ConfigError } from '../../common/errors.js';
-import { createKafka, ensureTopics, topicNames } from '../../common/kafka.js';
+import { createKafka } from '../../common/kafka.js';
+import { ensureTopics, topicNames } from '../../common/kafka-topics.js';
 import { createLogger } from '../../common/log.js';
 import {
   createTopics,

@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import avsc from 'avsc';
 import { afterAll, beforeAll, describe, expect, inject } from 'vitest';
-import { topicNames } from '../../common/kafka.js';
+import { topicNames } from '../../common/kafka-topics.js';
 import { createProcessorCodec } from '../../processor/src/codec.js';
 import { sampleEvents } from '../../schemas/samples.js';
 import { createTopics, deleteTopics, quietKafka } from '../support/kafka.js';

@@ -15,7 +15,7 @@ import {
   testOptions,
 } from '../../bench/processor/harness.js';
 import { SyntheticNode } from '../../bench/processor/synthetic.js';
-import type { TopicNames } from '../../common/kafka.js';
+import type { TopicNames } from '../../common/kafka-topics.js';
 import { createProcessorCodec } from '../../processor/src/codec.js';
 import { MAX_DEAD_LETTER_RAW_BYTES } from '../../processor/src/dead-letters.js';
 import type { EnrichedBatch } from '../../processor/src/enriched.js';

@@ -10,7 +10,7 @@ import {
 } from '../../bench/processor/harness.js';
 import { SyntheticNode } from '../../bench/processor/synthetic.js';
 import { PoisonError } from '../../common/errors.js';
-import type { TopicNames } from '../../common/kafka.js';
+import type { TopicNames } from '../../common/kafka-topics.js';
 import { createProcessorCodec } from '../../processor/src/codec.js';
 import {
   dedupToken,

@@ -17,7 +17,7 @@ import {
   poisonMessage,
   SyntheticNode,
 } from '../../bench/processor/synthetic.js';
-import type { TopicNames } from '../../common/kafka.js';
+import type { TopicNames } from '../../common/kafka-topics.js';
 import { createProcessorCodec } from '../../processor/src/codec.js';
 import { createProcessor, type Processor } from '../../processor/src/processor.js';
 import { clickHouseSink } from '../../processor/src/sink.js';

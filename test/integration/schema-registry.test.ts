@@ -21,7 +21,8 @@ import { createTestTopics, kafkaClient, testOptions } from '../../bench/processo
 import { SyntheticNode } from '../../bench/processor/synthetic.js';
 import { buildCollector } from '../../collector/src/build.js';
 import { type KtrailConfig, validateConfig } from '../../common/config.js';
-import { createKafka, kafkaClientOptions, topicNames } from '../../common/kafka.js';
+import { createKafka, kafkaClientOptions } from '../../common/kafka.js';
+import { topicNames } from '../../common/kafka-topics.js';
 import { createLogger } from '../../common/log.js';
 import { processorCodecFor } from '../../processor/src/codec.js';
 import { createProcessor, type Processor, processorTopics } from '../../processor/src/processor.js';

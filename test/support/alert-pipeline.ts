@@ -10,7 +10,7 @@ import {
   processorTopics,
   testOptions,
 } from '../../bench/processor/harness.js';
-import type { TopicNames } from '../../common/kafka.js';
+import type { TopicNames } from '../../common/kafka-topics.js';
 import { clickHouseAlertStateStore } from '../../processor/src/alert-state.js';
 import type { Alert } from '../../processor/src/alerts.js';
 import { createProcessorCodec } from '../../processor/src/codec.js';

@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Kafka, logLevel } from 'kafkajs';
-import { createTopicsAndWait, fixKafkajsIdleTimer } from '../../common/kafka.js';
+import { fixKafkajsIdleTimer } from '../../common/kafka.js';
+import { createTopicsAndWait } from '../../common/kafka-topics.js';
 import { freePorts } from './ports.js';
 
 const run = promisify(execFile);

@@ -9,7 +9,7 @@ import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { topicNames } from '../../common/kafka.js';
+import { topicNames } from '../../common/kafka-topics.js';
 import { deleteTopics, type KafkaEndpoint } from './kafka.js';
 import { freePorts } from './ports.js';
 

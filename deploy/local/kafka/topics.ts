@@ -5,13 +5,9 @@
 // ktrail config's environment (KTRAIL_KAFKA_SASL_*, KTRAIL_KAFKA_TLS_*, docs/kafka.md).
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig } from '../../../common/config.js';
-import {
-  createKafka,
-  DEFAULT_PARTITIONS,
-  DEFAULT_TOPIC_PREFIX,
-  ensureTopics,
-} from '../../../common/kafka.js';
+import { createKafka } from '../../../common/kafka.js';
 import { kafkaSecurityOptions } from '../../../common/kafka-security.js';
+import { DEFAULT_PARTITIONS, DEFAULT_TOPIC_PREFIX, ensureTopics } from '../../../common/kafka-topics.js';
 import { createLogger } from '../../../common/log.js';
 
 function positiveInt(value: string): number {

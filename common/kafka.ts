@@ -117,7 +117,8 @@ function kafkajsLevel(pinoLevel: string): logLevel {
 /** kafkajs' logCreator contract: called once per namespace-less root, then per log entry. */
 /**
  * kafkajs lines that describe an expected state, not a fault: a broker electing leaders or
- * loading its group coordinator right after start, answered by a retry. And the idempotent
+ * loading its group coordinator right after start (or a coordinator that moved), answered
+ * by a retry. And the idempotent
  * producer's warning about limited retries: ktrail's delivery loop owns retries (a send is
  * bounded so the buffer can count), a failed send may repeat a batch under the same per-node
  * sequence, and completeness_hourly counts such duplicates.
@@ -125,7 +126,7 @@ function kafkajsLevel(pinoLevel: string): logLevel {
 const EXPECTED_STATES = [
   /not the leader for that topic-partition/i,
   /leadership election|leader not available|no leader for this topic-partition/i,
-  /coordinator is (loading|not available)/i,
+  /coordinator is (loading|not available)|not the correct coordinator/i,
   /Limiting retries for the idempotent producer/i,
 ];
 

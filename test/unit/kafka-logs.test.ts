@@ -28,6 +28,9 @@ describe('kafkajs logs', () => {
     kafka.logger().namespace('Connection').error('Response JoinGroup(key: 11, version: 5)', {
       error: "The coordinator is loading and hence can't process requests",
     });
+    kafka.logger().namespace('Connection').error('Response DescribeGroups(key: 15, version: 2)', {
+      error: 'This is not the correct coordinator for this group',
+    });
 
     const byMsg = lines.map((l) => [l.level, l.msg, l.error]);
     // A leader election, a loading coordinator and the idempotence note are expected states:

@@ -1,7 +1,7 @@
 // The collector as a child process for the benchmarks: the shipped entrypoint (compiled
 // JavaScript), its /metrics, and its CPU and RSS from /proc.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -14,11 +14,19 @@ export interface CollectorRun {
   stop(): Promise<string>;
 }
 
+/** BENCH_CPU_PROF=DIR: each collector child writes a V8 CPU profile (.cpuprofile) there on exit. */
+function profileOptions(): Record<string, string> {
+  const dir = process.env.BENCH_CPU_PROF;
+  if (!dir) return {};
+  const prior = process.env.NODE_OPTIONS ? `${process.env.NODE_OPTIONS} ` : '';
+  return { NODE_OPTIONS: `${prior}--cpu-prof --cpu-prof-dir=${dir}` };
+}
+
 export async function startCollector(args: string[]): Promise<CollectorRun> {
   // The collector as it ships: the image's entrypoint (compiled JavaScript, its environment).
   const child = spawn('sh', [join(repo, 'deploy/docker/entrypoint.sh'), 'collector', ...args], {
     cwd: repo,
-    env: { ...process.env, KTRAIL_LOG_LEVEL: 'info' },
+    env: { ...process.env, KTRAIL_LOG_LEVEL: 'info', ...profileOptions() },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
@@ -65,6 +73,23 @@ export async function metric(port: number, name: string, labels = ''): Promise<n
     sum += Number(line.slice(line.lastIndexOf(' ') + 1));
   }
   return sum;
+}
+
+/** CPU ticks (utime + stime) of a process's threads, summed by thread name. */
+export function threadTicks(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    } catch {
+      continue; // the thread ended meanwhile
+    }
+    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    out.set(name, (out.get(name) ?? 0) + Number(fields[11]) + Number(fields[12]));
+  }
+  return out;
 }
 
 export function procStat(pid: number): { cpuTicks: number; rssBytes: number } {

@@ -7,6 +7,7 @@
 #include <linux/types.h>  // for events.h
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -25,7 +26,12 @@ static_assert(kRecordHeaderBytes == 32, "bpf/include/events.h: struct kt_header 
 namespace ktrail {
 namespace {
 
-constexpr int kPollTimeoutMs = 10;  // bounds how long close() waits for the thread
+// The poll timeout while no batch is open: records the programs submitted without a wakeup
+// (BPF_RB_NO_WAKEUP) wait at most this long, and close() waits at most this long for the
+// thread. Each timeout wakes an idle collector, so it is not short; it is capped by
+// batchMaxMs, so such a record waits no longer than one in an open batch.
+constexpr int kIdlePollMs = 50;
+constexpr int kPollErrorBackoffMs = 10;
 constexpr size_t kPooledBatches = 8;
 
 int64_t NowNs() {
@@ -151,7 +157,7 @@ void Capture::OnEnvCleanup(void* self) {
 
 void Capture::PollLoop() {
   while (!stop_.load(std::memory_order_relaxed) && !tsfn_closing_) {
-    int timeout = kPollTimeoutMs;
+    int timeout = std::min(kIdlePollMs, static_cast<int>(settings_.batch_max_ms));
     if (batch_records_ > 0) {
       // Rounded up: rounding down would poll with timeout 0, again and again, through the
       // last millisecond before the batch is due - a busy loop on every batch.
@@ -166,7 +172,7 @@ void Capture::PollLoop() {
     if (n < 0 && n != -EINTR && n != -ECANCELED) {
       poll_errors_++;
       last_poll_error_ = n;
-      std::this_thread::sleep_for(std::chrono::milliseconds(kPollTimeoutMs));
+      std::this_thread::sleep_for(std::chrono::milliseconds(kPollErrorBackoffMs));
     }
     if (batch_records_ > 0 &&
         NowNs() - batch_started_ns_ >= static_cast<int64_t>(settings_.batch_max_ms) * 1000000)

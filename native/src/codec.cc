@@ -92,26 +92,52 @@ Napi::Value Crc32c(const Napi::CallbackInfo& info) {
 
 // ---- zstd -------------------------------------------------------------------------------
 
-// Input bytes are copied into the worker (the JS Buffer may be reused once compress()
-// returns its promise); the output is copied once into an exact-size Buffer.
+// Each pool thread keeps one compression context and one output area for the life of the
+// process: a fresh context per batch allocated and initialised ~1 MiB of tables every time,
+// and that churn through malloc fragmented the heap (resident memory at full rate).
+struct CompressScratch {
+  ZSTD_CCtx* cctx = nullptr;
+  std::vector<uint8_t> out;
+  ~CompressScratch() { ZSTD_freeCCtx(cctx); }
+};
+thread_local CompressScratch t_compress;
+
+// Compression reads the caller's Buffer in place, held by a reference until the worker is
+// done (its callers, kafkajs' encoders, never write to a buffer after handing it over);
+// decompression copies its input. The output is copied once into an exact-size Buffer.
 class ZstdWorker : public Napi::AsyncWorker {
  public:
-  ZstdWorker(Napi::Env env, const uint8_t* data, size_t size, bool compress, int level)
+  ZstdWorker(Napi::Env env, Napi::Uint8Array arr, bool compress, int level)
       : Napi::AsyncWorker(env),
         deferred_(Napi::Promise::Deferred::New(env)),
-        input_(data, data + size),
         compress_(compress),
-        level_(level) {}
+        level_(level) {
+    if (compress) {
+      inputRef_ = Napi::Persistent(arr.As<Napi::Object>());
+      data_ = arr.Data();
+      size_ = arr.ByteLength();
+    } else {
+      input_.assign(arr.Data(), arr.Data() + arr.ByteLength());
+      data_ = input_.data();
+      size_ = input_.size();
+    }
+  }
 
   Napi::Promise Promise() const { return deferred_.Promise(); }
 
  protected:
   void Execute() override {
     if (compress_) {
-      output_.resize(ZSTD_compressBound(input_.size()));
-      size_t n = ZSTD_compress(output_.data(), output_.size(), input_.data(), input_.size(), level_);
+      CompressScratch& t = t_compress;
+      if (t.cctx == nullptr && (t.cctx = ZSTD_createCCtx()) == nullptr) return SetError("zstd compress: out of memory");
+      size_t bound = ZSTD_compressBound(size_);
+      if (t.out.size() < bound) t.out.resize(bound);
+      size_t n = ZSTD_compressCCtx(t.cctx, t.out.data(), t.out.size(), data_, size_, level_);
       if (ZSTD_isError(n)) return SetError(std::string("zstd compress: ") + ZSTD_getErrorName(n));
-      output_.resize(n);
+      // Copied out at once: the thread may compress the next batch before OnOK runs.
+      output_.assign(t.out.data(), t.out.data() + n);
+      result_ = output_.data();
+      resultSize_ = n;
       return;
     }
     // Streaming decompression: frames without a content size (streaming producers) and
@@ -126,7 +152,7 @@ class ZstdWorker : public Napi::AsyncWorker {
                           ? static_cast<size_t>(hint)
                           : input_.size() * 4 + 1024;
     output_.resize(capacity);
-    ZSTD_inBuffer in{input_.data(), input_.size(), 0};
+    ZSTD_inBuffer in{data_, size_, 0};
     ZSTD_outBuffer out{output_.data(), output_.size(), 0};
     size_t last = 0;
     for (;;) {
@@ -151,12 +177,14 @@ class ZstdWorker : public Napi::AsyncWorker {
     ZSTD_freeDCtx(dctx);
     if (last != 0) return SetError("zstd decompress: input ends inside a frame");
     output_.resize(out.pos);
+    result_ = output_.data();
+    resultSize_ = output_.size();
   }
 
   // A copy into a Node-allocated Buffer: V8 then accounts for its memory (an external
   // buffer over the vector would be invisible to the GC's heuristics, and keep the
   // compressBound()-sized capacity alive).
-  void OnOK() override { deferred_.Resolve(Napi::Buffer<uint8_t>::Copy(Env(), output_.data(), output_.size())); }
+  void OnOK() override { deferred_.Resolve(Napi::Buffer<uint8_t>::Copy(Env(), result_, resultSize_)); }
 
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
@@ -164,8 +192,13 @@ class ZstdWorker : public Napi::AsyncWorker {
   // ktrail's record batches are about 1 MB; a batch that grows past this is a bomb.
   static constexpr size_t kMaxDecompressed = size_t{256} << 20;
   Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference inputRef_;
   std::vector<uint8_t> input_;
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
   std::vector<uint8_t> output_;
+  const uint8_t* result_ = nullptr;
+  size_t resultSize_ = 0;
   bool compress_;
   int level_;
 };
@@ -179,7 +212,7 @@ Napi::Value Zstd(const Napi::CallbackInfo& info, bool compress) {
   if (compress && info.Length() > 1 && info[1].IsNumber()) level = info[1].As<Napi::Number>().Int32Value();
   if (compress && (level < ZSTD_minCLevel() || level > ZSTD_maxCLevel()))
     throw Napi::RangeError::New(env, "zstd: compression level out of range");
-  auto* worker = new ZstdWorker(env, arr.Data(), arr.ByteLength(), compress, level);
+  auto* worker = new ZstdWorker(env, arr, compress, level);
   Napi::Promise promise = worker->Promise();
   worker->Queue();
   return promise;

@@ -10,7 +10,7 @@ import { kafkajsErrorType } from '../../common/kafka-topics.js';
 import type { Logger } from '../../common/log.js';
 import { coPartitionedAssigner } from './assigner.js';
 import { type CatchUpResult, catchUpToEnd } from './catch-up.js';
-import type { BatchControl, InMessage } from './partition-pipeline.js';
+import type { BatchControl, InMessage } from './processor-types.js';
 import type { SchemaGate } from './schema-gate.js';
 import { recordingPartitioner } from './side-outputs.js';
 

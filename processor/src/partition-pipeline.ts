@@ -33,6 +33,10 @@ import {
 } from './partition-batch.js';
 import type { PendingBudget } from './pending-budget.js';
 import type {
+  BatchControl,
+  InMessage,
+  OffsetCommitter,
+  PipelineState,
   ProcessorCodec,
   ProcessorHooks,
   ProcessorStats,
@@ -59,38 +63,6 @@ import {
   LostPartitionError,
   retryWhileOwned,
 } from './table-insert.js';
-
-/**
- * restoring: waiting for the containers topic to be read (takes no messages);
- * open: taking messages, no write in flight; writing: a cut is being written while the next
- * batch fills; failed: a write failed, rethrown by the next drain; revoked: no longer ours.
- */
-export type PipelineState = 'restoring' | 'open' | 'writing' | 'failed' | 'revoked';
-
-/**
- * Commits an events partition's offset; throws a retriable error (common/errors.ts) when the
- * coordinator could not be reached, any other when this member may no longer commit it.
- */
-export interface OffsetCommitter {
-  commit(partition: number, offset: bigint, metadata: string | null): Promise<void>;
-  /** Keeps group membership alive during long writes; never throws. */
-  heartbeat(): Promise<void>;
-}
-
-/** A message as the pipeline needs it. */
-export interface InMessage {
-  offset: string;
-  key: Buffer | null;
-  value: Buffer | null;
-}
-
-/** What the source of a batch of messages offers while they are handled. */
-export interface BatchControl {
-  /** False once the batch is stale (rebalance, stop): the rest is left unresolved. */
-  active(): boolean;
-  resolveOffset(offset: string): void;
-  heartbeat(): Promise<void>;
-}
 
 /** What every partition's pipeline shares. */
 export interface PipelineDeps {

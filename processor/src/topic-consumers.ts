@@ -6,8 +6,8 @@ import { REASON, requireValue } from './dead-letters.js';
 import type { GroupRuntime, TopicBatch } from './group-runtime.js';
 import type { MetadataTable } from './metadata-table.js';
 import { dedupToken, type Row } from './partition-batch.js';
-import type { BatchControl, PartitionPipeline } from './partition-pipeline.js';
-import type { ProcessorCodec, ProcessorStats, RowSink } from './processor-types.js';
+import type { PartitionPipeline } from './partition-pipeline.js';
+import type { BatchControl, ProcessorCodec, ProcessorStats, RowSink } from './processor-types.js';
 import {
   COLLECTOR_STATS_TABLE,
   CONTAINERS_TABLE,

@@ -7,14 +7,15 @@ import { createLogger } from '../../common/log.js';
 import { AlertStateKeeper } from '../../processor/src/alert-state.js';
 import { MetadataTable } from '../../processor/src/metadata-table.js';
 import type { Row } from '../../processor/src/partition-batch.js';
+import { PartitionPipeline, type PipelineDeps } from '../../processor/src/partition-pipeline.js';
+import { PendingBudget } from '../../processor/src/pending-budget.js';
 import {
   type BatchControl,
+  emptyStats,
   type InMessage,
-  PartitionPipeline,
-  type PipelineDeps,
-} from '../../processor/src/partition-pipeline.js';
-import { PendingBudget } from '../../processor/src/pending-budget.js';
-import { emptyStats, type ProcessorCodec, type RowSink } from '../../processor/src/processor-types.js';
+  type ProcessorCodec,
+  type RowSink,
+} from '../../processor/src/processor-types.js';
 import type { DecodedEventBatch } from '../../processor/src/rows.js';
 import type { OutputResult, OutputSend } from '../../processor/src/side-outputs.js';
 

@@ -13,10 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type { ConnectionOptions } from 'node:tls';
 import kafkajs, {
-  type Admin,
   CompressionTypes,
-  type ITopicConfig,
-  type ITopicMetadata,
   type Kafka,
   type KafkaConfig,
   type LogEntry,
@@ -24,8 +21,7 @@ import kafkajs, {
   type SASLOptions,
 } from 'kafkajs';
 import type { KtrailConfig } from './config.js';
-import { ConfigError, TransientError } from './errors.js';
-import { clusterReplication, type Replication } from './kafka-replication.js';
+import { ConfigError } from './errors.js';
 import { ExplainingKafka, kafkaSecurityOptions, warnInsecureKafka } from './kafka-security.js';
 import { createThrottledWarn, type Logger } from './log.js';
 import { loadCodecAddon } from './native-codec.js';

@@ -443,3 +443,9 @@ class IdQueue {
     return id;
   }
 }
+
+/** What the metadata providers need from the cgroup resolver (kept narrow for testing and reuse). */
+export type CgroupLookup = {
+  hierarchy: HierarchyInfo;
+  idOfPath(path: string): Promise<bigint | undefined>;
+};

@@ -245,6 +245,50 @@ function schemaNameOf(schema: Record<string, unknown>): SchemaName | undefined {
   return (Object.keys(catalog().current) as SchemaName[]).find((n) => n === short);
 }
 
+/** How to read messages of writer schema `writer` as the current schema of its name. */
+function planFor(writer: SchemaVersion, writerVersion: ReaderPlan['writerVersion']): ReaderPlan {
+  const reader = catalog().current[writer.name];
+  let resolver: avsc.Resolver | undefined;
+  if (writer.fingerprint !== reader.fingerprint) {
+    try {
+      resolver = reader.type.createResolver(writer.type);
+    } catch (cause) {
+      throw poison(
+        `writer schema ${writer.name} ${writer.version} can't be read as the current ${writer.name}`,
+        { reason: 'incompatible_schema', schema: writer.name, writerFingerprint: writer.fingerprintKey },
+        cause,
+      );
+    }
+  }
+  return { writer, writerVersion, reader, resolver };
+}
+
+/** Decodes the Avro body after the header; a body that does not decode is a PoisonError. */
+function read(plan: ReaderPlan, bytes: Buffer, bodyStart: number): Decoded {
+  const body = bytes.subarray(bodyStart);
+  let value: unknown;
+  try {
+    value = plan.reader.type.fromBuffer(body, plan.resolver);
+  } catch (cause) {
+    throw poison(
+      `undecodable ${plan.writer.name} body: ${(cause as Error).message}`,
+      {
+        reason: cause instanceof OutOfRangeError ? 'out_of_range' : 'undecodable',
+        schema: plan.writer.name,
+        writerFingerprint: plan.writer.fingerprintKey,
+        bytes: bytes.length,
+      },
+      cause,
+    );
+  }
+  return {
+    schema: plan.reader.name,
+    value: value as SchemaTypes[SchemaName],
+    writerVersion: plan.writerVersion,
+    writerFingerprint: plan.writer.fingerprint,
+  };
+}
+
 /**
  * Finds writer schemas by fingerprint (current + schemas/history) or by registry id, and
  * reads every message as the current reader schema of the same name.
@@ -256,23 +300,6 @@ export function createSchemaResolver(options: { registry?: SchemaRegistryClient 
   /** Ids whose schema could not be used, with the error their messages get, and when. */
   const failedIds = new Map<number, { error: PoisonError; at: number }>();
 
-  function planFor(writer: SchemaVersion, writerVersion: ReaderPlan['writerVersion']): ReaderPlan {
-    const reader = cat.current[writer.name];
-    let resolver: avsc.Resolver | undefined;
-    if (writer.fingerprint !== reader.fingerprint) {
-      try {
-        resolver = reader.type.createResolver(writer.type);
-      } catch (cause) {
-        throw poison(
-          `writer schema ${writer.name} ${writer.version} can't be read as the current ${writer.name}`,
-          { reason: 'incompatible_schema', schema: writer.name, writerFingerprint: writer.fingerprintKey },
-          cause,
-        );
-      }
-    }
-    return { writer, writerVersion, reader, resolver };
-  }
-
   function planFromSchemaJson(schema: Record<string, unknown>, context: Record<string, unknown>): ReaderPlan {
     const name = schemaNameOf(schema);
     if (name === undefined)
@@ -283,31 +310,6 @@ export function createSchemaResolver(options: { registry?: SchemaRegistryClient 
     const version = describeVersion(name, 'current', schema);
     const known = cat.byFingerprint.get(version.fingerprintKey);
     return known ? planFor(known, known.version) : planFor(version, 'registry');
-  }
-
-  function read(plan: ReaderPlan, bytes: Buffer, bodyStart: number): Decoded {
-    const body = bytes.subarray(bodyStart);
-    let value: unknown;
-    try {
-      value = plan.reader.type.fromBuffer(body, plan.resolver);
-    } catch (cause) {
-      throw poison(
-        `undecodable ${plan.writer.name} body: ${(cause as Error).message}`,
-        {
-          reason: cause instanceof OutOfRangeError ? 'out_of_range' : 'undecodable',
-          schema: plan.writer.name,
-          writerFingerprint: plan.writer.fingerprintKey,
-          bytes: bytes.length,
-        },
-        cause,
-      );
-    }
-    return {
-      schema: plan.reader.name,
-      value: value as SchemaTypes[SchemaName],
-      writerVersion: plan.writerVersion,
-      writerFingerprint: plan.writer.fingerprint,
-    };
   }
 
   /** One registry lookup; a schema that can't be used is remembered as its messages' PoisonError. */

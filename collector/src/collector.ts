@@ -37,6 +37,12 @@ export interface KtrailEvent {
   kind: string;
 }
 
+/**
+ * An event left in its source batch by the decoder (collector/src/kernel/record-writer.ts):
+ * its byte offset there. Only meaningful while that batch is being accepted.
+ */
+export type RawRecord = number;
+
 /** Raw record batches (ring-buffer layout): the eBPF addon or a capture-file replay. */
 export interface EventSource {
   start(onBatch: (buf: Buffer, records: number) => void): void | Promise<void>;
@@ -94,7 +100,7 @@ export interface Topics {
   stats: string;
 }
 
-export interface CollectorOptions<E extends KtrailEvent, R> {
+export interface CollectorOptions<E extends KtrailEvent | RawRecord, R> {
   node: string;
   collectorVersion: string;
   settings: CollectorSettings;
@@ -106,6 +112,8 @@ export interface CollectorOptions<E extends KtrailEvent, R> {
   eventBatch: {
     writeEvent: (event: E, buf: Buffer, pos: number) => number;
     frame: FrameEventBatch;
+    /** The kind of a RawRecord of the batch being accepted (needed when decode returns any). */
+    kindOf?: (record: RawRecord) => string;
   };
   /** CollectorStats (schemas/CollectorStats.avsc), one per stats interval, as deltas. */
   encodeStats: (record: CollectorStats) => Buffer;
@@ -145,7 +153,9 @@ const ENVELOPE_HEADROOM = 4096;
 const FINAL_STATS_MS = 3_000;
 const FINAL_STATS_FAILING_MS = 1_000;
 
-export function createCollector<E extends KtrailEvent, R>(options: CollectorOptions<E, R>): Collector {
+export function createCollector<E extends KtrailEvent | RawRecord, R>(
+  options: CollectorOptions<E, R>,
+): Collector {
   const log = createLogger('collector', { node: options.node });
   const { node, settings, topics, clock, source, decode, sink } = options;
   const counters = createCounters();
@@ -253,8 +263,10 @@ export function createCollector<E extends KtrailEvent, R>(options: CollectorOpti
     if (stopped) return;
     counters.captured += events.length;
     const byKind = counters.capturedByKind;
+    const kindOf = options.eventBatch.kindOf;
     for (let i = 0; i < events.length; i++) {
-      const kind = (events[i] as E).kind;
+      const e = events[i] as E;
+      const kind = typeof e === 'number' ? (kindOf?.(e) ?? 'raw') : (e as KtrailEvent).kind;
       byKind.set(kind, (byKind.get(kind) ?? 0) + 1);
     }
     batcher.addAll(events);

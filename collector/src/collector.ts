@@ -43,9 +43,18 @@ export interface KtrailEvent {
  */
 export type RawRecord = number;
 
+/**
+ * What the collector tells a source that can wait (a capture replay; the kernel cannot):
+ * while `saturated()`, more events would only pile up in the send buffer, which then sets
+ * the collector's RSS rather than its throughput.
+ */
+export interface SourceFlow {
+  saturated(): boolean;
+}
+
 /** Raw record batches (ring-buffer layout): the eBPF addon or a capture-file replay. */
 export interface EventSource {
-  start(onBatch: (buf: Buffer, records: number) => void): void | Promise<void>;
+  start(onBatch: (buf: Buffer, records: number) => void, flow?: SourceFlow): void | Promise<void>;
   stop(): void | Promise<void>;
   /** Finite sources (replay without loop) resolve this once everything was delivered. */
   readonly done?: Promise<void>;
@@ -141,6 +150,9 @@ export interface Collector {
   /** A finite source's end (replay without loop): resolves after its last batch. */
   readonly sourceDone: Promise<void> | undefined;
 }
+
+/** Queued event bytes, in produce requests, past which a source that can wait is told to. */
+const SATURATED_REQUESTS = 4;
 
 /** Bytes kept free below the per-message limit for the EventBatch envelope. */
 const ENVELOPE_HEADROOM = 4096;
@@ -257,6 +269,8 @@ export function createCollector<E extends KtrailEvent | RawRecord, R>(
     registerCollectorMetrics(options.registry, counters, pending, () => stats.pullSourceDrops());
 
   let stopped = false;
+  // A few produce requests' worth queued keeps Kafka busy; more only holds memory.
+  const flow: SourceFlow = { saturated: () => eventsQueue.bytes > SATURATED_REQUESTS * maxMessageBytes };
 
   // Hot path: one call per source batch. Counting by kind is a Map update per event.
   function accept(events: E[]): void {
@@ -358,7 +372,7 @@ export function createCollector<E extends KtrailEvent | RawRecord, R>(
       statsTimer.unref();
       if (options.containers) await options.containers.start(onContainer);
       for (const s of options.samplers ?? []) await s.start(accept);
-      await source.start(onSourceBatch);
+      await source.start(onSourceBatch, flow);
       capturing = true;
       // The first interval starts when capture does (see stats-reporter.ts).
       stats.restartInterval();

@@ -55,7 +55,8 @@ export function createReplaySource(file: string, options: ReplayOptions): Replay
     const started = performance.now();
     do {
       let sawBatch = false;
-      for await (const batch of reader.batches()) {
+      // A batch is onBatch's for the call, as the addon's are: the reader reuses its memory.
+      for await (const batch of reader.batches({ reuse: true })) {
         if (stopping) return;
         sawBatch = true;
         onBatch(batch.buf, batch.records);

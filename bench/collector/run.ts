@@ -316,7 +316,8 @@ async function main(): Promise<void> {
 TCP/process/cgroup/OOM kinds, ${(cap.bytes / cap.records).toFixed(0)} raw bytes per record, looped) through one
 collector process (\`collector --replay FILE --replay-loop\`) into the local single Kafka broker (acks=all,
 idempotent, zstd level 2 with the native CRC-32C of the codec addon, 1 partition). Rates come from the collector's own /metrics over a ${Math.round(secs)} s window
-after a warm-up (first acknowledged events + 5 s; + 15 s for the paced run); CPU and RSS from /proc of the collector process. The machine is shared (2 cores, other
+after a warm-up (first acknowledged events + 5 s; + 15 s for the paced run); CPU and RSS from /proc of the collector process. At full speed the replay
+waits while four produce requests are queued (as fast as Kafka acknowledges); the idle run replays one batch, then none. The machine is shared (2 cores, other
 builds and tests running), so the figures are lower bounds.
 
 ${table(['measure', 'result', 'target', ''], rows)}

@@ -1,8 +1,8 @@
 // Avro items of EventBatch.events written straight from ring-buffer records, with no event
 // object in between: the decoder leaves a record of a kind handled here as its byte offset
 // in the batch (a RawRecord), and the batcher writes it through this writer while that
-// batch is current. Objects per event, their strings and bigints were most of what the
-// collector allocated, and the garbage collector's share followed them.
+// batch is current. An object per event, with its strings and bigints, is most of what
+// decoding allocates; written from the bytes, an event leaves the garbage collector nothing.
 //
 // The plan per kind is compiled from the Avro record schema (field order and types) and
 // layout.ts (offsets, checked against BTF): a field whose schema type or layout this file

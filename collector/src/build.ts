@@ -31,8 +31,9 @@ import type { ContainerRecord, MetadataProvider } from './containers/types.js';
 import { createKafkaSink, type MessageSink } from './kafka-sink.js';
 import { configuredCgroupV2Root, type KernelCapture } from './kernel/addon.js';
 import { createDecoder } from './kernel/decode.js';
+import { createRecordWriter, type RawRecord } from './kernel/record-writer.js';
 import { createReplaySource, type ReplaySource } from './kernel/replay-source.js';
-import { createKernelEventStage } from './kernel-events.js';
+import { createKernelEventStage, PASS_THROUGH_KINDS } from './kernel-events.js';
 import { registerKernelMapMetrics } from './kernel-maps.js';
 import { createRegistrySink } from './registry-sink.js';
 import { createSampler, type MapSampler, type MemoryTarget } from './sampler.js';
@@ -267,13 +268,15 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
     };
   }
 
-  const decoder = createDecoder();
+  // Kinds the stage only passes on are written from the records themselves, no event objects.
+  const records = createRecordWriter(PASS_THROUGH_KINDS);
+  const decoder = createDecoder(records.types);
   const stage = createKernelEventStage({ resolver, sampler: mapSampler });
   // Live capture continues its per-boot sequence across restarts and sends the stats a
   // previous run could not; a replay (tests, benchmarks) numbers each run from 0.
   const sequenceStore = ebpf ? openSequenceStore(config.node, clock.bootId) : undefined;
   const unsentStats = ebpf ? openUnsentStats(config.node) : undefined;
-  const collector = createCollector<KtrailEvent, ContainerRecord>({
+  const collector = createCollector<KtrailEvent | RawRecord, ContainerRecord>({
     node: config.node,
     collectorVersion: COLLECTOR_VERSION,
     settings: {
@@ -288,8 +291,16 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
     topics,
     clock,
     source,
-    decode: (buf, records) => stage(decoder.decode(buf, records)),
-    eventBatch: codec.batch,
+    decode: (buf, count) => {
+      records.setBatch(buf);
+      return stage(decoder.decode(buf, count));
+    },
+    eventBatch: {
+      writeEvent: (e, buf, pos) =>
+        typeof e === 'number' ? records.write(e, buf, pos) : codec.batch.writeEvent(e, buf, pos),
+      frame: codec.batch.frame,
+      kindOf: records.kindOf,
+    },
     encodeStats: (s) => codec.stats.encode(s),
     sink,
     samplers,

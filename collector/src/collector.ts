@@ -37,9 +37,24 @@ export interface KtrailEvent {
   kind: string;
 }
 
+/**
+ * An event left in its source batch by the decoder (collector/src/kernel/record-writer.ts):
+ * its byte offset there. Only meaningful while that batch is being accepted.
+ */
+export type RawRecord = number;
+
+/**
+ * What the collector tells a source that can wait (a capture replay; the kernel cannot):
+ * while `saturated()`, more events would only pile up in the send buffer, which then sets
+ * the collector's RSS rather than its throughput.
+ */
+export interface SourceFlow {
+  saturated(): boolean;
+}
+
 /** Raw record batches (ring-buffer layout): the eBPF addon or a capture-file replay. */
 export interface EventSource {
-  start(onBatch: (buf: Buffer, records: number) => void): void | Promise<void>;
+  start(onBatch: (buf: Buffer, records: number) => void, flow?: SourceFlow): void | Promise<void>;
   stop(): void | Promise<void>;
   /** Finite sources (replay without loop) resolve this once everything was delivered. */
   readonly done?: Promise<void>;
@@ -94,7 +109,7 @@ export interface Topics {
   stats: string;
 }
 
-export interface CollectorOptions<E extends KtrailEvent, R> {
+export interface CollectorOptions<E extends KtrailEvent | RawRecord, R> {
   node: string;
   collectorVersion: string;
   settings: CollectorSettings;
@@ -106,6 +121,8 @@ export interface CollectorOptions<E extends KtrailEvent, R> {
   eventBatch: {
     writeEvent: (event: E, buf: Buffer, pos: number) => number;
     frame: FrameEventBatch;
+    /** The kind of a RawRecord of the batch being accepted (needed when decode returns any). */
+    kindOf?: (record: RawRecord) => string;
   };
   /** CollectorStats (schemas/CollectorStats.avsc), one per stats interval, as deltas. */
   encodeStats: (record: CollectorStats) => Buffer;
@@ -134,6 +151,9 @@ export interface Collector {
   readonly sourceDone: Promise<void> | undefined;
 }
 
+/** Queued event bytes, in produce requests, past which a source that can wait is told to. */
+const SATURATED_REQUESTS = 4;
+
 /** Bytes kept free below the per-message limit for the EventBatch envelope. */
 const ENVELOPE_HEADROOM = 4096;
 
@@ -145,7 +165,9 @@ const ENVELOPE_HEADROOM = 4096;
 const FINAL_STATS_MS = 3_000;
 const FINAL_STATS_FAILING_MS = 1_000;
 
-export function createCollector<E extends KtrailEvent, R>(options: CollectorOptions<E, R>): Collector {
+export function createCollector<E extends KtrailEvent | RawRecord, R>(
+  options: CollectorOptions<E, R>,
+): Collector {
   const log = createLogger('collector', { node: options.node });
   const { node, settings, topics, clock, source, decode, sink } = options;
   const counters = createCounters();
@@ -247,14 +269,18 @@ export function createCollector<E extends KtrailEvent, R>(options: CollectorOpti
     registerCollectorMetrics(options.registry, counters, pending, () => stats.pullSourceDrops());
 
   let stopped = false;
+  // A few produce requests' worth queued keeps Kafka busy; more only holds memory.
+  const flow: SourceFlow = { saturated: () => eventsQueue.bytes > SATURATED_REQUESTS * maxMessageBytes };
 
   // Hot path: one call per source batch. Counting by kind is a Map update per event.
   function accept(events: E[]): void {
     if (stopped) return;
     counters.captured += events.length;
     const byKind = counters.capturedByKind;
+    const kindOf = options.eventBatch.kindOf;
     for (let i = 0; i < events.length; i++) {
-      const kind = (events[i] as E).kind;
+      const e = events[i] as E;
+      const kind = typeof e === 'number' ? (kindOf?.(e) ?? 'raw') : (e as KtrailEvent).kind;
       byKind.set(kind, (byKind.get(kind) ?? 0) + 1);
     }
     batcher.addAll(events);
@@ -346,7 +372,7 @@ export function createCollector<E extends KtrailEvent, R>(options: CollectorOpti
       statsTimer.unref();
       if (options.containers) await options.containers.start(onContainer);
       for (const s of options.samplers ?? []) await s.start(accept);
-      await source.start(onSourceBatch);
+      await source.start(onSourceBatch, flow);
       capturing = true;
       // The first interval starts when capture does (see stats-reporter.ts).
       stats.restartInterval();

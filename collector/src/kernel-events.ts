@@ -7,6 +7,8 @@
 //    hierarchy, so the v2 cgroup known at that path is the one. A record with no such v2
 //    cgroup (a v1-only cgroup) has no identity events could share: it is counted as
 //    `unattributed`, not sent.
+// Records the decoder left encoded (RawRecord offsets: kinds with no bookkeeping here) pass
+// through in place.
 // Order matters: a container created and removed within one batch has its v2 mkdir applied
 // before its memory record looks the path up.
 import { createLogger, createThrottledWarn } from '../../common/log.js';
@@ -14,21 +16,41 @@ import type { KtrailEvent } from '../../schemas/types.js';
 import type { CgroupResolver } from './containers/cgroup-resolver.js';
 import type { KernelEvent, MemoryRelease } from './kernel/decode.js';
 import { FLAG } from './kernel/layout.js';
+import type { RawRecord } from './kernel/record-writer.js';
 import { type MapSampler, releaseToSample } from './sampler.js';
+
+/**
+ * Kinds this stage only passes on: the decoder may leave them encoded (RawRecord) for the
+ * RecordWriter. Every other kind is looked at here and must come as a decoded event.
+ */
+export const PASS_THROUGH_KINDS: readonly string[] = [
+  'proc_exec',
+  'proc_fork',
+  'proc_exit',
+  'oom_kill',
+  'tcp_connect',
+  'tcp_accept',
+  'tcp_close',
+  'tcp_reset',
+];
 
 export interface KernelEventStageOptions {
   resolver?: Pick<CgroupResolver, 'apply' | 'idOfKnownPath'> | undefined;
   sampler?: Pick<MapSampler, 'cgroupRemoved' | 'memoryReleased'> | undefined;
 }
 
-export interface StagedBatch {
-  events: KtrailEvent[];
+/** R is RawRecord when the decoder leaves records encoded, never otherwise. */
+export interface StagedBatch<R extends RawRecord = never> {
+  events: Array<KtrailEvent | R>;
   malformed: number;
   /** memory_release records whose cgroup has no v2 cgroup to attribute them to. */
   unattributed: number;
 }
 
-export type KernelEventStage = (decoded: { events: KernelEvent[]; malformed: number }) => StagedBatch;
+export interface KernelEventStage {
+  (decoded: { events: KernelEvent[]; malformed: number }): StagedBatch;
+  (decoded: { events: Array<KernelEvent | RawRecord>; malformed: number }): StagedBatch<RawRecord>;
+}
 
 export function createKernelEventStage(options: KernelEventStageOptions = {}): KernelEventStage {
   const { resolver, sampler } = options;
@@ -59,22 +81,26 @@ export function createKernelEventStage(options: KernelEventStageOptions = {}): K
     return resolver?.idOfKnownPath(e.path);
   }
 
-  return ({ events, malformed }) => {
-    let out: KtrailEvent[] | undefined; // a copy only once a record is replaced or left out
+  return (({ events, malformed }: { events: Array<KernelEvent | RawRecord>; malformed: number }) => {
+    let out: Array<KtrailEvent | RawRecord> | undefined; // a copy only once a record is replaced or left out
     let unattributed = 0;
     for (let i = 0; i < events.length; i++) {
-      const e = events[i] as KernelEvent;
+      const e = events[i] as KernelEvent | RawRecord;
+      if (typeof e === 'number') {
+        out?.push(e);
+        continue;
+      }
       if (e.kind !== 'memory_release') {
         if (e.kind === 'cgroup_mkdir' || e.kind === 'cgroup_rmdir' || e.kind === 'cgroup_rename')
           observeCgroup(e);
         out?.push(e);
         continue;
       }
-      out ??= events.slice(0, i) as KtrailEvent[];
+      out ??= events.slice(0, i) as Array<KtrailEvent | RawRecord>;
       const id = v2Id(e);
       if (id === undefined) unattributed++;
       else out.push(sampler ? sampler.memoryReleased(e, id) : releaseToSample(e, id));
     }
-    return { events: out ?? (events as KtrailEvent[]), malformed, unattributed };
-  };
+    return { events: out ?? (events as Array<KtrailEvent | RawRecord>), malformed, unattributed };
+  }) as KernelEventStage;
 }

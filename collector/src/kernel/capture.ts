@@ -208,8 +208,12 @@ export function createCaptureWriter(
 
 export interface CaptureReader {
   readonly header: CaptureHeader;
-  /** Batches in file order; stops at the last whole frame of a truncated file. */
-  batches(): AsyncGenerator<CapturedBatch>;
+  /**
+   * Batches in file order; stops at the last whole frame of a truncated file. With `reuse`,
+   * a batch is the consumer's only until it asks for the next one (as the addon's batches
+   * are for one callback): the reader reads on into the same memory.
+   */
+  batches(options?: { reuse?: boolean }): AsyncGenerator<CapturedBatch>;
   /** True once batches() met a partial frame at the end (the recorder stopped mid-write). */
   readonly truncated: boolean;
 }
@@ -244,7 +248,7 @@ export function openCaptureReader(path: string): CaptureReader {
     get truncated() {
       return truncated;
     },
-    async *batches() {
+    async *batches(options) {
       // Reads the file in chunks of READ_CHUNK bytes and cuts frames out of them: one read
       // per ~5 batches of the benchmark's size instead of two per batch (the per-read
       // thread-pool round trips were ~6% of the collector's main thread at full speed).
@@ -252,9 +256,13 @@ export function openCaptureReader(path: string): CaptureReader {
       // a batch is decoded when it is handed over and not kept, so a chunk lives as long as
       // its last batch. Chunks start at a frame and payload lengths are multiples of 8 (the
       // addon pads records to 8), so payloads stay 8-byte aligned for the decoder's u64 view.
+      // Reused, a chunk also spares V8 the external-memory growth (1 MiB per read) that
+      // starts its full collections (docs/collector.md, Cost).
+      const reuse = options?.reuse === true;
+      let block: Buffer | undefined;
       const fh = await open(path, 'r');
       try {
-        let chunk = Buffer.alloc(0);
+        let chunk: Buffer = Buffer.alloc(0);
         let chunkPos = headerBytes; // file position of chunk[0]
         let pos = headerBytes; // file position of the next frame
         let eof = false;
@@ -263,7 +271,11 @@ export function openCaptureReader(path: string): CaptureReader {
           if (pos + bytes <= chunkPos + chunk.length) return true;
           if (eof) return false;
           const size = Math.max(bytes, READ_CHUNK);
-          const next = Buffer.allocUnsafeSlow(size); // its own ArrayBuffer: offset 0, aligned
+          // Its own ArrayBuffer: offset 0, aligned. Nothing of the old chunk is needed any more
+          // (the frame is read again from `pos`), so with `reuse` it is read over.
+          const next =
+            reuse && block !== undefined && block.length >= size ? block : Buffer.allocUnsafeSlow(size);
+          if (reuse) block = next;
           const { bytesRead } = await fh.read(next, 0, size, pos);
           chunk = next.subarray(0, bytesRead);
           chunkPos = pos;

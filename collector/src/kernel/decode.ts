@@ -34,6 +34,7 @@ import {
   KT_MEMORY_RELEASE as MEMREL,
   KT_OOM_KILL as OOM,
   PATH_LEN,
+  RECORD_LAYOUT,
   KT_TCP_CLOSE as TCLOSE,
   KT_TCP_CONN as TCONN,
   KT_TCP_RESET as TRESET,
@@ -137,14 +138,29 @@ function u16(o: number): number {
 /**
  * Decodes every record of `buf` into `out` (returned), counting bad records in `stats`.
  * `records` (the count the source reported, if known) lets a batch cut short count every
- * record it lost, not just one.
+ * record it lost, not just one. A well-formed record whose type `raw` marks (raw[type] ===
+ * 1) goes into `out` as its byte offset in `buf`, for the RecordWriter.
  */
 export function decodeBatch(
   buf: Buffer,
-  stats: DecodeStats = createDecodeStats(),
-  out: KernelEvent[] = [],
+  stats?: DecodeStats,
+  out?: KernelEvent[],
   records?: number,
-): KernelEvent[] {
+): KernelEvent[];
+export function decodeBatch(
+  buf: Buffer,
+  stats: DecodeStats,
+  out: Array<KernelEvent | number>,
+  records: number | undefined,
+  raw: Uint8Array | undefined,
+): Array<KernelEvent | number>;
+export function decodeBatch(
+  buf: Buffer,
+  stats: DecodeStats = createDecodeStats(),
+  out: Array<KernelEvent | number> = [],
+  records?: number,
+  raw?: Uint8Array,
+): Array<KernelEvent | number> {
   const len = buf.length;
   let off = 0;
   let seen = 0;
@@ -168,7 +184,7 @@ export function decodeBatch(
       lostTail(stats, records, seen - 1);
       break;
     }
-    const ev = decodeRecord(buf, off, type, size, stats);
+    const ev = decodeRecord(buf, off, type, size, stats, raw);
     if (ev !== undefined) {
       out.push(ev);
       stats.decoded++;
@@ -188,59 +204,82 @@ function lostTail(stats: DecodeStats, records: number | undefined, seen: number,
 
 /**
  * A decode function with cumulative stats, shaped for the collector's source -> decode
- * stage: `(buf, records) => { events, malformed }`.
+ * stage: `(buf, records) => { events, malformed }`. With `rawTypes`, well-formed records of
+ * those kernel types come out as their byte offsets in `buf` (see decodeBatch).
  */
 export function createDecoder(): {
   decode: (buf: Buffer, records?: number) => { events: KernelEvent[]; malformed: number };
   stats: DecodeStats;
+};
+export function createDecoder(rawTypes: readonly number[]): {
+  decode: (buf: Buffer, records?: number) => { events: Array<KernelEvent | number>; malformed: number };
+  stats: DecodeStats;
+};
+export function createDecoder(rawTypes?: readonly number[]): {
+  decode: (buf: Buffer, records?: number) => { events: Array<KernelEvent | number>; malformed: number };
+  stats: DecodeStats;
 } {
   const stats = createDecodeStats();
+  let raw: Uint8Array | undefined;
+  if (rawTypes !== undefined && rawTypes.length > 0) {
+    raw = new Uint8Array(256);
+    for (const t of rawTypes) raw[t] = 1;
+  }
   return {
     stats,
     decode(buf, records) {
       const before = stats.malformed;
-      const events = decodeBatch(buf, stats, [], records);
+      const events = decodeBatch(buf, stats, [], records, raw);
       return { events, malformed: stats.malformed - before };
     },
   };
 }
 
+/**
+ * The event of the record at `o`, or `o` itself when `raw` marks its type (a record the
+ * RecordWriter encodes from the batch), or undefined for a bad record (counted).
+ */
 function decodeRecord(
   buf: Buffer,
   o: number,
   type: number,
   size: number,
   stats: DecodeStats,
-): KernelEvent | undefined {
+  raw: Uint8Array | undefined,
+): KernelEvent | number | undefined {
+  const expected = RECORD_LAYOUT[type];
+  if (expected === undefined) {
+    stats.unknownType++;
+    stats.malformed++;
+    return undefined;
+  }
+  if (type === EVENT_TYPE.proc_exec ? !execSizeOk(o, size) : size !== expected.size) return mismatch(stats);
+  if (raw !== undefined && raw[type] === 1) return o;
   switch (type) {
     case EVENT_TYPE.proc_exec:
-      return execSizeOk(o, size) ? procExec(buf, o) : mismatch(stats);
+      return procExec(buf, o);
     case EVENT_TYPE.proc_fork:
-      return size === FORK.size ? procFork(buf, o) : mismatch(stats);
+      return procFork(buf, o);
     case EVENT_TYPE.proc_exit:
-      return size === EXIT.size ? procExit(buf, o) : mismatch(stats);
+      return procExit(buf, o);
     case EVENT_TYPE.cgroup_mkdir:
-      return size === CG.size ? cgroupEvent(buf, o, 'cgroup_mkdir') : mismatch(stats);
+      return cgroupEvent(buf, o, 'cgroup_mkdir');
     case EVENT_TYPE.cgroup_rmdir:
-      return size === CG.size ? cgroupEvent(buf, o, 'cgroup_rmdir') : mismatch(stats);
+      return cgroupEvent(buf, o, 'cgroup_rmdir');
     case EVENT_TYPE.cgroup_rename:
-      return size === CG.size ? cgroupEvent(buf, o, 'cgroup_rename') : mismatch(stats);
+      return cgroupEvent(buf, o, 'cgroup_rename');
     case EVENT_TYPE.oom_kill:
-      return size === OOM.size ? oomKill(buf, o) : mismatch(stats);
+      return oomKill(buf, o);
     case EVENT_TYPE.tcp_connect:
-      return size === TCONN.size ? tcpConn(buf, o, 'tcp_connect') : mismatch(stats);
+      return tcpConn(buf, o, 'tcp_connect');
     case EVENT_TYPE.tcp_accept:
-      return size === TCONN.size ? tcpConn(buf, o, 'tcp_accept') : mismatch(stats);
+      return tcpConn(buf, o, 'tcp_accept');
     case EVENT_TYPE.tcp_close:
-      return size === TCLOSE.size ? tcpClose(buf, o) : mismatch(stats);
+      return tcpClose(buf, o);
     case EVENT_TYPE.tcp_reset:
-      return size === TRESET.size ? tcpReset(buf, o) : mismatch(stats);
-    case EVENT_TYPE.memory_release:
-      return size === MEMREL.size ? memoryRelease(buf, o) : mismatch(stats);
+      return tcpReset(buf, o);
     default:
-      stats.unknownType++;
-      stats.malformed++;
-      return undefined;
+      return memoryRelease(buf, o);
   }
 }
 

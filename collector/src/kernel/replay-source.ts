@@ -1,11 +1,11 @@
 // Replays a capture file (capture.ts) as a collector event source: the same batches the
 // addon delivered, so everything after the kernel runs without root.
 import { ConfigError } from '../../../common/errors.js';
-import type { EventSource } from '../collector.js';
+import type { EventSource, SourceFlow } from '../collector.js';
 import { type CaptureHeader, openCaptureReader } from './capture.js';
 
 export interface ReplayOptions {
-  /** Records per second to aim for; 0 = as fast as the consumer takes them. */
+  /** Records per second to aim for; 0 = as fast as the consumer takes them (see SourceFlow). */
   rate: number;
   /** Start again at the end of the file until stopped. */
   loop: boolean;
@@ -17,6 +17,9 @@ export interface ReplaySource extends EventSource {
   /** Batches and records delivered so far (all passes). */
   readonly delivered: { batches: number; records: number; passes: number };
 }
+
+/** How often a replay waiting for the send buffer to drain looks again. */
+const SATURATED_WAIT_MS = 2;
 
 /** Fails here, not on start, when the file is missing or is not a capture. */
 export function createReplaySource(file: string, options: ReplayOptions): ReplaySource {
@@ -48,11 +51,12 @@ export function createReplaySource(file: string, options: ReplayOptions): Replay
       wake = undefined;
     });
 
-  async function run(onBatch: (buf: Buffer, records: number) => void): Promise<void> {
+  async function run(onBatch: (buf: Buffer, records: number) => void, flow?: SourceFlow): Promise<void> {
     const started = performance.now();
     do {
       let sawBatch = false;
-      for await (const batch of reader.batches()) {
+      // A batch is onBatch's for the call, as the addon's are: the reader reuses its memory.
+      for await (const batch of reader.batches({ reuse: true })) {
         if (stopping) return;
         sawBatch = true;
         onBatch(batch.buf, batch.records);
@@ -66,6 +70,8 @@ export function createReplaySource(file: string, options: ReplayOptions): Replay
           else await yieldToLoop();
         } else {
           await yieldToLoop(); // let timers and I/O run between batches
+          // As fast as Kafka takes them, not faster: a backlog would only be memory.
+          while (flow?.saturated() && !stopping) await sleep(SATURATED_WAIT_MS);
         }
       }
       delivered.passes++;
@@ -77,9 +83,9 @@ export function createReplaySource(file: string, options: ReplayOptions): Replay
     header: reader.header,
     done,
     delivered,
-    start(onBatch) {
+    start(onBatch, flow) {
       if (running) throw new Error('replay source already started');
-      running = run(onBatch).then(finish, (err: unknown) => {
+      running = run(onBatch, flow).then(finish, (err: unknown) => {
         fail(err);
       });
     },

@@ -2,7 +2,8 @@
 // the source (kernel or replay), the decoder, map/memory samplers and the container
 // metadata registry. The CLI, the integration tests and the benchmark all build through
 // here, so they run the same pipeline; tests and the benchmark pass their own source.
-import { existsSync, readFileSync } from 'node:fs';
+
+import type { Kafka } from 'kafkajs';
 import { Gauge, type Registry } from 'prom-client';
 import type { KtrailConfig } from '../../common/config.js';
 import { ConfigError } from '../../common/errors.js';
@@ -26,8 +27,9 @@ import {
   type EventSource,
   type Sampler,
 } from './collector.js';
+import { createLiveContainerFeed } from './container-feed.js';
 import type { CgroupResolver } from './containers/cgroup-resolver.js';
-import type { ContainerRecord, MetadataProvider } from './containers/types.js';
+import type { ContainerRecord } from './containers/types.js';
 import { createKafkaSink, type MessageSink } from './kafka-sink.js';
 import { configuredCgroupV2Root, type KernelCapture } from './kernel/addon.js';
 import { createDecoder } from './kernel/decode.js';
@@ -111,32 +113,7 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
   const settings = config.collector;
   const topics = topicNames(config.kafka.topicPrefix);
   const ebpf = options.source === undefined && settings.source === 'ebpf';
-  // Queue bounds from the memory budget, so an outage can't grow the process past its limit
-  // (first: a budget that can't hold the process is a configuration error, before anything opens).
-  const memory = planCollectorMemory({
-    budget: resolveBudget(
-      { name: 'collector.memoryBudgetBytes', value: settings.memoryBudgetBytes },
-      SHIPPED_LIMIT.collector,
-    ),
-    source: ebpf ? 'ebpf' : 'replay',
-    ringBufferBytes: settings.ringBufferBytes,
-    bufferMaxBytes: settings.bufferMaxBytes,
-    bufferMaxMessages: settings.bufferMaxMessages,
-  });
-  log.info(
-    {
-      budget: memory.budget,
-      baseline: mib(memory.baselineBytes),
-      kernel: mib(memory.kernelBytes),
-      headroom: mib(memory.headroomBytes),
-      bufferMaxBytes: memory.bufferMaxBytes,
-      bufferMaxMessages: memory.bufferMaxMessages,
-      containersQueueBytes: memory.containersQueueBytes,
-      statsQueueBytes: memory.statsQueueBytes,
-    },
-    `memory budget ${mib(memory.budget.bytes)}: events buffer ${mib(memory.bufferMaxBytes)}`,
-  );
-  if (options.registry) registerMemoryMetrics(options.registry, memory);
+  const memory = planMemory(settings, ebpf, log, options.registry);
   let clock = options.clock ?? createBootClock();
   const kafka = createKafka(
     {
@@ -147,16 +124,7 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
     createLogger('collector.kafka'),
   );
   const codec = collectorCodec(config, topics);
-  const kafkaSink = options.sink ?? createKafkaSink({ kafka });
-  const sink =
-    codec.registration === undefined
-      ? kafkaSink
-      : createRegistrySink(
-          kafkaSink,
-          codec.registration,
-          new Map([topics.events, topics.containers, topics.stats].map((t) => [t, valueSubject(t)])),
-          options.registry,
-        );
+  const sink = buildSink(options.sink ?? createKafkaSink({ kafka }), codec, topics, options.registry);
 
   let source: EventSource;
   const samplers: Sampler<KtrailEvent>[] = [];
@@ -180,17 +148,8 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
     source = kernel;
     kernelSource = kernel;
     if (options.samplers ?? true) {
-      const sampler = createSampler({
-        intervalMs: settings.sampleIntervalMs,
-        clock,
-        readMap: (name) => kernel.capture?.readMap(name, 'sum') ?? [],
-        takeMapEntries: (name, ids) => kernel.capture?.takeMapEntries(name, ids, 'sum') ?? [],
-        mapCapacity: (name) => kernel.capture?.mapInfo(name).maxEntries,
-        memoryTargets: () => memoryTargets.values(),
-      });
-      samplers.push(sampler);
-      mapSampler = sampler;
-      if (options.registry) registerKernelMapMetrics(options.registry, sampler);
+      mapSampler = kernelSampler(kernel, settings.sampleIntervalMs, clock, memoryTargets, options.registry);
+      samplers.push(mapSampler);
     }
   } else {
     if (settings.replayFile === undefined)
@@ -205,67 +164,9 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
 
   if (options.containerFeed) containers = options.containerFeed;
   else if (options.containers ?? ebpf) {
-    // Loaded only when used; the containerd and Kubernetes providers bring grpc-js and a client.
-    const [{ ContainerRegistry }, { CgroupResolver }, { createDockerProvider }] = await Promise.all([
-      import('./containers/index.js'),
-      import('./containers/cgroup-resolver.js'),
-      import('./containers/providers/docker.js'),
-    ]);
-    // Runtimes present on this node: a socket that exists (Docker, containerd), and the
-    // node-scoped pod watch when collector.kubernetes is on. A runtime whose socket is absent
-    // (a CRI-O node has no containerd) is off for this run, said once.
-    const providerFactories: Array<(cgroups: CgroupResolver) => Promise<MetadataProvider>> = [];
-    if (runtimeSocketPresent('docker', 'collector.dockerSocket', settings.dockerSocket, log))
-      providerFactories.push(async (cgroups) =>
-        createDockerProvider({ socketPath: settings.dockerSocket, node: config.node, cgroups }),
-      );
-    if (runtimeSocketPresent('containerd', 'collector.containerdSocket', settings.containerdSocket, log))
-      providerFactories.push(async (cgroups) =>
-        (await import('./containers/providers/containerd.js')).createContainerdProvider({
-          socketPath: settings.containerdSocket,
-          node: config.node,
-          cgroups,
-        }),
-      );
-    if (settings.kubernetes)
-      providerFactories.push(async () =>
-        (await import('./containers/providers/kubernetes.js')).createKubernetesProvider({
-          node: config.node,
-        }),
-      );
-    resolver = await CgroupResolver.create(cgroupRoot === undefined ? {} : { mountPoint: cgroupRoot });
-    const r = resolver;
-    const mount = r.hierarchy.mountPoint;
-    const memoryRoot = memoryHierarchyRoot(mount);
-    let registry: InstanceType<typeof ContainerRegistry> | undefined;
-    containers = {
-      async start(onRecord) {
-        const providers = await Promise.all(providerFactories.map((make) => make(r)));
-        registry = new ContainerRegistry({
-          node: config.node,
-          resolver: r,
-          providers,
-          bootToWallNs: (ns) => ns + clock.wallMinusBootNs(),
-          onRecord(record) {
-            // The memory sampler reads the cgroups of live containers.
-            if (record.cgroupId !== 0n) {
-              if (record.state === 'REMOVED') memoryTargets.delete(record.cgroupId);
-              else
-                memoryTargets.set(record.cgroupId, {
-                  cgroupId: record.cgroupId,
-                  dir: memoryRoot + record.cgroupPath,
-                });
-            }
-            onRecord(record);
-          },
-        });
-        await r.scan();
-        await registry.start();
-      },
-      async stop() {
-        await registry?.stop();
-      },
-    };
+    const live = await createLiveContainerFeed(config, cgroupRoot, () => clock, memoryTargets, log);
+    containers = live.feed;
+    resolver = live.resolver;
   }
 
   // Kinds the stage only passes on are written from the records themselves, no event objects.
@@ -328,7 +229,7 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
       // Topics first (so the first sends don't race their creation), but never wait long:
       // with Kafka down the collector must still start capturing and buffering.
       if (options.ensureTopics ?? true) {
-        topicCheck = checkTopics();
+        topicCheck = checkTopics(kafka, config, log, () => stopped, options.onFatal);
         await Promise.race([topicCheck, new Promise((r) => setTimeout(r, 5_000).unref())]);
       }
       // Registration too, but only a short wait: the registry sink holds the messages
@@ -347,37 +248,112 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
       return final;
     },
   };
+}
 
-  /** Creates/checks topics; retries quietly while Kafka is down, fatal on a layout mismatch. */
-  async function checkTopics(): Promise<void> {
-    for (let attempt = 1; !stopped; attempt++) {
-      const admin = kafka.admin();
-      try {
-        await admin.connect();
-        const result = await ensureTopics(admin, {
-          prefix: config.kafka.topicPrefix,
-          partitions: config.kafka.partitions,
-          replicationFactor: config.kafka.replicationFactor,
-        });
-        log.info(
-          { created: result.created, replication: result.replication, fewerReplicas: result.fewerReplicas },
-          'topics ready; events and containers are co-partitioned',
-        );
+/** Registers the collector's schemas first when the wire format is the registry's. */
+function buildSink(
+  kafkaSink: MessageSink,
+  codec: ReturnType<typeof collectorCodec>,
+  topics: TopicNames,
+  registry: Registry | undefined,
+): MessageSink {
+  if (codec.registration === undefined) return kafkaSink;
+  const subjects = new Map([topics.events, topics.containers, topics.stats].map((t) => [t, valueSubject(t)]));
+  return createRegistrySink(kafkaSink, codec.registration, subjects, registry);
+}
+
+/** The sampler of the kernel's per-cgroup maps and of the live containers' memory files. */
+function kernelSampler(
+  kernel: KernelSource,
+  intervalMs: number,
+  clock: BootClock,
+  memoryTargets: Map<bigint, MemoryTarget>,
+  registry: Registry | undefined,
+): MapSampler {
+  const sampler = createSampler({
+    intervalMs,
+    clock,
+    readMap: (name) => kernel.capture?.readMap(name, 'sum') ?? [],
+    takeMapEntries: (name, ids) => kernel.capture?.takeMapEntries(name, ids, 'sum') ?? [],
+    mapCapacity: (name) => kernel.capture?.mapInfo(name).maxEntries,
+    memoryTargets: () => memoryTargets.values(),
+  });
+  if (registry) registerKernelMapMetrics(registry, sampler);
+  return sampler;
+}
+
+/** Creates/checks topics; retries quietly while Kafka is down, fatal on a layout mismatch. */
+async function checkTopics(
+  kafka: Kafka,
+  config: KtrailConfig,
+  log: ReturnType<typeof createLogger>,
+  stopped: () => boolean,
+  onFatal: ((err: Error) => void) | undefined,
+): Promise<void> {
+  for (let attempt = 1; !stopped(); attempt++) {
+    const admin = kafka.admin();
+    try {
+      await admin.connect();
+      const result = await ensureTopics(admin, {
+        prefix: config.kafka.topicPrefix,
+        partitions: config.kafka.partitions,
+        replicationFactor: config.kafka.replicationFactor,
+      });
+      log.info(
+        { created: result.created, replication: result.replication, fewerReplicas: result.fewerReplicas },
+        'topics ready; events and containers are co-partitioned',
+      );
+      return;
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        log.fatal({ err }, 'kafka topics do not fit ktrail');
+        onFatal?.(err);
         return;
-      } catch (err) {
-        if (err instanceof ConfigError) {
-          log.fatal({ err }, 'kafka topics do not fit ktrail');
-          options.onFatal?.(err);
-          return;
-        }
-        if (attempt === 1 || attempt % 10 === 0)
-          log.warn({ err, attempt }, 'cannot check topics yet; retrying');
-        await new Promise((r) => setTimeout(r, Math.min(10_000, 500 * attempt)).unref());
-      } finally {
-        await admin.disconnect().catch(() => {});
       }
+      if (attempt === 1 || attempt % 10 === 0)
+        log.warn({ err, attempt }, 'cannot check topics yet; retrying');
+      await new Promise((r) => setTimeout(r, Math.min(10_000, 500 * attempt)).unref());
+    } finally {
+      await admin.disconnect().catch(() => {});
     }
   }
+}
+
+/**
+ * Queue bounds from the memory budget, so an outage can't grow the process past its limit
+ * (first: a budget that can't hold the process is a configuration error, before anything opens).
+ */
+function planMemory(
+  settings: KtrailConfig['collector'],
+  ebpf: boolean,
+  log: ReturnType<typeof createLogger>,
+  registry: Registry | undefined,
+): CollectorMemoryPlan {
+  const memory = planCollectorMemory({
+    budget: resolveBudget(
+      { name: 'collector.memoryBudgetBytes', value: settings.memoryBudgetBytes },
+      SHIPPED_LIMIT.collector,
+    ),
+    source: ebpf ? 'ebpf' : 'replay',
+    ringBufferBytes: settings.ringBufferBytes,
+    bufferMaxBytes: settings.bufferMaxBytes,
+    bufferMaxMessages: settings.bufferMaxMessages,
+  });
+  log.info(
+    {
+      budget: memory.budget,
+      baseline: mib(memory.baselineBytes),
+      kernel: mib(memory.kernelBytes),
+      headroom: mib(memory.headroomBytes),
+      bufferMaxBytes: memory.bufferMaxBytes,
+      bufferMaxMessages: memory.bufferMaxMessages,
+      containersQueueBytes: memory.containersQueueBytes,
+      statsQueueBytes: memory.statsQueueBytes,
+    },
+    `memory budget ${mib(memory.budget.bytes)}: events buffer ${mib(memory.bufferMaxBytes)}`,
+  );
+  if (registry) registerMemoryMetrics(registry, memory);
+  return memory;
 }
 
 /** The budget and the bounds derived from it, for dashboards next to the buffer gauges. */
@@ -406,46 +382,5 @@ export function openReplay(file: string, options: { rate: number; loop: boolean 
     throw new ConfigError(`collector.replayFile: cannot replay ${file}: ${(err as Error).message}`, {
       cause: err,
     });
-  }
-}
-
-/**
- * Whether a runtime's socket is there; when not, the provider is off for this run and the log
- * says so once (a socket that appears later is picked up at the next start).
- */
-export function runtimeSocketPresent(
-  runtime: string,
-  setting: string,
-  path: string,
-  log: Pick<ReturnType<typeof createLogger>, 'info'>,
-): boolean {
-  if (existsSync(path)) return true;
-  log.info(
-    { runtime, socket: path, setting },
-    `${runtime} socket not found: ${runtime} metadata provider off`,
-  );
-  return false;
-}
-
-/**
- * Where memory.* files live for a cgroup path: the v2 mount when it has the memory
- * controller, else (hybrid hosts such as these: v2 without controllers) the v1 memory
- * hierarchy, where runtimes create the same relative path (/docker/<id>, /kubepods/...).
- */
-function memoryHierarchyRoot(v2Mount: string): string {
-  const controllers = readFileOr(`${v2Mount}/cgroup.controllers`);
-  if (controllers.split(/\s+/).includes('memory')) return v2Mount;
-  for (const line of readFileOr('/proc/self/mounts').split('\n')) {
-    const [, mountPoint, fsType, options] = line.split(' ');
-    if (fsType === 'cgroup' && options?.split(',').includes('memory') && mountPoint) return mountPoint;
-  }
-  return v2Mount;
-}
-
-function readFileOr(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return '';
   }
 }

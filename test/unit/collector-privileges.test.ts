@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runtimeSocketPresent } from '../../collector/src/build.js';
+import { runtimeSocketPresent } from '../../collector/src/container-feed.js';
 import { configuredCgroupV2Root } from '../../collector/src/kernel/addon.js';
 import {
   COLLECTOR_CAPABILITIES,

@@ -172,29 +172,7 @@ export function createCollector<E extends KtrailEvent | RawRecord, R>(
   const { node, settings, topics, clock, source, decode, sink } = options;
   const counters = createCounters();
 
-  const eventsQueue = createSendQueue({
-    name: 'events',
-    maxBytes: settings.bufferMaxBytes,
-    maxMessages: settings.bufferMaxMessages,
-    onDrop: (m, reason) => {
-      counters.dropped[reason] += m.events;
-      if (m.maybeWritten) counters.droppedUnconfirmed += m.events;
-    },
-  });
-  // Metadata and stats are small; their own bounds keep a long outage from crowding out events.
-  const otherDrop = (q: string) => () => bump(counters.droppedOtherMessages, q);
-  const containersQueue = createSendQueue({
-    name: 'containers',
-    maxBytes: settings.containersQueueBytes ?? 32 * 1024 * 1024,
-    maxMessages: settings.containersQueueMessages ?? 100_000,
-    onDrop: otherDrop('containers'),
-  });
-  const statsQueue = createSendQueue({
-    name: 'stats',
-    maxBytes: settings.statsQueueBytes ?? 8 * 1024 * 1024,
-    maxMessages: settings.statsQueueMessages ?? 10_000,
-    onDrop: otherDrop('stats'),
-  });
+  const { eventsQueue, containersQueue, statsQueue } = createQueues(settings, counters);
 
   const warnDrop = createThrottledWarn(log);
   const dropEvents = (n: number, reason: DropReason, error?: unknown): void => {
@@ -202,13 +180,7 @@ export function createCollector<E extends KtrailEvent | RawRecord, R>(
     if (error !== undefined) warnDrop(reason, { err: error, reason, events: n }, 'events dropped');
   };
 
-  const maxMessageBytes = settings.maxMessageBytes ?? 1_000_000;
-  // The envelope (node, boot id, version, numbers) is a few hundred bytes at most.
-  if (settings.batchMaxBytes > maxMessageBytes - ENVELOPE_HEADROOM)
-    throw new ConfigError(
-      `collector.batchMaxBytes (${settings.batchMaxBytes}) must leave ${ENVELOPE_HEADROOM} bytes below the ` +
-        `per-message limit (${maxMessageBytes}) for the batch envelope`,
-    );
+  const maxMessageBytes = checkedMessageLimit(settings);
   const encoder: BatchEncoder = createBatchEncoder({
     node,
     collectorVersion: options.collectorVersion,
@@ -296,17 +268,7 @@ export function createCollector<E extends KtrailEvent | RawRecord, R>(
       result = { events: [], malformed: records };
       warnDrop('decoder', { err, records }, 'decoder rejected a whole batch');
     }
-    if (result.malformed > 0) {
-      counters.captured += result.malformed;
-      counters.dropped.malformed_record += result.malformed;
-      bump(counters.capturedByKind, 'malformed', result.malformed);
-    }
-    const unattributed = result.unattributed ?? 0;
-    if (unattributed > 0) {
-      counters.captured += unattributed;
-      counters.dropped.unattributed += unattributed;
-      bump(counters.capturedByKind, 'unattributed', unattributed);
-    }
+    countUndecoded(counters, result.malformed, result.unattributed ?? 0);
     accept(result.events);
   }
 
@@ -424,4 +386,58 @@ export function createCollector<E extends KtrailEvent | RawRecord, R>(
       return source.done;
     },
   };
+}
+
+/** The three bounded send queues; metadata and stats have their own bounds, so a long outage can't crowd out events. */
+function createQueues(settings: CollectorSettings, counters: CollectorCounters) {
+  const otherDrop = (q: string) => () => bump(counters.droppedOtherMessages, q);
+  return {
+    eventsQueue: createSendQueue({
+      name: 'events',
+      maxBytes: settings.bufferMaxBytes,
+      maxMessages: settings.bufferMaxMessages,
+      onDrop: (m, reason) => {
+        counters.dropped[reason] += m.events;
+        if (m.maybeWritten) counters.droppedUnconfirmed += m.events;
+      },
+    }),
+    containersQueue: createSendQueue({
+      name: 'containers',
+      maxBytes: settings.containersQueueBytes ?? 32 * 1024 * 1024,
+      maxMessages: settings.containersQueueMessages ?? 100_000,
+      onDrop: otherDrop('containers'),
+    }),
+    statsQueue: createSendQueue({
+      name: 'stats',
+      maxBytes: settings.statsQueueBytes ?? 8 * 1024 * 1024,
+      maxMessages: settings.statsQueueMessages ?? 10_000,
+      onDrop: otherDrop('stats'),
+    }),
+  };
+}
+
+/** The per-message limit; a batch must leave room below it for the EventBatch envelope. */
+function checkedMessageLimit(settings: CollectorSettings): number {
+  const maxMessageBytes = settings.maxMessageBytes ?? 1_000_000;
+  // The envelope (node, boot id, version, numbers) is a few hundred bytes at most.
+  if (settings.batchMaxBytes > maxMessageBytes - ENVELOPE_HEADROOM)
+    throw new ConfigError(
+      `collector.batchMaxBytes (${settings.batchMaxBytes}) must leave ${ENVELOPE_HEADROOM} bytes below the ` +
+        `per-message limit (${maxMessageBytes}) for the batch envelope`,
+    );
+  return maxMessageBytes;
+}
+
+/** Records the decoder could not use are captured and dropped, each under its own reason. */
+function countUndecoded(counters: CollectorCounters, malformed: number, unattributed: number): void {
+  if (malformed > 0) {
+    counters.captured += malformed;
+    counters.dropped.malformed_record += malformed;
+    bump(counters.capturedByKind, 'malformed', malformed);
+  }
+  if (unattributed > 0) {
+    counters.captured += unattributed;
+    counters.dropped.unattributed += unattributed;
+    bump(counters.capturedByKind, 'unattributed', unattributed);
+  }
 }

@@ -180,14 +180,6 @@ export function registerCollectorMetrics(
       for (const [program, p] of c.programCost) this.inc({ program }, p.runCount);
     },
   });
-  new Gauge({
-    name: 'ktrail_collector_events_per_second',
-    help: 'Events captured per second over the last stats interval',
-    registers,
-    collect() {
-      this.set(c.eventsPerSecond);
-    },
-  });
   new Counter({
     name: 'ktrail_collector_events_captured_total',
     help: 'Events (and malformed records) that reached the collector, by kind',
@@ -196,15 +188,6 @@ export function registerCollectorMetrics(
     collect() {
       this.reset();
       for (const [kind, n] of c.capturedByKind) this.inc({ kind }, n);
-    },
-  });
-  new Counter({
-    name: 'ktrail_collector_events_delivered_total',
-    help: 'Events in messages acknowledged by Kafka',
-    registers,
-    collect() {
-      this.reset();
-      this.inc(c.delivered);
     },
   });
   new Counter({
@@ -218,15 +201,6 @@ export function registerCollectorMetrics(
     },
   });
   new Counter({
-    name: 'ktrail_collector_events_dropped_unconfirmed_total',
-    help: 'Dropped events whose earlier send failed ambiguously: Kafka may hold them after all',
-    registers,
-    collect() {
-      this.reset();
-      this.inc(c.droppedUnconfirmed);
-    },
-  });
-  new Counter({
     name: 'ktrail_collector_kernel_drops_total',
     help: 'Ring-buffer reserve failures reported by the kernel programs, by program',
     labelNames: ['program'],
@@ -234,33 +208,6 @@ export function registerCollectorMetrics(
     collect() {
       this.reset();
       for (const [program, n] of c.kernelDrops) this.inc({ program }, n);
-    },
-  });
-  new Counter({
-    name: 'ktrail_collector_addon_drops_total',
-    help: 'Records the native addon lost before handing them to JavaScript',
-    registers,
-    collect() {
-      this.reset();
-      this.inc(c.addonDrops);
-    },
-  });
-  new Counter({
-    name: 'ktrail_collector_malformed_records_total',
-    help: 'Records the decoder rejected (counted as dropped with reason malformed_record)',
-    registers,
-    collect() {
-      this.reset();
-      this.inc(c.dropped.malformed_record);
-    },
-  });
-  new Counter({
-    name: 'ktrail_collector_kafka_errors_total',
-    help: 'Produce requests that failed or got no answer within kafka.requestTimeoutMs (a frozen broker)',
-    registers,
-    collect() {
-      this.reset();
-      this.inc(c.kafkaErrors);
     },
   });
   new Counter({
@@ -286,37 +233,85 @@ export function registerCollectorMetrics(
       for (const [queue, n] of c.droppedOtherMessages) this.inc({ queue, outcome: 'dropped' }, n);
     },
   });
-  new Gauge({
-    name: 'ktrail_collector_events_pending',
-    help: 'Events held in the batcher or the send buffer',
-    registers,
-    collect() {
-      this.set(pending.pendingEvents());
-    },
-  });
-  new Gauge({
-    name: 'ktrail_collector_buffer_bytes',
-    help: 'Encoded bytes held in the send buffers',
-    registers,
-    collect() {
-      this.set(pending.bufferedBytes());
-    },
-  });
-  new Gauge({
-    name: 'ktrail_collector_oldest_unsent_seconds',
-    help: 'Age of the oldest event not yet acknowledged by Kafka',
-    registers,
-    collect() {
-      const oldest = pending.oldestCapturedAtMs();
-      this.set(oldest === undefined ? 0 : Math.max(0, Date.now() - oldest) / 1000);
-    },
-  });
-  new Gauge({
-    name: 'ktrail_collector_sequence',
-    help: 'Last batch sequence number assigned in this boot',
-    registers,
-    collect() {
-      this.set(Number(c.sequence));
-    },
-  });
+  registerScalarMetrics(registers, c, pending);
+}
+
+/** The collector's one-number metrics: totals (counters) and levels (gauges), read at scrape time. */
+function registerScalarMetrics(registers: Registry[], c: CollectorCounters, pending: PendingView): void {
+  const totals: Array<[string, string, () => number]> = [
+    [
+      'ktrail_collector_events_delivered_total',
+      'Events in messages acknowledged by Kafka',
+      () => c.delivered,
+    ],
+    [
+      'ktrail_collector_events_dropped_unconfirmed_total',
+      'Dropped events whose earlier send failed ambiguously: Kafka may hold them after all',
+      () => c.droppedUnconfirmed,
+    ],
+    [
+      'ktrail_collector_addon_drops_total',
+      'Records the native addon lost before handing them to JavaScript',
+      () => c.addonDrops,
+    ],
+    [
+      'ktrail_collector_malformed_records_total',
+      'Records the decoder rejected (counted as dropped with reason malformed_record)',
+      () => c.dropped.malformed_record,
+    ],
+    [
+      'ktrail_collector_kafka_errors_total',
+      'Produce requests that failed or got no answer within kafka.requestTimeoutMs (a frozen broker)',
+      () => c.kafkaErrors,
+    ],
+  ];
+  for (const [name, help, value] of totals)
+    new Counter({
+      name,
+      help,
+      registers,
+      collect() {
+        this.reset();
+        this.inc(value());
+      },
+    });
+  const levels: Array<[string, string, () => number]> = [
+    [
+      'ktrail_collector_events_per_second',
+      'Events captured per second over the last stats interval',
+      () => c.eventsPerSecond,
+    ],
+    [
+      'ktrail_collector_events_pending',
+      'Events held in the batcher or the send buffer',
+      () => pending.pendingEvents(),
+    ],
+    [
+      'ktrail_collector_buffer_bytes',
+      'Encoded bytes held in the send buffers',
+      () => pending.bufferedBytes(),
+    ],
+    [
+      'ktrail_collector_oldest_unsent_seconds',
+      'Age of the oldest event not yet acknowledged by Kafka',
+      () => {
+        const oldest = pending.oldestCapturedAtMs();
+        return oldest === undefined ? 0 : Math.max(0, Date.now() - oldest) / 1000;
+      },
+    ],
+    [
+      'ktrail_collector_sequence',
+      'Last batch sequence number assigned in this boot',
+      () => Number(c.sequence),
+    ],
+  ];
+  for (const [name, help, value] of levels)
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        this.set(value());
+      },
+    });
 }

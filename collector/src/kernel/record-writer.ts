@@ -97,6 +97,91 @@ type Utf8Buffer = Buffer & {
   utf8Write(s: string, at: number): number;
 };
 
+/** Varint of a zigzag-encoded 64-bit value given as two uint32 halves. */
+function varint(out: Buffer, pos: number, lo: number, hi: number): number {
+  while (hi !== 0 || lo > 0x7f) {
+    out[pos++] = (lo & 0x7f) | 0x80;
+    lo = ((lo >>> 7) | (hi << 25)) >>> 0;
+    hi >>>= 7;
+  }
+  out[pos++] = lo;
+  return pos;
+}
+
+/** Avro string from the bytes [start, end) of the batch; raw bytes when they are ASCII. */
+function text(src: Utf8Buffer, out: Utf8Buffer, pos: number, start: number, end: number): number {
+  let high = 0;
+  for (let i = start; i < end; i++) high |= src[i] as number;
+  const len = end - start;
+  if (high < 0x80) {
+    pos = varint(out, pos, len * 2, 0);
+    if (len < 32) for (let i = start; i < end; i++) out[pos++] = src[i] as number;
+    else pos += src.copy(out, pos, start, end);
+    return pos;
+  }
+  // The decoder's string (malformed UTF-8 replaced), encoded as avsc would.
+  const s = src.utf8Slice(start, end);
+  const bytes = Buffer.byteLength(s);
+  pos = varint(out, pos, bytes * 2, 0);
+  return pos + out.utf8Write(s, pos);
+}
+
+function cstr(src: Utf8Buffer, out: Utf8Buffer, pos: number, start: number, max: number): number {
+  const limit = start + max;
+  let nul = start;
+  while (nul < limit && src[nul] !== 0) nul++;
+  return text(src, out, pos, start, nul);
+}
+
+function decimalBytes(b: number): number {
+  return b < 10 ? 1 : b < 100 ? 2 : 3;
+}
+
+function decimal(out: Buffer, pos: number, b: number): number {
+  if (b >= 100) out[pos++] = 48 + Math.floor(b / 100);
+  if (b >= 10) out[pos++] = 48 + (Math.floor(b / 10) % 10);
+  out[pos++] = 48 + (b % 10);
+  return pos;
+}
+
+function ip(src: Utf8Buffer, out: Utf8Buffer, pos: number, at: number, family: number): number {
+  if (family === 2) {
+    const a = src[at] as number;
+    const b = src[at + 1] as number;
+    const c = src[at + 2] as number;
+    const d = src[at + 3] as number;
+    out[pos++] = (3 + decimalBytes(a) + decimalBytes(b) + decimalBytes(c) + decimalBytes(d)) * 2;
+    pos = decimal(out, pos, a);
+    out[pos++] = 46;
+    pos = decimal(out, pos, b);
+    out[pos++] = 46;
+    pos = decimal(out, pos, c);
+    out[pos++] = 46;
+    return decimal(out, pos, d);
+  }
+  const s = ipText(src, at, family); // IPv6 (or '' for an unknown family): rare
+  out[pos++] = s.length * 2;
+  return pos + out.write(s, pos, 'latin1');
+}
+
+function argv(src: Utf8Buffer, out: Utf8Buffer, pos: number, start: number, size: number): number {
+  const end = start + Math.min(size, ARGS_LEN);
+  let pieces = 0;
+  for (let p = start; p < end; p++) if (src[p] === 0 || p === end - 1) pieces++;
+  if (pieces > 0) {
+    pos = varint(out, pos, pieces * 2, 0);
+    let p = start;
+    while (p < end) {
+      let nul = p;
+      while (nul < end && src[nul] !== 0) nul++;
+      pos = text(src, out, pos, p, nul);
+      p = nul + 1;
+    }
+  }
+  out[pos++] = 0;
+  return pos;
+}
+
 /** A writer for those of `kinds` whose schema and layout it can map (see RecordWriter.types). */
 export function createRecordWriter(kinds: readonly string[]): RecordWriter {
   const union = (
@@ -125,91 +210,6 @@ export function createRecordWriter(kinds: readonly string[]): RecordWriter {
   let dwords: Uint32Array<ArrayBufferLike> = new Uint32Array(NO_BYTES);
   let hwords: Uint16Array<ArrayBufferLike> = new Uint16Array(NO_BYTES);
 
-  /** Varint of a zigzag-encoded 64-bit value given as two uint32 halves. */
-  function varint(out: Buffer, pos: number, lo: number, hi: number): number {
-    while (hi !== 0 || lo > 0x7f) {
-      out[pos++] = (lo & 0x7f) | 0x80;
-      lo = ((lo >>> 7) | (hi << 25)) >>> 0;
-      hi >>>= 7;
-    }
-    out[pos++] = lo;
-    return pos;
-  }
-
-  /** Avro string from the bytes [start, end) of the batch; raw bytes when they are ASCII. */
-  function text(out: Utf8Buffer, pos: number, start: number, end: number): number {
-    let high = 0;
-    for (let i = start; i < end; i++) high |= src[i] as number;
-    const len = end - start;
-    if (high < 0x80) {
-      pos = varint(out, pos, len * 2, 0);
-      if (len < 32) for (let i = start; i < end; i++) out[pos++] = src[i] as number;
-      else pos += src.copy(out, pos, start, end);
-      return pos;
-    }
-    // The decoder's string (malformed UTF-8 replaced), encoded as avsc would.
-    const s = src.utf8Slice(start, end);
-    const bytes = Buffer.byteLength(s);
-    pos = varint(out, pos, bytes * 2, 0);
-    return pos + out.utf8Write(s, pos);
-  }
-
-  function cstr(out: Utf8Buffer, pos: number, start: number, max: number): number {
-    const limit = start + max;
-    let nul = start;
-    while (nul < limit && src[nul] !== 0) nul++;
-    return text(out, pos, start, nul);
-  }
-
-  function decimalBytes(b: number): number {
-    return b < 10 ? 1 : b < 100 ? 2 : 3;
-  }
-
-  function decimal(out: Buffer, pos: number, b: number): number {
-    if (b >= 100) out[pos++] = 48 + Math.floor(b / 100);
-    if (b >= 10) out[pos++] = 48 + (Math.floor(b / 10) % 10);
-    out[pos++] = 48 + (b % 10);
-    return pos;
-  }
-
-  function ip(out: Utf8Buffer, pos: number, at: number, family: number): number {
-    if (family === 2) {
-      const a = src[at] as number;
-      const b = src[at + 1] as number;
-      const c = src[at + 2] as number;
-      const d = src[at + 3] as number;
-      out[pos++] = (3 + decimalBytes(a) + decimalBytes(b) + decimalBytes(c) + decimalBytes(d)) * 2;
-      pos = decimal(out, pos, a);
-      out[pos++] = 46;
-      pos = decimal(out, pos, b);
-      out[pos++] = 46;
-      pos = decimal(out, pos, c);
-      out[pos++] = 46;
-      return decimal(out, pos, d);
-    }
-    const s = ipText(src, at, family); // IPv6 (or '' for an unknown family): rare
-    out[pos++] = s.length * 2;
-    return pos + out.write(s, pos, 'latin1');
-  }
-
-  function argv(out: Utf8Buffer, pos: number, start: number, size: number): number {
-    const end = start + Math.min(size, ARGS_LEN);
-    let pieces = 0;
-    for (let p = start; p < end; p++) if (src[p] === 0 || p === end - 1) pieces++;
-    if (pieces > 0) {
-      pos = varint(out, pos, pieces * 2, 0);
-      let p = start;
-      while (p < end) {
-        let nul = p;
-        while (nul < end && src[nul] !== 0) nul++;
-        pos = text(out, pos, p, nul);
-        p = nul + 1;
-      }
-    }
-    out[pos++] = 0;
-    return pos;
-  }
-
   function writeAt(plan: Plan, off: number, out: Utf8Buffer, pos: number): number {
     out[pos++] = plan.branchByte;
     const ops = plan.ops;
@@ -235,13 +235,13 @@ export function createRecordWriter(kinds: readonly string[]): RecordWriter {
           pos = varint(out, pos, (hwords[at >>> 1] as number) * 2, 0);
           break;
         case OP_CSTR:
-          pos = cstr(out, pos, at, ops[i + 2] as number);
+          pos = cstr(src, out, pos, at, ops[i + 2] as number);
           break;
         case OP_IP:
-          pos = ip(out, pos, at, hwords[(off + (ops[i + 2] as number)) >>> 1] as number);
+          pos = ip(src, out, pos, at, hwords[(off + (ops[i + 2] as number)) >>> 1] as number);
           break;
         default:
-          pos = argv(out, pos, at, dwords[(off + (ops[i + 2] as number)) >>> 2] as number);
+          pos = argv(src, out, pos, at, dwords[(off + (ops[i + 2] as number)) >>> 2] as number);
       }
     }
     return pos;

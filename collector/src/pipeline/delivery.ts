@@ -60,16 +60,13 @@ export function createDelivery(options: DeliveryOptions): Delivery {
   const { queues, sink, onDelivered } = options;
   const maxRequestBytes = options.maxRequestBytes ?? 1_000_000;
   const maxRequestMessages = 1_000;
-  const initialBackoffMs = 100;
-  const maxBackoffMs = 5_000;
   const resendUnchangedMs = options.resendUnchangedMs ?? 20_000;
 
   let running: Promise<void> | undefined;
   let stopping = false;
   // Two wake-ups: new messages end an idle wait, but only stop() and drain() cut a backoff
   // short (otherwise every push during an outage would hammer the broker).
-  let wakeIdle: (() => void) | undefined;
-  let wakeSleep: (() => void) | undefined;
+  const waits = createWaits();
   let healthy = false;
   let failures = 0;
   let next = 0; // round-robin start, so a busy events queue can't starve stats or metadata
@@ -80,47 +77,6 @@ export function createDelivery(options: DeliveryOptions): Delivery {
   const drainWaiters: Array<() => void> = [];
 
   const empty = (): boolean => queues.every((q) => q.messages === 0);
-
-  function sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const t = setTimeout(() => {
-        wakeSleep = undefined;
-        resolve();
-      }, ms);
-      wakeSleep = () => {
-        clearTimeout(t);
-        wakeSleep = undefined;
-        resolve();
-      };
-    });
-  }
-
-  function idle(): Promise<void> {
-    return new Promise((resolve) => {
-      wakeIdle = () => {
-        wakeIdle = undefined;
-        resolve();
-      };
-    });
-  }
-
-  /** A new request: a share of each non-empty queue, starting at the round-robin point. */
-  function takeRequest(): Part[] {
-    const parts: Part[] = [];
-    let bytes = 0;
-    let count = 0;
-    for (let i = 0; i < queues.length; i++) {
-      const queue = queues[(next + i) % queues.length] as SendQueue;
-      if (queue.messages === 0 || bytes >= maxRequestBytes || count >= maxRequestMessages) continue;
-      const messages = queue.takeForSend(Math.max(1, maxRequestBytes - bytes), maxRequestMessages - count);
-      if (messages.length === 0) continue;
-      parts.push({ queue, messages });
-      count += messages.length;
-      for (const m of messages) bytes += m.value.length;
-    }
-    next = (next + 1) % queues.length;
-    return parts;
-  }
 
   /**
    * Sends `parts` once and settles what the answer decides: acknowledged parts leave their
@@ -169,10 +125,11 @@ export function createDelivery(options: DeliveryOptions): Delivery {
     while (!stopping) {
       if (pinned === undefined && empty()) {
         for (const w of drainWaiters.splice(0)) w();
-        await idle();
+        await waits.idle();
         continue;
       }
-      const parts = pinned ?? takeRequest();
+      const parts = pinned ?? takeRequest(queues, next, maxRequestBytes, maxRequestMessages);
+      if (pinned === undefined) next = (next + 1) % queues.length;
       pinned = undefined;
       if (parts.length === 0) continue;
       const { result, again } = await sendParts(parts);
@@ -196,15 +153,13 @@ export function createDelivery(options: DeliveryOptions): Delivery {
         await sink.renewProducer?.();
       }
       failures++;
-      const backoff =
-        result.retryInMillis ?? Math.min(maxBackoffMs, initialBackoffMs * 2 ** Math.min(failures - 1, 16));
-      const jittered = backoff / 2 + Math.random() * (backoff / 2);
+      const jittered = jitteredBackoffMs(result.retryInMillis, failures);
       if (failures === 1 || failures % 10 === 0)
         log.warn(
           { failures, backoffMs: Math.round(jittered), err: result.error?.message },
           'cannot send (kafka or the schema registry unavailable); holding messages and retrying',
         );
-      await sleep(jittered);
+      await waits.sleep(jittered);
     }
   }
 
@@ -216,7 +171,7 @@ export function createDelivery(options: DeliveryOptions): Delivery {
       });
     },
     notify() {
-      wakeIdle?.();
+      waits.wakeIdle();
     },
     drain(deadlineMs) {
       if (empty()) return Promise.resolve(true);
@@ -226,17 +181,79 @@ export function createDelivery(options: DeliveryOptions): Delivery {
           clearTimeout(timer);
           resolve(true);
         });
-        wakeIdle?.();
+        waits.wakeIdle();
       });
     },
     async stop() {
       stopping = true;
-      wakeIdle?.();
-      wakeSleep?.();
+      waits.wakeIdle();
+      waits.wakeSleep();
       await running;
     },
     get healthy() {
       return healthy;
     },
+  };
+}
+
+const INITIAL_BACKOFF_MS = 100;
+const MAX_BACKOFF_MS = 5_000;
+
+/** The wait after `failures` failed sends in a row: the broker's hint, else doubling; jittered. */
+function jitteredBackoffMs(hint: number | undefined, failures: number): number {
+  const backoff = hint ?? Math.min(MAX_BACKOFF_MS, INITIAL_BACKOFF_MS * 2 ** Math.min(failures - 1, 16));
+  return backoff / 2 + Math.random() * (backoff / 2);
+}
+
+/** A new request: a share of each non-empty queue, starting at queue `start` (round robin). */
+function takeRequest(
+  queues: readonly SendQueue[],
+  start: number,
+  maxBytes: number,
+  maxMessages: number,
+): Part[] {
+  const parts: Part[] = [];
+  let bytes = 0;
+  let count = 0;
+  for (let i = 0; i < queues.length; i++) {
+    const queue = queues[(start + i) % queues.length] as SendQueue;
+    if (queue.messages === 0 || bytes >= maxBytes || count >= maxMessages) continue;
+    const messages = queue.takeForSend(Math.max(1, maxBytes - bytes), maxMessages - count);
+    if (messages.length === 0) continue;
+    parts.push({ queue, messages });
+    count += messages.length;
+    for (const m of messages) bytes += m.value.length;
+  }
+  return parts;
+}
+
+/** An idle wait (ended by wakeIdle) and a timed sleep (ended early by wakeSleep). */
+function createWaits() {
+  let wakeIdle: (() => void) | undefined;
+  let wakeSleep: (() => void) | undefined;
+  return {
+    idle(): Promise<void> {
+      return new Promise((resolve) => {
+        wakeIdle = () => {
+          wakeIdle = undefined;
+          resolve();
+        };
+      });
+    },
+    sleep(ms: number): Promise<void> {
+      return new Promise((resolve) => {
+        const t = setTimeout(() => {
+          wakeSleep = undefined;
+          resolve();
+        }, ms);
+        wakeSleep = () => {
+          clearTimeout(t);
+          wakeSleep = undefined;
+          resolve();
+        };
+      });
+    },
+    wakeIdle: () => wakeIdle?.(),
+    wakeSleep: () => wakeSleep?.(),
   };
 }

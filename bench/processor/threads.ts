@@ -32,3 +32,15 @@ export function cpuSince(before: Map<string, number>): Array<[string, number]> {
     .filter(([, s]) => s > 0)
     .sort((a, b) => b[1] - a[1]);
 }
+
+/**
+ * The thread kinds that run the processor's own code: Node's main thread, V8's helpers (GC,
+ * compilers) and its other platform threads, and libuv's pool. The embedded engine's threads
+ * (ThreadPool, MergeMutate, BgSchPool, ...) are chDB's, not the processor's.
+ */
+const NODE_THREADS = new Set(['main', 'V8Worker', 'DelayedTaskSche', 'SignalInspector', 'libuv-worker']);
+
+/** Seconds of CPU of the processor's own threads in a cpuSince() result. */
+export function processorCpu(threads: ReadonlyArray<[string, number]>): number {
+  return threads.reduce((s, [kind, sec]) => (NODE_THREADS.has(kind) ? s + sec : s), 0);
+}

@@ -55,14 +55,19 @@ export function clickHouseSink(client: ClickHouseClient): RowSink {
   };
 }
 
-/** Whole seconds spanned by rows' DateTime64 text ("seconds.nanoseconds", rows.ts dateTime64). */
+/**
+ * Whole seconds spanned by rows' DateTime64 values: bigint ns (event rows, rows.ts buildRow)
+ * or "seconds.nanoseconds" text (rows.ts dateTime64).
+ */
 function timeBounds(rows: Row[], column: string): { min: number; max: number } | undefined {
   let min = Number.POSITIVE_INFINITY;
   let max = Number.NEGATIVE_INFINITY;
   for (const row of rows) {
     const v = row[column];
-    if (typeof v !== 'string') return undefined;
-    const seconds = Number.parseInt(v, 10);
+    let seconds: number;
+    if (typeof v === 'bigint') seconds = Number(v / 1_000_000_000n);
+    else if (typeof v === 'string') seconds = Number.parseInt(v, 10);
+    else return undefined;
     if (!Number.isFinite(seconds)) return undefined;
     if (seconds < min) min = seconds;
     if (seconds > max) max = seconds;

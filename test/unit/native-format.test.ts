@@ -113,6 +113,13 @@ describe('encodeNativeBlock', () => {
     expect(u64At(b, b.length - 8)).toBe(1_764_072_000_000_000_042n);
   });
 
+  it('writes DateTime64(9) from bigint ns (event rows) as from its text', () => {
+    const rows = [{ t: 1_764_072_000_000_000_042n }, { t: 9_223_372_035_999_999_999n }];
+    const asText = encodeNativeBlock([{ t: '1764072000.000000042' }, { t: '9223372035.999999999' }], types);
+    expect(encodeNativeBlock(rows, types)?.block).toEqual(asText?.block);
+    expect(() => encodeNativeBlock([{ t: 0x8000_0000_0000_0000n }], types)).toThrow(NativeValueError);
+  });
+
   it('writes Array(UInt64) as end offsets, then the elements', () => {
     const b = encodeNativeBlock([{ x: [5n, 6n] }, { x: [] }, { x: ['7'] }], types)?.block as Buffer;
     const data = b.subarray(b.length - 6 * 8);

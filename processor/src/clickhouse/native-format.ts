@@ -17,124 +17,12 @@
 
 import { KtrailError } from '../../../common/errors.js';
 import { isPlainIdentifier } from './identifier.js';
+import { ROW_PASS, writeColumnsRowPass } from './native-columns.js';
+import { type Encoder, Out, parseDigits, writeGiga } from './native-out.js';
+
+export { writeGiga };
 
 export type ColumnTypes = ReadonlyMap<string, string>;
-
-type Encoder = {
-  /** The type name written in the block (what the engine parses the bytes as). */
-  wireType: string;
-  /** Writes one value; false when it doesn't fit the type (the block is then abandoned). */
-  value(out: Out, v: unknown): boolean;
-  /** Array(inner): written by the column loop as offsets, then the elements. */
-  inner?: Encoder;
-  /** LowCardinality(String): the column loop hands its values to writeLowCardinality. */
-  dictionary?: true;
-};
-
-/** A growable byte buffer: writes go straight into one Buffer, doubled when full. */
-class Out {
-  buf: Buffer;
-  pos = 0;
-  constructor(size: number) {
-    this.buf = Buffer.allocUnsafe(size);
-  }
-  ensure(n: number): void {
-    if (this.pos + n <= this.buf.length) return;
-    let size = this.buf.length * 2;
-    while (size < this.pos + n) size *= 2;
-    const next = Buffer.allocUnsafe(size);
-    this.buf.copy(next, 0, 0, this.pos);
-    this.buf = next;
-  }
-  varuint(v: number): void {
-    this.ensure(10);
-    while (v >= 0x80) {
-      this.buf[this.pos++] = (v & 0x7f) | 0x80;
-      v = Math.floor(v / 128);
-    }
-    this.buf[this.pos++] = v;
-  }
-  string(s: string): void {
-    const len = s.length;
-    this.ensure(len * 3 + 10);
-    const buf = this.buf;
-    if (len < 128) {
-      // Short ASCII (nearly every value: names, ids, paths) in a JS loop: cheaper than a
-      // call into C++ per value. The 1-byte length prefix fits while bytes < 128.
-      const start = this.pos + 1;
-      let i = 0;
-      for (; i < len; i++) {
-        const c = s.charCodeAt(i);
-        if (c > 0x7f) break;
-        buf[start + i] = c;
-      }
-      if (i === len) {
-        buf[this.pos] = len;
-        this.pos = start + len;
-        return;
-      }
-    }
-    const n = Buffer.byteLength(s, 'utf8');
-    this.varuint(n);
-    this.pos += this.buf.write(s, this.pos);
-  }
-  u64(v: unknown): boolean {
-    this.ensure(8);
-    if (typeof v === 'number') {
-      if (!Number.isSafeInteger(v) || v < 0) return false;
-      // Byte stores: Buffer.writeUInt32LE's own checks cost more than the write (~4x).
-      const lo = v % 0x1_0000_0000;
-      const hi = (v - lo) / 0x1_0000_0000;
-      const buf = this.buf;
-      const pos = this.pos;
-      buf[pos] = lo;
-      buf[pos + 1] = lo >>> 8;
-      buf[pos + 2] = lo >>> 16;
-      buf[pos + 3] = lo >>> 24;
-      buf[pos + 4] = hi;
-      buf[pos + 5] = hi >>> 8;
-      buf[pos + 6] = hi >>> 16;
-      buf[pos + 7] = 0; // hi < 2^21
-    } else if (typeof v === 'bigint') {
-      // Most u64 fit a double exactly: converting once allocates nothing, unlike the
-      // BigInt shifts and masks of writeBigUInt64LE.
-      if (v >= 0n && v <= MAX_SAFE) return this.u64(Number(v));
-      if (v < 0n || v > 0xffff_ffff_ffff_ffffn) return false;
-      this.buf.writeBigUInt64LE(v, this.pos);
-    } else if (typeof v === 'string') {
-      // Rows carry u64 beyond 2^53 as decimal text (rows.ts u64Value): up to 15 digits is exact
-      // in a double.
-      const len = v.length;
-      if (len <= 15) {
-        const n = parseDigits(v, 0, len);
-        return n >= 0 && this.u64(n);
-      }
-      // 16-20 digits: high part and the last 9 digits, combined exactly like DateTime64.
-      if (len > 20 || (len === 20 && v > U64_MAX_TEXT)) return false;
-      const high = parseDigits(v, 0, len - 9);
-      const low = parseDigits(v, len - 9, len);
-      if (high < 0 || low < 0) return false;
-      writeGiga(this.buf, this.pos, high, low);
-    } else return false;
-    this.pos += 8;
-    return true;
-  }
-}
-
-const U64_MAX_TEXT = '18446744073709551615';
-
-/** The decimal number in s[from, to) (at most 15 digits: exact), or -1 if it isn't one. */
-function parseDigits(s: string, from: number, to: number): number {
-  if (to <= from) return -1;
-  let n = 0;
-  for (let i = from; i < to; i++) {
-    const d = s.charCodeAt(i) - 48;
-    if (d < 0 || d > 9) return -1;
-    n = n * 10 + d;
-  }
-  return n;
-}
-const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
 /** Integers up to 32 bits: a JS number must be an integer in range. */
 function intColumn(type: string, bytes: 1 | 2 | 4, signed: boolean): Encoder {
@@ -171,8 +59,8 @@ const stringColumn: Encoder = {
 const MAX_SECONDS = 9_223_372_035;
 
 /**
- * DateTime64(9): Int64 ns since the epoch. Rows hold it as "seconds.nanoseconds" text (what
- * rows.ts writes for the JSON path) or as a bigint of ns.
+ * DateTime64(9): Int64 ns since the epoch. Rows hold it as a bigint of ns (event rows) or as
+ * "seconds.nanoseconds" text (rows.ts dateTime64).
  */
 function dateTime64Column(type: string): Encoder {
   return {
@@ -194,22 +82,6 @@ function dateTime64Column(type: string): Encoder {
   };
 }
 
-/**
- * Writes high * 1e9 + low (low < 1e9) as a little-endian 64-bit integer, exactly, with
- * doubles only: the product passes 2^53, so high is split in 16-bit halves and every partial
- * product stays exact. Seconds + nanoseconds, and u64 text of 16-20 digits, both come here.
- * The caller keeps the value below 2^64.
- */
-export function writeGiga(buf: Buffer, pos: number, high: number, low: number): void {
-  const a = Math.floor(high / 65_536);
-  const b = high % 65_536;
-  const x = a * 1_000_000_000; // < 2^51
-  const xHigh = Math.floor(x / 65_536);
-  const z = (x % 65_536) * 65_536 + b * 1_000_000_000 + low; // < 2^48
-  buf.writeUInt32LE(z % 0x1_0000_0000, pos);
-  buf.writeUInt32LE(xHigh + Math.floor(z / 0x1_0000_0000), pos + 4);
-}
-
 /** Array(T) is two streams: every row's end offset (UInt64), then all the elements. */
 function arrayColumn(inner: Encoder): Encoder {
   // value() is never called for arrays: compileColumns writes both streams itself.
@@ -229,56 +101,6 @@ const lowCardinalityColumn: Encoder = {
   wireType: 'LowCardinality(String)',
   value: () => false,
   dictionary: true,
-};
-
-const LC_VERSION_SHARED_WITH_ADDITIONAL_KEYS = 1;
-const LC_HAS_ADDITIONAL_KEYS = 1 << 9;
-const LC_NEED_UPDATE_DICTIONARY = 1 << 10;
-
-// Reused by every column: the dictionary of the column being written (key -> index, in
-// insertion order, so its keys are the dictionary as written) and each row's index.
-const lcIndex = new Map<string, number>();
-let lcRows = new Uint32Array(1024);
-
-function writeLowCardinality(out: Out, values: readonly unknown[], n: number): boolean {
-  lcIndex.clear();
-  lcIndex.set('', 0);
-  if (lcRows.length < n) lcRows = new Uint32Array(n * 2);
-  for (let i = 0; i < n; i++) {
-    const v = values[i];
-    if (typeof v !== 'string') return false;
-    let k = lcIndex.get(v);
-    if (k === undefined) {
-      k = lcIndex.size;
-      lcIndex.set(v, k);
-    }
-    lcRows[i] = k;
-  }
-  const keys = lcIndex.size;
-  const width = keys <= 0x100 ? 1 : keys <= 0x1_0000 ? 2 : 4;
-  out.u64(LC_VERSION_SHARED_WITH_ADDITIONAL_KEYS);
-  out.u64(LC_HAS_ADDITIONAL_KEYS | LC_NEED_UPDATE_DICTIONARY | (width >> 1)); // 0, 1, 2: UInt8/16/32
-  out.u64(keys);
-  for (const key of lcIndex.keys()) out.string(key);
-  out.u64(n);
-  out.ensure(n * width);
-  const buf = out.buf;
-  let pos = out.pos;
-  if (width === 1) for (let i = 0; i < n; i++) buf[pos++] = lcRows[i] as number;
-  else if (width === 2) for (let i = 0; i < n; i++, pos += 2) buf.writeUInt16LE(lcRows[i] as number, pos);
-  else for (let i = 0; i < n; i++, pos += 4) buf.writeUInt32LE(lcRows[i] as number, pos);
-  out.pos = pos;
-  return true;
-}
-
-/** What a compiled column loop calls for a LowCardinality column (it gathers the values with named loads). */
-const lowCardinality = {
-  gathered: [] as unknown[],
-  values(n: number): unknown[] {
-    if (this.gathered.length < n) this.gathered = new Array(n * 2);
-    return this.gathered;
-  },
-  write: writeLowCardinality,
 };
 
 const SIMPLE: Record<string, Encoder> = {
@@ -311,50 +133,6 @@ export function encoderFor(type: string): Encoder | undefined {
   }
   encoders.set(type, enc);
   return enc;
-}
-
-type ColumnWriter = (out: Out, rows: readonly Record<string, unknown>[]) => boolean;
-
-const compiled = new Map<string, ColumnWriter>();
-
-/**
- * One function per column set that walks the rows column by column with `row.name` loads:
- * named loads on rows of one shape stay monomorphic, where `row[column]` with a variable
- * name is a dictionary lookup per value (measured 5x slower). Names are plain identifiers
- * (checked), so they can be written into the source.
- */
-function compileColumns(columns: readonly string[], plan: readonly Encoder[]): ColumnWriter {
-  const key = columns.map((c, i) => `${c}:${plan[i]?.wireType}`).join(',');
-  let fn = compiled.get(key);
-  if (fn !== undefined) return fn;
-  const body: string[] = ['const n = rows.length;'];
-  columns.forEach((column, i) => {
-    const enc = plan[i] as Encoder;
-    body.push(`out.string(${JSON.stringify(column)}); out.string(${JSON.stringify(enc.wireType)});`);
-    if (enc.dictionary === true) {
-      body.push(
-        `{ const values = lc.values(n); for (let i = 0; i < n; i++) values[i] = rows[i].${column};
-          if (!lc.write(out, values, n)) return false; }`,
-      );
-    } else if (enc.inner === undefined) {
-      body.push(
-        `{ const w = plan[${i}]; for (let i = 0; i < n; i++) if (!w.value(out, rows[i].${column})) return false; }`,
-      );
-    } else {
-      body.push(`{ const w = plan[${i}].inner; let end = 0;
-        for (let i = 0; i < n; i++) { const v = rows[i].${column}; if (!Array.isArray(v)) return false; end += v.length; if (!out.u64(end)) return false; }
-        for (let i = 0; i < n; i++) { const v = rows[i].${column}; for (let j = 0; j < v.length; j++) if (!w.value(out, v[j])) return false; } }`);
-    }
-  });
-  body.push('return true;');
-  const make = new Function(
-    'plan',
-    'lc',
-    `return function writeColumns(out, rows) {\n${body.join('\n')}\n};`,
-  );
-  fn = make(plan, lowCardinality) as ColumnWriter;
-  compiled.set(key, fn);
-  return fn;
 }
 
 /** A present value that doesn't fit its column (an int past UInt16, a time past 2262): bad data. */
@@ -394,10 +172,11 @@ export function encodeNativeBlock(
     if (enc === undefined) return undefined;
     plan.push(enc);
   }
-  const out = new Out(Math.max(4096, rows.length * columns.length * 12));
+  if (!ROW_PASS) return undefined;
+  const out = new Out(Math.max(4096, rows.length * columns.length * 8));
   out.varuint(columns.length);
   out.varuint(rows.length);
-  if (!compileColumns(columns, plan)(out, rows)) {
+  if (!writeColumnsRowPass(out, rows, columns, plan)) {
     const misfit = findMisfit(rows, columns, plan);
     if (misfit !== undefined) throw misfit;
     return undefined;

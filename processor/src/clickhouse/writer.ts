@@ -13,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { ConfigError, KtrailError, PoisonError, TransientError } from '../../../common/errors.js';
 import { createLogger } from '../../../common/log.js';
+import { dateTime64 } from '../rows.js';
 import type { ColumnTypes } from './native-format.js';
 import { rowStoreOf } from './row-store.js';
 
@@ -143,24 +144,38 @@ function bigintAsString(_key: string, value: unknown): unknown {
 }
 
 /**
- * Rows -> JSONEachRow text; bigint -> decimal string (ClickHouse parses it into UInt64/Int64).
- * Plain JSON.stringify while it works (rows whose u64 are already strings skip the
- * replacer's per-key call); the first row holding a bigint switches the rest of the batch to
- * the replacer, so a batch pays for at most one failed attempt.
+ * The column event rows carry as bigint ns (rows.ts buildRow): in JSON, DateTime64(9) is
+ * "seconds.nanoseconds" text (the engine would read a bare integer as seconds).
+ */
+const TIME_COLUMN = 'time';
+
+/** The row as JSON holds it: a bigint `time` as its DateTime64 text. */
+function withTimeText(row: object): object {
+  const time = (row as Record<string, unknown>)[TIME_COLUMN];
+  return typeof time === 'bigint' ? { ...row, [TIME_COLUMN]: dateTime64(time) } : row;
+}
+
+/**
+ * Rows -> JSONEachRow text; bigint -> decimal string (ClickHouse parses it into UInt64/Int64),
+ * a bigint `time` -> DateTime64 text. Plain JSON.stringify while it works (rows whose u64 are
+ * already strings skip the replacer's per-key call); the first row holding another bigint
+ * switches the rest of the batch to the replacer, so a batch pays for at most one failed
+ * attempt.
  */
 export function toJsonEachRow(rows: readonly object[]): string {
   const lines = new Array<string>(rows.length);
   let replacer: typeof bigintAsString | undefined;
   for (let i = 0; i < rows.length; i++) {
+    const row = withTimeText(rows[i] as object);
     if (replacer === undefined) {
       try {
-        lines[i] = JSON.stringify(rows[i]);
+        lines[i] = JSON.stringify(row);
         continue;
       } catch {
         replacer = bigintAsString;
       }
     }
-    lines[i] = JSON.stringify(rows[i], replacer);
+    lines[i] = JSON.stringify(row, replacer);
   }
   return lines.join('\n');
 }

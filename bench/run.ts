@@ -1,8 +1,19 @@
 // `npm run bench [kernel|collector|processor ...]`: runs each benchmark in its own process
 // (so RSS and CPU figures are its own), one after another on this 2-core machine. Each
-// writes its section of docs/benchmarks.md.
+// writes its section of docs/benchmarks.md. The services a benchmark starts (this
+// checkout's broker, dockerd) are stopped when the run ends; ones running before are left.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const repo = fileURLToPath(new URL('..', import.meta.url));
+const SERVICES = [
+  { script: 'deploy/local/kafka.sh', status: ['status', '--brokers', '1'], stop: ['stop', '--brokers', '1'] },
+  { script: 'deploy/local/docker.sh', status: ['status'], stop: ['stop'] },
+];
+const running = (s: (typeof SERVICES)[number]) =>
+  spawnSync('bash', [s.script, ...s.status], { cwd: repo, stdio: 'ignore' }).status === 0;
+const runningBefore = SERVICES.filter(running);
 
 const ALL = ['kernel', 'collector', 'processor', 'sidecar'];
 const wanted = process.argv.slice(2).length > 0 ? process.argv.slice(2) : ALL;
@@ -21,4 +32,7 @@ for (const name of wanted) {
     failed++;
   }
 }
+for (const s of SERVICES)
+  if (!runningBefore.includes(s) && running(s))
+    spawnSync('bash', [s.script, ...s.stop], { cwd: repo, stdio: 'inherit' });
 process.exit(failed > 0 ? 1 : 0);

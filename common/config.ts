@@ -215,6 +215,11 @@ export const configSchema = z
         // p99 under 2 s at low rates too (docs/processor.md). batchSmallRows 0 = off.
         batchSmallRows: z.number().int().min(0).default(1_000),
         batchSmallMaxMs: positiveInt.default(1_500),
+        // ...and one still under batchTrickleRows then waits until batchTrickleMaxMs: a
+        // partition at a few hundred rows a second cuts every few seconds, not every 1.5 s
+        // (CPU at a trickle, docs/processor.md). batchTrickleRows 0 = off.
+        batchTrickleRows: z.number().int().min(0).default(500),
+        batchTrickleMaxMs: positiveInt.default(5_000),
         lateMetadataWaitMs: z.number().int().min(0).default(5_000),
         lateBufferMaxEvents: positiveInt.default(200_000),
         // Unset = derived at start from the memory budget (common/memory-budget.ts): rows held

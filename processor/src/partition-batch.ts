@@ -47,6 +47,13 @@ export interface BatchLimits {
    */
   smallRows: number;
   smallMaxMs: number;
+  /**
+   * ...and a batch still under trickleRows at smallMaxMs waits until trickleMaxMs: a
+   * partition that gets a few hundred rows a second spends its CPU on inserts, not rows.
+   * 0 = no such tier (cut at smallMaxMs).
+   */
+  trickleRows: number;
+  trickleMaxMs: number;
   lateWaitMs: number;
   lateMaxRows: number;
 }
@@ -253,16 +260,19 @@ export class PartitionBatch {
    * Whether the batch should be cut now. A forced cut (recorded before a crash or a
    * rebalance) must be honoured exactly so the rebuilt batch matches its token.
    * Otherwise: full, or old enough (maxMs; smallMaxMs while it has fewer than smallRows
-   * rows), and no row still within its late-metadata wait (unless the batch grew to twice
+   * rows; trickleMaxMs while it has fewer than trickleRows), and no row still within its late-metadata wait (unless the batch grew to twice
    * its size, the hard bound on memory).
    */
   shouldCut(nowMs: number, forcedCut: bigint | undefined): boolean {
     if (this.lastOffset === undefined) return false;
     if (forcedCut !== undefined) return this.lastOffset >= forcedCut;
     const age = nowMs - this.openedAtMs;
+    const { maxRows, maxMs, smallRows, smallMaxMs, trickleRows, trickleMaxMs } = this.limits;
+    const rows = this.rows;
     const due =
-      this.rows >= this.limits.maxRows ||
-      (age >= this.limits.maxMs && (this.rows >= this.limits.smallRows || age >= this.limits.smallMaxMs));
+      rows >= maxRows ||
+      (age >= maxMs &&
+        (rows >= smallRows || (age >= smallMaxMs && (rows >= trickleRows || age >= trickleMaxMs))));
     if (!due) return false;
     const deadline = this.oldestDeadline();
     return deadline === undefined || nowMs >= deadline || this.rows >= 2 * this.limits.maxRows;

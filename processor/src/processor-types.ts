@@ -74,6 +74,9 @@ export interface ProcessorOptions {
   /** A batch with fewer rows is cut at batchSmallMaxMs instead of batchMaxMs (default: never). */
   batchSmallRows?: number;
   batchSmallMaxMs?: number;
+  /** A batch still under batchTrickleRows at batchSmallMaxMs is cut at batchTrickleMaxMs (default: never). */
+  batchTrickleRows?: number;
+  batchTrickleMaxMs?: number;
   lateMetadataWaitMs: number;
   lateBufferMaxEvents: number;
   /** Rows held across all partitions before fetching pauses (pending-budget.ts); unset = no bound. */

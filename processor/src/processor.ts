@@ -132,6 +132,8 @@ function batchLimits(options: ProcessorOptions): BatchLimits {
     maxMs: options.batchMaxMs,
     smallRows: options.batchSmallRows ?? 0,
     smallMaxMs: Math.max(options.batchMaxMs, options.batchSmallMaxMs ?? 0),
+    trickleRows: options.batchTrickleRows ?? 0,
+    trickleMaxMs: Math.max(options.batchMaxMs, options.batchSmallMaxMs ?? 0, options.batchTrickleMaxMs ?? 0),
     lateWaitMs: options.lateMetadataWaitMs,
     lateMaxRows: options.lateBufferMaxEvents,
   };
@@ -185,6 +187,7 @@ export function createProcessor(deps: {
     retryMaxMs,
   });
 
+  const limits = batchLimits(options);
   const pipelineDeps: PipelineDeps = {
     store: deps.sink,
     committer: {
@@ -194,7 +197,7 @@ export function createProcessor(deps: {
     outputs,
     codec,
     topics,
-    limits: batchLimits(options),
+    limits,
     groupId: options.groupId,
     enrichedTopic: options.enrichedTopic,
     rawTtlDays: options.rawTtlDays,
@@ -260,6 +263,10 @@ export function createProcessor(deps: {
     },
     stop() {
       stopping ??= (async () => {
+        // The small-batch windows save CPU while running; a stop (and its catch-up) cuts
+        // what is left at batchMaxMs instead of waiting for them.
+        limits.smallRows = 0;
+        limits.trickleRows = 0;
         await stopMember(ps, runtime, topics, options, log, () => {
           if (timer !== undefined) clearInterval(timer);
           schemaGate?.close();

@@ -137,6 +137,8 @@ function setup(options: { maxRows?: number } = {}) {
       maxMs: 60_000,
       smallRows: 0,
       smallMaxMs: 60_000,
+      trickleRows: 0,
+      trickleMaxMs: 60_000,
       lateWaitMs: 0,
       lateMaxRows: 100,
     },

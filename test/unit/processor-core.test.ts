@@ -154,6 +154,8 @@ describe('partition batch', () => {
     maxMs: 1_000,
     smallRows: 0,
     smallMaxMs: 1_000,
+    trickleRows: 0,
+    trickleMaxMs: 1_000,
     lateWaitMs: 500,
     lateMaxRows: 2,
   };
@@ -225,6 +227,27 @@ describe('partition batch', () => {
     full.addRow('t', {});
     full.addRow('t', {});
     expect(full.shouldCut(0, undefined)).toBe(true); // full: at once, whatever its age
+  });
+
+  it('cuts a batch still under trickleRows at trickleMaxMs, one of trickleRows at smallMaxMs', () => {
+    const tiers = {
+      ...limits,
+      maxRows: 100,
+      smallRows: 10,
+      smallMaxMs: 2_000,
+      trickleRows: 3,
+      trickleMaxMs: 6_000,
+    };
+    const b = new PartitionBatch(tiers);
+    b.addMessage(1n, 0);
+    b.addRow('t', {});
+    b.addRow('t', {});
+    expect(b.shouldCut(2_000, undefined)).toBe(false); // 2 rows < 3: not at smallMaxMs
+    expect(b.shouldCut(5_999, undefined)).toBe(false);
+    expect(b.shouldCut(6_000, undefined)).toBe(true);
+    b.addRow('t', {}); // trickleRows reached: due at smallMaxMs, not before
+    expect(b.shouldCut(1_999, undefined)).toBe(false);
+    expect(b.shouldCut(2_000, undefined)).toBe(true);
   });
 
   it('bounds the late buffer and counts the overflow', () => {

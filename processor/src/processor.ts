@@ -276,19 +276,24 @@ export function createProcessor(deps: {
       })();
       return stopping;
     },
-    stats: () => {
-      const gate = schemaGate?.stats();
-      return {
-        ...stats,
-        schemaRegistryOutages: gate?.outages ?? 0,
-        schemaRegistryHeldBatches: gate?.heldBatches ?? 0,
-      };
-    },
+    stats: () => withGateStats(stats, schemaGate?.stats()),
     pending: () => pending.snapshot(),
     losses: () => accounts.losses(),
     // Ready once in the group (a member with no partition is ready) and every partition restored.
     ready: () => running && ps.memberId !== '' && ps.all().every((s) => s.restored()),
     memberId: () => ps.memberId,
+  };
+}
+
+/** The processor's counters with the schema gate's beside them (zero without a registry). */
+function withGateStats(
+  stats: Accounts['stats'],
+  gate: { outages: number; heldBatches: number } | undefined,
+): ReturnType<Processor['stats']> {
+  return {
+    ...stats,
+    schemaRegistryOutages: gate?.outages ?? 0,
+    schemaRegistryHeldBatches: gate?.heldBatches ?? 0,
   };
 }
 

@@ -195,7 +195,7 @@ function genericRow(
  * (empty, join_state 'pending', until the join). `offset` is the message's offset as decimal
  * text (converted once per message, not per event). The `time` column is the wall-clock ns
  * themselves, a bigint: the Native block takes it as it is, and JSON gets its DateTime64 text
- * (clickhouse/writer.ts toJsonEachRow); text built here was most of a row's allocations.
+ * (clickhouse/writer.ts toJsonEachRow): text per row would be most of a row's allocations.
  */
 export function buildRow(
   batch: DecodedEventBatch,

@@ -20,7 +20,7 @@
 // Env: BENCH_EVENTS (500000),
 // BENCH_RATE (50000), BENCH_LATENCY_S (20), BENCH_ENRICHED (0|1, default: as shipped, on),
 // BENCH_BATCH_MS (the processor's default batchMaxMs), BENCH_TRICKLE_S (30), BENCH_OWN_BASELINE,
-// BENCH_ONLY=own (stop after the own-work run, for profiling it).
+// BENCH_ONLY=own|trickle (stop after the own-work or the trickle run, for profiling them).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -299,6 +299,7 @@ async function trickle() {
   return result;
 }
 const trickleRun = await trickle();
+if (process.env.BENCH_ONLY === 'trickle') process.exit(0);
 
 // --- 2. throughput over a backlog ---------------------------------------------------------
 const t = await setup('tput');

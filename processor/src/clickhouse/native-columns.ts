@@ -7,7 +7,14 @@
 // BigUint64Array without allocating, where splitting it into bytes allocates.
 import { endianness } from 'node:os';
 import { isPlainIdentifier } from './identifier.js';
-import { type Encoder, Out, parseDigits, U64_MAX_TEXT, writeGiga } from './native-out.js';
+import {
+  type Encoder,
+  Out,
+  parseDigits,
+  U64_MAX_TEXT,
+  writeDateTime64Text,
+  writeGiga,
+} from './native-out.js';
 
 /** Typed arrays are written in the platform's byte order, which must be the block's (little-endian). */
 export const ROW_PASS = endianness() === 'LE';
@@ -18,8 +25,6 @@ const LC_NEED_UPDATE_DICTIONARY = 1 << 10;
 const INT64_MAX = 0x7fff_ffff_ffff_ffffn;
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
 const TWO_32 = 0x1_0000_0000;
-/** The last second an Int64 of ns can hold (2262-04-11). */
-const MAX_SECONDS = 9_223_372_035;
 
 /** 8-byte values: one ArrayBuffer seen as u32 halves (numbers), as u64 (bigints) and as bytes (text). */
 class Col64 {
@@ -71,14 +76,7 @@ export function putDateTime64(c: Col64, i: number, v: unknown): boolean {
     c.b64[i] = v;
     return true;
   }
-  if (typeof v !== 'string') return false;
-  const dot = v.length - 10;
-  if (dot < 1 || v.charCodeAt(dot) !== 46) return false;
-  const seconds = parseDigits(v, 0, dot);
-  const nanos = parseDigits(v, dot + 1, v.length);
-  if (seconds < 0 || nanos < 0 || seconds > MAX_SECONDS) return false;
-  writeGiga(c.bytes, 8 * i, seconds, nanos);
-  return true;
+  return typeof v === 'string' && writeDateTime64Text(c.bytes, 8 * i, v);
 }
 
 type IntArray = Uint8Array | Int8Array | Uint16Array | Int16Array | Uint32Array | Int32Array;

@@ -18,7 +18,7 @@
 import { KtrailError } from '../../../common/errors.js';
 import { isPlainIdentifier } from './identifier.js';
 import { ROW_PASS, writeColumnsRowPass } from './native-columns.js';
-import { type Encoder, Out, parseDigits, writeGiga } from './native-out.js';
+import { type Encoder, Out, writeDateTime64Text, writeGiga } from './native-out.js';
 
 export { writeGiga };
 
@@ -55,9 +55,6 @@ const stringColumn: Encoder = {
   },
 };
 
-/** The last second an Int64 of ns can hold (2262-04-11). */
-const MAX_SECONDS = 9_223_372_035;
-
 /**
  * DateTime64(9): Int64 ns since the epoch. Rows hold it as a bigint of ns (event rows) or as
  * "seconds.nanoseconds" text (rows.ts dateTime64).
@@ -68,14 +65,8 @@ function dateTime64Column(type: string): Encoder {
     value(out, v) {
       if (typeof v === 'bigint') return v <= 0x7fff_ffff_ffff_ffffn && out.u64(v);
       if (typeof v !== 'string') return false;
-      // "seconds.nanoseconds": exactly 9 digits after the dot (rows.ts dateTime64).
-      const dot = v.length - 10;
-      if (dot < 1 || v.charCodeAt(dot) !== 46) return false;
-      const seconds = parseDigits(v, 0, dot);
-      const nanos = parseDigits(v, dot + 1, v.length);
-      if (seconds < 0 || nanos < 0 || seconds > MAX_SECONDS) return false;
       out.ensure(8);
-      writeGiga(out.buf, out.pos, seconds, nanos);
+      if (!writeDateTime64Text(out.buf, out.pos, v)) return false;
       out.pos += 8;
       return true;
     },

@@ -118,6 +118,23 @@ export function parseDigits(s: string, from: number, to: number): number {
 }
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
+/** The last second an Int64 of ns can hold (2262-04-11). */
+const MAX_SECONDS = 9_223_372_035;
+
+/**
+ * DateTime64(9) text "seconds.nanoseconds" (exactly 9 digits after the dot, rows.ts) written
+ * as Int64 ns at buf[pos]; false, and nothing written, when it is not that form or past 2262.
+ */
+export function writeDateTime64Text(buf: Buffer, pos: number, v: string): boolean {
+  const dot = v.length - 10;
+  if (dot < 1 || v.charCodeAt(dot) !== 46) return false;
+  const seconds = parseDigits(v, 0, dot);
+  const nanos = parseDigits(v, dot + 1, v.length);
+  if (seconds < 0 || nanos < 0 || seconds > MAX_SECONDS) return false;
+  writeGiga(buf, pos, seconds, nanos);
+  return true;
+}
+
 /**
  * Writes high * 1e9 + low (low < 1e9) as a little-endian 64-bit integer, exactly, with
  * doubles only: the product passes 2^53, so high is split in 16-bit halves and every partial

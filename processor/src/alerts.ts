@@ -10,6 +10,12 @@
 import type * as Avro from '../../schemas/types.js';
 import { CrashLoopRule, type CrashLoopSnapshot, type NamedLookup } from './crash-loop.js';
 import type { EventRow, Row } from './partition-batch.js';
+import {
+  type EnvelopeSeen,
+  SequenceMarks,
+  type SequenceSnapshotEntry,
+  type SequenceVerdict,
+} from './sequence-marks.js';
 
 /** The schema's Alert (schemas/Alert.avsc), its kind one of the built-in rules'. */
 export type Alert = Omit<Avro.Alert, 'kind'> & {
@@ -32,17 +38,11 @@ interface TcpWindow {
   fired: boolean;
 }
 
-interface SequenceMark {
-  sequence: bigint;
-  /** producedAtNs of the newest batch seen (pruning). */
-  seenAtNs: bigint;
-}
-
 /** The rules' state as JSON-able values (u64 as decimal text): what alert-state.ts stores. */
 export interface AlertSnapshot {
   crash: CrashLoopSnapshot;
   tcp: { key: string; windowStartNs: string; retransmits: number; resets: number; fired: boolean }[];
-  sequences: { node: string; bootId: string; sequence: string; seenAtNs: string }[];
+  sequences: SequenceSnapshotEntry[];
 }
 
 const MS = 1_000_000n;
@@ -55,10 +55,8 @@ export class AlertEngine {
   /** Set with each committed cut: the next batch's rules first retry exits waiting for a name. */
   private settleDue = false;
   private tcp = new Map<string, TcpWindow>();
-  /** Last sequence per node and boot, as consumed (gaps are found here, before the cut). */
-  private lastSequence = new Map<string, bigint>();
-  /** Last sequence per node and boot through the last committed cut: what a snapshot holds. */
-  private committedSequence = new Map<string, SequenceMark>();
+  /** Envelope marks per node and boot: gaps and duplicates are found here, before the cut. */
+  private readonly sequences = new SequenceMarks();
   private readonly tcpWindowNs: bigint;
   /** Newest tcp event time and producer time seen: state is forgotten by them, not the clock. */
   private maxTcpNs = 0n;
@@ -105,65 +103,52 @@ export class AlertEngine {
     }
   }
 
-  /** Per-node sequence numbers from the batch envelope: a jump means the collector lost data. */
-  observeSequence(node: string, bootId: string, sequence: bigint, timeNs: bigint, out: Alert[]): void {
-    if (timeNs > this.maxProducedNs) this.maxProducedNs = timeNs;
-    if (!this.rules.sequenceGap) return;
-    const key = `${node}${SEP}${bootId}`;
-    const last = this.lastSequence.get(key);
-    if (last === undefined || sequence > last) this.lastSequence.set(key, sequence);
-    if (last !== undefined && sequence > last + 1n) {
+  /**
+   * One message's envelope: a duplicate (Kafka holds it twice, see sequence-marks.ts) is
+   * only reported; otherwise a jump in its node's sequence means the collector lost data.
+   */
+  observeSequence(e: EnvelopeSeen, out: Alert[]): SequenceVerdict {
+    if (e.producedAtNs > this.maxProducedNs) this.maxProducedNs = e.producedAtNs;
+    const verdict = this.sequences.observe(e);
+    if (verdict.duplicate || !this.rules.sequenceGap) return verdict;
+    const last = verdict.previous;
+    if (last !== undefined && e.sequence > last + 1n) {
       out.push({
         kind: 'data_loss',
-        node,
+        node: e.node,
         container: '',
         containerName: '',
         namespace: '',
         pod: '',
-        timeNs,
+        timeNs: e.producedAtNs,
         details: {
-          bootId,
+          bootId: e.bootId,
           after: String(last),
-          next: String(sequence),
-          missing: String(sequence - last - 1n),
+          next: String(e.sequence),
+          missing: String(e.sequence - last - 1n),
         },
       });
     }
+    return verdict;
   }
 
   /**
    * A committed cut's event_batches rows: the sequences a snapshot may claim as seen.
-   * Consumption runs ahead of the cut being written, so the live map can hold sequences of
+   * Consumption runs ahead of the cut being written, so the live marks can hold sequences of
    * batches no one committed yet; restoring those would hide a gap in them.
    */
   commitSequences(envelopes: readonly Row[]): void {
     this.settleDue = true;
-    for (const row of envelopes) {
-      const key = `${String(row.node)}${SEP}${String(row.boot_id)}`;
-      const sequence = BigInt(row.sequence as string | number);
-      const mark = this.committedSequence.get(key);
-      if (mark === undefined || sequence > mark.sequence)
-        this.committedSequence.set(key, { sequence, seenAtNs: this.maxProducedNs });
-      else mark.seenAtNs = this.maxProducedNs;
-    }
+    this.sequences.commit(envelopes, this.maxProducedNs);
   }
 
   /** The state a new owner needs, after dropping what no rule can use any more (by event time). */
   snapshot(): AlertSnapshot {
     for (const [key, w] of this.tcp)
       if (this.maxTcpNs - w.windowStartNs > 2n * this.tcpWindowNs) this.tcp.delete(key);
-    for (const [key, m] of this.committedSequence)
-      if (this.maxProducedNs - m.seenAtNs > SEQUENCE_RETENTION_NS) {
-        this.committedSequence.delete(key);
-        this.lastSequence.delete(key);
-      }
     const tcp: AlertSnapshot['tcp'] = [];
     for (const [key, w] of this.tcp) tcp.push({ key, ...w, windowStartNs: String(w.windowStartNs) });
-    const sequences: AlertSnapshot['sequences'] = [];
-    for (const [key, m] of this.committedSequence) {
-      const [node = '', bootId = ''] = key.split(SEP);
-      sequences.push({ node, bootId, sequence: String(m.sequence), seenAtNs: String(m.seenAtNs) });
-    }
+    const sequences = this.sequences.snapshot(this.maxProducedNs - SEQUENCE_RETENTION_NS);
     return { crash: this.crash.snapshot(), tcp, sequences };
   }
 
@@ -181,13 +166,8 @@ export class AlertEngine {
       if (windowStartNs > this.maxTcpNs) this.maxTcpNs = windowStartNs;
     }
     if (!options.sequences) return;
-    for (const q of s.sequences) {
-      const key = `${q.node}${SEP}${q.bootId}`;
-      const mark = { sequence: BigInt(q.sequence), seenAtNs: BigInt(q.seenAtNs) };
-      this.committedSequence.set(key, mark);
-      this.lastSequence.set(key, mark.sequence);
-      if (mark.seenAtNs > this.maxProducedNs) this.maxProducedNs = mark.seenAtNs;
-    }
+    const newest = this.sequences.restore(s.sequences);
+    if (newest > this.maxProducedNs) this.maxProducedNs = newest;
   }
 
   private observeTcp(row: EventRow, retransmits: number, resets: number, out: Alert[]): void {

@@ -20,6 +20,7 @@ const HELP: Record<keyof ProcessorStats, string> = {
   enrichedEvents: 'events published to the enriched topic (again for a batch rebuilt after a crash)',
   outputSkipped: 'events, alerts and dead letters not published because their topic was down (ingest_losses)',
   expiredRows: 'rows that arrived already older than their raw table TTL (ingest_losses)',
+  duplicateEvents: 'events of messages Kafka held twice, left out so each is written once (ingest_losses)',
   alreadyWritten: 'rows of a re-processed batch found already in ClickHouse and not written again',
   alertStateFailures: 'alert-state snapshots not saved, not restored or stale (alerts may repeat or miss)',
   schemaRegistryOutages:

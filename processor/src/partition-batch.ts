@@ -69,8 +69,17 @@ export interface CutBatch {
   latePending: number;
   /** Rows already older than their table's TTL on arrival, by node then table. */
   expired: Map<string, Map<string, number>>;
+  /** Messages Kafka held twice, left out of the batch, by node. */
+  duplicates: Map<string, DuplicateCount>;
   /** Cut by a writer that died (recorded in commit metadata): some of its rows may be written. */
   resumed: boolean;
+}
+
+/** Duplicates of one node in a batch: how many, and the first one, for the loss row's detail. */
+export interface DuplicateCount {
+  messages: number;
+  events: number;
+  first: { bootId: string; sequence: bigint; offset: bigint };
 }
 
 /** Leaves only `landed` (a subset of its rows) of `table` in the cut, with their extras. */
@@ -140,6 +149,7 @@ export class PartitionBatch {
   /** Rows that found the late buffer full and went straight to 'pending' (counted, never silent). */
   lateOverflow = 0;
   private expired = new Map<string, Map<string, number>>();
+  private duplicates = new Map<string, DuplicateCount>();
 
   constructor(private readonly limits: BatchLimits) {}
 
@@ -181,6 +191,21 @@ export class PartitionBatch {
       this.expired.set(node, perNode);
     }
     perNode.set(table, (perNode.get(table) ?? 0) + 1);
+  }
+
+  /** A message left out as a copy of one already seen (sequence-marks.ts). */
+  countDuplicate(
+    m: { node: string; bootId: string; sequence: bigint; offset: bigint },
+    events: number,
+  ): void {
+    const c = this.duplicates.get(m.node);
+    if (c !== undefined) {
+      c.messages++;
+      c.events += events;
+      return;
+    }
+    const first = { bootId: m.bootId, sequence: m.sequence, offset: m.offset };
+    this.duplicates.set(m.node, { messages: 1, events, first });
   }
 
   /**
@@ -290,6 +315,7 @@ export class PartitionBatch {
       rows: this.rows,
       latePending: this.waitingCount + this.lateOverflow,
       expired: this.expired,
+      duplicates: this.duplicates,
       resumed: false,
     };
   }

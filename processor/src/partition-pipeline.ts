@@ -48,6 +48,7 @@ import {
   DEAD_LETTERS_TABLE,
   type DecodedEvent,
   type DecodedEventBatch,
+  DUPLICATE_MESSAGE,
   deadLetterRow,
   EVENT_BATCHES_TABLE,
   INGEST_LOSSES_TABLE,
@@ -225,14 +226,21 @@ export class PartitionPipeline {
     let built: ReturnType<typeof buildMessageRows>;
     try {
       decoded = d.codec.decodeEventBatch(requireValue(message.value));
+    } catch (err) {
+      this.deadLetter(d.topics.events, message, err);
+      return;
+    }
+    const seen = { node: decoded.node, bootId: decoded.bootId, sequence: decoded.sequence, offset };
+    const verdict = this.alerts.observeSequence(
+      { ...seen, producedAtNs: decoded.producedAtNs, events: decoded.events.length },
+      this.pendingAlerts,
+    );
+    if (verdict.duplicate) {
+      batch.countDuplicate(seen, decoded.events.length);
+      return;
+    }
+    try {
       built = buildMessageRows(decoded, this.partition, String(offset), d.enrichedTopic);
-      this.alerts.observeSequence(
-        decoded.node,
-        decoded.bootId,
-        decoded.sequence,
-        decoded.producedAtNs,
-        this.pendingAlerts,
-      );
     } catch (err) {
       this.deadLetter(d.topics.events, message, err);
       return;
@@ -427,7 +435,7 @@ export class PartitionPipeline {
         [...deadLetters, ...newDead],
         built.sends,
       );
-      committedLosses.push(...this.expiredLosses(cut), ...built.losses, ...skipped);
+      committedLosses.push(...this.expiredLosses(cut), ...duplicateLosses(cut), ...built.losses, ...skipped);
       const now = Date.now();
       const lossRows = committedLosses.map((l) =>
         lossRow(l, this.partition, cut.firstOffset, cut.lastOffset, now),
@@ -481,4 +489,20 @@ export class PartitionPipeline {
   insertContext(): InsertContext {
     return this.insertCtx;
   }
+}
+
+/** The cut's messages left out as copies Kafka held twice, as losses of the events they carried. */
+function duplicateLosses(cut: CutBatch): LossRow[] {
+  const out: LossRow[] = [];
+  for (const [node, c] of cut.duplicates)
+    out.push({
+      node,
+      what: 'events',
+      reason: DUPLICATE_MESSAGE,
+      rows: c.events,
+      detail:
+        `${c.messages} message(s) Kafka held twice, left out; the first: boot ${c.first.bootId}` +
+        ` sequence ${c.first.sequence} at offset ${c.first.offset}`,
+    });
+  return out;
 }

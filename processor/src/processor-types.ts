@@ -7,7 +7,7 @@ import type { Alert, AlertRules } from './alerts.js';
 import type { EnrichedBatch } from './enriched.js';
 import type { Row } from './partition-batch.js';
 import type { PendingSnapshot } from './pending-budget.js';
-import type { DecodedEventBatch, LossRow } from './rows.js';
+import { type DecodedEventBatch, DUPLICATE_MESSAGE, type LossRow } from './rows.js';
 import type { OutputOptions } from './side-outputs.js';
 
 /** Where rows go: one insert per (table, batch), deduplicated by token. Throws KtrailError. */
@@ -136,6 +136,8 @@ export interface ProcessorStats {
   outputSkipped: number;
   /** Rows that arrived already older than their raw table's TTL (see losses()). */
   expiredRows: number;
+  /** Events of messages Kafka held twice, left out so they are written once (see losses()). */
+  duplicateEvents: number;
   /** Rows of a re-processed batch found already written, so not written again (exactly-once). */
   alreadyWritten: number;
   /** Alert-state snapshots not saved, or not restored, or stale on restore (alert-state.ts). */
@@ -186,6 +188,7 @@ export function emptyStats(): ProcessorStats {
     enrichedEvents: 0,
     outputSkipped: 0,
     expiredRows: 0,
+    duplicateEvents: 0,
     alreadyWritten: 0,
     alertStateFailures: 0,
     schemaRegistryOutages: 0,
@@ -211,6 +214,7 @@ export class Accounts {
     if (c === undefined) this.lossCounts.set(key, { what: loss.what, reason: loss.reason, rows: loss.rows });
     else c.rows += loss.rows;
     if (loss.reason === 'older_than_ttl') this.stats.expiredRows += loss.rows;
+    else if (loss.reason === DUPLICATE_MESSAGE) this.stats.duplicateEvents += loss.rows;
     else this.stats.outputSkipped += loss.rows;
   };
 

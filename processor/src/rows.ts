@@ -60,10 +60,13 @@ export function sourceColumns(table: string): SourceColumns {
   return SOURCE_COLUMNS[table] ?? EVENT_SOURCE;
 }
 
+/** Loss reason of a message left out because Kafka held it twice (what = 'events'). */
+export const DUPLICATE_MESSAGE = 'duplicate_message';
+
 /**
  * Something a batch knowingly did not deliver in full (deploy/clickhouse/migrations/0006):
- * `what` is a raw table (reason older_than_ttl) or `topic:<output>` (reason output_skipped,
- * `detail` the Kafka error).
+ * `what` is a raw table (reason older_than_ttl), `topic:<output>` (reason output_skipped,
+ * `detail` the Kafka error) or `events` (reason duplicate_message: a copy left out).
  */
 export interface LossRow {
   node: string;

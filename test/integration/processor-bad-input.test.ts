@@ -1,8 +1,9 @@
 // Bad input and failing outputs against a running processor, on the real broker and chDB:
 // every kind of bad message ends in dead_letters (table and topic) with its reason while the
 // good messages of the same batch land and the committed offset moves past; rows older than
-// the raw TTL are counted; an enriched topic deleted mid-run is skipped and counted, never a
-// stall, and is published to again once it is back.
+// the raw TTL are counted; a message Kafka holds twice is written once and counted; an
+// enriched topic deleted mid-run is skipped and counted, never a stall, and is published to
+// again once it is back.
 import { createHash, randomBytes } from 'node:crypto';
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { Kafka, Producer } from 'kafkajs';
@@ -259,6 +260,39 @@ describe('processor: bad input and failing outputs', () => {
         await count(`SELECT sum(cpu_ns) AS n FROM ktrail.usage WHERE node = '${node}' AND resolution = 60`),
       ).toBe(30 * 5_000_000);
       expect(processor.losses()).toContainEqual({ what: 'cpu_sample', reason: 'older_than_ttl', rows: 30 });
+    },
+    120_000,
+  );
+
+  itReal(kafka.missing)(
+    'a message Kafka holds twice is written once and counted; a collector counting from 0 again is kept',
+    async () => {
+      const node = 'twice-node';
+      const gen = new SyntheticNode({ node, containers: 1 });
+      const [m1, m2, m3] = [gen.next(10), gen.next(10), gen.next(10)];
+      // A producer's resend under a new id: the same bytes again, at later offsets.
+      for (const value of [m1, m2, m3, m2, m3])
+        await producer.send({ topic: names.events, messages: [{ key: node, value }] });
+      await sleep(5);
+      // The same node and boot counting from 1 again (a restarted collector): a later time.
+      const restarted = new SyntheticNode({ node, containers: 1 }).next(10);
+      await producer.send({ topic: names.events, messages: [{ key: node, value: restarted }] });
+      await until('the copies committed', committedToEnd);
+      expect(await count(`SELECT count() AS n FROM ktrail.event_batches WHERE node = '${node}'`)).toBe(4);
+      expect(await count(`SELECT count() AS n FROM ktrail.cpu_sample WHERE node = '${node}'`)).toBe(40);
+      const losses = await query<{ what: string; rows: string; detail: string }>(
+        `SELECT what, sum(rows) AS rows, any(detail) AS detail FROM ktrail.ingest_losses
+         WHERE node = '${node}' AND reason = 'duplicate_message' GROUP BY what`,
+      );
+      expect(losses).toEqual([
+        {
+          what: 'events',
+          rows: '20',
+          detail: expect.stringMatching(/Kafka held twice.*boot boot-1 sequence [23] /),
+        },
+      ]);
+      expect(processor.losses()).toContainEqual({ what: 'events', reason: 'duplicate_message', rows: 20 });
+      expect(processor.stats().duplicateEvents).toBe(20);
     },
     120_000,
   );

@@ -85,6 +85,7 @@ function cutOf(first: bigint, last: bigint, tables: Record<string, Row[]> = {}):
     rows: 0,
     latePending: 0,
     expired: new Map(),
+    duplicates: new Map(),
     resumed: false,
   };
 }
@@ -289,9 +290,18 @@ describe('alert state keeper', () => {
     const store = new FakeStore();
     const a = new AlertEngine(rules);
     const out: Alert[] = [];
-    a.observeSequence('n1', 'boot-1', 1n, NOW_NS, out);
-    a.observeSequence('n1', 'boot-1', 2n, NOW_NS, out);
-    a.observeSequence('n1', 'boot-1', 3n, NOW_NS, out); // consumed into the next, open batch
+    a.observeSequence(
+      { node: 'n1', bootId: 'boot-1', sequence: 1n, producedAtNs: NOW_NS, events: 1, offset: 1n },
+      out,
+    );
+    a.observeSequence(
+      { node: 'n1', bootId: 'boot-1', sequence: 2n, producedAtNs: NOW_NS, events: 1, offset: 2n },
+      out,
+    );
+    a.observeSequence(
+      { node: 'n1', bootId: 'boot-1', sequence: 3n, producedAtNs: NOW_NS, events: 1, offset: 3n },
+      out,
+    ); // consumed into the next, open batch
     a.observe('proc_exit', exitRow(recreated(0), 0), out);
     a.observe('proc_exit', exitRow(recreated(1), 1), out);
     await keeper(store).save(
@@ -308,8 +318,14 @@ describe('alert state keeper', () => {
 
     const b = new AlertEngine(rules);
     await keeper(store).restore(0, b, { offset: '12', metadata: null }, () => true);
-    b.observeSequence('n1', 'boot-1', 3n, NOW_NS, out); // the batch the dead owner never committed
-    b.observeSequence('n1', 'boot-1', 5n, NOW_NS, out);
+    b.observeSequence(
+      { node: 'n1', bootId: 'boot-1', sequence: 3n, producedAtNs: NOW_NS, events: 1, offset: 3n },
+      out,
+    ); // the batch the dead owner never committed
+    b.observeSequence(
+      { node: 'n1', bootId: 'boot-1', sequence: 5n, producedAtNs: NOW_NS, events: 1, offset: 5n },
+      out,
+    );
     b.observe('proc_exit', exitRow(recreated(2), 2), out);
     expect(out.map((x) => [x.kind, x.details.missing ?? x.details.exits])).toEqual([
       ['data_loss', '1'],
@@ -342,7 +358,10 @@ describe('alert state keeper', () => {
     await keeper(store).save(0, a, cutOf(0n, 9n, { event_batches: [envelope('n1', 4)] }), () => true);
     const b = new AlertEngine(rules);
     await keeper(store, failures).restore(0, b, { offset: '50', metadata: null }, () => true);
-    b.observeSequence('n1', 'boot-1', 40n, NOW_NS, out); // batches 5..39 were committed unseen here
+    b.observeSequence(
+      { node: 'n1', bootId: 'boot-1', sequence: 40n, producedAtNs: NOW_NS, events: 1, offset: 40n },
+      out,
+    ); // batches 5..39 were committed unseen here
     expect(out).toHaveLength(0);
     expect(b.snapshot().crash.windows).toHaveLength(1);
     expect(failures.n).toBe(1);

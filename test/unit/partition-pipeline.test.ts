@@ -29,6 +29,9 @@ const message = (offset: number, events = 2): InMessage => ({
   value: Buffer.from(events < 0 ? 'bad' : String(events)),
 });
 
+/** Every decoded message is a new one of its node (a copy is a test of its own). */
+let nextSequence = 0n;
+
 const codec: ProcessorCodec = {
   decodeEventBatch(value: Buffer): DecodedEventBatch {
     const text = value.toString();
@@ -39,7 +42,7 @@ const codec: ProcessorCodec = {
       node: 'n1',
       bootId: 'b1',
       collectorVersion: 't',
-      sequence: 0n,
+      sequence: nextSequence++,
       producedAtNs: at,
       bootEpochNs: null,
       events: Array.from({ length: n }, (_, i) => ({

@@ -11,7 +11,7 @@
 //   resends a failed request unchanged for a while (pipeline/delivery.ts). The producer is
 //   replaced when the broker refuses its id or sequence and when the delivery loop stops
 //   resending unchanged; a request repeated after that may be written twice, and the
-//   envelope's (node, bootId, sequence) shows it downstream.
+//   processor leaves the copy out by its envelope (processor/src/sequence-marks.ts).
 // - One sendBatch per topic, the topics' batches concurrently: a collector's messages of
 //   one topic all have its node's key, so each sendBatch goes to one partition and one
 //   broker. kafkajs 2.2.4 retries a request that spans brokers per broker and keeps the

@@ -14,6 +14,7 @@
 import { isContainerCgroupPath } from '../../collector/src/containers/cgroup-path.js';
 import { isRetriable } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
+import { loadCodecAddon } from '../../common/native-codec.js';
 import type { DeadLetter } from '../../schemas/types.js';
 import type { AlertStateKeeper } from './alert-state.js';
 import { type Alert, AlertEngine, type AlertRules } from './alerts.js';
@@ -231,8 +232,9 @@ export class PartitionPipeline {
       return;
     }
     const seen = { node: decoded.node, bootId: decoded.bootId, sequence: decoded.sequence, offset };
+    const checksum = loadCodecAddon().crc32c(message.value as Buffer);
     const verdict = this.alerts.observeSequence(
-      { ...seen, producedAtNs: decoded.producedAtNs, events: decoded.events.length },
+      { ...seen, producedAtNs: decoded.producedAtNs, checksum },
       this.pendingAlerts,
     );
     if (verdict.duplicate) {

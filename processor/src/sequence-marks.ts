@@ -5,8 +5,9 @@
 // (collector/src/kafka-sink.ts) puts the very same message at a later offset, and it repeats
 // one request: at most its last 1,000 messages (pipeline/delivery.ts). So a message is a
 // copy when one of the last HISTORY messages of its node and boot had the same sequence,
-// producedAtNs and event count at an earlier offset. A collector that restarted its count in
-// the same boot, or a second one under the same name, reuses sequences but not the time.
+// producedAtNs and bytes (CRC-32C of the value) at an earlier offset. A collector that
+// restarted its count in the same boot, or a second one under the same name, reuses
+// sequences but not the time and the content.
 // The partition's next owner gets, from the alert-state snapshot (alert-state.ts), the
 // highest sequence and the last message committed per (node, boot): the copy of that one
 // is still recognised after a rebalance, older ones are not.
@@ -22,8 +23,8 @@ export interface EnvelopeSeen {
   bootId: string;
   sequence: bigint;
   producedAtNs: bigint;
-  /** Events it carries. */
-  events: number;
+  /** CRC-32C of the message value. */
+  checksum: number;
   offset: bigint;
 }
 
@@ -36,7 +37,7 @@ export interface SequenceSnapshotEntry {
   /** Producer time of the newest batch the processor had seen then (pruning). */
   seenAtNs: string;
   /** The last message committed (absent in snapshots from before copies were detected). */
-  last?: { sequence: string; producedAtNs: string; events: number; offset: string };
+  last?: { sequence: string; producedAtNs: string; checksum: number; offset: string };
 }
 
 export type SequenceVerdict =
@@ -50,7 +51,8 @@ interface Seen {
   /** Ring by sequence modulo HISTORY; -1 marks an empty slot. */
   sequences: BigInt64Array;
   producedAt: BigInt64Array;
-  events: Uint32Array;
+  offsets: BigInt64Array;
+  checksums: Uint32Array;
 }
 
 interface Committed {
@@ -67,7 +69,8 @@ function emptySeen(): Seen {
     maxOffset: -1n,
     sequences: new BigInt64Array(HISTORY).fill(-1n),
     producedAt: new BigInt64Array(HISTORY),
-    events: new Uint32Array(HISTORY),
+    offsets: new BigInt64Array(HISTORY),
+    checksums: new Uint32Array(HISTORY),
   };
 }
 
@@ -75,14 +78,19 @@ function remember(s: Seen, e: EnvelopeSeen): void {
   const slot = Number(e.sequence & SLOT_MASK);
   s.sequences[slot] = e.sequence;
   s.producedAt[slot] = e.producedAtNs;
-  s.events[slot] = e.events;
+  s.offsets[slot] = e.offset;
+  s.checksums[slot] = e.checksum;
   if (e.sequence > s.maxSequence) s.maxSequence = e.sequence;
   if (e.offset > s.maxOffset) s.maxOffset = e.offset;
 }
 
-/** The envelope row's time (rows.ts dateTime64: always nine digits after the point), in ns. */
-function timeTextNs(text: unknown): bigint {
-  return typeof text === 'string' ? BigInt(text.replace('.', '')) : -1n;
+/** The message at `offset` if the ring still holds it. */
+function recall(s: Seen | undefined, node: string, bootId: string, sequence: bigint, offset: bigint) {
+  if (s === undefined) return undefined;
+  const slot = Number(sequence & SLOT_MASK);
+  if (s.sequences[slot] !== sequence || s.offsets[slot] !== offset) return undefined;
+  const producedAtNs = s.producedAt[slot] as bigint;
+  return { node, bootId, sequence, producedAtNs, checksum: s.checksums[slot] as number, offset };
 }
 
 export class SequenceMarks {
@@ -104,7 +112,7 @@ export class SequenceMarks {
       e.offset > s.maxOffset &&
       s.sequences[slot] === e.sequence &&
       s.producedAt[slot] === e.producedAtNs &&
-      s.events[slot] === e.events
+      s.checksums[slot] === e.checksum
     )
       return { duplicate: true };
     const previous = s.maxSequence < 0n ? undefined : s.maxSequence;
@@ -118,21 +126,17 @@ export class SequenceMarks {
       const node = String(row.node);
       const bootId = String(row.boot_id);
       const key = `${node}${SEP}${bootId}`;
-      const e: EnvelopeSeen = {
-        node,
-        bootId,
-        sequence: BigInt(row.sequence as string | number),
-        producedAtNs: timeTextNs(row.time),
-        events: Number(row.events ?? 0),
-        offset: row.kafka_offset === undefined ? -1n : BigInt(row.kafka_offset as string | number),
-      };
-      const c = this.committed.get(key);
-      if (c === undefined) this.committed.set(key, { maxSequence: e.sequence, last: e, seenAtNs });
-      else {
-        if (e.sequence > c.maxSequence) c.maxSequence = e.sequence;
-        if (c.last === undefined || e.offset > c.last.offset) c.last = e;
-        c.seenAtNs = seenAtNs;
+      const sequence = BigInt(row.sequence as string | number);
+      const offset = BigInt((row.kafka_offset as string | number | undefined) ?? -1);
+      let c = this.committed.get(key);
+      if (c === undefined) {
+        c = { maxSequence: sequence, last: undefined, seenAtNs };
+        this.committed.set(key, c);
       }
+      if (sequence > c.maxSequence) c.maxSequence = sequence;
+      c.seenAtNs = seenAtNs;
+      if (c.last !== undefined && offset <= c.last.offset) continue;
+      c.last = recall(this.live.get(key), node, bootId, sequence, offset) ?? c.last;
     }
   }
 
@@ -152,11 +156,11 @@ export class SequenceMarks {
         sequence: String(c.maxSequence),
         seenAtNs: String(c.seenAtNs),
       };
-      if (c.last !== undefined && c.last.producedAtNs >= 0n)
+      if (c.last !== undefined)
         entry.last = {
           sequence: String(c.last.sequence),
           producedAtNs: String(c.last.producedAtNs),
-          events: c.last.events,
+          checksum: c.last.checksum,
           offset: String(c.last.offset),
         };
       out.push(entry);
@@ -178,7 +182,7 @@ export class SequenceMarks {
               bootId: q.bootId,
               sequence: BigInt(q.last.sequence),
               producedAtNs: BigInt(q.last.producedAtNs),
-              events: q.last.events,
+              checksum: q.last.checksum,
               offset: BigInt(q.last.offset),
             };
       const maxSequence = BigInt(q.sequence);

@@ -291,15 +291,15 @@ describe('alert state keeper', () => {
     const a = new AlertEngine(rules);
     const out: Alert[] = [];
     a.observeSequence(
-      { node: 'n1', bootId: 'boot-1', sequence: 1n, producedAtNs: NOW_NS, events: 1, offset: 1n },
+      { node: 'n1', bootId: 'boot-1', sequence: 1n, producedAtNs: NOW_NS, checksum: 0, offset: 1n },
       out,
     );
     a.observeSequence(
-      { node: 'n1', bootId: 'boot-1', sequence: 2n, producedAtNs: NOW_NS, events: 1, offset: 2n },
+      { node: 'n1', bootId: 'boot-1', sequence: 2n, producedAtNs: NOW_NS, checksum: 0, offset: 2n },
       out,
     );
     a.observeSequence(
-      { node: 'n1', bootId: 'boot-1', sequence: 3n, producedAtNs: NOW_NS, events: 1, offset: 3n },
+      { node: 'n1', bootId: 'boot-1', sequence: 3n, producedAtNs: NOW_NS, checksum: 0, offset: 3n },
       out,
     ); // consumed into the next, open batch
     a.observe('proc_exit', exitRow(recreated(0), 0), out);
@@ -319,11 +319,11 @@ describe('alert state keeper', () => {
     const b = new AlertEngine(rules);
     await keeper(store).restore(0, b, { offset: '12', metadata: null }, () => true);
     b.observeSequence(
-      { node: 'n1', bootId: 'boot-1', sequence: 3n, producedAtNs: NOW_NS, events: 1, offset: 3n },
+      { node: 'n1', bootId: 'boot-1', sequence: 3n, producedAtNs: NOW_NS, checksum: 0, offset: 3n },
       out,
     ); // the batch the dead owner never committed
     b.observeSequence(
-      { node: 'n1', bootId: 'boot-1', sequence: 5n, producedAtNs: NOW_NS, events: 1, offset: 5n },
+      { node: 'n1', bootId: 'boot-1', sequence: 5n, producedAtNs: NOW_NS, checksum: 0, offset: 5n },
       out,
     );
     b.observe('proc_exit', exitRow(recreated(2), 2), out);
@@ -359,7 +359,7 @@ describe('alert state keeper', () => {
     const b = new AlertEngine(rules);
     await keeper(store, failures).restore(0, b, { offset: '50', metadata: null }, () => true);
     b.observeSequence(
-      { node: 'n1', bootId: 'boot-1', sequence: 40n, producedAtNs: NOW_NS, events: 1, offset: 40n },
+      { node: 'n1', bootId: 'boot-1', sequence: 40n, producedAtNs: NOW_NS, checksum: 0, offset: 40n },
       out,
     ); // batches 5..39 were committed unseen here
     expect(out).toHaveLength(0);

@@ -317,19 +317,19 @@ describe('alert rules', () => {
     for (let i = 0; i < 12; i++)
       e.observe('tcp_reset', eventRow({ node: 'n1', container_id: 'c1' }, BigInt(i) * ms), out);
     e.observeSequence(
-      { node: 'n1', bootId: 'b', sequence: 1n, producedAtNs: 0n, events: 1, offset: 1n },
+      { node: 'n1', bootId: 'b', sequence: 1n, producedAtNs: 0n, checksum: 0, offset: 1n },
       out,
     );
     e.observeSequence(
-      { node: 'n1', bootId: 'b', sequence: 2n, producedAtNs: 0n, events: 1, offset: 2n },
+      { node: 'n1', bootId: 'b', sequence: 2n, producedAtNs: 0n, checksum: 0, offset: 2n },
       out,
     );
     e.observeSequence(
-      { node: 'n1', bootId: 'b', sequence: 5n, producedAtNs: 0n, events: 1, offset: 5n },
+      { node: 'n1', bootId: 'b', sequence: 5n, producedAtNs: 0n, checksum: 0, offset: 5n },
       out,
     );
     e.observeSequence(
-      { node: 'n1', bootId: 'b2', sequence: 1n, producedAtNs: 0n, events: 1, offset: 1n },
+      { node: 'n1', bootId: 'b2', sequence: 1n, producedAtNs: 0n, checksum: 0, offset: 1n },
       out,
     ); // new boot: sequence restarts, no gap
     expect(out.map((a) => a.kind)).toEqual(['oom_kill', 'tcp_spike', 'data_loss']);

@@ -187,7 +187,7 @@ describe('Kafka cluster: losing a broker under load loses and duplicates nothing
     expect(final.delivered).toBe(final.captured);
     expect(summary.rate).toBeGreaterThanOrEqual(20_000);
     // The store: every message once (no sequence twice, none missing), every event once.
-    expect(stored.batches).toBe(stored.sequences);
+    expect(stored.batches, stored.writtenTwice.join('; ')).toBe(stored.sequences);
     expect(stored.sequenceSpan).toBe(stored.batches);
     expect(stored.events).toBe(final.captured);
     expect(stored.rows).toBe(final.captured);

@@ -186,6 +186,10 @@ export interface StoreCount {
   rows: number;
   /** Messages whose rows in the event tables are not exactly the events they carry. */
   messagesOff: number;
+  /** Events of messages Kafka held twice that the processor left out (ingest_losses). */
+  copiesLeftOut: number;
+  /** Sequences written more than once, with their Kafka offsets (a failed run's evidence). */
+  writtenTwice: string[];
 }
 
 /** What the processor's store holds for one node (through its query endpoint). */
@@ -209,7 +213,18 @@ export async function storeCount(sql: SqlRunner, db: string, node: string): Prom
                          WHERE node = {node:String} GROUP BY kafka_offset) AS b USING (kafka_offset)`,
     params,
   );
+  const [c] = await sql.rows(
+    `SELECT sum(rows) AS n FROM ${db}.ingest_losses WHERE node = {node:String} AND reason = 'duplicate_message'`,
+    params,
+  );
+  const twice = await sql.rows(
+    `SELECT sequence, groupArray(kafka_offset) AS offsets FROM ${db}.event_batches
+      WHERE node = {node:String} GROUP BY sequence HAVING count() > 1 ORDER BY sequence LIMIT 5`,
+    params,
+  );
   return {
+    copiesLeftOut: Number(c?.n ?? 0),
+    writtenTwice: twice.map((t) => `sequence ${String(t.sequence)} at offsets ${JSON.stringify(t.offsets)}`),
     batches: Number(b?.n_batches ?? 0),
     sequences: Number(b?.n_sequences ?? 0),
     sequenceSpan: Number(b?.seq_span ?? 0),

@@ -4,7 +4,7 @@
 // a function of its offset range: after a crash the same range rebuilds the same rows
 // (join fields may differ, but deduplication is by token, and the token names the range).
 import type { ContainerMeta } from './metadata-table.js';
-import type { DecodedEvent } from './rows.js';
+import { type DecodedEvent, DUPLICATE_MESSAGE, type LossRow } from './rows.js';
 import { HOST_IDENTITY, type IdentityColumns, identityColumns } from './workload.js';
 
 /** A ClickHouse row: column name -> value, exactly what is inserted. */
@@ -80,6 +80,28 @@ export interface DuplicateCount {
   messages: number;
   events: number;
   first: { bootId: string; sequence: bigint; offset: bigint };
+}
+
+/**
+ * What a cut knowingly does not deliver in full, found while it was built: rows already
+ * older than their raw table's TTL, and messages left out as copies Kafka held twice.
+ */
+export function cutLosses(cut: CutBatch, rawTtlDays: number | undefined): LossRow[] {
+  const out: LossRow[] = [];
+  for (const [node, perTable] of cut.expired)
+    for (const [table, rows] of perTable)
+      out.push({ node, what: table, reason: 'older_than_ttl', rows, detail: `TTL ${rawTtlDays} days` });
+  for (const [node, c] of cut.duplicates)
+    out.push({
+      node,
+      what: 'events',
+      reason: DUPLICATE_MESSAGE,
+      rows: c.events,
+      detail:
+        `${c.messages} message(s) Kafka held twice, left out; the first: boot ${c.first.bootId}` +
+        ` sequence ${c.first.sequence} at offset ${c.first.offset}`,
+    });
+  return out;
 }
 
 /** Leaves only `landed` (a subset of its rows) of `table` in the cut, with their extras. */

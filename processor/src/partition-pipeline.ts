@@ -26,6 +26,7 @@ import {
   applyJoin,
   type BatchLimits,
   type CutBatch,
+  cutLosses,
   type EventRow,
   encodeCut,
   keepLanded,
@@ -49,7 +50,6 @@ import {
   DEAD_LETTERS_TABLE,
   type DecodedEvent,
   type DecodedEventBatch,
-  DUPLICATE_MESSAGE,
   deadLetterRow,
   EVENT_BATCHES_TABLE,
   INGEST_LOSSES_TABLE,
@@ -437,7 +437,7 @@ export class PartitionPipeline {
         [...deadLetters, ...newDead],
         built.sends,
       );
-      committedLosses.push(...this.expiredLosses(cut), ...duplicateLosses(cut), ...built.losses, ...skipped);
+      committedLosses.push(...cutLosses(cut, d.rawTtlDays), ...built.losses, ...skipped);
       const now = Date.now();
       const lossRows = committedLosses.map((l) =>
         lossRow(l, this.partition, cut.firstOffset, cut.lastOffset, now),
@@ -472,39 +472,8 @@ export class PartitionPipeline {
     this.d.hooks.onBatchDropped?.({ memberId: this.d.memberId(), partition: this.partition, first, last });
   }
 
-  /** The cut's rows that arrived older than their raw table's TTL, as losses. */
-  private expiredLosses(cut: CutBatch): LossRow[] {
-    const out: LossRow[] = [];
-    for (const [node, perTable] of cut.expired)
-      for (const [table, rows] of perTable)
-        out.push({
-          node,
-          what: table,
-          reason: 'older_than_ttl',
-          rows,
-          detail: `TTL ${this.d.rawTtlDays} days`,
-        });
-    return out;
-  }
-
   /** For the stats consumer: writing through the same retry layer, while this partition is ours. */
   insertContext(): InsertContext {
     return this.insertCtx;
   }
-}
-
-/** The cut's messages left out as copies Kafka held twice, as losses of the events they carried. */
-function duplicateLosses(cut: CutBatch): LossRow[] {
-  const out: LossRow[] = [];
-  for (const [node, c] of cut.duplicates)
-    out.push({
-      node,
-      what: 'events',
-      reason: DUPLICATE_MESSAGE,
-      rows: c.events,
-      detail:
-        `${c.messages} message(s) Kafka held twice, left out; the first: boot ${c.first.bootId}` +
-        ` sequence ${c.first.sequence} at offset ${c.first.offset}`,
-    });
-  return out;
 }

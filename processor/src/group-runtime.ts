@@ -60,6 +60,7 @@ export class GroupRuntime {
    * handed to us raises it there.
    */
   private coordinatorMoved: unknown;
+  private events: GroupEvents | undefined;
 
   constructor(
     private readonly kafka: Kafka,
@@ -115,6 +116,7 @@ export class GroupRuntime {
     gate: SchemaGate | undefined,
   ): Promise<void> {
     const c = this.consumer;
+    this.events = events;
     c.on(c.events.GROUP_JOIN, (e) => events.joined(e.payload.memberId, e.payload.memberAssignment));
     c.on(c.events.REBALANCING, () => events.revoked('rebalancing'));
     c.on(c.events.CRASH, (e) => {
@@ -167,8 +169,20 @@ export class GroupRuntime {
     } catch (err) {
       // A rebalance: the REBALANCING event revokes the partitions. A moved coordinator: no
       // event comes until the runner sees the error.
-      if (!endsGeneration(err)) this.coordinatorMoved ??= err;
+      if (!endsGeneration(err)) this.noteCoordinatorMoved(err);
     }
+  }
+
+  /**
+   * The member must rejoin to find its coordinator, so its partitions are given up now, as a
+   * rebalance would. kafkajs raises the error that rejoins only once every batch handler has
+   * returned (its fetch manager stops its workers first): a pipeline still retrying a commit
+   * to the old coordinator would hold that rejoin, and itself, until the session expired.
+   */
+  private noteCoordinatorMoved(err: unknown): void {
+    if (this.coordinatorMoved !== undefined) return;
+    this.coordinatorMoved = err;
+    if (this.runnerRunning?.() !== false) this.events?.revoked('group coordinator moved');
   }
 
   /** Hands a moved coordinator to kafkajs' runner as the error it rejoins on. */
@@ -195,7 +209,7 @@ export class GroupRuntime {
       await this.consumer.commitOffsets([{ topic, partition, offset: String(offset), metadata }]);
     } catch (err) {
       if (endsGeneration(err)) throw err;
-      this.coordinatorMoved ??= err;
+      this.noteCoordinatorMoved(err);
       throw new TransientError('offset commit: group coordinator unreachable', { cause: err });
     }
     if (this.runnerRunning?.() === false)

@@ -138,6 +138,26 @@ export async function activeController(): Promise<number> {
 }
 
 /**
+ * The broker coordinating consumer group `groupId`: the leader of its __consumer_offsets
+ * partition, which Kafka picks as abs(Java hashCode of the id) % the topic's partitions.
+ */
+export async function groupCoordinator(endpoint: KafkaEndpoint, groupId: string): Promise<number> {
+  const admin = quietKafka(endpoint.brokers, 'ktrail-test-coordinator').admin();
+  await admin.connect();
+  try {
+    const { topics } = await admin.fetchTopicMetadata({ topics: ['__consumer_offsets'] });
+    const partitions = topics[0]?.partitions ?? [];
+    let hash = 0;
+    for (let i = 0; i < groupId.length; i++) hash = (Math.imul(hash, 31) + groupId.charCodeAt(i)) | 0;
+    const abs = hash === -2147483648 ? 0 : Math.abs(hash); // Kafka's Utils.abs
+    const partition = abs % partitions.length;
+    return partitions.find((p) => p.partitionId === partition)?.leader ?? -1;
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/**
  * Waits until every partition of `topics` has a leader and all its replicas in sync: a
  * restarted node has caught up, so the next one may go down without losing a copy.
  */

@@ -1,9 +1,10 @@
-// Which failed offset commits end this member's generation (a rejoin follows, so the partition
-// is given up) and which only mean the coordinator is unreachable (waited for): kafkajs' own
-// error classes, wrapped the way its retrier wraps them.
+// Which failed offset commits end this member's generation (kafkajs rebalances) and which mean
+// the coordinator is unreachable or moved (the member gives its partitions up and makes kafkajs
+// rejoin to find it): kafkajs' own error classes, wrapped the way its retrier wraps them.
 import { KafkaJSBrokerNotFound, KafkaJSNumberOfRetriesExceeded, KafkaJSProtocolError } from 'kafkajs';
 import { describe, expect, it } from 'vitest';
-import { endsGeneration } from '../../processor/src/group-runtime.js';
+import { createLogger } from '../../common/log.js';
+import { endsGeneration, GroupRuntime } from '../../processor/src/group-runtime.js';
 
 const protocol = (type: string) =>
   new KafkaJSProtocolError({ type, code: 0, retriable: false, message: type } as unknown as Error);
@@ -36,5 +37,84 @@ describe('endsGeneration', () => {
     expect(endsGeneration(protocol('NOT_COORDINATOR'))).toBe(false);
     expect(endsGeneration(protocol('COORDINATOR_NOT_AVAILABLE'))).toBe(false);
     expect(endsGeneration(new Error('connect ECONNREFUSED'))).toBe(false);
+  });
+});
+
+/**
+ * kafkajs' consumer reduced to what GroupRuntime calls: commits fail with `commitError`, and
+ * the eachBatch it was given is kept to be called as kafkajs' runner would.
+ */
+function fakeKafka(commitError: Error) {
+  let eachBatch: ((payload: unknown) => Promise<void>) | undefined;
+  const consumer = {
+    events: { GROUP_JOIN: 'join', REBALANCING: 'rebalancing', CRASH: 'crash' },
+    on: () => {},
+    subscribe: async () => {},
+    run: async (o: { eachBatch: (payload: unknown) => Promise<void> }) => {
+      eachBatch = o.eachBatch;
+    },
+    commitOffsets: async () => {
+      throw commitError;
+    },
+  };
+  const payload = {
+    batch: { topic: 'events', partition: 0, messages: [] },
+    heartbeat: async () => {},
+    isRunning: () => true,
+    isStale: () => false,
+    resolveOffset: () => {},
+  };
+  return {
+    kafka: { consumer: () => consumer, admin: () => ({}) } as never,
+    nextBatch: () => (eachBatch as (p: unknown) => Promise<void>)(payload),
+  };
+}
+
+describe('a group coordinator that moved', () => {
+  const options = {
+    groupId: 'g',
+    sessionTimeoutMs: 8_000,
+    heartbeatIntervalMs: 1_000,
+    maxWaitTimeMs: 500,
+    concurrency: 2,
+  };
+
+  it('gives the partitions up at once, and the next batch makes kafkajs rejoin', async () => {
+    const { kafka, nextBatch } = fakeKafka(retried(protocol('NOT_COORDINATOR')));
+    const runtime = new GroupRuntime(kafka, options, createLogger('group-runtime-test'));
+    const revoked: string[] = [];
+    await runtime.run(
+      ['events'],
+      { joined: () => {}, revoked: (r) => revoked.push(r) },
+      new Map(),
+      undefined,
+    );
+    await nextBatch(); // the runner is running
+    // A pipeline retrying this commit inside its batch handler would hold kafkajs' rejoin:
+    // its partition is revoked, so the retry loop ends.
+    await expect(runtime.commit('events', 0, 5n, null)).rejects.toThrow('group coordinator unreachable');
+    expect(revoked).toEqual(['group coordinator moved']);
+    await expect(runtime.commit('events', 1, 9n, null)).rejects.toThrow('group coordinator unreachable');
+    expect(revoked).toHaveLength(1); // once, until the rejoin
+    await expect(nextBatch()).rejects.toMatchObject({ type: 'NOT_COORDINATOR_FOR_GROUP' });
+    await expect(nextBatch()).resolves.toBeUndefined(); // raised once
+  });
+
+  it('leaves a generation that is over to the rebalance kafkajs runs', async () => {
+    const { kafka, nextBatch } = fakeKafka(protocol('REBALANCE_IN_PROGRESS'));
+    const runtime = new GroupRuntime(kafka, options, createLogger('group-runtime-test'));
+    const revoked: string[] = [];
+    await runtime.run(
+      ['events'],
+      { joined: () => {}, revoked: (r) => revoked.push(r) },
+      new Map(),
+      undefined,
+    );
+    await nextBatch();
+    await expect(runtime.commit('events', 0, 5n, null)).rejects.toMatchObject({
+      type: 'REBALANCE_IN_PROGRESS',
+    });
+    expect(revoked).toEqual([]);
+    await expect(nextBatch()).resolves.toBeUndefined();
   });
 });

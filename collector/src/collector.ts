@@ -9,18 +9,23 @@
 // Every stage counts into one CollectorCounters object, so at any instant
 //   captured = delivered + dropped(by reason) + pending.
 import type { Registry } from 'prom-client';
-import { ConfigError } from '../../common/errors.js';
 import { createLogger, createThrottledWarn } from '../../common/log.js';
 import type { CollectorStats } from '../../schemas/types.js';
 import { type Batcher, createBatcher } from './batcher.js';
 import type { BootClock } from './clock.js';
-import type { MessageSink } from './kafka-sink.js';
-import { createDelivery, type Delivery } from './pipeline/delivery.js';
-import { type BatchEncoder, createBatchEncoder, type FrameEventBatch } from './pipeline/encoder.js';
-import { createSendQueue, type DropReason } from './pipeline/send-queue.js';
-import { SchemaRegistryPendingError } from './registry-sink.js';
 import {
-  bump,
+  checkedMessageLimit,
+  containerEnqueuer,
+  createCountingDelivery,
+  createQueues,
+  drainAndClose,
+  sourceInputs,
+  stopInputs,
+} from './collector-wiring.js';
+import type { MessageSink } from './kafka-sink.js';
+import { type BatchEncoder, createBatchEncoder, type FrameEventBatch } from './pipeline/encoder.js';
+import type { DropReason } from './pipeline/send-queue.js';
+import {
   type CollectorCounters,
   createCounters,
   type PendingView,
@@ -154,22 +159,11 @@ export interface Collector {
 /** Queued event bytes, in produce requests, past which a source that can wait is told to. */
 const SATURATED_REQUESTS = 4;
 
-/** Bytes kept free below the per-message limit for the EventBatch envelope. */
-const ENVELOPE_HEADROOM = 4096;
-
-/**
- * How long stop() waits for Kafka to acknowledge the final stats record, after the events
- * drain: a few produce round trips when Kafka answers, less when its last request failed.
- * Past it the record is kept on disk for the next start.
- */
-const FINAL_STATS_MS = 3_000;
-const FINAL_STATS_FAILING_MS = 1_000;
-
 export function createCollector<E extends KtrailEvent | RawRecord, R>(
   options: CollectorOptions<E, R>,
 ): Collector {
   const log = createLogger('collector', { node: options.node });
-  const { node, settings, topics, clock, source, decode, sink } = options;
+  const { node, settings, topics, clock, source, sink } = options;
   const counters = createCounters();
 
   const { eventsQueue, containersQueue, statsQueue } = createQueues(settings, counters);
@@ -196,30 +190,9 @@ export function createCollector<E extends KtrailEvent | RawRecord, R>(
       : {}),
   });
 
-  // Every unanswered request counts, not only the send that finally fails after them.
-  sink.onRequestTimeout?.(() => {
-    counters.kafkaErrors++;
-  });
-  const delivery: Delivery = createDelivery({
-    queues: [eventsQueue, containersQueue, statsQueue],
-    sink,
-    maxRequestBytes: maxMessageBytes,
-    onDelivered(queue, messages) {
-      if (queue === eventsQueue) {
-        for (const m of messages) {
-          counters.delivered += m.events;
-          counters.deliveredBytes += m.value.length;
-        }
-        counters.deliveredMessages += messages.length;
-      } else {
-        bump(counters.deliveredOtherMessages, queue.name, messages.length);
-        if (queue === statsQueue) stats.delivered(messages);
-      }
-    },
-    onSendError(error) {
-      if (!(error instanceof SchemaRegistryPendingError)) counters.kafkaErrors++;
-    },
-  });
+  const queues = { eventsQueue, containersQueue, statsQueue };
+  // stats is created below, once the delivery it notifies exists.
+  const delivery = createCountingDelivery(queues, sink, maxMessageBytes, counters, (m) => stats.delivered(m));
 
   const batcher: Batcher<E> = createBatcher<E>(
     { maxEvents: settings.batchMaxEvents, maxBytes: settings.batchMaxBytes, maxDelayMs: settings.batchMaxMs },
@@ -244,55 +217,12 @@ export function createCollector<E extends KtrailEvent | RawRecord, R>(
   // A few produce requests' worth queued keeps Kafka busy; more only holds memory.
   const flow: SourceFlow = { saturated: () => eventsQueue.bytes > SATURATED_REQUESTS * maxMessageBytes };
 
-  // Hot path: one call per source batch. Counting by kind is a Map update per event.
-  function accept(events: E[]): void {
-    if (stopped) return;
-    counters.captured += events.length;
-    const byKind = counters.capturedByKind;
-    const kindOf = options.eventBatch.kindOf;
-    for (let i = 0; i < events.length; i++) {
-      const e = events[i] as E;
-      const kind = typeof e === 'number' ? (kindOf?.(e) ?? 'raw') : (e as KtrailEvent).kind;
-      byKind.set(kind, (byKind.get(kind) ?? 0) + 1);
-    }
-    batcher.addAll(events);
-  }
+  const { accept, onSourceBatch } = sourceInputs(options, counters, batcher, warnDrop, () => !stopped);
 
-  function onSourceBatch(buf: Buffer, records: number): void {
-    if (stopped) return;
-    let result: DecodeResult<E>;
-    try {
-      result = decode(buf, records);
-    } catch (err) {
-      // A decoder that throws on a whole batch: count its records as malformed, go on.
-      result = { events: [], malformed: records };
-      warnDrop('decoder', { err, records }, 'decoder rejected a whole batch');
-    }
-    countUndecoded(counters, result.malformed, result.unattributed ?? 0);
-    accept(result.events);
-  }
-
-  function onContainer(record: R): void {
-    if (stopped || !options.encodeContainer) return;
-    let value: Buffer;
-    try {
-      value = options.encodeContainer(record);
-    } catch (err) {
-      bump(counters.droppedOtherMessages, 'containers');
-      log.warn({ err }, 'container record could not be encoded');
-      return;
-    }
-    const suffix = options.containerKey?.(record);
-    containersQueue.push({
-      topic: topics.containers,
-      key: suffix === undefined ? node : `${node}/${suffix}`,
-      value,
-      events: 0,
-      capturedAtMs: Date.now(),
-      sequence: -1n,
-    });
-    delivery.notify();
-  }
+  const onContainer = containerEnqueuer(options, containersQueue, counters, log, {
+    running: () => !stopped,
+    notify: () => delivery.notify(),
+  });
 
   // --- stats: deltas per interval, and what a previous run could not send ---------------
   let statsTimer: NodeJS.Timeout | undefined;
@@ -311,15 +241,6 @@ export function createCollector<E extends KtrailEvent | RawRecord, R>(
     programCost: () => source.programCost?.(),
     ...(options.unsentStats ? { unsentStats: options.unsentStats } : {}),
   });
-
-  async function stopInputs(): Promise<void> {
-    const stops: Array<void | Promise<void>> = [source.stop()];
-    for (const s of options.samplers ?? []) stops.push(s.stop());
-    if (options.containers) stops.push(options.containers.stop());
-    const results = await Promise.allSettled(stops);
-    for (const r of results)
-      if (r.status === 'rejected') log.warn({ err: r.reason }, 'input did not stop cleanly');
-  }
 
   let stopping: Promise<StatsSnapshot> | undefined;
   // Ready means capturing: before the kernel programs attach, an exec is not seen at all.
@@ -341,33 +262,16 @@ export function createCollector<E extends KtrailEvent | RawRecord, R>(
       log.info({ topics, settings }, 'collector started');
     },
     stop() {
-      // Runs once: stop inputs, flush the batcher, send what we hold until the deadline,
-      // count whatever is still held as dropped (shutdown_deadline), and only then write the
-      // final stats record, so it carries what the drain delivered and what the deadline
-      // dropped; what Kafka does not take of the stats is kept on disk for the next start.
+      // Runs once: stop the inputs, flush the batcher, then drain and close (drainAndClose).
       stopping ??= (async () => {
         const deadline = Date.now() + settings.shutdownDeadlineMs;
         if (statsTimer) clearInterval(statsTimer);
         // The programs' bpf stats can only be read while they are loaded.
         stats.pullSourceDrops();
-        await stopInputs();
+        await stopInputs(options, log);
         stopped = true;
         batcher.shutdown();
-        const drained = await delivery.drain(deadline - Date.now());
-        if (!drained) {
-          log.warn(
-            { events: eventsQueue.events, messages: pending.bufferedMessages() },
-            'shutdown deadline reached; dropping what Kafka has not acknowledged',
-          );
-          eventsQueue.dropAll('shutdown_deadline');
-          containersQueue.dropAll('shutdown_deadline');
-        }
-        stats.emit();
-        await delivery.drain(delivery.healthy ? FINAL_STATS_MS : FINAL_STATS_FAILING_MS);
-        // Don't wait on a request stuck against a dead broker past the deadline.
-        await Promise.race([delivery.stop(), new Promise((r) => setTimeout(r, 1_000).unref())]);
-        stats.keepUnsent();
-        await Promise.race([sink.close(), new Promise((r) => setTimeout(r, 1_000).unref())]);
+        await drainAndClose({ stats, delivery, queues, pending, sink, log }, deadline);
         const final = snapshot(node, clock.bootId, counters, pending);
         if (final.unaccounted !== 0) log.error({ final }, 'loss accounting does not balance');
         log.info({ final }, 'collector stopped');
@@ -386,58 +290,4 @@ export function createCollector<E extends KtrailEvent | RawRecord, R>(
       return source.done;
     },
   };
-}
-
-/** The three bounded send queues; metadata and stats have their own bounds, so a long outage can't crowd out events. */
-function createQueues(settings: CollectorSettings, counters: CollectorCounters) {
-  const otherDrop = (q: string) => () => bump(counters.droppedOtherMessages, q);
-  return {
-    eventsQueue: createSendQueue({
-      name: 'events',
-      maxBytes: settings.bufferMaxBytes,
-      maxMessages: settings.bufferMaxMessages,
-      onDrop: (m, reason) => {
-        counters.dropped[reason] += m.events;
-        if (m.maybeWritten) counters.droppedUnconfirmed += m.events;
-      },
-    }),
-    containersQueue: createSendQueue({
-      name: 'containers',
-      maxBytes: settings.containersQueueBytes ?? 32 * 1024 * 1024,
-      maxMessages: settings.containersQueueMessages ?? 100_000,
-      onDrop: otherDrop('containers'),
-    }),
-    statsQueue: createSendQueue({
-      name: 'stats',
-      maxBytes: settings.statsQueueBytes ?? 8 * 1024 * 1024,
-      maxMessages: settings.statsQueueMessages ?? 10_000,
-      onDrop: otherDrop('stats'),
-    }),
-  };
-}
-
-/** The per-message limit; a batch must leave room below it for the EventBatch envelope. */
-function checkedMessageLimit(settings: CollectorSettings): number {
-  const maxMessageBytes = settings.maxMessageBytes ?? 1_000_000;
-  // The envelope (node, boot id, version, numbers) is a few hundred bytes at most.
-  if (settings.batchMaxBytes > maxMessageBytes - ENVELOPE_HEADROOM)
-    throw new ConfigError(
-      `collector.batchMaxBytes (${settings.batchMaxBytes}) must leave ${ENVELOPE_HEADROOM} bytes below the ` +
-        `per-message limit (${maxMessageBytes}) for the batch envelope`,
-    );
-  return maxMessageBytes;
-}
-
-/** Records the decoder could not use are captured and dropped, each under its own reason. */
-function countUndecoded(counters: CollectorCounters, malformed: number, unattributed: number): void {
-  if (malformed > 0) {
-    counters.captured += malformed;
-    counters.dropped.malformed_record += malformed;
-    bump(counters.capturedByKind, 'malformed', malformed);
-  }
-  if (unattributed > 0) {
-    counters.captured += unattributed;
-    counters.dropped.unattributed += unattributed;
-    bump(counters.capturedByKind, 'unattributed', unattributed);
-  }
 }

@@ -79,8 +79,9 @@ describe('a group coordinator that moved', () => {
     concurrency: 2,
   };
 
-  it('gives the partitions up at once, and the next batch makes kafkajs rejoin', async () => {
-    const { kafka, nextBatch } = fakeKafka(retried(protocol('NOT_COORDINATOR')));
+  /** A runtime whose commits fail with `commitError`, running, after its first batch. */
+  async function running(commitError: Error) {
+    const { kafka, nextBatch } = fakeKafka(commitError);
     const runtime = new GroupRuntime(kafka, options, createLogger('group-runtime-test'));
     const revoked: string[] = [];
     await runtime.run(
@@ -90,6 +91,11 @@ describe('a group coordinator that moved', () => {
       undefined,
     );
     await nextBatch(); // the runner is running
+    return { runtime, revoked, nextBatch };
+  }
+
+  it('gives the partitions up at once, and the next batch makes kafkajs rejoin', async () => {
+    const { runtime, revoked, nextBatch } = await running(retried(protocol('NOT_COORDINATOR')));
     // A pipeline retrying this commit inside its batch handler would hold kafkajs' rejoin:
     // its partition is revoked, so the retry loop ends.
     await expect(runtime.commit('events', 0, 5n, null)).rejects.toThrow('group coordinator unreachable');
@@ -101,16 +107,7 @@ describe('a group coordinator that moved', () => {
   });
 
   it('leaves a generation that is over to the rebalance kafkajs runs', async () => {
-    const { kafka, nextBatch } = fakeKafka(protocol('REBALANCE_IN_PROGRESS'));
-    const runtime = new GroupRuntime(kafka, options, createLogger('group-runtime-test'));
-    const revoked: string[] = [];
-    await runtime.run(
-      ['events'],
-      { joined: () => {}, revoked: (r) => revoked.push(r) },
-      new Map(),
-      undefined,
-    );
-    await nextBatch();
+    const { runtime, revoked, nextBatch } = await running(protocol('REBALANCE_IN_PROGRESS'));
     await expect(runtime.commit('events', 0, 5n, null)).rejects.toMatchObject({
       type: 'REBALANCE_IN_PROGRESS',
     });

@@ -316,22 +316,15 @@ describe('alert rules', () => {
     e.observe('oom_kill', eventRow({ node: 'n1', container_id: 'c1', comm: 'x' }, 5n), out);
     for (let i = 0; i < 12; i++)
       e.observe('tcp_reset', eventRow({ node: 'n1', container_id: 'c1' }, BigInt(i) * ms), out);
-    e.observeSequence(
-      { node: 'n1', bootId: 'b', sequence: 1n, producedAtNs: 0n, checksum: 0, offset: 1n },
-      out,
-    );
-    e.observeSequence(
-      { node: 'n1', bootId: 'b', sequence: 2n, producedAtNs: 0n, checksum: 0, offset: 2n },
-      out,
-    );
-    e.observeSequence(
-      { node: 'n1', bootId: 'b', sequence: 5n, producedAtNs: 0n, checksum: 0, offset: 5n },
-      out,
-    );
-    e.observeSequence(
-      { node: 'n1', bootId: 'b2', sequence: 1n, producedAtNs: 0n, checksum: 0, offset: 1n },
-      out,
-    ); // new boot: sequence restarts, no gap
+    const seen = (bootId: string, sequence: bigint) =>
+      e.observeSequence(
+        { node: 'n1', bootId, sequence, producedAtNs: 0n, checksum: 0, offset: sequence },
+        out,
+      );
+    seen('b', 1n);
+    seen('b', 2n);
+    seen('b', 5n);
+    seen('b2', 1n); // new boot: sequence restarts, no gap
     expect(out.map((a) => a.kind)).toEqual(['oom_kill', 'tcp_spike', 'data_loss']);
     expect(out[2]?.details.missing).toBe('2');
   });

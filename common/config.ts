@@ -206,10 +206,10 @@ export const configSchema = z
       .object({
         groupId: z.string().default('ktrail-processor'),
         batchMaxRows: positiveInt.default(50_000),
-        // 500 ms keeps produce -> queryable p99 under 2 s at 50k events/s (docs/benchmarks.md);
-        // each owned partition then inserts each of its tables twice a second: raise it for a
-        // remote server that takes many partitions.
-        batchMaxMs: positiveInt.default(500),
+        // 300 ms keeps produce -> queryable p99 under 500 ms at 50k events/s
+        // (docs/benchmarks.md); partitions cut together share their inserts
+        // (clickhouse/insert-combiner.ts), so a process inserts each table ~3 times a second.
+        batchMaxMs: positiveInt.default(300),
         // ...but a batch of fewer than batchSmallRows rows waits until batchSmallMaxMs: an
         // insert's fixed CPU cost, not its rows, is what a trickle pays for; 1,500 ms keeps
         // p99 under 2 s at low rates too (docs/processor.md). batchSmallRows 0 = off.

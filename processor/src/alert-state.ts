@@ -76,7 +76,8 @@ export function clickHouseAlertStateStore(client: ClickHouseClient): AlertStateS
         saved_at_ns: String(BigInt(Date.now()) * 1_000_000n),
       };
       // One attempt: save() below is the retry loop (it stops once the partition is lost).
-      await insertOnce(client, { table: ALERT_STATE_TABLE, rows: [row], dedupToken: token });
+      // Shareable: a snapshot written twice is harmless (restore reads the newest).
+      await insertOnce(client, { table: ALERT_STATE_TABLE, rows: [row], dedupToken: token, shareable: true });
     },
   };
 }

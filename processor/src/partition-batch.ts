@@ -308,9 +308,11 @@ export class PartitionBatch {
    * rebalance) must be honoured exactly so the rebuilt batch matches its token.
    * Otherwise: full, or old enough (maxMs; smallMaxMs while it has fewer than smallRows
    * rows; trickleMaxMs while it has fewer than trickleRows), and no row still within its late-metadata wait (unless the batch grew to twice
-   * its size, the hard bound on memory).
+   * its size, the hard bound on memory). `alongside`: another partition is cutting now, so
+   * the small-batch tiers are waived (maxMs still holds): the two cuts' inserts share
+   * statements (clickhouse/insert-combiner.ts), and the tiers exist to save inserts.
    */
-  shouldCut(nowMs: number, forcedCut: bigint | undefined): boolean {
+  shouldCut(nowMs: number, forcedCut: bigint | undefined, alongside = false): boolean {
     if (this.lastOffset === undefined) return false;
     if (forcedCut !== undefined) return this.lastOffset >= forcedCut;
     const age = nowMs - this.openedAtMs;
@@ -319,7 +321,9 @@ export class PartitionBatch {
     const due =
       rows >= maxRows ||
       (age >= maxMs &&
-        (rows >= smallRows || (age >= smallMaxMs && (rows >= trickleRows || age >= trickleMaxMs))));
+        (alongside ||
+          rows >= smallRows ||
+          (age >= smallMaxMs && (rows >= trickleRows || age >= trickleMaxMs))));
     if (!due) return false;
     const deadline = this.oldestDeadline();
     return deadline === undefined || nowMs >= deadline || this.rows >= 2 * this.limits.maxRows;

@@ -89,6 +89,8 @@ export interface PipelineDeps {
   noteDeadLetter(reason: string, fields: Record<string, unknown>): void;
   /** Counts a committed loss (stats, metrics). */
   countLoss(loss: LossRow): void;
+  /** A partition cut on its own: the others whose batches are past maxMs cut with it. */
+  cutAlongside(partition: number): void;
 }
 
 export class PartitionPipeline {
@@ -323,14 +325,17 @@ export class PartitionPipeline {
     );
   }
 
-  /** Cuts the batch when it is due and nothing else holds it (timer, end of a write). */
-  cutIfDue(): void {
+  /**
+   * Cuts the batch when it is due and nothing else holds it (timer, end of a write), or with
+   * `alongside` when another partition cut and this batch is past maxMs (shouldCut).
+   */
+  cutIfDue(alongside = false): void {
     // A failed write is left for consume to rethrow (see drain): no cut may commit past it.
     if (this.busy || this.phase !== 'open') return;
     // A forced cut is only honoured from consume (it needs its exact last message).
-    if (this.forcedCut !== undefined || !this.batch.shouldCut(Date.now(), undefined)) return;
+    if (this.forcedCut !== undefined || !this.batch.shouldCut(Date.now(), undefined, alongside)) return;
     this.withLock(() =>
-      this.batch.shouldCut(Date.now(), this.forcedCut) ? this.flush() : Promise.resolve(),
+      this.batch.shouldCut(Date.now(), this.forcedCut, alongside) ? this.flush(alongside) : Promise.resolve(),
     ).catch((err) => this.d.log.error({ err, partition: this.partition }, 'timed flush failed'));
   }
 
@@ -351,7 +356,7 @@ export class PartitionPipeline {
    * ClickHouse inserts. At most one cut is in flight, because the commit metadata records one
    * cut range: the next cut first waits here for the previous write. Call under withLock.
    */
-  async flush(): Promise<void> {
+  async flush(alongside = false): Promise<void> {
     await this.drain();
     if (this.batch.isEmpty()) return;
     const held = this.batch;
@@ -376,6 +381,7 @@ export class PartitionPipeline {
         this.d.pending.release(held);
         this.cutIfDue(); // what accumulated meanwhile may be due already
       });
+    if (!alongside) this.d.cutAlongside(this.partition);
   }
 
   private async commit(offset: bigint, metadata: string | null): Promise<void> {

@@ -94,6 +94,12 @@ export class PartitionSet {
     for (const t of this.tables.values()) stats.metadataEvictions += t.evictStopped(nowNs);
   }
 
+  /** The other partitions' batches past maxMs are cut with `partition`'s (PipelineDeps.cutAlongside). */
+  cutAlongside(partition: number): void {
+    for (const pl of this.pipelines.values())
+      if (pl.partition !== partition && this.current(pl)) pl.cutIfDue(true);
+  }
+
   revokeAll(reason: string): void {
     this.generation++;
     for (const pl of this.pipelines.values()) {

@@ -12,7 +12,11 @@ import type { OutputOptions } from './side-outputs.js';
 
 /** Where rows go: one insert per (table, batch), deduplicated by token. Throws KtrailError. */
 export interface RowSink {
-  insert(table: string, rows: Row[], dedupToken: string): Promise<void>;
+  /**
+   * `shareable`: the insert may go in one statement with other partitions' inserts into the
+   * table (clickhouse/insert-combiner.ts); true only where a retry checks which rows landed.
+   */
+  insert(table: string, rows: Row[], dedupToken: string, shareable?: boolean): Promise<void>;
   /**
    * The offsets in [first, last] of `partition` whose rows `table` already has (rows.ts
    * sourceColumns; `rows` are the rows about to be written, for bounds on time).

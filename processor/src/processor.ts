@@ -212,6 +212,7 @@ export function createProcessor(deps: {
     memberId: () => set().memberId,
     noteDeadLetter: accounts.noteDeadLetter,
     countLoss: accounts.countLoss,
+    cutAlongside: (partition) => set().cutAlongside(partition),
   };
 
   partitions = new PartitionSet({

@@ -16,8 +16,8 @@ const log = createLogger('processor.sink');
 export function clickHouseSink(client: ClickHouseClient): RowSink {
   let checkUnsupported = false;
   return {
-    async insert(table: string, rows: Row[], dedupToken: string): Promise<void> {
-      await insertOnce(client, { table, rows, dedupToken });
+    async insert(table: string, rows: Row[], dedupToken: string, shareable = false): Promise<void> {
+      await insertOnce(client, { table, rows, dedupToken, shareable });
     },
 
     async writtenOffsets(table, topic, partition, first, last, rows) {

@@ -86,6 +86,7 @@ async function insertWithRetry(
   ctx: InsertContext,
   table: string,
   next: (attempt: number) => Promise<{ rows: Row[]; token: string }>,
+  shareable: boolean,
 ): Promise<PoisonError | undefined> {
   let rejection: PoisonError | undefined;
   let attempt = 0;
@@ -93,7 +94,7 @@ async function insertWithRetry(
     const part = await next(attempt++);
     if (part.rows.length === 0) return;
     try {
-      await ctx.store.insert(table, part.rows, part.token);
+      await ctx.store.insert(table, part.rows, part.token, shareable);
     } catch (err) {
       if (err instanceof PoisonError && table !== DEAD_LETTERS_TABLE && table !== INGEST_LOSSES_TABLE)
         rejection = err;
@@ -114,7 +115,7 @@ export function insertByToken(
   rows: Row[],
   token: string,
 ): Promise<PoisonError | undefined> {
-  return insertWithRetry(ctx, table, async () => ({ rows, token }));
+  return insertWithRetry(ctx, table, async () => ({ rows, token }), false);
 }
 
 /**
@@ -133,8 +134,12 @@ export function insertOrReject(
   rows: Row[],
   resumed: boolean,
 ): Promise<PoisonError | undefined> {
-  return insertWithRetry(ctx, table, (attempt) =>
-    pendingRows(ctx, table, first, last, rows, resumed || attempt > 0),
+  // Shareable: every attempt after the first (and every resumed one) checks what landed.
+  return insertWithRetry(
+    ctx,
+    table,
+    (attempt) => pendingRows(ctx, table, first, last, rows, resumed || attempt > 0),
+    true,
   );
 }
 

@@ -63,7 +63,7 @@ const codec: ProcessorCodec = {
 
 /** A row store that keeps rows by table and offset; inserts can fail, reject or wait. */
 class FakeStore implements RowSink {
-  readonly inserts: { table: string; rows: Row[]; token: string }[] = [];
+  readonly inserts: { table: string; rows: Row[]; token: string; shareable: boolean }[] = [];
   readonly have = new Map<string, Set<string>>();
   failures = 0;
   /** Rows from these offsets are rejected as bad data (in any insert that holds them). */
@@ -73,7 +73,7 @@ class FakeStore implements RowSink {
   onInsert: ((table: string) => void) | undefined;
   constructor(private readonly trace: string[]) {}
 
-  async insert(table: string, rows: Row[], token: string): Promise<void> {
+  async insert(table: string, rows: Row[], token: string, shareable = false): Promise<void> {
     this.onInsert?.(table);
     if (this.gate !== undefined) await this.gate;
     if (this.failures > 0) {
@@ -82,7 +82,7 @@ class FakeStore implements RowSink {
     }
     if (rows.some((r) => this.poison.has(String(r.kafka_offset)))) throw new PoisonError('bad row');
     this.trace.push(`insert ${table}`);
-    this.inserts.push({ table, rows, token });
+    this.inserts.push({ table, rows, token, shareable });
     const set = this.have.get(table) ?? new Set<string>();
     for (const r of rows) set.add(String(r.kafka_offset));
     this.have.set(table, set);
@@ -129,6 +129,7 @@ function setup(options: { maxRows?: number } = {}) {
   const stats = emptyStats();
   const committed: { first: bigint; last: bigint; rows: number }[] = [];
   const dropped: { first: bigint; last: bigint }[] = [];
+  const alongside: number[] = [];
   const deps: PipelineDeps = {
     store,
     committer,
@@ -178,6 +179,7 @@ function setup(options: { maxRows?: number } = {}) {
     memberId: () => 'm',
     noteDeadLetter: () => stats.deadLetters++,
     countLoss: () => {},
+    cutAlongside: (p) => alongside.push(p),
   };
   const pipeline = new PartitionPipeline(0, 1, new MetadataTable(3_600_000_000_000n), deps);
   pipeline.markRestored();
@@ -206,6 +208,7 @@ function setup(options: { maxRows?: number } = {}) {
     resolved,
     ctl,
     settle,
+    alongside,
   };
 }
 
@@ -224,6 +227,21 @@ describe('partition pipeline: exactly-once core', () => {
     await t.settle();
     expect(t.commits.at(-1)).toEqual({ offset: 13n, metadata: null });
     expect(t.stats.rowsWritten).toBe(9);
+  });
+
+  it('asks the other partitions to cut along on its own cut only; its inserts may share statements', async () => {
+    const t = setup({ maxRows: 6 });
+    await t.pipeline.consume([message(10), message(11)], t.ctl);
+    await t.pipeline.withLock(() => t.pipeline.drain());
+    expect(t.alongside).toEqual([0]);
+    expect(t.store.inserts.every((i) => i.shareable)).toBe(true);
+    await t.pipeline.consume([message(12)], t.ctl);
+    await t.pipeline.withLock(async () => {
+      await t.pipeline.flush(true); // cut alongside another partition: asks nobody
+      await t.pipeline.drain();
+    });
+    expect(t.alongside).toEqual([0]);
+    expect(t.commits.at(-1)?.offset).toBe(13n);
   });
 
   it('retries a failed insert and writes only the rows not yet there', async () => {

@@ -250,6 +250,27 @@ describe('partition batch', () => {
     expect(b.shouldCut(2_000, undefined)).toBe(true);
   });
 
+  it('cuts alongside another partition once past maxMs, whatever the small-batch tiers', () => {
+    const tiers = {
+      ...limits,
+      maxRows: 100,
+      smallRows: 10,
+      smallMaxMs: 2_000,
+      trickleRows: 3,
+      trickleMaxMs: 6_000,
+    };
+    const b = new PartitionBatch(tiers);
+    expect(b.shouldCut(10_000, undefined, true)).toBe(false); // empty: nothing to cut
+    b.addMessage(1n, 0);
+    b.addRow('t', {});
+    expect(b.shouldCut(999, undefined, true)).toBe(false); // maxMs (1,000) still holds
+    expect(b.shouldCut(1_000, undefined, true)).toBe(true);
+    expect(b.shouldCut(1_000, undefined)).toBe(false); // on its own it waits for the trickle tier
+    b.addWaiting(eventRow({}), 'n1', 9n, 1n, 1_000); // a row waiting for metadata holds it back
+    expect(b.shouldCut(1_000, undefined, true)).toBe(false);
+    expect(b.shouldCut(1_000, 5n, true)).toBe(false); // a recorded cut decides alone
+  });
+
   it('bounds the late buffer and counts the overflow', () => {
     const b = new PartitionBatch(limits);
     b.addMessage(1n, 0);

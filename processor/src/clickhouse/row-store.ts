@@ -3,11 +3,13 @@
 //   else JSONEachRow through chDB's own insert; settings scoped to that one INSERT.
 // - a server: JSONEachRow over HTTP, the token as a query setting.
 // One attempt per call, errors classified (writer.ts): the callers own their retries.
+// Concurrent shareable inserts into one table go as one statement (insert-combiner.ts).
 import { Readable } from 'node:stream';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { PoisonError } from '../../../common/errors.js';
 import { createLogger } from '../../../common/log.js';
 import { type ClickHouseInfo, describeClickHouse } from './client.js';
+import { combineInserts, type InsertStatements } from './insert-combiner.js';
 import { encodeNativeBlock, NativeValueError } from './native-format.js';
 import {
   classifyClickHouseError,
@@ -22,6 +24,8 @@ const log = createLogger('processor.clickhouse.row-store');
 export interface RowStore {
   /** One insert of `params.rows` into `params.table` under its token; rejects with a classified KtrailError. */
   insert(params: InsertBatchParams): Promise<InsertResult>;
+  /** Statements sent, and inserts that shared one (insert-combiner.ts). */
+  readonly counts: InsertStatements;
 }
 
 // The client-level settings of the factory do not reach chDB's native insert: repeat the
@@ -41,10 +45,11 @@ export function rowStoreOf(client: ClickHouseClient): RowStore {
   let store = stores.get(client);
   if (store === undefined) {
     const info = describeClickHouse(client);
-    store =
+    const backend =
       info?.rawInsert !== undefined && info.insertNative !== undefined
         ? chdbRowStore(client, info as ChdbInfo)
         : serverRowStore(client, info);
+    store = combineInserts(backend.insert);
     stores.set(client, store);
   }
   return store;
@@ -66,7 +71,9 @@ function jsonBody(table: string, params: InsertBatchParams): { body: string; cou
   }
 }
 
-function chdbRowStore(client: ClickHouseClient, info: ChdbInfo): RowStore {
+type BackendStore = Pick<RowStore, 'insert'>;
+
+function chdbRowStore(client: ClickHouseClient, info: ChdbInfo): BackendStore {
   return {
     async insert(params) {
       const table = qualified(params.table, info);
@@ -120,7 +127,7 @@ async function nativeBlock(
   }
 }
 
-function serverRowStore(client: ClickHouseClient, info: ClickHouseInfo | undefined): RowStore {
+function serverRowStore(client: ClickHouseClient, info: ClickHouseInfo | undefined): BackendStore {
   return {
     async insert(params) {
       const table = qualified(params.table, info);

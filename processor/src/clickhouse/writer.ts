@@ -38,6 +38,11 @@ export type InsertBatchParams = {
   rows: readonly object[];
   /** `table:topic:partition:firstOffset-lastOffset`, built by the caller. Required. */
   dedupToken: string;
+  /**
+   * May go in one statement with other inserts into the table (insert-combiner.ts): only
+   * when a retry of it checks which rows landed, or a repeat of its rows is harmless.
+   */
+  shareable?: boolean;
 };
 
 export type InsertBatchOptions = {

@@ -262,15 +262,26 @@ export class PartitionBatch {
   }
 
   /**
-   * Metadata arrived for (node, cgroup): joins the rows waiting for it, once `lookup` (the
-   * metadata table's) finds a record that describes the container. Returns how many.
+   * Metadata `arrived` for (node, cgroup): joins the rows waiting for it, once `lookup` (the
+   * metadata table's) finds a record that describes the container. Returns how many. A record
+   * that knows the cgroup by its path only leaves them waiting, marked as add() marks rows
+   * that come after it (markPending): the crash-loop rule then waits for the name too, where
+   * an exit with no record at all is not a container's.
    */
-  resolve(node: string, cgroupId: bigint, lookup: (atNs: bigint) => ContainerMeta | undefined): number {
+  resolve(
+    node: string,
+    cgroupId: bigint,
+    lookup: (atNs: bigint) => ContainerMeta | undefined,
+    arrived: ContainerMeta,
+  ): number {
     const perNode = this.waitingByKey.get(node);
     const list = perNode?.get(cgroupId);
     if (perNode === undefined || list === undefined) return 0;
     const joined = list.map((w) => lookup(w.atNs));
-    if (joined.includes(undefined)) return 0; // known by its path only: still waiting
+    if (joined.includes(undefined)) {
+      for (const w of list) markPending(w.row, arrived);
+      return 0;
+    }
     perNode.delete(cgroupId);
     list.forEach((w, i) => {
       applyJoin(w.row, joined[i] as ContainerMeta);

@@ -76,8 +76,11 @@ export async function consumeContainers(
       d.stats.lateResolved +=
         meta.containerId === ''
           ? pipeline.batch.resolveHost(meta.node, meta.cgroupId)
-          : pipeline.batch.resolve(meta.node, meta.cgroupId, (at) =>
-              metadata.lookup(meta.node, meta.cgroupId, at),
+          : pipeline.batch.resolve(
+              meta.node,
+              meta.cgroupId,
+              (at) => metadata.lookup(meta.node, meta.cgroupId, at),
+              meta,
             );
   }
   const next = BigInt(batch.lastOffset()) + 1n;

@@ -6,7 +6,8 @@
 //
 // As on a node: the kernel reports each container's cgroup and its process's exit before
 // the kubelet's status names the container, so the exits first join the registry's
-// path-only records and wait for the pod watch to name them.
+// path-only records (which reach the processor after the exits) and wait for the pod watch
+// to name them.
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -170,7 +171,13 @@ describe('kubernetes crash loop', () => {
         node,
         resolver,
         providers: [createKubernetesProvider({ node, kubeConfig: api.kubeConfig })],
-        onRecord: (r) => void feed.records([toAvroContainer(r) as unknown as Record<string, unknown>]),
+        // Records reach Kafka after the exits they describe (another topic, another producer
+        // call): the exits wait for late metadata and must still wait for the name.
+        onRecord: (r) =>
+          void setTimeout(
+            () => void feed.records([toAvroContainer(r) as unknown as Record<string, unknown>]),
+            400,
+          ),
         bootToWallNs: (ns) => BOOT_EPOCH_NS + ns,
       });
       open.push({ close: () => registry.stop() });

@@ -170,9 +170,12 @@ describe('partition batch', () => {
     b.addRow('t', { n: 3 });
     expect(b.shouldCut(100, undefined)).toBe(false); // full, but r1 may still join
     const m = meta();
-    expect(b.resolve('n1', 42n, () => undefined)).toBe(0); // known by its path only: waits on
+    const pathOnly = meta({ name: '', image: '' });
+    expect(b.resolve('n1', 42n, () => undefined, pathOnly)).toBe(0); // known by its path only: waits on
+    expect(r1.meta).toBe(pathOnly); // as a row after the record would be: its exits wait for a name
+    expect(r1.columns).toMatchObject({ join_state: 'pending', container_id: 'c42' });
     expect(b.shouldCut(100, undefined)).toBe(false);
-    expect(b.resolve('n1', 42n, () => m)).toBe(1);
+    expect(b.resolve('n1', 42n, () => m, m)).toBe(1);
     expect(r1.columns.container_id).toBe('c42');
     expect(r1.columns.join_state).toBe('joined');
     expect(b.cut().events.get('t')).toEqual([r1]);
@@ -190,7 +193,7 @@ describe('partition batch', () => {
     expect(r.columns).toMatchObject({ join_state: 'pending', container_id: 'c42' });
     expect(r.meta).toBe(pathOnly); // the crash-loop rule waits for its name
     const named = meta();
-    expect(b.resolve('n1', 42n, () => named)).toBe(1);
+    expect(b.resolve('n1', 42n, () => named, named)).toBe(1);
     expect(r.columns).toMatchObject({ join_state: 'joined', container_name: 'web', image: 'img:1' });
     expect(r.meta).toBe(named);
   });

@@ -9,7 +9,7 @@
 //     per CPU-second of this process (what "per core" means on a shared machine).
 //  3. Latency: events produced at a fixed rate (50k/s by default); latency = the time from
 //     the produce call to the moment the processor's insert of the message's rows returned
-//     (synchronous inserts), from its commit hook; a count checks every row landed.
+//     (synchronous inserts), from its stored hook; a count checks every row landed.
 //  4. The limit: chDB inserting the same rows straight from memory (no Kafka, no decode).
 //     Before it, bytes on disk per event after merges over every event the runs left.
 // Writes the "Processor" section of docs/benchmarks.md.
@@ -232,9 +232,9 @@ if (process.env.BENCH_ONLY === 'own') process.exit(0);
 // every table it has rows for) every few seconds, so the CPU is mostly per-insert cost, not
 // rows; the latency is the cut's wait (batchTrickleMaxMs).
 async function trickle() {
-  const committedAt: { partition: number; last: bigint; at: number }[] = [];
+  const storedAt: { partition: number; last: bigint; at: number }[] = [];
   const l = await setup('trickle', {
-    onCommitted: (c) => committedAt.push({ partition: c.partition, last: c.last, at: performance.now() }),
+    onStored: (c) => storedAt.push({ partition: c.partition, last: c.last, at: performance.now() }),
   });
   await l.processor.start();
   while (!l.processor.ready()) await sleep(50);
@@ -268,12 +268,12 @@ async function trickle() {
   const lastSent = performance.now();
   while (
     performance.now() - lastSent < 15_000 &&
-    !sent.every((m) => committedAt.some((x) => x.partition === m.partition && x.last >= m.offset))
+    !sent.every((m) => storedAt.some((x) => x.partition === m.partition && x.last >= m.offset))
   )
     await sleep(100);
   const latencies = sent
     .map((m) => {
-      const hit = committedAt.find((x) => x.partition === m.partition && x.last >= m.offset);
+      const hit = storedAt.find((x) => x.partition === m.partition && x.last >= m.offset);
       return hit === undefined ? Number.POSITIVE_INFINITY : hit.at - m.sentAt;
     })
     .sort((a, b) => a - b);
@@ -347,18 +347,18 @@ console.log(
 // --- 3. latency at a fixed rate (the target) and at one this machine sustains ---------------
 // Queryable = the processor's insert of the message's rows has returned: inserts are
 // synchronous (async_insert 0), so a SELECT issued after that sees them. The processor's
-// commit hook fires after every table of the cut is inserted (a little later still), with the
-// cut's offsets; each produced message's offset comes from the broker's ack. A poll of chDB
+// stored hook fires once every table of the cut is inserted, with the cut's offsets; each
+// produced message's offset comes from the broker's ack. A poll of chDB
 // every few ms would itself compete with the inserts for the embedded engine. A count at the
 // end checks that every row is really there.
 async function latency(tag: string, rate: number) {
-  const committedAt: { partition: number; last: bigint; at: number }[] = [];
+  const storedAt: { partition: number; last: bigint; at: number }[] = [];
   let assigned = false;
   const l = await setup(tag, {
     onAssigned: () => {
       assigned = true;
     },
-    onCommitted: (c) => committedAt.push({ partition: c.partition, last: c.last, at: performance.now() }),
+    onStored: (c) => storedAt.push({ partition: c.partition, last: c.last, at: performance.now() }),
   });
   const before = await count();
   await l.processor.start();
@@ -398,7 +398,7 @@ async function latency(tag: string, rate: number) {
   await l.producer.disconnect();
   const latencies = sent
     .map((m) => {
-      const hit = committedAt.find((c) => c.partition === m.partition && c.last >= m.offset);
+      const hit = storedAt.find((c) => c.partition === m.partition && c.last >= m.offset);
       return hit === undefined ? Number.POSITIVE_INFINITY : hit.at - m.sentAt;
     })
     .sort((a, b) => a - b);
@@ -534,7 +534,7 @@ figures include all three; the machine is shared, so wall-clock figures depend o
 (load average ${loadavg()[0]?.toFixed(1)} at the end of this run). Rows are sent to chDB as Native blocks
 (processor/src/clickhouse/native-format.ts). Latency: from the produce call to the moment the
 processor's insert of the message's rows returned (synchronous inserts: queryable from then on),
-taken from its commit hook; every produced event was counted in chDB afterwards
+taken from its stored hook (alerts, the enriched topic and the commit follow); every produced event was counted in chDB afterwards
 (${f(latHigh.landed)} of ${f(latHigh.expected)} and ${f(latLow.landed)} of ${f(latLow.expected)}). Latency is measured at the target rate and at
 ${f(latLow.achievedRate)} events/s (BENCH_LOW_RATE, at least one 500-event message per 100 ms); when the processor can't keep up with a rate, its latency grows with the backlog.
 Own work runs first, before anything is inserted (no background merges), after an uncounted

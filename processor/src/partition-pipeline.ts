@@ -430,6 +430,7 @@ export class PartitionPipeline {
         }
         await d.committer.heartbeat(); // a batch of many tables can take longer than a session timeout
       }
+      d.hooks.onStored?.({ partition: this.partition, first: cut.firstOffset, last: cut.lastOffset });
       const built = buildSideOutputs(this.outputCtx, cut, alerts);
       // Dead letters after the tables, under the batch's token like every table: they include
       // the rows rejected above, and a rebuilt batch rejects the same messages (its repeat is

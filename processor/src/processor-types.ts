@@ -118,6 +118,11 @@ export interface ProcessorHooks {
     rows: number;
   }): void;
   onBatchDropped?(info: { memberId: string; partition: number; first: bigint; last: bigint }): void;
+  /**
+   * Every table's rows of the cut [first, last] are in ClickHouse (synchronous inserts:
+   * queryable from now on); its dead letters, side outputs and commit follow.
+   */
+  onStored?(info: { partition: number; first: bigint; last: bigint }): void;
 }
 
 export interface ProcessorStats {

@@ -130,6 +130,7 @@ function setup(options: { maxRows?: number } = {}) {
   const committed: { first: bigint; last: bigint; rows: number }[] = [];
   const dropped: { first: bigint; last: bigint }[] = [];
   const alongside: number[] = [];
+  const stored: string[] = [];
   const deps: PipelineDeps = {
     store,
     committer,
@@ -174,6 +175,7 @@ function setup(options: { maxRows?: number } = {}) {
     hooks: {
       onCommitted: (i) => committed.push(i),
       onBatchDropped: (i) => dropped.push(i),
+      onStored: (i) => stored.push(`${i.first}-${i.last} before commit ${commits.at(-1)?.offset}`),
     },
     log,
     memberId: () => 'm',
@@ -209,6 +211,7 @@ function setup(options: { maxRows?: number } = {}) {
     ctl,
     settle,
     alongside,
+    stored,
   };
 }
 
@@ -242,6 +245,8 @@ describe('partition pipeline: exactly-once core', () => {
     });
     expect(t.alongside).toEqual([0]);
     expect(t.commits.at(-1)?.offset).toBe(13n);
+    // Queryable (every table inserted) before the watermark moves past the cut.
+    expect(t.stored).toEqual(['10-11 before commit 10', '12-12 before commit 12']);
   });
 
   it('retries a failed insert and writes only the rows not yet there', async () => {

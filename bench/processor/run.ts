@@ -295,7 +295,7 @@ async function trickle() {
   };
   console.log(
     `[bench] trickle: ${Math.round(result.rate)} events/s, CPU ${result.cpuPct.toFixed(1)}% of a core, ` +
-      `${inserts} inserts (${result.msPerInsert.toFixed(0)} ms of CPU per insert); ` +
+      `${inserts} INSERT statements (${result.msPerInsert.toFixed(0)} ms of CPU per statement); ` +
       `latency p50 ${result.p50.toFixed(0)} ms, p99 ${result.p99.toFixed(0)} ms; ` +
       byThread.map(([kind, sec]) => `${kind} ${sec.toFixed(2)}`).join(', '),
   );
@@ -486,7 +486,7 @@ writeSection(
       [`produce -> queryable latency p99 at ${f(latLow.achievedRate)} events/s`, ms(latLow.p99), ''],
       [
         `CPU of the process at a trickle: ${f(trickleRun.rate)} events/s (${NODES} nodes, one message per second each)`,
-        `${trickleRun.cpuPct.toFixed(1)}% of a core: ${trickleRun.insertsPerS.toFixed(1)} inserts/s, ${trickleRun.msPerInsert.toFixed(0)} ms of CPU per insert`,
+        `${trickleRun.cpuPct.toFixed(1)}% of a core: ${trickleRun.insertsPerS.toFixed(1)} INSERT statements/s, ${trickleRun.msPerInsert.toFixed(0)} ms of CPU per statement`,
         `<= 5%: **${trickleRun.cpuPct <= 5 ? 'met' : 'missed'}**`,
       ],
       [

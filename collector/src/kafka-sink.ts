@@ -38,10 +38,11 @@ import {
   type ProducerBatch,
   type TopicMessages,
 } from 'kafkajs';
-import { fixKafkajsIdleTimer, useNativeCrc32cOrWarn } from '../../common/kafka.js';
+import { fixKafkajsEncoderZeroFill, fixKafkajsIdleTimer, useNativeCrc32cOrWarn } from '../../common/kafka.js';
 import { KafkaAccessError } from '../../common/kafka-security.js';
 import { createLogger } from '../../common/log.js';
 import { loadCodecAddon } from '../../common/native-codec.js';
+import { createBufferReclaimer } from './buffer-reclaim.js';
 import type { QueuedMessage } from './pipeline/send-queue.js';
 
 export type SinkStatus = 'success' | 'failure' | 'retryable';
@@ -160,6 +161,8 @@ export function createKafkaSink(options: KafkaSinkOptions): MessageSink {
   loadCodecAddon(); // fail at start, with how to build it, rather than on the first send
   useNativeCrc32cOrWarn(log);
   fixKafkajsIdleTimer();
+  fixKafkajsEncoderZeroFill();
+  const reclaimer = createBufferReclaimer();
   let producer: Producer | undefined;
   let connecting: Promise<Producer> | undefined;
   const timeoutListeners: (() => void)[] = [];
@@ -234,6 +237,7 @@ export function createKafkaSink(options: KafkaSinkOptions): MessageSink {
           return p.sendBatch(batch);
         }),
       );
+      reclaimer.check();
       const rejected = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (rejected === undefined) return { status: 'success' };
       const acknowledgedTopics = new Set<string>();

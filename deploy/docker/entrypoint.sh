@@ -15,11 +15,12 @@ case "$cmd" in
       echo "$root/dist/$cmd/src/cli.js is missing: run npm run build:js" >&2
       exit 2
     fi
-    # The collector: young generation capped at 8 MiB per semi-space (V8 grows it to 16 at
-    # full speed): RSS at 350k+ events/s drops from ~150 to ~120 MiB with throughput intact
-    # (docs/benchmarks.md, Collector). The processor's heap is chDB's business, left alone.
+    # The collector: young generation capped at 2 MiB per semi-space. Its Kafka sink
+    # scavenges every few MiB of Buffers anyway (collector/src/buffer-reclaim.ts), so a larger
+    # one only held memory: RSS at full speed ~136 MiB against ~145 with 8, CPU at 10k
+    # events/s unchanged (docs/perf-log.md, 2026-12-06). The processor's heap is chDB's business.
     flags=""
-    [ "$cmd" = collector ] && flags="--max-semi-space-size=8"
+    [ "$cmd" = collector ] && flags="--max-semi-space-size=2"
     # shellcheck disable=SC2086 # flags is one word or none
     exec node $flags "$root/dist/$cmd/src/cli.js" "$@"
     ;;

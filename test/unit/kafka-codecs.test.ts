@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import kafkajs, { CompressionTypes } from 'kafkajs';
 import { describe, expect, it } from 'vitest';
-import { useNativeCrc32c, ZSTD_LEVEL } from '../../common/kafka.js';
+import { fixKafkajsEncoderZeroFill, useNativeCrc32c, ZSTD_LEVEL } from '../../common/kafka.js';
 import { loadCodecAddon } from '../../common/native-codec.js';
 
 const require = createRequire(import.meta.url);
@@ -129,5 +129,36 @@ describe('kafkajs hookup', () => {
     const body = batch.subarray(8 + 4 + 4 + 1 + 4);
     expect(crc).toBe(unsigned(kafkajsCrc(body)));
     expect(body.readInt16BE(0) & 0x07).toBe(CompressionTypes.ZSTD);
+  });
+});
+
+describe("kafkajs' encoder without zero-fill", () => {
+  type EncoderInstance = {
+    writeBytes(b: Buffer): EncoderInstance;
+    writeInt32(n: number): EncoderInstance;
+    writeString(s: string): EncoderInstance;
+    writeEncoder(e: EncoderInstance): EncoderInstance;
+    buffer: Buffer;
+  };
+  const Encoder = require('kafkajs/src/protocol/encoder.js') as new (initialSize?: number) => EncoderInstance;
+  const write = (e: EncoderInstance, values: Buffer[]) => {
+    for (const v of values) e.writeInt32(v.length).writeString('k').writeBytes(v);
+    return e.buffer;
+  };
+
+  it('writes the bytes an encoder that never grows writes', () => {
+    fixKafkajsEncoderZeroFill();
+    // Sizes that cross power-of-two boundaries, mixed with small writes, from dirty memory.
+    const values = [1, 300, 511, 512, 4095, 4097, 70_000, 262_145].map((n) => randomBytes(n));
+    for (let i = 0; i < 3; i++) Buffer.allocUnsafe(1 << 20).fill(0xa5);
+    const grown = write(new Encoder(), values);
+    const presized = write(new Encoder(1 << 21), values);
+    expect(grown.equals(presized)).toBe(true);
+    const big = values[7] as Buffer;
+    const outer = new Encoder().writeInt32(7).writeEncoder(new Encoder().writeBytes(big));
+    const header = Buffer.alloc(8);
+    header.writeInt32BE(7, 0);
+    header.writeInt32BE(big.length, 4);
+    expect(outer.buffer.equals(Buffer.concat([header, big]))).toBe(true);
   });
 });

@@ -41,6 +41,25 @@ const params = (table: string, partition: number, n: number, shareable = true): 
 });
 const tick = () => new Promise((r) => setTimeout(r, 0));
 
+/**
+ * Partition 0's insert in flight, then partitions 1.. (rows each) arriving behind it; once the
+ * first statement ended, they went as one shared statement (statements[1]), still running.
+ */
+async function sharedBehindOne(
+  insertOne: (p: InsertBatchParams) => Promise<InsertResult>,
+  statements: Statement[],
+  rowCounts: number[],
+): Promise<Promise<InsertResult>[]> {
+  const store = combineInserts(insertOne, 100_000, 0);
+  const head = store.insert(params('cpu_sample', 0, 1));
+  await tick();
+  const behind = rowCounts.map((n, i) => store.insert(params('cpu_sample', i + 1, n)));
+  statements[0]?.end();
+  await head;
+  await tick();
+  return behind;
+}
+
 describe('insert combiner', () => {
   it('sends what arrives while a statement runs as one statement, under the joined tokens', async () => {
     const { statements, insertOne } = fakeBackend();
@@ -99,14 +118,7 @@ describe('insert combiner', () => {
     const { statements, insertOne } = fakeBackend((p) =>
       p.rows.some((r) => (r as { partition: number }).partition === 2) ? bad : undefined,
     );
-    const store = combineInserts(insertOne, 100_000, 0);
-    const head = store.insert(params('cpu_sample', 0, 1));
-    await tick();
-    const good = store.insert(params('cpu_sample', 1, 2));
-    const poisoned = store.insert(params('cpu_sample', 2, 2));
-    statements[0]?.end();
-    await head;
-    await tick();
+    const [good, poisoned] = await sharedBehindOne(insertOne, statements, [2, 2]);
     // The shared statement [1, 2] failed; then 1 alone, then 2 alone (failing again).
     await tick();
     statements[2]?.end();
@@ -122,14 +134,7 @@ describe('insert combiner', () => {
 
   it('fails every member of a shared statement that failed otherwise (each retries alone)', async () => {
     const { statements, insertOne } = fakeBackend();
-    const store = combineInserts(insertOne, 100_000, 0);
-    const head = store.insert(params('cpu_sample', 0, 1));
-    await tick();
-    const a = store.insert(params('cpu_sample', 1, 1));
-    const b = store.insert(params('cpu_sample', 2, 1));
-    statements[0]?.end();
-    await head;
-    await tick();
+    const [a, b] = await sharedBehindOne(insertOne, statements, [1, 1]);
     const down = new TransientError('connection reset');
     statements[1]?.end(down);
     await expect(a).rejects.toBe(down);

@@ -232,15 +232,17 @@ describe('partition batch', () => {
     expect(full.shouldCut(0, undefined)).toBe(true); // full: at once, whatever its age
   });
 
+  /** Both small-batch tiers on: under 10 rows wait for 2 s, under 3 for 6 s. */
+  const tiers = {
+    ...limits,
+    maxRows: 100,
+    smallRows: 10,
+    smallMaxMs: 2_000,
+    trickleRows: 3,
+    trickleMaxMs: 6_000,
+  };
+
   it('cuts a batch still under trickleRows at trickleMaxMs, one of trickleRows at smallMaxMs', () => {
-    const tiers = {
-      ...limits,
-      maxRows: 100,
-      smallRows: 10,
-      smallMaxMs: 2_000,
-      trickleRows: 3,
-      trickleMaxMs: 6_000,
-    };
     const b = new PartitionBatch(tiers);
     b.addMessage(1n, 0);
     b.addRow('t', {});
@@ -254,14 +256,6 @@ describe('partition batch', () => {
   });
 
   it('cuts alongside another partition once past maxMs, whatever the small-batch tiers', () => {
-    const tiers = {
-      ...limits,
-      maxRows: 100,
-      smallRows: 10,
-      smallMaxMs: 2_000,
-      trickleRows: 3,
-      trickleMaxMs: 6_000,
-    };
     const b = new PartitionBatch(tiers);
     expect(b.shouldCut(10_000, undefined, true)).toBe(false); // empty: nothing to cut
     b.addMessage(1n, 0);

@@ -42,6 +42,39 @@ const AbstractLongType = Object.getPrototypeOf(
   noUnpack: boolean,
 ) => AvroType;
 
+/**
+ * Writes a u64 (0 <= val < 2^64, checked by the caller) as an Avro long at `pos`: its end.
+ * The 64 bits go through a typed-array view as two uint32 halves: no Number(bigint) and no
+ * bigint arithmetic, which are runtime calls in V8 and were half the cost of an event.
+ */
+export function writeU64Varint(buf: Buffer, pos: number, val: bigint): number {
+  SPLIT_U64[0] = val;
+  let lo = SPLIT_U32[LO] as number;
+  let hi = SPLIT_U32[HI] as number;
+  // zigzag of the same 64 bits read as a signed long: (v << 1) ^ (v >> 63), per half.
+  const sign = hi >> 31; // 0, or -1 (all ones) for values >= 2^63
+  hi = (((hi << 1) | (lo >>> 31)) ^ sign) >>> 0;
+  lo = ((lo << 1) ^ sign) >>> 0;
+  while (hi !== 0 || lo > 0x7f) {
+    buf[pos++] = (lo & 0x7f) | 0x80;
+    lo = ((lo >>> 7) | (hi << 25)) >>> 0;
+    hi >>>= 7;
+  }
+  buf[pos++] = lo;
+  return pos;
+}
+
+/** Writes a 32-bit int (Avro int or enum index) as a zigzag varint at `pos`: its end. */
+export function writeIntVarint(buf: Buffer, pos: number, n: number): number {
+  let z = ((n << 1) ^ (n >> 31)) >>> 0;
+  while (z > 0x7f) {
+    buf[pos++] = (z & 0x7f) | 0x80;
+    z >>>= 7;
+  }
+  buf[pos++] = z;
+  return pos;
+}
+
 class U64LongType extends AbstractLongType {
   constructor() {
     super(false);
@@ -79,28 +112,9 @@ class U64LongType extends AbstractLongType {
   }
 
   _write(tap: Tap, val: unknown): void {
-    // Range check on the bigint itself (a BigUint64Array store would wrap silently), then
-    // the 64 bits as two uint32 halves through a typed-array view: no Number(bigint) and
-    // no bigint arithmetic, which are runtime calls in V8 (measured: about half the cost
-    // of encoding an event was this method when it went through Number()).
     if (typeof val !== 'bigint' || val < 0n || val >= TWO_64)
       throw new Error(`invalid "long" (unsigned 64-bit bigint): ${String(val)}`);
-    SPLIT_U64[0] = val;
-    let lo = SPLIT_U32[LO] as number;
-    let hi = SPLIT_U32[HI] as number;
-    // zigzag of the same 64 bits read as a signed long: (v << 1) ^ (v >> 63), per half.
-    const sign = hi >> 31; // 0, or -1 (all ones) for values >= 2^63
-    hi = (((hi << 1) | (lo >>> 31)) ^ sign) >>> 0;
-    lo = ((lo << 1) ^ sign) >>> 0;
-    const buf = tap.buf;
-    let pos = tap.pos;
-    while (hi !== 0 || lo > 0x7f) {
-      buf[pos++] = (lo & 0x7f) | 0x80;
-      lo = ((lo >>> 7) | (hi << 25)) >>> 0;
-      hi >>>= 7;
-    }
-    buf[pos++] = lo;
-    tap.pos = pos;
+    tap.pos = writeU64Varint(tap.buf, tap.pos, val);
   }
 
   _fromBuffer(buf: Buffer): bigint {
@@ -167,6 +181,24 @@ function isEventUnion(schema: unknown): boolean {
   });
 }
 
+/** Where the event unions being read note each event's byte span; set only by readEventSpans. */
+let spanSink: number[] | undefined;
+
+/**
+ * Runs `read` (one synchronous decode with no resolver) and appends to `spans` the start and
+ * end of every event union value it reads: the branch index and the record, in the decoded
+ * buffer's positions. The enriched topic copies those bytes instead of encoding the events
+ * again. Under a resolver the writer's bytes are not the reader's, so none are noted.
+ */
+export function readEventSpans<T>(spans: number[], read: () => T): T {
+  spanSink = spans;
+  try {
+    return read();
+  } finally {
+    spanSink = undefined;
+  }
+}
+
 type UnionBase = Omit<AvroType, 'random'> & { readonly types: AvroType[] };
 const { WrappedUnionType } = avsc.types as unknown as {
   WrappedUnionType: new (schema: unknown, opts: unknown) => UnionBase;
@@ -197,11 +229,13 @@ function createEventUnion(schema: unknown, opts: unknown): AvroType {
     }
 
     _read(tap: Tap): unknown {
+      const start = tap.pos;
       const index = tap.readLong();
       const branch = this.types[index];
       if (branch === undefined) throw new Error(`invalid event union index ${index}`);
       const event = (branch as unknown as { _read(t: Tap): Record<string, unknown> })._read(tap);
       event.kind = kinds[index];
+      spanSink?.push(start, tap.pos);
       return event;
     }
 

@@ -7,7 +7,7 @@
 // Registry ids are fetched before decoding (prepare), so decoding itself stays synchronous.
 import type avsc from 'avsc';
 import { KtrailError, PoisonError } from '../common/errors.js';
-import { OutOfRangeError } from './avro-types.js';
+import { OutOfRangeError, readEventSpans } from './avro-types.js';
 import {
   type Catalog,
   describeVersion,
@@ -205,6 +205,8 @@ export interface Decoded<N extends SchemaName = SchemaName> {
   /** The writer's version: a history number, 'current', or 'registry' for schemas only the registry knew. */
   writerVersion: number | 'current' | 'registry';
   writerFingerprint: bigint;
+  /** The Avro body (the message past its header). */
+  body: Buffer;
 }
 
 interface ReaderPlan {
@@ -219,6 +221,11 @@ export interface SchemaResolver {
   decode(bytes: Buffer): Decoded;
   /** Like decode, but also expects `schema` (e.g. EventBatch on the events topic). */
   decodeAs<N extends SchemaName>(schema: N, bytes: Buffer): SchemaTypes[N];
+  /**
+   * decodeAs('EventBatch'), plus where its events' bytes lie when the message was written
+   * with the current schema (undefined otherwise, or with no events).
+   */
+  decodeEventBatch(bytes: Buffer): { value: SchemaTypes['EventBatch']; eventBytes: EventBytes | undefined };
   /** Like decode, and fetches unknown Confluent ids from the registry first. */
   decodeAsync(bytes: Buffer): Promise<Decoded>;
   /**
@@ -263,12 +270,28 @@ function planFor(writer: SchemaVersion, writerVersion: ReaderPlan['writerVersion
   return { writer, writerVersion, reader, resolver };
 }
 
-/** Decodes the Avro body after the header; a body that does not decode is a PoisonError. */
-function read(plan: ReaderPlan, bytes: Buffer, bodyStart: number): Decoded {
+/**
+ * Where each event of a decoded EventBatch lies in its message: event i is
+ * body[spans[2i], spans[2i + 1]), its union branch index and record as the current schema
+ * writes them.
+ */
+export interface EventBytes {
+  body: Buffer;
+  spans: number[];
+}
+
+/**
+ * Decodes the Avro body after the header; a body that does not decode is a PoisonError.
+ * With `spans`, a body written with the current schema also notes its events' byte spans.
+ */
+function read(plan: ReaderPlan, bytes: Buffer, bodyStart: number, spans?: number[]): Decoded {
   const body = bytes.subarray(bodyStart);
   let value: unknown;
   try {
-    value = plan.reader.type.fromBuffer(body, plan.resolver);
+    value =
+      spans !== undefined && plan.resolver === undefined
+        ? readEventSpans(spans, () => plan.reader.type.fromBuffer(body))
+        : plan.reader.type.fromBuffer(body, plan.resolver);
   } catch (cause) {
     throw poison(
       `undecodable ${plan.writer.name} body: ${(cause as Error).message}`,
@@ -286,6 +309,7 @@ function read(plan: ReaderPlan, bytes: Buffer, bodyStart: number): Decoded {
     value: value as SchemaTypes[SchemaName],
     writerVersion: plan.writerVersion,
     writerFingerprint: plan.writer.fingerprint,
+    body,
   };
 }
 
@@ -341,7 +365,7 @@ export function createSchemaResolver(options: { registry?: SchemaRegistryClient 
     return Promise.all([...missing].map((id) => fetchId(registry, id))).then(() => undefined);
   }
 
-  function decode(bytes: Buffer): Decoded {
+  function decode(bytes: Buffer, spans?: number[]): Decoded {
     if (bytes.length >= SINGLE_OBJECT_HEADER_BYTES && bytes[0] === 0xc3 && bytes[1] === 0x01) {
       const key = bytes.toString('hex', 2, SINGLE_OBJECT_HEADER_BYTES);
       let plan = plansByFingerprint.get(key);
@@ -357,7 +381,7 @@ export function createSchemaResolver(options: { registry?: SchemaRegistryClient 
         plan = planFor(writer, writer.version);
         plansByFingerprint.set(key, plan);
       }
-      return read(plan, bytes, SINGLE_OBJECT_HEADER_BYTES);
+      return read(plan, bytes, SINGLE_OBJECT_HEADER_BYTES, spans);
     }
     if (bytes.length >= CONFLUENT_HEADER_BYTES && bytes[0] === CONFLUENT_MAGIC) {
       const id = bytes.readUInt32BE(1);
@@ -372,7 +396,7 @@ export function createSchemaResolver(options: { registry?: SchemaRegistryClient 
           { reason: 'unknown_schema', schemaId: id, bytes: bytes.length },
         );
       }
-      return read(plan, bytes, CONFLUENT_HEADER_BYTES);
+      return read(plan, bytes, CONFLUENT_HEADER_BYTES, spans);
     }
     throw poison('not a single-object or Confluent Avro message', {
       reason: 'undecodable',
@@ -381,18 +405,26 @@ export function createSchemaResolver(options: { registry?: SchemaRegistryClient 
     });
   }
 
+  function expect<N extends SchemaName>(schema: N, decoded: Decoded): SchemaTypes[N] {
+    if (decoded.schema !== schema) {
+      throw poison(`expected ${schema}, got ${decoded.schema}`, {
+        reason: 'wrong_schema',
+        schema: decoded.schema,
+        writerFingerprint: decoded.writerFingerprint.toString(16),
+      });
+    }
+    return decoded.value as SchemaTypes[N];
+  }
+
   return {
-    decode,
-    decodeAs(schema, bytes) {
-      const decoded = decode(bytes);
-      if (decoded.schema !== schema) {
-        throw poison(`expected ${schema}, got ${decoded.schema}`, {
-          reason: 'wrong_schema',
-          schema: decoded.schema,
-          writerFingerprint: decoded.writerFingerprint.toString(16),
-        });
-      }
-      return decoded.value as SchemaTypes[typeof schema];
+    decode: (bytes) => decode(bytes),
+    decodeAs: (schema, bytes) => expect(schema, decode(bytes)),
+    decodeEventBatch(bytes) {
+      const spans: number[] = [];
+      const decoded = decode(bytes, spans);
+      const value = expect('EventBatch', decoded);
+      const complete = spans.length > 0 && spans.length === 2 * value.events.length;
+      return { value, eventBytes: complete ? { body: decoded.body, spans } : undefined };
     },
     async decodeAsync(bytes) {
       await prepare([bytes]);

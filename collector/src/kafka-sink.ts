@@ -38,11 +38,11 @@ import {
   type ProducerBatch,
   type TopicMessages,
 } from 'kafkajs';
+import { createBufferReclaimer } from '../../common/buffer-reclaim.js';
 import { fixKafkajsEncoderZeroFill, fixKafkajsIdleTimer, useNativeCrc32cOrWarn } from '../../common/kafka.js';
 import { KafkaAccessError } from '../../common/kafka-security.js';
 import { createLogger } from '../../common/log.js';
 import { loadCodecAddon } from '../../common/native-codec.js';
-import { createBufferReclaimer } from './buffer-reclaim.js';
 import type { QueuedMessage } from './pipeline/send-queue.js';
 
 export type SinkStatus = 'success' | 'failure' | 'retryable';

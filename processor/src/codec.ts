@@ -8,7 +8,6 @@
 // the Confluent wire format under ids the processor registers (subjects `<topic>-value`).
 // With a registry, `prepare` runs before each fetched batch is decoded (schema-gate.ts): it
 // registers the outputs' schemas once and looks up the ids it has not seen.
-import type avsc from 'avsc';
 import type { KtrailConfig } from '../../common/config.js';
 import { KtrailError } from '../../common/errors.js';
 import { topicNames } from '../../common/kafka-topics.js';
@@ -31,13 +30,32 @@ import {
 } from '../../schemas/registry-client.js';
 import type { Alert } from './alerts.js';
 import type { EnrichedBatch } from './enriched.js';
+import { type BodyWriter, enrichedBodyWriter, eventBatchUnion, unionBranches } from './enriched-writer.js';
 import type { ProcessorCodec } from './processor.js';
 import type { DecodedEventBatch } from './rows.js';
 
-/** One of the processor's own output schemas (schemas/): its compiled type and single-object header. */
-function localWriter(name: 'EnrichedBatch' | 'Alert'): { type: avsc.Type; header: Buffer } {
+/** One of the processor's own output schemas (schemas/): how its body is written, and its single-object header. */
+interface OutputWriter<T> {
+  write: BodyWriter<T>;
+  header: Buffer;
+}
+
+function localWriter<T>(name: 'EnrichedBatch' | 'Alert'): OutputWriter<T> {
   const { type, fingerprint } = catalog().current[name];
-  return { type, header: singleObjectHeader(fingerprint) };
+  return { write: (v, buf, pos) => type.encode(v, buf, pos), header: singleObjectHeader(fingerprint) };
+}
+
+/**
+ * The enriched writer, and whether events may be copied as they arrived: only while the
+ * enriched event union has the EventBatch union's branches (the same schemas/ records).
+ */
+function enrichedWriter(): { writer: OutputWriter<EnrichedBatch>; copiesEvents: boolean } {
+  const { current } = catalog();
+  const { write, eventUnion } = enrichedBodyWriter(current.EnrichedBatch.type);
+  const copiesEvents =
+    unionBranches(eventUnion).join('\n') ===
+    unionBranches(eventBatchUnion(current.EventBatch.type)).join('\n');
+  return { writer: { write, header: singleObjectHeader(current.EnrichedBatch.fingerprint) }, copiesEvents };
 }
 
 /**
@@ -47,10 +65,10 @@ function localWriter(name: 'EnrichedBatch' | 'Alert'): { type: avsc.Type; header
  */
 let scratch = Buffer.allocUnsafe(256 * 1024);
 
-function encodeFramed(writer: { type: avsc.Type; header: Buffer }, value: unknown): Buffer {
+function encodeFramed<T>(writer: OutputWriter<T>, value: T): Buffer {
   const at = writer.header.length;
   for (;;) {
-    const end = writer.type.encode(value, scratch, at);
+    const end = writer.write(value, scratch, at);
     if (end >= 0) {
       const out = Buffer.allocUnsafe(end);
       writer.header.copy(out, 0);
@@ -91,9 +109,16 @@ export function createProcessorCodec(
   resolver: SchemaResolver = createSchemaResolver(),
   registry?: ProcessorRegistryOptions,
 ): ProcessorCodec {
+  const enriched = enrichedWriter();
   const decoders = {
-    decodeEventBatch: (value: Buffer) =>
-      resolver.decodeAs('EventBatch', value) as unknown as DecodedEventBatch,
+    decodeEventBatch(value: Buffer): DecodedEventBatch {
+      if (!enriched.copiesEvents)
+        return resolver.decodeAs('EventBatch', value) as unknown as DecodedEventBatch;
+      const { value: batch, eventBytes } = resolver.decodeEventBatch(value);
+      const decoded = batch as unknown as DecodedEventBatch;
+      if (eventBytes !== undefined) decoded.eventBytes = eventBytes;
+      return decoded;
+    },
     decodeContainerRecord: (value: Buffer) =>
       resolver.decodeAs('ContainerRecord', value) as unknown as Record<string, unknown>,
     decodeCollectorStats: (value: Buffer) =>
@@ -101,12 +126,11 @@ export function createProcessorCodec(
   };
   if (registry === undefined) {
     const deadLetter = createEncoder('DeadLetter');
-    const enriched = localWriter('EnrichedBatch');
-    const alert = localWriter('Alert');
+    const alert = localWriter<Alert>('Alert');
     return {
       ...decoders,
       encodeDeadLetter: (dl) => deadLetter.encode(dl),
-      encodeEnriched: (batch: EnrichedBatch) => encodeFramed(enriched, batch),
+      encodeEnriched: (batch: EnrichedBatch) => encodeFramed(enriched.writer, batch),
       encodeAlert: (a: Alert) => encodeFramed(alert, a),
     };
   }
@@ -134,12 +158,12 @@ export function createProcessorCodec(
   };
   const pendingHeader = confluentHeader(PENDING_SCHEMA_ID);
   const deadLetter = createEncoder('DeadLetter', { format: 'confluent', schemaId: PENDING_SCHEMA_ID });
-  const enriched = { type: localWriter('EnrichedBatch').type, header: pendingHeader };
-  const alert = { type: localWriter('Alert').type, header: pendingHeader };
+  const enrichedPending = { write: enriched.writer.write, header: pendingHeader };
+  const alert = { write: localWriter<Alert>('Alert').write, header: pendingHeader };
   return {
     ...decoders,
     encodeDeadLetter: (dl) => withId(subjects.deadletter, deadLetter.encode(dl)),
-    encodeEnriched: (batch: EnrichedBatch) => withId(subjects.enriched, encodeFramed(enriched, batch)),
+    encodeEnriched: (batch: EnrichedBatch) => withId(subjects.enriched, encodeFramed(enrichedPending, batch)),
     encodeAlert: (a: Alert) => withId(subjects.alerts, encodeFramed(alert, a)),
     prepare(values) {
       const ids = resolver.prepare(values);

@@ -4,6 +4,7 @@
 // encoding is ~5x cheaper and ~6x smaller (docs/processor.md). Containers travel once per
 // message, in a list the events index: the container's strings (a 64-character id, image,
 // pod) would otherwise be most of every event's bytes.
+import type { EventBytes } from '../../schemas/codec.js';
 import type * as Avro from '../../schemas/types.js';
 import type { EnrichedContainer, JoinState } from '../../schemas/types.js';
 import type { EventRow, Row } from './partition-batch.js';
@@ -11,8 +12,12 @@ import type { DecodedEvent } from './rows.js';
 
 export type { EnrichedContainer, JoinState };
 
-/** The schema's EnrichedEvent, its kernel event as the processor decoded it. */
-export type EnrichedEvent = Omit<Avro.EnrichedEvent, 'event'> & { event: DecodedEvent };
+/**
+ * The schema's EnrichedEvent, its kernel event as the processor decoded it, or its bytes as
+ * they arrived (event `index` of a message written with the current schema).
+ */
+export type EnrichedEvent = Omit<Avro.EnrichedEvent, 'event'> &
+  ({ event: DecodedEvent; bytes?: undefined } | { event?: undefined; bytes: EventBytes; index: number });
 
 /** The schema's EnrichedBatch (schemas/EnrichedBatch.avsc) of such events. */
 export type EnrichedBatch = Omit<Avro.EnrichedBatch, 'events'> & { events: EnrichedEvent[] };
@@ -35,7 +40,8 @@ export interface EnrichedOutput {
 
 /**
  * The enriched messages of one cut batch (key = node), and how many events they carry, from
- * the batch's event rows (each holds its decoded event while the enriched topic is on). When an event can't be encoded, every event of its source
+ * the batch's event rows (each holds its event's bytes, or the decoded event, while the
+ * enriched topic is on). When an event can't be encoded, every event of its source
  * message is left out and named in `failed`; the other messages go out as usual.
  */
 export function enrichedMessages(
@@ -145,12 +151,11 @@ function toEnrichedBatch(
   for (let i = 0; i < rows.length; i++) {
     const row = rows[i] as EventRow;
     const joinState = row.columns.join_state as JoinState;
-    events[i] = {
-      timeNs: row.timeNs,
-      joinState,
-      container: joinState === 'joined' ? containerIndex(row.columns, containers, byId) : -1,
-      event: row.event as DecodedEvent,
-    };
+    const container = joinState === 'joined' ? containerIndex(row.columns, containers, byId) : -1;
+    events[i] =
+      row.bytes !== undefined
+        ? { timeNs: row.timeNs, joinState, container, bytes: row.bytes, index: row.index }
+        : { timeNs: row.timeNs, joinState, container, event: row.event as DecodedEvent };
   }
   return {
     node,

@@ -3,6 +3,7 @@
 // late container metadata. A batch covers whole messages only, so the rows of a batch are
 // a function of its offset range: after a crash the same range rebuilds the same rows
 // (join fields may differ, but deduplication is by token, and the token names the range).
+import type { EventBytes } from '../../schemas/codec.js';
 import type { ContainerMeta } from './metadata-table.js';
 import { type DecodedEvent, DUPLICATE_MESSAGE, type LossRow } from './rows.js';
 import { HOST_IDENTITY, type IdentityColumns, identityColumns } from './workload.js';
@@ -18,7 +19,13 @@ export interface EventRow {
   readonly columns: Row;
   /** The event's wall-clock ns (the `time` column, without parsing its text back). */
   readonly timeNs: bigint;
-  /** The decoded event, kept while the enriched topic is on (it re-encodes the Avro record). */
+  /**
+   * While the enriched topic is on, what it sends of the event: the message's bytes (event
+   * `index` of them, copied as they arrived), or when the writer used another schema version
+   * (no bytes) the decoded event, encoded again. Bytes hold no JS object per event.
+   */
+  readonly bytes: EventBytes | undefined;
+  readonly index: number;
   readonly event: DecodedEvent | undefined;
   /**
    * The container record the row was joined with, or (join_state 'pending') the one that

@@ -7,7 +7,7 @@
 // - topic-consumers.ts takes the containers (join metadata) and stats topics.
 // On an assignment, events wait until the partition's containers were read to their end
 // (Kafka Streams' restore phase), so the first batches join against complete metadata.
-import { useNativeCrc32cOrWarn } from '../../common/kafka.js';
+import { fixKafkajsEncoderZeroFill, useNativeCrc32cOrWarn } from '../../common/kafka.js';
 import { createLogger, type Logger } from '../../common/log.js';
 import type { DeadLetter } from '../../schemas/types.js';
 import { AlertStateKeeper, type AlertStateStore } from './alert-state.js';
@@ -156,8 +156,10 @@ export function createProcessor(deps: {
   const accounts = new Accounts(log);
   const stats = accounts.stats;
   // The side outputs (enriched events above all) are produced record batches: their CRC-32C
-  // from the codec addon, not kafkajs' byte-at-a-time JavaScript (common/kafka.ts).
+  // from the codec addon, not kafkajs' byte-at-a-time JavaScript, and kafkajs' encoders grow
+  // without zero-filling what they overwrite (common/kafka.ts).
   useNativeCrc32cOrWarn(log);
+  fixKafkajsEncoderZeroFill();
   const retryInitialMs = options.retryInitialMs ?? 200;
   const retryMaxMs = options.retryMaxMs ?? 5_000;
   const restoreTimeoutMs = options.restoreTimeoutMs ?? 30_000;

@@ -2,6 +2,7 @@
 // ClickHouse snake_case column; every row also carries the node, boot id, wall-clock time
 // and the join columns. Kind -> table is one table per event kind.
 import { PoisonError } from '../../common/errors.js';
+import type { EventBytes } from '../../schemas/codec.js';
 import type { DeadLetter } from '../../schemas/types.js';
 import { isPlainIdentifier } from './clickhouse/identifier.js';
 import type { ContainerMeta } from './metadata-table.js';
@@ -27,6 +28,8 @@ export interface DecodedEventBatch {
   producedAtNs: bigint;
   bootEpochNs: bigint | null;
   events: DecodedEvent[];
+  /** Where the events' Avro bytes lie in the message (written with the current schema only). */
+  eventBytes?: EventBytes;
 }
 
 export const DEAD_LETTERS_TABLE = 'dead_letters';
@@ -241,7 +244,8 @@ export function checkTimeNs(timeNs: bigint, what: string): void {
 /**
  * Every row of one EventBatch message, or a PoisonError for the whole message: a message
  * lands whole or goes to the dead letters whole, never in part. `rows[i]` is built from
- * `batch.events[i]` (the event kept while `keepEvent`); the event_batches row is separate.
+ * `batch.events[i]` (what the enriched topic sends of it kept while `keepEvent`); the
+ * event_batches row is separate.
  */
 export function buildMessageRows(
   batch: DecodedEventBatch,
@@ -252,12 +256,20 @@ export function buildMessageRows(
   checkTimeNs(batch.producedAtNs, 'producedAtNs');
   const envelope = batchRow(batch, partition, offset);
   const rows: EventRow[] = new Array(batch.events.length);
+  const bytes = batch.eventBytes;
   for (let i = 0; i < batch.events.length; i++) {
     const ev = batch.events[i] as DecodedEvent;
     const timeNs = wallClockNs(batch, ev.tsNs);
     checkTimeNs(timeNs, `${ev.kind} event time`);
     const columns = buildRow(batch, ev, timeNs, partition, offset);
-    rows[i] = { columns, timeNs, event: keepEvent ? ev : undefined, meta: undefined };
+    rows[i] = {
+      columns,
+      timeNs,
+      bytes: keepEvent ? bytes : undefined,
+      index: i,
+      event: keepEvent && bytes === undefined ? ev : undefined,
+      meta: undefined,
+    };
   }
   return { envelope, rows };
 }

@@ -21,6 +21,7 @@ import {
   type Producer,
   type RecordMetadata,
 } from 'kafkajs';
+import { createBufferReclaimer } from '../../common/buffer-reclaim.js';
 import { kafkajsErrorType } from '../../common/kafka-topics.js';
 import type { Logger } from '../../common/log.js';
 
@@ -106,6 +107,8 @@ interface Down {
 export class OptionalOutputs {
   private readonly down = new Map<OutputName, Down>();
   private producer: Promise<Producer> | undefined;
+  /** Frees kafkajs' dead request Buffers while young (common/buffer-reclaim.ts). */
+  private readonly reclaimer = createBufferReclaimer();
 
   /** `newProducer`: an idempotent producer with recordingPartitioner, not yet connected. */
   constructor(
@@ -159,6 +162,7 @@ export class OptionalOutputs {
           producer.then((p) => p.send({ topic: send.topic, messages, acks: -1, compression })),
         );
         checkAnswered(send.topic, messages, answers);
+        this.reclaimer.check();
       }
     } catch (err) {
       this.retire(producer);

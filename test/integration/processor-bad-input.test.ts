@@ -19,7 +19,7 @@ import { SyntheticNode } from '../../bench/processor/synthetic.js';
 import type { TopicNames } from '../../common/kafka-topics.js';
 import { createProcessorCodec } from '../../processor/src/codec.js';
 import { MAX_DEAD_LETTER_RAW_BYTES } from '../../processor/src/dead-letters.js';
-import type { EnrichedBatch } from '../../processor/src/enriched.js';
+import type { EnrichedBatch, EnrichedEvent } from '../../processor/src/enriched.js';
 import { createProcessor, type Processor, type ProcessorCodec } from '../../processor/src/processor.js';
 import { clickHouseSink } from '../../processor/src/sink.js';
 import { createEncoder } from '../../schemas/codec.js';
@@ -86,10 +86,15 @@ describe('processor: bad input and failing outputs', () => {
     const real = createProcessorCodec();
     // Failure injection for "any failure while building the enriched output of one message":
     // the real encoder, refusing the events of a process named `boom`.
+    // An event arrives decoded or as its bytes (enriched-writer.ts): look in either.
+    const mentions = (e: EnrichedEvent, text: string) =>
+      e.bytes === undefined
+        ? 'comm' in e.event && e.event.comm === text
+        : e.bytes.body.subarray(e.bytes.spans[2 * e.index], e.bytes.spans[2 * e.index + 1]).includes(text);
     const codec: ProcessorCodec = {
       ...real,
       encodeEnriched: (batch: EnrichedBatch) => {
-        if (batch.events.some((e) => e.event.comm === 'boom'))
+        if (batch.events.some((e) => mentions(e, 'boom')))
           throw new Error('injected: enriched encoder failed');
         return real.encodeEnriched(batch);
       },

@@ -21,8 +21,9 @@ import { createContainerdProvider } from '../../collector/src/containers/provide
 import { createDockerProvider } from '../../collector/src/containers/providers/docker.js';
 import { createKubernetesProvider } from '../../collector/src/containers/providers/kubernetes.js';
 import type { ContainerRecord } from '../../collector/src/containers/types.js';
-import type { EnrichedBatch, EnrichedContainer } from '../../processor/src/enriched.js';
+import type { EnrichedContainer } from '../../processor/src/enriched.js';
 import { IDENTITY_COLUMNS } from '../../processor/src/workload.js';
+import type * as Avro from '../../schemas/types.js';
 import type { KtrailEvent } from '../../schemas/types.js';
 import { type AlertPipeline, alertPipeline } from '../support/alert-pipeline.js';
 import { createProcessorStore, queryRows } from '../support/clickhouse.js';
@@ -345,7 +346,7 @@ describe('workload identity from real runtimes, on every row and in the enriched
     }
 
     // The enriched topic: each container once per message, with the same values in camelCase.
-    const batches = ((await p.read('enriched')) as EnrichedBatch[]).filter((b) => b.node === NODE);
+    const batches = ((await p.read('enriched')) as Avro.EnrichedBatch[]).filter((b) => b.node === NODE);
     const containers = batches.flatMap((b) => b.containers);
     const camel = (c: string) => c.replace(/_([a-z0-9])/g, (_, x: string) => x.toUpperCase());
     for (const which of ['docker', 'containerd', 'k8s'] as const) {

@@ -69,7 +69,7 @@ function exitRow(m: ContainerMeta, i: number, code = 3): EventRow {
     signal: 0,
     join_state: 'pending',
   };
-  const row: EventRow = { columns, timeNs: t, event: undefined, meta: undefined };
+  const row: EventRow = { columns, timeNs: t, bytes: undefined, index: 0, event: undefined, meta: undefined };
   applyJoin(row, m);
   return row;
 }
@@ -168,6 +168,8 @@ describe('workload identity', () => {
     const unjoined = (container_id: string): EventRow => ({
       columns: { node: 'n2', container_id },
       timeNs: NOW_NS,
+      bytes: undefined,
+      index: 0,
       event: undefined,
       meta: undefined,
     });
@@ -255,7 +257,11 @@ describe('exits of containers no record names yet', () => {
     expect(e.snapshot().crash.waiting).toHaveLength(3);
     for (let i = 0; i < 3; i++) names.set(BigInt(10 + i), recreated(i)); // docker inspect answered
     e.commitSequences([]); // the cut committed: the next batch's rules settle first
-    e.observe('cpu_sample', { columns: {}, timeNs: 0n, event: undefined, meta: undefined }, out);
+    e.observe(
+      'cpu_sample',
+      { columns: {}, timeNs: 0n, bytes: undefined, index: 0, event: undefined, meta: undefined },
+      out,
+    );
     expect(out).toHaveLength(1);
     expect(out[0]).toMatchObject({ kind: 'crash_loop', container: 'c2', containerName: 'web' });
     expect(out[0]?.details.workload).toBe('docker/n1/web');

@@ -1,7 +1,7 @@
 // The collector's Kafka sink scavenges once external memory (kafkajs' Buffers) grew by a
 // threshold: checked here by counting scavenges, not by timing them.
 import { describe, expect, it } from 'vitest';
-import { createBufferReclaimer } from '../../collector/src/buffer-reclaim.js';
+import { createBufferReclaimer } from '../../common/buffer-reclaim.js';
 
 describe('buffer reclaimer', () => {
   it('scavenges once external memory grew by the threshold, not before', () => {

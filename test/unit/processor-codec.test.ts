@@ -13,7 +13,7 @@ import {
   enrichedMessages,
 } from '../../processor/src/enriched.js';
 import type { EventRow, Row } from '../../processor/src/partition-batch.js';
-import { buildRow, type DecodedEventBatch } from '../../processor/src/rows.js';
+import { buildRow, type DecodedEvent, type DecodedEventBatch } from '../../processor/src/rows.js';
 import { compileSchema } from '../../schemas/avro-types.js';
 import { loadHistorySchemas } from '../../schemas/catalog.js';
 import { createEncoder, createSchemaResolver, singleObjectHeader } from '../../schemas/codec.js';
@@ -25,7 +25,11 @@ import type * as Avro from '../../schemas/types.js';
 const HEADER = 10; // C3 01 + the schema's 8-byte fingerprint
 const codec = createProcessorCodec();
 const decodeTopic = createTopicDecoder();
-const decode = (value: Buffer) => decodeTopic('enriched', value) as unknown as EnrichedBatch;
+/** An enriched message as a consumer decodes it: every event an object. */
+type DecodedEnriched = Omit<EnrichedBatch, 'events'> & {
+  events: (Omit<Avro.EnrichedEvent, 'event'> & { event: DecodedEvent })[];
+};
+const decode = (value: Buffer) => decodeTopic('enriched', value) as unknown as DecodedEnriched;
 
 /** An EventBatch as the processor holds it: read back through the schema resolver. */
 function decodedBatch(node: string, events: unknown[]): DecodedEventBatch {
@@ -51,7 +55,7 @@ function rowsOf(batch: DecodedEventBatch, join: (i: number) => Partial<Row>): Ma
     const timeNs = batch.bootEpochNs! + ev.tsNs;
     const columns = Object.assign(buildRow(batch, ev, timeNs, 2, '7'), join(i));
     const list = tables.get(ev.kind) ?? [];
-    list.push({ columns, timeNs, event: ev, meta: undefined });
+    list.push({ columns, timeNs, bytes: undefined, index: i, event: ev, meta: undefined });
     tables.set(ev.kind, list);
   });
   return tables;
@@ -73,7 +77,7 @@ describe('processor output codec', () => {
     expectTypeOf<EnrichedContainer>().toEqualTypeOf<Avro.EnrichedContainer>();
     // Events are the processor's decoded rows (DecodedEvent); the encoder checks them against the union.
     expectTypeOf<Omit<EnrichedBatch, 'events'>>().toEqualTypeOf<Omit<Avro.EnrichedBatch, 'events'>>();
-    expectTypeOf<Omit<EnrichedBatch['events'][number], 'event'>>().toEqualTypeOf<
+    expectTypeOf<Pick<EnrichedBatch['events'][number], 'timeNs' | 'joinState' | 'container'>>().toEqualTypeOf<
       Omit<Avro.EnrichedEvent, 'event'>
     >();
   });

@@ -18,7 +18,7 @@ import { IDENTITY_COLUMNS } from '../../processor/src/workload.js';
 
 /** An event's row as the pipeline holds it: its columns, time and (once joined) record. */
 function eventRow(columns: Row, timeNs = 0n): EventRow {
-  return { columns, timeNs, event: undefined, meta: undefined };
+  return { columns, timeNs, bytes: undefined, index: 0, event: undefined, meta: undefined };
 }
 
 function meta(over: Partial<ContainerMeta> = {}): ContainerMeta {
@@ -379,6 +379,17 @@ describe('rows from decoded Avro', () => {
     const [built] = buildMessageRows(batch, 3, '7', true).rows;
     expect(built?.columns).toEqual(row);
     expect(built?.timeNs).toBe(wallClockNs(batch, ev.tsNs));
-    expect(built?.event).toBe(ev); // kept for the enriched topic
+    // Kept for the enriched topic: the event's bytes as they arrived (current writer schema)...
+    expect(built?.bytes).toBe(batch.eventBytes);
+    expect(built?.bytes?.spans).toHaveLength(2 * batch.events.length);
+    expect(built?.event).toBeUndefined();
+    // ...or, from a writer on another schema version (no bytes), the decoded event.
+    const { eventBytes: _, ...olderBatch } = batch;
+    const [older] = buildMessageRows(olderBatch, 3, '7', true).rows;
+    expect(older?.event).toBe(ev);
+    expect(older?.bytes).toBeUndefined();
+    // Neither while the enriched topic is off.
+    const [off] = buildMessageRows(batch, 3, '7', false).rows;
+    expect([off?.bytes, off?.event]).toEqual([undefined, undefined]);
   });
 });

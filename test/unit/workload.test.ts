@@ -148,7 +148,14 @@ describe('workload identity', () => {
   it('a joined row carries every identity column; a host row only workload = host', () => {
     const m = meta(CASES[0]?.meta ?? {});
     const row: Row = { node: 'n1', join_state: 'pending' };
-    const eventRow = { columns: row, timeNs: 0n, event: undefined, meta: undefined };
+    const eventRow = {
+      columns: row,
+      timeNs: 0n,
+      bytes: undefined,
+      index: 0,
+      event: undefined,
+      meta: undefined,
+    };
     applyJoin(eventRow, m);
     expect(eventRow.meta).toBe(m);
     for (const c of IDENTITY_COLUMNS) expect(row[c], c).toBe(identityColumns(m)[c]);

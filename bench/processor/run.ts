@@ -343,6 +343,8 @@ console.log(
     `${insertTime.calls} inserts of ${insertTime.rows} rows in ${drainStatements} statements took ${(insertTime.ms / 1000).toFixed(1)} s; ` +
     `peak RSS ${Math.round(drainPeakRss / 2 ** 20)} MiB`,
 );
+// For profiling the drain (the last seconds of a --cpu-prof): BENCH_ONLY=drain stops here.
+if (process.env.BENCH_ONLY === 'drain') process.exit(0);
 
 // --- 3. latency at a fixed rate (the target) and at one this machine sustains ---------------
 // Queryable = the processor's insert of the message's rows has returned: inserts are

@@ -35,6 +35,7 @@ import { createProcessorCodec } from '../../processor/src/codec.js';
 import type { ProcessorHooks, RowSink } from '../../processor/src/processor.js';
 import { createProcessor } from '../../processor/src/processor.js';
 import { buildRow, wallClockNs } from '../../processor/src/rows.js';
+import { processorMemory } from '../../processor/src/run.js';
 import { clickHouseSink } from '../../processor/src/sink.js';
 import { ensureKafka } from '../../test/support/kafka.js';
 import { table, writeSection } from '../report.js';
@@ -51,7 +52,14 @@ const TRICKLE_S = Number(process.env.BENCH_TRICKLE_S ?? 30);
 /** Events per node per second in the trickle run (12 nodes: ~240 events/s). */
 const TRICKLE_EVENTS = 20;
 /** The processor's own defaults unless overridden: what ships is what is measured. */
-const DEFAULTS = validateConfig({}).processor;
+const SHIPPED = validateConfig({});
+const DEFAULTS = SHIPPED.processor;
+/**
+ * The bound on rows held across partitions that the CLI derives on this machine from the
+ * memory budget (the shipped limit without a cgroup one): unbounded, a drain would hold the
+ * whole backlog as rows.
+ */
+const PENDING_MAX_ROWS = processorMemory(SHIPPED).pendingMaxRows;
 /** The processor's batchTrickleRows (BENCH_TRICKLE_ROWS=0: no trickle tier, for a comparison). */
 const TRICKLE_ROWS = Number(process.env.BENCH_TRICKLE_ROWS ?? DEFAULTS.batchTrickleRows);
 const ENRICHED =
@@ -171,6 +179,7 @@ async function setup(
       batchTrickleRows: TRICKLE_ROWS,
       batchTrickleMaxMs: DEFAULTS.batchTrickleMaxMs,
       enrichedTopic: ENRICHED,
+      pendingMaxRows: PENDING_MAX_ROWS,
       sessionTimeoutMs: 30_000,
     }),
   });
@@ -531,7 +540,7 @@ writeSection(
   )}
 
 ${f(produced)} events (${PER_MESSAGE} per Kafka message, ${NODES} nodes, ${PARTITIONS} partitions), batches of up to 50,000 rows or
-${f(BATCH_MS)} ms (BENCH_BATCH_MS; ${f(DEFAULTS.batchSmallMaxMs)} ms while under ${f(DEFAULTS.batchSmallRows)} rows, ${f(DEFAULTS.batchTrickleMaxMs)} ms while under ${f(TRICKLE_ROWS)}), enriched topic ${ENRICHED ? 'on' : 'off'}. One process holds the processor, chDB and the bench's producer, so CPU
+${f(BATCH_MS)} ms (BENCH_BATCH_MS; ${f(DEFAULTS.batchSmallMaxMs)} ms while under ${f(DEFAULTS.batchSmallRows)} rows, ${f(DEFAULTS.batchTrickleMaxMs)} ms while under ${f(TRICKLE_ROWS)}), enriched topic ${ENRICHED ? 'on' : 'off'}, at most ${f(PENDING_MAX_ROWS)} rows held across partitions (the bound the CLI derives from the shipped memory limit: docs/processor.md). One process holds the processor, chDB and the bench's producer, so CPU
 figures include all three; the machine is shared, so wall-clock figures depend on its load
 (load average ${loadavg()[0]?.toFixed(1)} at the end of this run). Rows are sent to chDB as Native blocks
 (processor/src/clickhouse/native-format.ts). Latency: from the produce call to the moment the

@@ -169,29 +169,27 @@ function pinoLogCreator(logger: Logger): () => (entry: LogEntry) => void {
 }
 
 /**
- * kafkajs 2.2.4 re-arms a 1 ms timer forever on every idle broker connection
- * (RequestQueue.scheduleCheckPendingRequests with throttledUntil = -1: tulios/kafkajs#1556,
- * #1704; fix proposed in PR #1667, never released). Measured here: ~1,600 event-loop wake-ups
- * per second and ~3.5% of a core with nothing to send. The replacement below is that fix:
- * with no pending request and no throttle there is nothing to check, so no timer is set (a
- * new request either goes out at once or lands in `pending` and schedules the check itself).
+ * kafkajs 2.2.4 keeps two timers running on every idle broker connection (RequestQueue):
+ * - It re-arms a 1 ms timer forever (scheduleCheckPendingRequests with throttledUntil = -1:
+ *   tulios/kafkajs#1556, #1704; fix proposed in PR #1667, never released): ~1,600 event-loop
+ *   wake-ups per second and ~3.5% of a core with nothing to send. The replacement below is
+ *   that fix: with no pending request and no throttle there is nothing to check, so no timer
+ *   is set (a new request either goes out at once or lands in `pending` and schedules the
+ *   check itself).
+ * - It checks in-flight requests for their timeout every 100 ms from connect to disconnect,
+ *   whether any is in flight or not: ten JavaScript wake-ups a second per connection, about a
+ *   tenth of a percent of a core for an idle collector. Here the same check, at the same
+ *   period, runs only while a request is in flight.
  */
 export function fixKafkajsIdleTimer(): void {
   const require = createRequire(import.meta.url);
   const RequestQueue = require('kafkajs/src/network/requestQueue/index.js') as {
-    prototype: {
-      throttledUntil: number;
-      pending: unknown[];
-      throttleCheckTimeoutId: NodeJS.Timeout | null;
-      checkPendingRequests(): void;
-      scheduleCheckPendingRequests(): void;
-      ktrailPatched?: boolean;
-    };
+    prototype: KafkajsRequestQueue;
   };
   const proto = RequestQueue.prototype;
   if (proto.ktrailPatched) return;
   proto.ktrailPatched = true;
-  proto.scheduleCheckPendingRequests = function scheduleCheckPendingRequests(this: typeof proto) {
+  proto.scheduleCheckPendingRequests = function scheduleCheckPendingRequests(this: KafkajsRequestQueue) {
     if (this.throttleCheckTimeoutId) return;
     let scheduleAt = this.throttledUntil - Date.now();
     if (this.pending.length > 0) scheduleAt = scheduleAt > 0 ? scheduleAt : 10;
@@ -201,6 +199,66 @@ export function fixKafkajsIdleTimer(): void {
       this.checkPendingRequests();
     }, scheduleAt);
   };
+
+  // Connect calls this: from then on, requests sent start the timeout checks.
+  proto.scheduleRequestTimeoutCheck = function scheduleRequestTimeoutCheck(this: KafkajsRequestQueue) {
+    if (!this.enforceRequestTimeout) return;
+    this.destroy();
+    this.ktrailTimeoutChecks = true;
+  };
+  const sendSocketRequest = proto.sendSocketRequest;
+  proto.sendSocketRequest = function (this: KafkajsRequestQueue, request: unknown) {
+    sendSocketRequest.call(this, request);
+    if (this.ktrailTimeoutChecks && this.inflight.size > 0 && this.requestTimeoutIntervalId == null)
+      startTimeoutChecks(this);
+  };
+  const destroy = proto.destroy;
+  proto.destroy = function (this: KafkajsRequestQueue) {
+    destroy.call(this);
+    this.requestTimeoutIntervalId = null;
+  };
+}
+
+interface KafkajsSocketRequest {
+  sentAt: number;
+  requestTimeout: number;
+  timeoutRequest(): void;
+}
+
+interface KafkajsRequestQueue {
+  throttledUntil: number;
+  pending: unknown[];
+  inflight: Map<number, KafkajsSocketRequest>;
+  requestTimeout: number;
+  enforceRequestTimeout: boolean;
+  throttleCheckTimeoutId: NodeJS.Timeout | null;
+  requestTimeoutIntervalId: NodeJS.Timeout | null | undefined;
+  isConnected(): boolean;
+  checkPendingRequests(): void;
+  scheduleCheckPendingRequests(): void;
+  scheduleRequestTimeoutCheck(): void;
+  sendSocketRequest(request: unknown): void;
+  destroy(): void;
+  ktrailPatched?: boolean;
+  ktrailTimeoutChecks?: boolean;
+}
+
+/** kafkajs' own timeout check (RequestQueue.scheduleRequestTimeoutCheck), ending once nothing is in flight. */
+function startTimeoutChecks(queue: KafkajsRequestQueue): void {
+  const timer = setInterval(
+    () => {
+      for (const request of queue.inflight.values())
+        if (Date.now() - request.sentAt > request.requestTimeout) request.timeoutRequest();
+      if (!queue.isConnected()) queue.destroy();
+      else if (queue.inflight.size === 0) {
+        // Only this timer: destroy() would also cancel a throttled queue's pending check.
+        clearInterval(timer);
+        queue.requestTimeoutIntervalId = null;
+      }
+    },
+    Math.min(queue.requestTimeout, 100),
+  );
+  queue.requestTimeoutIntervalId = timer;
 }
 
 /**

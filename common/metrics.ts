@@ -6,14 +6,22 @@ import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 
 const PREFIX = 'ktrail_';
 /**
- * The event-loop delay histogram samples every 100 ms, not prom-client's 10 ms: each sample
- * is a wakeup of the loop, and 100 a second cost the collector ~0.8% of a core when idle
- * (its whole budget at 10k events/s is 5%). Stalls still show: one delays the next sample.
+ * The event-loop delay histogram samples every 100 ms by default, not prom-client's 10 ms:
+ * each sample is a wakeup of the loop, and 100 a second cost the collector ~0.8% of a core
+ * when idle. Stalls still show: one delays the next sample.
  */
 const LAG_RESOLUTION_MS = 100;
 const UNUSED_LAG_RESOLUTION_MS = 60_000;
 
-export function createRegistry(component: string, node: string): Registry {
+export interface RegistryOptions {
+  /**
+   * Event-loop lag sampling period. A stall at least this long always shows; a shorter one
+   * only when a sample falls due during it.
+   */
+  lagResolutionMs?: number;
+}
+
+export function createRegistry(component: string, node: string, options: RegistryOptions = {}): Registry {
   const registry = new Registry();
   registry.setDefaultLabels({ component, node });
   collectDefaultMetrics({
@@ -23,23 +31,23 @@ export function createRegistry(component: string, node: string): Registry {
     // gauges: sampled once a minute, it costs no wakeups worth counting.
     eventLoopMonitoringPrecision: UNUSED_LAG_RESOLUTION_MS,
   });
-  registerEventLoopLag(registry);
+  registerEventLoopLag(registry, options.lagResolutionMs ?? LAG_RESOLUTION_MS);
   return registry;
 }
 
 /**
  * ktrail_nodejs_eventloop_lag_{min,max,mean,p50,p90,p99}_seconds as the lag itself. Node's
  * histogram records the whole time between two samples, so prom-client's versions read the
- * sampling interval (0.1 s) when the loop is idle, which looks like a stalled loop. These
+ * sampling interval (0.1 s by default) when the loop is idle, which looks like a stalled loop. These
  * subtract it, and cover the time since the last scrape.
  */
-function registerEventLoopLag(registry: Registry): void {
+function registerEventLoopLag(registry: Registry, resolutionMs: number): void {
   const name = (stat: string) => `${PREFIX}nodejs_eventloop_lag_${stat}_seconds`;
   for (const m of registry.getMetricsAsArray())
     if (m.name.startsWith(`${PREFIX}nodejs_eventloop_lag_`)) registry.removeSingleMetric(m.name);
-  const histogram = monitorEventLoopDelay({ resolution: LAG_RESOLUTION_MS });
+  const histogram = monitorEventLoopDelay({ resolution: resolutionMs });
   histogram.enable();
-  const lag = (ns: number) => Math.max(0, ns / 1e9 - LAG_RESOLUTION_MS / 1000);
+  const lag = (ns: number) => Math.max(0, ns / 1e9 - resolutionMs / 1000);
   const stats: [string, string, () => number][] = [
     ['min', 'smallest', () => histogram.min],
     ['max', 'largest', () => histogram.max],

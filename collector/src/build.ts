@@ -200,7 +200,8 @@ export async function buildCollector(options: BuildOptions): Promise<BuiltCollec
       writeEvent: (e, buf, pos) =>
         typeof e === 'number' ? records.write(e, buf, pos) : codec.batch.writeEvent(e, buf, pos),
       frame: codec.batch.frame,
-      kindOf: records.kindOf,
+      typeOf: records.typeOf,
+      kindOfType: records.kindOfType,
     },
     encodeStats: (s) => codec.stats.encode(s),
     sink,

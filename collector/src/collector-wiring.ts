@@ -109,17 +109,35 @@ export function sourceInputs<E extends KtrailEvent | RawRecord, R>(
   warnDrop: ReturnType<typeof createThrottledWarn>,
   running: () => boolean,
 ) {
-  const kindOf = options.eventBatch.kindOf;
-  // Hot path: one call per source batch. Counting by kind is a Map update per event.
+  const { typeOf, kindOfType } = options.eventBatch;
+  // Records are counted per kernel type in an array and added to the per-kind Map once per
+  // batch: a Map update per event was ~7% of the main thread's JavaScript at 10k events/s.
+  const typeCounts = new Uint32Array(1 << 16); // typeOf is a u16
+  const typesSeen: number[] = [];
+  // Hot path: one call per source batch.
   function accept(events: E[]): void {
     if (!running()) return;
     counters.captured += events.length;
     const byKind = counters.capturedByKind;
     for (let i = 0; i < events.length; i++) {
       const e = events[i] as E;
-      const kind = typeof e === 'number' ? (kindOf?.(e) ?? 'raw') : (e as KtrailEvent).kind;
-      byKind.set(kind, (byKind.get(kind) ?? 0) + 1);
+      if (typeof e !== 'number') {
+        const kind = (e as KtrailEvent).kind;
+        byKind.set(kind, (byKind.get(kind) ?? 0) + 1);
+      } else if (typeOf === undefined) byKind.set('raw', (byKind.get('raw') ?? 0) + 1);
+      else {
+        const type = typeOf(e);
+        const n = typeCounts[type] as number;
+        if (n === 0) typesSeen.push(type);
+        typeCounts[type] = n + 1;
+      }
     }
+    for (const type of typesSeen) {
+      const kind = kindOfType?.(type) ?? 'raw';
+      byKind.set(kind, (byKind.get(kind) ?? 0) + (typeCounts[type] as number));
+      typeCounts[type] = 0;
+    }
+    typesSeen.length = 0;
     batcher.addAll(events);
   }
   function onSourceBatch(buf: Buffer, records: number): void {

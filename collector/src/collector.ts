@@ -126,8 +126,12 @@ export interface CollectorOptions<E extends KtrailEvent | RawRecord, R> {
   eventBatch: {
     writeEvent: (event: E, buf: Buffer, pos: number) => number;
     frame: FrameEventBatch;
-    /** The kind of a RawRecord of the batch being accepted (needed when decode returns any). */
-    kindOf?: (record: RawRecord) => string;
+    /**
+     * The kernel type of a RawRecord of the batch being accepted, and the kind of a type
+     * (needed when decode returns any): records are counted by kind per type, not one by one.
+     */
+    typeOf?: (record: RawRecord) => number;
+    kindOfType?: (type: number) => string;
   };
   /** CollectorStats (schemas/CollectorStats.avsc), one per stats interval, as deltas. */
   encodeStats: (record: CollectorStats) => Buffer;

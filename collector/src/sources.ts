@@ -47,9 +47,12 @@ export function createKernelSource(options: KernelSourceOptions): KernelSource {
       const settings: CaptureSettings = {
         objects: bpfObjects(options.bpfObjectDir),
         ringBufferBytes: options.ringBufferBytes,
-        // Addon -> JS batch bounds: small, so latency stays low; Kafka batching happens later.
+        // Addon -> JS batch bounds; Kafka batching happens later. Each batch wakes the JS
+        // thread (~80 us of CPU however small it is): at 10k events/s 100 ms makes ten
+        // batches of ~1,000 records a second, not twenty, for at most 50 ms more latency
+        // than 50 ms did (docs/collector.md, Benchmark).
         batchMaxBytes: 256 * 1024,
-        batchMaxMs: 50,
+        batchMaxMs: 100,
       };
       if (options.programs !== undefined) settings.programs = options.programs;
       if (options.cgroupRoot !== undefined) settings.cgroupRoot = options.cgroupRoot;

@@ -5,6 +5,13 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { syntheticBatch, syntheticState, writeRecord } from '../../bench/collector/synthetic.js';
+import { fixedBootClock } from '../../collector/src/clock.js';
+import {
+  type KtrailEvent as CollectorEvent,
+  createCollector,
+  type EventSource,
+  type RawRecord,
+} from '../../collector/src/collector.js';
 import { createDecoder, createDecodeStats, decodeBatch } from '../../collector/src/kernel/decode.js';
 import { EVENT_TYPE, KT_HEADER, KT_PROC_EXEC, KT_TCP_CLOSE } from '../../collector/src/kernel/layout.js';
 import { createRecordWriter } from '../../collector/src/kernel/record-writer.js';
@@ -29,6 +36,7 @@ function both(buf: Buffer): Array<{ kind: string; ours: Buffer; avsc: Buffer }> 
     const avsc = theirs.subarray(0, framer.writeEvent(event as KtrailEvent, theirs, 0));
     if (typeof at !== 'number') return { kind: event.kind, ours: avsc, avsc }; // not a raw kind
     expect(writer.kindOf(at)).toBe(event.kind);
+    expect(writer.kindOfType(writer.typeOf(at))).toBe(event.kind);
     return { kind: event.kind, ours: out.subarray(0, writer.write(at, out, 0)), avsc };
   });
 }
@@ -110,5 +118,54 @@ describe('RecordWriter', () => {
     expect(small.every((b) => b === 0)).toBe(true);
     expect(writer.write(0, small, 10)).toBe(10 + end);
     expect(small.subarray(10, 10 + end).equals(full.subarray(0, end))).toBe(true);
+  });
+
+  it('lets the collector count raw records by kind, as it counts decoded events', async () => {
+    const batches = [0, 1, 2].map(() => syntheticBatch(2_000, syntheticState(7), 97));
+    const expected: Record<string, number> = {};
+    for (const b of batches)
+      for (const e of decodeBatch(b.buf, createDecodeStats())) expected[e.kind] = (expected[e.kind] ?? 0) + 1;
+    const source: EventSource = {
+      start(onBatch) {
+        for (const b of batches) onBatch(b.buf, b.records);
+      },
+      stop() {},
+    };
+    const decoder = createDecoder(writer.types);
+    const collector = createCollector<CollectorEvent | RawRecord, never>({
+      node: 'n',
+      collectorVersion: 'test',
+      settings: {
+        batchMaxEvents: 100_000,
+        batchMaxBytes: 900_000,
+        batchMaxMs: 10_000,
+        bufferMaxBytes: 1 << 24,
+        bufferMaxMessages: 100,
+        statsIntervalMs: 60_000,
+        shutdownDeadlineMs: 5_000,
+      },
+      topics: { events: 'e', containers: 'c', stats: 's' },
+      clock: fixedBootClock('00000000-0000-4000-8000-0000000000cc', 0n),
+      source,
+      decode: (buf, count) => {
+        writer.setBatch(buf);
+        return decoder.decode(buf, count);
+      },
+      eventBatch: {
+        writeEvent: (e, buf, pos) =>
+          typeof e === 'number' ? writer.write(e, buf, pos) : framer.writeEvent(e as KtrailEvent, buf, pos),
+        frame: framer.frame,
+        typeOf: writer.typeOf,
+        kindOfType: writer.kindOfType,
+      },
+      encodeStats: () => Buffer.alloc(0),
+      sink: { send: async () => ({ status: 'success' }), close: async () => {} },
+    });
+    await collector.start();
+    const final = await collector.stop();
+    const { malformed, ...byKind } = final.capturedByKind;
+    expect(byKind).toEqual(expected);
+    expect(malformed).toBe(batches.reduce((n, b) => n + b.records - b.valid, 0));
+    expect(final.unaccounted).toBe(0);
   });
 });

@@ -41,6 +41,10 @@ export interface RecordWriter {
   setBatch(buf: Buffer): void;
   /** The event kind of the record at `off` of the current batch. */
   kindOf(off: RawRecord): string;
+  /** Its kernel type number (a small integer: counting by it needs no Map per record). */
+  typeOf(off: RawRecord): number;
+  /** The event kind of a kernel type number that typeOf returned. */
+  kindOfType(type: number): string;
   /** Writes the record at `off` as an EventBatch item at `pos`: its end, or minus the bytes missing. */
   write(off: RawRecord, out: Buffer, pos: number): number;
 }
@@ -266,6 +270,12 @@ export function createRecordWriter(kinds: readonly string[]): RecordWriter {
     },
     kindOf(off) {
       return kindByType[hwords[off >>> 1] as number] as string;
+    },
+    typeOf(off) {
+      return hwords[off >>> 1] as number;
+    },
+    kindOfType(type) {
+      return kindByType[type] as string;
     },
     write(off, out, pos) {
       const plan = plans[hwords[off >>> 1] as number] as Plan;

@@ -9,8 +9,9 @@
 #define KT_FIXTURE_GETPID 1000
 #define KT_FIXTURE_EXEC 1001
 #define KT_FIXTURE_BURST 1002
+#define KT_FIXTURE_RING 1003
 
-enum { SLOT_GETPID = 0, SLOT_EXEC = 1, SLOT_BURST = 2, SLOT_COUNT = 8 };
+enum { SLOT_GETPID = 0, SLOT_EXEC = 1, SLOT_BURST = 2, SLOT_RING = 3, SLOT_COUNT = 8 };
 
 // Same layout as the common header of events.h, plus one u64 that carries a setting back.
 struct fixture_record {
@@ -22,6 +23,12 @@ struct fixture_record {
   __u32 pid;
   __u32 tgid;
   __u64 tag;
+};
+
+// fixture_ring's long record: the header, then eight words derived from the sequence number.
+struct fixture_ring_record {
+  struct fixture_record head;
+  __u64 words[8];
 };
 
 struct fixture_agg {
@@ -65,6 +72,11 @@ const volatile __u32 kt_cfg_claimed_size = 0;
 // waiting; the reader also drains on its poll timeout. Every wakeup is an irq_work (a self-IPI,
 // a VM exit under virtualization), so at high rates batching wakeups is what makes them cheap.
 const volatile __u32 kt_cfg_wakeup_bytes = 0;
+// fixture_ring: every Nth record (seq % N == N - 1) is reserved, then discarded (0 = none).
+const volatile __u32 kt_cfg_discard_every = 0;
+
+// fixture_ring's next sequence number.
+__u64 kt_ring_seq = 0;
 
 static __always_inline int allowed(__u64 cgid) {
   if (!kt_cfg_filter_enabled) return 1;
@@ -148,6 +160,52 @@ int fixture_burst(struct __sk_buff *skb) {
   r->tgid = 0;
   r->tag = kt_cfg_tag;
   bpf_ringbuf_submit(r, submit_flags());
+  return 0;
+}
+
+// The ring reader's test source, run like fixture_burst: numbered records (seq in cgroup_id),
+// every third one long (104 bytes, its words seq * 8 + i) so that records of two sizes wrap
+// around the end of a small ring at changing offsets; some reserved and discarded, which
+// leaves a DISCARD record in the ring for the reader to skip.
+static __always_inline void fill(struct fixture_record *h, __u16 type, __u32 size, __u64 seq) {
+  h->type = type;
+  h->flags = 0;
+  h->size = size;
+  h->ts_ns = 0;
+  h->cgroup_id = seq;
+  h->pid = 0;
+  h->tgid = 0;
+  h->tag = kt_cfg_tag;
+}
+
+SEC("tc")
+int fixture_ring(struct __sk_buff *skb) {
+  __u64 seq = __sync_fetch_and_add(&kt_ring_seq, 1);
+  int discard = kt_cfg_discard_every && seq % kt_cfg_discard_every == kt_cfg_discard_every - 1;
+  if (seq % 3 == 0) {
+    struct fixture_ring_record *r = bpf_ringbuf_reserve(&kt_events, sizeof(*r), 0);
+    if (!r) {
+      count_drop(SLOT_RING);
+      return 0;
+    }
+    fill(&r->head, KT_FIXTURE_RING, sizeof(*r), seq);
+    for (int i = 0; i < 8; i++) r->words[i] = seq * 8 + i;
+    if (discard)
+      bpf_ringbuf_discard(r, 0);
+    else
+      bpf_ringbuf_submit(r, 0);
+    return 0;
+  }
+  struct fixture_record *r = bpf_ringbuf_reserve(&kt_events, sizeof(*r), 0);
+  if (!r) {
+    count_drop(SLOT_RING);
+    return 0;
+  }
+  fill(r, KT_FIXTURE_RING, sizeof(*r), seq);
+  if (discard)
+    bpf_ringbuf_discard(r, 0);
+  else
+    bpf_ringbuf_submit(r, 0);
   return 0;
 }
 

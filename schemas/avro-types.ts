@@ -42,19 +42,8 @@ const AbstractLongType = Object.getPrototypeOf(
   noUnpack: boolean,
 ) => AvroType;
 
-/**
- * Writes a u64 (0 <= val < 2^64, checked by the caller) as an Avro long at `pos`: its end.
- * The 64 bits go through a typed-array view as two uint32 halves: no Number(bigint) and no
- * bigint arithmetic, which are runtime calls in V8 and were half the cost of an event.
- */
-export function writeU64Varint(buf: Buffer, pos: number, val: bigint): number {
-  SPLIT_U64[0] = val;
-  let lo = SPLIT_U32[LO] as number;
-  let hi = SPLIT_U32[HI] as number;
-  // zigzag of the same 64 bits read as a signed long: (v << 1) ^ (v >> 63), per half.
-  const sign = hi >> 31; // 0, or -1 (all ones) for values >= 2^63
-  hi = (((hi << 1) | (lo >>> 31)) ^ sign) >>> 0;
-  lo = ((lo << 1) ^ sign) >>> 0;
+/** Writes the varint of a 64-bit value given as two uint32 halves at `pos`: its end. */
+export function writeVarint64(buf: Buffer, pos: number, lo: number, hi: number): number {
   while (hi !== 0 || lo > 0x7f) {
     buf[pos++] = (lo & 0x7f) | 0x80;
     lo = ((lo >>> 7) | (hi << 25)) >>> 0;
@@ -64,15 +53,26 @@ export function writeU64Varint(buf: Buffer, pos: number, val: bigint): number {
   return pos;
 }
 
+/** Writes 64 bits given as uint32 halves as an Avro long (read as signed, zigzag) at `pos`: its end. */
+export function writeLongHalves(buf: Buffer, pos: number, lo: number, hi: number): number {
+  // zigzag of the 64 bits read as a signed long: (v << 1) ^ (v >> 63), per half.
+  const sign = hi >> 31; // 0, or -1 (all ones) for values >= 2^63
+  return writeVarint64(buf, pos, ((lo << 1) ^ sign) >>> 0, (((hi << 1) | (lo >>> 31)) ^ sign) >>> 0);
+}
+
+/**
+ * Writes a u64 (0 <= val < 2^64, checked by the caller) as an Avro long at `pos`: its end.
+ * The 64 bits go through a typed-array view as two uint32 halves: no Number(bigint) and no
+ * bigint arithmetic, which are runtime calls in V8.
+ */
+export function writeU64Varint(buf: Buffer, pos: number, val: bigint): number {
+  SPLIT_U64[0] = val;
+  return writeLongHalves(buf, pos, SPLIT_U32[LO] as number, SPLIT_U32[HI] as number);
+}
+
 /** Writes a 32-bit int (Avro int or enum index) as a zigzag varint at `pos`: its end. */
 export function writeIntVarint(buf: Buffer, pos: number, n: number): number {
-  let z = ((n << 1) ^ (n >> 31)) >>> 0;
-  while (z > 0x7f) {
-    buf[pos++] = (z & 0x7f) | 0x80;
-    z >>>= 7;
-  }
-  buf[pos++] = z;
-  return pos;
+  return writeVarint64(buf, pos, ((n << 1) ^ (n >> 31)) >>> 0, 0);
 }
 
 class U64LongType extends AbstractLongType {

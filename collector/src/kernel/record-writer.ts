@@ -9,7 +9,7 @@
 // does not know leaves its kind to the decoder and avsc. The bytes equal avsc's encoding
 // of the decoded event (test/unit/record-writer.test.ts compares them on every kind).
 import type avsc from 'avsc';
-import { kindOfRecord, U64_LONG } from '../../../schemas/avro-types.js';
+import { kindOfRecord, U64_LONG, writeLongHalves, writeVarint64 } from '../../../schemas/avro-types.js';
 import { catalog } from '../../../schemas/codec.js';
 import type { RawRecord } from '../collector.js';
 import { ipText } from './decode.js';
@@ -101,24 +101,13 @@ type Utf8Buffer = Buffer & {
   utf8Write(s: string, at: number): number;
 };
 
-/** Varint of a zigzag-encoded 64-bit value given as two uint32 halves. */
-function varint(out: Buffer, pos: number, lo: number, hi: number): number {
-  while (hi !== 0 || lo > 0x7f) {
-    out[pos++] = (lo & 0x7f) | 0x80;
-    lo = ((lo >>> 7) | (hi << 25)) >>> 0;
-    hi >>>= 7;
-  }
-  out[pos++] = lo;
-  return pos;
-}
-
 /** Avro string from the bytes [start, end) of the batch; raw bytes when they are ASCII. */
 function text(src: Utf8Buffer, out: Utf8Buffer, pos: number, start: number, end: number): number {
   let high = 0;
   for (let i = start; i < end; i++) high |= src[i] as number;
   const len = end - start;
   if (high < 0x80) {
-    pos = varint(out, pos, len * 2, 0);
+    pos = writeVarint64(out, pos, len * 2, 0);
     if (len < 32) for (let i = start; i < end; i++) out[pos++] = src[i] as number;
     else pos += src.copy(out, pos, start, end);
     return pos;
@@ -126,7 +115,7 @@ function text(src: Utf8Buffer, out: Utf8Buffer, pos: number, start: number, end:
   // The decoder's string (malformed UTF-8 replaced), encoded as avsc would.
   const s = src.utf8Slice(start, end);
   const bytes = Buffer.byteLength(s);
-  pos = varint(out, pos, bytes * 2, 0);
+  pos = writeVarint64(out, pos, bytes * 2, 0);
   return pos + out.utf8Write(s, pos);
 }
 
@@ -173,7 +162,7 @@ function argv(src: Utf8Buffer, out: Utf8Buffer, pos: number, start: number, size
   let pieces = 0;
   for (let p = start; p < end; p++) if (src[p] === 0 || p === end - 1) pieces++;
   if (pieces > 0) {
-    pos = varint(out, pos, pieces * 2, 0);
+    pos = writeVarint64(out, pos, pieces * 2, 0);
     let p = start;
     while (p < end) {
       let nul = p;
@@ -221,22 +210,21 @@ export function createRecordWriter(kinds: readonly string[]): RecordWriter {
       const at = off + (ops[i + 1] as number);
       switch (ops[i]) {
         case OP_U64: {
-          let lo = dwords[(at >>> 2) + LO] as number;
-          let hi = dwords[(at >>> 2) + 1 - LO] as number;
-          // zigzag of the 64 bits read as a signed long, as avro-types.ts writes it
-          const sign = hi >> 31;
-          hi = (((hi << 1) | (lo >>> 31)) ^ sign) >>> 0;
-          lo = ((lo << 1) ^ sign) >>> 0;
-          pos = varint(out, pos, lo, hi);
+          pos = writeLongHalves(
+            out,
+            pos,
+            dwords[(at >>> 2) + LO] as number,
+            dwords[(at >>> 2) + 1 - LO] as number,
+          );
           break;
         }
         case OP_U32: {
           const n = dwords[at >>> 2] as number;
-          pos = varint(out, pos, (n << 1) >>> 0, n >>> 31);
+          pos = writeVarint64(out, pos, (n << 1) >>> 0, n >>> 31);
           break;
         }
         case OP_INT:
-          pos = varint(out, pos, (hwords[at >>> 1] as number) * 2, 0);
+          pos = writeVarint64(out, pos, (hwords[at >>> 1] as number) * 2, 0);
           break;
         case OP_CSTR:
           pos = cstr(src, out, pos, at, ops[i + 2] as number);

@@ -30,7 +30,7 @@ import {
 } from '../../schemas/registry-client.js';
 import type { Alert } from './alerts.js';
 import type { EnrichedBatch } from './enriched.js';
-import { type BodyWriter, enrichedBodyWriter, eventBatchUnion, unionBranches } from './enriched-writer.js';
+import { type BodyWriter, enrichedBodyWriter } from './enriched-writer.js';
 import type { ProcessorCodec } from './processor.js';
 import type { DecodedEventBatch } from './rows.js';
 
@@ -45,16 +45,10 @@ function localWriter<T>(name: 'EnrichedBatch' | 'Alert'): OutputWriter<T> {
   return { write: (v, buf, pos) => type.encode(v, buf, pos), header: singleObjectHeader(fingerprint) };
 }
 
-/**
- * The enriched writer, and whether events may be copied as they arrived: only while the
- * enriched event union has the EventBatch union's branches (the same schemas/ records).
- */
+/** The enriched writer, and whether events may be copied as they arrived (enriched-writer.ts). */
 function enrichedWriter(): { writer: OutputWriter<EnrichedBatch>; copiesEvents: boolean } {
   const { current } = catalog();
-  const { write, eventUnion } = enrichedBodyWriter(current.EnrichedBatch.type);
-  const copiesEvents =
-    unionBranches(eventUnion).join('\n') ===
-    unionBranches(eventBatchUnion(current.EventBatch.type)).join('\n');
+  const { write, copiesEvents } = enrichedBodyWriter(current.EnrichedBatch.type, current.EventBatch.type);
   return { writer: { write, header: singleObjectHeader(current.EnrichedBatch.fingerprint) }, copiesEvents };
 }
 
@@ -111,8 +105,8 @@ export function createProcessorCodec(
 ): ProcessorCodec {
   const enriched = enrichedWriter();
   const decoders = {
-    decodeEventBatch(value: Buffer): DecodedEventBatch {
-      if (!enriched.copiesEvents)
+    decodeEventBatch(value: Buffer, withBytes = false): DecodedEventBatch {
+      if (!withBytes || !enriched.copiesEvents)
         return resolver.decodeAs('EventBatch', value) as unknown as DecodedEventBatch;
       const { value: batch, eventBytes } = resolver.decodeEventBatch(value);
       const decoded = batch as unknown as DecodedEventBatch;

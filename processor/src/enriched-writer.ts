@@ -25,7 +25,7 @@ const EVENT_FIELDS = ['timeNs', 'joinState', 'container', 'event'];
 export type BodyWriter<T> = (value: T, buf: Buffer, pos: number) => number;
 
 /** The union of event records, as a schema compiles it (branch schemas in order). */
-export function unionBranches(union: avsc.Type): string[] {
+function unionBranches(union: avsc.Type): string[] {
   return (union as avsc.Type & { types: avsc.Type[] }).types.map((t) => JSON.stringify(t.schema()));
 }
 
@@ -37,13 +37,15 @@ export function eventBatchUnion(eventBatch: avsc.Type): avsc.Type {
 }
 
 /**
- * The body writer of an EnrichedBatch schema. Throws at start-up if the schema's fields are
- * not the ones it writes, so a schema change fails every test rather than miswriting.
+ * The body writer of an EnrichedBatch schema, and whether events of `eventBatch` messages may
+ * be copied as they arrived: only while the enriched event union has the EventBatch union's
+ * branches. Throws at start-up if the schema's fields are not the ones it writes, so a schema
+ * change fails every test rather than miswriting.
  */
-export function enrichedBodyWriter(type: avsc.Type): {
-  write: BodyWriter<EnrichedBatch>;
-  eventUnion: avsc.Type;
-} {
+export function enrichedBodyWriter(
+  type: avsc.Type,
+  eventBatch: avsc.Type,
+): { write: BodyWriter<EnrichedBatch>; eventUnion: avsc.Type; copiesEvents: boolean } {
   const fields = (type as RecordLike).fields;
   checkFields('EnrichedBatch', fields, BATCH_FIELDS);
   const headerFields = fields.slice(0, -1);
@@ -52,6 +54,8 @@ export function enrichedBodyWriter(type: avsc.Type): {
   const symbols = ((item.fields[1] as Field).type as avsc.Type & { symbols: string[] }).symbols;
   const joinIndex = new Map(symbols.map((s, i) => [s, i]));
   const eventUnion = (item.fields[3] as Field).type;
+  const copiesEvents =
+    unionBranches(eventUnion).join('\n') === unionBranches(eventBatchUnion(eventBatch)).join('\n');
 
   function writeEvent(e: EnrichedEvent, buf: Buffer, pos: number): number {
     // timeNs (<= 10 bytes), joinState and container (<= 5 each), then the event.
@@ -87,7 +91,7 @@ export function enrichedBodyWriter(type: avsc.Type): {
     buf[at] = 0; // the array's end block
     return at + 1;
   };
-  return { write, eventUnion };
+  return { write, eventUnion, copiesEvents };
 }
 
 function checkFields(record: string, fields: Field[], expected: string[]): void {

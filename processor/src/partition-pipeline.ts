@@ -228,7 +228,7 @@ export class PartitionPipeline {
     let decoded: DecodedEventBatch;
     let built: ReturnType<typeof buildMessageRows>;
     try {
-      decoded = d.codec.decodeEventBatch(requireValue(message.value));
+      decoded = d.codec.decodeEventBatch(requireValue(message.value), d.enrichedTopic);
     } catch (err) {
       this.deadLetter(d.topics.events, message, err);
       return;

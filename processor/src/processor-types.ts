@@ -33,7 +33,11 @@ export interface RowSink {
 
 /** Avro in and out (schemas/). Decoders throw PoisonError on bytes they can't read. */
 export interface ProcessorCodec {
-  decodeEventBatch(value: Buffer): DecodedEventBatch;
+  /**
+   * With `eventBytes` (the enriched topic is on), the batch also says where its events' bytes
+   * lie (DecodedEventBatch.eventBytes), when the writer's schema allows copying them.
+   */
+  decodeEventBatch(value: Buffer, eventBytes?: boolean): DecodedEventBatch;
   /** The ContainerRecord as Avro decodes it (camelCase fields). */
   decodeContainerRecord(value: Buffer): Record<string, unknown>;
   /** A CollectorStats message (camelCase fields). */

@@ -139,7 +139,7 @@ describe('fuzz: the per-message paths refuse bad input only with the project’s
       fc.property(input, (bytes) => {
         runs++;
         try {
-          const decoded = codec.decodeEventBatch(bytes);
+          const decoded = codec.decodeEventBatch(bytes, true);
           const { envelope, rows } = buildMessageRows(decoded, 0, '7', true);
           const tables = new Map<string, Row[]>([[EVENT_BATCHES_TABLE, [envelope]]]);
           const events = new Map<string, EventRow[]>();

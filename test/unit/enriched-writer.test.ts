@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { createProcessorCodec } from '../../processor/src/codec.js';
 import type { EnrichedBatch, EnrichedEvent } from '../../processor/src/enriched.js';
-import { enrichedBodyWriter, eventBatchUnion, unionBranches } from '../../processor/src/enriched-writer.js';
+import { enrichedBodyWriter, eventBatchUnion } from '../../processor/src/enriched-writer.js';
 import type { DecodedEvent, DecodedEventBatch } from '../../processor/src/rows.js';
 import { compileSchema } from '../../schemas/avro-types.js';
 import {
@@ -16,24 +16,15 @@ import {
   singleObjectHeader,
 } from '../../schemas/codec.js';
 import { sampleEvents } from '../../schemas/samples.js';
+import { eventBatchValue, TEST_EPOCH_NS } from '../support/event-batch.js';
 
 const codec = createProcessorCodec();
 const { current } = catalog();
 
-function message(events: unknown[]) {
-  return {
-    node: 'node-1',
-    bootId: 'boot-1',
-    collectorVersion: 'test',
-    sequence: 1n,
-    producedAtNs: 1_764_000_000_000_000_000n,
-    bootEpochNs: 1_764_000_000_000_000_000n,
-    events,
-  };
-}
+const message = (events: unknown[]) => eventBatchValue('node-1', events);
 
 const decodedMessage = (events: unknown[]) =>
-  codec.decodeEventBatch(createEncoder('EventBatch').encode(message(events) as never));
+  codec.decodeEventBatch(createEncoder('EventBatch').encode(message(events) as never), true);
 
 const CONTAINERS = [0, 1].map((i) => ({
   containerId: `id-${i}`,
@@ -57,7 +48,7 @@ function enriched(batch: DecodedEventBatch, asBytes: (i: number) => boolean): En
   const events: EnrichedEvent[] = batch.events.map((event, i) => {
     const joinState = (['joined', 'pending', 'host'] as const)[i % 3] as EnrichedEvent['joinState'];
     const common = {
-      timeNs: 1_764_000_000_000_000_000n + event.tsNs,
+      timeNs: TEST_EPOCH_NS + event.tsNs,
       joinState,
       container: joinState === 'joined' ? i % 2 : -1,
     };
@@ -141,18 +132,23 @@ describe('enriched writer', () => {
     expect(now.eventBytes?.spans).toHaveLength(2 * events.length);
   });
 
-  it('refuses a schema whose fields it does not write, and tells unions apart', () => {
+  it('refuses a schema whose fields it does not write, and copies only between equal unions', () => {
     const schema = structuredClone(current.EnrichedBatch.schema) as { fields: { name: string }[] };
     schema.fields.reverse();
-    expect(() => enrichedBodyWriter(compileSchema(schema))).toThrow(/EnrichedBatch has fields events, /);
-    const union = eventBatchUnion(current.EventBatch.type);
-    const { eventUnion } = enrichedBodyWriter(current.EnrichedBatch.type);
-    expect(unionBranches(eventUnion)).toEqual(unionBranches(union));
-    const fewer = structuredClone(current.EventBatch.schema) as {
+    expect(() => enrichedBodyWriter(compileSchema(schema), current.EventBatch.type)).toThrow(
+      /EnrichedBatch has fields events, /,
+    );
+    expect(enrichedBodyWriter(current.EnrichedBatch.type, current.EventBatch.type).copiesEvents).toBe(true);
+    const reordered = structuredClone(current.EventBatch.schema) as {
       fields: { name: string; type: { items: unknown[] } }[];
     };
-    const items = fewer.fields.find((f) => f.name === 'events')?.type.items as unknown[];
+    const items = reordered.fields.find((f) => f.name === 'events')?.type.items as unknown[];
     items.reverse();
-    expect(unionBranches(eventBatchUnion(compileSchema(fewer)))).not.toEqual(unionBranches(union));
+    expect(enrichedBodyWriter(current.EnrichedBatch.type, compileSchema(reordered)).copiesEvents).toBe(false);
+    // ...and the codec then keeps decoded events, even when asked for bytes: none without asking.
+    expect(decodedMessage(events).eventBytes).toBeDefined();
+    expect(
+      codec.decodeEventBatch(createEncoder('EventBatch').encode(message(events) as never)).eventBytes,
+    ).toBeUndefined();
   });
 });

@@ -21,6 +21,7 @@ import { fingerprint64 } from '../../schemas/fingerprint.js';
 import { sampleEvents } from '../../schemas/samples.js';
 import { createTopicDecoder } from '../../schemas/topic-decoder.js';
 import type * as Avro from '../../schemas/types.js';
+import { eventBatchValue } from '../support/event-batch.js';
 
 const HEADER = 10; // C3 01 + the schema's 8-byte fingerprint
 const codec = createProcessorCodec();
@@ -33,15 +34,7 @@ const decode = (value: Buffer) => decodeTopic('enriched', value) as unknown as D
 
 /** An EventBatch as the processor holds it: read back through the schema resolver. */
 function decodedBatch(node: string, events: unknown[]): DecodedEventBatch {
-  const bytes = createEncoder('EventBatch').encode({
-    node,
-    bootId: 'boot-1',
-    collectorVersion: 'test',
-    sequence: 1n,
-    producedAtNs: 1_764_000_000_000_000_000n,
-    bootEpochNs: 1_764_000_000_000_000_000n,
-    events,
-  } as never);
+  const bytes = createEncoder('EventBatch').encode(eventBatchValue(node, events) as never);
   return createSchemaResolver().decodeAs('EventBatch', bytes) as unknown as DecodedEventBatch;
 }
 

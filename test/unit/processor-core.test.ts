@@ -354,7 +354,7 @@ describe('rows from decoded Avro', () => {
     const { SyntheticNode } = await import('../../bench/processor/synthetic.js');
     const { buildMessageRows, buildRow, wallClockNs } = await import('../../processor/src/rows.js');
     const codec = createProcessorCodec();
-    const batch = codec.decodeEventBatch(new SyntheticNode({ node: 'n1', containers: 2 }).next(2));
+    const batch = codec.decodeEventBatch(new SyntheticNode({ node: 'n1', containers: 2 }).next(2), true);
     const ev = batch.events[0];
     if (ev === undefined) throw new Error('no event');
     const row = buildRow(batch, ev, wallClockNs(batch, ev.tsNs), 3, '7');

@@ -131,9 +131,8 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
 
-  // One lag sample a second: at 10 a second the samples alone were ~0.06% of a core, a
-  // tenth of the collector's CPU at rest (docs/perf-log.md, 2026-12-06). Stalls of a
-  // second or more, the ones that back events up, always show.
+  // One lag sample a second: ten a second cost ~0.06% of a core, a tenth of the collector's
+  // CPU at rest. Stalls of a second or more, the ones that back events up, always show.
   const registry = createRegistry('collector', config.node, { lagResolutionMs: 1_000 });
   let exitCode = 0;
   const built = await buildCollector({

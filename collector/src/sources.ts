@@ -49,8 +49,8 @@ export function createKernelSource(options: KernelSourceOptions): KernelSource {
         ringBufferBytes: options.ringBufferBytes,
         // Addon -> JS batch bounds; Kafka batching happens later. Each batch wakes the JS
         // thread (~80 us of CPU however small it is): at 10k events/s 100 ms makes ten
-        // batches of ~1,000 records a second, not twenty, for at most 50 ms more latency
-        // than 50 ms did (docs/collector.md, Benchmark).
+        // batches of ~1,000 records a second, at up to 100 ms of added latency
+        // (docs/collector.md, Benchmark).
         batchMaxBytes: 256 * 1024,
         batchMaxMs: 100,
       };

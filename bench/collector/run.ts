@@ -168,6 +168,8 @@ async function main(): Promise<void> {
   log(
     `in-process decode+encode: ${Math.round(enc.eventsPerSec)} events/s, ${enc.bytesPerEvent.toFixed(1)} B/event`,
   );
+  // For comparing encoder changes back to back: BENCH_ONLY=encode stops here.
+  if (process.env.BENCH_ONLY === 'encode') return;
 
   const prefixes: string[] = [];
   const common = (prefix: string) => [

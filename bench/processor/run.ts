@@ -34,7 +34,7 @@ import { rowStoreOf } from '../../processor/src/clickhouse/row-store.js';
 import { createProcessorCodec } from '../../processor/src/codec.js';
 import type { ProcessorHooks, RowSink } from '../../processor/src/processor.js';
 import { createProcessor } from '../../processor/src/processor.js';
-import { buildRow, wallClockNs } from '../../processor/src/rows.js';
+import { buildMessageRows } from '../../processor/src/rows.js';
 import { processorMemory } from '../../processor/src/run.js';
 import { clickHouseSink } from '../../processor/src/sink.js';
 import { ensureKafka } from '../../test/support/kafka.js';
@@ -437,7 +437,7 @@ const node = new SyntheticNode({ node: 'limit-node', containers: 8, realistic: t
 const rows = [];
 for (let i = 0; i < EVENTS / PER_MESSAGE; i++) {
   const b = codec.decodeEventBatch(node.next(PER_MESSAGE));
-  for (const ev of b.events) rows.push(buildRow(b, ev, wallClockNs(b, ev.tsNs), 0, String(i)));
+  for (const row of buildMessageRows(b, 0, String(i), false).rows) rows.push(row.columns);
 }
 const sink = clickHouseSink(ch);
 const i0 = performance.now();

@@ -5,19 +5,27 @@
 // (join fields may differ, but deduplication is by token, and the token names the range).
 import type { EventBytes } from '../../schemas/codec.js';
 import type { ContainerMeta } from './metadata-table.js';
-import { type DecodedEvent, DUPLICATE_MESSAGE, type LossRow } from './rows.js';
-import { HOST_IDENTITY, type IdentityColumns, identityColumns } from './workload.js';
+import {
+  type DecodedEvent,
+  DUPLICATE_MESSAGE,
+  type JoinIdentity,
+  type LossRow,
+  type MessageSource,
+  UNJOINED,
+} from './rows.js';
+import { HOST_IDENTITY, identityColumns } from './workload.js';
 
 /** A ClickHouse row: column name -> value, exactly what is inserted. */
 export type Row = Record<string, unknown>;
 
 /**
- * The row of one event and what alerts, rules and the enriched topic need beyond its
- * columns; only `columns` is inserted.
+ * The row of one event (rows.ts buildEventRow) and what alerts, rules and the enriched topic
+ * need beyond its columns; only `columns` is inserted (the row itself: its envelope and join
+ * columns are read through `$src` and `$id`).
  */
 export interface EventRow {
   readonly columns: Row;
-  /** The event's wall-clock ns (the `time` column, without parsing its text back). */
+  /** The event's wall-clock ns (the `time` column). */
   readonly timeNs: bigint;
   /**
    * While the enriched topic is on, what it sends of the event: the message's bytes (event
@@ -31,7 +39,10 @@ export interface EventRow {
    * The container record the row was joined with, or (join_state 'pending') the one that
    * knows its cgroup by path only: rules name the workload from it (workload.ts).
    */
-  meta: ContainerMeta | undefined;
+  readonly meta: ContainerMeta | undefined;
+  readonly $src: MessageSource;
+  /** The join columns: one shared object per container record (rows.ts JoinIdentity). */
+  $id: JoinIdentity;
 }
 
 /** A row whose cgroup had no metadata yet; resolved in place if metadata arrives in time. */
@@ -123,11 +134,18 @@ export function keepLanded(cut: CutBatch, table: string, landed: Row[]): void {
   );
 }
 
+const joinedIdentities = new WeakMap<ContainerMeta, JoinIdentity>();
+const pendingIdentities = new WeakMap<ContainerMeta, JoinIdentity>();
+const HOST: JoinIdentity = Object.freeze({ ...HOST_IDENTITY, join_state: 'host', meta: undefined });
+
 /** Fills the join columns of a row from its container record (join_state 'joined'). */
 export function applyJoin(row: EventRow, meta: ContainerMeta): void {
-  row.columns.join_state = 'joined';
-  setIdentity(row.columns, identityColumns(meta));
-  row.meta = meta;
+  let id = joinedIdentities.get(meta);
+  if (id === undefined) {
+    id = Object.freeze({ ...identityColumns(meta), join_state: 'joined', meta });
+    joinedIdentities.set(meta, id);
+  }
+  row.$id = id;
 }
 
 /**
@@ -136,32 +154,17 @@ export function applyJoin(row: EventRow, meta: ContainerMeta): void {
  * the record (the crash-loop rule waits longer for the name); join_state stays 'pending'.
  */
 export function markPending(row: EventRow, known: ContainerMeta): void {
-  row.columns.container_id = known.containerId;
-  row.meta = known;
+  let id = pendingIdentities.get(known);
+  if (id === undefined) {
+    id = Object.freeze({ ...UNJOINED, container_id: known.containerId, meta: known });
+    pendingIdentities.set(known, id);
+  }
+  row.$id = id;
 }
 
 /** Marks a row as the host's: not in any container, its workload `host`. */
 export function applyHost(row: EventRow): void {
-  row.columns.join_state = 'host';
-  setIdentity(row.columns, HOST_IDENTITY);
-  row.meta = undefined;
-}
-
-function setIdentity(row: Row, c: Readonly<IdentityColumns>): void {
-  row.container_id = c.container_id;
-  row.container_name = c.container_name;
-  row.image = c.image;
-  row.container_runtime = c.container_runtime;
-  row.pod = c.pod;
-  row.pod_uid = c.pod_uid;
-  row.namespace = c.namespace;
-  row.k8s_container_name = c.k8s_container_name;
-  row.workload_kind = c.workload_kind;
-  row.workload_name = c.workload_name;
-  row.compose_project = c.compose_project;
-  row.compose_service = c.compose_service;
-  row.containerd_namespace = c.containerd_namespace;
-  row.workload = c.workload;
+  row.$id = HOST;
 }
 
 export class PartitionBatch {
@@ -242,7 +245,6 @@ export class PartitionBatch {
    * the late buffer is full; the row stays 'pending' and the overflow is counted.
    */
   addWaiting(row: EventRow, node: string, cgroupId: bigint, atNs: bigint, nowMs: number): boolean {
-    row.columns.join_state = 'pending';
     if (this.waitingCount >= this.limits.lateMaxRows) {
       this.lateOverflow++;
       return false;

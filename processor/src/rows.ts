@@ -7,7 +7,7 @@ import type { DeadLetter } from '../../schemas/types.js';
 import { isPlainIdentifier } from './clickhouse/identifier.js';
 import type { ContainerMeta } from './metadata-table.js';
 import type { EventRow, Row } from './partition-batch.js';
-import { IDENTITY_COLUMNS, type IdentityColumns } from './workload.js';
+import { IDENTITY_COLUMNS, type IdentityColumns, NO_IDENTITY } from './workload.js';
 
 /** One decoded event of an EventBatch (schemas/events/*.avsc), tagged with its kind. */
 export interface DecodedEvent {
@@ -132,39 +132,122 @@ export function dateTime64(ns: bigint): string {
   return `0.${'000000000'.slice(frac.length)}${frac}`;
 }
 
+/** What every event row of one message shares: its envelope and Kafka coordinates. */
+export interface MessageSource {
+  readonly node: string;
+  readonly boot_id: string;
+  readonly kafka_partition: number;
+  readonly kafka_offset: string;
+  /** While the enriched topic is on: where the events' Avro bytes lie in the message... */
+  readonly bytes: EventBytes | undefined;
+  /** ...or, when the writer used another schema version, the decoded events. */
+  readonly events: readonly DecodedEvent[] | undefined;
+}
+
 /**
- * The row builder of an event kind, compiled once per kind: one object literal with every
- * column, so each row is a single allocation of its final shape (columns added one by one
- * after a literal spill into a separate, regrown property store). Own keys only: avsc record
- * instances inherit enumerable methods (clone, toBuffer, ...). Field names come from our
- * schemas; a name that is not a plain identifier makes the kind use the generic builder.
+ * The join columns of an event row and the container record behind them: one shared object
+ * per container record (and one for the host, one for rows before any join), never one per row.
  */
-type RowBuilder = (
-  batch: DecodedEventBatch,
-  ev: DecodedEvent,
-  time: bigint,
-  partition: number,
-  offset: string,
-) => Row;
-const builders = new Map<string, RowBuilder>();
-function rowBuilder(ev: DecodedEvent): RowBuilder {
-  let build = builders.get(ev.kind);
-  if (build !== undefined) return build;
+export type JoinIdentity = Readonly<IdentityColumns> & {
+  readonly join_state: 'joined' | 'pending' | 'host';
+  /**
+   * The container record the row was joined with, or (join_state 'pending') the one that
+   * knows its cgroup by path only: rules name the workload from it (workload.ts).
+   */
+  readonly meta: ContainerMeta | undefined;
+};
+
+/** The identity of a row no join has touched: every join column empty, join_state 'pending'. */
+export const UNJOINED: JoinIdentity = Object.freeze({
+  ...NO_IDENTITY,
+  join_state: 'pending',
+  meta: undefined,
+});
+
+/** The columns an event row takes from its message, then from its join, before its own fields. */
+const SOURCE_COLUMNS_OF_ROW = ['node', 'boot_id', 'kafka_partition', 'kafka_offset'] as const;
+const JOIN_COLUMNS_OF_ROW = [...IDENTITY_COLUMNS, 'join_state'] as const;
+/** Names an event row answers to besides its columns (EventRow's members and the row's own slots). */
+const ROW_MEMBERS = new Set([
+  'columns',
+  'timeNs',
+  'bytes',
+  'index',
+  'event',
+  'meta',
+  'toJSON',
+  'constructor',
+  'time',
+  ...SOURCE_COLUMNS_OF_ROW,
+  ...JOIN_COLUMNS_OF_ROW,
+]);
+
+/**
+ * An event row is one object per event: its own fields, the wall-clock `time` (bigint ns: the
+ * Native block takes it as it is, JSON gets its DateTime64 text in clickhouse/writer.ts), and
+ * two references, to its message's envelope and to its join identity. The other columns are
+ * getters through those references, so a row holds its fields and not two dozen shared
+ * strings, and a join is one store. One class per event kind, compiled once: every row of a
+ * kind has one shape, so the Native encoder's reads stay monomorphic.
+ */
+type RowClass = new (src: MessageSource, time: bigint, index: number, ev: DecodedEvent) => EventRow;
+interface CompiledRow {
+  make: RowClass;
+  /** The row's columns in table order (what Object.keys gave for the flat row). */
+  columns: readonly string[];
+}
+const rowClasses = new Map<string, CompiledRow>();
+
+function rowClass(ev: DecodedEvent): CompiledRow {
+  let compiled = rowClasses.get(ev.kind);
+  if (compiled !== undefined) return compiled;
   const fields = Object.keys(ev).filter((key) => key !== 'kind');
-  const columns = fields.map(snake);
-  build = [...fields, ...columns].every(isPlainIdentifier)
-    ? (new Function(
-        'v',
-        `return function buildRow(batch, ev, time, partition, offset) { return {
-          node: batch.node, boot_id: batch.bootId, time,
-          ${IDENTITY_COLUMNS.map((c) => `${c}: ''`).join(', ')},
-          join_state: 'pending', kafka_partition: partition, kafka_offset: offset,
-          ${fields.map((f, i) => `${columns[i]}: v(ev.${f})`).join(',\n')}
-        }; };`,
-      )(columnValue) as RowBuilder)
-    : (batch, e, time, partition, offset) => genericRow(batch, e, time, partition, offset, fields, columns);
-  builders.set(ev.kind, build);
-  return build;
+  const own = fields.map(snake);
+  fields.forEach((field, i) => {
+    const column = own[i] as string;
+    if (!isPlainIdentifier(field) || !isPlainIdentifier(column) || ROW_MEMBERS.has(column))
+      throw new Error(`event field ${ev.kind}.${field} can't be a row column (${column})`);
+  });
+  const columns = [
+    'node',
+    'boot_id',
+    'time',
+    ...JOIN_COLUMNS_OF_ROW,
+    'kafka_partition',
+    'kafka_offset',
+    ...own,
+  ];
+  const value = (c: string): string =>
+    (SOURCE_COLUMNS_OF_ROW as readonly string[]).includes(c)
+      ? `this.$src.${c}`
+      : (JOIN_COLUMNS_OF_ROW as readonly string[]).includes(c)
+        ? `this.$id.${c}`
+        : `this.${c}`;
+  const getters = [...SOURCE_COLUMNS_OF_ROW, ...JOIN_COLUMNS_OF_ROW].map(
+    (c) => `get ${c}() { return ${value(c)}; }`,
+  );
+  const make = new Function(
+    'v',
+    'UNJOINED',
+    'COLUMNS',
+    `return class EventRowOf_${isPlainIdentifier(ev.kind) ? ev.kind : 'kind'} {
+      constructor(src, time, index, ev) {
+        this.$src = src; this.$id = UNJOINED; this.time = time; this.index = index;
+        ${fields.map((f, i) => `this.${own[i]} = v(ev.${f});`).join('\n')}
+      }
+      ${getters.join('\n')}
+      get columns() { return this; }
+      get timeNs() { return this.time; }
+      get bytes() { return this.$src.bytes; }
+      get event() { const e = this.$src.events; return e === undefined ? undefined : e[this.index]; }
+      get meta() { return this.$id.meta; }
+      get $columns() { return COLUMNS; }
+      toJSON() { return { ${columns.map((c) => `${c}: ${value(c)}`).join(', ')} }; }
+    };`,
+  )(columnValue, UNJOINED, Object.freeze(columns)) as RowClass;
+  compiled = { make, columns };
+  rowClasses.set(ev.kind, compiled);
+  return compiled;
 }
 
 /** An event field as a row carries it: u64 (and arrays of u64: the block latency histogram) as u64Value. */
@@ -176,41 +259,41 @@ function columnValue(v: unknown): unknown {
       : v;
 }
 
-function genericRow(
+/** The columns of a row in table order: an event row's from its kind, a plain row's own keys. */
+export function rowColumns(row: object): readonly string[] {
+  return '$src' in row ? (row as unknown as { $columns: readonly string[] }).$columns : Object.keys(row);
+}
+
+/** A row as one plain object of its columns (what JSON gets, and what a test compares). */
+export function flatRow(row: object): Row {
+  return '$src' in row ? (row as unknown as { toJSON(): Row }).toJSON() : (row as Row);
+}
+
+/** The envelope the rows of one message share. */
+export function messageSource(
   batch: DecodedEventBatch,
-  ev: DecodedEvent,
-  time: bigint,
   partition: number,
   offset: string,
-  fields: string[],
-  columns: string[],
-): Row {
-  const row: Row = { node: batch.node, boot_id: batch.bootId, time };
-  for (const c of IDENTITY_COLUMNS) row[c] = '';
-  row.join_state = 'pending';
-  row.kafka_partition = partition;
-  row.kafka_offset = offset;
-  fields.forEach((f, i) => {
-    row[columns[i] as string] = columnValue(ev[f]);
-  });
-  return row;
+  keepEvents: boolean,
+): MessageSource {
+  const bytes = keepEvents ? batch.eventBytes : undefined;
+  return {
+    node: batch.node,
+    boot_id: batch.bootId,
+    kafka_partition: partition,
+    kafka_offset: offset,
+    bytes,
+    events: keepEvents && bytes === undefined ? batch.events : undefined,
+  };
 }
 
 /**
- * Builds the row with every event field plus envelope, Kafka coordinates and join columns
- * (empty, join_state 'pending', until the join). `offset` is the message's offset as decimal
- * text (converted once per message, not per event). The `time` column is the wall-clock ns
- * themselves, a bigint: the Native block takes it as it is, and JSON gets its DateTime64 text
- * (clickhouse/writer.ts toJsonEachRow): text per row would be most of a row's allocations.
+ * The row of one event (see EventRow): every event field plus the envelope, Kafka coordinates
+ * and join columns (empty, join_state 'pending', until the join). `index` is the event's
+ * place in its message.
  */
-export function buildRow(
-  batch: DecodedEventBatch,
-  ev: DecodedEvent,
-  timeNs: bigint,
-  partition: number,
-  offset: string,
-): Row {
-  return rowBuilder(ev)(batch, ev, timeNs, partition, offset);
+export function buildEventRow(src: MessageSource, ev: DecodedEvent, timeNs: bigint, index: number): EventRow {
+  return new (rowClass(ev).make)(src, timeNs, index, ev);
 }
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
@@ -244,32 +327,25 @@ export function checkTimeNs(timeNs: bigint, what: string): void {
 /**
  * Every row of one EventBatch message, or a PoisonError for the whole message: a message
  * lands whole or goes to the dead letters whole, never in part. `rows[i]` is built from
- * `batch.events[i]` (what the enriched topic sends of it kept while `keepEvent`); the
+ * `batch.events[i]`; what the enriched topic sends of it is kept while `keepEvents`. The
  * event_batches row is separate.
  */
 export function buildMessageRows(
   batch: DecodedEventBatch,
   partition: number,
   offset: string,
-  keepEvent: boolean,
+  keepEvents: boolean,
 ): { envelope: Row; rows: EventRow[] } {
   checkTimeNs(batch.producedAtNs, 'producedAtNs');
   const envelope = batchRow(batch, partition, offset);
-  const rows: EventRow[] = new Array(batch.events.length);
-  const bytes = batch.eventBytes;
-  for (let i = 0; i < batch.events.length; i++) {
-    const ev = batch.events[i] as DecodedEvent;
+  const src = messageSource(batch, partition, offset, keepEvents);
+  const events = batch.events;
+  const rows: EventRow[] = new Array(events.length);
+  for (let i = 0; i < events.length; i++) {
+    const ev = events[i] as DecodedEvent;
     const timeNs = wallClockNs(batch, ev.tsNs);
     checkTimeNs(timeNs, `${ev.kind} event time`);
-    const columns = buildRow(batch, ev, timeNs, partition, offset);
-    rows[i] = {
-      columns,
-      timeNs,
-      bytes: keepEvent ? bytes : undefined,
-      index: i,
-      event: keepEvent && bytes === undefined ? ev : undefined,
-      meta: undefined,
-    };
+    rows[i] = buildEventRow(src, ev, timeNs, i);
   }
   return { envelope, rows };
 }

@@ -142,13 +142,9 @@ export function workloadIdentity(meta: ContainerMeta): string {
 }
 
 /**
- * A row's workload identity from the container record it was joined with; by container id
- * for a row that has one but no record at hand; '' for a row not joined to a container.
+ * A row's workload identity from the container record it was joined with (or, pending, the
+ * record that knows its cgroup by path); '' for a row with no record (host, or not known yet).
  */
 export function rowWorkload(row: EventRow): string {
-  if (row.meta !== undefined) return workloadIdentity(row.meta);
-  const container = row.columns.container_id;
-  return typeof container === 'string' && container !== ''
-    ? `container/${String(row.columns.node)}/${container}`
-    : '';
+  return row.meta === undefined ? '' : workloadIdentity(row.meta);
 }

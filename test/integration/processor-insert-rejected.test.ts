@@ -20,7 +20,7 @@ import {
   splitRejected,
 } from '../../processor/src/partition-batch.js';
 import { createProcessor, type Processor } from '../../processor/src/processor.js';
-import { buildRow, wallClockNs } from '../../processor/src/rows.js';
+import { buildMessageRows } from '../../processor/src/rows.js';
 import { clickHouseSink } from '../../processor/src/sink.js';
 import { loadCatalog } from '../../schemas/catalog.js';
 import { createProcessorStore, queryRows } from '../support/clickhouse.js';
@@ -189,8 +189,8 @@ describe('processor: rows ClickHouse rejects', () => {
         const rows: Row[] = [];
         for (let i = 0; i < 8; i++) {
           const decoded = codec.decodeEventBatch(messages[i] as Buffer);
-          for (const ev of decoded.events)
-            rows.push(buildRow(decoded, ev, wallClockNs(decoded, ev.tsNs), 5, String(1000 + i)));
+          for (const row of buildMessageRows(decoded, 5, String(1000 + i), false).rows)
+            rows.push(row.columns);
         }
         return rows;
       };

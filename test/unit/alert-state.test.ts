@@ -14,13 +14,16 @@ import { type Alert, AlertEngine, type AlertRules } from '../../processor/src/al
 import { CrashLoopRule } from '../../processor/src/crash-loop.js';
 import type { ContainerMeta } from '../../processor/src/metadata-table.js';
 import {
+  applyHost,
   applyJoin,
   type CutBatch,
   type EventRow,
   encodeCut,
+  markPending,
   type Row,
 } from '../../processor/src/partition-batch.js';
 import { rowWorkload, workloadIdentity } from '../../processor/src/workload.js';
+import { testEventRow } from '../support/event-row.js';
 
 const MS = 1_000_000n;
 const NOW_NS = BigInt(Date.now()) * MS;
@@ -60,16 +63,11 @@ function meta(over: Partial<ContainerMeta> = {}): ContainerMeta {
 /** A proc_exit row as the processor builds it, joined with `m`, `i` seconds after NOW_NS. */
 function exitRow(m: ContainerMeta, i: number, code = 3): EventRow {
   const t = NOW_NS + BigInt(i) * 1_000n * MS;
-  const columns: Row = {
-    node: m.node,
-    boot_id: 'boot-1',
-    ts_ns: 1_000 + i,
-    tgid: 100 + i,
-    exit_code: code,
-    signal: 0,
-    join_state: 'pending',
-  };
-  const row: EventRow = { columns, timeNs: t, bytes: undefined, index: 0, event: undefined, meta: undefined };
+  const row = testEventRow(
+    'proc_exit',
+    { tsNs: BigInt(1_000 + i), tgid: 100 + i, exitCode: code, signal: 0 },
+    { node: m.node, bootId: 'boot-1', timeNs: t },
+  );
   applyJoin(row, m);
   return row;
 }
@@ -163,18 +161,15 @@ describe('workload identity', () => {
     expect(workloadIdentity(m)).toBe(expected);
   });
 
-  it('comes from the record a row was joined with; rows without one fall back', () => {
+  it('comes from the record a row was joined with, or known by; rows with none have none', () => {
     expect(rowWorkload(exitRow(meta({ name: 'api' }), 0))).toBe('docker/n1/api');
-    const unjoined = (container_id: string): EventRow => ({
-      columns: { node: 'n2', container_id },
-      timeNs: NOW_NS,
-      bytes: undefined,
-      index: 0,
-      event: undefined,
-      meta: undefined,
-    });
-    expect(rowWorkload(unjoined('abc'))).toBe('container/n2/abc');
-    expect(rowWorkload(unjoined(''))).toBe('');
+    const pathOnly = testEventRow('proc_exit', {}, { node: 'n1', timeNs: NOW_NS });
+    markPending(pathOnly, meta({ name: '' }));
+    expect(rowWorkload(pathOnly)).toBe('container/n1/c0');
+    const unjoined = testEventRow('proc_exit', {}, { node: 'n2', timeNs: NOW_NS });
+    expect(rowWorkload(unjoined)).toBe('');
+    applyHost(unjoined);
+    expect(rowWorkload(unjoined)).toBe('');
   });
 });
 
@@ -257,11 +252,7 @@ describe('exits of containers no record names yet', () => {
     expect(e.snapshot().crash.waiting).toHaveLength(3);
     for (let i = 0; i < 3; i++) names.set(BigInt(10 + i), recreated(i)); // docker inspect answered
     e.commitSequences([]); // the cut committed: the next batch's rules settle first
-    e.observe(
-      'cpu_sample',
-      { columns: {}, timeNs: 0n, bytes: undefined, index: 0, event: undefined, meta: undefined },
-      out,
-    );
+    e.observe('cpu_sample', testEventRow('cpu_sample'), out);
     expect(out).toHaveLength(1);
     expect(out[0]).toMatchObject({ kind: 'crash_loop', container: 'c2', containerName: 'web' });
     expect(out[0]?.details.workload).toBe('docker/n1/web');

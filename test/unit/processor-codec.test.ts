@@ -12,8 +12,9 @@ import {
   type EnrichedContainer,
   enrichedMessages,
 } from '../../processor/src/enriched.js';
-import type { EventRow, Row } from '../../processor/src/partition-batch.js';
-import { buildRow, type DecodedEvent, type DecodedEventBatch } from '../../processor/src/rows.js';
+import type { ContainerMeta } from '../../processor/src/metadata-table.js';
+import { applyJoin, type EventRow } from '../../processor/src/partition-batch.js';
+import { buildMessageRows, type DecodedEvent, type DecodedEventBatch } from '../../processor/src/rows.js';
 import { compileSchema } from '../../schemas/avro-types.js';
 import { loadHistorySchemas } from '../../schemas/catalog.js';
 import { createEncoder, createSchemaResolver, singleObjectHeader } from '../../schemas/codec.js';
@@ -42,26 +43,40 @@ function decodedBatch(node: string, events: unknown[]): DecodedEventBatch {
 const events = sampleEvents().map((e, i) => (e.tsNs < 2n ** 60n ? e : { ...e, tsNs: 1_000n + BigInt(i) }));
 
 /** A batch's event rows by table, as the processor holds them while the enriched topic is on. */
-function rowsOf(batch: DecodedEventBatch, join: (i: number) => Partial<Row>): Map<string, EventRow[]> {
+function rowsOf(
+  batch: DecodedEventBatch,
+  join: (i: number) => ContainerMeta | undefined,
+): Map<string, EventRow[]> {
   const tables = new Map<string, EventRow[]>();
-  batch.events.forEach((ev, i) => {
-    const timeNs = batch.bootEpochNs! + ev.tsNs;
-    const columns = Object.assign(buildRow(batch, ev, timeNs, 2, '7'), join(i));
-    const list = tables.get(ev.kind) ?? [];
-    list.push({ columns, timeNs, bytes: undefined, index: i, event: ev, meta: undefined });
-    tables.set(ev.kind, list);
+  buildMessageRows(batch, 2, '7', true).rows.forEach((row, i) => {
+    const meta = join(i);
+    if (meta !== undefined) applyJoin(row, meta);
+    const kind = (batch.events[i] as DecodedEvent).kind;
+    tables.set(kind, [...(tables.get(kind) ?? []), row]);
   });
   return tables;
 }
 
-const joined = (name: string) => ({
-  join_state: 'joined',
-  container_id: `id-${name}`,
-  container_name: name,
+const joined = (name: string, over: Partial<ContainerMeta> = {}): ContainerMeta => ({
+  node: 'node-1',
+  cgroupId: 7n,
+  containerId: `id-${name}`,
+  runtime: 'containerd',
+  cgroupPath: '',
+  name,
   image: 'busybox:1',
+  labels: {},
   pod: `pod-${name}`,
+  podUid: '',
   namespace: 'prod',
+  workloadKind: '',
   workload: 'app',
+  runtimeNamespace: 'k8s.io',
+  startedAtNs: 0n,
+  stoppedAtNs: 0n,
+  updatedAtNs: 0n,
+  state: 'RUNNING',
+  ...over,
 });
 
 describe('processor output codec', () => {
@@ -123,7 +138,7 @@ describe('processor output codec', () => {
     const batch = decodedBatch('node-1', events);
     expect(new Set(batch.events.map((e) => e.kind)).size).toBe(15);
     // Two containers; every third event is pending (no container).
-    const tables = rowsOf(batch, (i) => (i % 3 === 2 ? {} : joined(i % 3 === 0 ? 'a' : 'b')));
+    const tables = rowsOf(batch, (i) => (i % 3 === 2 ? undefined : joined(i % 3 === 0 ? 'a' : 'b')));
     const { messages, events: count } = enrichedMessages(
       tables,
       { partition: 2, firstOffset: 5n, lastOffset: 9n },
@@ -147,7 +162,8 @@ describe('processor output codec', () => {
 
   it('lists one container twice when its record changed within the batch', () => {
     const batch = decodedBatch('node-1', events.slice(0, 4));
-    const tables = rowsOf(batch, (i) => ({ ...joined('a'), container_name: i < 2 ? '' : 'a' }));
+    const [early, late] = [joined('a', { name: '' }), joined('a')];
+    const tables = rowsOf(batch, (i) => (i < 2 ? early : late));
     const out = decode(
       enrichedMessages(tables, { partition: 0, firstOffset: 0n, lastOffset: 0n }, codec.encodeEnriched)
         .messages[0]!.value,

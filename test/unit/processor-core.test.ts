@@ -5,20 +5,28 @@ import { AlertEngine } from '../../processor/src/alerts.js';
 import { coPartition } from '../../processor/src/assigner.js';
 import { type ContainerMeta, MetadataTable } from '../../processor/src/metadata-table.js';
 import {
+  applyJoin,
   decodeCut,
   dedupToken,
   type EventRow,
   encodeCut,
   markPending,
   PartitionBatch,
-  type Row,
 } from '../../processor/src/partition-batch.js';
-import { dateTime64 } from '../../processor/src/rows.js';
+import { dateTime64, flatRow } from '../../processor/src/rows.js';
 import { IDENTITY_COLUMNS } from '../../processor/src/workload.js';
+import { testEventRow } from '../support/event-row.js';
 
-/** An event's row as the pipeline holds it: its columns, time and (once joined) record. */
-function eventRow(columns: Row, timeNs = 0n): EventRow {
-  return { columns, timeNs, bytes: undefined, index: 0, event: undefined, meta: undefined };
+/** An event's row as the pipeline builds it, of node n1; joined with container `containerId` when given. */
+function eventRow(
+  kind: string,
+  fields: Record<string, unknown> = {},
+  timeNs = 0n,
+  containerId?: string,
+): EventRow {
+  const row = testEventRow(kind, fields, { node: 'n1', timeNs });
+  if (containerId !== undefined) applyJoin(row, meta({ containerId }));
+  return row;
 }
 
 function meta(over: Partial<ContainerMeta> = {}): ContainerMeta {
@@ -163,7 +171,7 @@ describe('partition batch', () => {
   it('cuts on rows or age, but waits for late metadata within its deadline', () => {
     const b = new PartitionBatch(limits);
     b.addMessage(10n, 0);
-    const r1 = eventRow({ n: 1 });
+    const r1 = eventRow('cpu_sample');
     b.addEventRow('t', r1);
     b.addWaiting(r1, 'n1', 42n, 100n, 0);
     b.addRow('t', { n: 2 });
@@ -185,7 +193,7 @@ describe('partition batch', () => {
   it('a row known by its cgroup path only keeps that container id while pending', () => {
     const b = new PartitionBatch(limits);
     b.addMessage(10n, 0);
-    const r = eventRow({});
+    const r = eventRow('cpu_sample');
     b.addEventRow('t', r);
     const pathOnly = meta({ name: '', image: '' });
     markPending(r, pathOnly);
@@ -201,7 +209,7 @@ describe('partition batch', () => {
   it('gives up waiting at the deadline and writes pending rows', () => {
     const b = new PartitionBatch(limits);
     b.addMessage(10n, 0);
-    const r = eventRow({});
+    const r = eventRow('cpu_sample');
     b.addEventRow('t', r);
     b.addWaiting(r, 'n1', 42n, 100n, 900); // arrived late in the batch: deadline 1400
     expect(b.shouldCut(999, undefined)).toBe(false); // not due yet
@@ -263,7 +271,7 @@ describe('partition batch', () => {
     expect(b.shouldCut(999, undefined, true)).toBe(false); // maxMs (1,000) still holds
     expect(b.shouldCut(1_000, undefined, true)).toBe(true);
     expect(b.shouldCut(1_000, undefined)).toBe(false); // on its own it waits for the trickle tier
-    b.addWaiting(eventRow({}), 'n1', 9n, 1n, 1_000); // a row waiting for metadata holds it back
+    b.addWaiting(eventRow('cpu_sample'), 'n1', 9n, 1n, 1_000); // a row waiting for metadata holds it back
     expect(b.shouldCut(1_000, undefined, true)).toBe(false);
     expect(b.shouldCut(1_000, 5n, true)).toBe(false); // a recorded cut decides alone
   });
@@ -271,7 +279,7 @@ describe('partition batch', () => {
   it('bounds the late buffer and counts the overflow', () => {
     const b = new PartitionBatch(limits);
     b.addMessage(1n, 0);
-    const accepted = [1, 2, 3].map(() => b.addWaiting(eventRow({}), 'n1', 9n, 1n, 0));
+    const accepted = [1, 2, 3].map(() => b.addWaiting(eventRow('cpu_sample'), 'n1', 9n, 1n, 0));
     expect(accepted).toEqual([true, true, false]);
     expect(b.lateOverflow).toBe(1);
   });
@@ -317,7 +325,7 @@ describe('alert rules', () => {
     const e = new AlertEngine(rules);
     const out: Parameters<AlertEngine['observe']>[2] = [];
     const exit = (t: bigint, code: number) =>
-      eventRow({ node: 'n1', container_id: 'c1', exit_code: code, signal: 0 }, t);
+      eventRow('proc_exit', { exitCode: code, signal: 0, tsNs: t }, t, 'c1');
     e.observe('proc_exit', exit(0n, 1), out);
     e.observe('proc_exit', exit(100n * ms, 0), out); // clean exit does not count
     e.observe('proc_exit', exit(2_000n * ms, 1), out); // first one fell out of the window
@@ -331,9 +339,8 @@ describe('alert rules', () => {
   it('raises oom kills, tcp spikes once per window, and sequence gaps', () => {
     const e = new AlertEngine(rules);
     const out: Parameters<AlertEngine['observe']>[2] = [];
-    e.observe('oom_kill', eventRow({ node: 'n1', container_id: 'c1', comm: 'x' }, 5n), out);
-    for (let i = 0; i < 12; i++)
-      e.observe('tcp_reset', eventRow({ node: 'n1', container_id: 'c1' }, BigInt(i) * ms), out);
+    e.observe('oom_kill', eventRow('oom_kill', { comm: 'x' }, 5n, 'c1'), out);
+    for (let i = 0; i < 12; i++) e.observe('tcp_reset', eventRow('tcp_reset', {}, BigInt(i) * ms, 'c1'), out);
     const seen = (bootId: string, sequence: bigint) =>
       e.observeSequence(
         { node: 'n1', bootId, sequence, producedAtNs: 0n, checksum: 0, offset: sequence },
@@ -352,12 +359,13 @@ describe('rows from decoded Avro', () => {
   it('carry only the event own fields (avsc records inherit enumerable methods)', async () => {
     const { createProcessorCodec } = await import('../../processor/src/codec.js');
     const { SyntheticNode } = await import('../../bench/processor/synthetic.js');
-    const { buildMessageRows, buildRow, wallClockNs } = await import('../../processor/src/rows.js');
+    const { buildMessageRows, wallClockNs } = await import('../../processor/src/rows.js');
     const codec = createProcessorCodec();
     const batch = codec.decodeEventBatch(new SyntheticNode({ node: 'n1', containers: 2 }).next(2), true);
     const ev = batch.events[0];
     if (ev === undefined) throw new Error('no event');
-    const row = buildRow(batch, ev, wallClockNs(batch, ev.tsNs), 3, '7');
+    const [built] = buildMessageRows(batch, 3, '7', true).rows;
+    const row = flatRow(built?.columns ?? {});
     expect(Object.keys(row)).toEqual([
       'node',
       'boot_id',
@@ -376,8 +384,13 @@ describe('rows from decoded Avro', () => {
       'interval_ns',
     ]);
     expect(row.cgroup_id).toBe(10001); // u64 as a number while a double holds it exactly
-    const [built] = buildMessageRows(batch, 3, '7', true).rows;
-    expect(built?.columns).toEqual(row);
+    expect(row.join_state).toBe('pending');
+    expect([row.node, row.boot_id, row.kafka_partition, row.kafka_offset]).toEqual([
+      'n1',
+      batch.bootId,
+      3,
+      '7',
+    ]);
     expect(built?.timeNs).toBe(wallClockNs(batch, ev.tsNs));
     // Kept for the enriched topic: the event's bytes as they arrived (current writer schema)...
     expect(built?.bytes).toBe(batch.eventBytes);

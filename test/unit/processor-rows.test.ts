@@ -1,13 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { toJsonEachRow } from '../../processor/src/clickhouse/writer.js';
-import { buildRow, u64Value } from '../../processor/src/rows.js';
+import { u64Value } from '../../processor/src/rows.js';
+import { testEventRow } from '../support/event-row.js';
 
 describe('processor rows', () => {
   it('writes every u64, inside arrays too, exactly to JSON', () => {
-    const batch = { node: 'n', bootId: 'b', sequence: 1n, producedAtNs: 0n, bootEpochNs: 0n, events: [] };
     const hist = Array.from({ length: 32 }, (_, i) => (i === 31 ? 18446744073709551615n : BigInt(i)));
     const event = {
-      kind: 'block_sample',
       tsNs: 5n,
       cgroupId: 18446744073709551615n,
       pid: 0,
@@ -20,8 +19,11 @@ describe('processor rows', () => {
       latencyHist: hist,
       intervalNs: 1_000_000_000n,
     };
-    // biome-ignore lint/suspicious/noExplicitAny: a decoded Avro event, as the codec hands it over
-    const row = buildRow(batch as any, event as any, 1_700_000_000_000_000_000n, 2, '42');
+    const row = testEventRow('block_sample', event, {
+      timeNs: 1_700_000_000_000_000_000n,
+      partition: 2,
+      offset: '42',
+    }).columns;
     // The time is the bigint ns itself (the Native block takes it as it is), text in JSON.
     expect(row.time).toBe(1_700_000_000_000_000_000n);
     const json = JSON.parse(toJsonEachRow([row]));

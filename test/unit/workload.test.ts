@@ -3,7 +3,7 @@
 // rule keys by, which must agree on which runtime a record is.
 import { describe, expect, it } from 'vitest';
 import type { ContainerMeta } from '../../processor/src/metadata-table.js';
-import { applyHost, applyJoin, type Row } from '../../processor/src/partition-batch.js';
+import { applyHost, applyJoin } from '../../processor/src/partition-batch.js';
 import { containerMetaFromRecord, containerRow } from '../../processor/src/rows.js';
 import {
   HOST_IDENTITY,
@@ -12,6 +12,7 @@ import {
   identityColumns,
   workloadIdentity,
 } from '../../processor/src/workload.js';
+import { testEventRow } from '../support/event-row.js';
 
 function meta(over: Partial<ContainerMeta>): ContainerMeta {
   return {
@@ -147,15 +148,9 @@ describe('workload identity', () => {
 
   it('a joined row carries every identity column; a host row only workload = host', () => {
     const m = meta(CASES[0]?.meta ?? {});
-    const row: Row = { node: 'n1', join_state: 'pending' };
-    const eventRow = {
-      columns: row,
-      timeNs: 0n,
-      bytes: undefined,
-      index: 0,
-      event: undefined,
-      meta: undefined,
-    };
+    const eventRow = testEventRow('cpu_sample', {}, { node: 'n1' });
+    const row = eventRow.columns;
+    expect(row.join_state).toBe('pending');
     applyJoin(eventRow, m);
     expect(eventRow.meta).toBe(m);
     for (const c of IDENTITY_COLUMNS) expect(row[c], c).toBe(identityColumns(m)[c]);

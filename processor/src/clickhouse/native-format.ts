@@ -16,6 +16,7 @@
 // undefined, and the writer uses JSONEachRow for that insert.
 
 import { KtrailError } from '../../../common/errors.js';
+import { rowColumns } from '../rows.js';
 import { isPlainIdentifier } from './identifier.js';
 import { ROW_PASS, writeColumnsRowPass } from './native-columns.js';
 import { type Encoder, Out, writeDateTime64Text, writeGiga } from './native-out.js';
@@ -152,10 +153,10 @@ export class NativeValueError extends KtrailError {
 export function encodeNativeBlock(
   rows: readonly Record<string, unknown>[],
   types: ColumnTypes,
-): { block: Buffer; columns: string[] } | undefined {
+): { block: Buffer; columns: readonly string[] } | undefined {
   const first = rows[0];
   if (first === undefined) return undefined;
-  const columns = Object.keys(first);
+  const columns = rowColumns(first);
   const plan: Encoder[] = [];
   for (const column of columns) {
     const type = types.get(column);
@@ -187,7 +188,7 @@ const isNumeric = (v: unknown): boolean =>
  */
 function findMisfit(
   rows: readonly Record<string, unknown>[],
-  columns: string[],
+  columns: readonly string[],
   plan: Encoder[],
 ): NativeValueError | undefined {
   const scratch = new Out(64);

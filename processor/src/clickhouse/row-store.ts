@@ -106,7 +106,7 @@ async function nativeBlock(
   client: ClickHouseClient,
   table: string,
   params: InsertBatchParams,
-): Promise<{ block: Buffer; columns: string[] } | undefined> {
+): Promise<{ block: Buffer; columns: readonly string[] } | undefined> {
   const rows = params.rows;
   if (rows.length === 0) return undefined;
   try {

@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { ConfigError, KtrailError, PoisonError, TransientError } from '../../../common/errors.js';
 import { createLogger } from '../../../common/log.js';
-import { dateTime64 } from '../rows.js';
+import { dateTime64, flatRow } from '../rows.js';
 import type { ColumnTypes } from './native-format.js';
 import { rowStoreOf } from './row-store.js';
 
@@ -149,15 +149,16 @@ function bigintAsString(_key: string, value: unknown): unknown {
 }
 
 /**
- * The column event rows carry as bigint ns (rows.ts buildRow): in JSON, DateTime64(9) is
+ * The column event rows carry as bigint ns (rows.ts buildEventRow): in JSON, DateTime64(9) is
  * "seconds.nanoseconds" text (the engine would read a bare integer as seconds).
  */
 const TIME_COLUMN = 'time';
 
-/** The row as JSON holds it: a bigint `time` as its DateTime64 text. */
+/** The row as JSON holds it: its columns as one object, a bigint `time` as its DateTime64 text. */
 function withTimeText(row: object): object {
-  const time = (row as Record<string, unknown>)[TIME_COLUMN];
-  return typeof time === 'bigint' ? { ...row, [TIME_COLUMN]: dateTime64(time) } : row;
+  const flat = flatRow(row);
+  const time = flat[TIME_COLUMN];
+  return typeof time === 'bigint' ? { ...flat, [TIME_COLUMN]: dateTime64(time) } : flat;
 }
 
 /**

@@ -5,6 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { runAs } from '../common/run-as.js';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
 const SERVICES = [
@@ -26,7 +27,12 @@ for (const name of wanted) {
     continue;
   }
   console.log(`[bench] ${name}`);
-  const result = spawnSync(process.execPath, ['--import', 'tsx', script], { stdio: 'inherit' });
+  // The processor's benchmark is the processor (chDB and all, in its process): run as one.
+  const run = name === 'processor' ? runAs('processor', script) : undefined;
+  const result =
+    run === undefined
+      ? spawnSync(process.execPath, ['--import', 'tsx', script], { stdio: 'inherit' })
+      : spawnSync(run.command, run.args, { stdio: 'inherit', env: run.env });
   if (result.status !== 0) {
     console.error(`[bench] ${name} failed (exit ${result.status})`);
     failed++;

@@ -1,12 +1,26 @@
 #!/bin/sh
 # `collector ...` or `processor ...`: runs the matching CLI, compiled (npm run build:js), with
 # the rest of the arguments. The image's entrypoint, and what the collector benchmark runs.
+# `run-as collector|processor SCRIPT.ts ...`: a TypeScript entry run with that process's Node
+# flags and environment (./ktrail up's children, the processor benchmark's in-process processor).
 set -e
 root=$(cd "$(dirname "$0")/../.." && pwd)
 # glibc gives threads that allocate (libuv pool, zstd, chDB) arenas of their own, up to 8 per
 # core, and returns little of them: two keep RSS 15-30 MiB lower at full rate, with no CPU
 # cost measured (docs/benchmarks.md, Collector).
 export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
+# Node flags per process. The collector: young generation capped at 2 MiB per semi-space. Its
+# Kafka sink scavenges every few MiB of Buffers anyway (collector/src/buffer-reclaim.ts), so a
+# larger one only held memory: RSS at full speed ~136 MiB against ~145 with 8, CPU at 10k
+# events/s unchanged. The processor: 16 MiB. Its rows live until their cut, whatever the young
+# generation's size, and V8 sizes it by the machine (64 MiB per semi-space with 24 GiB and no
+# cgroup limit): 16 held a backlog drain ~100 MiB lower at the same CPU (docs/perf-log.md).
+node_flags() {
+  case "$1" in
+    collector) echo "--max-semi-space-size=2" ;;
+    processor) echo "--max-semi-space-size=16" ;;
+  esac
+}
 cmd="$1"
 [ $# -gt 0 ] && shift
 case "$cmd" in
@@ -15,14 +29,14 @@ case "$cmd" in
       echo "$root/dist/$cmd/src/cli.js is missing: run npm run build:js" >&2
       exit 2
     fi
-    # The collector: young generation capped at 2 MiB per semi-space. Its Kafka sink
-    # scavenges every few MiB of Buffers anyway (collector/src/buffer-reclaim.ts), so a larger
-    # one only held memory: RSS at full speed ~136 MiB against ~145 with 8, CPU at 10k
-    # events/s unchanged (docs/perf-log.md, 2026-12-06). The processor's heap is chDB's business.
-    flags=""
-    [ "$cmd" = collector ] && flags="--max-semi-space-size=2"
-    # shellcheck disable=SC2086 # flags is one word or none
-    exec node $flags "$root/dist/$cmd/src/cli.js" "$@"
+    # shellcheck disable=SC2046 # the flags are words
+    exec node $(node_flags "$cmd") "$root/dist/$cmd/src/cli.js" "$@"
     ;;
-  *) echo "usage: collector|processor [--config FILE] [options]" >&2; exit 2 ;;
+  run-as)
+    role="${1:-}"
+    case "$role" in collector | processor) shift ;; *) echo "usage: run-as collector|processor SCRIPT.ts [args]" >&2; exit 2 ;; esac
+    # shellcheck disable=SC2046 # the flags are words
+    exec node $(node_flags "$role") --import tsx "$@"
+    ;;
+  *) echo "usage: collector|processor [--config FILE] [options] | run-as collector|processor SCRIPT.ts [args]" >&2; exit 2 ;;
 esac

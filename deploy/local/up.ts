@@ -29,6 +29,7 @@ import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { type KtrailConfig, loadConfig } from '../../common/config.js';
+import { runAs } from '../../common/run-as.js';
 import { queryTokenFile } from '../../processor/src/query-endpoint.js';
 import { FIRST_QUESTIONS } from '../clickhouse/queries.js';
 import {
@@ -213,9 +214,10 @@ try {
 const tokenFile = config === undefined ? join(chdbPath, '..', 'query-token') : queryTokenFile(config);
 
 function launch(name: 'collector' | 'processor', cliArgs: string[]): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', `${root}/${name}/src/cli.ts`, ...common, ...cliArgs], {
+  const run = runAs(name, `${root}/${name}/src/cli.ts`, [...common, ...cliArgs], childEnv);
+  return spawn(run.command, run.args, {
     cwd: root,
-    env: childEnv,
+    env: run.env,
     stdio: ['ignore', view.stdio(name), view.stdio(name)],
     // Its own process group: a Ctrl-C in the terminal reaches `up` alone, which stops the
     // children in order (collector first) instead of all at once.

@@ -8,7 +8,7 @@ import type { EventBytes } from '../../schemas/codec.js';
 import type * as Avro from '../../schemas/types.js';
 import type { EnrichedContainer, JoinState } from '../../schemas/types.js';
 import type { EventRow, Row } from './partition-batch.js';
-import type { DecodedEvent } from './rows.js';
+import type { DecodedEvent, JoinIdentity } from './rows.js';
 
 export type { EnrichedContainer, JoinState };
 
@@ -147,11 +147,19 @@ function toEnrichedBatch(
   // By id; more than one entry when the container's record changed within the batch (its
   // name arrived, say): each event keeps the version it was joined with.
   const byId = new Map<string, number[]>();
+  // Rows joined with one record share one identity object (partition-batch.ts applyJoin).
+  const byIdentity = new Map<JoinIdentity, number>();
   const events: EnrichedEvent[] = new Array(rows.length);
   for (let i = 0; i < rows.length; i++) {
     const row = rows[i] as EventRow;
-    const joinState = row.columns.join_state as JoinState;
-    const container = joinState === 'joined' ? containerIndex(row.columns, containers, byId) : -1;
+    const identity = row.$id;
+    const joinState = identity.join_state;
+    let container = -1;
+    if (joinState === 'joined') {
+      const known = byIdentity.get(identity);
+      container = known ?? containerIndex(row.columns, containers, byId);
+      if (known === undefined) byIdentity.set(identity, container);
+    }
     events[i] =
       row.bytes !== undefined
         ? { timeNs: row.timeNs, joinState, container, bytes: row.bytes, index: row.index }

@@ -41,6 +41,7 @@ import {
 import { createBufferReclaimer } from '../../common/buffer-reclaim.js';
 import { fixKafkajsEncoderZeroFill, fixKafkajsIdleTimer, useNativeCrc32cOrWarn } from '../../common/kafka.js';
 import { KafkaAccessError } from '../../common/kafka-security.js';
+import { fixKafkajsRecordBatchCopies } from '../../common/kafkajs-record-batch.js';
 import { createLogger } from '../../common/log.js';
 import { loadCodecAddon } from '../../common/native-codec.js';
 import type { QueuedMessage } from './pipeline/send-queue.js';
@@ -162,6 +163,7 @@ export function createKafkaSink(options: KafkaSinkOptions): MessageSink {
   useNativeCrc32cOrWarn(log);
   fixKafkajsIdleTimer();
   fixKafkajsEncoderZeroFill();
+  if (!fixKafkajsRecordBatchCopies()) log.warn('kafkajs copies each record batch through its own Encoders');
   const reclaimer = createBufferReclaimer();
   let producer: Producer | undefined;
   let connecting: Promise<Producer> | undefined;

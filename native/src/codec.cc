@@ -14,6 +14,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -92,19 +94,43 @@ Napi::Value Crc32c(const Napi::CallbackInfo& info) {
 
 // ---- zstd -------------------------------------------------------------------------------
 
-// Each pool thread keeps one compression context and one output area for the life of the
-// process: a fresh context per batch allocated and initialised ~1 MiB of tables every time,
-// and that churn through malloc fragmented the heap (resident memory at full rate).
+// Compression contexts and output areas are kept for the life of the process and shared by
+// the pool threads: a fresh context per batch allocated and initialised ~1 MiB of tables
+// every time, and that churn through malloc fragmented the heap. One per pool thread (what
+// a thread_local gave) held four of them, ~2 MiB each at ktrail's 1 MB batches, where the
+// collector compresses one batch at a time: a scratch is taken for one batch and given
+// back once its result is copied out, so there are as many as compressions run at once.
 struct CompressScratch {
   ZSTD_CCtx* cctx = nullptr;
   std::vector<uint8_t> out;
   ~CompressScratch() { ZSTD_freeCCtx(cctx); }
 };
-thread_local CompressScratch t_compress;
+
+class ScratchPool {
+ public:
+  std::unique_ptr<CompressScratch> Take() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (free_.empty()) return std::make_unique<CompressScratch>();
+    std::unique_ptr<CompressScratch> s = std::move(free_.back());
+    free_.pop_back();
+    return s;
+  }
+  void Give(std::unique_ptr<CompressScratch> s) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (free_.size() < kMaxFree) free_.push_back(std::move(s));
+  }
+
+ private:
+  static constexpr size_t kMaxFree = 4;  // the default libuv pool size
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<CompressScratch>> free_;
+};
+ScratchPool g_scratches;
 
 // Compression reads the caller's Buffer in place, held by a reference until the worker is
 // done (its callers, kafkajs' encoders, never write to a buffer after handing it over);
-// decompression copies its input. The output is copied once into an exact-size Buffer.
+// decompression copies its input. The output is copied once into an exact-size Buffer,
+// straight from the scratch, which the worker holds until then.
 class ZstdWorker : public Napi::AsyncWorker {
  public:
   ZstdWorker(Napi::Env env, Napi::Uint8Array arr, bool compress, int level)
@@ -128,15 +154,14 @@ class ZstdWorker : public Napi::AsyncWorker {
  protected:
   void Execute() override {
     if (compress_) {
-      CompressScratch& t = t_compress;
+      scratch_ = g_scratches.Take();
+      CompressScratch& t = *scratch_;
       if (t.cctx == nullptr && (t.cctx = ZSTD_createCCtx()) == nullptr) return SetError("zstd compress: out of memory");
       size_t bound = ZSTD_compressBound(size_);
       if (t.out.size() < bound) t.out.resize(bound);
       size_t n = ZSTD_compressCCtx(t.cctx, t.out.data(), t.out.size(), data_, size_, level_);
       if (ZSTD_isError(n)) return SetError(std::string("zstd compress: ") + ZSTD_getErrorName(n));
-      // Copied out at once: the thread may compress the next batch before OnOK runs.
-      output_.assign(t.out.data(), t.out.data() + n);
-      result_ = output_.data();
+      result_ = t.out.data();
       resultSize_ = n;
       return;
     }
@@ -188,6 +213,11 @@ class ZstdWorker : public Napi::AsyncWorker {
 
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
+  // On the JS thread, after OnOK or OnError: the scratch goes back for the next batch.
+  ~ZstdWorker() override {
+    if (scratch_) g_scratches.Give(std::move(scratch_));
+  }
+
  private:
   // ktrail's record batches are about 1 MB; a batch that grows past this is a bomb.
   static constexpr size_t kMaxDecompressed = size_t{256} << 20;
@@ -197,6 +227,7 @@ class ZstdWorker : public Napi::AsyncWorker {
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
   std::vector<uint8_t> output_;
+  std::unique_ptr<CompressScratch> scratch_;
   const uint8_t* result_ = nullptr;
   size_t resultSize_ = 0;
   bool compress_;

@@ -8,6 +8,7 @@
 // On an assignment, events wait until the partition's containers were read to their end
 // (Kafka Streams' restore phase), so the first batches join against complete metadata.
 import { fixKafkajsEncoderZeroFill, useNativeCrc32cOrWarn } from '../../common/kafka.js';
+import { fixKafkajsRecordBatchCopies } from '../../common/kafkajs-record-batch.js';
 import { createLogger, type Logger } from '../../common/log.js';
 import type { DeadLetter } from '../../schemas/types.js';
 import { AlertStateKeeper, type AlertStateStore } from './alert-state.js';
@@ -157,9 +158,11 @@ export function createProcessor(deps: {
   const stats = accounts.stats;
   // The side outputs (enriched events above all) are produced record batches: their CRC-32C
   // from the codec addon, not kafkajs' byte-at-a-time JavaScript, and kafkajs' encoders grow
-  // without zero-filling what they overwrite (common/kafka.ts).
+  // without zero-filling what they overwrite (common/kafka.ts), and compressed batches are
+  // written with fewer copies (common/kafkajs-record-batch.ts).
   useNativeCrc32cOrWarn(log);
   fixKafkajsEncoderZeroFill();
+  if (!fixKafkajsRecordBatchCopies()) log.warn('kafkajs copies each record batch through its own Encoders');
   const retryInitialMs = options.retryInitialMs ?? 200;
   const retryMaxMs = options.retryMaxMs ?? 5_000;
   const restoreTimeoutMs = options.restoreTimeoutMs ?? 30_000;

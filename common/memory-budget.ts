@@ -188,8 +188,9 @@ export const PROCESSOR_HEAP_BASELINE_BYTES = 96 * MiB;
 /** Share of the V8 heap left to pending rows: the collector needs the rest to work in. */
 export const PENDING_HEAP_SHARE = 0.6;
 /**
- * Heap bytes per pending row: ~1,200 measured for the collector's event mix with the
- * enriched topic on (971 off), plus its share of the insert body while a cut is written.
+ * Heap bytes per pending row: the row is ~170-195 bytes for the collector's event mix
+ * (rows.ts); the rest is its share of decoded messages, fetch buffers and the insert body
+ * while a cut is written, and of V8's young generation and growth headroom.
  */
 export const PENDING_ROW_BYTES = 2048;
 const MIN_PENDING_ROWS = 10_000;

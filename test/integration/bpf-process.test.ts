@@ -107,6 +107,22 @@ describe('process.bpf.o on the real kernel', () => {
     expect(e.args.slice(0, -1)).toEqual(full.slice(0, e.args.length - 1));
   });
 
+  itReal(missing)('argv is exact wherever it sits in its page, across a page boundary too', async () => {
+    // The strings sit at the top of the new stack, under the environment's: growing the
+    // environment by an odd step moves argv through a whole page, every alignment, and across
+    // the page boundary (the program copies one page through the direct map and leaves a
+    // range in two pages to bpf_probe_read_user).
+    const args = ['sweep', 'a'.repeat(200), 'b'.repeat(199), '', 'c'.repeat(150), 'end'];
+    const full = ['/bin/true', ...args];
+    for (let pad = 0; pad < 4096 + 600; pad += 61) {
+      const child = await run('/bin/true', args, { KTRAIL_PAD: 'p'.repeat(pad) });
+      expect(child.status).toBe(0);
+      const e = await rec.waitFor((x): x is ProcExec => isExec(x) && x.tgid === child.pid);
+      expect({ pad, args: e.args, flags: e.flags }).toEqual({ pad, args: full, flags: 0 });
+      expect(e.argsSize).toBe(full.reduce((n, a) => n + Buffer.byteLength(a) + 1, 0));
+    }
+  });
+
   itReal(missing)('settings: kt_cfg_args_max and the cgroup allowlist', async () => {
     const cg = freshCgroup('filter');
     // Only the fresh cgroup is allowed; at most 2 argv entries.

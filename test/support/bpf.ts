@@ -257,9 +257,9 @@ export interface RunResult {
  * Runs a command to completion WITHOUT blocking the event loop: batches keep flowing from
  * the addon meanwhile (spawnSync would stall them and overflow the addon's queue).
  */
-export function run(file: string, args: string[]): Promise<RunResult> {
+export function run(file: string, args: string[], env?: NodeJS.ProcessEnv): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(env ? { env } : {}) });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => {

@@ -13,12 +13,14 @@
  * but checked, once per load, against the page tables themselves (kt_direct_map_ok()); until
  * the check has passed, and everywhere else (other architectures, 5-level paging, a randomized
  * base, a page that is not a plain present page), kt_user_read() says no and the caller uses
- * bpf_probe_read_user(). Needs bpf_rdonly_cast (Linux 6.2).
+ * bpf_probe_read_user(). Needs bpf_rdonly_cast (Linux 6.2): where the kernel lacks it, libbpf
+ * refuses the whole object, and the loader falls back to the compat build of the same source
+ * (bpf/.output/compat/, built with KT_NO_KFUNCS), which reads argv with bpf_probe_read_user.
  */
 #ifndef KTRAIL_USER_PAGES_BPF_H
 #define KTRAIL_USER_PAGES_BPF_H
 
-#if defined(__TARGET_ARCH_x86)
+#if defined(__TARGET_ARCH_x86) && !defined(KT_NO_KFUNCS)
 
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
 
@@ -137,7 +139,7 @@ static __always_inline bool kt_user_read(struct mm_struct *mm, char *dst, __u64 
 	return kt_kload(slot) == entry;
 }
 
-#else /* not x86: bpf_probe_read_user only */
+#else /* not x86, or the compat build (KT_NO_KFUNCS): bpf_probe_read_user only */
 
 static __always_inline bool kt_user_read(struct mm_struct *mm, char *dst, __u64 addr, __u64 len, __u32 max_len)
 {

@@ -1,12 +1,16 @@
 // Process lifecycle from the real kernel (issue 3 item 7): known exec with known args,
 // exit code 7, death by signal, fork, argv truncation. Root + BTF + native addon.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect } from 'vitest';
 import type { KernelEvent } from '../../collector/src/kernel/decode.js';
 import { FLAG } from '../../collector/src/kernel/layout.js';
 import type { ProcExec, ProcExit, ProcFork } from '../../schemas/types.js';
 import {
+  bpfDir,
+  bpfOutput,
   buildBpf,
   freshCgroup,
   inCgroups,
@@ -120,6 +124,50 @@ describe('process.bpf.o on the real kernel', () => {
       const e = await rec.waitFor((x): x is ProcExec => isExec(x) && x.tgid === child.pid);
       expect({ pad, args: e.args, flags: e.flags }).toEqual({ pad, args: full, flags: 0 });
       expect(e.argsSize).toBe(full.reduce((n, a) => n + Buffer.byteLength(a) + 1, 0));
+    }
+  });
+
+  itReal(missing)('a kernel that refuses the object gets its compat build, argv still exact', async () => {
+    // Stands in for a kernel without bpf_rdonly_cast (before 6.2): the same source calling a
+    // kfunc no kernel has, which libbpf refuses as a whole object. Next to it, compat/ holds
+    // the build without kfuncs, as bpf/.output does.
+    const dir = mkdtempSync(join(tmpdir(), 'ktrail-compat-'));
+    try {
+      mkdirSync(join(dir, 'compat'));
+      copyFileSync(join(bpfOutput, 'compat/process.bpf.o'), join(dir, 'compat/process.bpf.o'));
+      const flags = [
+        '-g',
+        '-O2',
+        '-target',
+        'bpf',
+        '-D__TARGET_ARCH_x86',
+        `-I${bpfOutput}`,
+        `-I${bpfDir}/include`,
+      ];
+      const src = join(bpfDir, 'process.bpf.c');
+      execFileSync('clang', [
+        ...flags,
+        '-Dbpf_rdonly_cast=kt_no_such_kfunc',
+        '-c',
+        src,
+        '-o',
+        join(dir, 'tmp.o'),
+      ]);
+      execFileSync('bpftool', ['gen', 'object', join(dir, 'process.bpf.o'), join(dir, 'tmp.o')]);
+      const compat = openRecorder([join(dir, 'process.bpf.o')]);
+      try {
+        const o = compat.capture.counters().objects[0];
+        expect(o).toMatchObject({ loaded: true, compatPath: join(dir, 'compat/process.bpf.o') });
+        expect(o?.compatReason).toContain('kt_no_such_kfunc');
+        const args = ['compat', 'x'.repeat(45), ''];
+        const child = await run('/bin/true', args);
+        const e = await compat.waitFor((x): x is ProcExec => isExec(x) && x.tgid === child.pid);
+        expect(e).toMatchObject({ args: ['/bin/true', ...args], flags: 0, filename: '/bin/true' });
+      } finally {
+        compat.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

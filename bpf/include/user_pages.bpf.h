@@ -72,8 +72,9 @@ static __always_inline bool kt_direct_map_ok(struct mm_struct *mm)
 	if (state != 0)
 		return state == 1;
 	__u64 pgd = kt_pgd(mm);
-	if (pgd < KT_DIRECT_MAP_BASE) { /* 5-level paging (or another layout) */
-		kt_direct_map_state = 2;
+	if (pgd < KT_DIRECT_MAP_BASE) { /* 5-level paging (or another layout); 0 tells nothing */
+		if (pgd != 0)
+			kt_direct_map_state = 2;
 		return false;
 	}
 	__u64 pud = kt_table_entry(kt_kload(pgd + ((pgd >> 39) & 511) * 8), pgd >> 30);

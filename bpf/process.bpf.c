@@ -5,6 +5,7 @@
  * fields read with plain loads through the arguments' BTF pointers instead of helpers.
  */
 #include "common.bpf.h"
+#include "user_pages.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -63,9 +64,10 @@ int BPF_PROG(kt_proc_exec, struct task_struct *task, pid_t old_pid, struct linux
 		 * array on the new stack (start_stack: argc, then argv[]). No byte scanning, which
 		 * the verifier would have to walk byte by byte. 64-bit processes only: a 32-bit
 		 * one fails the range check and keeps the byte bound alone. */
-		__u64 start_stack = mm->start_stack;
 		__u64 cut = 0;
-		if (bpf_probe_read_user(&cut, sizeof(cut), (const void *)(start_stack + 8 * (kt_cfg_args_max + 1))) == 0 &&
+		__u64 argv_at = mm->start_stack + 8 * (kt_cfg_args_max + 1);
+		if ((kt_user_read(mm, (char *)&cut, argv_at, sizeof(cut), sizeof(cut)) ||
+		     bpf_probe_read_user(&cut, sizeof(cut), (const void *)argv_at) == 0) &&
 		    cut > arg_start && cut < arg_end)
 			len = cut - arg_start;
 		e->hdr.flags |= KT_F_TRUNCATED;
@@ -74,13 +76,16 @@ int BPF_PROG(kt_proc_exec, struct task_struct *task, pid_t old_pid, struct linux
 		len = KT_ARGS_LEN;
 		e->hdr.flags |= KT_F_TRUNCATED;
 	}
-	/* The record ends at the 8-byte word holding the last argument byte: zero that word
-	 * first, so the bytes between the end of argv and hdr.size are zero. */
-	if (len & 7)
-		*(__u64 *)(e->args + (len & (KT_ARGS_LEN - 8))) = 0;
-	if (len > 0 && bpf_probe_read_user(e->args, len, (const void *)arg_start) != 0) {
-		len = 0;
-		e->hdr.flags |= KT_F_TRUNCATED;
+	/* The record ends at the 8-byte word holding the last argument byte: the bytes between
+	 * the end of argv and hdr.size are zero (kt_user_read writes whole words; else zero that
+	 * word first). */
+	if (len > 0 && !kt_user_read(mm, e->args, arg_start, len, KT_ARGS_LEN)) {
+		if (len & 7)
+			*(__u64 *)(e->args + (len & (KT_ARGS_LEN - 8))) = 0;
+		if (bpf_probe_read_user(e->args, len, (const void *)arg_start) != 0) {
+			len = 0;
+			e->hdr.flags |= KT_F_TRUNCATED;
+		}
 	}
 	e->args_size = len;
 	e->hdr.size = KT_PROC_EXEC_SIZE(len);

@@ -349,6 +349,10 @@ Napi::Value Capture::Counters(const Napi::CallbackInfo& info) {
     ob.Set("path", os.path);
     ob.Set("loaded", Napi::Boolean::New(env, os.loaded && !closed_));
     if (!os.error.empty()) ob.Set("error", os.error);
+    if (!os.open_path.empty()) {
+      ob.Set("compatPath", os.open_path);
+      ob.Set("compatReason", os.fallback);
+    }
     if (!os.failed.step.empty()) {
       ob.Set("failedStep", os.failed.step);
       ob.Set("errno", Napi::Number::New(env, os.failed.err));

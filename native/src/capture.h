@@ -61,6 +61,10 @@ struct ProgramState {
 
 struct ObjectState {
   std::string path;
+  // The file opened: path, or its compat build (<dir>/compat/<file>) when the kernel refused
+  // path as a whole; `fallback` then says why.
+  std::string open_path;
+  std::string fallback;
   bpf_object* obj = nullptr;
   bool loaded = false;
   std::string error;
@@ -104,6 +108,7 @@ class Capture : public Napi::ObjectWrap<Capture> {
   void CreateSharedMaps();
   void PrepareObject(ObjectState& os);
   void LoadObject(ObjectState& os);
+  bool UseCompatBuild(ObjectState& os, const std::string& why);
   void AttachPrograms(ObjectState& os);
   int SharedMapFd(const std::string& name) const;
   // The fd of a shared map or of a loaded object's map, and its kernel info; -1 if none.

@@ -120,7 +120,7 @@ void Capture::Open() {
 
 bool Capture::OpenObject(ObjectState& os) {
   LibbpfLogCapture cap;
-  os.obj = bpf_object__open_file(os.path.c_str(), nullptr);
+  os.obj = bpf_object__open_file((os.open_path.empty() ? os.path : os.open_path).c_str(), nullptr);
   if (os.obj == nullptr) {
     int err = errno;
     std::string log = cap.Take();
@@ -234,6 +234,22 @@ void Capture::PrepareObject(ObjectState& os) {
   }
 }
 
+// The object's compat build, built without kfuncs (bpf/Makefile), for a kernel that refused the
+// object: libbpf fails the entire object when a kfunc it calls is missing, and an older verifier
+// may refuse what a kfunc returns. Tried before dropping any program. True when there is one to
+// try, not tried before.
+bool Capture::UseCompatBuild(ObjectState& os, const std::string& why) {
+  if (!os.open_path.empty()) return false;
+  size_t slash = os.path.rfind('/');
+  std::string dir = slash == std::string::npos ? "." : os.path.substr(0, slash);
+  std::string compat = dir + "/compat/" + os.path.substr(slash == std::string::npos ? 0 : slash + 1);
+  if (access(compat.c_str(), R_OK) != 0) return false;
+  os.open_path = compat;
+  os.fallback = why;
+  os.rejected.clear();
+  return true;
+}
+
 void Capture::LoadObject(ObjectState& os) {
   // A program the verifier refuses is reported and the object is reloaded without it, so one
   // kernel incompatibility costs one program, not the whole concern.
@@ -259,6 +275,11 @@ void Capture::LoadObject(ObjectState& os) {
           if (ps.object == os.path && ps.name == bpf_program__name(p) && bpf_program__autoload(p)) ps.prog = p;
       }
       return;
+    }
+    if (UseCompatBuild(os, "load failed: " + ErrnoText(err) + "\n" + Tail(log, 3))) {
+      bpf_object__close(os.obj);
+      os.obj = nullptr;
+      continue;
     }
     size_t newly_rejected = 0;
     bpf_object__for_each_program(p, os.obj) {

@@ -1,12 +1,16 @@
 // Process lifecycle from the real kernel (issue 3 item 7): known exec with known args,
 // exit code 7, death by signal, fork, argv truncation. Root + BTF + native addon.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect } from 'vitest';
 import type { KernelEvent } from '../../collector/src/kernel/decode.js';
 import { FLAG } from '../../collector/src/kernel/layout.js';
 import type { ProcExec, ProcExit, ProcFork } from '../../schemas/types.js';
 import {
+  bpfDir,
+  bpfOutput,
   buildBpf,
   freshCgroup,
   inCgroups,
@@ -105,6 +109,66 @@ describe('process.bpf.o on the real kernel', () => {
     // Every complete argument is exact; only the last one may be cut.
     const full = ['/bin/true', ...args];
     expect(e.args.slice(0, -1)).toEqual(full.slice(0, e.args.length - 1));
+  });
+
+  itReal(missing)('argv is exact wherever it sits in its page, across a page boundary too', async () => {
+    // The strings sit at the top of the new stack, under the environment's: growing the
+    // environment by an odd step moves argv through a whole page, every alignment, and across
+    // the page boundary (the program copies one page through the direct map and leaves a
+    // range in two pages to bpf_probe_read_user).
+    const args = ['sweep', 'a'.repeat(200), 'b'.repeat(199), '', 'c'.repeat(150), 'end'];
+    const full = ['/bin/true', ...args];
+    for (let pad = 0; pad < 4096 + 600; pad += 61) {
+      const child = await run('/bin/true', args, { KTRAIL_PAD: 'p'.repeat(pad) });
+      expect(child.status).toBe(0);
+      const e = await rec.waitFor((x): x is ProcExec => isExec(x) && x.tgid === child.pid);
+      expect({ pad, args: e.args, flags: e.flags }).toEqual({ pad, args: full, flags: 0 });
+      expect(e.argsSize).toBe(full.reduce((n, a) => n + Buffer.byteLength(a) + 1, 0));
+    }
+  });
+
+  itReal(missing)('a kernel that refuses the object gets its compat build, argv still exact', async () => {
+    // Stands in for a kernel without bpf_rdonly_cast (before 6.2): the same source calling a
+    // kfunc no kernel has, which libbpf refuses as a whole object. Next to it, compat/ holds
+    // the build without kfuncs, as bpf/.output does.
+    const dir = mkdtempSync(join(tmpdir(), 'ktrail-compat-'));
+    try {
+      mkdirSync(join(dir, 'compat'));
+      copyFileSync(join(bpfOutput, 'compat/process.bpf.o'), join(dir, 'compat/process.bpf.o'));
+      const flags = [
+        '-g',
+        '-O2',
+        '-target',
+        'bpf',
+        '-D__TARGET_ARCH_x86',
+        `-I${bpfOutput}`,
+        `-I${bpfDir}/include`,
+      ];
+      const src = join(bpfDir, 'process.bpf.c');
+      execFileSync('clang', [
+        ...flags,
+        '-Dbpf_rdonly_cast=kt_no_such_kfunc',
+        '-c',
+        src,
+        '-o',
+        join(dir, 'tmp.o'),
+      ]);
+      execFileSync('bpftool', ['gen', 'object', join(dir, 'process.bpf.o'), join(dir, 'tmp.o')]);
+      const compat = openRecorder([join(dir, 'process.bpf.o')]);
+      try {
+        const o = compat.capture.counters().objects[0];
+        expect(o).toMatchObject({ loaded: true, compatPath: join(dir, 'compat/process.bpf.o') });
+        expect(o?.compatReason).toContain('kt_no_such_kfunc');
+        const args = ['compat', 'x'.repeat(45), ''];
+        const child = await run('/bin/true', args);
+        const e = await compat.waitFor((x): x is ProcExec => isExec(x) && x.tgid === child.pid);
+        expect(e).toMatchObject({ args: ['/bin/true', ...args], flags: 0, filename: '/bin/true' });
+      } finally {
+        compat.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   itReal(missing)('settings: kt_cfg_args_max and the cgroup allowlist', async () => {

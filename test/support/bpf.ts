@@ -138,13 +138,14 @@ export function missingKernel(): string | undefined {
 }
 
 /** Loads bpf/.output/<concern>.bpf.o for each concern into one capture, decoding every batch. */
+/** Records what the objects of `concerns` (names, or paths of objects) report. */
 export function openRecorder(concerns: string[], cfg: Record<string, number> = {}): Recorder {
   const decoder = createDecoder();
   const events: KernelEvent[] = [];
   const waiters = new Set<{ pred: (e: KernelEvent) => boolean; resolve: (e: KernelEvent) => void }>();
   const capture = openCapture(
     {
-      objects: concerns.map(bpfObject),
+      objects: concerns.map((c) => (c.includes('/') ? c : bpfObject(c))),
       ringBufferBytes: 8 << 20,
       batchMaxBytes: 64 << 10,
       batchMaxMs: 10,
@@ -257,9 +258,9 @@ export interface RunResult {
  * Runs a command to completion WITHOUT blocking the event loop: batches keep flowing from
  * the addon meanwhile (spawnSync would stall them and overflow the addon's queue).
  */
-export function run(file: string, args: string[]): Promise<RunResult> {
+export function run(file: string, args: string[], env?: NodeJS.ProcessEnv): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(env ? { env } : {}) });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => {

@@ -94,7 +94,16 @@ export interface CaptureCounters {
   /** Failed ring-buffer reserves per program slot (kt_drops summed over CPUs; enum kt_prog_slot). */
   kernelDrops: number[];
   programs: ProgramState[];
-  objects: Array<{ path: string; loaded: boolean; error?: string; failedStep?: FailedStep; errno?: number }>;
+  objects: Array<{
+    path: string;
+    loaded: boolean;
+    error?: string;
+    failedStep?: FailedStep;
+    errno?: number;
+    /** The kernel refused `path`: its compat build (no kfuncs, bpf/.output/compat/) was loaded instead. */
+    compatPath?: string;
+    compatReason?: string;
+  }>;
   /** cfg names no object declares. */
   unusedCfg: string[];
   features: KernelFeatures;
@@ -232,6 +241,13 @@ export function openCapture(settings: CaptureSettings, onBatch: BatchHandler): K
   if (refused !== undefined) {
     capture.close();
     throw refused;
+  }
+  for (const o of counters.objects) {
+    if (o.compatPath !== undefined)
+      log.warn(
+        { object: o.path, compat: o.compatPath, loaded: o.loaded, reason: o.compatReason },
+        'kernel refused the object: its compat build (no kfuncs) runs instead',
+      );
   }
   for (const p of counters.programs) {
     if (p.error !== undefined)

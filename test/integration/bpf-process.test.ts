@@ -111,6 +111,14 @@ describe('process.bpf.o on the real kernel', () => {
     expect(e.args.slice(0, -1)).toEqual(full.slice(0, e.args.length - 1));
   });
 
+  itReal(missing)('the shipped object loads as it is on this kernel, not its compat build', () => {
+    // The direct-map argv read below is only tested if it runs: a verifier regression must fail
+    // here rather than pass through the compat build's bpf_probe_read_user.
+    const o = rec.capture.counters().objects.find((x) => x.path.endsWith('/process.bpf.o'));
+    expect(o).toMatchObject({ loaded: true });
+    expect(o?.compatPath, o?.compatReason).toBeUndefined();
+  });
+
   itReal(missing)('argv is exact wherever it sits in its page, across a page boundary too', async () => {
     // The strings sit at the top of the new stack, under the environment's: growing the
     // environment by an odd step moves argv through a whole page, every alignment, and across

@@ -167,7 +167,7 @@ export const UNJOINED: JoinIdentity = Object.freeze({
 /** The columns an event row takes from its message, then from its join, before its own fields. */
 const SOURCE_COLUMNS_OF_ROW = ['node', 'boot_id', 'kafka_partition', 'kafka_offset'] as const;
 const JOIN_COLUMNS_OF_ROW = [...IDENTITY_COLUMNS, 'join_state'] as const;
-/** Names an event row answers to besides its columns (EventRow's members and the row's own slots). */
+/** Names an event's own fields can't take: EventRow's members and the columns shared through $src and $id. */
 const ROW_MEMBERS = new Set([
   'columns',
   'timeNs',
@@ -191,16 +191,11 @@ const ROW_MEMBERS = new Set([
  * kind has one shape, so the Native encoder's reads stay monomorphic.
  */
 type RowClass = new (src: MessageSource, time: bigint, index: number, ev: DecodedEvent) => EventRow;
-interface CompiledRow {
-  make: RowClass;
-  /** The row's columns in table order (what Object.keys gave for the flat row). */
-  columns: readonly string[];
-}
-const rowClasses = new Map<string, CompiledRow>();
+const rowClasses = new Map<string, RowClass>();
 
-function rowClass(ev: DecodedEvent): CompiledRow {
-  let compiled = rowClasses.get(ev.kind);
-  if (compiled !== undefined) return compiled;
+function rowClass(ev: DecodedEvent): RowClass {
+  let make = rowClasses.get(ev.kind);
+  if (make !== undefined) return make;
   const fields = Object.keys(ev).filter((key) => key !== 'kind');
   const own = fields.map(snake);
   fields.forEach((field, i) => {
@@ -226,7 +221,7 @@ function rowClass(ev: DecodedEvent): CompiledRow {
   const getters = [...SOURCE_COLUMNS_OF_ROW, ...JOIN_COLUMNS_OF_ROW].map(
     (c) => `get ${c}() { return ${value(c)}; }`,
   );
-  const make = new Function(
+  make = new Function(
     'v',
     'UNJOINED',
     'COLUMNS',
@@ -245,9 +240,8 @@ function rowClass(ev: DecodedEvent): CompiledRow {
       toJSON() { return { ${columns.map((c) => `${c}: ${value(c)}`).join(', ')} }; }
     };`,
   )(columnValue, UNJOINED, Object.freeze(columns)) as RowClass;
-  compiled = { make, columns };
-  rowClasses.set(ev.kind, compiled);
-  return compiled;
+  rowClasses.set(ev.kind, make);
+  return make;
 }
 
 /** An event field as a row carries it: u64 (and arrays of u64: the block latency histogram) as u64Value. */
@@ -293,7 +287,7 @@ export function messageSource(
  * place in its message.
  */
 export function buildEventRow(src: MessageSource, ev: DecodedEvent, timeNs: bigint, index: number): EventRow {
-  return new (rowClass(ev).make)(src, timeNs, index, ev);
+  return new (rowClass(ev))(src, timeNs, index, ev);
 }
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);

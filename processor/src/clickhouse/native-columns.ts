@@ -98,13 +98,16 @@ class Scratch {
   dict = new Map<string, number>();
   index = new Uint32Array(0);
   end = 0;
+  /** Whether the column takes 8 bytes a row (UInt64, DateTime64, an array's offsets): the others never touch c64. */
+  readonly wide: boolean;
   constructor(readonly enc: Encoder) {
     this.ints = INT_ARRAYS[enc.wireType]?.make(0) ?? new Uint8Array(0);
+    this.wide = enc.inner !== undefined || enc.wireType === 'UInt64' || enc.wireType.startsWith('DateTime64');
   }
   reset(n: number): void {
     const int = INT_ARRAYS[this.enc.wireType];
     if (int !== undefined && this.ints.length < n) this.ints = int.make(2 * n);
-    this.c64.reserve(n);
+    if (this.wide) this.c64.reserve(n);
     this.out.pos = 0;
     this.end = 0;
     if (this.enc.dictionary === true) {

@@ -175,8 +175,10 @@ export function fixKafkajsRecordBatchCopies(): boolean {
     out.writeInt8(MAGIC_BYTE, 16);
     header.copy(out, BATCH_PREFIX);
     compressed.copy(out, BATCH_PREFIX + header.length);
-    // Looked up per batch: useNativeCrc32c may replace kafkajs' JavaScript one.
-    const crc32C = require(paths.crc) as (buf: Buffer) => number;
+    // Looked up per batch, as the module's current exports (useNativeCrc32c may replace
+    // kafkajs' JavaScript one); through the module cache, since a require() per request goes
+    // through Node's whole loader, which cost more than the lookup (docs/perf-log.md).
+    const crc32C = (require.cache[paths.crc]?.exports ?? require(paths.crc)) as (buf: Buffer) => number;
     out.writeUInt32BE(crc32C(out.subarray(BATCH_PREFIX)) >>> 0, 17);
     return wrap(out);
   }

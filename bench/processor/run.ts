@@ -42,7 +42,7 @@ import { table, writeSection } from '../report.js';
 import { createTestTopics, kafkaClient, nodeProducer, processorTopics, testOptions } from './harness.js';
 import { bytesPerEvent, encodeOnlySink } from './own-work.js';
 import { containerRecord, encodeContainerRecord, SyntheticNode } from './synthetic.js';
-import { cpuByThread, cpuSince, processorCpu } from './threads.js';
+import { cpuByThread, cpuSince, processorCpu, residentMiB } from './threads.js';
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 500_000);
 const RATE = Number(process.env.BENCH_RATE ?? 50_000);
@@ -78,9 +78,12 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 let peakRss = 0;
 /** Peak RSS since the phase began (reset at each phase that is measured on its own). */
 let phasePeakRss = 0;
+/** The phase peak's resident memory by kind (taken when the peak is). */
+let phasePeakResident = residentMiB();
 const rssTimer = setInterval(() => {
   const rss = process.memoryUsage().rss;
   peakRss = Math.max(peakRss, rss);
+  if (rss > phasePeakRss) phasePeakResident = residentMiB();
   phasePeakRss = Math.max(phasePeakRss, rss);
 }, 200);
 rssTimer.unref();
@@ -331,11 +334,13 @@ const drainStatements0 = statements.statements;
 const cpu0 = process.cpuUsage();
 const threads0 = cpuByThread();
 phasePeakRss = process.memoryUsage().rss;
+phasePeakResident = residentMiB();
 const t0 = performance.now();
 await t.processor.start();
 while ((await count()) - base < produced) await sleep(100);
 const wallS = (performance.now() - t0) / 1000;
 const drainPeakRss = Math.max(phasePeakRss, process.memoryUsage().rss);
+const drainPeakResident = phasePeakResident;
 const cpu = process.cpuUsage(cpu0);
 const byThread = cpuSince(threads0);
 const mainCpuS = byThread.find(([kind]) => kind === 'main')?.[1] ?? 0;
@@ -442,10 +447,12 @@ for (let i = 0; i < EVENTS / PER_MESSAGE; i++) {
 const sink = clickHouseSink(ch);
 const i0 = performance.now();
 const limitCpu0 = process.cpuUsage();
+const limitThreads0 = cpuByThread();
 for (let i = 0; i < rows.length; i += 50_000)
   await sink.insert('cpu_sample', rows.slice(i, i + 50_000), `bench-limit:${Date.now()}:${i}`);
 const limitRate = rows.length / ((performance.now() - i0) / 1000);
 const limitCpuUsage = process.cpuUsage(limitCpu0);
+const limitByThread = cpuSince(limitThreads0);
 const limitPerCpuS = rows.length / ((limitCpuUsage.user + limitCpuUsage.system) / 1e6);
 console.log(
   `[bench] chDB insert from memory: ${Math.round(limitRate)} rows/s, ${Math.round(limitPerCpuS)} rows per CPU-second`,
@@ -484,7 +491,7 @@ writeSection(
       ],
       [
         '  backlog drain: CPU by thread (s)',
-        byThread.map(([kind, sec]) => `${kind} ${sec.toFixed(1)}`).join(', '),
+        byThread.map(([kind, sec]) => `${kind} ${sec.toFixed(2)}`).join(', '),
         '',
       ],
       [`produce -> queryable latency p50 at ${f(latHigh.achievedRate)} events/s`, ms(latHigh.p50), ''],
@@ -517,7 +524,7 @@ writeSection(
       ],
       [
         'peak RSS of the process during the backlog drain (processor + chDB + the backlog producer)',
-        `${f(drainPeakRss / 2 ** 20)} MiB`,
+        `${f(drainPeakRss / 2 ** 20)} MiB: ${f(drainPeakResident.anon)} anonymous, ${f(drainPeakResident.file)} file-backed`,
         `<= 500 MiB: **${drainPeakRss <= 500 * 2 ** 20 ? 'met' : 'missed'}**`,
       ],
       [
@@ -535,6 +542,11 @@ writeSection(
         'limit: chDB inserting the same rows from memory, rows per CPU-second',
         f(limitPerCpuS),
         `processor / limit = ${(tputCpu / limitPerCpuS).toFixed(2)}, >= 0.6: **${tputCpu / limitPerCpuS >= 0.6 ? 'met' : 'missed'}**`,
+      ],
+      [
+        `  limit: CPU by thread (s), ${Math.ceil(rows.length / 50_000)} inserts of up to 50,000 rows`,
+        limitByThread.map(([kind, sec]) => `${kind} ${sec.toFixed(2)}`).join(', '),
+        '',
       ],
     ],
   )}

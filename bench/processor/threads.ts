@@ -44,3 +44,14 @@ const NODE_THREADS = new Set(['main', 'V8Worker', 'DelayedTaskSche', 'SignalInsp
 export function processorCpu(threads: ReadonlyArray<[string, number]>): number {
   return threads.reduce((s, [kind, sec]) => (NODE_THREADS.has(kind) ? s + sec : s), 0);
 }
+
+/**
+ * This process's resident memory in MiB, split as the kernel counts it: anonymous (heaps,
+ * allocators, buffers) and file-backed (the mapped pages of node and libchdb.so, which the
+ * kernel can drop and read back).
+ */
+export function residentMiB(): { anon: number; file: number } {
+  const status = readFileSync('/proc/self/status', 'utf8');
+  const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
+  return { anon: kib('RssAnon') / 1024, file: kib('RssFile') / 1024 };
+}

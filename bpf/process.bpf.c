@@ -66,9 +66,8 @@ int BPF_PROG(kt_proc_exec, struct task_struct *task, pid_t old_pid, struct linux
 		 * one fails the range check and keeps the byte bound alone. */
 		__u64 cut = 0;
 		__u64 argv_at = mm->start_stack + 8 * (kt_cfg_args_max + 1);
-		if ((kt_user_read(mm, (char *)&cut, argv_at, sizeof(cut), sizeof(cut)) ||
-		     bpf_probe_read_user(&cut, sizeof(cut), (const void *)argv_at) == 0) &&
-		    cut > arg_start && cut < arg_end)
+		if (kt_copy_user(mm, (char *)&cut, argv_at, sizeof(cut), sizeof(cut)) && cut > arg_start &&
+		    cut < arg_end)
 			len = cut - arg_start;
 		e->hdr.flags |= KT_F_TRUNCATED;
 	}
@@ -76,16 +75,11 @@ int BPF_PROG(kt_proc_exec, struct task_struct *task, pid_t old_pid, struct linux
 		len = KT_ARGS_LEN;
 		e->hdr.flags |= KT_F_TRUNCATED;
 	}
-	/* The record ends at the 8-byte word holding the last argument byte: the bytes between
-	 * the end of argv and hdr.size are zero (kt_user_read writes whole words; else zero that
-	 * word first). */
-	if (len > 0 && !kt_user_read(mm, e->args, arg_start, len, KT_ARGS_LEN)) {
-		if (len & 7)
-			*(__u64 *)(e->args + (len & (KT_ARGS_LEN - 8))) = 0;
-		if (bpf_probe_read_user(e->args, len, (const void *)arg_start) != 0) {
-			len = 0;
-			e->hdr.flags |= KT_F_TRUNCATED;
-		}
+	/* The record ends at the 8-byte word holding the last argument byte: kt_copy_user leaves
+	 * the bytes between the end of argv and hdr.size zero. */
+	if (len > 0 && !kt_copy_user(mm, e->args, arg_start, len, KT_ARGS_LEN)) {
+		len = 0;
+		e->hdr.flags |= KT_F_TRUNCATED;
 	}
 	e->args_size = len;
 	e->hdr.size = KT_PROC_EXEC_SIZE(len);

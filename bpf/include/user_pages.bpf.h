@@ -12,8 +12,8 @@
  * CONFIG_RANDOMIZE_MEMORY, or KASLR off): the base used is the fixed one. That is not assumed
  * but checked, once per load, against the page tables themselves (kt_direct_map_ok()); until
  * the check has passed, and everywhere else (other architectures, 5-level paging, a randomized
- * base, a page that is not a plain present page), kt_user_read() says no and the caller uses
- * bpf_probe_read_user(). Needs bpf_rdonly_cast (Linux 6.2): where the kernel lacks it, libbpf
+ * base, a page that is not a plain present page), kt_user_read() says no and kt_copy_user()
+ * reads with bpf_probe_read_user(). Needs bpf_rdonly_cast (Linux 6.2): where the kernel lacks it, libbpf
  * refuses the whole object, and the loader falls back to the compat build of the same source
  * (bpf/.output/compat/, built with KT_NO_KFUNCS), which reads argv with bpf_probe_read_user.
  */
@@ -148,5 +148,17 @@ static __always_inline bool kt_user_read(struct mm_struct *mm, char *dst, __u64 
 }
 
 #endif
+
+/* Copies len (<= max_len, a constant power of two >= 8) bytes of mm's user memory at addr into
+ * dst, through the direct map when kt_user_read can, else with bpf_probe_read_user. Either way
+ * the bytes after len in its last 8-byte word are zero. False when neither could read. */
+static __always_inline bool kt_copy_user(struct mm_struct *mm, char *dst, __u64 addr, __u64 len, __u32 max_len)
+{
+	if (kt_user_read(mm, dst, addr, len, max_len))
+		return true;
+	if (len & 7)
+		*(__u64 *)(dst + (len & (max_len - 8))) = 0;
+	return bpf_probe_read_user(dst, len, (const void *)addr) == 0;
+}
 
 #endif /* KTRAIL_USER_PAGES_BPF_H */

@@ -1,7 +1,7 @@
 // Process lifecycle from the real kernel (issue 3 item 7): known exec with known args,
 // exit code 7, death by signal, fork, argv truncation. Root + BTF + native addon.
-import { execFileSync, spawn } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect } from 'vitest';
@@ -9,8 +9,6 @@ import type { KernelEvent } from '../../collector/src/kernel/decode.js';
 import { FLAG } from '../../collector/src/kernel/layout.js';
 import type { ProcExec, ProcExit, ProcFork } from '../../schemas/types.js';
 import {
-  bpfDir,
-  bpfOutput,
   buildBpf,
   freshCgroup,
   inCgroups,
@@ -141,27 +139,10 @@ describe('process.bpf.o on the real kernel', () => {
     // the build without kfuncs, as bpf/.output does.
     const dir = mkdtempSync(join(tmpdir(), 'ktrail-compat-'));
     try {
-      mkdirSync(join(dir, 'compat'));
-      copyFileSync(join(bpfOutput, 'compat/process.bpf.o'), join(dir, 'compat/process.bpf.o'));
-      const flags = [
-        '-g',
-        '-O2',
-        '-target',
-        'bpf',
-        '-D__TARGET_ARCH_x86',
-        `-I${bpfOutput}`,
-        `-I${bpfDir}/include`,
-      ];
-      const src = join(bpfDir, 'process.bpf.c');
-      execFileSync('clang', [
-        ...flags,
-        '-Dbpf_rdonly_cast=kt_no_such_kfunc',
-        '-c',
-        src,
-        '-o',
-        join(dir, 'tmp.o'),
+      buildBpf({ OUTPUT: dir, EXTRA_CFLAGS: '-Dbpf_rdonly_cast=kt_no_such_kfunc' }, [
+        join(dir, 'process.bpf.o'),
+        join(dir, 'compat/process.bpf.o'),
       ]);
-      execFileSync('bpftool', ['gen', 'object', join(dir, 'process.bpf.o'), join(dir, 'tmp.o')]);
       const compat = openRecorder([join(dir, 'process.bpf.o')]);
       try {
         const o = compat.capture.counters().objects[0];

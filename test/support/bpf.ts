@@ -33,9 +33,15 @@ export function missingBpfToolchain(): string | undefined {
   return undefined;
 }
 
-/** Runs `make -C bpf` (a no-op when up to date) so tests always see current objects. */
-export function buildBpf(): void {
-  execFileSync('make', ['-s', '-C', bpfDir], { stdio: ['ignore', 'ignore', 'inherit'] });
+/**
+ * Runs `make -C bpf` (a no-op when up to date) so tests always see current objects; with
+ * `vars` and `targets`, a variant built by the same rules (e.g. OUTPUT elsewhere, EXTRA_CFLAGS).
+ */
+export function buildBpf(vars: Record<string, string> = {}, targets: string[] = []): void {
+  const assignments = Object.entries(vars).map(([k, v]) => `${k}=${v}`);
+  execFileSync('make', ['-s', '-C', bpfDir, ...assignments, ...targets], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
 }
 
 // ---- BTF ----
@@ -137,8 +143,10 @@ export function missingKernel(): string | undefined {
   return missingBpfToolchain() ?? missingKernelCapture();
 }
 
-/** Loads bpf/.output/<concern>.bpf.o for each concern into one capture, decoding every batch. */
-/** Records what the objects of `concerns` (names, or paths of objects) report. */
+/**
+ * Loads each of `concerns` (bpf/.output/<concern>.bpf.o, or an object's path) into one capture,
+ * decoding every batch.
+ */
 export function openRecorder(concerns: string[], cfg: Record<string, number> = {}): Recorder {
   const decoder = createDecoder();
   const events: KernelEvent[] = [];

@@ -80,12 +80,15 @@ let peakRss = 0;
 let phasePeakRss = 0;
 /** The phase peak's resident memory by kind (taken when the peak is). */
 let phasePeakResident = residentMiB();
-const rssTimer = setInterval(() => {
+function sampleRss(): void {
   const rss = process.memoryUsage().rss;
   peakRss = Math.max(peakRss, rss);
-  if (rss > phasePeakRss) phasePeakResident = residentMiB();
-  phasePeakRss = Math.max(phasePeakRss, rss);
-}, 200);
+  if (rss > phasePeakRss) {
+    phasePeakRss = rss;
+    phasePeakResident = residentMiB();
+  }
+}
+const rssTimer = setInterval(sampleRss, 200);
 rssTimer.unref();
 
 // A processor process installs the native CRC-32C before its first produce (createProcessor);
@@ -339,7 +342,8 @@ const t0 = performance.now();
 await t.processor.start();
 while ((await count()) - base < produced) await sleep(100);
 const wallS = (performance.now() - t0) / 1000;
-const drainPeakRss = Math.max(phasePeakRss, process.memoryUsage().rss);
+sampleRss();
+const drainPeakRss = phasePeakRss;
 const drainPeakResident = phasePeakResident;
 const cpu = process.cpuUsage(cpu0);
 const byThread = cpuSince(threads0);

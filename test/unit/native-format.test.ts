@@ -126,6 +126,13 @@ describe('encodeNativeBlock', () => {
     expect([0, 1, 2, 3, 4, 5].map((i) => u64At(data, i * 8))).toEqual([2n, 2n, 3n, 5n, 6n, 7n]);
   });
 
+  it('indexes runs of one LowCardinality value like any other rows', () => {
+    const rows = ['x', 'x', 'y', 'y', 'x', 'z', 'z'].map((s) => ({ s }));
+    const b = encodeNativeBlock(rows, types)?.block as Buffer;
+    expect(u64At(b, b.length - rows.length - 8)).toBe(BigInt(rows.length));
+    expect([...b.subarray(b.length - rows.length)]).toEqual([1, 1, 2, 2, 1, 3, 3]);
+  });
+
   it('writes strings longer than 127 bytes with a multi-byte length', () => {
     const long = 'y'.repeat(300);
     const b = encodeNativeBlock([{ str: long }], types)?.block as Buffer;
@@ -140,6 +147,9 @@ describe('encodeNativeBlock', () => {
     ['an empty batch', []],
     ['a u64 that is not a number', [{ a: '12a' }]],
     ['a string column holding a number', [{ s: 5 }]],
+    ['a string column holding a number after repeats of a string', [{ s: 'x' }, { s: 'x' }, { s: 5 }]],
+    ['a string column left undefined', [{ s: undefined }]],
+    ['a string column left undefined after a string', [{ s: 'x' }, { s: undefined }]],
     ['time text without nine fraction digits', [{ t: '1764072000.5' }]],
     ['ISO time text', [{ t: '2026-12-03T10:00:00.000' }]],
   ])('cannot write %s (the writer sends JSONEachRow instead)', (_why, rows) => {

@@ -121,6 +121,18 @@ async function count(): Promise<number> {
   return Number(r?.n ?? 0);
 }
 
+/**
+ * Waits (up to 60 s) until chDB runs no merge: the drain's CPU is then its own, as the limit's
+ * is, not the merging of what the runs before it inserted.
+ */
+async function mergesSettled(): Promise<void> {
+  for (const until = Date.now() + 60_000; Date.now() < until; await sleep(200)) {
+    const rs = await ch.query({ query: 'SELECT count() AS n FROM system.merges', format: 'JSONEachRow' });
+    const [r] = await rs.json<{ n: string }>();
+    if (Number(r?.n ?? 0) === 0) return;
+  }
+}
+
 /** INSERT statements chDB ran (partitions' concurrent inserts into a table share one). */
 const statements = rowStoreOf(ch).counts;
 /**
@@ -342,6 +354,7 @@ while (produced < EVENTS) {
   });
   produced += NODES * PER_MESSAGE;
 }
+await mergesSettled();
 const base = await count();
 insertTime.ms = 0;
 insertTime.calls = 0;
@@ -596,7 +609,8 @@ warm-up of a tenth of the events; its CPU is that of the processor's own threads
 thread, V8's GC and compiler threads, libuv's pool), not chDB's, and its alert state goes to a
 store that keeps nothing. The trickle run comes next, on the still empty store; its CPU is mostly
 the fixed cost of each insert (each partition inserts into every table it has rows for once per
-cut), not the rows; it runs until every message's cut is committed. The backlog drain ends when
+cut), not the rows; it runs until every message's cut is committed. The backlog drain starts
+once chDB runs no merge (of what the runs before it inserted), and ends when
 the processor's inserts have returned every event (the bench does not query chDB meanwhile), and
 a count then finds them all. The limit inserts the same mix (${EXIT_SHARE * 100}% exits) from memory,
 each kind into its table, in cuts of ${f(CUT_ROWS)} events: one insert per table and cut.`,

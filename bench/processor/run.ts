@@ -481,8 +481,8 @@ for (let i = 0; i < EVENTS / PER_MESSAGE; i++) {
   const batch = codec.decodeEventBatch(node.next(PER_MESSAGE));
   for (const [j, row] of buildMessageRows(batch, 0, String(i), false).rows.entries()) {
     const table = tableForKind((batch.events[j] as DecodedEvent).kind);
-    let rows = cut.get(table);
-    if (rows === undefined) cut.set(table, (rows = []));
+    const rows = cut.get(table) ?? [];
+    if (rows.length === 0) cut.set(table, rows);
     rows.push(row.columns);
   }
 }

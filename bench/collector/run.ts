@@ -6,7 +6,7 @@
 //      collector's own /metrics, RSS sampled from /proc, bytes per event on the wire from
 //      the broker's log segments (zstd-compressed record batches as stored), and the
 //      encoded Avro bytes per event before compression;
-//   3. CPU at a paced 10k events/s (utime+stime from /proc over a steady window);
+//   3. CPU at a paced 10k events/s (per-thread scheduler time in ns over a 30 s steady window);
 //   4. CPU idle: one batch, then no events (timers, metrics, Kafka client): the fixed part
 //      of the 10k/s figure.
 //
@@ -24,7 +24,7 @@ import { createKernelEventStage, PASS_THROUGH_KINDS } from '../../collector/src/
 import { createEventBatchFramer } from '../../schemas/codec.js';
 import { ensureKafka } from '../../test/support/kafka.js';
 import { table, writeSection } from '../report.js';
-import { CLK_TCK, type CollectorRun, metric, procStat, startCollector, threadTicks } from './child.js';
+import { type CollectorRun, metric, procStat, startCollector, threadNs } from './child.js';
 import { writeSyntheticCapture } from './synthetic.js';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
@@ -32,6 +32,8 @@ const secondsArg = process.argv.indexOf('--seconds');
 const RUN_SECONDS = secondsArg > 0 ? Number(process.argv[secondsArg + 1]) : 20;
 const CAPTURE_RECORDS = 200_000;
 const PACED_RATE = 10_000;
+/** The paced run's window: ~300 ms of CPU at 1% of a core, long enough to average its wake-ups. */
+const PACED_WINDOW_MS = 30_000;
 
 function log(msg: string): void {
   console.log(`[bench collector] ${msg}`);
@@ -96,44 +98,50 @@ async function warmUp(port: number, settleMs = 5_000): Promise<void> {
   await sleep(settleMs);
 }
 
-/** Over windowMs: delivered and captured events/s, CPU (share of one core), max RSS. */
+/** Over windowMs: delivered and captured events/s, CPU (share of one core: all threads), max RSS. */
 async function measure(run: CollectorRun, windowMs: number) {
   const pid = run.child.pid as number;
   const d0 = await metric(run.port, 'ktrail_collector_events_delivered_total');
   const c0 = await metric(run.port, 'ktrail_collector_events_captured_total');
   const t0 = performance.now();
-  const s0 = procStat(pid);
-  const th0 = threadTicks(pid);
+  const th0 = threadNs(pid);
   let rssMax = 0;
   while (performance.now() - t0 < windowMs) {
     await sleep(500);
     rssMax = Math.max(rssMax, procStat(pid).rssBytes);
   }
+  const th1 = threadNs(pid);
   const secs = (performance.now() - t0) / 1000;
-  const s1 = procStat(pid);
-  const th1 = threadTicks(pid);
   const delivered = await metric(run.port, 'ktrail_collector_events_delivered_total');
   const c1 = await metric(run.port, 'ktrail_collector_events_captured_total');
+  const shares = threadShares(th0, th1, secs);
   return {
     secs,
     delivered,
     deliveredRate: (delivered - d0) / secs,
     capturedRate: (c1 - c0) / secs,
-    cpu: (s1.cpuTicks - s0.cpuTicks) / CLK_TCK / secs,
-    threads: threadShares(th0, th1, secs),
+    cpu: shares.reduce((sum, [, share]) => sum + share, 0),
+    threads:
+      shares
+        .filter(([, share]) => share >= 0.00005)
+        .map(([name, share]) => `${name} ${(share * 100).toFixed(2)}%`)
+        .join(', ') || '-',
     rssMax,
   };
 }
 
-/** CPU by thread name over the window, as "% of a core", largest first (JS main thread, libuv pool: zstd, V8 GC/compiler workers). */
-function threadShares(t0: Map<string, number>, t1: Map<string, number>, secs: number): string {
+/** CPU by thread name over the window, as a share of one core, largest first (JS main thread, libuv pool: zstd, V8 GC/compiler workers). */
+function threadShares(
+  t0: Map<string, number>,
+  t1: Map<string, number>,
+  secs: number,
+): Array<[string, number]> {
   const parts: Array<[string, number]> = [];
-  for (const [name, ticks] of t1) {
-    const share = (ticks - (t0.get(name) ?? 0)) / CLK_TCK / secs;
+  for (const [name, ns] of t1) {
+    const share = (ns - (t0.get(name) ?? 0)) / 1e9 / secs;
     if (share > 0) parts.push([name, share]);
   }
-  parts.sort((a, b) => b[1] - a[1]);
-  return parts.map(([name, share]) => `${name} ${(share * 100).toFixed(2)}%`).join(', ') || '-';
+  return parts.sort((a, b) => b[1] - a[1]);
 }
 
 /** Bytes the broker stored for a topic: its partition log segments (as produced, compressed). */
@@ -225,11 +233,12 @@ async function main(): Promise<void> {
   // is its steady state, so this run settles 15 s before measuring.
   await warmUp(paced.port, 15_000);
   const {
+    secs: pacedSecs,
     deliveredRate: pacedRate,
     cpu: pacedCpu,
     threads: pacedThreads,
     rssMax: pacedRss,
-  } = await measure(paced, window);
+  } = await measure(paced, Math.max(PACED_WINDOW_MS, window));
   const pacedEncoded = await metric(paced.port, 'ktrail_collector_bytes_total', 'stage="delivered"');
   const pacedDelivered = await metric(paced.port, 'ktrail_collector_events_delivered_total');
   await paced.stop();
@@ -320,7 +329,9 @@ async function main(): Promise<void> {
 TCP/process/cgroup/OOM kinds, ${(cap.bytes / cap.records).toFixed(0)} raw bytes per record, looped) through one
 collector process (\`collector --replay FILE --replay-loop\`) into the local single Kafka broker (acks=all,
 idempotent, zstd level 2 with the native CRC-32C of the codec addon, 1 partition). Rates come from the collector's own /metrics over a ${Math.round(secs)} s window
-after a warm-up (first acknowledged events + 5 s; + 15 s for the paced and idle runs); CPU and RSS from /proc of the collector process. At full speed the replay
+(${Math.round(pacedSecs)} s for the paced run) after a warm-up (first acknowledged events + 5 s; + 15 s for the paced and idle runs). CPU is the sum over the
+collector's threads of the scheduler's run time in ns (\`/proc/PID/task/*/schedstat\`) across that window, as a share of one core; RSS is sampled from /proc
+every 0.5 s. At full speed the replay
 waits while four produce requests are queued (as fast as Kafka acknowledges); the idle run replays one batch, then none. The machine is shared (2 cores, other
 builds and tests running), so the figures are lower bounds.
 

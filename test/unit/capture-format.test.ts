@@ -1,6 +1,15 @@
 // Capture file format (collector/src/kernel/capture.ts) and the replay source: golden bytes
 // for the header and a frame, round trips through real files, damaged files, pacing, looping.
-import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -164,6 +173,28 @@ describe('capture format', () => {
     }
     expect(i).toBe(sizes.length);
     expect(reader.truncated).toBe(false);
+  });
+
+  it('checks the frames again in a pass over a file that changed since a checked pass', async () => {
+    const path = join(dir, 'changed.ktcap');
+    const w = createCaptureWriter(path, header);
+    w.write(batch(2, 1), 2);
+    w.write(batch(3, 2), 3);
+    await w.close();
+    const reader = openCaptureReader(path);
+    const pass = async () => {
+      const got = [];
+      for await (const b of reader.batches()) got.push(b.records);
+      return got;
+    };
+    expect(await pass()).toEqual([2, 3]); // checked
+    expect(await pass()).toEqual([2, 3]); // unchanged: not checked again
+    // Past the file system's timestamp granularity (a clock tick on some), so the change shows.
+    await new Promise((r) => setTimeout(r, 20));
+    const fd = openSync(path, 'r+');
+    writeSync(fd, Buffer.from([0xff]), 0, 1, 42 + 24 + 80 + 24 + 10); // inside the second payload
+    closeSync(fd);
+    await expect(pass()).rejects.toThrow(/checksum/);
   });
 
   it('reads a file cut mid-frame up to the last whole batch and says so', async () => {

@@ -214,8 +214,19 @@ export interface CaptureReader {
    * are for one callback): the reader reads on into the same memory.
    */
   batches(options?: { reuse?: boolean }): AsyncGenerator<CapturedBatch>;
+  /** The same batches without a generator: for a consumer that takes one per wake-up. */
+  cursor(options?: { reuse?: boolean }): Promise<CaptureCursor>;
   /** True once batches() met a partial frame at the end (the recorder stopped mid-write). */
   readonly truncated: boolean;
+}
+
+/** One pass over a capture file. */
+export interface CaptureCursor {
+  /** The next batch if its bytes are in memory; undefined: call read(). */
+  next(): CapturedBatch | undefined;
+  /** Reads on; false at the end of the file (or of its last whole frame). */
+  read(): Promise<boolean>;
+  close(): Promise<void>;
 }
 
 /** Reads the header synchronously (small), so a bad file fails where it is opened. */
@@ -240,70 +251,114 @@ function decodeMagic(buf: Buffer, path: string): void {
     throw new PoisonError(`${path}: not a ktrail capture file (bad magic)`);
 }
 
+/** What identifies a file's contents between two passes: device, inode, size, change time. */
+function identity(st: { dev: bigint; ino: bigint; size: bigint; mtimeNs: bigint; ctimeNs: bigint }): string {
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+}
+
 export function openCaptureReader(path: string): CaptureReader {
   const { header, bytes: headerBytes } = readCaptureHeader(path);
   let truncated = false;
+  // A pass that checked every frame's checksum to the end of the file; later passes over
+  // the same, unchanged file (a looping replay) skip the check.
+  let verified: string | undefined;
+
+  // Reads the file in chunks of READ_CHUNK bytes and cuts frames out of them: one read
+  // per ~5 batches of the benchmark's size instead of two per batch (the per-read
+  // thread-pool round trips were ~6% of the collector's main thread at full speed).
+  // A payload is a view into its chunk, not a copy (copies were ~3% of the main thread):
+  // a batch is decoded when it is handed over and not kept, so a chunk lives as long as
+  // its last batch. Chunks start at a frame and payload lengths are multiples of 8 (the
+  // addon pads records to 8), so payloads stay 8-byte aligned for the decoder's u64 view.
+  // Reused, a chunk also spares V8 the external-memory growth (1 MiB per read) that
+  // starts its full collections (docs/collector.md, Cost).
+  async function cursor(options?: { reuse?: boolean }): Promise<CaptureCursor> {
+    const reuse = options?.reuse === true;
+    const fh = await open(path, 'r');
+    let id: string;
+    try {
+      id = identity(await fh.stat({ bigint: true }));
+    } catch (err) {
+      await fh.close();
+      throw err;
+    }
+    const check = verified !== id;
+    let block: Buffer | undefined;
+    let chunk: Buffer = Buffer.alloc(0);
+    let chunkPos = headerBytes; // file position of chunk[0]
+    let pos = headerBytes; // file position of the next frame
+    let eof = false;
+    let need = FRAME_HEADER_BYTES; // bytes from `pos` the next read must bring in
+    let ended = false;
+    const end = async (partial: boolean): Promise<boolean> => {
+      ended = true;
+      if (partial) truncated = true;
+      // Unchanged while it was read, too: else the next pass checks again.
+      else if (check && identity(await fh.stat({ bigint: true })) === id) verified = id;
+      return false;
+    };
+    return {
+      next() {
+        if (ended) return undefined;
+        const at = pos - chunkPos;
+        if (at + FRAME_HEADER_BYTES > chunk.length) {
+          need = FRAME_HEADER_BYTES;
+          return undefined;
+        }
+        const len = chunk.readUInt32LE(at);
+        if (len > MAX_FRAME_PAYLOAD)
+          throw new PoisonError(`capture frame at byte ${pos}: length ${len} is implausible`);
+        const start = at + FRAME_HEADER_BYTES;
+        if (start + len > chunk.length) {
+          need = FRAME_HEADER_BYTES + len;
+          return undefined;
+        }
+        const frame = chunk.subarray(at, start);
+        const payload = chunk.subarray(start, start + len);
+        const batch = check
+          ? checkedFrame(frame, payload, pos, header.version)
+          : { buf: payload, records: frame.readUInt32LE(4), captureWallNs: frame.readBigUInt64LE(8) };
+        pos += FRAME_HEADER_BYTES + len;
+        return batch;
+      },
+      async read() {
+        if (ended) return false;
+        // At the end of the file: a partial frame left over means the recorder stopped mid-write.
+        if (eof) return end(pos < chunkPos + chunk.length);
+        const size = Math.max(need, READ_CHUNK);
+        // Its own ArrayBuffer: offset 0, aligned. Nothing of the old chunk is needed any more
+        // (the frame is read again from `pos`), so with `reuse` it is read over.
+        const next =
+          reuse && block !== undefined && block.length >= size ? block : Buffer.allocUnsafeSlow(size);
+        if (reuse) block = next;
+        const { bytesRead } = await fh.read(next, 0, size, pos);
+        chunk = next.subarray(0, bytesRead);
+        chunkPos = pos;
+        if (bytesRead < size) eof = true;
+        if (bytesRead === 0) return end(false);
+        if (bytesRead < need) return end(true);
+        return true;
+      },
+      close: () => fh.close(),
+    };
+  }
+
   return {
     header,
     get truncated() {
       return truncated;
     },
+    cursor,
     async *batches(options) {
-      // Reads the file in chunks of READ_CHUNK bytes and cuts frames out of them: one read
-      // per ~5 batches of the benchmark's size instead of two per batch (the per-read
-      // thread-pool round trips were ~6% of the collector's main thread at full speed).
-      // A payload is a view into its chunk, not a copy (copies were ~3% of the main thread):
-      // a batch is decoded when it is handed over and not kept, so a chunk lives as long as
-      // its last batch. Chunks start at a frame and payload lengths are multiples of 8 (the
-      // addon pads records to 8), so payloads stay 8-byte aligned for the decoder's u64 view.
-      // Reused, a chunk also spares V8 the external-memory growth (1 MiB per read) that
-      // starts its full collections (docs/collector.md, Cost).
-      const reuse = options?.reuse === true;
-      let block: Buffer | undefined;
-      const fh = await open(path, 'r');
+      const c = await cursor(options);
       try {
-        let chunk: Buffer = Buffer.alloc(0);
-        let chunkPos = headerBytes; // file position of chunk[0]
-        let pos = headerBytes; // file position of the next frame
-        let eof = false;
-        /** Makes [pos, pos + bytes) available in `chunk`; false if the file ends first. */
-        const ensure = async (bytes: number): Promise<boolean> => {
-          if (pos + bytes <= chunkPos + chunk.length) return true;
-          if (eof) return false;
-          const size = Math.max(bytes, READ_CHUNK);
-          // Its own ArrayBuffer: offset 0, aligned. Nothing of the old chunk is needed any more
-          // (the frame is read again from `pos`), so with `reuse` it is read over.
-          const next =
-            reuse && block !== undefined && block.length >= size ? block : Buffer.allocUnsafeSlow(size);
-          if (reuse) block = next;
-          const { bytesRead } = await fh.read(next, 0, size, pos);
-          chunk = next.subarray(0, bytesRead);
-          chunkPos = pos;
-          if (bytesRead < size) eof = true;
-          return bytesRead >= bytes;
-        };
         for (;;) {
-          if (!(await ensure(FRAME_HEADER_BYTES))) {
-            if (pos < chunkPos + chunk.length) truncated = true; // a partial frame header
-            return;
-          }
-          const at = pos - chunkPos;
-          const frame = chunk.subarray(at, at + FRAME_HEADER_BYTES);
-          const len = frame.readUInt32LE(0);
-          if (len > MAX_FRAME_PAYLOAD)
-            throw new PoisonError(`capture frame at byte ${pos}: length ${len} is implausible`);
-          if (!(await ensure(FRAME_HEADER_BYTES + len))) {
-            truncated = true;
-            return;
-          }
-          const start = pos - chunkPos + FRAME_HEADER_BYTES;
-          // `ensure` may have replaced the chunk: take the frame header from the current one.
-          const frameHeader = chunk.subarray(start - FRAME_HEADER_BYTES, start);
-          yield checkedFrame(frameHeader, chunk.subarray(start, start + len), pos, header.version);
-          pos += FRAME_HEADER_BYTES + len;
+          const batch = c.next();
+          if (batch !== undefined) yield batch;
+          else if (!(await c.read())) return;
         }
       } finally {
-        await fh.close();
+        await c.close();
       }
     },
   };

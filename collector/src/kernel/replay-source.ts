@@ -42,13 +42,15 @@ export function createReplaySource(file: string, options: ReplayOptions): Replay
   let wake: (() => void) | undefined;
   const sleep = (ms: number) =>
     new Promise<void>((r) => {
-      const timer = setTimeout(r, ms);
+      const timer = setTimeout(() => {
+        wake = undefined;
+        r();
+      }, ms);
       wake = () => {
+        wake = undefined;
         clearTimeout(timer);
         r();
       };
-    }).finally(() => {
-      wake = undefined;
     });
 
   async function run(onBatch: (buf: Buffer, records: number) => void, flow?: SourceFlow): Promise<void> {
@@ -56,23 +58,34 @@ export function createReplaySource(file: string, options: ReplayOptions): Replay
     do {
       let sawBatch = false;
       // A batch is onBatch's for the call, as the addon's are: the reader reuses its memory.
-      for await (const batch of reader.batches({ reuse: true })) {
-        if (stopping) return;
-        sawBatch = true;
-        onBatch(batch.buf, batch.records);
-        delivered.batches++;
-        delivered.records += batch.records;
-        if (options.rate > 0) {
-          // Pace on the total so far: short sleeps don't accumulate error.
-          const dueMs = (delivered.records / options.rate) * 1000;
-          const aheadMs = dueMs - (performance.now() - started);
-          if (aheadMs > 1) await sleep(aheadMs);
-          else await yieldToLoop();
-        } else {
-          await yieldToLoop(); // let timers and I/O run between batches
-          // As fast as Kafka takes them, not faster: a backlog would only be memory.
-          while (flow?.saturated() && !stopping) await sleep(SATURATED_WAIT_MS);
+      // A cursor rather than an async generator: one wake-up per batch, not a promise chain.
+      const cursor = await reader.cursor({ reuse: true });
+      try {
+        for (;;) {
+          if (stopping) return;
+          const batch = cursor.next();
+          if (batch === undefined) {
+            if (await cursor.read()) continue;
+            break;
+          }
+          sawBatch = true;
+          onBatch(batch.buf, batch.records);
+          delivered.batches++;
+          delivered.records += batch.records;
+          if (options.rate > 0) {
+            // Pace on the total so far: short sleeps don't accumulate error.
+            const dueMs = (delivered.records / options.rate) * 1000;
+            const aheadMs = dueMs - (performance.now() - started);
+            if (aheadMs > 1) await sleep(aheadMs);
+            else await yieldToLoop();
+          } else {
+            await yieldToLoop(); // let timers and I/O run between batches
+            // As fast as Kafka takes them, not faster: a backlog would only be memory.
+            while (flow?.saturated() && !stopping) await sleep(SATURATED_WAIT_MS);
+          }
         }
+      } finally {
+        await cursor.close();
       }
       delivered.passes++;
       if (!sawBatch) break; // an empty file would loop forever

@@ -267,69 +267,113 @@ async function main(): Promise<void> {
   await admin.disconnect();
   rmSync(work, { recursive: true, force: true });
 
+  writeReport({
+    enc,
+    cap,
+    secs,
+    deliveredRate,
+    capturedRate,
+    fullCpu,
+    fullThreads,
+    rssMax,
+    wirePerEvent,
+    finalLine,
+    pacedSecs,
+    pacedRate,
+    pacedCpu,
+    pacedThreads,
+    pacedRss,
+    avroPerEvent: pacedEncoded / Math.max(1, pacedDelivered),
+    idleCpu,
+    idleThreads,
+    idleRss,
+  });
+}
+
+/** What the runs measured, for the report. */
+interface CollectorResults {
+  enc: { eventsPerSec: number };
+  cap: { records: number; bytes: number };
+  /** Measurement windows of the full-speed and paced runs (s). */
+  secs: number;
+  pacedSecs: number;
+  deliveredRate: number;
+  capturedRate: number;
+  fullCpu: number;
+  fullThreads: string;
+  rssMax: number;
+  wirePerEvent: number | undefined;
+  finalLine: string;
+  pacedRate: number;
+  pacedCpu: number;
+  pacedThreads: string;
+  pacedRss: number;
+  avroPerEvent: number;
+  idleCpu: number;
+  idleThreads: string;
+  idleRss: number;
+}
+
+/** Writes the Collector section of docs/benchmarks.md from the runs' results. */
+function writeReport(r: CollectorResults): void {
   const pass = (ok: boolean) => (ok ? 'met' : '**missed**');
   const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
   const rows: Array<Array<string | number>> = [
     [
       'in-process replay -> decode -> Avro encode (no Kafka)',
-      `${Math.round(enc.eventsPerSec).toLocaleString('en')} events/s`,
+      `${Math.round(r.enc.eventsPerSec).toLocaleString('en')} events/s`,
       '-',
       '-',
     ],
     [
       'collector process, replay -> Kafka, full speed: delivered',
-      `${Math.round(deliveredRate).toLocaleString('en')} events/s`,
+      `${Math.round(r.deliveredRate).toLocaleString('en')} events/s`,
       '>= 300,000 events/s',
-      pass(deliveredRate >= 300_000),
+      pass(r.deliveredRate >= 300_000),
     ],
     [
       '  captured (replayed and decoded) in the same window',
-      `${Math.round(capturedRate).toLocaleString('en')} events/s`,
+      `${Math.round(r.capturedRate).toLocaleString('en')} events/s`,
       '-',
       '-',
     ],
-    ['  CPU at full speed', `${(fullCpu * 100).toFixed(0)}% of one core`, '-', '-'],
-    ['    by thread', fullThreads, '-', '-'],
+    ['  CPU at full speed', `${(r.fullCpu * 100).toFixed(0)}% of one core`, '-', '-'],
+    ['    by thread', r.fullThreads, '-', '-'],
     [
       '  RSS at that rate (max)',
-      `${mib(rssMax)} (${(rssMax / 1e6).toFixed(0)} MB)`,
+      `${mib(r.rssMax)} (${(r.rssMax / 1e6).toFixed(0)} MB)`,
       '<= 150 MB',
-      pass(rssMax <= 150e6),
+      pass(r.rssMax <= 150e6),
     ],
     [
       'bytes per event on the wire (broker log, zstd)',
-      wirePerEvent === undefined ? 'n/a (broker data dir not local)' : wirePerEvent.toFixed(1),
+      r.wirePerEvent === undefined ? 'n/a (broker data dir not local)' : r.wirePerEvent.toFixed(1),
       '-',
       '-',
     ],
+    ['bytes per event, Avro before compression', r.avroPerEvent.toFixed(1), '-', '-'],
     [
-      'bytes per event, Avro before compression',
-      (pacedEncoded / Math.max(1, pacedDelivered)).toFixed(1),
-      '-',
-      '-',
-    ],
-    [
-      `CPU at ${PACED_RATE.toLocaleString('en')} events/s (measured ${Math.round(pacedRate).toLocaleString('en')}/s)`,
-      `${(pacedCpu * 100).toFixed(2)}% of one core`,
+      `CPU at ${PACED_RATE.toLocaleString('en')} events/s (measured ${Math.round(r.pacedRate).toLocaleString('en')}/s)`,
+      `${(r.pacedCpu * 100).toFixed(2)}% of one core`,
       '<= 1%',
-      pass(pacedCpu <= 0.01),
+      pass(r.pacedCpu <= 0.01),
     ],
-    ['    by thread', pacedThreads, '-', '-'],
-    ['  RSS at that rate (max)', mib(pacedRss), '-', '-'],
+    ['    by thread', r.pacedThreads, '-', '-'],
+    ['  RSS at that rate (max)', mib(r.pacedRss), '-', '-'],
     [
       'CPU idle (no events after the first batch): the fixed part',
-      `${(idleCpu * 100).toFixed(2)}% of one core`,
+      `${(r.idleCpu * 100).toFixed(2)}% of one core`,
       '-',
       '-',
     ],
-    ['    by thread', idleThreads, '-', '-'],
-    ['  RSS idle (max)', mib(idleRss), '-', '-'],
+    ['    by thread', r.idleThreads, '-', '-'],
+    ['  RSS idle (max)', mib(r.idleRss), '-', '-'],
   ];
   const body = `Replay of a synthetic capture (${CAPTURE_RECORDS.toLocaleString('en')} records, realistic mix of
-TCP/process/cgroup/OOM kinds, ${(cap.bytes / cap.records).toFixed(0)} raw bytes per record, looped) through one
+TCP/process/cgroup/OOM kinds, ${(r.cap.bytes / r.cap.records).toFixed(0)} raw bytes per record, looped) through one
 collector process (\`collector --replay FILE --replay-loop\`) into the local single Kafka broker (acks=all,
-idempotent, zstd level 2 with the native CRC-32C of the codec addon, 1 partition). Rates come from the collector's own /metrics over a ${Math.round(secs)} s window
-(${Math.round(pacedSecs)} s for the paced run) after a warm-up (first acknowledged events + 5 s; + 15 s for the paced and idle runs). CPU is the sum over the
+idempotent, zstd level 2 with the native CRC-32C of the codec addon, 1 partition). Rates come from the collector's own /metrics over a ${Math.round(r.secs)} s window
+(${Math.round(r.pacedSecs)} s for the paced run) after a warm-up (first acknowledged events + 5 s; + 15 s for the paced and idle runs). CPU is the sum over the
 collector's threads of the scheduler's run time in ns (\`/proc/PID/task/*/schedstat\`) across that window, as a share of one core; RSS is sampled from /proc
 every 0.5 s. At full speed the replay
 waits while four produce requests are queued (as fast as Kafka acknowledges); the idle run replays one batch, then none. The machine is shared (2 cores, other
@@ -337,7 +381,7 @@ builds and tests running), so the figures are lower bounds.
 
 ${table(['measure', 'result', 'target', ''], rows)}
 
-Final counters of the full-speed run: \`${finalLine}\`
+Final counters of the full-speed run: \`${r.finalLine}\`
 `;
   writeSection('Collector', 'npm run bench collector', body);
   log('wrote the Collector section of docs/benchmarks.md');

@@ -38,7 +38,7 @@ import { createProcessor } from '../../processor/src/processor.js';
 import { buildMessageRows, type DecodedEvent, tableForKind } from '../../processor/src/rows.js';
 import { processorMemory } from '../../processor/src/run.js';
 import { clickHouseSink } from '../../processor/src/sink.js';
-import { ensureKafka } from '../../test/support/kafka.js';
+import { deleteTopics, ensureKafka } from '../../test/support/kafka.js';
 import { table, writeSection } from '../report.js';
 import { createTestTopics, kafkaClient, nodeProducer, processorTopics, testOptions } from './harness.js';
 import { bytesPerEvent, encodeOnlySink } from './own-work.js';
@@ -104,6 +104,12 @@ const dir = mkdtempSync(join(tmpdir(), 'ktrail-bench-processor-'));
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
 const { brokers } = await ensureKafka();
+/** Topics the runs created: deleted when the bench ends, so a broker kept between runs doesn't pile them up. */
+const benchTopics: string[] = [];
+async function finish(): Promise<never> {
+  await deleteTopics({ brokers }, benchTopics);
+  process.exit(0);
+}
 const ch = await createClickHouse({ kind: 'chdb', path: join(dir, 'chdb'), database: 'ktrail' });
 await migrate(ch, {});
 const client = kafkaClient(brokers, 'ktrail-bench-processor');
@@ -180,6 +186,7 @@ async function setup(
 ) {
   const prefix = `bench-${tag}-${Date.now().toString(36)}.`;
   const names = await createTestTopics(client, prefix, PARTITIONS);
+  benchTopics.push(...Object.values(names).filter((t): t is string => typeof t === 'string'));
   const producer = await nodeProducer(client);
   const nodes = Array.from(
     { length: NODES },
@@ -264,7 +271,7 @@ async function ownWork(tag: string, events: number) {
 await ownWork('ownwarm', EVENTS / 10);
 const own = await ownWork('own', EVENTS);
 // For profiling the own-work phase (node --cpu-prof, BENCH_TRICKLE_S=1): BENCH_ONLY=own stops here.
-if (process.env.BENCH_ONLY === 'own') process.exit(0);
+if (process.env.BENCH_ONLY === 'own') await finish();
 
 // --- 1. CPU at a trickle: what the fixed cost of each insert adds up to ---------------------
 // Before the drain, on a fresh store: later phases leave merges running in the background.
@@ -342,7 +349,7 @@ async function trickle() {
   return result;
 }
 const trickleRun = await trickle();
-if (process.env.BENCH_ONLY === 'trickle') process.exit(0);
+if (process.env.BENCH_ONLY === 'trickle') await finish();
 
 // --- 2. throughput over a backlog ---------------------------------------------------------
 const t = await setup('tput');
@@ -391,7 +398,7 @@ console.log(
     `peak RSS ${Math.round(drainPeakRss / 2 ** 20)} MiB`,
 );
 // For profiling the drain (the last seconds of a --cpu-prof): BENCH_ONLY=drain stops here.
-if (process.env.BENCH_ONLY === 'drain') process.exit(0);
+if (process.env.BENCH_ONLY === 'drain') await finish();
 
 // --- 3. latency at a fixed rate (the target) and at one this machine sustains ---------------
 // Queryable = the processor's insert of the message's rows has returned: inserts are
@@ -615,4 +622,4 @@ the processor's inserts have returned every event (the bench does not query chDB
 a count then finds them all. The limit inserts the same mix (${EXIT_SHARE * 100}% exits) from memory,
 each kind into its table, in cuts of ${f(CUT_ROWS)} events: one insert per table and cut.`,
 );
-process.exit(0);
+await finish();

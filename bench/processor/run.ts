@@ -7,11 +7,12 @@
 //     every batchMaxMs for every table a partition has rows for.
 //  2. Throughput: a backlog of events, drained by one processor; events/s of wall time and
 //     per CPU-second of this process (what "per core" means on a shared machine).
-//  3. Latency: events produced at a fixed rate (50k/s by default); latency = the time from
+//  3. The limit, right after the drain: chDB inserting the same rows straight from memory
+//     (no Kafka, no decode, the join done beforehand).
+//  4. Latency: events produced at a fixed rate (50k/s by default); latency = the time from
 //     the produce call to the moment the processor's insert of the message's rows returned
 //     (synchronous inserts), from its stored hook; a count checks every row landed.
-//  4. The limit: chDB inserting the same rows straight from memory (no Kafka, no decode).
-//     Before it, bytes on disk per event after merges over every event the runs left.
+//  Last, bytes on disk per event after merges over every event the runs left.
 // Writes the "Processor" section of docs/benchmarks.md.
 //
 // The broker: KTRAIL_KAFKA_BROKERS when set, else this checkout's (KTRAIL_KAFKA_PORT, 19092),
@@ -32,10 +33,15 @@ import { createClickHouse } from '../../processor/src/clickhouse/client.js';
 import { migrate } from '../../processor/src/clickhouse/migrate.js';
 import { rowStoreOf } from '../../processor/src/clickhouse/row-store.js';
 import { createProcessorCodec } from '../../processor/src/codec.js';
-import type { Row } from '../../processor/src/partition-batch.js';
+import { applyJoin, type Row } from '../../processor/src/partition-batch.js';
 import type { ProcessorHooks, RowSink } from '../../processor/src/processor.js';
 import { createProcessor } from '../../processor/src/processor.js';
-import { buildMessageRows, type DecodedEvent, tableForKind } from '../../processor/src/rows.js';
+import {
+  buildMessageRows,
+  containerMetaFromRecord,
+  type DecodedEvent,
+  tableForKind,
+} from '../../processor/src/rows.js';
 import { processorMemory } from '../../processor/src/run.js';
 import { clickHouseSink } from '../../processor/src/sink.js';
 import { deleteTopics, ensureKafka } from '../../test/support/kafka.js';
@@ -400,7 +406,57 @@ console.log(
 // For profiling the drain (the last seconds of a --cpu-prof): BENCH_ONLY=drain stops here.
 if (process.env.BENCH_ONLY === 'drain') await finish();
 
-// --- 3. latency at a fixed rate (the target) and at one this machine sustains ---------------
+// --- 3. the limit: chDB inserting the same rows from memory, right after the drain ----------
+// The same rows as the drain's: the same mix (exits included), joined with their containers'
+// records, each kind into its own table, cut as the drain cuts it: every CUT_ROWS events, one
+// insert per table. Measured seconds after the drain (once its merges are done), so both see
+// the machine alike.
+const codec = createProcessorCodec();
+const limitNode = 'limit-node';
+const node = new SyntheticNode({ node: limitNode, containers: 8, exitShare: EXIT_SHARE, realistic: true });
+const limitContainers = new Map(
+  Array.from({ length: 8 }, (_, i) => {
+    const meta = containerMetaFromRecord(containerRecord(limitNode, i) as unknown as Record<string, unknown>);
+    return [meta.cgroupId, meta] as const;
+  }),
+);
+const limitCuts: Map<string, Row[]>[] = [];
+for (let i = 0; i < EVENTS / PER_MESSAGE; i++) {
+  if ((i * PER_MESSAGE) % CUT_ROWS === 0) limitCuts.push(new Map());
+  const cut = limitCuts[limitCuts.length - 1] as Map<string, Row[]>;
+  const batch = codec.decodeEventBatch(node.next(PER_MESSAGE));
+  for (const [j, row] of buildMessageRows(batch, 0, String(i), false).rows.entries()) {
+    const event = batch.events[j] as DecodedEvent;
+    const meta = limitContainers.get(event.cgroupId);
+    if (meta !== undefined) applyJoin(row, meta);
+    const table = tableForKind(event.kind);
+    const rows = cut.get(table) ?? [];
+    if (rows.length === 0) cut.set(table, rows);
+    rows.push(row.columns);
+  }
+}
+const limitRows = limitCuts.reduce((n, cut) => n + [...cut.values()].reduce((m, r) => m + r.length, 0), 0);
+const limitInserts = limitCuts.reduce((n, cut) => n + cut.size, 0);
+const limitSink = clickHouseSink(ch);
+await mergesSettled(); // the drain's parts: their merges are the drain's, not the limit's
+const i0 = performance.now();
+const limitCpu0 = process.cpuUsage();
+const limitThreads0 = cpuByThread();
+for (const [k, cut] of limitCuts.entries())
+  for (const [table, rows] of cut)
+    await limitSink.insert(table, rows, `bench-limit:${Date.now()}:${k}:${table}`);
+const limitRate = limitRows / ((performance.now() - i0) / 1000);
+const limitCpuUsage = process.cpuUsage(limitCpu0);
+const limitByThread = cpuSince(limitThreads0);
+const limitPerCpuS = limitRows / ((limitCpuUsage.user + limitCpuUsage.system) / 1e6);
+console.log(
+  `[bench] chDB insert from memory: ${Math.round(limitRate)} rows/s, ${Math.round(limitPerCpuS)} rows per CPU-second`,
+);
+const limitCutCount = limitCuts.length;
+limitCuts.length = 0;
+await mergesSettled();
+
+// --- 4. latency at a fixed rate (the target) and at one this machine sustains ---------------
 // Queryable = the processor's insert of the message's rows has returned: inserts are
 // synchronous (async_insert 0), so a SELECT issued after that sees them. The processor's
 // stored hook fires once every table of the cut is inserted, with the cut's offsets; each
@@ -476,38 +532,6 @@ console.log(
   `[bench] on disk after merges: ${disk.events} events, ${disk.bytes} bytes, ${disk.perEvent.toFixed(1)} bytes per event`,
 );
 
-// --- 4. the limit: chDB inserting the same rows from memory ---------------------------------
-// The same mix as the drain (exits included), each kind into its own table, cut as the drain
-// cuts it: every CUT_ROWS events, one insert per table.
-const codec = createProcessorCodec();
-const node = new SyntheticNode({ node: 'limit-node', containers: 8, exitShare: EXIT_SHARE, realistic: true });
-const limitCuts: Map<string, Row[]>[] = [];
-for (let i = 0; i < EVENTS / PER_MESSAGE; i++) {
-  if ((i * PER_MESSAGE) % CUT_ROWS === 0) limitCuts.push(new Map());
-  const cut = limitCuts[limitCuts.length - 1] as Map<string, Row[]>;
-  const batch = codec.decodeEventBatch(node.next(PER_MESSAGE));
-  for (const [j, row] of buildMessageRows(batch, 0, String(i), false).rows.entries()) {
-    const table = tableForKind((batch.events[j] as DecodedEvent).kind);
-    const rows = cut.get(table) ?? [];
-    if (rows.length === 0) cut.set(table, rows);
-    rows.push(row.columns);
-  }
-}
-const limitRows = limitCuts.reduce((n, cut) => n + [...cut.values()].reduce((m, r) => m + r.length, 0), 0);
-const limitInserts = limitCuts.reduce((n, cut) => n + cut.size, 0);
-const sink = clickHouseSink(ch);
-const i0 = performance.now();
-const limitCpu0 = process.cpuUsage();
-const limitThreads0 = cpuByThread();
-for (const [k, cut] of limitCuts.entries())
-  for (const [table, rows] of cut) await sink.insert(table, rows, `bench-limit:${Date.now()}:${k}:${table}`);
-const limitRate = limitRows / ((performance.now() - i0) / 1000);
-const limitCpuUsage = process.cpuUsage(limitCpu0);
-const limitByThread = cpuSince(limitThreads0);
-const limitPerCpuS = limitRows / ((limitCpuUsage.user + limitCpuUsage.system) / 1e6);
-console.log(
-  `[bench] chDB insert from memory: ${Math.round(limitRate)} rows/s, ${Math.round(limitPerCpuS)} rows per CPU-second`,
-);
 await ch.close();
 
 const f = (n: number) => Math.round(n).toLocaleString('en-US');
@@ -595,7 +619,7 @@ writeSection(
         `processor / limit = ${(tputCpu / limitPerCpuS).toFixed(2)}, >= 0.6: **${tputCpu / limitPerCpuS >= 0.6 ? 'met' : 'missed'}**`,
       ],
       [
-        `  limit: CPU by thread (s), ${limitInserts} inserts (${limitCuts.length} cuts of ${f(CUT_ROWS)} events, one insert per table)`,
+        `  limit: CPU by thread (s), ${limitInserts} inserts (${limitCutCount} cuts of ${f(CUT_ROWS)} events, one insert per table)`,
         limitByThread.map(([kind, sec]) => `${kind} ${sec.toFixed(2)}`).join(', '),
         '',
       ],
@@ -619,7 +643,8 @@ the fixed cost of each insert (each partition inserts into every table it has ro
 cut), not the rows; it runs until every message's cut is committed. The backlog drain starts
 once chDB runs no merge (of what the runs before it inserted), and ends when
 the processor's inserts have returned every event (the bench does not query chDB meanwhile), and
-a count then finds them all. The limit inserts the same mix (${EXIT_SHARE * 100}% exits) from memory,
-each kind into its table, in cuts of ${f(CUT_ROWS)} events: one insert per table and cut.`,
+a count then finds them all. The limit runs seconds after the drain, once chDB runs no merge: the same mix
+(${EXIT_SHARE * 100}% exits) from memory, joined with its containers' records beforehand, each kind into
+its table, in cuts of ${f(CUT_ROWS)} events: one insert per table and cut.`,
 );
 await finish();

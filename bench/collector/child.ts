@@ -1,7 +1,7 @@
 // The collector as a child process for the benchmarks: the shipped entrypoint (compiled
 // JavaScript), its /metrics, and its CPU and RSS from /proc.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -73,29 +73,6 @@ export async function metric(port: number, name: string, labels = ''): Promise<n
     sum += Number(line.slice(line.lastIndexOf(' ') + 1));
   }
   return sum;
-}
-
-/**
- * CPU time of a process's threads in ns, summed by thread name: the first field of
- * /proc/PID/task/TID/schedstat (the scheduler's sum_exec_runtime). utime and stime in
- * /proc/PID/stat count the same time in 10 ms ticks, too coarse for a process at 1% of a
- * core: ±1 tick over 15 s is ±0.07%. A thread that ends within a window takes its time
- * along; the collector's threads (main, libuv pool, V8 workers) live as long as it does.
- */
-export function threadNs(pid: number): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    let name: string;
-    let ns: number;
-    try {
-      name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
-      ns = Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-    } catch {
-      continue; // the thread ended meanwhile
-    }
-    out.set(name, (out.get(name) ?? 0) + ns);
-  }
-  return out;
 }
 
 export function procStat(pid: number): { cpuTicks: number; rssBytes: number } {

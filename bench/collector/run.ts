@@ -24,7 +24,8 @@ import { createKernelEventStage, PASS_THROUGH_KINDS } from '../../collector/src/
 import { createEventBatchFramer } from '../../schemas/codec.js';
 import { ensureKafka } from '../../test/support/kafka.js';
 import { table, writeSection } from '../report.js';
-import { type CollectorRun, metric, procStat, startCollector, threadNs } from './child.js';
+import { threadCpuSeconds } from '../thread-cpu.js';
+import { type CollectorRun, metric, procStat, startCollector } from './child.js';
 import { writeSyntheticCapture } from './synthetic.js';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
@@ -104,13 +105,13 @@ async function measure(run: CollectorRun, windowMs: number) {
   const d0 = await metric(run.port, 'ktrail_collector_events_delivered_total');
   const c0 = await metric(run.port, 'ktrail_collector_events_captured_total');
   const t0 = performance.now();
-  const th0 = threadNs(pid);
+  const th0 = threadCpuSeconds(pid);
   let rssMax = 0;
   while (performance.now() - t0 < windowMs) {
     await sleep(500);
     rssMax = Math.max(rssMax, procStat(pid).rssBytes);
   }
-  const th1 = threadNs(pid);
+  const th1 = threadCpuSeconds(pid);
   const secs = (performance.now() - t0) / 1000;
   const delivered = await metric(run.port, 'ktrail_collector_events_delivered_total');
   const c1 = await metric(run.port, 'ktrail_collector_events_captured_total');
@@ -137,8 +138,8 @@ function threadShares(
   secs: number,
 ): Array<[string, number]> {
   const parts: Array<[string, number]> = [];
-  for (const [name, ns] of t1) {
-    const share = (ns - (t0.get(name) ?? 0)) / 1e9 / secs;
+  for (const [name, s] of t1) {
+    const share = (s - (t0.get(name) ?? 0)) / secs;
     if (share > 0) parts.push([name, share]);
   }
   return parts.sort((a, b) => b[1] - a[1]);

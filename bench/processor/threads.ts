@@ -2,34 +2,21 @@
 // JavaScript (the main thread) from the embedded engine's work (chDB runs queries on libuv
 // and its own pool threads, and merges in the background), which process.cpuUsage() lumps
 // together.
-import { readdirSync, readFileSync } from 'node:fs';
-
-const CLK_TCK = 100; // Linux USER_HZ for utime/stime
+import { readFileSync } from 'node:fs';
+import { threadCpuSeconds } from '../thread-cpu.js';
 
 /** Seconds of CPU per thread kind: 'main', or the thread's name without its number suffix. */
 export function cpuByThread(): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const tid of readdirSync('/proc/self/task')) {
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-    } catch {
-      continue; // the thread ended between the listing and the read
-    }
-    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const seconds = (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
-    const kind = tid === String(process.pid) ? 'main' : name.replace(/[0-9]+$/, '');
-    out.set(kind, (out.get(kind) ?? 0) + seconds);
-  }
-  return out;
+  return threadCpuSeconds('self', (name, tid) =>
+    tid === String(process.pid) ? 'main' : name.replace(/[0-9]+$/, ''),
+  );
 }
 
 /** after - before, per kind, largest first. */
 export function cpuSince(before: Map<string, number>): Array<[string, number]> {
   return [...cpuByThread()]
     .map(([kind, s]) => [kind, s - (before.get(kind) ?? 0)] as [string, number])
-    .filter(([, s]) => s > 0)
+    .filter(([, s]) => s >= 0.005) // what prints as 0.01 s or more
     .sort((a, b) => b[1] - a[1]);
 }
 

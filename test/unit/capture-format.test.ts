@@ -75,6 +75,19 @@ function batch(n: number, seed: number): Buffer {
   return buf;
 }
 
+/** Where the second batch's payload starts in twoBatches' file: header, frame, 2 records, frame. */
+const SECOND_PAYLOAD = 42 + 24 + 80 + 24;
+
+/** A capture of two batches, of 2 and `second` records. */
+async function twoBatches(name: string, second: number): Promise<string> {
+  const path = join(dir, name);
+  const w = createCaptureWriter(path, header);
+  w.write(batch(2, 1), 2);
+  w.write(batch(second, 2), second);
+  await w.close();
+  return path;
+}
+
 describe('capture format', () => {
   it('encodes the file header and a frame exactly as the golden bytes', () => {
     expect(encodeCaptureHeader(header).toString('hex')).toBe(GOLDEN_HEADER);
@@ -176,11 +189,7 @@ describe('capture format', () => {
   });
 
   it('checks the frames again in a pass over a file that changed since a checked pass', async () => {
-    const path = join(dir, 'changed.ktcap');
-    const w = createCaptureWriter(path, header);
-    w.write(batch(2, 1), 2);
-    w.write(batch(3, 2), 3);
-    await w.close();
+    const path = await twoBatches('changed.ktcap', 3);
     const reader = openCaptureReader(path);
     const pass = async () => {
       const got = [];
@@ -192,18 +201,14 @@ describe('capture format', () => {
     // Past the file system's timestamp granularity (a clock tick on some), so the change shows.
     await new Promise((r) => setTimeout(r, 20));
     const fd = openSync(path, 'r+');
-    writeSync(fd, Buffer.from([0xff]), 0, 1, 42 + 24 + 80 + 24 + 10); // inside the second payload
+    writeSync(fd, Buffer.from([0xff]), 0, 1, SECOND_PAYLOAD + 10);
     closeSync(fd);
     await expect(pass()).rejects.toThrow(/checksum/);
   });
 
   it('reads a file cut mid-frame up to the last whole batch and says so', async () => {
-    const path = join(dir, 'cut.ktcap');
-    const w = createCaptureWriter(path, header);
-    w.write(batch(2, 1), 2);
-    w.write(batch(5, 2), 5);
-    await w.close();
-    truncateSync(path, 42 + 24 + 80 + 24 + 100); // second payload half written
+    const path = await twoBatches('cut.ktcap', 5);
+    truncateSync(path, SECOND_PAYLOAD + 100); // second payload half written
     const reader = openCaptureReader(path);
     const got = [];
     for await (const b of reader.batches()) got.push(b.records);

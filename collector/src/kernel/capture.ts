@@ -122,6 +122,11 @@ function frameCrc(frame: Buffer, payload: Buffer, version: number): number {
 function checkedFrame(frame: Buffer, payload: Buffer, at: number, version: number): CapturedBatch {
   if (frameCrc(frame, payload, version) !== frame.readUInt32LE(16))
     throw new PoisonError(`capture frame at byte ${at}: checksum mismatch`, { context: { at } });
+  return frameBatch(frame, payload);
+}
+
+/** The batch a frame header and its payload describe (checksum not checked). */
+function frameBatch(frame: Buffer, payload: Buffer): CapturedBatch {
   return { buf: payload, records: frame.readUInt32LE(4), captureWallNs: frame.readBigUInt64LE(8) };
 }
 
@@ -315,9 +320,7 @@ export function openCaptureReader(path: string): CaptureReader {
         }
         const frame = chunk.subarray(at, start);
         const payload = chunk.subarray(start, start + len);
-        const batch = check
-          ? checkedFrame(frame, payload, pos, header.version)
-          : { buf: payload, records: frame.readUInt32LE(4), captureWallNs: frame.readBigUInt64LE(8) };
+        const batch = check ? checkedFrame(frame, payload, pos, header.version) : frameBatch(frame, payload);
         pos += FRAME_HEADER_BYTES + len;
         return batch;
       },

@@ -105,6 +105,45 @@ describe('sampler', () => {
     expect(byKind.memory_sample).toMatchObject({ oomEvents: 2n });
   });
 
+  it("a cgroup's release row reports only the OOM kills its periodic samples did not", () => {
+    const cg = join(dir, 'docker', 'oom');
+    mkdirSync(cg, { recursive: true });
+    writeFileSync(join(cg, 'memory.current'), '1048576\n');
+    writeFileSync(join(cg, 'memory.max'), '33554432\n');
+    const sampler = createSampler({
+      intervalMs: 1_000,
+      clock: fixedBootClock('b', 0n),
+      readMap: () => [],
+      memoryTargets: () => [{ cgroupId: 8n, dir: cg }],
+    });
+    const release = (oomKills: bigint) => ({
+      kind: 'memory_release' as const,
+      tsNs: 5n,
+      cgroupId: 8n,
+      pid: 1,
+      tgid: 1,
+      flags: 16,
+      level: 2,
+      hierarchyId: 0,
+      path: '/docker/oom',
+      peakBytes: 33_554_432n,
+      currentBytes: 0n,
+      limitBytes: 33_554_432n,
+      oomKills,
+    });
+    // The kill lands between two samples and before the removal: the sample reports it.
+    writeFileSync(join(cg, 'memory.events'), 'oom_kill 0\n');
+    expect(sampler.sampleNow()[0]).toMatchObject({ oomEvents: 0n });
+    writeFileSync(join(cg, 'memory.events'), 'oom_kill 1\n');
+    expect(sampler.sampleNow()[0]).toMatchObject({ oomEvents: 1n });
+    expect(sampler.memoryReleased(release(1n), 8n)).toMatchObject({ flags: 16, oomEvents: 0n });
+    // A kill after the last sample is the release row's; a cgroup never sampled reports all.
+    writeFileSync(join(cg, 'memory.events'), 'oom_kill 1\n');
+    sampler.sampleNow();
+    expect(sampler.memoryReleased(release(3n), 8n)).toMatchObject({ oomEvents: 2n });
+    expect(sampler.memoryReleased(release(3n), 8n)).toMatchObject({ oomEvents: 3n });
+  });
+
   it('a missing map or a vanished cgroup is skipped, not fatal', () => {
     const sampler = createSampler({
       intervalMs: 1_000,

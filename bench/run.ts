@@ -3,9 +3,12 @@
 // writes its section of docs/benchmarks.md. The services a benchmark starts (this
 // checkout's broker, dockerd) are stopped when the run ends; ones running before are left.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runAs } from '../common/run-as.js';
+import { runLimitedDrain } from './processor/memory-limit.js';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
 const SERVICES = [
@@ -27,8 +30,23 @@ for (const name of wanted) {
     continue;
   }
   console.log(`[bench] ${name}`);
-  // The processor's benchmark is the processor (chDB and all, in its process): run as one.
-  const run = name === 'processor' ? runAs('processor', script) : undefined;
+  // The processor's benchmark is the processor (chDB and all, in its process): run as one,
+  // after its drain inside a memory cgroup of the target (processor/memory-limit.ts), whose
+  // broker must run outside that cgroup.
+  let env = process.env;
+  if (name === 'processor') {
+    if (process.env.KTRAIL_KAFKA_BROKERS === undefined)
+      spawnSync('bash', ['deploy/local/kafka.sh', 'start', '--brokers', '1'], {
+        cwd: repo,
+        stdio: 'inherit',
+      });
+    const resultFile = join(tmpdir(), `ktrail-bench-limited-${process.pid}.json`);
+    process.on('exit', () => rmSync(resultFile, { force: true }));
+    const limited = await runLimitedDrain(script, resultFile);
+    if ('failed' in limited) console.error(`[bench] processor under a memory limit: ${limited.failed}`);
+    env = { ...env, BENCH_LIMITED_RESULT: resultFile };
+  }
+  const run = name === 'processor' ? runAs('processor', script, [], env) : undefined;
   const result =
     run === undefined
       ? spawnSync(process.execPath, ['--import', 'tsx', script], { stdio: 'inherit' })

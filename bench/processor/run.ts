@@ -21,13 +21,16 @@
 // Env: BENCH_EVENTS (500000),
 // BENCH_RATE (50000), BENCH_LATENCY_S (20), BENCH_ENRICHED (0|1, default: as shipped, on),
 // BENCH_BATCH_MS (the processor's default batchMaxMs), BENCH_TRICKLE_S (30), BENCH_OWN_BASELINE,
-// BENCH_ONLY=own|trickle (stop after the own-work or the trickle run, for profiling them).
-import { mkdtempSync, rmSync } from 'node:fs';
+// BENCH_ONLY=own|trickle|drain (stop after that run, for profiling it); BENCH_ONLY=limited:
+// the drain alone, as the runner's memory-limited run (memory-limit.ts) runs it.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { getHeapStatistics } from 'node:v8';
 import { nodePartitioner } from '../../collector/src/kafka-sink.js';
 import { validateConfig } from '../../common/config.js';
 import { useNativeCrc32c } from '../../common/kafka.js';
+import { planProcessorMemory, SHIPPED_LIMIT } from '../../common/memory-budget.js';
 import { type AlertStateStore, clickHouseAlertStateStore } from '../../processor/src/alert-state.js';
 import { createClickHouse } from '../../processor/src/clickhouse/client.js';
 import { migrate } from '../../processor/src/clickhouse/migrate.js';
@@ -42,11 +45,16 @@ import {
   type DecodedEvent,
   tableForKind,
 } from '../../processor/src/rows.js';
-import { processorMemory } from '../../processor/src/run.js';
 import { clickHouseSink } from '../../processor/src/sink.js';
 import { deleteTopics, ensureKafka } from '../../test/support/kafka.js';
 import { table, writeSection } from '../report.js';
 import { createTestTopics, kafkaClient, nodeProducer, processorTopics, testOptions } from './harness.js';
+import {
+  type LimitedDrainChild,
+  limitedDrainRows,
+  MEMORY_TARGET_BYTES,
+  readLimitedDrain,
+} from './memory-limit.js';
 import { bytesPerEvent, encodeOnlySink } from './own-work.js';
 import { containerRecord, encodeContainerRecord, SyntheticNode } from './synthetic.js';
 import { cpuByThread, cpuSince, processorCpu, residentMiB } from './threads.js';
@@ -62,11 +70,17 @@ const TRICKLE_EVENTS = 20;
 const SHIPPED = validateConfig({});
 const DEFAULTS = SHIPPED.processor;
 /**
- * The bound on rows held across partitions that the CLI derives on this machine from the
- * memory budget (the shipped limit without a cgroup one): unbounded, a drain would hold the
- * whole backlog as rows.
+ * The bound on rows held across partitions that the CLI derives from the shipped memory limit
+ * (deploy/k8s, 1 GiB) and this process's V8 heap limit: unbounded, a drain would hold the whole
+ * backlog as rows. Also under the limited run's smaller cgroup, whose limit the embedded
+ * engine's budget rule would refuse (docs/processor.md, "Memory budget").
  */
-const PENDING_MAX_ROWS = processorMemory(SHIPPED).pendingMaxRows;
+const MEMORY_PLAN = planProcessorMemory({
+  budget: { bytes: SHIPPED_LIMIT.processor, source: 'default', from: 'the shipped limit' },
+  embedded: true,
+  heapLimitBytes: getHeapStatistics().heap_size_limit,
+});
+const PENDING_MAX_ROWS = MEMORY_PLAN.pendingMaxRows;
 /** The processor's batchTrickleRows (BENCH_TRICKLE_ROWS=0: no trickle tier, for a comparison). */
 const TRICKLE_ROWS = Number(process.env.BENCH_TRICKLE_ROWS ?? DEFAULTS.batchTrickleRows);
 const ENRICHED =
@@ -231,6 +245,22 @@ async function setup(
   return { names, producer, nodes, processor };
 }
 
+// BENCH_ONLY=limited: the drain alone, for the runner's memory-limited run (memory-limit.ts).
+if (process.env.BENCH_ONLY === 'limited') {
+  const d = await drainBacklog('limited');
+  const result: LimitedDrainChild = {
+    produced: d.produced,
+    wallS: d.wallS,
+    cpuS: d.cpuS,
+    peakRss: d.peakRss,
+    peakResident: d.peakResident,
+    pendingMaxRows: PENDING_MAX_ROWS,
+    heapLimitBytes: MEMORY_PLAN.heapLimitBytes,
+  };
+  writeFileSync(process.env.BENCH_LIMITED_RESULT ?? join(dir, 'limited.json'), JSON.stringify(result));
+  await finish();
+}
+
 // --- 0. the processor's own work: the same kind of backlog into a store that builds the
 // Native blocks and inserts nothing. First, before any insert: no chDB merges are running,
 // and only the processor's own threads are counted (threads.ts processorCpu) ----------------
@@ -358,51 +388,70 @@ const trickleRun = await trickle();
 if (process.env.BENCH_ONLY === 'trickle') await finish();
 
 // --- 2. throughput over a backlog ---------------------------------------------------------
-const t = await setup('tput');
-let produced = 0;
-while (produced < EVENTS) {
-  await t.producer.send({
-    topic: t.names.events,
-    messages: t.nodes.map((n) => ({ key: n.node, value: n.next(PER_MESSAGE) })),
-  });
-  produced += NODES * PER_MESSAGE;
+/** A backlog of EVENTS produced first, then drained by one processor (also the limited run's). */
+async function drainBacklog(tag: string) {
+  const t = await setup(tag);
+  let produced = 0;
+  while (produced < EVENTS) {
+    await t.producer.send({
+      topic: t.names.events,
+      messages: t.nodes.map((n) => ({ key: n.node, value: n.next(PER_MESSAGE) })),
+    });
+    produced += NODES * PER_MESSAGE;
+  }
+  await mergesSettled();
+  const base = await count();
+  insertTime.ms = 0;
+  insertTime.calls = 0;
+  insertTime.rows = 0;
+  insertTime.eventRows = 0;
+  const statements0 = statements.statements;
+  const cpu0 = process.cpuUsage();
+  const threads0 = cpuByThread();
+  phasePeakRss = process.memoryUsage().rss;
+  phasePeakResident = residentMiB();
+  const t0 = performance.now();
+  await t.processor.start();
+  while (insertTime.eventRows < produced) await sleep(20);
+  const wallS = (performance.now() - t0) / 1000;
+  sampleRss();
+  const peakRss = phasePeakRss;
+  const peakResident = phasePeakResident;
+  const cpu = process.cpuUsage(cpu0);
+  const byThread = cpuSince(threads0);
+  await t.processor.stop();
+  await t.producer.disconnect();
+  const drained = (await count()) - base;
+  if (drained !== produced) throw new Error(`the drain left ${drained} of ${produced} events in chDB`);
+  const inserts = { ...insertTime }; // the latency runs add to insertTime
+  const cpuS = (cpu.user + cpu.system) / 1e6;
+  console.log(
+    `[bench] throughput (${tag}): ${produced} events in ${wallS.toFixed(1)} s wall, ${cpuS.toFixed(1)} s CPU; ` +
+      `${inserts.calls} inserts of ${inserts.rows} rows in ${statements.statements - statements0} statements took ${(inserts.ms / 1000).toFixed(1)} s; ` +
+      `peak RSS ${Math.round(peakRss / 2 ** 20)} MiB (${Math.round(peakResident.anon)} anonymous, of which V8's heap ` +
+      `${Math.round(peakResident.heap)}; ${Math.round(peakResident.file)} file-backed)`,
+  );
+  return {
+    produced,
+    wallS,
+    cpuS,
+    byThread,
+    peakRss,
+    peakResident,
+    inserts,
+    statements: statements.statements - statements0,
+  };
 }
-await mergesSettled();
-const base = await count();
-insertTime.ms = 0;
-insertTime.calls = 0;
-insertTime.rows = 0;
-insertTime.eventRows = 0;
-const drainStatements0 = statements.statements;
-const cpu0 = process.cpuUsage();
-const threads0 = cpuByThread();
-phasePeakRss = process.memoryUsage().rss;
-phasePeakResident = residentMiB();
-const t0 = performance.now();
-await t.processor.start();
-while (insertTime.eventRows < produced) await sleep(20);
-const wallS = (performance.now() - t0) / 1000;
-sampleRss();
-const drainPeakRss = phasePeakRss;
-const drainPeakResident = phasePeakResident;
-const cpu = process.cpuUsage(cpu0);
-const byThread = cpuSince(threads0);
+const drain = await drainBacklog('tput');
+const { produced, wallS, cpuS, byThread } = drain;
 const mainCpuS = byThread.find(([kind]) => kind === 'main')?.[1] ?? 0;
-const cpuS = (cpu.user + cpu.system) / 1e6;
-await t.processor.stop();
-await t.producer.disconnect();
-const drained = (await count()) - base;
-if (drained !== produced) throw new Error(`the drain left ${drained} of ${produced} events in chDB`);
 const tputWall = produced / wallS;
 const tputCpu = produced / cpuS;
-const drainInserts = { ...insertTime }; // the latency runs below add to insertTime
-const drainStatements = statements.statements - drainStatements0;
+const drainInserts = drain.inserts;
+const drainStatements = drain.statements;
+const drainPeakRss = drain.peakRss;
+const drainPeakResident = drain.peakResident;
 const insertRowsPerS = drainInserts.rows / (drainInserts.ms / 1000);
-console.log(
-  `[bench] throughput: ${produced} events in ${wallS.toFixed(1)} s wall, ${cpuS.toFixed(1)} s CPU; ` +
-    `${insertTime.calls} inserts of ${insertTime.rows} rows in ${drainStatements} statements took ${(insertTime.ms / 1000).toFixed(1)} s; ` +
-    `peak RSS ${Math.round(drainPeakRss / 2 ** 20)} MiB`,
-);
 // For profiling the drain (the last seconds of a --cpu-prof): BENCH_ONLY=drain stops here.
 if (process.env.BENCH_ONLY === 'drain') await finish();
 
@@ -598,8 +647,8 @@ writeSection(
         '',
       ],
       [
-        'peak RSS of the process during the backlog drain (processor + chDB + the backlog producer)',
-        `${f(drainPeakRss / 2 ** 20)} MiB: ${f(drainPeakResident.anon)} anonymous, ${f(drainPeakResident.file)} file-backed`,
+        'peak RSS of the process during the backlog drain, no memory limit (processor + chDB + the backlog producer)',
+        `${f(drainPeakRss / 2 ** 20)} MiB: ${f(drainPeakResident.anon)} anonymous (V8's heap ${f(drainPeakResident.heap)}), ${f(drainPeakResident.file)} file-backed`,
         `<= 500 MiB: **${drainPeakRss <= 500 * 2 ** 20 ? 'met' : 'missed'}**`,
       ],
       [
@@ -607,6 +656,7 @@ writeSection(
         `${f(peakRss / 2 ** 20)} MiB`,
         '',
       ],
+      ...limitedDrainRows(readLimitedDrain(process.env.BENCH_LIMITED_RESULT), cpuS / produced),
       [
         `bytes on disk per event after merges (${f(disk.events)} events with join columns filled, ${EVENT_TABLES.join(' + ')})`,
         disk.perEvent.toFixed(1),
@@ -645,6 +695,11 @@ once chDB runs no merge (of what the runs before it inserted), and ends when
 the processor's inserts have returned every event (the bench does not query chDB meanwhile), and
 a count then finds them all. The limit runs seconds after the drain, once chDB runs no merge: the same mix
 (${EXIT_SHARE * 100}% exits) from memory, joined with its containers' records beforehand, each kind into
-its table, in cuts of ${f(CUT_ROWS)} events: one insert per table and cut.`,
+its table, in cuts of ${f(CUT_ROWS)} events: one insert per table and cut. The drain inside a
+memory cgroup of ${f(MEMORY_TARGET_BYTES / 2 ** 20)} MiB runs before all of this, from the runner (bench/run.ts), as a process of its own
+on a fresh store: libchdb.so is dropped from the page cache first, so its pages are charged to
+that cgroup as they would be to a fresh pod's (bench/processor/memory-limit.ts). Without a limit the
+kernel leaves the file-backed pages resident and V8 sizes its heap by the machine's memory;
+under the limit the kernel reclaims the former and V8 sizes its heap by the limit.`,
 );
 await finish();

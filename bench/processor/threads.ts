@@ -35,10 +35,15 @@ export function processorCpu(threads: ReadonlyArray<[string, number]>): number {
 /**
  * This process's resident memory in MiB, split as the kernel counts it: anonymous (heaps,
  * allocators, buffers) and file-backed (the mapped pages of node and libchdb.so, which the
- * kernel can drop and read back).
+ * kernel can drop and read back), and of the anonymous memory V8's heap (its committed size).
  */
-export function residentMiB(): { anon: number; file: number } {
+export function residentMiB(): { anon: number; file: number; heap: number } {
   const status = readFileSync('/proc/self/status', 'utf8');
   const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
-  return { anon: kib('RssAnon') / 1024, file: kib('RssFile') / 1024 };
+  // V8's heap is part of the anonymous memory; the rest of it is chDB's and Node's allocators.
+  return {
+    anon: kib('RssAnon') / 1024,
+    file: kib('RssFile') / 1024,
+    heap: process.memoryUsage().heapTotal / 2 ** 20,
+  };
 }

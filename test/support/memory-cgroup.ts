@@ -23,6 +23,8 @@ export interface MemoryCgroup {
   spawn(command: string, args: string[], options?: SpawnOptions): ChildProcess;
   /** OOM kills the kernel made in this cgroup. */
   oomKills(): number;
+  /** Times usage reached the limit (the kernel reclaimed to stay under it). */
+  limitHits(): number;
   /** Highest usage the kernel saw (includes page cache and kernel memory charged here). */
   peakBytes(): number;
   usageBytes(): number;
@@ -72,6 +74,10 @@ export function createMemoryCgroup(tag: string, limitBytes: number): MemoryCgrou
     oomKills() {
       const text = readOr(file('memory.events', 'memory.oom_control'));
       return Number(/^oom_kill (\d+)$/m.exec(text)?.[1] ?? 0);
+    },
+    limitHits() {
+      if (version === 1) return Number(readOr(join(dir, 'memory.failcnt')).trim() || 0);
+      return Number(/^max (\d+)$/m.exec(readOr(join(dir, 'memory.events')))?.[1] ?? 0);
     },
     peakBytes() {
       return Number(readOr(file('memory.peak', 'memory.max_usage_in_bytes')).trim() || 0);

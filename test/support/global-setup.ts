@@ -4,7 +4,7 @@
 // (test/support/real.ts: endpointOrReason, itReal).
 import type { TestProject } from 'vitest/node';
 import { type DockerEndpoint, ensureDocker } from './docker.js';
-import { ensureKafka, type KafkaEndpoint } from './kafka.js';
+import { dropTopicsCreatedSince, ensureKafka, type KafkaEndpoint } from './kafka.js';
 import { ensureKubeTools, type KubeTools } from './kube-apiserver.js';
 import { ensureRegistryInstalled, type RegistryInstall, stopTestRegistries } from './registry.js';
 
@@ -32,10 +32,16 @@ async function attempt<T>(what: string, start: () => Promise<T>): Promise<T | Mi
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  project.provide('kafka', await attempt('kafka', ensureKafka));
+  const kafka = await attempt('kafka', ensureKafka);
+  project.provide('kafka', kafka);
   project.provide('docker', await attempt('docker', ensureDocker));
   project.provide('kube', await attempt('kubernetes tools', ensureKubeTools));
   project.provide('registry', await attempt('schema registry', ensureRegistryInstalled));
-  // The registries the tests started are stopped when the run ends, pass or fail.
-  return stopTestRegistries;
+  const dropTopics = 'missing' in kafka ? async () => {} : await dropTopicsCreatedSince(kafka);
+  // When the run ends, pass or fail: the registries the tests started are stopped, and the
+  // topics they created are deleted from the broker the checkout keeps.
+  return async () => {
+    await stopTestRegistries();
+    await dropTopics();
+  };
 }

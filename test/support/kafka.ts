@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Kafka, logLevel } from 'kafkajs';
+import { validateConfig } from '../../common/config.js';
 import { fixKafkajsIdleTimer } from '../../common/kafka.js';
 import { createTopicsAndWait } from '../../common/kafka-topics.js';
 import { freePorts } from './ports.js';
@@ -22,6 +23,8 @@ export type KafkaEndpoint = { brokers: string[] };
 
 const script = fileURLToPath(new URL('../../deploy/local/kafka.sh', import.meta.url));
 const HOST = '127.0.0.1';
+/** The topic prefix the pipeline runs with unless told otherwise (`./ktrail up`). */
+const PIPELINE_PREFIX = validateConfig({}).kafka.topicPrefix;
 const singlePort = (): number => Number(process.env.KTRAIL_KAFKA_PORT ?? 19092);
 const cluster3Ports = (): number[] => {
   const base = Number(process.env.KTRAIL_KAFKA3_PORT ?? 29092);
@@ -101,6 +104,35 @@ export async function deleteTopics(endpoint: KafkaEndpoint, topics: string[]): P
   } finally {
     await admin.disconnect();
   }
+}
+
+/** The broker's topics, internal ones (`__consumer_offsets`) left out; empty when it can't be asked. */
+export async function listTopics(endpoint: KafkaEndpoint): Promise<string[]> {
+  const admin = quietKafka(endpoint.brokers, 'ktrail-test-admin').admin();
+  try {
+    await admin.connect();
+    return (await admin.listTopics()).filter((t) => !t.startsWith('__'));
+  } catch {
+    return [];
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/**
+ * Deletes, when the run ends, the topics the run created on the broker: a checkout keeps its
+ * broker between runs, and each run's uniquely prefixed topics would otherwise pile up in it
+ * (thousands of partition directories slow every later run and benchmark). Topics under the
+ * pipeline's own prefix are left alone: a `./ktrail up` on the same broker owns those.
+ */
+export async function dropTopicsCreatedSince(endpoint: KafkaEndpoint): Promise<() => Promise<void>> {
+  const before = new Set(await listTopics(endpoint));
+  return async () => {
+    const created = (await listTopics(endpoint)).filter(
+      (t) => !before.has(t) && !t.startsWith(PIPELINE_PREFIX),
+    );
+    for (let i = 0; i < created.length; i += 500) await deleteTopics(endpoint, created.slice(i, i + 500));
+  };
 }
 
 // --- the three-node cluster (failover tests) -------------------------------------------------

@@ -32,9 +32,9 @@ for (const name of wanted) {
   console.log(`[bench] ${name}`);
   // The processor's benchmark is the processor (chDB and all, in its process): run as one,
   // after its drain inside a memory cgroup of the target (processor/memory-limit.ts), whose
-  // broker must run outside that cgroup.
+  // broker must run outside that cgroup. Not for BENCH_ONLY's profiling runs.
   let env = process.env;
-  if (name === 'processor') {
+  if (name === 'processor' && process.env.BENCH_ONLY === undefined) {
     if (process.env.KTRAIL_KAFKA_BROKERS === undefined)
       spawnSync('bash', ['deploy/local/kafka.sh', 'start', '--brokers', '1'], {
         cwd: repo,

@@ -106,14 +106,12 @@ export async function deleteTopics(endpoint: KafkaEndpoint, topics: string[]): P
   }
 }
 
-/** The broker's topics, internal ones (`__consumer_offsets`) left out; empty when it can't be asked. */
+/** The broker's topics, internal ones (`__consumer_offsets`) left out. */
 export async function listTopics(endpoint: KafkaEndpoint): Promise<string[]> {
   const admin = quietKafka(endpoint.brokers, 'ktrail-test-admin').admin();
   try {
     await admin.connect();
     return (await admin.listTopics()).filter((t) => !t.startsWith('__'));
-  } catch {
-    return [];
   } finally {
     await admin.disconnect();
   }
@@ -123,15 +121,20 @@ export async function listTopics(endpoint: KafkaEndpoint): Promise<string[]> {
  * Deletes, when the run ends, the topics the run created on the broker: a checkout keeps its
  * broker between runs, and each run's uniquely prefixed topics would otherwise pile up in it
  * (thousands of partition directories slow every later run and benchmark). Topics under the
- * pipeline's own prefix are left alone: a `./ktrail up` on the same broker owns those.
+ * pipeline's own prefix are left alone: a `./ktrail up` on the same broker owns those. When
+ * the topics can't be listed at the start, nothing is deleted at the end.
  */
 export async function dropTopicsCreatedSince(endpoint: KafkaEndpoint): Promise<() => Promise<void>> {
-  const before = new Set(await listTopics(endpoint));
+  const listed = await listTopics(endpoint).catch(() => undefined);
+  if (listed === undefined) return async () => {};
+  const before = new Set(listed);
   return async () => {
-    const created = (await listTopics(endpoint)).filter(
-      (t) => !before.has(t) && !t.startsWith(PIPELINE_PREFIX),
-    );
+    const after = await listTopics(endpoint).catch(() => []);
+    const created = after.filter((t) => !before.has(t) && !t.startsWith(PIPELINE_PREFIX));
     for (let i = 0; i < created.length; i += 500) await deleteTopics(endpoint, created.slice(i, i + 500));
+    console.log(
+      `[global-setup] deleted ${created.length} topics the run created (${before.size} were there before)`,
+    );
   };
 }
 

@@ -24,7 +24,7 @@
 // BENCH_ONLY=own|trickle|drain (stop after that run, for profiling it); BENCH_ONLY=limited:
 // the drain alone, as the runner's memory-limited run (memory-limit.ts) runs it.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { getHeapStatistics } from 'node:v8';
 import { nodePartitioner } from '../../collector/src/kafka-sink.js';
@@ -47,15 +47,10 @@ import {
 } from '../../processor/src/rows.js';
 import { clickHouseSink } from '../../processor/src/sink.js';
 import { deleteTopics, ensureKafka } from '../../test/support/kafka.js';
-import { table, writeSection } from '../report.js';
 import { createTestTopics, kafkaClient, nodeProducer, processorTopics, testOptions } from './harness.js';
-import {
-  type LimitedDrainChild,
-  limitedDrainRows,
-  MEMORY_TARGET_BYTES,
-  readLimitedDrain,
-} from './memory-limit.js';
+import type { LimitedDrainChild } from './memory-limit.js';
 import { bytesPerEvent, encodeOnlySink } from './own-work.js';
+import { writeProcessorReport } from './report.js';
 import { containerRecord, encodeContainerRecord, SyntheticNode } from './synthetic.js';
 import { cpuByThread, cpuSince, processorCpu, residentMiB } from './threads.js';
 
@@ -587,123 +582,42 @@ console.log(
 
 await ch.close();
 
-const f = (n: number) => Math.round(n).toLocaleString('en-US');
-const ms = (v: number): string =>
-  Number.isFinite(v) ? `${f(v)} ms` : 'not queryable within 30 s of the last produce (backlog)';
-writeSection(
-  'Processor',
-  'npm run bench processor',
-  `${table(
-    ['measure', 'value', 'target'],
-    [
-      ['Kafka -> processor -> chDB, events/s (wall, backlog drain)', f(tputWall), ''],
-      [
-        'Kafka -> processor -> chDB, events per CPU-second of the process',
-        f(tputCpu),
-        `>= 300,000 on one core: **${tputCpu >= 300_000 ? 'met' : 'missed'}**`,
-      ],
-      [
-        '  of which the JavaScript main thread (decode, join, rows, Native encoding, kafkajs)',
-        `${((100 * mainCpuS) / cpuS).toFixed(0)}% of the CPU: ${f(produced / mainCpuS)} events per CPU-second`,
-        '',
-      ],
-      [
-        "processor's own work (a store that builds the Native blocks and inserts nothing), events per CPU-second of its own threads",
-        `${f(own.perCpuS)} (main thread ${f(own.perMainCpuS)})`,
-        `>= 2 x ${f(OWN_BASELINE)} (BENCH_OWN_BASELINE): **${own.perCpuS >= 2 * OWN_BASELINE ? 'met' : 'missed'}**`,
-      ],
-      [
-        '  own work: CPU by thread (s)',
-        own.threads.map(([kind, sec]) => `${kind} ${sec.toFixed(2)}`).join(', '),
-        '',
-      ],
-      [
-        '  backlog drain: CPU by thread (s)',
-        byThread.map(([kind, sec]) => `${kind} ${sec.toFixed(2)}`).join(', '),
-        '',
-      ],
-      [`produce -> queryable latency p50 at ${f(latHigh.achievedRate)} events/s`, ms(latHigh.p50), ''],
-      [
-        `produce -> queryable latency p99 at ${f(latHigh.achievedRate)} events/s`,
-        ms(latHigh.p99),
-        `<= 500 ms: **${latHigh.p99 <= 500 && latHigh.achievedRate >= 0.95 * RATE ? 'met' : 'missed'}**`,
-      ],
-      [`produce -> queryable latency p50 at ${f(latLow.achievedRate)} events/s`, ms(latLow.p50), ''],
-      [`produce -> queryable latency p99 at ${f(latLow.achievedRate)} events/s`, ms(latLow.p99), ''],
-      [
-        `CPU of the process at a trickle: ${f(trickleRun.rate)} events/s (${NODES} nodes, one message per second each)`,
-        `${trickleRun.cpuPct.toFixed(1)}% of a core: ${trickleRun.insertsPerS.toFixed(1)} INSERT statements/s, ${trickleRun.msPerInsert.toFixed(0)} ms of CPU per statement`,
-        `<= 5%: **${trickleRun.cpuPct <= 5 ? 'met' : 'missed'}**`,
-      ],
-      [
-        '  CPU by thread at the trickle (s)',
-        trickleRun.byThread.map(([kind, sec]) => `${kind} ${sec.toFixed(2)}`).join(', '),
-        '',
-      ],
-      [
-        `produce -> queryable latency p50 / p99 at the trickle (batchTrickleMaxMs ${f(DEFAULTS.batchTrickleMaxMs)} ms, under ${f(TRICKLE_ROWS)} rows)`,
-        `${ms(trickleRun.p50)} / ${ms(trickleRun.p99)}`,
-        '',
-      ],
-      [
-        'time the processor waited on chDB inserts during the backlog drain (summed over partitions)',
-        `${(drainInserts.ms / 1000).toFixed(1)} s of ${wallS.toFixed(1)} s (${drainInserts.calls} inserts in ${drainStatements} statements, ${f(insertRowsPerS)} rows/s each)`,
-        '',
-      ],
-      [
-        'peak RSS of the process during the backlog drain, no memory limit (processor + chDB + the backlog producer)',
-        `${f(drainPeakRss / 2 ** 20)} MiB: ${f(drainPeakResident.anon)} anonymous (V8's heap ${f(drainPeakResident.heap)}), ${f(drainPeakResident.file)} file-backed`,
-        `<= 500 MiB: **${drainPeakRss <= 500 * 2 ** 20 ? 'met' : 'missed'}**`,
-      ],
-      [
-        '  over the whole run (also the latency runs, the in-memory rows of the limit run)',
-        `${f(peakRss / 2 ** 20)} MiB`,
-        '',
-      ],
-      ...limitedDrainRows(readLimitedDrain(process.env.BENCH_LIMITED_RESULT), cpuS / produced),
-      [
-        `bytes on disk per event after merges (${f(disk.events)} events with join columns filled, ${EVENT_TABLES.join(' + ')})`,
-        disk.perEvent.toFixed(1),
-        `<= 25: **${disk.perEvent <= 25 ? 'met' : 'missed'}**`,
-      ],
-      ['limit: chDB inserting the same rows from memory, rows/s (wall)', f(limitRate), ''],
-      [
-        'limit: chDB inserting the same rows from memory, rows per CPU-second',
-        f(limitPerCpuS),
-        `processor / limit = ${(tputCpu / limitPerCpuS).toFixed(2)}, >= 0.6: **${tputCpu / limitPerCpuS >= 0.6 ? 'met' : 'missed'}**`,
-      ],
-      [
-        `  limit: CPU by thread (s), ${limitInserts} inserts (${limitCutCount} cuts of ${f(CUT_ROWS)} events, one insert per table)`,
-        limitByThread.map(([kind, sec]) => `${kind} ${sec.toFixed(2)}`).join(', '),
-        '',
-      ],
-    ],
-  )}
-
-${f(produced)} events (${PER_MESSAGE} per Kafka message, ${NODES} nodes, ${PARTITIONS} partitions), batches of up to ${f(CUT_ROWS)} rows or
-${f(BATCH_MS)} ms (BENCH_BATCH_MS; ${f(DEFAULTS.batchSmallMaxMs)} ms while under ${f(DEFAULTS.batchSmallRows)} rows, ${f(DEFAULTS.batchTrickleMaxMs)} ms while under ${f(TRICKLE_ROWS)}), enriched topic ${ENRICHED ? 'on' : 'off'}, at most ${f(PENDING_MAX_ROWS)} rows held across partitions (the bound the CLI derives from the shipped memory limit: docs/processor.md). One process holds the processor, chDB and the bench's producer, so CPU
-figures include all three; the machine is shared, so wall-clock figures depend on its load
-(load average ${loadavg()[0]?.toFixed(1)} at the end of this run). Rows are sent to chDB as Native blocks
-(processor/src/clickhouse/native-format.ts). Latency: from the produce call to the moment the
-processor's insert of the message's rows returned (synchronous inserts: queryable from then on),
-taken from its stored hook (alerts, the enriched topic and the commit follow); every produced event was counted in chDB afterwards
-(${f(latHigh.landed)} of ${f(latHigh.expected)} and ${f(latLow.landed)} of ${f(latLow.expected)}). Latency is measured at the target rate and at
-${f(latLow.achievedRate)} events/s (BENCH_LOW_RATE, at least one 500-event message per 100 ms); when the processor can't keep up with a rate, its latency grows with the backlog.
-Own work runs first, before anything is inserted (no background merges), after an uncounted
-warm-up of a tenth of the events; its CPU is that of the processor's own threads (Node's main
-thread, V8's GC and compiler threads, libuv's pool), not chDB's, and its alert state goes to a
-store that keeps nothing. The trickle run comes next, on the still empty store; its CPU is mostly
-the fixed cost of each insert (each partition inserts into every table it has rows for once per
-cut), not the rows; it runs until every message's cut is committed. The backlog drain starts
-once chDB runs no merge (of what the runs before it inserted), and ends when
-the processor's inserts have returned every event (the bench does not query chDB meanwhile), and
-a count then finds them all. The limit runs seconds after the drain, once chDB runs no merge: the same mix
-(${EXIT_SHARE * 100}% exits) from memory, joined with its containers' records beforehand, each kind into
-its table, in cuts of ${f(CUT_ROWS)} events: one insert per table and cut. The drain inside a
-memory cgroup of ${f(MEMORY_TARGET_BYTES / 2 ** 20)} MiB runs before all of this, from the runner (bench/run.ts), as a process of its own
-on a fresh store: libchdb.so is dropped from the page cache first, so its pages are charged to
-that cgroup as they would be to a fresh pod's (bench/processor/memory-limit.ts). Without a limit the
-kernel leaves the file-backed pages resident and V8 sizes its heap by the machine's memory;
-under the limit the kernel reclaims the former and V8 sizes its heap by the limit.`,
-);
+writeProcessorReport({
+  BATCH_MS,
+  CUT_ROWS,
+  DEFAULTS,
+  ENRICHED,
+  EVENT_TABLES,
+  EXIT_SHARE,
+  NODES,
+  OWN_BASELINE,
+  PARTITIONS,
+  PENDING_MAX_ROWS,
+  PER_MESSAGE,
+  RATE,
+  TRICKLE_ROWS,
+  byThread,
+  cpuS,
+  disk,
+  drainInserts,
+  drainPeakResident,
+  drainPeakRss,
+  drainStatements,
+  insertRowsPerS,
+  latHigh,
+  latLow,
+  limitByThread,
+  limitCutCount,
+  limitInserts,
+  limitPerCpuS,
+  limitRate,
+  mainCpuS,
+  own,
+  peakRss,
+  produced,
+  tputCpu,
+  tputWall,
+  trickleRun,
+  wallS,
+});
 await finish();

@@ -39,7 +39,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide('registry', await attempt('schema registry', ensureRegistryInstalled));
   const dropTopics = 'missing' in kafka ? async () => {} : await dropTopicsCreatedSince(kafka);
   // When the run ends, pass or fail: the registries the tests started are stopped, and the
-  // topics they created are deleted from the broker the checkout keeps.
+  // topics they created are deleted from the broker, whose data the checkout keeps.
   return async () => {
     await stopTestRegistries();
     await dropTopics();

@@ -121,9 +121,9 @@ export async function listTopics(endpoint: KafkaEndpoint): Promise<string[]> {
  * Deletes, when the run ends, the topics the run created on the broker: a checkout keeps its
  * broker's data between runs (in its cache, deploy/local/kafka.sh), and each run's uniquely
  * prefixed topics would otherwise pile up there (thousands of partition directories slow
- * every later run and benchmark). Topics under the
- * pipeline's own prefix are left alone: a `./ktrail up` on the same broker owns those. When
- * the topics can't be listed at the start, nothing is deleted at the end.
+ * every later run and benchmark). Topics under the pipeline's own prefix are left alone: a
+ * `./ktrail up` on the same broker owns those. When the topics can't be listed at the start,
+ * nothing is deleted at the end.
  */
 export async function dropTopicsCreatedSince(endpoint: KafkaEndpoint): Promise<() => Promise<void>> {
   const listed = await listTopics(endpoint).catch(() => undefined);

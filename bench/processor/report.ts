@@ -192,30 +192,30 @@ export function writeProcessorReport(r: ProcessorReport): void {
       ],
     )}
 
-  ${f(produced)} events (${PER_MESSAGE} per Kafka message, ${NODES} nodes, ${PARTITIONS} partitions), batches of up to ${f(CUT_ROWS)} rows or
-  ${f(BATCH_MS)} ms (BENCH_BATCH_MS; ${f(DEFAULTS.batchSmallMaxMs)} ms while under ${f(DEFAULTS.batchSmallRows)} rows, ${f(DEFAULTS.batchTrickleMaxMs)} ms while under ${f(TRICKLE_ROWS)}), enriched topic ${ENRICHED ? 'on' : 'off'}, at most ${f(PENDING_MAX_ROWS)} rows held across partitions (the bound the CLI derives from the shipped memory limit: docs/processor.md). One process holds the processor, chDB and the bench's producer, so CPU
-  figures include all three; the machine is shared, so wall-clock figures depend on its load
-  (load average ${loadavg()[0]?.toFixed(1)} at the end of this run). Rows are sent to chDB as Native blocks
-  (processor/src/clickhouse/native-format.ts). Latency: from the produce call to the moment the
-  processor's insert of the message's rows returned (synchronous inserts: queryable from then on),
-  taken from its stored hook (alerts, the enriched topic and the commit follow); every produced event was counted in chDB afterwards
-  (${f(latHigh.landed)} of ${f(latHigh.expected)} and ${f(latLow.landed)} of ${f(latLow.expected)}). Latency is measured at the target rate and at
-  ${f(latLow.achievedRate)} events/s (BENCH_LOW_RATE, at least one 500-event message per 100 ms); when the processor can't keep up with a rate, its latency grows with the backlog.
-  Own work runs first, before anything is inserted (no background merges), after an uncounted
-  warm-up of a tenth of the events; its CPU is that of the processor's own threads (Node's main
-  thread, V8's GC and compiler threads, libuv's pool), not chDB's, and its alert state goes to a
-  store that keeps nothing. The trickle run comes next, on the still empty store; its CPU is mostly
-  the fixed cost of each insert (each partition inserts into every table it has rows for once per
-  cut), not the rows; it runs until every message's cut is committed. The backlog drain starts
-  once chDB runs no merge (of what the runs before it inserted), and ends when
-  the processor's inserts have returned every event (the bench does not query chDB meanwhile), and
-  a count then finds them all. The limit runs seconds after the drain, once chDB runs no merge: the same mix
-  (${EXIT_SHARE * 100}% exits) from memory, joined with its containers' records beforehand, each kind into
-  its table, in cuts of ${f(CUT_ROWS)} events: one insert per table and cut. The drain inside a
-  memory cgroup of ${f(MEMORY_TARGET_BYTES / 2 ** 20)} MiB runs before all of this, from the runner (bench/run.ts), as a process of its own
-  on a fresh store: libchdb.so is dropped from the page cache first, so its pages are charged to
-  that cgroup as they would be to a fresh pod's (bench/processor/memory-limit.ts). Without a limit the
-  kernel leaves the file-backed pages resident and V8 sizes its heap by the machine's memory;
-  under the limit the kernel reclaims the former and V8 sizes its heap by the limit.`,
+${f(produced)} events (${PER_MESSAGE} per Kafka message, ${NODES} nodes, ${PARTITIONS} partitions), batches of up to ${f(CUT_ROWS)} rows or
+${f(BATCH_MS)} ms (BENCH_BATCH_MS; ${f(DEFAULTS.batchSmallMaxMs)} ms while under ${f(DEFAULTS.batchSmallRows)} rows, ${f(DEFAULTS.batchTrickleMaxMs)} ms while under ${f(TRICKLE_ROWS)}), enriched topic ${ENRICHED ? 'on' : 'off'}, at most ${f(PENDING_MAX_ROWS)} rows held across partitions (the bound the CLI derives from the shipped memory limit: docs/processor.md). One process holds the processor, chDB and the bench's producer, so CPU
+figures include all three; the machine is shared, so wall-clock figures depend on its load
+(load average ${loadavg()[0]?.toFixed(1)} at the end of this run). Rows are sent to chDB as Native blocks
+(processor/src/clickhouse/native-format.ts). Latency: from the produce call to the moment the
+processor's insert of the message's rows returned (synchronous inserts: queryable from then on),
+taken from its stored hook (alerts, the enriched topic and the commit follow); every produced event was counted in chDB afterwards
+(${f(latHigh.landed)} of ${f(latHigh.expected)} and ${f(latLow.landed)} of ${f(latLow.expected)}). Latency is measured at the target rate and at
+${f(latLow.achievedRate)} events/s (BENCH_LOW_RATE, at least one 500-event message per 100 ms); when the processor can't keep up with a rate, its latency grows with the backlog.
+Own work runs first, before anything is inserted (no background merges), after an uncounted
+warm-up of a tenth of the events; its CPU is that of the processor's own threads (Node's main
+thread, V8's GC and compiler threads, libuv's pool), not chDB's, and its alert state goes to a
+store that keeps nothing. The trickle run comes next, on the still empty store; its CPU is mostly
+the fixed cost of each insert (each partition inserts into every table it has rows for once per
+cut), not the rows; it runs until every message's cut is committed. The backlog drain starts
+once chDB runs no merge (of what the runs before it inserted), and ends when
+the processor's inserts have returned every event (the bench does not query chDB meanwhile), and
+a count then finds them all. The limit runs seconds after the drain, once chDB runs no merge: the same mix
+(${EXIT_SHARE * 100}% exits) from memory, joined with its containers' records beforehand, each kind into
+its table, in cuts of ${f(CUT_ROWS)} events: one insert per table and cut. The drain inside a
+memory cgroup of ${f(MEMORY_TARGET_BYTES / 2 ** 20)} MiB runs before all of this, from the runner (bench/run.ts), as a process of its own
+on a fresh store: libchdb.so is dropped from the page cache first, so its pages are charged to
+that cgroup as they would be to a fresh pod's (bench/processor/memory-limit.ts). Without a limit the
+kernel leaves the file-backed pages resident and V8 sizes its heap by the machine's memory;
+under the limit the kernel reclaims the former and V8 sizes its heap by the limit.`,
   );
 }

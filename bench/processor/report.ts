@@ -4,6 +4,7 @@ import { table, writeSection } from '../report.js';
 import { limitedDrainRows, MEMORY_TARGET_BYTES, readLimitedDrain } from './memory-limit.js';
 
 type Threads = ReadonlyArray<[string, number]>;
+const f = (n: number) => Math.round(n).toLocaleString('en-US');
 interface Latency {
   achievedRate: number;
   p50: number;
@@ -62,17 +63,11 @@ export interface ProcessorReport {
 
 export function writeProcessorReport(r: ProcessorReport): void {
   const {
-    BATCH_MS,
     CUT_ROWS,
     DEFAULTS,
-    ENRICHED,
     EVENT_TABLES,
-    EXIT_SHARE,
     NODES,
     OWN_BASELINE,
-    PARTITIONS,
-    PENDING_MAX_ROWS,
-    PER_MESSAGE,
     RATE,
     TRICKLE_ROWS,
     byThread,
@@ -99,7 +94,6 @@ export function writeProcessorReport(r: ProcessorReport): void {
     trickleRun,
     wallS,
   } = r;
-  const f = (n: number) => Math.round(n).toLocaleString('en-US');
   const ms = (v: number): string =>
     Number.isFinite(v) ? `${f(v)} ms` : 'not queryable within 30 s of the last produce (backlog)';
   writeSection(
@@ -192,7 +186,28 @@ export function writeProcessorReport(r: ProcessorReport): void {
       ],
     )}
 
-${f(produced)} events (${PER_MESSAGE} per Kafka message, ${NODES} nodes, ${PARTITIONS} partitions), batches of up to ${f(CUT_ROWS)} rows or
+${method(r)}`,
+  );
+}
+
+/** How the run was made: the text under the section's table. */
+function method(r: ProcessorReport): string {
+  const {
+    BATCH_MS,
+    CUT_ROWS,
+    DEFAULTS,
+    ENRICHED,
+    EXIT_SHARE,
+    NODES,
+    PARTITIONS,
+    PENDING_MAX_ROWS,
+    PER_MESSAGE,
+    TRICKLE_ROWS,
+    latHigh,
+    latLow,
+    produced,
+  } = r;
+  return `${f(produced)} events (${PER_MESSAGE} per Kafka message, ${NODES} nodes, ${PARTITIONS} partitions), batches of up to ${f(CUT_ROWS)} rows or
 ${f(BATCH_MS)} ms (BENCH_BATCH_MS; ${f(DEFAULTS.batchSmallMaxMs)} ms while under ${f(DEFAULTS.batchSmallRows)} rows, ${f(DEFAULTS.batchTrickleMaxMs)} ms while under ${f(TRICKLE_ROWS)}), enriched topic ${ENRICHED ? 'on' : 'off'}, at most ${f(PENDING_MAX_ROWS)} rows held across partitions (the bound the CLI derives from the shipped memory limit: docs/processor.md). One process holds the processor, chDB and the bench's producer, so CPU
 figures include all three; the machine is shared, so wall-clock figures depend on its load
 (load average ${loadavg()[0]?.toFixed(1)} at the end of this run). Rows are sent to chDB as Native blocks
@@ -216,6 +231,5 @@ memory cgroup of ${f(MEMORY_TARGET_BYTES / 2 ** 20)} MiB runs before all of this
 on a fresh store: libchdb.so is dropped from the page cache first, so its pages are charged to
 that cgroup as they would be to a fresh pod's (bench/processor/memory-limit.ts). Without a limit the
 kernel leaves the file-backed pages resident and V8 sizes its heap by the machine's memory;
-under the limit the kernel reclaims the former and V8 sizes its heap by the limit.`,
-  );
+under the limit the kernel reclaims the former and V8 sizes its heap by the limit.`;
 }

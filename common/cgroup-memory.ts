@@ -32,7 +32,7 @@ const PROC: CgroupSources = { procCgroup: '/proc/self/cgroup', mountInfo: '/proc
 /** v1 writes "unlimited" as PAGE_COUNTER_MAX pages (2^63 rounded to a page); anything this big is no limit. */
 const UNLIMITED_FROM = 2 ** 60;
 
-interface Mount {
+export interface Mount {
   /** The cgroup path the mount shows at its mount point (mountinfo field 4). */
   root: string;
   mountPoint: string;
@@ -123,7 +123,7 @@ export function parseProcCgroup(
 }
 
 /** Cgroup mounts of /proc/self/mountinfo (proc(5): fields after " - " are type, source, super options). */
-function parseMountInfo(text: string): Mount[] {
+export function parseMountInfo(text: string): Mount[] {
   const out: Mount[] = [];
   for (const line of text.split('\n')) {
     const [left, right] = line.split(' - ');

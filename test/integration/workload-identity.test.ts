@@ -9,7 +9,8 @@
 // in the raw tables, the containers table and the enriched topic.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { afterAll, beforeAll, describe, expect, inject } from 'vitest';
@@ -21,6 +22,7 @@ import { createContainerdProvider } from '../../collector/src/containers/provide
 import { createDockerProvider } from '../../collector/src/containers/providers/docker.js';
 import { createKubernetesProvider } from '../../collector/src/containers/providers/kubernetes.js';
 import type { ContainerRecord } from '../../collector/src/containers/types.js';
+import { parseMountInfo } from '../../common/cgroup-memory.js';
 import type { EnrichedContainer } from '../../processor/src/enriched.js';
 import { IDENTITY_COLUMNS } from '../../processor/src/workload.js';
 import type * as Avro from '../../schemas/types.js';
@@ -137,6 +139,11 @@ async function startContainers(rec: ReturnType<typeof recording>): Promise<Recor
       if (removed) break;
       await new Promise((r) => setTimeout(r, 250));
     }
+    // runc leaves the namespace's parent cgroup (/<namespace>) in every hierarchy, empty.
+    for (const { mountPoint } of parseMountInfo(readFileSync('/proc/self/mountinfo', 'utf8')))
+      try {
+        rmdirSync(join(mountPoint, CTR_NS));
+      } catch {}
     await run('rm', ['-f', archive]);
   });
   await ctr(CTR_NS, 'run', '-d', '--label', `nerdctl/name=${CTR_NAME}`, ep.image, CTR_ID, 'sleep', '300');

@@ -62,38 +62,6 @@ export interface ProcessorReport {
 }
 
 export function writeProcessorReport(r: ProcessorReport): void {
-  const {
-    CUT_ROWS,
-    DEFAULTS,
-    EVENT_TABLES,
-    NODES,
-    OWN_BASELINE,
-    RATE,
-    TRICKLE_ROWS,
-    byThread,
-    cpuS,
-    disk,
-    drainInserts,
-    drainPeakResident,
-    drainPeakRss,
-    drainStatements,
-    insertRowsPerS,
-    latHigh,
-    latLow,
-    limitByThread,
-    limitCutCount,
-    limitInserts,
-    limitPerCpuS,
-    limitRate,
-    mainCpuS,
-    own,
-    peakRss,
-    produced,
-    tputCpu,
-    tputWall,
-    trickleRun,
-    wallS,
-  } = r;
   const ms = (v: number): string =>
     Number.isFinite(v) ? `${f(v)} ms` : 'not queryable within 30 s of the last produce (backlog)';
   writeSection(
@@ -102,85 +70,85 @@ export function writeProcessorReport(r: ProcessorReport): void {
     `${table(
       ['measure', 'value', 'target'],
       [
-        ['Kafka -> processor -> chDB, events/s (wall, backlog drain)', f(tputWall), ''],
+        ['Kafka -> processor -> chDB, events/s (wall, backlog drain)', f(r.tputWall), ''],
         [
           'Kafka -> processor -> chDB, events per CPU-second of the process',
-          f(tputCpu),
-          `>= 300,000 on one core: **${tputCpu >= 300_000 ? 'met' : 'missed'}**`,
+          f(r.tputCpu),
+          `>= 300,000 on one core: **${r.tputCpu >= 300_000 ? 'met' : 'missed'}**`,
         ],
         [
           '  of which the JavaScript main thread (decode, join, rows, Native encoding, kafkajs)',
-          `${((100 * mainCpuS) / cpuS).toFixed(0)}% of the CPU: ${f(produced / mainCpuS)} events per CPU-second`,
+          `${((100 * r.mainCpuS) / r.cpuS).toFixed(0)}% of the CPU: ${f(r.produced / r.mainCpuS)} events per CPU-second`,
           '',
         ],
         [
           "processor's own work (a store that builds the Native blocks and inserts nothing), events per CPU-second of its own threads",
-          `${f(own.perCpuS)} (main thread ${f(own.perMainCpuS)})`,
-          `>= 2 x ${f(OWN_BASELINE)} (BENCH_OWN_BASELINE): **${own.perCpuS >= 2 * OWN_BASELINE ? 'met' : 'missed'}**`,
+          `${f(r.own.perCpuS)} (main thread ${f(r.own.perMainCpuS)})`,
+          `>= 2 x ${f(r.OWN_BASELINE)} (BENCH_OWN_BASELINE): **${r.own.perCpuS >= 2 * r.OWN_BASELINE ? 'met' : 'missed'}**`,
         ],
         [
           '  own work: CPU by thread (s)',
-          own.threads.map(([kind, sec]) => `${kind} ${sec.toFixed(2)}`).join(', '),
+          r.own.threads.map(([kind, sec]) => `${kind} ${sec.toFixed(2)}`).join(', '),
           '',
         ],
         [
           '  backlog drain: CPU by thread (s)',
-          byThread.map(([kind, sec]) => `${kind} ${sec.toFixed(2)}`).join(', '),
+          r.byThread.map(([kind, sec]) => `${kind} ${sec.toFixed(2)}`).join(', '),
           '',
         ],
-        [`produce -> queryable latency p50 at ${f(latHigh.achievedRate)} events/s`, ms(latHigh.p50), ''],
+        [`produce -> queryable latency p50 at ${f(r.latHigh.achievedRate)} events/s`, ms(r.latHigh.p50), ''],
         [
-          `produce -> queryable latency p99 at ${f(latHigh.achievedRate)} events/s`,
-          ms(latHigh.p99),
-          `<= 500 ms: **${latHigh.p99 <= 500 && latHigh.achievedRate >= 0.95 * RATE ? 'met' : 'missed'}**`,
+          `produce -> queryable latency p99 at ${f(r.latHigh.achievedRate)} events/s`,
+          ms(r.latHigh.p99),
+          `<= 500 ms: **${r.latHigh.p99 <= 500 && r.latHigh.achievedRate >= 0.95 * r.RATE ? 'met' : 'missed'}**`,
         ],
-        [`produce -> queryable latency p50 at ${f(latLow.achievedRate)} events/s`, ms(latLow.p50), ''],
-        [`produce -> queryable latency p99 at ${f(latLow.achievedRate)} events/s`, ms(latLow.p99), ''],
+        [`produce -> queryable latency p50 at ${f(r.latLow.achievedRate)} events/s`, ms(r.latLow.p50), ''],
+        [`produce -> queryable latency p99 at ${f(r.latLow.achievedRate)} events/s`, ms(r.latLow.p99), ''],
         [
-          `CPU of the process at a trickle: ${f(trickleRun.rate)} events/s (${NODES} nodes, one message per second each)`,
-          `${trickleRun.cpuPct.toFixed(1)}% of a core: ${trickleRun.insertsPerS.toFixed(1)} INSERT statements/s, ${trickleRun.msPerInsert.toFixed(0)} ms of CPU per statement`,
-          `<= 5%: **${trickleRun.cpuPct <= 5 ? 'met' : 'missed'}**`,
+          `CPU of the process at a trickle: ${f(r.trickleRun.rate)} events/s (${r.NODES} nodes, one message per second each)`,
+          `${r.trickleRun.cpuPct.toFixed(1)}% of a core: ${r.trickleRun.insertsPerS.toFixed(1)} INSERT statements/s, ${r.trickleRun.msPerInsert.toFixed(0)} ms of CPU per statement`,
+          `<= 5%: **${r.trickleRun.cpuPct <= 5 ? 'met' : 'missed'}**`,
         ],
         [
           '  CPU by thread at the trickle (s)',
-          trickleRun.byThread.map(([kind, sec]) => `${kind} ${sec.toFixed(2)}`).join(', '),
+          r.trickleRun.byThread.map(([kind, sec]) => `${kind} ${sec.toFixed(2)}`).join(', '),
           '',
         ],
         [
-          `produce -> queryable latency p50 / p99 at the trickle (batchTrickleMaxMs ${f(DEFAULTS.batchTrickleMaxMs)} ms, under ${f(TRICKLE_ROWS)} rows)`,
-          `${ms(trickleRun.p50)} / ${ms(trickleRun.p99)}`,
+          `produce -> queryable latency p50 / p99 at the trickle (batchTrickleMaxMs ${f(r.DEFAULTS.batchTrickleMaxMs)} ms, under ${f(r.TRICKLE_ROWS)} rows)`,
+          `${ms(r.trickleRun.p50)} / ${ms(r.trickleRun.p99)}`,
           '',
         ],
         [
           'time the processor waited on chDB inserts during the backlog drain (summed over partitions)',
-          `${(drainInserts.ms / 1000).toFixed(1)} s of ${wallS.toFixed(1)} s (${drainInserts.calls} inserts in ${drainStatements} statements, ${f(insertRowsPerS)} rows/s each)`,
+          `${(r.drainInserts.ms / 1000).toFixed(1)} s of ${r.wallS.toFixed(1)} s (${r.drainInserts.calls} inserts in ${r.drainStatements} statements, ${f(r.insertRowsPerS)} rows/s each)`,
           '',
         ],
         [
           'peak RSS of the process during the backlog drain, no memory limit (processor + chDB + the backlog producer)',
-          `${f(drainPeakRss / 2 ** 20)} MiB: ${f(drainPeakResident.anon)} anonymous (V8's heap ${f(drainPeakResident.heap)}), ${f(drainPeakResident.file)} file-backed`,
-          `<= 500 MiB: **${drainPeakRss <= 500 * 2 ** 20 ? 'met' : 'missed'}**`,
+          `${f(r.drainPeakRss / 2 ** 20)} MiB: ${f(r.drainPeakResident.anon)} anonymous (V8's heap ${f(r.drainPeakResident.heap)}), ${f(r.drainPeakResident.file)} file-backed`,
+          `<= 500 MiB: **${r.drainPeakRss <= 500 * 2 ** 20 ? 'met' : 'missed'}**`,
         ],
         [
           '  over the whole run (also the latency runs, the in-memory rows of the limit run)',
-          `${f(peakRss / 2 ** 20)} MiB`,
+          `${f(r.peakRss / 2 ** 20)} MiB`,
           '',
         ],
-        ...limitedDrainRows(readLimitedDrain(process.env.BENCH_LIMITED_RESULT), cpuS / produced),
+        ...limitedDrainRows(readLimitedDrain(process.env.BENCH_LIMITED_RESULT), r.cpuS / r.produced),
         [
-          `bytes on disk per event after merges (${f(disk.events)} events with join columns filled, ${EVENT_TABLES.join(' + ')})`,
-          disk.perEvent.toFixed(1),
-          `<= 25: **${disk.perEvent <= 25 ? 'met' : 'missed'}**`,
+          `bytes on disk per event after merges (${f(r.disk.events)} events with join columns filled, ${r.EVENT_TABLES.join(' + ')})`,
+          r.disk.perEvent.toFixed(1),
+          `<= 25: **${r.disk.perEvent <= 25 ? 'met' : 'missed'}**`,
         ],
-        ['limit: chDB inserting the same rows from memory, rows/s (wall)', f(limitRate), ''],
+        ['limit: chDB inserting the same rows from memory, rows/s (wall)', f(r.limitRate), ''],
         [
           'limit: chDB inserting the same rows from memory, rows per CPU-second',
-          f(limitPerCpuS),
-          `processor / limit = ${(tputCpu / limitPerCpuS).toFixed(2)}, >= 0.6: **${tputCpu / limitPerCpuS >= 0.6 ? 'met' : 'missed'}**`,
+          f(r.limitPerCpuS),
+          `processor / limit = ${(r.tputCpu / r.limitPerCpuS).toFixed(2)}, >= 0.6: **${r.tputCpu / r.limitPerCpuS >= 0.6 ? 'met' : 'missed'}**`,
         ],
         [
-          `  limit: CPU by thread (s), ${limitInserts} inserts (${limitCutCount} cuts of ${f(CUT_ROWS)} events, one insert per table)`,
-          limitByThread.map(([kind, sec]) => `${kind} ${sec.toFixed(2)}`).join(', '),
+          `  limit: CPU by thread (s), ${r.limitInserts} inserts (${r.limitCutCount} cuts of ${f(r.CUT_ROWS)} events, one insert per table)`,
+          r.limitByThread.map(([kind, sec]) => `${kind} ${sec.toFixed(2)}`).join(', '),
           '',
         ],
       ],
@@ -192,30 +160,15 @@ ${method(r)}`,
 
 /** How the run was made: the text under the section's table. */
 function method(r: ProcessorReport): string {
-  const {
-    BATCH_MS,
-    CUT_ROWS,
-    DEFAULTS,
-    ENRICHED,
-    EXIT_SHARE,
-    NODES,
-    PARTITIONS,
-    PENDING_MAX_ROWS,
-    PER_MESSAGE,
-    TRICKLE_ROWS,
-    latHigh,
-    latLow,
-    produced,
-  } = r;
-  return `${f(produced)} events (${PER_MESSAGE} per Kafka message, ${NODES} nodes, ${PARTITIONS} partitions), batches of up to ${f(CUT_ROWS)} rows or
-${f(BATCH_MS)} ms (BENCH_BATCH_MS; ${f(DEFAULTS.batchSmallMaxMs)} ms while under ${f(DEFAULTS.batchSmallRows)} rows, ${f(DEFAULTS.batchTrickleMaxMs)} ms while under ${f(TRICKLE_ROWS)}), enriched topic ${ENRICHED ? 'on' : 'off'}, at most ${f(PENDING_MAX_ROWS)} rows held across partitions (the bound the CLI derives from the shipped memory limit: docs/processor.md). One process holds the processor, chDB and the bench's producer, so CPU
+  return `${f(r.produced)} events (${r.PER_MESSAGE} per Kafka message, ${r.NODES} nodes, ${r.PARTITIONS} partitions), batches of up to ${f(r.CUT_ROWS)} rows or
+${f(r.BATCH_MS)} ms (BENCH_BATCH_MS; ${f(r.DEFAULTS.batchSmallMaxMs)} ms while under ${f(r.DEFAULTS.batchSmallRows)} rows, ${f(r.DEFAULTS.batchTrickleMaxMs)} ms while under ${f(r.TRICKLE_ROWS)}), enriched topic ${r.ENRICHED ? 'on' : 'off'}, at most ${f(r.PENDING_MAX_ROWS)} rows held across partitions (the bound the CLI derives from the shipped memory limit: docs/processor.md). One process holds the processor, chDB and the bench's producer, so CPU
 figures include all three; the machine is shared, so wall-clock figures depend on its load
 (load average ${loadavg()[0]?.toFixed(1)} at the end of this run). Rows are sent to chDB as Native blocks
 (processor/src/clickhouse/native-format.ts). Latency: from the produce call to the moment the
 processor's insert of the message's rows returned (synchronous inserts: queryable from then on),
 taken from its stored hook (alerts, the enriched topic and the commit follow); every produced event was counted in chDB afterwards
-(${f(latHigh.landed)} of ${f(latHigh.expected)} and ${f(latLow.landed)} of ${f(latLow.expected)}). Latency is measured at the target rate and at
-${f(latLow.achievedRate)} events/s (BENCH_LOW_RATE, at least one 500-event message per 100 ms); when the processor can't keep up with a rate, its latency grows with the backlog.
+(${f(r.latHigh.landed)} of ${f(r.latHigh.expected)} and ${f(r.latLow.landed)} of ${f(r.latLow.expected)}). Latency is measured at the target rate and at
+${f(r.latLow.achievedRate)} events/s (BENCH_LOW_RATE, at least one 500-event message per 100 ms); when the processor can't keep up with a rate, its latency grows with the backlog.
 Own work runs first, before anything is inserted (no background merges), after an uncounted
 warm-up of a tenth of the events; its CPU is that of the processor's own threads (Node's main
 thread, V8's GC and compiler threads, libuv's pool), not chDB's, and its alert state goes to a
@@ -225,8 +178,8 @@ cut), not the rows; it runs until every message's cut is committed. The backlog 
 once chDB runs no merge (of what the runs before it inserted), and ends when
 the processor's inserts have returned every event (the bench does not query chDB meanwhile), and
 a count then finds them all. The limit runs seconds after the drain, once chDB runs no merge: the same mix
-(${EXIT_SHARE * 100}% exits) from memory, joined with its containers' records beforehand, each kind into
-its table, in cuts of ${f(CUT_ROWS)} events: one insert per table and cut. The drain inside a
+(${r.EXIT_SHARE * 100}% exits) from memory, joined with its containers' records beforehand, each kind into
+its table, in cuts of ${f(r.CUT_ROWS)} events: one insert per table and cut. The drain inside a
 memory cgroup of ${f(MEMORY_TARGET_BYTES / 2 ** 20)} MiB runs before all of this, from the runner (bench/run.ts), as a process of its own
 on a fresh store: libchdb.so is dropped from the page cache first, so its pages are charged to
 that cgroup as they would be to a fresh pod's (bench/processor/memory-limit.ts). Without a limit the

@@ -244,6 +244,19 @@ async function setup(
   return { names, producer, nodes, processor };
 }
 
+/** At least `events` events into the events topic, PER_MESSAGE per message from every node; returns how many. */
+async function produceBacklog(b: Awaited<ReturnType<typeof setup>>, events: number): Promise<number> {
+  let sent = 0;
+  while (sent < events) {
+    await b.producer.send({
+      topic: b.names.events,
+      messages: b.nodes.map((n) => ({ key: n.node, value: n.next(PER_MESSAGE) })),
+    });
+    sent += NODES * PER_MESSAGE;
+  }
+  return sent;
+}
+
 // BENCH_ONLY=limited: the drain alone, for the runner's memory-limited run (memory-limit.ts).
 if (process.env.BENCH_ONLY === 'limited') {
   const d = await drainBacklog('limited');
@@ -268,14 +281,7 @@ const noAlertState: AlertStateStore = { load: async () => undefined, save: async
 async function ownWork(tag: string, events: number) {
   const { sink, counted } = encodeOnlySink(ch, EVENT_TABLES);
   const o = await setup(tag, undefined, sink, noAlertState);
-  let sent = 0;
-  while (sent < events) {
-    await o.producer.send({
-      topic: o.names.events,
-      messages: o.nodes.map((n) => ({ key: n.node, value: n.next(PER_MESSAGE) })),
-    });
-    sent += NODES * PER_MESSAGE;
-  }
+  const sent = await produceBacklog(o, events);
   const th0 = cpuByThread();
   const start = performance.now();
   await o.processor.start();
@@ -390,14 +396,7 @@ if (process.env.BENCH_ONLY === 'trickle') await finish();
 /** A backlog of EVENTS produced first, then drained by one processor (also the limited run's). */
 async function drainBacklog(tag: string) {
   const t = await setup(tag);
-  let produced = 0;
-  while (produced < EVENTS) {
-    await t.producer.send({
-      topic: t.names.events,
-      messages: t.nodes.map((n) => ({ key: n.node, value: n.next(PER_MESSAGE) })),
-    });
-    produced += NODES * PER_MESSAGE;
-  }
+  const produced = await produceBacklog(t, EVENTS);
   await mergesSettled();
   const base = await count();
   insertTime.ms = 0;

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runAs } from '../common/run-as.js';
+import { ensureKafka } from '../test/support/kafka.js';
 import { runLimitedDrain } from './processor/memory-limit.js';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
@@ -35,11 +36,7 @@ for (const name of wanted) {
   // broker must run outside that cgroup. Not for BENCH_ONLY's profiling runs.
   let env = process.env;
   if (name === 'processor' && process.env.BENCH_ONLY === undefined) {
-    if (process.env.KTRAIL_KAFKA_BROKERS === undefined)
-      spawnSync('bash', ['deploy/local/kafka.sh', 'start', '--brokers', '1'], {
-        cwd: repo,
-        stdio: 'inherit',
-      });
+    await ensureKafka();
     const resultFile = join(tmpdir(), `ktrail-bench-limited-${process.pid}.json`);
     process.on('exit', () => rmSync(resultFile, { force: true }));
     const limited = await runLimitedDrain(script, resultFile);

@@ -1,6 +1,7 @@
 // The codec addon (native/src/codec.cc, built by `npm run build:native` next to the eBPF
 // addon but without libbpf, so processors load it too): CRC-32C and zstd for Kafka record
-// batches. Loaded on first use, with an error that says how to build it.
+// batches, and madvise(MADV_PAGEOUT) for common/mapped-pages.ts. Loaded on first use, with an
+// error that says how to build it.
 import { nativeAddonPath, requireNativeAddon } from './native-addon.js';
 
 export interface CodecAddon {
@@ -13,6 +14,8 @@ export interface CodecAddon {
   /** Any zstd frames (with or without a recorded content size), on the thread pool. */
   zstdDecompress(buf: Uint8Array): Promise<Buffer>;
   readonly zstdVersion: string;
+  /** madvise(address, length, MADV_PAGEOUT); throws with `errno` set when the kernel refuses. */
+  pageOut(address: bigint, length: number): void;
 }
 
 /** Where `npm run build:native` puts it; KTRAIL_CODEC_ADDON overrides. */

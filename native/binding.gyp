@@ -12,7 +12,7 @@
     },
     {
       "target_name": "ktrail_codec",
-      "sources": ["src/codec.cc"],
+      "sources": ["src/codec.cc", "src/memory.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],

@@ -32,7 +32,7 @@ import { validateConfig } from '../../common/config.js';
 import { useNativeCrc32c } from '../../common/kafka.js';
 import { planProcessorMemory, SHIPPED_LIMIT } from '../../common/memory-budget.js';
 import { type AlertStateStore, clickHouseAlertStateStore } from '../../processor/src/alert-state.js';
-import { createClickHouse } from '../../processor/src/clickhouse/client.js';
+import { createClickHouse, releaseEngineStartupPages } from '../../processor/src/clickhouse/client.js';
 import { migrate } from '../../processor/src/clickhouse/migrate.js';
 import { rowStoreOf } from '../../processor/src/clickhouse/row-store.js';
 import { createProcessorCodec } from '../../processor/src/codec.js';
@@ -127,6 +127,7 @@ async function finish(): Promise<never> {
 }
 const ch = await createClickHouse({ kind: 'chdb', path: join(dir, 'chdb'), database: 'ktrail' });
 await migrate(ch, {});
+releaseEngineStartupPages(ch);
 const client = kafkaClient(brokers, 'ktrail-bench-processor');
 
 /** The tables the synthetic events go to. */

@@ -7,7 +7,8 @@
 //   zstdDecompress(buf) -> Promise<Buffer>         any sequence of zstd frames, with or
 //                                                   without content size (Java producers)
 // Compression runs on the libuv thread pool (Napi::AsyncWorker), as node:zlib does, so the
-// JS thread never waits on it. See docs/native.md.
+// JS thread never waits on it. The addon also carries the one memory call the processor needs
+// (memory.cc: pageOut). See docs/native.md.
 #include <napi.h>
 #include <zstd.h>
 
@@ -22,6 +23,8 @@
 #if defined(__x86_64__)
 #include <nmmintrin.h>
 #endif
+
+void InitMemory(Napi::Env env, Napi::Object exports);  // memory.cc
 
 namespace {
 
@@ -256,6 +259,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("zstdCompress", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return Zstd(i, true); }, "zstdCompress"));
   exports.Set("zstdDecompress", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return Zstd(i, false); }, "zstdDecompress"));
   exports.Set("zstdVersion", Napi::String::New(env, ZSTD_versionString()));
+  InitMemory(env, exports);
   return exports;
 }
 

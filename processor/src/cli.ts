@@ -5,7 +5,7 @@ import { Command } from 'commander';
 import { loadConfig, printableConfig } from '../../common/config.js';
 import { ConfigError } from '../../common/errors.js';
 import { createLogger, setLogLevel } from '../../common/log.js';
-import { clickHouseConfigFrom, createClickHouse } from './clickhouse/client.js';
+import { clickHouseConfigFrom, createClickHouse, releaseEngineStartupPages } from './clickhouse/client.js';
 import { bootstrapStatements, migrate, planMigrations } from './clickhouse/migrate.js';
 import { processorMemory, runProcessor } from './run.js';
 
@@ -78,6 +78,7 @@ async function main(): Promise<void> {
     return;
   }
 
+  releaseEngineStartupPages(clickhouse);
   await runProcessor(config, clickhouse, memory, Number(opts.stopTimeoutMs));
 }
 

@@ -14,6 +14,7 @@ import {
 import type { createChdbConnection } from 'chdb/connection';
 import { ConfigError, KtrailError } from '../../../common/errors.js';
 import { createLogger } from '../../../common/log.js';
+import { type PageOutResult, pageOutMappedFile } from '../../../common/mapped-pages.js';
 import { readSettingFile, redactUrl, type Secret } from '../../../common/secret.js';
 import { explainTlsError } from '../../../common/tls.js';
 import { isPlainIdentifier } from './identifier.js';
@@ -189,6 +190,35 @@ async function createChdb(config: ChdbConfig): Promise<ClickHouseClient> {
   });
   log.info({ path, database: config.database, version }, 'chDB store open');
   return client;
+}
+
+/** The embedded engine's library (chdb's @chdb/lib-* package). */
+export const ENGINE_LIBRARY = 'libchdb.so';
+
+/**
+ * Once the embedded store is open and migrated, the engine's pages that only its startup ran
+ * go back to the kernel: ClickHouse's static initialisers and DDL touch ~100 MiB of
+ * libchdb.so that inserts and queries never run again, and mapped they count in the process's
+ * memory (RSS, and a pod's charge) until the kernel is short (docs/processor.md, memory
+ * budget). Pages still used fault back in from the file. A server store: nothing to do.
+ * Where the kernel refuses (before Linux 5.4), the process runs on with the pages kept.
+ */
+export function releaseEngineStartupPages(client: ClickHouseClient): PageOutResult | undefined {
+  if (describeClickHouse(client)?.kind !== 'chdb') return undefined;
+  try {
+    const result = pageOutMappedFile(ENGINE_LIBRARY);
+    log.info(
+      {
+        mappings: result.mappings,
+        residentMiB: [result.residentBefore, result.residentAfter].map((b) => Math.round(b / 2 ** 20)),
+      },
+      'engine startup pages handed back to the kernel',
+    );
+    return result;
+  } catch (err) {
+    log.warn({ err }, 'engine startup pages kept: the kernel refused MADV_PAGEOUT');
+    return undefined;
+  }
 }
 
 /**

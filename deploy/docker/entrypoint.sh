@@ -12,13 +12,14 @@ export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
 # Node flags per process. The collector: young generation capped at 2 MiB per semi-space. Its
 # Kafka sink scavenges every few MiB of Buffers anyway (collector/src/buffer-reclaim.ts), so a
 # larger one only held memory: RSS at full speed ~136 MiB against ~145 with 8, CPU at 10k
-# events/s unchanged. The processor: 16 MiB. Its rows live until their cut, whatever the young
+# events/s unchanged. The processor: 8 MiB. Its rows live until their cut, whatever the young
 # generation's size, and V8 sizes it by the machine (64 MiB per semi-space with 24 GiB and no
-# cgroup limit): 16 held a backlog drain ~100 MiB lower at the same CPU (docs/perf-log.md).
+# cgroup limit): 8 holds a backlog drain ~150 MiB lower than that, and 20-40 MiB lower than 16,
+# at the same CPU (docs/perf-log.md).
 node_flags() {
   case "$1" in
     collector) echo "--max-semi-space-size=2" ;;
-    processor) echo "--max-semi-space-size=16" ;;
+    processor) echo "--max-semi-space-size=8" ;;
   esac
 }
 cmd="$1"

@@ -21,7 +21,7 @@ function show(role: 'collector' | 'processor'): { argv: string[]; arena: string;
 describe('run-as', () => {
   it("runs TypeScript with the processor's and the collector's own flags and environment", () => {
     const processor = show('processor');
-    expect(processor.argv).toContain('--max-semi-space-size=16');
+    expect(processor.argv).toContain('--max-semi-space-size=8');
     expect(processor).toMatchObject({ arena: '2', n: 1, args: ['a b', 'c'] });
     expect(show('collector').argv).toContain('--max-semi-space-size=2');
   });

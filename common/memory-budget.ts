@@ -179,10 +179,11 @@ export function planCollectorMemory(input: CollectorMemoryInput): CollectorMemor
 // --- processor ----------------------------------------------------------------------------
 
 /**
- * RSS of the processor at steady state with nothing pending, over 24 partitions: writing to
- * a ClickHouse server, and with the embedded chDB engine (its caches, parts and merges).
+ * RSS of the processor at steady state with little pending, over 24 partitions at ~19k
+ * events/s: writing to a ClickHouse server, and with the embedded chDB engine (its caches,
+ * parts and merges, and libchdb.so's pages in use: docs/processor.md, memory budget).
  */
-export const PROCESSOR_BASELINE_BYTES = { server: 256 * MiB, embedded: 640 * MiB } as const;
+export const PROCESSOR_BASELINE_BYTES = { server: 256 * MiB, embedded: 400 * MiB } as const;
 /** V8 heap the processor uses with nothing pending (code, metadata tables, kafkajs). */
 export const PROCESSOR_HEAP_BASELINE_BYTES = 96 * MiB;
 /** Share of the V8 heap left to pending rows: the collector needs the rest to work in. */

@@ -15,10 +15,8 @@ import type { ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Kafka, Partitioners } from 'kafkajs';
 import { afterAll, expect, inject } from 'vitest';
-import { createTestTopics, kafkaClient, nodeProducer } from '../../bench/processor/harness.js';
-import { SyntheticNode } from '../../bench/processor/synthetic.js';
+import { createTestTopics, kafkaClient } from '../../bench/processor/harness.js';
 import { REPO_ROOT } from '../../common/repo-root.js';
 import { createClickHouse } from '../../processor/src/clickhouse/client.js';
 import {
@@ -34,6 +32,7 @@ import {
   missingMemoryCgroup,
   processRss,
 } from '../support/memory-cgroup.js';
+import { metric, startPartitionLoad } from '../support/partition-load.js';
 import { freePorts } from '../support/ports.js';
 import { endpointOrReason, itReal } from '../support/real.js';
 import { waitFor } from '../support/wait.js';
@@ -65,31 +64,6 @@ afterAll(async () => {
   await server?.stop().catch(() => {});
   rmSync(work, { recursive: true, force: true });
 });
-
-/** One node name per partition, as the collector's partitioner places them (murmur2 of the node). */
-function nodesCoveringPartitions(): string[] {
-  const place = Partitioners.DefaultPartitioner();
-  const partitionMetadata = Array.from({ length: PARTITIONS }, (_, i) => ({
-    partitionId: i,
-    leader: 0,
-    partitionErrorCode: 0,
-    replicas: [0],
-    isr: [0],
-  }));
-  const byPartition = new Map<number, string>();
-  for (let i = 0; byPartition.size < PARTITIONS; i++) {
-    const node = `mem-${i}`;
-    const p = place({ topic: 't', partitionMetadata, message: { key: node, value: null } });
-    if (!byPartition.has(p)) byPartition.set(p, node);
-  }
-  return [...byPartition.values()];
-}
-
-/** Prometheus text -> value of an unlabelled-but-default-labelled gauge. */
-function metric(text: string, name: string): number {
-  const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text);
-  return m === null ? Number.NaN : Number(m[1]);
-}
 
 /** The processor child (test/support/processor-child.ts) in a cgroup of the Deployment's limit, ready. */
 async function startProcessor(brokers: string[], prefix: string, url: string, database: string) {
@@ -141,31 +115,6 @@ async function startProcessor(brokers: string[], prefix: string, url: string, da
   return { child: proc, cgroup: group, log, exit, tail, metrics };
 }
 
-/** One EventBatch per node every TICK_MS (24 nodes, one per partition) until stopped. */
-async function startLoad(client: Kafka, topic: string) {
-  const producer = await nodeProducer(client);
-  const nodes = nodesCoveringPartitions().map((node) => new SyntheticNode({ node, containers: 4 }));
-  const load = { produced: 0, messages: 0, stop: async () => {} };
-  let producing = true;
-  const loop = (async () => {
-    for (let next = Date.now(); producing; next += TICK_MS) {
-      await producer.send({
-        topic,
-        messages: nodes.map((n) => ({ key: n.node, value: n.next(EVENTS_PER_MESSAGE) })),
-      });
-      load.produced += nodes.length * EVENTS_PER_MESSAGE;
-      load.messages += nodes.length;
-      await sleep(Math.max(0, next + TICK_MS - Date.now()));
-    }
-  })();
-  load.stop = async () => {
-    producing = false;
-    await loop;
-    await producer.disconnect();
-  };
-  return load;
-}
-
 itReal(kafka.missing ?? serverMissing)(
   `24 partitions, ClickHouse down 60 s under load, in the Deployment's ${LIMIT / 2 ** 20} MiB: no OOM kill, no loss`,
   async () => {
@@ -193,7 +142,12 @@ itReal(kafka.missing ?? serverMissing)(
     expect(plan.budget).toMatchObject({ bytes: LIMIT, source: 'cgroup' });
     const maxRows = plan.pendingMaxRows as number;
 
-    const load = await startLoad(client, names.events);
+    const load = await startPartitionLoad(client, names.events, {
+      partitions: PARTITIONS,
+      eventsPerMessage: EVENTS_PER_MESSAGE,
+      tickMs: TICK_MS,
+      nodePrefix: 'mem',
+    });
     const rows = async () => {
       const [r] = await queryRows<{ n: string; d: string }>(
         ch,

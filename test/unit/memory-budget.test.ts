@@ -330,6 +330,18 @@ describe('processor sizes', () => {
     expect(embedded.pendingMaxRows).toBeLessThan(bigHeap.pendingMaxRows);
   });
 
+  it('the embedded engine fits a 500 MiB limit (test/integration/processor-embedded-memory), not much less', () => {
+    const plan = (mib: number) =>
+      planProcessorMemory({
+        budget: { bytes: mib * MiB, source: 'cgroup', from: 'test' },
+        embedded: true,
+        // Node's heap limit in a cgroup of that size (280 MiB measured in 500 MiB).
+        heapLimitBytes: 280 * MiB,
+      });
+    expect(plan(500).pendingMaxRows).toBe(18_432);
+    expect(() => plan(480)).toThrow(/processor memory budget too small: budget 480 MiB .* baseline 400 MiB/);
+  });
+
   it('refuses an explicit bound that does not fit, and a budget too small for any', () => {
     expect(() =>
       planProcessorMemory({ budget, embedded: false, heapLimitBytes: 524 * MiB, pendingMaxRows: 2_000_000 }),

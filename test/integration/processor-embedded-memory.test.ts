@@ -7,7 +7,7 @@
 // a row exactly once (through the processor's own query endpoint: chDB is one process per
 // store). The drain of a backlog in the same limit is the processor bench's (memory-limit.ts).
 import type { ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, inject } from 'vitest';
@@ -21,7 +21,13 @@ import {
   missingMemoryCgroup,
   processRss,
 } from '../support/memory-cgroup.js';
-import { metric, startPartitionLoad } from '../support/partition-load.js';
+import {
+  metric,
+  processorSettingsForLoad,
+  STEADY_LOAD,
+  spawnLogged,
+  startPartitionLoad,
+} from '../support/partition-load.js';
 import { freePorts } from '../support/ports.js';
 import { endpointOrReason, itReal } from '../support/real.js';
 import { waitFor } from '../support/wait.js';
@@ -29,10 +35,8 @@ import { waitFor } from '../support/wait.js';
 const kafka = endpointOrReason(inject('kafka'));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const LIMIT = 500 * 2 ** 20;
-const PARTITIONS = 24;
+const PARTITIONS = STEADY_LOAD.partitions;
 const LOAD_MS = 60_000;
-const EVENTS_PER_MESSAGE = 200;
-const TICK_MS = 250; // 24 nodes x 200 events x 4/s = 19,200 events/s
 
 const work = mkdtempSync(join(tmpdir(), 'ktrail-embedded-memory-'));
 let child: ChildProcess | undefined;
@@ -52,13 +56,7 @@ itReal(kafka.missing ?? missingMemoryCgroup())(
     const names = await createTestTopics(client, prefix, PARTITIONS);
     const [httpPort, queryPort] = await freePorts(2);
     const sets = [
-      `kafka.brokers=${brokers.join(',')}`,
-      `kafka.topicPrefix=${prefix}`,
-      `kafka.partitions=${PARTITIONS}`,
-      `processor.groupId=${prefix}group`,
-      // No container records here, so rows need not wait for them.
-      'processor.lateMetadataWaitMs=0',
-      `http.port=${httpPort}`,
+      ...processorSettingsForLoad(brokers, prefix, PARTITIONS, httpPort as number),
       `processor.queryPort=${queryPort}`,
     ];
     const chdbDir = join(work, 'store', 'chdb');
@@ -69,25 +67,13 @@ itReal(kafka.missing ?? missingMemoryCgroup())(
     ]);
     cgroup = createMemoryCgroup('embedded-memory', LIMIT);
     const group = cgroup;
-    const proc = group.spawn(run.command, run.args, {
-      cwd: REPO_ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: run.env,
-    });
-    child = proc;
     const logFile = join(work, 'processor.log');
-    const out = createWriteStream(logFile);
-    proc.stdout?.pipe(out);
-    proc.stderr?.pipe(out);
-    let exited: { code: number | null; signal: string | null } | undefined;
-    proc.once('exit', (code, signal) => {
-      exited = { code, signal };
-    });
-    const tail = () => readFileSync(logFile, 'utf8').split('\n').slice(-15).join('\n');
+    const { child: proc, exit, tail } = spawnLogged(group, run.command, run.args, logFile, run.env);
+    child = proc;
     const sql = await Promise.race([
       processorSql(join(work, 'store'), queryPort as number),
-      waitFor('the processor to exit', () => exited, 180_000, 200).then(() => {
-        throw new Error(`the processor exited ${JSON.stringify(exited)}:\n${tail()}`);
+      waitFor('the processor to exit', exit, 180_000, 200).then(() => {
+        throw new Error(`the processor exited ${JSON.stringify(exit())}:\n${tail()}`);
       }),
     ]);
     const logLines = readFileSync(logFile, 'utf8').split('\n');
@@ -100,17 +86,12 @@ itReal(kafka.missing ?? missingMemoryCgroup())(
     expect(plan.pendingMaxRows).toBeGreaterThanOrEqual(10_000);
     const pid = plan.pid as number;
 
-    const load = await startPartitionLoad(client, names.events, {
-      partitions: PARTITIONS,
-      eventsPerMessage: EVENTS_PER_MESSAGE,
-      tickMs: TICK_MS,
-      nodePrefix: 'emb',
-    });
+    const load = await startPartitionLoad(client, names.events, 'emb');
     const rss: number[] = [];
     const loadEnd = Date.now() + LOAD_MS;
     while (Date.now() < loadEnd) {
       await sleep(1_000);
-      expect(exited, `the processor exited under load:\n${tail()}`).toBeUndefined();
+      expect(exit(), `the processor exited under load:\n${tail()}`).toBeUndefined();
       rss.push(processRss(pid)?.rss ?? 0);
     }
     await load.stop();
@@ -123,7 +104,7 @@ itReal(kafka.missing ?? missingMemoryCgroup())(
     };
     const deadline = Date.now() + 120_000;
     let final = await rows();
-    while (final.n < produced && Date.now() < deadline && exited === undefined) {
+    while (final.n < produced && Date.now() < deadline && exit() === undefined) {
       await sleep(1_000);
       final = await rows();
     }
@@ -138,15 +119,15 @@ itReal(kafka.missing ?? missingMemoryCgroup())(
         `${metric(text, 'ktrail_processor_pending_rows_peak')}; rows ${final.n} of ${produced}, distinct ${final.d}`,
     );
 
-    expect(exited, `the processor exited:\n${tail()}`).toBeUndefined();
+    expect(exit(), `the processor exited:\n${tail()}`).toBeUndefined();
     expect(group.oomKills()).toBe(0);
     expect(final.n).toBe(produced);
     expect(final.d).toBe(produced);
     expect(Number(batches?.n)).toBe(messages);
 
     proc.kill('SIGTERM');
-    await waitFor('the processor to stop', () => exited, 60_000, 200);
-    expect(exited).toEqual({ code: 0, signal: null });
+    await waitFor('the processor to stop', exit, 60_000, 200);
+    expect(exit()).toEqual({ code: 0, signal: null });
     expect(group.oomKills()).toBe(0);
     const admin = client.admin();
     await admin.connect();

@@ -12,7 +12,7 @@
 // process alive throughout and exiting 0, pending rows held at the bound, and after the
 // outage every event is a row exactly once.
 import type { ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, inject } from 'vitest';
@@ -32,17 +32,21 @@ import {
   missingMemoryCgroup,
   processRss,
 } from '../support/memory-cgroup.js';
-import { metric, startPartitionLoad } from '../support/partition-load.js';
+import {
+  metric,
+  processorSettingsForLoad,
+  STEADY_LOAD,
+  spawnLogged,
+  startPartitionLoad,
+} from '../support/partition-load.js';
 import { freePorts } from '../support/ports.js';
 import { endpointOrReason, itReal } from '../support/real.js';
 import { waitFor } from '../support/wait.js';
 
 const kafka = endpointOrReason(inject('kafka'));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const PARTITIONS = 24;
+const PARTITIONS = STEADY_LOAD.partitions;
 const OUTAGE_MS = 60_000;
-const EVENTS_PER_MESSAGE = 200;
-const TICK_MS = 250; // 24 nodes x 200 events x 4/s = 19,200 events/s
 const LIMIT = manifestMemoryLimit(join(REPO_ROOT, 'deploy/k8s/processor-deployment.yaml'));
 
 const work = mkdtempSync(join(tmpdir(), 'ktrail-processor-memory-'));
@@ -71,17 +75,13 @@ async function startProcessor(brokers: string[], prefix: string, url: string, da
   const group = createMemoryCgroup('processor-memory', LIMIT);
   cgroup = group;
   const log = join(work, 'processor.log');
-  const out = createWriteStream(log);
-  const sets = [
-    `kafka.brokers=${brokers.join(',')}`,
-    `kafka.topicPrefix=${prefix}`,
-    `kafka.partitions=${PARTITIONS}`,
-    `processor.groupId=${prefix}group`,
-    // As processor-outage: no container records here, so rows need not wait for them.
-    'processor.lateMetadataWaitMs=0',
-    `http.port=${httpPort}`,
-  ];
-  const proc = group.spawn(
+  const sets = processorSettingsForLoad(brokers, prefix, PARTITIONS, httpPort as number);
+  const {
+    child: proc,
+    exit,
+    tail,
+  } = spawnLogged(
+    group,
     process.execPath,
     [
       '--import',
@@ -90,22 +90,14 @@ async function startProcessor(brokers: string[], prefix: string, url: string, da
       ...['--clickhouse-url', url, '--database', database],
       ...sets.flatMap((s) => ['--set', s]),
     ],
-    { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+    log,
   );
   child = proc;
-  proc.stdout?.pipe(out);
-  proc.stderr?.pipe(out);
-  let exited: { code: number | null; signal: string | null } | undefined;
-  proc.once('exit', (code, signal) => {
-    exited = { code, signal };
-  });
-  const exit = () => exited;
-  const tail = () => readFileSync(log, 'utf8').split('\n').slice(-15).join('\n');
   const metrics = async () => (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
   await waitFor(
     'the processor to join and restore',
     async () => {
-      if (exited !== undefined) throw new Error(`processor exited ${JSON.stringify(exited)}:\n${tail()}`);
+      if (exit() !== undefined) throw new Error(`processor exited ${JSON.stringify(exit())}:\n${tail()}`);
       const res = await fetch(`http://127.0.0.1:${httpPort}/readyz`).catch(() => undefined);
       return res?.status === 200 || undefined;
     },
@@ -142,12 +134,7 @@ itReal(kafka.missing ?? serverMissing)(
     expect(plan.budget).toMatchObject({ bytes: LIMIT, source: 'cgroup' });
     const maxRows = plan.pendingMaxRows as number;
 
-    const load = await startPartitionLoad(client, names.events, {
-      partitions: PARTITIONS,
-      eventsPerMessage: EVENTS_PER_MESSAGE,
-      tickMs: TICK_MS,
-      nodePrefix: 'mem',
-    });
+    const load = await startPartitionLoad(client, names.events, 'mem');
     const rows = async () => {
       const [r] = await queryRows<{ n: string; d: string }>(
         ch,
@@ -200,7 +187,7 @@ itReal(kafka.missing ?? serverMissing)(
     expect(peakRss).toBeLessThan(LIMIT);
     // The bound engaged and held: a message is taken whole, so at most one message's rows past it.
     expect(Math.max(...samples.map((s) => s.paused))).toBeGreaterThan(0);
-    expect(peakPending).toBeLessThanOrEqual(maxRows + EVENTS_PER_MESSAGE + 1);
+    expect(peakPending).toBeLessThanOrEqual(maxRows + STEADY_LOAD.eventsPerMessage + 1);
     expect(Math.max(...samples.map((s) => s.pending))).toBeGreaterThanOrEqual(maxRows);
     // Nothing lost, nothing twice. (18.16 has no dedup tokens, nor the DateTime64 the lookup
     // of written offsets uses: no repeats here because a stopped server wrote nothing.)

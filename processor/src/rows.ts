@@ -263,14 +263,19 @@ export function flatRow(row: object): Row {
   return '$src' in row ? (row as unknown as { toJSON(): Row }).toJSON() : (row as Row);
 }
 
-/** The envelope the rows of one message share. */
+/**
+ * The envelope the rows of one message share. The event bytes kept for the enriched topic are
+ * a copy of the message's body: the body is a view into the whole decompressed record batch
+ * (megabytes, a fetch's worth of messages), which one pending row would otherwise keep alive.
+ */
 export function messageSource(
   batch: DecodedEventBatch,
   partition: number,
   offset: string,
   keepEvents: boolean,
 ): MessageSource {
-  const bytes = keepEvents ? batch.eventBytes : undefined;
+  const kept = keepEvents ? batch.eventBytes : undefined;
+  const bytes = kept === undefined ? undefined : { body: Buffer.from(kept.body), spans: kept.spans };
   return {
     node: batch.node,
     boot_id: batch.bootId,

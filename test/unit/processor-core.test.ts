@@ -392,8 +392,9 @@ describe('rows from decoded Avro', () => {
       '7',
     ]);
     expect(built?.timeNs).toBe(wallClockNs(batch, ev.tsNs));
-    // Kept for the enriched topic: the event's bytes as they arrived (current writer schema)...
-    expect(built?.bytes).toBe(batch.eventBytes);
+    // Kept for the enriched topic: the event's bytes as they arrived (current writer schema),
+    // copied, so a pending row does not keep the record batch its message was a view into...
+    expect(built?.bytes?.body.equals(batch.eventBytes?.body as Buffer)).toBe(true);
     expect(built?.bytes?.spans).toHaveLength(2 * batch.events.length);
     expect(built?.event).toBeUndefined();
     // ...or, from a writer on another schema version (no bytes), the decoded event.
@@ -404,5 +405,10 @@ describe('rows from decoded Avro', () => {
     // Neither while the enriched topic is off.
     const [off] = buildMessageRows(batch, 3, '7', false).rows;
     expect([off?.bytes, off?.event]).toEqual([undefined, undefined]);
+    // The copy shares no memory with the message: overwriting the message leaves it as it was.
+    const kept = Buffer.from(built?.bytes?.body as Buffer);
+    batch.eventBytes?.body.fill(0);
+    expect(built?.bytes?.body.equals(kept)).toBe(true);
+    expect(kept.some((b) => b !== 0)).toBe(true);
   });
 });

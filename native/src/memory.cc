@@ -1,8 +1,8 @@
 // pageOut(address: bigint, length: number): madvise(MADV_PAGEOUT) over [address, address+length).
 // The processor uses it on the embedded engine's library once the store is open: ClickHouse's
-// static initialisers and DDL touch ~100 MiB of code and read-only data that steady-state
-// inserts never run again, and left mapped those pages count in the pod's memory until the
-// kernel is under pressure (docs/processor.md, memory budget). Clean file pages only: a page
+// static initialisers and DDL leave ~180 MiB of code and read-only data resident, of which
+// steady-state inserts and queries use about a third, and left mapped the rest counts in the
+// pod's memory until the kernel is under pressure (docs/processor.md, memory budget). Clean file pages only: a page
 // another process maps too is skipped by the kernel, and one needed again faults back in.
 #include <napi.h>
 #include <sys/mman.h>

@@ -197,10 +197,10 @@ export const ENGINE_LIBRARY = 'libchdb.so';
 
 /**
  * Once the embedded store is open and migrated, the engine's pages that only its startup ran
- * go back to the kernel: ClickHouse's static initialisers and DDL touch ~100 MiB of
- * libchdb.so that inserts and queries never run again, and mapped they count in the process's
- * memory (RSS, and a pod's charge) until the kernel is short (docs/processor.md, memory
- * budget). Pages still used fault back in from the file. A server store: nothing to do.
+ * go back to the kernel: ClickHouse's static initialisers and DDL leave ~180 MiB of
+ * libchdb.so resident, of which inserts and queries use about a third, and the rest would
+ * count in the process's memory (RSS, and a pod's charge) until the kernel is short
+ * (docs/processor.md, memory budget). Pages still used fault back in from the file. A server store: nothing to do.
  * Where the kernel refuses (before Linux 5.4), the process runs on with the pages kept.
  */
 export function releaseEngineStartupPages(client: ClickHouseClient): PageOutResult | undefined {

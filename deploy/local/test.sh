@@ -28,6 +28,8 @@ npx tsc -p tsconfig.json || exit 1
 # leftovers) goes into one directory of its own, removed after that: a full run left ~780 MiB
 # in /tmp otherwise. --one-file-system: never into something still mounted there.
 RUN_TMP="$(mktemp -d "${TMPDIR:-/tmp}/ktrail-test-run.XXXXXX")"
+# As /tmp is: tests run processes as other users (uid 65534), and tsx keeps its cache here.
+chmod 1777 "$RUN_TMP"
 export TMPDIR="$RUN_TMP"
 trap 'echo "[test] stopping the services this run started"; ./ktrail stop >/dev/null 2>&1 || true
   rm -rf --one-file-system "$RUN_TMP" 2>/dev/null || echo "[test] could not remove all of $RUN_TMP"' EXIT

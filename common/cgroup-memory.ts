@@ -33,10 +33,12 @@ const PROC: CgroupSources = { procCgroup: '/proc/self/cgroup', mountInfo: '/proc
 const UNLIMITED_FROM = 2 ** 60;
 
 export interface Mount {
-  /** The cgroup path the mount shows at its mount point (mountinfo field 4). */
+  /** The path inside its filesystem the mount shows at its mount point (mountinfo field 4). */
   root: string;
   mountPoint: string;
   fsType: string;
+  /** The device or pseudo-name mounted (`/dev/vda`, `tmpfs`). */
+  source: string;
   superOptions: string[];
 }
 
@@ -122,22 +124,22 @@ export function parseProcCgroup(
   return out;
 }
 
-/** Cgroup mounts of /proc/self/mountinfo (proc(5): fields after " - " are type, source, super options). */
+/** The mounts of /proc/self/mountinfo (proc(5): fields after " - " are type, source, super options). */
 export function parseMountInfo(text: string): Mount[] {
   const out: Mount[] = [];
   for (const line of text.split('\n')) {
     const [left, right] = line.split(' - ');
     if (left === undefined || right === undefined) continue;
     const fields = left.split(' ');
-    const [fsType, , superOptions = ''] = right.split(' ');
-    if (fsType !== 'cgroup' && fsType !== 'cgroup2') continue;
+    const [fsType, source = '', superOptions = ''] = right.split(' ');
     const root = fields[3];
     const mountPoint = fields[4];
-    if (root === undefined || mountPoint === undefined) continue;
+    if (fsType === undefined || root === undefined || mountPoint === undefined) continue;
     out.push({
       root: unescapeMount(root),
       mountPoint: unescapeMount(mountPoint),
       fsType,
+      source: unescapeMount(source),
       superOptions: superOptions.split(','),
     });
   }

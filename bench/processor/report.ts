@@ -59,6 +59,8 @@ export interface ProcessorReport {
   latHigh: Latency;
   latLow: Latency;
   disk: { events: number; perEvent: number };
+  /** The filesystem of the chDB store (bench/report.ts filesystemOf). */
+  storeFilesystem: string;
 }
 
 export function writeProcessorReport(r: ProcessorReport): void {
@@ -174,7 +176,10 @@ warm-up of a tenth of the events; its CPU is that of the processor's own threads
 thread, V8's GC and compiler threads, libuv's pool), not chDB's, and its alert state goes to a
 store that keeps nothing. The trickle run comes next, on the still empty store; its CPU is mostly
 the fixed cost of each insert (each partition inserts into every table it has rows for once per
-cut), not the rows; it runs until every message's cut is committed. The backlog drain starts
+cut), not the rows; it runs until every message's cut is committed. Part of that fixed cost is the
+filesystem's: every insert writes a part of about fifteen files per table and materialized view,
+in a store on ${r.storeFilesystem} here (ext4 without a journal skips recently deleted inodes
+for each file it creates, a cost a journaled filesystem does not pay: docs/perf-log.md). The backlog drain starts
 once chDB runs no merge (of what the runs before it inserted), and ends when
 the processor's inserts have returned every event (the bench does not query chDB meanwhile), and
 a count then finds them all. The limit runs seconds after the drain, once chDB runs no merge: the same mix

@@ -47,6 +47,7 @@ import {
 } from '../../processor/src/rows.js';
 import { clickHouseSink } from '../../processor/src/sink.js';
 import { deleteTopics, ensureKafka } from '../../test/support/kafka.js';
+import { filesystemOf } from '../report.js';
 import { createTestTopics, kafkaClient, nodeProducer, processorTopics, testOptions } from './harness.js';
 import type { LimitedDrainChild } from './memory-limit.js';
 import { bytesPerEvent, encodeOnlySink } from './own-work.js';
@@ -619,5 +620,6 @@ writeProcessorReport({
   tputWall,
   trickleRun,
   wallS,
+  storeFilesystem: filesystemOf(dir),
 });
 await finish();

@@ -140,10 +140,11 @@ async function startContainers(rec: ReturnType<typeof recording>): Promise<Recor
       await new Promise((r) => setTimeout(r, 250));
     }
     // runc leaves the namespace's parent cgroup (/<namespace>) in every hierarchy, empty.
-    for (const { mountPoint } of parseMountInfo(readFileSync('/proc/self/mountinfo', 'utf8')))
-      try {
-        rmdirSync(join(mountPoint, CTR_NS));
-      } catch {}
+    for (const { mountPoint, fsType } of parseMountInfo(readFileSync('/proc/self/mountinfo', 'utf8')))
+      if (fsType.startsWith('cgroup'))
+        try {
+          rmdirSync(join(mountPoint, CTR_NS));
+        } catch {}
     await run('rm', ['-f', archive]);
   });
   await ctr(CTR_NS, 'run', '-d', '--label', `nerdctl/name=${CTR_NAME}`, ep.image, CTR_ID, 'sleep', '300');

@@ -65,8 +65,9 @@ export const KERNEL_MAPS_FIXED_BYTES = 4 * MiB;
 export const KERNEL_MAPS_PER_CPU_BYTES = 5.25 * MiB;
 /**
  * Resident bytes per queued byte. glibc's sliding mmap threshold makes the ~270 KB messages
- * come from its heap, fragmenting it: 1.26 measured. With MALLOC_MMAP_THRESHOLD_ fixed
- * (the entrypoint and the DaemonSet set 131072) each is its own mapping: 1.02 measured.
+ * come from its heap, fragmenting it: 1.26 measured. With MALLOC_MMAP_THRESHOLD_ fixed at
+ * 131072 each is its own mapping: 1.02 measured. The image leaves it unset (it costs CPU:
+ * docs/collector.md); an operator who sets it gets the smaller factor.
  */
 export const QUEUE_BYTE_COST = { fixedMmapThreshold: 1.05, glibcDefault: 1.3 } as const;
 /** A queued message's object, Buffer and allocation header, charged per message. */

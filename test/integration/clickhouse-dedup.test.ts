@@ -148,6 +148,43 @@ describe('insert deduplication', () => {
     expect(rows).toEqual([{ x: '1' }, { x: '2' }]);
   });
 
+  itReal(undefined)('session settings are sent once, tokens still apply to one insert each', async () => {
+    // The store sends a setting only when the session does not hold it (settingsOncePerSession):
+    // a token given as a setting is SET on the session, and reset before the next statement.
+    const db = ch.database;
+    await ch.client.command({
+      query: `CREATE TABLE ${db}.session_token (x UInt64) ENGINE = MergeTree ORDER BY x SETTINGS non_replicated_deduplication_window = 100`,
+    });
+    const insert = (x: number, token?: string, table = 'session_token') =>
+      ch.client.insert({
+        table: `${db}.${table}`,
+        values: [{ x }],
+        format: 'JSONEachRow',
+        ...(token === undefined ? {} : { clickhouse_settings: { insert_deduplication_token: token } }),
+      });
+    await insert(10, 'session:1');
+    await insert(10, 'session:1'); // the same token: dropped as a duplicate
+    await insert(10); // no token: the first one's is not on the session any more
+    await expect(
+      ch.client.command({ query: `SELECT no_such_column FROM ${db}.session_token` }),
+    ).rejects.toThrow();
+    await insert(11, 'session:1'); // after a failed statement the settings are sent again
+    await insert(12);
+    // An insert that fails after its token was SET on the session (no such table): the next
+    // two inserts without a token both land, so the failed one's token was reset.
+    await expect(insert(13, 'session:2', 'no_such_table')).rejects.toThrow();
+    await insert(13);
+    await insert(14);
+    // Still held after the failures: 64-bit integers come back as JSON strings.
+    expect(await ch.rows<{ x: string }>(`SELECT x FROM ${db}.session_token ORDER BY x`)).toEqual([
+      { x: '10' },
+      { x: '10' },
+      { x: '12' },
+      { x: '13' },
+      { x: '14' },
+    ]);
+  });
+
   itReal(undefined)('TOO_MANY_PARTS is retried until merges catch up, and the batch lands once', async () => {
     const db = ch.database;
     await ch.client.command({

@@ -232,32 +232,45 @@ export function releaseEngineStartupPages(client: ClickHouseClient): PageOutResu
  */
 export function settingsOncePerSession<C extends ReturnType<typeof createChdbConnection>>(conn: C): C {
   const held = new Map<string, unknown>();
-  const wrap =
-    (method: (params: object) => Promise<unknown>) =>
-    async (params: { clickhouse_settings?: Record<string, unknown> }) => {
-      const wanted = params.clickhouse_settings ?? {};
-      const send: Record<string, unknown> = {};
-      for (const [key, value] of Object.entries(wanted)) {
-        // default_format is a per-call option of chdb's, not a session setting.
-        if (value !== undefined && (key === 'default_format' || !Object.is(held.get(key), value)))
-          send[key] = value;
-      }
-      try {
-        const result = await method({ ...params, clickhouse_settings: send });
-        for (const [key, value] of Object.entries(send)) if (key !== 'default_format') held.set(key, value);
-        return result;
-      } catch (err) {
-        held.clear();
-        throw err;
-      }
-    };
-  const methods = new Set(['query', 'exec', 'command', 'insert']);
-  return new Proxy(conn, {
+  return wrapMethods(conn, STATEMENT_METHODS, (method) => async (...args) => {
+    const params = args[0] as { clickhouse_settings?: Record<string, unknown> };
+    const send: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(params.clickhouse_settings ?? {})) {
+      // default_format is a per-call option of chdb's, not a session setting.
+      if (value !== undefined && (key === 'default_format' || !Object.is(held.get(key), value)))
+        send[key] = value;
+    }
+    try {
+      const result = await method({ ...params, clickhouse_settings: send });
+      for (const [key, value] of Object.entries(send)) if (key !== 'default_format') held.set(key, value);
+      return result;
+    } catch (err) {
+      held.clear();
+      throw err;
+    }
+  });
+}
+
+/** The connection's methods that run a statement. */
+const STATEMENT_METHODS = ['query', 'exec', 'command', 'insert'];
+
+type AsyncMethod = (...args: unknown[]) => Promise<unknown>;
+
+/**
+ * A proxy of `target` whose methods named in `names` go through `wrap`. Everything is read
+ * with the target itself as `this`, getters included: chdb's classes keep private fields.
+ */
+function wrapMethods<T extends object>(
+  target: T,
+  names: readonly string[],
+  wrap: (method: AsyncMethod) => AsyncMethod,
+): T {
+  return new Proxy(target, {
     get(t, prop) {
       const value = Reflect.get(t, prop, t);
       if (typeof value !== 'function') return value;
-      const bound = value.bind(t);
-      return methods.has(String(prop)) ? wrap(bound) : bound;
+      const bound = value.bind(t) as AsyncMethod;
+      return names.includes(String(prop)) ? wrap(bound) : bound;
     },
   });
 }
@@ -283,18 +296,16 @@ function oneStatementAtATime<C extends ReturnType<typeof createChdbConnection>>(
     tail = result.catch(() => undefined);
     return result;
   };
-  // The target is `this` for everything, getters included: its classes keep private fields.
-  const guard = <T extends object>(target: T, queuedMethods: string[]): T =>
-    new Proxy(target, {
-      get(t, prop) {
-        const value = Reflect.get(t, prop, t);
-        if (typeof value !== 'function') return value;
-        if (!queuedMethods.includes(String(prop))) return value.bind(t);
-        return (...args: unknown[]) => queued(() => value.apply(t, args));
-      },
-    });
+  const guard = <T extends object>(target: T, queuedMethods: readonly string[]): T =>
+    wrapMethods(
+      target,
+      queuedMethods,
+      (method) =>
+        (...args) =>
+          queued(() => method(...args)),
+    );
   const guardedChdb = guard(conn.chdb, ['rawInsert']);
-  const guarded = guard(conn, ['query', 'exec', 'command', 'insert']);
+  const guarded = guard(conn, STATEMENT_METHODS);
   return new Proxy(guarded, {
     get: (t, prop) => (prop === 'chdb' ? guardedChdb : Reflect.get(t, prop)),
   });

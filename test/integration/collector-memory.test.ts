@@ -187,7 +187,10 @@ itReal(missing)(
     expect(cgroup.oomKills()).toBe(0);
     expect(cgroup.peakBytes()).toBeLessThan(LIMIT);
     expect(peakRss).toBeLessThan(LIMIT);
-    expect(rate).toBeGreaterThanOrEqual(50_000);
+    expect(
+      rate,
+      `the replay's rate during the outage: under 50k events/s the buffer cannot fill in 60 s (a machine too busy for this test)`,
+    ).toBeGreaterThanOrEqual(50_000);
     // The buffer filled to its bound and dropped the oldest, and nothing else was dropped.
     expect(peakBuffer).toBeLessThanOrEqual(bufferMaxBytes);
     expect(peakBuffer).toBeGreaterThan(bufferMaxBytes * 0.95);

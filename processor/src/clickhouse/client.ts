@@ -235,14 +235,19 @@ export function settingsOncePerSession<C extends ReturnType<typeof createChdbCon
   return wrapMethods(conn, STATEMENT_METHODS, (method) => async (...args) => {
     const params = args[0] as { clickhouse_settings?: Record<string, unknown> };
     const send: Record<string, unknown> = {};
+    const sessionSettings: Array<[string, unknown]> = [];
     for (const [key, value] of Object.entries(params.clickhouse_settings ?? {})) {
-      // default_format is a per-call option of chdb's, not a session setting.
-      if (value !== undefined && (key === 'default_format' || !Object.is(held.get(key), value)))
+      if (value === undefined) continue;
+      // default_format is a per-call option of chdb's, not a session setting: always sent.
+      if (key === 'default_format') send[key] = value;
+      else if (!Object.is(held.get(key), value)) {
         send[key] = value;
+        sessionSettings.push([key, value]);
+      }
     }
     try {
       const result = await method({ ...params, clickhouse_settings: send });
-      for (const [key, value] of Object.entries(send)) if (key !== 'default_format') held.set(key, value);
+      for (const [key, value] of sessionSettings) held.set(key, value);
       return result;
     } catch (err) {
       held.clear();

@@ -24,6 +24,7 @@ import type { Logger } from '../../common/log.js';
 import type { AlertEngine, AlertSnapshot } from './alerts.js';
 import { describeClickHouse } from './clickhouse/client.js';
 import { insertOnce } from './clickhouse/writer.js';
+import { asRows } from './event-columns.js';
 import { type CutBatch, decodeCut, dedupToken } from './partition-batch.js';
 import { EVENT_BATCHES_TABLE } from './rows.js';
 
@@ -180,7 +181,7 @@ export class AlertStateKeeper {
    * is whole again, and a stale one is detected on restore.
    */
   async save(partition: number, engine: AlertEngine, cut: CutBatch, owned: () => boolean): Promise<void> {
-    engine.commitSequences(cut.tables.get(EVENT_BATCHES_TABLE) ?? []);
+    engine.commitSequences(asRows(cut.tables.get(EVENT_BATCHES_TABLE) ?? []));
     const store = this.o.store;
     if (store === undefined) return;
     const state = encodeState(engine.snapshot());

@@ -7,7 +7,7 @@ import type { Alert, AlertEngine } from './alerts.js';
 import { toJsonEachRow } from './clickhouse/writer.js';
 import { boundedDeadLetter, REASON } from './dead-letters.js';
 import { enrichedMessages } from './enriched.js';
-import type { CutBatch, Row } from './partition-batch.js';
+import { type CutBatch, type EventRow, eventRows, type Row } from './partition-batch.js';
 import type { ProcessorCodec, ProcessorStats, ProcessorTopics } from './processor-types.js';
 import type { LossRow } from './rows.js';
 import { countByKey, type OutputResult, type OutputSend } from './side-outputs.js';
@@ -46,7 +46,8 @@ export function buildSideOutputs(
     if (f === undefined) failed.set(offset, { error, rows });
     else f.rows.push(...rows);
   };
-  for (const [table, rows] of cut.events) {
+  const events = eventRows(cut);
+  for (const [table, rows] of events) {
     for (const row of rows) {
       try {
         ctx.alerts.observe(table, row, alerts);
@@ -85,7 +86,7 @@ export function buildSideOutputs(
   if (ctx.enrichedTopic) {
     const source = { partition: ctx.partition, firstOffset: cut.firstOffset, lastOffset: cut.lastOffset };
     try {
-      const enriched = enrichedMessages(cut.events, source, ctx.codec.encodeEnriched);
+      const enriched = enrichedMessages(events, source, ctx.codec.encodeEnriched);
       for (const [offset, f] of enriched.failed) fail(offset, `enriched output: ${f.error.message}`, f.rows);
       sends.unshift({
         output: 'enriched',
@@ -99,7 +100,7 @@ export function buildSideOutputs(
         { err: (err as Error).message, partition: ctx.partition },
         'enriched output not buildable',
       );
-      for (const [node, rows] of eventsPerNode(cut))
+      for (const [node, rows] of eventsPerNode(events))
         losses.push({
           node,
           what: 'topic:enriched',
@@ -137,9 +138,9 @@ export function buildSideOutputs(
 }
 
 /** Events of a cut per node (rows built from an event). */
-function eventsPerNode(cut: CutBatch): Map<string, number> {
+function eventsPerNode(events: ReadonlyMap<string, EventRow[]>): Map<string, number> {
   const out = new Map<string, number>();
-  for (const rows of cut.events.values())
+  for (const rows of events.values())
     for (const row of rows) {
       const node = row.columns.node as string;
       out.set(node, (out.get(node) ?? 0) + 1);

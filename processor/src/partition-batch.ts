@@ -4,6 +4,7 @@
 // a function of its offset range: after a crash the same range rebuilds the same rows
 // (join fields may differ, but deduplication is by token, and the token names the range).
 import type { EventBytes } from '../../schemas/codec.js';
+import { EventColumns, kindLayout, type TableRows } from './event-columns.js';
 import type { ContainerMeta } from './metadata-table.js';
 import {
   type DecodedEvent,
@@ -19,9 +20,9 @@ import { HOST_IDENTITY, identityColumns } from './workload.js';
 export type Row = Record<string, unknown>;
 
 /**
- * The row of one event (rows.ts buildEventRow) and what alerts, rules and the enriched topic
- * need beyond its columns; only `columns` is inserted (the row itself: its envelope and join
- * columns are read through `$src` and `$id`).
+ * One event's row as an object (a view of its batch's columns, event-columns.ts) and what
+ * alerts, rules and the enriched topic need beyond its columns; only `columns` is inserted
+ * (the row itself: its envelope and join columns are read through `$src` and `$id`).
  */
 export interface EventRow {
   readonly columns: Row;
@@ -79,9 +80,8 @@ export interface BatchLimits {
 export interface CutBatch {
   firstOffset: bigint;
   lastOffset: bigint;
-  tables: Map<string, Row[]>;
-  /** The event tables' rows with their extras: events.get(t)[i].columns is tables.get(t)[i]. */
-  events: Map<string, EventRow[]>;
+  /** Plain rows (event_batches, dead letters), and each event kind's columns. */
+  tables: Map<string, TableRows>;
   rows: number;
   /** Rows written with join_state 'pending' because their metadata did not arrive in time. */
   latePending: number;
@@ -122,56 +122,75 @@ export function cutLosses(cut: CutBatch, rawTtlDays: number | undefined): LossRo
   return out;
 }
 
-/** Leaves only `landed` (a subset of its rows) of `table` in the cut, with their extras. */
-export function keepLanded(cut: CutBatch, table: string, landed: Row[]): void {
-  cut.tables.set(table, landed);
-  const events = cut.events.get(table);
-  if (events === undefined) return;
-  const kept = new Set(landed);
-  cut.events.set(
+/** Leaves only `landed` (its rows that were written: views, for an event table) of `table` in the cut. */
+export function keepLanded(cut: CutBatch, table: string, landed: TableRows): void {
+  const rows = cut.tables.get(table);
+  cut.tables.set(
     table,
-    events.filter((e) => kept.has(e.columns)),
+    rows instanceof EventColumns && !(landed instanceof EventColumns) ? rows.select(landed) : landed,
   );
+}
+
+/** The event rows of a cut as objects, by table (what alerts and the enriched topic read). */
+export function eventRows(cut: CutBatch): Map<string, EventRow[]> {
+  const out = new Map<string, EventRow[]>();
+  for (const [table, rows] of cut.tables) if (rows instanceof EventColumns) out.set(table, rows.views());
+  return out;
 }
 
 const joinedIdentities = new WeakMap<ContainerMeta, JoinIdentity>();
 const pendingIdentities = new WeakMap<ContainerMeta, JoinIdentity>();
-const HOST: JoinIdentity = Object.freeze({ ...HOST_IDENTITY, join_state: 'host', meta: undefined });
+/** The identity of the host's rows: not in any container, their workload `host`. */
+export const HOST_JOIN: JoinIdentity = Object.freeze({
+  ...HOST_IDENTITY,
+  join_state: 'host',
+  meta: undefined,
+});
 
-/** Fills the join columns of a row from its container record (join_state 'joined'). */
-export function applyJoin(row: EventRow, meta: ContainerMeta): void {
+/** The join identity of rows joined with `meta` (join_state 'joined'): one object per record. */
+export function joinedIdentity(meta: ContainerMeta): JoinIdentity {
   let id = joinedIdentities.get(meta);
   if (id === undefined) {
     id = Object.freeze({ ...identityColumns(meta), join_state: 'joined', meta });
     joinedIdentities.set(meta, id);
   }
-  row.$id = id;
+  return id;
 }
 
 /**
- * A row whose container no record describes yet, but whose cgroup a record knows by its path
- * (the collector's first record of a new cgroup): it keeps that container id, and rules get
- * the record (the crash-loop rule waits longer for the name); join_state stays 'pending'.
+ * The identity of a row whose container no record describes yet, but whose cgroup a record
+ * knows by its path (the collector's first record of a new cgroup): it keeps that container
+ * id, and rules get the record (the crash-loop rule waits longer for the name); join_state
+ * stays 'pending'.
  */
-export function markPending(row: EventRow, known: ContainerMeta): void {
+export function pendingIdentity(known: ContainerMeta): JoinIdentity {
   let id = pendingIdentities.get(known);
   if (id === undefined) {
     id = Object.freeze({ ...UNJOINED, container_id: known.containerId, meta: known });
     pendingIdentities.set(known, id);
   }
-  row.$id = id;
+  return id;
+}
+
+/** Fills the join columns of a row from its container record (join_state 'joined'). */
+export function applyJoin(row: EventRow, meta: ContainerMeta): void {
+  row.$id = joinedIdentity(meta);
+}
+
+/** A row still waiting whose cgroup a record knows by path only (pendingIdentity). */
+export function markPending(row: EventRow, known: ContainerMeta): void {
+  row.$id = pendingIdentity(known);
 }
 
 /** Marks a row as the host's: not in any container, its workload `host`. */
 export function applyHost(row: EventRow): void {
-  row.$id = HOST;
+  row.$id = HOST_JOIN;
 }
 
 export class PartitionBatch {
   firstOffset: bigint | undefined;
   lastOffset: bigint | undefined;
-  tables = new Map<string, Row[]>();
-  events = new Map<string, EventRow[]>();
+  tables = new Map<string, Row[] | EventColumns>();
   rows = 0;
   openedAtMs = 0;
   private waiting: Waiting[] = [];
@@ -199,20 +218,22 @@ export class PartitionBatch {
     if (list === undefined) {
       list = [];
       this.tables.set(table, list);
-    }
+    } else if (list instanceof EventColumns) throw new Error(`a plain row for event table ${table}`);
     list.push(row);
     this.rows++;
   }
 
-  /** An event's row: its columns go to `table`, the row with its extras to `events`. */
-  addEventRow(table: string, row: EventRow): void {
-    this.addRow(table, row.columns);
-    let list = this.events.get(table);
-    if (list === undefined) {
-      list = [];
-      this.events.set(table, list);
+  /** An event's row in `table`'s columns (join identity UNJOINED): the columns it went to. */
+  addEvent(table: string, src: MessageSource, ev: DecodedEvent, timeNs: bigint, index: number): EventColumns {
+    let cols = this.tables.get(table);
+    if (!(cols instanceof EventColumns)) {
+      if (cols !== undefined) throw new Error(`an event row for plain table ${table}`);
+      cols = new EventColumns(kindLayout(ev));
+      this.tables.set(table, cols);
     }
-    list.push(row);
+    cols.add(src, ev, timeNs, index);
+    this.rows++;
+    return cols;
   }
 
   /** A row of `table` that arrived already older than the table's TTL (it will not stay there). */
@@ -357,7 +378,6 @@ export class PartitionBatch {
       firstOffset: this.firstOffset,
       lastOffset: this.lastOffset,
       tables: this.tables,
-      events: this.events,
       rows: this.rows,
       latePending: this.waitingCount + this.lateOverflow,
       expired: this.expired,

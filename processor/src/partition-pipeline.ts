@@ -20,18 +20,18 @@ import type { AlertStateKeeper } from './alert-state.js';
 import { type Alert, AlertEngine, type AlertRules } from './alerts.js';
 import { buildSideOutputs, type OutputContext, publishSideOutputs } from './batch-outputs.js';
 import { boundedDeadLetter, reasonOf, requireValue } from './dead-letters.js';
+import { asRows } from './event-columns.js';
 import type { MetadataTable } from './metadata-table.js';
 import {
-  applyHost,
-  applyJoin,
   type BatchLimits,
   type CutBatch,
   cutLosses,
-  type EventRow,
   encodeCut,
+  HOST_JOIN,
+  joinedIdentity,
   keepLanded,
-  markPending,
   PartitionBatch,
+  pendingIdentity,
 } from './partition-batch.js';
 import type { PendingBudget } from './pending-budget.js';
 import type {
@@ -46,7 +46,8 @@ import type {
   RowSink,
 } from './processor-types.js';
 import {
-  buildMessageRows,
+  batchRow,
+  checkMessage,
   DEAD_LETTERS_TABLE,
   type DecodedEvent,
   type DecodedEventBatch,
@@ -55,7 +56,9 @@ import {
   INGEST_LOSSES_TABLE,
   type LossRow,
   lossRow,
+  messageSource,
   tableForKind,
+  wallClockNs,
 } from './rows.js';
 import type { OutputResult, OutputSend } from './side-outputs.js';
 import {
@@ -226,7 +229,6 @@ export class PartitionPipeline {
     batch.addMessage(offset, now);
     d.stats.messages++;
     let decoded: DecodedEventBatch;
-    let built: ReturnType<typeof buildMessageRows>;
     try {
       decoded = d.codec.decodeEventBatch(requireValue(message.value), d.enrichedTopic);
     } catch (err) {
@@ -244,23 +246,25 @@ export class PartitionPipeline {
       return;
     }
     try {
-      built = buildMessageRows(decoded, this.partition, String(offset), d.enrichedTopic);
+      checkMessage(decoded);
     } catch (err) {
       this.deadLetter(d.topics.events, message, err);
       return;
     }
+    const kafkaOffset = String(offset);
+    const src = messageSource(decoded, this.partition, kafkaOffset, d.enrichedTopic);
     const node = decoded.node;
     const table = this.metadata;
     const rawTtlMs = d.rawTtlDays === undefined ? undefined : d.rawTtlDays * 86_400_000;
     const expiredBeforeNs = rawTtlMs === undefined ? -1n : BigInt(now - rawTtlMs) * 1_000_000n;
-    batch.addRow(EVENT_BATCHES_TABLE, built.envelope);
+    batch.addRow(EVENT_BATCHES_TABLE, batchRow(decoded, this.partition, kafkaOffset));
     const events = decoded.events;
     for (let i = 0; i < events.length; i++) {
       const ev = events[i] as DecodedEvent;
-      const row = built.rows[i] as EventRow;
-      const timeNs = row.timeNs;
+      const timeNs = wallClockNs(decoded, ev.tsNs);
       const kindTable = tableForKind(ev.kind);
-      batch.addEventRow(kindTable, row);
+      const cols = batch.addEvent(kindTable, src, ev, timeNs, i);
+      const r = cols.length - 1;
       if (timeNs < expiredBeforeNs) batch.countExpired(node, kindTable);
       if (
         ev.kind === 'cgroup_mkdir' &&
@@ -272,16 +276,16 @@ export class PartitionPipeline {
         batch.resolveHost(node, ev.cgroupId);
       }
       if (table.isHost(node, ev.cgroupId)) {
-        applyHost(row);
+        cols.setJoin(r, HOST_JOIN);
         continue;
       }
       const meta = table.lookup(node, ev.cgroupId, timeNs);
-      if (meta !== undefined) applyJoin(row, meta);
+      if (meta !== undefined) cols.setJoin(r, joinedIdentity(meta));
       else {
         // Not described yet: waits for the runtime's record, keeping what its path gave.
         const known = table.newest(node, ev.cgroupId);
-        if (known !== undefined) markPending(row, known);
-        if (!batch.addWaiting(row, node, ev.cgroupId, timeNs, now)) d.stats.lateOverflow++;
+        if (known !== undefined) cols.setJoin(r, pendingIdentity(known));
+        if (!batch.addWaiting(cols.view(r), node, ev.cgroupId, timeNs, now)) d.stats.lateOverflow++;
       }
     }
     d.stats.events += events.length;
@@ -436,7 +440,7 @@ export class PartitionPipeline {
       // the rows rejected above, and a rebuilt batch rejects the same messages (its repeat is
       // dropped).
       const newDead = [...rejected, ...built.deadLetters];
-      const deadRows = [...(cut.tables.get(DEAD_LETTERS_TABLE) ?? []), ...newDead.map(deadLetterRow)];
+      const deadRows = [...asRows(cut.tables.get(DEAD_LETTERS_TABLE) ?? []), ...newDead.map(deadLetterRow)];
       await insertWhole(this.insertCtx, cut, DEAD_LETTERS_TABLE, deadRows);
       const skipped = await publishSideOutputs(
         this.outputCtx,

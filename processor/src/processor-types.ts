@@ -5,7 +5,7 @@ import { createThrottledWarn, type Logger } from '../../common/log.js';
 import type { DeadLetter } from '../../schemas/types.js';
 import type { Alert, AlertRules } from './alerts.js';
 import type { EnrichedBatch } from './enriched.js';
-import type { Row } from './partition-batch.js';
+import type { TableRows } from './event-columns.js';
 import type { PendingSnapshot } from './pending-budget.js';
 import { type DecodedEventBatch, DUPLICATE_MESSAGE, type LossRow } from './rows.js';
 import type { OutputOptions } from './side-outputs.js';
@@ -16,7 +16,7 @@ export interface RowSink {
    * `shareable`: the insert may go in one statement with other partitions' inserts into the
    * table (clickhouse/insert-combiner.ts); true only where a retry checks which rows landed.
    */
-  insert(table: string, rows: Row[], dedupToken: string, shareable?: boolean): Promise<void>;
+  insert(table: string, rows: TableRows, dedupToken: string, shareable?: boolean): Promise<void>;
   /**
    * The offsets in [first, last] of `partition` whose rows `table` already has (rows.ts
    * sourceColumns; `rows` are the rows about to be written, for bounds on time).
@@ -27,7 +27,7 @@ export interface RowSink {
     partition: number,
     first: bigint,
     last: bigint,
-    rows: Row[],
+    rows: TableRows,
   ): Promise<Set<string>>;
 }
 

@@ -4,10 +4,10 @@
 import { PoisonError } from '../../common/errors.js';
 import type { EventBytes } from '../../schemas/codec.js';
 import type { DeadLetter } from '../../schemas/types.js';
-import { isPlainIdentifier } from './clickhouse/identifier.js';
+import { EventColumns, kindLayout } from './event-columns.js';
 import type { ContainerMeta } from './metadata-table.js';
 import type { EventRow, Row } from './partition-batch.js';
-import { IDENTITY_COLUMNS, type IdentityColumns, NO_IDENTITY } from './workload.js';
+import { type IdentityColumns, NO_IDENTITY } from './workload.js';
 
 /** One decoded event of an EventBatch (schemas/events/*.avsc), tagged with its kind. */
 export interface DecodedEvent {
@@ -164,95 +164,6 @@ export const UNJOINED: JoinIdentity = Object.freeze({
   meta: undefined,
 });
 
-/** The columns an event row takes from its message, then from its join, before its own fields. */
-const SOURCE_COLUMNS_OF_ROW = ['node', 'boot_id', 'kafka_partition', 'kafka_offset'] as const;
-const JOIN_COLUMNS_OF_ROW = [...IDENTITY_COLUMNS, 'join_state'] as const;
-/** Names an event's own fields can't take: EventRow's members and the columns shared through $src and $id. */
-const ROW_MEMBERS = new Set([
-  'columns',
-  'timeNs',
-  'bytes',
-  'index',
-  'event',
-  'meta',
-  'toJSON',
-  'constructor',
-  'time',
-  ...SOURCE_COLUMNS_OF_ROW,
-  ...JOIN_COLUMNS_OF_ROW,
-]);
-
-/**
- * An event row is one object per event: its own fields, the wall-clock `time` (bigint ns: the
- * Native block takes it as it is, JSON gets its DateTime64 text in clickhouse/writer.ts), and
- * two references, to its message's envelope and to its join identity. The other columns are
- * getters through those references, so a row holds its fields and not two dozen shared
- * strings, and a join is one store. One class per event kind, compiled once: every row of a
- * kind has one shape, so the Native encoder's reads stay monomorphic.
- */
-type RowClass = new (src: MessageSource, time: bigint, index: number, ev: DecodedEvent) => EventRow;
-const rowClasses = new Map<string, RowClass>();
-
-function rowClass(ev: DecodedEvent): RowClass {
-  let make = rowClasses.get(ev.kind);
-  if (make !== undefined) return make;
-  const fields = Object.keys(ev).filter((key) => key !== 'kind');
-  const own = fields.map(snake);
-  fields.forEach((field, i) => {
-    const column = own[i] as string;
-    if (!isPlainIdentifier(field) || !isPlainIdentifier(column) || ROW_MEMBERS.has(column))
-      throw new Error(`event field ${ev.kind}.${field} can't be a row column (${column})`);
-  });
-  const columns = [
-    'node',
-    'boot_id',
-    'time',
-    ...JOIN_COLUMNS_OF_ROW,
-    'kafka_partition',
-    'kafka_offset',
-    ...own,
-  ];
-  const value = (c: string): string =>
-    (SOURCE_COLUMNS_OF_ROW as readonly string[]).includes(c)
-      ? `this.$src.${c}`
-      : (JOIN_COLUMNS_OF_ROW as readonly string[]).includes(c)
-        ? `this.$id.${c}`
-        : `this.${c}`;
-  const getters = [...SOURCE_COLUMNS_OF_ROW, ...JOIN_COLUMNS_OF_ROW].map(
-    (c) => `get ${c}() { return ${value(c)}; }`,
-  );
-  make = new Function(
-    'v',
-    'UNJOINED',
-    'COLUMNS',
-    `return class EventRowOf_${isPlainIdentifier(ev.kind) ? ev.kind : 'kind'} {
-      constructor(src, time, index, ev) {
-        this.$src = src; this.$id = UNJOINED; this.time = time; this.index = index;
-        ${fields.map((f, i) => `this.${own[i]} = v(ev.${f});`).join('\n')}
-      }
-      ${getters.join('\n')}
-      get columns() { return this; }
-      get timeNs() { return this.time; }
-      get bytes() { return this.$src.bytes; }
-      get event() { const e = this.$src.events; return e === undefined ? undefined : e[this.index]; }
-      get meta() { return this.$id.meta; }
-      get $columns() { return COLUMNS; }
-      toJSON() { return { ${columns.map((c) => `${c}: ${value(c)}`).join(', ')} }; }
-    };`,
-  )(columnValue, UNJOINED, Object.freeze(columns)) as RowClass;
-  rowClasses.set(ev.kind, make);
-  return make;
-}
-
-/** An event field as a row carries it: u64 (and arrays of u64: the block latency histogram) as u64Value. */
-function columnValue(v: unknown): unknown {
-  return typeof v === 'bigint'
-    ? u64Value(v)
-    : Array.isArray(v) && typeof v[0] === 'bigint'
-      ? v.map(u64Value)
-      : v;
-}
-
 /** The columns of a row in table order: an event row's from its kind, a plain row's own keys. */
 export function rowColumns(row: object): readonly string[] {
   return '$src' in row ? (row as unknown as { $columns: readonly string[] }).$columns : Object.keys(row);
@@ -286,15 +197,6 @@ export function messageSource(
   };
 }
 
-/**
- * The row of one event (see EventRow): every event field plus the envelope, Kafka coordinates
- * and join columns (empty, join_state 'pending', until the join). `index` is the event's
- * place in its message.
- */
-export function buildEventRow(src: MessageSource, ev: DecodedEvent, timeNs: bigint, index: number): EventRow {
-  return new (rowClass(ev))(src, timeNs, index, ev);
-}
-
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
 /**
@@ -324,10 +226,34 @@ export function checkTimeNs(timeNs: bigint, what: string): void {
 }
 
 /**
- * Every row of one EventBatch message, or a PoisonError for the whole message: a message
- * lands whole or goes to the dead letters whole, never in part. `rows[i]` is built from
- * `batch.events[i]`; what the enriched topic sends of it is kept while `keepEvents`. The
- * event_batches row is separate.
+ * Refuses a message none of whose rows may be added (PoisonError, or an Error for an event
+ * field that can't be a column): a message lands whole or goes to the dead letters whole,
+ * never in part. Checks every event's wall-clock time without computing it: times grow with
+ * tsNs, so the largest tsNs decides.
+ */
+export function checkMessage(batch: DecodedEventBatch): void {
+  checkTimeNs(batch.producedAtNs, 'producedAtNs');
+  const events = batch.events;
+  let kind = '';
+  let maxTs = 0n;
+  for (let i = 0; i < events.length; i++) {
+    const ev = events[i] as DecodedEvent;
+    if (ev.kind !== kind) {
+      kindLayout(ev);
+      kind = ev.kind;
+    }
+    if (ev.tsNs > maxTs) maxTs = ev.tsNs;
+  }
+  if (batch.bootEpochNs === null || batch.bootEpochNs + maxTs <= MAX_TIME_NS) return;
+  for (const ev of events) checkTimeNs(wallClockNs(batch, ev.tsNs), `${ev.kind} event time`);
+}
+
+/**
+ * Every row of one EventBatch message (checkMessage first), as views of columns of their
+ * own: `rows[i]` is built from `batch.events[i]`; what the enriched topic sends of it is kept
+ * while `keepEvents`. The event_batches row is separate. The processor adds a message's
+ * events to its batch's columns directly (partition-batch.ts addEvent); this is the same rows
+ * one message at a time.
  */
 export function buildMessageRows(
   batch: DecodedEventBatch,
@@ -335,17 +261,18 @@ export function buildMessageRows(
   offset: string,
   keepEvents: boolean,
 ): { envelope: Row; rows: EventRow[] } {
-  checkTimeNs(batch.producedAtNs, 'producedAtNs');
+  checkMessage(batch);
   const envelope = batchRow(batch, partition, offset);
   const src = messageSource(batch, partition, offset, keepEvents);
-  const events = batch.events;
-  const rows: EventRow[] = new Array(events.length);
-  for (let i = 0; i < events.length; i++) {
-    const ev = events[i] as DecodedEvent;
-    const timeNs = wallClockNs(batch, ev.tsNs);
-    checkTimeNs(timeNs, `${ev.kind} event time`);
-    rows[i] = buildEventRow(src, ev, timeNs, i);
-  }
+  const byKind = new Map<string, EventColumns>();
+  const rows = batch.events.map((ev, i) => {
+    let cols = byKind.get(ev.kind);
+    if (cols === undefined) {
+      cols = new EventColumns(kindLayout(ev));
+      byKind.set(ev.kind, cols);
+    }
+    return cols.view(cols.add(src, ev, wallClockNs(batch, ev.tsNs), i));
+  });
   return { envelope, rows };
 }
 

@@ -7,6 +7,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import { createLogger } from '../../common/log.js';
 import { describeClickHouse } from './clickhouse/client.js';
 import { classifyClickHouseError, insertOnce } from './clickhouse/writer.js';
+import { asRows, type TableRows } from './event-columns.js';
 import type { Row } from './partition-batch.js';
 import type { RowSink } from './processor-types.js';
 import { sourceColumns } from './rows.js';
@@ -16,7 +17,7 @@ const log = createLogger('processor.sink');
 export function clickHouseSink(client: ClickHouseClient): RowSink {
   let checkUnsupported = false;
   return {
-    async insert(table: string, rows: Row[], dedupToken: string, shareable = false): Promise<void> {
+    async insert(table: string, rows: TableRows, dedupToken: string, shareable = false): Promise<void> {
       await insertOnce(client, { table, rows, dedupToken, shareable });
     },
 
@@ -27,7 +28,7 @@ export function clickHouseSink(client: ClickHouseClient): RowSink {
       const qualified = table.includes('.') || database === undefined ? table : `${database}.${table}`;
       const where = [`${cols.partition} = ${partition}`, `${cols.offset} BETWEEN ${first} AND ${last}`];
       if (cols.topic !== undefined) where.push(`${cols.topic} = '${topic.replace(/['\\]/g, '\\$&')}'`);
-      const bounds = cols.time === undefined ? undefined : timeBounds(rows, cols.time);
+      const bounds = cols.time === undefined ? undefined : timeBounds(asRows(rows), cols.time);
       if (bounds !== undefined)
         where.push(
           `${cols.time} >= toDateTime64(${bounds.min}, 0, 'UTC')`,
@@ -59,7 +60,7 @@ export function clickHouseSink(client: ClickHouseClient): RowSink {
  * Whole seconds spanned by rows' DateTime64 values: bigint ns (event rows, rows.ts buildRow)
  * or "seconds.nanoseconds" text (rows.ts dateTime64).
  */
-function timeBounds(rows: Row[], column: string): { min: number; max: number } | undefined {
+function timeBounds(rows: readonly Row[], column: string): { min: number; max: number } | undefined {
   let min = Number.POSITIVE_INFINITY;
   let max = Number.NEGATIVE_INFINITY;
   for (const row of rows) {

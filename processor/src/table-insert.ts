@@ -7,6 +7,7 @@ import type { Logger } from '../../common/log.js';
 import type { DeadLetter } from '../../schemas/types.js';
 import { toJsonEachRow } from './clickhouse/writer.js';
 import { boundedDeadLetter, REASON, reasonOf } from './dead-letters.js';
+import { asRows, EventColumns, type TableRows } from './event-columns.js';
 import {
   type CutBatch,
   dedupToken,
@@ -85,7 +86,7 @@ export async function retryWhileOwned(
 async function insertWithRetry(
   ctx: InsertContext,
   table: string,
-  next: (attempt: number) => Promise<{ rows: Row[]; token: string }>,
+  next: (attempt: number) => Promise<{ rows: TableRows; token: string }>,
   shareable: boolean,
 ): Promise<PoisonError | undefined> {
   let rejection: PoisonError | undefined;
@@ -131,7 +132,7 @@ export function insertOrReject(
   table: string,
   first: bigint,
   last: bigint,
-  rows: Row[],
+  rows: TableRows,
   resumed: boolean,
 ): Promise<PoisonError | undefined> {
   // Shareable: every attempt after the first (and every resumed one) checks what landed.
@@ -154,15 +155,16 @@ async function pendingRows(
   table: string,
   first: bigint,
   last: bigint,
-  rows: Row[],
+  rows: TableRows,
   check: boolean,
-): Promise<{ rows: Row[]; token: string }> {
+): Promise<{ rows: TableRows; token: string }> {
   const token = dedupToken(table, ctx.topic, ctx.partition, first, last);
   if (!check) return { rows, token };
   const written = await ctx.store.writtenOffsets(table, ctx.topic, ctx.partition, first, last, rows);
   if (written.size === 0) return { rows, token };
   const column = sourceColumns(table).offset;
-  const rest = rows.filter((r) => !written.has(String(r[column])));
+  const kept = asRows(rows).filter((r) => !written.has(String(r[column])));
+  const rest = rows instanceof EventColumns ? rows.select(kept) : kept;
   ctx.stats.alreadyWritten += rows.length - rest.length;
   ctx.log.info(
     {
@@ -186,7 +188,7 @@ export async function insertWhole(
   ctx: InsertContext,
   cut: CutBatch,
   table: string,
-  rows: Row[],
+  rows: TableRows,
 ): Promise<void> {
   if (rows.length === 0) return;
   const rejection = await insertOrReject(ctx, table, cut.firstOffset, cut.lastOffset, rows, cut.resumed);
@@ -210,14 +212,14 @@ export async function insertTable(
   ctx: InsertContext,
   cut: CutBatch,
   table: string,
-  rows: Row[],
+  rows: TableRows,
   rejected: DeadLetter[],
-): Promise<Row[]> {
-  const insert = (first: bigint, last: bigint, part: Row[]) =>
+): Promise<TableRows> {
+  const insert = (first: bigint, last: bigint, part: TableRows) =>
     insertOrReject(ctx, table, first, last, part, cut.resumed);
   const rejection = await insert(cut.firstOffset, cut.lastOffset, rows);
   if (rejection === undefined) return rows;
-  const messages = rowsByMessage(rows);
+  const messages = rowsByMessage(asRows(rows));
   if (messages === undefined) {
     // Rows without their source offset can't be split: a bug, retried loudly.
     ctx.log.error({ table, partition: ctx.partition }, 'rejected rows carry no kafka_offset; not splittable');

@@ -1,7 +1,13 @@
 // Event rows as the processor builds them (rows.ts buildMessageRows), for tests of what reads
 // them: the envelope and Kafka coordinates come from a message, the join columns from a join.
-import type { EventRow } from '../../processor/src/partition-batch.js';
-import { buildMessageRows, type DecodedEvent } from '../../processor/src/rows.js';
+import type { EventRow, PartitionBatch } from '../../processor/src/partition-batch.js';
+import {
+  buildMessageRows,
+  type DecodedEvent,
+  type DecodedEventBatch,
+  messageSource,
+  wallClockNs,
+} from '../../processor/src/rows.js';
 import { sampleEvents } from '../../schemas/samples.js';
 
 export interface TestRowOptions {
@@ -13,6 +19,23 @@ export interface TestRowOptions {
   offset?: string;
 }
 
+/** A one-event message of kind `kind`: the schema's sample event with `fields` (camelCase) over it. */
+function testMessage(kind: string, fields: Record<string, unknown>, opts: TestRowOptions): DecodedEventBatch {
+  const timeNs = opts.timeNs ?? 1_000_000_000n;
+  const sample = sampleEvents().find((e) => e.kind === kind);
+  if (sample === undefined) throw new Error(`no sample event of kind ${kind}`);
+  const event = { ...sample, tsNs: 0n, ...fields } as unknown as DecodedEvent;
+  return {
+    node: opts.node ?? 'n1',
+    bootId: opts.bootId ?? 'boot-1',
+    collectorVersion: 'test',
+    sequence: 1n,
+    producedAtNs: timeNs,
+    bootEpochNs: timeNs - event.tsNs,
+    events: [event],
+  };
+}
+
 /**
  * One event row of kind `kind`: the schema's sample event of that kind with `fields`
  * (camelCase, as decoded) over it, joined with nothing.
@@ -22,20 +45,26 @@ export function testEventRow(
   fields: Record<string, unknown> = {},
   opts: TestRowOptions = {},
 ): EventRow {
-  const timeNs = opts.timeNs ?? 1_000_000_000n;
-  const sample = sampleEvents().find((e) => e.kind === kind);
-  if (sample === undefined) throw new Error(`no sample event of kind ${kind}`);
-  const event = { ...sample, tsNs: 0n, ...fields } as unknown as DecodedEvent;
-  const tsNs = event.tsNs;
-  const batch = {
-    node: opts.node ?? 'n1',
-    bootId: opts.bootId ?? 'boot-1',
-    collectorVersion: 'test',
-    sequence: 1n,
-    producedAtNs: timeNs,
-    bootEpochNs: timeNs - tsNs,
-    events: [event],
-  };
-  const built = buildMessageRows(batch, opts.partition ?? 0, opts.offset ?? '0', false);
+  const built = buildMessageRows(
+    testMessage(kind, fields, opts),
+    opts.partition ?? 0,
+    opts.offset ?? '0',
+    false,
+  );
   return built.rows[0] as EventRow;
+}
+
+/** Adds that event's row to `batch` (table `table`) as the pipeline does; returns its row. */
+export function addTestEvent(
+  batch: PartitionBatch,
+  table: string,
+  kind: string,
+  fields: Record<string, unknown> = {},
+  opts: TestRowOptions = {},
+): EventRow {
+  const message = testMessage(kind, fields, opts);
+  const src = messageSource(message, opts.partition ?? 0, opts.offset ?? '0', false);
+  const ev = message.events[0] as DecodedEvent;
+  const cols = batch.addEvent(table, src, ev, wallClockNs(message, ev.tsNs), 0);
+  return cols.view(cols.length - 1);
 }

@@ -79,7 +79,6 @@ function cutOf(first: bigint, last: bigint, tables: Record<string, Row[]> = {}):
     firstOffset: first,
     lastOffset: last,
     tables: new Map(Object.entries(tables)),
-    events: new Map(),
     rows: 0,
     latePending: 0,
     expired: new Map(),

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { PoisonError, TransientError } from '../../common/errors.js';
 import { combineInserts } from '../../processor/src/clickhouse/insert-combiner.js';
 import type { InsertBatchParams, InsertResult } from '../../processor/src/clickhouse/writer.js';
+import { asRows } from '../../processor/src/event-columns.js';
 
 interface Statement {
   params: InsertBatchParams;
@@ -116,7 +117,7 @@ describe('insert combiner', () => {
   it('sends each member alone when a shared statement is rejected as bad data', async () => {
     const bad = new PoisonError('Cannot parse input', { context: { reason: 'insert_rejected' } });
     const { statements, insertOne } = fakeBackend((p) =>
-      p.rows.some((r) => (r as { partition: number }).partition === 2) ? bad : undefined,
+      asRows(p.rows).some((r) => (r as { partition: number }).partition === 2) ? bad : undefined,
     );
     const [good, poisoned] = await sharedBehindOne(insertOne, statements, [2, 2]);
     // The shared statement [1, 2] failed; then 1 alone, then 2 alone (failing again).

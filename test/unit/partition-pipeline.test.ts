@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { PoisonError, TransientError } from '../../common/errors.js';
 import { createLogger } from '../../common/log.js';
 import { AlertStateKeeper } from '../../processor/src/alert-state.js';
+import { asRows, type TableRows } from '../../processor/src/event-columns.js';
 import { MetadataTable } from '../../processor/src/metadata-table.js';
 import type { Row } from '../../processor/src/partition-batch.js';
 import { PartitionPipeline, type PipelineDeps } from '../../processor/src/partition-pipeline.js';
@@ -63,7 +64,7 @@ const codec: ProcessorCodec = {
 
 /** A row store that keeps rows by table and offset; inserts can fail, reject or wait. */
 class FakeStore implements RowSink {
-  readonly inserts: { table: string; rows: Row[]; token: string; shareable: boolean }[] = [];
+  readonly inserts: { table: string; rows: readonly Row[]; token: string; shareable: boolean }[] = [];
   readonly have = new Map<string, Set<string>>();
   failures = 0;
   /** Rows from these offsets are rejected as bad data (in any insert that holds them). */
@@ -73,7 +74,8 @@ class FakeStore implements RowSink {
   onInsert: ((table: string) => void) | undefined;
   constructor(private readonly trace: string[]) {}
 
-  async insert(table: string, rows: Row[], token: string, shareable = false): Promise<void> {
+  async insert(table: string, inserted: TableRows, token: string, shareable = false): Promise<void> {
+    const rows = asRows(inserted);
     this.onInsert?.(table);
     if (this.gate !== undefined) await this.gate;
     if (this.failures > 0) {

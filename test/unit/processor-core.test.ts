@@ -10,12 +10,13 @@ import {
   dedupToken,
   type EventRow,
   encodeCut,
+  eventRows,
   markPending,
   PartitionBatch,
 } from '../../processor/src/partition-batch.js';
 import { dateTime64, flatRow } from '../../processor/src/rows.js';
 import { IDENTITY_COLUMNS } from '../../processor/src/workload.js';
-import { testEventRow } from '../support/event-row.js';
+import { addTestEvent, testEventRow } from '../support/event-row.js';
 
 /** An event's row as the pipeline builds it, of node n1; joined with container `containerId` when given. */
 function eventRow(
@@ -171,11 +172,10 @@ describe('partition batch', () => {
   it('cuts on rows or age, but waits for late metadata within its deadline', () => {
     const b = new PartitionBatch(limits);
     b.addMessage(10n, 0);
-    const r1 = eventRow('cpu_sample');
-    b.addEventRow('t', r1);
+    const r1 = addTestEvent(b, 't', 'cpu_sample', {}, { timeNs: 0n });
     b.addWaiting(r1, 'n1', 42n, 100n, 0);
-    b.addRow('t', { n: 2 });
-    b.addRow('t', { n: 3 });
+    b.addRow('u', { n: 2 });
+    b.addRow('u', { n: 3 });
     expect(b.shouldCut(100, undefined)).toBe(false); // full, but r1 may still join
     const m = meta();
     const pathOnly = meta({ name: '', image: '' });
@@ -186,15 +186,14 @@ describe('partition batch', () => {
     expect(b.resolve('n1', 42n, () => m, m)).toBe(1);
     expect(r1.columns.container_id).toBe('c42');
     expect(r1.columns.join_state).toBe('joined');
-    expect(b.cut().events.get('t')).toEqual([r1]);
+    expect(eventRows(b.cut()).get('t')?.map(flatRow)).toEqual([flatRow(r1)]);
     expect(b.shouldCut(100, undefined)).toBe(true);
   });
 
   it('a row known by its cgroup path only keeps that container id while pending', () => {
     const b = new PartitionBatch(limits);
     b.addMessage(10n, 0);
-    const r = eventRow('cpu_sample');
-    b.addEventRow('t', r);
+    const r = addTestEvent(b, 't', 'cpu_sample', {}, { timeNs: 0n });
     const pathOnly = meta({ name: '', image: '' });
     markPending(r, pathOnly);
     b.addWaiting(r, 'n1', 42n, 100n, 0);
@@ -209,8 +208,7 @@ describe('partition batch', () => {
   it('gives up waiting at the deadline and writes pending rows', () => {
     const b = new PartitionBatch(limits);
     b.addMessage(10n, 0);
-    const r = eventRow('cpu_sample');
-    b.addEventRow('t', r);
+    const r = addTestEvent(b, 't', 'cpu_sample', {}, { timeNs: 0n });
     b.addWaiting(r, 'n1', 42n, 100n, 900); // arrived late in the batch: deadline 1400
     expect(b.shouldCut(999, undefined)).toBe(false); // not due yet
     expect(b.shouldCut(1_000, undefined)).toBe(false); // due, but the row still waits

@@ -13,6 +13,7 @@
 // at all. When ClickHouse rejects it as bad data, each member is inserted alone, so the
 // rejection reaches only the members whose rows it is about.
 import { PoisonError } from '../../../common/errors.js';
+import { asRows, EventColumns } from '../event-columns.js';
 import type { InsertBatchParams, InsertResult } from './writer.js';
 
 export interface InsertStatements {
@@ -44,6 +45,14 @@ export const MAX_SHARED_ROWS = 100_000;
  */
 export const GATHER_MS = 5;
 
+/** Several inserts' rows as one: one kind's columns stay columns. */
+function joinRows(parts: InsertBatchParams['rows'][]): InsertBatchParams['rows'] {
+  const columns = parts.filter((p): p is EventColumns => p instanceof EventColumns);
+  if (columns.length === parts.length && columns.every((c) => c.layout === columns[0]?.layout))
+    return EventColumns.concat(columns);
+  return parts.flatMap((p) => asRows(p));
+}
+
 /** Wraps one insert function (one attempt, classified errors) with per-table group commit. */
 export function combineInserts(
   insertOne: (params: InsertBatchParams) => Promise<InsertResult>,
@@ -64,7 +73,7 @@ export function combineInserts(
       return;
     }
     const first = (members[0] as Member).params;
-    const rows = members.flatMap((m) => m.params.rows);
+    const rows = joinRows(members.map((m) => m.params.rows));
     try {
       const result = await alone({
         table: first.table,

@@ -27,7 +27,7 @@ const U64_MAX = 0xffff_ffff_ffff_ffffn;
 const TWO_32 = 0x1_0000_0000;
 
 /** 8-byte values: one ArrayBuffer seen as u32 halves (numbers), as u64 (bigints) and as bytes (text). */
-class Col64 {
+export class Col64 {
   u32 = new Uint32Array(0);
   b64 = new BigUint64Array(0);
   bytes = Buffer.alloc(0);
@@ -79,8 +79,8 @@ export function putDateTime64(c: Col64, i: number, v: unknown): boolean {
   return typeof v === 'string' && writeDateTime64Text(c.bytes, 8 * i, v);
 }
 
-type IntArray = Uint8Array | Int8Array | Uint16Array | Int16Array | Uint32Array | Int32Array;
-const INT_ARRAYS: Record<string, { make: (n: number) => IntArray; width: number }> = {
+export type IntArray = Uint8Array | Int8Array | Uint16Array | Int16Array | Uint32Array | Int32Array;
+export const INT_ARRAYS: Record<string, { make: (n: number) => IntArray; width: number }> = {
   UInt8: { make: (n) => new Uint8Array(n), width: 1 },
   Bool: { make: (n) => new Uint8Array(n), width: 1 },
   Int8: { make: (n) => new Int8Array(n), width: 1 },
@@ -179,24 +179,26 @@ function compile(
 }
 
 /** Copies `n` bytes of a typed array's memory into `out`. */
-function copyBytes(out: Out, view: ArrayBufferView, n: number): void {
+export function copyBytes(out: Out, view: ArrayBufferView, n: number): void {
   out.ensure(n);
   Buffer.from(view.buffer, view.byteOffset, n).copy(out.buf, out.pos);
   out.pos += n;
 }
 
-/** LowCardinality(String), as the engine writes it (native-format.ts lowCardinalityColumn). */
-function writeDictionary(out: Out, s: Scratch, n: number): void {
-  const keys = s.dict.size;
+/**
+ * LowCardinality(String), as the engine writes it (native-format.ts lowCardinalityColumn):
+ * `dict` maps each key to its index, in insertion order ('' first), `index` is each row's key.
+ */
+export function writeDictionary(out: Out, dict: Map<string, number>, index: Uint32Array, n: number): void {
+  const keys = dict.size;
   const width = keys <= 0x100 ? 1 : keys <= 0x1_0000 ? 2 : 4;
   out.u64(LC_VERSION_SHARED_WITH_ADDITIONAL_KEYS);
   out.u64(LC_HAS_ADDITIONAL_KEYS | LC_NEED_UPDATE_DICTIONARY | (width >> 1)); // 0, 1, 2: UInt8/16/32
   out.u64(keys);
-  for (const key of s.dict.keys()) out.string(key);
+  for (const key of dict.keys()) out.string(key);
   out.u64(n);
   out.ensure(n * width);
   const buf = out.buf;
-  const index = s.index;
   let pos = out.pos;
   if (width === 1) for (let i = 0; i < n; i++) buf[pos++] = index[i] as number;
   else if (width === 2)
@@ -229,7 +231,7 @@ export function writeColumnsRowPass(
     out.string(column);
     out.string(enc.wireType);
     const int = INT_ARRAYS[enc.wireType];
-    if (enc.dictionary === true) writeDictionary(out, s, n);
+    if (enc.dictionary === true) writeDictionary(out, s.dict, s.index, n);
     else if (enc.inner !== undefined) {
       copyBytes(out, s.c64.b64, 8 * n);
       copyBytes(out, s.out.buf, s.out.pos);

@@ -16,9 +16,11 @@
 // undefined, and the writer uses JSONEachRow for that insert.
 
 import { KtrailError } from '../../../common/errors.js';
+import { asRows, EventColumns } from '../event-columns.js';
 import { rowColumns } from '../rows.js';
 import { isPlainIdentifier } from './identifier.js';
 import { ROW_PASS, writeColumnsRowPass } from './native-columns.js';
+import { writeEventColumns } from './native-event-block.js';
 import { type Encoder, Out, writeDateTime64Text, writeGiga } from './native-out.js';
 
 export { writeGiga };
@@ -151,20 +153,16 @@ export class NativeValueError extends KtrailError {
  * overflows its column), so it is bad data.
  */
 export function encodeNativeBlock(
-  rows: readonly Record<string, unknown>[],
+  rows: readonly Record<string, unknown>[] | EventColumns,
   types: ColumnTypes,
 ): { block: Buffer; columns: readonly string[] } | undefined {
+  if (rows instanceof EventColumns)
+    return encodeEventColumns(rows, types) ?? encodeNativeBlock(asRows(rows), types);
   const first = rows[0];
   if (first === undefined) return undefined;
   const columns = rowColumns(first);
-  const plan: Encoder[] = [];
-  for (const column of columns) {
-    const type = types.get(column);
-    const enc = type === undefined || !isPlainIdentifier(column) ? undefined : encoderFor(type);
-    if (enc === undefined) return undefined;
-    plan.push(enc);
-  }
-  if (!ROW_PASS) return undefined;
+  const plan = planOf(columns, types);
+  if (plan === undefined || !ROW_PASS) return undefined;
   const out = new Out(Math.max(4096, rows.length * columns.length * 8));
   out.varuint(columns.length);
   out.varuint(rows.length);
@@ -173,6 +171,33 @@ export function encodeNativeBlock(
     if (misfit !== undefined) throw misfit;
     return undefined;
   }
+  return { block: out.buf.subarray(0, out.pos), columns };
+}
+
+/** Each column's encoder, or undefined when one isn't the table's or isn't writable here. */
+function planOf(columns: readonly string[], types: ColumnTypes): Encoder[] | undefined {
+  const plan: Encoder[] = [];
+  for (const column of columns) {
+    const type = types.get(column);
+    const enc = type === undefined || !isPlainIdentifier(column) ? undefined : encoderFor(type);
+    if (enc === undefined) return undefined;
+    plan.push(enc);
+  }
+  return plan;
+}
+
+/** An event table's columns copied into a block; undefined when they need the row pass. */
+export function encodeEventColumns(
+  cols: EventColumns,
+  types: ColumnTypes,
+): { block: Buffer; columns: readonly string[] } | undefined {
+  const columns = cols.columns;
+  const plan = planOf(columns, types);
+  if (cols.length === 0 || plan === undefined || !ROW_PASS) return undefined;
+  const out = new Out(Math.max(4096, cols.length * columns.length * 8));
+  out.varuint(columns.length);
+  out.varuint(cols.length);
+  if (!writeEventColumns(out, cols, plan)) return undefined;
   return { block: out.buf.subarray(0, out.pos), columns };
 }
 

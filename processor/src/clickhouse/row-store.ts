@@ -8,6 +8,7 @@ import { Readable } from 'node:stream';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { PoisonError } from '../../../common/errors.js';
 import { createLogger } from '../../../common/log.js';
+import { EventColumns } from '../event-columns.js';
 import { type ClickHouseInfo, describeClickHouse } from './client.js';
 import { combineInserts, type InsertStatements } from './insert-combiner.js';
 import { encodeNativeBlock, NativeValueError } from './native-format.js';
@@ -110,7 +111,10 @@ async function nativeBlock(
   const rows = params.rows;
   if (rows.length === 0) return undefined;
   try {
-    return encodeNativeBlock(rows as Record<string, unknown>[], await columnTypes(client, table));
+    return encodeNativeBlock(
+      rows instanceof EventColumns ? rows : (rows as Record<string, unknown>[]),
+      await columnTypes(client, table),
+    );
   } catch (err) {
     if (err instanceof NativeValueError)
       throw new PoisonError(`rows for ${table} out of range: ${err.message}`, {

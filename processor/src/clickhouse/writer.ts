@@ -13,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { ConfigError, KtrailError, PoisonError, TransientError } from '../../../common/errors.js';
 import { createLogger } from '../../../common/log.js';
+import { EventColumns } from '../event-columns.js';
 import { dateTime64, flatRow } from '../rows.js';
 import type { ColumnTypes } from './native-format.js';
 import { rowStoreOf } from './row-store.js';
@@ -35,7 +36,7 @@ export type InsertBatchParams = {
    * Row objects keyed by column name (a Native block on chDB when every column type allows,
    * else JSONEachRow: bigint values become JSON strings, so they keep full precision).
    */
-  rows: readonly object[];
+  rows: readonly object[] | EventColumns;
   /** `table:topic:partition:firstOffset-lastOffset`, built by the caller. Required. */
   dedupToken: string;
   /**
@@ -168,7 +169,8 @@ function withTimeText(row: object): object {
  * switches the rest of the batch to the replacer, so a batch pays for at most one failed
  * attempt.
  */
-export function toJsonEachRow(rows: readonly object[]): string {
+export function toJsonEachRow(table: readonly object[] | EventColumns): string {
+  const rows = table instanceof EventColumns ? table.views() : table;
   const lines = new Array<string>(rows.length);
   let replacer: typeof bigintAsString | undefined;
   for (let i = 0; i < rows.length; i++) {

@@ -13,10 +13,7 @@ export function encodeOnlySink(ch: ClickHouseClient, eventTables: readonly strin
   const sink: RowSink = {
     async insert(table, rows) {
       if (rows.length === 0) return;
-      const block = encodeNativeBlock(
-        rows as Record<string, unknown>[],
-        await columnTypes(ch, `ktrail.${table}`),
-      );
+      const block = encodeNativeBlock(rows, await columnTypes(ch, `ktrail.${table}`));
       counted.blocks++;
       counted.bytes += block?.block.length ?? 0;
       if (eventTables.includes(table)) counted.rows += rows.length;

@@ -36,14 +36,15 @@ import { createClickHouse, releaseEngineStartupPages } from '../../processor/src
 import { migrate } from '../../processor/src/clickhouse/migrate.js';
 import { rowStoreOf } from '../../processor/src/clickhouse/row-store.js';
 import { createProcessorCodec } from '../../processor/src/codec.js';
-import { applyJoin, type Row } from '../../processor/src/partition-batch.js';
+import { EventColumns, kindLayout } from '../../processor/src/event-columns.js';
+import { joinedIdentity } from '../../processor/src/partition-batch.js';
 import type { ProcessorHooks, RowSink } from '../../processor/src/processor.js';
 import { createProcessor } from '../../processor/src/processor.js';
 import {
-  buildMessageRows,
   containerMetaFromRecord,
-  type DecodedEvent,
+  messageSource,
   tableForKind,
+  wallClockNs,
 } from '../../processor/src/rows.js';
 import { clickHouseSink } from '../../processor/src/sink.js';
 import { deleteTopics, ensureKafka } from '../../test/support/kafka.js';
@@ -469,20 +470,25 @@ const limitContainers = new Map(
     return [meta.cgroupId, meta] as const;
   }),
 );
-const limitCuts: Map<string, Row[]>[] = [];
+// Each cut's rows are columns (event-columns.ts), as the processor holds them: an insert copies
+// its Native block from them.
+const limitCuts: Map<string, EventColumns>[] = [];
 for (let i = 0; i < EVENTS / PER_MESSAGE; i++) {
   if ((i * PER_MESSAGE) % CUT_ROWS === 0) limitCuts.push(new Map());
-  const cut = limitCuts[limitCuts.length - 1] as Map<string, Row[]>;
+  const cut = limitCuts[limitCuts.length - 1] as Map<string, EventColumns>;
   const batch = codec.decodeEventBatch(node.next(PER_MESSAGE));
-  for (const [j, row] of buildMessageRows(batch, 0, String(i), false).rows.entries()) {
-    const event = batch.events[j] as DecodedEvent;
-    const meta = limitContainers.get(event.cgroupId);
-    if (meta !== undefined) applyJoin(row, meta);
+  const src = messageSource(batch, 0, String(i), false);
+  batch.events.forEach((event, j) => {
     const table = tableForKind(event.kind);
-    const rows = cut.get(table) ?? [];
-    if (rows.length === 0) cut.set(table, rows);
-    rows.push(row.columns);
-  }
+    let cols = cut.get(table);
+    if (cols === undefined) {
+      cols = new EventColumns(kindLayout(event));
+      cut.set(table, cols);
+    }
+    const r = cols.add(src, event, wallClockNs(batch, event.tsNs), j);
+    const meta = limitContainers.get(event.cgroupId);
+    if (meta !== undefined) cols.setJoin(r, joinedIdentity(meta));
+  });
 }
 const limitRows = limitCuts.reduce((n, cut) => n + [...cut.values()].reduce((m, r) => m + r.length, 0), 0);
 const limitInserts = limitCuts.reduce((n, cut) => n + cut.size, 0);

@@ -283,7 +283,7 @@ export class EventColumns {
   }
 
   /** The rows of `views` (views of these columns) as columns of their own, in that order. */
-  select(views: readonly Row[]): EventColumns {
+  select(views: readonly object[]): EventColumns {
     const out = new EventColumns(this.layout);
     out.copyRows(
       this,
@@ -373,7 +373,7 @@ export class EventColumns {
 }
 
 /** The row number of a view of `cols`. */
-function rowOf(cols: EventColumns, view: Row): number {
+function rowOf(cols: EventColumns, view: object): number {
   const v = view as unknown as { $c?: EventColumns; $r?: number };
   if (v.$c !== cols || v.$r === undefined) throw new Error('a row that is not a view of these columns');
   return v.$r;

@@ -150,7 +150,7 @@ function bigintAsString(_key: string, value: unknown): unknown {
 }
 
 /**
- * The column event rows carry as bigint ns (rows.ts buildEventRow): in JSON, DateTime64(9) is
+ * The column event rows carry as bigint ns (event-columns.ts views): in JSON, DateTime64(9) is
  * "seconds.nanoseconds" text (the engine would read a bare integer as seconds).
  */
 const TIME_COLUMN = 'time';

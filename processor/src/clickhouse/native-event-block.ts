@@ -86,24 +86,30 @@ export function writeEventColumns(out: Out, cols: EventColumns, plan: readonly E
   return true;
 }
 
+/** The LowCardinality key of `v` in `dict` (added when new), or -1 when `v` is not text. */
+function keyOf(dict: Map<string, number>, v: unknown): number {
+  if (typeof v !== 'string') return -1;
+  let key = dict.get(v);
+  if (key === undefined) {
+    key = dict.size;
+    dict.set(v, key);
+  }
+  return key;
+}
+
 /** A column whose row r holds values[slots[r]]: each value encoded once, its bytes repeated. */
 function writeRepeated(out: Out, enc: Encoder, values: unknown[], slots: Uint32Array, n: number): boolean {
   if (enc.inner !== undefined) return false;
   if (enc.dictionary === true) {
     const dict = new Map<string, number>([['', 0]]);
-    const keyOf = new Uint32Array(values.length);
+    const keys = new Uint32Array(values.length);
     for (let k = 0; k < values.length; k++) {
-      const v = values[k];
-      if (typeof v !== 'string') return false;
-      let key = dict.get(v);
-      if (key === undefined) {
-        key = dict.size;
-        dict.set(v, key);
-      }
-      keyOf[k] = key;
+      const key = keyOf(dict, values[k]);
+      if (key < 0) return false;
+      keys[k] = key;
     }
     const idx = indexScratch(n);
-    for (let r = 0; r < n; r++) idx[r] = keyOf[slots[r] as number] as number;
+    for (let r = 0; r < n; r++) idx[r] = keys[slots[r] as number] as number;
     writeDictionary(out, dict, idx, n);
     return true;
   }
@@ -179,13 +185,8 @@ function writeValues(out: Out, enc: Encoder, values: unknown[], n: number): bool
     const dict = new Map<string, number>([['', 0]]);
     const idx = indexScratch(n);
     for (let r = 0; r < n; r++) {
-      const v = values[r];
-      if (typeof v !== 'string') return false;
-      let key = dict.get(v);
-      if (key === undefined) {
-        key = dict.size;
-        dict.set(v, key);
-      }
+      const key = keyOf(dict, values[r]);
+      if (key < 0) return false;
       idx[r] = key;
     }
     writeDictionary(out, dict, idx, n);

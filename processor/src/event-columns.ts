@@ -244,13 +244,18 @@ export class EventColumns {
 
   /** Joins row r with `id` (one slot per distinct identity in the batch). */
   setJoin(r: number, id: JoinIdentity): void {
+    this.join[r] = this.slotOf(id);
+  }
+
+  /** The index of `id` in `identities`, added when new. */
+  private slotOf(id: JoinIdentity): number {
     let slot = this.identitySlots.get(id);
     if (slot === undefined) {
       slot = this.identities.length;
       this.identities.push(id);
       this.identitySlots.set(id, slot);
     }
-    this.join[r] = slot;
+    return slot;
   }
 
   identity(r: number): JoinIdentity {
@@ -309,29 +314,32 @@ export class EventColumns {
     const base = this.length;
     if (base + n > this.capacity) this.grow(Math.max(FIRST_CAPACITY, base + n, 2 * this.capacity));
     this.fields.forEach((f, j) => {
-      const g = from.fields[j] as FieldColumn;
-      if (f.storage !== g.storage && f.storage !== 'any') this.widen(j);
+      if (f.storage !== from.fields[j]?.storage && f.storage !== 'any') this.widen(j);
     });
     const srcBase = this.sources.length;
-    this.sources.push(...from.sources);
-    const idSlot = from.identities.map((id) => {
-      this.setJoin(base, id); // registers the identity; row `base` is rewritten below
-      return this.join[base] as number;
-    });
+    for (const src of from.sources) this.sources.push(src);
+    const slots = from.identities.map((id) => this.slotOf(id));
+    // Whole columns are copied as arrays; chosen rows (a rejected insert's split) one by one.
+    const row = rows === undefined ? (k: number) => k : (k: number) => rows[k] as number;
+    const copy = <T extends BigUint64Array | Uint32Array | Float64Array>(to: T, of: T) => {
+      if (rows === undefined) to.set(of.subarray(0, n) as never, base);
+      else for (let k = 0; k < n; k++) to[base + k] = of[row(k)] as never;
+    };
+    copy(this.time, from.time);
+    copy(this.index, from.index);
     for (let k = 0; k < n; k++) {
-      const r = rows === undefined ? k : (rows[k] as number);
-      const to = base + k;
-      this.time[to] = from.time[r] as bigint;
-      this.msg[to] = srcBase + (from.msg[r] as number);
-      this.index[to] = from.index[r] as number;
-      this.join[to] = idSlot[from.join[r] as number] as number;
-      this.fields.forEach((f, j) => {
-        const g = from.fields[j] as FieldColumn;
-        if (f.storage === 'u64') f.u64[to] = g.u64[r] as bigint;
-        else if (f.storage === 'num') f.num[to] = g.num[r] as number;
-        else f.values[to] = g.storage === f.storage ? g.values[r] : from.value(j, r);
-      });
+      const r = row(k);
+      this.msg[base + k] = srcBase + (from.msg[r] as number);
+      this.join[base + k] = slots[from.join[r] as number] as number;
     }
+    this.fields.forEach((f, j) => {
+      const g = from.fields[j] as FieldColumn;
+      if (f.storage === 'u64') copy(f.u64, g.u64);
+      else if (f.storage === 'num') copy(f.num, g.num);
+      else
+        for (let k = 0; k < n; k++)
+          f.values[base + k] = g.storage === f.storage ? g.values[row(k)] : from.value(j, row(k));
+    });
     this.length = base + n;
   }
 

@@ -120,5 +120,11 @@ describe('EventColumns', () => {
     const both = EventColumns.concat([picked, b]);
     expect(both.views().map(flatRow)).toEqual([...picked.views(), ...b.views()].map(flatRow));
     expect(both.view(2).meta).toBe(container);
+    // A part whose field took another type: the copy takes any value there too.
+    const odd = new EventColumns(layout);
+    odd.add(source('5'), sample({ pid: 'x' }), 5n, 0);
+    const mixed = EventColumns.concat([b, odd, b]);
+    expect(mixed.views().map((v) => v.columns.pid)).toEqual([7, 'x', 7]);
+    expect(mixed.views().map((v) => v.columns.kafka_offset)).toEqual(['900', '5', '900']);
   });
 });

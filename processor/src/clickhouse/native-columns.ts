@@ -90,6 +90,12 @@ export const INT_ARRAYS: Record<string, { make: (n: number) => IntArray; width: 
   Int32: { make: (n) => new Int32Array(n), width: 4 },
 };
 
+/** The values an integer wire type of INT_ARRAYS holds: [min, max]. */
+export function intRange(wireType: string): [number, number] {
+  const bits = 8 * (INT_ARRAYS[wireType]?.width ?? 0);
+  return wireType.startsWith('Int') ? [-(2 ** (bits - 1)), 2 ** (bits - 1) - 1] : [0, 2 ** bits - 1];
+}
+
 /** One column's scratch, reused by every block with this column set (encoding is synchronous). */
 class Scratch {
   ints: IntArray;
@@ -130,9 +136,7 @@ function store(enc: Encoder, i: number): string {
     return `if (!Array.isArray(v)) return false; s${i}.end += v.length; if (!putU64(s${i}.c64, r, s${i}.end)) return false;
       for (let j = 0; j < v.length; j++) if (!e${i}.value(o${i}, v[j])) return false;`;
   if (int !== undefined) {
-    const bits = int.width * 8;
-    const signed = enc.wireType.startsWith('Int');
-    const [min, max] = signed ? [-(2 ** (bits - 1)), 2 ** (bits - 1) - 1] : [0, 2 ** bits - 1];
+    const [min, max] = intRange(enc.wireType);
     return `if (typeof v === 'boolean') v = v ? 1 : 0;
       if (typeof v !== 'number' || !Number.isInteger(v) || v < ${min} || v > ${max}) return false; a${i}[r] = v;`;
   }

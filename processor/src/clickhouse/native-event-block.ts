@@ -6,7 +6,15 @@
 // the caller encodes the rows as views through the row pass instead (native-format.ts),
 // which decides, as for any rows, between a misfit error and the JSON path.
 import { type EventColumns, JOIN_COLUMNS_OF_ROW, SOURCE_COLUMNS_OF_ROW } from '../event-columns.js';
-import { Col64, copyBytes, INT_ARRAYS, type IntArray, putU64, writeDictionary } from './native-columns.js';
+import {
+  Col64,
+  copyBytes,
+  INT_ARRAYS,
+  type IntArray,
+  intRange,
+  putU64,
+  writeDictionary,
+} from './native-columns.js';
 import { type Encoder, Out } from './native-out.js';
 
 const FROM_MESSAGE = new Set<string>(SOURCE_COLUMNS_OF_ROW);
@@ -32,11 +40,6 @@ function intScratch(wireType: string, n: number): IntArray | undefined {
     ints.set(wireType, a);
   }
   return a;
-}
-
-function intRange(wireType: string): [number, number] {
-  const bits = 8 * (INT_ARRAYS[wireType]?.width ?? 0);
-  return wireType.startsWith('Int') ? [-(2 ** (bits - 1)), 2 ** (bits - 1) - 1] : [0, 2 ** bits - 1];
 }
 
 /**

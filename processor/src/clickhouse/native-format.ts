@@ -19,7 +19,7 @@ import { KtrailError } from '../../../common/errors.js';
 import { asRows, EventColumns } from '../event-columns.js';
 import { rowColumns } from '../rows.js';
 import { isPlainIdentifier } from './identifier.js';
-import { ROW_PASS, writeColumnsRowPass } from './native-columns.js';
+import { intRange, ROW_PASS, writeColumnsRowPass } from './native-columns.js';
 import { writeEventColumns } from './native-event-block.js';
 import { type Encoder, Out, writeDateTime64Text, writeGiga } from './native-out.js';
 
@@ -29,8 +29,7 @@ export type ColumnTypes = ReadonlyMap<string, string>;
 
 /** Integers up to 32 bits: a JS number must be an integer in range. */
 function intColumn(type: string, bytes: 1 | 2 | 4, signed: boolean): Encoder {
-  const min = signed ? -(2 ** (bytes * 8 - 1)) : 0;
-  const max = signed ? 2 ** (bytes * 8 - 1) - 1 : 2 ** (bytes * 8) - 1;
+  const [min, max] = intRange(type);
   return {
     wireType: type,
     value(out, v) {

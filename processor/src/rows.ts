@@ -4,9 +4,9 @@
 import { PoisonError } from '../../common/errors.js';
 import type { EventBytes } from '../../schemas/codec.js';
 import type { DeadLetter } from '../../schemas/types.js';
-import { EventColumns, kindLayout } from './event-columns.js';
+import { kindLayout } from './event-columns.js';
 import type { ContainerMeta } from './metadata-table.js';
-import type { EventRow, Row } from './partition-batch.js';
+import type { Row } from './partition-batch.js';
 import { type IdentityColumns, NO_IDENTITY } from './workload.js';
 
 /** One decoded event of an EventBatch (schemas/events/*.avsc), tagged with its kind. */
@@ -246,34 +246,6 @@ export function checkMessage(batch: DecodedEventBatch): void {
   }
   if (batch.bootEpochNs === null || batch.bootEpochNs + maxTs <= MAX_TIME_NS) return;
   for (const ev of events) checkTimeNs(wallClockNs(batch, ev.tsNs), `${ev.kind} event time`);
-}
-
-/**
- * Every row of one EventBatch message (checkMessage first), as views of columns of their
- * own: `rows[i]` is built from `batch.events[i]`; what the enriched topic sends of it is kept
- * while `keepEvents`. The event_batches row is separate. The processor adds a message's
- * events to its batch's columns directly (partition-batch.ts addEvent); this is the same rows
- * one message at a time.
- */
-export function buildMessageRows(
-  batch: DecodedEventBatch,
-  partition: number,
-  offset: string,
-  keepEvents: boolean,
-): { envelope: Row; rows: EventRow[] } {
-  checkMessage(batch);
-  const envelope = batchRow(batch, partition, offset);
-  const src = messageSource(batch, partition, offset, keepEvents);
-  const byKind = new Map<string, EventColumns>();
-  const rows = batch.events.map((ev, i) => {
-    let cols = byKind.get(ev.kind);
-    if (cols === undefined) {
-      cols = new EventColumns(kindLayout(ev));
-      byKind.set(ev.kind, cols);
-    }
-    return cols.view(cols.add(src, ev, wallClockNs(batch, ev.tsNs), i));
-  });
-  return { envelope, rows };
 }
 
 /** One event_batches row per EventBatch message: the sequence numbers completeness is computed from. */

@@ -22,10 +22,11 @@ import { columnTypes } from '../../processor/src/clickhouse/writer.js';
 import { createProcessorCodec } from '../../processor/src/codec.js';
 import { enrichedMessages } from '../../processor/src/enriched.js';
 import type { EventRow, Row } from '../../processor/src/partition-batch.js';
-import { buildMessageRows, EVENT_BATCHES_TABLE, tableForKind } from '../../processor/src/rows.js';
+import { EVENT_BATCHES_TABLE, tableForKind } from '../../processor/src/rows.js';
 import { catalog, createEventBatchFramer, createSchemaResolver } from '../../schemas/codec.js';
 import { sampleEventBatch } from '../../schemas/samples.js';
 import { createTestChdb, type TestChdb } from '../support/clickhouse.js';
+import { buildMessageRows } from '../support/event-row.js';
 import { looseEventBatchWriter } from '../support/loose-avro.js';
 
 const RUNS = 100_000;

@@ -20,10 +20,10 @@ import {
   splitRejected,
 } from '../../processor/src/partition-batch.js';
 import { createProcessor, type Processor } from '../../processor/src/processor.js';
-import { buildMessageRows } from '../../processor/src/rows.js';
 import { clickHouseSink } from '../../processor/src/sink.js';
 import { loadCatalog } from '../../schemas/catalog.js';
 import { createProcessorStore, queryRows } from '../support/clickhouse.js';
+import { buildMessageRows } from '../support/event-row.js';
 import { endpointOrReason, itReal } from '../support/real.js';
 import { waitFor } from '../support/wait.js';
 

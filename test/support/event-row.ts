@@ -1,11 +1,19 @@
-// Event rows as the processor builds them (rows.ts buildMessageRows), for tests of what reads
-// them: the envelope and Kafka coordinates come from a message, the join columns from a join.
-import type { EventRow, PartitionBatch } from '../../processor/src/partition-batch.js';
+// Event rows as the processor builds them (a batch's columns, read as views), for tests of
+// what reads them: the envelope and Kafka coordinates come from a message, the join columns
+// from a join.
 import {
-  buildMessageRows,
+  type BatchLimits,
+  type EventRow,
+  PartitionBatch,
+  type Row,
+} from '../../processor/src/partition-batch.js';
+import {
+  batchRow,
+  checkMessage,
   type DecodedEvent,
   type DecodedEventBatch,
   messageSource,
+  tableForKind,
   wallClockNs,
 } from '../../processor/src/rows.js';
 import { sampleEvents } from '../../schemas/samples.js';
@@ -17,6 +25,40 @@ export interface TestRowOptions {
   timeNs?: bigint;
   partition?: number;
   offset?: string;
+}
+
+const ONE_MESSAGE: BatchLimits = {
+  maxRows: Number.MAX_SAFE_INTEGER,
+  maxMs: 0,
+  smallRows: 0,
+  smallMaxMs: 0,
+  trickleRows: 0,
+  trickleMaxMs: 0,
+  lateWaitMs: 0,
+  lateMaxRows: 0,
+};
+
+/**
+ * Every row of one EventBatch message as the pipeline adds it (partition-pipeline.ts add,
+ * without the join): `rows[i]` is built from `batch.events[i]`; what the enriched topic sends
+ * of it is kept while `keepEvents`. Throws as the pipeline refuses a message (checkMessage).
+ */
+export function buildMessageRows(
+  batch: DecodedEventBatch,
+  partition: number,
+  offset: string,
+  keepEvents: boolean,
+): { envelope: Row; rows: EventRow[] } {
+  checkMessage(batch);
+  const src = messageSource(batch, partition, offset, keepEvents);
+  const rows = new PartitionBatch(ONE_MESSAGE);
+  return {
+    envelope: batchRow(batch, partition, offset),
+    rows: batch.events.map((ev, i) => {
+      const cols = rows.addEvent(tableForKind(ev.kind), src, ev, wallClockNs(batch, ev.tsNs), i);
+      return cols.view(cols.length - 1);
+    }),
+  };
 }
 
 /** A one-event message of kind `kind`: the schema's sample event with `fields` (camelCase) over it. */

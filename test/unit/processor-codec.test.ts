@@ -14,7 +14,7 @@ import {
 } from '../../processor/src/enriched.js';
 import type { ContainerMeta } from '../../processor/src/metadata-table.js';
 import { applyJoin, type EventRow } from '../../processor/src/partition-batch.js';
-import { buildMessageRows, type DecodedEvent, type DecodedEventBatch } from '../../processor/src/rows.js';
+import type { DecodedEvent, DecodedEventBatch } from '../../processor/src/rows.js';
 import { compileSchema } from '../../schemas/avro-types.js';
 import { loadHistorySchemas } from '../../schemas/catalog.js';
 import { createEncoder, createSchemaResolver, singleObjectHeader } from '../../schemas/codec.js';
@@ -23,6 +23,7 @@ import { sampleEvents } from '../../schemas/samples.js';
 import { createTopicDecoder } from '../../schemas/topic-decoder.js';
 import type * as Avro from '../../schemas/types.js';
 import { eventBatchValue } from '../support/event-batch.js';
+import { buildMessageRows } from '../support/event-row.js';
 
 const HEADER = 10; // C3 01 + the schema's 8-byte fingerprint
 const codec = createProcessorCodec();

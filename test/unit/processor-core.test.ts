@@ -16,7 +16,7 @@ import {
 } from '../../processor/src/partition-batch.js';
 import { dateTime64, flatRow } from '../../processor/src/rows.js';
 import { IDENTITY_COLUMNS } from '../../processor/src/workload.js';
-import { addTestEvent, testEventRow } from '../support/event-row.js';
+import { addTestEvent, buildMessageRows, testEventRow } from '../support/event-row.js';
 
 /** An event's row as the pipeline builds it, of node n1; joined with container `containerId` when given. */
 function eventRow(
@@ -357,7 +357,7 @@ describe('rows from decoded Avro', () => {
   it('carry only the event own fields (avsc records inherit enumerable methods)', async () => {
     const { createProcessorCodec } = await import('../../processor/src/codec.js');
     const { SyntheticNode } = await import('../../bench/processor/synthetic.js');
-    const { buildMessageRows, wallClockNs } = await import('../../processor/src/rows.js');
+    const { wallClockNs } = await import('../../processor/src/rows.js');
     const codec = createProcessorCodec();
     const batch = codec.decodeEventBatch(new SyntheticNode({ node: 'n1', containers: 2 }).next(2), true);
     const ev = batch.events[0];

@@ -414,3 +414,22 @@ export function compileSchema(schema: unknown): AvroType {
     wrapUnions: 'auto',
   });
 }
+
+/**
+ * How a field of one of our compiled types is read, for readers that decode the current
+ * schema's bytes themselves (processor/src/event-batch-reader.ts): u64 bigint, u32 number,
+ * checked int, string, or an array of u64 or of strings. Undefined for anything else.
+ */
+export type FieldReading = 'u64' | 'u32' | 'int' | 'str' | 'u64s' | 'strs';
+
+export function fieldReading(type: AvroType): FieldReading | undefined {
+  if (type === U64_LONG) return 'u64';
+  if (type === U32_NUMBER_LONG) return 'u32';
+  if (type === CHECKED_INT) return 'int';
+  if (type.typeName === 'string') return 'str';
+  if (type instanceof GuardedArrayType) {
+    const items = (type as unknown as { itemsType: AvroType }).itemsType;
+    return items === U64_LONG ? 'u64s' : items.typeName === 'string' ? 'strs' : undefined;
+  }
+  return undefined;
+}

@@ -226,6 +226,12 @@ export interface SchemaResolver {
    * with the current schema (undefined otherwise, or with no events).
    */
   decodeEventBatch(bytes: Buffer): { value: SchemaTypes['EventBatch']; eventBytes: EventBytes | undefined };
+  /**
+   * Where the Avro body starts when `bytes` was written with the current `schema` itself (same
+   * fingerprint, by header or registry id), so a reader of that schema's bytes can read it;
+   * undefined otherwise (another version, unknown, not Avro: decode tells which).
+   */
+  currentBody(schema: SchemaName, bytes: Buffer): number | undefined;
   /** Like decode, and fetches unknown Confluent ids from the registry first. */
   decodeAsync(bytes: Buffer): Promise<Decoded>;
   /**
@@ -425,6 +431,18 @@ export function createSchemaResolver(options: { registry?: SchemaRegistryClient 
       const value = expect('EventBatch', decoded);
       const complete = spans.length > 0 && spans.length === 2 * value.events.length;
       return { value, eventBytes: complete ? { body: decoded.body, spans } : undefined };
+    },
+    currentBody(schema, bytes) {
+      const current = cat.current[schema];
+      if (bytes.length >= SINGLE_OBJECT_HEADER_BYTES && bytes[0] === 0xc3 && bytes[1] === 0x01) {
+        const fingerprint = bytes.readBigUInt64LE(2);
+        return fingerprint === current.fingerprint ? SINGLE_OBJECT_HEADER_BYTES : undefined;
+      }
+      if (bytes.length >= CONFLUENT_HEADER_BYTES && bytes[0] === CONFLUENT_MAGIC) {
+        const plan = plansByConfluentId.get(bytes.readUInt32BE(1));
+        return plan?.writer.fingerprint === current.fingerprint ? CONFLUENT_HEADER_BYTES : undefined;
+      }
+      return undefined;
     },
     async decodeAsync(bytes) {
       await prepare([bytes]);

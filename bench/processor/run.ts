@@ -37,7 +37,7 @@ import { migrate } from '../../processor/src/clickhouse/migrate.js';
 import { rowStoreOf } from '../../processor/src/clickhouse/row-store.js';
 import { createProcessorCodec } from '../../processor/src/codec.js';
 import { EventColumns, kindLayout } from '../../processor/src/event-columns.js';
-import { joinedIdentity } from '../../processor/src/partition-batch.js';
+import { joinedIdentity } from '../../processor/src/join-identity.js';
 import type { ProcessorHooks, RowSink } from '../../processor/src/processor.js';
 import { createProcessor } from '../../processor/src/processor.js';
 import {

@@ -113,6 +113,8 @@ export function createProcessorCodec(
       if (eventBytes !== undefined) decoded.eventBytes = eventBytes;
       return decoded;
     },
+    eventBatchBody: (value: Buffer, withBytes: boolean) =>
+      withBytes && !enriched.copiesEvents ? undefined : resolver.currentBody('EventBatch', value),
     decodeContainerRecord: (value: Buffer) =>
       resolver.decodeAs('ContainerRecord', value) as unknown as Record<string, unknown>,
     decodeCollectorStats: (value: Buffer) =>

@@ -24,14 +24,16 @@ import {
 import { IDENTITY_COLUMNS } from './workload.js';
 
 /** How one event field is held: u64, another number, text, or anything else as the row carries it. */
-type Storage = 'u64' | 'num' | 'str' | 'any';
+export type Storage = 'u64' | 'num' | 'str' | 'any';
 
 /** One event field's column. Only the array of its storage is in use. */
-interface FieldColumn {
+export interface FieldColumn {
   readonly field: string;
   readonly column: string;
   storage: Storage;
   u64: BigUint64Array;
+  /** u64's memory as uint32 halves (a reader writes them without making a bigint). */
+  u32: Uint32Array;
   num: Float64Array;
   values: unknown[];
 }
@@ -55,7 +57,7 @@ const ROW_MEMBERS = new Set([
 ]);
 
 /** What every batch's columns of one event kind share: field names, column order, the view class. */
-interface KindLayout {
+export interface KindLayout {
   readonly kind: string;
   readonly fields: readonly string[];
   readonly own: readonly string[];
@@ -96,11 +98,29 @@ export function kindLayout(ev: DecodedEvent): KindLayout {
   const known = layouts.get(ev.kind);
   if (known !== undefined) return known;
   const fields = Object.keys(ev).filter((key) => key !== 'kind');
+  return layoutOf(
+    ev.kind,
+    fields,
+    fields.map((f) => storageOf(ev[f])),
+  );
+}
+
+/**
+ * The layout of a kind whose fields and their storage are known from a schema; the same
+ * object kindLayout gives, whichever comes first. Throws when they disagree with it.
+ */
+export function layoutOf(kind: string, fields: readonly string[], storages: readonly Storage[]): KindLayout {
+  const known = layouts.get(kind);
+  if (known !== undefined) {
+    if (known.fields.join() !== fields.join() || known.storages.join() !== storages.join())
+      throw new Error(`event kind ${kind} seen with fields ${known.fields.join()}, now ${fields.join()}`);
+    return known;
+  }
   const own = fields.map(snake);
   fields.forEach((field, i) => {
     const column = own[i] as string;
     if (!isPlainIdentifier(field) || !isPlainIdentifier(column) || ROW_MEMBERS.has(column))
-      throw new Error(`event field ${ev.kind}.${field} can't be a row column (${column})`);
+      throw new Error(`event field ${kind}.${field} can't be a row column (${column})`);
   });
   const columns = [
     'node',
@@ -112,14 +132,14 @@ export function kindLayout(ev: DecodedEvent): KindLayout {
     ...own,
   ];
   const layout: KindLayout = {
-    kind: ev.kind,
+    kind,
     fields,
     own,
     columns: Object.freeze(columns),
-    storages: fields.map((f) => storageOf(ev[f])),
-    View: viewClass(ev.kind, own, columns),
+    storages,
+    View: viewClass(kind, own, columns),
   };
-  layouts.set(ev.kind, layout);
+  layouts.set(kind, layout);
   return layout;
 }
 
@@ -195,6 +215,8 @@ export class EventColumns {
   length = 0;
   private capacity = 0;
   time = new BigUint64Array(0);
+  /** time's memory as uint32 halves. */
+  timeU32 = new Uint32Array(0);
   /** Per row: its message, an index into `sources`. */
   msg = new Uint32Array(0);
   /** Per row: its event's place in its message. */
@@ -213,6 +235,7 @@ export class EventColumns {
       column: layout.own[j] as string,
       storage: layout.storages[j] as Storage,
       u64: new BigUint64Array(0),
+      u32: new Uint32Array(0),
       num: new Float64Array(0),
       values: [],
     }));
@@ -240,6 +263,27 @@ export class EventColumns {
     }
     this.length = r + 1;
     return r;
+  }
+
+  /**
+   * Row `length`, ready for a reader to write its fields (event-batch-reader.ts): message,
+   * place and time set, join UNJOINED. It counts once the reader sets length past it.
+   */
+  openRow(src: MessageSource, index: number): number {
+    const r = this.length;
+    if (r === this.capacity) this.grow(Math.max(FIRST_CAPACITY, 2 * r));
+    if (this.sources[this.sources.length - 1] !== src) this.sources.push(src);
+    this.msg[r] = this.sources.length - 1;
+    this.index[r] = index;
+    this.join[r] = 0;
+    return r;
+  }
+
+  /** Drops the rows from `length` on, all of message `src` (a message refused after its rows were read). */
+  truncate(length: number, src: MessageSource): void {
+    this.length = length;
+    const last = this.sources.length - 1;
+    if (this.sources[last] === src && (length === 0 || this.msg[length - 1] !== last)) this.sources.pop();
   }
 
   /** Joins row r with `id` (one slot per distinct identity in the batch). */
@@ -353,12 +397,15 @@ export class EventColumns {
       return b;
     };
     this.time = grown(this.time, (n) => new BigUint64Array(n));
+    this.timeU32 = new Uint32Array(this.time.buffer);
     this.msg = grown(this.msg, (n) => new Uint32Array(n));
     this.index = grown(this.index, (n) => new Uint32Array(n));
     this.join = grown(this.join, (n) => new Uint32Array(n));
     for (const f of this.fields) {
-      if (f.storage === 'u64') f.u64 = grown(f.u64, (n) => new BigUint64Array(n));
-      else if (f.storage === 'num') f.num = grown(f.num, (n) => new Float64Array(n));
+      if (f.storage === 'u64') {
+        f.u64 = grown(f.u64, (n) => new BigUint64Array(n));
+        f.u32 = new Uint32Array(f.u64.buffer);
+      } else if (f.storage === 'num') f.num = grown(f.num, (n) => new Float64Array(n));
     }
     this.capacity = capacity;
   }
@@ -372,6 +419,7 @@ export class EventColumns {
     f.values = values;
     f.storage = 'any';
     f.u64 = new BigUint64Array(0);
+    f.u32 = new Uint32Array(0);
     f.num = new Float64Array(0);
     this.append = appender(
       this.layout,

@@ -4,7 +4,8 @@
 // a function of its offset range: after a crash the same range rebuilds the same rows
 // (join fields may differ, but deduplication is by token, and the token names the range).
 import type { EventBytes } from '../../schemas/codec.js';
-import { EventColumns, kindLayout, type TableRows } from './event-columns.js';
+import { EventColumns, type KindLayout, kindLayout, type TableRows } from './event-columns.js';
+import { applyHost, applyJoin, markPending } from './join-identity.js';
 import type { ContainerMeta } from './metadata-table.js';
 import {
   type DecodedEvent,
@@ -12,9 +13,7 @@ import {
   type JoinIdentity,
   type LossRow,
   type MessageSource,
-  UNJOINED,
 } from './rows.js';
-import { HOST_IDENTITY, identityColumns } from './workload.js';
 
 /** A ClickHouse row: column name -> value, exactly what is inserted. */
 export type Row = Record<string, unknown>;
@@ -138,55 +137,6 @@ export function eventRows(cut: CutBatch): Map<string, EventRow[]> {
   return out;
 }
 
-const joinedIdentities = new WeakMap<ContainerMeta, JoinIdentity>();
-const pendingIdentities = new WeakMap<ContainerMeta, JoinIdentity>();
-/** The identity of the host's rows: not in any container, their workload `host`. */
-export const HOST_JOIN: JoinIdentity = Object.freeze({
-  ...HOST_IDENTITY,
-  join_state: 'host',
-  meta: undefined,
-});
-
-/** The join identity of rows joined with `meta` (join_state 'joined'): one object per record. */
-export function joinedIdentity(meta: ContainerMeta): JoinIdentity {
-  let id = joinedIdentities.get(meta);
-  if (id === undefined) {
-    id = Object.freeze({ ...identityColumns(meta), join_state: 'joined', meta });
-    joinedIdentities.set(meta, id);
-  }
-  return id;
-}
-
-/**
- * The identity of a row whose container no record describes yet, but whose cgroup a record
- * knows by its path (the collector's first record of a new cgroup): it keeps that container
- * id, and rules get the record (the crash-loop rule waits longer for the name); join_state
- * stays 'pending'.
- */
-export function pendingIdentity(known: ContainerMeta): JoinIdentity {
-  let id = pendingIdentities.get(known);
-  if (id === undefined) {
-    id = Object.freeze({ ...UNJOINED, container_id: known.containerId, meta: known });
-    pendingIdentities.set(known, id);
-  }
-  return id;
-}
-
-/** Fills the join columns of a row from its container record (join_state 'joined'). */
-export function applyJoin(row: EventRow, meta: ContainerMeta): void {
-  row.$id = joinedIdentity(meta);
-}
-
-/** A row still waiting whose cgroup a record knows by path only (pendingIdentity). */
-export function markPending(row: EventRow, known: ContainerMeta): void {
-  row.$id = pendingIdentity(known);
-}
-
-/** Marks a row as the host's: not in any container, its workload `host`. */
-export function applyHost(row: EventRow): void {
-  row.$id = HOST_JOIN;
-}
-
 export class PartitionBatch {
   firstOffset: bigint | undefined;
   lastOffset: bigint | undefined;
@@ -221,6 +171,21 @@ export class PartitionBatch {
     } else if (list instanceof EventColumns) throw new Error(`a plain row for event table ${table}`);
     list.push(row);
     this.rows++;
+  }
+
+  /** Puts `table` (plain rows) in the batch's table order now, before rows of the tables after it. */
+  reserveTable(table: string): void {
+    if (!this.tables.has(table)) this.tables.set(table, []);
+  }
+
+  /** `table`'s columns of kind `layout`, made when the batch has none yet. */
+  eventColumns(table: string, layout: KindLayout): EventColumns {
+    const cols = this.tables.get(table);
+    if (cols instanceof EventColumns) return cols;
+    if (cols !== undefined) throw new Error(`an event row for plain table ${table}`);
+    const made = new EventColumns(layout);
+    this.tables.set(table, made);
+    return made;
   }
 
   /** An event's row in `table`'s columns (join identity UNJOINED): the columns it went to. */

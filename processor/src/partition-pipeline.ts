@@ -11,27 +11,23 @@
 // Batches of one partition are written one after the other, so the committed watermark is
 // always contiguous. The pipeline knows no Kafka client: it gets messages, and commits and
 // publishes through small interfaces (OffsetCommitter, RowSink, the outputs).
-import { isContainerCgroupPath } from '../../collector/src/containers/cgroup-path.js';
 import { isRetriable } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
-import { loadCodecAddon } from '../../common/native-codec.js';
 import type { DeadLetter } from '../../schemas/types.js';
 import type { AlertStateKeeper } from './alert-state.js';
 import { type Alert, AlertEngine, type AlertRules } from './alerts.js';
 import { buildSideOutputs, type OutputContext, publishSideOutputs } from './batch-outputs.js';
-import { boundedDeadLetter, reasonOf, requireValue } from './dead-letters.js';
+import { boundedDeadLetter, reasonOf } from './dead-letters.js';
 import { asRows } from './event-columns.js';
+import { addMessage } from './message-intake.js';
 import type { MetadataTable } from './metadata-table.js';
 import {
   type BatchLimits,
   type CutBatch,
   cutLosses,
   encodeCut,
-  HOST_JOIN,
-  joinedIdentity,
   keepLanded,
   PartitionBatch,
-  pendingIdentity,
 } from './partition-batch.js';
 import type { PendingBudget } from './pending-budget.js';
 import type {
@@ -45,21 +41,7 @@ import type {
   ProcessorTopics,
   RowSink,
 } from './processor-types.js';
-import {
-  batchRow,
-  checkMessage,
-  DEAD_LETTERS_TABLE,
-  type DecodedEvent,
-  type DecodedEventBatch,
-  deadLetterRow,
-  EVENT_BATCHES_TABLE,
-  INGEST_LOSSES_TABLE,
-  type LossRow,
-  lossRow,
-  messageSource,
-  tableForKind,
-  wallClockNs,
-} from './rows.js';
+import { DEAD_LETTERS_TABLE, deadLetterRow, INGEST_LOSSES_TABLE, type LossRow, lossRow } from './rows.js';
 import type { OutputResult, OutputSend } from './side-outputs.js';
 import {
   type InsertContext,
@@ -218,77 +200,22 @@ export class PartitionPipeline {
     });
   }
 
-  /**
-   * One events message: decoded and turned into rows as a whole (any failure makes the whole
-   * message a dead letter, never a part of it), then joined. Rows already older than their
-   * table's TTL are still written (the rollups keep them) and counted.
-   */
+  /** One events message into the open batch (message-intake.ts). */
   add(message: InMessage, now: number): void {
-    const { d, batch } = this;
-    const offset = BigInt(message.offset);
-    batch.addMessage(offset, now);
-    d.stats.messages++;
-    let decoded: DecodedEventBatch;
-    try {
-      decoded = d.codec.decodeEventBatch(requireValue(message.value), d.enrichedTopic);
-    } catch (err) {
-      this.deadLetter(d.topics.events, message, err);
-      return;
-    }
-    const seen = { node: decoded.node, bootId: decoded.bootId, sequence: decoded.sequence, offset };
-    const checksum = loadCodecAddon().crc32c(message.value as Buffer);
-    const verdict = this.alerts.observeSequence(
-      { ...seen, producedAtNs: decoded.producedAtNs, checksum },
-      this.pendingAlerts,
+    const { d } = this;
+    addMessage(
+      {
+        batch: this.batch,
+        metadata: this.metadata,
+        alerts: this.alerts,
+        raised: this.pendingAlerts,
+        partition: this.partition,
+        deps: d,
+        deadLetter: (m, err) => this.deadLetter(d.topics.events, m, err),
+      },
+      message,
+      now,
     );
-    if (verdict.duplicate) {
-      batch.countDuplicate(seen, decoded.events.length);
-      return;
-    }
-    try {
-      checkMessage(decoded);
-    } catch (err) {
-      this.deadLetter(d.topics.events, message, err);
-      return;
-    }
-    const kafkaOffset = String(offset);
-    const src = messageSource(decoded, this.partition, kafkaOffset, d.enrichedTopic);
-    const node = decoded.node;
-    const table = this.metadata;
-    const rawTtlMs = d.rawTtlDays === undefined ? undefined : d.rawTtlDays * 86_400_000;
-    const expiredBeforeNs = rawTtlMs === undefined ? -1n : BigInt(now - rawTtlMs) * 1_000_000n;
-    batch.addRow(EVENT_BATCHES_TABLE, batchRow(decoded, this.partition, kafkaOffset));
-    const events = decoded.events;
-    for (let i = 0; i < events.length; i++) {
-      const ev = events[i] as DecodedEvent;
-      const timeNs = wallClockNs(decoded, ev.tsNs);
-      const kindTable = tableForKind(ev.kind);
-      const cols = batch.addEvent(kindTable, src, ev, timeNs, i);
-      const r = cols.length - 1;
-      if (timeNs < expiredBeforeNs) batch.countExpired(node, kindTable);
-      if (
-        ev.kind === 'cgroup_mkdir' &&
-        typeof ev.path === 'string' &&
-        !isContainerCgroupPath(ev.path) &&
-        !table.hasRecord(node, ev.cgroupId)
-      ) {
-        table.markHost(node, ev.cgroupId);
-        batch.resolveHost(node, ev.cgroupId);
-      }
-      if (table.isHost(node, ev.cgroupId)) {
-        cols.setJoin(r, HOST_JOIN);
-        continue;
-      }
-      const meta = table.lookup(node, ev.cgroupId, timeNs);
-      if (meta !== undefined) cols.setJoin(r, joinedIdentity(meta));
-      else {
-        // Not described yet: waits for the runtime's record, keeping what its path gave.
-        const known = table.newest(node, ev.cgroupId);
-        if (known !== undefined) cols.setJoin(r, pendingIdentity(known));
-        if (!batch.addWaiting(cols.view(r), node, ev.cgroupId, timeNs, now)) d.stats.lateOverflow++;
-      }
-    }
-    d.stats.events += events.length;
   }
 
   /** The DeadLetter for a message that could not be handled (counted and logged). */

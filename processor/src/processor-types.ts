@@ -38,6 +38,12 @@ export interface ProcessorCodec {
    * lie (DecodedEventBatch.eventBytes), when the writer's schema allows copying them.
    */
   decodeEventBatch(value: Buffer, eventBytes?: boolean): DecodedEventBatch;
+  /**
+   * Where the Avro body of an EventBatch written with the current schema starts, when
+   * event-batch-reader.ts may read it (with `eventBytes`: and keep its events' bytes);
+   * undefined: decode it with decodeEventBatch.
+   */
+  eventBatchBody?(value: Buffer, eventBytes: boolean): number | undefined;
   /** The ContainerRecord as Avro decodes it (camelCase fields). */
   decodeContainerRecord(value: Buffer): Record<string, unknown>;
   /** A CollectorStats message (camelCase fields). */

@@ -32,6 +32,9 @@ export interface DecodedEventBatch {
   eventBytes?: EventBytes;
 }
 
+/** The envelope alone: what every row of a message shares. */
+export type EventBatchHead = Omit<DecodedEventBatch, 'events' | 'eventBytes'>;
+
 export const DEAD_LETTERS_TABLE = 'dead_letters';
 export const EVENT_BATCHES_TABLE = 'event_batches';
 export const CONTAINERS_TABLE = 'containers';
@@ -249,13 +252,13 @@ export function checkMessage(batch: DecodedEventBatch): void {
 }
 
 /** One event_batches row per EventBatch message: the sequence numbers completeness is computed from. */
-export function batchRow(batch: DecodedEventBatch, partition: number, offset: string): Row {
+export function batchRow(batch: EventBatchHead, events: number, partition: number, offset: string): Row {
   return {
     node: batch.node,
     boot_id: batch.bootId,
     sequence: String(batch.sequence),
     time: dateTime64(batch.producedAtNs),
-    events: batch.events.length,
+    events,
     collector_version: batch.collectorVersion,
     kafka_partition: partition,
     kafka_offset: offset,

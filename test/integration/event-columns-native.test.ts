@@ -9,13 +9,9 @@ import { migrate } from '../../processor/src/clickhouse/migrate.js';
 import { encodeEventColumns, encodeNativeBlock } from '../../processor/src/clickhouse/native-format.js';
 import { columnTypes, insertBatch, toJsonEachRow } from '../../processor/src/clickhouse/writer.js';
 import { asRows, EventColumns } from '../../processor/src/event-columns.js';
+import { HOST_JOIN, joinedIdentity, pendingIdentity } from '../../processor/src/join-identity.js';
 import type { ContainerMeta } from '../../processor/src/metadata-table.js';
-import {
-  HOST_JOIN,
-  joinedIdentity,
-  PartitionBatch,
-  pendingIdentity,
-} from '../../processor/src/partition-batch.js';
+import { PartitionBatch } from '../../processor/src/partition-batch.js';
 import { type DecodedEvent, messageSource, wallClockNs } from '../../processor/src/rows.js';
 import { sampleEvents } from '../../schemas/samples.js';
 import { createTestChdb, type TestChdb } from '../support/clickhouse.js';

@@ -53,7 +53,7 @@ export function buildMessageRows(
   const src = messageSource(batch, partition, offset, keepEvents);
   const rows = new PartitionBatch(ONE_MESSAGE);
   return {
-    envelope: batchRow(batch, partition, offset),
+    envelope: batchRow(batch, batch.events.length, partition, offset),
     rows: batch.events.map((ev, i) => {
       const cols = rows.addEvent(tableForKind(ev.kind), src, ev, wallClockNs(batch, ev.tsNs), i);
       return cols.view(cols.length - 1);

@@ -12,16 +12,9 @@ import {
 } from '../../processor/src/alert-state.js';
 import { type Alert, AlertEngine, type AlertRules } from '../../processor/src/alerts.js';
 import { CrashLoopRule } from '../../processor/src/crash-loop.js';
+import { applyHost, applyJoin, markPending } from '../../processor/src/join-identity.js';
 import type { ContainerMeta } from '../../processor/src/metadata-table.js';
-import {
-  applyHost,
-  applyJoin,
-  type CutBatch,
-  type EventRow,
-  encodeCut,
-  markPending,
-  type Row,
-} from '../../processor/src/partition-batch.js';
+import { type CutBatch, type EventRow, encodeCut, type Row } from '../../processor/src/partition-batch.js';
 import { rowWorkload, workloadIdentity } from '../../processor/src/workload.js';
 import { testEventRow } from '../support/event-row.js';
 

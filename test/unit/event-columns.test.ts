@@ -5,8 +5,8 @@
 // test/integration/event-columns-native.test.ts.
 import { describe, expect, it } from 'vitest';
 import { EventColumns, kindLayout } from '../../processor/src/event-columns.js';
+import { HOST_JOIN, joinedIdentity } from '../../processor/src/join-identity.js';
 import type { ContainerMeta } from '../../processor/src/metadata-table.js';
-import { HOST_JOIN, joinedIdentity } from '../../processor/src/partition-batch.js';
 import {
   type DecodedEvent,
   type DecodedEventBatch,

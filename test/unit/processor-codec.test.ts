@@ -12,8 +12,9 @@ import {
   type EnrichedContainer,
   enrichedMessages,
 } from '../../processor/src/enriched.js';
+import { applyJoin } from '../../processor/src/join-identity.js';
 import type { ContainerMeta } from '../../processor/src/metadata-table.js';
-import { applyJoin, type EventRow } from '../../processor/src/partition-batch.js';
+import type { EventRow } from '../../processor/src/partition-batch.js';
 import type { DecodedEvent, DecodedEventBatch } from '../../processor/src/rows.js';
 import { compileSchema } from '../../schemas/avro-types.js';
 import { loadHistorySchemas } from '../../schemas/catalog.js';

@@ -3,15 +3,14 @@ import { describe, expect, it } from 'vitest';
 import { isContainerCgroupPath } from '../../collector/src/containers/cgroup-path.js';
 import { AlertEngine } from '../../processor/src/alerts.js';
 import { coPartition } from '../../processor/src/assigner.js';
+import { applyJoin, markPending } from '../../processor/src/join-identity.js';
 import { type ContainerMeta, MetadataTable } from '../../processor/src/metadata-table.js';
 import {
-  applyJoin,
   decodeCut,
   dedupToken,
   type EventRow,
   encodeCut,
   eventRows,
-  markPending,
   PartitionBatch,
 } from '../../processor/src/partition-batch.js';
 import { dateTime64, flatRow } from '../../processor/src/rows.js';

@@ -2,8 +2,8 @@
 // every row carries, the row's one workload name, and the restart-chain identity the crash-loop
 // rule keys by, which must agree on which runtime a record is.
 import { describe, expect, it } from 'vitest';
+import { applyHost, applyJoin } from '../../processor/src/join-identity.js';
 import type { ContainerMeta } from '../../processor/src/metadata-table.js';
-import { applyHost, applyJoin } from '../../processor/src/partition-batch.js';
 import { containerMetaFromRecord, containerRow } from '../../processor/src/rows.js';
 import {
   HOST_IDENTITY,

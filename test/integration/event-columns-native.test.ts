@@ -15,17 +15,7 @@ import { PartitionBatch } from '../../processor/src/partition-batch.js';
 import { type DecodedEvent, messageSource, wallClockNs } from '../../processor/src/rows.js';
 import { sampleEvents } from '../../schemas/samples.js';
 import { createTestChdb, type TestChdb } from '../support/clickhouse.js';
-
-const LIMITS = {
-  maxRows: 1_000_000,
-  maxMs: 1_000,
-  smallRows: 0,
-  smallMaxMs: 0,
-  trickleRows: 0,
-  trickleMaxMs: 0,
-  lateWaitMs: 0,
-  lateMaxRows: 0,
-};
+import { ONE_MESSAGE } from '../support/event-row.js';
 
 function meta(containerId: string, over: Partial<ContainerMeta> = {}): ContainerMeta {
   return {
@@ -57,7 +47,7 @@ function meta(containerId: string, over: Partial<ContainerMeta> = {}): Container
  * (known by path) and the host's in turn.
  */
 function batchOfEveryKind(): PartitionBatch {
-  const batch = new PartitionBatch(LIMITS);
+  const batch = new PartitionBatch(ONE_MESSAGE);
   const identities = [joinedIdentity(meta('c1')), pendingIdentity(meta('c2', { name: '' })), HOST_JOIN];
   const u64s = [0n, 9_007_199_254_740_993n, 0xffff_ffff_ffff_ffffn];
   const nowNs = BigInt(Date.now()) * 1_000_000n;

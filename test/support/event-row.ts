@@ -27,7 +27,8 @@ export interface TestRowOptions {
   offset?: string;
 }
 
-const ONE_MESSAGE: BatchLimits = {
+/** Limits under which a test's batch never cuts on its own. */
+export const ONE_MESSAGE: BatchLimits = {
   maxRows: Number.MAX_SAFE_INTEGER,
   maxMs: 0,
   smallRows: 0,

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { createProcessorCodec } from '../../processor/src/codec.js';
 import { EventBatchReader } from '../../processor/src/event-batch-reader.js';
 import { EventColumns } from '../../processor/src/event-columns.js';
-import { type BatchLimits, PartitionBatch } from '../../processor/src/partition-batch.js';
+import { PartitionBatch } from '../../processor/src/partition-batch.js';
 import {
   checkMessage,
   type DecodedEvent,
@@ -19,18 +19,9 @@ import {
 import { createEncoder } from '../../schemas/codec.js';
 import { sampleEventBatch, sampleEvents } from '../../schemas/samples.js';
 import type { EventBatch } from '../../schemas/types.js';
+import { ONE_MESSAGE } from '../support/event-row.js';
 import { looseEventBatchWriter } from '../support/loose-avro.js';
 
-const LIMITS: BatchLimits = {
-  maxRows: Number.MAX_SAFE_INTEGER,
-  maxMs: 0,
-  smallRows: 0,
-  smallMaxMs: 0,
-  trickleRows: 0,
-  trickleMaxMs: 0,
-  lateWaitMs: 0,
-  lateMaxRows: 0,
-};
 const codec = createProcessorCodec();
 const encoder = createEncoder('EventBatch');
 const reader = EventBatchReader.forCurrentSchema();
@@ -72,7 +63,7 @@ function viaReader(batch: PartitionBatch, bytes: Buffer, offset: string, keep: b
 
 /** A batch already holding one message, so a refused read must leave those rows alone. */
 function primed(keep: boolean): PartitionBatch {
-  const batch = new PartitionBatch(LIMITS);
+  const batch = new PartitionBatch(ONE_MESSAGE);
   viaAvsc(batch, encoder.encode(validBatch(2)), '1', keep);
   return batch;
 }
@@ -193,9 +184,9 @@ describe('EventBatchReader', () => {
     expect([...outcomes].sort()).toEqual(['read', 'refused']);
     // A time past 2262 (the sample's tsNs of 2^64 - 1 after its boot epoch) is avsc's to refuse.
     expect(compare(encoder.encode(sampleEventBatch()), false)).toBe('refused');
-    expect(() => viaAvsc(new PartitionBatch(LIMITS), encoder.encode(sampleEventBatch()), '1', false)).toThrow(
-      /2262/,
-    );
+    expect(() =>
+      viaAvsc(new PartitionBatch(ONE_MESSAGE), encoder.encode(sampleEventBatch()), '1', false),
+    ).toThrow(/2262/);
     expect(compare(Buffer.concat([good, Buffer.from([0])]), false)).toBe('refused'); // trailing byte
     // A ten-byte varint whose last byte sets bits past the 64th: avsc keeps one of them.
     const wide = validBatch(9);
@@ -212,7 +203,7 @@ describe('EventBatchReader', () => {
   it('reads arrays written in several blocks and with negative counts', () => {
     const batch = validBatch(7);
     const bytes = encoder.encode(batch);
-    const probe = viaReader(new PartitionBatch(LIMITS), bytes, '1', true);
+    const probe = viaReader(new PartitionBatch(ONE_MESSAGE), bytes, '1', true);
     const spans = probe?.src.bytes?.spans ?? [];
     const body = bytes.length - (probe?.src.bytes?.body.length ?? 0);
     const first = body + (spans[0] as number);

@@ -49,6 +49,8 @@ const MS = 1_000_000n;
 /** A (node, boot) not heard from for this long (producer time) is forgotten. */
 const SEQUENCE_RETENTION_NS = 7n * 86_400_000n * MS;
 const SEP = '\u0000';
+/** The kinds observe() has a rule for. */
+const OBSERVED_KINDS = new Set(['oom_kill', 'proc_exit', 'tcp_close', 'tcp_reset']);
 
 export class AlertEngine {
   private readonly crash: CrashLoopRule;
@@ -71,13 +73,22 @@ export class AlertEngine {
     this.tcpWindowNs = BigInt(rules.tcpSpikeWindowMs) * MS;
   }
 
+  /** Whether rows of this kind (table name = event kind) can raise an alert: the others need not be read. */
+  static observes(kind: string): boolean {
+    return OBSERVED_KINDS.has(kind);
+  }
+
+  /** Before a batch's rows: exits that waited for a name since the last committed cut are retried. */
+  beginBatch(out: Alert[]): void {
+    if (!this.settleDue) return;
+    this.settleDue = false;
+    this.crash.settle(out, Date.now());
+  }
+
   /** Checks one event row (table name = event kind); pushes alerts it raises into `out`. */
   observe(kind: string, row: EventRow, out: Alert[]): void {
     const c = row.columns;
-    if (this.settleDue) {
-      this.settleDue = false;
-      this.crash.settle(out, Date.now());
-    }
+    this.beginBatch(out);
     switch (kind) {
       case 'oom_kill':
         if (this.rules.oomKill)

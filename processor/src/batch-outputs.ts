@@ -3,13 +3,14 @@
 // output that is down is skipped and what it skipped comes back as losses.
 import type { Logger } from '../../common/log.js';
 import type { DeadLetter } from '../../schemas/types.js';
-import type { Alert, AlertEngine } from './alerts.js';
+import { type Alert, AlertEngine } from './alerts.js';
 import { toJsonEachRow } from './clickhouse/writer.js';
 import { boundedDeadLetter, REASON } from './dead-letters.js';
 import { enrichedMessages } from './enriched.js';
-import { type CutBatch, type EventRow, eventRows, type Row } from './partition-batch.js';
+import type { EventColumns } from './event-columns.js';
+import { type CutBatch, eventTables, type Row } from './partition-batch.js';
 import type { ProcessorCodec, ProcessorStats, ProcessorTopics } from './processor-types.js';
-import type { LossRow } from './rows.js';
+import type { LossRow, MessageSource } from './rows.js';
 import { countByKey, type OutputResult, type OutputSend } from './side-outputs.js';
 import { LostPartitionError } from './table-insert.js';
 
@@ -46,9 +47,11 @@ export function buildSideOutputs(
     if (f === undefined) failed.set(offset, { error, rows });
     else f.rows.push(...rows);
   };
-  const events = eventRows(cut);
-  for (const [table, rows] of events) {
-    for (const row of rows) {
+  const events = eventTables(cut);
+  ctx.alerts.beginBatch(alerts);
+  for (const [table, cols] of events) {
+    if (!AlertEngine.observes(table)) continue;
+    for (const row of cols.views()) {
       try {
         ctx.alerts.observe(table, row, alerts);
       } catch (err) {
@@ -138,11 +141,11 @@ export function buildSideOutputs(
 }
 
 /** Events of a cut per node (rows built from an event). */
-function eventsPerNode(events: ReadonlyMap<string, EventRow[]>): Map<string, number> {
+function eventsPerNode(events: ReadonlyMap<string, EventColumns>): Map<string, number> {
   const out = new Map<string, number>();
-  for (const rows of events.values())
-    for (const row of rows) {
-      const node = row.columns.node as string;
+  for (const cols of events.values())
+    for (let r = 0; r < cols.length; r++) {
+      const node = (cols.sources[cols.msg[r] as number] as MessageSource).node;
       out.set(node, (out.get(node) ?? 0) + 1);
     }
   return out;

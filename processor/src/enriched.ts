@@ -7,8 +7,9 @@
 import type { EventBytes } from '../../schemas/codec.js';
 import type * as Avro from '../../schemas/types.js';
 import type { EnrichedContainer, JoinState } from '../../schemas/types.js';
+import { EventColumns } from './event-columns.js';
 import type { EventRow, Row } from './partition-batch.js';
-import type { DecodedEvent, JoinIdentity } from './rows.js';
+import type { DecodedEvent, JoinIdentity, MessageSource } from './rows.js';
 
 export type { EnrichedContainer, JoinState };
 
@@ -38,6 +39,55 @@ export interface EnrichedOutput {
   failed: Map<string, { error: Error; rows: Row[] }>;
 }
 
+/** A cut's event rows of one table: the batch's columns, or rows as objects. */
+export type EventTable = EventColumns | readonly EventRow[];
+
+/** One table's rows as the enriched topic reads them, without an object per row for columns. */
+interface TableReader {
+  node(r: number): string;
+  identity(r: number): JoinIdentity;
+  timeNs(r: number): bigint;
+  bytes(r: number): EventBytes | undefined;
+  index(r: number): number;
+  event(r: number): DecodedEvent | undefined;
+  offset(r: number): string;
+  /** Row r as an object (the rare failure path). */
+  row(r: number): EventRow;
+}
+
+function readerOf(t: EventTable): TableReader {
+  if (t instanceof EventColumns) {
+    const src = (r: number) => t.sources[t.msg[r] as number] as MessageSource;
+    return {
+      node: (r) => src(r).node,
+      identity: (r) => t.identity(r),
+      timeNs: (r) => t.time[r] as bigint,
+      bytes: (r) => src(r).bytes,
+      index: (r) => t.index[r] as number,
+      event: (r) => src(r).events?.[t.index[r] as number],
+      offset: (r) => src(r).kafka_offset,
+      row: (r) => t.view(r),
+    };
+  }
+  const at = (r: number) => t[r] as EventRow;
+  return {
+    node: (r) => at(r).columns.node as string,
+    identity: (r) => at(r).$id,
+    timeNs: (r) => at(r).timeNs,
+    bytes: (r) => at(r).bytes,
+    index: (r) => at(r).index,
+    event: (r) => at(r).event,
+    offset: (r) => at(r).columns.kafka_offset as string,
+    row: at,
+  };
+}
+
+/** One node's events, in cut order: row rows[i] of table tables[i]. */
+interface NodeEvents {
+  tables: TableReader[];
+  rows: number[];
+}
+
 /**
  * The enriched messages of one cut batch (key = node), and how many events they carry, from
  * the batch's event rows (each holds its event's bytes, or the decoded event, while the
@@ -45,21 +95,23 @@ export interface EnrichedOutput {
  * message is left out and named in `failed`; the other messages go out as usual.
  */
 export function enrichedMessages(
-  tables: ReadonlyMap<string, EventRow[]>,
+  tables: ReadonlyMap<string, EventTable>,
   source: EnrichedSource,
   encode: (batch: EnrichedBatch) => Buffer,
   maxBytes = MAX_ENRICHED_MESSAGE_BYTES,
 ): EnrichedOutput {
-  const byNode = new Map<string, EventRow[]>();
-  for (const rows of tables.values()) {
-    for (const row of rows) {
-      const node = row.columns.node as string;
+  const byNode = new Map<string, NodeEvents>();
+  for (const table of tables.values()) {
+    const reader = readerOf(table);
+    for (let r = 0; r < table.length; r++) {
+      const node = reader.node(r);
       let list = byNode.get(node);
       if (list === undefined) {
-        list = [];
+        list = { tables: [], rows: [] };
         byNode.set(node, list);
       }
-      list.push(row);
+      list.tables.push(reader);
+      list.rows.push(r);
     }
   }
   try {
@@ -67,9 +119,15 @@ export function enrichedMessages(
   } catch {
     // The rare path: find the events that fail alone, then leave out their whole messages.
     const failed = unencodableMessages(byNode, source, encode);
-    for (const [node, rows] of byNode) {
-      const kept = rows.filter((r) => !failed.has(r.columns.kafka_offset as string));
-      if (kept.length > 0) byNode.set(node, kept);
+    for (const [node, list] of byNode) {
+      const kept: NodeEvents = { tables: [], rows: [] };
+      list.rows.forEach((r, i) => {
+        const t = list.tables[i] as TableReader;
+        if (failed.has(t.offset(r))) return;
+        kept.tables.push(t);
+        kept.rows.push(r);
+      });
+      if (kept.rows.length > 0) byNode.set(node, kept);
       else byNode.delete(node);
     }
     return { ...encodeByNode(byNode, source, encode, maxBytes), failed };
@@ -77,7 +135,7 @@ export function enrichedMessages(
 }
 
 function encodeByNode(
-  byNode: Map<string, EventRow[]>,
+  byNode: Map<string, NodeEvents>,
   source: EnrichedSource,
   encode: (batch: EnrichedBatch) => Buffer,
   maxBytes: number,
@@ -85,92 +143,101 @@ function encodeByNode(
   const out: { key: string; value: Buffer }[] = [];
   const eventsByNode = new Map<string, number>();
   let events = 0;
-  for (const [node, rows] of byNode) {
-    events += rows.length;
-    eventsByNode.set(node, rows.length);
-    for (let i = 0; i < rows.length; i += EVENTS_PER_MESSAGE) {
-      encodeFitting(node, rows.slice(i, i + EVENTS_PER_MESSAGE), i, source, encode, maxBytes, out);
-    }
+  for (const [node, list] of byNode) {
+    const n = list.rows.length;
+    events += n;
+    eventsByNode.set(node, n);
+    for (let i = 0; i < n; i += EVENTS_PER_MESSAGE)
+      encodeFitting({ node, list, source, encode, maxBytes, out }, i, Math.min(n, i + EVENTS_PER_MESSAGE));
   }
   return { messages: out, events, eventsByNode };
 }
 
 /** Source messages with an event that fails to encode on its own, with all their rows. */
 function unencodableMessages(
-  byNode: Map<string, EventRow[]>,
+  byNode: Map<string, NodeEvents>,
   source: EnrichedSource,
   encode: (batch: EnrichedBatch) => Buffer,
 ): Map<string, { error: Error; rows: Row[] }> {
   const failed = new Map<string, { error: Error; rows: Row[] }>();
-  for (const [node, rows] of byNode)
-    for (const row of rows) {
+  for (const [node, list] of byNode)
+    for (let i = 0; i < list.rows.length; i++) {
       try {
-        encode(toEnrichedBatch(node, [row], 0, source));
+        encode(toEnrichedBatch(node, list, i, i + 1, source));
       } catch (err) {
-        const offset = row.columns.kafka_offset as string;
+        const offset = (list.tables[i] as TableReader).offset(list.rows[i] as number);
         if (!failed.has(offset)) failed.set(offset, { error: err as Error, rows: [] });
       }
     }
-  for (const rows of byNode.values())
-    for (const row of rows) failed.get(row.columns.kafka_offset as string)?.rows.push(row.columns);
+  for (const list of byNode.values())
+    list.rows.forEach((r, i) => {
+      const t = list.tables[i] as TableReader;
+      failed.get(t.offset(r))?.rows.push(t.row(r).columns);
+    });
   return failed;
 }
 
-/** Encodes rows as one message, or as two halves (recursively) while over maxBytes. */
-function encodeFitting(
-  node: string,
-  rows: EventRow[],
-  firstEvent: number,
-  source: EnrichedSource,
-  encode: (batch: EnrichedBatch) => Buffer,
-  maxBytes: number,
-  out: { key: string; value: Buffer }[],
-): void {
-  const value = encode(toEnrichedBatch(node, rows, firstEvent, source));
-  // One event always fits: it came in a collector message under the same 1 MB bound.
-  if (value.length <= maxBytes || rows.length === 1) {
-    out.push({ key: node, value });
-    return;
-  }
-  const half = rows.length >>> 1;
-  encodeFitting(node, rows.slice(0, half), firstEvent, source, encode, maxBytes, out);
-  encodeFitting(node, rows.slice(half), firstEvent + half, source, encode, maxBytes, out);
+interface Encoding {
+  node: string;
+  list: NodeEvents;
+  source: EnrichedSource;
+  encode: (batch: EnrichedBatch) => Buffer;
+  maxBytes: number;
+  out: { key: string; value: Buffer }[];
 }
 
+/** Encodes a node's events [lo, hi) as one message, or as two halves (recursively) while over maxBytes. */
+function encodeFitting(e: Encoding, lo: number, hi: number): void {
+  const value = e.encode(toEnrichedBatch(e.node, e.list, lo, hi, e.source));
+  // One event always fits: it came in a collector message under the same 1 MB bound.
+  if (value.length <= e.maxBytes || hi - lo === 1) {
+    e.out.push({ key: e.node, value });
+    return;
+  }
+  const half = lo + ((hi - lo) >>> 1);
+  encodeFitting(e, lo, half);
+  encodeFitting(e, half, hi);
+}
+
+/** The EnrichedBatch of a node's events [lo, hi): `firstEvent` is lo. */
 function toEnrichedBatch(
   node: string,
-  rows: EventRow[],
-  firstEvent: number,
+  list: NodeEvents,
+  lo: number,
+  hi: number,
   source: EnrichedSource,
 ): EnrichedBatch {
   const containers: EnrichedContainer[] = [];
   // By id; more than one entry when the container's record changed within the batch (its
   // name arrived, say): each event keeps the version it was joined with.
   const byId = new Map<string, number[]>();
-  // Rows joined with one record share one identity object (partition-batch.ts applyJoin).
+  // Rows joined with one record share one identity object (join-identity.ts).
   const byIdentity = new Map<JoinIdentity, number>();
-  const events: EnrichedEvent[] = new Array(rows.length);
-  for (let i = 0; i < rows.length; i++) {
-    const row = rows[i] as EventRow;
-    const identity = row.$id;
+  const events: EnrichedEvent[] = new Array(hi - lo);
+  for (let i = lo; i < hi; i++) {
+    const t = list.tables[i] as TableReader;
+    const r = list.rows[i] as number;
+    const identity = t.identity(r);
     const joinState = identity.join_state;
     let container = -1;
     if (joinState === 'joined') {
       const known = byIdentity.get(identity);
-      container = known ?? containerIndex(row.columns, containers, byId);
+      container = known ?? containerIndex(identity as unknown as Row, containers, byId);
       if (known === undefined) byIdentity.set(identity, container);
     }
-    events[i] =
-      row.bytes !== undefined
-        ? { timeNs: row.timeNs, joinState, container, bytes: row.bytes, index: row.index }
-        : { timeNs: row.timeNs, joinState, container, event: row.event as DecodedEvent };
+    const timeNs = t.timeNs(r);
+    const bytes = t.bytes(r);
+    events[i - lo] =
+      bytes !== undefined
+        ? { timeNs, joinState, container, bytes, index: t.index(r) }
+        : { timeNs, joinState, container, event: t.event(r) as DecodedEvent };
   }
   return {
     node,
     sourcePartition: source.partition,
     firstOffset: source.firstOffset,
     lastOffset: source.lastOffset,
-    firstEvent,
+    firstEvent: lo,
     containers,
     events,
   };

@@ -130,10 +130,10 @@ export function keepLanded(cut: CutBatch, table: string, landed: TableRows): voi
   );
 }
 
-/** The event rows of a cut as objects, by table (what alerts and the enriched topic read). */
-export function eventRows(cut: CutBatch): Map<string, EventRow[]> {
-  const out = new Map<string, EventRow[]>();
-  for (const [table, rows] of cut.tables) if (rows instanceof EventColumns) out.set(table, rows.views());
+/** The event tables of a cut, by table (what alerts and the enriched topic read). */
+export function eventTables(cut: CutBatch): Map<string, EventColumns> {
+  const out = new Map<string, EventColumns>();
+  for (const [table, rows] of cut.tables) if (rows instanceof EventColumns) out.set(table, rows);
   return out;
 }
 

@@ -10,7 +10,7 @@ import {
   dedupToken,
   type EventRow,
   encodeCut,
-  eventRows,
+  eventTables,
   PartitionBatch,
 } from '../../processor/src/partition-batch.js';
 import { dateTime64, flatRow } from '../../processor/src/rows.js';
@@ -185,7 +185,7 @@ describe('partition batch', () => {
     expect(b.resolve('n1', 42n, () => m, m)).toBe(1);
     expect(r1.columns.container_id).toBe('c42');
     expect(r1.columns.join_state).toBe('joined');
-    expect(eventRows(b.cut()).get('t')?.map(flatRow)).toEqual([flatRow(r1)]);
+    expect(eventTables(b.cut()).get('t')?.views().map(flatRow)).toEqual([flatRow(r1)]);
     expect(b.shouldCut(100, undefined)).toBe(true);
   });
 

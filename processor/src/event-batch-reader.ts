@@ -1,8 +1,8 @@
 // Reads an EventBatch written with the current schema straight from its Avro bytes into the
 // batch's columns: no object per event and no bigint per u64 field (a u64 goes into its
-// column's memory as two uint32 halves). WHY: avsc's decode made ~7 objects per event that
-// only lived until they were copied into the columns; it was the largest part of the
-// processor's own work.
+// column's memory as two uint32 halves). WHY: avsc's decode makes an object per event and a
+// bigint per u64 field that live only until they are copied into the columns, a large part
+// of the processor's own work (docs/processor.md).
 //
 // Only a message whose writer schema is the current EventBatch itself takes this path
 // (codec currentBody); any other version goes through avsc's resolving decoder. Its promise

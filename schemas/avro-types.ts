@@ -20,8 +20,9 @@ const SCRATCH = Buffer.alloc(8);
 // One u64 seen as two uint32 halves (host byte order: pick the low half's index).
 const SPLIT_U64 = new BigUint64Array(1);
 const SPLIT_U32 = new Uint32Array(SPLIT_U64.buffer);
-const LO = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1 ? 0 : 1;
-const HI = 1 - LO;
+/** Index of a u64's low and high uint32 half in a Uint32Array view of its memory (host byte order). */
+export const LO = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1 ? 0 : 1;
+export const HI = 1 - LO;
 
 const isU64 = (n: unknown): n is bigint => typeof n === 'bigint' && n >= 0n && n < TWO_64;
 

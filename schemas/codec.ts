@@ -53,12 +53,19 @@ export function confluentHeader(schemaId: number): Buffer {
   return header;
 }
 
+/** Whether `bytes` starts with a single-object header (magic and fingerprint). */
+const isSingleObject = (bytes: Buffer) =>
+  bytes.length >= SINGLE_OBJECT_HEADER_BYTES && bytes[0] === 0xc3 && bytes[1] === 0x01;
+
+/** Whether `bytes` starts with a Confluent header (magic and schema id). */
+const isConfluent = (bytes: Buffer) => bytes.length >= CONFLUENT_HEADER_BYTES && bytes[0] === CONFLUENT_MAGIC;
+
 /**
  * Writes the registry's id into a message framed with PENDING_SCHEMA_ID (in place); other
  * messages are left as they are. True when the message carries a real id afterwards.
  */
 export function setSchemaId(message: Buffer, schemaId: number): boolean {
-  if (message.length < CONFLUENT_HEADER_BYTES || message[0] !== CONFLUENT_MAGIC) return false;
+  if (!isConfluent(message)) return false;
   if (message.readUInt32BE(1) === PENDING_SCHEMA_ID) message.writeUInt32BE(schemaId, 1);
   return true;
 }
@@ -359,7 +366,7 @@ export function createSchemaResolver(options: { registry?: SchemaRegistryClient 
     if (registry === undefined) return undefined;
     let missing: Set<number> | undefined;
     for (const v of values) {
-      if (v === null || v.length < CONFLUENT_HEADER_BYTES || v[0] !== CONFLUENT_MAGIC) continue;
+      if (v === null || !isConfluent(v)) continue;
       const id = v.readUInt32BE(1);
       if (plansByConfluentId.has(id)) continue;
       const failed = failedIds.get(id);
@@ -372,7 +379,7 @@ export function createSchemaResolver(options: { registry?: SchemaRegistryClient 
   }
 
   function decode(bytes: Buffer, spans?: number[]): Decoded {
-    if (bytes.length >= SINGLE_OBJECT_HEADER_BYTES && bytes[0] === 0xc3 && bytes[1] === 0x01) {
+    if (isSingleObject(bytes)) {
       const key = bytes.toString('hex', 2, SINGLE_OBJECT_HEADER_BYTES);
       let plan = plansByFingerprint.get(key);
       if (plan === undefined) {
@@ -389,7 +396,7 @@ export function createSchemaResolver(options: { registry?: SchemaRegistryClient 
       }
       return read(plan, bytes, SINGLE_OBJECT_HEADER_BYTES, spans);
     }
-    if (bytes.length >= CONFLUENT_HEADER_BYTES && bytes[0] === CONFLUENT_MAGIC) {
+    if (isConfluent(bytes)) {
       const id = bytes.readUInt32BE(1);
       const plan = plansByConfluentId.get(id);
       if (plan === undefined) {
@@ -434,11 +441,11 @@ export function createSchemaResolver(options: { registry?: SchemaRegistryClient 
     },
     currentBody(schema, bytes) {
       const current = cat.current[schema];
-      if (bytes.length >= SINGLE_OBJECT_HEADER_BYTES && bytes[0] === 0xc3 && bytes[1] === 0x01) {
+      if (isSingleObject(bytes)) {
         const fingerprint = bytes.readBigUInt64LE(2);
         return fingerprint === current.fingerprint ? SINGLE_OBJECT_HEADER_BYTES : undefined;
       }
-      if (bytes.length >= CONFLUENT_HEADER_BYTES && bytes[0] === CONFLUENT_MAGIC) {
+      if (isConfluent(bytes)) {
         const plan = plansByConfluentId.get(bytes.readUInt32BE(1));
         return plan?.writer.fingerprint === current.fingerprint ? CONFLUENT_HEADER_BYTES : undefined;
       }

@@ -7,8 +7,8 @@
 import type { EventBytes } from '../../schemas/codec.js';
 import type * as Avro from '../../schemas/types.js';
 import type { EnrichedContainer, JoinState } from '../../schemas/types.js';
-import { EventColumns } from './event-columns.js';
-import type { EventRow, Row } from './partition-batch.js';
+import type { EventColumns } from './event-columns.js';
+import type { Row } from './partition-batch.js';
 import type { DecodedEvent, JoinIdentity, MessageSource } from './rows.js';
 
 export type { EnrichedContainer, JoinState };
@@ -39,52 +39,12 @@ export interface EnrichedOutput {
   failed: Map<string, { error: Error; rows: Row[] }>;
 }
 
-/** A cut's event rows of one table: the batch's columns, or rows as objects. */
-export type EventTable = EventColumns | readonly EventRow[];
-
-/** One table's rows as the enriched topic reads them, without an object per row for columns. */
-interface TableReader {
-  node(r: number): string;
-  identity(r: number): JoinIdentity;
-  timeNs(r: number): bigint;
-  bytes(r: number): EventBytes | undefined;
-  index(r: number): number;
-  event(r: number): DecodedEvent | undefined;
-  offset(r: number): string;
-  /** Row r as an object (the rare failure path). */
-  row(r: number): EventRow;
-}
-
-function readerOf(t: EventTable): TableReader {
-  if (t instanceof EventColumns) {
-    const src = (r: number) => t.sources[t.msg[r] as number] as MessageSource;
-    return {
-      node: (r) => src(r).node,
-      identity: (r) => t.identity(r),
-      timeNs: (r) => t.time[r] as bigint,
-      bytes: (r) => src(r).bytes,
-      index: (r) => t.index[r] as number,
-      event: (r) => src(r).events?.[t.index[r] as number],
-      offset: (r) => src(r).kafka_offset,
-      row: (r) => t.view(r),
-    };
-  }
-  const at = (r: number) => t[r] as EventRow;
-  return {
-    node: (r) => at(r).columns.node as string,
-    identity: (r) => at(r).$id,
-    timeNs: (r) => at(r).timeNs,
-    bytes: (r) => at(r).bytes,
-    index: (r) => at(r).index,
-    event: (r) => at(r).event,
-    offset: (r) => at(r).columns.kafka_offset as string,
-    row: at,
-  };
-}
+/** Where row r of `t` came from: its message's envelope, Kafka coordinates and event bytes. */
+const sourceOf = (t: EventColumns, r: number) => t.sources[t.msg[r] as number] as MessageSource;
 
 /** One node's events, in cut order: row rows[i] of table tables[i]. */
 interface NodeEvents {
-  tables: TableReader[];
+  tables: EventColumns[];
   rows: number[];
 }
 
@@ -95,22 +55,21 @@ interface NodeEvents {
  * message is left out and named in `failed`; the other messages go out as usual.
  */
 export function enrichedMessages(
-  tables: ReadonlyMap<string, EventTable>,
+  tables: ReadonlyMap<string, EventColumns>,
   source: EnrichedSource,
   encode: (batch: EnrichedBatch) => Buffer,
   maxBytes = MAX_ENRICHED_MESSAGE_BYTES,
 ): EnrichedOutput {
   const byNode = new Map<string, NodeEvents>();
   for (const table of tables.values()) {
-    const reader = readerOf(table);
     for (let r = 0; r < table.length; r++) {
-      const node = reader.node(r);
+      const node = sourceOf(table, r).node;
       let list = byNode.get(node);
       if (list === undefined) {
         list = { tables: [], rows: [] };
         byNode.set(node, list);
       }
-      list.tables.push(reader);
+      list.tables.push(table);
       list.rows.push(r);
     }
   }
@@ -122,8 +81,8 @@ export function enrichedMessages(
     for (const [node, list] of byNode) {
       const kept: NodeEvents = { tables: [], rows: [] };
       list.rows.forEach((r, i) => {
-        const t = list.tables[i] as TableReader;
-        if (failed.has(t.offset(r))) return;
+        const t = list.tables[i] as EventColumns;
+        if (failed.has(sourceOf(t, r).kafka_offset)) return;
         kept.tables.push(t);
         kept.rows.push(r);
       });
@@ -165,14 +124,14 @@ function unencodableMessages(
       try {
         encode(toEnrichedBatch(node, list, i, i + 1, source));
       } catch (err) {
-        const offset = (list.tables[i] as TableReader).offset(list.rows[i] as number);
+        const offset = sourceOf(list.tables[i] as EventColumns, list.rows[i] as number).kafka_offset;
         if (!failed.has(offset)) failed.set(offset, { error: err as Error, rows: [] });
       }
     }
   for (const list of byNode.values())
     list.rows.forEach((r, i) => {
-      const t = list.tables[i] as TableReader;
-      failed.get(t.offset(r))?.rows.push(t.row(r).columns);
+      const t = list.tables[i] as EventColumns;
+      failed.get(sourceOf(t, r).kafka_offset)?.rows.push(t.view(r).columns);
     });
   return failed;
 }
@@ -215,7 +174,7 @@ function toEnrichedBatch(
   const byIdentity = new Map<JoinIdentity, number>();
   const events: EnrichedEvent[] = new Array(hi - lo);
   for (let i = lo; i < hi; i++) {
-    const t = list.tables[i] as TableReader;
+    const t = list.tables[i] as EventColumns;
     const r = list.rows[i] as number;
     const identity = t.identity(r);
     const joinState = identity.join_state;
@@ -225,12 +184,13 @@ function toEnrichedBatch(
       container = known ?? containerIndex(identity as unknown as Row, containers, byId);
       if (known === undefined) byIdentity.set(identity, container);
     }
-    const timeNs = t.timeNs(r);
-    const bytes = t.bytes(r);
+    const timeNs = t.time[r] as bigint;
+    const src = sourceOf(t, r);
+    const index = t.index[r] as number;
     events[i - lo] =
-      bytes !== undefined
-        ? { timeNs, joinState, container, bytes, index: t.index(r) }
-        : { timeNs, joinState, container, event: t.event(r) as DecodedEvent };
+      src.bytes !== undefined
+        ? { timeNs, joinState, container, bytes: src.bytes, index }
+        : { timeNs, joinState, container, event: src.events?.[index] as DecodedEvent };
   }
   return {
     node,

@@ -11,7 +11,7 @@
 // out of its type's range, a varint longer than ten bytes, a time no row can hold, a column
 // widened by an earlier event) it takes its rows back and returns undefined: the caller then
 // decodes the message with avsc, which gives the exact value, error or dead letter.
-import { type FieldReading, fieldReading, kindOfRecord } from '../../schemas/avro-types.js';
+import { type FieldReading, fieldReading, HI, kindOfRecord, LO } from '../../schemas/avro-types.js';
 import type { EventBytes } from '../../schemas/codec.js';
 import { catalog } from '../../schemas/codec.js';
 import {
@@ -22,14 +22,11 @@ import {
   type Storage,
 } from './event-columns.js';
 import type { PartitionBatch } from './partition-batch.js';
-import { type EventBatchHead, type MessageSource, tableForKind } from './rows.js';
+import { type EventBatchHead, MAX_TIME_NS, type MessageSource, tableForKind, u64Value } from './rows.js';
 
-const LO = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1 ? 0 : 1;
-const HI = 1 - LO;
 const TWO_32 = 2 ** 32;
-/** Below this high half a u64 is exact in a double (u64Value's rule: at most 2^53 - 1). */
-const SAFE_HI = 2 ** 21;
-const MAX_TIME_HI = 0x7fff_ffff;
+/** The high half of the latest time a row can hold (rows.ts MAX_TIME_NS). */
+const MAX_TIME_HI = Number(MAX_TIME_NS >> 32n);
 
 /** The reading position in one message; every read reports a malformed value, never throws. */
 class Cursor {
@@ -119,9 +116,7 @@ class Cursor {
       if (Number.isNaN(n)) return undefined;
       for (; n > 0; n--) {
         if (!this.long64()) return undefined;
-        out.push(
-          this.hi < SAFE_HI ? this.hi * TWO_32 + this.lo : String((BigInt(this.hi) << 32n) | BigInt(this.lo)),
-        );
+        out.push(u64Value(this.bigint()));
       }
     }
     return out;

@@ -249,13 +249,8 @@ export class EventColumns {
 
   /** Adds one event's row (join identity UNJOINED); returns its row number. */
   add(src: MessageSource, ev: DecodedEvent, timeNs: bigint, index: number): number {
-    const r = this.length;
-    if (r === this.capacity) this.grow(Math.max(FIRST_CAPACITY, 2 * r));
-    if (this.sources[this.sources.length - 1] !== src) this.sources.push(src);
-    this.msg[r] = this.sources.length - 1;
-    this.index[r] = index;
+    const r = this.openRow(src, index);
     this.time[r] = timeNs;
-    this.join[r] = 0;
     for (;;) {
       const misfit = this.append(this.fields, ev, r);
       if (misfit < 0) break;
@@ -266,8 +261,8 @@ export class EventColumns {
   }
 
   /**
-   * Row `length`, ready for a reader to write its fields (event-batch-reader.ts): message,
-   * place and time set, join UNJOINED. It counts once the reader sets length past it.
+   * Row `length`, ready for its fields and time to be written (add, or event-batch-reader.ts):
+   * message and place set, join UNJOINED. It counts once length is set past it.
    */
   openRow(src: MessageSource, index: number): number {
     const r = this.length;

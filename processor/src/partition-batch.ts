@@ -190,12 +190,8 @@ export class PartitionBatch {
 
   /** An event's row in `table`'s columns (join identity UNJOINED): the columns it went to. */
   addEvent(table: string, src: MessageSource, ev: DecodedEvent, timeNs: bigint, index: number): EventColumns {
-    let cols = this.tables.get(table);
-    if (!(cols instanceof EventColumns)) {
-      if (cols !== undefined) throw new Error(`an event row for plain table ${table}`);
-      cols = new EventColumns(kindLayout(ev));
-      this.tables.set(table, cols);
-    }
+    const known = this.tables.get(table);
+    const cols = known instanceof EventColumns ? known : this.eventColumns(table, kindLayout(ev));
     cols.add(src, ev, timeNs, index);
     this.rows++;
     return cols;

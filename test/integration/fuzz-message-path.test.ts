@@ -26,7 +26,7 @@ import { EVENT_BATCHES_TABLE, tableForKind } from '../../processor/src/rows.js';
 import { catalog, createEventBatchFramer, createSchemaResolver } from '../../schemas/codec.js';
 import { sampleEventBatch } from '../../schemas/samples.js';
 import { createTestChdb, type TestChdb } from '../support/clickhouse.js';
-import { buildMessageRows } from '../support/event-row.js';
+import { buildMessageRows, columnsOf } from '../support/event-row.js';
 import { looseEventBatchWriter } from '../support/loose-avro.js';
 
 const RUNS = 100_000;
@@ -154,7 +154,7 @@ describe('fuzz: the per-message paths refuse bad input only with the project’s
           for (const [table, list] of events) for (const row of list) alerts.observe(table, row, raised);
           for (const a of raised) codec.encodeAlert(a);
           const enriched = enrichedMessages(
-            events,
+            columnsOf(events),
             { partition: 0, firstOffset: 7n, lastOffset: 7n },
             codec.encodeEnriched,
           );

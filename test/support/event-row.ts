@@ -1,6 +1,7 @@
 // Event rows as the processor builds them (a batch's columns, read as views), for tests of
 // what reads them: the envelope and Kafka coordinates come from a message, the join columns
 // from a join.
+import { EventColumns } from '../../processor/src/event-columns.js';
 import {
   type BatchLimits,
   type EventRow,
@@ -110,4 +111,28 @@ export function addTestEvent(
   const ev = message.events[0] as DecodedEvent;
   const cols = batch.addEvent(table, src, ev, wallClockNs(message, ev.tsNs), 0);
   return cols.view(cols.length - 1);
+}
+
+/** Rows given as views, by table, as the columns a cut holds (each table's views, in their order). */
+export function columnsOf(tables: ReadonlyMap<string, readonly EventRow[]>): Map<string, EventColumns> {
+  const out = new Map<string, EventColumns>();
+  for (const [table, rows] of tables) {
+    // Views of one batch's columns at a time, joined in order (rows of several messages or nodes).
+    const parts: EventColumns[] = [];
+    let run: EventRow[] = [];
+    let of: EventColumns | undefined;
+    for (const row of rows) {
+      const cols = (row as unknown as { $c?: EventColumns }).$c;
+      if (cols === undefined) throw new Error(`table ${table}: a row that is not a view of columns`);
+      if (cols !== of && of !== undefined) {
+        parts.push(of.select(run));
+        run = [];
+      }
+      of = cols;
+      run.push(row);
+    }
+    if (of !== undefined) parts.push(of.select(run));
+    out.set(table, EventColumns.concat(parts));
+  }
+  return out;
 }

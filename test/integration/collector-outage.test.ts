@@ -119,9 +119,15 @@ describe('collector through a Kafka outage', () => {
         () => roomy.collector.snapshot().pending < 2_000 || undefined,
         120_000,
       );
-      const resumed = both.map((c) => c.collector.counters.delivered);
-      await new Promise((r) => setTimeout(r, 3_000));
-      expect(tight.collector.counters.delivered).toBeGreaterThan(resumed[1] as number);
+      // The tight collector sends again too: waited for, not timed (its reconnect backoff after
+      // the freeze can pass a few seconds on a loaded machine).
+      const resumed = tight.collector.counters.delivered;
+      await waitFor(
+        'the tight collector sending again',
+        () => tight.collector.counters.delivered > resumed || undefined,
+        60_000,
+      );
+      expect(tight.collector.counters.delivered).toBeGreaterThan(resumed);
 
       const finals = [await roomy.stop(), await tight.stop()];
       for (const f of finals) {

@@ -8,7 +8,8 @@
 //  2. Throughput: a backlog of events, drained by one processor; events/s of wall time and
 //     per CPU-second of this process (what "per core" means on a shared machine).
 //  3. The limit, right after the drain: chDB inserting the same rows straight from memory
-//     (no Kafka, no decode, the join done beforehand).
+//     (no Kafka, no decode, the join done beforehand). 2 and 3 alternate BENCH_ROUNDS times;
+//     the round with the median processor / limit ratio is reported.
 //  4. Latency: events produced at a fixed rate (50k/s by default); latency = the time from
 //     the produce call to the moment the processor's insert of the message's rows returned
 //     (synchronous inserts), from its stored hook; a count checks every row landed.
@@ -20,7 +21,8 @@
 // temporary directory removed when the bench exits.
 // Env: BENCH_EVENTS (500000),
 // BENCH_RATE (50000), BENCH_LATENCY_S (20), BENCH_ENRICHED (0|1, default: as shipped, on),
-// BENCH_BATCH_MS (the processor's default batchMaxMs), BENCH_TRICKLE_S (30), BENCH_OWN_BASELINE,
+// BENCH_BATCH_MS (the processor's default batchMaxMs), BENCH_TRICKLE_S (30), BENCH_ROUNDS (3),
+// BENCH_OWN_BASELINE,
 // BENCH_ONLY=own|trickle|drain (stop after that run, for profiling it); BENCH_ONLY=limited:
 // the drain alone, as the runner's memory-limited run (memory-limit.ts) runs it.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -61,6 +63,8 @@ const RATE = Number(process.env.BENCH_RATE ?? 50_000);
 const LATENCY_S = Number(process.env.BENCH_LATENCY_S ?? 20);
 const LOW_RATE = Number(process.env.BENCH_LOW_RATE ?? 2_000);
 const TRICKLE_S = Number(process.env.BENCH_TRICKLE_S ?? 30);
+/** Rounds of drain then limit; the median round's ratio is reported. */
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 /** Events per node per second in the trickle run (12 nodes: ~240 events/s). */
 const TRICKLE_EVENTS = 20;
 /** The processor's own defaults unless overridden: what ships is what is measured. */
@@ -443,19 +447,6 @@ async function drainBacklog(tag: string) {
     statements: statements.statements - statements0,
   };
 }
-const drain = await drainBacklog('tput');
-const { produced, wallS, cpuS, byThread } = drain;
-const mainCpuS = byThread.find(([kind]) => kind === 'main')?.[1] ?? 0;
-const tputWall = produced / wallS;
-const tputCpu = produced / cpuS;
-const drainInserts = drain.inserts;
-const drainStatements = drain.statements;
-const drainPeakRss = drain.peakRss;
-const drainPeakResident = drain.peakResident;
-const insertRowsPerS = drainInserts.rows / (drainInserts.ms / 1000);
-// For profiling the drain (the last seconds of a --cpu-prof): BENCH_ONLY=drain stops here.
-if (process.env.BENCH_ONLY === 'drain') await finish();
-
 // --- 3. the limit: chDB inserting the same rows from memory, right after the drain ----------
 // The same rows as the drain's: the same mix (exits included), joined with their containers'
 // records, each kind into its own table, cut as the drain cuts it: every CUT_ROWS events, one
@@ -463,53 +454,99 @@ if (process.env.BENCH_ONLY === 'drain') await finish();
 // the machine alike.
 const codec = createProcessorCodec();
 const limitNode = 'limit-node';
-const node = new SyntheticNode({ node: limitNode, containers: 8, exitShare: EXIT_SHARE, realistic: true });
 const limitContainers = new Map(
   Array.from({ length: 8 }, (_, i) => {
     const meta = containerMetaFromRecord(containerRecord(limitNode, i) as unknown as Record<string, unknown>);
     return [meta.cgroupId, meta] as const;
   }),
 );
-// Each cut's rows are columns (event-columns.ts), as the processor holds them: an insert copies
-// its Native block from them.
-const limitCuts: Map<string, EventColumns>[] = [];
-for (let i = 0; i < EVENTS / PER_MESSAGE; i++) {
-  if ((i * PER_MESSAGE) % CUT_ROWS === 0) limitCuts.push(new Map());
-  const cut = limitCuts[limitCuts.length - 1] as Map<string, EventColumns>;
-  const batch = codec.decodeEventBatch(node.next(PER_MESSAGE));
-  const src = messageSource(batch, 0, String(i), false);
-  batch.events.forEach((event, j) => {
-    const table = tableForKind(event.kind);
-    let cols = cut.get(table);
-    if (cols === undefined) {
-      cols = new EventColumns(kindLayout(event));
-      cut.set(table, cols);
-    }
-    const r = cols.add(src, event, wallClockNs(batch, event.tsNs), j);
-    const meta = limitContainers.get(event.cgroupId);
-    if (meta !== undefined) cols.setJoin(r, joinedIdentity(meta));
-  });
+
+/** Each cut's rows as columns (event-columns.ts), as the processor holds them. */
+function limitCuts(): Map<string, EventColumns>[] {
+  const node = new SyntheticNode({ node: limitNode, containers: 8, exitShare: EXIT_SHARE, realistic: true });
+  const cuts: Map<string, EventColumns>[] = [];
+  for (let i = 0; i < EVENTS / PER_MESSAGE; i++) {
+    if ((i * PER_MESSAGE) % CUT_ROWS === 0) cuts.push(new Map());
+    const cut = cuts[cuts.length - 1] as Map<string, EventColumns>;
+    const batch = codec.decodeEventBatch(node.next(PER_MESSAGE));
+    const src = messageSource(batch, 0, String(i), false);
+    batch.events.forEach((event, j) => {
+      const table = tableForKind(event.kind);
+      let cols = cut.get(table);
+      if (cols === undefined) {
+        cols = new EventColumns(kindLayout(event));
+        cut.set(table, cols);
+      }
+      const r = cols.add(src, event, wallClockNs(batch, event.tsNs), j);
+      const meta = limitContainers.get(event.cgroupId);
+      if (meta !== undefined) cols.setJoin(r, joinedIdentity(meta));
+    });
+  }
+  return cuts;
 }
-const limitRows = limitCuts.reduce((n, cut) => n + [...cut.values()].reduce((m, r) => m + r.length, 0), 0);
-const limitInserts = limitCuts.reduce((n, cut) => n + cut.size, 0);
-const limitSink = clickHouseSink(ch);
-await mergesSettled(); // the drain's parts: their merges are the drain's, not the limit's
-const i0 = performance.now();
-const limitCpu0 = process.cpuUsage();
-const limitThreads0 = cpuByThread();
-for (const [k, cut] of limitCuts.entries())
-  for (const [table, rows] of cut)
-    await limitSink.insert(table, rows, `bench-limit:${Date.now()}:${k}:${table}`);
-const limitRate = limitRows / ((performance.now() - i0) / 1000);
-const limitCpuUsage = process.cpuUsage(limitCpu0);
-const limitByThread = cpuSince(limitThreads0);
-const limitPerCpuS = limitRows / ((limitCpuUsage.user + limitCpuUsage.system) / 1e6);
-console.log(
-  `[bench] chDB insert from memory: ${Math.round(limitRate)} rows/s, ${Math.round(limitPerCpuS)} rows per CPU-second`,
-);
-const limitCutCount = limitCuts.length;
-limitCuts.length = 0;
-await mergesSettled();
+
+async function insertLimit(round: number) {
+  const cuts = limitCuts();
+  const rows = cuts.reduce((n, cut) => n + [...cut.values()].reduce((m, r) => m + r.length, 0), 0);
+  const sink = clickHouseSink(ch);
+  await mergesSettled(); // the drain's parts: their merges are the drain's, not the limit's
+  const i0 = performance.now();
+  const cpu0 = process.cpuUsage();
+  const threads0 = cpuByThread();
+  for (const [k, cut] of cuts.entries())
+    for (const [table, columns] of cut)
+      await sink.insert(table, columns, `bench-limit:${Date.now()}:${round}:${k}:${table}`);
+  const rate = rows / ((performance.now() - i0) / 1000);
+  const cpu = process.cpuUsage(cpu0);
+  const byThread = cpuSince(threads0);
+  const perCpuS = rows / ((cpu.user + cpu.system) / 1e6);
+  console.log(
+    `[bench] chDB insert from memory: ${Math.round(rate)} rows/s, ${Math.round(perCpuS)} rows per CPU-second`,
+  );
+  const result = {
+    rate,
+    perCpuS,
+    byThread,
+    inserts: cuts.reduce((n, cut) => n + cut.size, 0),
+    cuts: cuts.length,
+  };
+  cuts.length = 0;
+  await mergesSettled();
+  return result;
+}
+
+// Drain and limit in alternating rounds: one pair's ratio moves with whatever else the shared
+// machine runs meanwhile, so the median round is the one reported. The peak RSS is the first
+// drain's, on the store as fresh as a new processor's; later ones are reported beside it.
+const rounds: {
+  drain: Awaited<ReturnType<typeof drainBacklog>>;
+  limit: Awaited<ReturnType<typeof insertLimit>>;
+}[] = [];
+for (let round = 0; round < ROUNDS; round++) {
+  const d = await drainBacklog(round === 0 ? 'tput' : `tput${round + 1}`);
+  // For profiling the drain (the last seconds of a --cpu-prof): BENCH_ONLY=drain stops here.
+  if (process.env.BENCH_ONLY === 'drain') await finish();
+  rounds.push({ drain: d, limit: await insertLimit(round) });
+}
+const ratioOf = (r: (typeof rounds)[number]) => r.drain.produced / r.drain.cpuS / r.limit.perCpuS;
+const ratios = rounds.map(ratioOf);
+const median = [...rounds].sort((a, b) => ratioOf(a) - ratioOf(b))[
+  Math.floor(rounds.length / 2)
+] as (typeof rounds)[number];
+const drain = median.drain;
+const { produced, wallS, cpuS, byThread } = drain;
+const mainCpuS = byThread.find(([kind]) => kind === 'main')?.[1] ?? 0;
+const tputWall = produced / wallS;
+const tputCpu = produced / cpuS;
+const drainInserts = drain.inserts;
+const drainStatements = drain.statements;
+const drainPeakRss = (rounds[0] as (typeof rounds)[number]).drain.peakRss;
+const drainPeakResident = (rounds[0] as (typeof rounds)[number]).drain.peakResident;
+const laterDrainPeaks = rounds.slice(1).map((r) => r.drain.peakRss);
+const insertRowsPerS = drainInserts.rows / (drainInserts.ms / 1000);
+const { rate: limitRate, perCpuS: limitPerCpuS, byThread: limitByThread } = median.limit;
+const limitInserts = median.limit.inserts;
+const limitCutCount = median.limit.cuts;
 
 // --- 4. latency at a fixed rate (the target) and at one this machine sustains ---------------
 // Queryable = the processor's insert of the message's rows has returned: inserts are
@@ -617,8 +654,10 @@ writeProcessorReport({
   limitCutCount,
   limitInserts,
   limitPerCpuS,
+  laterDrainPeaks,
   limitRate,
   mainCpuS,
+  ratios,
   own,
   peakRss,
   produced,

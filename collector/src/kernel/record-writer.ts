@@ -6,7 +6,8 @@
 //
 // The plan per kind is compiled from the Avro record schema (field order and types) and
 // layout.ts (offsets, checked against BTF): a field whose schema type or layout this file
-// does not know leaves its kind to the decoder and avsc. The bytes equal avsc's encoding
+// does not know leaves its kind to the decoder and avsc; each plan becomes one generated
+// function (generateWriter). The bytes equal avsc's encoding
 // of the decoded event (test/unit/record-writer.test.ts compares them on every kind).
 import type avsc from 'avsc';
 import { kindOfRecord, U64_LONG, writeLongHalves, writeVarint64 } from '../../../schemas/avro-types.js';
@@ -33,6 +34,16 @@ interface Plan {
   /** Bytes the item can take at most. */
   maxBytes: number;
 }
+
+/** Writes the record at byte `off` of the batch as an item at `pos` of `out`: its end. */
+type WriteItemAt = (
+  src: Utf8Buffer,
+  dwords: Uint32Array<ArrayBufferLike>,
+  hwords: Uint16Array<ArrayBufferLike>,
+  out: Utf8Buffer,
+  pos: number,
+  off: number,
+) => number;
 
 export interface RecordWriter {
   /** Kernel type numbers written here; the decoder leaves these as RawRecords. */
@@ -126,15 +137,25 @@ function cstr(src: Utf8Buffer, out: Utf8Buffer, pos: number, start: number, max:
   return text(src, out, pos, start, nul);
 }
 
-function decimalBytes(b: number): number {
-  return b < 10 ? 1 : b < 100 ? 2 : 3;
+// Each byte's decimal text: its digits at DIGITS[b * 3], its length in DIGITS_LEN[b] (a table,
+// not divisions: every TCP record writes two addresses).
+const DIGITS = new Uint8Array(256 * 3);
+const DIGITS_LEN = new Uint8Array(256);
+for (let b = 0; b < 256; b++) {
+  const text = String(b);
+  DIGITS_LEN[b] = text.length;
+  for (let i = 0; i < text.length; i++) DIGITS[b * 3 + i] = text.charCodeAt(i);
 }
 
 function decimal(out: Buffer, pos: number, b: number): number {
-  if (b >= 100) out[pos++] = 48 + Math.floor(b / 100);
-  if (b >= 10) out[pos++] = 48 + (Math.floor(b / 10) % 10);
-  out[pos++] = 48 + (b % 10);
-  return pos;
+  const len = DIGITS_LEN[b] as number;
+  const at = b * 3;
+  out[pos] = DIGITS[at] as number;
+  if (len > 1) {
+    out[pos + 1] = DIGITS[at + 1] as number;
+    if (len > 2) out[pos + 2] = DIGITS[at + 2] as number;
+  }
+  return pos + len;
 }
 
 function ip(src: Utf8Buffer, out: Utf8Buffer, pos: number, at: number, family: number): number {
@@ -143,7 +164,13 @@ function ip(src: Utf8Buffer, out: Utf8Buffer, pos: number, at: number, family: n
     const b = src[at + 1] as number;
     const c = src[at + 2] as number;
     const d = src[at + 3] as number;
-    out[pos++] = (3 + decimalBytes(a) + decimalBytes(b) + decimalBytes(c) + decimalBytes(d)) * 2;
+    out[pos++] =
+      (3 +
+        (DIGITS_LEN[a] as number) +
+        (DIGITS_LEN[b] as number) +
+        (DIGITS_LEN[c] as number) +
+        (DIGITS_LEN[d] as number)) *
+      2;
     pos = decimal(out, pos, a);
     out[pos++] = 46;
     pos = decimal(out, pos, b);
@@ -175,6 +202,57 @@ function argv(src: Utf8Buffer, out: Utf8Buffer, pos: number, start: number, size
   return pos;
 }
 
+/**
+ * The plan as straight-line code, one function per kind: each field's offset a constant and
+ * its op chosen once, here, instead of a loop that switches on every field of every record
+ * (the generated code is what avsc does for its own records, too). Offsets are aligned to
+ * their field's size and records start 8-aligned, so word indexes are constants past off.
+ */
+function generateWriter(plan: Plan): WriteItemAt {
+  const lines = [`out[pos++] = ${plan.branchByte};`, 'const d = off >>> 2;', 'const h = off >>> 1;'];
+  const ops = plan.ops;
+  const aligned = (offset: number, size: number): number => {
+    if (offset % size !== 0) throw new Error(`${plan.kind}: field at ${offset} is not ${size}-aligned`);
+    return offset / size;
+  };
+  for (let i = 0; i < ops.length; i += 3) {
+    const at = ops[i + 1] as number;
+    const aux = ops[i + 2] as number;
+    switch (ops[i]) {
+      case OP_U64:
+        lines.push(
+          `pos = writeLongHalves(out, pos, dwords[d + ${aligned(at, 8) * 2 + LO}], dwords[d + ${aligned(at, 8) * 2 + 1 - LO}]);`,
+        );
+        break;
+      case OP_U32:
+        lines.push(
+          `n = dwords[d + ${aligned(at, 4)}];`,
+          'pos = writeVarint64(out, pos, (n << 1) >>> 0, n >>> 31);',
+        );
+        break;
+      case OP_INT:
+        lines.push(`pos = writeVarint64(out, pos, hwords[h + ${aligned(at, 2)}] * 2, 0);`);
+        break;
+      case OP_CSTR:
+        lines.push(`pos = cstr(src, out, pos, off + ${at}, ${aux});`);
+        break;
+      case OP_IP:
+        lines.push(`pos = ip(src, out, pos, off + ${at}, hwords[h + ${aligned(aux, 2)}]);`);
+        break;
+      default:
+        lines.push(`pos = argv(src, out, pos, off + ${at}, dwords[d + ${aligned(aux, 4)}]);`);
+    }
+  }
+  const body = `return function write_${plan.kind.replace(/\W/g, '_')}(src, dwords, hwords, out, pos, off) {\n  let n = 0;\n  ${lines.join('\n  ')}\n  return pos;\n};`;
+  return new Function('writeLongHalves', 'writeVarint64', 'cstr', 'ip', 'argv', body)(
+    writeLongHalves,
+    writeVarint64,
+    cstr,
+    ip,
+    argv,
+  ) as WriteItemAt;
+}
+
 /** A writer for those of `kinds` whose schema and layout it can map (see RecordWriter.types). */
 export function createRecordWriter(kinds: readonly string[]): RecordWriter {
   const union = (
@@ -183,6 +261,9 @@ export function createRecordWriter(kinds: readonly string[]): RecordWriter {
     }
   ).fields.at(-1)?.type.itemsType;
   const plans: Array<Plan | undefined> = [];
+  // By kernel type: the kind's generated writer and the most bytes its item can take.
+  const writers: WriteItemAt[] = [];
+  const maxBytes: number[] = [];
   const kindByType: string[] = [];
   let scratchBytes = 0;
   for (const [kind, type] of Object.entries(EVENT_TYPE)) {
@@ -193,6 +274,8 @@ export function createRecordWriter(kinds: readonly string[]): RecordWriter {
     const plan = branch === undefined ? undefined : compile(kind, branch, index);
     if (plan === undefined) continue;
     plans[type] = plan;
+    writers[type] = generateWriter(plan);
+    maxBytes[type] = plan.maxBytes;
     scratchBytes = Math.max(scratchBytes, plan.maxBytes);
   }
   const types = plans.flatMap((p, type) => (p === undefined ? [] : [type]));
@@ -202,42 +285,6 @@ export function createRecordWriter(kinds: readonly string[]): RecordWriter {
   let src = EMPTY as Utf8Buffer;
   let dwords: Uint32Array<ArrayBufferLike> = new Uint32Array(NO_BYTES);
   let hwords: Uint16Array<ArrayBufferLike> = new Uint16Array(NO_BYTES);
-
-  function writeAt(plan: Plan, off: number, out: Utf8Buffer, pos: number): number {
-    out[pos++] = plan.branchByte;
-    const ops = plan.ops;
-    for (let i = 0; i < ops.length; i += 3) {
-      const at = off + (ops[i + 1] as number);
-      switch (ops[i]) {
-        case OP_U64: {
-          pos = writeLongHalves(
-            out,
-            pos,
-            dwords[(at >>> 2) + LO] as number,
-            dwords[(at >>> 2) + 1 - LO] as number,
-          );
-          break;
-        }
-        case OP_U32: {
-          const n = dwords[at >>> 2] as number;
-          pos = writeVarint64(out, pos, (n << 1) >>> 0, n >>> 31);
-          break;
-        }
-        case OP_INT:
-          pos = writeVarint64(out, pos, (hwords[at >>> 1] as number) * 2, 0);
-          break;
-        case OP_CSTR:
-          pos = cstr(src, out, pos, at, ops[i + 2] as number);
-          break;
-        case OP_IP:
-          pos = ip(src, out, pos, at, hwords[(off + (ops[i + 2] as number)) >>> 1] as number);
-          break;
-        default:
-          pos = argv(src, out, pos, at, dwords[(off + (ops[i + 2] as number)) >>> 2] as number);
-      }
-    }
-    return pos;
-  }
 
   return {
     types,
@@ -266,9 +313,11 @@ export function createRecordWriter(kinds: readonly string[]): RecordWriter {
       return kindByType[type] as string;
     },
     write(off, out, pos) {
-      const plan = plans[hwords[off >>> 1] as number] as Plan;
-      if (out.length - pos >= plan.maxBytes) return writeAt(plan, off, out as Utf8Buffer, pos);
-      const end = writeAt(plan, off, scratch, 0);
+      const type = hwords[off >>> 1] as number;
+      const writeAt = writers[type] as WriteItemAt;
+      if (out.length - pos >= (maxBytes[type] as number))
+        return writeAt(src, dwords, hwords, out as Utf8Buffer, pos, off);
+      const end = writeAt(src, dwords, hwords, scratch, 0, off);
       if (pos + end > out.length) return out.length - (pos + end);
       return pos + scratch.copy(out, pos, 0, end);
     },

@@ -7,7 +7,7 @@
 //     every batchMaxMs for every table a partition has rows for.
 //  2. Throughput: a backlog of events, drained by one processor; events/s of wall time and
 //     per CPU-second of this process (what "per core" means on a shared machine).
-//  3. The limit, right after the drain: chDB inserting the same rows straight from memory
+//  3. The limit (limit.ts), right after the drain: chDB inserting the same rows from memory
 //     (no Kafka, no decode, the join done beforehand). 2 and 3 alternate BENCH_ROUNDS times;
 //     the round with the median processor / limit ratio is reported.
 //  4. Latency: events produced at a fixed rate (50k/s by default); latency = the time from
@@ -38,20 +38,13 @@ import { createClickHouse, releaseEngineStartupPages } from '../../processor/src
 import { migrate } from '../../processor/src/clickhouse/migrate.js';
 import { rowStoreOf } from '../../processor/src/clickhouse/row-store.js';
 import { createProcessorCodec } from '../../processor/src/codec.js';
-import { EventColumns, kindLayout } from '../../processor/src/event-columns.js';
-import { joinedIdentity } from '../../processor/src/join-identity.js';
 import type { ProcessorHooks, RowSink } from '../../processor/src/processor.js';
 import { createProcessor } from '../../processor/src/processor.js';
-import {
-  containerMetaFromRecord,
-  messageSource,
-  tableForKind,
-  wallClockNs,
-} from '../../processor/src/rows.js';
 import { clickHouseSink } from '../../processor/src/sink.js';
 import { deleteTopics, ensureKafka } from '../../test/support/kafka.js';
 import { filesystemOf } from '../report.js';
 import { createTestTopics, kafkaClient, nodeProducer, processorTopics, testOptions } from './harness.js';
+import { runLimit } from './limit.js';
 import type { LimitedDrainChild } from './memory-limit.js';
 import { bytesPerEvent, encodeOnlySink } from './own-work.js';
 import { writeProcessorReport } from './report.js';
@@ -452,68 +445,8 @@ async function drainBacklog(tag: string) {
 // records, each kind into its own table, cut as the drain cuts it: every CUT_ROWS events, one
 // insert per table. Measured seconds after the drain (once its merges are done), so both see
 // the machine alike.
-const codec = createProcessorCodec();
-const limitNode = 'limit-node';
-const limitContainers = new Map(
-  Array.from({ length: 8 }, (_, i) => {
-    const meta = containerMetaFromRecord(containerRecord(limitNode, i) as unknown as Record<string, unknown>);
-    return [meta.cgroupId, meta] as const;
-  }),
-);
-
-/** Each cut's rows as columns (event-columns.ts), as the processor holds them. */
-function limitCuts(): Map<string, EventColumns>[] {
-  const node = new SyntheticNode({ node: limitNode, containers: 8, exitShare: EXIT_SHARE, realistic: true });
-  const cuts: Map<string, EventColumns>[] = [];
-  for (let i = 0; i < EVENTS / PER_MESSAGE; i++) {
-    if ((i * PER_MESSAGE) % CUT_ROWS === 0) cuts.push(new Map());
-    const cut = cuts[cuts.length - 1] as Map<string, EventColumns>;
-    const batch = codec.decodeEventBatch(node.next(PER_MESSAGE));
-    const src = messageSource(batch, 0, String(i), false);
-    batch.events.forEach((event, j) => {
-      const table = tableForKind(event.kind);
-      let cols = cut.get(table);
-      if (cols === undefined) {
-        cols = new EventColumns(kindLayout(event));
-        cut.set(table, cols);
-      }
-      const r = cols.add(src, event, wallClockNs(batch, event.tsNs), j);
-      const meta = limitContainers.get(event.cgroupId);
-      if (meta !== undefined) cols.setJoin(r, joinedIdentity(meta));
-    });
-  }
-  return cuts;
-}
-
-async function insertLimit(round: number) {
-  const cuts = limitCuts();
-  const rows = cuts.reduce((n, cut) => n + [...cut.values()].reduce((m, r) => m + r.length, 0), 0);
-  const sink = clickHouseSink(ch);
-  await mergesSettled(); // the drain's parts: their merges are the drain's, not the limit's
-  const i0 = performance.now();
-  const cpu0 = process.cpuUsage();
-  const threads0 = cpuByThread();
-  for (const [k, cut] of cuts.entries())
-    for (const [table, columns] of cut)
-      await sink.insert(table, columns, `bench-limit:${Date.now()}:${round}:${k}:${table}`);
-  const rate = rows / ((performance.now() - i0) / 1000);
-  const cpu = process.cpuUsage(cpu0);
-  const byThread = cpuSince(threads0);
-  const perCpuS = rows / ((cpu.user + cpu.system) / 1e6);
-  console.log(
-    `[bench] chDB insert from memory: ${Math.round(rate)} rows/s, ${Math.round(perCpuS)} rows per CPU-second`,
-  );
-  const result = {
-    rate,
-    perCpuS,
-    byThread,
-    inserts: cuts.reduce((n, cut) => n + cut.size, 0),
-    cuts: cuts.length,
-  };
-  cuts.length = 0;
-  await mergesSettled();
-  return result;
-}
+const limitShape = { events: EVENTS, perMessage: PER_MESSAGE, cutRows: CUT_ROWS, exitShare: EXIT_SHARE };
+const insertLimit = (round: number) => runLimit(ch, limitShape, round, mergesSettled);
 
 // Drain and limit in alternating rounds: one pair's ratio moves with whatever else the shared
 // machine runs meanwhile, so the median round is the one reported. The peak RSS is the first

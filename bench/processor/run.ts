@@ -58,6 +58,8 @@ const LOW_RATE = Number(process.env.BENCH_LOW_RATE ?? 2_000);
 const TRICKLE_S = Number(process.env.BENCH_TRICKLE_S ?? 30);
 /** Rounds of drain then limit; the median round's ratio is reported. */
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+if (!Number.isInteger(ROUNDS) || ROUNDS < 1)
+  throw new Error(`BENCH_ROUNDS must be a positive integer, got ${ROUNDS}`);
 /** Events per node per second in the trickle run (12 nodes: ~240 events/s). */
 const TRICKLE_EVENTS = 20;
 /** The processor's own defaults unless overridden: what ships is what is measured. */
@@ -440,11 +442,8 @@ async function drainBacklog(tag: string) {
     statements: statements.statements - statements0,
   };
 }
-// --- 3. the limit: chDB inserting the same rows from memory, right after the drain ----------
-// The same rows as the drain's: the same mix (exits included), joined with their containers'
-// records, each kind into its own table, cut as the drain cuts it: every CUT_ROWS events, one
-// insert per table. Measured seconds after the drain (once its merges are done), so both see
-// the machine alike.
+// --- 3. the limit (limit.ts): chDB inserting the same rows from memory, right after the drain
+// Measured seconds after the drain (once its merges are done), so both see the machine alike.
 const limitShape = { events: EVENTS, perMessage: PER_MESSAGE, cutRows: CUT_ROWS, exitShare: EXIT_SHARE };
 const insertLimit = (round: number) => runLimit(ch, limitShape, round, mergesSettled);
 

@@ -44,6 +44,7 @@ import { clickHouseSink } from '../../processor/src/sink.js';
 import { deleteTopics, ensureKafka } from '../../test/support/kafka.js';
 import { filesystemOf } from '../report.js';
 import { createTestTopics, kafkaClient, nodeProducer, processorTopics, testOptions } from './harness.js';
+import { LatencyLedger } from './latency.js';
 import { runLimit } from './limit.js';
 import type { LimitedDrainChild } from './memory-limit.js';
 import { bytesPerEvent, encodeOnlySink } from './own-work.js';
@@ -322,10 +323,8 @@ if (process.env.BENCH_ONLY === 'own') await finish();
 // every table it has rows for) every few seconds, so the CPU is mostly per-insert cost, not
 // rows; the latency is the cut's wait (batchTrickleMaxMs).
 async function trickle() {
-  const storedAt: { partition: number; last: bigint; at: number }[] = [];
-  const l = await setup('trickle', {
-    onStored: (c) => storedAt.push({ partition: c.partition, last: c.last, at: performance.now() }),
-  });
+  const ledger = new LatencyLedger(partitionOf);
+  const l = await setup('trickle', { onStored: ledger.onStored });
   await l.processor.start();
   while (!l.processor.ready()) await sleep(50);
   const statements0 = statements.statements;
@@ -333,7 +332,6 @@ async function trickle() {
   const threads0 = cpuByThread();
   const start = performance.now();
   let events = 0;
-  const sent: { partition: number; offset: bigint; sentAt: number }[] = [];
   for (let tick = 0; tick < TRICKLE_S; tick++) {
     const wait = start + tick * 1000 - performance.now();
     if (wait > 0) await sleep(wait);
@@ -342,11 +340,11 @@ async function trickle() {
       topic: l.names.events,
       messages: l.nodes.map((n) => ({ key: n.node, value: n.next(TRICKLE_EVENTS) })),
     });
-    for (const ack of acks) {
-      const n = l.nodes.filter((node) => partitionOf(node.node) === ack.partition).length;
-      for (let i = 0; i < n; i++)
-        sent.push({ partition: ack.partition, offset: BigInt(ack.baseOffset ?? '0') + BigInt(i), sentAt });
-    }
+    ledger.recordSend(
+      acks,
+      l.nodes.map((n) => n.node),
+      sentAt,
+    );
     events += NODES * TRICKLE_EVENTS;
   }
   await sleep(1000);
@@ -356,19 +354,8 @@ async function trickle() {
   const c = process.cpuUsage(c0);
   const byThread = cpuSince(threads0);
   const lastSent = performance.now();
-  while (
-    performance.now() - lastSent < 15_000 &&
-    !sent.every((m) => storedAt.some((x) => x.partition === m.partition && x.last >= m.offset))
-  )
-    await sleep(100);
-  const latencies = sent
-    .map((m) => {
-      const hit = storedAt.find((x) => x.partition === m.partition && x.last >= m.offset);
-      return hit === undefined ? Number.POSITIVE_INFINITY : hit.at - m.sentAt;
-    })
-    .sort((a, b) => a - b);
-  const pct = (q: number) =>
-    latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] as number;
+  while (performance.now() - lastSent < 15_000 && !ledger.allStored()) await sleep(100);
+  const { p50, p99 } = ledger.percentiles();
   await l.processor.stop();
   await l.producer.disconnect();
   const cpuS = (c.user + c.system) / 1e6;
@@ -379,8 +366,8 @@ async function trickle() {
     inserts,
     insertsPerS: inserts / wallS,
     msPerInsert: (1000 * cpuS) / inserts,
-    p50: pct(0.5),
-    p99: pct(0.99),
+    p50,
+    p99,
     byThread,
   };
   console.log(
@@ -488,13 +475,13 @@ const limitCutCount = median.limit.cuts;
 // every few ms would itself compete with the inserts for the embedded engine. A count at the
 // end checks that every row is really there.
 async function latency(tag: string, rate: number) {
-  const storedAt: { partition: number; last: bigint; at: number }[] = [];
+  const ledger = new LatencyLedger(partitionOf);
   let assigned = false;
   const l = await setup(tag, {
     onAssigned: () => {
       assigned = true;
     },
-    onStored: (c) => storedAt.push({ partition: c.partition, last: c.last, at: performance.now() }),
+    onStored: ledger.onStored,
   });
   const before = await count();
   await l.processor.start();
@@ -506,7 +493,6 @@ async function latency(tag: string, rate: number) {
     const n = l.nodes[i % NODES] as SyntheticNode;
     return { node: n.node, value: n.next(PER_MESSAGE) };
   });
-  const sent: { partition: number; offset: bigint; sentAt: number }[] = [];
   const start = performance.now();
   for (let tick = 0; tick < ticks; tick++) {
     const due = start + tick * 100;
@@ -518,12 +504,11 @@ async function latency(tag: string, rate: number) {
       topic: l.names.events,
       messages: batch.map((m) => ({ key: m.node, value: m.value })),
     });
-    // One ack per partition: its base offset, and this send's messages to that partition in order.
-    for (const ack of acks) {
-      const n = batch.filter((m) => partitionOf(m.node) === ack.partition).length;
-      for (let i = 0; i < n; i++)
-        sent.push({ partition: ack.partition, offset: BigInt(ack.baseOffset ?? '0') + BigInt(i), sentAt });
-    }
+    ledger.recordSend(
+      acks,
+      batch.map((m) => m.node),
+      sentAt,
+    );
   }
   const achievedRate = (encoded.length * PER_MESSAGE) / ((performance.now() - start) / 1000);
   const expected = before + encoded.length * PER_MESSAGE;
@@ -532,20 +517,14 @@ async function latency(tag: string, rate: number) {
   const landed = (await count()) - before;
   await l.processor.stop();
   await l.producer.disconnect();
-  const latencies = sent
-    .map((m) => {
-      const hit = storedAt.find((c) => c.partition === m.partition && c.last >= m.offset);
-      return hit === undefined ? Number.POSITIVE_INFINITY : hit.at - m.sentAt;
-    })
-    .sort((a, b) => a - b);
-  const pct = (q: number) =>
-    latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] as number;
+  const { p50, p99 } = ledger.percentiles();
   console.log(
-    `[bench] latency (${tag}) at ${Math.round(achievedRate)} ev/s: p50 ${pct(0.5).toFixed(0)} ms, p99 ${pct(0.99).toFixed(0)} ms; ` +
-      `${sent.length} messages acked, ${landed} of ${encoded.length * PER_MESSAGE} events in chDB`,
+    `[bench] latency (${tag}) at ${Math.round(achievedRate)} ev/s: p50 ${p50.toFixed(0)} ms, p99 ${p99.toFixed(0)} ms; ` +
+      `${ledger.messages} messages acked, ${landed} of ${encoded.length * PER_MESSAGE} events in chDB`,
   );
-  if (sent.length !== encoded.length) throw new Error(`${sent.length} acks for ${encoded.length} messages`);
-  return { achievedRate, p50: pct(0.5), p99: pct(0.99), landed, expected: encoded.length * PER_MESSAGE };
+  if (ledger.messages !== encoded.length)
+    throw new Error(`${ledger.messages} acks for ${encoded.length} messages`);
+  return { achievedRate, p50, p99, landed, expected: encoded.length * PER_MESSAGE };
 }
 const latHigh = await latency('lat', RATE);
 const latLow = await latency('latlow', LOW_RATE);

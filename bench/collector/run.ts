@@ -35,6 +35,8 @@ const CAPTURE_RECORDS = 200_000;
 const PACED_RATE = 10_000;
 /** The paced run's window: ~300 ms of CPU at 1% of a core, long enough to average its wake-ups. */
 const PACED_WINDOW_MS = 30_000;
+/** Settle after the first delivery of the paced and idle runs (s), before their first window. */
+const SETTLE_S = 15;
 
 function log(msg: string): void {
   console.log(`[bench collector] ${msg}`);
@@ -232,9 +234,9 @@ async function main(): Promise<void> {
   const paced = await startCollector([...common(p2), '--replay-rate', String(PACED_RATE)]);
   // At 10k/s the JIT needs longer to reach steady state than at full speed (rarer kinds'
   // writers are optimised 20-35 s after start): a daemon's CPU is its steady state, so the
-  // target is read in a second window, after the first one (15-45 s after the first delivery).
-  await warmUp(paced.port, 15_000);
-  const firstMinute = await measure(paced, Math.max(PACED_WINDOW_MS, window));
+  // target is read in a second window, after a first one that starts SETTLE_S after delivery.
+  await warmUp(paced.port, SETTLE_S * 1000);
+  const firstWindow = await measure(paced, Math.max(PACED_WINDOW_MS, window));
   const {
     secs: pacedSecs,
     deliveredRate: pacedRate,
@@ -247,7 +249,7 @@ async function main(): Promise<void> {
   await paced.stop();
   log(
     `paced: ${Math.round(pacedRate)} events/s at ${(pacedCpu * 100).toFixed(2)}% of one core (${pacedThreads}); ` +
-      `the window before: ${(firstMinute.cpu * 100).toFixed(2)}% (${firstMinute.threads})`,
+      `the window before: ${(firstWindow.cpu * 100).toFixed(2)}% (${firstWindow.threads})`,
   );
 
   // 4. Idle: one replayed batch (so Kafka is connected and every path has run), then none.
@@ -256,7 +258,7 @@ async function main(): Promise<void> {
   const idle = await startCollector([...common(p3), '--replay-rate', '1']);
   // Settles as long as the paced run: V8's memory reducer runs two full collections of the
   // start-up heap ~8 s after start, a one-off that is not the fixed cost of a running daemon.
-  await warmUp(idle.port, 15_000);
+  await warmUp(idle.port, SETTLE_S * 1000);
   const { cpu: idleCpu, threads: idleThreads, rssMax: idleRss } = await measure(idle, window);
   await idle.stop();
   log(`idle: ${(idleCpu * 100).toFixed(2)}% of one core (${idleThreads})`);
@@ -287,7 +289,7 @@ async function main(): Promise<void> {
     pacedCpu,
     pacedThreads,
     pacedRss,
-    pacedFirst: firstMinute,
+    pacedFirst: firstWindow,
     avroPerEvent: pacedEncoded / Math.max(1, pacedDelivered),
     idleCpu,
     idleThreads,
@@ -313,13 +315,17 @@ interface CollectorResults {
   pacedCpu: number;
   pacedThreads: string;
   pacedRss: number;
-  /** The paced run's first window (15-45 s after its first delivery): the JIT still at work. */
+  /** The paced run's first window (from SETTLE_S after its first delivery): the JIT still at work. */
   pacedFirst: { cpu: number; threads: string; secs: number };
   avroPerEvent: number;
   idleCpu: number;
   idleThreads: string;
   idleRss: number;
 }
+
+/** A paced window as seconds after the first delivery, from its bounds past the settle. */
+const secondsAfter = (from: number, to: number) =>
+  `${SETTLE_S + Math.round(from)}-${SETTLE_S + Math.round(to)} s after the first delivery`;
 
 /** Writes the Collector section of docs/benchmarks.md from the runs' results. */
 function writeReport(r: CollectorResults): void {
@@ -360,14 +366,14 @@ function writeReport(r: CollectorResults): void {
     ],
     ['bytes per event, Avro before compression', r.avroPerEvent.toFixed(1), '-', '-'],
     [
-      `CPU at ${PACED_RATE.toLocaleString('en')} events/s (measured ${Math.round(r.pacedRate).toLocaleString('en')}/s), ${15 + Math.round(r.pacedFirst.secs)}-${15 + Math.round(r.pacedFirst.secs + r.pacedSecs)} s after the first delivery`,
+      `CPU at ${PACED_RATE.toLocaleString('en')} events/s (measured ${Math.round(r.pacedRate).toLocaleString('en')}/s), ${secondsAfter(r.pacedFirst.secs, r.pacedFirst.secs + r.pacedSecs)}`,
       `${(r.pacedCpu * 100).toFixed(2)}% of one core`,
       '<= 1%',
       pass(r.pacedCpu <= 0.01),
     ],
     ['    by thread', r.pacedThreads, '-', '-'],
     [
-      `  in the window before it (15-${15 + Math.round(r.pacedFirst.secs)} s after the first delivery)`,
+      `  in the window before it (${secondsAfter(0, r.pacedFirst.secs)})`,
       `${(r.pacedFirst.cpu * 100).toFixed(2)}% of one core`,
       '-',
       '-',
@@ -387,8 +393,8 @@ function writeReport(r: CollectorResults): void {
 TCP/process/cgroup/OOM kinds, ${(r.cap.bytes / r.cap.records).toFixed(0)} raw bytes per record, looped) through one
 collector process (\`collector --replay FILE --replay-loop\`) into the local single Kafka broker (acks=all,
 idempotent, zstd level 2 with the native CRC-32C of the codec addon, 1 partition). Rates come from the collector's own /metrics over a ${Math.round(r.secs)} s window
-(${Math.round(r.pacedSecs)} s for the paced run) after a warm-up (first acknowledged events + 5 s; + 15 s for the idle run; for the paced run
-+ 15 s and a first window of its own, reported under it: a daemon's cost is its steady state, and V8 still optimises the rarer kinds' code in the first). CPU is the sum over the
+(${Math.round(r.pacedSecs)} s for the paced run) after a warm-up (first acknowledged events + 5 s; + ${SETTLE_S} s for the idle run; for the paced run
++ ${SETTLE_S} s and a first window of its own, reported under it: a daemon's cost is its steady state, and V8 still optimises the rarer kinds' code in the first). CPU is the sum over the
 collector's threads of the scheduler's run time in ns (\`/proc/PID/task/*/schedstat\`) across that window, as a share of one core; RSS is sampled from /proc
 every 0.5 s. At full speed the replay
 waits while four produce requests are queued (as fast as Kafka acknowledges); the idle run replays one batch, then none. The machine is shared (2 cores, other

@@ -459,8 +459,8 @@ const tputWall = produced / wallS;
 const tputCpu = produced / cpuS;
 const drainInserts = drain.inserts;
 const drainStatements = drain.statements;
-const drainPeakRss = (rounds[0] as (typeof rounds)[number]).drain.peakRss;
-const drainPeakResident = (rounds[0] as (typeof rounds)[number]).drain.peakResident;
+const { peakRss: drainPeakRss, peakResident: drainPeakResident } = (rounds[0] as (typeof rounds)[number])
+  .drain;
 const laterDrainPeaks = rounds.slice(1).map((r) => r.drain.peakRss);
 const insertRowsPerS = drainInserts.rows / (drainInserts.ms / 1000);
 const { rate: limitRate, perCpuS: limitPerCpuS, byThread: limitByThread } = median.limit;

@@ -219,11 +219,13 @@ function generateWriter(plan: Plan): WriteItemAt {
     const at = ops[i + 1] as number;
     const aux = ops[i + 2] as number;
     switch (ops[i]) {
-      case OP_U64:
+      case OP_U64: {
+        const word = aligned(at, 8) * 2;
         lines.push(
-          `pos = writeLongHalves(out, pos, dwords[d + ${aligned(at, 8) * 2 + LO}], dwords[d + ${aligned(at, 8) * 2 + 1 - LO}]);`,
+          `pos = writeLongHalves(out, pos, dwords[d + ${word + LO}], dwords[d + ${word + 1 - LO}]);`,
         );
         break;
+      }
       case OP_U32:
         lines.push(
           `n = dwords[d + ${aligned(at, 4)}];`,
@@ -260,9 +262,8 @@ export function createRecordWriter(kinds: readonly string[]): RecordWriter {
       fields: Array<{ name: string; type: { itemsType?: { types: RecordBranch[] } } }>;
     }
   ).fields.at(-1)?.type.itemsType;
-  const plans: Array<Plan | undefined> = [];
   // By kernel type: the kind's generated writer and the most bytes its item can take.
-  const writers: WriteItemAt[] = [];
+  const writers: Array<WriteItemAt | undefined> = [];
   const maxBytes: number[] = [];
   const kindByType: string[] = [];
   let scratchBytes = 0;
@@ -273,12 +274,11 @@ export function createRecordWriter(kinds: readonly string[]): RecordWriter {
     const branch = union?.types[index];
     const plan = branch === undefined ? undefined : compile(kind, branch, index);
     if (plan === undefined) continue;
-    plans[type] = plan;
     writers[type] = generateWriter(plan);
     maxBytes[type] = plan.maxBytes;
     scratchBytes = Math.max(scratchBytes, plan.maxBytes);
   }
-  const types = plans.flatMap((p, type) => (p === undefined ? [] : [type]));
+  const types = writers.flatMap((w, type) => (w === undefined ? [] : [type]));
   // An item near the end of the batch buffer is written here first, to learn its size.
   const scratch = Buffer.alloc(scratchBytes) as Utf8Buffer;
 

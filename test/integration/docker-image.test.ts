@@ -275,11 +275,16 @@ describe('docker images (deploy/docker/Dockerfile, local base image)', () => {
           async () => {
             await run('sh', ['-c', `: ${marker}`]);
             const out = await dk(['logs', name]);
-            return out.split('\n').find((l) => l.startsWith('{"kind":"proc_exec"') && l.includes(marker));
+            // By its args: this test's own `docker logs <name>` exec names the marker too.
+            return out
+              .split('\n')
+              .filter((l) => l.startsWith('{"kind":"proc_exec"'))
+              .map((l) => JSON.parse(l) as { args?: string[] })
+              .find((e) => e.args?.join(' ') === `sh -c : ${marker}`);
           },
           60_000,
         );
-        expect(JSON.parse(seen)).toMatchObject({ kind: 'proc_exec', args: ['sh', '-c', `: ${marker}`] });
+        expect(seen).toMatchObject({ kind: 'proc_exec', args: ['sh', '-c', `: ${marker}`] });
       } finally {
         await dk(['rm', '--force', name]).catch(() => {});
       }

@@ -15,7 +15,8 @@
 #   kafka.sh quorum [--brokers 1|3]  the KRaft active controller (metadata quorum leader)
 #   kafka.sh topics [--brokers 1|3] [--prefix P] [--partitions N] [--replication-factor N]
 #                                    create the ktrail topics (idempotent; copies: 3 on the cluster)
-#   kafka.sh logs   [--brokers 1|3] [--node N] [-f]
+#   kafka.sh logs   [--brokers 1|3] [--node N] [-f | --path]
+#                                    the broker log's last lines (-f: follow), or its path
 #   kafka.sh clean                   stop everything and delete the brokers' data
 #
 # The single broker and the three-node cluster use different ports and data dirs, so a
@@ -407,10 +408,10 @@ cmd_quorum() {
 }
 
 cmd_logs() {
-  local n=$1 node=$2 follow=$3 file
+  local n=$1 node=$2 follow=$3 path=$4 file
   file=$(node_dir "$n" "$node")/broker.log
   [ -f "$file" ] || die "no log at $file (was cluster $n started?)"
-  if [ "$follow" = 1 ]; then tail -n 100 -F "$file"; else tail -n 100 "$file"; fi
+  if [ "$path" = 1 ]; then echo "$file"; elif [ "$follow" = 1 ]; then tail -n 100 -F "$file"; else tail -n 100 "$file"; fi
 }
 
 cmd_topics() {
@@ -436,7 +437,7 @@ brokers_arg() {
 }
 
 main() {
-  local cmd=${1:-} brokers= node= follow=0 signal=TERM rest=()
+  local cmd=${1:-} brokers= node= follow=0 path=0 signal=TERM rest=()
   [ -n "$cmd" ] || {
     sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
     exit 2
@@ -458,6 +459,10 @@ main() {
       ;;
     -f | --follow)
       follow=1
+      shift
+      ;;
+    --path)
+      path=1
       shift
       ;;
     --kill)
@@ -491,7 +496,7 @@ main() {
   bootstrap) bootstrap "${brokers:-1}" ;;
   quorum) cmd_quorum "${brokers:-1}" ;;
   topics) cmd_topics "${brokers:-1}" ${rest[@]+"${rest[@]}"} ;;
-  logs) cmd_logs "${brokers:-1}" "${node:-1}" "$follow" ;;
+  logs) cmd_logs "${brokers:-1}" "${node:-1}" "$follow" "$path" ;;
   clean) cmd_clean ;;
   *) die "unknown command '$cmd' (install | start | stop | status | bootstrap | quorum | topics | logs | clean)" ;;
   esac

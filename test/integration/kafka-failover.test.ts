@@ -22,6 +22,7 @@ import { launchCli, processorSql, stopCli } from '../support/cli-child.js';
 import { type LoadSummary, type StoreCount, startLoad, waitStored } from '../support/failover-load.js';
 import {
   activeController,
+  cluster3Diagnosis,
   groupCoordinator,
   type KafkaEndpoint,
   quietKafka,
@@ -56,7 +57,12 @@ const DOWN_MS = 30_000;
 const CATCH_UP_BOUND_MS = 90_000;
 
 type Node = 1 | 2 | 3;
-const say = (msg: string) => console.log(`[failover] ${msg}`);
+/** What the scenarios did and when, for the message of a failed one. */
+const timeline: string[] = [];
+const say = (msg: string) => {
+  timeline.push(`${new Date().toISOString().slice(11, 23)} ${msg}`);
+  console.log(`[failover] ${msg}`);
+};
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('Kafka cluster: losing a broker under load loses and duplicates nothing', () => {
@@ -156,6 +162,11 @@ describe('Kafka cluster: losing a broker under load loses and duplicates nothing
   /** Runs `disrupt` under load from a collector of its own and checks the store afterwards. */
   async function underLoad(node: string, disrupt: () => Promise<void>) {
     const t0 = Date.now();
+    const from = timeline.length;
+    /** The scenario's timeline, the brokers' lifecycle since it began, the processor's last lines. */
+    const diagnosis = async () =>
+      `scenario:\n${timeline.slice(from).join('\n')}\n${await cluster3Diagnosis(t0).catch((e: Error) => e.message)}\n` +
+      `processor log tail:\n${processorLog.slice(-20).join('')}`;
     const load = await startLoad({
       node,
       brokers: (cluster as KafkaEndpoint).brokers,
@@ -180,8 +191,8 @@ describe('Kafka cluster: losing a broker under load loses and duplicates nothing
     const [stored, catchUpMs] = await Promise.all([
       waitStored(sql, DB, node, summary.final.delivered)
         .then((s) => [s, Date.now() - loadEnd] as const)
-        .catch((err: Error) => {
-          throw new Error(`${err.message}\nprocessor log tail:\n${processorLog.slice(-30).join('')}`);
+        .catch(async (err: Error) => {
+          throw new Error(`${err.message}\n${await diagnosis()}`);
         }),
       inSync(),
     ]).then(([s]) => s);
@@ -189,9 +200,7 @@ describe('Kafka cluster: losing a broker under load loses and duplicates nothing
       `${node}: store ${JSON.stringify(stored)}; stored ${Math.round(catchUpMs / 1000)} s after the load; ` +
         `scenario ${Math.round((Date.now() - t0) / 1000)} s`,
     );
-    expect(catchUpMs, `processor log tail:\n${processorLog.slice(-30).join('')}`).toBeLessThan(
-      CATCH_UP_BOUND_MS,
-    );
+    expect(catchUpMs, catchUpMs < CATCH_UP_BOUND_MS ? '' : await diagnosis()).toBeLessThan(CATCH_UP_BOUND_MS);
     return { summary, stored };
   }
 

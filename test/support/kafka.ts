@@ -193,6 +193,39 @@ export async function groupCoordinator(endpoint: KafkaEndpoint, groupId: string)
   }
 }
 
+/** What a broker log says about its node's life: starts, shutdowns, state changes, errors. */
+const LIFECYCLE = /Kafka Server started|Transition from \w+ to \w+|\] (ERROR|FATAL) /;
+const LOG_TIME = /^\[(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d),(\d{3})\] /;
+
+/**
+ * Where the cluster stands for a failed failover run: `kafka.sh status` and, per node, the
+ * last `perNode` lines of its broker log since `sinceMs` that mark a start, a shutdown, a
+ * state change or an error (whether a broker went away on its own, and when).
+ */
+export async function cluster3Diagnosis(sinceMs: number, perNode = 8): Promise<string> {
+  const status = await run(script, ['status', '--brokers', '3']).then(
+    (r) => r.stdout,
+    (err: { stdout?: string; message: string }) => err.stdout ?? err.message,
+  );
+  const parts = [status.trim()];
+  for (const node of [1, 2, 3]) {
+    const { stdout } = await run(script, ['logs', '--brokers', '3', '--node', String(node), '--path']);
+    const file = stdout.trim();
+    const lines = [`${file}.prev`, file]
+      .filter((f) => existsSync(f))
+      .flatMap((f) => readFileSync(f, 'utf8').split('\n'))
+      .filter((l) => {
+        const t = LOG_TIME.exec(l);
+        // The JVM and Node both log in the machine's local time.
+        return t !== null && new Date(`${t[1]}T${t[2]}.${t[3]}`).getTime() >= sinceMs && LIFECYCLE.test(l);
+      })
+      .slice(-perNode)
+      .map((l) => `  ${l.slice(12, 24)} ${l.slice(26, 206)}`);
+    parts.push(`node ${node} (${file}):`, ...lines);
+  }
+  return parts.join('\n');
+}
+
 /**
  * Waits until every partition of `topics` has a leader and all its replicas in sync: a
  * restarted node has caught up, so the next one may go down without losing a copy.

@@ -10,7 +10,7 @@
 // The topics come from the processor's own ensureTopics: three copies and
 // min.insync.replicas 2 because the cluster reports three brokers (common/kafka-replication.ts).
 import type { ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdtempSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject } from 'vitest';
@@ -59,6 +59,42 @@ const CATCH_UP_BOUND_MS = 90_000;
 type Node = 1 | 2 | 3;
 /** What the scenarios did and when, for the message of a failed one. */
 const timeline: string[] = [];
+/** Processor lines a failed scenario shows besides warnings and errors: its group's life. */
+const NOTABLE =
+  /^(Starting|Stopped|Consumer has joined the group|partitions revoked|resuming a recorded cut|rows of a re-processed)/;
+/** Fields of those lines worth their room. */
+const FIELDS = ['table', 'partition', 'cut', 'first', 'last', 'found', 'reason', 'generation'];
+
+/** The processor's own account since `sinceMs` from its log file: one short line each. */
+function processorEvents(file: string, sinceMs: number, max = 40): string[] {
+  const out: string[] = [];
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    let r: {
+      time?: string;
+      level?: number;
+      msg?: string;
+      err?: { message?: string } | string;
+      table?: string;
+    };
+    try {
+      r = JSON.parse(line);
+    } catch {
+      continue;
+    }
+    if (r.time === undefined || Date.parse(r.time) < sinceMs) continue;
+    if ((r.level ?? 0) < 40 && !NOTABLE.test(r.msg ?? '')) continue;
+    // One table's line stands for the cut's (every table of a re-processed cut logs one).
+    if (r.table !== undefined && r.table !== 'event_batches') continue;
+    const err = typeof r.err === 'string' ? r.err : r.err?.message;
+    const fields = FIELDS.filter((f) => f in r).map((f) => `${f}=${(r as Record<string, unknown>)[f]}`);
+    const text =
+      `${r.time.slice(11, 23)} ${r.level} ${r.msg}${fields.length > 0 ? ` {${fields.join(' ')}}` : ''}` +
+      `${err ? `: ${err.slice(0, 120)}` : ''}`;
+    if (out.at(-1)?.slice(13) !== text.slice(13)) out.push(text);
+  }
+  return out.slice(-max);
+}
+
 const say = (msg: string) => {
   timeline.push(`${new Date().toISOString().slice(11, 23)} ${msg}`);
   console.log(`[failover] ${msg}`);
@@ -71,6 +107,7 @@ describe('Kafka cluster: losing a broker under load loses and duplicates nothing
   const processorLog: string[] = [];
   let sql: SqlRunner;
   let captureFile = '';
+  let processorLogFile = '';
 
   beforeAll(async () => {
     if (missing !== undefined) return;
@@ -98,12 +135,14 @@ describe('Kafka cluster: losing a broker under load loses and duplicates nothing
         // The enriched copy of every event would double what the brokers and this 2-core
         // machine carry; what is checked here is the events path into ClickHouse.
         KTRAIL_PROCESSOR_ENRICHED_TOPIC: 'false',
-        KTRAIL_LOG_LEVEL: process.env.KTRAIL_FAILOVER_LOG_LEVEL ?? 'warn',
+        // info: a failed scenario shows the group's joins and stops beside the warnings.
+        KTRAIL_LOG_LEVEL: process.env.KTRAIL_FAILOVER_LOG_LEVEL ?? 'info',
       },
       processorLog,
     );
     // Its whole output, for a failed run (processorLog keeps only the tail).
-    const logFile = createWriteStream(join(work, 'processor.log'));
+    processorLogFile = join(work, 'processor.log');
+    const logFile = createWriteStream(processorLogFile);
     processor.stdout?.pipe(logFile);
     processor.stderr?.pipe(logFile);
     sql = await processorSql(work, queryPort as number);
@@ -166,7 +205,7 @@ describe('Kafka cluster: losing a broker under load loses and duplicates nothing
     /** The scenario's timeline, the brokers' lifecycle since it began, the processor's last lines. */
     const diagnosis = async () =>
       `scenario:\n${timeline.slice(from).join('\n')}\n${await cluster3Diagnosis(t0).catch((e: Error) => e.message)}\n` +
-      `processor log tail:\n${processorLog.slice(-20).join('')}`;
+      `processor:\n${processorEvents(processorLogFile, t0).join('\n')}`;
     const load = await startLoad({
       node,
       brokers: (cluster as KafkaEndpoint).brokers,
@@ -201,11 +240,20 @@ describe('Kafka cluster: losing a broker under load loses and duplicates nothing
         `scenario ${Math.round((Date.now() - t0) / 1000)} s`,
     );
     expect(catchUpMs, catchUpMs < CATCH_UP_BOUND_MS ? '' : await diagnosis()).toBeLessThan(CATCH_UP_BOUND_MS);
-    return { summary, stored };
+    return { summary, stored, diagnosis };
   }
 
-  function expectExactlyOnce(summary: LoadSummary, stored: StoreCount): void {
+  async function expectExactlyOnce(
+    summary: LoadSummary,
+    stored: StoreCount,
+    diagnosis: () => Promise<string>,
+  ): Promise<void> {
     const { final } = summary;
+    const exact =
+      stored.batches === stored.sequences &&
+      stored.events === final.captured &&
+      stored.rows === final.captured;
+    const why = exact ? '' : `\n${await diagnosis()}`;
     // The collector: everything captured was acknowledged by Kafka, nothing dropped or held.
     expect(final.dropped, JSON.stringify(final.droppedByReason)).toBe(0);
     expect(final.pending).toBe(0);
@@ -213,10 +261,10 @@ describe('Kafka cluster: losing a broker under load loses and duplicates nothing
     expect(final.delivered).toBe(final.captured);
     expect(summary.rate).toBeGreaterThanOrEqual(20_000);
     // The store: every message once (no sequence twice, none missing), every event once.
-    expect(stored.batches, stored.writtenTwice.join('; ')).toBe(stored.sequences);
+    expect(stored.batches, `${stored.writtenTwice.join('; ')}${why}`).toBe(stored.sequences);
     expect(stored.sequenceSpan).toBe(stored.batches);
-    expect(stored.events).toBe(final.captured);
-    expect(stored.rows).toBe(final.captured);
+    expect(stored.events, why).toBe(final.captured);
+    expect(stored.rows, why).toBe(final.captured);
     expect(stored.messagesOff).toBe(0);
   }
 
@@ -247,7 +295,7 @@ describe('Kafka cluster: losing a broker under load loses and duplicates nothing
   it('SIGKILL of the active controller, back after 30 s', async () => {
     const controller = (await activeController()) as Node;
     say(`active controller: node ${controller}`);
-    const { summary, stored } = await underLoad(`${RUN}-controller`, () =>
+    const { summary, stored, diagnosis } = await underLoad(`${RUN}-controller`, () =>
       killAndReturn(controller, async () => {
         // The two left elect a new controller among themselves.
         const next = await waitFor(
@@ -262,7 +310,7 @@ describe('Kafka cluster: losing a broker under load loses and duplicates nothing
         say(`new active controller: node ${next}`);
       }),
     );
-    expectExactlyOnce(summary, stored);
+    await expectExactlyOnce(summary, stored, diagnosis);
   }, 420_000);
 
   it("SIGKILL of the leader of the collector's events partition, back after 30 s", async () => {
@@ -277,22 +325,22 @@ describe('Kafka cluster: losing a broker under load loses and duplicates nothing
     }
     say(`controller ${controller}; ${node} -> partition ${target.partition}, led by node ${target.leader}`);
     expect([1, 2, 3]).toContain(target.leader);
-    const { summary, stored } = await underLoad(node, () => killAndReturn(target.leader as Node));
-    expectExactlyOnce(summary, stored);
+    const { summary, stored, diagnosis } = await underLoad(node, () => killAndReturn(target.leader as Node));
+    await expectExactlyOnce(summary, stored, diagnosis);
   }, 420_000);
 
   it("SIGKILL of the processors' group coordinator, back after 30 s", async () => {
     const coordinator = await groupCoordinator(cluster as KafkaEndpoint, `${RUN}-processors`);
     say(`processors' group coordinator: node ${coordinator}`);
     expect([1, 2, 3]).toContain(coordinator);
-    const { summary, stored } = await underLoad(`${RUN}-coordinator`, () =>
+    const { summary, stored, diagnosis } = await underLoad(`${RUN}-coordinator`, () =>
       killAndReturn(coordinator as Node),
     );
-    expectExactlyOnce(summary, stored);
+    await expectExactlyOnce(summary, stored, diagnosis);
   }, 420_000);
 
   it('a rolling restart of all three brokers', async () => {
-    const { summary, stored } = await underLoad(`${RUN}-rolling`, async () => {
+    const { summary, stored, diagnosis } = await underLoad(`${RUN}-rolling`, async () => {
       for (const node of [1, 2, 3] as const) {
         const t0 = Date.now();
         await stopCluster3Node(node);
@@ -301,6 +349,6 @@ describe('Kafka cluster: losing a broker under load loses and duplicates nothing
         say(`node ${node} restarted and in sync in ${Math.round((Date.now() - t0) / 1000)} s`);
       }
     });
-    expectExactlyOnce(summary, stored);
+    await expectExactlyOnce(summary, stored, diagnosis);
   }, 600_000);
 });

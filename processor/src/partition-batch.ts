@@ -88,7 +88,7 @@ export interface CutBatch {
   expired: Map<string, Map<string, number>>;
   /** Messages Kafka held twice, left out of the batch, by node. */
   duplicates: Map<string, DuplicateCount>;
-  /** Cut by a writer that died (recorded in commit metadata): some of its rows may be written. */
+  /** Some of its rows may be written: cut by a writer that died, or below the position read at assignment. */
   resumed: boolean;
 }
 
@@ -375,6 +375,20 @@ export function decodeCut(metadata: string | null | undefined): bigint | undefin
   } catch {
     return undefined;
   }
+}
+
+/**
+ * What a new owner takes from a partition's committed position (offset and metadata, read at
+ * assignment): the cut an earlier owner recorded, which its first batch must end at, and the
+ * highest offset that may be written already, up to which cuts check what landed.
+ */
+export function assignmentStart(committed: { offset: string; metadata: string | null } | undefined): {
+  forcedCut: bigint | undefined;
+  checkThrough: bigint;
+} {
+  const forcedCut = decodeCut(committed?.metadata);
+  const next = committed === undefined ? -1n : BigInt(committed.offset);
+  return { forcedCut, checkThrough: forcedCut !== undefined && forcedCut >= next ? forcedCut : next - 1n };
 }
 
 /** The rows one source message contributed to one table of a batch. */

@@ -6,7 +6,7 @@ import type { Logger } from '../../common/log.js';
 import type { AlertStateKeeper } from './alert-state.js';
 import type { GroupRuntime } from './group-runtime.js';
 import { MetadataTable } from './metadata-table.js';
-import { decodeCut } from './partition-batch.js';
+import { assignmentStart } from './partition-batch.js';
 import { PartitionPipeline, type PipelineDeps } from './partition-pipeline.js';
 import type { PendingBudget } from './pending-budget.js';
 import type { ProcessorHooks, ProcessorStats, ProcessorTopics } from './processor-types.js';
@@ -196,7 +196,7 @@ export class PartitionSet {
     );
     for (const pl of fresh) {
       const c = committed.find((x) => x.partition === pl.partition);
-      pl.forcedCut = decodeCut(c?.metadata);
+      ({ forcedCut: pl.forcedCut, checkThrough: pl.checkThrough } = assignmentStart(c));
       if (pl.forcedCut !== undefined)
         log.info({ partition: pl.partition, cut: String(pl.forcedCut) }, 'resuming a recorded cut');
       const end = ends.find((e) => e.partition === pl.partition);

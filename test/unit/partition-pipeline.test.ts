@@ -263,6 +263,23 @@ describe('partition pipeline: exactly-once core', () => {
     expect(t.commits.map((c) => c.offset)).toEqual([0n, 1n]);
   });
 
+  it('a new owner handed messages below the position it read writes them once', async () => {
+    // An earlier owner wrote 10-11 and committed 12; kafkajs read the committed offset
+    // before that commit landed and hands this owner 10 on. Without the check they repeat.
+    for (const check of [true, false]) {
+      const t = setup({ maxRows: 100 });
+      for (const table of ['event_batches', 'exec']) t.store.have.set(table, new Set(['10', '11']));
+      if (check) t.pipeline.checkThrough = 11n;
+      await t.pipeline.consume([message(10), message(11), message(12)], t.ctl);
+      await t.settle();
+      const exec = t.store.inserts.filter((i) => i.table === 'exec').flatMap((i) => i.rows);
+      expect(exec.map((r) => r.kafka_offset)).toEqual(
+        check ? ['12', '12'] : ['10', '10', '11', '11', '12', '12'],
+      );
+      expect(t.commits.at(-1)?.offset).toBe(13n);
+    }
+  });
+
   it('splits a batch the store rejects: the bad message becomes a dead letter, the rest lands once', async () => {
     const t = setup({ maxRows: 100 });
     t.store.poison.add('1');

@@ -6,6 +6,7 @@ import { coPartition } from '../../processor/src/assigner.js';
 import { applyJoin, markPending } from '../../processor/src/join-identity.js';
 import { type ContainerMeta, MetadataTable } from '../../processor/src/metadata-table.js';
 import {
+  assignmentStart,
   decodeCut,
   dedupToken,
   type EventRow,
@@ -296,6 +297,22 @@ describe('partition batch', () => {
     expect(decodeCut(encodeCut(123456789012345n))).toBe(123456789012345n);
     expect(decodeCut('')).toBeUndefined();
     expect(decodeCut(null)).toBeUndefined();
+  });
+
+  it('takes from the committed position the recorded cut and how far rows may be written', () => {
+    // A clean position: nothing at or past it is written; nothing to check.
+    expect(assignmentStart({ offset: '12', metadata: null })).toEqual({
+      forcedCut: undefined,
+      checkThrough: 11n,
+    });
+    // A recorded cut: its rows may be there, up to its end.
+    expect(assignmentStart({ offset: '10', metadata: encodeCut(15n) })).toEqual({
+      forcedCut: 15n,
+      checkThrough: 15n,
+    });
+    // Nothing committed yet (kafkajs reads -1).
+    expect(assignmentStart({ offset: '-1', metadata: null }).checkThrough).toBe(-2n);
+    expect(assignmentStart(undefined)).toEqual({ forcedCut: undefined, checkThrough: -2n });
   });
 });
 

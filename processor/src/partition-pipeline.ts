@@ -84,13 +84,13 @@ export class PartitionPipeline {
   /** Cut recorded in commit metadata by an earlier owner: the first batch must end exactly here. */
   forcedCut: bigint | undefined;
   /**
-   * Offsets up to here may be written already: the committed position and recorded cut read
-   * at assignment. A cut starting at or below it checks what landed. The consumer can start
+   * Offsets up to here may be written already (-1: none): the committed position and recorded
+   * cut read at assignment. A cut starting at or below it checks what landed. The consumer can start
    * below that position: it reads the committed offsets at another moment than the restore,
    * and kafkajs retries an earlier generation's commit under the new one, so it can land
    * between the two reads.
    */
-  checkThrough: bigint | undefined;
+  checkThrough = -1n;
   /** Ready once the forced cut was read from the group's committed offsets. */
   init: Promise<void> = Promise.resolve();
   readonly alerts: AlertEngine;
@@ -308,7 +308,7 @@ export class PartitionPipeline {
     const alerts = this.pendingAlerts;
     this.pendingAlerts = [];
     this.d.stats.latePending += cut.latePending;
-    cut.resumed = wasForced || (this.checkThrough !== undefined && cut.firstOffset <= this.checkThrough);
+    cut.resumed = wasForced || cut.firstOffset <= this.checkThrough;
     if (this.phase === 'open' || this.phase === 'restoring') this.phase = 'writing';
     this.writing = this.writeCut(cut, wasForced, deadLetters, alerts)
       .catch((err: unknown) => {

@@ -317,18 +317,31 @@ export class PartitionBatch {
   shouldCut(nowMs: number, forcedCut: bigint | undefined, alongside = false): boolean {
     if (this.lastOffset === undefined) return false;
     if (forcedCut !== undefined) return this.lastOffset >= forcedCut;
-    const age = nowMs - this.openedAtMs;
-    const { maxRows, maxMs, smallRows, smallMaxMs, trickleRows, trickleMaxMs } = this.limits;
-    const rows = this.rows;
     const due =
-      rows >= maxRows ||
-      (age >= maxMs &&
-        (alongside ||
-          rows >= smallRows ||
-          (age >= smallMaxMs && (rows >= trickleRows || age >= trickleMaxMs))));
+      this.rows >= this.limits.maxRows ||
+      nowMs - this.openedAtMs >= (alongside ? this.limits.maxMs : this.dueAge());
     if (!due) return false;
     const deadline = this.oldestDeadline();
     return deadline === undefined || nowMs >= deadline || this.rows >= 2 * this.limits.maxRows;
+  }
+
+  /**
+   * When shouldCut turns true if no message arrives and no waiting row resolves meanwhile
+   * (undefined: empty batch): the pipeline's cut timer is armed for it.
+   */
+  dueAtMs(): number | undefined {
+    if (this.lastOffset === undefined) return undefined;
+    const at = this.rows >= this.limits.maxRows ? this.openedAtMs : this.openedAtMs + this.dueAge();
+    const deadline = this.rows >= 2 * this.limits.maxRows ? undefined : this.oldestDeadline();
+    return deadline === undefined ? at : Math.max(at, deadline);
+  }
+
+  /** The age at which a batch of this many rows (under maxRows) is due: the small-batch tiers. */
+  private dueAge(): number {
+    const { maxMs, smallRows, smallMaxMs, trickleRows, trickleMaxMs } = this.limits;
+    if (this.rows >= smallRows) return maxMs;
+    if (this.rows >= trickleRows) return Math.max(maxMs, smallMaxMs);
+    return Math.max(maxMs, smallMaxMs, trickleMaxMs);
   }
 
   /** Closes the batch: rows still waiting keep join_state 'pending' with their raw ids. */

@@ -100,6 +100,9 @@ export class PartitionPipeline {
   private writing: Promise<void> = Promise.resolve();
   /** A write that failed with something other than a lost partition: rethrown by drain(). */
   private writeError: unknown;
+  /** Fires when the open batch falls due (PartitionBatch.dueAtMs), so it is cut then, not at a tick. */
+  private cutTimer: NodeJS.Timeout | undefined;
+  private cutTimerAt = Number.POSITIVE_INFINITY;
   private pendingDeadLetters: DeadLetter[] = [];
   private pendingAlerts: Alert[] = [];
   private readonly insertCtx: InsertContext;
@@ -162,6 +165,7 @@ export class PartitionPipeline {
   /** The partition is no longer ours: writes in flight stop before their next step. */
   revoke(): void {
     this.phase = 'revoked';
+    this.disarmCutTimer();
   }
 
   /** Serialises work on the partition (message batches, the flush timer, stop). */
@@ -206,6 +210,7 @@ export class PartitionPipeline {
         }
       }
     });
+    this.armCutTimer();
   }
 
   /** One events message into the open batch (message-intake.ts). */
@@ -272,10 +277,42 @@ export class PartitionPipeline {
     // A failed write is left for consume to rethrow (see drain): no cut may commit past it.
     if (this.busy || this.phase !== 'open') return;
     // A forced cut is only honoured from consume (it needs its exact last message).
-    if (this.forcedCut !== undefined || !this.batch.shouldCut(Date.now(), undefined, alongside)) return;
+    if (this.forcedCut !== undefined) return;
+    if (!this.batch.shouldCut(Date.now(), undefined, alongside)) {
+      this.armCutTimer();
+      return;
+    }
     this.withLock(() =>
       this.batch.shouldCut(Date.now(), this.forcedCut, alongside) ? this.flush(alongside) : Promise.resolve(),
     ).catch((err) => this.d.log.error({ err, partition: this.partition }, 'timed flush failed'));
+  }
+
+  /**
+   * Arms the cut timer for the open batch's due time unless it fires earlier already. A
+   * batch not cut when it fires (busy, writing) is cut by what ends that: the end of the
+   * consume call or of the write re-arms or cuts.
+   */
+  private armCutTimer(): void {
+    if (this.phase !== 'open') return;
+    const at = this.batch.dueAtMs();
+    if (at === undefined || at >= this.cutTimerAt) return;
+    this.disarmCutTimer();
+    this.cutTimerAt = at;
+    this.cutTimer = setTimeout(
+      () => {
+        this.cutTimer = undefined;
+        this.cutTimerAt = Number.POSITIVE_INFINITY;
+        this.cutIfDue();
+      },
+      Math.max(0, at - Date.now()),
+    );
+    this.cutTimer.unref();
+  }
+
+  private disarmCutTimer(): void {
+    if (this.cutTimer !== undefined) clearTimeout(this.cutTimer);
+    this.cutTimer = undefined;
+    this.cutTimerAt = Number.POSITIVE_INFINITY;
   }
 
   /** Waits for the write in flight; rethrows its failure (consume or stop sees it). */
@@ -299,6 +336,7 @@ export class PartitionPipeline {
     await this.drain();
     if (this.batch.isEmpty()) return;
     const held = this.batch;
+    this.disarmCutTimer();
     const cut = this.batch.cut();
     const wasForced = this.forcedCut !== undefined;
     this.forcedCut = undefined; // the batch after a forced cut is an ordinary one

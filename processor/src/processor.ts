@@ -253,7 +253,9 @@ export function createProcessor(deps: {
       const subscribed = [topics.events, topics.containers];
       if (topics.stats !== undefined) subscribed.push(topics.stats);
       running = true;
-      timer = setInterval(() => ps.tick(stats), Math.max(20, Math.min(200, options.batchMaxMs / 5)));
+      // Each pipeline's cut timer cuts its batch when due; the tick catches a batch whose rows'
+      // late-metadata wait ended early, and evicts stopped containers' metadata.
+      timer = setInterval(() => ps.tick(stats), Math.max(20, Math.min(1_000, options.batchMaxMs)));
       timer.unref();
       const joined = (id: string, assignment: Record<string, number[]>) => {
         ps.memberId = id;

@@ -1,7 +1,7 @@
 // Unit tests of the exactly-once core (processor/src/partition-pipeline.ts) with fakes of
 // its small interfaces: a row store, an offset committer and the side outputs. The real
 // broker and engine are exercised in test/integration/processor-*.test.ts.
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { PoisonError, TransientError } from '../../common/errors.js';
 import { createLogger } from '../../common/log.js';
 import { AlertStateKeeper } from '../../processor/src/alert-state.js';
@@ -97,7 +97,7 @@ class FakeStore implements RowSink {
   }
 }
 
-function setup(options: { maxRows?: number } = {}) {
+function setup(options: { maxRows?: number; maxMs?: number } = {}) {
   const trace: string[] = [];
   const store = new FakeStore(trace);
   const commits: { offset: bigint; metadata: string | null }[] = [];
@@ -141,7 +141,7 @@ function setup(options: { maxRows?: number } = {}) {
     topics: TOPICS,
     limits: {
       maxRows: options.maxRows ?? 6,
-      maxMs: 60_000,
+      maxMs: options.maxMs ?? 60_000,
       smallRows: 0,
       smallMaxMs: 60_000,
       trickleRows: 0,
@@ -218,6 +218,10 @@ function setup(options: { maxRows?: number } = {}) {
 }
 
 describe('partition pipeline: exactly-once core', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
   it('cuts at the row bound, records the cut, writes every table, then commits its end', async () => {
     const t = setup({ maxRows: 6 });
     // Each message is 3 rows (2 events + its event_batches row): the 2nd message reaches 6.
@@ -249,6 +253,25 @@ describe('partition pipeline: exactly-once core', () => {
     expect(t.commits.at(-1)?.offset).toBe(13n);
     // Queryable (every table inserted) before the watermark moves past the cut.
     expect(t.stored).toEqual(['10-11 before commit 10', '12-12 before commit 12']);
+  });
+
+  it('cuts a batch when it falls due, with no tick to prompt it', async () => {
+    vi.useFakeTimers();
+    const t = setup({ maxRows: 100, maxMs: 300 });
+    await t.pipeline.consume([message(10)], t.ctl);
+    await vi.advanceTimersByTimeAsync(200);
+    await t.pipeline.consume([message(11)], t.ctl); // the batch's age counts from its first message
+    await vi.advanceTimersByTimeAsync(99);
+    expect(t.commits).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    await t.pipeline.withLock(() => t.pipeline.drain());
+    expect(t.committed).toEqual([expect.objectContaining({ first: 10n, last: 11n })]);
+    // The next batch gets a timer of its own; a revoked partition's timer cuts nothing.
+    await t.pipeline.consume([message(12)], t.ctl);
+    t.pipeline.revoke();
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(t.committed).toHaveLength(1);
+    expect(vi.getTimerCount()).toBe(0);
   });
 
   it('retries a failed insert and writes only the rows not yet there', async () => {

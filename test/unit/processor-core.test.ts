@@ -274,6 +274,32 @@ describe('partition batch', () => {
     expect(b.shouldCut(1_000, 5n, true)).toBe(false); // a recorded cut decides alone
   });
 
+  it('says when it falls due: the tier its rows are in, or the late wait holding it', () => {
+    const b = new PartitionBatch(tiers);
+    expect(b.dueAtMs()).toBeUndefined(); // empty: never
+    b.addMessage(1n, 500);
+    const dueAt = () => {
+      const at = b.dueAtMs() as number;
+      expect(b.shouldCut(at - 1, undefined)).toBe(false);
+      expect(b.shouldCut(at, undefined)).toBe(true);
+      return at;
+    };
+    b.addRow('t', {});
+    expect(dueAt()).toBe(6_500); // under trickleRows: trickleMaxMs
+    b.addRow('t', {});
+    b.addRow('t', {});
+    expect(dueAt()).toBe(2_500); // trickleRows: smallMaxMs
+    for (let i = 0; i < 7; i++) b.addRow('t', {});
+    expect(dueAt()).toBe(1_500); // smallRows: maxMs
+    b.addWaiting(eventRow('cpu_sample'), 'n1', 9n, 1n, 1_200); // waits until 1,700
+    expect(dueAt()).toBe(1_700);
+    for (let i = 0; i < 90; i++) b.addRow('t', {});
+    expect(b.dueAtMs()).toBe(1_700); // full, but the waiting row's deadline still holds it
+    for (let i = 0; i < 100; i++) b.addRow('t', {});
+    expect(b.dueAtMs()).toBe(500); // twice maxRows: at once, whatever its age
+    expect(b.shouldCut(500, undefined)).toBe(true);
+  });
+
   it('bounds the late buffer and counts the overflow', () => {
     const b = new PartitionBatch(limits);
     b.addMessage(1n, 0);

@@ -28,6 +28,7 @@ export interface ProcessorReport {
   PER_MESSAGE: number;
   RATE: number;
   TRICKLE_ROWS: number;
+  IDLE_S: number;
   own: { perCpuS: number; perMainCpuS: number; threads: Threads };
   trickleRun: {
     rate: number;
@@ -37,6 +38,7 @@ export interface ProcessorReport {
     p50: number;
     p99: number;
     byThread: Threads;
+    idle: { cpuPct: number; byThread: Threads };
   };
   produced: number;
   wallS: number;
@@ -121,6 +123,11 @@ export function writeProcessorReport(r: ProcessorReport): void {
           '',
         ],
         [
+          '  of which the process idle (started, no events): its fixed part',
+          `${r.trickleRun.idle.cpuPct.toFixed(1)}% of a core: ${r.trickleRun.idle.byThread.map(([kind, sec]) => `${kind} ${sec.toFixed(2)}`).join(', ')} (s, over ${r.IDLE_S} s)`,
+          '',
+        ],
+        [
           `produce -> queryable latency p50 / p99 at the trickle (batchTrickleMaxMs ${f(r.DEFAULTS.batchTrickleMaxMs)} ms, under ${f(r.TRICKLE_ROWS)} rows)`,
           `${ms(r.trickleRun.p50)} / ${ms(r.trickleRun.p99)}`,
           '',
@@ -183,7 +190,8 @@ ${f(r.latLow.achievedRate)} events/s (BENCH_LOW_RATE, at least one 500-event mes
 Own work runs first, before anything is inserted (no background merges), after an uncounted
 warm-up of a tenth of the events; its CPU is that of the processor's own threads (Node's main
 thread, V8's GC and compiler threads, libuv's pool), not chDB's, and its alert state goes to a
-store that keeps nothing. The trickle run comes next, on the still empty store; its CPU is mostly
+store that keeps nothing. The trickle run comes next, on the still empty store, after its
+processor ran idle (started, restored, no events) for a while, whose CPU is measured too; its CPU is mostly
 the fixed cost of each insert (each partition inserts into every table it has rows for once per
 cut), not the rows; it runs until every message's cut is committed. Part of that fixed cost is the
 filesystem's: every insert writes a part of about fifteen files per table and materialized view,

@@ -21,7 +21,8 @@
 // temporary directory removed when the bench exits.
 // Env: BENCH_EVENTS (500000),
 // BENCH_RATE (50000), BENCH_LATENCY_S (20), BENCH_ENRICHED (0|1, default: as shipped, on),
-// BENCH_BATCH_MS (the processor's default batchMaxMs), BENCH_TRICKLE_S (30), BENCH_ROUNDS (3),
+// BENCH_BATCH_MS (the processor's default batchMaxMs), BENCH_TRICKLE_S (30), BENCH_IDLE_S (15),
+// BENCH_ROUNDS (3),
 // BENCH_OWN_BASELINE,
 // BENCH_ONLY=own|trickle|drain (stop after that run, for profiling it); BENCH_ONLY=limited:
 // the drain alone, as the runner's memory-limited run (memory-limit.ts) runs it.
@@ -57,6 +58,8 @@ const RATE = Number(process.env.BENCH_RATE ?? 50_000);
 const LATENCY_S = Number(process.env.BENCH_LATENCY_S ?? 20);
 const LOW_RATE = Number(process.env.BENCH_LOW_RATE ?? 2_000);
 const TRICKLE_S = Number(process.env.BENCH_TRICKLE_S ?? 30);
+/** Seconds the trickle's processor runs with no events first (its idle CPU). */
+const IDLE_S = Number(process.env.BENCH_IDLE_S ?? 15);
 /** Rounds of drain then limit; the median round's ratio is reported. */
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 if (!Number.isInteger(ROUNDS) || ROUNDS < 1)
@@ -103,7 +106,8 @@ let phasePeakRss = 0;
 /** The phase peak's resident memory by kind (taken when the peak is). */
 let phasePeakResident = residentMiB();
 function sampleRss(): void {
-  const rss = process.memoryUsage().rss;
+  // rss() alone: memoryUsage() also walks V8's heap spaces, a cost the trickle would count.
+  const rss = process.memoryUsage.rss();
   peakRss = Math.max(peakRss, rss);
   if (rss > phasePeakRss) {
     phasePeakRss = rss;
@@ -322,11 +326,27 @@ if (process.env.BENCH_ONLY === 'own') await finish();
 // Every node sends a small message every second: each partition still cuts (and inserts into
 // every table it has rows for) every few seconds, so the CPU is mostly per-insert cost, not
 // rows; the latency is the cut's wait (batchTrickleMaxMs).
+/**
+ * CPU of the started processor with no events for IDLE_S, after 5 s for its start-up's
+ * compilation and garbage: the floor under the trickle's, which runs next.
+ */
+async function idleCpu() {
+  await sleep(5_000);
+  const c0 = process.cpuUsage();
+  const threads0 = cpuByThread();
+  const start = performance.now();
+  await sleep(IDLE_S * 1000);
+  const c = process.cpuUsage(c0);
+  const wallS = (performance.now() - start) / 1000;
+  return { cpuPct: (100 * (c.user + c.system)) / 1e6 / wallS, byThread: cpuSince(threads0) };
+}
+
 async function trickle() {
   const ledger = new LatencyLedger(partitionOf);
   const l = await setup('trickle', { onStored: ledger.onStored });
   await l.processor.start();
   while (!l.processor.ready()) await sleep(50);
+  const idle = await idleCpu();
   const statements0 = statements.statements;
   const c0 = process.cpuUsage();
   const threads0 = cpuByThread();
@@ -369,7 +389,12 @@ async function trickle() {
     p50,
     p99,
     byThread,
+    idle,
   };
+  console.log(
+    `[bench] idle: CPU ${idle.cpuPct.toFixed(1)}% of a core; ` +
+      idle.byThread.map(([kind, sec]) => `${kind} ${sec.toFixed(2)}`).join(', '),
+  );
   console.log(
     `[bench] trickle: ${Math.round(result.rate)} events/s, CPU ${result.cpuPct.toFixed(1)}% of a core, ` +
       `${inserts} INSERT statements (${result.msPerInsert.toFixed(0)} ms of CPU per statement); ` +
@@ -551,6 +576,7 @@ writeProcessorReport({
   PER_MESSAGE,
   RATE,
   TRICKLE_ROWS,
+  IDLE_S,
   byThread,
   cpuS,
   disk,

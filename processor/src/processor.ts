@@ -140,6 +140,14 @@ function batchLimits(options: ProcessorOptions): BatchLimits {
   };
 }
 
+/**
+ * Each pipeline's cut timer cuts its batch when due; the process's tick only catches a batch
+ * whose rows' late-metadata wait ended early, and evicts stopped containers' metadata.
+ */
+function tickIntervalMs(batchMaxMs: number): number {
+  return Math.max(20, Math.min(1_000, batchMaxMs));
+}
+
 export function createProcessor(deps: {
   kafka: import('kafkajs').Kafka;
   topics: ProcessorTopics;
@@ -253,9 +261,7 @@ export function createProcessor(deps: {
       const subscribed = [topics.events, topics.containers];
       if (topics.stats !== undefined) subscribed.push(topics.stats);
       running = true;
-      // Each pipeline's cut timer cuts its batch when due; the tick catches a batch whose rows'
-      // late-metadata wait ended early, and evicts stopped containers' metadata.
-      timer = setInterval(() => ps.tick(stats), Math.max(20, Math.min(1_000, options.batchMaxMs)));
+      timer = setInterval(() => ps.tick(stats), tickIntervalMs(options.batchMaxMs));
       timer.unref();
       const joined = (id: string, assignment: Record<string, number[]>) => {
         ps.memberId = id;

@@ -51,6 +51,7 @@ export async function consumeContainers(
   const metadata = d.metadata(p);
   const pipeline = d.pipeline(p);
   if (metadata === undefined || batch.messages.length === 0) return;
+  const resolvedBefore = d.stats.lateResolved;
   const rows: Row[] = [];
   for (const message of batch.messages) {
     // Tombstones (null value) carry no version; the record's REMOVED state evicts instead.
@@ -83,6 +84,8 @@ export async function consumeContainers(
               meta,
             );
   }
+  // Rows that stopped waiting can make the open batch due before its timer's deadline.
+  if (pipeline !== undefined && d.stats.lateResolved > resolvedBefore) pipeline.cutIfDue();
   const next = BigInt(batch.lastOffset()) + 1n;
   d.readUpTo(p, next);
   if (rows.length > 0) {

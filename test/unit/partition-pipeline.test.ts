@@ -19,6 +19,7 @@ import {
 } from '../../processor/src/processor-types.js';
 import type { DecodedEventBatch } from '../../processor/src/rows.js';
 import type { OutputResult, OutputSend } from '../../processor/src/side-outputs.js';
+import { consumeContainers } from '../../processor/src/topic-consumers.js';
 
 const TOPICS = { events: 'ev', containers: 'ct', deadletter: 'dl', enriched: 'en', alerts: 'al' };
 const nowNs = () => BigInt(Date.now()) * 1_000_000n;
@@ -97,7 +98,7 @@ class FakeStore implements RowSink {
   }
 }
 
-function setup(options: { maxRows?: number; maxMs?: number } = {}) {
+function setup(options: { maxRows?: number; maxMs?: number; lateWaitMs?: number } = {}) {
   const trace: string[] = [];
   const store = new FakeStore(trace);
   const commits: { offset: bigint; metadata: string | null }[] = [];
@@ -146,7 +147,7 @@ function setup(options: { maxRows?: number; maxMs?: number } = {}) {
       smallMaxMs: 60_000,
       trickleRows: 0,
       trickleMaxMs: 60_000,
-      lateWaitMs: 0,
+      lateWaitMs: options.lateWaitMs ?? 0,
       lateMaxRows: 100,
     },
     groupId: 'g',
@@ -214,6 +215,7 @@ function setup(options: { maxRows?: number; maxMs?: number } = {}) {
     settle,
     alongside,
     stored,
+    log,
   };
 }
 
@@ -272,6 +274,47 @@ describe('partition pipeline: exactly-once core', () => {
     await vi.advanceTimersByTimeAsync(1_000);
     expect(t.committed).toHaveLength(1);
     expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('cuts a batch held by rows waiting for metadata once their record arrives', async () => {
+    vi.useFakeTimers();
+    const t = setup({ maxRows: 100, maxMs: 300, lateWaitMs: 10_000 });
+    await t.pipeline.consume([message(10)], t.ctl); // cgroup 7 is not described yet
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(t.committed).toEqual([]); // due at 300 ms, but its rows may still join
+    const record = {
+      node: 'n1',
+      cgroupId: 7n,
+      containerId: 'c7',
+      name: 'web',
+      image: 'img:1',
+      state: 'RUNNING',
+    };
+    await consumeContainers(
+      {
+        store: t.store,
+        codec: { ...codec, decodeContainerRecord: () => record },
+        stats: t.stats,
+        log: t.log,
+        metadata: () => t.pipeline.metadata,
+        pipeline: () => t.pipeline,
+        readUpTo: () => {},
+        skipped: () => {},
+      },
+      {
+        topic: TOPICS.containers,
+        partition: 0,
+        messages: [{ offset: '0', key: null, value: Buffer.from('r') }],
+        firstOffset: () => '0',
+        lastOffset: () => '0',
+      },
+      t.ctl,
+    );
+    await vi.advanceTimersByTimeAsync(0);
+    await t.pipeline.withLock(() => t.pipeline.drain());
+    expect(t.committed).toEqual([expect.objectContaining({ first: 10n, last: 10n })]);
+    const exec = t.store.inserts.find((i) => i.table === 'exec');
+    expect(exec?.rows.map((r) => r.container_name)).toEqual(['web', 'web']);
   });
 
   it('retries a failed insert and writes only the rows not yet there', async () => {

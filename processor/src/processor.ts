@@ -141,8 +141,9 @@ function batchLimits(options: ProcessorOptions): BatchLimits {
 }
 
 /**
- * Each pipeline's cut timer cuts its batch when due; the process's tick only catches a batch
- * whose rows' late-metadata wait ended early, and evicts stopped containers' metadata.
+ * Each pipeline's cut timer cuts its batch when due, and a container record that resolves
+ * waiting rows prompts a cut: the process's tick is a safety net under both, and evicts
+ * stopped containers' metadata.
  */
 function tickIntervalMs(batchMaxMs: number): number {
   return Math.max(20, Math.min(1_000, batchMaxMs));

@@ -190,8 +190,9 @@ ${f(r.latLow.achievedRate)} events/s (BENCH_LOW_RATE, at least one 500-event mes
 Own work runs first, before anything is inserted (no background merges), after an uncounted
 warm-up of a tenth of the events; its CPU is that of the processor's own threads (Node's main
 thread, V8's GC and compiler threads, libuv's pool), not chDB's, and its alert state goes to a
-store that keeps nothing. The trickle run comes next, on the still empty store, after its
-processor ran idle (started, restored, no events) for a while, whose CPU is measured too; its CPU is mostly
+store that keeps nothing. The trickle run comes next, on the still empty store: its processor
+first settles for 5 s, then runs idle (started, restored, no events) for ${r.IDLE_S} s, whose CPU is
+reported as the floor under the trickle's; above that floor the trickle's CPU is mostly
 the fixed cost of each insert (each partition inserts into every table it has rows for once per
 cut), not the rows; it runs until every message's cut is committed. Part of that fixed cost is the
 filesystem's: every insert writes a part of about fifteen files per table and materialized view,

@@ -317,22 +317,24 @@ export class PartitionBatch {
   shouldCut(nowMs: number, forcedCut: bigint | undefined, alongside = false): boolean {
     if (this.lastOffset === undefined) return false;
     if (forcedCut !== undefined) return this.lastOffset >= forcedCut;
-    const due =
-      this.rows >= this.limits.maxRows ||
-      nowMs - this.openedAtMs >= (alongside ? this.limits.maxMs : this.dueAge());
-    if (!due) return false;
-    const deadline = this.oldestDeadline();
-    return deadline === undefined || nowMs >= deadline || this.rows >= 2 * this.limits.maxRows;
+    return nowMs >= this.dueAt(alongside);
   }
 
   /**
    * When shouldCut turns true if no message arrives and no waiting row resolves meanwhile
-   * (undefined: empty batch): the pipeline's cut timer is armed for it.
+   * (undefined: empty batch; never before the batch opened): the pipeline's cut timer is armed for it.
    */
   dueAtMs(): number | undefined {
-    if (this.lastOffset === undefined) return undefined;
-    const at = this.rows >= this.limits.maxRows ? this.openedAtMs : this.openedAtMs + this.dueAge();
-    const deadline = this.rows >= 2 * this.limits.maxRows ? undefined : this.oldestDeadline();
+    return this.lastOffset === undefined ? undefined : Math.max(this.openedAtMs, this.dueAt(false));
+  }
+
+  /** The moment the batch is due: its tier's age (a full one at once), held by the oldest late-metadata wait. */
+  private dueAt(alongside: boolean): number {
+    const { maxRows, maxMs } = this.limits;
+    const at =
+      this.rows >= maxRows ? Number.NEGATIVE_INFINITY : this.openedAtMs + (alongside ? maxMs : this.dueAge());
+    if (this.rows >= 2 * maxRows) return at;
+    const deadline = this.oldestDeadline();
     return deadline === undefined ? at : Math.max(at, deadline);
   }
 

@@ -13,7 +13,7 @@ import {
 } from '../../processor/src/rows.js';
 import { clickHouseSink } from '../../processor/src/sink.js';
 import { containerRecord, SyntheticNode } from './synthetic.js';
-import { cpuByThread, cpuSince } from './threads.js';
+import { cpuWindow } from './threads.js';
 
 export interface LimitShape {
   events: number;
@@ -73,16 +73,13 @@ export async function runLimit(
   const rows = cuts.reduce((n, cut) => n + [...cut.values()].reduce((m, r) => m + r.length, 0), 0);
   const sink = clickHouseSink(ch);
   await settled();
-  const i0 = performance.now();
-  const cpu0 = process.cpuUsage();
-  const threads0 = cpuByThread();
+  const window = cpuWindow();
   for (const [k, cut] of cuts.entries())
     for (const [table, columns] of cut)
       await sink.insert(table, columns, `bench-limit:${Date.now()}:${round}:${k}:${table}`);
-  const rate = rows / ((performance.now() - i0) / 1000);
-  const cpu = process.cpuUsage(cpu0);
-  const byThread = cpuSince(threads0);
-  const perCpuS = rows / ((cpu.user + cpu.system) / 1e6);
+  const { cpuS, wallS, byThread } = window.end();
+  const rate = rows / wallS;
+  const perCpuS = rows / cpuS;
   console.log(
     `[bench] chDB insert from memory: ${Math.round(rate)} rows/s, ${Math.round(perCpuS)} rows per CPU-second`,
   );

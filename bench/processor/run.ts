@@ -51,7 +51,7 @@ import type { LimitedDrainChild } from './memory-limit.js';
 import { bytesPerEvent, encodeOnlySink } from './own-work.js';
 import { writeProcessorReport } from './report.js';
 import { containerRecord, encodeContainerRecord, SyntheticNode } from './synthetic.js';
-import { cpuByThread, cpuSince, processorCpu, residentMiB } from './threads.js';
+import { cpuByThread, cpuSince, cpuWindow, processorCpu, residentMiB } from './threads.js';
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 500_000);
 const RATE = Number(process.env.BENCH_RATE ?? 50_000);
@@ -323,24 +323,21 @@ if (process.env.BENCH_ONLY === 'own') await finish();
 
 // --- 1. CPU at a trickle: what the fixed cost of each insert adds up to ---------------------
 // Before the drain, on a fresh store: later phases leave merges running in the background.
-// Every node sends a small message every second: each partition still cuts (and inserts into
-// every table it has rows for) every few seconds, so the CPU is mostly per-insert cost, not
-// rows; the latency is the cut's wait (batchTrickleMaxMs).
 /**
  * CPU of the started processor with no events for IDLE_S, after 5 s for its start-up's
  * compilation and garbage: the floor under the trickle's, which runs next.
  */
 async function idleCpu() {
   await sleep(5_000);
-  const c0 = process.cpuUsage();
-  const threads0 = cpuByThread();
-  const start = performance.now();
+  const window = cpuWindow();
   await sleep(IDLE_S * 1000);
-  const c = process.cpuUsage(c0);
-  const wallS = (performance.now() - start) / 1000;
-  return { cpuPct: (100 * (c.user + c.system)) / 1e6 / wallS, byThread: cpuSince(threads0) };
+  const { cpuS, wallS, byThread } = window.end();
+  return { cpuPct: (100 * cpuS) / wallS, byThread };
 }
 
+// Every node sends a small message every second: each partition still cuts (and inserts into
+// every table it has rows for) every few seconds, so the CPU is mostly per-insert cost, not
+// rows; the latency is the cut's wait (batchTrickleMaxMs).
 async function trickle() {
   const ledger = new LatencyLedger(partitionOf);
   const l = await setup('trickle', { onStored: ledger.onStored });
@@ -348,8 +345,7 @@ async function trickle() {
   while (!l.processor.ready()) await sleep(50);
   const idle = await idleCpu();
   const statements0 = statements.statements;
-  const c0 = process.cpuUsage();
-  const threads0 = cpuByThread();
+  const window = cpuWindow();
   const start = performance.now();
   let events = 0;
   for (let tick = 0; tick < TRICKLE_S; tick++) {
@@ -370,15 +366,12 @@ async function trickle() {
   await sleep(1000);
   // CPU over the steady state (the cuts fall inside it at any window); then the last
   // messages' cuts, for their latency.
-  const wallS = (performance.now() - start) / 1000;
-  const c = process.cpuUsage(c0);
-  const byThread = cpuSince(threads0);
+  const { cpuS, wallS, byThread } = window.end();
   const lastSent = performance.now();
   while (performance.now() - lastSent < 15_000 && !ledger.allStored()) await sleep(100);
   const { p50, p99 } = ledger.percentiles();
   await l.processor.stop();
   await l.producer.disconnect();
-  const cpuS = (c.user + c.system) / 1e6;
   const inserts = statements.statements - statements0;
   const result = {
     rate: events / wallS,
@@ -418,25 +411,20 @@ async function drainBacklog(tag: string) {
   insertTime.rows = 0;
   insertTime.eventRows = 0;
   const statements0 = statements.statements;
-  const cpu0 = process.cpuUsage();
-  const threads0 = cpuByThread();
-  phasePeakRss = process.memoryUsage().rss;
+  phasePeakRss = process.memoryUsage.rss();
   phasePeakResident = residentMiB();
-  const t0 = performance.now();
+  const window = cpuWindow();
   await t.processor.start();
   while (insertTime.eventRows < produced) await sleep(20);
-  const wallS = (performance.now() - t0) / 1000;
+  const { cpuS, wallS, byThread } = window.end();
   sampleRss();
   const peakRss = phasePeakRss;
   const peakResident = phasePeakResident;
-  const cpu = process.cpuUsage(cpu0);
-  const byThread = cpuSince(threads0);
   await t.processor.stop();
   await t.producer.disconnect();
   const drained = (await count()) - base;
   if (drained !== produced) throw new Error(`the drain left ${drained} of ${produced} events in chDB`);
   const inserts = { ...insertTime }; // the latency runs add to insertTime
-  const cpuS = (cpu.user + cpu.system) / 1e6;
   console.log(
     `[bench] throughput (${tag}): ${produced} events in ${wallS.toFixed(1)} s wall, ${cpuS.toFixed(1)} s CPU; ` +
       `${inserts.calls} inserts of ${inserts.rows} rows in ${statements.statements - statements0} statements took ${(inserts.ms / 1000).toFixed(1)} s; ` +

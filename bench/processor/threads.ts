@@ -20,6 +20,23 @@ export function cpuSince(before: Map<string, number>): Array<[string, number]> {
     .sort((a, b) => b[1] - a[1]);
 }
 
+/** CPU from now until end(): the process's seconds (every thread), wall seconds, and by thread kind. */
+export function cpuWindow(): { end(): { cpuS: number; wallS: number; byThread: Array<[string, number]> } } {
+  const cpu0 = process.cpuUsage();
+  const threads0 = cpuByThread();
+  const t0 = performance.now();
+  return {
+    end() {
+      const c = process.cpuUsage(cpu0);
+      return {
+        cpuS: (c.user + c.system) / 1e6,
+        wallS: (performance.now() - t0) / 1000,
+        byThread: cpuSince(threads0),
+      };
+    },
+  };
+}
+
 /**
  * The thread kinds that run the processor's own code: Node's main thread, V8's helpers (GC,
  * compilers) and its other platform threads, and libuv's pool. The embedded engine's threads

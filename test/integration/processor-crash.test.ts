@@ -104,23 +104,26 @@ itReal(kafka.missing)(
     };
     const end = (await admin.fetchTopicOffsets(names.events)).reduce((sum, p) => sum + Number(p.high), 0);
 
-    // Kill at five random moments, each after the previous run made some progress, so
-    // every kill lands in the middle of the work (between, during or after inserts).
+    // Kill at five random moments, each after the previous run made some progress: each kill
+    // waits for the committed offsets to pass a random point in its own slice of the first
+    // ~60% of the topic (commits move 100 messages a partition at a time), then a random
+    // delay, so every kill lands mid-work (between, during or after inserts) and before the
+    // end however fast the processor drains.
     const killedAt: number[] = [];
     for (let k = 0; k < KILLS; k++) {
       const before = await committed();
+      const target = Math.max(before + 1, Math.floor((end * (k + 1 + Math.random() / 2)) / (KILLS + 4)));
       const child = startProcessor(configFile, join(dir, `run-${k}.log`));
       const deadline = Date.now() + 120_000;
-      while ((await committed()) <= before && Date.now() < deadline && child.exitCode === null)
-        await sleep(200);
-      // Under 0.5 s: a run of a faster processor drains ~200k events in 1.5 s, and the fifth
-      // kill then came after the last commit (CI, 2026-11-26: killed at 2000 of 2000 offsets).
-      await sleep(Math.floor(Math.random() * 500));
+      while ((await committed()) < target && Date.now() < deadline && child.exitCode === null)
+        await sleep(50);
+      await sleep(Math.floor(Math.random() * 250));
       killedAt.push(await committed());
       child.kill('SIGKILL');
       await exited(child);
     }
     expect(killedAt.length).toBe(KILLS);
+    expect(killedAt.every((at, i) => at > (killedAt[i - 1] ?? 0))).toBe(true); // each after progress
     expect(killedAt.at(-1)).toBeLessThan(end); // the kills happened before the end, not after
 
     // The last run drains the topic, then stops cleanly.

@@ -1,7 +1,7 @@
 // Reads a whole topic back from the real broker, up to the high watermark of every
 // partition at call time: what the collector integration tests use to check what
 // actually reached Kafka.
-import { Kafka, logLevel } from 'kafkajs';
+import { type Admin, Kafka, logLevel } from 'kafkajs';
 import '../../common/kafka.js'; // registers the zstd codec the collector writes
 
 export interface ReadMessage {
@@ -9,6 +9,22 @@ export interface ReadMessage {
   offset: string;
   key: string | null;
   value: Buffer;
+}
+
+/**
+ * The topic's offsets. A broker just restarted or thawed may answer "not the leader" until
+ * its leadership is settled again: retried (with fresh metadata) until the deadline.
+ */
+async function topicOffsets(admin: Admin, topic: string, deadline: number) {
+  for (;;) {
+    try {
+      return await admin.fetchTopicOffsets(topic);
+    } catch (err) {
+      if (!(err as { retriable?: boolean }).retriable || Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 500));
+      await admin.fetchTopicMetadata({ topics: [topic] }).catch(() => undefined);
+    }
+  }
 }
 
 export async function readTopic(
@@ -19,8 +35,7 @@ export async function readTopic(
   const kafka = new Kafka({ brokers, clientId: 'ktrail-collector-test-reader', logLevel: logLevel.NOTHING });
   const admin = kafka.admin();
   await admin.connect();
-  const offsets = await admin.fetchTopicOffsets(topic);
-  await admin.disconnect();
+  const offsets = await topicOffsets(admin, topic, Date.now() + timeoutMs).finally(() => admin.disconnect());
   const remaining = new Map<number, bigint>();
   for (const o of offsets) {
     const high = BigInt(o.high);

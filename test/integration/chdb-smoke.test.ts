@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { REPO_ROOT } from '../../common/repo-root.js';
+import { ENGINE_ARGS } from '../../processor/src/clickhouse/client.js';
 import { createTestChdb, type TestChdb } from '../support/clickhouse.js';
 import { itReal } from '../support/real.js';
 
@@ -110,6 +111,35 @@ describe('chDB smoke', () => {
       expect(out).toMatch(/refused: cannot open chDB store/);
       // This process still works on its directory.
       expect(await ch.rows('SELECT 1 AS one')).toEqual([{ one: 1 }]);
+    },
+    120_000,
+  );
+
+  itReal(undefined)("starts the engine with ktrail's server configuration", async () => {
+    const wanted = Object.fromEntries(ENGINE_ARGS.map((a) => a.slice(2).split('=')));
+    const visible = await ch.rows<{ name: string; value: string }>(
+      `SELECT name, value FROM system.server_settings WHERE name IN (${Object.keys(wanted)
+        .map((n) => `'${n}'`)
+        .join(', ')})`,
+    );
+    // Only some of them are server settings the engine lists; those must hold our values.
+    expect(visible.length).toBeGreaterThan(0);
+    for (const { name, value } of visible) expect(value).toBe(wanted[name]);
+  });
+
+  itReal(undefined)(
+    'closing the client releases the engine: another directory opens next in the same process',
+    async () => {
+      const dirs = [0, 1].map((i) => JSON.stringify(mkdtempSync(join(tmpdir(), `ktrail-chdb-reopen-${i}-`))));
+      const out = await inChild(`
+        import { createClickHouse } from './processor/src/clickhouse/client.ts';
+        for (const path of [${dirs.join(', ')}]) {
+          const c = await createClickHouse({ kind: 'chdb', path, database: 'reopen' });
+          const r = await c.query({ query: 'SELECT 1 AS one', format: 'JSONEachRow' });
+          console.log(JSON.stringify(await r.json()));
+          await c.close();
+        }`);
+      expect(out.split('\n').slice(-2)).toEqual(['[{"one":1}]', '[{"one":1}]']);
     },
     120_000,
   );

@@ -209,10 +209,10 @@ async function createChdb(config: ChdbConfig): Promise<ClickHouseClient> {
 
 /**
  * Server configuration of the embedded engine, given as it starts. Its idle background
- * work is a processor's floor at a trickle, so it wakes less often when there is nothing to
- * do: each MergeTree table's merge and streaming assignees poll every 100 ms (growing 1.1x)
- * while idle, now every second (an insert still wakes them at once, and a merge follows it
- * as before); the memory worker re-reads the process's RSS every 500 ms instead of 100 ms.
+ * work is a processor's floor at a trickle, so it wakes less when there is nothing to do:
+ * each MergeTree table's merge and streaming assignees, idle, poll every second (the
+ * engine's default is 100 ms, growing 1.1x); an insert still wakes them at once, so merges
+ * follow inserts. The memory worker reads the process's RSS every 500 ms (default 100 ms).
  */
 export const ENGINE_ARGS = [
   '--background_processing_pool_thread_sleep_seconds_if_nothing_to_do=1',

@@ -2,7 +2,7 @@
 // with a TTL is created, filled and queried, and its data survives the process: one child
 // process writes and exits, another opens the same directory and reads.
 import { execFile } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -130,7 +130,8 @@ describe('chDB smoke', () => {
   itReal(undefined)(
     'closing the client releases the engine: another directory opens next in the same process',
     async () => {
-      const dirs = [0, 1].map((i) => JSON.stringify(mkdtempSync(join(tmpdir(), `ktrail-chdb-reopen-${i}-`))));
+      const paths = [0, 1].map((i) => mkdtempSync(join(tmpdir(), `ktrail-chdb-reopen-${i}-`)));
+      const dirs = paths.map((p) => JSON.stringify(p));
       const out = await inChild(`
         import { createClickHouse } from './processor/src/clickhouse/client.ts';
         for (const path of [${dirs.join(', ')}]) {
@@ -139,6 +140,7 @@ describe('chDB smoke', () => {
           console.log(JSON.stringify(await r.json()));
           await c.close();
         }`);
+      for (const p of paths) rmSync(p, { recursive: true, force: true });
       expect(out.split('\n').slice(-2)).toEqual(['[{"one":1}]', '[{"one":1}]']);
     },
     120_000,

@@ -47,9 +47,9 @@ export async function ensureKafka(): Promise<KafkaEndpoint> {
   const brokers = [`${HOST}:${singlePort()}`];
   if (await portOpen(HOST, singlePort())) {
     // status exits 1 when this checkout runs no broker: that is the case to name, not a failure.
-    const { stdout } = await run(script, ['status'], { env: process.env }).catch(
-      (err: { stdout?: string }) => ({ stdout: err.stdout ?? '' }),
-    );
+    const { stdout } = await run(script, ['status']).catch((err: { stdout?: string }) => ({
+      stdout: err.stdout ?? '',
+    }));
     if (!/cluster 1 node 1: running/.test(stdout))
       throw new Error(
         `${brokers[0]} is held by a process this checkout did not start (another checkout's broker?): ` +

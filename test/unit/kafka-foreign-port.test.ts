@@ -13,7 +13,7 @@ describe('ensureKafka with the port held by another process', () => {
   const names = ['KTRAIL_KAFKA_PORT', 'KTRAIL_KAFKA_BROKERS', 'KTRAIL_KAFKA_CACHE'] as const;
   const saved = names.map((name) => [name, process.env[name]] as const);
   afterEach(async () => {
-    await new Promise((r) => server?.close(r) ?? r(undefined));
+    if (server !== undefined) await new Promise((r) => server?.close(r));
     const cache = process.env.KTRAIL_KAFKA_CACHE;
     if (cache?.includes('ktrail-foreign-port-')) rmSync(cache, { recursive: true, force: true });
     for (const [name, value] of saved)
